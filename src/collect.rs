@@ -1,0 +1,488 @@
+//! Turn the spec's entries into the list of files to bundle: globs and directories expanded,
+//! every path checked to stay inside the project, `.git` and `.mlartignore` patterns
+//! excluded, and each file listed exactly once.
+
+use crate::error::{Error, IoContext, Result};
+use crate::spec::{Entry, Kind, Pos, Spec};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+pub const IGNORE_FILE: &str = ".mlartignore";
+
+/// A file that goes into the bundle.
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    /// Path relative to the project root, `/`-separated: the path inside the bundle.
+    pub rel: String,
+    /// Where to read it.
+    pub abs: PathBuf,
+    pub kind: Kind,
+    pub size: u64,
+    pub executable: bool,
+    /// Model format (declared or detected); only for model files.
+    pub format: Option<String>,
+    pub framework: Option<String>,
+    /// Eval reports only: parse metrics from this file.
+    pub metrics: bool,
+}
+
+/// Collect the spec's files. `exclude` are absolute paths never to include (the output).
+pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
+    let root = fs::canonicalize(&spec.root).ctx("opening the project folder", &spec.root)?;
+    let ignore = load_ignore(&root)?;
+    let exclude: Vec<PathBuf> = exclude
+        .iter()
+        .map(|p| absolute(p).unwrap_or_else(|| p.clone()))
+        .collect();
+    let mut all_files: Option<Vec<String>> = None; // lazily walked, for globs
+    let mut seen: BTreeMap<String, (Kind, Pos)> = BTreeMap::new();
+    let mut out = Vec::new();
+
+    for (kind, entries) in &spec.sections {
+        for entry in entries {
+            let mut matched: Vec<String> = Vec::new();
+            if is_glob(&entry.path) {
+                let files = match &all_files {
+                    Some(f) => f,
+                    None => all_files.insert(walk(&root, &root, &ignore, &exclude, spec, entry)?),
+                };
+                let glob = globset::GlobBuilder::new(entry.path.trim_start_matches("./"))
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| {
+                        spec.error_at(
+                            entry.pos,
+                            format!("invalid glob {:?}: {e}", entry.path),
+                            "see globset syntax: *, **, ?, [abc], {a,b}",
+                        )
+                    })?
+                    .compile_matcher();
+                matched.extend(files.iter().filter(|f| glob.is_match(f.as_str())).cloned());
+                if matched.is_empty() {
+                    return Err(spec.error_at(
+                        entry.pos,
+                        format!("the glob {:?} in `{kind}` matches no file", entry.path),
+                        "check the pattern (globs are relative to the spec's folder; `**` crosses directories) or remove the entry",
+                    ));
+                }
+            } else {
+                let rel = normalize(&entry.path);
+                let path = root.join(&rel);
+                let lmeta = fs::symlink_metadata(&path).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        spec.error_at(
+                            entry.pos,
+                            format!(
+                                "{:?} in `{kind}` does not exist (looked for {})",
+                                entry.path,
+                                path.display()
+                            ),
+                            "fix the path (relative to the spec's folder) or remove the entry",
+                        )
+                    } else {
+                        Error::Io {
+                            context: format!("reading {}", path.display()),
+                            source: e,
+                        }
+                    }
+                })?;
+                inside(&root, &path, spec, entry)?;
+                if lmeta.file_type().is_symlink() || lmeta.is_dir() {
+                    let meta = fs::metadata(&path).ctx("reading", &path)?;
+                    if meta.is_dir() {
+                        matched.extend(walk(&root, &path, &ignore, &exclude, spec, entry)?);
+                        if matched.is_empty() {
+                            return Err(spec.error_at(
+                                entry.pos,
+                                format!(
+                                    "the directory {:?} in `{kind}` holds no file to bundle",
+                                    entry.path
+                                ),
+                                "add files to it, check .mlartignore, or remove the entry",
+                            ));
+                        }
+                    } else {
+                        matched.push(rel);
+                    }
+                } else {
+                    matched.push(rel);
+                }
+            }
+            for rel in matched {
+                if rel.split('/').any(|c| c == ".git")
+                    || ignore.matched_path_or_any_parents(&rel, false).is_ignore()
+                {
+                    if !is_glob(&entry.path) && normalize(&entry.path) == rel {
+                        return Err(spec.error_at(
+                            entry.pos,
+                            format!("{rel:?} is excluded by .git or {IGNORE_FILE}"),
+                            format!(
+                                "remove the entry or the {IGNORE_FILE} pattern that matches it"
+                            ),
+                        ));
+                    }
+                    continue;
+                }
+                if let Some((k, p)) = seen.get(&rel) {
+                    let (k, p) = (*k, *p);
+                    let what = if k == *kind {
+                        format!(
+                            "{rel:?} is listed twice in `{kind}` (also at line {})",
+                            p.line
+                        )
+                    } else {
+                        format!(
+                            "{rel:?} is listed under both `{k}` (line {}) and `{kind}`",
+                            p.line
+                        )
+                    };
+                    return Err(spec.error_at(
+                        entry.pos,
+                        what,
+                        "list each file once, under one kind (narrow the glob or directory)",
+                    ));
+                }
+                seen.insert(rel.clone(), (*kind, entry.pos));
+                out.push(make_file(&root, rel, *kind, entry, spec, &exclude)?);
+            }
+        }
+    }
+    out.retain(|f| !f.rel.is_empty());
+    if out.is_empty() {
+        return Err(Error::input(format!(
+            "{}: every entry was excluded: the bundle would be empty. Check .mlartignore and the spec's paths",
+            spec.file.display()
+        )));
+    }
+    out.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(out)
+}
+
+fn make_file(
+    root: &Path,
+    rel: String,
+    kind: Kind,
+    entry: &Entry,
+    spec: &Spec,
+    exclude: &[PathBuf],
+) -> Result<SourceFile> {
+    let abs = root.join(&rel);
+    inside(root, &abs, spec, entry)?;
+    let meta = fs::metadata(&abs).ctx("reading", &abs)?;
+    if !meta.is_file() {
+        return Err(spec.error_at(
+            entry.pos,
+            format!("{rel:?} in `{kind}` is not a regular file (a device, socket or fifo)"),
+            "bundle only regular files; remove the entry or exclude the path in .mlartignore",
+        ));
+    }
+    if exclude.iter().any(|x| abs.starts_with(x)) {
+        return Err(spec.error_at(
+            entry.pos,
+            format!("{rel:?} is the bundle's own output"),
+            "write the bundle outside the listed paths (`-o`)",
+        ));
+    }
+    #[cfg(unix)]
+    let executable = {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o111 != 0
+    };
+    #[cfg(not(unix))]
+    let executable = false;
+    let format = if kind == Kind::Model {
+        entry.format.clone().or_else(|| detect_format(&abs, &rel))
+    } else {
+        None
+    };
+    Ok(SourceFile {
+        rel,
+        abs,
+        kind,
+        size: meta.len(),
+        executable,
+        format,
+        framework: entry.framework.clone(),
+        metrics: entry.metrics,
+    })
+}
+
+/// The model format from the extension (and, for json/txt, a look at the first bytes).
+pub fn detect_format(abs: &Path, rel: &str) -> Option<String> {
+    let ext = rel
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    let f = match ext.as_str() {
+        "onnx" => "onnx",
+        "pkl" | "pickle" => "pickle",
+        "joblib" => "joblib",
+        "safetensors" => "safetensors",
+        "pt" | "pth" => "pytorch",
+        "h5" | "keras" => "keras",
+        "gguf" => "gguf",
+        "ubj" => "xgboost",
+        "pb" | "tflite" => "tensorflow",
+        "json" | "txt" | "model" => {
+            let head = read_head(abs, 4096);
+            let s = String::from_utf8_lossy(&head);
+            if ext == "json" && s.contains("\"learner\"") {
+                "xgboost"
+            } else if (ext == "txt" || ext == "model") && s.starts_with("tree\n") {
+                "lightgbm"
+            } else {
+                return None;
+            }
+        }
+        _ => return None,
+    };
+    Some(f.to_string())
+}
+
+fn read_head(p: &Path, n: usize) -> Vec<u8> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    if let Ok(f) = fs::File::open(p) {
+        let _ = f.take(n as u64).read_to_end(&mut buf);
+    }
+    buf
+}
+
+/// Walk `dir` (inside `root`) and return the relative paths of its files, following
+/// symlinks that stay inside the project and refusing those that leave it.
+fn walk(
+    root: &Path,
+    dir: &Path,
+    ignore: &ignore::gitignore::Gitignore,
+    exclude: &[PathBuf],
+    spec: &Spec,
+    entry: &Entry,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut it = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter();
+    loop {
+        let ent = match it.next() {
+            None => break,
+            Some(Ok(e)) => e,
+            Some(Err(e)) => {
+                let path = e
+                    .path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                if e.loop_ancestor().is_some() {
+                    return Err(spec.error_at(
+                        entry.pos,
+                        format!("a symlink loop at {path}"),
+                        "remove the looping symlink",
+                    ));
+                }
+                return Err(Error::Io {
+                    context: format!("walking {path}"),
+                    source: e
+                        .into_io_error()
+                        .unwrap_or_else(|| std::io::Error::other("walk error")),
+                });
+            }
+        };
+        let path = ent.path();
+        let rel = match path.strip_prefix(root) {
+            Ok(r) => to_rel(r),
+            Err(_) => continue,
+        };
+        let is_dir = ent.file_type().is_dir();
+        if ent.depth() > 0 {
+            let name = ent.file_name().to_string_lossy();
+            let skip = name == ".git"
+                || exclude.iter().any(|x| path.starts_with(x))
+                || name.starts_with(".mlart-tmp")
+                || ignore.matched_path_or_any_parents(&rel, is_dir).is_ignore();
+            if skip {
+                if is_dir {
+                    it.skip_current_dir();
+                }
+                continue;
+            }
+        }
+        if ent.path_is_symlink() {
+            inside(root, path, spec, entry)?;
+        }
+        if !is_dir {
+            out.push(rel);
+        }
+    }
+    Ok(out)
+}
+
+/// Refuse a path whose real location is outside the project (a symlink pointing out).
+fn inside(root: &Path, path: &Path, spec: &Spec, entry: &Entry) -> Result<()> {
+    let real = fs::canonicalize(path).map_err(|e| {
+        spec.error_at(
+            entry.pos,
+            format!("cannot resolve {}: {e}", path.display()),
+            "fix or remove the broken symlink",
+        )
+    })?;
+    if !real.starts_with(root) {
+        return Err(spec.error_at(
+            entry.pos,
+            format!("{} points outside the project (to {})", path.display(), real.display()),
+            "a bundle holds only files under the spec's folder; copy the file into the project instead of linking it",
+        ));
+    }
+    Ok(())
+}
+
+fn load_ignore(root: &Path) -> Result<ignore::gitignore::Gitignore> {
+    let mut b = ignore::gitignore::GitignoreBuilder::new(root);
+    let file = root.join(IGNORE_FILE);
+    if file.exists() {
+        if let Some(e) = b.add(&file) {
+            return Err(Error::input(format!(
+                "{}: {e}. Fix the pattern (gitignore syntax)",
+                file.display()
+            )));
+        }
+    }
+    b.build().map_err(|e| {
+        Error::input(format!(
+            "{}: {e}. Fix the pattern (gitignore syntax)",
+            file.display()
+        ))
+    })
+}
+
+fn is_glob(p: &str) -> bool {
+    p.contains(['*', '?', '[', '{'])
+}
+
+/// `./a//b/` -> `a/b`
+fn normalize(p: &str) -> String {
+    p.split(['/', '\\'])
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn to_rel(p: &Path) -> String {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn absolute(p: &Path) -> Option<PathBuf> {
+    if let Ok(c) = fs::canonicalize(p) {
+        return Some(c);
+    }
+    // Not yet existing: canonicalize the parent.
+    let parent = p
+        .parent()
+        .filter(|x| !x.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = p.file_name()?;
+    fs::canonicalize(parent).ok().map(|c| c.join(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::parse;
+
+    fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (p, c) in files {
+            let p = d.path().join(p);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, c).unwrap();
+        }
+        d
+    }
+
+    fn run(d: &tempfile::TempDir, spec: &str) -> Result<Vec<SourceFile>> {
+        let f = d.path().join("mlart.yaml");
+        fs::write(&f, spec).unwrap();
+        collect(&parse(&f, spec)?, &[])
+    }
+
+    #[test]
+    fn dirs_globs_and_ignore() {
+        let d = project(&[
+            ("model/m.onnx", "x"),
+            ("eval/a.json", "{}"),
+            ("eval/b.csv", "a,1"),
+            ("eval/skip.tmp", ""),
+            (".mlartignore", "*.tmp\n"),
+            ("docs/x.md", "#"),
+            ("docs/.git/config", ""),
+        ]);
+        let files = run(
+            &d,
+            "name: a\nversion: '1'\nmodel: [model/m.onnx]\neval: [eval/]\ndocs: ['docs/**/*']\n",
+        )
+        .unwrap();
+        let names: Vec<_> = files.iter().map(|f| (f.rel.as_str(), f.kind)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("docs/x.md", Kind::Docs),
+                ("eval/a.json", Kind::Eval),
+                ("eval/b.csv", Kind::Eval),
+                ("model/m.onnx", Kind::Model)
+            ]
+        );
+        assert_eq!(files[3].format.as_deref(), Some("onnx"));
+    }
+
+    #[test]
+    fn duplicates_missing_and_escapes_are_errors() {
+        let d = project(&[("m.onnx", "x"), ("e/a.json", "{}")]);
+        let e = run(
+            &d,
+            "name: a\nversion: '1'\nmodel: [m.onnx]\ndocs: ['*.onnx']\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("under both `model` (line 3) and `docs`"), "{e}");
+        let e = run(&d, "name: a\nversion: '1'\nmodel: [m.onnx, ./m.onnx]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listed twice"), "{e}");
+        let e = run(&d, "name: a\nversion: '1'\nmodel: [nope.onnx]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":3:9:") && e.contains("does not exist"), "{e}");
+        let e = run(&d, "name: a\nversion: '1'\nmodel: ['*.pt']\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("matches no file"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_leaving_the_project_are_refused() {
+        let outside = project(&[("secret", "s")]);
+        let d = project(&[("m.onnx", "x")]);
+        std::os::unix::fs::symlink(outside.path().join("secret"), d.path().join("link")).unwrap();
+        std::os::unix::fs::create_dir_all(d.path().join("dir")).ok();
+        let e = run(&d, "name: a\nversion: '1'\nmodel: [link]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("points outside the project"), "{e}");
+        std::os::unix::fs::symlink(outside.path(), d.path().join("dir/out")).unwrap();
+        let e = run(&d, "name: a\nversion: '1'\nmodel: [m.onnx]\ndocs: [dir]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("points outside the project"), "{e}");
+        // A link that stays inside is followed.
+        std::os::unix::fs::symlink(d.path().join("m.onnx"), d.path().join("alias.onnx")).unwrap();
+        let files = run(&d, "name: a\nversion: '1'\nmodel: [alias.onnx]\n").unwrap();
+        assert_eq!(files[0].rel, "alias.onnx");
+    }
+}

@@ -1,0 +1,26 @@
+//! Cooperative cancellation: the CLI sets the flag on Ctrl-C, long copy loops check it and
+//! fail with `Error::Interrupted`, and the temp outputs are removed as their guards drop.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+pub fn request() {
+    REQUESTED.store(true, Ordering::SeqCst);
+}
+
+pub fn requested() -> bool {
+    REQUESTED.load(Ordering::Relaxed)
+}
+
+/// An `io::Error` of kind `Interrupted` when cancellation was requested.
+pub fn check() -> std::io::Result<()> {
+    if requested() {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Interrupted,
+            "interrupted by the user",
+        ))
+    } else {
+        Ok(())
+    }
+}

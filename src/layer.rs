@@ -1,0 +1,524 @@
+//! Building layers: files stream through tar -> compressor -> hasher -> sink in one pass;
+//! each file is hashed as it is read, so every input byte is read exactly once.
+
+use crate::collect::SourceFile;
+use crate::digest::{Digest, HashWriter};
+use crate::error::{Error, IoContext, Result};
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+
+/// Files up to this size are captured while they stream (eval/schema/env files are parsed
+/// from the captured bytes, never read a second time).
+pub const CAPTURE_LIMIT: u64 = 16 << 20;
+const READ_BUF: usize = 1 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// Media type suffix: `""`, `"+gzip"`, `"+zstd"`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => "+gzip",
+            Compression::Zstd => "+zstd",
+        }
+    }
+
+    /// File name extension for titles.
+    pub fn ext(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => ".gz",
+            Compression::Zstd => ".zst",
+        }
+    }
+
+    pub fn from_media_type(mt: &str) -> Option<Compression> {
+        if mt.ends_with("+gzip") || mt.ends_with(".gzip") {
+            Some(Compression::Gzip)
+        } else if mt.ends_with("+zstd") {
+            Some(Compression::Zstd)
+        } else if mt.ends_with("tar") || mt.ends_with(".raw") || mt.ends_with("+json") {
+            Some(Compression::None)
+        } else {
+            None
+        }
+    }
+}
+
+/// Pinned compression settings: changing them changes every digest.
+const GZIP_LEVEL: u32 = 6;
+const ZSTD_LEVEL: i32 = 3;
+
+/// A compressor (or none) in front of `W`.
+pub enum Encoder<W: Write> {
+    Plain(W),
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    pub fn new(w: W, c: Compression) -> io::Result<Self> {
+        Ok(match c {
+            Compression::None => Encoder::Plain(w),
+            // mtime 0 and a fixed OS byte (255, "unknown"): the header never depends on the machine.
+            Compression::Gzip => Encoder::Gzip(
+                flate2::GzBuilder::new()
+                    .mtime(0)
+                    .operating_system(255)
+                    .write(w, flate2::Compression::new(GZIP_LEVEL)),
+            ),
+            Compression::Zstd => {
+                let mut e = zstd::Encoder::new(w, ZSTD_LEVEL)?;
+                e.include_checksum(false)?;
+                Encoder::Zstd(e)
+            }
+        })
+    }
+
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Plain(w) => Ok(w),
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Plain(w) => w.write(buf),
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Plain(w) => w.flush(),
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
+    }
+}
+
+/// A hasher that can be switched off (the uncompressed stream of an uncompressed layer is the
+/// layer itself: hashing it twice would be wasted work).
+struct MaybeHash<W> {
+    inner: W,
+    hasher: Option<Sha256>,
+}
+
+impl<W: Write> Write for MaybeHash<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Digests of a sealed layer.
+#[derive(Clone, Debug)]
+pub struct LayerDigests {
+    /// Digest of the blob as stored (compressed).
+    pub digest: Digest,
+    pub size: u64,
+    /// Digest of the uncompressed stream (the image config's `rootfs.diff_ids`).
+    pub diff_id: Digest,
+}
+
+/// What reading one file produced.
+#[derive(Clone, Debug)]
+pub struct FileDigest {
+    pub rel: String,
+    pub sha256: Digest,
+    pub size: u64,
+    /// The file's bytes, when it was asked for and is at most `CAPTURE_LIMIT`.
+    pub captured: Option<Vec<u8>>,
+}
+
+/// Reads a source file exactly once: hashes it, counts it against its expected size (a file
+/// that shrinks or grows while it is bundled is an error), reports progress, and can keep a
+/// copy of small files.
+struct SourceReader<'a> {
+    inner: BufReader<File>,
+    hasher: Sha256,
+    remaining: u64,
+    capture: Option<Vec<u8>>,
+    progress: &'a dyn Fn(u64),
+}
+
+impl Read for SourceReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        crate::interrupt::check()?;
+        let want = buf
+            .len()
+            .min(self.remaining.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the file shrank while it was bundled ({} bytes missing)",
+                    self.remaining
+                ),
+            ));
+        }
+        self.hasher.update(&buf[..n]);
+        if let Some(c) = &mut self.capture {
+            c.extend_from_slice(&buf[..n]);
+        }
+        self.remaining -= n as u64;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+}
+
+fn open_source<'a>(
+    f: &SourceFile,
+    capture: bool,
+    progress: &'a dyn Fn(u64),
+) -> Result<SourceReader<'a>> {
+    let file = File::open(&f.abs).ctx("opening", &f.abs)?;
+    Ok(SourceReader {
+        inner: BufReader::with_capacity(READ_BUF.min(f.size.max(4096) as usize), file),
+        hasher: Sha256::new(),
+        remaining: f.size,
+        capture: (capture && f.size <= CAPTURE_LIMIT).then(|| Vec::with_capacity(f.size as usize)),
+        progress,
+    })
+}
+
+fn close_source(f: &SourceFile, mut r: SourceReader<'_>) -> Result<FileDigest> {
+    let mut probe = [0u8; 1];
+    if r.inner.read(&mut probe).ctx("reading", &f.abs)? != 0 {
+        return Err(Error::Io {
+            context: format!("reading {}", f.abs.display()),
+            source: io::Error::other(
+                "the file grew while it was bundled: bundle again once it is written",
+            ),
+        });
+    }
+    Ok(FileDigest {
+        rel: f.rel.clone(),
+        sha256: Digest::from_hasher(r.hasher),
+        size: f.size,
+        captured: r.capture,
+    })
+}
+
+/// Fixed tar header fields: uid/gid 0, no user/group names, given mtime.
+fn header(kind: tar::EntryType, size: u64, mode: u32, mtime: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(mtime);
+    // new_gnu leaves these empty already; set them so the intent is explicit.
+    let _ = h.set_username("");
+    let _ = h.set_groupname("");
+    h
+}
+
+/// Write a tar layer of `files` (sorted by path, under `prefix`) through `compression`
+/// into `out`. `capture(f)` says which files to keep in memory for parsing.
+pub fn write_tar<W: Write>(
+    out: W,
+    files: &[&SourceFile],
+    prefix: &str,
+    compression: Compression,
+    mtime: u64,
+    capture: &dyn Fn(&SourceFile) -> bool,
+    progress: &dyn Fn(u64),
+) -> Result<(W, LayerDigests, Vec<FileDigest>)> {
+    let blob = HashWriter::new(out);
+    let enc = Encoder::new(blob, compression).map_err(|e| io_err("starting the compressor", e))?;
+    let tar_stream = MaybeHash {
+        inner: enc,
+        hasher: (compression != Compression::None).then(Sha256::new),
+    };
+    let mut b = tar::Builder::new(tar_stream);
+    let mut files: Vec<&SourceFile> = files.to_vec();
+    files.sort_by(|a, c| a.rel.cmp(&c.rel));
+
+    // Parent directories first, each once, so extraction gives sane modes.
+    let mut dirs = BTreeSet::new();
+    let mut results = Vec::with_capacity(files.len());
+    for f in &files {
+        let full = format!("{prefix}{}", f.rel);
+        let mut acc = String::new();
+        let parts: Vec<&str> = full.split('/').collect();
+        for part in &parts[..parts.len() - 1] {
+            acc.push_str(part);
+            acc.push('/');
+            if dirs.insert(acc.clone()) {
+                let mut h = header(tar::EntryType::Directory, 0, 0o755, mtime);
+                b.append_data(&mut h, &acc, io::empty())
+                    .map_err(|e| io_err("writing the layer", e))?;
+            }
+        }
+        let mode = if f.executable { 0o755 } else { 0o644 };
+        let mut h = header(tar::EntryType::Regular, f.size, mode, mtime);
+        let mut r = open_source(f, capture(f), progress)?;
+        b.append_data(&mut h, &full, &mut r)
+            .map_err(|e| io_err_file(f, e))?;
+        results.push(close_source(f, r)?);
+    }
+    b.finish().map_err(|e| io_err("writing the layer", e))?;
+    let tar_stream = b.into_inner().map_err(|e| io_err("writing the layer", e))?;
+    let diff_hash = tar_stream.hasher;
+    let blob = tar_stream
+        .inner
+        .finish()
+        .map_err(|e| io_err("finishing the compressor", e))?;
+    let (out, digest, size) = blob.finish();
+    let diff_id = diff_hash
+        .map(Digest::from_hasher)
+        .unwrap_or_else(|| digest.clone());
+    Ok((
+        out,
+        LayerDigests {
+            digest,
+            size,
+            diff_id,
+        },
+        results,
+    ))
+}
+
+/// Write one file as a raw (untarred, uncompressed) blob: its digest is the file's sha256.
+pub fn write_raw<W: Write>(
+    mut out: W,
+    f: &SourceFile,
+    progress: &dyn Fn(u64),
+) -> Result<(W, LayerDigests, FileDigest)> {
+    let mut r = open_source(f, false, progress)?;
+    let mut buf = vec![0u8; READ_BUF.min(f.size.max(1) as usize)];
+    loop {
+        let n = r.read(&mut buf).map_err(|e| io_err_file(f, e))?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])
+            .map_err(|e| io_err("writing the layer", e))?;
+    }
+    let fd = close_source(f, r)?;
+    let d = LayerDigests {
+        digest: fd.sha256.clone(),
+        size: f.size,
+        diff_id: fd.sha256.clone(),
+    };
+    Ok((out, d, fd))
+}
+
+/// A tar layer holding in-memory files (the metadata document).
+pub fn write_tar_bytes<W: Write>(
+    out: W,
+    entries: &[(&str, &[u8])],
+    compression: Compression,
+    mtime: u64,
+) -> Result<(W, LayerDigests)> {
+    let blob = HashWriter::new(out);
+    let enc = Encoder::new(blob, compression).map_err(|e| io_err("starting the compressor", e))?;
+    let mut b = tar::Builder::new(MaybeHash {
+        inner: enc,
+        hasher: (compression != Compression::None).then(Sha256::new),
+    });
+    let mut dirs = BTreeSet::new();
+    for (path, data) in entries {
+        let parts: Vec<&str> = path.split('/').collect();
+        let mut acc = String::new();
+        for part in &parts[..parts.len() - 1] {
+            acc.push_str(part);
+            acc.push('/');
+            if dirs.insert(acc.clone()) {
+                let mut h = header(tar::EntryType::Directory, 0, 0o755, mtime);
+                b.append_data(&mut h, &acc, io::empty())
+                    .map_err(|e| io_err("writing the layer", e))?;
+            }
+        }
+        let mut h = header(tar::EntryType::Regular, data.len() as u64, 0o644, mtime);
+        b.append_data(&mut h, path, *data)
+            .map_err(|e| io_err("writing the layer", e))?;
+    }
+    b.finish().map_err(|e| io_err("writing the layer", e))?;
+    let s = b.into_inner().map_err(|e| io_err("writing the layer", e))?;
+    let diff_hash = s.hasher;
+    let blob = s
+        .inner
+        .finish()
+        .map_err(|e| io_err("finishing the compressor", e))?;
+    let (out, digest, size) = blob.finish();
+    let diff_id = diff_hash
+        .map(Digest::from_hasher)
+        .unwrap_or_else(|| digest.clone());
+    Ok((
+        out,
+        LayerDigests {
+            digest,
+            size,
+            diff_id,
+        },
+    ))
+}
+
+fn io_err(what: &str, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::Interrupted && crate::interrupt::requested() {
+        return Error::Interrupted;
+    }
+    Error::Io {
+        context: what.to_string(),
+        source: e,
+    }
+}
+
+fn io_err_file(f: &SourceFile, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::Interrupted && crate::interrupt::requested() {
+        return Error::Interrupted;
+    }
+    Error::Io {
+        context: format!("reading {} ({})", f.rel, f.abs.display()),
+        source: e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Kind;
+
+    fn src(dir: &std::path::Path, rel: &str, data: &[u8]) -> SourceFile {
+        let abs = dir.join(rel);
+        std::fs::create_dir_all(abs.parent().unwrap()).unwrap();
+        std::fs::write(&abs, data).unwrap();
+        SourceFile {
+            rel: rel.into(),
+            abs,
+            kind: Kind::Eval,
+            size: data.len() as u64,
+            executable: false,
+            format: None,
+            framework: None,
+            metrics: true,
+        }
+    }
+
+    #[test]
+    fn tar_is_deterministic_and_round_trips() {
+        let d = tempfile::tempdir().unwrap();
+        let a = src(d.path(), "b/x.txt", b"hello");
+        let b = src(d.path(), "a.txt", &vec![7u8; 70_000]);
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let (out1, d1, f1) =
+                write_tar(Vec::new(), &[&a, &b], "models/", c, 0, &|_| true, &|_| {}).unwrap();
+            let (out2, d2, _) =
+                write_tar(Vec::new(), &[&b, &a], "models/", c, 0, &|_| false, &|_| {}).unwrap();
+            assert_eq!(out1, out2);
+            assert_eq!(d1.digest, d2.digest);
+            assert_eq!(d1.digest, Digest::of(&out1));
+            assert_eq!(d1.size, out1.len() as u64);
+            assert_eq!(f1[0].rel, "a.txt");
+            assert_eq!(f1[1].captured.as_deref(), Some(&b"hello"[..]));
+            // Decompress and list.
+            let raw: Vec<u8> = match c {
+                Compression::None => out1.clone(),
+                Compression::Gzip => {
+                    let mut v = Vec::new();
+                    flate2::read::GzDecoder::new(&out1[..])
+                        .read_to_end(&mut v)
+                        .unwrap();
+                    v
+                }
+                Compression::Zstd => zstd::decode_all(&out1[..]).unwrap(),
+            };
+            assert_eq!(Digest::of(&raw), d1.diff_id);
+            let mut ar = tar::Archive::new(&raw[..]);
+            let names: Vec<String> = ar
+                .entries()
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    assert_eq!(e.header().uid().unwrap(), 0);
+                    assert_eq!(e.header().mtime().unwrap(), 0);
+                    e.path().unwrap().to_string_lossy().into_owned()
+                })
+                .collect();
+            assert_eq!(
+                names,
+                vec!["models/", "models/a.txt", "models/b/", "models/b/x.txt"]
+            );
+        }
+    }
+
+    #[test]
+    fn long_paths_survive() {
+        let d = tempfile::tempdir().unwrap();
+        let long = format!("{}/f.bin", "d".repeat(150));
+        let f = src(d.path(), &long, b"x");
+        let (out, _, _) = write_tar(
+            Vec::new(),
+            &[&f],
+            "models/",
+            Compression::None,
+            0,
+            &|_| false,
+            &|_| {},
+        )
+        .unwrap();
+        let mut ar = tar::Archive::new(&out[..]);
+        let names: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.contains(&format!("models/{long}")), "{names:?}");
+    }
+
+    #[test]
+    fn a_file_that_changes_size_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let mut f = src(d.path(), "m.bin", b"12345");
+        f.size = 10; // claims more than there is: it "shrank"
+        let e = write_tar(
+            Vec::new(),
+            &[&f],
+            "",
+            Compression::None,
+            0,
+            &|_| false,
+            &|_| {},
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("shrank"), "{e}");
+        f.size = 2; // "grew"
+        let e = write_raw(Vec::new(), &f, &|_| {}).unwrap_err();
+        assert!(e.to_string().contains("grew"), "{e}");
+    }
+
+    #[test]
+    fn raw_layer_digest_is_file_digest() {
+        let d = tempfile::tempdir().unwrap();
+        let f = src(d.path(), "m.bin", b"weights");
+        let (out, l, fd) = write_raw(Vec::new(), &f, &|_| {}).unwrap();
+        assert_eq!(out, b"weights");
+        assert_eq!(l.digest, Digest::of(b"weights"));
+        assert_eq!(fd.sha256, l.digest);
+    }
+}

@@ -1,0 +1,536 @@
+//! OCI image layouts: a directory (`oci-layout`, `index.json`, `blobs/sha256/…`) or an archive
+//! (a tar of that directory). Writing goes to a temp location beside the output and is renamed
+//! at the end; reading verifies every blob against its digest and size.
+
+use crate::digest::{Digest, VerifyReader};
+use crate::error::{Error, IoContext, Result};
+use crate::json;
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// index.json and manifests larger than this are refused (registries use 4 MiB).
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+/// Where built blobs go: a layout directory now, a registry upload later.
+pub trait BlobSink {
+    type Writer: Write;
+    /// Start a new blob of unknown digest.
+    fn begin(&mut self) -> Result<Self::Writer>;
+    /// Seal a blob written through `begin`.
+    fn commit(&mut self, w: Self::Writer, digest: &Digest, size: u64) -> Result<()>;
+    /// Store a small blob held in memory.
+    fn put(&mut self, data: &[u8]) -> Result<Digest> {
+        let d = Digest::of(data);
+        let mut w = self.begin()?;
+        w.write_all(data).map_err(|e| Error::Io {
+            context: "writing a blob".into(),
+            source: e,
+        })?;
+        self.commit(w, &d, data.len() as u64)?;
+        Ok(d)
+    }
+}
+
+/// Writes blobs into `<dir>/blobs/sha256/` (temp file, then rename to the digest).
+pub struct LayoutWriter {
+    dir: PathBuf,
+    blobs: PathBuf,
+}
+
+pub struct BlobFile {
+    file: BufWriter<tempfile::NamedTempFile>,
+}
+
+impl Write for BlobFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl LayoutWriter {
+    /// Create an empty layout in `dir` (which must exist and be empty).
+    pub fn create(dir: &Path) -> Result<Self> {
+        let blobs = dir.join("blobs").join("sha256");
+        fs::create_dir_all(&blobs).ctx("creating", &blobs)?;
+        fs::write(
+            dir.join("oci-layout"),
+            b"{\"imageLayoutVersion\":\"1.0.0\"}",
+        )
+        .ctx("writing", &dir.join("oci-layout"))?;
+        Ok(LayoutWriter {
+            dir: dir.to_path_buf(),
+            blobs,
+        })
+    }
+
+    /// Write `index.json` listing `manifests`.
+    pub fn write_index(&self, manifests: Vec<Descriptor>) -> Result<()> {
+        let index = oci_spec::image::ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(oci_spec::image::MediaType::ImageIndex)
+            .manifests(manifests)
+            .build()
+            .map_err(|e| Error::input(format!("building index.json: {e}")))?;
+        let p = self.dir.join("index.json");
+        fs::write(&p, json::to_canonical_bytes(&index)).ctx("writing", &p)
+    }
+}
+
+impl BlobSink for LayoutWriter {
+    type Writer = BlobFile;
+
+    fn begin(&mut self) -> Result<BlobFile> {
+        let f = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&self.blobs)
+            .ctx("creating a blob in", &self.blobs)?;
+        Ok(BlobFile {
+            file: BufWriter::with_capacity(1 << 20, f),
+        })
+    }
+
+    fn commit(&mut self, w: BlobFile, digest: &Digest, _size: u64) -> Result<()> {
+        let tmp = w.file.into_inner().map_err(|e| Error::Io {
+            context: format!("writing blob {digest}"),
+            source: e.into_error(),
+        })?;
+        let dest = self.blobs.join(digest.hex());
+        tmp.persist(&dest).map_err(|e| Error::Io {
+            context: format!("storing blob {}", dest.display()),
+            source: e.error,
+        })?;
+        Ok(())
+    }
+}
+
+/// A staged output: built in a hidden temp directory beside the destination, moved into
+/// place by `commit`. Dropped without commit, it removes itself.
+pub struct Staging {
+    dest: PathBuf,
+    archive: bool,
+    tmp: Option<tempfile::TempDir>,
+}
+
+impl Staging {
+    /// `dest` ending in `.tar` is an archive, anything else a layout directory.
+    pub fn new(dest: &Path) -> Result<Self> {
+        let archive = dest.extension().is_some_and(|e| e == "tar");
+        if dest.exists() {
+            if archive && dest.is_dir() {
+                return Err(Error::input(format!(
+                    "{} is a directory: give an archive path that is not one",
+                    dest.display()
+                )));
+            }
+            if !archive && !(dest.is_dir() && dest.join("oci-layout").is_file()) {
+                return Err(Error::input(format!(
+                    "{} exists and is not an OCI layout: mlart will not replace it. Choose another `-o`, or remove it",
+                    dest.display()
+                )));
+            }
+        }
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&parent).ctx("creating", &parent)?;
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "out".into());
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".mlart-tmp-{name}-"))
+            .tempdir_in(&parent)
+            .ctx("creating a temp directory in", &parent)?;
+        Ok(Staging {
+            dest: dest.to_path_buf(),
+            archive,
+            tmp: Some(tmp),
+        })
+    }
+
+    /// The temp layout directory to write into.
+    pub fn layout_dir(&self) -> PathBuf {
+        self.tmp
+            .as_ref()
+            .expect("staging in use")
+            .path()
+            .join("layout")
+    }
+
+    pub fn is_archive(&self) -> bool {
+        self.archive
+    }
+
+    /// Move the finished layout (or an archive of it) to the destination.
+    pub fn commit(mut self) -> Result<()> {
+        let tmp = self.tmp.take().expect("staging in use");
+        let layout = tmp.path().join("layout");
+        if self.archive {
+            let part = tmp.path().join("archive.tar");
+            write_archive(&layout, &part)?;
+            fs::rename(&part, &self.dest).ctx("moving the archive to", &self.dest)?;
+        } else if self.dest.exists() {
+            // Swap: old layout aside, new one in, old one removed.
+            let old = tmp.path().join("old");
+            fs::rename(&self.dest, &old).ctx("moving aside the old layout", &self.dest)?;
+            if let Err(e) = fs::rename(&layout, &self.dest) {
+                let _ = fs::rename(&old, &self.dest);
+                return Err(Error::Io {
+                    context: format!("moving the layout to {}", self.dest.display()),
+                    source: e,
+                });
+            }
+        } else {
+            fs::rename(&layout, &self.dest).ctx("moving the layout to", &self.dest)?;
+        }
+        drop(tmp); // removes what is left (the old layout)
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if let Some(t) = self.tmp.take() {
+            let _ = t.close();
+        }
+    }
+}
+
+/// Tar a layout directory: `oci-layout`, `index.json`, then the blobs sorted by name.
+fn write_archive(layout: &Path, dest: &Path) -> Result<()> {
+    let f = File::create(dest).ctx("creating", dest)?;
+    let mut b = tar::Builder::new(BufWriter::with_capacity(1 << 20, f));
+    let add_dir = |b: &mut tar::Builder<_>, name: &str| -> io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, name, io::empty())
+    };
+    let w = |e| Error::Io {
+        context: format!("writing {}", dest.display()),
+        source: e,
+    };
+    let add_file = |b: &mut tar::Builder<_>, name: &str, path: &Path| -> Result<()> {
+        let mut f = File::open(path).ctx("reading", path)?;
+        let size = f.metadata().ctx("reading", path)?.len();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(size);
+        h.set_mtime(0);
+        b.append_data(&mut h, name, &mut f).map_err(|e| Error::Io {
+            context: format!("writing {}", dest.display()),
+            source: e,
+        })
+    };
+    add_file(&mut b, "oci-layout", &layout.join("oci-layout"))?;
+    add_file(&mut b, "index.json", &layout.join("index.json"))?;
+    add_dir(&mut b, "blobs/").map_err(w)?;
+    add_dir(&mut b, "blobs/sha256/").map_err(w)?;
+    let mut names: Vec<String> = fs::read_dir(layout.join("blobs/sha256"))
+        .ctx("reading", &layout.join("blobs/sha256"))?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    for n in names {
+        add_file(
+            &mut b,
+            &format!("blobs/sha256/{n}"),
+            &layout.join("blobs/sha256").join(&n),
+        )?;
+    }
+    b.into_inner()
+        .map_err(w)?
+        .into_inner()
+        .map_err(|e| w(e.into_error()))?
+        .sync_all()
+        .map_err(w)?;
+    Ok(())
+}
+
+// ---------------- reading ----------------
+
+/// A place to read blobs from.
+pub trait Source {
+    /// A description for messages (`path`, `path (archive)`, a reference).
+    fn describe(&self) -> String;
+    /// The raw `index.json`.
+    fn index_bytes(&mut self) -> Result<Vec<u8>>;
+    /// A reader of the raw blob (not verified; use `open_verified`).
+    fn open_blob(&mut self, digest: &Digest) -> Result<Box<dyn Read + '_>>;
+}
+
+/// An OCI layout directory.
+pub struct LayoutDir {
+    root: PathBuf,
+}
+
+/// An OCI archive: a tar of a layout. Entries are indexed once, then read by offset.
+pub struct ArchiveFile {
+    path: PathBuf,
+    file: File,
+    entries: HashMap<String, (u64, u64)>,
+}
+
+/// Open a layout directory or an archive.
+pub fn open(path: &Path) -> Result<Box<dyn Source>> {
+    let meta = fs::metadata(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            Error::input(format!(
+                "{} does not exist: give an OCI layout directory or an OCI archive (.tar)",
+                path.display()
+            ))
+        } else {
+            Error::Io {
+                context: format!("reading {}", path.display()),
+                source: e,
+            }
+        }
+    })?;
+    if meta.is_dir() {
+        if !path.join("oci-layout").is_file() {
+            return Err(Error::input(format!(
+                "{} is not an OCI layout (no oci-layout file)",
+                path.display()
+            )));
+        }
+        Ok(Box::new(LayoutDir {
+            root: path.to_path_buf(),
+        }))
+    } else {
+        Ok(Box::new(ArchiveFile::open(path)?))
+    }
+}
+
+impl Source for LayoutDir {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+    fn index_bytes(&mut self) -> Result<Vec<u8>> {
+        read_limited(&self.root.join("index.json"), MAX_MANIFEST_BYTES)
+    }
+    fn open_blob(&mut self, digest: &Digest) -> Result<Box<dyn Read + '_>> {
+        let p = self.root.join("blobs/sha256").join(digest.hex());
+        let f = File::open(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::input(format!(
+                    "{}: blob {digest} is missing: the layout is incomplete",
+                    self.root.display()
+                ))
+            } else {
+                Error::Io {
+                    context: format!("reading {}", p.display()),
+                    source: e,
+                }
+            }
+        })?;
+        Ok(Box::new(f))
+    }
+}
+
+fn read_limited(p: &Path, limit: u64) -> Result<Vec<u8>> {
+    let f = File::open(p).ctx("reading", p)?;
+    let mut v = Vec::new();
+    f.take(limit + 1).read_to_end(&mut v).ctx("reading", p)?;
+    if v.len() as u64 > limit {
+        return Err(Error::input(format!(
+            "{} is larger than {limit} bytes: not a valid OCI document",
+            p.display()
+        )));
+    }
+    Ok(v)
+}
+
+impl ArchiveFile {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).ctx("opening", path)?;
+        let not_archive = |why: String| {
+            Error::input(format!(
+                "{} is not an OCI archive ({why}): give a layout directory or a tar of one",
+                path.display()
+            ))
+        };
+        let mut entries = HashMap::new();
+        {
+            let mut ar = tar::Archive::new(&file);
+            let it = ar
+                .entries_with_seek()
+                .map_err(|e| not_archive(e.to_string()))?;
+            for e in it {
+                let e = e.map_err(|e| not_archive(e.to_string()))?;
+                let name = e
+                    .path()
+                    .map_err(|e| not_archive(e.to_string()))?
+                    .to_string_lossy()
+                    .into_owned();
+                let name = name.trim_start_matches("./").to_string();
+                if e.header().entry_type().is_file() {
+                    if entries
+                        .insert(name.clone(), (e.raw_file_position(), e.size()))
+                        .is_some()
+                    {
+                        return Err(not_archive(format!("{name} appears twice")));
+                    }
+                }
+            }
+        }
+        if !entries.contains_key("oci-layout") || !entries.contains_key("index.json") {
+            return Err(not_archive("no oci-layout or index.json entry".into()));
+        }
+        Ok(ArchiveFile {
+            path: path.to_path_buf(),
+            file,
+            entries,
+        })
+    }
+
+    fn entry(&mut self, name: &str) -> Result<io::Take<&File>> {
+        let (off, size) = *self.entries.get(name).ok_or_else(|| {
+            Error::input(format!(
+                "{}: {name} is missing from the archive",
+                self.path.display()
+            ))
+        })?;
+        (&self.file)
+            .seek(SeekFrom::Start(off))
+            .ctx("reading", &self.path)?;
+        Ok((&self.file).take(size))
+    }
+}
+
+impl Source for ArchiveFile {
+    fn describe(&self) -> String {
+        format!("{} (archive)", self.path.display())
+    }
+    fn index_bytes(&mut self) -> Result<Vec<u8>> {
+        let path = self.path.clone();
+        let mut v = Vec::new();
+        self.entry("index.json")?
+            .take(MAX_MANIFEST_BYTES + 1)
+            .read_to_end(&mut v)
+            .ctx("reading", &path)?;
+        if v.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(Error::input(format!(
+                "{}: index.json is too large",
+                path.display()
+            )));
+        }
+        Ok(v)
+    }
+    fn open_blob(&mut self, digest: &Digest) -> Result<Box<dyn Read + '_>> {
+        Ok(Box::new(
+            self.entry(&format!("blobs/sha256/{}", digest.hex()))?,
+        ))
+    }
+}
+
+/// Open a blob and verify its size and digest as it is read.
+pub fn open_verified<'a>(src: &'a mut dyn Source, desc: &Descriptor) -> Result<Box<dyn Read + 'a>> {
+    let digest = Digest::parse(desc.digest().as_ref()).map_err(Error::Input)?;
+    let size = desc.size();
+    let r = src.open_blob(&digest)?;
+    Ok(Box::new(VerifyReader::new(r, digest, size)))
+}
+
+/// Read a whole (small) blob, verified, refusing anything over `limit`.
+pub fn read_blob(src: &mut dyn Source, desc: &Descriptor, limit: u64) -> Result<Vec<u8>> {
+    if desc.size() > limit {
+        return Err(Error::input(format!(
+            "{}: blob {} claims {} bytes, more than the {limit} allowed here",
+            src.describe(),
+            desc.digest(),
+            desc.size()
+        )));
+    }
+    let what = src.describe();
+    let mut v = Vec::with_capacity(desc.size() as usize);
+    open_verified(src, desc)?
+        .read_to_end(&mut v)
+        .map_err(|e| Error::input(format!("{what}: {e}")))?;
+    Ok(v)
+}
+
+/// The manifest a layout or archive holds for `tag` (or its only one when `tag` is None).
+pub struct Resolved {
+    pub descriptor: Descriptor,
+    pub raw: Vec<u8>,
+    pub manifest: ImageManifest,
+}
+
+pub fn resolve(src: &mut dyn Source, tag: Option<&str>) -> Result<Resolved> {
+    let what = src.describe();
+    let raw_index = src.index_bytes()?;
+    let index: ImageIndex = serde_json::from_slice(&raw_index)
+        .map_err(|e| Error::input(format!("{what}: index.json is not a valid OCI index: {e}")))?;
+    let manifests = index.manifests();
+    let tags: Vec<String> = manifests
+        .iter()
+        .filter_map(|d| d.annotations().as_ref()?.get(REF_NAME).cloned())
+        .collect();
+    let desc = match tag {
+        Some(t) => manifests
+            .iter()
+            .find(|d| {
+                d.annotations()
+                    .as_ref()
+                    .and_then(|a| a.get(REF_NAME))
+                    .is_some_and(|r| r == t)
+            })
+            .ok_or_else(|| {
+                Error::input(format!(
+                    "{what} has no manifest tagged {t:?}; its tags: {}",
+                    list_or_none(&tags)
+                ))
+            })?,
+        None => match manifests.len() {
+            0 => return Err(Error::input(format!("{what} holds no manifest"))),
+            1 => &manifests[0],
+            _ => {
+                return Err(Error::input(format!(
+                    "{what} holds {} manifests: pick one with `--tag` (tags: {})",
+                    manifests.len(),
+                    list_or_none(&tags)
+                )))
+            }
+        },
+    };
+    let mt = desc.media_type().to_string();
+    if mt != MANIFEST_MEDIA_TYPE {
+        return Err(Error::input(format!(
+            "{what}: {} is a {mt}, not an OCI image manifest",
+            desc.digest()
+        )));
+    }
+    let raw = read_blob(src, desc, MAX_MANIFEST_BYTES)?;
+    let manifest: ImageManifest = serde_json::from_slice(&raw).map_err(|e| {
+        Error::input(format!(
+            "{what}: manifest {} is not a valid OCI manifest: {e}",
+            desc.digest()
+        ))
+    })?;
+    Ok(Resolved {
+        descriptor: desc.clone(),
+        raw,
+        manifest,
+    })
+}
+
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}

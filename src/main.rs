@@ -1,0 +1,72 @@
+//! The `mlart` command line: parse flags, call the library, render the result.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "mlart",
+    version,
+    about = "Turn the artifacts of an ML project into reproducible OCI images and artifacts",
+    long_about = None,
+    propagate_version = true
+)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Machine-readable JSON on stdout (errors too).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write mlart.yaml for a project folder, guessing the kind of each file.
+    Init(commands::init::Args),
+    /// Pack the files of mlart.yaml into an OCI image layout or archive.
+    Bundle(commands::bundle::Args),
+    /// Show what a bundle holds: files, metrics, schema, layers.
+    Inspect(commands::inspect::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let _ = ctrlc::set_handler(|| {
+        if mlart::interrupt::requested() {
+            std::process::exit(130);
+        }
+        mlart::interrupt::request();
+    });
+    let json = cli.json;
+    let result = match cli.command {
+        Command::Init(a) => commands::init::run(a, json),
+        Command::Bundle(a) => commands::bundle::run(a, json),
+        Command::Inspect(a) => commands::inspect::run(a, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => commands::report_error(&e, json),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

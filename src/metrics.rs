@@ -1,0 +1,211 @@
+//! Metrics from evaluation reports: JSON (nested objects flattened with `.`), CSV
+//! (`name,value` rows, or a header row with one data row) and YAML, into one flat
+//! name -> number map. `NaN`/`Infinity` (as Python's json writes them) become `null`.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// name -> value; `None` for a metric that is NaN or infinite.
+pub type Metrics = BTreeMap<String, Option<f64>>;
+
+/// Parse one report. `Err` says why it is not a metrics report (the caller warns).
+pub fn parse(rel: &str, bytes: &[u8]) -> Result<Metrics, String> {
+    let ext = rel
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
+    let mut out = Metrics::new();
+    match ext.as_str() {
+        "json" => {
+            let v: Value = serde_json::from_str(&python_json_to_json(text))
+                .map_err(|e| format!("invalid JSON: {e}"))?;
+            flatten("", &v, &mut out);
+        }
+        "yaml" | "yml" => {
+            let v: Value = serde_saphyr::from_str(text).map_err(|e| {
+                format!(
+                    "invalid YAML: {}",
+                    e.to_string().lines().next().unwrap_or_default()
+                )
+            })?;
+            flatten("", &v, &mut out);
+        }
+        "csv" => out = parse_csv(text)?,
+        _ => return Err("not a JSON, CSV or YAML report".into()),
+    }
+    if out.is_empty() {
+        return Err("no numeric metric found".into());
+    }
+    Ok(out)
+}
+
+fn flatten(prefix: &str, v: &Value, out: &mut Metrics) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        Value::Number(n) => {
+            if !prefix.is_empty() {
+                out.insert(prefix.to_string(), n.as_f64().filter(|f| f.is_finite()));
+            }
+        }
+        // `null` here only comes from NaN/Infinity (see python_json_to_json) or a real null.
+        Value::Null if !prefix.is_empty() => {
+            out.insert(prefix.to_string(), None);
+        }
+        _ => {} // strings, bools and arrays (e.g. confusion matrices) are not metrics
+    }
+}
+
+/// Python's `json.dump` writes `NaN`, `Infinity` and `-Infinity`, which JSON does not allow;
+/// turn them (outside strings) into `null`.
+fn python_json_to_json(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let (mut in_str, mut esc) = (false, false);
+    while let Some(ch) = rest.chars().next() {
+        if !in_str {
+            if let Some(tok) = ["-Infinity", "Infinity", "NaN"]
+                .iter()
+                .find(|t| rest.starts_with(**t))
+            {
+                out.push_str("null");
+                rest = &rest[tok.len()..];
+                continue;
+            }
+        }
+        if in_str {
+            if esc {
+                esc = false;
+            } else if ch == '\\' {
+                esc = true;
+            } else if ch == '"' {
+                in_str = false;
+            }
+        } else if ch == '"' {
+            in_str = true;
+        }
+        out.push(ch);
+        rest = &rest[ch.len_utf8()..];
+    }
+    out
+}
+
+fn parse_number(s: &str) -> Option<Option<f64>> {
+    let t = s.trim();
+    match t.to_ascii_lowercase().as_str() {
+        "nan" | "inf" | "-inf" | "infinity" | "-infinity" => return Some(None),
+        _ => {}
+    }
+    t.parse::<f64>().ok().map(|f| f.is_finite().then_some(f))
+}
+
+fn parse_csv(text: &str) -> Result<Metrics, String> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let rows: Vec<Vec<String>> = rdr
+        .records()
+        .map(|r| r.map(|r| r.iter().map(|s| s.trim().to_string()).collect()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("invalid CSV: {e}"))?;
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .filter(|r| !(r.len() == 1 && r[0].is_empty()))
+        .collect();
+    if rows.is_empty() {
+        return Err("empty CSV".into());
+    }
+    let mut out = Metrics::new();
+    // name,value rows (an optional header row whose second cell is not a number)
+    if rows.iter().all(|r| r.len() == 2) {
+        let body = if parse_number(&rows[0][1]).is_none() {
+            &rows[1..]
+        } else {
+            &rows[..]
+        };
+        if !body.is_empty()
+            && body
+                .iter()
+                .all(|r| parse_number(&r[1]).is_some() && parse_number(&r[0]).is_none())
+        {
+            for r in body {
+                out.insert(r[0].clone(), parse_number(&r[1]).unwrap());
+            }
+            return Ok(out);
+        }
+    }
+    // a header row and exactly one data row
+    if rows.len() == 2 && rows[0].len() == rows[1].len() {
+        for (h, v) in rows[0].iter().zip(&rows[1]) {
+            if let Some(n) = parse_number(v) {
+                out.insert(h.clone(), n);
+            }
+        }
+        if !out.is_empty() {
+            return Ok(out);
+        }
+    }
+    Err("CSV is neither `name,value` rows nor a header row with one data row".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sklearn_classification_report_flattens() {
+        let j = br#"{"0": {"precision": 1.0, "recall": 0.5}, "accuracy": 0.9, "macro avg": {"f1-score": 0.8}}"#;
+        let m = parse("eval/m.json", j).unwrap();
+        assert_eq!(m["0.precision"], Some(1.0));
+        assert_eq!(m["accuracy"], Some(0.9));
+        assert_eq!(m["macro avg.f1-score"], Some(0.8));
+    }
+
+    #[test]
+    fn python_nan_is_null() {
+        let m = parse(
+            "m.json",
+            br#"{"a": NaN, "b": -Infinity, "c": "NaN", "d": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(m["a"], None);
+        assert_eq!(m["b"], None);
+        assert!(!m.contains_key("c"));
+        assert_eq!(m["d"], Some(1.0));
+    }
+
+    #[test]
+    fn csv_layouts() {
+        let m = parse("m.csv", b"metric,value\naccuracy,0.9\nloss,0.1\n").unwrap();
+        assert_eq!(m.len(), 2);
+        let m = parse("m.csv", b"accuracy,0.9\nloss,nan\n").unwrap();
+        assert_eq!(m["loss"], None);
+        let m = parse("m.csv", b"accuracy,f1,model\n0.9,0.8,lr\n").unwrap();
+        assert_eq!(m["f1"], Some(0.8));
+        assert!(parse("cm.csv", b",a,b\na,1,2\nb,3,4\n").is_err());
+        assert!(
+            parse("m.csv", b"\"unterminated\n").is_err()
+                || parse("m.csv", b"\"unterminated\n").unwrap().is_empty()
+        );
+    }
+
+    #[test]
+    fn yaml_and_garbage() {
+        let m = parse("m.yaml", b"eval:\n  auc: 0.75\n").unwrap();
+        assert_eq!(m["eval.auc"], Some(0.75));
+        assert!(parse("m.json", b"{not json").is_err());
+        assert!(parse("m.json", b"[1,2]").is_err());
+        assert!(parse("m.json", &[0xff, 0xfe]).is_err());
+        assert!(parse("m.txt", b"a").is_err());
+    }
+}
