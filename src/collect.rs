@@ -470,7 +470,7 @@ mod tests {
         let outside = project(&[("secret", "s")]);
         let d = project(&[("m.onnx", "x")]);
         std::os::unix::fs::symlink(outside.path().join("secret"), d.path().join("link")).unwrap();
-        std::os::unix::fs::create_dir_all(d.path().join("dir")).ok();
+        fs::create_dir_all(d.path().join("dir")).unwrap();
         let e = run(&d, "name: a\nversion: '1'\nmodel: [link]\n")
             .unwrap_err()
             .to_string();

@@ -67,7 +67,7 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx(self, what: &str, path: &Path) -> Result<T> {
         self.map_err(|source| {
-            if source.kind() == io::ErrorKind::Interrupted && crate::interrupt::requested() {
+            if crate::interrupt::requested() {
                 return Error::Interrupted;
             }
             Error::Io {

@@ -13,13 +13,11 @@ pub fn requested() -> bool {
     REQUESTED.load(Ordering::Relaxed)
 }
 
-/// An `io::Error` of kind `Interrupted` when cancellation was requested.
+/// An error when cancellation was requested. Not of kind `Interrupted`: `io::copy` retries
+/// those, which would spin forever.
 pub fn check() -> std::io::Result<()> {
     if requested() {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::Interrupted,
-            "interrupted by the user",
-        ))
+        Err(std::io::Error::other("interrupted by the user"))
     } else {
         Ok(())
     }

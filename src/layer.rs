@@ -380,7 +380,7 @@ pub fn write_tar_bytes<W: Write>(
 }
 
 fn io_err(what: &str, e: io::Error) -> Error {
-    if e.kind() == io::ErrorKind::Interrupted && crate::interrupt::requested() {
+    if crate::interrupt::requested() {
         return Error::Interrupted;
     }
     Error::Io {
@@ -390,7 +390,7 @@ fn io_err(what: &str, e: io::Error) -> Error {
 }
 
 fn io_err_file(f: &SourceFile, e: io::Error) -> Error {
-    if e.kind() == io::ErrorKind::Interrupted && crate::interrupt::requested() {
+    if crate::interrupt::requested() {
         return Error::Interrupted;
     }
     Error::Io {

@@ -118,6 +118,8 @@ pub struct Staging {
     dest: PathBuf,
     archive: bool,
     tmp: Option<tempfile::TempDir>,
+    /// Parent directories this staging created (outermost last), removed again on failure.
+    created: Vec<PathBuf>,
 }
 
 impl Staging {
@@ -131,7 +133,8 @@ impl Staging {
                     dest.display()
                 )));
             }
-            if !archive && !(dest.is_dir() && dest.join("oci-layout").is_file()) {
+            let is_layout = dest.is_dir() && dest.join("oci-layout").is_file();
+            if !archive && !is_layout {
                 return Err(Error::input(format!(
                     "{} exists and is not an OCI layout: mlart will not replace it. Choose another `-o`, or remove it",
                     dest.display()
@@ -142,6 +145,12 @@ impl Staging {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        let mut created = Vec::new();
+        let mut p = parent.as_path();
+        while !p.as_os_str().is_empty() && !p.exists() {
+            created.push(p.to_path_buf());
+            p = p.parent().unwrap_or(Path::new(""));
+        }
         fs::create_dir_all(&parent).ctx("creating", &parent)?;
         let name = dest
             .file_name()
@@ -155,6 +164,7 @@ impl Staging {
             dest: dest.to_path_buf(),
             archive,
             tmp: Some(tmp),
+            created,
         })
     }
 
@@ -202,6 +212,10 @@ impl Drop for Staging {
     fn drop(&mut self) {
         if let Some(t) = self.tmp.take() {
             let _ = t.close();
+            // Not committed: also remove the (empty) directories made for the output.
+            for d in &self.created {
+                let _ = fs::remove_dir(d);
+            }
         }
     }
 }
@@ -376,13 +390,12 @@ impl ArchiveFile {
                     .to_string_lossy()
                     .into_owned();
                 let name = name.trim_start_matches("./").to_string();
-                if e.header().entry_type().is_file() {
-                    if entries
+                if e.header().entry_type().is_file()
+                    && entries
                         .insert(name.clone(), (e.raw_file_position(), e.size()))
                         .is_some()
-                    {
-                        return Err(not_archive(format!("{name} appears twice")));
-                    }
+                {
+                    return Err(not_archive(format!("{name} appears twice")));
                 }
             }
         }

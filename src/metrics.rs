@@ -52,10 +52,8 @@ fn flatten(prefix: &str, v: &Value, out: &mut Metrics) {
                 flatten(&key, v, out);
             }
         }
-        Value::Number(n) => {
-            if !prefix.is_empty() {
-                out.insert(prefix.to_string(), n.as_f64().filter(|f| f.is_finite()));
-            }
+        Value::Number(n) if !prefix.is_empty() => {
+            out.insert(prefix.to_string(), n.as_f64().filter(|f| f.is_finite()));
         }
         // `null` here only comes from NaN/Infinity (see python_json_to_json) or a real null.
         Value::Null if !prefix.is_empty() => {

@@ -59,6 +59,7 @@ struct MlartSchemaFile {
 }
 
 /// What a schema-section file turned out to be.
+#[derive(Debug)]
 pub enum Parsed {
     Schema(FeatureSchema),
     /// Not a feature schema (kept as a plain file).
@@ -90,8 +91,22 @@ pub fn parse(rel: &str, bytes: &[u8]) -> Result<Parsed, String> {
         return Ok(Parsed::NotASchema);
     };
     if obj.contains_key("features") {
-        let f: MlartSchemaFile = serde_json::from_value(doc.clone())
-            .map_err(|e| format!("invalid mlart feature schema: {e}"))?;
+        // Parse typed from the text (not from `doc`): YAML scalars such as `y` or `no` must
+        // stay strings where the schema wants strings.
+        let f: MlartSchemaFile = if ext == "json" {
+            serde_json::from_str(text).map_err(|e| format!("invalid mlart feature schema: {e}"))?
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| {
+                let loc = e
+                    .location()
+                    .map(|l| format!("line {}, column {}: ", l.line(), l.column()))
+                    .unwrap_or_default();
+                format!(
+                    "invalid mlart feature schema: {loc}{}",
+                    e.to_string().lines().next().unwrap_or_default()
+                )
+            })?
+        };
         let schema = FeatureSchema {
             source: "mlart".into(),
             file: rel.into(),

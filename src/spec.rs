@@ -120,6 +120,11 @@ pub struct Spec {
 impl Spec {
     pub fn error_at(&self, pos: Pos, message: impl Into<String>, hint: impl Into<String>) -> Error {
         let hint: String = hint.into();
+        let mut c = hint.chars();
+        let hint: String = c
+            .next()
+            .map(|f| f.to_uppercase().chain(c).collect())
+            .unwrap_or_default();
         Error::Spec {
             file: self.file.clone(),
             line: pos.line,
@@ -444,21 +449,39 @@ fn yaml_error(file: &Path, e: &serde_saphyr::Error) -> Error {
         .location()
         .map(|l| (l.line() as u32, l.column() as u32))
         .unwrap_or((1, 1));
-    // The library's own rendering carries a snippet; keep only the first line of the message.
+    // Keep the first line of the library's message, without its own position prefix and
+    // without advice about its API.
     let msg = e.to_string();
-    let first = msg.lines().next().unwrap_or("invalid YAML").trim();
-    let message = first.trim_start_matches("error: ").to_string();
+    let mut message = msg
+        .lines()
+        .next()
+        .unwrap_or("invalid YAML")
+        .trim()
+        .trim_start_matches("error: ")
+        .to_string();
+    if let Some(rest) = message.strip_prefix("line ") {
+        if let Some((_, tail)) = rest.split_once(": ") {
+            message = tail.to_string();
+        }
+    }
+    if let Some((head, _)) = message.split_once(", set DuplicateKeyPolicy") {
+        message = head.to_string();
+    }
     let hint = if message.contains("unknown field") {
-        "the spec knows: name, version, description, license, authors, source, revision, and the sections model, data, schema, env, config, docs, eval, logs (see README)".to_string()
+        "Fix the spelling, or remove the key (README: \"The spec\")"
+    } else if message.contains("duplicate mapping key") {
+        "Give each key once"
+    } else if message.contains("expected sequence") {
+        "A section is a list: write `model: [model/a.onnx]` or one `- path` per line"
     } else {
-        "see the spec reference in README".to_string()
+        "See the spec reference in README (\"The spec\")"
     };
     Error::Spec {
         file: file.to_path_buf(),
         line,
         column,
         message,
-        hint: Some(hint),
+        hint: Some(hint.to_string()),
     }
 }
 

@@ -1,0 +1,864 @@
+//! `mlart bundle`, `inspect` and `init` end to end.
+
+use crate::support::*;
+use std::fs;
+use std::path::Path;
+
+fn bundle_json(spec: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    json_ok(
+        mlart()
+            .arg("bundle")
+            .arg("-f")
+            .arg(spec)
+            .arg("-o")
+            .arg(out)
+            .args(extra),
+    )
+}
+
+#[test]
+fn example_bundles_to_layout_and_archive_with_the_same_digest() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = example().join("mlart.yaml");
+    let a = bundle_json(&spec, &t.path().join("iris.oci"), &[]);
+    let b = bundle_json(&spec, &t.path().join("iris.tar"), &[]);
+    assert_eq!(a["manifest_digest"], b["manifest_digest"]);
+    assert_eq!(a["tag"], "1.0.0");
+    assert_eq!(b["archive"], true);
+    assert!(t.path().join("iris.tar").is_file());
+    assert!(leftovers(t.path()).is_empty());
+
+    for target in ["iris.oci", "iris.tar"] {
+        let r = json_ok(mlart().arg("inspect").arg(t.path().join(target)));
+        assert_eq!(r["manifest_digest"], a["manifest_digest"]);
+        let m = &r["metadata"];
+        assert_eq!(m["name"], "iris");
+        assert_eq!(m["metrics"]["accuracy"], 0.911111);
+        assert_eq!(m["metrics"]["macro avg.precision"], 0.915535);
+        assert_eq!(m["schema"]["features"].as_array().unwrap().len(), 4);
+        assert_eq!(m["schema"]["outputs"][1]["shape"], serde_json::json!([3]));
+        assert_eq!(m["models"][0]["format"], "onnx");
+        assert_eq!(m["env"]["packages"]["onnxruntime"], "==1.31.1");
+        // the file index matches the sources
+        for f in m["files"].as_array().unwrap() {
+            let path = f["path"].as_str().unwrap();
+            assert_eq!(
+                f["sha256"].as_str().unwrap(),
+                format!("sha256:{}", sha256_file(&example().join(path))),
+                "{path}"
+            );
+        }
+        assert!(
+            !m["metrics"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .any(|k| k.starts_with("setosa")),
+            "confusion matrix is not metrics"
+        );
+    }
+    // Human output is a table naming the files.
+    let out = run(mlart().arg("inspect").arg(t.path().join("iris.oci")));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("model/iris.onnx")
+            && text.contains("accuracy")
+            && text.contains("sepal_length"),
+        "{text}"
+    );
+}
+
+#[test]
+fn image_form_has_correct_diff_ids_and_annotations() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("iris.oci");
+    bundle_json(&example().join("mlart.yaml"), &out, &[]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &str| {
+        fs::read(
+            out.join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.version"],
+        "1.0.0"
+    );
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.licenses"],
+        "Apache-2.0"
+    );
+    assert!(
+        manifest["annotations"]
+            .get("org.opencontainers.image.created")
+            .is_none(),
+        "no wall-clock time"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    assert_eq!(layers.len(), diff_ids.len());
+    assert_eq!(config["history"].as_array().unwrap().len(), layers.len());
+    for (l, d) in layers.iter().zip(diff_ids) {
+        assert!(l["annotations"]["ai.mlart.kind"].is_string());
+        assert!(l["annotations"]["org.opencontainers.image.title"].is_string());
+        let data = blob(l["digest"].as_str().unwrap());
+        let raw = if l["mediaType"].as_str().unwrap().ends_with("+gzip") {
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&data[..]), &mut v)
+                .unwrap();
+            v
+        } else {
+            data
+        };
+        use sha2::Digest;
+        assert_eq!(
+            d.as_str().unwrap(),
+            format!("sha256:{}", hex::encode(sha2::Sha256::digest(&raw)))
+        );
+    }
+    // The keys of every JSON document are sorted (canonical form).
+    let text = String::from_utf8(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap();
+    assert!(text.starts_with("{\"annotations\""), "{text}");
+}
+
+#[test]
+fn artifact_form_uses_mlart_media_types_and_raw_model_layers() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("iris-art.oci");
+    let r = bundle_json(
+        &example().join("mlart.yaml"),
+        &out,
+        &["--format", "artifact"],
+    );
+    let layers = r["layers"].as_array().unwrap();
+    let model = layers.iter().find(|l| l["kind"] == "model").unwrap();
+    assert_eq!(model["media_type"], "application/vnd.mlart.model.v1.raw");
+    assert_eq!(model["title"], "model/iris.onnx");
+    assert_eq!(
+        model["digest"].as_str().unwrap(),
+        format!("sha256:{}", sha256_file(&example().join("model/iris.onnx")))
+    );
+    assert!(layers
+        .iter()
+        .any(|l| l["media_type"] == "application/vnd.mlart.eval.v1.tar+gzip"));
+    let i = json_ok(mlart().arg("inspect").arg(&out));
+    assert_eq!(i["artifact_type"], "application/vnd.mlart.bundle.v1+json");
+    assert_eq!(
+        i["config"]["media_type"],
+        "application/vnd.mlart.bundle.config.v1+json"
+    );
+    assert_eq!(i["metadata"]["form"], "artifact");
+    assert!(i["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["kind"] != "metadata"));
+}
+
+#[test]
+fn golden_digest_of_the_example() {
+    let t = tempfile::tempdir().unwrap();
+    for (form, file) in [
+        ("image", "iris-image.json"),
+        ("artifact", "iris-artifact.json"),
+    ] {
+        let out = t.path().join(format!("{form}.oci"));
+        let r = bundle_json(&example().join("mlart.yaml"), &out, &["--format", form]);
+        let got = golden_snapshot(&out);
+        let golden_path = repo().join("tests/golden").join(file);
+        if std::env::var("MLART_UPDATE_GOLDEN").as_deref() == Ok("1") {
+            fs::create_dir_all(golden_path.parent().unwrap()).unwrap();
+            fs::write(
+                &golden_path,
+                serde_json::to_string_pretty(&got).unwrap() + "\n",
+            )
+            .unwrap();
+        }
+        let want: serde_json::Value =
+            serde_json::from_slice(&fs::read(&golden_path).unwrap()).unwrap();
+        if want["manifest_digest"] != r["manifest_digest"] {
+            panic!(
+                "the {form} bundle of examples/iris changed: digest {} (golden {}).\nWhat differs:\n{}\nIf the change is intended, run MLART_UPDATE_GOLDEN=1 cargo test golden and commit tests/golden/.",
+                r["manifest_digest"],
+                want["manifest_digest"],
+                explain(&want, &got, "")
+            );
+        }
+    }
+}
+
+/// Manifest, config and the listing of every tar layer: what a digest mismatch is explained by.
+fn golden_snapshot(layout: &Path) -> serde_json::Value {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &str| {
+        fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let md = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(&blob(&md)).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+    let mut listings = serde_json::Map::new();
+    for (i, l) in manifest["layers"].as_array().unwrap().iter().enumerate() {
+        let mt = l["mediaType"].as_str().unwrap();
+        if !mt.contains("tar") {
+            continue;
+        }
+        let data = blob(l["digest"].as_str().unwrap());
+        let raw: Vec<u8> = if mt.ends_with("+gzip") {
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&data[..]), &mut v)
+                .unwrap();
+            v
+        } else {
+            data
+        };
+        let mut ar = tar::Archive::new(&raw[..]);
+        let entries: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                format!(
+                    "{} mode={:o} uid={} gid={} mtime={} size={}",
+                    e.path().unwrap().display(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.gid().unwrap(),
+                    h.mtime().unwrap(),
+                    h.size().unwrap()
+                )
+            })
+            .collect();
+        // keyed by position and title, so a changed layer shows as a changed listing
+        let key = format!(
+            "{i}:{}",
+            l["annotations"]["org.opencontainers.image.title"]
+                .as_str()
+                .unwrap_or("")
+        );
+        listings.insert(key, entries.into());
+    }
+    serde_json::json!({"manifest_digest": md, "manifest": manifest, "config": config, "tar_listings": listings})
+}
+
+/// A readable list of the paths where two JSON values differ.
+fn explain(want: &serde_json::Value, got: &serde_json::Value, at: &str) -> String {
+    use serde_json::Value;
+    match (want, got) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut out = String::new();
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                out += &explain(
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                    &format!("{at}/{k}"),
+                );
+            }
+            out
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .map(|(i, (x, y))| explain(x, y, &format!("{at}[{i}]")))
+            .collect(),
+        (a, b) if a != b => format!("  {at}: golden {a} / now {b}\n"),
+        _ => String::new(),
+    }
+}
+
+#[test]
+fn same_digest_whatever_mtime_umask_cwd_and_creation_order() {
+    let spec_rel = "mlart.yaml";
+    let a = example_copy();
+    let b = tempfile::tempdir().unwrap();
+    copy_tree(&example(), b.path(), true); // created in reverse order
+                                           // other permissions (as a 077 umask would give) and other mtimes
+    for e in walkdir::WalkDir::new(b.path()) {
+        let e = e.unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if e.file_type().is_dir() { 0o700 } else { 0o600 };
+        fs::set_permissions(e.path(), fs::Permissions::from_mode(mode)).unwrap();
+        if e.file_type().is_file() {
+            let f = fs::File::options().write(true).open(e.path()).unwrap();
+            f.set_modified(
+                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_234_567_890),
+            )
+            .unwrap();
+        }
+    }
+    let out = tempfile::tempdir().unwrap();
+    // A: relative spec path from the project folder.
+    let ra = json_ok(
+        mlart()
+            .current_dir(a.path())
+            .args(["bundle", "-f", spec_rel, "-o"])
+            .arg(out.path().join("a.oci")),
+    );
+    // B: absolute spec path from elsewhere, under umask 077.
+    let out_b = out.path().join("b.oci");
+    let cmd = format!(
+        "umask 077 && exec '{}' --json bundle -f '{}' -o '{}'",
+        env!("CARGO_BIN_EXE_mlart"),
+        b.path().join(spec_rel).display(),
+        out_b.display()
+    );
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(out.path())
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rb: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(ra["manifest_digest"], rb["manifest_digest"]);
+    // And the committed example gives the same digest too.
+    let rc = bundle_json(&example().join(spec_rel), &out.path().join("c.oci"), &[]);
+    assert_eq!(ra["manifest_digest"], rc["manifest_digest"]);
+}
+
+#[test]
+fn source_date_epoch_sets_times_and_is_validated() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = example().join("mlart.yaml");
+    let plain = bundle_json(&spec, &t.path().join("a.oci"), &[]);
+    let dated = json_ok(
+        mlart()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .arg("bundle")
+            .arg("-f")
+            .arg(&spec)
+            .arg("-o")
+            .arg(t.path().join("b.oci")),
+    );
+    assert_ne!(plain["manifest_digest"], dated["manifest_digest"]);
+    let i = json_ok(mlart().arg("inspect").arg(t.path().join("b.oci")));
+    assert_eq!(
+        i["annotations"]["org.opencontainers.image.created"],
+        "2023-11-14T22:13:20Z"
+    );
+    assert_eq!(i["metadata"]["created"], "2023-11-14T22:13:20Z");
+    let again = json_ok(
+        mlart()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .arg("bundle")
+            .arg("-f")
+            .arg(&spec)
+            .arg("-o")
+            .arg(t.path().join("c.oci")),
+    );
+    assert_eq!(again["manifest_digest"], dated["manifest_digest"]);
+    let err = fails(
+        mlart()
+            .env("SOURCE_DATE_EPOCH", "yesterday")
+            .arg("bundle")
+            .arg("-f")
+            .arg(&spec)
+            .arg("-o")
+            .arg(t.path().join("d.oci")),
+        2,
+    );
+    assert!(err.contains("SOURCE_DATE_EPOCH"), "{err}");
+    assert!(!t.path().join("d.oci").exists());
+}
+
+#[test]
+fn bad_specs_give_positioned_errors_exit_2_and_json() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("m.onnx"), b"x").unwrap();
+    let cases: &[(&str, &str)] = &[
+        (
+            "name: a\nversion: '1'\nmodle: [m.onnx]\n",
+            "mlart.yaml:3:1: unknown field `modle`",
+        ),
+        (
+            "name: a\nversion: '1'\nmodel: [missing.onnx]\n",
+            "mlart.yaml:3:9: \"missing.onnx\" in `model` does not exist",
+        ),
+        (
+            "name: a\nversion: '1'\nmodel: [m.onnx]\ndocs: [m.onnx]\n",
+            "listed under both `model` (line 3) and `docs`",
+        ),
+        (
+            "name: a\nversion: '1'\nmodel:\n  - ../etc/passwd\n",
+            "mlart.yaml:4:5:",
+        ),
+        ("name: a\nversion: [1]\nmodel: [m.onnx]\n", "mlart.yaml:2:"),
+        ("name: a\nversion: '1'\n", "the bundle would be empty"),
+        (
+            "name: a\nversion: '1'\nmodel: m.onnx\n",
+            "A section is a list",
+        ),
+        ("\t- :\n[", "mlart.yaml:"),
+    ];
+    for (text, want) in cases {
+        fs::write(t.path().join("mlart.yaml"), text).unwrap();
+        let err = fails(mlart().current_dir(t.path()).arg("bundle"), 2);
+        assert!(err.contains(want), "spec {text:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        let out = run(mlart().current_dir(t.path()).args(["--json", "bundle"]));
+        assert_eq!(out.status.code(), Some(2));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON error");
+        assert!(v["error"]["message"].as_str().unwrap().contains(want));
+        assert!(
+            !t.path().join("build").exists(),
+            "nothing written on failure"
+        );
+    }
+    // no spec at all
+    let e = tempfile::tempdir().unwrap();
+    let err = fails(mlart().current_dir(e.path()).arg("bundle"), 2);
+    assert!(err.contains("mlart init"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_leaving_the_project_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(outside.path().join("secret.onnx"), b"s").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.onnx"), t.path().join("m.onnx"))
+        .unwrap();
+    fs::write(
+        t.path().join("mlart.yaml"),
+        "name: a\nversion: '1'\nmodel: [m.onnx]\n",
+    )
+    .unwrap();
+    let err = fails(mlart().current_dir(t.path()).arg("bundle"), 2);
+    assert!(err.contains("points outside the project"), "{err}");
+}
+
+#[test]
+fn existing_non_layout_output_is_not_replaced() {
+    let p = example_copy();
+    let out = p.path().join("precious");
+    fs::create_dir_all(&out).unwrap();
+    fs::write(out.join("keep.txt"), b"mine").unwrap();
+    let err = fails(
+        mlart()
+            .current_dir(p.path())
+            .args(["bundle", "-o", "precious"]),
+        2,
+    );
+    assert!(err.contains("not an OCI layout"), "{err}");
+    assert_eq!(fs::read(out.join("keep.txt")).unwrap(), b"mine");
+    // An existing layout is replaced whole.
+    let r1 = json_ok(
+        mlart()
+            .current_dir(p.path())
+            .args(["bundle", "-o", "out.oci"]),
+    );
+    fs::write(p.path().join("eval/metrics.json"), b"{\"accuracy\": 0.5}\n").unwrap();
+    let r2 = json_ok(
+        mlart()
+            .current_dir(p.path())
+            .args(["bundle", "-o", "out.oci"]),
+    );
+    assert_ne!(r1["manifest_digest"], r2["manifest_digest"]);
+    let i = json_ok(mlart().current_dir(p.path()).args(["inspect", "out.oci"]));
+    assert_eq!(i["manifest_digest"], r2["manifest_digest"]);
+    assert_eq!(i["metadata"]["metrics"]["accuracy"], 0.5);
+    assert!(leftovers(p.path()).is_empty());
+    // The default output goes to build/<name>.oci, which is not bundled into itself.
+    let r = json_ok(mlart().current_dir(p.path()).args(["bundle"]));
+    assert_eq!(r["output"], "build/iris.oci");
+    let r = json_ok(mlart().current_dir(p.path()).args(["bundle"]));
+    assert_eq!(r["files"], 11);
+}
+
+#[test]
+fn unparseable_reports_warn_and_stay_files() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("m.onnx"), b"x").unwrap();
+    fs::write(t.path().join("broken.json"), b"{nope").unwrap();
+    fs::write(
+        t.path().join("good.csv"),
+        b"metric,value\nauc,0.8\nloss,NaN\n",
+    )
+    .unwrap();
+    fs::write(
+        t.path().join("mlart.yaml"),
+        "name: a\nversion: '1'\nmodel: [m.onnx]\neval: [broken.json, good.csv]\n",
+    )
+    .unwrap();
+    let r = json_ok(
+        mlart()
+            .current_dir(t.path())
+            .args(["bundle", "-o", "o.oci"]),
+    );
+    let w = r["warnings"].as_array().unwrap();
+    assert!(
+        w.iter()
+            .any(|w| w.as_str().unwrap().contains("broken.json")),
+        "{w:?}"
+    );
+    assert_eq!(r["metrics"]["auc"], 0.8);
+    assert!(r["metrics"]["loss"].is_null());
+    assert_eq!(r["files"], 3);
+}
+
+#[test]
+fn a_broken_feature_schema_is_an_error_naming_the_file() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("m.onnx"), b"x").unwrap();
+    fs::write(
+        t.path().join("features.yaml"),
+        b"features:\n  - name: a\n    dtype: complex128\n",
+    )
+    .unwrap();
+    fs::write(
+        t.path().join("mlart.yaml"),
+        "name: a\nversion: '1'\nmodel: [m.onnx]\nschema: [features.yaml]\n",
+    )
+    .unwrap();
+    let err = fails(
+        mlart()
+            .current_dir(t.path())
+            .args(["bundle", "-o", "o.oci"]),
+        2,
+    );
+    assert!(
+        err.contains("features.yaml") && err.contains("complex128"),
+        "{err}"
+    );
+    assert!(!t.path().join("o.oci").exists());
+    assert!(leftovers(t.path()).is_empty());
+}
+
+#[test]
+fn mlflow_signature_is_read_as_the_schema() {
+    let t = tempfile::tempdir().unwrap();
+    fs::create_dir_all(t.path().join("model")).unwrap();
+    fs::write(t.path().join("model/model.pkl"), b"pickle").unwrap();
+    fs::write(
+        t.path().join("model/MLmodel"),
+        "flavors:\n  sklearn: {}\nsignature:\n  inputs: '[{\"type\": \"double\", \"name\": \"x\", \"required\": true}]'\n  outputs: '[{\"type\": \"long\"}]'\n",
+    )
+    .unwrap();
+    fs::write(
+        t.path().join("mlart.yaml"),
+        "name: a\nversion: '1'\nmodel: [model/model.pkl]\nschema: [model/MLmodel]\n",
+    )
+    .unwrap();
+    let r = json_ok(
+        mlart()
+            .current_dir(t.path())
+            .args(["bundle", "-o", "o.oci"]),
+    );
+    assert!(r["warnings"].as_array().unwrap().is_empty());
+    let i = json_ok(mlart().current_dir(t.path()).args(["inspect", "o.oci"]));
+    assert_eq!(i["metadata"]["schema"]["source"], "mlflow");
+    assert_eq!(i["metadata"]["schema"]["features"][0]["dtype"], "float64");
+    assert_eq!(i["metadata"]["models"][0]["format"], "pickle");
+}
+
+/// Peak RSS (KiB) of a finished child, from wait4.
+fn wait_rss(child: std::process::Child) -> (i32, i64) {
+    let pid = child.id() as i32;
+    let mut status = 0;
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    assert_eq!(r, pid);
+    std::mem::forget(child);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    (code, ru.ru_maxrss)
+}
+
+fn big_model_project(size: u64) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    fs::create_dir_all(t.path().join("model")).unwrap();
+    let f = fs::File::create(t.path().join("model/big.safetensors")).unwrap();
+    f.set_len(size).unwrap(); // sparse: reads as zeros, costs no disk
+    fs::write(t.path().join("notes.md"), b"big model\n").unwrap();
+    fs::write(
+        t.path().join("mlart.yaml"),
+        "name: big\nversion: '1'\nmodel: [model/big.safetensors]\ndocs: [notes.md]\n",
+    )
+    .unwrap();
+    t
+}
+
+#[test]
+fn a_4_gib_model_streams_in_under_64_mib_of_memory() {
+    let size: u64 = std::env::var("MLART_BIG_SIZE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4 << 30);
+    let p = big_model_project(size);
+    let child = mlart()
+        .current_dir(p.path())
+        .args(["--json", "bundle", "-o", "big.oci"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child
+        .stdout
+        .as_ref()
+        .map(|_| ())
+        .map(|_| Vec::new())
+        .unwrap();
+    let mut child = child;
+    let mut so = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        std::io::Read::read_to_end(&mut so, &mut stdout).unwrap();
+        stdout
+    });
+    let (code, rss_kib) = wait_rss(child);
+    let out = reader.join().unwrap();
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out));
+    assert!(
+        rss_kib < 64 * 1024,
+        "peak RSS {rss_kib} KiB for a {size}-byte model"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let model = r["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["kind"] == "model")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        model["title"], "model/big.safetensors",
+        "a large model gets a layer of its own"
+    );
+    assert_eq!(
+        model["media_type"],
+        "application/vnd.oci.image.layer.v1.tar"
+    );
+    assert!(model["size"].as_u64().unwrap() > size);
+    eprintln!("bundled {size} bytes with peak RSS {rss_kib} KiB");
+}
+
+#[test]
+fn a_file_that_changes_mid_bundle_leaves_no_output() {
+    let p = big_model_project(3 << 30);
+    let child = mlart()
+        .current_dir(p.path())
+        .args(["bundle", "-o", "big.oci"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the bundle is under way (its temp dir exists), then cut the model short.
+    let start = std::time::Instant::now();
+    while leftovers(p.path()).is_empty() && start.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    fs::File::options()
+        .write(true)
+        .open(p.path().join("model/big.safetensors"))
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("big.safetensors") && err.contains("shrank"),
+        "{err}"
+    );
+    assert!(!p.path().join("big.oci").exists());
+    assert!(leftovers(p.path()).is_empty(), "{:?}", leftovers(p.path()));
+}
+
+#[test]
+fn ctrl_c_leaves_no_output() {
+    let p = big_model_project(3 << 30);
+    let child = mlart()
+        .current_dir(p.path())
+        .args(["bundle", "-o", "big.tar"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while leftovers(p.path()).is_empty() && start.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    assert!(!p.path().join("big.tar").exists());
+    assert!(leftovers(p.path()).is_empty());
+}
+
+#[test]
+fn init_writes_a_spec_that_bundles_and_never_overwrites() {
+    let p = example_copy();
+    fs::remove_file(p.path().join("mlart.yaml")).unwrap();
+    let r = json_ok(
+        mlart()
+            .current_dir(p.path())
+            .args(["init", "--name", "iris"]),
+    );
+    assert_eq!(r["sections"]["model"], serde_json::json!(["model/"]));
+    assert_eq!(r["sections"]["schema"], serde_json::json!(["schema/"]));
+    assert_eq!(
+        r["sections"]["env"],
+        serde_json::json!(["requirements.txt"])
+    );
+    assert!(r["unclassified"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "train.py"));
+    let spec = fs::read_to_string(p.path().join("mlart.yaml")).unwrap();
+    assert!(
+        spec.contains("name: iris") && spec.contains("#   train.py"),
+        "{spec}"
+    );
+    let b = json_ok(
+        mlart()
+            .current_dir(p.path())
+            .args(["bundle", "-o", "o.oci"]),
+    );
+    assert!(b["files"].as_u64().unwrap() >= 9);
+    // never overwrite without --force
+    fs::write(p.path().join("mlart.yaml"), "# mine\n").unwrap();
+    let err = fails(mlart().current_dir(p.path()).arg("init"), 2);
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(
+        fs::read_to_string(p.path().join("mlart.yaml")).unwrap(),
+        "# mine\n"
+    );
+    json_ok(
+        mlart()
+            .current_dir(p.path())
+            .args(["init", "--force", "--name", "iris"]),
+    );
+    assert!(fs::read_to_string(p.path().join("mlart.yaml"))
+        .unwrap()
+        .contains("name: iris"));
+}
+
+#[test]
+fn inspect_refuses_corrupt_and_hostile_layouts() {
+    let t = tempfile::tempdir().unwrap();
+    let good = t.path().join("good.oci");
+    let r = bundle_json(&example().join("mlart.yaml"), &good, &[]);
+    let meta_layer = r["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["kind"] == "metadata")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let manifest_hex = r["manifest_digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let variant = |name: &str, f: &dyn Fn(&Path)| {
+        let d = t.path().join(name);
+        copy_tree(&good, &d, false);
+        f(&d);
+        d
+    };
+    let cases: Vec<(std::path::PathBuf, &str)> = vec![
+        (
+            variant("flipped", &|d| {
+                let p = d.join("blobs/sha256").join(&meta_layer);
+                let mut b = fs::read(&p).unwrap();
+                let n = b.len() / 2;
+                b[n] ^= 0xff;
+                fs::write(p, b).unwrap();
+            }),
+            "does not match its digest",
+        ),
+        (
+            variant("missing", &|d| {
+                fs::remove_file(d.join("blobs/sha256").join(&meta_layer)).unwrap()
+            }),
+            "missing",
+        ),
+        (
+            variant("badindex", &|d| {
+                fs::write(d.join("index.json"), b"{\"manifests\": 7}").unwrap()
+            }),
+            "not a valid OCI index",
+        ),
+        (
+            variant("traversal", &|d| {
+                let s = fs::read_to_string(d.join("index.json")).unwrap().replace(
+                    &format!("sha256:{manifest_hex}"),
+                    "sha256:../../../etc/passwd",
+                );
+                fs::write(d.join("index.json"), s).unwrap();
+            }),
+            "index.json",
+        ),
+        (
+            variant("huge", &|d| {
+                let s = fs::read_to_string(d.join("index.json")).unwrap();
+                let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+                let size = v["manifests"][0]["size"].as_u64().unwrap();
+                fs::write(
+                    d.join("index.json"),
+                    s.replace(&format!("\"size\":{size}"), "\"size\":99999999999"),
+                )
+                .unwrap();
+            }),
+            "more than",
+        ),
+        (
+            variant("notmanifest", &|d| {
+                fs::write(d.join("blobs/sha256").join(&manifest_hex), b"[]").unwrap()
+            }),
+            "truncated",
+        ),
+        (
+            variant("nolayout", &|d| {
+                fs::remove_file(d.join("oci-layout")).unwrap()
+            }),
+            "not an OCI layout",
+        ),
+    ];
+    for (path, want) in cases {
+        let err = fails(mlart().arg("inspect").arg(&path), 2);
+        assert!(err.contains(want), "{}: {err}", path.display());
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let junk = t.path().join("junk.tar");
+    fs::write(&junk, vec![0x41u8; 3000]).unwrap();
+    let err = fails(mlart().arg("inspect").arg(&junk), 2);
+    assert!(err.contains("not an OCI archive"), "{err}");
+    let err = fails(mlart().arg("inspect").arg(t.path().join("nope")), 2);
+    assert!(err.contains("does not exist"), "{err}");
+    let err = fails(mlart().args(["inspect", "--tag", "9.9"]).arg(&good), 2);
+    assert!(
+        err.contains("no manifest tagged \"9.9\"") && err.contains("1.0.0"),
+        "{err}"
+    );
+}

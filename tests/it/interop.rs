@@ -1,0 +1,158 @@
+//! Real third-party tools read what mlart writes: skopeo, umoci and the OCI JSON schemas.
+
+use crate::support::*;
+use std::fs;
+use std::process::Command;
+
+fn bundle(out: &std::path::Path, form: &str) -> serde_json::Value {
+    json_ok(
+        mlart()
+            .arg("bundle")
+            .arg("-f")
+            .arg(example().join("mlart.yaml"))
+            .arg("-o")
+            .arg(out)
+            .args(["--format", form]),
+    )
+}
+
+fn ok(c: &mut Command) -> Vec<u8> {
+    let o = c.output().expect("run tool");
+    assert!(
+        o.status.success(),
+        "{:?} failed: {}\n{}",
+        c,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
+#[test]
+fn skopeo_reads_our_manifest_byte_for_byte_and_copies_keep_the_digest() {
+    let Some(skopeo) = tool("skopeo") else { return };
+    let t = tempfile::tempdir().unwrap();
+    for form in ["image", "artifact"] {
+        let layout = t.path().join(format!("{form}.oci"));
+        let r = bundle(&layout, form);
+        let digest = r["manifest_digest"].as_str().unwrap();
+        let raw = ok(Command::new(&skopeo)
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{}:1.0.0", layout.display())));
+        let ours = fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap();
+        assert_eq!(
+            raw, ours,
+            "skopeo returns our manifest byte for byte ({form})"
+        );
+        // skopeo compresses uncompressed layers on the way into an archive unless asked not to
+        let archive = t.path().join(format!("{form}-copy.tar"));
+        ok(Command::new(&skopeo)
+            .args(["copy", "--preserve-digests"])
+            .arg(format!("oci:{}:1.0.0", layout.display()))
+            .arg(format!("oci-archive:{}:1.0.0", archive.display())));
+        let copied = ok(Command::new(&skopeo)
+            .args(["inspect", "--raw"])
+            .arg(format!("oci-archive:{}:1.0.0", archive.display())));
+        assert_eq!(copied, ours);
+        // and mlart reads skopeo's archive
+        let i = json_ok(mlart().arg("inspect").arg(&archive));
+        assert_eq!(i["manifest_digest"], digest);
+        // skopeo reads mlart's own archive
+        let ours_tar = t.path().join(format!("{form}.tar"));
+        bundle(&ours_tar, form);
+        let raw = ok(Command::new(&skopeo)
+            .args(["inspect", "--raw"])
+            .arg(format!("oci-archive:{}:1.0.0", ours_tar.display())));
+        assert_eq!(raw, ours);
+    }
+}
+
+#[test]
+fn umoci_unpacks_the_image_to_the_source_files() {
+    let Some(umoci) = tool("umoci") else { return };
+    let t = tempfile::tempdir().unwrap();
+    let layout = t.path().join("iris.oci");
+    bundle(&layout, "image");
+    let bundle_dir = t.path().join("unpacked");
+    ok(Command::new(&umoci)
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:1.0.0", layout.display()))
+        .arg(&bundle_dir));
+    let models = bundle_dir.join("rootfs/models");
+    let mut got = tree_digests(&models);
+    let meta = got.remove("mlart.json").expect("mlart.json in /models");
+    assert!(!meta.is_empty());
+    let spec_files: Vec<&str> = vec![
+        "README.md",
+        "config/params.yaml",
+        "docs/model_card.md",
+        "eval/confusion_matrix.csv",
+        "eval/metrics.json",
+        "logs/train.log",
+        "model/iris.onnx",
+        "requirements.txt",
+        "samples/samples.json",
+        "schema/features.yaml",
+        "train.py",
+    ];
+    let want: std::collections::BTreeMap<String, String> = spec_files
+        .iter()
+        .map(|f| (f.to_string(), sha256_file(&example().join(f))))
+        .collect();
+    assert_eq!(got, want);
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(bundle_dir.join("config.json")).unwrap()).unwrap();
+    assert!(config["process"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e == "MODEL_DIR=/models"));
+}
+
+#[test]
+fn every_layout_validates_against_the_oci_schemas() {
+    let Some(py) = python() else { return };
+    let validator = repo().join("../shared/tools/oci-validate.py");
+    if !validator.is_file() {
+        if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
+            panic!("{} is missing", validator.display());
+        }
+        eprintln!("SKIP: no {}", validator.display());
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    for form in ["image", "artifact"] {
+        let layout = t.path().join(format!("{form}.oci"));
+        bundle(&layout, form);
+        let out = ok(Command::new(&py).arg(&validator).arg(&layout));
+        assert!(String::from_utf8_lossy(&out).contains("OK: 0 problem(s)"));
+        // the archive, unpacked, is the same valid layout
+        let tarball = t.path().join(format!("{form}.tar"));
+        bundle(&tarball, form);
+        let dir = t.path().join(format!("{form}-from-tar"));
+        fs::create_dir_all(&dir).unwrap();
+        tar::Archive::new(fs::File::open(&tarball).unwrap())
+            .unpack(&dir)
+            .unwrap();
+        ok(Command::new(&py).arg(&validator).arg(&dir));
+        assert_eq!(tree_digests(&dir), tree_digests(&layout));
+    }
+    // and the validator does catch a broken layout (the check can fail)
+    let broken = t.path().join("image.oci");
+    fs::write(
+        broken.join("index.json"),
+        b"{\"schemaVersion\": 2, \"manifests\": [{\"mediaType\": 5}]}",
+    )
+    .unwrap();
+    let o = Command::new(&py)
+        .arg(&validator)
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the `mlart` binary on real projects, checked by what it writes and by
+//! real third-party tools (skopeo, umoci, the OCI schema validator).
+
+mod bundle;
+mod interop;
+mod registry;
+mod support;

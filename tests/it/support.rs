@@ -1,0 +1,151 @@
+//! Shared helpers: run the binary, copy the example project, find interop tools.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn example() -> PathBuf {
+    repo().join("examples/iris")
+}
+
+/// The mlart binary with a clean environment for reproducibility.
+pub fn mlart() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mlart"));
+    c.env_remove("SOURCE_DATE_EPOCH").env_remove("RUST_LOG");
+    c
+}
+
+pub fn run(c: &mut Command) -> Output {
+    c.output().expect("run mlart")
+}
+
+/// Run, expect success, parse the `--json` stdout.
+pub fn json_ok(c: &mut Command) -> serde_json::Value {
+    let out = run(c.arg("--json"));
+    assert!(
+        out.status.success(),
+        "mlart failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// Run, expect exit code `code`, return stderr (human) text.
+pub fn fails(c: &mut Command, code: i32) -> String {
+    let out = run(c);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit {code}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Copy a directory tree (files in the given order of `walk`, or reversed).
+pub fn copy_tree(src: &Path, dst: &Path, reverse: bool) {
+    let mut entries: Vec<PathBuf> = walkdir::WalkDir::new(src)
+        .into_iter()
+        .map(|e| e.unwrap().path().to_path_buf())
+        .collect();
+    entries.sort();
+    if reverse {
+        entries.reverse();
+    }
+    for p in entries {
+        let rel = p.strip_prefix(src).unwrap();
+        let d = dst.join(rel);
+        if p.is_dir() {
+            std::fs::create_dir_all(&d).unwrap();
+        } else {
+            std::fs::create_dir_all(d.parent().unwrap()).unwrap();
+            std::fs::copy(&p, &d).unwrap();
+        }
+    }
+}
+
+/// The example project copied into a fresh temp dir (without build outputs).
+pub fn example_copy() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    copy_tree(&example(), t.path(), false);
+    let _ = std::fs::remove_dir_all(t.path().join("build"));
+    t
+}
+
+/// A tool on PATH, or None. With MLART_REQUIRE_INTEROP=1 a missing tool fails the test.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|c| c.is_file())
+    });
+    if found.is_none() {
+        if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
+            panic!("{name} is required (MLART_REQUIRE_INTEROP=1) but not on PATH: run scripts/test, which installs it");
+        }
+        eprintln!("SKIP: {name} not found (scripts/test installs it)");
+    }
+    found
+}
+
+/// The Python that has the interop packages (scripts/test makes .venv), if any.
+pub fn python() -> Option<PathBuf> {
+    let venv = std::env::var_os("MLART_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv"));
+    let p = venv.join("bin/python");
+    if p.is_file() {
+        return Some(p);
+    }
+    if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
+        panic!(
+            "the venv {} is missing (MLART_REQUIRE_INTEROP=1): run scripts/test",
+            venv.display()
+        );
+    }
+    eprintln!("SKIP: no venv at {}", venv.display());
+    None
+}
+
+pub fn sha256_file(p: &Path) -> String {
+    use sha2::Digest;
+    let data = std::fs::read(p).unwrap();
+    hex::encode(sha2::Sha256::digest(&data))
+}
+
+/// Every file under `root`, relative path -> sha256.
+pub fn tree_digests(root: &Path) -> std::collections::BTreeMap<String, String> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            (
+                e.path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                sha256_file(e.path()),
+            )
+        })
+        .collect()
+}
+
+/// Entries of the parent dir of `p` that start with `.mlart-tmp` (leftover temp outputs).
+pub fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".mlart-tmp"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
