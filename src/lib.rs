@@ -9,6 +9,7 @@ pub mod collect;
 pub mod digest;
 pub mod envinfo;
 pub mod error;
+pub mod extract;
 pub mod init;
 pub mod inspect;
 pub mod interrupt;
@@ -16,6 +17,8 @@ pub mod json;
 pub mod layer;
 pub mod layout;
 pub mod metrics;
+pub mod reference;
+pub mod registry;
 pub mod schema;
 pub mod spec;
 

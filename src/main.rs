@@ -32,6 +32,18 @@ enum Command {
     Bundle(commands::bundle::Args),
     /// Show what a bundle holds: files, metrics, schema, layers.
     Inspect(commands::inspect::Args),
+    /// Push a layout or archive to a registry (blobs first, the manifest last).
+    Push(commands::push::Args),
+    /// Pull a bundle from a registry into a directory: verified, safe extraction.
+    Pull(commands::pull::Args),
+    /// Copy a bundle between registries, layouts and archives.
+    Copy(commands::copy::Args),
+    /// List the tags of a registry repository.
+    Tags(commands::tags::Args),
+    /// Store credentials for a registry (like `docker login`).
+    Login(commands::login::Args),
+    /// Remove the stored credentials of a registry.
+    Logout(commands::login::LogoutArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +60,12 @@ fn main() -> ExitCode {
         Command::Init(a) => commands::init::run(a, json),
         Command::Bundle(a) => commands::bundle::run(a, json),
         Command::Inspect(a) => commands::inspect::run(a, json),
+        Command::Push(a) => commands::push::run(a, json),
+        Command::Pull(a) => commands::pull::run(a, json),
+        Command::Copy(a) => commands::copy::run(a, json),
+        Command::Tags(a) => commands::tags::run(a, json),
+        Command::Login(a) => commands::login::run(a, json),
+        Command::Logout(a) => commands::login::run_logout(a, json),
     };
     match result {
         Ok(code) => code,

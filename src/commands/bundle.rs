@@ -31,6 +31,12 @@ pub struct Args {
     /// Model and data files of at least this many bytes get a layer of their own (image form).
     #[arg(long, default_value_t = bundle::DEFAULT_LARGE_FILE)]
     large_file: u64,
+    /// Push straight to a registry instead of writing a layout (host[:port]/repository[:tag];
+    /// the tag defaults to the spec's version). Each layer streams up as it is built.
+    #[arg(long, value_name = "REF", conflicts_with = "output")]
+    push: Option<String>,
+    #[command(flatten)]
+    registry: super::push::RegistryArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -85,12 +91,6 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             "--tag {tag:?} is not a valid OCI tag: use letters, digits, `.`, `_`, `-`"
         )));
     }
-    let output = a
-        .output
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("build").join(format!("{}.oci", spec.name)));
-    let staging = Staging::new(&output)?;
-    let files = collect::collect(&spec, &[output.clone(), staging.layout_dir()])?;
     let opts = Options {
         form: match a.format {
             FormArg::Image => Form::Image,
@@ -107,6 +107,15 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         os: os.to_string(),
         arch: arch.to_string(),
     };
+    if let Some(r) = &a.push {
+        return push(&a, r, &spec, &opts, &tag, json, started);
+    }
+    let output = a
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("build").join(format!("{}.oci", spec.name)));
+    let staging = Staging::new(&output)?;
+    let files = collect::collect(&spec, &[output.clone(), staging.layout_dir()])?;
     let total: u64 = files.iter().map(|f| f.size).sum();
     let pb = super::progress_bar(total, json);
     pb.set_message(format!("bundling {}", spec.name));
@@ -167,5 +176,54 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             .collect();
         super::table(&["KIND", "SIZE", "DIGEST", "TITLE"], &rows);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bundle --push`: stream every layer to the registry as it is built, then the manifest.
+fn push(
+    a: &Args,
+    r: &str,
+    spec: &spec::Spec,
+    opts: &Options,
+    tag: &str,
+    json: bool,
+    started: Instant,
+) -> Result<ExitCode> {
+    use mlart::reference::{self, Reference};
+    let (reference, explicit) = reference::parse_reference(r)?;
+    let reference = if explicit {
+        reference
+    } else {
+        Reference::with_tag(
+            reference.registry().into(),
+            reference.repository().into(),
+            tag.to_string(),
+        )
+    };
+    let remote = mlart::registry::Remote::new(reference, &a.registry.options())?;
+    let mut sink = mlart::registry::RegistrySink::new(remote);
+    let files = collect::collect(spec, &[])?;
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    let pb = super::progress_bar(total, json);
+    pb.set_message(format!(
+        "bundling {} to {}",
+        spec.name,
+        sink.remote().describe()
+    ));
+    let built = bundle::build(spec, &files, opts, &mut sink, &|n| pb.inc(n))?;
+    let report = sink.push_manifest(&built.manifest, mlart::layout::MANIFEST_MEDIA_TYPE)?;
+    pb.finish_and_clear();
+    if !json {
+        for w in &built.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    super::push::print_summary(
+        &super::push::Summary {
+            report,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+        json,
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -5,11 +5,14 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// An OCI layout directory or archive (`oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]` also work).
+    /// An OCI layout directory or archive (`oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]` also work),
+    /// or a registry REF (host[:port]/repository[:tag|@digest]).
     target: String,
     /// Which tag of the layout (default: its only manifest).
     #[arg(long)]
     tag: Option<String>,
+    #[command(flatten)]
+    registry: super::push::RegistryArgs,
 }
 
 /// `oci:path:tag` / `oci-archive:path:tag` / plain path.
@@ -30,7 +33,14 @@ fn parse_target(t: &str) -> (PathBuf, Option<String>) {
 pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     let (path, tag) = parse_target(&a.target);
     let tag = a.tag.or(tag);
-    let r = inspect::inspect_path(&path, tag.as_deref())?;
+    let r = match mlart::reference::parse_location(&a.target)? {
+        mlart::reference::Location::Registry { reference, .. } if !path.exists() => {
+            let remote = mlart::registry::Remote::new(reference, &a.registry.options())?;
+            let mut src = mlart::registry::RegistrySource::new(remote);
+            inspect::inspect_source(&mut src, None)?
+        }
+        _ => inspect::inspect_path(&path, tag.as_deref())?,
+    };
     if json {
         super::print_json(&r);
         return Ok(ExitCode::SUCCESS);

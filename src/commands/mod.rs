@@ -1,8 +1,13 @@
 //! One module per verb; shared rendering helpers here.
 
 pub mod bundle;
+pub mod copy;
 pub mod init;
 pub mod inspect;
+pub mod login;
+pub mod pull;
+pub mod push;
+pub mod tags;
 
 use mlart::Error;
 use std::io::IsTerminal;

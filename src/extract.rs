@@ -1,0 +1,478 @@
+//! Safe extraction of layers into a target directory.
+//!
+//! Every entry path is checked by hand (no `unpack_in`): absolute paths, `..`, links that leave
+//! the target, devices, fifos and duplicate entries are refused. Parent directories are created
+//! one component at a time and must be real directories (never symlinks), and files are opened
+//! with `O_CREAT|O_EXCL|O_NOFOLLOW`, so nothing is ever written outside the target.
+
+use crate::error::{Error, IoContext, Result};
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+/// What a path in the target is, as far as this extraction knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Made {
+    Dir,
+    File,
+    Link,
+}
+
+/// Extracts entries into `root` (an existing, empty directory).
+pub struct Extractor {
+    root: PathBuf,
+    made: HashMap<String, Made>,
+    /// Regular files written, relative to the root.
+    files: Vec<String>,
+}
+
+/// Check an entry path and return its normalised relative form (`a/b/c`).
+pub fn clean_path(raw: &str) -> std::result::Result<String, String> {
+    if raw.is_empty() {
+        return Err("an empty path".into());
+    }
+    if raw.contains('\0') {
+        return Err(format!("{raw:?} contains a NUL byte"));
+    }
+    if raw.contains('\\') {
+        return Err(format!("{raw:?} contains a backslash"));
+    }
+    let p = Path::new(raw);
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => {
+                let s = s.to_str().ok_or_else(|| format!("{raw:?} is not UTF-8"))?;
+                parts.push(s);
+            }
+            Component::CurDir => {}
+            Component::ParentDir => return Err(format!("{raw:?} contains `..`")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!("{raw:?} is an absolute path"))
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Err(format!("{raw:?} names no file"));
+    }
+    Ok(parts.join("/"))
+}
+
+fn refuse(what: &str, why: impl std::fmt::Display) -> Error {
+    Error::input(format!(
+        "{what}: refusing to extract: {why}. Nothing was written outside the target"
+    ))
+}
+
+impl Extractor {
+    pub fn new(root: &Path) -> Self {
+        Extractor {
+            root: root.to_path_buf(),
+            made: HashMap::new(),
+            files: Vec::new(),
+        }
+    }
+
+    /// Regular files written so far (relative paths, in order).
+    pub fn files(&self) -> &[String] {
+        &self.files
+    }
+
+    /// Create the parent directories of `rel` (relative, cleaned) one by one, refusing any
+    /// component that exists and is not a real directory.
+    fn make_parents(&mut self, what: &str, rel: &str) -> Result<PathBuf> {
+        let parts: Vec<&str> = rel.split('/').collect();
+        let mut acc = String::new();
+        let mut path = self.root.clone();
+        for part in &parts[..parts.len() - 1] {
+            if !acc.is_empty() {
+                acc.push('/');
+            }
+            acc.push_str(part);
+            path.push(part);
+            match self.made.get(&acc) {
+                Some(Made::Dir) => continue,
+                Some(_) => {
+                    return Err(refuse(
+                        what,
+                        format!("{acc} is a file or link in this bundle, not a directory"),
+                    ))
+                }
+                None => {}
+            }
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.file_type().is_dir() => {}
+                Ok(_) => return Err(refuse(what, format!("{acc} exists and is not a directory"))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir(&path).ctx("creating", &path)?;
+                }
+                Err(e) => return Err(e).ctx("reading", &path),
+            }
+            self.made.insert(acc.clone(), Made::Dir);
+        }
+        Ok(path.join(parts[parts.len() - 1]))
+    }
+
+    fn claim(&mut self, what: &str, rel: &str, kind: Made) -> Result<()> {
+        match self.made.get(rel) {
+            None => {
+                self.made.insert(rel.to_string(), kind);
+                Ok(())
+            }
+            Some(Made::Dir) if kind == Made::Dir => Ok(()),
+            Some(_) => Err(refuse(what, format!("{rel} appears more than once"))),
+        }
+    }
+
+    /// Write one regular file from `r`.
+    pub fn file(&mut self, what: &str, rel: &str, mode: u32, r: &mut dyn Read) -> Result<()> {
+        let rel = clean_path(rel).map_err(|e| refuse(what, e))?;
+        self.claim(what, &rel, Made::File)?;
+        let path = self.make_parents(what, &rel)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(if mode & 0o111 != 0 { 0o755 } else { 0o644 })
+            .open(&path)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    refuse(what, format!("{rel} already exists in the target"))
+                } else {
+                    Error::Io {
+                        context: format!("creating {}", path.display()),
+                        source: e,
+                    }
+                }
+            })?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            if crate::interrupt::requested() {
+                return Err(Error::Interrupted);
+            }
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::input(format!("{what}: reading {rel}: {e}"))),
+            };
+            f.write_all(&buf[..n]).ctx("writing", &path)?;
+        }
+        f.sync_all().ctx("writing", &path)?;
+        self.files.push(rel);
+        Ok(())
+    }
+
+    fn dir(&mut self, what: &str, rel: &str) -> Result<()> {
+        let rel = clean_path(rel).map_err(|e| refuse(what, e))?;
+        self.claim(what, &rel, Made::Dir)?;
+        let path = self.make_parents(what, &rel)?;
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_dir() => Ok(()),
+            Ok(_) => Err(refuse(what, format!("{rel} exists and is not a directory"))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&path).ctx("creating", &path)?;
+                let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o755));
+                Ok(())
+            }
+            Err(e) => Err(e).ctx("reading", &path),
+        }
+    }
+
+    /// A symlink is allowed only when it is relative and stays inside the target.
+    fn symlink(&mut self, what: &str, rel: &str, target: &str) -> Result<()> {
+        let rel = clean_path(rel).map_err(|e| refuse(what, e))?;
+        if target.is_empty() || target.starts_with('/') || target.contains('\0') {
+            return Err(refuse(
+                what,
+                format!("symlink {rel} -> {target} points outside the target"),
+            ));
+        }
+        // Resolve lexically from the link's directory.
+        let mut depth: Vec<&str> = rel.split('/').collect();
+        depth.pop();
+        for c in target.split('/') {
+            match c {
+                "" | "." => {}
+                ".." => {
+                    if depth.pop().is_none() {
+                        return Err(refuse(
+                            what,
+                            format!("symlink {rel} -> {target} points outside the target"),
+                        ));
+                    }
+                }
+                other => depth.push(other),
+            }
+        }
+        self.claim(what, &rel, Made::Link)?;
+        let path = self.make_parents(what, &rel)?;
+        std::os::unix::fs::symlink(target, &path).map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                refuse(what, format!("{rel} already exists in the target"))
+            } else {
+                Error::Io {
+                    context: format!("creating {}", path.display()),
+                    source: e,
+                }
+            }
+        })
+    }
+
+    /// A hard link is allowed only to a regular file this extraction already wrote.
+    fn hardlink(&mut self, what: &str, rel: &str, target: &str) -> Result<()> {
+        let rel = clean_path(rel).map_err(|e| refuse(what, e))?;
+        let tgt = clean_path(target)
+            .map_err(|e| refuse(what, format!("hard link {rel} -> {target}: {e}")))?;
+        if self.made.get(&tgt) != Some(&Made::File) {
+            return Err(refuse(
+                what,
+                format!("hard link {rel} -> {target} does not point to a file of this bundle"),
+            ));
+        }
+        self.claim(what, &rel, Made::File)?;
+        let path = self.make_parents(what, &rel)?;
+        fs::hard_link(self.root.join(&tgt), &path).ctx("linking", &path)?;
+        self.files.push(rel);
+        Ok(())
+    }
+
+    /// Extract a tar stream. Entry paths must start with `strip` (e.g. `models/`), which is
+    /// removed; `want(path)` picks the entries to write (the others are still checked).
+    pub fn tar(
+        &mut self,
+        what: &str,
+        r: &mut dyn Read,
+        strip: Option<&str>,
+        want: &dyn Fn(&str) -> bool,
+    ) -> Result<()> {
+        let bad = |e: io::Error| Error::input(format!("{what}: not a valid tar layer: {e}"));
+        let mut ar = tar::Archive::new(r);
+        for e in ar.entries().map_err(bad)? {
+            let mut e = e.map_err(bad)?;
+            let et = e.header().entry_type();
+            if matches!(
+                et,
+                tar::EntryType::XGlobalHeader
+                    | tar::EntryType::XHeader
+                    | tar::EntryType::GNULongName
+                    | tar::EntryType::GNULongLink
+            ) {
+                continue;
+            }
+            let raw = String::from_utf8(e.path_bytes().into_owned())
+                .map_err(|_| refuse(what, "an entry path is not UTF-8"))?;
+            // A root directory entry (`./`) carries nothing.
+            if et.is_dir() && raw.split('/').all(|c| c.is_empty() || c == ".") {
+                continue;
+            }
+            let cleaned = clean_path(&raw).map_err(|why| refuse(what, why))?;
+            let rel = match strip {
+                Some(prefix) => {
+                    let prefix = prefix.trim_end_matches('/');
+                    if cleaned == prefix && et.is_dir() {
+                        continue;
+                    }
+                    match cleaned
+                        .strip_prefix(prefix)
+                        .and_then(|r| r.strip_prefix('/'))
+                    {
+                        Some(r) => r.to_string(),
+                        None => {
+                            return Err(refuse(what, format!("{raw:?} is not under {prefix}/")))
+                        }
+                    }
+                }
+                None => cleaned,
+            };
+            if rel
+                .rsplit('/')
+                .next()
+                .is_some_and(|n| n.starts_with(".wh."))
+            {
+                return Err(refuse(what, format!("{raw:?} is a whiteout entry")));
+            }
+            match et {
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    if want(&rel) {
+                        let mode = e.header().mode().unwrap_or(0o644);
+                        self.file(what, &rel, mode, &mut e)?;
+                    }
+                }
+                tar::EntryType::Directory => {
+                    if self.made.get(&rel) != Some(&Made::Dir) && want_dir(&rel, want) {
+                        self.dir(what, &rel)?;
+                    }
+                }
+                tar::EntryType::Symlink => {
+                    let target = link_name(&e).map_err(|w| refuse(what, w))?;
+                    if want(&rel) {
+                        self.symlink(what, &rel, &target)?;
+                    } else {
+                        check_symlink_target(&rel, &target).map_err(|w| refuse(what, w))?;
+                    }
+                }
+                tar::EntryType::Link => {
+                    let target = link_name(&e).map_err(|w| refuse(what, w))?;
+                    let target = match strip {
+                        Some(prefix) => {
+                            let t = clean_path(&target)
+                                .map_err(|w| refuse(what, format!("hard link {raw:?}: {w}")))?;
+                            let prefix = prefix.trim_end_matches('/');
+                            t.strip_prefix(prefix)
+                                .and_then(|r| r.strip_prefix('/'))
+                                .map(str::to_string)
+                                .ok_or_else(|| {
+                                    refuse(
+                                        what,
+                                        format!("hard link {raw:?} -> {target:?} leaves {prefix}/"),
+                                    )
+                                })?
+                        }
+                        None => target,
+                    };
+                    if want(&rel) {
+                        self.hardlink(what, &rel, &target)?;
+                    }
+                }
+                tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                    return Err(refuse(
+                        what,
+                        format!("{raw:?} is a device or fifo, not a file"),
+                    ))
+                }
+                other => {
+                    return Err(refuse(
+                        what,
+                        format!("{raw:?} has an unsupported entry type {other:?}"),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Directories are made on demand for wanted files; an explicit directory entry is made only
+/// when no filter is in effect for it (`want` accepts it).
+fn want_dir(rel: &str, want: &dyn Fn(&str) -> bool) -> bool {
+    want(rel)
+}
+
+fn link_name<R: Read>(e: &tar::Entry<R>) -> std::result::Result<String, String> {
+    let t = e
+        .link_name_bytes()
+        .ok_or_else(|| "a link entry without a target".to_string())?;
+    String::from_utf8(t.into_owned()).map_err(|_| "a link target is not UTF-8".to_string())
+}
+
+fn check_symlink_target(rel: &str, target: &str) -> std::result::Result<(), String> {
+    if target.starts_with('/') {
+        return Err(format!(
+            "symlink {rel} -> {target} points outside the target"
+        ));
+    }
+    let mut depth: i64 = rel.split('/').count() as i64 - 1;
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err(format!(
+                        "symlink {rel} -> {target} points outside the target"
+                    ));
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_with(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, et, data, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            {
+                let gnu = h.as_gnu_mut().unwrap();
+                gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+                if let Some(l) = link {
+                    gnu.linkname[..l.len()].copy_from_slice(l.as_bytes());
+                }
+            }
+            h.set_entry_type(*et);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            out.extend_from_slice(h.as_bytes());
+            out.extend_from_slice(data);
+            let pad = (512 - data.len() % 512) % 512;
+            out.extend(std::iter::repeat_n(0u8, pad));
+        }
+        out.extend(std::iter::repeat_n(0u8, 1024));
+        out
+    }
+
+    fn run(
+        entries: &[(&str, tar::EntryType, &[u8], Option<&str>)],
+    ) -> (tempfile::TempDir, Result<()>) {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("out");
+        fs::create_dir(&target).unwrap();
+        let bytes = tar_with(entries);
+        let mut x = Extractor::new(&target);
+        let r = x.tar("layer", &mut &bytes[..], Some("models/"), &|_| true);
+        (t, r)
+    }
+
+    use tar::EntryType as E;
+
+    #[test]
+    fn good_layer() {
+        let (t, r) = run(&[
+            ("models/", E::Directory, b"", None),
+            ("models/a/", E::Directory, b"", None),
+            ("models/a/b.txt", E::Regular, b"hello", None),
+            ("models/a/c", E::Symlink, b"", Some("b.txt")),
+        ]);
+        r.unwrap();
+        assert_eq!(fs::read(t.path().join("out/a/b.txt")).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn hostile_layers() {
+        for entries in [
+            vec![("models/../evil", E::Regular, &b"x"[..], None)],
+            vec![("/etc/evil", E::Regular, &b"x"[..], None)],
+            vec![("evil", E::Regular, &b"x"[..], None)],
+            vec![
+                ("models/l", E::Symlink, &b""[..], Some("/etc")),
+                ("models/l/evil", E::Regular, &b"x"[..], None),
+            ],
+            vec![("models/l", E::Symlink, &b""[..], Some("../.."))],
+            vec![
+                ("models/l", E::Symlink, &b""[..], Some(".")),
+                ("models/l/evil", E::Regular, &b"x"[..], None),
+            ],
+            vec![("models/dev", E::Char, &b""[..], None)],
+            vec![("models/fifo", E::Fifo, &b""[..], None)],
+            vec![
+                ("models/a", E::Regular, &b"x"[..], None),
+                ("models/a", E::Regular, &b"y"[..], None),
+            ],
+            vec![("models/h", E::Link, &b""[..], Some("/etc/passwd"))],
+        ] {
+            let (t, r) = run(&entries);
+            assert!(r.is_err(), "{entries:?} was accepted");
+            assert!(!t.path().join("evil").exists());
+            assert!(!t.path().join("out/l/evil").exists());
+        }
+    }
+}

@@ -1,0 +1,1180 @@
+//! OCI registries: a client built on oci-client with Docker credentials, a `Source` that reads a
+//! bundle from a registry, push (blobs in parallel, skip existing, mount, manifest last), tags.
+//!
+//! The rest of the library is synchronous; a process-wide tokio runtime runs the requests and
+//! blob streams are bridged to `std::io::Read` through a bounded channel.
+
+pub mod login;
+pub mod pull;
+
+use crate::digest::{Digest, VerifyReader};
+use crate::error::{Error, IoContext, Result};
+use crate::layout::{self, Source, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, REF_NAME};
+use crate::reference::{self, Location, Reference};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+pub use oci_client::secrets::RegistryAuth;
+use oci_client::Client;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// Manifest media types accepted on GET (Debian's distribution 2.8 needs an explicit OCI Accept).
+pub const ACCEPT_MANIFESTS: &[&str] = &[
+    MANIFEST_MEDIA_TYPE,
+    INDEX_MEDIA_TYPE,
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+/// Blobs are pushed this many at a time.
+pub const PARALLEL_BLOBS: usize = 4;
+/// Size of the pieces a blob is streamed in (one PATCH each on a chunked upload).
+const CHUNK: usize = 4 << 20;
+
+/// How to reach registries.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Plain HTTP even for a non-loopback registry.
+    pub plain_http: bool,
+    /// Extra CA certificates (PEM) to trust.
+    pub ca_files: Vec<PathBuf>,
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .thread_name("mlart-registry")
+            .build()
+            .expect("starting the tokio runtime")
+    })
+}
+
+/// Run a future on the registry runtime from synchronous code.
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    runtime().block_on(f)
+}
+
+/// One repository of one registry, with a client and the user's credentials for it.
+#[derive(Clone)]
+pub struct Remote {
+    pub reference: Reference,
+    client: Client,
+    auth: RegistryAuth,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the credentials.
+        f.debug_struct("Remote")
+            .field("reference", &self.reference.whole())
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+/// Credentials for `registry` from the Docker config (`DOCKER_CONFIG` or `~/.docker`):
+/// `auths`, `credsStore`, `credHelpers`. None configured: anonymous.
+pub fn credentials(registry: &str) -> Result<RegistryAuth> {
+    use docker_credential::{CredentialRetrievalError as E, DockerCredential};
+    let key = reference::credential_key(registry);
+    match docker_credential::get_credential(&key) {
+        Ok(DockerCredential::UsernamePassword(u, p)) => Ok(RegistryAuth::Basic(u, p)),
+        Ok(DockerCredential::IdentityToken(t)) => Ok(RegistryAuth::Bearer(t)),
+        Err(E::ConfigNotFound | E::NoCredentialConfigured) => Ok(RegistryAuth::Anonymous),
+        Err(E::ConfigReadError) => {
+            // Missing file reads as ConfigReadError too: only a file that exists is an error.
+            let dir = std::env::var_os("DOCKER_CONFIG")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")));
+            match dir.map(|d| d.join("config.json")) {
+                Some(p) if p.exists() => Err(Error::input(format!(
+                    "{} cannot be read as a Docker config: fix or remove it",
+                    p.display()
+                ))),
+                _ => Ok(RegistryAuth::Anonymous),
+            }
+        }
+        Err(E::HelperFailure { helper, .. }) => Err(Error::input(format!(
+            "the Docker credential helper {helper} failed for {key}: run `mlart login {registry}` again"
+        ))),
+        Err(e) => Err(Error::input(format!(
+            "reading the credentials for {key} from the Docker config: {e}"
+        ))),
+    }
+}
+
+/// An oci-client for `registry`: TLS by default (system roots + `ca_files`), plain HTTP for
+/// loopback registries (unless a CA file is given) or with `plain_http`.
+pub fn client_for(registry: &str, opts: &Options) -> Result<Client> {
+    let mut certs = Vec::new();
+    for p in &opts.ca_files {
+        let data = std::fs::read(p).ctx("reading the CA file", p)?;
+        certs.push(Certificate {
+            encoding: CertificateEncoding::Pem,
+            data,
+        });
+    }
+    let http = opts.plain_http || (reference::is_loopback(registry) && certs.is_empty());
+    let config = ClientConfig {
+        protocol: if http {
+            ClientProtocol::HttpsExcept(vec![registry.to_string()])
+        } else {
+            ClientProtocol::Https
+        },
+        extra_root_certificates: certs,
+        connect_timeout: Some(Duration::from_secs(30)),
+        read_timeout: Some(Duration::from_secs(120)),
+        user_agent: concat!("mlart/", env!("CARGO_PKG_VERSION")),
+        platform_resolver: None,
+        ..Default::default()
+    };
+    Client::try_from(config)
+        .map_err(|e| Error::input(format!("setting up the registry client: {e}")))
+}
+
+impl Remote {
+    pub fn new(reference: Reference, opts: &Options) -> Result<Self> {
+        let registry = reference.resolve_registry().to_string();
+        let client = client_for(&registry, opts)?;
+        let auth = credentials(reference.registry())?;
+        Ok(Remote {
+            reference,
+            client,
+            auth,
+        })
+    }
+
+    /// With explicit credentials (tests, `login`).
+    pub fn with_auth(reference: Reference, opts: &Options, auth: RegistryAuth) -> Result<Self> {
+        let registry = reference.resolve_registry().to_string();
+        Ok(Remote {
+            client: client_for(&registry, opts)?,
+            reference,
+            auth,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        self.reference.whole()
+    }
+
+    async fn prime(&self) {
+        self.client
+            .store_auth_if_needed(self.reference.resolve_registry(), &self.auth)
+            .await;
+    }
+
+    /// Fetch the manifest the reference names: (raw bytes, digest, media type).
+    pub fn manifest(&self) -> Result<(Vec<u8>, Digest, String)> {
+        let what = self.describe();
+        let (raw, digest) = block_on(async {
+            self.prime().await;
+            retry(&what, || async {
+                self.client
+                    .pull_manifest_raw(&self.reference, &self.auth, ACCEPT_MANIFESTS)
+                    .await
+            })
+            .await
+        })
+        .map_err(|e| map_err(&what, "fetching the manifest", e))?;
+        if raw.len() as u64 > layout::MAX_MANIFEST_BYTES {
+            return Err(Error::input(format!("{what}: the manifest is too large")));
+        }
+        let computed = Digest::of(&raw);
+        if computed.as_str() != digest {
+            return Err(Error::input(format!(
+                "{what}: the registry says the manifest is {digest} but it hashes to {computed}"
+            )));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&raw)
+            .map_err(|e| Error::input(format!("{what}: the manifest is not JSON: {e}")))?;
+        let mt = v
+            .get("mediaType")
+            .and_then(|m| m.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                if v.get("manifests").is_some() {
+                    INDEX_MEDIA_TYPE.into()
+                } else {
+                    MANIFEST_MEDIA_TYPE.into()
+                }
+            });
+        Ok((raw.to_vec(), computed, mt))
+    }
+
+    /// Open a blob as a stream. Connection drops and truncated bodies are resumed with a
+    /// Range request (or restarted); the caller verifies digest and size (`VerifyReader`).
+    pub fn open_blob(&self, digest: &Digest) -> Result<BlobReader> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
+        let this = self.clone();
+        let digest_s = digest.to_string();
+        runtime().spawn(async move {
+            this.prime().await;
+            let mut offset: u64 = 0;
+            let mut attempt = 0u32;
+            loop {
+                let r = if offset == 0 {
+                    this.client
+                        .pull_blob_stream(&this.reference, digest_s.as_str())
+                        .await
+                        .map(|s| (s.content_length, s.stream))
+                } else {
+                    match this
+                        .client
+                        .pull_blob_stream_partial(&this.reference, digest_s.as_str(), offset, None)
+                        .await
+                    {
+                        Ok(oci_client::client::BlobResponse::Partial(s)) => {
+                            Ok((s.content_length.map(|l| l + offset), s.stream))
+                        }
+                        Ok(oci_client::client::BlobResponse::Full(s)) => {
+                            // The registry ignored the Range: skip what we already have.
+                            Ok((s.content_length, skip_stream(s.stream, offset)))
+                        }
+                        Err(e) => Err(e),
+                    }
+                };
+                let (len, mut stream) = match r {
+                    Ok(v) => v,
+                    Err(e) if attempt < max_retries() && retryable(&e) => {
+                        tracing::debug!("blob {digest_s}: {e}; retrying");
+                        tokio::time::sleep(backoff(attempt, &e)).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(io::Error::other(describe_oci(&e)))).await;
+                        return;
+                    }
+                };
+                let mut failed: Option<io::Error> = None;
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Ok(b) => {
+                            offset += b.len() as u64;
+                            if tx.send(Ok(b)).await.is_err() {
+                                return; // the reader is gone
+                            }
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                let short = len.is_some_and(|l| offset < l);
+                match failed {
+                    None if !short => return,
+                    Some(e) if is_verification(&e) => {
+                        let _ = tx
+                            .send(Err(io::Error::new(io::ErrorKind::InvalidData, e)))
+                            .await;
+                        return;
+                    }
+                    other => {
+                        if attempt >= max_retries() {
+                            let msg = other
+                                .map(|e| e.to_string())
+                                .unwrap_or_else(|| "the body was truncated".into());
+                            let _ = tx
+                                .send(Err(io::Error::other(format!(
+                                    "blob {digest_s}: gave up after {attempt} retries: {msg}"
+                                ))))
+                                .await;
+                            return;
+                        }
+                        tracing::debug!("blob {digest_s}: interrupted at {offset}; resuming");
+                        tokio::time::sleep(backoff_base(attempt)).await;
+                        attempt += 1;
+                    }
+                }
+            }
+        });
+        Ok(BlobReader {
+            rx,
+            cur: Bytes::new(),
+        })
+    }
+
+    /// The tags of the repository.
+    pub fn tags(&self) -> Result<Vec<String>> {
+        let what = self.reference.repository().to_string();
+        let r = block_on(async {
+            self.prime().await;
+            retry(&what, || async {
+                self.client
+                    .list_tags(&self.reference, &self.auth, None, None)
+                    .await
+            })
+            .await
+        })
+        .map_err(|e| map_err(&self.describe(), "listing tags", e))?;
+        let mut tags = r.tags;
+        tags.sort();
+        Ok(tags)
+    }
+
+    /// Check that the credentials are accepted (used by `login`).
+    pub fn check_credentials(&self) -> Result<()> {
+        let r = block_on(async {
+            self.prime().await;
+            self.client
+                .list_tags(&self.reference, &self.auth, Some(1), None)
+                .await
+        });
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_auth_error(&e) => Err(Error::input(format!(
+                "{}: the registry refused the credentials ({})",
+                self.reference.registry(),
+                describe_oci(&e)
+            ))),
+            Err(OciDistributionError::RegistryError { .. }) => Ok(()), // 404 NAME_UNKNOWN: authenticated
+            Err(OciDistributionError::ServerError { code: 404, .. }) => Ok(()),
+            Err(e) => Err(map_err(
+                self.reference.registry(),
+                "checking the credentials",
+                e,
+            )),
+        }
+    }
+}
+
+fn skip_stream(
+    s: futures_util::stream::BoxStream<'static, io::Result<Bytes>>,
+    mut skip: u64,
+) -> futures_util::stream::BoxStream<'static, io::Result<Bytes>> {
+    Box::pin(s.filter_map(move |item| {
+        let out = match item {
+            Ok(mut b) => {
+                if skip >= b.len() as u64 {
+                    skip -= b.len() as u64;
+                    None
+                } else {
+                    let rest = b.split_off(skip as usize);
+                    skip = 0;
+                    Some(Ok(rest))
+                }
+            }
+            Err(e) => Some(Err(e)),
+        };
+        std::future::ready(out)
+    }))
+}
+
+fn is_verification(e: &io::Error) -> bool {
+    e.to_string().contains("Invalid digest")
+}
+
+/// A blob streamed from a registry, as `std::io::Read`.
+pub struct BlobReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    cur: Bytes,
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        let _ = self.cur.split_to(n);
+        Ok(n)
+    }
+}
+
+// ---------------- retries ----------------
+
+fn max_retries() -> u32 {
+    std::env::var("MLART_RETRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+}
+
+fn backoff_base(attempt: u32) -> Duration {
+    let ms = std::env::var("MLART_RETRY_BASE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(250);
+    Duration::from_millis((ms << attempt.min(6)).min(8_000))
+}
+
+fn backoff(attempt: u32, e: &OciDistributionError) -> Duration {
+    let base = backoff_base(attempt);
+    match e {
+        // oci-client does not hand us the Retry-After header: wait longer on 429.
+        OciDistributionError::ServerError { code: 429, .. } => base * 4,
+        _ => base,
+    }
+}
+
+/// 5xx, 429, 408, connection resets, timeouts and broken bodies are worth another try.
+pub fn retryable(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::ServerError { code, .. } => {
+            *code >= 500 || *code == 429 || *code == 408
+        }
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
+            let c = format!("{:?}", x.code).to_ascii_lowercase();
+            c.contains("toomany") || c.contains("unavailable")
+        }),
+        OciDistributionError::RequestError(r) => {
+            r.is_connect() || r.is_timeout() || r.is_request() || r.is_body() || r.is_decode()
+        }
+        OciDistributionError::IoError(_) => true,
+        _ => false,
+    }
+}
+
+async fn retry<T, F, Fut>(what: &str, mut f: F) -> std::result::Result<T, OciDistributionError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, OciDistributionError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < max_retries() && retryable(&e) => {
+                tracing::debug!("{what}: {}; retrying", describe_oci(&e));
+                tokio::time::sleep(backoff(attempt, &e)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// An oci-client error in words, with its source chain (reqwest hides the cause otherwise).
+pub fn describe_oci(e: &OciDistributionError) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(x) = src {
+        let t = x.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = x.source();
+    }
+    s
+}
+
+fn is_auth_error(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code == 401 || *code == 403,
+        OciDistributionError::RequestError(r) => r
+            .status()
+            .is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403),
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
+            let c = format!("{:?}", x.code).to_ascii_lowercase();
+            c.contains("unauthorized") || c.contains("denied")
+        }),
+        _ => false,
+    }
+}
+
+fn map_err(what: &str, doing: &str, e: OciDistributionError) -> Error {
+    match &e {
+        e if is_auth_error(e) => Error::input(format!(
+            "{what}: {doing}: the registry asks for credentials (or refused them): run `mlart login <registry>` or check ~/.docker/config.json"
+        )),
+        OciDistributionError::RegistryError { envelope, .. }
+            if envelope.errors.iter().any(|x| {
+                let c = format!("{:?}", x.code).to_ascii_lowercase();
+                c.contains("unknown")
+            }) =>
+        {
+            Error::input(format!("{what}: {doing}: not found ({envelope})"))
+        }
+        _ => Error::input(format!("{what}: {doing}: {}", describe_oci(&e))),
+    }
+}
+
+// ---------------- reading: a registry as a Source ----------------
+
+/// A bundle in a registry, read through the `Source` interface: `index_bytes` is a one-entry
+/// index synthesised from the manifest (tagged with the reference's tag), the manifest itself
+/// is served from memory, every other blob is streamed.
+pub struct RegistrySource {
+    remote: Remote,
+    manifest: Option<(Vec<u8>, Digest, String)>,
+}
+
+impl RegistrySource {
+    pub fn new(remote: Remote) -> Self {
+        RegistrySource {
+            remote,
+            manifest: None,
+        }
+    }
+
+    pub fn remote(&self) -> &Remote {
+        &self.remote
+    }
+
+    /// The tag the synthesised index carries (the reference's tag, when it has one).
+    pub fn tag(&self) -> Option<String> {
+        self.remote.reference.tag().map(str::to_string)
+    }
+
+    fn load(&mut self) -> Result<&(Vec<u8>, Digest, String)> {
+        if self.manifest.is_none() {
+            self.manifest = Some(self.remote.manifest()?);
+        }
+        Ok(self.manifest.as_ref().expect("loaded"))
+    }
+}
+
+impl Source for RegistrySource {
+    fn describe(&self) -> String {
+        self.remote.describe()
+    }
+
+    fn index_bytes(&mut self) -> Result<Vec<u8>> {
+        let tag = self.tag();
+        let (raw, digest, mt) = self.load()?;
+        let mut d = serde_json::json!({
+            "mediaType": mt,
+            "digest": digest.as_str(),
+            "size": raw.len(),
+        });
+        if let Some(t) = tag {
+            d["annotations"] = serde_json::json!({ REF_NAME: t });
+        }
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX_MEDIA_TYPE,
+            "manifests": [d],
+        });
+        Ok(serde_json::to_vec(&index).expect("JSON"))
+    }
+
+    fn open_blob(&mut self, digest: &Digest) -> Result<Box<dyn Read + '_>> {
+        if let Some((raw, d, _)) = &self.manifest {
+            if d == digest {
+                return Ok(Box::new(io::Cursor::new(raw.clone())));
+            }
+        }
+        Ok(Box::new(self.remote.open_blob(digest)?))
+    }
+}
+
+/// Open any location for reading: a registry reference, a layout directory or an archive.
+/// Returns the source and the tag to resolve.
+pub fn open_location(loc: &Location, opts: &Options) -> Result<(Box<dyn Source>, Option<String>)> {
+    match loc {
+        Location::Registry { reference, .. } => {
+            let remote = Remote::new(reference.clone(), opts)?;
+            let src = RegistrySource::new(remote);
+            let tag = src.tag();
+            Ok((Box::new(src), tag))
+        }
+        Location::Local { path, tag } => Ok((layout::open(path)?, tag.clone())),
+    }
+}
+
+// ---------------- blob openers (Send, for parallel uploads) ----------------
+
+/// Opens blobs for reading from any thread (the `Source` trait is single-threaded).
+pub trait BlobOpen: Send + Sync {
+    fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>>;
+}
+
+struct LayoutBlobs(PathBuf);
+
+impl BlobOpen for LayoutBlobs {
+    fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>> {
+        let p = self.0.join("blobs/sha256").join(digest.hex());
+        Ok(Box::new(File::open(&p).ctx("reading", &p)?))
+    }
+}
+
+struct ArchiveBlobs {
+    path: PathBuf,
+    entries: HashMap<String, (u64, u64)>,
+}
+
+impl ArchiveBlobs {
+    fn index(path: &Path) -> Result<Self> {
+        let file = File::open(path).ctx("opening", path)?;
+        let mut entries = HashMap::new();
+        let mut ar = tar::Archive::new(&file);
+        let bad =
+            |e: io::Error| Error::input(format!("{} is not an OCI archive: {e}", path.display()));
+        for e in ar.entries_with_seek().map_err(bad)? {
+            let e = e.map_err(bad)?;
+            let name = e.path().map_err(bad)?.to_string_lossy().into_owned();
+            let name = name.trim_start_matches("./").to_string();
+            if e.header().entry_type().is_file() {
+                entries.insert(name, (e.raw_file_position(), e.size()));
+            }
+        }
+        Ok(ArchiveBlobs {
+            path: path.to_path_buf(),
+            entries,
+        })
+    }
+}
+
+impl BlobOpen for ArchiveBlobs {
+    fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>> {
+        let name = format!("blobs/sha256/{}", digest.hex());
+        let (off, size) = *self.entries.get(&name).ok_or_else(|| {
+            Error::input(format!(
+                "{}: {name} is missing from the archive",
+                self.path.display()
+            ))
+        })?;
+        let mut f = File::open(&self.path).ctx("opening", &self.path)?;
+        f.seek(SeekFrom::Start(off)).ctx("reading", &self.path)?;
+        Ok(Box::new(f.take(size)))
+    }
+}
+
+struct RemoteBlobs(Remote);
+
+impl BlobOpen for RemoteBlobs {
+    fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>> {
+        Ok(Box::new(self.0.open_blob(digest)?))
+    }
+}
+
+/// A `BlobOpen` for a location.
+pub fn blob_opener(loc: &Location, opts: &Options) -> Result<Arc<dyn BlobOpen>> {
+    match loc {
+        Location::Registry { reference, .. } => {
+            Ok(Arc::new(RemoteBlobs(Remote::new(reference.clone(), opts)?)))
+        }
+        Location::Local { path, .. } => {
+            if path.is_dir() {
+                Ok(Arc::new(LayoutBlobs(path.clone())))
+            } else {
+                Ok(Arc::new(ArchiveBlobs::index(path)?))
+            }
+        }
+    }
+}
+
+// ---------------- push ----------------
+
+/// What a push did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PushReport {
+    pub reference: String,
+    pub digest: String,
+    pub size: u64,
+    pub blobs: BlobCounts,
+    /// Bytes sent for uploaded blobs.
+    pub bytes_uploaded: u64,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct BlobCounts {
+    pub uploaded: usize,
+    pub skipped: usize,
+    pub mounted: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Uploaded,
+    Skipped,
+    Mounted,
+}
+
+/// What happens to one blob during a push, for progress bars.
+#[derive(Clone, Copy, Debug)]
+pub enum BlobEvent {
+    /// Work on a blob of this size starts.
+    Start(u64),
+    /// This many more bytes were read and sent.
+    Bytes(u64),
+    /// The upload failed and starts again; this many bytes were sent in vain.
+    Retry(u64),
+    /// Finished: "uploaded", "skipped" or "mounted".
+    Done(&'static str),
+}
+
+/// Progress callback of a push: (blob, event), called from several threads.
+pub type PushProgress = Arc<dyn Fn(&Digest, BlobEvent) + Send + Sync>;
+
+/// A blob to push.
+#[derive(Clone, Debug)]
+pub struct BlobRef {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// Push a manifest and its blobs to `dst`: blobs first (skip existing, mount from
+/// `mount_from` when it is another repository of the same registry, else upload; several at a
+/// time), the config, then the manifest last, so the tag moves only when every blob is there.
+#[allow(clippy::too_many_arguments)]
+pub fn push_manifest(
+    dst: &Remote,
+    manifest: &[u8],
+    media_type: &str,
+    blobs: &[BlobRef],
+    config: &BlobRef,
+    opener: Arc<dyn BlobOpen>,
+    mount_from: Option<&Reference>,
+    progress: PushProgress,
+) -> Result<PushReport> {
+    let what = dst.describe();
+    let mount_from = mount_from
+        .filter(|m| {
+            m.resolve_registry() == dst.reference.resolve_registry()
+                && m.repository() != dst.reference.repository()
+        })
+        .cloned();
+    let mut report = PushReport {
+        reference: what.clone(),
+        digest: Digest::of(manifest).to_string(),
+        size: manifest.len() as u64,
+        ..Default::default()
+    };
+    // Layers (deduplicated), bounded parallelism; then the config.
+    let mut seen = std::collections::HashSet::new();
+    let layers: Vec<BlobRef> = blobs
+        .iter()
+        .filter(|b| b.digest != config.digest && seen.insert(b.digest.clone()))
+        .cloned()
+        .collect();
+    let results: Vec<Result<(Outcome, u64)>> = block_on(async {
+        dst.prime().await;
+        let jobs = futures_util::stream::iter(layers.into_iter().map(|b| {
+            let opener = opener.clone();
+            let progress = progress.clone();
+            let mount_from = mount_from.clone();
+            async move { push_blob(dst, &b, opener, mount_from.as_ref(), progress).await }
+        }))
+        .buffer_unordered(PARALLEL_BLOBS)
+        .collect::<Vec<_>>()
+        .await;
+        jobs
+    });
+    for r in results {
+        count(&mut report, r?);
+    }
+    let r = block_on(push_blob(
+        dst,
+        config,
+        opener.clone(),
+        mount_from.as_ref(),
+        progress.clone(),
+    ))?;
+    count(&mut report, r);
+    // The manifest, last.
+    let ct = reqwest_header(media_type)?;
+    let body = Bytes::copy_from_slice(manifest);
+    block_on(async {
+        retry(&what, || async {
+            dst.client
+                .push_manifest_raw(&dst.reference, body.clone(), ct.clone())
+                .await
+        })
+        .await
+    })
+    .map_err(|e| map_err(&what, "pushing the manifest", e))?;
+    Ok(report)
+}
+
+fn reqwest_header(mt: &str) -> Result<http::HeaderValue> {
+    http::HeaderValue::from_str(mt)
+        .map_err(|_| Error::input(format!("media type {mt:?} is not a valid header value")))
+}
+
+fn count(r: &mut PushReport, (o, n): (Outcome, u64)) {
+    match o {
+        Outcome::Uploaded => {
+            r.blobs.uploaded += 1;
+            r.bytes_uploaded += n;
+        }
+        Outcome::Skipped => r.blobs.skipped += 1,
+        Outcome::Mounted => r.blobs.mounted += 1,
+    }
+}
+
+async fn push_blob(
+    dst: &Remote,
+    b: &BlobRef,
+    opener: Arc<dyn BlobOpen>,
+    mount_from: Option<&Reference>,
+    progress: PushProgress,
+) -> Result<(Outcome, u64)> {
+    let what = dst.describe();
+    let d = b.digest.to_string();
+    let exists = retry(&what, || async {
+        dst.client.blob_exists(&dst.reference, &d).await
+    })
+    .await
+    .map_err(|e| map_err(&what, &format!("checking blob {d}"), e))?;
+    progress(&b.digest, BlobEvent::Start(b.size));
+    if exists {
+        progress(&b.digest, BlobEvent::Done("skipped"));
+        return Ok((Outcome::Skipped, 0));
+    }
+    if let Some(from) = mount_from {
+        match dst.client.mount_blob(&dst.reference, from, &d).await {
+            Ok(()) => {
+                let ok = dst
+                    .client
+                    .blob_exists(&dst.reference, &d)
+                    .await
+                    .unwrap_or(false);
+                if ok {
+                    progress(&b.digest, BlobEvent::Done("mounted"));
+                    return Ok((Outcome::Mounted, 0));
+                }
+            }
+            Err(e) => tracing::debug!(
+                "mounting {d} from {}: {}",
+                from.repository(),
+                describe_oci(&e)
+            ),
+        }
+    }
+    let mut attempt = 0;
+    loop {
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sent2 = sent.clone();
+        let (tx, rx) =
+            tokio::sync::mpsc::channel::<std::result::Result<Bytes, OciDistributionError>>(2);
+        let opener2 = opener.clone();
+        let digest = b.digest.clone();
+        let size = b.size;
+        let progress2 = progress.clone();
+        let reader = tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut r = VerifyReader::new(opener2.open(&digest)?, digest.clone(), size);
+            loop {
+                let mut buf = vec![0u8; CHUNK.min(size.max(1) as usize)];
+                let mut filled = 0;
+                while filled < buf.len() {
+                    match r.read(&mut buf[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            let msg = format!("reading blob {digest}: {e}");
+                            let _ = tx.blocking_send(Err(OciDistributionError::GenericError(
+                                Some(msg.clone()),
+                            )));
+                            return Err(Error::input(msg));
+                        }
+                    }
+                }
+                if filled == 0 {
+                    return Ok(());
+                }
+                buf.truncate(filled);
+                progress2(&digest, BlobEvent::Bytes(filled as u64));
+                sent2.fetch_add(filled as u64, std::sync::atomic::Ordering::Relaxed);
+                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                    return Ok(()); // the upload stopped; its error is reported below
+                }
+            }
+        });
+        let stream =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|v| (v, rx)) },
+            );
+        let r = dst
+            .client
+            .push_blob_stream(&dst.reference, stream, &d, Some(b.size))
+            .await;
+        let read = reader
+            .await
+            .map_err(|e| Error::input(format!("reading blob {d}: {e}")))?;
+        read?; // a bad local blob is not worth a retry
+        match r {
+            Ok(_) => {
+                progress(&b.digest, BlobEvent::Done("uploaded"));
+                return Ok((Outcome::Uploaded, b.size));
+            }
+            Err(e) if attempt < max_retries() && retryable(&e) => {
+                tracing::debug!("uploading {d}: {}; retrying", describe_oci(&e));
+                progress(
+                    &b.digest,
+                    BlobEvent::Retry(sent.load(std::sync::atomic::Ordering::Relaxed)),
+                );
+                tokio::time::sleep(backoff(attempt, &e)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(map_err(&what, &format!("uploading blob {d}"), e)),
+        }
+    }
+}
+
+/// Push what `src` holds (layout, archive or another registry) to the registry `dst`.
+pub fn push(
+    src: &Location,
+    dst: &Reference,
+    dst_explicit_tag: bool,
+    opts: &Options,
+    progress: PushProgress,
+    on_total: &dyn Fn(u64),
+) -> Result<PushReport> {
+    let (mut source, tag) = open_location(src, opts)?;
+    let resolved = layout::resolve(source.as_mut(), tag.as_deref())?;
+    // No tag given: keep the source's tag.
+    let mut dst = dst.clone();
+    if !dst_explicit_tag {
+        if let Some(t) = resolved
+            .descriptor
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(REF_NAME))
+        {
+            dst = Reference::with_tag(
+                dst.registry().to_string(),
+                dst.repository().to_string(),
+                t.clone(),
+            );
+        }
+    }
+    let remote = Remote::new(dst, opts)?;
+    let blob = |d: &oci_spec::image::Descriptor| -> Result<BlobRef> {
+        Ok(BlobRef {
+            digest: Digest::parse(d.digest().as_ref()).map_err(Error::Input)?,
+            size: d.size(),
+        })
+    };
+    let layers = resolved
+        .manifest
+        .layers()
+        .iter()
+        .map(blob)
+        .collect::<Result<Vec<_>>>()?;
+    let config = blob(resolved.manifest.config())?;
+    on_total(layers.iter().map(|b| b.size).sum::<u64>() + config.size);
+    let opener = blob_opener(src, opts)?;
+    let mount_from = match src {
+        Location::Registry { reference, .. } => Some(reference),
+        _ => None,
+    };
+    let mt = resolved.descriptor.media_type().to_string();
+    drop(source);
+    push_manifest(
+        &remote,
+        &resolved.raw,
+        &mt,
+        &layers,
+        &config,
+        opener,
+        mount_from,
+        progress,
+    )
+}
+
+/// Copy a bundle from any location to a local layout or archive (`dst` path), tagged `tag`.
+pub fn copy_to_local(
+    src: &Location,
+    dst: &Path,
+    dst_tag: Option<&str>,
+    opts: &Options,
+    progress: &dyn Fn(u64),
+) -> Result<(Digest, String)> {
+    use crate::layout::{BlobSink, LayoutWriter, Staging};
+    let (mut source, tag) = open_location(src, opts)?;
+    let resolved = layout::resolve(source.as_mut(), tag.as_deref())?;
+    let staging = Staging::new(dst)?;
+    let mut w = LayoutWriter::create(&staging.layout_dir())?;
+    let mut descs: Vec<oci_spec::image::Descriptor> = resolved.manifest.layers().clone();
+    descs.push(resolved.manifest.config().clone());
+    let mut seen = std::collections::HashSet::new();
+    for d in &descs {
+        let digest = Digest::parse(d.digest().as_ref()).map_err(Error::Input)?;
+        if !seen.insert(digest.clone()) {
+            continue;
+        }
+        let what = source.describe();
+        let mut r = layout::open_verified(source.as_mut(), d)?;
+        let mut out = w.begin()?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = r
+                .read(&mut buf)
+                .map_err(|e| Error::input(format!("{what}: blob {digest}: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            io::Write::write_all(&mut out, &buf[..n]).map_err(|e| Error::Io {
+                context: format!("writing blob {digest}"),
+                source: e,
+            })?;
+            progress(n as u64);
+        }
+        drop(r);
+        w.commit(out, &digest, d.size())?;
+    }
+    let mdigest = w.put(&resolved.raw)?;
+    let tag = dst_tag
+        .map(str::to_string)
+        .or(tag)
+        .or_else(|| {
+            resolved
+                .descriptor
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(REF_NAME).cloned())
+        })
+        .unwrap_or_else(|| "latest".into());
+    let mut desc = resolved.descriptor.clone();
+    let mut ann = desc.annotations().clone().unwrap_or_default();
+    ann.insert(REF_NAME.to_string(), tag.clone());
+    desc.set_annotations(Some(ann));
+    w.write_index(vec![desc])?;
+    staging.commit()?;
+    Ok((mdigest, tag))
+}
+
+// ---------------- streaming sink (bundle --push) ----------------
+
+/// A `BlobSink` that streams each blob to the registry as it is written (a chunked upload
+/// whose digest is computed on the fly): `bundle --push` reads each input byte once and
+/// keeps no local copy. Finish with `push_manifest`, which tags the result.
+pub struct RegistrySink {
+    remote: Remote,
+    pub report: PushReport,
+}
+
+/// The writer of one streamed blob: 4 MiB pieces go to the upload task as they fill.
+pub struct UploadWriter {
+    buf: Vec<u8>,
+    tx: Option<tokio::sync::mpsc::Sender<std::result::Result<Bytes, OciDistributionError>>>,
+    task: Option<
+        tokio::task::JoinHandle<
+            std::result::Result<
+                oci_client::client::PushBlobStreamChunkedResponse,
+                OciDistributionError,
+            >,
+        >,
+    >,
+    written: u64,
+}
+
+impl UploadWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        let tx = self.tx.as_ref().expect("open writer");
+        tx.blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::other("the registry upload stopped"))
+    }
+}
+
+impl io::Write for UploadWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = CHUNK - self.buf.len();
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        self.written += n as u64;
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl RegistrySink {
+    pub fn new(remote: Remote) -> Self {
+        RegistrySink {
+            report: PushReport {
+                reference: remote.describe(),
+                ..Default::default()
+            },
+            remote,
+        }
+    }
+
+    pub fn remote(&self) -> &Remote {
+        &self.remote
+    }
+
+    /// Push the manifest (last: the tag moves only when every blob is there).
+    pub fn push_manifest(&mut self, manifest: &[u8], media_type: &str) -> Result<PushReport> {
+        let what = self.remote.describe();
+        let ct = reqwest_header(media_type)?;
+        let body = Bytes::copy_from_slice(manifest);
+        let dst = &self.remote;
+        block_on(async {
+            dst.prime().await;
+            retry(&what, || async {
+                dst.client
+                    .push_manifest_raw(&dst.reference, body.clone(), ct.clone())
+                    .await
+            })
+            .await
+        })
+        .map_err(|e| map_err(&what, "pushing the manifest", e))?;
+        self.report.digest = Digest::of(manifest).to_string();
+        self.report.size = manifest.len() as u64;
+        Ok(self.report.clone())
+    }
+}
+
+impl layout::BlobSink for RegistrySink {
+    type Writer = UploadWriter;
+
+    fn begin(&mut self) -> Result<UploadWriter> {
+        let (tx, rx) =
+            tokio::sync::mpsc::channel::<std::result::Result<Bytes, OciDistributionError>>(2);
+        let dst = self.remote.clone();
+        let task = runtime().spawn(async move {
+            dst.prime().await;
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|v| (v, rx))
+            });
+            dst.client
+                .push_blob_stream_chunked(&dst.reference, stream)
+                .await
+        });
+        Ok(UploadWriter {
+            buf: Vec::with_capacity(CHUNK),
+            tx: Some(tx),
+            task: Some(task),
+            written: 0,
+        })
+    }
+
+    fn commit(&mut self, mut w: UploadWriter, digest: &Digest, size: u64) -> Result<()> {
+        let what = self.remote.describe();
+        let sent = w.send();
+        w.tx.take(); // end of stream
+        let task = w.task.take().expect("open writer");
+        let r = block_on(task).map_err(|e| Error::input(format!("{what}: upload task: {e}")))?;
+        let r = r.map_err(|e| map_err(&what, &format!("uploading blob {digest}"), e))?;
+        sent.map_err(|e| Error::input(format!("{what}: uploading blob {digest}: {e}")))?;
+        if r.blob_digest != digest.as_str() || r.size != size || w.written != size {
+            return Err(Error::input(format!(
+                "{what}: blob {digest} was uploaded as {} ({} bytes, expected {size})",
+                r.blob_digest, r.size
+            )));
+        }
+        self.report.blobs.uploaded += 1;
+        self.report.bytes_uploaded += size;
+        Ok(())
+    }
+}

@@ -1,0 +1,437 @@
+//! `pull`: fetch the layers a selection of files needs (through a content-addressed cache for
+//! registries), extract them safely into a temp directory beside the destination, check every
+//! file against the metadata's sha256, then move the directory into place.
+
+use crate::bundle::{self, Form, Metadata};
+use crate::digest::{Digest, HashWriter, VerifyReader};
+use crate::error::{Error, IoContext, Result};
+use crate::extract::Extractor;
+use crate::layer::Compression;
+use crate::layout::{self, Source};
+use crate::spec::Kind;
+use oci_spec::image::Descriptor;
+use serde::Serialize;
+use std::collections::{BTreeSet, HashSet};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// What to pull and where.
+#[derive(Clone, Debug, Default)]
+pub struct PullOptions {
+    pub out: PathBuf,
+    /// Only files of these kinds (empty: all).
+    pub kinds: Vec<String>,
+    /// Only files whose path matches one of these globs (empty: all).
+    pub paths: Vec<String>,
+    /// The blob cache directory (`…/mlart`); None: no cache.
+    pub cache: Option<PathBuf>,
+    /// The registry behind the source: with a cache, missing layers are downloaded from it
+    /// in parallel before extraction.
+    pub remote: Option<super::Remote>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PullReport {
+    pub reference: String,
+    pub digest: String,
+    pub output: String,
+    pub form: Option<Form>,
+    pub files: Vec<String>,
+    pub layers: LayerCounts,
+    pub bytes_downloaded: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LayerCounts {
+    /// Layers in the manifest.
+    pub total: usize,
+    /// Layers needed for the selection.
+    pub needed: usize,
+    /// Of those, fetched from the source.
+    pub fetched: usize,
+    /// Of those, found (and verified) in the local cache.
+    pub cached: usize,
+}
+
+/// The default cache: `$XDG_CACHE_HOME/mlart`, else `~/.cache/mlart`.
+pub fn default_cache() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("mlart"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("mlart"))
+}
+
+/// Which files of `meta` the options select.
+pub fn select<'m>(
+    meta: &'m Metadata,
+    kinds: &[String],
+    paths: &[String],
+) -> Result<Vec<&'m bundle::FileEntry>> {
+    let mut ks = Vec::new();
+    for k in kinds {
+        for k in k.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+            ks.push(Kind::parse(k).ok_or_else(|| {
+                Error::input(format!(
+                    "--kind {k:?} is not a kind: use {}",
+                    Kind::ALL.map(|k| k.as_str()).join(", ")
+                ))
+            })?);
+        }
+    }
+    let mut gb = globset::GlobSetBuilder::new();
+    for p in paths {
+        let g = globset::GlobBuilder::new(p)
+            .literal_separator(false)
+            .build()
+            .map_err(|e| Error::input(format!("--path {p:?} is not a valid glob: {e}")))?;
+        gb.add(g);
+    }
+    let set = gb
+        .build()
+        .map_err(|e| Error::input(format!("--path: {e}")))?;
+    let out: Vec<&bundle::FileEntry> = meta
+        .files
+        .iter()
+        .filter(|f| ks.is_empty() || ks.contains(&f.kind))
+        .filter(|f| paths.is_empty() || set.is_match(&f.path))
+        .collect();
+    if out.is_empty() {
+        return Err(Error::input(format!(
+            "no file of the bundle matches the selection (--kind {:?}, --path {:?}); its files: {}",
+            kinds,
+            paths,
+            meta.files
+                .iter()
+                .map(|f| format!("{} ({})", f.path, f.kind))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(out)
+}
+
+/// Pull from `src` (a registry source, a layout or an archive).
+pub fn pull(
+    src: &mut dyn Source,
+    tag: Option<&str>,
+    opts: &PullOptions,
+    progress: &(dyn Fn(u64) + Sync),
+    on_total: &dyn Fn(u64),
+) -> Result<PullReport> {
+    let what = src.describe();
+    let resolved = layout::resolve(src, tag)?;
+    let meta = bundle::read_metadata(src, &resolved.manifest)?;
+    let selected = select(&meta, &opts.kinds, &opts.paths)?;
+    let wanted: HashSet<String> = selected.iter().map(|f| f.path.clone()).collect();
+    let needed_layers: HashSet<&str> = selected.iter().map(|f| f.layer.as_str()).collect();
+    let layers: Vec<&Descriptor> = resolved
+        .manifest
+        .layers()
+        .iter()
+        .filter(|l| needed_layers.contains(l.digest().as_ref() as &str))
+        .collect();
+    let found: HashSet<&str> = layers.iter().map(|l| l.digest().as_ref() as &str).collect();
+    if let Some(missing) = needed_layers.iter().find(|d| !found.contains(*d)) {
+        return Err(Error::input(format!(
+            "{what}: the metadata names layer {missing}, which is not in the manifest"
+        )));
+    }
+    on_total(layers.iter().map(|l| l.size()).sum());
+
+    // The destination: must not exist, or be an empty directory.
+    let out = &opts.out;
+    if let Ok(m) = fs::symlink_metadata(out) {
+        let empty = m.is_dir() && fs::read_dir(out).ctx("reading", out)?.next().is_none();
+        if !empty {
+            return Err(Error::input(format!(
+                "{} exists and is not an empty directory: mlart pull will not overwrite it. Choose another `-o`, or remove it",
+                out.display()
+            )));
+        }
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).ctx("creating", &parent)?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".mlart-pull-{name}-"))
+        .tempdir_in(&parent)
+        .ctx("creating a temp directory in", &parent)?;
+    let root = staging.path().join("out");
+    fs::create_dir(&root).ctx("creating", &root)?;
+
+    let mut report = PullReport {
+        reference: what.clone(),
+        digest: resolved.descriptor.digest().to_string(),
+        output: out.display().to_string(),
+        form: Some(meta.form),
+        layers: LayerCounts {
+            total: resolved.manifest.layers().len(),
+            needed: layers.len(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let cache = opts.cache.as_ref().map(|c| c.join("blobs").join("sha256"));
+    let mut prefetched = HashSet::new();
+    if let (Some(dir), Some(remote)) = (&cache, &opts.remote) {
+        let blobs = layers
+            .iter()
+            .map(|l| {
+                Ok((
+                    Digest::parse(l.digest().as_ref()).map_err(Error::Input)?,
+                    l.size(),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        prefetched = prefetch(remote, &blobs, dir, progress)?;
+    }
+    let mut x = Extractor::new(&root);
+    let want = |p: &str| wanted.contains(p);
+    for l in &layers {
+        if crate::interrupt::requested() {
+            return Err(Error::Interrupted);
+        }
+        let digest = Digest::parse(l.digest().as_ref()).map_err(Error::Input)?;
+        let mt = l.media_type().to_string();
+        let label = format!("{what}: layer {}", digest.short());
+        // A verified reader of the layer: from the cache (filled first) or straight from the source.
+        let mut reader: Box<dyn Read + '_> = match &cache {
+            Some(dir) => {
+                let (path, hit) = if prefetched.contains(&digest) {
+                    (dir.join(digest.hex()), false)
+                } else {
+                    ensure_cached(src, l, &digest, dir, progress)?
+                };
+                if hit {
+                    report.layers.cached += 1;
+                    progress(l.size());
+                } else {
+                    report.layers.fetched += 1;
+                    report.bytes_downloaded += l.size();
+                }
+                Box::new(File::open(&path).ctx("reading", &path)?)
+            }
+            None => {
+                report.layers.fetched += 1;
+                report.bytes_downloaded += l.size();
+                Box::new(Progress {
+                    inner: layout::open_verified(src, l)?,
+                    f: progress,
+                })
+            }
+        };
+        let bad = |e: io::Error| Error::input(format!("{label}: {e}"));
+        if mt.ends_with(".raw") {
+            let title = l
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(bundle::TITLE_ANNOTATION))
+                .cloned()
+                .ok_or_else(|| {
+                    Error::input(format!("{label}: a raw layer without a title annotation"))
+                })?;
+            if want(&title) {
+                x.file(&label, &title, 0o644, &mut reader)?;
+            } else {
+                io::copy(&mut reader, &mut io::sink()).map_err(bad)?;
+            }
+        } else {
+            let comp = Compression::from_media_type(&mt)
+                .ok_or_else(|| Error::input(format!("{label}: unknown layer media type {mt}")))?;
+            let strip = if mt.starts_with("application/vnd.oci.image.layer.")
+                || mt.starts_with("application/vnd.docker.image.rootfs.")
+            {
+                Some("models/")
+            } else {
+                None
+            };
+            {
+                let mut dec: Box<dyn Read + '_> = match comp {
+                    Compression::None => Box::new(&mut reader),
+                    Compression::Gzip => Box::new(flate2::read::GzDecoder::new(&mut reader)),
+                    Compression::Zstd => Box::new(zstd::Decoder::new(&mut reader).map_err(bad)?),
+                };
+                x.tar(&label, &mut dec, strip, &want)?;
+                // Drain the decompressor (trailing padding) ...
+                io::copy(&mut dec, &mut io::sink()).map_err(bad)?;
+            }
+            // ... and the blob, so its digest is checked at EOF.
+            io::copy(&mut reader, &mut io::sink()).map_err(bad)?;
+        }
+    }
+
+    // Every selected file is there, with the size and sha256 the metadata says.
+    let written: BTreeSet<&str> = x.files().iter().map(String::as_str).collect();
+    for f in &selected {
+        if !written.contains(f.path.as_str()) {
+            return Err(Error::input(format!(
+                "{what}: {} is listed in the metadata but not in its layer {}",
+                f.path, f.layer
+            )));
+        }
+        let p = root.join(&f.path);
+        let mut file = File::open(&p).ctx("reading", &p)?;
+        let mut h = HashWriter::new(io::sink());
+        io::copy(&mut file, &mut h).ctx("reading", &p)?;
+        let (_, d, n) = h.finish();
+        if d.as_str() != f.sha256 || n != f.size {
+            return Err(Error::Check(format!(
+                "{what}: {} does not match the metadata (sha256 {d}, {n} bytes; expected {}, {} bytes)",
+                f.path, f.sha256, f.size
+            )));
+        }
+    }
+    report.files = selected.iter().map(|f| f.path.clone()).collect();
+
+    // Into place.
+    if out.is_dir() {
+        fs::remove_dir(out).ctx("replacing the empty directory", out)?;
+    }
+    fs::rename(&root, out).ctx("moving the pulled files to", out)?;
+    drop(staging);
+    Ok(report)
+}
+
+struct Progress<'a, R> {
+    inner: R,
+    f: &'a dyn Fn(u64),
+}
+
+impl<R: Read> Read for Progress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.f)(n as u64);
+        Ok(n)
+    }
+}
+
+/// Is the cached blob there and intact?
+fn cache_hit(path: &Path, digest: &Digest, size: u64) -> bool {
+    if !path.is_file() {
+        return false;
+    }
+    let ok = File::open(path)
+        .map(|f| {
+            let mut v = VerifyReader::new(f, digest.clone(), size);
+            io::copy(&mut v, &mut io::sink()).is_ok()
+        })
+        .unwrap_or(false);
+    if !ok {
+        tracing::warn!("cached blob {digest} is corrupt; fetching it again");
+        let _ = fs::remove_file(path);
+    }
+    ok
+}
+
+/// Stream `r` (verified against digest and size) into the cache: temp file, then rename.
+fn store_in_cache(
+    what: &str,
+    r: &mut dyn Read,
+    digest: &Digest,
+    size: u64,
+    dir: &Path,
+    progress: &dyn Fn(u64),
+) -> Result<PathBuf> {
+    let path = dir.join(digest.hex());
+    fs::create_dir_all(dir).ctx("creating the cache", dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .ctx("creating a file in", dir)?;
+    {
+        let mut r = Progress {
+            inner: VerifyReader::new(r, digest.clone(), size),
+            f: progress,
+        };
+        let mut w = io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        io::copy(&mut r, &mut w).map_err(|e| {
+            if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::Other {
+                Error::input(format!("{what}: blob {digest}: {e}"))
+            } else {
+                Error::Io {
+                    context: format!("caching blob {digest}"),
+                    source: e,
+                }
+            }
+        })?;
+        io::Write::flush(&mut w).ctx("writing", &path)?;
+    }
+    tmp.persist(&path).map_err(|e| Error::Io {
+        context: format!("storing {}", path.display()),
+        source: e.error,
+    })?;
+    Ok(path)
+}
+
+/// Make sure the blob is in the cache, verified. Returns its path and whether it was a hit.
+fn ensure_cached(
+    src: &mut dyn Source,
+    desc: &Descriptor,
+    digest: &Digest,
+    dir: &Path,
+    progress: &dyn Fn(u64),
+) -> Result<(PathBuf, bool)> {
+    let path = dir.join(digest.hex());
+    if cache_hit(&path, digest, desc.size()) {
+        return Ok((path, true));
+    }
+    let what = src.describe();
+    let mut r = src.open_blob(digest)?;
+    let path = store_in_cache(&what, &mut r, digest, desc.size(), dir, progress)?;
+    Ok((path, false))
+}
+
+/// Download the blobs missing from the cache, `PARALLEL` at a time, straight from the
+/// registry. Returns the digests downloaded.
+fn prefetch(
+    remote: &super::Remote,
+    blobs: &[(Digest, u64)],
+    dir: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<HashSet<Digest>> {
+    const PARALLEL: usize = 4;
+    let todo: Vec<(Digest, u64)> = blobs
+        .iter()
+        .filter(|(d, size)| !cache_hit(&dir.join(d.hex()), d, *size))
+        .cloned()
+        .collect();
+    let queue = std::sync::Mutex::new(todo.clone());
+    let what = remote.describe();
+    let results: Vec<Result<()>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..PARALLEL.min(todo.len()))
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    loop {
+                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                        let Some((d, size)) = next else {
+                            return Ok(());
+                        };
+                        if crate::interrupt::requested() {
+                            return Err(Error::Interrupted);
+                        }
+                        let mut r = remote.open_blob(&d)?;
+                        store_in_cache(&what, &mut r, &d, size, dir, progress)?;
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(Error::input("a download thread panicked")))
+            })
+            .collect()
+    });
+    for r in results {
+        r?;
+    }
+    Ok(todo.into_iter().map(|(d, _)| d).collect())
+}

@@ -1,0 +1,1324 @@
+//! Registry tests (push, pull, copy, tags, login, inspect REF) against a real registry process:
+//! Debian's `docker-registry` (distribution 2.8), started on a free loopback port. See issue 3.
+
+use crate::support::{example, fails, json_ok, mlart, run};
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+// ---------------- harness ----------------
+
+/// Is `tool` on PATH? Missing: fail under MLART_REQUIRE_INTEROP=1, else print a skip line.
+pub fn have(tool: &str, test: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
+            panic!("{test}: {tool} is required (MLART_REQUIRE_INTEROP=1) but not installed");
+        }
+        eprintln!("SKIP {test}: {tool} is not installed");
+    }
+    found
+}
+
+/// A `docker-registry serve` process on 127.0.0.1:<free port>, storage in a temp dir,
+/// stopped with SIGTERM on drop.
+pub struct Registry {
+    child: Child,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start(test: &str) -> Option<Registry> {
+        Self::start_with(test, None, None)
+    }
+
+    /// With htpasswd auth for (user, password), and/or TLS with (certificate, key) files.
+    pub fn start_with(
+        test: &str,
+        user: Option<(&str, &str)>,
+        tls: Option<(&Path, &Path)>,
+    ) -> Option<Registry> {
+        if !have("docker-registry", test) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n",
+            data.display()
+        );
+        if let Some((u, p)) = user {
+            let hash = bcrypt::hash_with_result(p, 4)
+                .unwrap()
+                .format_for_version(bcrypt::Version::TwoY);
+            let htp = dir.path().join("htpasswd");
+            fs::write(&htp, format!("{u}:{hash}\n")).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: mlart-test\n    path: {}\n",
+                htp.display()
+            ));
+        }
+        if let Some((cert, key)) = tls {
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
+        let cfg = dir.path().join("config.yml");
+        fs::write(&cfg, config).unwrap();
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start docker-registry");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if !sent {
+                    if let Some(i) = line.find("listening on ") {
+                        let rest = &line[i + "listening on ".len()..];
+                        let addr: String = rest
+                            .chars()
+                            .take_while(|c| {
+                                c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']')
+                            })
+                            .collect();
+                        let _ = tx.send(addr);
+                        sent = true;
+                    }
+                }
+                // keep draining so the registry never blocks on a full pipe
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("docker-registry did not report its address");
+        let r = Registry { child, addr, dir };
+        // Wait until it answers.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&r.addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "registry at {} not reachable",
+                r.addr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(r)
+    }
+
+    pub fn reference(&self, repo_tag: &str) -> String {
+        format!("{}/{repo_tag}", self.addr)
+    }
+
+    /// The registry's on-disk data file of a blob.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => break,
+                _ if Instant::now() > deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+/// An isolated environment: empty Docker config dir, own blob cache.
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir_all(tmp.path().join("docker")).unwrap();
+        fs::create_dir_all(tmp.path().join("cache")).unwrap();
+        Env { tmp }
+    }
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.tmp.path().join(p)
+    }
+    pub fn cmd(&self) -> Command {
+        let mut c = mlart();
+        c.env("DOCKER_CONFIG", self.path("docker"))
+            .env("XDG_CACHE_HOME", self.path("cache"))
+            .env("MLART_RETRY_BASE_MS", "20")
+            .env("HOME", self.tmp.path());
+        c
+    }
+}
+
+/// Build the iris example into `out` (a layout directory).
+fn build_iris(env: &Env, out: &Path) {
+    let v = json_ok(
+        env.cmd()
+            .current_dir(example())
+            .arg("bundle")
+            .arg("-o")
+            .arg(out),
+    );
+    assert!(v["manifest_digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+}
+
+fn sha256(b: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(b)))
+}
+
+/// Every file under `dir`, relative, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| !e.file_type().is_dir())
+        .map(|e| {
+            e.path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+// ---------------- tests ----------------
+
+#[test]
+fn registry_push_pull_roundtrip() {
+    let Some(reg) = Registry::start("registry_push_pull_roundtrip") else {
+        return;
+    };
+    let env = Env::new();
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    let r = reg.reference("ml/iris:1.0.0");
+
+    // Push: every blob uploaded.
+    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let digest = v["digest"].as_str().unwrap().to_string();
+    let index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], digest.as_str());
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&digest[7..])).unwrap())
+            .unwrap();
+    let n_layers = manifest["layers"].as_array().unwrap().len();
+    assert_eq!(v["blobs"]["uploaded"], n_layers + 1, "{v}");
+    assert_eq!(v["blobs"]["skipped"], 0);
+
+    // Re-push: everything skipped, same digest.
+    let v2 = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    assert_eq!(v2["digest"], digest.as_str());
+    assert_eq!(v2["blobs"]["uploaded"], 0, "{v2}");
+    assert_eq!(v2["blobs"]["skipped"], n_layers + 1);
+
+    // Without a tag in REF, the layout's tag is kept.
+    let v3 = json_ok(
+        env.cmd()
+            .args(["push"])
+            .arg(&layout)
+            .arg(reg.reference("ml/iris")),
+    );
+    assert_eq!(v3["reference"], r.as_str());
+
+    // tags
+    let t = json_ok(env.cmd().args(["tags", &reg.reference("ml/iris")]));
+    assert_eq!(t["tags"], json!(["1.0.0"]));
+
+    // inspect REF reads the metadata without the model layers.
+    let i = json_ok(env.cmd().args(["inspect", &r]));
+    assert_eq!(i["metadata"]["name"], "iris");
+    assert_eq!(i["manifest_digest"], digest.as_str());
+    assert_eq!(i["tag"], "1.0.0");
+
+    // Pull everything: the project files, byte for byte.
+    let out = env.path("pulled");
+    let p = json_ok(env.cmd().args(["pull", &r, "-o"]).arg(&out));
+    assert_eq!(p["digest"], digest.as_str());
+    let files: Vec<String> = i["metadata"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(tree(&out), files, "pulled exactly the bundle's files");
+    for f in &files {
+        assert_eq!(
+            fs::read(out.join(f)).unwrap(),
+            fs::read(example().join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    // No temp directories left beside the output.
+    let leftovers: Vec<_> = fs::read_dir(env.tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".mlart"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // --kind model with a fresh cache: only the model layer is fetched.
+    let out2 = env.path("model-only");
+    let p2 = json_ok(
+        env.cmd()
+            .env("XDG_CACHE_HOME", env.path("cache2"))
+            .args(["pull", &r, "--kind", "model", "-o"])
+            .arg(&out2),
+    );
+    assert_eq!(p2["layers"]["needed"], 1, "{p2}");
+    assert_eq!(p2["layers"]["fetched"], 1);
+    assert_eq!(tree(&out2), vec!["model/iris.onnx".to_string()]);
+    let cached = fs::read_dir(env.path("cache2/mlart/blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(cached, 1, "only the model blob is in the cache");
+
+    // Pull again: from the cache.
+    let out3 = env.path("again");
+    let p3 = json_ok(env.cmd().args(["pull", &r, "-o"]).arg(&out3));
+    assert_eq!(p3["layers"]["fetched"], 0, "{p3}");
+    assert_eq!(p3["layers"]["cached"], p3["layers"]["needed"]);
+
+    // --path glob
+    let out4 = env.path("evalonly");
+    json_ok(
+        env.cmd()
+            .args(["pull", &r, "--path", "eval/*", "-o"])
+            .arg(&out4),
+    );
+    assert_eq!(
+        tree(&out4),
+        vec![
+            "eval/confusion_matrix.csv".to_string(),
+            "eval/metrics.json".to_string()
+        ]
+    );
+
+    // A non-empty destination is refused.
+    let err = fails(env.cmd().args(["pull", &r, "-o"]).arg(&out), 2);
+    assert!(err.contains("not an empty directory"), "{err}");
+
+    // An unknown tag is a clear error.
+    let err = fails(
+        env.cmd()
+            .args(["pull", &reg.reference("ml/iris:nope"), "-o"])
+            .arg(env.path("x")),
+        2,
+    );
+    assert!(
+        err.contains("not found") || err.contains("unknown"),
+        "{err}"
+    );
+    assert!(!env.path("x").exists());
+}
+
+#[test]
+fn registry_copy_between_forms() {
+    let Some(reg) = Registry::start("registry_copy_between_forms") else {
+        return;
+    };
+    let env = Env::new();
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    let r = reg.reference("ml/iris:1.0.0");
+    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let digest = v["digest"].as_str().unwrap().to_string();
+
+    // registry -> registry, same registry: blobs mounted.
+    let c = json_ok(env.cmd().args(["copy", &r, &reg.reference("other/iris:2")]));
+    assert_eq!(c["digest"], digest.as_str());
+    assert!(c["blobs"]["mounted"].as_u64().unwrap() > 0, "{c}");
+    assert_eq!(c["blobs"]["uploaded"], 0);
+
+    // registry -> layout -> archive -> registry: same digest all the way.
+    let l2 = env.path("copy.oci");
+    let c = json_ok(env.cmd().args(["copy", &r]).arg(&l2));
+    assert_eq!(c["digest"], digest.as_str());
+    assert_eq!(c["tag"], "1.0.0");
+    let a = env.path("copy.tar");
+    let c = json_ok(env.cmd().arg("copy").arg(&l2).arg(&a));
+    assert_eq!(c["digest"], digest.as_str());
+    let c = json_ok(
+        env.cmd()
+            .arg("copy")
+            .arg(&a)
+            .arg(reg.reference("third/iris:3")),
+    );
+    assert_eq!(c["digest"], digest.as_str());
+    let i = json_ok(env.cmd().args(["inspect", &reg.reference("third/iris:3")]));
+    assert_eq!(i["manifest_digest"], digest.as_str());
+
+    // registry -> another registry: blobs streamed across.
+    if let Some(reg2) = Registry::start("registry_copy_between_forms") {
+        let c = json_ok(env.cmd().args(["copy", &r, &reg2.reference("x/iris:1")]));
+        assert_eq!(c["digest"], digest.as_str());
+        assert_eq!(c["blobs"]["mounted"], 0);
+        assert!(c["blobs"]["uploaded"].as_u64().unwrap() > 0, "{c}");
+        let out = env.path("from-reg2");
+        json_ok(
+            env.cmd()
+                .args(["pull", &reg2.reference("x/iris:1"), "-o"])
+                .arg(&out),
+        );
+        assert_eq!(
+            fs::read(out.join("docs/model_card.md")).unwrap(),
+            fs::read(example().join("docs/model_card.md")).unwrap()
+        );
+    }
+
+    // Pull from a layout works too (no cache involved).
+    let out = env.path("from-layout");
+    json_ok(env.cmd().args(["pull"]).arg(&l2).arg("-o").arg(&out));
+    assert_eq!(
+        fs::read(out.join("model/iris.onnx")).unwrap(),
+        fs::read(example().join("model/iris.onnx")).unwrap()
+    );
+}
+
+#[test]
+fn registry_corrupted_blob_detected() {
+    let Some(reg) = Registry::start("registry_corrupted_blob_detected") else {
+        return;
+    };
+    let env = Env::new();
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    let r = reg.reference("ml/iris:1.0.0");
+    json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let i = json_ok(env.cmd().args(["inspect", &r]));
+    let model_layer = i["metadata"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "model")
+        .unwrap()["layer"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let data = reg.blob_file(&model_layer);
+    let mut bytes = fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&data, &bytes).unwrap();
+
+    let out = env.path("out");
+    let out_res = run(env
+        .cmd()
+        .args(["pull", &r, "--kind", "model", "-o"])
+        .arg(&out));
+    assert!(!out_res.status.success(), "a corrupt blob was accepted");
+    let err = String::from_utf8_lossy(&out_res.stderr);
+    assert!(
+        err.contains("digest") || err.contains("does not match"),
+        "{err}"
+    );
+    assert!(!out.exists(), "no partial output");
+    // Nothing corrupt was cached.
+    let cache = env.path("cache/mlart/blobs/sha256");
+    if cache.exists() {
+        for e in fs::read_dir(&cache).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert_ne!(format!("sha256:{name}"), model_layer, "corrupt blob cached");
+        }
+    }
+}
+
+// ---------------- hostile layers ----------------
+
+/// A raw tar entry: name bytes written as-is (tar::Builder refuses hostile names).
+fn raw_entry(out: &mut Vec<u8>, name: &str, et: tar::EntryType, data: &[u8], link: Option<&str>) {
+    let mut h = tar::Header::new_gnu();
+    {
+        let g = h.as_gnu_mut().unwrap();
+        g.name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(l) = link {
+            g.linkname[..l.len()].copy_from_slice(l.as_bytes());
+        }
+    }
+    h.set_entry_type(et);
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(data);
+    out.extend(std::iter::repeat_n(0u8, (512 - data.len() % 512) % 512));
+}
+
+fn finish_tar(mut v: Vec<u8>) -> Vec<u8> {
+    v.extend(std::iter::repeat_n(0u8, 1024));
+    v
+}
+
+struct Blob {
+    bytes: Vec<u8>,
+    media_type: String,
+    annotations: BTreeMap<String, String>,
+}
+
+/// Write a layout holding one image-form manifest with `layers` plus a metadata layer whose
+/// files all point at the first layer.
+fn hostile_layout(dir: &Path, layers: Vec<Blob>, files: &[&str], form: &str) {
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let put = |b: &[u8]| -> String {
+        let d = sha256(b);
+        fs::write(blobs.join(&d[7..]), b).unwrap();
+        d
+    };
+    let mut descs = Vec::new();
+    for l in &layers {
+        let d = put(&l.bytes);
+        descs.push(json!({
+            "mediaType": l.media_type, "digest": d, "size": l.bytes.len(), "annotations": l.annotations,
+        }));
+    }
+    let first = descs[0]["digest"].as_str().unwrap().to_string();
+    let meta = json!({
+        "format_version": 1, "name": "evil", "version": "1", "form": form,
+        "files": files.iter().map(|f| json!({
+            "path": f, "kind": "model", "size": 1, "sha256": sha256(b"x"), "layer": first,
+        })).collect::<Vec<_>>(),
+        "models": [],
+    });
+    let meta_bytes = serde_json::to_vec(&meta).unwrap();
+    let config = if form == "image" {
+        let mut t = Vec::new();
+        raw_entry(
+            &mut t,
+            "models/mlart.json",
+            tar::EntryType::Regular,
+            &meta_bytes,
+            None,
+        );
+        let t = finish_tar(t);
+        let d = put(&t);
+        descs.push(json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": t.len(),
+            "annotations": {"ai.mlart.kind": "metadata", "org.opencontainers.image.title": "mlart.json.tar"},
+        }));
+        let c =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        json!({"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(c), "size": c.len()})
+    } else {
+        json!({"mediaType": "application/vnd.mlart.bundle.config.v1+json", "digest": put(&meta_bytes), "size": meta_bytes.len()})
+    };
+    let m = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config, "layers": descs,
+    }))
+    .unwrap();
+    let md = put(&m);
+    fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": m.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "1"},
+        }]}))
+        .unwrap(),
+    )
+    .unwrap();
+}
+
+fn tar_layer(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Blob {
+    let mut t = Vec::new();
+    for (n, et, d, l) in entries {
+        raw_entry(&mut t, n, *et, d, *l);
+    }
+    Blob {
+        bytes: finish_tar(t),
+        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+        annotations: [("ai.mlart.kind".to_string(), "model".to_string())].into(),
+    }
+}
+
+#[test]
+fn registry_hostile_layers_refused() {
+    let Some(reg) = Registry::start("registry_hostile_layers_refused") else {
+        return;
+    };
+    let env = Env::new();
+    // Everything is pulled into <tmp>/work/out; a victim file sits beside it.
+    let work = env.path("work");
+    fs::create_dir_all(&work).unwrap();
+    let abs = env.path("abs-evil");
+    let abs_name = abs.display().to_string();
+    use tar::EntryType as E;
+    let cases: Vec<(&str, Blob, Vec<&str>, &str)> = vec![
+        (
+            "dotdot",
+            tar_layer(&[("models/../../evil", E::Regular, b"x", None)]),
+            vec!["../evil"],
+            "image",
+        ),
+        (
+            "absolute",
+            tar_layer(&[(abs_name.as_str(), E::Regular, b"x", None)]),
+            vec!["a"],
+            "image",
+        ),
+        (
+            "symlink-escape",
+            tar_layer(&[
+                ("models/etc", E::Symlink, b"", Some("/etc")),
+                ("models/etc/evil-mlart", E::Regular, b"x", None),
+            ]),
+            vec!["etc/evil-mlart"],
+            "image",
+        ),
+        (
+            "symlink-dotdot",
+            tar_layer(&[
+                ("models/up", E::Symlink, b"", Some("../..")),
+                ("models/up/evil", E::Regular, b"x", None),
+            ]),
+            vec!["up/evil"],
+            "image",
+        ),
+        (
+            "hardlink-escape",
+            tar_layer(&[("models/h", E::Link, b"", Some("/etc/passwd"))]),
+            vec!["h"],
+            "image",
+        ),
+        (
+            "device",
+            tar_layer(&[("models/dev", E::Char, b"", None)]),
+            vec!["dev"],
+            "image",
+        ),
+        (
+            "fifo",
+            tar_layer(&[("models/fifo", E::Fifo, b"", None)]),
+            vec!["fifo"],
+            "image",
+        ),
+        (
+            "duplicate",
+            tar_layer(&[
+                ("models/a", E::Regular, b"x", None),
+                ("models/a", E::Regular, b"y", None),
+            ]),
+            vec!["a"],
+            "image",
+        ),
+        (
+            "raw-title-dotdot",
+            Blob {
+                bytes: b"x".to_vec(),
+                media_type: "application/vnd.mlart.model.v1.raw".into(),
+                annotations: [
+                    ("ai.mlart.kind".to_string(), "model".to_string()),
+                    (
+                        "org.opencontainers.image.title".to_string(),
+                        "../evil".to_string(),
+                    ),
+                ]
+                .into(),
+            },
+            vec!["../evil"],
+            "artifact",
+        ),
+    ];
+    for (name, blob, files, form) in cases {
+        let layout = env.path(&format!("hostile-{name}.oci"));
+        hostile_layout(&layout, vec![blob], &files, form);
+        let r = reg.reference(&format!("evil/{name}:1"));
+        json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+        let out = work.join("out");
+        let res = run(env.cmd().args(["pull", &r, "-o"]).arg(&out));
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(res.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains("refusing") || err.contains("names no file") || err.contains("not"),
+            "{name}: {err}"
+        );
+        assert!(!out.exists(), "{name}: output left behind");
+        assert!(!work.join("evil").exists(), "{name}: wrote outside");
+        assert!(!env.path("evil").exists(), "{name}: wrote outside");
+        assert!(!abs.exists(), "{name}: wrote to an absolute path");
+        assert!(
+            !Path::new("/etc/evil-mlart").exists(),
+            "{name}: wrote into /etc"
+        );
+        let left: Vec<_> = fs::read_dir(&work).unwrap().collect();
+        assert!(left.is_empty(), "{name}: left {left:?}");
+    }
+}
+
+// ---------------- auth ----------------
+
+#[test]
+fn registry_htpasswd_auth() {
+    let Some(reg) =
+        Registry::start_with("registry_htpasswd_auth", Some(("alice", "s3cret-pw")), None)
+    else {
+        return;
+    };
+    let env = Env::new();
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    let r = reg.reference("ml/iris:1.0.0");
+
+    // No credentials: a clear error, exit 2.
+    let err = fails(env.cmd().args(["push"]).arg(&layout).arg(&r), 2);
+    assert!(
+        err.contains("credentials") || err.contains("login"),
+        "{err}"
+    );
+
+    // Credentials from a Docker config the test writes.
+    let cfg = env.path("docker/config.json");
+    let auth = base64_encode(b"alice:s3cret-pw");
+    fs::write(
+        &cfg,
+        json!({"auths": {reg.addr.clone(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let res = run(env
+        .cmd()
+        .args(["-vvv", "--json", "push"])
+        .arg(&layout)
+        .arg(&r));
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let v: Value = serde_json::from_slice(&res.stdout).unwrap();
+    assert!(v["blobs"]["uploaded"].as_u64().unwrap() > 0);
+    let all = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        !all.contains("s3cret-pw") && !all.contains(&auth),
+        "a secret was logged"
+    );
+    let out = env.path("out");
+    let res = run(env.cmd().arg("-vvv").args(["pull", &r, "-o"]).arg(&out));
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(
+        !all.contains("s3cret-pw") && !all.contains(&auth),
+        "a secret was printed"
+    );
+
+    // login / logout with a fresh config.
+    let env2 = Env::new();
+    let mut c = env2.cmd();
+    c.args(["login", &reg.addr, "-u", "alice", "--password-stdin"]);
+    let out = pipe_stdin(&mut c, b"wrong\n");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!env2.path("docker/config.json").exists());
+    let mut c = env2.cmd();
+    c.args(["login", &reg.addr, "-u", "alice", "--password-stdin"]);
+    let out = pipe_stdin(&mut c, b"s3cret-pw\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("s3cret-pw"));
+    let cfg2 = env2.path("docker/config.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&cfg2).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let conf: Value = serde_json::from_slice(&fs::read(&cfg2).unwrap()).unwrap();
+    assert_eq!(conf["auths"][reg.addr.as_str()]["auth"], auth.as_str());
+    let t = json_ok(env2.cmd().args(["tags", &reg.reference("ml/iris")]));
+    assert_eq!(t["tags"], json!(["1.0.0"]));
+    json_ok(env2.cmd().args(["logout", &reg.addr]));
+    let conf: Value = serde_json::from_slice(&fs::read(&cfg2).unwrap()).unwrap();
+    assert!(conf["auths"].get(reg.addr.as_str()).is_none());
+    fails(env2.cmd().args(["tags", &reg.reference("ml/iris")]), 2);
+}
+
+fn pipe_stdin(c: &mut Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+// ---------------- interop ----------------
+
+#[test]
+fn registry_skopeo_interop() {
+    if !have("skopeo", "registry_skopeo_interop") {
+        return;
+    }
+    let Some(reg) = Registry::start("registry_skopeo_interop") else {
+        return;
+    };
+    let env = Env::new();
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    let r = reg.reference("ml/iris:1.0.0");
+    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let digest = v["digest"].as_str().unwrap().to_string();
+
+    // What mlart pushed, skopeo pulls with the same manifest digest.
+    let sk = env.path("sk");
+    let st = Command::new("skopeo")
+        .args(["copy", "--preserve-digests", "--src-tls-verify=false"])
+        .arg(format!("docker://{r}"))
+        .arg(format!("oci:{}:t", sk.display()))
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let idx: Value = serde_json::from_slice(&fs::read(sk.join("index.json")).unwrap()).unwrap();
+    assert_eq!(idx["manifests"][0]["digest"], digest.as_str());
+
+    // What skopeo pushes, mlart pulls.
+    let st = Command::new("skopeo")
+        .args(["copy", "--preserve-digests", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:1.0.0", layout.display()))
+        .arg(format!("docker://{}", reg.reference("sk/iris:1")))
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let out = env.path("out");
+    let p = json_ok(
+        env.cmd()
+            .args(["pull", &reg.reference("sk/iris:1"), "-o"])
+            .arg(&out),
+    );
+    assert_eq!(p["digest"], digest.as_str());
+    assert_eq!(
+        fs::read(out.join("train.py")).unwrap(),
+        fs::read(example().join("train.py")).unwrap()
+    );
+}
+
+// ---------------- faults ----------------
+
+/// A TCP proxy in front of the registry. It counts the bytes it relays (both ways, all
+/// connections) and cuts the connection that crosses each scheduled threshold. `stop()` closes
+/// the listener and every connection.
+struct FaultyProxy {
+    addr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    plan: std::sync::Arc<std::sync::Mutex<(usize, std::collections::VecDeque<usize>)>>,
+}
+
+impl FaultyProxy {
+    fn start(upstream: &str) -> FaultyProxy {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        l.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let cut = Arc::new(AtomicUsize::new(0));
+        let plan = Arc::new(Mutex::new((
+            0usize,
+            std::collections::VecDeque::<usize>::new(),
+        )));
+        let (stop2, cut2, plan2) = (stop.clone(), cut.clone(), plan.clone());
+        let upstream = upstream.to_string();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            // Bounded in time: the proxy stops by itself after two minutes.
+            while !stop2.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(120) {
+                let (client, _) = match l.accept() {
+                    Ok(c) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let dead = Arc::new(AtomicBool::new(false));
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let (stop, cut, plan, dead) =
+                        (stop2.clone(), cut2.clone(), plan2.clone(), dead.clone());
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let _ = from.set_read_timeout(Some(Duration::from_millis(200)));
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            if stop.load(Ordering::SeqCst) || dead.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            let k = match from.read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(k) => k,
+                                Err(e)
+                                    if e.kind() == std::io::ErrorKind::WouldBlock
+                                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                                {
+                                    continue
+                                }
+                                Err(_) => break,
+                            };
+                            let send = {
+                                let mut p = plan.lock().unwrap();
+                                let before = p.0;
+                                p.0 += k;
+                                match p.1.front().copied() {
+                                    Some(t) if t <= p.0 => {
+                                        p.1.pop_front();
+                                        Some(t.saturating_sub(before).min(k))
+                                    }
+                                    _ => None,
+                                }
+                            };
+                            if let Some(part) = send {
+                                let _ = to.write_all(&buf[..part]);
+                                cut.fetch_add(1, Ordering::SeqCst);
+                                break;
+                            }
+                            if to.write_all(&buf[..k]).is_err() {
+                                break;
+                            }
+                        }
+                        dead.store(true, Ordering::SeqCst);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        FaultyProxy {
+            addr,
+            stop,
+            cut,
+            plan,
+        }
+    }
+
+    /// Cut the connections that cross these byte counts, counted from now.
+    fn schedule(&self, thresholds: &[usize]) {
+        let mut p = self.plan.lock().unwrap();
+        p.0 = 0;
+        p.1 = thresholds.iter().copied().collect();
+    }
+
+    fn cuts(&self) -> usize {
+        self.cut.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for FaultyProxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A copy of the example with a 3 MiB data file, so blobs span several connections.
+fn big_project() -> tempfile::TempDir {
+    let t = crate::support::example_copy();
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let mut data = Vec::with_capacity(3 << 20);
+    while data.len() < 3 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    fs::write(t.path().join("samples/samples.json"), &data).unwrap();
+    t
+}
+
+#[test]
+fn registry_faults_retried() {
+    let Some(reg) = Registry::start("registry_faults_retried") else {
+        return;
+    };
+    let env = Env::new();
+    let project = big_project();
+    let layout = env.path("big.oci");
+    json_ok(
+        env.cmd()
+            .current_dir(project.path())
+            .arg("bundle")
+            .arg("-o")
+            .arg(&layout),
+    );
+    let proxy = FaultyProxy::start(&reg.addr);
+    let r = format!("{}/ml/big:1", proxy.addr);
+    // Cut the big upload twice.
+    proxy.schedule(&[512 << 10, (3 << 20) + (1 << 20)]);
+    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let digest = v["digest"].as_str().unwrap().to_string();
+    // The tag is there, on the real registry.
+    let i = json_ok(env.cmd().args(["inspect", &reg.reference("ml/big:1")]));
+    assert_eq!(i["manifest_digest"], digest.as_str());
+
+    let after_push = proxy.cuts();
+    assert!(after_push > 0, "the proxy never cut a push connection");
+    // Cut the big download twice (resumed with Range requests).
+    proxy.schedule(&[1 << 20, 2 << 20]);
+    let out = env.path("out");
+    let p = json_ok(env.cmd().args(["pull", &r, "--no-cache", "-o"]).arg(&out));
+    assert_eq!(p["digest"], digest.as_str());
+    assert_eq!(
+        fs::read(out.join("samples/samples.json")).unwrap(),
+        fs::read(project.path().join("samples/samples.json")).unwrap()
+    );
+    assert!(
+        proxy.cuts() > after_push,
+        "the proxy never cut a pull connection"
+    );
+
+    // The registry stays down: a clean error, no tag moved, no partial output.
+    proxy.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    let down = format!("{}/ml/big:2", proxy.addr);
+    let err = fails(
+        env.cmd()
+            .env("MLART_RETRIES", "2")
+            .args(["push"])
+            .arg(&layout)
+            .arg(&down),
+        2,
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let t = json_ok(env.cmd().args(["tags", &reg.reference("ml/big")]));
+    assert_eq!(t["tags"], json!(["1"]), "no tag moved");
+    let out2 = env.path("out2");
+    fails(
+        env.cmd()
+            .env("MLART_RETRIES", "2")
+            .args(["pull", &r, "-o"])
+            .arg(&out2),
+        2,
+    );
+    assert!(!out2.exists());
+}
+
+// ---------------- TLS ----------------
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn registry_tls_with_test_ca() {
+    if !have("openssl", "registry_tls_with_test_ca") {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let d = certs.path();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut a = vec!["req", "-x509"];
+    a.extend(ec);
+    a.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mlart test CA",
+    ]);
+    openssl(d, &a);
+    let mut a = vec!["req"];
+    a.extend(ec);
+    a.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(d, &a);
+    fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    let Some(reg) = Registry::start_with(
+        "registry_tls_with_test_ca",
+        None,
+        Some((&d.join("server.crt"), &d.join("server.key"))),
+    ) else {
+        return;
+    };
+    let env = Env::new();
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    let r = reg.reference("ml/iris:1.0.0");
+    let ca = d.join("ca.pem");
+    let v = json_ok(
+        env.cmd()
+            .args(["push"])
+            .arg(&layout)
+            .arg(&r)
+            .arg("--ca-file")
+            .arg(&ca),
+    );
+    let digest = v["digest"].as_str().unwrap().to_string();
+    let i = json_ok(env.cmd().args(["inspect", &r, "--ca-file"]).arg(&ca));
+    assert_eq!(i["manifest_digest"], digest.as_str());
+    let out = env.path("out");
+    json_ok(
+        env.cmd()
+            .args(["pull", &r, "--kind", "model", "--ca-file"])
+            .arg(&ca)
+            .arg("-o")
+            .arg(&out),
+    );
+    assert!(out.join("model/iris.onnx").is_file());
+    // Plain HTTP against a TLS registry fails cleanly.
+    fails(
+        env.cmd()
+            .args(["tags", &reg.reference("ml/iris"), "--plain-http"]),
+        2,
+    );
+}
+
+#[test]
+fn registry_artifact_form() {
+    let Some(reg) = Registry::start("registry_artifact_form") else {
+        return;
+    };
+    let env = Env::new();
+    let layout = env.path("iris-artifact.oci");
+    json_ok(
+        env.cmd()
+            .current_dir(example())
+            .args(["bundle", "--format", "artifact", "-o"])
+            .arg(&layout),
+    );
+    let r = reg.reference("ml/iris-artifact:1.0.0");
+    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let i = json_ok(env.cmd().args(["inspect", &r]));
+    assert_eq!(i["manifest_digest"], v["digest"]);
+    assert_eq!(i["artifact_type"], "application/vnd.mlart.bundle.v1+json");
+    let out = env.path("out");
+    json_ok(env.cmd().args(["pull", &r, "-o"]).arg(&out));
+    for f in i["metadata"]["files"].as_array().unwrap() {
+        let f = f["path"].as_str().unwrap();
+        assert_eq!(
+            fs::read(out.join(f)).unwrap(),
+            fs::read(example().join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    let out2 = env.path("model");
+    let p = json_ok(
+        env.cmd()
+            .args(["pull", &r, "--kind", "model", "-o"])
+            .arg(&out2),
+    );
+    assert_eq!(p["layers"]["needed"], 1);
+    assert_eq!(tree(&out2), vec!["model/iris.onnx".to_string()]);
+}
+
+/// The streaming sink behind `bundle --push`: building straight into the registry gives the
+/// same manifest digest as building into a layout.
+#[test]
+fn registry_streaming_sink() {
+    let Some(reg) = Registry::start("registry_streaming_sink") else {
+        return;
+    };
+    let env = Env::new();
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    let index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let want = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let spec = mlart::spec::load(&example().join("mlart.yaml")).unwrap();
+    let files = mlart::collect::collect(&spec, &[]).unwrap();
+    let (reference, _) =
+        mlart::reference::parse_reference(&reg.reference("ml/streamed:1.0.0")).unwrap();
+    let remote = mlart::registry::Remote::with_auth(
+        reference,
+        &mlart::registry::Options::default(),
+        oci_client::secrets::RegistryAuth::Anonymous,
+    )
+    .unwrap();
+    let mut sink = mlart::registry::RegistrySink::new(remote);
+    let built = mlart::bundle::build(
+        &spec,
+        &files,
+        &mlart::bundle::Options::default(),
+        &mut sink,
+        &|_| {},
+    )
+    .unwrap();
+    let report = sink
+        .push_manifest(
+            &built.manifest,
+            "application/vnd.oci.image.manifest.v1+json",
+        )
+        .unwrap();
+    assert_eq!(report.digest, want);
+    assert_eq!(built.manifest_digest.to_string(), want);
+    let out = env.path("out");
+    json_ok(
+        env.cmd()
+            .args(["pull", &reg.reference("ml/streamed:1.0.0"), "-o"])
+            .arg(&out),
+    );
+    assert_eq!(
+        fs::read(out.join("train.py")).unwrap(),
+        fs::read(example().join("train.py")).unwrap()
+    );
+
+    // The CLI: `bundle --push` with no tag in REF tags the spec's version, same digest,
+    // and writes nothing locally.
+    let work = env.path("work");
+    fs::create_dir_all(&work).unwrap();
+    let r = json_ok(
+        env.cmd()
+            .current_dir(&work)
+            .args(["bundle", "-f"])
+            .arg(example().join("mlart.yaml"))
+            .args(["--push", &reg.reference("ml/cli")]),
+    );
+    assert_eq!(r["digest"], want);
+    assert!(
+        r["reference"].as_str().unwrap().ends_with("ml/cli:1.0.0"),
+        "{r}"
+    );
+    assert_eq!(fs::read_dir(&work).unwrap().count(), 0, "no local output");
+    let tags = json_ok(env.cmd().args(["tags", &reg.reference("ml/cli")]));
+    assert!(tags.to_string().contains("1.0.0"), "{tags}");
+    // a bad spec pushes nothing
+    let bad = env.path("bad");
+    fs::create_dir_all(&bad).unwrap();
+    fs::write(
+        bad.join("mlart.yaml"),
+        "name: bad\nversion: '1'\nmodel: [missing.onnx]\n",
+    )
+    .unwrap();
+    let o = env
+        .cmd()
+        .current_dir(&bad)
+        .args(["bundle", "--push", &reg.reference("ml/bad")])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let o = env
+        .cmd()
+        .args(["tags", &reg.reference("ml/bad")])
+        .output()
+        .unwrap();
+    assert!(!o.status.success() || !String::from_utf8_lossy(&o.stdout).contains('1'));
+}
