@@ -51,6 +51,8 @@ pub struct Options {
     pub epoch: Option<u64>,
     pub os: String,
     pub arch: String,
+    /// Sign: an OMS `model.sig` among the files and an OCI signature of the manifest.
+    pub sign: Option<std::sync::Arc<crate::sign::PrivateKey>>,
 }
 
 impl Default for Options {
@@ -62,6 +64,7 @@ impl Default for Options {
             epoch: None,
             os: "linux".into(),
             arch: "amd64".into(),
+            sign: None,
         }
     }
 }
@@ -183,6 +186,9 @@ pub struct Built {
     pub metadata: Metadata,
     pub warnings: Vec<String>,
     pub input_bytes: u64,
+    /// With `Options::sign`: the OCI signature of the manifest, for the caller to store
+    /// (beside the bundle in a layout, as a referrer in a registry).
+    pub signature: Option<crate::sign::OciSignature>,
 }
 
 impl Built {
@@ -272,6 +278,17 @@ pub fn build<S: BlobSink>(
         Form::Image => format!("{MODEL_DIR}/"),
         Form::Artifact => String::new(),
     };
+    for f in files {
+        let reserved = (opts.form == Form::Image && f.rel == METADATA_FILE)
+            || (opts.sign.is_some() && f.rel == crate::sign::OMS_FILE);
+        if reserved {
+            return Err(Error::input(format!(
+                "{}: a project file named {} would clash with the one mlart writes; rename or move it",
+                f.abs.display(),
+                f.rel
+            )));
+        }
+    }
     let mut layers: Vec<LayerInfo> = Vec::new();
     let mut digests: Vec<(FileDigest, Digest)> = Vec::new();
     let mut descriptors: Vec<Descriptor> = Vec::new();
@@ -454,7 +471,22 @@ pub fn build<S: BlobSink>(
             };
             let w = sink.begin()?;
             let path = format!("{MODEL_DIR}/{METADATA_FILE}");
-            let (w, ld) = layer::write_tar_bytes(w, &[(&path, &meta_bytes)], c, mtime)?;
+            let sig_path = format!("{MODEL_DIR}/{}", crate::sign::OMS_FILE);
+            let mut entries: Vec<(&str, &[u8])> = vec![(&path, &meta_bytes)];
+            let oms;
+            if let Some(key) = &opts.sign {
+                let mut signed = oms_files(&metadata);
+                signed.push((
+                    METADATA_FILE.to_string(),
+                    Digest::of(&meta_bytes).hex().to_string(),
+                ));
+                oms = crate::sign::sign_statement(
+                    key,
+                    &crate::sign::oms_statement(&spec.name, &signed),
+                );
+                entries.push((&sig_path, &oms));
+            }
+            let (w, ld) = layer::write_tar_bytes(w, &entries, c, mtime)?;
             sink.commit(w, &ld.digest, ld.size)?;
             let mt = format!("application/vnd.oci.image.layer.v1.tar{}", c.suffix());
             let title = format!("{METADATA_FILE}.tar{}", c.ext());
@@ -476,6 +508,35 @@ pub fn build<S: BlobSink>(
             )
         }
         Form::Artifact => {
+            if let Some(key) = &opts.sign {
+                // model.sig as a raw layer: `pull` and `oras pull` write it beside the files.
+                let oms = crate::sign::sign_statement(
+                    key,
+                    &crate::sign::oms_statement(&spec.name, &oms_files(&metadata)),
+                );
+                let d = sink.put(&oms)?;
+                let ld = LayerDigests {
+                    digest: d.clone(),
+                    size: oms.len() as u64,
+                    diff_id: d,
+                };
+                let mt = "application/vnd.mlart.signature.v1.raw".to_string();
+                descriptors.push(layer_descriptor(
+                    &ld,
+                    &mt,
+                    "signature",
+                    crate::sign::OMS_FILE,
+                ));
+                layers.push(LayerInfo {
+                    digest: ld.digest.clone(),
+                    size: ld.size,
+                    diff_id: ld.diff_id,
+                    media_type: mt,
+                    kind: "signature".into(),
+                    title: crate::sign::OMS_FILE.into(),
+                    files: 1,
+                });
+            }
             let d = sink.put(&meta_bytes)?;
             (
                 Descriptor::new(
@@ -500,7 +561,17 @@ pub fn build<S: BlobSink>(
     }
     let manifest = json::to_canonical_bytes(&m);
     let manifest_digest = sink.put(&manifest)?;
+    let signature = opts.sign.as_ref().map(|key| {
+        crate::sign::oci_signature(
+            key,
+            &spec.name,
+            MANIFEST_MEDIA_TYPE,
+            &manifest_digest,
+            manifest.len() as u64,
+        )
+    });
     Ok(Built {
+        signature,
         manifest,
         manifest_digest,
         config_digest,
@@ -509,6 +580,19 @@ pub fn build<S: BlobSink>(
         warnings,
         input_bytes: files.iter().map(|f| f.size).sum(),
     })
+}
+
+/// (path, sha256 hex) of every file of the bundle, for the OMS statement.
+fn oms_files(m: &Metadata) -> Vec<(String, String)> {
+    m.files
+        .iter()
+        .map(|f| {
+            (
+                f.path.clone(),
+                f.sha256.trim_start_matches("sha256:").to_string(),
+            )
+        })
+        .collect()
 }
 
 fn layer_descriptor(ld: &LayerDigests, media_type: &str, kind: &str, title: &str) -> Descriptor {

@@ -85,6 +85,36 @@ impl LayoutWriter {
     }
 }
 
+impl LayoutWriter {
+    /// Store an OCI signature's blobs and return its index.json descriptor (no tag: it is a
+    /// referrer of the manifest named in its `subject`).
+    pub fn add_signature(&mut self, sig: &crate::sign::OciSignature) -> Result<Descriptor> {
+        self.put(&sig.config)?;
+        self.put(&sig.bundle)?;
+        self.put(&sig.manifest)?;
+        Ok(signature_descriptor(sig))
+    }
+}
+
+pub fn signature_descriptor(sig: &crate::sign::OciSignature) -> Descriptor {
+    let mut d = Descriptor::new(
+        oci_spec::image::MediaType::ImageManifest,
+        sig.manifest.len() as u64,
+        crate::bundle::oci_digest(&sig.digest),
+    );
+    d.set_artifact_type(Some(oci_spec::image::MediaType::Other(
+        crate::sign::BUNDLE_MEDIA_TYPE.into(),
+    )));
+    d
+}
+
+/// Is this index entry a signature referrer (not a bundle to resolve)?
+pub fn is_signature(d: &Descriptor) -> bool {
+    d.artifact_type()
+        .as_ref()
+        .is_some_and(|a| a.to_string() == crate::sign::BUNDLE_MEDIA_TYPE)
+}
+
 impl BlobSink for LayoutWriter {
     type Writer = BlobFile;
 
@@ -507,9 +537,9 @@ pub fn resolve(src: &mut dyn Source, tag: Option<&str>) -> Result<Resolved> {
                     list_or_none(&tags)
                 ))
             })?,
-        None => match manifests.len() {
+        None => match manifests.iter().filter(|d| !is_signature(d)).count() {
             0 => return Err(Error::input(format!("{what} holds no manifest"))),
-            1 => &manifests[0],
+            1 => manifests.iter().find(|d| !is_signature(d)).expect("one"),
             _ => {
                 return Err(Error::input(format!(
                     "{what} holds {} manifests: pick one with `--tag` (tags: {})",

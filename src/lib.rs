@@ -20,6 +20,8 @@ pub mod metrics;
 pub mod reference;
 pub mod registry;
 pub mod schema;
+pub mod sign;
 pub mod spec;
+pub mod verify;
 
 pub use error::{Error, Result};

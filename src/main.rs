@@ -32,6 +32,12 @@ enum Command {
     Bundle(commands::bundle::Args),
     /// Show what a bundle holds: files, metrics, schema, layers.
     Inspect(commands::inspect::Args),
+    /// Make an ECDSA P-256 key pair for signing (PREFIX.key, PREFIX.pub).
+    Keygen(commands::keygen::Args),
+    /// Add an OCI signature to a bundle in a layout.
+    Sign(commands::sign::Args),
+    /// Check a bundle's signatures and digests, or pulled files against their model.sig.
+    Verify(commands::verify::Args),
     /// Push a layout or archive to a registry (blobs first, the manifest last).
     Push(commands::push::Args),
     /// Pull a bundle from a registry into a directory: verified, safe extraction.
@@ -60,6 +66,9 @@ fn main() -> ExitCode {
         Command::Init(a) => commands::init::run(a, json),
         Command::Bundle(a) => commands::bundle::run(a, json),
         Command::Inspect(a) => commands::inspect::run(a, json),
+        Command::Keygen(a) => commands::keygen::run(a, json),
+        Command::Sign(a) => commands::sign::run(a, json),
+        Command::Verify(a) => commands::verify::run(a, json),
         Command::Push(a) => commands::push::run(a, json),
         Command::Pull(a) => commands::pull::run(a, json),
         Command::Copy(a) => commands::copy::run(a, json),

@@ -35,6 +35,10 @@ pub struct Args {
     /// the tag defaults to the spec's version). Each layer streams up as it is built.
     #[arg(long, value_name = "REF", conflicts_with = "output")]
     push: Option<String>,
+    /// Sign with this private key (PEM): an OMS model.sig among the files, and an OCI
+    /// signature of the manifest stored beside it in the layout.
+    #[arg(long, value_name = "KEY")]
+    sign: Option<PathBuf>,
     #[command(flatten)]
     registry: super::push::RegistryArgs,
 }
@@ -106,6 +110,10 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         epoch,
         os: os.to_string(),
         arch: arch.to_string(),
+        sign: match &a.sign {
+            Some(k) => Some(std::sync::Arc::new(mlart::sign::load_private(k)?)),
+            None => None,
+        },
     };
     if let Some(r) = &a.push {
         return push(&a, r, &spec, &opts, &tag, json, started);
@@ -121,7 +129,11 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     pb.set_message(format!("bundling {}", spec.name));
     let mut writer = LayoutWriter::create(&staging.layout_dir())?;
     let built = bundle::build(&spec, &files, &opts, &mut writer, &|n| pb.inc(n))?;
-    writer.write_index(vec![built.descriptor(opts.form, &tag)])?;
+    let mut index = vec![built.descriptor(opts.form, &tag)];
+    if let Some(sig) = &built.signature {
+        index.push(writer.add_signature(sig)?);
+    }
+    writer.write_index(index)?;
     let archive = staging.is_archive();
     staging.commit()?;
     pb.finish_and_clear();
@@ -214,6 +226,9 @@ fn push(
     let report = sink.push_manifest(&built.manifest, mlart::layout::MANIFEST_MEDIA_TYPE)?;
     pb.finish_and_clear();
     if !json {
+        if built.signature.is_some() {
+            eprintln!("warning: model.sig is in the pushed bundle, but its OCI signature is not pushed (registry signatures are not supported yet): bundle to a layout with --sign to keep it");
+        }
         for w in &built.warnings {
             eprintln!("warning: {w}");
         }

@@ -4,10 +4,13 @@ pub mod bundle;
 pub mod copy;
 pub mod init;
 pub mod inspect;
+pub mod keygen;
 pub mod login;
 pub mod pull;
 pub mod push;
+pub mod sign;
 pub mod tags;
+pub mod verify;
 
 use mlart::Error;
 use std::io::IsTerminal;

@@ -4,4 +4,5 @@
 mod bundle;
 mod interop;
 mod registry;
+mod sign;
 mod support;

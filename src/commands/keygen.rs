@@ -1,0 +1,28 @@
+use mlart::Result;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where to write: PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub (SPKI PEM).
+    #[arg(short, long, value_name = "PREFIX")]
+    output: PathBuf,
+}
+
+pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+    let (k, p) = mlart::sign::keygen(&a.output)?;
+    let hint = mlart::sign::load_public(&p)?.hint;
+    if json {
+        super::print_json(
+            &serde_json::json!({"private_key": k, "public_key": p, "key_hint": hint}),
+        );
+    } else {
+        println!(
+            "wrote {} (private, keep it secret) and {} (public)",
+            k.display(),
+            p.display()
+        );
+        println!("  ECDSA P-256, key hint {hint}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
