@@ -314,6 +314,21 @@ pub trait Source {
     fn index_bytes(&mut self) -> Result<Vec<u8>>;
     /// A reader of the raw blob (not verified; use `open_verified`).
     fn open_blob(&mut self, digest: &Digest) -> Result<Box<dyn Read + '_>>;
+    /// Candidate signature referrers of `subject` (their manifests still have to be read and
+    /// checked). A layout keeps them in index.json; a registry overrides this with the
+    /// referrers API or its fallback tag.
+    fn referrers(&mut self, _subject: &Digest) -> Result<Vec<Descriptor>> {
+        let what = self.describe();
+        let index: ImageIndex = serde_json::from_slice(&self.index_bytes()?).map_err(|e| {
+            Error::input(format!("{what}: index.json is not a valid OCI index: {e}"))
+        })?;
+        Ok(index
+            .manifests()
+            .iter()
+            .filter(|d| is_signature(d))
+            .cloned()
+            .collect())
+    }
 }
 
 /// An OCI layout directory.

@@ -44,49 +44,9 @@ pub fn verify_source(
     let r = layout::resolve(src, tag)?;
     let target = Digest::parse(r.descriptor.digest().as_ref()).map_err(Error::Input)?;
     let metadata = bundle::read_metadata(src, &r.manifest)?;
-    let mut problems = Vec::new();
 
-    // 1. OCI signatures: the referrers in index.json whose subject is this manifest.
-    let index: oci_spec::image::ImageIndex = serde_json::from_slice(&src.index_bytes()?)
-        .map_err(|e| Error::input(format!("{what}: index.json: {e}")))?;
-    let mut sigs = Vec::new();
-    for d in index.manifests().iter().filter(|d| layout::is_signature(d)) {
-        let digest = d.digest().to_string();
-        let check = match check_signature(src, d, &target, keys) {
-            Ok(key) => SignatureCheck {
-                digest,
-                valid: true,
-                key: Some(key),
-                reason: None,
-            },
-            Err(reason) => SignatureCheck {
-                digest,
-                valid: false,
-                key: None,
-                reason: Some(reason),
-            },
-        };
-        if let Some(reason) = &check.reason {
-            if reason.starts_with("signs another manifest") {
-                continue; // a signature of another bundle in the same layout
-            }
-        }
-        sigs.push(check);
-    }
-    if sigs.is_empty() {
-        problems.push(
-            "no OCI signature: sign it with `mlart sign` or `mlart bundle --sign`".to_string(),
-        );
-    } else if require_all {
-        for k in keys {
-            let p = k.path.display().to_string();
-            if !sigs.iter().any(|s| s.key.as_deref() == Some(p.as_str())) {
-                problems.push(format!("no valid OCI signature by {p} (--require-all)"));
-            }
-        }
-    } else if !sigs.iter().any(|s| s.valid) {
-        problems.push("no OCI signature verifies with the keys given".to_string());
-    }
+    // 1. OCI signatures: the referrers whose subject is this manifest.
+    let (sigs, mut problems) = oci_signatures(src, &target, keys, require_all)?;
 
     // 2. Every blob and every file: stream each layer once, hash its entries.
     let want: BTreeMap<&str, &str> = metadata
@@ -258,7 +218,59 @@ pub fn verify_source(
     })
 }
 
-fn check_signature(
+/// Check the OCI signatures of `target`: each referrer's result, and what fails the check
+/// (none valid; with `require_all`, a key without a valid signature).
+pub fn oci_signatures(
+    src: &mut dyn Source,
+    target: &Digest,
+    keys: &[PublicKey],
+    require_all: bool,
+) -> Result<(Vec<SignatureCheck>, Vec<String>)> {
+    let mut problems = Vec::new();
+    let referrers = src.referrers(target)?;
+    let mut sigs = Vec::new();
+    for d in &referrers {
+        let digest = d.digest().to_string();
+        let check = match check_signature(src, d, target, keys) {
+            Ok(key) => SignatureCheck {
+                digest,
+                valid: true,
+                key: Some(key),
+                reason: None,
+            },
+            Err(reason) => SignatureCheck {
+                digest,
+                valid: false,
+                key: None,
+                reason: Some(reason),
+            },
+        };
+        if let Some(reason) = &check.reason {
+            if reason.starts_with("signs another manifest") {
+                continue; // a signature of another bundle in the same layout
+            }
+        }
+        sigs.push(check);
+    }
+    if sigs.is_empty() {
+        problems.push(
+            "no OCI signature: sign it with `mlart sign` or `mlart bundle --sign`".to_string(),
+        );
+    } else if require_all {
+        for k in keys {
+            let p = k.path.display().to_string();
+            if !sigs.iter().any(|s| s.key.as_deref() == Some(p.as_str())) {
+                problems.push(format!("no valid OCI signature by {p} (--require-all)"));
+            }
+        }
+    } else if !sigs.iter().any(|s| s.valid) {
+        problems.push("no OCI signature verifies with the keys given".to_string());
+    }
+
+    Ok((sigs, problems))
+}
+
+pub fn check_signature(
     src: &mut dyn Source,
     d: &oci_spec::image::Descriptor,
     target: &Digest,

@@ -26,6 +26,13 @@ pub struct Args {
     /// Do not use the local blob cache ($XDG_CACHE_HOME/mlart).
     #[arg(long)]
     no_cache: bool,
+    /// A trusted public key (repeatable): write nothing unless an OCI signature and the
+    /// bundle's model.sig verify with one of them.
+    #[arg(long = "verify-key", value_name = "PUB")]
+    verify_keys: Vec<PathBuf>,
+    /// With --verify-key: require an OCI signature by every key.
+    #[arg(long, requires = "verify_keys")]
+    require_all: bool,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -59,6 +66,12 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             None
         },
         remote,
+        verify_keys: a
+            .verify_keys
+            .iter()
+            .map(|k| mlart::sign::load_public(k))
+            .collect::<Result<Vec<_>>>()?,
+        require_all: a.require_all,
     };
     let pb = super::progress_bar(0, json);
     pb.set_message(format!("pulling {}", src.describe()));
@@ -91,6 +104,9 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         super::human_size(r.bytes_downloaded),
         r.layers.cached
     );
+    for k in &r.verified_by {
+        println!("  signature verified: {k}");
+    }
     for f in &r.files {
         println!("  {f}");
     }

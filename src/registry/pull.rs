@@ -29,6 +29,11 @@ pub struct PullOptions {
     /// The registry behind the source: with a cache, missing layers are downloaded from it
     /// in parallel before extraction.
     pub remote: Option<super::Remote>,
+    /// Trusted keys: when given, nothing is written unless an OCI signature and model.sig
+    /// verify with them.
+    pub verify_keys: Vec<crate::sign::PublicKey>,
+    /// With `verify_keys`: an OCI signature by every key.
+    pub require_all: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -40,6 +45,9 @@ pub struct PullReport {
     pub files: Vec<String>,
     pub layers: LayerCounts,
     pub bytes_downloaded: u64,
+    /// With `verify_keys`: the keys whose signatures verified.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub verified_by: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -123,8 +131,53 @@ pub fn pull(
     let resolved = layout::resolve(src, tag)?;
     let meta = bundle::read_metadata(src, &resolved.manifest)?;
     let selected = select(&meta, &opts.kinds, &opts.paths)?;
-    let wanted: HashSet<String> = selected.iter().map(|f| f.path.clone()).collect();
-    let needed_layers: HashSet<&str> = selected.iter().map(|f| f.layer.as_str()).collect();
+    let mut wanted: HashSet<String> = selected.iter().map(|f| f.path.clone()).collect();
+    let mut needed_layers: HashSet<&str> = selected.iter().map(|f| f.layer.as_str()).collect();
+    let manifest_digest =
+        Digest::parse(resolved.descriptor.digest().as_ref()).map_err(Error::Input)?;
+
+    // Signatures first: with trusted keys, an unsigned or wrongly signed bundle is refused
+    // before a byte of it is downloaded.
+    let mut verified_by = Vec::new();
+    if !opts.verify_keys.is_empty() {
+        let (sigs, problems) = crate::verify::oci_signatures(
+            src,
+            &manifest_digest,
+            &opts.verify_keys,
+            opts.require_all,
+        )?;
+        if !problems.is_empty() {
+            return Err(Error::Check(format!(
+                "{what}: not pulled: {}",
+                problems.join("; ")
+            )));
+        }
+        verified_by.extend(sigs.iter().filter_map(|s| s.key.clone()));
+    }
+
+    // A whole pull also writes what the signature covers: mlart.json (image form) and
+    // model.sig, so `model_signing verify` and `mlart verify DIR` work on the result.
+    let full = opts.kinds.is_empty() && opts.paths.is_empty();
+    if full {
+        for l in resolved.manifest.layers() {
+            let kind = l
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(bundle::KIND_ANNOTATION))
+                .map(String::as_str);
+            match (kind, meta.form) {
+                (Some("metadata"), Form::Image) => {
+                    wanted.insert(bundle::METADATA_FILE.to_string());
+                    wanted.insert(crate::sign::OMS_FILE.to_string());
+                }
+                (Some("signature"), Form::Artifact) => {
+                    wanted.insert(crate::sign::OMS_FILE.to_string());
+                }
+                _ => continue,
+            }
+            needed_layers.insert(l.digest().as_ref());
+        }
+    }
     let layers: Vec<&Descriptor> = resolved
         .manifest
         .layers()
@@ -290,6 +343,41 @@ pub fn pull(
     }
     report.files = selected.iter().map(|f| f.path.clone()).collect();
 
+    // model.sig over what was written (all files on a whole pull; the selected ones else).
+    if !opts.verify_keys.is_empty() {
+        let sig_path = root.join(crate::sign::OMS_FILE);
+        let oms = if full {
+            fs::read(&sig_path).ok()
+        } else {
+            read_oms(src, &resolved.manifest, meta.form)?
+        };
+        let Some(oms) = oms else {
+            return Err(Error::Check(format!("{what}: not pulled: the bundle has no model.sig (sign it with `mlart bundle --sign`)")));
+        };
+        if full {
+            let key = crate::sign::verify_dir(&root, &opts.verify_keys)
+                .map_err(|e| Error::Check(format!("{what}: not pulled: {e}")))?;
+            verified_by.push(format!("{} (model.sig)", key.display()));
+        } else {
+            let (st, key) = crate::sign::verify_bundle(&oms, &opts.verify_keys)
+                .map_err(|e| Error::Check(format!("{what}: not pulled: model.sig: {e}")))?;
+            let signed = crate::sign::oms_resources(&st)
+                .map_err(|e| Error::Check(format!("{what}: not pulled: model.sig: {e}")))?;
+            for f in &selected {
+                if signed.get(&f.path).map(String::as_str)
+                    != Some(f.sha256.trim_start_matches("sha256:"))
+                {
+                    return Err(Error::Check(format!(
+                        "{what}: not pulled: {} is not signed as it is by model.sig",
+                        f.path
+                    )));
+                }
+            }
+            verified_by.push(format!("{} (model.sig)", key.path.display()));
+        }
+    }
+    report.verified_by = verified_by;
+
     // Into place.
     if out.is_dir() {
         fs::remove_dir(out).ctx("replacing the empty directory", out)?;
@@ -297,6 +385,58 @@ pub fn pull(
     fs::rename(&root, out).ctx("moving the pulled files to", out)?;
     drop(staging);
     Ok(report)
+}
+
+/// The model.sig of a bundle, read from its small metadata or signature layer.
+fn read_oms(
+    src: &mut dyn Source,
+    manifest: &oci_spec::image::ImageManifest,
+    form: Form,
+) -> Result<Option<Vec<u8>>> {
+    for l in manifest.layers() {
+        let kind = l
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(bundle::KIND_ANNOTATION))
+            .map(String::as_str);
+        match (kind, form) {
+            (Some("signature"), Form::Artifact) => {
+                return Ok(Some(layout::read_blob(src, l, 1 << 20)?))
+            }
+            (Some("metadata"), Form::Image) => {
+                let blob = layout::read_blob(src, l, bundle::MAX_METADATA_BYTES)?;
+                let comp = Compression::from_media_type(&l.media_type().to_string())
+                    .unwrap_or(Compression::Gzip);
+                let r: Box<dyn Read> = match comp {
+                    Compression::None => Box::new(&blob[..]),
+                    Compression::Gzip => Box::new(flate2::read::GzDecoder::new(&blob[..])),
+                    Compression::Zstd => Box::new(
+                        zstd::Decoder::new(&blob[..]).map_err(|e| Error::input(e.to_string()))?,
+                    ),
+                };
+                let mut ar = tar::Archive::new(r);
+                let want = format!("{}/{}", bundle::MODEL_DIR, crate::sign::OMS_FILE);
+                let bad =
+                    |e: io::Error| Error::input(format!("the metadata layer is corrupt: {e}"));
+                for e in ar.entries().map_err(bad)? {
+                    let mut e = e.map_err(bad)?;
+                    if e.path()
+                        .map_err(bad)?
+                        .to_string_lossy()
+                        .trim_start_matches("./")
+                        == want
+                    {
+                        let mut v = Vec::new();
+                        (&mut e).take(1 << 20).read_to_end(&mut v).map_err(bad)?;
+                        return Ok(Some(v));
+                    }
+                }
+                return Ok(None);
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
 }
 
 struct Progress<'a, R> {

@@ -358,3 +358,126 @@ fn keys_in_other_formats_and_types() {
             && !String::from_utf8_lossy(&out.stdout).contains(body)
     );
 }
+
+#[test]
+fn pull_verify_key_writes_nothing_unless_signatures_verify() {
+    let Some(py) = python() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(t.path(), "k");
+    let (other_key, other) = keygen(t.path(), "other");
+    for form in ["image", "artifact"] {
+        let layout = t.path().join(format!("{form}.oci"));
+        json_ok(
+            mlart()
+                .arg("bundle")
+                .arg("-f")
+                .arg(example().join("mlart.yaml"))
+                .arg("-o")
+                .arg(&layout)
+                .args(["--format", form])
+                .arg("--sign")
+                .arg(&key),
+        );
+        let out = t.path().join(format!("{form}-pulled"));
+        let r = json_ok(
+            mlart()
+                .arg("pull")
+                .arg(&layout)
+                .arg("-o")
+                .arg(&out)
+                .arg("--verify-key")
+                .arg(&public),
+        );
+        assert_eq!(r["verified_by"].as_array().unwrap().len(), 2, "{r}");
+        assert!(out.join("model.sig").is_file());
+        assert_eq!(out.join("mlart.json").is_file(), form == "image");
+        // the real verifier accepts the pulled directory
+        let ms = py.parent().unwrap().join("model_signing");
+        if ms.is_file() {
+            let o = Command::new(&ms)
+                .args(["verify", "key"])
+                .arg(&out)
+                .arg("--signature")
+                .arg(out.join("model.sig"))
+                .arg("--public_key")
+                .arg(&public)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "{form}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        json_ok(mlart().arg("verify").arg(&out).arg("--key").arg(&public));
+        // another key: exit 1 and nothing written
+        let bad = t.path().join(format!("{form}-bad"));
+        let err = fails(
+            mlart()
+                .arg("pull")
+                .arg(&layout)
+                .arg("-o")
+                .arg(&bad)
+                .arg("--verify-key")
+                .arg(&other),
+            1,
+        );
+        assert!(err.contains("not pulled"), "{err}");
+        assert!(!bad.exists());
+        // a partial pull checks the selected files against model.sig
+        let part = t.path().join(format!("{form}-model"));
+        json_ok(
+            mlart()
+                .arg("pull")
+                .arg(&layout)
+                .arg("-o")
+                .arg(&part)
+                .args(["--kind", "model", "--verify-key"])
+                .arg(&public),
+        );
+        assert!(part.join("model/iris.onnx").is_file() && !part.join("README.md").exists());
+        // an OCI signature by a second key is not enough when model.sig is by nobody trusted
+        json_ok(
+            mlart()
+                .arg("sign")
+                .arg(&layout)
+                .arg("--key")
+                .arg(&other_key),
+        );
+        let err = fails(
+            mlart()
+                .arg("pull")
+                .arg(&layout)
+                .arg("-o")
+                .arg(&bad)
+                .arg("--verify-key")
+                .arg(&other),
+            1,
+        );
+        assert!(err.contains("model.sig"), "{err}");
+        assert!(!bad.exists());
+    }
+    // unsigned bundle: refused
+    let u = t.path().join("u.oci");
+    json_ok(
+        mlart()
+            .arg("bundle")
+            .arg("-f")
+            .arg(example().join("mlart.yaml"))
+            .arg("-o")
+            .arg(&u),
+    );
+    let err = fails(
+        mlart()
+            .arg("pull")
+            .arg(&u)
+            .arg("-o")
+            .arg(t.path().join("u-out"))
+            .arg("--verify-key")
+            .arg(&public),
+        1,
+    );
+    assert!(err.contains("no OCI signature"), "{err}");
+    assert!(!t.path().join("u-out").exists());
+    assert!(leftovers(t.path()).is_empty());
+}
