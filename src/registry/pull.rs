@@ -405,7 +405,7 @@ fn read_oms(
             }
             (Some("metadata"), Form::Image) => {
                 let blob = layout::read_blob(src, l, bundle::MAX_METADATA_BYTES)?;
-                let comp = Compression::from_media_type(&l.media_type().to_string())
+                let comp = Compression::from_media_type(l.media_type().as_ref())
                     .unwrap_or(Compression::Gzip);
                 let r: Box<dyn Read> = match comp {
                     Compression::None => Box::new(&blob[..]),
