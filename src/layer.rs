@@ -521,4 +521,55 @@ mod tests {
         assert_eq!(l.digest, Digest::of(b"weights"));
         assert_eq!(fd.sha256, l.digest);
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+            /// Whatever the files, the tar reads back to the same paths and bytes, every
+            /// streamed digest equals the digest of the bytes, and the order of the input
+            /// does not matter.
+            #[test]
+            fn tar_round_trip(files in proptest::collection::btree_map("[a-z]{1,8}(/[a-z0-9_][a-z0-9_.]{0,11}){0,3}", proptest::collection::vec(any::<u8>(), 0..5000), 1..6), gz in any::<bool>()) {
+                // a path may not be both a file and a directory
+                let names: Vec<&String> = files.keys().collect();
+                prop_assume!(!names.iter().any(|a| names.iter().any(|b| b.starts_with(&format!("{a}/")))));
+                let d = tempfile::tempdir().unwrap();
+                let srcs: Vec<SourceFile> = files.iter().map(|(p, c)| src(d.path(), p, c)).collect();
+                let refs: Vec<&SourceFile> = srcs.iter().collect();
+                let mut rev = refs.clone();
+                rev.reverse();
+                let c = if gz { Compression::Gzip } else { Compression::None };
+                let (out, ld, fds) = write_tar(Vec::new(), &refs, "models/", c, 0, &|_| false, &|_| {}).unwrap();
+                let (out2, _, _) = write_tar(Vec::new(), &rev, "models/", c, 0, &|_| false, &|_| {}).unwrap();
+                prop_assert_eq!(&out, &out2);
+                prop_assert_eq!(ld.digest.clone(), Digest::of(&out));
+                for fd in &fds {
+                    prop_assert_eq!(fd.sha256.clone(), Digest::of(&files[&fd.rel]));
+                }
+                let raw = if gz {
+                    let mut v = Vec::new();
+                    flate2::read::GzDecoder::new(&out[..]).read_to_end(&mut v).unwrap();
+                    v
+                } else {
+                    out.clone()
+                };
+                prop_assert_eq!(ld.diff_id, Digest::of(&raw));
+                let mut ar = tar::Archive::new(&raw[..]);
+                let mut back = std::collections::BTreeMap::new();
+                for e in ar.entries().unwrap() {
+                    let mut e = e.unwrap();
+                    if e.header().entry_type().is_file() {
+                        let p = e.path().unwrap().to_string_lossy().trim_start_matches("models/").to_string();
+                        let mut v = Vec::new();
+                        e.read_to_end(&mut v).unwrap();
+                        back.insert(p, v);
+                    }
+                }
+                prop_assert_eq!(back, files);
+            }
+        }
+    }
 }
