@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod collect;
 pub mod digest;
 pub mod envinfo;
+pub mod gate;
 pub mod error;
 pub mod extract;
 pub mod init;

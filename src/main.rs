@@ -32,6 +32,11 @@ enum Command {
     Bundle(commands::bundle::Args),
     /// Show what a bundle holds: files, metrics, schema, layers.
     Inspect(commands::inspect::Args),
+    /// Release gate: metric thresholds, regressions against a baseline, validation,
+    /// signature and schema compatibility. Exit 1 when a gate fails.
+    Gate(commands::gate::Args),
+    /// What changed between two bundles: files, metrics, schema, environment, models.
+    Diff(commands::diff::Args),
     /// Make an ECDSA P-256 key pair for signing (PREFIX.key, PREFIX.pub).
     Keygen(commands::keygen::Args),
     /// Add an OCI signature to a bundle in a layout.
@@ -66,6 +71,8 @@ fn main() -> ExitCode {
         Command::Init(a) => commands::init::run(a, json),
         Command::Bundle(a) => commands::bundle::run(a, json),
         Command::Inspect(a) => commands::inspect::run(a, json),
+        Command::Gate(a) => commands::gate::run(a, json),
+        Command::Diff(a) => commands::diff::run(a, json),
         Command::Keygen(a) => commands::keygen::run(a, json),
         Command::Sign(a) => commands::sign::run(a, json),
         Command::Verify(a) => commands::verify::run(a, json),

@@ -115,6 +115,8 @@ pub struct Spec {
     pub source: Option<String>,
     pub revision: Option<String>,
     pub sections: Vec<(Kind, Vec<Entry>)>,
+    /// The release-gate policy (`gates:`), for `mlart gate`.
+    pub gates: Option<crate::gate::Policy>,
 }
 
 impl Spec {
@@ -155,6 +157,7 @@ struct RawSpec {
     docs: Option<Vec<Spanned<RawEntry>>>,
     eval: Option<Vec<Spanned<RawEntry>>>,
     logs: Option<Vec<Spanned<RawEntry>>>,
+    gates: Option<Spanned<crate::gate::Policy>>,
 }
 
 #[derive(Deserialize)]
@@ -312,6 +315,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
         source: raw.source,
         revision: raw.revision,
         sections: vec![],
+        gates: None,
     };
     let top = Pos { line: 1, column: 1 };
     let name = raw.name.ok_or_else(|| {
@@ -407,6 +411,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
         if !out.is_empty() {
             spec.sections.push((kind, out));
         }
+    }
+    if let Some(g) = raw.gates {
+        let pos = pos_of(&g);
+        crate::gate::check_policy(&g.value).map_err(|m| {
+            spec.error_at(pos, format!("gates: {m}"), "see README, \"Release gates\"")
+        })?;
+        spec.gates = Some(g.value);
     }
     if spec.sections.is_empty() {
         return Err(spec.error_at(

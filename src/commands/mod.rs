@@ -3,6 +3,8 @@
 pub mod bundle;
 pub mod copy;
 pub mod init;
+pub mod diff;
+pub mod gate;
 pub mod inspect;
 pub mod keygen;
 pub mod login;

@@ -1,0 +1,281 @@
+//! `mlart gate` and `mlart diff` on real bundles (layouts and a registry baseline).
+
+use crate::registry::Registry;
+use crate::support::*;
+use std::fs;
+use std::path::Path;
+
+/// The example project with `gates:` and edits applied, bundled to `out`.
+fn release(dir: &Path, out: &Path, edit: &dyn Fn(&Path)) -> serde_json::Value {
+    let p = dir.join(format!(
+        "proj-{}",
+        out.file_name().unwrap().to_string_lossy()
+    ));
+    copy_tree(&example(), &p, false);
+    edit(&p);
+    json_ok(
+        mlart()
+            .arg("bundle")
+            .arg("-f")
+            .arg(p.join("mlart.yaml"))
+            .arg("-o")
+            .arg(out),
+    )
+}
+
+const POLICY: &str = "gates:
+  metrics:
+    - metric: accuracy
+      min: 0.85
+      max_change: 0.01
+    - metric: log_loss
+      max: 0.30
+      greater_is_better: false
+      max_relative_change: 0.05
+  schema: compatible
+";
+
+fn replace(p: &Path, from: &str, to: &str) {
+    let s = fs::read_to_string(p).unwrap();
+    assert!(s.contains(from), "{from} in {}", p.display());
+    fs::write(p, s.replace(from, to)).unwrap();
+}
+
+#[test]
+fn gates_pass_fail_and_explain() {
+    let t = tempfile::tempdir().unwrap();
+    let policy = t.path().join("gates.yaml");
+    fs::write(&policy, POLICY).unwrap();
+    let v1 = t.path().join("v1.oci");
+    release(t.path(), &v1, &|_| {});
+    // better accuracy, same loss: passes against v1
+    let v2 = t.path().join("v2.oci");
+    release(t.path(), &v2, &|p| {
+        replace(
+            &p.join("eval/metrics.json"),
+            "\"accuracy\": 0.911111",
+            "\"accuracy\": 0.95",
+        )
+    });
+    let r = json_ok(
+        mlart()
+            .arg("gate")
+            .arg(&v2)
+            .arg("--baseline")
+            .arg(&v1)
+            .arg("--policy")
+            .arg(&policy),
+    );
+    assert_eq!(r["passed"], true, "{r}");
+    // a regression beyond max_change fails with exit 1, naming the check
+    let v3 = t.path().join("v3.oci");
+    release(t.path(), &v3, &|p| {
+        replace(
+            &p.join("eval/metrics.json"),
+            "\"log_loss\": 0.209595",
+            "\"log_loss\": 0.25",
+        )
+    });
+    let md = t.path().join("summary.md");
+    let out = run(mlart()
+        .args(["--json", "gate"])
+        .arg(&v3)
+        .arg("--baseline")
+        .arg(&v1)
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--markdown")
+        .arg(&md));
+    assert_eq!(out.status.code(), Some(1));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let loss = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "metric:log_loss")
+        .unwrap();
+    assert_eq!(loss["passed"], false);
+    assert!(
+        loss["reason"].as_str().unwrap().contains("wrong way"),
+        "{loss}"
+    );
+    assert!(fs::read_to_string(&md).unwrap().contains("**FAIL**"));
+    // without a baseline the change limits are skipped, thresholds still hold
+    let r = json_ok(mlart().arg("gate").arg(&v3).arg("--policy").arg(&policy));
+    assert_eq!(r["passed"], true, "{r}");
+    // human output is a table
+    let out = run(mlart()
+        .arg("gate")
+        .arg(&v3)
+        .arg("--baseline")
+        .arg(&v1)
+        .arg("--policy")
+        .arg(&policy));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAIL  metric:log_loss") && text.contains("gate FAILED"),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_and_nan_metrics_missing_baseline_and_schema_breaks() {
+    let t = tempfile::tempdir().unwrap();
+    let policy = t.path().join("gates.yaml");
+    fs::write(&policy, POLICY).unwrap();
+    let v1 = t.path().join("v1.oci");
+    release(t.path(), &v1, &|_| {});
+    let nan = t.path().join("nan.oci");
+    release(t.path(), &nan, &|p| {
+        replace(
+            &p.join("eval/metrics.json"),
+            "\"accuracy\": 0.911111",
+            "\"accuracy\": NaN",
+        )
+    });
+    let out = run(mlart()
+        .args(["--json", "gate"])
+        .arg(&nan)
+        .arg("--policy")
+        .arg(&policy));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NaN or infinite"));
+    let gone = t.path().join("gone.oci");
+    release(t.path(), &gone, &|p| {
+        replace(&p.join("eval/metrics.json"), "\"log_loss\": 0.209595,", "")
+    });
+    let out = run(mlart()
+        .args(["--json", "gate"])
+        .arg(&gone)
+        .arg("--policy")
+        .arg(&policy));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no metric \\\"log_loss\\\""));
+    // a baseline that does not exist: a usage error, not a gate result
+    let err = fails(
+        mlart()
+            .arg("gate")
+            .arg(&v1)
+            .arg("--baseline")
+            .arg(t.path().join("nope.oci"))
+            .arg("--policy")
+            .arg(&policy),
+        2,
+    );
+    assert!(err.contains("baseline"), "{err}");
+    // a removed feature and a new required one break `schema: compatible`
+    let s2 = t.path().join("schema2.oci");
+    release(t.path(), &s2, &|p| {
+        replace(
+            &p.join("schema/features.yaml"),
+            "  - name: petal_width\n",
+            "  - name: petal_area\n",
+        );
+    });
+    let out = run(mlart()
+        .args(["--json", "gate"])
+        .arg(&s2)
+        .arg("--baseline")
+        .arg(&v1)
+        .arg("--policy")
+        .arg(&policy));
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("feature \\\"petal_width\\\" was removed")
+            && text.contains("petal_area\\\" is required"),
+        "{text}"
+    );
+    // policy errors are usage errors with the position
+    fs::write(
+        &policy,
+        "gates:\n  metrics:\n    - {metric: accuracy, minimum: 1}\n",
+    )
+    .unwrap();
+    let err = fails(mlart().arg("gate").arg(&v1).arg("--policy").arg(&policy), 2);
+    assert!(
+        err.contains("gates.yaml:3:") && err.contains("minimum"),
+        "{err}"
+    );
+    // gates in mlart.yaml, with signature required and no key: fails with the reason
+    let p = t.path().join("proj-sig");
+    copy_tree(&example(), &p, false);
+    let mut spec = fs::read_to_string(p.join("mlart.yaml")).unwrap();
+    spec.push_str("gates:\n  signature: required\n  validation: required\n");
+    fs::write(p.join("mlart.yaml"), spec).unwrap();
+    let out = run(mlart()
+        .args(["--json", "gate"])
+        .arg(&v1)
+        .arg("-f")
+        .arg(p.join("mlart.yaml")));
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("no trusted key") && text.contains("no validation report"),
+        "{text}"
+    );
+}
+
+#[test]
+fn diff_and_a_remote_baseline() {
+    let t = tempfile::tempdir().unwrap();
+    let v1 = t.path().join("v1.oci");
+    release(t.path(), &v1, &|_| {});
+    let v2 = t.path().join("v2.oci");
+    release(t.path(), &v2, &|p| {
+        replace(
+            &p.join("eval/metrics.json"),
+            "\"accuracy\": 0.911111",
+            "\"accuracy\": 0.95",
+        );
+        replace(&p.join("requirements.txt"), "numpy==2.4.6", "numpy==2.5.0");
+        fs::write(p.join("docs/extra.md"), "# more\n").unwrap();
+    });
+    let d = json_ok(mlart().arg("diff").arg(&v1).arg(&v2));
+    let files = d["diff"]["files"].as_array().unwrap();
+    assert!(files
+        .iter()
+        .any(|f| f["path"] == "docs/extra.md" && f["change"] == "added" && f["size_delta"] == 7));
+    assert!(files
+        .iter()
+        .any(|f| f["path"] == "eval/metrics.json" && f["change"] == "changed"));
+    assert!(
+        !files.iter().any(|f| f["path"] == "model/iris.onnx"),
+        "unchanged model is not listed"
+    );
+    let acc = d["diff"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "accuracy")
+        .unwrap();
+    assert!((acc["delta"].as_f64().unwrap() - 0.038889).abs() < 1e-9);
+    assert_eq!(
+        d["diff"]["env"],
+        serde_json::json!(["~ numpy ==2.4.6 -> ==2.5.0"])
+    );
+
+    // the baseline in a real registry: gate and diff read the manifest and metadata only
+    let Some(reg) = Registry::start("diff_and_a_remote_baseline") else {
+        return;
+    };
+    let r = reg.reference("ml/iris:1.0.0");
+    json_ok(mlart().arg("push").arg(&v1).arg(&r));
+    let d = json_ok(mlart().arg("diff").arg(&r).arg(&v2));
+    assert_eq!(
+        d["old_digest"],
+        json_ok(mlart().arg("inspect").arg(&v1))["manifest_digest"]
+    );
+    let policy = t.path().join("gates.yaml");
+    fs::write(&policy, POLICY).unwrap();
+    let g = json_ok(
+        mlart()
+            .arg("gate")
+            .arg(&v2)
+            .arg("--baseline")
+            .arg(&r)
+            .arg("--policy")
+            .arg(&policy),
+    );
+    assert_eq!(g["passed"], true, "{g}");
+}
