@@ -94,7 +94,7 @@ pub fn check_policy(p: &Policy) -> std::result::Result<(), String> {
             ("max_change", g.max_change),
             ("max_relative_change", g.max_relative_change),
         ] {
-            if v.is_some_and(|v| !(v >= 0.0)) {
+            if v.is_some_and(|v| v.is_nan() || v < 0.0) {
                 return Err(format!("{:?}: {k} must be a number >= 0", g.metric));
             }
         }

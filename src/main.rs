@@ -58,6 +58,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `mlart inspect … | head` must end quietly, not panic on a closed pipe.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let _ = ctrlc::set_handler(|| {
