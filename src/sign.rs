@@ -196,10 +196,12 @@ pub fn load_private(path: &Path) -> Result<PrivateKey> {
             SigningKey::from(sk)
         }
         "RSA PRIVATE KEY" => return Err(wrong_key(path, "an RSA key")),
-        "PUBLIC KEY" => return Err(Error::input(format!(
+        "PUBLIC KEY" => {
+            return Err(Error::input(format!(
             "{} is a public key: signing needs the private key (the .key file of `mlart keygen`)",
             path.display()
-        ))),
+        )))
+        }
         other => {
             return Err(Error::input(format!(
                 "{}: a PEM {other:?}, not a private key",

@@ -223,12 +223,19 @@ fn push(
         sink.remote().describe()
     ));
     let built = bundle::build(spec, &files, opts, &mut sink, &|n| pb.inc(n))?;
-    let report = sink.push_manifest(&built.manifest, mlart::layout::MANIFEST_MEDIA_TYPE)?;
+    let mut report = sink.push_manifest(&built.manifest, mlart::layout::MANIFEST_MEDIA_TYPE)?;
+    if let Some(sig) = &built.signature {
+        // The OCI signature: a referrer of the manifest just pushed.
+        let pushed = mlart::registry::push_referrers(
+            sink.remote(),
+            &built.manifest_digest,
+            &[mlart::registry::Referrer::from_signature(sig)],
+        )?;
+        report.signatures = pushed.pushed;
+        report.referrers_tag = pushed.tag;
+    }
     pb.finish_and_clear();
     if !json {
-        if built.signature.is_some() {
-            eprintln!("warning: model.sig is in the pushed bundle, but its OCI signature is not pushed (registry signatures are not supported yet): bundle to a layout with --sign to keep it");
-        }
         for w in &built.warnings {
             eprintln!("warning: {w}");
         }

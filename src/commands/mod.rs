@@ -2,9 +2,9 @@
 
 pub mod bundle;
 pub mod copy;
-pub mod init;
 pub mod diff;
 pub mod gate;
+pub mod init;
 pub mod inspect;
 pub mod keygen;
 pub mod login;

@@ -170,6 +170,16 @@ pub fn print_summary(s: &Summary, json: bool) {
         r.blobs.mounted,
         s.seconds
     );
+    if r.signatures > 0 {
+        println!(
+            "  signatures: {} pushed as referrers{}",
+            r.signatures,
+            r.referrers_tag
+                .as_ref()
+                .map(|t| format!(" (fallback tag {t})"))
+                .unwrap_or_default()
+        );
+    }
 }
 
 pub fn run(a: Args, json: bool) -> Result<ExitCode> {

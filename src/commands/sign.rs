@@ -1,10 +1,12 @@
+use mlart::reference::{self, Location};
 use mlart::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// An OCI layout directory made by `mlart bundle`.
+    /// An OCI layout directory made by `mlart bundle`, or a bundle in a registry
+    /// (host[:port]/repository[:tag|@digest]).
     target: PathBuf,
     /// The private key (PEM: PKCS#8, encrypted PKCS#8 with MLART_KEY_PASSWORD, or SEC1).
     #[arg(long)]
@@ -12,22 +14,78 @@ pub struct Args {
     /// Which tag of the layout (default: its only bundle).
     #[arg(long)]
     tag: Option<String>,
+    #[command(flatten)]
+    registry: super::push::RegistryArgs,
 }
 
 pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     let key = mlart::sign::load_private(&a.key)?;
-    let (target, sig, added) = mlart::verify::sign_layout(&a.target, a.tag.as_deref(), &key)?;
+    let remote_ref = match a.target.to_str() {
+        Some(t) if !a.target.exists() => match reference::parse_location(t)? {
+            Location::Registry { reference, .. } => Some(reference),
+            Location::Local { .. } => None,
+        },
+        _ => None,
+    };
+    let (what, target, sig, added, tag) = match remote_ref {
+        Some(r) => {
+            let remote = mlart::registry::Remote::new(r, &a.registry.options())?;
+            let what = remote.describe();
+            let (target, sig, added, tag) = sign_remote(remote, &key)?;
+            (what, target, sig, added, tag)
+        }
+        None => {
+            let (target, sig, added) =
+                mlart::verify::sign_layout(&a.target, a.tag.as_deref(), &key)?;
+            (a.target.display().to_string(), target, sig, added, None)
+        }
+    };
     if json {
-        super::print_json(
-            &serde_json::json!({"manifest_digest": target, "signature_digest": sig, "added": added}),
-        );
+        let mut v =
+            serde_json::json!({"manifest_digest": target, "signature_digest": sig, "added": added});
+        if let Some(t) = tag {
+            v["referrers_tag"] = t.into();
+        }
+        super::print_json(&v);
     } else if added {
-        println!("signed {} {target}: signature {sig}", a.target.display());
+        println!("signed {what} {target}: signature {sig}");
     } else {
-        println!(
-            "{} {target} already has this key's signature ({sig})",
-            a.target.display()
-        );
+        println!("{what} {target} already has this key's signature ({sig})");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Sign the bundle a registry reference names and push the signature as its referrer:
+/// (manifest digest, signature digest, added, fallback tag updated).
+fn sign_remote(
+    remote: mlart::registry::Remote,
+    key: &mlart::sign::PrivateKey,
+) -> Result<(
+    mlart::digest::Digest,
+    mlart::digest::Digest,
+    bool,
+    Option<String>,
+)> {
+    use mlart::layout::Source;
+    let mut src = mlart::registry::RegistrySource::new(remote.clone());
+    let r = mlart::layout::resolve(&mut src, None)?;
+    let target = mlart::digest::Digest::of(&r.raw);
+    let metadata = mlart::bundle::read_metadata(&mut src, &r.manifest)?;
+    let sig = mlart::sign::oci_signature(
+        key,
+        &metadata.name,
+        mlart::layout::MANIFEST_MEDIA_TYPE,
+        &target,
+        r.raw.len() as u64,
+    );
+    let known = src
+        .referrers(&target)?
+        .iter()
+        .any(|d| d.digest().to_string() == sig.digest.as_str());
+    let pushed = mlart::registry::push_referrers(
+        &remote,
+        &target,
+        &[mlart::registry::Referrer::from_signature(&sig)],
+    )?;
+    Ok((target, sig.digest, !known, pushed.tag))
 }

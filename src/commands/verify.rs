@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// An OCI layout or archive (checks OCI signatures, model.sig and every digest), or a
-    /// directory of pulled files with a model.sig (checks the files against it).
+    /// An OCI layout or archive, or a registry REF (host[:port]/repository[:tag|@digest]):
+    /// checks OCI signatures, model.sig and every digest. Or a directory of pulled files with
+    /// a model.sig (checks the files against it).
     target: PathBuf,
     /// A trusted public key (SPKI PEM); repeat for several. Any one satisfies verify.
     #[arg(long = "key", required = true)]
@@ -16,6 +17,8 @@ pub struct Args {
     /// Which tag of the layout (default: its only bundle).
     #[arg(long)]
     tag: Option<String>,
+    #[command(flatten)]
+    registry: super::push::RegistryArgs,
 }
 
 pub fn run(a: Args, json: bool) -> Result<ExitCode> {
@@ -49,8 +52,24 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             Err(e) => Err(e),
         };
     }
-    let mut src = mlart::layout::open(&a.target)?;
-    let r = mlart::verify::verify_source(src.as_mut(), a.tag.as_deref(), &keys, a.require_all)?;
+    let remote_ref = match a.target.to_str() {
+        Some(t) if !a.target.exists() => match mlart::reference::parse_location(t)? {
+            mlart::reference::Location::Registry { reference, .. } => Some(reference),
+            mlart::reference::Location::Local { .. } => None,
+        },
+        _ => None,
+    };
+    let remote = remote_ref.is_some();
+    let mut src: Box<dyn mlart::layout::Source> = match remote_ref {
+        Some(r) => {
+            let remote = mlart::registry::Remote::new(r, &a.registry.options())?;
+            Box::new(mlart::registry::RegistrySource::new(remote))
+        }
+        None => mlart::layout::open(&a.target)?,
+    };
+    // A registry REF names its manifest itself.
+    let tag = if remote { None } else { a.tag.as_deref() };
+    let r = mlart::verify::verify_source(src.as_mut(), tag, &keys, a.require_all)?;
     if json {
         super::print_json(&r);
     } else {

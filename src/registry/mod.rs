@@ -102,6 +102,14 @@ pub fn credentials(registry: &str) -> Result<RegistryAuth> {
                 _ => Ok(RegistryAuth::Anonymous),
             }
         }
+        // A helper that has nothing for this registry answers "credentials not found in
+        // native keychain" and exits 1 (docker-credential-helpers): anonymous, as in docker.
+        Err(E::HelperFailure { stdout, stderr, .. })
+            if stdout.contains("credentials not found")
+                || stderr.contains("credentials not found") =>
+        {
+            Ok(RegistryAuth::Anonymous)
+        }
         Err(E::HelperFailure { helper, .. }) => Err(Error::input(format!(
             "the Docker credential helper {helper} failed for {key}: run `mlart login {registry}` again"
         ))),
@@ -515,6 +523,8 @@ fn map_err(what: &str, doing: &str, e: OciDistributionError) -> Error {
 pub struct RegistrySource {
     remote: Remote,
     manifest: Option<(Vec<u8>, Digest, String)>,
+    /// Referrer manifests listed by `referrers`: read from the manifests endpoint.
+    referrer_manifests: std::collections::HashSet<Digest>,
 }
 
 impl RegistrySource {
@@ -522,6 +532,7 @@ impl RegistrySource {
         RegistrySource {
             remote,
             manifest: None,
+            referrer_manifests: Default::default(),
         }
     }
 
@@ -572,7 +583,23 @@ impl Source for RegistrySource {
                 return Ok(Box::new(io::Cursor::new(raw.clone())));
             }
         }
+        if self.referrer_manifests.contains(digest) {
+            let raw = self.remote.manifest_by_digest(digest)?;
+            return Ok(Box::new(io::Cursor::new(raw)));
+        }
         Ok(Box::new(self.remote.open_blob(digest)?))
+    }
+
+    /// The signature referrers of `subject`: the referrers API, or the fallback tag.
+    fn referrers(&mut self, subject: &Digest) -> Result<Vec<oci_spec::image::Descriptor>> {
+        let found = self
+            .remote
+            .referrers(subject, Some(crate::sign::BUNDLE_MEDIA_TYPE))?;
+        for d in &found {
+            self.referrer_manifests
+                .insert(Digest::parse(d.digest().as_ref()).map_err(Error::Input)?);
+        }
+        Ok(found)
     }
 }
 
@@ -683,6 +710,11 @@ pub struct PushReport {
     pub blobs: BlobCounts,
     /// Bytes sent for uploaded blobs.
     pub bytes_uploaded: u64,
+    /// OCI signatures (referrers of the manifest) pushed with it.
+    pub signatures: usize,
+    /// The referrers fallback tag updated (registries without the referrers API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrers_tag: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -970,8 +1002,11 @@ pub fn push(
         _ => None,
     };
     let mt = resolved.descriptor.media_type().to_string();
+    // The source's signatures of this manifest go along, after it.
+    let subject = Digest::of(&resolved.raw);
+    let signatures = signatures_of(source.as_mut(), &subject)?;
     drop(source);
-    push_manifest(
+    let mut report = push_manifest(
         &remote,
         &resolved.raw,
         &mt,
@@ -980,7 +1015,11 @@ pub fn push(
         opener,
         mount_from,
         progress,
-    )
+    )?;
+    let sigs = push_referrers(&remote, &subject, &signatures)?;
+    report.signatures = sigs.pushed;
+    report.referrers_tag = sigs.tag;
+    Ok(report)
 }
 
 /// Copy a bundle from any location to a local layout or archive (`dst` path), tagged `tag`.
@@ -1025,6 +1064,18 @@ pub fn copy_to_local(
         w.commit(out, &digest, d.size())?;
     }
     let mdigest = w.put(&resolved.raw)?;
+    // The source's signatures of this manifest, stored beside it (as `bundle --sign` does).
+    let mut entries = Vec::new();
+    for sig in signatures_of(source.as_mut(), &mdigest)? {
+        for b in &sig.blobs {
+            w.put(b)?;
+        }
+        w.put(&sig.manifest)?;
+        entries.push(
+            serde_json::from_value::<oci_spec::image::Descriptor>(sig.descriptor()?)
+                .map_err(|e| Error::input(format!("signature {}: {e}", sig.digest())))?,
+        );
+    }
     let tag = dst_tag
         .map(str::to_string)
         .or(tag)
@@ -1040,7 +1091,8 @@ pub fn copy_to_local(
     let mut ann = desc.annotations().clone().unwrap_or_default();
     ann.insert(REF_NAME.to_string(), tag.clone());
     desc.set_annotations(Some(ann));
-    w.write_index(vec![desc])?;
+    entries.insert(0, desc);
+    w.write_index(entries)?;
     staging.commit()?;
     Ok((mdigest, tag))
 }
@@ -1177,4 +1229,290 @@ impl layout::BlobSink for RegistrySink {
         self.report.bytes_uploaded += size;
         Ok(())
     }
+}
+
+// ---------------- signatures: referrers of a pushed manifest ----------------
+
+/// A referrer to push (a signature manifest): its raw manifest and the blobs it names (config
+/// and layers; small, held in memory).
+#[derive(Clone, Debug)]
+pub struct Referrer {
+    pub manifest: Vec<u8>,
+    pub blobs: Vec<Vec<u8>>,
+}
+
+impl Referrer {
+    pub fn from_signature(sig: &crate::sign::OciSignature) -> Referrer {
+        Referrer {
+            manifest: sig.manifest.clone(),
+            blobs: vec![sig.config.clone(), sig.bundle.clone()],
+        }
+    }
+
+    pub fn digest(&self) -> Digest {
+        Digest::of(&self.manifest)
+    }
+
+    /// Its entry in a referrers index: mediaType, digest, size, artifactType (the manifest's,
+    /// else its config's media type) and annotations, as the distribution spec lists them.
+    fn descriptor(&self) -> Result<serde_json::Value> {
+        let m: serde_json::Value = serde_json::from_slice(&self.manifest).map_err(|e| {
+            Error::input(format!(
+                "signature manifest {} is not JSON: {e}",
+                self.digest()
+            ))
+        })?;
+        let mut d = serde_json::json!({
+            "mediaType": m.get("mediaType").and_then(|v| v.as_str()).unwrap_or(MANIFEST_MEDIA_TYPE),
+            "digest": self.digest().as_str(),
+            "size": self.manifest.len(),
+        });
+        let at = m
+            .get("artifactType")
+            .or_else(|| m.get("config").and_then(|c| c.get("mediaType")));
+        if let Some(at) = at {
+            d["artifactType"] = at.clone();
+        }
+        if let Some(a) = m.get("annotations").filter(|a| a.is_object()) {
+            d["annotations"] = a.clone();
+        }
+        Ok(d)
+    }
+}
+
+/// The signature referrers of `subject` that `src` holds (index.json of a layout, the
+/// referrers of a registry), with their blobs. Signatures of other manifests are skipped.
+pub fn signatures_of(src: &mut dyn Source, subject: &Digest) -> Result<Vec<Referrer>> {
+    let what = src.describe();
+    let mut out = Vec::new();
+    for d in src.referrers(subject)? {
+        if !layout::is_signature(&d) {
+            continue;
+        }
+        let raw = layout::read_blob(src, &d, layout::MAX_MANIFEST_BYTES)?;
+        let m: oci_spec::image::ImageManifest = serde_json::from_slice(&raw).map_err(|e| {
+            Error::input(format!(
+                "{what}: signature {} is not a valid OCI manifest: {e}",
+                d.digest()
+            ))
+        })?;
+        let signs_subject = m
+            .subject()
+            .as_ref()
+            .is_some_and(|s| s.digest().to_string() == subject.as_str());
+        if !signs_subject {
+            continue;
+        }
+        let mut blobs = Vec::new();
+        for b in std::iter::once(m.config()).chain(m.layers().iter()) {
+            blobs.push(layout::read_blob(src, b, layout::MAX_MANIFEST_BYTES)?);
+        }
+        out.push(Referrer {
+            manifest: raw,
+            blobs,
+        });
+    }
+    Ok(out)
+}
+
+/// What `push_referrers` did.
+#[derive(Clone, Debug, Default)]
+pub struct ReferrersPushed {
+    /// Signature manifests pushed.
+    pub pushed: usize,
+    /// The fallback tag (`sha256-<hex>`) updated because the registry has no referrers API.
+    pub tag: Option<String>,
+}
+
+fn is_not_found(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
+            let c = format!("{:?}", x.code).to_ascii_lowercase();
+            c.contains("unknown")
+        }),
+        _ => false,
+    }
+}
+
+impl Remote {
+    /// The same repository at another tag or digest.
+    fn at(&self, reference: Reference) -> Remote {
+        Remote {
+            reference,
+            client: self.client.clone(),
+            auth: self.auth.clone(),
+        }
+    }
+
+    fn at_digest(&self, d: &Digest) -> Remote {
+        self.at(Reference::with_digest(
+            self.reference.registry().to_string(),
+            self.reference.repository().to_string(),
+            d.to_string(),
+        ))
+    }
+
+    /// The manifest stored under digest `d` in this repository (raw bytes, verified).
+    pub fn manifest_by_digest(&self, d: &Digest) -> Result<Vec<u8>> {
+        let (raw, got, _) = self.at_digest(d).manifest()?;
+        if &got != d {
+            return Err(Error::input(format!(
+                "{}: manifest {d} hashes to {got}",
+                self.describe()
+            )));
+        }
+        Ok(raw)
+    }
+
+    /// The referrers of `subject` (the referrers API; where the registry has none, the index
+    /// at the fallback tag `sha256-<hex>`), optionally only those of `artifact_type`.
+    pub fn referrers(
+        &self,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<oci_spec::image::Descriptor>> {
+        let what = self.describe();
+        let at = self.at_digest(subject);
+        let index = block_on(async {
+            self.prime().await;
+            retry(&what, || async {
+                self.client
+                    .pull_referrers(&at.reference, artifact_type)
+                    .await
+            })
+            .await
+        })
+        .map_err(|e| map_err(&what, &format!("listing the referrers of {subject}"), e))?;
+        index
+            .manifests
+            .iter()
+            .map(|m| {
+                serde_json::to_value(m)
+                    .and_then(serde_json::from_value::<oci_spec::image::Descriptor>)
+                    .map_err(|e| {
+                        Error::input(format!(
+                            "{what}: a referrer of {subject} is not a valid descriptor: {e}"
+                        ))
+                    })
+            })
+            .collect()
+    }
+}
+
+/// Push referrers (signature manifests) of `subject` to `dst`'s repository: their blobs, each
+/// manifest by digest, then, where the registry has no referrers API (the new manifests do
+/// not show up as referrers), add them to the fallback index at tag `sha256-<hex>`.
+pub fn push_referrers(
+    dst: &Remote,
+    subject: &Digest,
+    referrers: &[Referrer],
+) -> Result<ReferrersPushed> {
+    let mut done = ReferrersPushed::default();
+    if referrers.is_empty() {
+        return Ok(done);
+    }
+    let what = dst.describe();
+    block_on(async {
+        dst.prime().await;
+        for r in referrers {
+            for b in &r.blobs {
+                let d = Digest::of(b).to_string();
+                let exists = retry(&what, || async {
+                    dst.client.blob_exists(&dst.reference, &d).await
+                })
+                .await
+                .map_err(|e| map_err(&what, &format!("checking blob {d}"), e))?;
+                if !exists {
+                    let body = Bytes::copy_from_slice(b);
+                    retry(&what, || async {
+                        dst.client.push_blob(&dst.reference, body.clone(), &d).await
+                    })
+                    .await
+                    .map_err(|e| map_err(&what, &format!("uploading blob {d}"), e))?;
+                }
+            }
+            let desc = r.descriptor()?;
+            let mt = desc["mediaType"].as_str().unwrap_or(MANIFEST_MEDIA_TYPE);
+            let ct = reqwest_header(mt)?;
+            let at = dst.at_digest(&r.digest());
+            let body = Bytes::copy_from_slice(&r.manifest);
+            retry(&what, || async {
+                dst.client
+                    .push_manifest_raw(&at.reference, body.clone(), ct.clone())
+                    .await
+            })
+            .await
+            .map_err(|e| map_err(&what, &format!("pushing signature {}", r.digest()), e))?;
+        }
+        Ok::<(), Error>(())
+    })?;
+    done.pushed = referrers.len();
+
+    // Does the registry list them now (referrers API, or already in the fallback index)?
+    let listed: std::collections::HashSet<String> = dst
+        .referrers(subject, None)?
+        .iter()
+        .map(|d| d.digest().to_string())
+        .collect();
+    let missing: Vec<&Referrer> = referrers
+        .iter()
+        .filter(|r| !listed.contains(r.digest().as_str()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(done);
+    }
+
+    // The referrers tag schema: fetch the index (none yet: empty), add, push.
+    let tag = format!("sha256-{}", subject.hex());
+    let tagged = dst.at(Reference::with_tag(
+        dst.reference.registry().to_string(),
+        dst.reference.repository().to_string(),
+        tag.clone(),
+    ));
+    let existing = block_on(async {
+        retry(&what, || async {
+            dst.client
+                .pull_manifest_raw(&tagged.reference, &dst.auth, &[INDEX_MEDIA_TYPE])
+                .await
+        })
+        .await
+    });
+    let mut index = match existing {
+        Ok((raw, _)) => serde_json::from_slice::<serde_json::Value>(&raw)
+            .ok()
+            .filter(|v| v["manifests"].is_array())
+            .ok_or_else(|| {
+                Error::input(format!(
+                    "{what}: the referrers tag {tag} holds something else than an image index: remove it, or push to a registry with the referrers API"
+                ))
+            })?,
+        Err(e) if is_not_found(&e) => serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX_MEDIA_TYPE,
+            "manifests": [],
+        }),
+        Err(e) => return Err(map_err(&what, &format!("fetching the referrers tag {tag}"), e)),
+    };
+    let manifests = index["manifests"].as_array_mut().expect("checked above");
+    for r in missing {
+        let d = r.descriptor()?;
+        if !manifests.iter().any(|m| m["digest"] == d["digest"]) {
+            manifests.push(d);
+        }
+    }
+    let body = Bytes::from(crate::json::to_canonical_bytes(&index));
+    let ct = reqwest_header(INDEX_MEDIA_TYPE)?;
+    block_on(async {
+        retry(&what, || async {
+            dst.client
+                .push_manifest_raw(&tagged.reference, body.clone(), ct.clone())
+                .await
+        })
+        .await
+    })
+    .map_err(|e| map_err(&what, &format!("pushing the referrers tag {tag}"), e))?;
+    done.tag = Some(tag);
+    Ok(done)
 }

@@ -2,7 +2,9 @@
 //! real third-party tools (skopeo, umoci, the OCI schema validator).
 
 mod bundle;
+mod gate;
 mod interop;
 mod registry;
+mod registry_sign;
 mod sign;
 mod support;

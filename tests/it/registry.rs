@@ -280,7 +280,15 @@ fn registry_push_pull_roundtrip() {
         .iter()
         .map(|f| f["path"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(tree(&out), files, "pulled exactly the bundle's files");
+    // ... plus the metadata document, which a whole pull of the image form writes too
+    let mut with_meta = files.clone();
+    with_meta.push("mlart.json".to_string());
+    with_meta.sort();
+    assert_eq!(
+        tree(&out),
+        with_meta,
+        "pulled exactly the bundle's files and mlart.json"
+    );
     for f in &files {
         assert_eq!(
             fs::read(out.join(f)).unwrap(),
@@ -785,6 +793,112 @@ fn registry_htpasswd_auth() {
     let conf: Value = serde_json::from_slice(&fs::read(&cfg2).unwrap()).unwrap();
     assert!(conf["auths"].get(reg.addr.as_str()).is_none());
     fails(env2.cmd().args(["tags", &reg.reference("ml/iris")]), 2);
+}
+
+/// Credentials in a Docker credential helper (`credsStore`), as Docker Desktop sets it up: a
+/// registry the helper has nothing for is anonymous (the helper's "credentials not found" is no
+/// error); `login` stores through the helper and keeps the secret out of config.json; `logout`
+/// erases it there.
+#[test]
+fn registry_credential_helper() {
+    let Some(reg) = Registry::start_with(
+        "registry_credential_helper",
+        Some(("carol", "h3lper-pw")),
+        None,
+    ) else {
+        return;
+    };
+    let env = Env::new();
+    // A fake docker-credential-mlarttest keeping one credential in a file.
+    let bin = env.path("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let store = env.path("helper-store.json");
+    let helper = bin.join("docker-credential-mlarttest");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nS='{}'\ncase \"$1\" in\n  store) cat > \"$S\" ;;\n  get) cat >/dev/null; if [ -f \"$S\" ]; then cat \"$S\"; else echo 'credentials not found in native keychain'; exit 1; fi ;;\n  erase) cat >/dev/null; rm -f \"$S\" ;;\n  *) exit 1 ;;\nesac\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let cmd = || {
+        let mut c = env.cmd();
+        c.env("PATH", &path);
+        c
+    };
+    let cfg = env.path("docker/config.json");
+    fs::write(&cfg, r#"{"credsStore": "mlarttest"}"#).unwrap();
+    let repo = reg.reference("ml/iris");
+
+    // Nothing stored: anonymous, so the registry's own refusal, not a helper failure.
+    let err = fails(cmd().args(["tags", &repo]), 2);
+    assert!(err.contains("asks for credentials"), "{err}");
+    assert!(!err.contains("helper"), "{err}");
+
+    // login stores through the helper; config.json only records the registry.
+    let mut c = cmd();
+    c.args([
+        "--json",
+        "login",
+        &reg.addr,
+        "-u",
+        "carol",
+        "--password-stdin",
+    ]);
+    let out = pipe_stdin(&mut c, b"h3lper-pw\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["stored_in"], "docker-credential-mlarttest");
+    let stored: Value = serde_json::from_slice(&fs::read(&store).unwrap()).unwrap();
+    assert_eq!(
+        stored,
+        json!({"ServerURL": reg.addr.clone(), "Username": "carol", "Secret": "h3lper-pw"})
+    );
+    let conf = fs::read_to_string(&cfg).unwrap();
+    assert!(!conf.contains("h3lper-pw"), "{conf}");
+    let conf: Value = serde_json::from_str(&conf).unwrap();
+    assert_eq!(conf["credsStore"], "mlarttest");
+    assert_eq!(conf["auths"][reg.addr.as_str()], json!({}));
+
+    // The credentials come from the helper, and are never logged.
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    let res = run(cmd()
+        .args(["-vvv", "--json", "push"])
+        .arg(&layout)
+        .arg(reg.reference("ml/iris:1.0.0")));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stdout)
+    );
+    assert!(!all.contains("h3lper-pw"), "a secret was logged");
+    let t = json_ok(cmd().args(["tags", &repo]));
+    assert_eq!(t["tags"], json!(["1.0.0"]));
+
+    // logout erases them from the helper.
+    let v = json_ok(cmd().args(["logout", &reg.addr]));
+    assert_eq!(v["removed"], true);
+    assert!(!store.exists());
+    let err = fails(cmd().args(["tags", &repo]), 2);
+    assert!(err.contains("asks for credentials"), "{err}");
 }
 
 fn pipe_stdin(c: &mut Command, input: &[u8]) -> std::process::Output {
@@ -1321,4 +1435,141 @@ fn registry_streaming_sink() {
         .output()
         .unwrap();
     assert!(!o.status.success() || !String::from_utf8_lossy(&o.stdout).contains('1'));
+}
+
+// ---------------- ORAS Python SDK ----------------
+
+/// The venv's Python with the ORAS SDK (`oras`, scripts/requirements-test.txt), or None (a
+/// skip; under MLART_REQUIRE_INTEROP=1 a missing venv or package fails the test).
+fn oras_python(test: &str) -> Option<PathBuf> {
+    let py = crate::support::python()?;
+    let ok = Command::new(&py)
+        .args(["-c", "import oras.client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
+            panic!("{test}: the Python package oras is required (MLART_REQUIRE_INTEROP=1) but not in {}: run scripts/test", py.display());
+        }
+        eprintln!("SKIP {test}: the Python package oras is not installed");
+        return None;
+    }
+    Some(py)
+}
+
+/// Run a Python snippet (argv after it: `args`), expect success, return stdout.
+fn run_python(py: &Path, cwd: &Path, code: &str, args: &[&str]) -> String {
+    let o = Command::new(py)
+        .current_dir(cwd)
+        .arg("-c")
+        .arg(code)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "python failed: {}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// What mlart pushes in the artifact form, the ORAS Python SDK pulls: one file per layer,
+/// named by its title (raw model and data files at their project paths; the other kinds as
+/// their `<kind>.tar.gz` blobs). And what the SDK pushes (a plain ORAS artifact, no mlart
+/// metadata) `mlart copy` mirrors with the same digests, while `mlart pull` refuses it cleanly.
+#[test]
+fn registry_oras_python_interop() {
+    let test = "registry_oras_python_interop";
+    let Some(py) = oras_python(test) else {
+        return;
+    };
+    let Some(reg) = Registry::start(test) else {
+        return;
+    };
+    let env = Env::new();
+    let layout = env.path("iris-artifact.oci");
+    json_ok(
+        env.cmd()
+            .current_dir(example())
+            .args(["bundle", "--format", "artifact", "-o"])
+            .arg(&layout),
+    );
+    let r = reg.reference("ml/iris-artifact:1.0.0");
+    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let digest = v["digest"].as_str().unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&digest[7..])).unwrap())
+            .unwrap();
+
+    // oras pull: every layer lands as a file named by its title, byte for byte.
+    let out = env.path("oras-out");
+    let pulled = run_python(
+        &py,
+        env.tmp.path(),
+        "import json, sys, oras.client\n\
+         c = oras.client.OrasClient(hostname=sys.argv[1], insecure=True)\n\
+         print(json.dumps(c.pull(target=sys.argv[2], outdir=sys.argv[3])))\n",
+        &[&reg.addr, &r, out.to_str().unwrap()],
+    );
+    let pulled: Vec<String> = serde_json::from_str(pulled.trim()).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(pulled.len(), layers.len(), "{pulled:?}");
+    let mut titles = Vec::new();
+    for l in layers {
+        let title = l["annotations"]["org.opencontainers.image.title"]
+            .as_str()
+            .unwrap();
+        let data = fs::read(out.join(title)).unwrap_or_else(|e| panic!("{title}: {e}"));
+        assert_eq!(sha256(&data), l["digest"].as_str().unwrap(), "{title}");
+        titles.push(title.to_string());
+    }
+    titles.sort();
+    assert_eq!(tree(&out), titles, "nothing but the layers' titles");
+    for f in ["model/iris.onnx", "samples/samples.json"] {
+        assert_eq!(
+            fs::read(out.join(f)).unwrap(),
+            fs::read(example().join(f)).unwrap(),
+            "{f}"
+        );
+    }
+
+    // oras push of a plain file: mlart copies it with the same digests ...
+    let src = env.path("oras-src");
+    fs::create_dir_all(&src).unwrap();
+    let payload: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    fs::write(src.join("weights.bin"), &payload).unwrap();
+    let foreign = reg.reference("oras/plain:1");
+    let pushed_digest = run_python(
+        &py,
+        &src,
+        "import sys, oras.client\n\
+         c = oras.client.OrasClient(hostname=sys.argv[1], insecure=True)\n\
+         r = c.push(files=['weights.bin'], target=sys.argv[2], quiet=True)\n\
+         print(r.headers['Docker-Content-Digest'])\n",
+        &[&reg.addr, &foreign],
+    );
+    let pushed_digest = pushed_digest.trim();
+    assert!(pushed_digest.starts_with("sha256:"), "{pushed_digest}");
+    let copied = env.path("oras-copy.oci");
+    let c = json_ok(env.cmd().args(["copy", &foreign]).arg(&copied));
+    assert_eq!(c["digest"], pushed_digest);
+    assert_eq!(
+        fs::read(copied.join("blobs/sha256").join(&sha256(&payload)[7..])).unwrap(),
+        payload
+    );
+    // ... and back into the registry under another name, still the same manifest.
+    let again = json_ok(
+        env.cmd()
+            .args(["copy", &foreign, &reg.reference("oras/mirror:1")]),
+    );
+    assert_eq!(again["digest"], pushed_digest);
+
+    // mlart pull reads only mlart bundles: a clear error, exit 2, nothing written.
+    let refused = env.path("refused");
+    let err = fails(env.cmd().args(["pull", &foreign, "-o"]).arg(&refused), 2);
+    assert!(err.contains("not an mlart bundle"), "{err}");
+    assert!(!refused.exists());
 }

@@ -1,0 +1,820 @@
+//! OCI signatures in registries (issue 4, registry half): push, `sign REF`, `verify REF`,
+//! `bundle --push --sign`, against Debian's docker-registry 2.8, which has no referrers API:
+//! the signatures are listed in the fallback index at tag `sha256-<hex>`.
+
+use crate::registry::{Env, Registry};
+use crate::support::{example, fails, json_ok, run};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+const BUNDLE_MT: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+const INDEX_MT: &str = "application/vnd.oci.image.index.v1+json";
+const MANIFEST_MT: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn keygen(env: &Env, name: &str) -> (PathBuf, PathBuf) {
+    let v = json_ok(env.cmd().arg("keygen").arg("-o").arg(env.path(name)));
+    (
+        v["private_key"].as_str().unwrap().into(),
+        v["public_key"].as_str().unwrap().into(),
+    )
+}
+
+/// `mlart bundle` of the example into a layout, with extra args.
+fn bundle(env: &Env, out: &Path, extra: &[&std::ffi::OsStr]) -> Value {
+    json_ok(
+        env.cmd()
+            .arg("bundle")
+            .arg("-f")
+            .arg(example().join("mlart.yaml"))
+            .arg("-o")
+            .arg(out)
+            .args(extra),
+    )
+}
+
+/// A plain HTTP/1.1 request to the test registry: (status, body).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let end = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response");
+    let head = String::from_utf8_lossy(&resp[..end]).into_owned();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "chunked responses are not handled here"
+    );
+    (status, resp[end + 4..].to_vec())
+}
+
+fn get_manifest(addr: &str, repo: &str, reference: &str) -> (u16, Value) {
+    let (status, body) = http(
+        addr,
+        "GET",
+        &format!("/v2/{repo}/manifests/{reference}"),
+        &[("Accept", &format!("{MANIFEST_MT}, {INDEX_MT}"))],
+        b"",
+    );
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+fn fallback_tag(digest: &str) -> String {
+    digest.replace(':', "-")
+}
+
+fn verify(env: &Env, reference: &str, keys: &[&Path], require_all: bool) -> std::process::Output {
+    let mut c = env.cmd();
+    c.arg("verify").arg(reference);
+    for k in keys {
+        c.arg("--key").arg(k);
+    }
+    if require_all {
+        c.arg("--require-all");
+    }
+    run(c.arg("--json"))
+}
+
+#[test]
+fn registry_signatures_via_fallback_tag() {
+    let Some(reg) = Registry::start("registry_signatures_via_fallback_tag") else {
+        return;
+    };
+    let env = Env::new();
+    let (a_key, a_pub) = keygen(&env, "a");
+    let (b_key, b_pub) = keygen(&env, "b");
+    let layout = env.path("signed.oci");
+    let built = bundle(&env, &layout, &["--sign".as_ref(), a_key.as_os_str()]);
+    let subject = built["manifest_digest"].as_str().unwrap().to_string();
+    let reference = reg.reference("ml/iris:1.0.0");
+
+    // push takes the layout's signature along
+    let p = json_ok(env.cmd().arg("push").arg(&layout).arg(&reference));
+    assert_eq!(p["digest"], subject.as_str());
+    assert_eq!(p["signatures"], 1, "{p}");
+    let tag = fallback_tag(&subject);
+    assert_eq!(p["referrers_tag"], tag.as_str());
+
+    // the fallback tag is there, and it is an index listing the signature
+    let tags = json_ok(env.cmd().arg("tags").arg(reg.reference("ml/iris")));
+    let tags: Vec<&str> = tags["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(tags.contains(&tag.as_str()), "{tags:?}");
+    let (status, index) = get_manifest(&reg.addr, "ml/iris", &tag);
+    assert_eq!(status, 200);
+    assert_eq!(index["mediaType"], INDEX_MT);
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{index}");
+    assert_eq!(entries[0]["mediaType"], MANIFEST_MT);
+    assert_eq!(entries[0]["artifactType"], BUNDLE_MT);
+    let sig_digest = entries[0]["digest"].as_str().unwrap().to_string();
+    // ... the signature manifest: cosign v3 layout, subject = the bundle
+    let (status, sig) = get_manifest(&reg.addr, "ml/iris", &sig_digest);
+    assert_eq!(status, 200);
+    assert_eq!(sig["subject"]["digest"], subject.as_str());
+    assert_eq!(sig["artifactType"], BUNDLE_MT);
+    assert_eq!(
+        sig["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
+    assert_eq!(sig["layers"][0]["mediaType"], BUNDLE_MT);
+    assert!(entries[0]["size"].as_u64().unwrap() > 0);
+
+    // verify REF: the right key passes, another fails (exit 1, saying why)
+    let out = verify(&env, &reference, &[&a_pub], false);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["manifest_digest"], subject.as_str());
+    assert_eq!(v["oci_signatures"].as_array().unwrap().len(), 1);
+    assert_eq!(v["oci_signatures"][0]["valid"], true);
+    assert_eq!(v["model_signature"]["valid"], true);
+    let err = fails(
+        env.cmd()
+            .arg("verify")
+            .arg(&reference)
+            .arg("--key")
+            .arg(&b_pub),
+        1,
+    );
+    assert!(err.contains("no OCI signature verifies"), "{err}");
+    // by digest too
+    let by_digest = reg.reference(&format!("ml/iris@{subject}"));
+    let out = verify(&env, &by_digest, &[&a_pub], false);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // a second signature, by another key: `sign REF` adds it to the index
+    let s = json_ok(
+        env.cmd()
+            .arg("sign")
+            .arg(&reference)
+            .arg("--key")
+            .arg(&b_key),
+    );
+    assert_eq!(s["manifest_digest"], subject.as_str());
+    assert_eq!(s["added"], true);
+    let (_, index) = get_manifest(&reg.addr, "ml/iris", &tag);
+    let listed: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed.len(), 2, "{index}");
+    assert!(listed.contains(&sig_digest.as_str()));
+    assert!(listed.contains(&s["signature_digest"].as_str().unwrap()));
+    let out = verify(&env, &reference, &[&a_pub, &b_pub], true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["oci_signatures"].as_array().unwrap().len(), 2);
+    // signing again with the same key changes nothing (deterministic signature)
+    let s2 = json_ok(
+        env.cmd()
+            .arg("sign")
+            .arg(&reference)
+            .arg("--key")
+            .arg(&b_key),
+    );
+    assert_eq!(s2["added"], false);
+    assert_eq!(s2["signature_digest"], s["signature_digest"]);
+    // pushing the layout again: no duplicate entries
+    let p = json_ok(env.cmd().arg("push").arg(&layout).arg(&reference));
+    assert_eq!(p["signatures"], 1);
+    let (_, index) = get_manifest(&reg.addr, "ml/iris", &tag);
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+
+    // --require-all with a key that has not signed: fails
+    let (_, c_pub) = keygen(&env, "c");
+    let out = verify(&env, &reference, &[&a_pub, &c_pub], true);
+    assert_eq!(out.status.code(), Some(1));
+
+    // copy layout -> registry (another repository) takes the signature too
+    let copied = reg.reference("ml/copied:1.0.0");
+    let c = json_ok(env.cmd().arg("copy").arg(&layout).arg(&copied));
+    assert_eq!(c["signatures"], 1, "{c}");
+    let out = verify(&env, &copied, &[&a_pub], false);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // so does pushing an archive of it
+    let archive = env.path("signed.tar");
+    bundle(&env, &archive, &["--sign".as_ref(), a_key.as_os_str()]);
+    let from_tar = reg.reference("ml/from-tar:1.0.0");
+    let c = json_ok(env.cmd().arg("push").arg(&archive).arg(&from_tar));
+    assert_eq!(c["digest"], subject.as_str());
+    assert_eq!(c["signatures"], 1, "{c}");
+    let out = verify(&env, &from_tar, &[&a_pub], false);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // registry -> registry too (both signatures)
+    let again = reg.reference("ml/again:1.0.0");
+    let c = json_ok(env.cmd().arg("copy").arg(&reference).arg(&again));
+    assert_eq!(c["signatures"], 2, "{c}");
+    let out = verify(&env, &again, &[&a_pub, &b_pub], true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // registry -> layout keeps them beside the bundle: the layout verifies offline
+    let back = env.path("back.oci");
+    json_ok(env.cmd().arg("copy").arg(&reference).arg(&back));
+    let out = verify(&env, back.to_str().unwrap(), &[&a_pub, &b_pub], true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // an unsigned bundle in a registry: verify says so
+    let plain = env.path("plain.oci");
+    bundle(&env, &plain, &[]);
+    let unsigned = reg.reference("ml/unsigned:1.0.0");
+    let p = json_ok(env.cmd().arg("push").arg(&plain).arg(&unsigned));
+    assert_eq!(p["signatures"], 0);
+    let err = fails(
+        env.cmd()
+            .arg("verify")
+            .arg(&unsigned)
+            .arg("--key")
+            .arg(&a_pub),
+        1,
+    );
+    assert!(err.contains("no OCI signature"), "{err}");
+}
+
+#[test]
+fn registry_bundle_push_sign() {
+    let Some(reg) = Registry::start("registry_bundle_push_sign") else {
+        return;
+    };
+    let env = Env::new();
+    let (a_key, a_pub) = keygen(&env, "a");
+    let (_, b_pub) = keygen(&env, "b");
+    let reference = reg.reference("ml/streamed:1.0.0");
+    let out = run(env
+        .cmd()
+        .arg("bundle")
+        .arg("-f")
+        .arg(example().join("mlart.yaml"))
+        .arg("--push")
+        .arg(&reference)
+        .arg("--sign")
+        .arg(&a_key)
+        .arg("--json"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("not pushed"),
+        "no warning about an unpushed signature"
+    );
+    let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["signatures"], 1, "{p}");
+    let subject = p["digest"].as_str().unwrap();
+    assert_eq!(p["referrers_tag"], fallback_tag(subject).as_str());
+    let out = verify(&env, &reference, &[&a_pub], false);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["oci_signatures"][0]["valid"], true);
+    assert_eq!(v["model_signature"]["valid"], true);
+    let out = verify(&env, &reference, &[&b_pub], false);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn registry_tampered_signatures_fail() {
+    let Some(reg) = Registry::start("registry_tampered_signatures_fail") else {
+        return;
+    };
+    let env = Env::new();
+    let (a_key, a_pub) = keygen(&env, "a");
+    // A: signed; B: another manifest (another platform), unsigned
+    let a = env.path("a.oci");
+    let built = bundle(&env, &a, &["--sign".as_ref(), a_key.as_os_str()]);
+    let a_digest = built["manifest_digest"].as_str().unwrap().to_string();
+    let b = env.path("b.oci");
+    let built = bundle(&env, &b, &["--platform".as_ref(), "linux/arm64".as_ref()]);
+    let b_digest = built["manifest_digest"].as_str().unwrap().to_string();
+    assert_ne!(a_digest, b_digest);
+    let a_ref = reg.reference("ml/t:a");
+    let b_ref = reg.reference("ml/t:b");
+    json_ok(env.cmd().arg("push").arg(&a).arg(&a_ref));
+    json_ok(env.cmd().arg("push").arg(&b).arg(&b_ref));
+    let out = verify(&env, &a_ref, &[&a_pub], false);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // 1. A's signature index put at B's fallback tag: it signs another manifest
+    let (status, index) = get_manifest(&reg.addr, "ml/t", &fallback_tag(&a_digest));
+    assert_eq!(status, 200);
+    let (status, _) = http(
+        &reg.addr,
+        "PUT",
+        &format!("/v2/ml/t/manifests/{}", fallback_tag(&b_digest)),
+        &[("Content-Type", INDEX_MT)],
+        &serde_json::to_vec(&index).unwrap(),
+    );
+    assert_eq!(status, 201);
+    let out = verify(&env, &b_ref, &[&a_pub], false);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["problems"].to_string().contains("no OCI signature"),
+        "{v}"
+    );
+
+    // 2. the Sigstore bundle blob corrupted in the registry's storage
+    let sig_digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let (_, sig) = get_manifest(&reg.addr, "ml/t", sig_digest);
+    let layer = sig["layers"][0]["digest"].as_str().unwrap();
+    let file = reg.blob_file(layer);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    // flip one character of the base64 signature, same length
+    let key_at = text.find("\"sig\"").expect("a DSSE signature");
+    let at = key_at + 6 + text[key_at + 6..].find('"').unwrap() + 10;
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&file, &bytes).unwrap();
+    let out = verify(&env, &a_ref, &[&a_pub], false);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["oci_signatures"][0]["valid"], false, "{v}");
+    let err = fails(
+        env.cmd().arg("verify").arg(&a_ref).arg("--key").arg(&a_pub),
+        1,
+    );
+    assert!(err.contains("OCI signature"), "{err}");
+}
+
+// ---------------- the referrers API path: a small test server ----------------
+
+/// An HTTP proxy in front of the test registry that adds the referrers API
+/// (`GET /v2/<repo>/referrers/<digest>`), answered from the manifests with a `subject` that
+/// went through it, and counts PUTs to `sha256-…` tags (which a client must not make then).
+struct ReferrersApi {
+    addr: String,
+    state: std::sync::Arc<std::sync::Mutex<ApiState>>,
+}
+
+#[derive(Default)]
+struct ApiState {
+    /// subject digest -> referrer descriptors
+    referrers: std::collections::BTreeMap<String, Vec<Value>>,
+    api_calls: usize,
+    tag_puts: usize,
+}
+
+fn read_request(s: &mut std::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    };
+    let mut body = Vec::new();
+    if let Some(n) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(n, 0);
+        s.read_exact(&mut body).ok()?;
+    } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            let mut line = Vec::new();
+            while !line.ends_with(b"\r\n") {
+                s.read_exact(&mut byte).ok()?;
+                line.push(byte[0]);
+            }
+            let size =
+                usize::from_str_radix(String::from_utf8_lossy(&line).trim().split(';').next()?, 16)
+                    .ok()?;
+            let mut chunk = vec![0u8; size + 2];
+            s.read_exact(&mut chunk).ok()?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    }
+    Some((head, body))
+}
+
+impl ReferrersApi {
+    fn start(upstream: &str) -> ReferrersApi {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let state = std::sync::Arc::new(std::sync::Mutex::new(ApiState::default()));
+        let (st, up) = (state.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { break };
+                let (st, up) = (st.clone(), up.clone());
+                std::thread::spawn(move || Self::serve(conn, &st, &up));
+            }
+        });
+        ReferrersApi { addr, state }
+    }
+
+    fn serve(mut c: std::net::TcpStream, st: &std::sync::Mutex<ApiState>, upstream: &str) {
+        let Some((head, body)) = read_request(&mut c) else {
+            return;
+        };
+        let first = head.lines().next().unwrap_or("").to_string();
+        let mut parts = first.split(' ');
+        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let path = target.split('?').next().unwrap_or("");
+        if method == "GET" && path.contains("/referrers/") {
+            let subject = path.rsplit('/').next().unwrap_or("").to_string();
+            let filter = target
+                .split_once("artifactType=")
+                .map(|(_, v)| v.replace("%2B", "+").replace("%2F", "/"));
+            let mut s = st.lock().unwrap();
+            s.api_calls += 1;
+            let manifests: Vec<Value> = s
+                .referrers
+                .get(&subject)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|d| {
+                    filter
+                        .as_ref()
+                        .is_none_or(|f| d["artifactType"] == f.as_str())
+                })
+                .collect();
+            let index = serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2, "mediaType": INDEX_MT, "manifests": manifests,
+            }))
+            .unwrap();
+            let _ = c.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {INDEX_MT}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    index.len()
+                )
+                .as_bytes(),
+            );
+            let _ = c.write_all(&index);
+            return;
+        }
+        if method == "PUT" && path.contains("/manifests/") {
+            let reference = path.rsplit('/').next().unwrap_or("");
+            let mut s = st.lock().unwrap();
+            if reference.starts_with("sha256-") {
+                s.tag_puts += 1;
+            }
+            if let Ok(m) = serde_json::from_slice::<Value>(&body) {
+                if let Some(subject) = m["subject"]["digest"].as_str() {
+                    let d = serde_json::json!({
+                        "mediaType": m["mediaType"],
+                        "digest": format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))),
+                        "size": body.len(),
+                        "artifactType": m["artifactType"],
+                    });
+                    let list = s.referrers.entry(subject.to_string()).or_default();
+                    if !list.contains(&d) {
+                        list.push(d);
+                    }
+                }
+            }
+        }
+        // Everything else goes to the registry, one request per connection.
+        let mut out = String::new();
+        for (i, l) in head.trim_end().lines().enumerate() {
+            let lower = l.to_ascii_lowercase();
+            if i > 0
+                && (lower.starts_with("connection:")
+                    || lower.starts_with("content-length:")
+                    || lower.starts_with("transfer-encoding:"))
+            {
+                continue;
+            }
+            out.push_str(l);
+            out.push_str("\r\n");
+        }
+        out.push_str(&format!(
+            "Connection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        ));
+        let Ok(mut u) = std::net::TcpStream::connect(upstream) else {
+            return;
+        };
+        if u.write_all(out.as_bytes()).is_err() || u.write_all(&body).is_err() {
+            return;
+        }
+        let _ = std::io::copy(&mut u, &mut c);
+    }
+}
+
+#[test]
+fn registry_signatures_via_referrers_api() {
+    let Some(reg) = Registry::start("registry_signatures_via_referrers_api") else {
+        return;
+    };
+    let api = ReferrersApi::start(&reg.addr);
+    let env = Env::new();
+    let (a_key, a_pub) = keygen(&env, "a");
+    let (b_key, b_pub) = keygen(&env, "b");
+    let layout = env.path("signed.oci");
+    let built = bundle(&env, &layout, &["--sign".as_ref(), a_key.as_os_str()]);
+    let subject = built["manifest_digest"].as_str().unwrap().to_string();
+    let reference = format!("{}/ml/api:1.0.0", api.addr);
+
+    let p = json_ok(env.cmd().arg("push").arg(&layout).arg(&reference));
+    assert_eq!(p["signatures"], 1, "{p}");
+    assert!(p.get("referrers_tag").is_none(), "no fallback tag: {p}");
+    let s = json_ok(
+        env.cmd()
+            .arg("sign")
+            .arg(&reference)
+            .arg("--key")
+            .arg(&b_key),
+    );
+    assert_eq!(s["added"], true);
+    assert!(s.get("referrers_tag").is_none(), "{s}");
+    {
+        let st = api.state.lock().unwrap();
+        assert!(st.api_calls >= 2, "the referrers API was asked");
+        assert_eq!(st.tag_puts, 0, "no sha256-<hex> tag where the API exists");
+        assert_eq!(st.referrers[&subject].len(), 2);
+    }
+    let (status, _) = get_manifest(&reg.addr, "ml/api", &fallback_tag(&subject));
+    assert_eq!(status, 404, "the fallback tag was not made");
+    let out = verify(&env, &reference, &[&a_pub, &b_pub], true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["oci_signatures"].as_array().unwrap().len(), 2, "{v}");
+    // straight to the registry (no API, no tag): no signature found
+    let out = verify(&env, &reg.reference("ml/api:1.0.0"), &[&a_pub], false);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+// ---------------- third-party verification: @sigstore/verify (npm) ----------------
+
+/// Checks a Sigstore bundle offline with a public key through @sigstore/verify (no tlog, no
+/// CT log, no timestamps; the key is found by the bundle's hint), then the statement's subject.
+const SIGSTORE_VERIFY_JS: &str = r#"// Check a Sigstore bundle v0.3 (DSSE, in-toto) offline with a public key, using
+// @sigstore/verify: no transparency log, no CT log, no timestamps; the key is found by the
+// bundle's publicKey.hint, which must be the hex sha256 of the PEM file. Then the statement
+// must be a cosign signature of the given manifest digest.
+// usage: node verify.js BUNDLE.json PUBLIC.pem sha256:<manifest>
+'use strict';
+const fs = require('fs');
+const crypto = require('crypto');
+const { bundleFromJSON } = require('@sigstore/bundle');
+const { Verifier, toSignedEntity, toTrustMaterial } = require('@sigstore/verify');
+const [bundlePath, pubPath, subject] = process.argv.slice(2);
+try {
+  const bundle = bundleFromJSON(JSON.parse(fs.readFileSync(bundlePath, 'utf8')));
+  const pem = fs.readFileSync(pubPath);
+  const hint = crypto.createHash('sha256').update(pem).digest('hex');
+  const root = { certificateAuthorities: [], timestampAuthorities: [], tlogs: [], ctlogs: [] };
+  const trust = toTrustMaterial(root, (h) => {
+    if (h !== hint) throw new Error(`key not found: ${h}`);
+    return { publicKey: crypto.createPublicKey(pem), validFor: () => true };
+  });
+  const verifier = new Verifier(trust, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 });
+  verifier.verify(toSignedEntity(bundle));
+  const env = bundle.content.dsseEnvelope;
+  if (env.payloadType !== 'application/vnd.in-toto+json') throw new Error(`payloadType ${env.payloadType}`);
+  const st = JSON.parse(Buffer.from(env.payload).toString('utf8'));
+  if (st.predicateType !== 'https://sigstore.dev/cosign/sign/v1') throw new Error(`predicateType ${st.predicateType}`);
+  const want = subject.replace(/^sha256:/, '');
+  if (!st.subject.some((s) => s.digest && s.digest.sha256 === want)) throw new Error(`the statement does not name ${subject}`);
+  console.log('OK');
+} catch (e) {
+  console.error(`FAILED: ${e.message}`);
+  process.exit(1);
+}
+"#;
+
+/// The node_modules holding @sigstore/verify and @sigstore/bundle (scripts/test installs them
+/// into .tools), or None (skip; a failure under MLART_REQUIRE_INTEROP=1).
+fn sigstore_node_modules(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("MLART_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::support::repo().join(".tools/node_modules"));
+    let ok = dir.join("@sigstore/verify/package.json").is_file()
+        && dir.join("@sigstore/bundle/package.json").is_file()
+        && crate::registry::have("node", test);
+    if !ok {
+        if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
+            panic!("{test}: @sigstore/verify is required (MLART_REQUIRE_INTEROP=1) but not in {}: run scripts/test", dir.display());
+        }
+        eprintln!(
+            "SKIP {test}: @sigstore/verify is not installed in {}",
+            dir.display()
+        );
+        return None;
+    }
+    Some(dir)
+}
+
+fn sigstore_verify(
+    modules: &Path,
+    dir: &Path,
+    bundle: &[u8],
+    public: &Path,
+    subject: &str,
+) -> std::process::Output {
+    let script = dir.join("sigstore-verify.js");
+    std::fs::write(&script, SIGSTORE_VERIFY_JS).unwrap();
+    let b = dir.join("bundle.json");
+    std::fs::write(&b, bundle).unwrap();
+    std::process::Command::new("node")
+        .arg(&script)
+        .arg(&b)
+        .arg(public)
+        .arg(subject)
+        .env("NODE_PATH", modules)
+        .output()
+        .expect("run node")
+}
+
+#[test]
+fn sigstore_verify_accepts_registry_signatures() {
+    let test = "sigstore_verify_accepts_registry_signatures";
+    let Some(modules) = sigstore_node_modules(test) else {
+        return;
+    };
+    let Some(reg) = Registry::start(test) else {
+        return;
+    };
+    let env = Env::new();
+    let (a_key, a_pub) = keygen(&env, "a");
+    let (_, b_pub) = keygen(&env, "b");
+    let reference = reg.reference("ml/npm:1.0.0");
+    let p = json_ok(
+        env.cmd()
+            .arg("bundle")
+            .arg("-f")
+            .arg(example().join("mlart.yaml"))
+            .arg("--push")
+            .arg(&reference)
+            .arg("--sign")
+            .arg(&a_key),
+    );
+    let subject = p["digest"].as_str().unwrap().to_string();
+    // the signature, as a third party finds it: fallback index -> manifest -> bundle blob
+    let (_, index) = get_manifest(&reg.addr, "ml/npm", &fallback_tag(&subject));
+    let sig_digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let (_, sig) = get_manifest(&reg.addr, "ml/npm", sig_digest);
+    assert_eq!(sig["subject"]["digest"], subject.as_str());
+    let layer = sig["layers"][0]["digest"].as_str().unwrap();
+    let (status, bundle) = http(
+        &reg.addr,
+        "GET",
+        &format!("/v2/ml/npm/blobs/{layer}"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200);
+
+    let dir = env.path("sigstore");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ok = |out: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let out = sigstore_verify(&modules, &dir, &bundle, &a_pub, &subject);
+    assert!(
+        out.status.success(),
+        "@sigstore/verify rejects our bundle: {}",
+        ok(&out)
+    );
+    // another key: refused
+    let out = sigstore_verify(&modules, &dir, &bundle, &b_pub, &subject);
+    assert!(!out.status.success(), "{}", ok(&out));
+    // another subject: refused
+    let other = format!("sha256:{}", "0".repeat(64));
+    let out = sigstore_verify(&modules, &dir, &bundle, &a_pub, &other);
+    assert!(!out.status.success(), "{}", ok(&out));
+    // a tampered statement (another subject digest, same signature): refused
+    let mut v: Value = serde_json::from_slice(&bundle).unwrap();
+    let payload = v["dsseEnvelope"]["payload"].as_str().unwrap();
+    let mut st: Value = serde_json::from_slice(&base64_decode(payload)).unwrap();
+    st["subject"][0]["digest"]["sha256"] = "0".repeat(64).into();
+    v["dsseEnvelope"]["payload"] = base64_encode(&serde_json::to_vec(&st).unwrap()).into();
+    let out = sigstore_verify(
+        &modules,
+        &dir,
+        &serde_json::to_vec(&v).unwrap(),
+        &a_pub,
+        &other,
+    );
+    assert!(
+        !out.status.success(),
+        "a tampered payload passed: {}",
+        ok(&out)
+    );
+    // one changed byte of the signature: refused
+    let mut v: Value = serde_json::from_slice(&bundle).unwrap();
+    let s = v["dsseEnvelope"]["signatures"][0]["sig"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut b = base64_decode(&s);
+    let last = b.len() - 1;
+    b[last] ^= 1;
+    v["dsseEnvelope"]["signatures"][0]["sig"] = base64_encode(&b).into();
+    let out = sigstore_verify(
+        &modules,
+        &dir,
+        &serde_json::to_vec(&v).unwrap(),
+        &a_pub,
+        &subject,
+    );
+    assert!(
+        !out.status.success(),
+        "a tampered signature passed: {}",
+        ok(&out)
+    );
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
