@@ -53,6 +53,15 @@ impl Compression {
     }
 }
 
+/// A decompressing reader for a layer of compression `c`.
+pub fn decoder<'a, R: Read + 'a>(r: R, c: Compression) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match c {
+        Compression::None => Box::new(r),
+        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(r)),
+        Compression::Zstd => Box::new(zstd::Decoder::new(r)?),
+    })
+}
+
 /// Pinned compression settings: changing them changes every digest.
 const GZIP_LEVEL: u32 = 6;
 const ZSTD_LEVEL: i32 = 3;

@@ -92,11 +92,7 @@ pub fn verify_source(
             }
             let comp = Compression::from_media_type(&mt)
                 .ok_or_else(|| format!("unknown media type {mt}"))?;
-            let dec: Box<dyn Read> = match comp {
-                Compression::None => rd,
-                Compression::Gzip => Box::new(flate2::read::GzDecoder::new(rd)),
-                Compression::Zstd => Box::new(zstd::Decoder::new(rd).map_err(|e| e.to_string())?),
-            };
+            let dec = crate::layer::decoder(rd, comp).map_err(|e| e.to_string())?;
             let mut ar = tar::Archive::new(dec);
             for e in ar.entries().map_err(|e| e.to_string())? {
                 let mut e = e.map_err(|e| e.to_string())?;

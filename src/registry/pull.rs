@@ -306,11 +306,7 @@ pub fn pull(
                 None
             };
             {
-                let mut dec: Box<dyn Read + '_> = match comp {
-                    Compression::None => Box::new(&mut reader),
-                    Compression::Gzip => Box::new(flate2::read::GzDecoder::new(&mut reader)),
-                    Compression::Zstd => Box::new(zstd::Decoder::new(&mut reader).map_err(bad)?),
-                };
+                let mut dec = crate::layer::decoder(&mut reader, comp).map_err(bad)?;
                 x.tar(&label, &mut dec, strip, &want)?;
                 // Drain the decompressor (trailing padding) ...
                 io::copy(&mut dec, &mut io::sink()).map_err(bad)?;
@@ -393,50 +389,20 @@ fn read_oms(
     manifest: &oci_spec::image::ImageManifest,
     form: Form,
 ) -> Result<Option<Vec<u8>>> {
-    for l in manifest.layers() {
-        let kind = l
-            .annotations()
-            .as_ref()
-            .and_then(|a| a.get(bundle::KIND_ANNOTATION))
-            .map(String::as_str);
-        match (kind, form) {
-            (Some("signature"), Form::Artifact) => {
-                return Ok(Some(layout::read_blob(src, l, 1 << 20)?))
-            }
-            (Some("metadata"), Form::Image) => {
-                let blob = layout::read_blob(src, l, bundle::MAX_METADATA_BYTES)?;
-                let comp = Compression::from_media_type(l.media_type().as_ref())
-                    .unwrap_or(Compression::Gzip);
-                let r: Box<dyn Read> = match comp {
-                    Compression::None => Box::new(&blob[..]),
-                    Compression::Gzip => Box::new(flate2::read::GzDecoder::new(&blob[..])),
-                    Compression::Zstd => Box::new(
-                        zstd::Decoder::new(&blob[..]).map_err(|e| Error::input(e.to_string()))?,
-                    ),
-                };
-                let mut ar = tar::Archive::new(r);
-                let want = format!("{}/{}", bundle::MODEL_DIR, crate::sign::OMS_FILE);
-                let bad =
-                    |e: io::Error| Error::input(format!("the metadata layer is corrupt: {e}"));
-                for e in ar.entries().map_err(bad)? {
-                    let mut e = e.map_err(bad)?;
-                    if e.path()
-                        .map_err(bad)?
-                        .to_string_lossy()
-                        .trim_start_matches("./")
-                        == want
-                    {
-                        let mut v = Vec::new();
-                        (&mut e).take(1 << 20).read_to_end(&mut v).map_err(bad)?;
-                        return Ok(Some(v));
-                    }
-                }
-                return Ok(None);
-            }
-            _ => {}
+    match form {
+        Form::Image => bundle::read_metadata_layer_file(src, manifest, crate::sign::OMS_FILE),
+        Form::Artifact => {
+            let layer = manifest.layers().iter().find(|l| {
+                l.annotations()
+                    .as_ref()
+                    .and_then(|a| a.get(bundle::KIND_ANNOTATION))
+                    .is_some_and(|k| k == "signature")
+            });
+            layer
+                .map(|l| layout::read_blob(src, l, 1 << 20))
+                .transpose()
         }
     }
-    Ok(None)
 }
 
 struct Progress<'a, R> {
