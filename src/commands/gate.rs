@@ -42,11 +42,22 @@ pub fn open_bundle(
     Ok((src, digest, meta))
 }
 
-pub fn run(a: Args, json: bool) -> Result<ExitCode> {
-    let policy = match &a.policy {
+/// The gate's inputs, shared by `gate` and `push --gate`.
+pub struct GateInputs<'a> {
+    pub target: &'a str,
+    pub baseline: Option<&'a str>,
+    pub policy: Option<&'a std::path::Path>,
+    pub spec: &'a std::path::Path,
+    pub keys: &'a [PathBuf],
+    pub registry: &'a RegistryArgs,
+}
+
+/// Evaluate the policy on `target`: reads manifests and metadata only.
+pub fn evaluate(g: &GateInputs) -> Result<GateReport> {
+    let policy = match g.policy {
         Some(p) => gate::load_policy(p)?,
         None => {
-            let s = spec::load(&a.spec).map_err(|e| match e {
+            let s = spec::load(g.spec).map_err(|e| match e {
                 Error::Input(m) if m.starts_with("no spec file") => Error::input(format!(
                     "no policy: give --policy FILE, or run where mlart.yaml (with `gates:`) is, or -f SPEC ({m})"
                 )),
@@ -55,22 +66,22 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             s.gates.ok_or_else(|| {
                 Error::input(format!(
                     "{} has no `gates:` section: add one or give --policy FILE",
-                    a.spec.display()
+                    g.spec.display()
                 ))
             })?
         }
     };
-    let (mut src, digest, meta) = open_bundle(&a.target, &a.registry)?;
-    let base = match &a.baseline {
+    let (mut src, digest, meta) = open_bundle(g.target, g.registry)?;
+    let base = match g.baseline {
         Some(b) => {
-            let (_, d, m) = open_bundle(b, &a.registry)
+            let (_, d, m) = open_bundle(b, g.registry)
                 .map_err(|e| Error::input(format!("the baseline {b}: {e}")))?;
             Some((d, m))
         }
         None => None,
     };
-    let signature = if policy.signature == Some(gate::Requirement::Required) && !a.keys.is_empty() {
-        let keys = a
+    let signature = if policy.signature == Some(gate::Requirement::Required) && !g.keys.is_empty() {
+        let keys = g
             .keys
             .iter()
             .map(|k| mlart::sign::load_public(k))
@@ -89,14 +100,65 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         None
     };
     let checks = gate::evaluate(&policy, &meta, base.as_ref().map(|(_, m)| m), signature);
-    let report = GateReport {
-        candidate: a.target.clone(),
+    Ok(GateReport {
+        candidate: g.target.to_string(),
         candidate_digest: digest.to_string(),
-        baseline: a.baseline.clone(),
+        baseline: g.baseline.map(String::from),
         baseline_digest: base.as_ref().map(|(d, _)| d.to_string()),
         passed: checks.iter().all(|c| c.passed),
         checks,
-    };
+    })
+}
+
+/// The per-check table for people.
+pub fn print_table(report: &GateReport) {
+    let rows: Vec<Vec<String>> = report
+        .checks
+        .iter()
+        .map(|c| {
+            vec![
+                if c.skipped {
+                    "skip"
+                } else if c.passed {
+                    "pass"
+                } else {
+                    "FAIL"
+                }
+                .into(),
+                c.name.clone(),
+                c.value.map(gate::num).unwrap_or_default(),
+                c.threshold.clone().unwrap_or_default(),
+                c.baseline.map(gate::num).unwrap_or_default(),
+                c.delta
+                    .map(|v| format!("{}{}", if v >= 0.0 { "+" } else { "" }, gate::num(v)))
+                    .unwrap_or_default(),
+                c.reason.clone(),
+            ]
+        })
+        .collect();
+    super::table(
+        &[
+            "",
+            "CHECK",
+            "VALUE",
+            "THRESHOLD",
+            "BASELINE",
+            "DELTA",
+            "DETAIL",
+        ],
+        &rows,
+    );
+}
+
+pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+    let report = evaluate(&GateInputs {
+        target: &a.target,
+        baseline: a.baseline.as_deref(),
+        policy: a.policy.as_deref(),
+        spec: &a.spec,
+        keys: &a.keys,
+        registry: &a.registry,
+    })?;
     if let Some(md) = &a.markdown {
         std::fs::write(md, gate::markdown(&report)?).map_err(|e| Error::Io {
             context: format!("writing {}", md.display()),
@@ -106,42 +168,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     if json {
         super::print_json(&report);
     } else {
-        let rows: Vec<Vec<String>> = report
-            .checks
-            .iter()
-            .map(|c| {
-                vec![
-                    if c.skipped {
-                        "skip"
-                    } else if c.passed {
-                        "pass"
-                    } else {
-                        "FAIL"
-                    }
-                    .into(),
-                    c.name.clone(),
-                    c.value.map(gate::num).unwrap_or_default(),
-                    c.threshold.clone().unwrap_or_default(),
-                    c.baseline.map(gate::num).unwrap_or_default(),
-                    c.delta
-                        .map(|v| format!("{}{}", if v >= 0.0 { "+" } else { "" }, gate::num(v)))
-                        .unwrap_or_default(),
-                    c.reason.clone(),
-                ]
-            })
-            .collect();
-        super::table(
-            &[
-                "",
-                "CHECK",
-                "VALUE",
-                "THRESHOLD",
-                "BASELINE",
-                "DELTA",
-                "DETAIL",
-            ],
-            &rows,
-        );
+        print_table(&report);
         println!(
             "{} {} ({})",
             if report.passed {

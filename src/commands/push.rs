@@ -43,6 +43,21 @@ pub struct Args {
     /// Which tag of the source layout (default: its only manifest).
     #[arg(long)]
     tag: Option<String>,
+    /// Run the release gate first and push nothing when a gate fails (exit 1).
+    #[arg(long)]
+    gate: bool,
+    /// With --gate: the bundle to compare with (layout, archive or REF).
+    #[arg(long, requires = "gate")]
+    baseline: Option<String>,
+    /// With --gate: the policy file (default: `gates:` of -f SPEC).
+    #[arg(long, requires = "gate")]
+    policy: Option<PathBuf>,
+    /// With --gate: the spec whose `gates:` to use.
+    #[arg(short = 'f', long = "file", default_value = mlart::spec::SPEC_FILE, requires = "gate")]
+    spec: PathBuf,
+    /// With --gate: trusted public key(s) for `signature: required`.
+    #[arg(long = "key", requires = "gate")]
+    keys: Vec<PathBuf>,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -186,6 +201,36 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     let mut src = reference::parse_location(&a.source)?;
     if let (Location::Local { tag, .. }, Some(t)) = (&mut src, a.tag) {
         *tag = Some(t);
+    }
+    if a.gate {
+        let report = super::gate::evaluate(&super::gate::GateInputs {
+            target: &a.source,
+            baseline: a.baseline.as_deref(),
+            policy: a.policy.as_deref(),
+            spec: &a.spec,
+            keys: &a.keys,
+            registry: &a.registry,
+        })?;
+        if !report.passed {
+            if json {
+                super::print_json(&serde_json::json!({"pushed": false, "gate": report}));
+                return Ok(ExitCode::from(1));
+            }
+            super::gate::print_table(&report);
+            let failed: Vec<String> = report
+                .checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| format!("{}: {}", c.name, c.reason))
+                .collect();
+            return Err(Error::Check(format!(
+                "not pushed: the release gate failed ({})",
+                failed.join("; ")
+            )));
+        }
+        if !json {
+            eprintln!("gate passed ({} checks)", report.checks.len());
+        }
     }
     let s = push_with_progress(&src, &a.reference, &a.registry, json)?;
     print_summary(&s, json);

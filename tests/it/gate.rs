@@ -279,3 +279,75 @@ fn diff_and_a_remote_baseline() {
     );
     assert_eq!(g["passed"], true, "{g}");
 }
+
+#[test]
+fn push_gate_refuses_to_push_a_failing_release() {
+    let Some(reg) = Registry::start("push_gate_refuses_to_push_a_failing_release") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let policy = t.path().join("gates.yaml");
+    fs::write(&policy, POLICY).unwrap();
+    let v1 = t.path().join("v1.oci");
+    release(t.path(), &v1, &|_| {});
+    let bad = t.path().join("bad.oci");
+    release(t.path(), &bad, &|p| {
+        replace(
+            &p.join("eval/metrics.json"),
+            "\"accuracy\": 0.911111",
+            "\"accuracy\": 0.5",
+        )
+    });
+    let r = reg.reference("ml/gated:1.0.0");
+    let err = fails(
+        mlart()
+            .arg("push")
+            .arg(&bad)
+            .arg(&r)
+            .arg("--gate")
+            .arg("--policy")
+            .arg(&policy),
+        1,
+    );
+    assert!(
+        err.contains("not pushed") && err.contains("metric:accuracy"),
+        "{err}"
+    );
+    let out = run(mlart()
+        .args(["--json", "push"])
+        .arg(&bad)
+        .arg(&r)
+        .arg("--gate")
+        .arg("--policy")
+        .arg(&policy));
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(v["pushed"], false);
+    let tags = run(mlart().args(["tags", &reg.reference("ml/gated")]));
+    assert!(
+        !String::from_utf8_lossy(&tags.stdout).contains("1.0.0"),
+        "nothing was pushed"
+    );
+    // a passing release (against a registry baseline) is pushed
+    json_ok(mlart().arg("push").arg(&v1).arg(&r));
+    let v2 = t.path().join("v2.oci");
+    release(t.path(), &v2, &|p| {
+        replace(
+            &p.join("eval/metrics.json"),
+            "\"accuracy\": 0.911111",
+            "\"accuracy\": 0.93",
+        )
+    });
+    let p = json_ok(
+        mlart()
+            .arg("push")
+            .arg(&v2)
+            .arg(reg.reference("ml/gated:1.1.0"))
+            .arg("--gate")
+            .arg("--baseline")
+            .arg(&r)
+            .arg("--policy")
+            .arg(&policy),
+    );
+    assert!(p["digest"].as_str().unwrap().starts_with("sha256:"));
+}
