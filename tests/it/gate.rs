@@ -351,3 +351,93 @@ fn push_gate_refuses_to_push_a_failing_release() {
     );
     assert!(p["digest"].as_str().unwrap().starts_with("sha256:"));
 }
+
+#[test]
+fn gating_a_remote_1_gib_bundle_downloads_under_1_mib() {
+    let Some(reg) = Registry::start("gating_a_remote_1_gib_bundle_downloads_under_1_mib") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    // the example with a 1 GiB model next to it (sparse on disk)
+    let p = t.path().join("big");
+    copy_tree(&example(), &p, false);
+    fs::File::create(p.join("model/weights.safetensors"))
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let mut spec = fs::read_to_string(p.join("mlart.yaml")).unwrap();
+    spec = spec.replace(
+        "  - path: model/iris.onnx\n",
+        "  - model/weights.safetensors\n  - path: model/iris.onnx\n",
+    );
+    spec.push_str(POLICY);
+    fs::write(p.join("mlart.yaml"), spec).unwrap();
+    let r = reg.reference("ml/big:1.0.0");
+    json_ok(
+        mlart()
+            .arg("bundle")
+            .arg("-f")
+            .arg(p.join("mlart.yaml"))
+            .arg("--push")
+            .arg(&r),
+    );
+    let before = reg.bytes_served();
+    let g = json_ok(
+        mlart()
+            .arg("gate")
+            .arg(&r)
+            .arg("--baseline")
+            .arg(&r)
+            .arg("-f")
+            .arg(p.join("mlart.yaml")),
+    );
+    assert_eq!(g["passed"], true, "{g}");
+    let d = json_ok(mlart().arg("diff").arg(&r).arg(&r));
+    assert_eq!(d["diff"]["files"].as_array().unwrap().len(), 0);
+    let served = reg.bytes_served() - before;
+    assert!(served > 0, "the registry log reports bytes served");
+    assert!(
+        served < 1 << 20,
+        "gate + diff of a remote 1 GiB bundle fetched {served} bytes"
+    );
+    eprintln!("gate + diff of a 1 GiB remote bundle: {served} bytes from the registry");
+}
+
+#[test]
+fn signature_gate_passes_with_the_signing_key_only() {
+    let t = tempfile::tempdir().unwrap();
+    let k = json_ok(mlart().arg("keygen").arg("-o").arg(t.path().join("k")));
+    let o = json_ok(mlart().arg("keygen").arg("-o").arg(t.path().join("o")));
+    let signed = t.path().join("s.oci");
+    json_ok(
+        mlart()
+            .arg("bundle")
+            .arg("-f")
+            .arg(example().join("mlart.yaml"))
+            .arg("-o")
+            .arg(&signed)
+            .arg("--sign")
+            .arg(k["private_key"].as_str().unwrap()),
+    );
+    let policy = t.path().join("gates.yaml");
+    fs::write(&policy, "gates:\n  signature: required\n").unwrap();
+    let g = json_ok(
+        mlart()
+            .arg("gate")
+            .arg(&signed)
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--key")
+            .arg(k["public_key"].as_str().unwrap()),
+    );
+    assert_eq!(g["passed"], true, "{g}");
+    let out = run(mlart()
+        .args(["--json", "gate"])
+        .arg(&signed)
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--key")
+        .arg(o["public_key"].as_str().unwrap()));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no OCI signature verifies"));
+}

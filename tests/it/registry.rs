@@ -33,6 +33,8 @@ pub struct Registry {
     child: Child,
     pub addr: String,
     pub dir: tempfile::TempDir,
+    /// Every line the registry logged (its request log says how many bytes it served).
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Registry {
@@ -85,10 +87,13 @@ impl Registry {
             .expect("start docker-registry");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log2 = log.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                log2.lock().unwrap().push(line.clone());
                 if !sent {
                     if let Some(i) = line.find("listening on ") {
                         let rest = &line[i + "listening on ".len()..];
@@ -108,7 +113,12 @@ impl Registry {
         let addr = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("docker-registry did not report its address");
-        let r = Registry { child, addr, dir };
+        let r = Registry {
+            child,
+            addr,
+            dir,
+            log,
+        };
         // Wait until it answers.
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(&r.addr).is_err() {
@@ -120,6 +130,25 @@ impl Registry {
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(r)
+    }
+
+    /// Bytes the registry has sent in responses so far (from its request log).
+    pub fn bytes_served(&self) -> u64 {
+        // give the log thread a moment to catch up with the last responses
+        std::thread::sleep(Duration::from_millis(300));
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| {
+                let i = l.find("http.response.written=")?;
+                let rest = &l[i + "http.response.written=".len()..];
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
     }
 
     pub fn reference(&self, repo_tag: &str) -> String {
