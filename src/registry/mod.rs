@@ -170,6 +170,21 @@ impl Remote {
         })
     }
 
+    /// Push a manifest or index to this reference (tag or digest), with retries.
+    async fn put_manifest(&self, body: &[u8], media_type: &str, doing: &str) -> Result<()> {
+        let what = self.describe();
+        let ct = reqwest_header(media_type)?;
+        let body = Bytes::copy_from_slice(body);
+        retry(&what, || async {
+            self.client
+                .push_manifest_raw(&self.reference, body.clone(), ct.clone())
+                .await
+        })
+        .await
+        .map_err(|e| map_err(&what, doing, e))?;
+        Ok(())
+    }
+
     pub fn describe(&self) -> String {
         self.reference.whole()
     }
@@ -813,17 +828,7 @@ pub fn push_manifest(
     ))?;
     count(&mut report, r);
     // The manifest, last.
-    let ct = reqwest_header(media_type)?;
-    let body = Bytes::copy_from_slice(manifest);
-    block_on(async {
-        retry(&what, || async {
-            dst.client
-                .push_manifest_raw(&dst.reference, body.clone(), ct.clone())
-                .await
-        })
-        .await
-    })
-    .map_err(|e| map_err(&what, "pushing the manifest", e))?;
+    block_on(dst.put_manifest(manifest, media_type, "pushing the manifest"))?;
     Ok(report)
 }
 
@@ -1167,20 +1172,12 @@ impl RegistrySink {
 
     /// Push the manifest (last: the tag moves only when every blob is there).
     pub fn push_manifest(&mut self, manifest: &[u8], media_type: &str) -> Result<PushReport> {
-        let what = self.remote.describe();
-        let ct = reqwest_header(media_type)?;
-        let body = Bytes::copy_from_slice(manifest);
         let dst = &self.remote;
         block_on(async {
             dst.prime().await;
-            retry(&what, || async {
-                dst.client
-                    .push_manifest_raw(&dst.reference, body.clone(), ct.clone())
-                    .await
-            })
-            .await
-        })
-        .map_err(|e| map_err(&what, "pushing the manifest", e))?;
+            dst.put_manifest(manifest, media_type, "pushing the manifest")
+                .await
+        })?;
         self.report.digest = Digest::of(manifest).to_string();
         self.report.size = manifest.len() as u64;
         Ok(self.report.clone())
@@ -1435,16 +1432,13 @@ pub fn push_referrers(
             }
             let desc = r.descriptor()?;
             let mt = desc["mediaType"].as_str().unwrap_or(MANIFEST_MEDIA_TYPE);
-            let ct = reqwest_header(mt)?;
-            let at = dst.at_digest(&r.digest());
-            let body = Bytes::copy_from_slice(&r.manifest);
-            retry(&what, || async {
-                dst.client
-                    .push_manifest_raw(&at.reference, body.clone(), ct.clone())
-                    .await
-            })
-            .await
-            .map_err(|e| map_err(&what, &format!("pushing signature {}", r.digest()), e))?;
+            dst.at_digest(&r.digest())
+                .put_manifest(
+                    &r.manifest,
+                    mt,
+                    &format!("pushing signature {}", r.digest()),
+                )
+                .await?;
         }
         Ok::<(), Error>(())
     })?;
@@ -1502,17 +1496,12 @@ pub fn push_referrers(
             manifests.push(d);
         }
     }
-    let body = Bytes::from(crate::json::to_canonical_bytes(&index));
-    let ct = reqwest_header(INDEX_MEDIA_TYPE)?;
-    block_on(async {
-        retry(&what, || async {
-            dst.client
-                .push_manifest_raw(&tagged.reference, body.clone(), ct.clone())
-                .await
-        })
-        .await
-    })
-    .map_err(|e| map_err(&what, &format!("pushing the referrers tag {tag}"), e))?;
+    let body = crate::json::to_canonical_bytes(&index);
+    block_on(tagged.put_manifest(
+        &body,
+        INDEX_MEDIA_TYPE,
+        &format!("pushing the referrers tag {tag}"),
+    ))?;
     done.tag = Some(tag);
     Ok(done)
 }

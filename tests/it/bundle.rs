@@ -652,6 +652,15 @@ fn a_4_gib_model_streams_in_under_64_mib_of_memory() {
     eprintln!("bundled {size} bytes with peak RSS {rss_kib} KiB");
 }
 
+/// Wait until a bundle in `dir` is under way (its staging directory exists), plus a moment.
+fn wait_until_staging(dir: &Path) {
+    let start = std::time::Instant::now();
+    while leftovers(dir).is_empty() && start.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+}
+
 #[test]
 fn a_file_that_changes_mid_bundle_leaves_no_output() {
     let p = big_model_project(3 << 30);
@@ -661,12 +670,8 @@ fn a_file_that_changes_mid_bundle_leaves_no_output() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the bundle is under way (its temp dir exists), then cut the model short.
-    let start = std::time::Instant::now();
-    while leftovers(p.path()).is_empty() && start.elapsed().as_secs() < 20 {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    // Once the bundle is under way, cut the model short.
+    wait_until_staging(p.path());
     fs::File::options()
         .write(true)
         .open(p.path().join("model/big.safetensors"))
@@ -693,11 +698,7 @@ fn ctrl_c_leaves_no_output() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let start = std::time::Instant::now();
-    while leftovers(p.path()).is_empty() && start.elapsed().as_secs() < 20 {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    wait_until_staging(p.path());
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(
