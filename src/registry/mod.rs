@@ -67,6 +67,9 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
 pub struct Remote {
     pub reference: Reference,
     client: Client,
+    /// The same registry with `use_monolithic_push`: a blob of known size goes up in one
+    /// streamed PUT instead of one PATCH round trip per 4 MiB (see `push_blob`).
+    mono: Client,
     auth: RegistryAuth,
 }
 
@@ -122,6 +125,10 @@ pub fn credentials(registry: &str) -> Result<RegistryAuth> {
 /// An oci-client for `registry`: TLS by default (system roots + `ca_files`), plain HTTP for
 /// loopback registries (unless a CA file is given) or with `plain_http`.
 pub fn client_for(registry: &str, opts: &Options) -> Result<Client> {
+    client_with(registry, opts, false)
+}
+
+fn client_with(registry: &str, opts: &Options, monolithic: bool) -> Result<Client> {
     let mut certs = Vec::new();
     for p in &opts.ca_files {
         let data = std::fs::read(p).ctx("reading the CA file", p)?;
@@ -142,6 +149,7 @@ pub fn client_for(registry: &str, opts: &Options) -> Result<Client> {
         read_timeout: Some(Duration::from_secs(120)),
         user_agent: concat!("mlart/", env!("CARGO_PKG_VERSION")),
         platform_resolver: None,
+        use_monolithic_push: monolithic,
         ..Default::default()
     };
     Client::try_from(config)
@@ -150,21 +158,16 @@ pub fn client_for(registry: &str, opts: &Options) -> Result<Client> {
 
 impl Remote {
     pub fn new(reference: Reference, opts: &Options) -> Result<Self> {
-        let registry = reference.resolve_registry().to_string();
-        let client = client_for(&registry, opts)?;
         let auth = credentials(reference.registry())?;
-        Ok(Remote {
-            reference,
-            client,
-            auth,
-        })
+        Remote::with_auth(reference, opts, auth)
     }
 
     /// With explicit credentials (tests, `login`).
     pub fn with_auth(reference: Reference, opts: &Options, auth: RegistryAuth) -> Result<Self> {
         let registry = reference.resolve_registry().to_string();
         Ok(Remote {
-            client: client_for(&registry, opts)?,
+            client: client_with(&registry, opts, false)?,
+            mono: client_with(&registry, opts, true)?,
             reference,
             auth,
         })
@@ -190,9 +193,10 @@ impl Remote {
     }
 
     async fn prime(&self) {
-        self.client
-            .store_auth_if_needed(self.reference.resolve_registry(), &self.auth)
-            .await;
+        for c in [&self.client, &self.mono] {
+            c.store_auth_if_needed(self.reference.resolve_registry(), &self.auth)
+                .await;
+        }
     }
 
     /// Fetch the manifest the reference names: (raw bytes, digest, media type).
@@ -438,11 +442,26 @@ fn backoff_base(attempt: u32) -> Duration {
 
 fn backoff(attempt: u32, e: &OciDistributionError) -> Duration {
     let base = backoff_base(attempt);
-    match e {
-        // oci-client does not hand us the Retry-After header: wait longer on 429.
-        OciDistributionError::ServerError { code: 429, .. } => base * 4,
-        _ => base,
+    // oci-client does not hand us the Retry-After header: wait longer on 429.
+    if status_of(e) == Some(429) {
+        base * 4
+    } else {
+        base
     }
+}
+
+/// The HTTP status behind an oci-client error, when it has one.
+fn status_of(e: &OciDistributionError) -> Option<u16> {
+    match e {
+        OciDistributionError::ServerError { code, .. } => Some(*code),
+        OciDistributionError::RequestError(r) => r.status().map(|s| s.as_u16()),
+        _ => None,
+    }
+}
+
+/// The registry (or a proxy in front of it) refuses a request body that large.
+fn too_large(e: &OciDistributionError) -> bool {
+    matches!(e, OciDistributionError::ServerError { code: 413, .. })
 }
 
 /// 5xx, 429, 408, connection resets, timeouts and broken bodies are worth another try.
@@ -455,9 +474,13 @@ pub fn retryable(e: &OciDistributionError) -> bool {
             let c = format!("{:?}", x.code).to_ascii_lowercase();
             c.contains("toomany") || c.contains("unavailable")
         }),
-        OciDistributionError::RequestError(r) => {
-            r.is_connect() || r.is_timeout() || r.is_request() || r.is_body() || r.is_decode()
-        }
+        // reqwest's status errors (blob HEAD uses `error_for_status`) carry only the code.
+        OciDistributionError::RequestError(r) => match r.status() {
+            Some(s) => s.is_server_error() || s.as_u16() == 429 || s.as_u16() == 408,
+            None => {
+                r.is_connect() || r.is_timeout() || r.is_request() || r.is_body() || r.is_decode()
+            }
+        },
         OciDistributionError::IoError(_) => true,
         _ => false,
     }
@@ -888,6 +911,7 @@ async fn push_blob(
         }
     }
     let mut attempt = 0;
+    let mut chunked = false;
     loop {
         let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let sent2 = sent.clone();
@@ -932,8 +956,10 @@ async fn push_blob(
                 rx,
                 |mut rx| async move { rx.recv().await.map(|v| (v, rx)) },
             );
-        let r = dst
-            .client
+        // One streamed PUT (as `curl -T`); a registry that refuses a body that large (413)
+        // gets the chunked upload from then on.
+        let client = if chunked { &dst.client } else { &dst.mono };
+        let r = client
             .push_blob_stream(&dst.reference, stream, &d, Some(b.size))
             .await;
         let read = reader
@@ -944,6 +970,17 @@ async fn push_blob(
             Ok(_) => {
                 progress(&b.digest, BlobEvent::Done("uploaded"));
                 return Ok((Outcome::Uploaded, b.size));
+            }
+            Err(e) if !chunked && too_large(&e) => {
+                tracing::debug!(
+                    "uploading {d} in one request: {}; chunked",
+                    describe_oci(&e)
+                );
+                progress(
+                    &b.digest,
+                    BlobEvent::Retry(sent.load(std::sync::atomic::Ordering::Relaxed)),
+                );
+                chunked = true;
             }
             Err(e) if attempt < max_retries() && retryable(&e) => {
                 tracing::debug!("uploading {d}: {}; retrying", describe_oci(&e));
@@ -1339,6 +1376,7 @@ impl Remote {
         Remote {
             reference,
             client: self.client.clone(),
+            mono: self.mono.clone(),
             auth: self.auth.clone(),
         }
     }

@@ -3,6 +3,7 @@
 
 mod bundle;
 mod gate;
+mod httpproxy;
 mod interop;
 mod registry;
 mod registry_sign;

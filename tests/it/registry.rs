@@ -1602,3 +1602,115 @@ fn registry_oras_python_interop() {
     assert!(err.contains("not an mlart bundle"), "{err}");
     assert!(!refused.exists());
 }
+
+/// A registry (or a proxy in front of it) that refuses large request bodies with 413: the
+/// one-request upload falls back to the chunked one, and the push completes.
+#[test]
+fn registry_large_body_refused_goes_chunked() {
+    use crate::httpproxy::{HttpProxy, Reply};
+    let Some(reg) = Registry::start("registry_large_body_refused_goes_chunked") else {
+        return;
+    };
+    let env = Env::new();
+    let project = big_project();
+    let layout = env.path("big.oci");
+    json_ok(
+        env.cmd()
+            .current_dir(project.path())
+            .arg("bundle")
+            .arg("-o")
+            .arg(&layout),
+    );
+    let proxy = HttpProxy::start(&reg.addr, |req| {
+        (req.method == "PUT" && req.path().contains("/blobs/uploads/") && req.body.len() > 1 << 20)
+            .then(|| Reply::status(413).body("text/plain", b"Request Entity Too Large".to_vec()))
+    });
+    let r = format!("{}/ml/big:1", proxy.addr);
+    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let seen = proxy.seen();
+    let refused = seen.iter().filter(|s| s.injected == Some(413)).count();
+    assert!(
+        refused >= 1,
+        "no body was large enough to be refused: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.method == "PATCH" && s.injected.is_none()),
+        "no chunked upload after the 413: {seen:?}"
+    );
+    // What the registry holds is the bundle, byte for byte.
+    let out = env.path("out");
+    let p = json_ok(
+        env.cmd()
+            .args(["pull", &reg.reference("ml/big:1"), "--no-cache", "-o"])
+            .arg(&out),
+    );
+    assert_eq!(p["digest"], v["digest"]);
+    assert_eq!(
+        fs::read(out.join("samples/samples.json")).unwrap(),
+        fs::read(project.path().join("samples/samples.json")).unwrap()
+    );
+}
+
+/// 500/503 answers on every kind of request (blob HEAD, upload, manifest PUT, manifest and
+/// blob GET) are retried; the push and the pull complete.
+#[test]
+fn registry_server_errors_retried() {
+    use crate::httpproxy::{HttpProxy, Reply};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    let Some(reg) = Registry::start("registry_server_errors_retried") else {
+        return;
+    };
+    let env = Env::new();
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    // The first request of each (method, kind) gets a 500, the second a 503, the third a 429.
+    let count: Mutex<HashMap<(String, &'static str), u32>> = Mutex::new(HashMap::new());
+    let proxy = HttpProxy::start(&reg.addr, move |req| {
+        let kind = if req.path().contains("/blobs/uploads/") {
+            "upload"
+        } else if req.path().contains("/blobs/") {
+            "blob"
+        } else if req.path().contains("/manifests/") {
+            "manifest"
+        } else {
+            return None;
+        };
+        let mut c = count.lock().unwrap();
+        let n = c.entry((req.method.clone(), kind)).or_insert(0);
+        *n += 1;
+        match *n {
+            1 => Some(Reply::status(500)),
+            2 => Some(Reply::status(503).body("text/plain", b"try later".to_vec())),
+            3 => Some(Reply::status(429).header("Retry-After", "1")),
+            _ => None,
+        }
+    });
+    let r = format!("{}/ml/iris:1", proxy.addr);
+    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let out = env.path("out");
+    let p = json_ok(env.cmd().args(["pull", &r, "--no-cache", "-o"]).arg(&out));
+    assert_eq!(p["digest"], v["digest"]);
+    assert_eq!(
+        fs::read(out.join("model/iris.onnx")).unwrap(),
+        fs::read(example().join("model/iris.onnx")).unwrap()
+    );
+    let seen = proxy.seen();
+    for (m, k) in [
+        ("HEAD", "/blobs/"),
+        ("PUT", "/manifests/"),
+        ("GET", "/blobs/"),
+    ] {
+        assert!(
+            seen.iter()
+                .any(|s| s.method == m && s.target.contains(k) && s.injected == Some(503)),
+            "no 503 for {m} {k}: {seen:?}"
+        );
+        assert!(
+            seen.iter()
+                .any(|s| s.method == m && s.target.contains(k) && s.injected == Some(429)),
+            "no 429 for {m} {k}: {seen:?}"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 //! `bundle --push --sign`, against Debian's docker-registry 2.8, which has no referrers API:
 //! the signatures are listed in the fallback index at tag `sha256-<hex>`.
 
+use crate::httpproxy::{HttpProxy, Reply, Request};
 use crate::registry::{Env, Registry};
 use crate::support::{example, fails, json_ok, run};
 use serde_json::Value;
@@ -418,6 +419,7 @@ fn registry_tampered_signatures_fail() {
 struct ReferrersApi {
     addr: String,
     state: std::sync::Arc<std::sync::Mutex<ApiState>>,
+    _proxy: HttpProxy,
 }
 
 #[derive(Default)]
@@ -428,76 +430,24 @@ struct ApiState {
     tag_puts: usize,
 }
 
-fn read_request(s: &mut std::net::TcpStream) -> Option<(String, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if s.read(&mut byte).ok()? == 0 {
-            return None;
-        }
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&buf).into_owned();
-    let header = |name: &str| {
-        head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    };
-    let mut body = Vec::new();
-    if let Some(n) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body.resize(n, 0);
-        s.read_exact(&mut body).ok()?;
-    } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        loop {
-            let mut line = Vec::new();
-            while !line.ends_with(b"\r\n") {
-                s.read_exact(&mut byte).ok()?;
-                line.push(byte[0]);
-            }
-            let size =
-                usize::from_str_radix(String::from_utf8_lossy(&line).trim().split(';').next()?, 16)
-                    .ok()?;
-            let mut chunk = vec![0u8; size + 2];
-            s.read_exact(&mut chunk).ok()?;
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    }
-    Some((head, body))
-}
-
 impl ReferrersApi {
     fn start(upstream: &str) -> ReferrersApi {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
         let state = std::sync::Arc::new(std::sync::Mutex::new(ApiState::default()));
-        let (st, up) = (state.clone(), upstream.to_string());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { break };
-                let (st, up) = (st.clone(), up.clone());
-                std::thread::spawn(move || Self::serve(conn, &st, &up));
-            }
-        });
-        ReferrersApi { addr, state }
+        let st = state.clone();
+        let proxy = HttpProxy::start(upstream, move |req| Self::answer(req, &st));
+        ReferrersApi {
+            addr: proxy.addr.clone(),
+            state,
+            _proxy: proxy,
+        }
     }
 
-    fn serve(mut c: std::net::TcpStream, st: &std::sync::Mutex<ApiState>, upstream: &str) {
-        let Some((head, body)) = read_request(&mut c) else {
-            return;
-        };
-        let first = head.lines().next().unwrap_or("").to_string();
-        let mut parts = first.split(' ');
-        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let path = target.split('?').next().unwrap_or("");
-        if method == "GET" && path.contains("/referrers/") {
+    fn answer(req: &Request, st: &std::sync::Mutex<ApiState>) -> Option<Reply> {
+        let path = req.path();
+        if req.method == "GET" && path.contains("/referrers/") {
             let subject = path.rsplit('/').next().unwrap_or("").to_string();
-            let filter = target
+            let filter = req
+                .target
                 .split_once("artifactType=")
                 .map(|(_, v)| v.replace("%2B", "+").replace("%2F", "/"));
             let mut s = st.lock().unwrap();
@@ -518,28 +468,20 @@ impl ReferrersApi {
                 "schemaVersion": 2, "mediaType": INDEX_MT, "manifests": manifests,
             }))
             .unwrap();
-            let _ = c.write_all(
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: {INDEX_MT}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    index.len()
-                )
-                .as_bytes(),
-            );
-            let _ = c.write_all(&index);
-            return;
+            return Some(Reply::status(200).body(INDEX_MT, index));
         }
-        if method == "PUT" && path.contains("/manifests/") {
+        if req.method == "PUT" && path.contains("/manifests/") {
             let reference = path.rsplit('/').next().unwrap_or("");
             let mut s = st.lock().unwrap();
             if reference.starts_with("sha256-") {
                 s.tag_puts += 1;
             }
-            if let Ok(m) = serde_json::from_slice::<Value>(&body) {
+            if let Ok(m) = serde_json::from_slice::<Value>(&req.body) {
                 if let Some(subject) = m["subject"]["digest"].as_str() {
                     let d = serde_json::json!({
                         "mediaType": m["mediaType"],
-                        "digest": format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))),
-                        "size": body.len(),
+                        "digest": format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&req.body))),
+                        "size": req.body.len(),
                         "artifactType": m["artifactType"],
                     });
                     let list = s.referrers.entry(subject.to_string()).or_default();
@@ -549,31 +491,7 @@ impl ReferrersApi {
                 }
             }
         }
-        // Everything else goes to the registry, one request per connection.
-        let mut out = String::new();
-        for (i, l) in head.trim_end().lines().enumerate() {
-            let lower = l.to_ascii_lowercase();
-            if i > 0
-                && (lower.starts_with("connection:")
-                    || lower.starts_with("content-length:")
-                    || lower.starts_with("transfer-encoding:"))
-            {
-                continue;
-            }
-            out.push_str(l);
-            out.push_str("\r\n");
-        }
-        out.push_str(&format!(
-            "Connection: close\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        ));
-        let Ok(mut u) = std::net::TcpStream::connect(upstream) else {
-            return;
-        };
-        if u.write_all(out.as_bytes()).is_err() || u.write_all(&body).is_err() {
-            return;
-        }
-        let _ = std::io::copy(&mut u, &mut c);
+        None // everything else goes to the registry
     }
 }
 

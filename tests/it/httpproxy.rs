@@ -1,0 +1,197 @@
+//! An HTTP/1.1 proxy in front of the real test registry, one request per connection, that can
+//! answer a request itself. For what a real registry cannot be made to do on cue: a 413 for a
+//! large body, a 429 with `Retry-After`, a 500, a referrers API (distribution 2.8 has none).
+//! Everything the hook lets through goes to the registry unchanged.
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+
+pub struct Request {
+    pub method: String,
+    /// Path and query, as sent.
+    pub target: String,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn header(mut self, k: &str, v: &str) -> Reply {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn body(mut self, content_type: &str, body: Vec<u8>) -> Reply {
+        self.headers
+            .push(("Content-Type".into(), content_type.into()));
+        self.body = body;
+        self
+    }
+}
+
+/// One request seen: method, target, the status the hook answered (None: forwarded).
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub injected: Option<u16>,
+}
+
+pub struct HttpProxy {
+    pub addr: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+type Hook = dyn Fn(&Request) -> Option<Reply> + Send + Sync;
+
+impl HttpProxy {
+    pub fn start(
+        upstream: &str,
+        hook: impl Fn(&Request) -> Option<Reply> + Send + Sync + 'static,
+    ) -> HttpProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let hook: Arc<Hook> = Arc::new(hook);
+        let (up, seen2) = (upstream.to_string(), seen.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { break };
+                let (up, seen, hook) = (up.clone(), seen2.clone(), hook.clone());
+                std::thread::spawn(move || serve(conn, &up, &seen, &*hook));
+            }
+        });
+        HttpProxy { addr, seen }
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn serve(mut c: std::net::TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, hook: &Hook) {
+    let Some(req) = read_request(&mut c) else {
+        return;
+    };
+    let reply = hook(&req);
+    seen.lock().unwrap().push(Seen {
+        method: req.method.clone(),
+        target: req.target.clone(),
+        injected: reply.as_ref().map(|r| r.status),
+    });
+    if let Some(r) = reply {
+        let mut out = format!("HTTP/1.1 {} Injected\r\n", r.status);
+        for (k, v) in &r.headers {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+        out.push_str(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            r.body.len()
+        ));
+        let _ = c.write_all(out.as_bytes());
+        let _ = c.write_all(&r.body);
+        return;
+    }
+    // Forward, one request per connection.
+    let mut out = String::new();
+    for (i, l) in req.head.trim_end().lines().enumerate() {
+        let lower = l.to_ascii_lowercase();
+        if i > 0
+            && (lower.starts_with("connection:")
+                || lower.starts_with("content-length:")
+                || lower.starts_with("transfer-encoding:"))
+        {
+            continue;
+        }
+        out.push_str(l);
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!(
+        "Connection: close\r\nContent-Length: {}\r\n\r\n",
+        req.body.len()
+    ));
+    let Ok(mut u) = std::net::TcpStream::connect(upstream) else {
+        return;
+    };
+    if u.write_all(out.as_bytes()).is_err() || u.write_all(&req.body).is_err() {
+        return;
+    }
+    let _ = std::io::copy(&mut u, &mut c);
+}
+
+/// Read one request: head and body (Content-Length or chunked).
+pub fn read_request(s: &mut std::net::TcpStream) -> Option<Request> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let first = head.lines().next().unwrap_or("").to_string();
+    let mut parts = first.split(' ');
+    let mut req = Request {
+        method: parts.next().unwrap_or("").to_string(),
+        target: parts.next().unwrap_or("").to_string(),
+        head,
+        body: Vec::new(),
+    };
+    if let Some(n) = req
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        req.body.resize(n, 0);
+        s.read_exact(&mut req.body).ok()?;
+    } else if req
+        .header("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
+        loop {
+            let mut line = Vec::new();
+            while !line.ends_with(b"\r\n") {
+                s.read_exact(&mut byte).ok()?;
+                line.push(byte[0]);
+            }
+            let size =
+                usize::from_str_radix(String::from_utf8_lossy(&line).trim().split(';').next()?, 16)
+                    .ok()?;
+            let mut chunk = vec![0u8; size + 2];
+            s.read_exact(&mut chunk).ok()?;
+            if size == 0 {
+                break;
+            }
+            req.body.extend_from_slice(&chunk[..size]);
+        }
+    }
+    Some(req)
+}
