@@ -69,7 +69,7 @@ const ZSTD_LEVEL: i32 = 3;
 /// A compressor (or none) in front of `W`.
 pub enum Encoder<W: Write> {
     Plain(W),
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(crate::pgzip::ParGzEncoder<W>),
     Zstd(zstd::Encoder<'static, W>),
 }
 
@@ -77,13 +77,13 @@ impl<W: Write> Encoder<W> {
     pub fn new(w: W, c: Compression) -> io::Result<Self> {
         Ok(match c {
             Compression::None => Encoder::Plain(w),
-            // mtime 0 and a fixed OS byte (255, "unknown"): the header never depends on the machine.
-            Compression::Gzip => Encoder::Gzip(
-                flate2::GzBuilder::new()
-                    .mtime(0)
-                    .operating_system(255)
-                    .write(w, flate2::Compression::new(GZIP_LEVEL)),
-            ),
+            // mtime 0 and a fixed OS byte (255, "unknown"): the header never depends on the
+            // machine; fixed blocks: the bytes never depend on the thread count (crate::pgzip).
+            Compression::Gzip => Encoder::Gzip(crate::pgzip::ParGzEncoder::new(
+                w,
+                GZIP_LEVEL,
+                crate::pgzip::default_threads(),
+            )),
             Compression::Zstd => {
                 let mut e = zstd::Encoder::new(w, ZSTD_LEVEL)?;
                 e.include_checksum(false)?;

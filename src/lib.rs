@@ -18,6 +18,7 @@ pub mod json;
 pub mod layer;
 pub mod layout;
 pub mod metrics;
+pub mod pgzip;
 pub mod reference;
 pub mod registry;
 pub mod schema;

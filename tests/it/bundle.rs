@@ -863,3 +863,48 @@ fn inspect_refuses_corrupt_and_hostile_layouts() {
         "{err}"
     );
 }
+
+/// Text kinds are gzip'd on every core (crate::pgzip): a 5 MiB training log gives the same
+/// layer whatever the thread count, and it reads back with a plain (one-member) gzip reader.
+#[test]
+fn gzip_layers_are_the_same_whatever_the_thread_count() {
+    let p = example_copy();
+    let mut log = String::new();
+    let mut i = 0u64;
+    while log.len() < 5 << 20 {
+        log.push_str(&format!(
+            "epoch {} step {i} loss {:.6}\n",
+            i / 1000,
+            1.0 / (i + 1) as f64
+        ));
+        i += 1;
+    }
+    fs::write(p.path().join("logs/train.log"), &log).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut digests = Vec::new();
+    for threads in ["1", "2", "5"] {
+        let o = out.path().join(format!("t{threads}.oci"));
+        let v = json_ok(
+            mlart()
+                .env("MLART_THREADS", threads)
+                .current_dir(p.path())
+                .args(["bundle", "-o"])
+                .arg(&o),
+        );
+        digests.push(v["manifest_digest"].as_str().unwrap().to_string());
+    }
+    assert!(digests.iter().all(|d| d == &digests[0]), "{digests:?}");
+    // The logs layer holds the log, intact.
+    let pulled = out.path().join("pulled");
+    json_ok(
+        mlart()
+            .args(["pull"])
+            .arg(out.path().join("t2.oci"))
+            .args(["--kind", "logs", "-o"])
+            .arg(&pulled),
+    );
+    assert_eq!(
+        fs::read_to_string(pulled.join("logs/train.log")).unwrap(),
+        log
+    );
+}
