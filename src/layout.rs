@@ -155,7 +155,13 @@ pub struct Staging {
 impl Staging {
     /// `dest` ending in `.tar` is an archive, anything else a layout directory.
     pub fn new(dest: &Path) -> Result<Self> {
-        let archive = dest.extension().is_some_and(|e| e == "tar");
+        Staging::with_form(dest, None)
+    }
+
+    /// `archive`: Some(true) for an archive whatever the name (`oci-archive:FILE`), Some(false)
+    /// for a layout directory (`oci:DIR`), None: by the name (`.tar` is an archive).
+    pub fn with_form(dest: &Path, archive: Option<bool>) -> Result<Self> {
+        let archive = archive.unwrap_or_else(|| dest.extension().is_some_and(|e| e == "tar"));
         if dest.exists() {
             if archive && dest.is_dir() {
                 return Err(Error::input(format!(

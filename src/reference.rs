@@ -95,6 +95,18 @@ pub fn parse_location(s: &str) -> Result<Location> {
     })
 }
 
+/// The form a local destination asks for: Some(true) for `oci-archive:…`, Some(false) for
+/// `oci:…`, None when only the path tells (`.tar`: an archive).
+pub fn local_form(s: &str) -> Option<bool> {
+    if s.starts_with("oci-archive:") {
+        Some(true)
+    } else if s.starts_with("oci:") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// Is `registry` (host or host:port) a loopback address, where plain HTTP is allowed?
 pub fn is_loopback(registry: &str) -> bool {
     let host = if let Some(rest) = registry.strip_prefix('[') {

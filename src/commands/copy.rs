@@ -12,7 +12,8 @@ pub struct Args {
     /// From: a registry REF, a layout directory or an archive (`oci:DIR[:TAG]`,
     /// `oci-archive:FILE[:TAG]`, `docker://REF` also work).
     source: String,
-    /// To: a registry REF, a layout directory or an archive (a path ending in .tar).
+    /// To: a registry REF, a layout directory or an archive (a path ending in .tar, or
+    /// `oci-archive:FILE[:TAG]` whatever its name; `oci:DIR[:TAG]` is always a directory).
     destination: String,
     #[command(flatten)]
     registry: RegistryArgs,
@@ -32,6 +33,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             let (digest, tag) = registry::copy_to_local(
                 &src,
                 &path,
+                reference::local_form(&a.destination),
                 tag.as_deref(),
                 &a.registry.options(),
                 &|n| pb.inc(n),

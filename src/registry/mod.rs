@@ -1068,6 +1068,7 @@ pub fn push(
 pub fn copy_to_local(
     src: &Location,
     dst: &Path,
+    dst_archive: Option<bool>,
     dst_tag: Option<&str>,
     opts: &Options,
     progress: &dyn Fn(u64),
@@ -1075,7 +1076,7 @@ pub fn copy_to_local(
     use crate::layout::{BlobSink, LayoutWriter, Staging};
     let (mut source, tag) = open_location(src, opts)?;
     let resolved = layout::resolve(source.as_mut(), tag.as_deref())?;
-    let staging = Staging::new(dst)?;
+    let staging = Staging::with_form(dst, dst_archive)?;
     let mut w = LayoutWriter::create(&staging.layout_dir())?;
     let mut descs: Vec<oci_spec::image::Descriptor> = resolved.manifest.layers().clone();
     descs.push(resolved.manifest.config().clone());

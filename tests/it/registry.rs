@@ -442,6 +442,31 @@ fn registry_copy_between_forms() {
         );
     }
 
+    // `oci-archive:FILE` is an archive whatever its name; skopeo reads it back.
+    let named = env.path("iris.ociarchive");
+    let c = json_ok(
+        env.cmd()
+            .args(["copy", &r])
+            .arg(format!("oci-archive:{}:rel", named.display())),
+    );
+    assert_eq!(c["tag"], "rel");
+    assert!(named.is_file(), "oci-archive: wrote a directory");
+    let i = json_ok(
+        env.cmd()
+            .arg("inspect")
+            .arg(format!("oci-archive:{}:rel", named.display())),
+    );
+    assert_eq!(i["manifest_digest"], digest.as_str());
+    if let Some(skopeo) = crate::support::tool("skopeo") {
+        let o = Command::new(skopeo)
+            .args(["inspect", "--raw"])
+            .arg(format!("oci-archive:{}:rel", named.display()))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(sha256(&o.stdout), digest);
+    }
+
     // Pull from a layout works too (no cache involved).
     let out = env.path("from-layout");
     json_ok(env.cmd().args(["pull"]).arg(&l2).arg("-o").arg(&out));
