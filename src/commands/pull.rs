@@ -75,9 +75,15 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     };
     let pb = super::progress_bar(0, json);
     pb.set_message(format!("pulling {}", src.describe()));
-    let report = pull::pull(src.as_mut(), tag.as_deref(), &opts, &|n| pb.inc(n), &|t| {
-        pb.set_length(t)
-    })?;
+    let bars = super::push::BlobBars::new(&pb);
+    let cb = bars.callback();
+    let report = pull::pull(
+        src.as_mut(),
+        tag.as_deref(),
+        &opts,
+        &|d, ev| cb(d, ev),
+        &|t| pb.set_length(t),
+    )?;
     pb.finish_and_clear();
     let s = Summary {
         report,

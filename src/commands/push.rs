@@ -105,13 +105,13 @@ pub fn push_with_progress(
 }
 
 /// An overall bar plus one bar per blob in flight (all hidden when the overall one is).
-struct BlobBars {
+pub struct BlobBars {
     multi: Option<indicatif::MultiProgress>,
     overall: indicatif::ProgressBar,
 }
 
 impl BlobBars {
-    fn new(overall: &indicatif::ProgressBar) -> Self {
+    pub fn new(overall: &indicatif::ProgressBar) -> Self {
         let multi = (!overall.is_hidden()).then(|| {
             let m = indicatif::MultiProgress::new();
             m.add(overall.clone());
@@ -123,7 +123,7 @@ impl BlobBars {
         }
     }
 
-    fn callback(&self) -> registry::PushProgress {
+    pub fn callback(&self) -> registry::PushProgress {
         let overall = self.overall.clone();
         let multi = self.multi.clone();
         let bars: Mutex<HashMap<String, indicatif::ProgressBar>> = Mutex::new(HashMap::new());
@@ -156,7 +156,8 @@ impl BlobBars {
                 }
                 BlobEvent::Done(how) => {
                     if let Some(b) = bars.remove(d.as_str()) {
-                        if how != "uploaded" {
+                        // Bytes not streamed (already there, mounted, cached) count whole.
+                        if matches!(how, "skipped" | "mounted" | "cached") {
                             overall.inc(b.length().unwrap_or(0));
                         }
                         b.finish_and_clear();

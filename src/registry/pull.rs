@@ -2,6 +2,7 @@
 //! registries), extract them safely into a temp directory beside the destination, check every
 //! file against the metadata's sha256, then move the directory into place.
 
+use super::BlobEvent;
 use crate::bundle::{self, Form, Metadata};
 use crate::digest::{Digest, HashWriter, VerifyReader};
 use crate::error::{Error, IoContext, Result};
@@ -124,7 +125,7 @@ pub fn pull(
     src: &mut dyn Source,
     tag: Option<&str>,
     opts: &PullOptions,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &(dyn Fn(&Digest, BlobEvent) + Sync),
     on_total: &dyn Fn(u64),
 ) -> Result<PullReport> {
     let what = src.describe();
@@ -264,7 +265,8 @@ pub fn pull(
                 };
                 if hit {
                     report.layers.cached += 1;
-                    progress(l.size());
+                    progress(&digest, BlobEvent::Start(l.size()));
+                    progress(&digest, BlobEvent::Done("cached"));
                 } else {
                     report.layers.fetched += 1;
                     report.bytes_downloaded += l.size();
@@ -274,8 +276,10 @@ pub fn pull(
             None => {
                 report.layers.fetched += 1;
                 report.bytes_downloaded += l.size();
+                progress(&digest, BlobEvent::Start(l.size()));
                 Box::new(Progress {
                     inner: layout::open_verified(src, l)?,
+                    digest: digest.clone(),
                     f: progress,
                 })
             }
@@ -313,6 +317,9 @@ pub fn pull(
             }
             // ... and the blob, so its digest is checked at EOF.
             io::copy(&mut reader, &mut io::sink()).map_err(bad)?;
+        }
+        if cache.is_none() {
+            progress(&digest, BlobEvent::Done("downloaded"));
         }
     }
 
@@ -407,13 +414,14 @@ fn read_oms(
 
 struct Progress<'a, R> {
     inner: R,
-    f: &'a dyn Fn(u64),
+    digest: Digest,
+    f: &'a (dyn Fn(&Digest, BlobEvent) + Sync),
 }
 
 impl<R: Read> Read for Progress<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        (self.f)(n as u64);
+        (self.f)(&self.digest, BlobEvent::Bytes(n as u64));
         Ok(n)
     }
 }
@@ -443,10 +451,11 @@ fn store_in_cache(
     digest: &Digest,
     size: u64,
     dir: &Path,
-    progress: &dyn Fn(u64),
+    progress: &(dyn Fn(&Digest, BlobEvent) + Sync),
 ) -> Result<PathBuf> {
     let path = dir.join(digest.hex());
     fs::create_dir_all(dir).ctx("creating the cache", dir)?;
+    progress(digest, BlobEvent::Start(size));
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
@@ -454,6 +463,7 @@ fn store_in_cache(
     {
         let mut r = Progress {
             inner: VerifyReader::new(r, digest.clone(), size),
+            digest: digest.clone(),
             f: progress,
         };
         let mut w = io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
@@ -473,6 +483,7 @@ fn store_in_cache(
         context: format!("storing {}", path.display()),
         source: e.error,
     })?;
+    progress(digest, BlobEvent::Done("downloaded"));
     Ok(path)
 }
 
@@ -482,7 +493,7 @@ fn ensure_cached(
     desc: &Descriptor,
     digest: &Digest,
     dir: &Path,
-    progress: &dyn Fn(u64),
+    progress: &(dyn Fn(&Digest, BlobEvent) + Sync),
 ) -> Result<(PathBuf, bool)> {
     let path = dir.join(digest.hex());
     if cache_hit(&path, digest, desc.size()) {
@@ -500,7 +511,7 @@ fn prefetch(
     remote: &super::Remote,
     blobs: &[(Digest, u64)],
     dir: &Path,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &(dyn Fn(&Digest, BlobEvent) + Sync),
 ) -> Result<HashSet<Digest>> {
     const PARALLEL: usize = 4;
     let todo: Vec<(Digest, u64)> = blobs
