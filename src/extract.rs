@@ -26,6 +26,8 @@ pub struct Extractor {
     made: HashMap<String, Made>,
     /// Regular files written, relative to the root.
     files: Vec<String>,
+    /// Their sha256 and size, computed while they were written (no second read to check them).
+    digests: HashMap<String, (crate::digest::Digest, u64)>,
 }
 
 /// Check an entry path and return its normalised relative form (`a/b/c`).
@@ -71,6 +73,7 @@ impl Extractor {
         Extractor {
             root: root.to_path_buf(),
             made: HashMap::new(),
+            digests: HashMap::new(),
             files: Vec::new(),
         }
     }
@@ -78,6 +81,11 @@ impl Extractor {
     /// Regular files written so far (relative paths, in order).
     pub fn files(&self) -> &[String] {
         &self.files
+    }
+
+    /// The sha256 and size of a regular file written, as it went to disk.
+    pub fn digest_of(&self, rel: &str) -> Option<&(crate::digest::Digest, u64)> {
+        self.digests.get(rel)
     }
 
     /// Create the parent directories of `rel` (relative, cleaned) one by one, refusing any
@@ -148,6 +156,7 @@ impl Extractor {
                 }
             })?;
         let mut buf = vec![0u8; 1 << 20];
+        let mut h = crate::digest::HashWriter::new(&mut f);
         loop {
             if crate::interrupt::requested() {
                 return Err(Error::Interrupted);
@@ -158,9 +167,11 @@ impl Extractor {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::input(format!("{what}: reading {rel}: {e}"))),
             };
-            f.write_all(&buf[..n]).ctx("writing", &path)?;
+            h.write_all(&buf[..n]).ctx("writing", &path)?;
         }
+        let (_, digest, size) = h.finish();
         f.sync_all().ctx("writing", &path)?;
+        self.digests.insert(rel.clone(), (digest, size));
         self.files.push(rel);
         Ok(())
     }

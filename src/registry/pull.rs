@@ -4,7 +4,7 @@
 
 use super::BlobEvent;
 use crate::bundle::{self, Form, Metadata};
-use crate::digest::{Digest, HashWriter, VerifyReader};
+use crate::digest::{Digest, VerifyReader};
 use crate::error::{Error, IoContext, Result};
 use crate::extract::Extractor;
 use crate::layer::Compression;
@@ -332,11 +332,13 @@ pub fn pull(
                 f.path, f.layer
             )));
         }
-        let p = root.join(&f.path);
-        let mut file = File::open(&p).ctx("reading", &p)?;
-        let mut h = HashWriter::new(io::sink());
-        io::copy(&mut file, &mut h).ctx("reading", &p)?;
-        let (_, d, n) = h.finish();
+        let (d, n) = x.digest_of(&f.path).ok_or_else(|| {
+            Error::input(format!(
+                "{what}: {} is listed in the metadata as a file but is not one in its layer {}",
+                f.path, f.layer
+            ))
+        })?;
+        let n = *n;
         if d.as_str() != f.sha256 || n != f.size {
             return Err(Error::Check(format!(
                 "{what}: {} does not match the metadata (sha256 {d}, {n} bytes; expected {}, {} bytes)",
