@@ -51,6 +51,8 @@ pub struct Options {
     pub epoch: Option<u64>,
     pub os: String,
     pub arch: String,
+    /// The platform variant (`v8` of linux/arm64/v8), if any.
+    pub variant: Option<String>,
     /// Sign: an OMS `model.sig` among the files and an OCI signature of the manifest.
     pub sign: Option<std::sync::Arc<crate::sign::PrivateKey>>,
 }
@@ -64,6 +66,7 @@ impl Default for Options {
             epoch: None,
             os: "linux".into(),
             arch: "amd64".into(),
+            variant: None,
             sign: None,
         }
     }
@@ -140,6 +143,9 @@ pub struct Metadata {
     pub env: Option<EnvSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<serde_json::Value>,
+    /// The base image of a runnable image (`bundle --base`): its manifest digest and platform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<crate::base::BaseRecord>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -272,6 +278,27 @@ pub fn build<S: BlobSink>(
     sink: &mut S,
     progress: &dyn Fn(u64),
 ) -> Result<Built> {
+    let mut built = build_on(spec, files, opts, &[], sink, progress)?;
+    Ok(built.remove(0))
+}
+
+/// Build runnable images: the bundle's layers on top of each of `bases` (image form; the base
+/// layers must reach the sink by other means, see `base::Base::copy_into`). The file layers
+/// are built once and shared; each base gets its own metadata layer, config and manifest.
+/// No bases: one bundle, as `build`.
+pub fn build_on<S: BlobSink>(
+    spec: &Spec,
+    files: &[SourceFile],
+    opts: &Options,
+    bases: &[crate::base::BaseImage],
+    sink: &mut S,
+    progress: &dyn Fn(u64),
+) -> Result<Vec<Built>> {
+    if !bases.is_empty() && opts.form != Form::Image {
+        return Err(Error::input(
+            "--base builds a runnable image: it cannot be combined with `--format artifact`",
+        ));
+    }
     let mtime = opts.epoch.unwrap_or(0);
     let created = opts.epoch.map(rfc3339);
     let prefix = match opts.form {
@@ -440,6 +467,9 @@ pub fn build<S: BlobSink>(
             }
         })
         .collect();
+    if spec.image.is_some() && opts.form == Form::Artifact {
+        warnings.push("the spec's `image:` settings apply to the image form only; ignored".into());
+    }
     let metadata = Metadata {
         format_version: FORMAT_VERSION,
         name: spec.name.clone(),
@@ -458,9 +488,58 @@ pub fn build<S: BlobSink>(
         metric_sources,
         env: (!env.files.is_empty()).then_some(env),
         validation: None,
+        base: None,
     };
+    let staged = Staged {
+        metadata,
+        layers,
+        descriptors,
+        warnings,
+        input_bytes: files.iter().map(|f| f.size).sum(),
+        created,
+        mtime,
+    };
+    if bases.is_empty() {
+        return Ok(vec![finish(spec, opts, &staged, None, sink)?]);
+    }
+    bases
+        .iter()
+        .map(|b| finish(spec, opts, &staged, Some(b), sink))
+        .collect()
+}
+
+/// The file layers and the metadata of a bundle, before its metadata layer, config and manifest.
+struct Staged {
+    metadata: Metadata,
+    layers: Vec<LayerInfo>,
+    descriptors: Vec<Descriptor>,
+    warnings: Vec<String>,
+    input_bytes: u64,
+    created: Option<String>,
+    mtime: u64,
+}
+
+/// The metadata layer (image form), config and manifest of a staged bundle, on `base` if any.
+fn finish<S: BlobSink>(
+    spec: &Spec,
+    opts: &Options,
+    staged: &Staged,
+    base: Option<&crate::base::BaseImage>,
+    sink: &mut S,
+) -> Result<Built> {
+    let mut metadata = staged.metadata.clone();
+    metadata.base = base.map(|b| b.record());
+    let mut layers = staged.layers.clone();
+    let mut descriptors = staged.descriptors.clone();
+    let (created, mtime) = (staged.created.clone(), staged.mtime);
     let meta_bytes = json::to_canonical_pretty(&metadata);
-    let annotations = manifest_annotations(spec, created.as_deref());
+    let mut annotations = manifest_annotations(spec, created.as_deref());
+    if let Some(b) = base {
+        annotations.insert(
+            crate::base::BASE_DIGEST_ANNOTATION.into(),
+            b.manifest_digest.to_string(),
+        );
+    }
 
     let (config_desc, artifact_type) = match opts.form {
         Form::Image => {
@@ -500,7 +579,19 @@ pub fn build<S: BlobSink>(
                 title,
                 files: 1,
             });
-            let config = image_config(spec, opts, &layers, &annotations, created.as_deref());
+            let config = crate::base::image_config(
+                spec,
+                opts,
+                base,
+                &layers,
+                &annotations,
+                created.as_deref(),
+            );
+            if let Some(b) = base {
+                // The base's layers come first, below /models.
+                descriptors.splice(0..0, b.layers.iter().map(|l| l.descriptor.clone()));
+                layers.splice(0..0, b.layer_infos());
+            }
             let d = sink.put(&config)?;
             (
                 Descriptor::new(MediaType::ImageConfig, config.len() as u64, oci_digest(&d)),
@@ -577,8 +668,8 @@ pub fn build<S: BlobSink>(
         config_digest,
         layers,
         metadata,
-        warnings,
-        input_bytes: files.iter().map(|f| f.size).sum(),
+        warnings: staged.warnings.clone(),
+        input_bytes: staged.input_bytes,
     })
 }
 
@@ -629,46 +720,6 @@ fn manifest_annotations(spec: &Spec, created: Option<&str>) -> BTreeMap<String, 
     put("revision", spec.revision.clone());
     put("created", created.map(str::to_string));
     a
-}
-
-fn image_config(
-    spec: &Spec,
-    opts: &Options,
-    layers: &[LayerInfo],
-    labels: &BTreeMap<String, String>,
-    created: Option<&str>,
-) -> Vec<u8> {
-    let history: Vec<serde_json::Value> = layers
-        .iter()
-        .map(|l| {
-            let mut h = serde_json::json!({
-                "created_by": format!("mlart bundle: {} ({})", l.kind, l.title),
-                "comment": format!("{} file(s)", l.files),
-            });
-            if let Some(c) = created {
-                h["created"] = c.into();
-            }
-            h
-        })
-        .collect();
-    let mut c = serde_json::json!({
-        "architecture": opts.arch,
-        "os": opts.os,
-        "config": {
-            "Env": [format!("MODEL_DIR=/{MODEL_DIR}")],
-            "Labels": labels,
-        },
-        "rootfs": {
-            "type": "layers",
-            "diff_ids": layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>(),
-        },
-        "history": history,
-    });
-    if let Some(cr) = created {
-        c["created"] = cr.into();
-    }
-    let _ = spec;
-    json::to_canonical_bytes(&c)
 }
 
 // ---------------- reading a bundle back ----------------

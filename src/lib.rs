@@ -4,6 +4,7 @@
 //! `layer` (tar, compress, hash in one pass) -> `bundle` (metadata, config, manifest) ->
 //! a sink (`layout`). The library never prints and never exits; `main.rs` does.
 
+pub mod base;
 pub mod bundle;
 pub mod collect;
 pub mod digest;

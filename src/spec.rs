@@ -5,6 +5,7 @@ use crate::error::{Error, IoContext, Result};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -117,6 +118,20 @@ pub struct Spec {
     pub sections: Vec<(Kind, Vec<Entry>)>,
     /// The release-gate policy (`gates:`), for `mlart gate`.
     pub gates: Option<crate::gate::Policy>,
+    /// Runtime settings of the image form's config (`image:`).
+    pub image: Option<ImageSettings>,
+}
+
+/// `image:` in the spec: what the image form's config says to a container runtime. Unset
+/// fields keep the base image's values (or stay empty without a base).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageSettings {
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    /// Added to (or replacing in) the config's `Env`, in key order.
+    pub env: BTreeMap<String, String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
 }
 
 impl Spec {
@@ -158,6 +173,38 @@ struct RawSpec {
     eval: Option<Vec<Spanned<RawEntry>>>,
     logs: Option<Vec<Spanned<RawEntry>>>,
     gates: Option<Spanned<crate::gate::Policy>>,
+    image: Option<Spanned<RawImage>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImage {
+    entrypoint: Option<Spanned<Vec<String>>>,
+    cmd: Option<Spanned<Vec<String>>>,
+    env: Option<Spanned<BTreeMap<String, EnvValue>>>,
+    workdir: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+}
+
+/// An environment value: a string, or a number or boolean written without quotes.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EnvValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl EnvValue {
+    fn text(self) -> String {
+        match self {
+            EnvValue::Bool(b) => b.to_string(),
+            EnvValue::Int(i) => i.to_string(),
+            EnvValue::Float(f) => f.to_string(),
+            EnvValue::Text(s) => s,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -316,6 +363,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
         revision: raw.revision,
         sections: vec![],
         gates: None,
+        image: None,
     };
     let top = Pos { line: 1, column: 1 };
     let name = raw.name.ok_or_else(|| {
@@ -419,6 +467,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
         })?;
         spec.gates = Some(g.value);
     }
+    if let Some(i) = raw.image {
+        spec.image = Some(check_image(&spec, i)?);
+    }
     if spec.sections.is_empty() {
         return Err(spec.error_at(
             top,
@@ -427,6 +478,95 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
         ));
     }
     Ok(spec)
+}
+
+/// Check `image:`; each error points at the field.
+fn check_image(spec: &Spec, raw: Spanned<RawImage>) -> Result<ImageSettings> {
+    let RawImage {
+        entrypoint,
+        cmd,
+        env,
+        workdir,
+        user,
+    } = raw.value;
+    let no_nul = |v: &Spanned<Vec<String>>, field: &str| -> Result<Vec<String>> {
+        if v.value.iter().any(|a| a.contains('\0')) {
+            return Err(spec.error_at(
+                pos_of(v),
+                format!("image.{field}: an argument holds a NUL character"),
+                "remove it",
+            ));
+        }
+        Ok(v.value.clone())
+    };
+    let mut out = ImageSettings::default();
+    if let Some(e) = &entrypoint {
+        if e.value.is_empty() {
+            return Err(spec.error_at(
+                pos_of(e),
+                "image.entrypoint is an empty list",
+                "give the program and its arguments, e.g. `entrypoint: [/bin/sh, -c]`, or remove the key to keep the base image's",
+            ));
+        }
+        out.entrypoint = Some(no_nul(e, "entrypoint")?);
+    }
+    if let Some(c) = &cmd {
+        out.cmd = Some(no_nul(c, "cmd")?);
+    }
+    if let Some(env) = env {
+        let pos = pos_of(&env);
+        for (k, v) in env.value {
+            let bad_key = k.is_empty()
+                || k.contains('=')
+                || k.contains('\0')
+                || k.chars().any(char::is_whitespace);
+            if bad_key {
+                return Err(spec.error_at(
+                    pos,
+                    format!("image.env: {k:?} is not a variable name"),
+                    "use a name without `=`, spaces or NUL, e.g. `LOG_LEVEL: info`",
+                ));
+            }
+            if k == "MODEL_DIR" {
+                return Err(spec.error_at(
+                    pos,
+                    "image.env: MODEL_DIR is set by mlart (to /models, where the files are)",
+                    "remove it from `image.env`",
+                ));
+            }
+            let v = v.text();
+            if v.contains('\0') {
+                return Err(spec.error_at(
+                    pos,
+                    format!("image.env: the value of {k} holds a NUL character"),
+                    "remove it",
+                ));
+            }
+            out.env.insert(k, v);
+        }
+    }
+    if let Some(w) = workdir {
+        if !w.value.starts_with('/') || w.value.contains('\0') {
+            return Err(spec.error_at(
+                pos_of(&w),
+                format!("image.workdir {:?} is not an absolute path", w.value),
+                "write it from the image's root, e.g. `workdir: /models`",
+            ));
+        }
+        out.workdir = Some(w.value);
+    }
+    if let Some(u) = user {
+        if u.value.is_empty() || u.value.contains('\0') || u.value.chars().any(char::is_whitespace)
+        {
+            return Err(spec.error_at(
+                pos_of(&u),
+                format!("image.user {:?} is not a user", u.value),
+                "give a name or uid, optionally with a group: `user: \"1000:1000\"`",
+            ));
+        }
+        out.user = Some(u.value);
+    }
+    Ok(out)
 }
 
 fn check_entry_path(spec: &Spec, kind: Kind, path: &str, pos: Pos) -> Result<()> {
@@ -574,6 +714,50 @@ mod tests {
                 .contains("unknown model format")
         );
         assert!(p(":\n- [").is_err());
+    }
+
+    #[test]
+    fn image_settings() {
+        let s = p("name: iris\nversion: '1'\nmodel: [a]\nimage:\n  entrypoint: [python, -m, serve]\n  cmd: [--port, '8080']\n  env: {B: 2, A: x, ON: true, R: 0.5}\n  workdir: /models\n  user: '1000'\n").unwrap();
+        let i = s.image.unwrap();
+        assert_eq!(i.entrypoint.unwrap(), ["python", "-m", "serve"]);
+        assert_eq!(i.cmd.unwrap(), ["--port", "8080"]);
+        let env: Vec<(&str, &str)> = i
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(env, [("A", "x"), ("B", "2"), ("ON", "true"), ("R", "0.5")]);
+        assert_eq!(i.workdir.as_deref(), Some("/models"));
+        assert_eq!(i.user.as_deref(), Some("1000"));
+        assert!(p("name: iris\nversion: '1'\nmodel: [a]\n")
+            .unwrap()
+            .image
+            .is_none());
+        for (text, want) in [
+            (
+                "image:\n  workdir: rel\n",
+                "proj/mlart.yaml:5:12: image.workdir",
+            ),
+            (
+                "image:\n  env: {MODEL_DIR: /x}\n",
+                "proj/mlart.yaml:5:8: image.env: MODEL_DIR",
+            ),
+            ("image:\n  env: {'A B': x}\n", "not a variable name"),
+            (
+                "image:\n  entrypoint: []\n",
+                "proj/mlart.yaml:5:15: image.entrypoint is an empty list",
+            ),
+            ("image:\n  user: ''\n", "image.user"),
+            ("image:\n  user: 'a b'\n", "image.user"),
+            ("image:\n  labels: {a: b}\n", "unknown field `labels`"),
+            ("image: [a]\n", "proj/mlart.yaml:4:"),
+        ] {
+            let e = p(&format!("name: iris\nversion: '1'\nmodel: [a]\n{text}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -105,11 +105,15 @@ pub fn verify_source(
                     .to_string_lossy()
                     .into_owned();
                 let rel = match metadata.form {
-                    Form::Image => p
-                        .trim_start_matches("./")
-                        .strip_prefix(&format!("{MODEL_DIR}/"))
-                        .unwrap_or(&p)
-                        .to_string(),
+                    Form::Image => {
+                        let p = p.trim_start_matches("./");
+                        match p.strip_prefix(&format!("{MODEL_DIR}/")) {
+                            Some(r) => r.to_string(),
+                            // The base image's rootfs (`bundle --base`): not bundle files.
+                            None if metadata.base.is_some() => continue,
+                            None => p.to_string(),
+                        }
+                    }
                     Form::Artifact => p.trim_start_matches("./").to_string(),
                 };
                 if rel == sign::OMS_FILE && kind == "metadata" {

@@ -1,6 +1,6 @@
 use mlart::bundle::{self, CompressionChoice, Form, Options};
 use mlart::layer::Compression;
-use mlart::layout::{LayoutWriter, Staging};
+use mlart::layout::{BlobSink as _, LayoutWriter, Staging};
 use mlart::{collect, spec, Error, Result};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -25,9 +25,15 @@ pub struct Args {
     /// The tag in the layout (default: the spec's version).
     #[arg(long)]
     tag: Option<String>,
-    /// The image config's platform, os/arch.
-    #[arg(long, default_value = "linux/amd64")]
-    platform: String,
+    /// The image config's platform, os/arch[/variant] (default linux/amd64). With --base: the
+    /// platform to take from a multi-platform base (default: this machine's), or `all` for
+    /// one image per platform of the base and an index.
+    #[arg(long)]
+    platform: Option<String>,
+    /// Build a runnable image on top of this base image: a registry REF, `oci:DIR[:TAG]`,
+    /// `oci-archive:FILE[:TAG]`, a layout or an archive (e.g. busybox, for a KServe modelcar).
+    #[arg(long, value_name = "REF")]
+    base: Option<String>,
     /// Model and data files of at least this many bytes get a layer of their own (image form).
     #[arg(long, default_value_t = bundle::DEFAULT_LARGE_FILE)]
     large_file: u64,
@@ -73,22 +79,68 @@ struct Summary<'a> {
     metrics: &'a mlart::metrics::Metrics,
     warnings: &'a [String],
     seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base: Option<BaseSummary>,
+}
+
+/// `bundle --base`: the base as given and resolved, and the image built per platform.
+#[derive(Serialize)]
+struct BaseSummary {
+    reference: String,
+    digest: String,
+    /// The output is an index (`--platform all` on a multi-platform base).
+    index: bool,
+    images: Vec<PlatformImage>,
+}
+
+#[derive(Serialize)]
+struct PlatformImage {
+    platform: String,
+    base_digest: String,
+    manifest_digest: String,
+    config_digest: String,
+}
+
+fn base_summary(base: &mlart::base::Base, built: &[bundle::Built], index: bool) -> BaseSummary {
+    BaseSummary {
+        reference: base.given.clone(),
+        digest: base.digest.to_string(),
+        index,
+        images: base
+            .images
+            .iter()
+            .zip(built)
+            .map(|(i, b)| PlatformImage {
+                platform: i.platform.to_string(),
+                base_digest: i.manifest_digest.to_string(),
+                manifest_digest: b.manifest_digest.to_string(),
+                config_digest: b.config_digest.to_string(),
+            })
+            .collect(),
+    }
 }
 
 pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     let started = Instant::now();
     let spec = spec::load(&a.spec)?;
     let epoch = bundle::source_date_epoch()?;
-    let (os, arch) = a
-        .platform
-        .split_once('/')
-        .filter(|(o, a)| !o.is_empty() && !a.is_empty())
-        .ok_or_else(|| {
-            Error::input(format!(
-                "--platform {:?} is not os/arch: use e.g. linux/amd64 or linux/arm64",
-                a.platform
+    // Without a base the platform is fixed (linux/amd64 unless given): digests must not
+    // depend on the machine. With one, it comes from the base.
+    let choice = mlart::base::PlatformChoice::parse(a.platform.as_deref())?;
+    let platform = match (&a.base, &choice) {
+        (None, mlart::base::PlatformChoice::All) => {
+            return Err(Error::input(
+                "--platform all needs --base: it builds one image per platform of the base",
             ))
-        })?;
+        }
+        (None, mlart::base::PlatformChoice::One(p)) => p.clone(),
+        _ => mlart::base::Platform::parse("linux/amd64")?,
+    };
+    if a.base.is_some() && matches!(a.format, FormArg::Artifact) {
+        return Err(Error::input(
+            "--base builds a runnable image: it cannot be combined with `--format artifact`",
+        ));
+    }
     let tag = a.tag.clone().unwrap_or_else(|| spec.version.clone());
     if !spec::is_valid_tag(&tag) {
         return Err(Error::input(format!(
@@ -108,15 +160,31 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         },
         large_file: a.large_file,
         epoch,
-        os: os.to_string(),
-        arch: arch.to_string(),
+        os: platform.os,
+        arch: platform.architecture,
+        variant: platform.variant,
         sign: match &a.sign {
             Some(k) => Some(std::sync::Arc::new(mlart::sign::load_private(k)?)),
             None => None,
         },
     };
+    let base = match &a.base {
+        Some(b) => Some(mlart::base::resolve(b, &choice, &a.registry.options())?),
+        None => None,
+    };
+    let makes_index = base.as_ref().is_some_and(|b| b.makes_index(&choice));
     if let Some(r) = &a.push {
-        return push(&a, r, &spec, &opts, &tag, json, started);
+        return push(
+            &a,
+            r,
+            &spec,
+            &opts,
+            &tag,
+            base.as_ref(),
+            makes_index,
+            json,
+            started,
+        );
     }
     let output = a
         .output
@@ -124,14 +192,44 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from("build").join(format!("{}.oci", spec.name)));
     let staging = Staging::new(&output)?;
     let files = collect::collect(&spec, &[output.clone(), staging.layout_dir()])?;
-    let total: u64 = files.iter().map(|f| f.size).sum();
+    let base_bytes: u64 = base
+        .as_ref()
+        .map(|b| b.blobs().iter().map(|x| x.size).sum())
+        .unwrap_or(0);
+    let total: u64 = files.iter().map(|f| f.size).sum::<u64>() + base_bytes;
     let pb = super::progress_bar(total, json);
     pb.set_message(format!("bundling {}", spec.name));
     let mut writer = LayoutWriter::create(&staging.layout_dir())?;
-    let built = bundle::build(&spec, &files, &opts, &mut writer, &|n| pb.inc(n))?;
-    let mut index = vec![built.descriptor(opts.form, &tag)];
-    if let Some(sig) = &built.signature {
-        index.push(writer.add_signature(sig)?);
+    if let Some(b) = &base {
+        b.copy_into(&mut writer, &a.registry.options(), &|n| pb.inc(n))?;
+    }
+    let images = base.as_ref().map(|b| &b.images[..]).unwrap_or(&[]);
+    let all = bundle::build_on(&spec, &files, &opts, images, &mut writer, &|n| pb.inc(n))?;
+    let built = &all[0];
+    let (top, manifest_digest, manifest_size) = if makes_index {
+        let index = mlart::base::index(&all, images);
+        let d = writer.put(&index)?;
+        let mut desc = oci_spec::image::Descriptor::new(
+            oci_spec::image::MediaType::ImageIndex,
+            index.len() as u64,
+            bundle::oci_digest(&d),
+        );
+        desc.set_annotations(Some(
+            [(mlart::layout::REF_NAME.to_string(), tag.clone())].into(),
+        ));
+        (desc, d, index.len())
+    } else {
+        (
+            built.descriptor(opts.form, &tag),
+            built.manifest_digest.clone(),
+            built.manifest.len(),
+        )
+    };
+    let mut index = vec![top];
+    for b in &all {
+        if let Some(sig) = &b.signature {
+            index.push(writer.add_signature(sig)?);
+        }
     }
     writer.write_index(index)?;
     let archive = staging.is_archive();
@@ -144,8 +242,8 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         name: &spec.name,
         tag: &tag,
         form: opts.form,
-        manifest_digest: built.manifest_digest.to_string(),
-        manifest_size: built.manifest.len(),
+        manifest_digest: manifest_digest.to_string(),
+        manifest_size,
         config_digest: built.config_digest.to_string(),
         files: files.len(),
         input_bytes: built.input_bytes,
@@ -153,6 +251,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         metrics: &built.metadata.metrics,
         warnings: &built.warnings,
         seconds: started.elapsed().as_secs_f64(),
+        base: base.as_ref().map(|b| base_summary(b, &all, makes_index)),
     };
     if json {
         super::print_json(&summary);
@@ -172,8 +271,11 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             "  {} {}: {}",
             if archive { "archive" } else { "layout" },
             output.display(),
-            built.manifest_digest
+            manifest_digest
         );
+        if let Some(b) = &summary.base {
+            print_base(b);
+        }
         let rows: Vec<Vec<String>> = built
             .layers
             .iter()
@@ -191,13 +293,26 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn print_base(b: &BaseSummary) {
+    println!("  on base {} ({})", b.reference, b.digest);
+    for i in &b.images {
+        println!(
+            "    {}: {} (base {})",
+            i.platform, i.manifest_digest, i.base_digest
+        );
+    }
+}
+
 /// `bundle --push`: stream every layer to the registry as it is built, then the manifest.
+#[allow(clippy::too_many_arguments)]
 fn push(
     a: &Args,
     r: &str,
     spec: &spec::Spec,
     opts: &Options,
     tag: &str,
+    base: Option<&mlart::base::Base>,
+    makes_index: bool,
     json: bool,
     started: Instant,
 ) -> Result<ExitCode> {
@@ -222,30 +337,61 @@ fn push(
         spec.name,
         sink.remote().describe()
     ));
-    let built = bundle::build(spec, &files, opts, &mut sink, &|n| pb.inc(n))?;
-    let mut report = sink.push_manifest(&built.manifest, mlart::layout::MANIFEST_MEDIA_TYPE)?;
-    if let Some(sig) = &built.signature {
-        // The OCI signature: a referrer of the manifest just pushed.
-        let pushed = mlart::registry::push_referrers(
-            sink.remote(),
-            &built.manifest_digest,
-            &[mlart::registry::Referrer::from_signature(sig)],
-        )?;
-        report.signatures = pushed.pushed;
-        report.referrers_tag = pushed.tag;
+    // The base's layers first: skipped, mounted from the base's repository, or uploaded.
+    if let Some(b) = base {
+        sink.copy_blobs(&b.blobs(), &b.location, &a.registry.options())?;
+    }
+    let images = base.map(|b| &b.images[..]).unwrap_or(&[]);
+    let all = bundle::build_on(spec, &files, opts, images, &mut sink, &|n| pb.inc(n))?;
+    let built = &all[0];
+    let mut report = if makes_index {
+        for b in &all {
+            sink.push_manifest_by_digest(&b.manifest, mlart::layout::MANIFEST_MEDIA_TYPE)?;
+        }
+        let index = mlart::base::index(&all, images);
+        sink.push_manifest(&index, mlart::layout::INDEX_MEDIA_TYPE)?
+    } else {
+        sink.push_manifest(&built.manifest, mlart::layout::MANIFEST_MEDIA_TYPE)?
+    };
+    for b in &all {
+        if let Some(sig) = &b.signature {
+            // The OCI signature: a referrer of the manifest just pushed.
+            let pushed = mlart::registry::push_referrers(
+                sink.remote(),
+                &b.manifest_digest,
+                &[mlart::registry::Referrer::from_signature(sig)],
+            )?;
+            report.signatures += pushed.pushed;
+            report.referrers_tag = pushed.tag.or(report.referrers_tag);
+        }
     }
     pb.finish_and_clear();
     if !json {
         for w in &built.warnings {
             eprintln!("warning: {w}");
         }
+        if let Some(b) = base {
+            print_base(&base_summary(b, &all, makes_index));
+        }
     }
-    super::push::print_summary(
-        &super::push::Summary {
-            report,
-            seconds: started.elapsed().as_secs_f64(),
-        },
-        json,
-    );
+    let summary = super::push::Summary {
+        report,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    match base {
+        Some(b) if json => {
+            #[derive(Serialize)]
+            struct WithBase<'a> {
+                #[serde(flatten)]
+                summary: &'a super::push::Summary,
+                base: BaseSummary,
+            }
+            super::print_json(&WithBase {
+                summary: &summary,
+                base: base_summary(b, &all, makes_index),
+            });
+        }
+        _ => super::push::print_summary(&summary, json),
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1220,6 +1220,51 @@ impl RegistrySink {
         self.report.size = manifest.len() as u64;
         Ok(self.report.clone())
     }
+
+    /// Push a manifest by its digest, untagged (the images of an index, before the index).
+    pub fn push_manifest_by_digest(&mut self, manifest: &[u8], media_type: &str) -> Result<()> {
+        let d = Digest::of(manifest);
+        let dst = self.remote.at_digest(&d);
+        block_on(async {
+            dst.prime().await;
+            dst.put_manifest(manifest, media_type, &format!("pushing manifest {d}"))
+                .await
+        })
+    }
+
+    /// Bring blobs of another location (a base image's layers) into this repository, as `push`
+    /// does: skipped when the repository has them, mounted when `from` is another repository
+    /// of the same registry, else streamed from `from` (verified) and uploaded.
+    pub fn copy_blobs(&mut self, blobs: &[BlobRef], from: &Location, opts: &Options) -> Result<()> {
+        let opener = blob_opener(from, opts)?;
+        let dst = &self.remote;
+        let mount_from = match from {
+            Location::Registry { reference, .. }
+                if reference.resolve_registry() == dst.reference.resolve_registry()
+                    && reference.repository() != dst.reference.repository() =>
+            {
+                Some(reference.clone())
+            }
+            _ => None,
+        };
+        let progress: PushProgress = Arc::new(|_: &Digest, _: BlobEvent| {});
+        let results: Vec<Result<(Outcome, u64)>> = block_on(async {
+            dst.prime().await;
+            futures_util::stream::iter(blobs.iter().map(|b| {
+                let opener = opener.clone();
+                let progress = progress.clone();
+                let mount_from = mount_from.clone();
+                async move { push_blob(dst, b, opener, mount_from.as_ref(), progress).await }
+            }))
+            .buffer_unordered(PARALLEL_BLOBS)
+            .collect::<Vec<_>>()
+            .await
+        });
+        for r in results {
+            count(&mut self.report, r?);
+        }
+        Ok(())
+    }
 }
 
 impl layout::BlobSink for RegistrySink {

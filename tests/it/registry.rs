@@ -151,6 +151,12 @@ impl Registry {
             .sum()
     }
 
+    /// The registry's log lines so far (one per request, with method and URI).
+    pub fn log_lines(&self) -> Vec<String> {
+        std::thread::sleep(Duration::from_millis(300));
+        self.log.lock().unwrap().clone()
+    }
+
     pub fn reference(&self, repo_tag: &str) -> String {
         format!("{}/{repo_tag}", self.addr)
     }
