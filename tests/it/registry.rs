@@ -1,7 +1,7 @@
 //! Registry tests (push, pull, copy, tags, login, inspect REF) against a real registry process:
 //! Debian's `docker-registry` (distribution 2.8), started on a free loopback port. See issue 3.
 
-use crate::support::{example, fails, json_ok, mlart, run};
+use crate::support::{example, fails, json_ok, leftovers, mlart, run};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -1744,4 +1744,50 @@ fn registry_server_errors_retried() {
             "no 429 for {m} {k}: {seen:?}"
         );
     }
+}
+
+/// A layer whose file differs from what the metadata says (digests of the blobs all fine):
+/// `pull` checks each file with the sha256 taken while writing it, and writes nothing.
+#[test]
+fn pull_refuses_files_that_differ_from_the_metadata() {
+    let env = Env::new();
+    let check =
+        |name: &str, entries: &[(&str, tar::EntryType, &[u8], Option<&str>)], want: &str| {
+            let layout = env.path(&format!("{name}.oci"));
+            hostile_layout(&layout, vec![tar_layer(entries)], &["a.bin"], "image");
+            let out = env.path(&format!("{name}-out"));
+            let err = fails(env.cmd().arg("pull").arg(&layout).arg("-o").arg(&out), 1);
+            assert!(err.contains(want), "{name}: {err}");
+            assert!(!out.exists(), "{name}: partial output");
+            assert!(leftovers(&env.path(""))
+                .iter()
+                .all(|l| !l.contains(".mlart-pull")));
+        };
+    // The metadata says a.bin is "x" (1 byte).
+    check(
+        "changed",
+        &[("models/a.bin", tar::EntryType::Regular, b"y", None)],
+        "does not match the metadata",
+    );
+    check(
+        "longer",
+        &[("models/a.bin", tar::EntryType::Regular, b"xx", None)],
+        "does not match the metadata",
+    );
+    // And the same layout with the right byte pulls.
+    let layout = env.path("right.oci");
+    hostile_layout(
+        &layout,
+        vec![tar_layer(&[(
+            "models/a.bin",
+            tar::EntryType::Regular,
+            b"x",
+            None,
+        )])],
+        &["a.bin"],
+        "image",
+    );
+    let out = env.path("right-out");
+    json_ok(env.cmd().arg("pull").arg(&layout).arg("-o").arg(&out));
+    assert_eq!(fs::read(out.join("a.bin")).unwrap(), b"x");
 }
