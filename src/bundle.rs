@@ -53,6 +53,8 @@ pub struct Options {
     pub arch: String,
     /// Sign: an OMS `model.sig` among the files and an OCI signature of the manifest.
     pub sign: Option<std::sync::Arc<crate::sign::PrivateKey>>,
+    /// `--validate`: the report (metadata `validation`) and the models' I/O (`models[].io`).
+    pub validation: Option<crate::validate::BundleRecord>,
 }
 
 impl Default for Options {
@@ -65,6 +67,7 @@ impl Default for Options {
             os: "linux".into(),
             arch: "amd64".into(),
             sign: None,
+            validation: None,
         }
     }
 }
@@ -162,6 +165,9 @@ pub struct ModelEntry {
     pub framework: Option<String>,
     pub size: u64,
     pub sha256: String,
+    /// ONNX models, with `bundle --validate`: inputs, outputs, opset, IR version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io: Option<crate::validate::ModelIo>,
 }
 
 /// A layer as it appears in the manifest.
@@ -437,6 +443,10 @@ pub fn build<S: BlobSink>(
                 framework: f.framework.clone(),
                 size: fd.size,
                 sha256: fd.sha256.to_string(),
+                io: opts
+                    .validation
+                    .as_ref()
+                    .and_then(|v| v.io.get(&fd.rel).cloned()),
             }
         })
         .collect();
@@ -457,7 +467,7 @@ pub fn build<S: BlobSink>(
         metrics,
         metric_sources,
         env: (!env.files.is_empty()).then_some(env),
-        validation: None,
+        validation: opts.validation.as_ref().map(|v| v.report.clone()),
     };
     let meta_bytes = json::to_canonical_pretty(&metadata);
     let annotations = manifest_annotations(spec, created.as_deref());

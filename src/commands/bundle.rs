@@ -39,6 +39,12 @@ pub struct Args {
     /// signature of the manifest stored beside it in the layout.
     #[arg(long, value_name = "KEY")]
     sign: Option<PathBuf>,
+    /// Validate the ONNX models with ONNX Runtime first: nothing is bundled when a check
+    /// fails (exit 1); the report goes into the metadata and eval/validation.json.
+    #[arg(long)]
+    validate: bool,
+    #[command(flatten)]
+    ort: super::validate::OrtArgs,
     #[command(flatten)]
     registry: super::push::RegistryArgs,
 }
@@ -72,6 +78,8 @@ struct Summary<'a> {
     layers: &'a [bundle::LayerInfo],
     metrics: &'a mlart::metrics::Metrics,
     warnings: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    validation: Option<&'a mlart::validate::Summary>,
     seconds: f64,
 }
 
@@ -95,7 +103,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             "--tag {tag:?} is not a valid OCI tag: use letters, digits, `.`, `_`, `-`"
         )));
     }
-    let opts = Options {
+    let mut opts = Options {
         form: match a.format {
             FormArg::Image => Form::Image,
             FormArg::Artifact => Form::Artifact,
@@ -114,6 +122,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             Some(k) => Some(std::sync::Arc::new(mlart::sign::load_private(k)?)),
             None => None,
         },
+        validation: None,
     };
     if let Some(r) = &a.push {
         return push(&a, r, &spec, &opts, &tag, json, started);
@@ -123,7 +132,11 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("build").join(format!("{}.oci", spec.name)));
     let staging = Staging::new(&output)?;
-    let files = collect::collect(&spec, &[output.clone(), staging.layout_dir()])?;
+    let mut files = collect::collect(&spec, &[output.clone(), staging.layout_dir()])?;
+    let validated = a
+        .validate
+        .then(|| super::validate::before_bundle(&spec, &mut files, &mut opts, &a.ort, json))
+        .transpose()?;
     let total: u64 = files.iter().map(|f| f.size).sum();
     let pb = super::progress_bar(total, json);
     pb.set_message(format!("bundling {}", spec.name));
@@ -152,6 +165,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         layers: &built.layers,
         metrics: &built.metadata.metrics,
         warnings: &built.warnings,
+        validation: validated.as_ref().map(|(_, r)| &r.summary),
         seconds: started.elapsed().as_secs_f64(),
     };
     if json {
@@ -168,6 +182,14 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             super::human_size(built.input_bytes),
             summary.seconds
         );
+        if let Some((_, r)) = &validated {
+            println!(
+                "  validated: {} ONNX model(s) passed, {} not validated (report in {})",
+                r.summary.passed,
+                r.summary.not_validated,
+                super::validate::VALIDATION_FILE
+            );
+        }
         println!(
             "  {} {}: {}",
             if archive { "archive" } else { "layout" },
@@ -214,7 +236,13 @@ fn push(
     };
     let remote = mlart::registry::Remote::new(reference, &a.registry.options())?;
     let mut sink = mlart::registry::RegistrySink::new(remote);
-    let files = collect::collect(spec, &[])?;
+    let mut files = collect::collect(spec, &[])?;
+    let mut opts = opts.clone();
+    let opts = &mut opts;
+    let _validated = a
+        .validate
+        .then(|| super::validate::before_bundle(spec, &mut files, opts, &a.ort, json))
+        .transpose()?;
     let total: u64 = files.iter().map(|f| f.size).sum();
     let pb = super::progress_bar(total, json);
     pb.set_message(format!(

@@ -8,3 +8,4 @@ mod registry;
 mod registry_sign;
 mod sign;
 mod support;
+mod validate;
