@@ -55,6 +55,8 @@ pub struct Options {
     pub variant: Option<String>,
     /// Sign: an OMS `model.sig` among the files and an OCI signature of the manifest.
     pub sign: Option<std::sync::Arc<crate::sign::PrivateKey>>,
+    /// `--validate`: the report (metadata `validation`) and the models' I/O (`models[].io`).
+    pub validation: Option<crate::validate::BundleRecord>,
 }
 
 impl Default for Options {
@@ -68,6 +70,7 @@ impl Default for Options {
             arch: "amd64".into(),
             variant: None,
             sign: None,
+            validation: None,
         }
     }
 }
@@ -168,6 +171,9 @@ pub struct ModelEntry {
     pub framework: Option<String>,
     pub size: u64,
     pub sha256: String,
+    /// ONNX models, with `bundle --validate`: inputs, outputs, opset, IR version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io: Option<crate::validate::ModelIo>,
 }
 
 /// A layer as it appears in the manifest.
@@ -464,6 +470,10 @@ pub fn build_on<S: BlobSink>(
                 framework: f.framework.clone(),
                 size: fd.size,
                 sha256: fd.sha256.to_string(),
+                io: opts
+                    .validation
+                    .as_ref()
+                    .and_then(|v| v.io.get(&fd.rel).cloned()),
             }
         })
         .collect();
@@ -487,7 +497,7 @@ pub fn build_on<S: BlobSink>(
         metrics,
         metric_sources,
         env: (!env.files.is_empty()).then_some(env),
-        validation: None,
+        validation: opts.validation.as_ref().map(|v| v.report.clone()),
         base: None,
     };
     let staged = Staged {

@@ -25,6 +25,7 @@ pub mod registry;
 pub mod schema;
 pub mod sign;
 pub mod spec;
+pub mod validate;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -32,6 +32,9 @@ enum Command {
     Bundle(commands::bundle::Args),
     /// Show what a bundle holds: files, metrics, schema, layers.
     Inspect(commands::inspect::Args),
+    /// ONNX smoke tests with ONNX Runtime: load, schema, synthetic and sample runs, finite
+    /// outputs, latency. Exit 1 when a check fails.
+    Validate(commands::validate::Args),
     /// Release gate: metric thresholds, regressions against a baseline, validation,
     /// signature and schema compatibility. Exit 1 when a gate fails.
     Gate(commands::gate::Args),
@@ -55,6 +58,9 @@ enum Command {
     Login(commands::login::Args),
     /// Remove the stored credentials of a registry.
     Logout(commands::login::LogoutArgs),
+    /// Internal: validate one model for `mlart validate` (request on stdin, report on stdout).
+    #[command(name = "__validate-worker", hide = true)]
+    ValidateWorker,
 }
 
 fn main() -> ExitCode {
@@ -76,6 +82,7 @@ fn main() -> ExitCode {
         Command::Init(a) => commands::init::run(a, json),
         Command::Bundle(a) => commands::bundle::run(a, json),
         Command::Inspect(a) => commands::inspect::run(a, json),
+        Command::Validate(a) => commands::validate::run(a, json),
         Command::Gate(a) => commands::gate::run(a, json),
         Command::Diff(a) => commands::diff::run(a, json),
         Command::Keygen(a) => commands::keygen::run(a, json),
@@ -87,6 +94,7 @@ fn main() -> ExitCode {
         Command::Tags(a) => commands::tags::run(a, json),
         Command::Login(a) => commands::login::run(a, json),
         Command::Logout(a) => commands::login::run_logout(a, json),
+        Command::ValidateWorker => Ok(commands::validate::run_worker()),
     };
     match result {
         Ok(code) => code,

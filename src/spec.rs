@@ -99,6 +99,8 @@ pub struct Entry {
     pub framework: Option<String>,
     /// For eval reports: `metrics: false` keeps the file but does not parse metrics from it.
     pub metrics: bool,
+    /// For model entries: a samples file (inputs and expected outputs) for `mlart validate`.
+    pub samples: Option<String>,
     pub pos: Pos,
 }
 
@@ -219,6 +221,7 @@ struct RawEntry {
     format: Option<String>,
     framework: Option<String>,
     metrics: Option<bool>,
+    samples: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -228,6 +231,7 @@ struct RawEntryMap {
     format: Option<String>,
     framework: Option<String>,
     metrics: Option<bool>,
+    samples: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for RawEntry {
@@ -236,7 +240,7 @@ impl<'de> Deserialize<'de> for RawEntry {
         impl<'de> Visitor<'de> for V {
             type Value = RawEntry;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a path (file, directory or glob) or a mapping with `path:` (and optional `format:`, `framework:`, `metrics:`)")
+                f.write_str("a path (file, directory or glob) or a mapping with `path:` (and optional `format:`, `framework:`, `metrics:`, `samples:`)")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<RawEntry, E> {
                 Ok(RawEntry {
@@ -244,6 +248,7 @@ impl<'de> Deserialize<'de> for RawEntry {
                     format: None,
                     framework: None,
                     metrics: None,
+                    samples: None,
                 })
             }
             fn visit_map<A: MapAccess<'de>>(
@@ -256,6 +261,7 @@ impl<'de> Deserialize<'de> for RawEntry {
                     format: m.format,
                     framework: m.framework,
                     metrics: m.metrics,
+                    samples: m.samples,
                 })
             }
         }
@@ -416,6 +422,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
                 format,
                 framework,
                 metrics,
+                samples,
             } = e.value;
             check_entry_path(&spec, kind, &path, pos)?;
             if let Some(f) = &format {
@@ -448,11 +455,37 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
                     "remove `metrics:`",
                 ));
             }
+            if let Some(sp) = &samples {
+                if !matches!(kind, Kind::Model) {
+                    return Err(spec.error_at(
+                        pos,
+                        format!("`samples` is only for model entries, not in `{kind}`"),
+                        "remove `samples:` or move it to the model's entry in `model:`",
+                    ));
+                }
+                check_entry_path(&spec, kind, sp, pos).map_err(|e| match e {
+                    Error::Spec {
+                        file,
+                        line,
+                        column,
+                        message,
+                        hint,
+                    } => Error::Spec {
+                        file,
+                        line,
+                        column,
+                        message: format!("samples: {message}"),
+                        hint,
+                    },
+                    other => other,
+                })?;
+            }
             out.push(Entry {
                 path,
                 format,
                 framework,
                 metrics: metrics.unwrap_or(true),
+                samples,
                 pos,
             });
         }
@@ -706,6 +739,28 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("only for model")
+        );
+        assert!(
+            p("name: iris\nversion: '1'\ndocs: [{path: a, samples: s.json}]\n")
+                .unwrap_err()
+                .to_string()
+                .contains("`samples` is only for model")
+        );
+        let e = p("name: iris\nversion: '1'\nmodel:\n  - {path: a, samples: ../s.json}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("proj/mlart.yaml:4:") && e.contains("samples:") && e.contains("leaves"),
+            "{e}"
+        );
+        assert_eq!(
+            p("name: iris\nversion: '1'\nmodel: [{path: a.onnx, samples: s/x.json}]\n")
+                .unwrap()
+                .sections[0]
+                .1[0]
+                .samples
+                .as_deref(),
+            Some("s/x.json")
         );
         assert!(
             p("name: iris\nversion: '1'\nmodel: [{path: a, format: tflite2}]\n")

@@ -45,6 +45,12 @@ pub struct Args {
     /// signature of the manifest stored beside it in the layout.
     #[arg(long, value_name = "KEY")]
     sign: Option<PathBuf>,
+    /// Validate the ONNX models with ONNX Runtime first: nothing is bundled when a check
+    /// fails (exit 1); the report goes into the metadata and eval/validation.json.
+    #[arg(long)]
+    validate: bool,
+    #[command(flatten)]
+    ort: super::validate::OrtArgs,
     #[command(flatten)]
     registry: super::push::RegistryArgs,
 }
@@ -78,6 +84,8 @@ struct Summary<'a> {
     layers: &'a [bundle::LayerInfo],
     metrics: &'a mlart::metrics::Metrics,
     warnings: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    validation: Option<&'a mlart::validate::Summary>,
     seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     base: Option<BaseSummary>,
@@ -147,7 +155,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             "--tag {tag:?} is not a valid OCI tag: use letters, digits, `.`, `_`, `-`"
         )));
     }
-    let opts = Options {
+    let mut opts = Options {
         form: match a.format {
             FormArg::Image => Form::Image,
             FormArg::Artifact => Form::Artifact,
@@ -167,6 +175,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             Some(k) => Some(std::sync::Arc::new(mlart::sign::load_private(k)?)),
             None => None,
         },
+        validation: None,
     };
     let base = match &a.base {
         Some(b) => Some(mlart::base::resolve(b, &choice, &a.registry.options())?),
@@ -191,7 +200,11 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("build").join(format!("{}.oci", spec.name)));
     let staging = Staging::new(&output)?;
-    let files = collect::collect(&spec, &[output.clone(), staging.layout_dir()])?;
+    let mut files = collect::collect(&spec, &[output.clone(), staging.layout_dir()])?;
+    let validated = a
+        .validate
+        .then(|| super::validate::before_bundle(&spec, &mut files, &mut opts, &a.ort, json))
+        .transpose()?;
     let base_bytes: u64 = base
         .as_ref()
         .map(|b| b.blobs().iter().map(|x| x.size).sum())
@@ -250,6 +263,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         layers: &built.layers,
         metrics: &built.metadata.metrics,
         warnings: &built.warnings,
+        validation: validated.as_ref().map(|(_, r)| &r.summary),
         seconds: started.elapsed().as_secs_f64(),
         base: base.as_ref().map(|b| base_summary(b, &all, makes_index)),
     };
@@ -267,6 +281,14 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             super::human_size(built.input_bytes),
             summary.seconds
         );
+        if let Some((_, r)) = &validated {
+            println!(
+                "  validated: {} ONNX model(s) passed, {} not validated (report in {})",
+                r.summary.passed,
+                r.summary.not_validated,
+                super::validate::VALIDATION_FILE
+            );
+        }
         println!(
             "  {} {}: {}",
             if archive { "archive" } else { "layout" },
@@ -329,7 +351,13 @@ fn push(
     };
     let remote = mlart::registry::Remote::new(reference, &a.registry.options())?;
     let mut sink = mlart::registry::RegistrySink::new(remote);
-    let files = collect::collect(spec, &[])?;
+    let mut files = collect::collect(spec, &[])?;
+    let mut opts = opts.clone();
+    let opts = &mut opts;
+    let _validated = a
+        .validate
+        .then(|| super::validate::before_bundle(spec, &mut files, opts, &a.ort, json))
+        .transpose()?;
     let total: u64 = files.iter().map(|f| f.size).sum();
     let pb = super::progress_bar(total, json);
     pb.set_message(format!(

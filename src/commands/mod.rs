@@ -12,6 +12,7 @@ pub mod pull;
 pub mod push;
 pub mod sign;
 pub mod tags;
+pub mod validate;
 pub mod verify;
 
 use mlart::Error;

@@ -214,6 +214,37 @@ fn missing_and_nan_metrics_missing_baseline_and_schema_breaks() {
         text.contains("no trusted key") && text.contains("no validation report"),
         "{text}"
     );
+    // the same policy's validation gate passes on a bundle built with --validate
+    let Some(lib) =
+        crate::validate::ort_lib("missing_and_nan_metrics_missing_baseline_and_schema_breaks")
+    else {
+        return;
+    };
+    let validated = t.path().join("validated.oci");
+    json_ok(
+        crate::validate::mlart_ort(&lib)
+            .arg("bundle")
+            .arg("-f")
+            .arg(p.join("mlart.yaml"))
+            .arg("-o")
+            .arg(&validated)
+            .arg("--validate"),
+    );
+    let out = run(mlart()
+        .args(["--json", "gate"])
+        .arg(&validated)
+        .arg("-f")
+        .arg(p.join("mlart.yaml")));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = r["checks"].as_array().unwrap();
+    let v = checks.iter().find(|c| c["name"] == "validation").unwrap();
+    assert_eq!(v["passed"], true, "{r}");
+    assert_eq!(v["reason"], "passed");
+    // still fails on the missing key alone
+    assert_eq!(out.status.code(), Some(1));
+    assert!(checks
+        .iter()
+        .all(|c| c["passed"] == true || c["name"] == "signature"));
 }
 
 #[test]

@@ -10,3 +10,4 @@ mod registry;
 mod registry_sign;
 mod sign;
 mod support;
+mod validate;
