@@ -117,14 +117,7 @@ pub fn print_table(report: &GateReport) {
         .iter()
         .map(|c| {
             vec![
-                if c.skipped {
-                    "skip"
-                } else if c.passed {
-                    "pass"
-                } else {
-                    "FAIL"
-                }
-                .into(),
+                super::status_word(c.passed, c.skipped).into(),
                 c.name.clone(),
                 c.value.map(gate::num).unwrap_or_default(),
                 c.threshold.clone().unwrap_or_default(),

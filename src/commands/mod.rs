@@ -61,6 +61,17 @@ pub fn human_size(n: u64) -> String {
 }
 
 /// A progress bar on stderr when it is a terminal and output is for people; hidden otherwise.
+/// The first column of a check table: `pass`, `FAIL` or `skip`.
+pub fn status_word(passed: bool, skipped: bool) -> &'static str {
+    if skipped {
+        "skip"
+    } else if passed {
+        "pass"
+    } else {
+        "FAIL"
+    }
+}
+
 pub fn progress_bar(total: u64, json: bool) -> indicatif::ProgressBar {
     if json || !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();

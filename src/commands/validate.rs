@@ -352,14 +352,7 @@ pub fn print_human(r: &Report) {
             .iter()
             .map(|c| {
                 vec![
-                    if c.skipped {
-                        "skip"
-                    } else if c.passed {
-                        "pass"
-                    } else {
-                        "FAIL"
-                    }
-                    .to_string(),
+                    super::status_word(c.passed, c.skipped).to_string(),
                     c.name.clone(),
                     c.message.clone(),
                 ]
