@@ -134,12 +134,23 @@ impl Extractor {
         }
     }
 
-    /// Write one regular file from `r`.
-    pub fn file(&mut self, what: &str, rel: &str, mode: u32, r: &mut dyn Read) -> Result<()> {
+    /// Write one regular file from `r` (`size`: the bytes expected, a hint for how to hash).
+    /// The file's sha256 is computed as it is written, and it is on disk (fsync) before this
+    /// returns. A big file is hashed and written by a second thread that also starts the
+    /// kernel's writeback as it goes (crate::offload), so the reading thread (often the
+    /// registry's digest check) and the disk work side by side.
+    pub fn file(
+        &mut self,
+        what: &str,
+        rel: &str,
+        mode: u32,
+        size: u64,
+        r: &mut dyn Read,
+    ) -> Result<()> {
         let rel = clean_path(rel).map_err(|e| refuse(what, e))?;
         self.claim(what, &rel, Made::File)?;
         let path = self.make_parents(what, &rel)?;
-        let mut f = OpenOptions::new()
+        let f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .custom_flags(libc::O_NOFOLLOW)
@@ -155,21 +166,31 @@ impl Extractor {
                     }
                 }
             })?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut h = crate::digest::HashWriter::new(&mut f);
-        loop {
-            if crate::interrupt::requested() {
-                return Err(Error::Interrupted);
-            }
-            let n = match r.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::input(format!("{what}: reading {rel}: {e}"))),
-            };
-            h.write_all(&buf[..n]).ctx("writing", &path)?;
-        }
-        let (_, digest, size) = h.finish();
+        let writing = |e: io::Error| Error::Io {
+            context: format!("writing {}", path.display()),
+            source: e,
+        };
+        let (_, f, digest, size) = crate::offload::hash_write(
+            f,
+            size,
+            crate::offload::Writeback::default(),
+            |w| {
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    if crate::interrupt::requested() {
+                        return Err(Error::Interrupted);
+                    }
+                    let n = match r.read(&mut buf) {
+                        Ok(0) => return Ok(()),
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(Error::input(format!("{what}: reading {rel}: {e}"))),
+                    };
+                    w.write_all(&buf[..n]).map_err(writing)?;
+                }
+            },
+            writing,
+        )?;
         f.sync_all().ctx("writing", &path)?;
         self.digests.insert(rel.clone(), (digest, size));
         self.files.push(rel);
@@ -309,7 +330,8 @@ impl Extractor {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     if want(&rel) {
                         let mode = e.header().mode().unwrap_or(0o644);
-                        self.file(what, &rel, mode, &mut e)?;
+                        let size = e.size();
+                        self.file(what, &rel, mode, size, &mut e)?;
                     }
                 }
                 tar::EntryType::Directory => {

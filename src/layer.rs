@@ -319,7 +319,7 @@ fn header(kind: tar::EntryType, size: u64, mode: u32, mtime: u64) -> tar::Header
 
 /// Write a tar layer of `files` (sorted by path, under `prefix`) through `compression`
 /// into `out`. `capture(f)` says which files to keep in memory for parsing.
-pub fn write_tar<W: Write>(
+pub fn write_tar<W: Write + Send>(
     out: W,
     files: &[&SourceFile],
     prefix: &str,
@@ -328,7 +328,41 @@ pub fn write_tar<W: Write>(
     capture: &dyn Fn(&SourceFile) -> bool,
     progress: &dyn Fn(u64),
 ) -> Result<(W, LayerDigests, Vec<FileDigest>)> {
-    let blob = HashWriter::new(out);
+    // A big layer's own hash and its writes run on a second thread (crate::offload), beside
+    // this one's reading and the files' hashes.
+    let expected: u64 = files.iter().map(|f| f.size).sum();
+    let ((diff_hash, results), out, digest, size) = crate::offload::hash_write(
+        out,
+        expected,
+        crate::offload::NoKick,
+        |blob| tar_into(blob, files, prefix, compression, mtime, capture, progress),
+        |e| io_err("writing the layer", e),
+    )?;
+    let diff_id = diff_hash
+        .map(Digest::from_hasher)
+        .unwrap_or_else(|| digest.clone());
+    Ok((
+        out,
+        LayerDigests {
+            digest,
+            size,
+            diff_id,
+        },
+        results,
+    ))
+}
+
+/// The tar stream of `files` through `compression` into `blob`. Returns the hash of the
+/// uncompressed stream (when compressed) and the files' digests.
+fn tar_into<W: Write>(
+    blob: W,
+    files: &[&SourceFile],
+    prefix: &str,
+    compression: Compression,
+    mtime: u64,
+    capture: &dyn Fn(&SourceFile) -> bool,
+    progress: &dyn Fn(u64),
+) -> Result<(Option<Sha256>, Vec<FileDigest>)> {
     let enc = Encoder::new(blob, compression).map_err(|e| io_err("starting the compressor", e))?;
     let tar_stream = MaybeHash {
         inner: enc,
@@ -370,23 +404,11 @@ pub fn write_tar<W: Write>(
         .into_inner()
         .map_err(|e| io_err("writing the layer", e.into_error()))?;
     let diff_hash = tar_stream.hasher;
-    let blob = tar_stream
+    tar_stream
         .inner
         .finish()
         .map_err(|e| io_err("finishing the compressor", e))?;
-    let (out, digest, size) = blob.finish();
-    let diff_id = diff_hash
-        .map(Digest::from_hasher)
-        .unwrap_or_else(|| digest.clone());
-    Ok((
-        out,
-        LayerDigests {
-            digest,
-            size,
-            diff_id,
-        },
-        results,
-    ))
+    Ok((diff_hash, results))
 }
 
 /// Write one file as a raw (untarred, uncompressed) blob: its digest is the file's sha256.

@@ -19,7 +19,7 @@ pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
 /// Where built blobs go: a layout directory now, a registry upload later.
 pub trait BlobSink {
-    type Writer: Write;
+    type Writer: Write + Send;
     /// Start a new blob of unknown digest.
     fn begin(&mut self) -> Result<Self::Writer>;
     /// Seal a blob written through `begin`.
@@ -320,6 +320,12 @@ pub trait Source {
     fn index_bytes(&mut self) -> Result<Vec<u8>>;
     /// A reader of the raw blob (not verified; use `open_verified`).
     fn open_blob(&mut self, digest: &Digest) -> Result<Box<dyn Read + '_>>;
+    /// A reader of the blob that fails (`InvalidData`) at its end unless it has `size` bytes
+    /// with `digest`. A registry overrides this to hash on its download task.
+    fn open_blob_verified(&mut self, digest: &Digest, size: u64) -> Result<Box<dyn Read + '_>> {
+        let r = self.open_blob(digest)?;
+        Ok(Box::new(VerifyReader::new(r, digest.clone(), size)))
+    }
     /// Candidate signature referrers of `subject` (their manifests still have to be read and
     /// checked). A layout keeps them in index.json; a registry overrides this with the
     /// referrers API or its fallback tag.
@@ -503,9 +509,7 @@ impl Source for ArchiveFile {
 /// Open a blob and verify its size and digest as it is read.
 pub fn open_verified<'a>(src: &'a mut dyn Source, desc: &Descriptor) -> Result<Box<dyn Read + 'a>> {
     let digest = Digest::parse(desc.digest().as_ref()).map_err(Error::Input)?;
-    let size = desc.size();
-    let r = src.open_blob(&digest)?;
-    Ok(Box::new(VerifyReader::new(r, digest, size)))
+    src.open_blob_verified(&digest, desc.size())
 }
 
 /// Read a whole (small) blob, verified, refusing anything over `limit`.

@@ -19,6 +19,7 @@ pub mod json;
 pub mod layer;
 pub mod layout;
 pub mod metrics;
+pub mod offload;
 pub mod pgzip;
 pub mod reference;
 pub mod registry;

@@ -240,15 +240,32 @@ impl Remote {
     /// Open a blob as a stream. Connection drops and truncated bodies are resumed with a
     /// Range request (or restarted); the caller verifies digest and size (`VerifyReader`).
     pub fn open_blob(&self, digest: &Digest) -> Result<BlobReader> {
+        self.blob_stream(digest, None)
+    }
+
+    /// Open a blob as a stream checked against its digest and size: the bytes are hashed as
+    /// they arrive, on the download task (not on the reader's thread, which has its own work),
+    /// and the reader gets an `InvalidData` error instead of the end of a blob that is short,
+    /// long or wrong. Resumes as `open_blob` does.
+    pub fn open_blob_verified(&self, digest: &Digest, size: u64) -> Result<BlobReader> {
+        self.blob_stream(digest, Some(size))
+    }
+
+    fn blob_stream(&self, digest: &Digest, verify: Option<u64>) -> Result<BlobReader> {
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
         let this = self.clone();
         let digest_s = digest.to_string();
+        let expected = digest.clone();
         runtime().spawn(async move {
             this.prime().await;
             let mut offset: u64 = 0;
             let mut attempt = 0u32;
+            let mut hasher = verify.map(|_| <sha2::Sha256 as sha2::Digest>::new());
             loop {
-                let r = if offset == 0 {
+                // Verifying here, ask for the non-verifying stream (a Range from 0): oci-client
+                // would otherwise hash the blob a second time.
+                let own_check = verify.is_some_and(|n| n > 0);
+                let r = if offset == 0 && !own_check {
                     this.client
                         .pull_blob_stream(&this.reference, digest_s.as_str())
                         .await
@@ -286,6 +303,18 @@ impl Remote {
                 while let Some(item) = stream.next().await {
                     match item {
                         Ok(b) => {
+                            if let (Some(size), Some(h)) = (verify, hasher.as_mut()) {
+                                if offset + b.len() as u64 > size {
+                                    let _ = tx
+                                        .send(Err(io::Error::new(
+                                            io::ErrorKind::InvalidData,
+                                            format!("blob {expected} is larger than its descriptor's size {size}"),
+                                        )))
+                                        .await;
+                                    return;
+                                }
+                                sha2::Digest::update(h, &b);
+                            }
                             offset += b.len() as u64;
                             if tx.send(Ok(b)).await.is_err() {
                                 return; // the reader is gone
@@ -297,9 +326,30 @@ impl Remote {
                         }
                     }
                 }
-                let short = len.is_some_and(|l| offset < l);
+                let short = len.or(verify).is_some_and(|l| offset < l);
                 match failed {
-                    None if !short => return,
+                    None if !short => {
+                        if let (Some(size), Some(h)) = (verify, hasher.take()) {
+                            let got = Digest::from_hasher(h);
+                            let bad = if offset != size {
+                                Some(format!(
+                                    "blob {expected} is truncated: {offset} of {size} bytes"
+                                ))
+                            } else if got != expected {
+                                Some(format!(
+                                    "blob {expected} does not match its digest (got {got})"
+                                ))
+                            } else {
+                                None
+                            };
+                            if let Some(msg) = bad {
+                                let _ = tx
+                                    .send(Err(io::Error::new(io::ErrorKind::InvalidData, msg)))
+                                    .await;
+                            }
+                        }
+                        return;
+                    }
                     Some(e) if is_verification(&e) => {
                         let _ = tx
                             .send(Err(io::Error::new(io::ErrorKind::InvalidData, e)))
@@ -626,6 +676,16 @@ impl Source for RegistrySource {
             return Ok(Box::new(io::Cursor::new(raw)));
         }
         Ok(Box::new(self.remote.open_blob(digest)?))
+    }
+
+    fn open_blob_verified(&mut self, digest: &Digest, size: u64) -> Result<Box<dyn Read + '_>> {
+        if self.referrer_manifests.contains(digest)
+            || self.manifest.as_ref().is_some_and(|(_, d, _)| d == digest)
+        {
+            let r = self.open_blob(digest)?;
+            return Ok(Box::new(VerifyReader::new(r, digest.clone(), size)));
+        }
+        Ok(Box::new(self.remote.open_blob_verified(digest, size)?))
     }
 
     /// The signature referrers of `subject`: the referrers API, or the fallback tag.

@@ -295,7 +295,7 @@ pub fn pull(
                     Error::input(format!("{label}: a raw layer without a title annotation"))
                 })?;
             if want(&title) {
-                x.file(&label, &title, 0o644, &mut reader)?;
+                x.file(&label, &title, 0o644, l.size(), &mut reader)?;
             } else {
                 io::copy(&mut reader, &mut io::sink()).map_err(bad)?;
             }
@@ -446,7 +446,8 @@ fn cache_hit(path: &Path, digest: &Digest, size: u64) -> bool {
     ok
 }
 
-/// Stream `r` (verified against digest and size) into the cache: temp file, then rename.
+/// Stream `r` into the cache: temp file, then rename. `r` must be a verified reader
+/// (`open_blob_verified`): it fails at its end unless the blob has its digest and size.
 fn store_in_cache(
     what: &str,
     r: &mut dyn Read,
@@ -464,7 +465,7 @@ fn store_in_cache(
         .ctx("creating a file in", dir)?;
     {
         let mut r = Progress {
-            inner: VerifyReader::new(r, digest.clone(), size),
+            inner: r,
             digest: digest.clone(),
             f: progress,
         };
@@ -502,7 +503,7 @@ fn ensure_cached(
         return Ok((path, true));
     }
     let what = src.describe();
-    let mut r = src.open_blob(digest)?;
+    let mut r = src.open_blob_verified(digest, desc.size())?;
     let path = store_in_cache(&what, &mut r, digest, desc.size(), dir, progress)?;
     Ok((path, false))
 }
@@ -535,7 +536,7 @@ fn prefetch(
                         if crate::interrupt::requested() {
                             return Err(Error::Interrupted);
                         }
-                        let mut r = remote.open_blob(&d)?;
+                        let mut r = remote.open_blob_verified(&d, size)?;
                         store_in_cache(&what, &mut r, &d, size, dir, progress)?;
                     }
                 })

@@ -503,23 +503,43 @@ fn registry_corrupted_blob_detected() {
         .unwrap()
         .to_string();
     let data = reg.blob_file(&model_layer);
-    let mut bytes = fs::read(&data).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xff;
-    fs::write(&data, &bytes).unwrap();
-
-    let out = env.path("out");
-    let out_res = run(env
-        .cmd()
-        .args(["pull", &r, "--kind", "model", "-o"])
-        .arg(&out));
-    assert!(!out_res.status.success(), "a corrupt blob was accepted");
-    let err = String::from_utf8_lossy(&out_res.stderr);
-    assert!(
-        err.contains("digest") || err.contains("does not match"),
-        "{err}"
-    );
-    assert!(!out.exists(), "no partial output");
+    let good = fs::read(&data).unwrap();
+    // A flipped byte, a longer and a shorter blob, each through the cache and without it:
+    // the digest is checked while the blob streams (on the download task) either way.
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0xff;
+    let mut longer = good.clone();
+    longer.extend_from_slice(b"extra");
+    let shorter = good[..good.len() - 100].to_vec();
+    for (name, bytes, word) in [
+        ("flipped", &flipped, "does not match its digest"),
+        ("longer", &longer, "larger than its descriptor"),
+        ("shorter", &shorter, "truncated"),
+    ] {
+        fs::write(&data, bytes).unwrap();
+        for cache in [true, false] {
+            let out = env.path(&format!("out-{name}-{cache}"));
+            let mut cmd = env.cmd();
+            cmd.args(["pull", &r, "--kind", "model", "-o"]).arg(&out);
+            if !cache {
+                cmd.arg("--no-cache");
+            }
+            let out_res = run(&mut cmd);
+            assert!(
+                !out_res.status.success(),
+                "a {name} blob was accepted (cache {cache})"
+            );
+            let err = String::from_utf8_lossy(&out_res.stderr);
+            assert!(err.contains(word), "{name}, cache {cache}: {err}");
+            assert!(!out.exists(), "no partial output");
+            let left: Vec<String> = fs::read_dir(env.path("."))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".mlart-"))
+                .collect();
+            assert!(left.is_empty(), "{name}: left behind {left:?}");
+        }
+    }
     // Nothing corrupt was cached.
     let cache = env.path("cache/mlart/blobs/sha256");
     if cache.exists() {
@@ -529,6 +549,18 @@ fn registry_corrupted_blob_detected() {
             assert_ne!(format!("sha256:{name}"), model_layer, "corrupt blob cached");
         }
     }
+    // Mended, the same pull works through the cache and without it.
+    fs::write(&data, &good).unwrap();
+    json_ok(
+        env.cmd()
+            .args(["pull", &r, "--kind", "model", "-o"])
+            .arg(env.path("ok1")),
+    );
+    json_ok(
+        env.cmd()
+            .args(["pull", &r, "--kind", "model", "--no-cache", "-o"])
+            .arg(env.path("ok2")),
+    );
 }
 
 // ---------------- hostile layers ----------------
