@@ -289,13 +289,29 @@ impl Remote {
                 let (len, mut stream) = match r {
                     Ok(v) => v,
                     Err(e) if attempt < max_retries() && retryable(&e) => {
-                        tracing::debug!("blob {digest_s}: {e}; retrying");
-                        tokio::time::sleep(backoff(attempt, &e)).await;
-                        attempt += 1;
-                        continue;
+                        let what = format!("blob {digest_s}");
+                        match backoff(&what, attempt, &e) {
+                            Some(wait) if pause(wait).await => {
+                                attempt += 1;
+                                continue;
+                            }
+                            Some(_) => {
+                                let _ = tx.send(Err(io::Error::other("interrupted"))).await;
+                                return;
+                            }
+                            None => {}
+                        }
+                        let msg = wait_refused(&e)
+                            .map(|m| format!("blob {digest_s}: {m}"))
+                            .unwrap_or_else(|| describe_oci(&e));
+                        let _ = tx.send(Err(io::Error::other(msg))).await;
+                        return;
                     }
                     Err(e) => {
-                        let _ = tx.send(Err(io::Error::other(describe_oci(&e)))).await;
+                        let msg = wait_refused(&e)
+                            .map(|m| format!("blob {digest_s}: {m}"))
+                            .unwrap_or_else(|| describe_oci(&e));
+                        let _ = tx.send(Err(io::Error::other(msg))).await;
                         return;
                     }
                 };
@@ -490,23 +506,233 @@ fn backoff_base(attempt: u32) -> Duration {
     Duration::from_millis((ms << attempt.min(6)).min(8_000))
 }
 
-fn backoff(attempt: u32, e: &OciDistributionError) -> Duration {
-    let base = backoff_base(attempt);
-    // oci-client does not hand us the Retry-After header: wait longer on 429.
-    if status_of(e) == Some(429) {
-        base * 4
-    } else {
-        base
+/// The cap on a registry's `Retry-After` (`MLART_RETRY_AFTER_MAX` seconds, default 60): asked
+/// to wait longer, mlart gives up at once (`wait_refused`).
+fn retry_after_max() -> Duration {
+    Duration::from_secs(
+        std::env::var("MLART_RETRY_AFTER_MAX")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(60),
+    )
+}
+
+/// A `Retry-After` beyond this is not a wait but a broken header: ordinary backoff instead.
+const RETRY_AFTER_ABSURD: Duration = Duration::from_secs(24 * 3600);
+
+/// The `Retry-After` text of a 429 or 503 (or of a retryable registry error envelope, which
+/// comes from a 429), as the vendored oci-client keeps it (vendor/README.md).
+fn retry_after_header(e: &OciDistributionError) -> Option<&str> {
+    match e {
+        OciDistributionError::ServerError {
+            code: 429 | 503,
+            retry_after,
+            ..
+        } => retry_after.as_deref(),
+        OciDistributionError::RegistryError { retry_after, .. } if retryable(e) => {
+            retry_after.as_deref()
+        }
+        _ => None,
     }
 }
 
-/// The HTTP status behind an oci-client error, when it has one.
-fn status_of(e: &OciDistributionError) -> Option<u16> {
-    match e {
-        OciDistributionError::ServerError { code, .. } => Some(*code),
-        OciDistributionError::RequestError(r) => r.status().map(|s| s.as_u16()),
-        _ => None,
+/// The wait a `Retry-After` value asks for (RFC 9110 section 10.2.3: delay-seconds, or an
+/// HTTP-date in any of its three forms, against the clock `now`; a date past is no wait).
+/// None when it is neither, or absurd (more than a day): the caller backs off as usual.
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = value.trim_matches([' ', '\t']);
+    let wait = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        Duration::from_secs(v.parse::<u64>().ok()?)
+    } else {
+        let secs = u64::try_from(parse_http_date(v)?).unwrap_or(0); // before 1970: past
+        let at = std::time::UNIX_EPOCH.checked_add(Duration::from_secs(secs))?;
+        at.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    (wait <= RETRY_AFTER_ABSURD).then_some(wait)
+}
+
+/// Seconds since the Unix epoch of an HTTP-date (RFC 9110 section 5.6.7): IMF-fixdate
+/// `Sun, 06 Nov 1994 08:49:37 GMT`, rfc850 `Sunday, 06-Nov-94 08:49:37 GMT`, asctime
+/// `Sun Nov  6 08:49:37 1994`.
+fn parse_http_date(s: &str) -> Option<i64> {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const LONG: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = |m: &str| MONTHS.iter().position(|x| *x == m).map(|i| i as u32 + 1);
+    let num = |t: &str, len: usize| -> Option<u32> {
+        (t.len() == len && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    let (year, mon, day, time) = if let Some((name, rest)) = s.split_once(", ") {
+        let f: Vec<&str> = rest.split(' ').collect();
+        if DAYS.contains(&name) && f.len() == 5 && f[4] == "GMT" {
+            // IMF-fixdate: 06 Nov 1994 08:49:37 GMT
+            (num(f[2], 4)?, month(f[1])?, num(f[0], 2)?, f[3])
+        } else if LONG.contains(&name) && f.len() == 3 && f[2] == "GMT" {
+            // rfc850: 06-Nov-94 08:49:37 GMT; a two-digit year is the most recent one that
+            // is not more than 50 years ahead.
+            let d: Vec<&str> = f[0].split('-').collect();
+            if d.len() != 3 {
+                return None;
+            }
+            let yy = num(d[2], 2)?;
+            let this = 1970 + (now_secs() / 31_556_952) as u32;
+            let mut year = this - this % 100 + yy;
+            if year > this + 50 {
+                year -= 100;
+            }
+            (year, month(d[1])?, num(d[0], 2)?, f[1])
+        } else {
+            return None;
+        }
+    } else {
+        // asctime: Sun Nov  6 08:49:37 1994 (the day is padded with a space)
+        let (name, rest) = s.split_once(' ')?;
+        let (mon, rest) = rest.split_once(' ')?;
+        let (day, rest) = match rest.strip_prefix(' ') {
+            Some(r) => (num(r.get(..1)?, 1)?, r.get(1..)?),
+            None => (num(rest.get(..2)?, 2)?, rest.get(2..)?),
+        };
+        let f: Vec<&str> = rest.strip_prefix(' ')?.split(' ').collect();
+        if !DAYS.contains(&name) || f.len() != 2 {
+            return None;
+        }
+        (num(f[1], 4)?, month(mon)?, day, f[0])
+    };
+    let t: Vec<&str> = time.split(':').collect();
+    if t.len() != 3 {
+        return None;
     }
+    let (h, m, sec) = (num(t[0], 2)?, num(t[1], 2)?, num(t[2], 2)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let mdays = match mon {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if day == 0 || day > mdays || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    Some(days_from_civil(year as i64, mon, day) * 86_400 + (h * 3600 + m * 60 + sec) as i64)
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// How long to wait before trying again after `e` (attempt `attempt`, from 0): the registry's
+/// `Retry-After` on a 429/503 when it has a usable one (never less than the ordinary backoff),
+/// else exponential backoff. None: the registry asks for more than `MLART_RETRY_AFTER_MAX`,
+/// so give up now (`wait_refused` says why).
+fn backoff(what: &str, attempt: u32, e: &OciDistributionError) -> Option<Duration> {
+    let base = backoff_base(attempt);
+    let why = describe_oci(e);
+    let Some(raw) = retry_after_header(e) else {
+        tracing::debug!("{what}: {why}; retrying in {base:?} (backoff, attempt {attempt})");
+        return Some(base);
+    };
+    match parse_retry_after(raw, std::time::SystemTime::now()) {
+        Some(asked) if asked > retry_after_max() => {
+            tracing::debug!(
+                "{what}: {why}; the registry asks to retry after {asked:?} (Retry-After: {raw:?}), more than MLART_RETRY_AFTER_MAX ({:?}): giving up",
+                retry_after_max()
+            );
+            None
+        }
+        Some(asked) => {
+            let wait = asked.max(base);
+            tracing::debug!(
+                "{what}: {why}; retrying in {wait:?} (Retry-After: {raw:?}, backoff {base:?})"
+            );
+            Some(wait)
+        }
+        None => {
+            tracing::debug!(
+                "{what}: {why}; Retry-After {raw:?} is neither seconds nor an HTTP-date (or absurd): retrying in {base:?} (backoff, attempt {attempt})"
+            );
+            Some(base)
+        }
+    }
+}
+
+/// Sleep `d`, waking early on Ctrl-C (a `Retry-After` wait can be a minute): false when
+/// interrupted, and the caller gives up (`map_err` then reports the interruption).
+async fn pause(d: Duration) -> bool {
+    let end = tokio::time::Instant::now() + d;
+    loop {
+        if crate::interrupt::requested() {
+            return false;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= end {
+            return true;
+        }
+        tokio::time::sleep((end - now).min(Duration::from_millis(100))).await;
+    }
+}
+
+/// When `e` carries a `Retry-After` above `MLART_RETRY_AFTER_MAX`: why mlart did not wait.
+fn wait_refused(e: &OciDistributionError) -> Option<String> {
+    let asked = parse_retry_after(retry_after_header(e)?, std::time::SystemTime::now())?;
+    let max = retry_after_max();
+    if asked <= max {
+        return None;
+    }
+    let (status, url) = match e {
+        OciDistributionError::ServerError { code, url, .. } => (
+            http::StatusCode::from_u16(*code)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|_| code.to_string()),
+            url,
+        ),
+        OciDistributionError::RegistryError { envelope, url, .. } => (
+            envelope
+                .errors
+                .iter()
+                .map(|x| format!("{:?}", x.code).to_ascii_uppercase())
+                .collect::<Vec<_>>()
+                .join(", "),
+            url,
+        ),
+        _ => return None,
+    };
+    let registry = url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| url.clone());
+    // A date a fraction of a second ahead still asks for that second.
+    let secs = asked.as_secs() + u64::from(asked.subsec_nanos() > 0);
+    Some(format!(
+        "the registry {registry} answered {status} and asks to retry after {secs} s, more than the {} s mlart waits (MLART_RETRY_AFTER_MAX); try again later or raise MLART_RETRY_AFTER_MAX",
+        max.as_secs()
+    ))
 }
 
 /// The registry (or a proxy in front of it) refuses a request body that large.
@@ -546,9 +772,11 @@ where
         match f().await {
             Ok(v) => return Ok(v),
             Err(e) if attempt < max_retries() && retryable(&e) => {
-                tracing::debug!("{what}: {}; retrying", describe_oci(&e));
-                tokio::time::sleep(backoff(attempt, &e)).await;
-                attempt += 1;
+                // Refused (`map_err` says why: `wait_refused`) or interrupted: give up.
+                match backoff(what, attempt, &e) {
+                    Some(wait) if pause(wait).await => attempt += 1,
+                    _ => return Err(e),
+                }
             }
             Err(e) => return Err(e),
         }
@@ -588,6 +816,11 @@ fn is_auth_error(e: &OciDistributionError) -> bool {
 
 fn map_err(what: &str, doing: &str, e: OciDistributionError) -> Error {
     match &e {
+        _ if crate::interrupt::requested() => Error::Interrupted,
+        e if wait_refused(e).is_some() => Error::input(format!(
+            "{what}: {doing}: {}",
+            wait_refused(e).unwrap_or_default()
+        )),
         e if is_auth_error(e) => Error::input(format!(
             "{what}: {doing}: the registry asks for credentials (or refused them): run `mlart login <registry>` or check ~/.docker/config.json"
         )),
@@ -1043,12 +1276,16 @@ async fn push_blob(
                 chunked = true;
             }
             Err(e) if attempt < max_retries() && retryable(&e) => {
-                tracing::debug!("uploading {d}: {}; retrying", describe_oci(&e));
+                let Some(wait) = backoff(&format!("uploading {d}"), attempt, &e) else {
+                    return Err(map_err(&what, &format!("uploading blob {d}"), e));
+                };
                 progress(
                     &b.digest,
                     BlobEvent::Retry(sent.load(std::sync::atomic::Ordering::Relaxed)),
                 );
-                tokio::time::sleep(backoff(attempt, &e)).await;
+                if !pause(wait).await {
+                    return Err(Error::Interrupted);
+                }
                 attempt += 1;
             }
             Err(e) => return Err(map_err(&what, &format!("uploading blob {d}"), e)),
@@ -1648,4 +1885,193 @@ pub fn push_referrers(
     ))?;
     done.tag = Some(tag);
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// 1994-11-06 08:49:37 UTC, the example of RFC 9110.
+    const RFC_EXAMPLE: i64 = 784_111_777;
+
+    fn at(secs: i64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs as u64)
+    }
+
+    #[test]
+    fn delay_seconds() {
+        let now = SystemTime::now();
+        for (v, want) in [
+            ("2", 2),
+            ("0", 0),
+            (" 7\t", 7),
+            ("0002", 2),
+            ("86400", 86_400),
+        ] {
+            assert_eq!(
+                parse_retry_after(v, now),
+                Some(Duration::from_secs(want)),
+                "{v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_negative_and_absurd_values_are_none() {
+        let now = SystemTime::now();
+        for v in [
+            "",
+            " ",
+            "soon",
+            "-5",
+            "+3",
+            "1.5",
+            "2 s",
+            "2s",
+            "0x10",
+            "١٢", // Arabic-Indic digits
+            "86401",
+            "1000000000",
+            "99999999999999999999999",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 94 08:49:37 GMT",
+            "Sun, 31 Feb 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Nov 1994 08:60:00 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Xyz, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-1994 08:49:37 GMT",
+            "Sun Nov 6 08:49:37 1994",
+            "Sun Nov  6 08:49 1994",
+            "Sun Nov \u{e9}6 08:49:37 1994",
+            "Thu, 29 Feb 1900 00:00:00 GMT",
+            // A date far ahead is absurd too.
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            assert_eq!(parse_retry_after(v, now), None, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn http_dates_in_all_three_forms() {
+        for v in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(parse_http_date(v), Some(RFC_EXAMPLE), "{v:?}");
+            // Against a clock 30 s before that date: 30 s; after it: no wait.
+            assert_eq!(
+                parse_retry_after(v, at(RFC_EXAMPLE - 30)),
+                Some(Duration::from_secs(30)),
+                "{v:?}"
+            );
+            assert_eq!(
+                parse_retry_after(v, at(RFC_EXAMPLE + 5)),
+                Some(Duration::ZERO),
+                "{v:?}"
+            );
+        }
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            parse_http_date("Tue, 29 Feb 2000 23:59:60 GMT"),
+            Some(951_868_800)
+        );
+        assert_eq!(
+            parse_http_date("Sun Nov 16 08:49:37 1994"),
+            Some(RFC_EXAMPLE + 10 * 86_400)
+        );
+        // Before 1970: in the past, no wait.
+        assert_eq!(
+            parse_retry_after("Mon, 01 Jan 1900 00:00:00 GMT", SystemTime::now()),
+            Some(Duration::ZERO)
+        );
+        // rfc850's two-digit year: at most 50 years ahead, else the century before.
+        let this = 1970 + now_secs() / 31_556_952;
+        let yy = (this + 10) % 100;
+        let d = parse_http_date(&format!("Monday, 01-Jan-{yy:02} 00:00:00 GMT")).unwrap();
+        assert!(d > now_secs() as i64, "{d}");
+        let yy = (this + 60) % 100;
+        let d = parse_http_date(&format!("Monday, 01-Jan-{yy:02} 00:00:00 GMT")).unwrap();
+        assert!(d < now_secs() as i64, "{d}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_header_text_never_panics(v in "\\PC{0,40}") {
+            let _ = parse_retry_after(&v, SystemTime::now());
+        }
+
+        #[test]
+        fn date_like_text_never_panics(
+            v in "[A-Za-z]{0,9},? ?[0-9 ]{0,3}[- ]?[A-Za-z]{0,3}[- ]?[0-9]{0,5} [0-9:]{0,9} ?(GMT)?"
+        ) {
+            let _ = parse_retry_after(&v, SystemTime::now());
+        }
+    }
+
+    fn server_error(code: u16, retry_after: Option<&str>) -> OciDistributionError {
+        OciDistributionError::ServerError {
+            code,
+            url: "http://registry.example:5000/v2/ml/iris/blobs/uploads/".into(),
+            message: String::new(),
+            retry_after: retry_after.map(str::to_string),
+        }
+    }
+
+    /// What the vendored oci-client keeps of the response reaches the backoff: 429 and 503
+    /// honour it, other codes do not; garbage falls back to the exponential backoff.
+    #[test]
+    fn backoff_follows_the_retry_after_the_client_kept() {
+        let base = backoff_base(0);
+        assert!(base < Duration::from_secs(2));
+        let b = |code, ra| backoff("t", 0, &server_error(code, ra));
+        assert_eq!(b(429, Some("2")), Some(Duration::from_secs(2)));
+        assert_eq!(b(503, Some("3")), Some(Duration::from_secs(3)));
+        assert_eq!(b(429, Some("0")), Some(base), "never less than the backoff");
+        assert_eq!(b(500, Some("3")), Some(base), "only 429 and 503");
+        assert_eq!(b(429, None), Some(base));
+        for garbage in ["soon", "-5", "", "99999999999999999999999", "1000000000"] {
+            assert_eq!(b(429, Some(garbage)), Some(base), "{garbage:?}");
+            assert!(wait_refused(&server_error(429, Some(garbage))).is_none());
+        }
+        // A TOOMANYREQUESTS envelope (a 429 with a JSON body) carries it too.
+        let envelope = serde_json::from_str(
+            r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#,
+        )
+        .unwrap();
+        let e = OciDistributionError::RegistryError {
+            envelope,
+            url: "https://registry.example/v2/ml/iris/manifests/1".into(),
+            retry_after: Some("4".into()),
+        };
+        assert_eq!(backoff("t", 0, &e), Some(Duration::from_secs(4)));
+    }
+
+    #[test]
+    fn a_wait_above_the_cap_gives_up_with_a_clear_message() {
+        let e = server_error(429, Some("3600"));
+        assert_eq!(backoff("t", 0, &e), None);
+        let msg = wait_refused(&e).unwrap();
+        assert!(msg.contains("registry.example:5000"), "{msg}");
+        assert!(msg.contains("429 Too Many Requests"), "{msg}");
+        assert!(msg.contains("retry after 3600 s"), "{msg}");
+        assert!(msg.contains("MLART_RETRY_AFTER_MAX"), "{msg}");
+        let msg = map_err("registry.example:5000/ml/iris:1", "uploading blob x", e).to_string();
+        assert!(msg.starts_with("registry.example:5000/ml/iris:1: uploading blob x: the registry registry.example:5000 answered 429"), "{msg}");
+        // At the cap itself it waits.
+        assert_eq!(
+            backoff("t", 0, &server_error(503, Some("60"))),
+            Some(Duration::from_secs(60))
+        );
+        assert!(wait_refused(&server_error(503, Some("60"))).is_none());
+        // 61 s on a 503: refused, its status named.
+        let msg = wait_refused(&server_error(503, Some("61"))).unwrap();
+        assert!(
+            msg.contains("503 Service Unavailable") && msg.contains("after 61 s"),
+            "{msg}"
+        );
+    }
 }

@@ -57,12 +57,14 @@ impl Reply {
     }
 }
 
-/// One request seen: method, target, the status the hook answered (None: forwarded).
+/// One request seen: method, target, the status the hook answered (None: forwarded), and
+/// when it had been read (head and body), before the answer.
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub method: String,
     pub target: String,
     pub injected: Option<u16>,
+    pub at: std::time::Instant,
 }
 
 pub struct HttpProxy {
@@ -101,11 +103,13 @@ fn serve(mut c: std::net::TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, ho
     let Some(req) = read_request(&mut c) else {
         return;
     };
+    let at = std::time::Instant::now();
     let reply = hook(&req);
     seen.lock().unwrap().push(Seen {
         method: req.method.clone(),
         target: req.target.clone(),
         injected: reply.as_ref().map(|r| r.status),
+        at,
     });
     if let Some(r) = reply {
         let mut out = format!("HTTP/1.1 {} Injected\r\n", r.status);

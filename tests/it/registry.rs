@@ -1778,6 +1778,442 @@ fn registry_server_errors_retried() {
     }
 }
 
+// ---------------- Retry-After ----------------
+
+/// The kind of a registry request, and what its retry has in common with it (the blob upload's
+/// PUT carries `?digest=`; the session URL differs per try).
+fn retry_key(method: &str, target: &str) -> Option<(&'static str, String)> {
+    let path = target.split('?').next().unwrap_or("");
+    match method {
+        "PUT" if path.contains("/blobs/uploads/") => {
+            let d = target.split("digest=").nth(1)?;
+            Some(("upload PUT", d.split('&').next()?.to_string()))
+        }
+        "HEAD" if path.contains("/blobs/") => Some(("blob HEAD", target.into())),
+        "GET" if path.contains("/blobs/") => Some(("blob GET", target.into())),
+        "GET" if path.contains("/manifests/") => Some(("manifest GET", target.into())),
+        "PUT" if path.contains("/manifests/") => Some(("manifest PUT", target.into())),
+        _ => None,
+    }
+}
+
+/// `secs` (Unix time) as an HTTP-date, by `date` (not by mlart's parser): `imf` (`Sun, 06 Nov
+/// 1994 08:49:37 GMT`) or `asctime` (`Sun Nov  6 08:49:37 1994`).
+fn http_date(secs: u64, form: &str) -> String {
+    let fmt = match form {
+        "imf" => "+%a, %d %b %Y %H:%M:%S GMT",
+        _ => "+%a %b %e %H:%M:%S %Y",
+    };
+    let out = Command::new("date")
+        .env("LC_ALL", "C")
+        .args(["-u", "-d", &format!("@{secs}"), fmt])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+type Inject = Box<dyn Fn() -> crate::httpproxy::Reply + Send + Sync>;
+
+/// Push iris, then pull it (`--no-cache`), through a proxy that answers the first request of
+/// each kind in `inject` itself. Checks the pull gives the pushed digest and model, and that
+/// each answered request was tried again no sooner than `min` after (and not absurdly later).
+/// `MLART_RETRY_BASE_MS` is 20 (`Env::cmd`): only the registry's `Retry-After` explains a
+/// wait of seconds. Returns the gaps seen, by kind.
+fn retry_after_round(
+    name: &str,
+    inject: Vec<(&'static str, Inject)>,
+    min: Duration,
+) -> Vec<(&'static str, Duration)> {
+    use crate::httpproxy::HttpProxy;
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    let Some(reg) = Registry::start(name) else {
+        return Vec::new();
+    };
+    let env = Env::new();
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    let kinds: Vec<&'static str> = inject.iter().map(|(k, _)| *k).collect();
+    let done: Mutex<HashSet<&'static str>> = Mutex::new(HashSet::new());
+    let proxy = HttpProxy::start(&reg.addr, move |req| {
+        let (kind, _) = retry_key(&req.method, &req.target)?;
+        let (_, reply) = inject.iter().find(|(k, _)| *k == kind)?;
+        done.lock().unwrap().insert(kind).then(reply)
+    });
+    let r = format!("{}/ml/iris:1", proxy.addr);
+    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let pulling = Instant::now();
+    let out = env.path("out");
+    let p = json_ok(env.cmd().args(["pull", &r, "--no-cache", "-o"]).arg(&out));
+    assert_eq!(p["digest"], v["digest"]);
+    assert_eq!(
+        fs::read(out.join("model/iris.onnx")).unwrap(),
+        fs::read(example().join("model/iris.onnx")).unwrap()
+    );
+    let seen = proxy.seen();
+    let mut gaps = Vec::new();
+    for kind in kinds {
+        let (i, first) = seen
+            .iter()
+            .enumerate()
+            .find(|(_, s)| {
+                s.injected.is_some() && retry_key(&s.method, &s.target).unwrap().0 == kind
+            })
+            .unwrap_or_else(|| panic!("{name}: no {kind} answered by the proxy: {seen:?}"));
+        if kind.ends_with(" GET") {
+            assert!(
+                first.at > pulling,
+                "{name}: the {kind} answered was not the pull's"
+            );
+        }
+        let key = retry_key(&first.method, &first.target);
+        let again = seen[i + 1..]
+            .iter()
+            .find(|s| retry_key(&s.method, &s.target) == key)
+            .unwrap_or_else(|| panic!("{name}: {kind} was not tried again: {seen:?}"));
+        let gap = again.at - first.at;
+        assert!(
+            gap >= min,
+            "{name}: {kind} tried again after {gap:?} (< {min:?})"
+        );
+        assert!(
+            gap < min + Duration::from_secs(5),
+            "{name}: {kind} tried again only after {gap:?}"
+        );
+        gaps.push((kind, gap));
+    }
+    gaps
+}
+
+/// 429 with `Retry-After: 2` on a blob upload (push) and on the manifest GET (pull; there with
+/// the TOOMANYREQUESTS error body distribution sends): each is tried again 2 s later, not after
+/// the 20 ms backoff, and push and pull complete.
+#[test]
+fn registry_retry_after_seconds_honoured() {
+    use crate::httpproxy::Reply;
+    let envelope =
+        br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down","detail":null}]}"#;
+    retry_after_round(
+        "registry_retry_after_seconds_honoured",
+        vec![
+            (
+                "upload PUT",
+                Box::new(|| Reply::status(429).header("Retry-After", "2")),
+            ),
+            (
+                "manifest GET",
+                Box::new(|| {
+                    Reply::status(429)
+                        .header("Retry-After", "2")
+                        .body("application/json", envelope.to_vec())
+                }),
+            ),
+        ],
+        Duration::from_secs(2),
+    );
+}
+
+/// `Retry-After` as an HTTP-date, 3 s ahead: IMF-fixdate on a blob upload, asctime on the
+/// manifest GET. Whole seconds, so the wait is at least 2 s.
+#[test]
+fn registry_retry_after_http_date_honoured() {
+    use crate::httpproxy::Reply;
+    retry_after_round(
+        "registry_retry_after_http_date_honoured",
+        vec![
+            (
+                "upload PUT",
+                Box::new(|| {
+                    Reply::status(429).header("Retry-After", &http_date(unix_now() + 3, "imf"))
+                }),
+            ),
+            (
+                "manifest GET",
+                Box::new(|| {
+                    Reply::status(429).header("Retry-After", &http_date(unix_now() + 3, "asctime"))
+                }),
+            ),
+        ],
+        Duration::from_secs(2),
+    );
+}
+
+/// 503 with `Retry-After: 2` on a blob HEAD and a blob upload (push) and a blob GET (pull).
+#[test]
+fn registry_retry_after_on_503() {
+    use crate::httpproxy::Reply;
+    let r = || -> Inject {
+        Box::new(|| {
+            Reply::status(503)
+                .header("Retry-After", "2")
+                .body("text/plain", b"down for maintenance".to_vec())
+        })
+    };
+    retry_after_round(
+        "registry_retry_after_on_503",
+        vec![("blob HEAD", r()), ("upload PUT", r()), ("blob GET", r())],
+        Duration::from_secs(2),
+    );
+}
+
+/// Values that are no delay: words, negative, fractional, empty, numbers too large to be
+/// meant (over a day, over u64). Each kind of request gets all of them, one per try: the
+/// ordinary backoff (20 ms doubling) applies, and push and pull complete.
+#[test]
+fn registry_retry_after_garbage_falls_back_to_backoff() {
+    use crate::httpproxy::{HttpProxy, Reply};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    let Some(reg) = Registry::start("registry_retry_after_garbage_falls_back_to_backoff") else {
+        return;
+    };
+    let env = Env::new();
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    const GARBAGE: [&str; 5] = ["soon", "-5", "", "99999999999999999999999", "1000000000"];
+    let count: Mutex<HashMap<&'static str, usize>> = Mutex::new(HashMap::new());
+    let proxy = HttpProxy::start(&reg.addr, move |req| {
+        let (kind, _) = retry_key(&req.method, &req.target)?;
+        let mut c = count.lock().unwrap();
+        let n = c.entry(kind).or_insert(0);
+        *n += 1;
+        let v = GARBAGE.get(*n - 1)?;
+        // 429 on uploads and GETs, 503 on HEADs and manifest PUTs.
+        let status = if matches!(kind, "blob HEAD" | "manifest PUT") {
+            503
+        } else {
+            429
+        };
+        Some(Reply::status(status).header("Retry-After", v))
+    });
+    let r = format!("{}/ml/iris:1", proxy.addr);
+    let t = Instant::now();
+    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let out = env.path("out");
+    let p = json_ok(env.cmd().args(["pull", &r, "--no-cache", "-o"]).arg(&out));
+    let took = t.elapsed();
+    assert_eq!(p["digest"], v["digest"]);
+    assert_eq!(
+        fs::read(out.join("model/iris.onnx")).unwrap(),
+        fs::read(example().join("model/iris.onnx")).unwrap()
+    );
+    let seen = proxy.seen();
+    for kind in [
+        "upload PUT",
+        "blob HEAD",
+        "manifest PUT",
+        "manifest GET",
+        "blob GET",
+    ] {
+        let n = seen
+            .iter()
+            .filter(|s| s.injected.is_some() && retry_key(&s.method, &s.target).unwrap().0 == kind)
+            .count();
+        assert_eq!(n, GARBAGE.len(), "{kind}: {seen:?}");
+    }
+    // Every answered request was tried again within the ordinary backoff.
+    for (i, s) in seen
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.injected.is_some())
+    {
+        let key = retry_key(&s.method, &s.target);
+        let again = seen[i + 1..]
+            .iter()
+            .find(|x| retry_key(&x.method, &x.target) == key)
+            .unwrap_or_else(|| panic!("{s:?} was not tried again"));
+        assert!(
+            again.at - s.at < Duration::from_millis(1500),
+            "{s:?} tried again after {:?}",
+            again.at - s.at
+        );
+    }
+    assert!(took < Duration::from_secs(60), "{took:?}");
+}
+
+/// A `Retry-After` above `MLART_RETRY_AFTER_MAX` (5 s here): the command gives up at once
+/// (not after the hour asked, not after retries), exit 2 as other registry failures, one
+/// paragraph naming the registry, the status and the wait; no tag moved, no output left.
+#[test]
+fn registry_retry_after_above_the_cap_fails_fast() {
+    use crate::httpproxy::{HttpProxy, Reply};
+    use std::sync::{Arc, Mutex};
+    let Some(reg) = Registry::start("registry_retry_after_above_the_cap_fails_fast") else {
+        return;
+    };
+    let env = Env::new();
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    json_ok(
+        env.cmd()
+            .args(["push"])
+            .arg(&layout)
+            .arg(reg.reference("ml/iris:1")),
+    );
+    // What the proxy answers next: (kind, reply); one request each, then forwarded.
+    type Plan = Option<(&'static str, Reply)>;
+    let plan: Arc<Mutex<Plan>> = Arc::new(Mutex::new(None));
+    let plan2 = plan.clone();
+    let proxy = HttpProxy::start(&reg.addr, move |req| {
+        let (kind, _) = retry_key(&req.method, &req.target)?;
+        let mut p = plan2.lock().unwrap();
+        if p.as_ref().is_some_and(|(k, _)| *k == kind) {
+            return p.take().map(|(_, r)| r);
+        }
+        None
+    });
+    let check = |what: &str,
+                 kind: &'static str,
+                 reply: Reply,
+                 cmd: &mut Command,
+                 status: &str,
+                 secs: &[u64]| {
+        *plan.lock().unwrap() = Some((kind, reply));
+        let before = proxy.seen().len();
+        let t = Instant::now();
+        let err = fails(cmd.env("MLART_RETRY_AFTER_MAX", "5"), 2);
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(20), "{what}: took {took:?}");
+        assert!(plan.lock().unwrap().is_none(), "{what}: no {kind} was sent");
+        for want in [
+            format!("the registry {} answered {status}", proxy.addr),
+            "MLART_RETRY_AFTER_MAX".to_string(),
+            "try again later".to_string(),
+        ] {
+            assert!(err.contains(&want), "{what}: {want:?} not in {err}");
+        }
+        assert!(
+            secs.iter()
+                .any(|n| err.contains(&format!("asks to retry after {n} s"))),
+            "{what}: not after {secs:?} s: {err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{what}: {err}");
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        // Given up at once: the request answered with the long wait was not tried again.
+        let seen = proxy.seen();
+        let (i, s) = seen
+            .iter()
+            .enumerate()
+            .skip(before)
+            .find(|(_, s)| s.injected.is_some())
+            .unwrap();
+        let key = retry_key(&s.method, &s.target);
+        assert!(
+            !seen[i + 1..]
+                .iter()
+                .any(|x| retry_key(&x.method, &x.target) == key),
+            "{what}: tried again: {seen:?}"
+        );
+    };
+
+    // A blob upload to a new repository: nothing tagged there.
+    let r = format!("{}/ml/fresh:1", proxy.addr);
+    check(
+        "upload",
+        "upload PUT",
+        Reply::status(429).header("Retry-After", "3600"),
+        env.cmd().args(["push"]).arg(&layout).arg(&r),
+        "429 Too Many Requests",
+        &[3600],
+    );
+    let out = run(env.cmd().args(["inspect", &reg.reference("ml/fresh:1")]));
+    assert!(!out.status.success(), "ml/fresh:1 was tagged");
+
+    // The manifest PUT of a new tag (the blobs are there): the tag does not appear.
+    let r2 = format!("{}/ml/iris:2", proxy.addr);
+    check(
+        "manifest PUT",
+        "manifest PUT",
+        Reply::status(503).header("Retry-After", "120"),
+        env.cmd().args(["push"]).arg(&layout).arg(&r2),
+        "503 Service Unavailable",
+        &[120],
+    );
+    let t = json_ok(env.cmd().args(["tags", &reg.reference("ml/iris")]));
+    assert_eq!(t["tags"], json!(["1"]), "no tag moved");
+
+    // Pull: the manifest GET asks for two hours (as an HTTP-date), then a blob GET for an hour.
+    let r1 = format!("{}/ml/iris:1", proxy.addr);
+    let out = env.path("out");
+    let date = http_date(unix_now() + 7200, "imf");
+    check(
+        "manifest GET",
+        "manifest GET",
+        Reply::status(429).header("Retry-After", &date),
+        env.cmd().args(["pull", &r1, "--no-cache", "-o"]).arg(&out),
+        "429 Too Many Requests",
+        // A whole-second date: 7200 s ahead when written, a moment less when read.
+        &[7199, 7200],
+    );
+    assert!(!out.exists());
+    check(
+        "blob GET",
+        "blob GET",
+        Reply::status(429).header("Retry-After", "3600"),
+        env.cmd().args(["pull", &r1, "--no-cache", "-o"]).arg(&out),
+        "429 Too Many Requests",
+        &[3600],
+    );
+    assert!(!out.exists());
+    assert!(
+        leftovers(&env.path("")).is_empty(),
+        "{:?}",
+        leftovers(&env.path(""))
+    );
+}
+
+/// Ctrl-C during a long `Retry-After` wait (60 s asked, cap raised to 120): the push stops
+/// within a second or so with exit 130, and no tag appears.
+#[test]
+fn registry_retry_after_wait_ends_on_ctrl_c() {
+    use crate::httpproxy::{HttpProxy, Reply};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some(reg) = Registry::start("registry_retry_after_wait_ends_on_ctrl_c") else {
+        return;
+    };
+    let env = Env::new();
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    let once = AtomicBool::new(false);
+    let proxy = HttpProxy::start(&reg.addr, move |req| {
+        let (kind, _) = retry_key(&req.method, &req.target)?;
+        (kind == "upload PUT" && !once.swap(true, Ordering::SeqCst))
+            .then(|| Reply::status(429).header("Retry-After", "60"))
+    });
+    let child = env
+        .cmd()
+        .env("MLART_RETRY_AFTER_MAX", "120")
+        .args(["push"])
+        .arg(&layout)
+        .arg(format!("{}/ml/iris:1", proxy.addr))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !proxy.seen().iter().any(|s| s.injected.is_some()) {
+        assert!(t.elapsed() < Duration::from_secs(30), "no upload");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let out = run(env.cmd().args(["inspect", &reg.reference("ml/iris:1")]));
+    assert!(!out.status.success(), "ml/iris:1 was tagged");
+}
+
 /// A layer whose file differs from what the metadata says (digests of the blobs all fine):
 /// `pull` checks each file with the sha256 taken while writing it, and writes nothing.
 #[test]
