@@ -168,6 +168,8 @@ const HASH_CHUNK: usize = 1 << 20;
 /// at most 4 in flight).
 enum FileHasher {
     Inline(Sha256),
+    /// Someone else hashes these bytes (a raw layer: the layer writer's hash is the file's).
+    Off,
     Thread {
         buf: Vec<u8>,
         tx: std::sync::mpsc::SyncSender<Vec<u8>>,
@@ -199,6 +201,7 @@ impl FileHasher {
     fn update(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
             FileHasher::Inline(h) => h.update(data),
+            FileHasher::Off => {}
             FileHasher::Thread { buf, tx, .. } => {
                 buf.extend_from_slice(data);
                 if buf.len() >= HASH_CHUNK {
@@ -214,6 +217,7 @@ impl FileHasher {
     fn finish(self) -> io::Result<Digest> {
         match self {
             FileHasher::Inline(h) => Ok(Digest::from_hasher(h)),
+            FileHasher::Off => Err(io::Error::other("this file was not hashed here")),
             FileHasher::Thread { buf, tx, handle } => {
                 if !buf.is_empty() {
                     tx.send(buf)
@@ -274,17 +278,48 @@ fn open_source<'a>(
     capture: bool,
     progress: &'a dyn Fn(u64),
 ) -> Result<SourceReader<'a>> {
+    open_source_with(f, capture, progress, Direct::No)
+}
+
+/// How the reader of a source file is used.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direct {
+    /// Small reads through its buffer; big files hashed on a thread of their own.
+    No,
+    /// Big reads straight into the caller's buffers (they bypass a small read buffer); the
+    /// file hashed on this thread, while the bytes are in its cache.
+    HashHere,
+    /// As `HashHere`, but not hashed: the caller's writer hashes the same bytes.
+    Unhashed,
+}
+
+fn open_source_with<'a>(
+    f: &SourceFile,
+    capture: bool,
+    progress: &'a dyn Fn(u64),
+    direct: Direct,
+) -> Result<SourceReader<'a>> {
     let file = File::open(&f.abs).ctx("opening", &f.abs)?;
+    let cap = if direct == Direct::No {
+        READ_BUF
+    } else {
+        64 << 10
+    };
     Ok(SourceReader {
-        inner: BufReader::with_capacity(READ_BUF.min(f.size.max(4096) as usize), file),
-        hasher: FileHasher::new(f.size),
+        inner: BufReader::with_capacity(cap.min(f.size.max(4096) as usize), file),
+        hasher: match direct {
+            Direct::No => FileHasher::new(f.size),
+            Direct::HashHere => FileHasher::Inline(Sha256::new()),
+            Direct::Unhashed => FileHasher::Off,
+        },
         remaining: f.size,
         capture: (capture && f.size <= CAPTURE_LIMIT).then(|| Vec::with_capacity(f.size as usize)),
         progress,
     })
 }
 
-fn close_source(f: &SourceFile, mut r: SourceReader<'_>) -> Result<FileDigest> {
+/// A file must end where its size said it would.
+fn check_end(f: &SourceFile, r: &mut SourceReader<'_>) -> Result<()> {
     let mut probe = [0u8; 1];
     if r.inner.read(&mut probe).ctx("reading", &f.abs)? != 0 {
         return Err(Error::Io {
@@ -294,6 +329,11 @@ fn close_source(f: &SourceFile, mut r: SourceReader<'_>) -> Result<FileDigest> {
             ),
         });
     }
+    Ok(())
+}
+
+fn close_source(f: &SourceFile, mut r: SourceReader<'_>) -> Result<FileDigest> {
+    check_end(f, &mut r)?;
     Ok(FileDigest {
         rel: f.rel.clone(),
         sha256: r.hasher.finish().ctx("hashing", &f.abs)?,
@@ -354,8 +394,8 @@ pub fn write_tar<W: Write + Send>(
 
 /// The tar stream of `files` through `compression` into `blob`. Returns the hash of the
 /// uncompressed stream (when compressed) and the files' digests.
-fn tar_into<W: Write>(
-    blob: W,
+fn tar_into<W: Write + Send>(
+    blob: &mut crate::offload::HashOffload<'_, W>,
     files: &[&SourceFile],
     prefix: &str,
     compression: Compression,
@@ -392,10 +432,33 @@ fn tar_into<W: Write>(
         }
         let mode = if f.executable { 0o755 } else { 0o644 };
         let mut h = header(tar::EntryType::Regular, f.size, mode, mtime);
-        let mut r = open_source(f, capture(f), progress)?;
-        b.append_data(&mut h, &full, &mut r)
-            .map_err(|e| io_err_file(f, e))?;
-        results.push(close_source(f, r)?);
+        if compression == Compression::None {
+            // Uncompressed: the header (tar writes only that with no data; its size field is
+            // already set), then the file read straight into the layer writer's chunks and
+            // hashed on this thread while the bytes are hot; the layer's hash and the write
+            // happen on the writer's thread. The same bytes as `append_data` with the file.
+            b.append_data(&mut h, &full, io::empty())
+                .map_err(|e| io_err("writing the layer", e))?;
+            b.get_mut()
+                .flush()
+                .map_err(|e| io_err("writing the layer", e))?;
+            let mut r = open_source_with(f, capture(f), progress, Direct::HashHere)?;
+            let Encoder::Plain(w) = &mut b.get_mut().get_mut().inner else {
+                unreachable!("an uncompressed layer has a plain encoder")
+            };
+            w.copy_from(&mut r, f.size, &mut |_| {})
+                .map_err(|e| io_err_file(f, e))?;
+            let pad = ((512 - f.size % 512) % 512) as usize;
+            b.get_mut()
+                .write_all(&[0u8; 512][..pad])
+                .map_err(|e| io_err("writing the layer", e))?;
+            results.push(close_source(f, r)?);
+        } else {
+            let mut r = open_source(f, capture(f), progress)?;
+            b.append_data(&mut h, &full, &mut r)
+                .map_err(|e| io_err_file(f, e))?;
+            results.push(close_source(f, r)?);
+        }
     }
     b.finish().map_err(|e| io_err("writing the layer", e))?;
     let tar_stream = b
@@ -412,26 +475,35 @@ fn tar_into<W: Write>(
 }
 
 /// Write one file as a raw (untarred, uncompressed) blob: its digest is the file's sha256.
-pub fn write_raw<W: Write>(
-    mut out: W,
+/// The file is read straight into the blob writer's chunks; that writer hashes and writes them
+/// on a second thread (big files), and its hash is the file's.
+pub fn write_raw<W: Write + Send>(
+    out: W,
     f: &SourceFile,
     progress: &dyn Fn(u64),
 ) -> Result<(W, LayerDigests, FileDigest)> {
-    let mut r = open_source(f, false, progress)?;
-    let mut buf = vec![0u8; READ_BUF.min(f.size.max(1) as usize)];
-    loop {
-        let n = r.read(&mut buf).map_err(|e| io_err_file(f, e))?;
-        if n == 0 {
-            break;
-        }
-        out.write_all(&buf[..n])
-            .map_err(|e| io_err("writing the layer", e))?;
-    }
-    let fd = close_source(f, r)?;
+    let mut r = open_source_with(f, false, progress, Direct::Unhashed)?;
+    let ((), out, digest, size) = crate::offload::hash_write(
+        out,
+        f.size,
+        crate::offload::NoKick,
+        |w| {
+            w.copy_from(&mut r, f.size, &mut |_| {})
+                .map_err(|e| io_err_file(f, e))
+        },
+        |e| io_err("writing the layer", e),
+    )?;
+    check_end(f, &mut r)?;
+    let fd = FileDigest {
+        rel: f.rel.clone(),
+        sha256: digest.clone(),
+        size,
+        captured: None,
+    };
     let d = LayerDigests {
-        digest: fd.sha256.clone(),
-        size: f.size,
-        diff_id: fd.sha256.clone(),
+        digest: digest.clone(),
+        size,
+        diff_id: digest,
     };
     Ok((out, d, fd))
 }
@@ -526,6 +598,88 @@ mod tests {
             framework: None,
             metrics: true,
         }
+    }
+
+    /// The uncompressed fast path (header alone, then the file read straight into the layer
+    /// writer's chunks on a second thread) gives the bytes tar's own `append_data` gives, for
+    /// big and small files, odd sizes and long names; digests and sizes match the bytes.
+    #[test]
+    fn direct_path_gives_tars_own_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..(crate::offload::OFFLOAD_MIN as usize + 12_345))
+            .map(|i| (i * 7 % 253) as u8)
+            .collect();
+        let long = format!("{}/weights.bin", "deep".repeat(40));
+        let files = [
+            src(dir.path(), "a/big.bin", &big),
+            src(dir.path(), &long, &big[..1_000_001]),
+            src(dir.path(), "b/empty", b""),
+            src(dir.path(), "b/small.txt", b"hello"),
+        ];
+        let refs: Vec<&SourceFile> = files.iter().collect();
+        let (out, ld, fds) = write_tar(
+            Vec::new(),
+            &refs,
+            "models/",
+            Compression::None,
+            0,
+            &|_| false,
+            &|_| {},
+        )
+        .unwrap();
+
+        // The same layer through tar's own copy.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut sorted = refs.clone();
+        sorted.sort_by(|a, c| a.rel.cmp(&c.rel));
+        let mut dirs = BTreeSet::new();
+        for f in &sorted {
+            let full = format!("models/{}", f.rel);
+            let parts: Vec<&str> = full.split('/').collect();
+            let mut acc = String::new();
+            for part in &parts[..parts.len() - 1] {
+                acc.push_str(part);
+                acc.push('/');
+                if dirs.insert(acc.clone()) {
+                    let mut h = header(tar::EntryType::Directory, 0, 0o755, 0);
+                    b.append_data(&mut h, &acc, io::empty()).unwrap();
+                }
+            }
+            let mut h = header(tar::EntryType::Regular, f.size, 0o644, 0);
+            b.append_data(&mut h, &full, std::fs::File::open(&f.abs).unwrap())
+                .unwrap();
+        }
+        let expected = b.into_inner().unwrap();
+        assert_eq!(out.len(), expected.len());
+        assert!(out == expected, "the fast path changed the tar bytes");
+        assert_eq!(ld.digest, Digest::of(&expected));
+        assert_eq!(ld.diff_id, ld.digest);
+        assert_eq!(ld.size, expected.len() as u64);
+        for fd in &fds {
+            let f = files.iter().find(|f| f.rel == fd.rel).unwrap();
+            assert_eq!(fd.sha256, Digest::of(&std::fs::read(&f.abs).unwrap()));
+        }
+    }
+
+    /// A file that shrinks between the walk and the read is an error on the fast path too.
+    #[test]
+    fn direct_path_refuses_a_file_that_shrank() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![7u8; crate::offload::OFFLOAD_MIN as usize + 1];
+        let mut f = src(dir.path(), "m.bin", &big);
+        f.size += 4096; // as if it had been bigger when it was listed
+        let e = write_tar(
+            Vec::new(),
+            &[&f],
+            "models/",
+            Compression::None,
+            0,
+            &|_| false,
+            &|_| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("shrank"), "{e}");
     }
 
     #[test]

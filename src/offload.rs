@@ -3,7 +3,7 @@
 //! On a two-core machine a big model costs two sha256 passes (the file's and the layer's, or
 //! the blob's and the file's on pull) plus the kernel's copy of every byte on write. Doing
 //! them all on the thread that reads leaves a core idle. `HashOffload` is a writer that hands
-//! 1 MiB chunks to a scoped worker thread, which hashes each chunk and writes it to the inner
+//! 256 KiB chunks to a scoped worker thread, which hashes each chunk and writes it to the inner
 //! writer; the reading thread only copies bytes into the chunk. Chunks are recycled (at most
 //! `IN_FLIGHT` + 2 live), so memory stays a few MiB whatever the size.
 //!
@@ -19,8 +19,11 @@ use std::thread::{Scope, ScopedJoinHandle};
 
 /// Below this many bytes (expected), hashing inline is cheaper than a thread.
 pub const OFFLOAD_MIN: u64 = 8 << 20;
-const CHUNK: usize = 1 << 20;
-const IN_FLIGHT: usize = 4;
+/// Chunks small enough to stay in a core's L2 cache between the read that fills one and the
+/// hash that follows (bigger ones made `read` twice as costly here: memory, not CPU, bound).
+const CHUNK: usize = 256 << 10;
+const IN_FLIGHT: usize = 8;
+const POOL: usize = IN_FLIGHT + 2;
 /// With writeback: start it for every this many bytes written.
 const WRITEBACK_EVERY: u64 = 8 << 20;
 
@@ -80,9 +83,15 @@ type Done<W> = io::Result<(W, Sha256, u64)>;
 /// A writer that hashes and counts what goes through it, inline or on a scoped worker thread.
 pub enum HashOffload<'s, W: Write + Send + 's> {
     Inline(HashWriter<W>),
+    /// `cur[..used]` is filled; chunks always have `CHUNK` initialised bytes (recycled, never
+    /// zeroed again), so reads can go straight into them.
     Thread {
         cur: Vec<u8>,
-        tx: SyncSender<Vec<u8>>,
+        used: usize,
+        /// Chunks made so far: at most `POOL`, then this thread waits for one to come back
+        /// (a fresh 256 KiB allocation is an mmap and 64 page faults: worse than waiting).
+        made: usize,
+        tx: SyncSender<(Vec<u8>, usize)>,
         back: Receiver<Vec<u8>>,
         handle: ScopedJoinHandle<'s, Done<W>>,
     },
@@ -104,24 +113,25 @@ impl<'s, W: Write + Send + 's> HashOffload<'s, W> {
         if expected < OFFLOAD_MIN || cores < 2 {
             return HashOffload::Inline(HashWriter::new(inner));
         }
-        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
-        let (back_tx, back) = mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT + 2);
+        let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(IN_FLIGHT);
+        let (back_tx, back) = mpsc::sync_channel::<Vec<u8>>(POOL);
         let handle = scope.spawn(move || -> Done<W> {
             let mut inner = inner;
             let mut h = Sha256::new();
             let mut total = 0u64;
-            for mut chunk in rx {
-                h.update(&chunk);
-                inner.write_all(&chunk)?;
-                total += chunk.len() as u64;
-                kick.wrote(&mut inner, total, chunk.len())?;
-                chunk.clear();
-                let _ = back_tx.try_send(chunk);
+            for (chunk, used) in rx {
+                h.update(&chunk[..used]);
+                inner.write_all(&chunk[..used])?;
+                total += used as u64;
+                kick.wrote(&mut inner, total, used)?;
+                let _ = back_tx.send(chunk); // room for every chunk: never blocks
             }
             Ok((inner, h, total))
         });
         HashOffload::Thread {
-            cur: Vec::with_capacity(CHUNK),
+            cur: vec![0; CHUNK],
+            used: 0,
+            made: 1,
             tx,
             back,
             handle,
@@ -137,9 +147,13 @@ impl<'s, W: Write + Send + 's> HashOffload<'s, W> {
                 Ok(w.finish())
             }
             HashOffload::Thread {
-                cur, tx, handle, ..
+                cur,
+                used,
+                tx,
+                handle,
+                ..
             } => {
-                let sent = cur.is_empty() || tx.send(cur).is_ok();
+                let sent = used == 0 || tx.send((cur, used)).is_ok();
                 drop(tx);
                 let (mut inner, h, n) = join(handle)?;
                 if !sent {
@@ -158,24 +172,114 @@ fn join<W>(handle: ScopedJoinHandle<'_, Done<W>>) -> Done<W> {
         .unwrap_or_else(|_| Err(io::Error::other("the writing thread panicked")))
 }
 
+impl<'s, W: Write + Send + 's> HashOffload<'s, W> {
+    /// Hand the filled chunk to the worker and take an empty one.
+    fn send_chunk(
+        cur: &mut Vec<u8>,
+        used: &mut usize,
+        made: &mut usize,
+        tx: &SyncSender<(Vec<u8>, usize)>,
+        back: &Receiver<Vec<u8>>,
+    ) -> io::Result<()> {
+        let stopped = || {
+            // The worker stopped on an error: `finish` reports it.
+            io::Error::other(
+                "the writing thread stopped (its error follows when the write is finished)",
+            )
+        };
+        let full = std::mem::take(cur);
+        let n = std::mem::take(used);
+        tx.send((full, n)).map_err(|_| stopped())?;
+        *cur = match back.try_recv() {
+            Ok(c) => c,
+            Err(_) if *made < POOL => {
+                *made += 1;
+                vec![0; CHUNK]
+            }
+            Err(_) => back.recv().map_err(|_| stopped())?,
+        };
+        Ok(())
+    }
+
+    /// Copy exactly `n` bytes of `r` through this writer, reading them straight into the
+    /// worker's chunks (no copy on this thread), and show each piece to `seen` as it is read
+    /// (the caller's own hash, while the bytes are still in this core's cache).
+    pub fn copy_from(
+        &mut self,
+        r: &mut dyn io::Read,
+        mut n: u64,
+        seen: &mut dyn FnMut(&[u8]),
+    ) -> io::Result<()> {
+        match self {
+            HashOffload::Inline(w) => {
+                let mut buf = vec![0u8; CHUNK.min(n as usize)];
+                while n > 0 {
+                    let want = buf.len().min(n.min(usize::MAX as u64) as usize);
+                    let got = read_some(r, &mut buf[..want])?;
+                    seen(&buf[..got]);
+                    w.write_all(&buf[..got])?;
+                    n -= got as u64;
+                }
+                Ok(())
+            }
+            HashOffload::Thread {
+                cur,
+                used,
+                made,
+                tx,
+                back,
+                ..
+            } => {
+                while n > 0 {
+                    let want = (CHUNK - *used).min(n.min(usize::MAX as u64) as usize);
+                    let got = read_some(r, &mut cur[*used..*used + want])?;
+                    seen(&cur[*used..*used + got]);
+                    *used += got;
+                    n -= got as u64;
+                    if *used == CHUNK {
+                        Self::send_chunk(cur, used, made, tx, back)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One `read` that must make progress: the end of `r` before the bytes expected is an error.
+fn read_some(r: &mut dyn io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the input ended before the bytes expected",
+                ))
+            }
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl<'s, W: Write + Send + 's> Write for HashOffload<'s, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             HashOffload::Inline(w) => w.write(buf),
-            HashOffload::Thread { cur, tx, back, .. } => {
-                let n = buf.len().min(CHUNK - cur.len());
-                cur.extend_from_slice(&buf[..n]);
-                if cur.len() == CHUNK {
-                    let next = back
-                        .try_recv()
-                        .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-                    let full = std::mem::replace(cur, next);
-                    if tx.send(full).is_err() {
-                        // The worker stopped on an error: `finish` reports it; say so here too.
-                        return Err(io::Error::other(
-                            "the writing thread stopped (its error follows when the write is finished)",
-                        ));
-                    }
+            HashOffload::Thread {
+                cur,
+                used,
+                made,
+                tx,
+                back,
+                ..
+            } => {
+                let n = buf.len().min(CHUNK - *used);
+                cur[*used..*used + n].copy_from_slice(&buf[..n]);
+                *used += n;
+                if *used == CHUNK {
+                    Self::send_chunk(cur, used, made, tx, back)?;
                 }
                 Ok(n)
             }
