@@ -6,9 +6,10 @@
 //! with `O_CREAT|O_EXCL|O_NOFOLLOW`, so nothing is ever written outside the target.
 
 use crate::error::{Error, IoContext, Result};
+use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -170,27 +171,32 @@ impl Extractor {
             context: format!("writing {}", path.display()),
             source: e,
         };
-        let (_, f, digest, size) = crate::offload::hash_write(
+        // The file's hash on this thread, over each piece as it lands in the writer's chunk
+        // (still in this core's cache); the worker only writes and starts the writeback.
+        let mut h = Sha256::new();
+        let ((), f, size) = crate::offload::write_behind(
             f,
             size,
             crate::offload::Writeback::default(),
             |w| {
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
+                w.copy_from(r, size, &mut |piece| {
                     if crate::interrupt::requested() {
-                        return Err(Error::Interrupted);
+                        return Err(io::Error::other("interrupted"));
                     }
-                    let n = match r.read(&mut buf) {
-                        Ok(0) => return Ok(()),
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(Error::input(format!("{what}: reading {rel}: {e}"))),
-                    };
-                    w.write_all(&buf[..n]).map_err(writing)?;
-                }
+                    h.update(piece);
+                    Ok(())
+                })
+                .map_err(|e| {
+                    if crate::interrupt::requested() {
+                        Error::Interrupted
+                    } else {
+                        Error::input(format!("{what}: reading {rel}: {e}"))
+                    }
+                })
             },
             writing,
         )?;
+        let digest = crate::digest::Digest::from_hasher(h);
         f.sync_all().ctx("writing", &path)?;
         self.digests.insert(rel.clone(), (digest, size));
         self.files.push(rel);

@@ -168,8 +168,6 @@ const HASH_CHUNK: usize = 1 << 20;
 /// at most 4 in flight).
 enum FileHasher {
     Inline(Sha256),
-    /// Someone else hashes these bytes (a raw layer: the layer writer's hash is the file's).
-    Off,
     Thread {
         buf: Vec<u8>,
         tx: std::sync::mpsc::SyncSender<Vec<u8>>,
@@ -201,7 +199,6 @@ impl FileHasher {
     fn update(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
             FileHasher::Inline(h) => h.update(data),
-            FileHasher::Off => {}
             FileHasher::Thread { buf, tx, .. } => {
                 buf.extend_from_slice(data);
                 if buf.len() >= HASH_CHUNK {
@@ -217,7 +214,6 @@ impl FileHasher {
     fn finish(self) -> io::Result<Digest> {
         match self {
             FileHasher::Inline(h) => Ok(Digest::from_hasher(h)),
-            FileHasher::Off => Err(io::Error::other("this file was not hashed here")),
             FileHasher::Thread { buf, tx, handle } => {
                 if !buf.is_empty() {
                     tx.send(buf)
@@ -289,8 +285,6 @@ enum Direct {
     /// Big reads straight into the caller's buffers (they bypass a small read buffer); the
     /// file hashed on this thread, while the bytes are in its cache.
     HashHere,
-    /// As `HashHere`, but not hashed: the caller's writer hashes the same bytes.
-    Unhashed,
 }
 
 fn open_source_with<'a>(
@@ -310,7 +304,6 @@ fn open_source_with<'a>(
         hasher: match direct {
             Direct::No => FileHasher::new(f.size),
             Direct::HashHere => FileHasher::Inline(Sha256::new()),
-            Direct::Unhashed => FileHasher::Off,
         },
         remaining: f.size,
         capture: (capture && f.size <= CAPTURE_LIMIT).then(|| Vec::with_capacity(f.size as usize)),
@@ -446,7 +439,7 @@ fn tar_into<W: Write + Send>(
             let Encoder::Plain(w) = &mut b.get_mut().get_mut().inner else {
                 unreachable!("an uncompressed layer has a plain encoder")
             };
-            w.copy_from(&mut r, f.size, &mut |_| {})
+            w.copy_from(&mut r, f.size, &mut |_| Ok(()))
                 .map_err(|e| io_err_file(f, e))?;
             let pad = ((512 - f.size % 512) % 512) as usize;
             b.get_mut()
@@ -475,35 +468,29 @@ fn tar_into<W: Write + Send>(
 }
 
 /// Write one file as a raw (untarred, uncompressed) blob: its digest is the file's sha256.
-/// The file is read straight into the blob writer's chunks; that writer hashes and writes them
-/// on a second thread (big files), and its hash is the file's.
+/// The file is read straight into the blob writer's chunks and hashed here while the bytes
+/// are hot; the writer's thread (big files) only writes them.
 pub fn write_raw<W: Write + Send>(
     out: W,
     f: &SourceFile,
     progress: &dyn Fn(u64),
 ) -> Result<(W, LayerDigests, FileDigest)> {
-    let mut r = open_source_with(f, false, progress, Direct::Unhashed)?;
-    let ((), out, digest, size) = crate::offload::hash_write(
+    let mut r = open_source_with(f, false, progress, Direct::HashHere)?;
+    let ((), out, _) = crate::offload::write_behind(
         out,
         f.size,
         crate::offload::NoKick,
         |w| {
-            w.copy_from(&mut r, f.size, &mut |_| {})
+            w.copy_from(&mut r, f.size, &mut |_| Ok(()))
                 .map_err(|e| io_err_file(f, e))
         },
         |e| io_err("writing the layer", e),
     )?;
-    check_end(f, &mut r)?;
-    let fd = FileDigest {
-        rel: f.rel.clone(),
-        sha256: digest.clone(),
-        size,
-        captured: None,
-    };
+    let fd = close_source(f, r)?;
     let d = LayerDigests {
-        digest: digest.clone(),
-        size,
-        diff_id: digest,
+        digest: fd.sha256.clone(),
+        size: f.size,
+        diff_id: fd.sha256.clone(),
     };
     Ok((out, d, fd))
 }
