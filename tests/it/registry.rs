@@ -2259,3 +2259,99 @@ fn pull_refuses_files_that_differ_from_the_metadata() {
     json_ok(env.cmd().arg("pull").arg(&layout).arg("-o").arg(&out));
     assert_eq!(fs::read(out.join("a.bin")).unwrap(), b"x");
 }
+
+/// `bundle --push` sends each streamed layer as one PATCH (not one per 4 MiB), commits it with
+/// the digest, and gives the manifest a local bundle has; a registry that refuses the PATCH
+/// fails the command cleanly, with no tag.
+#[test]
+fn registry_bundle_push_streams_one_patch_per_blob() {
+    use crate::httpproxy::{HttpProxy, Reply};
+    use std::collections::HashMap;
+    let Some(reg) = Registry::start("registry_bundle_push_streams_one_patch_per_blob") else {
+        return;
+    };
+    let env = Env::new();
+    let project = crate::support::example_copy();
+    let mut x: u64 = 0x2545f4914f6cdd1d;
+    let mut data = Vec::with_capacity(9 << 20);
+    while data.len() < 9 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    fs::write(project.path().join("samples/samples.json"), &data).unwrap();
+    let local = env.path("local.oci");
+    let want = json_ok(
+        env.cmd()
+            .current_dir(project.path())
+            .args(["bundle", "-o"])
+            .arg(&local),
+    )["manifest_digest"]
+        .clone();
+
+    let proxy = HttpProxy::start(&reg.addr, |_| None);
+    let r = format!("{}/ml/stream:1", proxy.addr);
+    let v = json_ok(
+        env.cmd()
+            .current_dir(project.path())
+            .args(["bundle", "--push", &r]),
+    );
+    assert_eq!(v["digest"], want);
+    let seen = proxy.seen();
+    // PATCHes per upload session (the path holds the session's id).
+    let mut per_session: HashMap<String, usize> = HashMap::new();
+    for s in seen.iter().filter(|s| s.method == "PATCH") {
+        let path = s.target.split('?').next().unwrap().to_string();
+        *per_session.entry(path).or_default() += 1;
+    }
+    assert!(!per_session.is_empty(), "no streamed upload: {seen:?}");
+    assert!(
+        per_session.values().all(|n| *n == 1),
+        "a layer took more than one PATCH: {per_session:?}"
+    );
+    let commits = seen
+        .iter()
+        .filter(|s| {
+            s.method == "PUT"
+                && s.target.contains("/blobs/uploads/")
+                && s.target.contains("digest=sha256")
+        })
+        .count();
+    assert!(commits >= per_session.len(), "{seen:?}");
+    // What the registry holds pulls back to the project's bytes.
+    let out = env.path("out");
+    let p = json_ok(
+        env.cmd()
+            .args(["pull", &reg.reference("ml/stream:1"), "--no-cache", "-o"])
+            .arg(&out),
+    );
+    assert_eq!(p["digest"], want);
+    assert_eq!(fs::read(out.join("samples/samples.json")).unwrap(), data);
+
+    // A registry that refuses the PATCH: a clear error, no tag, nothing local.
+    let refusing = HttpProxy::start(&reg.addr, |req| {
+        (req.method == "PATCH").then(|| Reply::status(500).body("text/plain", b"no".to_vec()))
+    });
+    let work = env.path("work");
+    fs::create_dir_all(&work).unwrap();
+    let err = fails(
+        env.cmd()
+            .current_dir(&work)
+            .args(["bundle", "-f"])
+            .arg(project.path().join("mlart.yaml"))
+            .args(["--push", &format!("{}/ml/refused:1", refusing.addr)]),
+        2,
+    );
+    assert!(
+        err.contains("uploading blob") && err.contains("500"),
+        "{err}"
+    );
+    assert_eq!(fs::read_dir(&work).unwrap().count(), 0, "no local output");
+    let o = env
+        .cmd()
+        .args(["tags", &reg.reference("ml/refused")])
+        .output()
+        .unwrap();
+    assert!(!o.status.success() || !String::from_utf8_lossy(&o.stdout).contains("\"1\""));
+}

@@ -1595,6 +1595,46 @@ impl Client {
             .await
     }
 
+    // mlart patch: a blob of unknown size sent as one streamed PATCH (chunked transfer
+    // encoding, no Content-Range: what docker's own client does), then committed with the
+    // digest the caller computed while it streamed. `push_blob_stream_chunked` sends one PATCH
+    // per 4 MiB and hashes the blob a second time.
+    /// Opens an upload session; returns its location.
+    pub async fn begin_streamed_upload(&self, image: &Reference) -> Result<String> {
+        self.begin_push_chunked_session(image).await
+    }
+
+    // mlart patch: see `begin_streamed_upload`.
+    /// Sends `stream` as the body of one PATCH to `location`; returns the next location.
+    pub async fn patch_blob_stream(
+        &self,
+        location: &str,
+        image: &Reference,
+        stream: impl Stream<Item = Result<bytes::Bytes>> + Send + 'static,
+    ) -> Result<String> {
+        let res = RequestBuilderWrapper::from_client(self, |client| client.patch(location))
+            .apply_auth(image, RegistryOperation::Push)
+            .await?
+            .into_request_builder()
+            .header("Content-Type", "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await?;
+        self.extract_location_header(image, res, &reqwest::StatusCode::ACCEPTED)
+            .await
+    }
+
+    // mlart patch: see `begin_streamed_upload`.
+    /// Commits the upload at `location` as `digest` (the registry checks it).
+    pub async fn finish_streamed_upload(
+        &self,
+        location: &str,
+        image: &Reference,
+        digest: &str,
+    ) -> Result<String> {
+        self.end_push_chunked_session(location, image, digest).await
+    }
+
     /// Closes the chunked push session
     ///
     /// Returns the pullable URL for the image
