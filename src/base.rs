@@ -144,7 +144,7 @@ impl Platform {
 
     /// From an OCI/Docker `platform` object or an image config (`os`, `architecture`,
     /// `variant`). None when os or architecture is missing.
-    fn from_json(v: &Value) -> Option<Platform> {
+    pub fn from_json(v: &Value) -> Option<Platform> {
         let os = v.get("os")?.as_str()?.to_string();
         let architecture = v.get("architecture")?.as_str()?.to_string();
         if os.is_empty() || architecture.is_empty() {
@@ -162,7 +162,7 @@ impl Platform {
     }
 
     /// Attestation manifests (BuildKit) are listed as unknown/unknown.
-    fn is_unknown(&self) -> bool {
+    pub fn is_unknown(&self) -> bool {
         self.os == "unknown" && self.architecture == "unknown"
     }
 }

@@ -19,6 +19,10 @@ pub struct Report {
     pub layers: Vec<LayerRow>,
     pub annotations: std::collections::BTreeMap<String, String>,
     pub metadata: Metadata,
+    /// When the source is a multi-platform index: the index and the platform of the image
+    /// inspected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<layout::IndexChoice>,
 }
 
 #[derive(Debug, Serialize)]
@@ -37,7 +41,16 @@ pub fn inspect_path(path: &std::path::Path, tag: Option<&str>) -> Result<Report>
 }
 
 pub fn inspect_source(src: &mut dyn Source, tag: Option<&str>) -> Result<Report> {
-    let r = layout::resolve(src, tag)?;
+    inspect_platform(src, tag, None)
+}
+
+/// Inspect; from a multi-platform index, the image of `platform` (None: this machine's).
+pub fn inspect_platform(
+    src: &mut dyn Source,
+    tag: Option<&str>,
+    platform: Option<&crate::base::Platform>,
+) -> Result<Report> {
+    let r = layout::resolve_platform(src, tag, platform)?;
     let metadata = bundle::read_metadata(src, &r.manifest)?;
     let row = |d: &oci_spec::image::Descriptor| LayerRow {
         digest: d.digest().to_string(),
@@ -76,5 +89,6 @@ pub fn inspect_source(src: &mut dyn Source, tag: Option<&str>) -> Result<Report>
             .into_iter()
             .collect(),
         metadata,
+        index: r.index,
     })
 }

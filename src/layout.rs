@@ -2,6 +2,7 @@
 //! (a tar of that directory). Writing goes to a temp location beside the output and is renamed
 //! at the end; reading verifies every blob against its digest and size.
 
+use crate::base::Platform;
 use crate::digest::{Digest, VerifyReader};
 use crate::error::{Error, IoContext, Result};
 use crate::json;
@@ -326,6 +327,18 @@ pub trait Source {
         let r = self.open_blob(digest)?;
         Ok(Box::new(VerifyReader::new(r, digest.clone(), size)))
     }
+    /// A manifest by digest, verified against `digest` and `size` (refused above
+    /// `MAX_MANIFEST_BYTES`): the images of an index. A layout or archive holds them as blobs;
+    /// a registry overrides this with its manifests endpoint.
+    fn read_manifest(&mut self, digest: &Digest, size: u64) -> Result<Vec<u8>> {
+        check_manifest_size(&self.describe(), digest, size)?;
+        let what = self.describe();
+        let mut v = Vec::with_capacity(size as usize);
+        self.open_blob_verified(digest, size)?
+            .read_to_end(&mut v)
+            .map_err(|e| Error::input(format!("{what}: manifest {digest}: {e}")))?;
+        Ok(v)
+    }
     /// Candidate signature referrers of `subject` (their manifests still have to be read and
     /// checked). A layout keeps them in index.json; a registry overrides this with the
     /// referrers API or its fallback tag.
@@ -530,14 +543,70 @@ pub fn read_blob(src: &mut dyn Source, desc: &Descriptor, limit: u64) -> Result<
     Ok(v)
 }
 
+/// Refuse a manifest descriptor whose size is over `MAX_MANIFEST_BYTES` (before reading it).
+pub fn check_manifest_size(what: &str, digest: &Digest, size: u64) -> Result<()> {
+    if size > MAX_MANIFEST_BYTES {
+        return Err(Error::input(format!(
+            "{what}: manifest {digest} claims {size} bytes, more than the {MAX_MANIFEST_BYTES} allowed"
+        )));
+    }
+    Ok(())
+}
+
 /// The manifest a layout or archive holds for `tag` (or its only one when `tag` is None).
 pub struct Resolved {
+    /// The image manifest's descriptor (from an index: the image's entry in it, with the
+    /// top entry's `org.opencontainers.image.ref.name`, if any).
     pub descriptor: Descriptor,
     pub raw: Vec<u8>,
     pub manifest: ImageManifest,
+    /// When the tag names an index (`bundle --platform all`): the index and the image taken.
+    pub index: Option<IndexChoice>,
 }
 
+/// The image picked from a multi-platform index.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct IndexChoice {
+    /// The index's digest.
+    pub digest: String,
+    /// The platform of the image taken (`os/arch[/variant]`).
+    pub platform: String,
+}
+
+/// What to do when the entry is an index.
+enum OnIndex<'a> {
+    /// Take one image: `Some(platform)`, else the host's (or the only image).
+    Pick(Option<&'a Platform>),
+    /// Refuse (push, copy, sign work on one image manifest).
+    Refuse(&'a str),
+}
+
+/// Resolve `tag` to an image manifest; an index gives this machine's image (or its only one).
 pub fn resolve(src: &mut dyn Source, tag: Option<&str>) -> Result<Resolved> {
+    resolve_inner(src, tag, OnIndex::Pick(None))
+}
+
+/// Resolve `tag` to an image manifest; an index gives the image of `platform` (None: this
+/// machine's Linux platform, or the index's only image).
+pub fn resolve_platform(
+    src: &mut dyn Source,
+    tag: Option<&str>,
+    platform: Option<&Platform>,
+) -> Result<Resolved> {
+    resolve_inner(src, tag, OnIndex::Pick(platform))
+}
+
+/// Resolve `tag` to an image manifest, refusing an index (`doing`: what is refused, for the
+/// message, e.g. "push").
+pub fn resolve_image(src: &mut dyn Source, tag: Option<&str>, doing: &str) -> Result<Resolved> {
+    resolve_inner(src, tag, OnIndex::Refuse(doing))
+}
+
+fn is_index_type(mt: &str) -> bool {
+    mt == INDEX_MEDIA_TYPE || mt == crate::base::DOCKER_LIST_MEDIA_TYPE
+}
+
+fn resolve_inner(src: &mut dyn Source, tag: Option<&str>, on_index: OnIndex) -> Result<Resolved> {
     let what = src.describe();
     let raw_index = src.index_bytes()?;
     let index: ImageIndex = serde_json::from_slice(&raw_index)
@@ -575,13 +644,48 @@ pub fn resolve(src: &mut dyn Source, tag: Option<&str>) -> Result<Resolved> {
         },
     };
     let mt = desc.media_type().to_string();
+    if is_index_type(&mt) {
+        return match on_index {
+            OnIndex::Refuse(doing) => Err(Error::input(format!(
+                "{what}: {} is a multi-platform index ({mt}); {doing} takes one image manifest: name one platform's image by digest (REF@sha256:…), or rebuild with `bundle --platform os/arch`",
+                desc.digest()
+            ))),
+            OnIndex::Pick(want) => pick_from_index(src, desc, want),
+        };
+    }
+    read_image(src, desc.clone(), None)
+}
+
+/// Read the image manifest `desc` names (it must be an OCI image manifest).
+fn read_image(
+    src: &mut dyn Source,
+    desc: Descriptor,
+    index: Option<IndexChoice>,
+) -> Result<Resolved> {
+    let what = src.describe();
+    let mt = desc.media_type().to_string();
     if mt != MANIFEST_MEDIA_TYPE {
         return Err(Error::input(format!(
             "{what}: {} is a {mt}, not an OCI image manifest",
             desc.digest()
         )));
     }
-    let raw = read_blob(src, desc, MAX_MANIFEST_BYTES)?;
+    let raw = match &index {
+        None => read_blob(src, &desc, MAX_MANIFEST_BYTES)?,
+        Some(_) => {
+            let d = Digest::parse(desc.digest().as_ref()).map_err(Error::Input)?;
+            let raw = src.read_manifest(&d, desc.size())?;
+            // A registry serves it by digest (hash checked there): check the size as well.
+            if raw.len() as u64 != desc.size() {
+                return Err(Error::input(format!(
+                    "{what}: manifest {d} is {} bytes, its index entry says {}",
+                    raw.len(),
+                    desc.size()
+                )));
+            }
+            raw
+        }
+    };
     let manifest: ImageManifest = serde_json::from_slice(&raw).map_err(|e| {
         Error::input(format!(
             "{what}: manifest {} is not a valid OCI manifest: {e}",
@@ -589,10 +693,114 @@ pub fn resolve(src: &mut dyn Source, tag: Option<&str>) -> Result<Resolved> {
         ))
     })?;
     Ok(Resolved {
-        descriptor: desc.clone(),
+        descriptor: desc,
         raw,
         manifest,
+        index,
     })
+}
+
+/// Read the index `top` names and resolve its image for `want` (None: the host's platform,
+/// or the only image).
+fn pick_from_index(
+    src: &mut dyn Source,
+    top: &Descriptor,
+    want: Option<&Platform>,
+) -> Result<Resolved> {
+    let what = src.describe();
+    let index_digest = Digest::parse(top.digest().as_ref()).map_err(Error::Input)?;
+    check_manifest_size(&what, &index_digest, top.size())?;
+    let raw = read_blob(src, top, MAX_MANIFEST_BYTES)?;
+    let doc: serde_json::Value = serde_json::from_slice(&raw)
+        .map_err(|e| Error::input(format!("{what}: index {index_digest} is not JSON: {e}")))?;
+    let entries = doc
+        .get("manifests")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| {
+            Error::input(format!(
+                "{what}: index {index_digest} has no `manifests` list: it is not an OCI index"
+            ))
+        })?;
+    // The images with a platform (signatures, attestations — no platform or unknown/unknown —
+    // are skipped).
+    let mut images: Vec<(Platform, &serde_json::Value)> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let d: Descriptor = serde_json::from_value(e.clone()).map_err(|err| {
+            Error::input(format!(
+                "{what}: entry {i} of index {index_digest} is not a valid descriptor: {err}"
+            ))
+        })?;
+        Digest::parse(d.digest().as_ref()).map_err(|err| {
+            Error::input(format!("{what}: entry {i} of index {index_digest}: {err}"))
+        })?;
+        if is_signature(&d) {
+            continue;
+        }
+        let Some(p) = e
+            .get("platform")
+            .and_then(Platform::from_json)
+            .filter(|p| !p.is_unknown())
+        else {
+            continue;
+        };
+        images.push((p, e));
+    }
+    let listing = || {
+        images
+            .iter()
+            .map(|(p, e)| {
+                format!(
+                    "{p} ({})",
+                    e.get("digest").and_then(|d| d.as_str()).unwrap_or("?")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (platform, entry) = match want {
+        None if images.len() == 1 => images[0].clone(),
+        _ => {
+            let (wanted, whose) = match want {
+                Some(p) => (p.clone(), ""),
+                None => (Platform::host(), " (the platform of this machine)"),
+            };
+            match images.iter().find(|(p, _)| wanted.matches(p)) {
+                Some(found) => found.clone(),
+                None => {
+                    return Err(Error::input(format!(
+                        "{what}: the multi-platform index {index_digest} has no {wanted} image{whose}; it has: {}. Pick one with `--platform os/arch[/variant]`, or name its image by digest (REF@sha256:…)",
+                        if images.is_empty() {
+                            "no image with a platform".to_string()
+                        } else {
+                            listing()
+                        }
+                    )))
+                }
+            }
+        }
+    };
+    let mut desc: Descriptor = serde_json::from_value(entry.clone()).expect("parsed above");
+    let mt = desc.media_type().to_string();
+    if is_index_type(&mt) {
+        return Err(Error::input(format!(
+            "{what}: the {platform} entry {} of index {index_digest} is itself an index: nested indexes are not read",
+            desc.digest()
+        )));
+    }
+    // Keep the top entry's tag on the image's descriptor.
+    if let Some(t) = top.annotations().as_ref().and_then(|a| a.get(REF_NAME)) {
+        let mut a = desc.annotations().clone().unwrap_or_default();
+        a.insert(REF_NAME.to_string(), t.clone());
+        desc.set_annotations(Some(a));
+    }
+    read_image(
+        src,
+        desc,
+        Some(IndexChoice {
+            digest: index_digest.to_string(),
+            platform: platform.to_string(),
+        }),
+    )
 }
 
 fn list_or_none(v: &[String]) -> String {

@@ -31,6 +31,10 @@ pub struct Report {
     pub files_verified: usize,
     pub problems: Vec<String>,
     pub ok: bool,
+    /// When the source is a multi-platform index: the index and the platform of the image
+    /// verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<layout::IndexChoice>,
 }
 
 /// Verify a layout or archive with the trusted `keys`.
@@ -40,8 +44,19 @@ pub fn verify_source(
     keys: &[PublicKey],
     require_all: bool,
 ) -> Result<Report> {
+    verify_platform(src, tag, None, keys, require_all)
+}
+
+/// Verify; from a multi-platform index, the image of `platform` (None: this machine's).
+pub fn verify_platform(
+    src: &mut dyn Source,
+    tag: Option<&str>,
+    platform: Option<&crate::base::Platform>,
+    keys: &[PublicKey],
+    require_all: bool,
+) -> Result<Report> {
     let what = src.describe();
-    let r = layout::resolve(src, tag)?;
+    let r = layout::resolve_platform(src, tag, platform)?;
     let target = Digest::parse(r.descriptor.digest().as_ref()).map_err(Error::Input)?;
     let metadata = bundle::read_metadata(src, &r.manifest)?;
 
@@ -215,6 +230,7 @@ pub fn verify_source(
         files_verified: files,
         problems,
         ok,
+        index: r.index,
     })
 }
 
@@ -308,7 +324,7 @@ pub fn sign_layout(
             dir.display()
         )));
     }
-    let r = layout::resolve(src.as_mut(), tag)?;
+    let r = layout::resolve_image(src.as_mut(), tag, "sign")?;
     let target = Digest::parse(r.descriptor.digest().as_ref()).map_err(Error::Input)?;
     let metadata = bundle::read_metadata(src.as_mut(), &r.manifest)?;
     let sig = sign::oci_signature(

@@ -13,6 +13,8 @@ pub struct Args {
     tag: Option<String>,
     #[command(flatten)]
     registry: super::push::RegistryArgs,
+    #[command(flatten)]
+    platform: super::push::PlatformArg,
 }
 
 /// `oci:path:tag` / `oci-archive:path:tag` / plain path.
@@ -33,13 +35,17 @@ fn parse_target(t: &str) -> (PathBuf, Option<String>) {
 pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     let (path, tag) = parse_target(&a.target);
     let tag = a.tag.or(tag);
+    let platform = a.platform.parse()?;
     let r = match mlart::reference::parse_location(&a.target)? {
         mlart::reference::Location::Registry { reference, .. } if !path.exists() => {
             let remote = mlart::registry::Remote::new(reference, &a.registry.options())?;
             let mut src = mlart::registry::RegistrySource::new(remote);
-            inspect::inspect_source(&mut src, None)?
+            inspect::inspect_platform(&mut src, None, platform.as_ref())?
         }
-        _ => inspect::inspect_path(&path, tag.as_deref())?,
+        _ => {
+            let mut src = mlart::layout::open(&path)?;
+            inspect::inspect_platform(src.as_mut(), tag.as_deref(), platform.as_ref())?
+        }
     };
     if json {
         super::print_json(&r);

@@ -35,6 +35,8 @@ pub struct Args {
     require_all: bool,
     #[command(flatten)]
     registry: RegistryArgs,
+    #[command(flatten)]
+    platform: super::push::PlatformArg,
 }
 
 #[derive(Serialize)]
@@ -72,6 +74,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             .map(|k| mlart::sign::load_public(k))
             .collect::<Result<Vec<_>>>()?,
         require_all: a.require_all,
+        platform: a.platform.parse()?,
     };
     let pb = super::progress_bar(0, json);
     pb.set_message(format!("pulling {}", src.describe()));

@@ -24,6 +24,24 @@ pub struct RegistryArgs {
     pub ca_file: Vec<PathBuf>,
 }
 
+/// `--platform` of the reading verbs: which image of a multi-platform index to read.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct PlatformArg {
+    /// From a multi-platform index (`bundle --platform all`): the image of this platform,
+    /// os/arch[/variant] (default: this machine's Linux platform, or the index's only image).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+}
+
+impl PlatformArg {
+    pub fn parse(&self) -> mlart::Result<Option<mlart::base::Platform>> {
+        self.platform
+            .as_deref()
+            .map(mlart::base::Platform::parse)
+            .transpose()
+    }
+}
+
 impl RegistryArgs {
     pub fn options(&self) -> registry::Options {
         registry::Options {

@@ -68,7 +68,7 @@ fn sign_remote(
 )> {
     use mlart::layout::Source;
     let mut src = mlart::registry::RegistrySource::new(remote.clone());
-    let r = mlart::layout::resolve(&mut src, None)?;
+    let r = mlart::layout::resolve_image(&mut src, None, "sign")?;
     let target = mlart::digest::Digest::of(&r.raw);
     let metadata = mlart::bundle::read_metadata(&mut src, &r.manifest)?;
     let sig = mlart::sign::oci_signature(

@@ -240,6 +240,7 @@ fn from_bundle(
     {
         let is_registry = matches!(loc, Location::Registry { .. });
         let opts = pull::PullOptions {
+            platform: None,
             out: out.clone(),
             kinds: vec!["model".into()],
             cache: if is_registry {

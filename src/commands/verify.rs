@@ -19,6 +19,8 @@ pub struct Args {
     tag: Option<String>,
     #[command(flatten)]
     registry: super::push::RegistryArgs,
+    #[command(flatten)]
+    platform: super::push::PlatformArg,
 }
 
 pub fn run(a: Args, json: bool) -> Result<ExitCode> {
@@ -69,7 +71,9 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     };
     // A registry REF names its manifest itself.
     let tag = if remote { None } else { a.tag.as_deref() };
-    let r = mlart::verify::verify_source(src.as_mut(), tag, &keys, a.require_all)?;
+    let platform = a.platform.parse()?;
+    let r =
+        mlart::verify::verify_platform(src.as_mut(), tag, platform.as_ref(), &keys, a.require_all)?;
     if json {
         super::print_json(&r);
     } else {

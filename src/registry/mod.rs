@@ -826,6 +826,18 @@ impl Source for RegistrySource {
         Ok(Box::new(self.remote.open_blob_verified(digest, size)?))
     }
 
+    /// The images of an index: from the manifests endpoint (registries do not serve
+    /// manifests as blobs), by digest, hash checked.
+    fn read_manifest(&mut self, digest: &Digest, size: u64) -> Result<Vec<u8>> {
+        layout::check_manifest_size(&self.describe(), digest, size)?;
+        if let Some((raw, d, _)) = &self.manifest {
+            if d == digest {
+                return Ok(raw.clone());
+            }
+        }
+        self.remote.manifest_by_digest(digest)
+    }
+
     /// The signature referrers of `subject`: the referrers API, or the fallback tag.
     fn referrers(&mut self, subject: &Digest) -> Result<Vec<oci_spec::image::Descriptor>> {
         let found = self
@@ -1208,7 +1220,7 @@ pub fn push(
     on_total: &dyn Fn(u64),
 ) -> Result<PushReport> {
     let (mut source, tag) = open_location(src, opts)?;
-    let resolved = layout::resolve(source.as_mut(), tag.as_deref())?;
+    let resolved = layout::resolve_image(source.as_mut(), tag.as_deref(), "push")?;
     // No tag given: keep the source's tag.
     let mut dst = dst.clone();
     if !dst_explicit_tag {
@@ -1277,7 +1289,7 @@ pub fn copy_to_local(
 ) -> Result<(Digest, String)> {
     use crate::layout::{BlobSink, LayoutWriter, Staging};
     let (mut source, tag) = open_location(src, opts)?;
-    let resolved = layout::resolve(source.as_mut(), tag.as_deref())?;
+    let resolved = layout::resolve_image(source.as_mut(), tag.as_deref(), "copy")?;
     let staging = Staging::with_form(dst, dst_archive)?;
     let mut w = LayoutWriter::create(&staging.layout_dir())?;
     let mut descs: Vec<oci_spec::image::Descriptor> = resolved.manifest.layers().clone();

@@ -35,6 +35,8 @@ pub struct PullOptions {
     pub verify_keys: Vec<crate::sign::PublicKey>,
     /// With `verify_keys`: an OCI signature by every key.
     pub require_all: bool,
+    /// From a multi-platform index: the platform to take (None: this machine's).
+    pub platform: Option<crate::base::Platform>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -49,6 +51,9 @@ pub struct PullReport {
     /// With `verify_keys`: the keys whose signatures verified.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub verified_by: Vec<String>,
+    /// When the source is a multi-platform index: the index and the platform pulled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<crate::layout::IndexChoice>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -129,7 +134,7 @@ pub fn pull(
     on_total: &dyn Fn(u64),
 ) -> Result<PullReport> {
     let what = src.describe();
-    let resolved = layout::resolve(src, tag)?;
+    let resolved = layout::resolve_platform(src, tag, opts.platform.as_ref())?;
     let meta = bundle::read_metadata(src, &resolved.manifest)?;
     let selected = select(&meta, &opts.kinds, &opts.paths)?;
     let mut wanted: HashSet<String> = selected.iter().map(|f| f.path.clone()).collect();
@@ -230,6 +235,7 @@ pub fn pull(
             needed: layers.len(),
             ..Default::default()
         },
+        index: resolved.index.clone(),
         ..Default::default()
     };
     let cache = opts.cache.as_ref().map(|c| c.join("blobs").join("sha256"));

@@ -1512,3 +1512,353 @@ fn base_with_sign_signs_each_image() {
         "{v}"
     );
 }
+
+// ---------------- reading a multi-platform bundle (an index) ----------------
+
+/// This machine's image in a two-platform (amd64, arm64/v8) index: (its index, platform).
+fn host_image() -> Option<(usize, &'static str)> {
+    match std::env::consts::ARCH {
+        "x86_64" => Some((0, "linux/amd64")),
+        "aarch64" => Some((1, "linux/arm64/v8")),
+        _ => None,
+    }
+}
+
+/// inspect, pull and verify `target` (a layout, archive or REF of a `--platform all` bundle
+/// whose index is `index_digest` with images `images`): the host's image by default, the
+/// arm64 one with `--platform linux/arm64`.
+fn read_index_bundle(
+    cmd: &dyn Fn() -> Command,
+    target: &str,
+    index_digest: &str,
+    images: &[String],
+    pubkey: &Path,
+    out: &Path,
+) {
+    // an explicit platform works everywhere
+    let v = json_ok(cmd().args(["inspect", target, "--platform", "linux/arm64"]));
+    assert_eq!(v["manifest_digest"], images[1].as_str(), "{v}");
+    assert_eq!(v["index"]["digest"], index_digest, "{v}");
+    assert_eq!(v["index"]["platform"], "linux/arm64/v8", "{v}");
+    assert_eq!(v["metadata"]["base"]["platform"], "linux/arm64/v8", "{v}");
+    let Some((k, host)) = host_image() else {
+        let err = fails(cmd().args(["inspect", target]), 2);
+        assert!(
+            err.contains("linux/amd64") && err.contains("--platform"),
+            "{err}"
+        );
+        return;
+    };
+    let v = json_ok(cmd().args(["inspect", target]));
+    assert_eq!(v["manifest_digest"], images[k].as_str(), "{v}");
+    assert_eq!(
+        v["index"],
+        json!({"digest": index_digest, "platform": host})
+    );
+    assert_eq!(v["metadata"]["base"]["platform"], host, "{v}");
+    assert_eq!(v["metadata"]["name"], "iris");
+
+    let p = json_ok(cmd().args(["pull", target, "-o"]).arg(out));
+    assert_eq!(p["digest"], images[k].as_str(), "{p}");
+    assert_eq!(p["index"]["platform"], host, "{p}");
+    for (f, sha) in example_files() {
+        assert_eq!(sha256_file(&out.join(&f)), sha, "{f}");
+    }
+
+    let v = json_ok(cmd().args(["verify", target, "--key"]).arg(pubkey));
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["manifest_digest"], images[k].as_str(), "{v}");
+    assert_eq!(v["index"]["platform"], host, "{v}");
+    assert!(v["oci_signatures"][0]["valid"] == true, "{v}");
+    let v = json_ok(
+        cmd()
+            .args(["verify", target, "--platform", "linux/arm64", "--key"])
+            .arg(pubkey),
+    );
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["manifest_digest"], images[1].as_str(), "{v}");
+}
+
+#[test]
+fn base_index_bundle_is_read_by_inspect_pull_verify() {
+    let Some(bb) = busybox() else { return };
+    let t = tempfile::tempdir().unwrap();
+    json_ok(mlart().arg("keygen").arg("-o").arg(t.path().join("k")));
+    let key = t.path().join("k.key");
+    let pubkey = t.path().join("k.pub");
+    let base = busybox_base(
+        &bb,
+        &t.path().join("multi.oci"),
+        "1.36",
+        &[("amd64", None), ("arm64", Some("v8"))],
+        false,
+    );
+    let r = oci(&base.dir, "1.36");
+    let sign = ["--platform", "all", "--sign", key.to_str().unwrap()];
+    let dir = t.path().join("all.oci");
+    let all = bundle_on(&r, &dir, &sign);
+    let idx = all["manifest_digest"].as_str().unwrap().to_string();
+    let (index, _) = top_of(&dir);
+    let images: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(images.len(), 2);
+
+    // the layout
+    read_index_bundle(
+        &mlart,
+        dir.to_str().unwrap(),
+        &idx,
+        &images,
+        &pubkey,
+        &t.path().join("pulled-layout"),
+    );
+    // oci:DIR:TAG
+    let v = json_ok(mlart().args(["inspect", &oci(&dir, "1.0.0"), "--platform", "linux/amd64"]));
+    assert_eq!(v["manifest_digest"], images[0].as_str(), "{v}");
+    assert_eq!(v["tag"], "1.0.0", "{v}");
+
+    // an archive of it (the same bundle: same digests)
+    let tar = t.path().join("all.tar");
+    let again = bundle_on(&r, &tar, &sign);
+    assert_eq!(again["manifest_digest"], idx.as_str());
+    read_index_bundle(
+        &mlart,
+        tar.to_str().unwrap(),
+        &idx,
+        &images,
+        &pubkey,
+        &t.path().join("pulled-archive"),
+    );
+
+    // A platform the index lacks: one paragraph naming what it has; nothing written.
+    let out = t.path().join("s390x");
+    let err = fails(
+        mlart()
+            .args([
+                "pull",
+                dir.to_str().unwrap(),
+                "--platform",
+                "linux/s390x",
+                "-o",
+            ])
+            .arg(&out),
+        2,
+    );
+    assert!(
+        err.contains("no linux/s390x image")
+            && err.contains("linux/amd64 (sha256:")
+            && err.contains("linux/arm64/v8 (sha256:")
+            && err.contains("--platform"),
+        "{err}"
+    );
+    assert!(!out.exists() && leftovers(t.path()).is_empty());
+    let err = fails(
+        mlart().args(["inspect", dir.to_str().unwrap(), "--platform", "linux"]),
+        2,
+    );
+    assert!(err.contains("is not os/arch"), "{err}");
+
+    // push and copy take one image manifest: an index is refused with a clear message.
+    let err = fails(
+        mlart().arg("copy").arg(&dir).arg(t.path().join("copy.oci")),
+        2,
+    );
+    assert!(
+        err.contains("multi-platform index") && err.contains("copy"),
+        "{err}"
+    );
+    assert!(!t.path().join("copy.oci").exists());
+
+    // From a registry: `bundle --push` writes the index; every verb reads it by tag.
+    let Some(reg) = Registry::start("base_index_bundle_is_read_by_inspect_pull_verify") else {
+        return;
+    };
+    let env = Env::new();
+    let all_ref = reg.reference("ml/iris:1.0.0-all");
+    let pushed = json_ok(
+        env.cmd()
+            .arg("bundle")
+            .arg("-f")
+            .arg(example().join("mlart.yaml"))
+            .args(["--base", &r, "--push", &all_ref])
+            .args(sign),
+    );
+    assert_eq!(pushed["digest"], idx.as_str(), "{pushed}");
+    read_index_bundle(
+        &|| env.cmd(),
+        &all_ref,
+        &idx,
+        &images,
+        &pubkey,
+        &env.path("pulled-registry"),
+    );
+    let err = fails(
+        env.cmd()
+            .arg("push")
+            .arg(&dir)
+            .arg(reg.reference("ml/other:1")),
+        2,
+    );
+    assert!(
+        err.contains("multi-platform index") && err.contains("push"),
+        "{err}"
+    );
+}
+
+/// A copy of `src` (a `--platform all` layout) at `dst` with its index document replaced by
+/// what `f` makes of it (`f` gets the index and returns the bytes to store).
+fn with_index(src: &Path, dst: &Path, f: impl FnOnce(Value) -> Vec<u8>) {
+    copy_tree(src, dst, false);
+    let (index, desc) = top_of(dst);
+    let bytes = f(index);
+    let (d, s) = put_blob(dst, &bytes);
+    let mut top = desc.clone();
+    top["digest"] = d.into();
+    top["size"] = s.into();
+    let i = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top]});
+    fs::write(dst.join("index.json"), serde_json::to_vec(&i).unwrap()).unwrap();
+}
+
+#[test]
+fn base_index_without_the_host_platform_or_hostile_is_refused() {
+    let Some(bb) = busybox() else { return };
+    let t = tempfile::tempdir().unwrap();
+    // An index with neither amd64 nor arm64: no default for this machine.
+    let base = busybox_base(
+        &bb,
+        &t.path().join("odd.oci"),
+        "1",
+        &[("s390x", None), ("ppc64le", None)],
+        false,
+    );
+    let odd = t.path().join("odd-all.oci");
+    bundle_on(&oci(&base.dir, "1"), &odd, &["--platform", "all"]);
+    let out = t.path().join("pulled");
+    if !matches!(std::env::consts::ARCH, "s390x" | "powerpc64") {
+        let err = fails(mlart().arg("pull").arg(&odd).arg("-o").arg(&out), 2);
+        assert!(
+            err.contains("(the platform of this machine)")
+                && err.contains("linux/s390x (sha256:")
+                && err.contains("linux/ppc64le (sha256:")
+                && err.contains("--platform")
+                && err.contains("@sha256:"),
+            "{err}"
+        );
+        assert!(!out.exists() && leftovers(t.path()).is_empty());
+        fails(mlart().arg("inspect").arg(&odd), 2);
+    }
+    let v = json_ok(
+        mlart()
+            .arg("inspect")
+            .arg(&odd)
+            .args(["--platform", "linux/s390x"]),
+    );
+    assert_eq!(v["index"]["platform"], "linux/s390x");
+
+    // Hostile index documents: each refused with a message (exit 2), never a panic.
+    let good = busybox_base(
+        &bb,
+        &t.path().join("multi.oci"),
+        "1",
+        &[("amd64", None), ("arm64", Some("v8"))],
+        false,
+    );
+    let all = t.path().join("all.oci");
+    bundle_on(&oci(&good.dir, "1"), &all, &["--platform", "all"]);
+    type Edit = Box<dyn Fn(Value) -> Vec<u8>>;
+    let both = |f: fn(&mut Value)| -> Edit {
+        Box::new(move |mut i: Value| {
+            for m in i["manifests"].as_array_mut().unwrap() {
+                f(m);
+            }
+            serde_json::to_vec(&i).unwrap()
+        })
+    };
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "wrong-digest",
+            both(|m| m["digest"] = format!("sha256:{}", "ab".repeat(32)).into()),
+            "",
+        ),
+        (
+            "wrong-size",
+            both(|m| m["size"] = (m["size"].as_u64().unwrap() + 1).into()),
+            "",
+        ),
+        (
+            "huge-size",
+            both(|m| m["size"] = (1u64 << 40).into()),
+            "claims",
+        ),
+        (
+            "negative-size",
+            both(|m| m["size"] = (-1).into()),
+            "not a valid descriptor",
+        ),
+        (
+            "nested",
+            both(|m| m["mediaType"] = OCI_INDEX.into()),
+            "nested indexes are not read",
+        ),
+        ("bad-digest", both(|m| m["digest"] = "sha256:zz".into()), ""),
+        (
+            "garbage",
+            Box::new(|_| b"{\"manifests\": [".to_vec()),
+            "is not JSON",
+        ),
+        (
+            "not-a-list",
+            Box::new(|_| b"{\"manifests\": 3}".to_vec()),
+            "no `manifests` list",
+        ),
+        (
+            "no-images",
+            Box::new(|_| br#"{"schemaVersion":2,"manifests":[]}"#.to_vec()),
+            "no image with a platform",
+        ),
+    ];
+    for (name, f, want) in cases {
+        let dir = t.path().join(name);
+        with_index(&all, &dir, f);
+        for verb in [&["inspect"][..], &["pull", "-o", out.to_str().unwrap()][..]] {
+            let err = fails(
+                mlart()
+                    .arg(verb[0])
+                    .arg(&dir)
+                    .args(["--platform", "linux/amd64"])
+                    .args(&verb[1..]),
+                2,
+            );
+            assert!(
+                !err.contains("panicked") && err.contains(dir.to_str().unwrap()),
+                "{name}: {err}"
+            );
+            assert!(err.contains(want), "{name}: {err}");
+            assert!(!out.exists(), "{name}");
+        }
+    }
+    // the index blob itself does not match its descriptor
+    let dir = t.path().join("index-digest");
+    copy_tree(&all, &dir, false);
+    let (index, _) = top_of(&dir);
+    let mut tampered = index.clone();
+    tampered["annotations"]["x"] = "y".into();
+    let d = top_of(&dir).1["digest"].as_str().unwrap().to_string();
+    fs::write(
+        dir.join("blobs/sha256").join(&d[7..]),
+        serde_json::to_vec(&tampered).unwrap(),
+    )
+    .unwrap();
+    let err = fails(
+        mlart()
+            .arg("inspect")
+            .arg(&dir)
+            .args(["--platform", "linux/amd64"]),
+        2,
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
