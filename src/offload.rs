@@ -3,9 +3,11 @@
 //! On a two-core machine a big model costs two sha256 passes (the file's and the layer's, or
 //! the blob's and the file's on pull) plus the kernel's copy of every byte on write. Doing
 //! them all on the thread that reads leaves a core idle. `HashOffload` is a writer that hands
-//! 256 KiB chunks to a scoped worker thread, which hashes each chunk and writes it to the inner
-//! writer; the reading thread only copies bytes into the chunk. Chunks are recycled (at most
-//! `IN_FLIGHT` + 2 live), so memory stays a few MiB whatever the size.
+//! 256 KiB chunks to a scoped worker thread, which hashes each chunk (`hash_write`; or not,
+//! `write_behind`, when the caller hashes) and writes it to the inner writer. `copy_from`
+//! reads a file straight into the chunks, so the reading thread can hash the bytes while they
+//! are in its cache and never copies them. Chunks come from a pool of `POOL`, recycled, so
+//! memory stays a few MiB whatever the size.
 //!
 //! For files that must be durable (`pull`'s output), the worker also starts the kernel's
 //! writeback of each 8 MiB it wrote (`sync_file_range`), so the final `fsync` finds little
@@ -37,6 +39,7 @@ fn new_chunk() -> Vec<u8> {
 fn region(v: &[u8]) -> usize {
     (2048 + 4096 - (v.as_ptr() as usize % 4096)) % 4096
 }
+
 /// With writeback: start it for every this many bytes written.
 const WRITEBACK_EVERY: u64 = 8 << 20;
 
@@ -207,16 +210,29 @@ impl<'s, W: Write + Send + 's> HashOffload<'s, W> {
         };
         let full = std::mem::take(cur);
         let n = std::mem::take(used);
-        tx.send((full, n)).map_err(|_| stopped())?;
-        *cur = match back.try_recv() {
-            Ok(c) => c,
-            Err(_) if *made < POOL => {
-                *made += 1;
-                new_chunk()
-            }
-            Err(_) => back.recv().map_err(|_| stopped())?,
+        let next = match tx.send((full, n)) {
+            Err(_) => Err(stopped()),
+            Ok(()) => match back.try_recv() {
+                Ok(c) => Ok(c),
+                Err(_) if *made < POOL => {
+                    *made += 1;
+                    Ok(new_chunk())
+                }
+                Err(_) => back.recv().map_err(|_| stopped()),
+            },
         };
-        Ok(())
+        // After an error too, `cur` stays a whole chunk: a caller that writes again gets the
+        // error again, never an index out of range.
+        match next {
+            Ok(c) => {
+                *cur = c;
+                Ok(())
+            }
+            Err(e) => {
+                *cur = new_chunk();
+                Err(e)
+            }
+        }
     }
 
     /// Copy exactly `n` bytes of `r` through this writer, reading them straight into the
@@ -474,6 +490,26 @@ mod tests {
             OFFLOAD_MIN,
             NoKick,
             |w| w.write_all(&input),
+            |e| e,
+        )
+        .map(|_| ())
+        .unwrap_err();
+        assert!(e.to_string().contains("disk full (test)"), "{e}");
+        // A caller that ignores the first error and writes on gets errors, never a panic.
+        let e = hash_write(
+            Failing { ok: CHUNK },
+            OFFLOAD_MIN,
+            NoKick,
+            |w| {
+                let mut errors = 0;
+                for _ in 0..64 {
+                    if w.write_all(&input[..CHUNK]).is_err() {
+                        errors += 1;
+                    }
+                }
+                assert!(errors > 0);
+                Ok(())
+            },
             |e| e,
         )
         .map(|_| ())
