@@ -135,11 +135,11 @@ impl Extractor {
         }
     }
 
-    /// Write one regular file from `r` (`size`: the bytes expected, a hint for how to hash).
-    /// The file's sha256 is computed as it is written, and it is on disk (fsync) before this
-    /// returns. A big file is hashed and written by a second thread that also starts the
-    /// kernel's writeback as it goes (crate::offload), so the reading thread (often the
-    /// registry's digest check) and the disk work side by side.
+    /// Write one regular file of exactly `size` bytes from `r` (an earlier end is an error).
+    /// The file's sha256 is computed on this thread as the bytes land in the writer's chunks,
+    /// and the file is on disk (fsync) before this returns. A big file is written by a second
+    /// thread that also starts the kernel's writeback as it goes (crate::offload), so reading,
+    /// hashing and the disk work side by side.
     pub fn file(
         &mut self,
         what: &str,
