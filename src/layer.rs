@@ -148,6 +148,21 @@ pub struct LayerDigests {
     pub diff_id: Digest,
 }
 
+impl LayerDigests {
+    /// The blob's digest and size, and the hash of the uncompressed stream when the layer is
+    /// compressed (else the diff_id is the blob's digest).
+    fn sealed(digest: Digest, size: u64, uncompressed: Option<Sha256>) -> Self {
+        let diff_id = uncompressed
+            .map(Digest::from_hasher)
+            .unwrap_or_else(|| digest.clone());
+        LayerDigests {
+            digest,
+            size,
+            diff_id,
+        }
+    }
+}
+
 /// What reading one file produced.
 #[derive(Clone, Debug)]
 pub struct FileDigest {
@@ -371,18 +386,7 @@ pub fn write_tar<W: Write + Send>(
         |blob| tar_into(blob, files, prefix, compression, mtime, capture, progress),
         |e| io_err("writing the layer", e),
     )?;
-    let diff_id = diff_hash
-        .map(Digest::from_hasher)
-        .unwrap_or_else(|| digest.clone());
-    Ok((
-        out,
-        LayerDigests {
-            digest,
-            size,
-            diff_id,
-        },
-        results,
-    ))
+    Ok((out, LayerDigests::sealed(digest, size, diff_hash), results))
 }
 
 /// The tar stream of `files` through `compression` into `blob`. Returns the hash of the
@@ -533,17 +537,7 @@ pub fn write_tar_bytes<W: Write>(
         .finish()
         .map_err(|e| io_err("finishing the compressor", e))?;
     let (out, digest, size) = blob.finish();
-    let diff_id = diff_hash
-        .map(Digest::from_hasher)
-        .unwrap_or_else(|| digest.clone());
-    Ok((
-        out,
-        LayerDigests {
-            digest,
-            size,
-            diff_id,
-        },
-    ))
+    Ok((out, LayerDigests::sealed(digest, size, diff_hash)))
 }
 
 fn io_err(what: &str, e: io::Error) -> Error {
