@@ -1436,8 +1436,7 @@ fn base_pushed_by_skopeo_as_docker_schema2_and_multi_platform() {
 fn base_with_sign_signs_each_image() {
     let Some(bb) = busybox() else { return };
     let t = tempfile::tempdir().unwrap();
-    json_ok(mlart().arg("keygen").arg("-o").arg(t.path().join("k")));
-    let key = t.path().join("k.key");
+    let (key, _) = keygen(t.path(), "k");
     let base = busybox_base(
         &bb,
         &t.path().join("base.oci"),
@@ -1583,9 +1582,7 @@ fn read_index_bundle(
 fn base_index_bundle_is_read_by_inspect_pull_verify() {
     let Some(bb) = busybox() else { return };
     let t = tempfile::tempdir().unwrap();
-    json_ok(mlart().arg("keygen").arg("-o").arg(t.path().join("k")));
-    let key = t.path().join("k.key");
-    let pubkey = t.path().join("k.pub");
+    let (key, pubkey) = keygen(t.path(), "k");
     let base = busybox_base(
         &bb,
         &t.path().join("multi.oci"),

@@ -437,8 +437,8 @@ fn gating_a_remote_1_gib_bundle_downloads_under_1_mib() {
 #[test]
 fn signature_gate_passes_with_the_signing_key_only() {
     let t = tempfile::tempdir().unwrap();
-    let k = json_ok(mlart().arg("keygen").arg("-o").arg(t.path().join("k")));
-    let o = json_ok(mlart().arg("keygen").arg("-o").arg(t.path().join("o")));
+    let (k_key, k_pub) = keygen(t.path(), "k");
+    let (_, o_pub) = keygen(t.path(), "o");
     let signed = t.path().join("s.oci");
     json_ok(
         mlart()
@@ -448,7 +448,7 @@ fn signature_gate_passes_with_the_signing_key_only() {
             .arg("-o")
             .arg(&signed)
             .arg("--sign")
-            .arg(k["private_key"].as_str().unwrap()),
+            .arg(&k_key),
     );
     let policy = t.path().join("gates.yaml");
     fs::write(&policy, "gates:\n  signature: required\n").unwrap();
@@ -459,7 +459,7 @@ fn signature_gate_passes_with_the_signing_key_only() {
             .arg("--policy")
             .arg(&policy)
             .arg("--key")
-            .arg(k["public_key"].as_str().unwrap()),
+            .arg(&k_pub),
     );
     assert_eq!(g["passed"], true, "{g}");
     let out = run(mlart()
@@ -468,7 +468,7 @@ fn signature_gate_passes_with_the_signing_key_only() {
         .arg("--policy")
         .arg(&policy)
         .arg("--key")
-        .arg(o["public_key"].as_str().unwrap()));
+        .arg(&o_pub));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("no OCI signature verifies"));
 }

@@ -4,7 +4,7 @@
 
 use crate::httpproxy::{HttpProxy, Reply, Request};
 use crate::registry::{Env, Registry};
-use crate::support::{example, fails, json_ok, run};
+use crate::support::{example, fails, json_ok, keygen_with, run};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -14,11 +14,7 @@ const INDEX_MT: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST_MT: &str = "application/vnd.oci.image.manifest.v1+json";
 
 fn keygen(env: &Env, name: &str) -> (PathBuf, PathBuf) {
-    let v = json_ok(env.cmd().arg("keygen").arg("-o").arg(env.path(name)));
-    (
-        v["private_key"].as_str().unwrap().into(),
-        v["public_key"].as_str().unwrap().into(),
-    )
+    keygen_with(&mut env.cmd(), &env.path(name))
 }
 
 /// `mlart bundle` of the example into a layout, with extra args.

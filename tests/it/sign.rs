@@ -5,14 +5,6 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-fn keygen(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let v = json_ok(mlart().arg("keygen").arg("-o").arg(dir.join(name)));
-    (
-        v["private_key"].as_str().unwrap().into(),
-        v["public_key"].as_str().unwrap().into(),
-    )
-}
-
 fn signed_layout(dir: &Path, key: &Path, out: &str) -> serde_json::Value {
     json_ok(
         mlart()

@@ -35,6 +35,20 @@ pub fn json_ok(c: &mut Command) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
+/// `keygen -o OUT` run by `c` (an mlart command): the private and public key paths it made.
+pub fn keygen_with(c: &mut Command, out: &Path) -> (PathBuf, PathBuf) {
+    let v = json_ok(c.arg("keygen").arg("-o").arg(out));
+    (
+        v["private_key"].as_str().unwrap().into(),
+        v["public_key"].as_str().unwrap().into(),
+    )
+}
+
+/// `mlart keygen -o DIR/NAME`: the private and public key paths.
+pub fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    keygen_with(&mut mlart(), &dir.join(name))
+}
+
 /// Run, expect exit code `code`, return stderr (human) text.
 pub fn fails(c: &mut Command, code: i32) -> String {
     let out = run(c);
