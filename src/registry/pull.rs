@@ -239,7 +239,10 @@ pub fn pull(
         ..Default::default()
     };
     let cache = opts.cache.as_ref().map(|c| c.join("blobs").join("sha256"));
+    // Blobs downloaded just now (verified on the way in) and blobs found in the cache and
+    // re-hashed: neither is hashed again before extraction.
     let mut prefetched = HashSet::new();
+    let mut verified_hits = HashSet::new();
     if let (Some(dir), Some(remote)) = (&cache, &opts.remote) {
         let blobs = layers
             .iter()
@@ -250,7 +253,7 @@ pub fn pull(
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        prefetched = prefetch(remote, &blobs, dir, progress)?;
+        (prefetched, verified_hits) = prefetch(remote, &blobs, dir, progress)?;
     }
     let mut x = Extractor::new(&root);
     let want = |p: &str| wanted.contains(p);
@@ -266,6 +269,8 @@ pub fn pull(
             Some(dir) => {
                 let (path, hit) = if prefetched.contains(&digest) {
                     (dir.join(digest.hex()), false)
+                } else if verified_hits.contains(&digest) {
+                    (dir.join(digest.hex()), true)
                 } else {
                     ensure_cached(src, l, &digest, dir, progress)?
                 };
@@ -515,19 +520,20 @@ fn ensure_cached(
 }
 
 /// Download the blobs missing from the cache, `PARALLEL` at a time, straight from the
-/// registry. Returns the digests downloaded.
+/// registry. Returns the digests downloaded and those found in the cache intact (each
+/// re-hashed once, here).
 fn prefetch(
     remote: &super::Remote,
     blobs: &[(Digest, u64)],
     dir: &Path,
     progress: &(dyn Fn(&Digest, BlobEvent) + Sync),
-) -> Result<HashSet<Digest>> {
+) -> Result<(HashSet<Digest>, HashSet<Digest>)> {
     const PARALLEL: usize = 4;
-    let todo: Vec<(Digest, u64)> = blobs
+    type Blobs = Vec<(Digest, u64)>;
+    let (hits, todo): (Blobs, Blobs) = blobs
         .iter()
-        .filter(|(d, size)| !cache_hit(&dir.join(d.hex()), d, *size))
         .cloned()
-        .collect();
+        .partition(|(d, size)| cache_hit(&dir.join(d.hex()), d, *size));
     let queue = std::sync::Mutex::new(todo.clone());
     let what = remote.describe();
     let results: Vec<Result<()>> = std::thread::scope(|s| {
@@ -559,5 +565,8 @@ fn prefetch(
     for r in results {
         r?;
     }
-    Ok(todo.into_iter().map(|(d, _)| d).collect())
+    Ok((
+        todo.into_iter().map(|(d, _)| d).collect(),
+        hits.into_iter().map(|(d, _)| d).collect(),
+    ))
 }
