@@ -409,7 +409,15 @@ impl Remote {
             })
             .await
         })
-        .map_err(|e| map_err(&self.describe(), "listing tags", e))?;
+        .map_err(|e| {
+            // the repository, not the `:latest` a reference without a tag gets
+            let repo = format!(
+                "{}/{}",
+                self.reference.registry(),
+                self.reference.repository()
+            );
+            map_err(&repo, "listing tags", e)
+        })?;
         let mut tags = r.tags;
         tags.sort();
         Ok(tags)
@@ -1060,7 +1068,10 @@ pub fn push_manifest(
         progress.clone(),
     ))?;
     count(&mut report, r);
-    // The manifest, last.
+    // The manifest, last (not after a Ctrl-C: the tag must not move).
+    if crate::interrupt::requested() {
+        return Err(Error::Interrupted);
+    }
     block_on(dst.put_manifest(manifest, media_type, "pushing the manifest"))?;
     Ok(report)
 }
@@ -1134,6 +1145,13 @@ async fn push_blob(
         let reader = tokio::task::spawn_blocking(move || -> Result<()> {
             let mut r = VerifyReader::new(opener2.open(&digest)?, digest.clone(), size);
             loop {
+                // Ctrl-C: stop sending; the upload fails and the tag does not move.
+                if crate::interrupt::requested() {
+                    let _ = tx.blocking_send(Err(OciDistributionError::GenericError(Some(
+                        "interrupted by the user".into(),
+                    ))));
+                    return Err(Error::Interrupted);
+                }
                 let mut buf = vec![0u8; CHUNK.min(size.max(1) as usize)];
                 let mut filled = 0;
                 while filled < buf.len() {
@@ -1305,6 +1323,9 @@ pub fn copy_to_local(
         let mut out = w.begin()?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
+            if crate::interrupt::requested() {
+                return Err(Error::Interrupted);
+            }
             let n = r
                 .read(&mut buf)
                 .map_err(|e| Error::input(format!("{what}: blob {digest}: {e}")))?;

@@ -193,7 +193,7 @@ pub fn pull(
     let found: HashSet<&str> = layers.iter().map(|l| l.digest().as_ref() as &str).collect();
     if let Some(missing) = needed_layers.iter().find(|d| !found.contains(*d)) {
         return Err(Error::input(format!(
-            "{what}: the metadata names layer {missing}, which is not in the manifest"
+            "{what}: the metadata names layer {missing}, which is not in the manifest: the layers were changed after `mlart bundle` (`skopeo copy` without `--preserve-digests`, say, compresses the uncompressed model layers). Copy the bundle again with `mlart copy` or `skopeo copy --preserve-digests`"
         )));
     }
     on_total(layers.iter().map(|l| l.size()).sum());
@@ -371,8 +371,11 @@ pub fn pull(
             return Err(Error::Check(format!("{what}: not pulled: the bundle has no model.sig (sign it with `mlart bundle --sign`)")));
         };
         if full {
-            let key = crate::sign::verify_dir(&root, &opts.verify_keys)
-                .map_err(|e| Error::Check(format!("{what}: not pulled: {e}")))?;
+            // (the staging directory's name means nothing to the user: paths as in the bundle)
+            let key = crate::sign::verify_dir(&root, &opts.verify_keys).map_err(|e| {
+                let e = e.to_string().replace(&format!("{}/", root.display()), "");
+                Error::Check(format!("{what}: not pulled: {e}"))
+            })?;
             verified_by.push(format!("{} (model.sig)", key.display()));
         } else {
             let (st, key) = crate::sign::verify_bundle(&oms, &opts.verify_keys)
