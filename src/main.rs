@@ -69,7 +69,10 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     init_logging(cli.verbose);
     let _ = ctrlc::set_handler(|| {
         if mlart::interrupt::requested() {
@@ -100,6 +103,33 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => commands::report_error(&e, json),
     }
+}
+
+/// A command line clap refuses. With `--json`, the error is JSON on stdout like any other
+/// (exit 2); help, version and everything else as clap prints them.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !json || informational {
+        e.exit();
+    }
+    let text = e.to_string();
+    let text = text.trim().strip_prefix("error: ").unwrap_or(text.trim());
+    let text = text
+        .split("\n\nFor more information")
+        .next()
+        .unwrap_or(text)
+        .trim();
+    commands::report_error(&mlart::Error::input(text), true)
 }
 
 fn init_logging(verbose: u8) {

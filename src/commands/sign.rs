@@ -20,10 +20,15 @@ pub struct Args {
 
 pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     let key = mlart::sign::load_private(&a.key)?;
+    // `oci:DIR[:TAG]` names a local layout, as for `inspect`.
+    let mut local = (a.target.clone(), a.tag.clone());
     let remote_ref = match a.target.to_str() {
         Some(t) if !a.target.exists() => match reference::parse_location(t)? {
             Location::Registry { reference, .. } => Some(reference),
-            Location::Local { .. } => None,
+            Location::Local { path, tag } => {
+                local = (path, a.tag.clone().or(tag));
+                None
+            }
         },
         _ => None,
     };
@@ -36,8 +41,8 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         }
         None => {
             let (target, sig, added) =
-                mlart::verify::sign_layout(&a.target, a.tag.as_deref(), &key)?;
-            (a.target.display().to_string(), target, sig, added, None)
+                mlart::verify::sign_layout(&local.0, local.1.as_deref(), &key)?;
+            (local.0.display().to_string(), target, sig, added, None)
         }
     };
     if json {

@@ -54,10 +54,15 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             Err(e) => Err(e),
         };
     }
+    // `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]` name a local bundle, as for `inspect`.
+    let mut local = (a.target.clone(), a.tag.clone());
     let remote_ref = match a.target.to_str() {
         Some(t) if !a.target.exists() => match mlart::reference::parse_location(t)? {
             mlart::reference::Location::Registry { reference, .. } => Some(reference),
-            mlart::reference::Location::Local { .. } => None,
+            mlart::reference::Location::Local { path, tag } => {
+                local = (path, a.tag.clone().or(tag));
+                None
+            }
         },
         _ => None,
     };
@@ -67,10 +72,10 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             let remote = mlart::registry::Remote::new(r, &a.registry.options())?;
             Box::new(mlart::registry::RegistrySource::new(remote))
         }
-        None => mlart::layout::open(&a.target)?,
+        None => mlart::layout::open(&local.0)?,
     };
     // A registry REF names its manifest itself.
-    let tag = if remote { None } else { a.tag.as_deref() };
+    let tag = if remote { None } else { local.1.as_deref() };
     let platform = a.platform.parse()?;
     let r =
         mlart::verify::verify_platform(src.as_mut(), tag, platform.as_ref(), &keys, a.require_all)?;
