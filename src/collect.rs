@@ -168,6 +168,22 @@ fn make_file(
     exclude: &[PathBuf],
 ) -> Result<SourceFile> {
     let abs = root.join(&rel);
+    // A name the bundle cannot carry faithfully: `rel` is a lossy copy of a name that is not
+    // UTF-8 (no such file), or a path `mlart pull` refuses to extract.
+    let why = if rel.contains('\\') {
+        Some("has a backslash, which `mlart pull` refuses in paths")
+    } else if rel.contains('\u{FFFD}') && fs::symlink_metadata(&abs).is_err() {
+        Some("is not UTF-8")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        return Err(spec.error_at(
+            entry.pos,
+            format!("the name of {} {why}", abs.display()),
+            format!("rename the file, or exclude it in {IGNORE_FILE}"),
+        ));
+    }
     inside(root, &abs, spec, entry)?;
     let meta = fs::metadata(&abs).ctx("reading", &abs)?;
     if !meta.is_file() {
@@ -355,7 +371,8 @@ fn load_ignore(root: &Path) -> Result<ignore::gitignore::Gitignore> {
     })
 }
 
-fn is_glob(p: &str) -> bool {
+/// Is this spec entry a glob (rather than a file or folder name)?
+pub(crate) fn is_glob(p: &str) -> bool {
     p.contains(['*', '?', '[', '{'])
 }
 

@@ -1,6 +1,7 @@
 //! `mlart init`: look at a project folder, guess the kind of each file, and write mlart.yaml
 //! from the template in templates/.
 
+use crate::collect::is_glob;
 use crate::error::{Error, IoContext, Result};
 use crate::spec::{self, Kind};
 use serde::Serialize;
@@ -190,7 +191,20 @@ pub fn init(dir: &Path, name: Option<&str>, force: bool) -> Result<InitResult> {
         }
         if e.file_type().is_file() {
             if let Ok(rel) = e.path().strip_prefix(dir) {
-                files.push(rel.to_string_lossy().replace('\\', "/"));
+                // A name a spec entry cannot name (it would be read as a drive letter, a
+                // separator, or not at all) is left out, with a warning, not written broken.
+                match rel.to_str() {
+                    Some(r)
+                        if !r.contains(['\\', '\n', '\r'])
+                            && r.as_bytes().get(1) != Some(&b':') =>
+                    {
+                        files.push(r.to_string())
+                    }
+                    _ => tracing::warn!(
+                        "{}: left out of mlart.yaml: its name cannot be written in a spec (not UTF-8, a backslash, a line break, or `:` second); rename it to bundle it",
+                        e.path().display()
+                    ),
+                }
             }
         }
     }
@@ -216,6 +230,9 @@ pub fn init(dir: &Path, name: Option<&str>, force: bool) -> Result<InitResult> {
     }
     // A top-level folder whose files are all one kind is listed as the folder.
     for (top, k) in &dir_kinds {
+        if is_glob(top) {
+            continue; // listed file by file, escaped
+        }
         if let Some(Some(k)) = k {
             if let Some(list) = by_kind.get_mut(k) {
                 list.retain(|f| !f.starts_with(&format!("{top}/")));
@@ -237,6 +254,21 @@ pub fn init(dir: &Path, name: Option<&str>, force: bool) -> Result<InitResult> {
     if !spec::is_valid_name(&name) {
         return Err(Error::input(format!("--name {name:?} cannot name an OCI repository: use lowercase letters, digits and . _ -")));
     }
+    if by_kind.is_empty() {
+        let found = if unclassified.is_empty() {
+            "no file".to_string()
+        } else {
+            let more = if unclassified.len() > 5 { ", …" } else { "" };
+            format!(
+                "only files of no known kind ({}{more})",
+                unclassified[..unclassified.len().min(5)].join(", ")
+            )
+        };
+        return Err(Error::input(format!(
+            "{}: found {found}, so there is nothing to put in mlart.yaml. Add the model file (e.g. model.onnx) to the folder, or write mlart.yaml by hand (README: \"The spec\")",
+            dir.display()
+        )));
+    }
     let sections: Vec<Section> = Kind::ALL
         .iter()
         .map(|k| Section {
@@ -247,7 +279,7 @@ pub fn init(dir: &Path, name: Option<&str>, force: bool) -> Result<InitResult> {
                 .cloned()
                 .unwrap_or_default()
                 .into_iter()
-                .map(|e| yaml_scalar(&e))
+                .map(|e| yaml_scalar(&if is_glob(&e) { globset::escape(&e) } else { e }))
                 .collect(),
         })
         .collect();

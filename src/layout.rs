@@ -170,6 +170,16 @@ impl Staging {
                     dest.display()
                 )));
             }
+            // Replace an OCI archive (or an empty file), never some other file.
+            let replaceable_file = dest
+                .metadata()
+                .is_ok_and(|m| m.is_file() && (m.len() == 0 || ArchiveFile::open(dest).is_ok()));
+            if archive && !dest.is_dir() && !replaceable_file {
+                return Err(Error::input(format!(
+                    "{} exists and is not an OCI archive: mlart will not replace it. Choose another output path, or remove it",
+                    dest.display()
+                )));
+            }
             let is_layout = dest.is_dir() && dest.join("oci-layout").is_file();
             if !archive && !is_layout {
                 return Err(Error::input(format!(
