@@ -71,7 +71,7 @@ pub fn load_policy(path: &Path) -> Result<Policy> {
         Error::input(format!(
             "{}:{l}:{c}: {}. The policy is `gates:` with `metrics:` (metric, min, max, greater_is_better, max_change, max_relative_change), `validation: required`, `signature: required`, `schema: compatible` (README: \"Release gates\")",
             path.display(),
-            e.to_string().lines().next().unwrap_or("invalid policy")
+            crate::spec::yaml_message(&e)
         ))
     })?;
     check_policy(&f.gates).map_err(|m| Error::input(format!("{}: {m}", path.display())))?;
@@ -96,6 +96,14 @@ pub fn check_policy(p: &Policy) -> std::result::Result<(), String> {
         ] {
             if v.is_some_and(|v| v.is_nan() || v < 0.0) {
                 return Err(format!("{:?}: {k} must be a number >= 0", g.metric));
+            }
+        }
+        for (k, v) in [("min", g.min), ("max", g.max)] {
+            if v.is_some_and(f64::is_nan) {
+                return Err(format!(
+                    "{:?}: {k} is NaN, which no value can be compared with: give a number",
+                    g.metric
+                ));
             }
         }
         if let (Some(lo), Some(hi)) = (g.min, g.max) {

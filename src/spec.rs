@@ -628,13 +628,9 @@ fn check_entry_path(spec: &Spec, kind: Kind, path: &str, pos: Pos) -> Result<()>
     Ok(())
 }
 
-fn yaml_error(file: &Path, e: &serde_saphyr::Error) -> Error {
-    let (line, column) = e
-        .location()
-        .map(|l| (l.line() as u32, l.column() as u32))
-        .unwrap_or((1, 1));
-    // Keep the first line of the library's message, without its own position prefix and
-    // without advice about its API.
+/// The first line of the YAML library's message, without its own position prefix (the caller
+/// gives `file:line:column`) and without advice about its API.
+pub(crate) fn yaml_message(e: &serde_saphyr::Error) -> String {
     let msg = e.to_string();
     let mut message = msg
         .lines()
@@ -651,6 +647,15 @@ fn yaml_error(file: &Path, e: &serde_saphyr::Error) -> Error {
     if let Some((head, _)) = message.split_once(", set DuplicateKeyPolicy") {
         message = head.to_string();
     }
+    message
+}
+
+fn yaml_error(file: &Path, e: &serde_saphyr::Error) -> Error {
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line() as u32, l.column() as u32))
+        .unwrap_or((1, 1));
+    let message = yaml_message(e);
     let hint = if message.contains("unknown field") {
         "Fix the spelling, or remove the key (README: \"The spec\")"
     } else if message.contains("duplicate mapping key") {
