@@ -3,6 +3,7 @@
 
 mod base;
 mod bundle;
+mod explore;
 mod gate;
 mod httpproxy;
 mod interop;
