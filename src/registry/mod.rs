@@ -596,6 +596,13 @@ fn backoff(what: &str, attempt: u32, e: &OciDistributionError) -> Option<Duratio
 
 /// Sleep `d`, waking early on Ctrl-C (a `Retry-After` wait can be a minute): false when
 /// interrupted, and the caller gives up (`map_err` then reports the interruption).
+/// Resolves when the user has pressed Ctrl-C (polled every 50 ms).
+async fn interrupted() {
+    while !crate::interrupt::requested() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn pause(d: Duration) -> bool {
     let end = tokio::time::Instant::now() + d;
     loop {
@@ -1187,9 +1194,17 @@ async fn push_blob(
         // One streamed PUT (as `curl -T`); a registry that refuses a body that large (413)
         // gets the chunked upload from then on.
         let client = if chunked { &dst.client } else { &dst.mono };
-        let r = client
-            .push_blob_stream(&dst.reference, stream, &d, Some(b.size))
-            .await;
+        // A Ctrl-C ends the upload at once: dropping the request closes the connection
+        // (waiting for the reader would first send what is queued, seconds on a slow link).
+        let r = tokio::select! {
+            r = client.push_blob_stream(&dst.reference, stream, &d, Some(b.size)) => r,
+            () = interrupted() => {
+                // The reader stops by itself at its next chunk (it checks for Ctrl-C too) and
+                // its error ends the request; not waited for: it may be blocked sending to a
+                // connection that drains slowly.
+                return Err(Error::Interrupted);
+            }
+        };
         let read = reader
             .await
             .map_err(|e| Error::input(format!("reading blob {d}: {e}")))?;
