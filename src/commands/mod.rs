@@ -42,6 +42,29 @@ pub fn report_error(e: &Error, json: bool) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Where a `sign`/`verify` TARGET is: a registry reference, or a local layout or archive with
+/// its tag (`--tag`, else the one in an `oci:DIR:TAG` / `oci-archive:FILE:TAG` name). A path
+/// that exists is local whatever it looks like.
+pub enum Target {
+    Registry(mlart::reference::Reference),
+    Local(std::path::PathBuf, Option<String>),
+}
+
+pub fn target(path: &std::path::Path, tag: Option<&str>) -> mlart::Result<Target> {
+    let local = |p: std::path::PathBuf, t: Option<String>| {
+        Ok(Target::Local(p, tag.map(str::to_string).or(t)))
+    };
+    match path.to_str() {
+        Some(t) if !path.exists() => match mlart::reference::parse_location(t)? {
+            mlart::reference::Location::Registry { reference, .. } => {
+                Ok(Target::Registry(reference))
+            }
+            mlart::reference::Location::Local { path, tag: t } => local(path, t),
+        },
+        _ => local(path.to_path_buf(), None),
+    }
+}
+
 pub fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }

@@ -1,4 +1,3 @@
-use mlart::reference::{self, Location};
 use mlart::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,29 +19,16 @@ pub struct Args {
 
 pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     let key = mlart::sign::load_private(&a.key)?;
-    // `oci:DIR[:TAG]` names a local layout, as for `inspect`.
-    let mut local = (a.target.clone(), a.tag.clone());
-    let remote_ref = match a.target.to_str() {
-        Some(t) if !a.target.exists() => match reference::parse_location(t)? {
-            Location::Registry { reference, .. } => Some(reference),
-            Location::Local { path, tag } => {
-                local = (path, a.tag.clone().or(tag));
-                None
-            }
-        },
-        _ => None,
-    };
-    let (what, target, sig, added, tag) = match remote_ref {
-        Some(r) => {
+    let (what, target, sig, added, tag) = match super::target(&a.target, a.tag.as_deref())? {
+        super::Target::Registry(r) => {
             let remote = mlart::registry::Remote::new(r, &a.registry.options())?;
             let what = remote.describe();
             let (target, sig, added, tag) = sign_remote(remote, &key)?;
             (what, target, sig, added, tag)
         }
-        None => {
-            let (target, sig, added) =
-                mlart::verify::sign_layout(&local.0, local.1.as_deref(), &key)?;
-            (local.0.display().to_string(), target, sig, added, None)
+        super::Target::Local(path, tag) => {
+            let (target, sig, added) = mlart::verify::sign_layout(&path, tag.as_deref(), &key)?;
+            (path.display().to_string(), target, sig, added, None)
         }
     };
     if json {

@@ -54,28 +54,16 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             Err(e) => Err(e),
         };
     }
-    // `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]` name a local bundle, as for `inspect`.
-    let mut local = (a.target.clone(), a.tag.clone());
-    let remote_ref = match a.target.to_str() {
-        Some(t) if !a.target.exists() => match mlart::reference::parse_location(t)? {
-            mlart::reference::Location::Registry { reference, .. } => Some(reference),
-            mlart::reference::Location::Local { path, tag } => {
-                local = (path, a.tag.clone().or(tag));
-                None
+    // A registry REF names its manifest itself: no tag.
+    let (mut src, tag): (Box<dyn mlart::layout::Source>, _) =
+        match super::target(&a.target, a.tag.as_deref())? {
+            super::Target::Registry(r) => {
+                let remote = mlart::registry::Remote::new(r, &a.registry.options())?;
+                (Box::new(mlart::registry::RegistrySource::new(remote)), None)
             }
-        },
-        _ => None,
-    };
-    let remote = remote_ref.is_some();
-    let mut src: Box<dyn mlart::layout::Source> = match remote_ref {
-        Some(r) => {
-            let remote = mlart::registry::Remote::new(r, &a.registry.options())?;
-            Box::new(mlart::registry::RegistrySource::new(remote))
-        }
-        None => mlart::layout::open(&local.0)?,
-    };
-    // A registry REF names its manifest itself.
-    let tag = if remote { None } else { local.1.as_deref() };
+            super::Target::Local(path, tag) => (mlart::layout::open(&path)?, tag),
+        };
+    let tag = tag.as_deref();
     let platform = a.platform.parse()?;
     let r =
         mlart::verify::verify_platform(src.as_mut(), tag, platform.as_ref(), &keys, a.require_all)?;
