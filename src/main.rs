@@ -122,6 +122,19 @@ fn usage_error(e: clap::Error) -> ExitCode {
     if !json || informational {
         e.exit();
     }
+    if e.kind() == ErrorKind::MissingSubcommand {
+        // (clap's own text lists hidden commands too, over several lines)
+        let verbs: Vec<String> = <Cli as clap::CommandFactory>::command()
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set())
+            .map(|c| c.get_name().to_string())
+            .collect();
+        let msg = format!(
+            "no command given: mlart needs one of {} (`mlart --help` says what each does)",
+            verbs.join(", ")
+        );
+        return commands::report_error(&mlart::Error::input(msg), true);
+    }
     let text = e.to_string();
     let text = text.trim().strip_prefix("error: ").unwrap_or(text.trim());
     let text = text

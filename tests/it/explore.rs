@@ -52,6 +52,14 @@ fn json_usage_errors_are_json() {
     let out = run(mlart().args(["--json", "bundle", "--compression", "brotli"]));
     let v = stdout_json(&out);
     assert!(v["error"]["message"].as_str().unwrap().contains("brotli"));
+    // no verb: one line naming the verbs a user can run, not the hidden worker
+    let v = stdout_json(&run(mlart().arg("--json")));
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("bundle, inspect") && !msg.contains('\n'),
+        "{msg}"
+    );
+    assert!(!msg.contains("__validate-worker"), "{msg}");
     // without --json: clap's own text on stderr
     let err = fails(mlart().args(["bundle", "--compression", "brotli"]), 2);
     assert!(err.contains("brotli"), "{err}");
