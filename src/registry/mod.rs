@@ -594,8 +594,6 @@ fn backoff(what: &str, attempt: u32, e: &OciDistributionError) -> Option<Duratio
     }
 }
 
-/// Sleep `d`, waking early on Ctrl-C (a `Retry-After` wait can be a minute): false when
-/// interrupted, and the caller gives up (`map_err` then reports the interruption).
 /// Resolves when the user has pressed Ctrl-C (polled every 50 ms).
 async fn interrupted() {
     while !crate::interrupt::requested() {
@@ -603,17 +601,13 @@ async fn interrupted() {
     }
 }
 
+/// Sleep `d`, waking early on Ctrl-C (a `Retry-After` wait can be a minute): false when
+/// interrupted, and the caller gives up (`map_err` then reports the interruption).
 async fn pause(d: Duration) -> bool {
-    let end = tokio::time::Instant::now() + d;
-    loop {
-        if crate::interrupt::requested() {
-            return false;
-        }
-        let now = tokio::time::Instant::now();
-        if now >= end {
-            return true;
-        }
-        tokio::time::sleep((end - now).min(Duration::from_millis(100))).await;
+    tokio::select! {
+        biased;
+        () = interrupted() => false,
+        () = tokio::time::sleep(d) => true,
     }
 }
 
