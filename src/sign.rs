@@ -439,6 +439,17 @@ pub fn oms_resources(
 /// Verify `dir/model.sig` against the files in `dir` (as model_signing does): returns the
 /// verifying key's path, or a Check error naming what differs.
 pub fn verify_dir(dir: &Path, keys: &[PublicKey]) -> Result<PathBuf> {
+    verify_dir_known(dir, keys, &|_| None)
+}
+
+/// As `verify_dir`, for a directory whose files were hashed as they were written (`pull`'s
+/// extractor): `known(rel)` gives a file's sha256 hex, and only the files it does not know are
+/// read again. Every file is still listed, so one added or missing is found all the same.
+pub fn verify_dir_known(
+    dir: &Path,
+    keys: &[PublicKey],
+    known: &dyn Fn(&str) -> Option<String>,
+) -> Result<PathBuf> {
     let sig_path = dir.join(OMS_FILE);
     let bundle = std::fs::read(&sig_path).map_err(|_| {
         Error::Check(format!(
@@ -487,6 +498,10 @@ pub fn verify_dir(dir: &Path, keys: &[PublicKey]) -> Result<PathBuf> {
             )));
         }
         if e.file_type().is_file() {
+            if let Some(d) = known(&rel) {
+                got.insert(rel, d);
+                continue;
+            }
             let mut f = std::fs::File::open(e.path()).ctx("reading", e.path())?;
             let mut h = crate::digest::HashWriter::new(std::io::sink());
             std::io::copy(&mut f, &mut h).ctx("reading", e.path())?;
@@ -638,6 +653,45 @@ mod tests {
             .replace(&"11".repeat(32), &"22".repeat(32));
         v["dsseEnvelope"]["payload"] = B64.encode(tampered).into();
         assert!(verify_bundle(&serde_json::to_vec(&v).unwrap(), &[p]).is_err());
+    }
+
+    #[test]
+    fn verify_dir_known_uses_given_digests_and_still_lists_every_file() {
+        let d = tempfile::tempdir().unwrap();
+        let (k, p) = keypair(d.path());
+        let dir = d.path().join("m");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("a.txt"), b"alpha").unwrap();
+        std::fs::write(dir.join("sub/b.bin"), b"beta").unwrap();
+        let hex_of = |b: &[u8]| hex::encode(Sha256::digest(b));
+        let st = oms_statement(
+            "m",
+            &[
+                ("a.txt".into(), hex_of(b"alpha")),
+                ("sub/b.bin".into(), hex_of(b"beta")),
+            ],
+        );
+        std::fs::write(dir.join(OMS_FILE), sign_statement(&k, &st)).unwrap();
+        let keys = std::slice::from_ref(&p);
+        verify_dir(&dir, keys).unwrap();
+        // a known digest is taken as it is (the file is not read again): a wrong one fails ...
+        let wrong = |rel: &str| (rel == "a.txt").then(|| hex_of(b"other"));
+        let e = verify_dir_known(&dir, keys, &wrong)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a.txt changed"), "{e}");
+        // ... and a right one passes even when the file on disk is not read
+        std::fs::write(dir.join("a.txt"), b"ALPHA").unwrap();
+        let right = |rel: &str| (rel == "a.txt").then(|| hex_of(b"alpha"));
+        verify_dir_known(&dir, keys, &right).unwrap();
+        // files the caller does not know are still hashed, and an added one is still found
+        std::fs::write(dir.join("sub/b.bin"), b"BETA").unwrap();
+        std::fs::write(dir.join("extra"), b"x").unwrap();
+        let e = verify_dir_known(&dir, keys, &right)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sub/b.bin changed"), "{e}");
+        assert!(e.contains("extra is not in the signature"), "{e}");
     }
 
     #[test]

@@ -372,10 +372,13 @@ pub fn pull(
         };
         if full {
             // (the staging directory's name means nothing to the user: paths as in the bundle)
-            let key = crate::sign::verify_dir(&root, &opts.verify_keys).map_err(|e| {
-                let e = e.to_string().replace(&format!("{}/", root.display()), "");
-                Error::Check(format!("{what}: not pulled: {e}"))
-            })?;
+            // (each file was hashed as it was written: not read again)
+            let known = |rel: &str| x.digest_of(rel).map(|(d, _)| d.hex().to_string());
+            let key =
+                crate::sign::verify_dir_known(&root, &opts.verify_keys, &known).map_err(|e| {
+                    let e = e.to_string().replace(&format!("{}/", root.display()), "");
+                    Error::Check(format!("{what}: not pulled: {e}"))
+                })?;
             verified_by.push(format!("{} (model.sig)", key.display()));
         } else {
             let (st, key) = crate::sign::verify_bundle(&oms, &opts.verify_keys)

@@ -473,3 +473,74 @@ fn pull_verify_key_writes_nothing_unless_signatures_verify() {
     assert!(!t.path().join("u-out").exists());
     assert!(leftovers(t.path()).is_empty());
 }
+
+/// A bundle whose OCI signature verifies but whose files are not the ones its model.sig
+/// signed (an old model.sig carried along as a doc): `pull --verify-key` compares model.sig
+/// with the bytes it wrote, and writes nothing.
+#[test]
+fn pull_verify_key_refuses_files_that_are_not_the_signed_ones() {
+    let t = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(t.path(), "release");
+    let (ci_key, ci) = keygen(t.path(), "ci");
+    let p = example_copy();
+    let spec = p.path().join("mlart.yaml");
+    // the release as signed, pulled: its model.sig covers README.md as it was
+    let signed = t.path().join("signed.oci");
+    json_ok(
+        mlart()
+            .arg("bundle")
+            .arg("-f")
+            .arg(&spec)
+            .arg("-o")
+            .arg(&signed)
+            .arg("--sign")
+            .arg(&key),
+    );
+    let pulled = t.path().join("pulled");
+    json_ok(
+        mlart()
+            .arg("pull")
+            .arg(&signed)
+            .arg("-o")
+            .arg(&pulled)
+            .arg("--verify-key")
+            .arg(&public),
+    );
+    // another README, and the old model.sig packed at the same place as a doc
+    fs::write(p.path().join("README.md"), "# not the reviewed text\n").unwrap();
+    fs::copy(pulled.join("model.sig"), p.path().join("model.sig")).unwrap();
+    let s = fs::read_to_string(&spec)
+        .unwrap()
+        .replace("  - README.md\n", "  - README.md\n  - model.sig\n");
+    fs::write(&spec, s).unwrap();
+    for form in ["image", "artifact"] {
+        let forged = t.path().join(format!("forged-{form}.oci"));
+        json_ok(
+            mlart()
+                .arg("bundle")
+                .arg("-f")
+                .arg(&spec)
+                .arg("-o")
+                .arg(&forged)
+                .args(["--format", form]),
+        );
+        // the manifest is signed by a trusted key (CI's), so only model.sig can catch it
+        json_ok(mlart().arg("sign").arg(&forged).arg("--key").arg(&ci_key));
+        let out = t.path().join(format!("out-{form}"));
+        let err = fails(
+            mlart()
+                .arg("pull")
+                .arg(&forged)
+                .arg("-o")
+                .arg(&out)
+                .arg("--verify-key")
+                .arg(&public)
+                .arg("--verify-key")
+                .arg(&ci),
+            1,
+        );
+        assert!(err.contains("README.md changed"), "{form}: {err}");
+        assert!(!out.exists(), "{form}: nothing is written");
+    }
+    assert!(leftovers(t.path()).is_empty());
+}
