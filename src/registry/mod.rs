@@ -425,14 +425,25 @@ impl Remote {
 
     /// Check that the credentials are accepted (used by `login`).
     pub fn check_credentials(&self) -> Result<()> {
+        let what = self.reference.registry().to_string();
         let r = block_on(async {
             self.prime().await;
-            self.client
-                .list_tags(&self.reference, &self.auth, Some(1), None)
-                .await
+            retry(&what, || async {
+                self.client
+                    .list_tags(&self.reference, &self.auth, Some(1), None)
+                    .await
+            })
+            .await
         });
         match r {
             Ok(_) => Ok(()),
+            // Still rate-limited or down after the retries (or a wait refused, or Ctrl-C):
+            // that says nothing of the credentials.
+            Err(e) if crate::interrupt::requested() || retryable(&e) => Err(map_err(
+                self.reference.registry(),
+                "checking the credentials",
+                e,
+            )),
             Err(e) if is_auth_error(&e) => Err(Error::input(format!(
                 "{}: the registry refused the credentials ({})",
                 self.reference.registry(),
@@ -529,10 +540,16 @@ fn retry_after_max() -> Duration {
 const RETRY_AFTER_ABSURD: Duration = Duration::from_secs(24 * 3600);
 
 /// The `Retry-After` text of a 429 or 503 (or of a retryable registry error envelope, which
-/// comes from a 429), as the vendored oci-client keeps it (vendor/README.md).
+/// comes from a 429), from the registry or its token endpoint, as the vendored oci-client keeps
+/// it (vendor/README.md).
 fn retry_after_header(e: &OciDistributionError) -> Option<&str> {
     match e {
         OciDistributionError::ServerError {
+            code: 429 | 503,
+            retry_after,
+            ..
+        }
+        | OciDistributionError::TokenError {
             code: 429 | 503,
             retry_after,
             ..
@@ -618,13 +635,18 @@ fn wait_refused(e: &OciDistributionError) -> Option<String> {
     if asked <= max {
         return None;
     }
+    let max_s = max.as_secs();
+    // A date a fraction of a second ahead still asks for that second.
+    let secs = asked.as_secs() + u64::from(asked.subsec_nanos() > 0);
     let (status, url) = match e {
-        OciDistributionError::ServerError { code, url, .. } => (
-            http::StatusCode::from_u16(*code)
-                .map(|s| s.to_string())
-                .unwrap_or_else(|_| code.to_string()),
-            url,
-        ),
+        OciDistributionError::TokenError { code, url, .. } => {
+            return Some(format!(
+                "the token endpoint {} answered {} and asks to retry after {secs} s, more than the {max_s} s mlart waits (MLART_RETRY_AFTER_MAX); try again later or raise MLART_RETRY_AFTER_MAX",
+                printable(url, 200),
+                status_text(*code)
+            ));
+        }
+        OciDistributionError::ServerError { code, url, .. } => (status_text(*code), url),
         OciDistributionError::RegistryError { envelope, url, .. } => (
             envelope
                 .errors
@@ -641,12 +663,52 @@ fn wait_refused(e: &OciDistributionError) -> Option<String> {
         .ok()
         .and_then(|u| u.authority().map(|a| a.to_string()))
         .unwrap_or_else(|| url.clone());
-    // A date a fraction of a second ahead still asks for that second.
-    let secs = asked.as_secs() + u64::from(asked.subsec_nanos() > 0);
     Some(format!(
-        "the registry {registry} answered {status} and asks to retry after {secs} s, more than the {} s mlart waits (MLART_RETRY_AFTER_MAX); try again later or raise MLART_RETRY_AFTER_MAX",
-        max.as_secs()
+        "the registry {registry} answered {status} and asks to retry after {secs} s, more than the {max_s} s mlart waits (MLART_RETRY_AFTER_MAX); try again later or raise MLART_RETRY_AFTER_MAX"
     ))
+}
+
+/// `429 Too Many Requests`, or the bare number of a code without a reason phrase.
+fn status_text(code: u16) -> String {
+    http::StatusCode::from_u16(code)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|_| code.to_string())
+}
+
+/// Text a server sent, fit for one line of a message: control characters (newlines, terminal
+/// escapes) and runs of blanks become one space, and at most `max` characters are kept.
+fn printable(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for word in text
+        .split(|c: char| c.is_control() || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+    {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    match out.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &out[..i]),
+        None => out,
+    }
+}
+
+/// What the token endpoint did, in words (a `TokenError` of the vendored oci-client).
+fn token_failure(code: u16, url: &str, message: &str) -> String {
+    let url = printable(url, 200);
+    let message = printable(message, 200);
+    if code == 200 {
+        return format!(
+            "the token endpoint {url} gave no usable token: {message}; check the registry's auth service (the realm of its WWW-Authenticate challenge)"
+        );
+    }
+    let status = status_text(code);
+    if message.is_empty() {
+        format!("the token endpoint {url} answered {status}")
+    } else {
+        format!("the token endpoint {url} answered {status} ({message})")
+    }
 }
 
 /// The registry (or a proxy in front of it) refuses a request body that large.
@@ -657,7 +719,9 @@ fn too_large(e: &OciDistributionError) -> bool {
 /// 5xx, 429, 408, connection resets, timeouts and broken bodies are worth another try.
 pub fn retryable(e: &OciDistributionError) -> bool {
     match e {
-        OciDistributionError::ServerError { code, .. } => {
+        // The registry, or its token endpoint (the realm of a Bearer challenge).
+        OciDistributionError::ServerError { code, .. }
+        | OciDistributionError::TokenError { code, .. } => {
             *code >= 500 || *code == 429 || *code == 408
         }
         OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
@@ -699,6 +763,12 @@ where
 
 /// An oci-client error in words, with its source chain (reqwest hides the cause otherwise).
 pub fn describe_oci(e: &OciDistributionError) -> String {
+    if let OciDistributionError::TokenError {
+        code, url, message, ..
+    } = e
+    {
+        return token_failure(*code, url, message);
+    }
     let mut s = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(x) = src {
@@ -716,7 +786,8 @@ fn is_auth_error(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::UnauthorizedError { .. }
         | OciDistributionError::AuthenticationFailure(_) => true,
-        OciDistributionError::ServerError { code, .. } => *code == 401 || *code == 403,
+        OciDistributionError::ServerError { code, .. }
+        | OciDistributionError::TokenError { code, .. } => *code == 401 || *code == 403,
         OciDistributionError::RequestError(r) => r
             .status()
             .is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403),
@@ -735,6 +806,13 @@ fn map_err(what: &str, doing: &str, e: OciDistributionError) -> Error {
             "{what}: {doing}: {}",
             wait_refused(e).unwrap_or_default()
         )),
+        OciDistributionError::TokenError { code, url, .. } if is_auth_error(&e) => {
+            Error::input(format!(
+                "{what}: {doing}: the registry asks for credentials (or refused them; its token endpoint {} answered {}): run `mlart login <registry>` or check ~/.docker/config.json",
+                printable(url, 200),
+                status_text(*code)
+            ))
+        }
         e if is_auth_error(e) => Error::input(format!(
             "{what}: {doing}: the registry asks for credentials (or refused them): run `mlart login <registry>` or check ~/.docker/config.json"
         )),
@@ -1985,6 +2063,64 @@ mod tests {
             retry_after: Some("4".into()),
         };
         assert_eq!(backoff("t", 0, &e), Some(Duration::from_secs(4)));
+    }
+
+    fn token_error(code: u16, message: &str, retry_after: Option<&str>) -> OciDistributionError {
+        OciDistributionError::TokenError {
+            code,
+            url: "https://auth.example/token".into(),
+            message: message.into(),
+            retry_after: retry_after.map(str::to_string),
+        }
+    }
+
+    /// The token endpoint's failures (the vendored oci-client's `TokenError`) follow the policy
+    /// of the registry's own: 429/5xx/408 retried, `Retry-After` on 429/503 honoured and
+    /// capped, 401/403 the credentials message, a 200 that is no token not retried.
+    #[test]
+    fn token_endpoint_errors_follow_the_retry_policy() {
+        for code in [429, 500, 502, 503, 504, 408] {
+            assert!(retryable(&token_error(code, "", None)), "{code}");
+        }
+        for code in [200, 400, 401, 403, 404] {
+            assert!(!retryable(&token_error(code, "", None)), "{code}");
+        }
+        assert!(is_auth_error(&token_error(401, "", None)));
+        assert!(is_auth_error(&token_error(403, "", None)));
+        assert!(!is_auth_error(&token_error(429, "", None)));
+        let base = backoff_base(0);
+        let b = |code, ra| backoff("t", 0, &token_error(code, "", ra));
+        assert_eq!(b(429, Some("2")), Some(Duration::from_secs(2)));
+        assert_eq!(b(503, Some("3")), Some(Duration::from_secs(3)));
+        assert_eq!(b(500, Some("3")), Some(base));
+        assert_eq!(b(429, Some("3600")), None);
+        let msg = wait_refused(&token_error(429, "", Some("3600"))).unwrap();
+        assert!(
+            msg.starts_with("the token endpoint https://auth.example/token answered 429 Too Many Requests and asks to retry after 3600 s"),
+            "{msg}"
+        );
+        assert!(msg.contains("MLART_RETRY_AFTER_MAX"), "{msg}");
+        let msg = map_err("r/x:1", "listing tags", token_error(401, "no", None)).to_string();
+        assert!(
+            msg.contains("its token endpoint https://auth.example/token answered 401 Unauthorized")
+                && msg.contains("mlart login"),
+            "{msg}"
+        );
+        assert_eq!(
+            describe_oci(&token_error(503, "down\n\x1b[2Jfor now", None)),
+            "the token endpoint https://auth.example/token answered 503 Service Unavailable (down [2Jfor now)"
+        );
+        assert!(describe_oci(&token_error(200, "the token is empty", None))
+            .starts_with("the token endpoint https://auth.example/token gave no usable token: the token is empty;"));
+    }
+
+    #[test]
+    fn printable_makes_one_short_line() {
+        assert_eq!(printable("  a\r\n\tb\u{7}c  ", 10), "a b c");
+        assert_eq!(printable("", 10), "");
+        assert_eq!(printable("\u{1b}[31mred", 10), "[31mred");
+        assert_eq!(printable("ééééé", 3), "ééé…");
+        assert_eq!(printable("abc", 3), "abc");
     }
 
     #[test]

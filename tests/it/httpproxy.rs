@@ -1,6 +1,7 @@
 //! An HTTP/1.1 proxy in front of the real test registry, one request per connection, that can
 //! answer a request itself. For what a real registry cannot be made to do on cue: a 413 for a
-//! large body, a 429 with `Retry-After`, a 500, a referrers API (distribution 2.8 has none).
+//! large body, a 429 with `Retry-After`, a 500, a connection reset, a referrers API (distribution
+//! 2.8 has none), a token service (`token_faults.rs`).
 //! Everything the hook lets through goes to the registry unchanged.
 
 use std::io::{Read, Write};
@@ -47,6 +48,11 @@ impl Reply {
     pub fn header(mut self, k: &str, v: &str) -> Reply {
         self.headers.push((k.into(), v.into()));
         self
+    }
+
+    /// No answer: the connection is closed with a TCP reset (`Seen::injected` is 0).
+    pub fn reset() -> Reply {
+        Reply::status(0)
     }
 
     pub fn body(mut self, content_type: &str, body: Vec<u8>) -> Reply {
@@ -112,6 +118,10 @@ fn serve(mut c: std::net::TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, ho
         at,
     });
     if let Some(r) = reply {
+        if r.status == 0 {
+            reset(&c);
+            return;
+        }
         let mut out = format!("HTTP/1.1 {} Injected\r\n", r.status);
         for (k, v) in &r.headers {
             out.push_str(&format!("{k}: {v}\r\n"));
@@ -149,6 +159,25 @@ fn serve(mut c: std::net::TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, ho
         return;
     }
     let _ = std::io::copy(&mut u, &mut c);
+}
+
+/// Make the close of `c` a reset (RST, not FIN): SO_LINGER on, with a zero timeout.
+fn reset(c: &std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a `linger` of the size given.
+    unsafe {
+        libc::setsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
 }
 
 /// Read one request: head and body (Content-Length or chunked).

@@ -11,4 +11,5 @@ mod registry;
 mod registry_sign;
 mod sign;
 mod support;
+mod token_faults;
 mod validate;

@@ -436,19 +436,25 @@ impl Client {
     }
 
     /// Checks if we got a token, if we don't - create it and store it in cache.
+    /// mlart patch: a failed token request is an error (it was dropped and the request went
+    /// out without credentials, to fail with a 401 that hid the token endpoint's 429/5xx).
     async fn get_auth_token(
         &self,
         reference: &Reference,
         op: RegistryOperation,
-    ) -> Option<RegistryTokenType> {
+    ) -> Result<Option<RegistryTokenType>> {
         let registry = reference.resolve_registry();
-        let auth = self.auth_store.read().await.get(registry)?.clone();
+        let Some(auth) = self.auth_store.read().await.get(registry).cloned() else {
+            return Ok(None);
+        };
         match self.tokens.get(reference, op).await {
-            Some(token) => Some(token),
+            Some(token) => Ok(Some(token)),
             None => {
-                let token = self._auth(reference, &auth, op).await.ok()??;
+                let Some(token) = self._auth(reference, &auth, op).await? else {
+                    return Ok(None);
+                };
                 self.tokens.insert(reference, op, token.clone()).await;
-                Some(token)
+                Ok(Some(token))
             }
         }
     }
@@ -863,6 +869,15 @@ impl Client {
         let res = self.client.get(&url).send().await?;
         let dist_hdr = match res.headers().get(reqwest::header::WWW_AUTHENTICATE) {
             Some(h) => h,
+            // mlart patch: a 429/5xx/408 without a challenge is a failed ping, not "no auth".
+            None if is_transient(res.status()) => {
+                return Err(OciDistributionError::ServerError {
+                    code: res.status().as_u16(),
+                    message: res.status().canonical_reason().unwrap_or_default().to_string(),
+                    retry_after: retry_after_header(res.headers()),
+                    url,
+                })
+            }
             None => return Ok(None),
         };
 
@@ -906,19 +921,54 @@ impl Client {
             .send()
             .await?;
 
-        match auth_res.status() {
+        // mlart patch: a failure is a `TokenError` with the status and `Retry-After` (it was an
+        // `AuthenticationFailure` with the body only); the body is read up to a cap, and a 200
+        // that is no usable token is a `TokenError` too.
+        let status = auth_res.status();
+        let retry_after = retry_after_header(auth_res.headers());
+        let token_error = |code: u16, message: String| OciDistributionError::TokenError {
+            code,
+            url: realm.to_string(),
+            message,
+            retry_after: retry_after.clone(),
+        };
+        match status {
             reqwest::StatusCode::OK => {
-                let text = auth_res.text().await?;
+                let (body, whole) = read_capped(auth_res, MAX_TOKEN_RESPONSE).await?;
+                if !whole {
+                    return Err(token_error(
+                        200,
+                        format!("the answer is larger than {MAX_TOKEN_RESPONSE} bytes"),
+                    ));
+                }
                 debug!("Received response from auth request");
-                let token: RegistryToken = serde_json::from_str(&text)
-                    .map_err(|e| OciDistributionError::RegistryTokenDecodeError(e.to_string()))?;
+                let token: RegistryToken = serde_json::from_slice(&body).map_err(|_| {
+                    token_error(
+                        200,
+                        match serde_json::from_slice::<serde_json::Value>(&body) {
+                            Ok(_) => "the answer has no \"token\" or \"access_token\" string"
+                                .to_string(),
+                            Err(e) => format!("the answer is not JSON ({e})"),
+                        },
+                    )
+                })?;
+                if token.token().is_empty() {
+                    return Err(token_error(200, "the token is empty".to_string()));
+                }
+                if HeaderValue::from_str(&token.bearer_token()).is_err() {
+                    return Err(token_error(
+                        200,
+                        "the token has characters an HTTP header cannot carry".to_string(),
+                    ));
+                }
                 debug!("Successfully authorized for image '{:?}'", image);
                 Ok(Some(RegistryTokenType::Bearer(token)))
             }
             _ => {
-                let reason = auth_res.text().await?;
+                let (body, _) = read_capped(auth_res, MAX_TOKEN_ERROR_BODY).await?;
+                let reason = String::from_utf8_lossy(&body).into_owned();
                 debug!("Failed to authenticate for image '{:?}': {}", image, reason);
-                Err(OciDistributionError::AuthenticationFailure(reason))
+                Err(token_error(status.as_u16(), reason))
             }
         }
     }
@@ -2267,6 +2317,31 @@ impl Client {
     }
 }
 
+/// mlart patch: the largest token answer read (tokens are a few KiB).
+const MAX_TOKEN_RESPONSE: usize = 1 << 20;
+/// mlart patch: how much of a token endpoint's error body is kept.
+const MAX_TOKEN_ERROR_BODY: usize = 4 << 10;
+
+/// mlart patch: at most `cap` bytes of a body, and whether that was all of it.
+async fn read_capped(mut res: Response, cap: usize) -> Result<(Vec<u8>, bool)> {
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await? {
+        if body.len() + chunk.len() > cap {
+            body.extend_from_slice(&chunk[..cap - body.len()]);
+            return Ok((body, false));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, true))
+}
+
+/// mlart patch: a status worth trying again (429, 408, 5xx).
+fn is_transient(status: StatusCode) -> bool {
+    status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+}
+
 /// mlart patch: the response's `Retry-After` header, as sent (delay-seconds or an HTTP-date,
 /// RFC 9110 section 10.2.3; not interpreted here), for the error built from the response.
 fn retry_after_header(headers: &HeaderMap) -> Option<String> {
@@ -2503,11 +2578,17 @@ impl<'a> RequestBuilderWrapper<'a> {
         }
 
         let mut headers = HeaderMap::new();
-        if let Some(token) = self.client.get_auth_token(image, op).await {
+        // mlart patch: `?` (a failed token request is an error); no `unwrap` on the header.
+        if let Some(token) = self.client.get_auth_token(image, op).await? {
             match token {
                 RegistryTokenType::Bearer(token) => {
                     debug!("Using bearer token authentication.");
-                    headers.insert("Authorization", token.bearer_token().parse().unwrap());
+                    let value = token.bearer_token().parse().map_err(|_| {
+                        OciDistributionError::AuthenticationFailure(
+                            "the bearer token has characters an HTTP header cannot carry".into(),
+                        )
+                    })?;
+                    headers.insert("Authorization", value);
                 }
                 RegistryTokenType::Basic(username, password) => {
                     debug!("Using HTTP basic authentication.");

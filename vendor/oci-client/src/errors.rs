@@ -88,6 +88,21 @@ pub enum OciDistributionError {
         /// HTTP-date, RFC 9110 section 10.2.3), if it had one
         retry_after: Option<String>,
     },
+    /// mlart patch: the token endpoint (the `realm` of a registry's `Bearer` challenge) did not
+    /// give a token: `code` is its HTTP status, with the start of its body as `message` and its
+    /// `Retry-After` header (as sent); `code` 200 means the answer was no usable token
+    /// (`message` says why: not JSON, no token field, too large, not a valid header value).
+    #[error("Token endpoint error: url {url}, code: {code}, message: {message}")]
+    TokenError {
+        /// HTTP status code of the token endpoint's answer
+        code: u16,
+        /// The token endpoint (the realm, without the query)
+        url: String,
+        /// The start of the body, or why a 200 answer is no token
+        message: String,
+        /// The `Retry-After` header, as sent, if it had one
+        retry_after: Option<String>,
+    },
     /// The [OCI distribution spec](https://github.com/opencontainers/distribution-spec/blob/main/spec.md)
     /// is not respected by the remote registry
     #[error("OCI distribution spec violation: {0}")]
