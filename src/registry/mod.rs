@@ -428,12 +428,31 @@ impl Remote {
         let what = self.reference.registry().to_string();
         let r = block_on(async {
             self.prime().await;
+            // A registry with a token service (Docker Hub, GHCR, Harbor): a token issued for
+            // these credentials is the check, as `docker login` does it. Listing the tags of a
+            // repository that does not exist is refused there (insufficient scope) whatever
+            // the credentials.
+            let token = retry(&what, || async {
+                self.client
+                    .auth(
+                        &self.reference,
+                        &self.auth,
+                        oci_client::RegistryOperation::Pull,
+                    )
+                    .await
+            })
+            .await?;
+            if token.is_some() {
+                return Ok(());
+            }
+            // Basic auth (or none): the registry itself must accept them.
             retry(&what, || async {
                 self.client
                     .list_tags(&self.reference, &self.auth, Some(1), None)
                     .await
             })
             .await
+            .map(|_| ())
         });
         match r {
             Ok(_) => Ok(()),

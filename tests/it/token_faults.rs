@@ -115,6 +115,20 @@ fn answer(
     let token = req
         .header("authorization")
         .and_then(|a| a.strip_prefix("Bearer ").map(str::to_string));
+    // As Docker Hub: a repository that does not exist (the one `mlart login` names) is refused
+    // with insufficient_scope, to good credentials too; the token service is what checks them.
+    if req.path().starts_with("/v2/mlart-login-check/") {
+        return Some(
+            Reply::status(401)
+                .header(
+                    "WWW-Authenticate",
+                    &format!(
+                        r#"Bearer realm="http://{addr}/token",service="{SERVICE}",scope="repository:mlart-login-check:pull",error="insufficient_scope""#
+                    ),
+                )
+                .body("application/json", UNAUTHORIZED.to_vec()),
+        );
+    }
     if token.is_some_and(|t| issued.lock().unwrap().contains(&t)) {
         return None; // to the registry
     }
