@@ -57,7 +57,8 @@ impl Compression {
 pub fn decoder<'a, R: Read + 'a>(r: R, c: Compression) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match c {
         Compression::None => Box::new(r),
-        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(r)),
+        // every member of a multi-member gzip (what Go's reader, containerd's, decodes)
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
         Compression::Zstd => Box::new(zstd::Decoder::new(r)?),
     })
 }
@@ -564,6 +565,31 @@ fn io_err_file(f: &SourceFile, e: io::Error) -> Error {
 mod tests {
     use super::*;
     use crate::spec::Kind;
+
+    #[test]
+    fn decoder_reads_every_gzip_member() {
+        let member = |b: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(b).unwrap();
+            e.finish().unwrap()
+        };
+        let mut two = member(b"first member, ");
+        two.extend(member(b"second member"));
+        let mut out = String::new();
+        decoder(&two[..], Compression::Gzip)
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "first member, second member");
+        // garbage after a member is an error, not silently dropped
+        let mut bad = member(b"x");
+        bad.extend(b"not gzip");
+        let mut v = Vec::new();
+        assert!(decoder(&bad[..], Compression::Gzip)
+            .unwrap()
+            .read_to_end(&mut v)
+            .is_err());
+    }
 
     fn src(dir: &std::path::Path, rel: &str, data: &[u8]) -> SourceFile {
         let abs = dir.join(rel);

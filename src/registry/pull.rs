@@ -12,7 +12,8 @@ use crate::layout::{self, Source};
 use crate::spec::Kind;
 use oci_spec::image::Descriptor;
 use serde::Serialize;
-use std::collections::{BTreeSet, HashSet};
+use sha2::{Digest as _, Sha256};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -184,18 +185,50 @@ pub fn pull(
             needed_layers.insert(l.digest().as_ref());
         }
     }
+    // A layer the metadata names that the manifest does not: a copy that compressed it
+    // (`skopeo copy` without `--preserve-digests` gzips the uncompressed model layers) keeps
+    // the image config, whose `rootfs.diff_ids[i]` is the digest of layer i uncompressed. That
+    // layer is taken instead, and its uncompressed stream must hash to the diff_id.
+    let in_manifest: HashSet<&str> = resolved
+        .manifest
+        .layers()
+        .iter()
+        .map(|l| l.digest().as_ref() as &str)
+        .collect();
+    let mut missing: Vec<&str> = needed_layers
+        .iter()
+        .copied()
+        .filter(|d| !in_manifest.contains(d))
+        .collect();
+    missing.sort_unstable();
+    // The manifest digest of such a layer -> the diff_id its uncompressed stream must have.
+    let mut diff_checks: HashMap<String, Digest> = HashMap::new();
+    if let Some(first) = missing.first() {
+        let diff_ids = match meta.form {
+            Form::Image => config_diff_ids(src, &resolved.manifest)?,
+            Form::Artifact => Err(String::new()),
+        };
+        let diff_ids = diff_ids.map_err(|why| not_in_manifest(&what, first, &why))?;
+        for m in missing {
+            let i = diff_ids.iter().position(|d| d.as_str() == m).ok_or_else(|| {
+                not_in_manifest(
+                    &what,
+                    m,
+                    " (nor is it in the image config's rootfs.diff_ids: it is no layer of this image, compressed or not)",
+                )
+            })?;
+            let l = &resolved.manifest.layers()[i];
+            needed_layers.remove(m);
+            needed_layers.insert(l.digest().as_ref());
+            diff_checks.insert(l.digest().to_string(), diff_ids[i].clone());
+        }
+    }
     let layers: Vec<&Descriptor> = resolved
         .manifest
         .layers()
         .iter()
         .filter(|l| needed_layers.contains(l.digest().as_ref() as &str))
         .collect();
-    let found: HashSet<&str> = layers.iter().map(|l| l.digest().as_ref() as &str).collect();
-    if let Some(missing) = needed_layers.iter().find(|d| !found.contains(*d)) {
-        return Err(Error::input(format!(
-            "{what}: the metadata names layer {missing}, which is not in the manifest: the layers were changed after `mlart bundle` (`skopeo copy` without `--preserve-digests`, say, compresses the uncompressed model layers). Copy the bundle again with `mlart copy` or `skopeo copy --preserve-digests`"
-        )));
-    }
     on_total(layers.iter().map(|l| l.size()).sum());
 
     // The destination: must not exist, or be an empty directory.
@@ -296,7 +329,10 @@ pub fn pull(
             }
         };
         let bad = |e: io::Error| Error::input(format!("{label}: {e}"));
+        // A layer matched by its diff_id: hash what it decompresses to.
+        let diff_id = diff_checks.get(l.digest().as_ref() as &str);
         if mt.ends_with(".raw") {
+            let mut reader = MaybeHash::new(&mut reader, diff_id.is_some());
             let title = l
                 .annotations()
                 .as_ref()
@@ -307,9 +343,9 @@ pub fn pull(
                 })?;
             if want(&title) {
                 x.file(&label, &title, 0o644, l.size(), &mut reader)?;
-            } else {
-                io::copy(&mut reader, &mut io::sink()).map_err(bad)?;
             }
+            io::copy(&mut reader, &mut io::sink()).map_err(bad)?;
+            reader.check(&what, l, diff_id)?;
         } else {
             let comp = Compression::from_media_type(&mt)
                 .ok_or_else(|| Error::input(format!("{label}: unknown layer media type {mt}")))?;
@@ -321,10 +357,12 @@ pub fn pull(
                 None
             };
             {
-                let mut dec = crate::layer::decoder(&mut reader, comp).map_err(bad)?;
+                let dec = crate::layer::decoder(&mut reader, comp).map_err(bad)?;
+                let mut dec = MaybeHash::new(dec, diff_id.is_some());
                 x.tar(&label, &mut dec, strip, &want)?;
                 // Drain the decompressor (trailing padding) ...
                 io::copy(&mut dec, &mut io::sink()).map_err(bad)?;
+                dec.check(&what, l, diff_id)?;
             }
             // ... and the blob, so its digest is checked at EOF.
             io::copy(&mut reader, &mut io::sink()).map_err(bad)?;
@@ -428,6 +466,101 @@ fn read_oms(
                 .map(|l| layout::read_blob(src, l, 1 << 20))
                 .transpose()
         }
+    }
+}
+
+/// The "not in the manifest" error, with `why` the mapping by diff_id failed appended.
+fn not_in_manifest(what: &str, layer: &str, why: &str) -> Error {
+    Error::input(format!(
+        "{what}: the metadata names layer {layer}, which is not in the manifest{why}: the layers were changed after `mlart bundle` (`skopeo copy` without `--preserve-digests`, say, compresses the uncompressed model layers). Copy the bundle again with `mlart copy` or `skopeo copy --preserve-digests`"
+    ))
+}
+
+/// The image config's `rootfs.diff_ids`, one per manifest layer; Err(why not) when the
+/// config has no such list (an error is only returned for a config that cannot be read).
+fn config_diff_ids(
+    src: &mut dyn Source,
+    manifest: &oci_spec::image::ImageManifest,
+) -> Result<std::result::Result<Vec<Digest>, String>> {
+    let config = manifest.config();
+    let mt = config.media_type().to_string();
+    if mt != bundle::IMAGE_CONFIG_MEDIA_TYPE {
+        return Ok(Err(format!(
+            " (and its config is a {mt}, not an image config with rootfs.diff_ids)"
+        )));
+    }
+    let raw = layout::read_blob(src, config, crate::base::MAX_CONFIG_BYTES)?;
+    let v: serde_json::Value = match serde_json::from_slice(&raw) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(format!(" (and its image config is not JSON: {e})"))),
+    };
+    let Some(ids) = v.pointer("/rootfs/diff_ids").and_then(|d| d.as_array()) else {
+        return Ok(Err(
+            " (and its image config has no rootfs.diff_ids list)".to_string()
+        ));
+    };
+    let n = manifest.layers().len();
+    if ids.len() != n {
+        return Ok(Err(format!(
+            " (and its image config's rootfs.diff_ids has {} entries for the manifest's {n} layers, so no layer can be matched by its uncompressed digest)",
+            ids.len()
+        )));
+    }
+    let ids = ids
+        .iter()
+        .map(|d| d.as_str().map(Digest::parse))
+        .collect::<Option<std::result::Result<Vec<_>, _>>>();
+    match ids {
+        Some(Ok(ids)) => Ok(Ok(ids)),
+        Some(Err(e)) => Ok(Err(format!(
+            " (and its image config's rootfs.diff_ids holds an invalid digest: {e})"
+        ))),
+        None => Ok(Err(
+            " (and its image config's rootfs.diff_ids holds something that is not a string)"
+                .to_string(),
+        )),
+    }
+}
+
+/// A reader that hashes what is read through it, when asked to: the uncompressed stream of a
+/// layer matched by its diff_id.
+struct MaybeHash<R> {
+    inner: R,
+    hasher: Option<Sha256>,
+}
+
+impl<R: Read> MaybeHash<R> {
+    fn new(inner: R, hash: bool) -> Self {
+        MaybeHash {
+            inner,
+            hasher: hash.then(Sha256::new),
+        }
+    }
+
+    /// With a diff_id: the stream read (to its end) must hash to it.
+    fn check(self, what: &str, layer: &Descriptor, diff_id: Option<&Digest>) -> Result<()> {
+        let (Some(h), Some(want)) = (self.hasher, diff_id) else {
+            return Ok(());
+        };
+        let got = Digest::from_hasher(h);
+        if &got != want {
+            return Err(Error::input(format!(
+                "{what}: layer {} ({}) decompresses to {got}, not to {want}, its entry in the image config's rootfs.diff_ids and the layer the metadata names: its content was changed after `mlart bundle`. Nothing was written",
+                layer.digest(),
+                layer.media_type()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for MaybeHash<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
     }
 }
 

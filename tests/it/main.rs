@@ -7,6 +7,7 @@ mod explore;
 mod gate;
 mod httpproxy;
 mod interop;
+mod recompressed;
 mod registry;
 mod registry_sign;
 mod sign;

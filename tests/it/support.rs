@@ -158,7 +158,8 @@ pub fn leftovers(dir: &Path) -> Vec<String> {
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(".mlart-tmp"))
+                // every staging name: .mlart-tmp-* (bundle, copy, reports), .mlart-pull-*
+                .filter(|n| n.starts_with(".mlart-"))
                 .collect()
         })
         .unwrap_or_default()
