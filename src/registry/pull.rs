@@ -12,7 +12,6 @@ use crate::layout::{self, Source};
 use crate::spec::Kind;
 use oci_spec::image::Descriptor;
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -524,25 +523,26 @@ fn config_diff_ids(
 
 /// A reader that hashes what is read through it, when asked to: the uncompressed stream of a
 /// layer matched by its diff_id.
-struct MaybeHash<R> {
-    inner: R,
-    hasher: Option<Sha256>,
+enum MaybeHash<R> {
+    Plain(R),
+    Hashed(crate::digest::HashReader<R>),
 }
 
 impl<R: Read> MaybeHash<R> {
     fn new(inner: R, hash: bool) -> Self {
-        MaybeHash {
-            inner,
-            hasher: hash.then(Sha256::new),
+        if hash {
+            MaybeHash::Hashed(crate::digest::HashReader::new(inner))
+        } else {
+            MaybeHash::Plain(inner)
         }
     }
 
     /// With a diff_id: the stream read (to its end) must hash to it.
     fn check(self, what: &str, layer: &Descriptor, diff_id: Option<&Digest>) -> Result<()> {
-        let (Some(h), Some(want)) = (self.hasher, diff_id) else {
+        let (MaybeHash::Hashed(h), Some(want)) = (self, diff_id) else {
             return Ok(());
         };
-        let got = Digest::from_hasher(h);
+        let (_, got, _) = h.finish();
         if &got != want {
             return Err(Error::input(format!(
                 "{what}: layer {} ({}) decompresses to {got}, not to {want}, its entry in the image config's rootfs.diff_ids and the layer the metadata names: its content was changed after `mlart bundle`. Nothing was written",
@@ -556,11 +556,10 @@ impl<R: Read> MaybeHash<R> {
 
 impl<R: Read> Read for MaybeHash<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(h) = &mut self.hasher {
-            h.update(&buf[..n]);
+        match self {
+            MaybeHash::Plain(r) => r.read(buf),
+            MaybeHash::Hashed(r) => r.read(buf),
         }
-        Ok(n)
     }
 }
 

@@ -15,7 +15,7 @@ use crate::support::{example, fails, json_ok, keygen_with, run};
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -155,6 +155,21 @@ fn build_iris(env: &Env, out: &Path) {
             .arg("-o")
             .arg(out),
     );
+}
+
+/// The example bundled into a layout and pushed straight to the registry (no token service):
+/// the env and the layout.
+fn iris_in_registry(t: &TokenRegistry) -> (Env, PathBuf) {
+    let env = Env::new();
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    json_ok(
+        env.cmd()
+            .arg("push")
+            .arg(&layout)
+            .arg(t.reg.reference("ml/iris:1")),
+    );
+    (env, layout)
 }
 
 /// How many layers the image of a layout has.
@@ -361,15 +376,7 @@ fn token_429_beyond_the_cap_fails_fast() {
     let Some(t) = TokenRegistry::start("token_429_beyond_the_cap_fails_fast") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
-    json_ok(
-        env.cmd()
-            .arg("push")
-            .arg(&layout)
-            .arg(t.reg.reference("ml/iris:1")),
-    );
+    let (env, layout) = iris_in_registry(&t);
     let out = env.path("out");
     let r = t.reference("ml/iris:1");
     let layers = layer_count(&layout);
@@ -484,15 +491,7 @@ fn token_refusal_is_not_retried() {
     let Some(t) = TokenRegistry::start("token_refusal_is_not_retried") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
-    json_ok(
-        env.cmd()
-            .arg("push")
-            .arg(&layout)
-            .arg(t.reg.reference("ml/iris:1")),
-    );
+    let (env, _) = iris_in_registry(&t);
     let addr = t.proxy.addr.clone();
     let r = t.reference("ml/iris:1");
     let out = env.path("out");
@@ -564,15 +563,7 @@ fn token_garbage_answers_are_clear_errors() {
     let Some(t) = TokenRegistry::start("token_garbage_answers_are_clear_errors") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
-    json_ok(
-        env.cmd()
-            .arg("push")
-            .arg(&layout)
-            .arg(t.reg.reference("ml/iris:1")),
-    );
+    let (env, _) = iris_in_registry(&t);
     let json = |s: &str| Reply::status(200).body("application/json", s.as_bytes().to_vec());
     let mut huge = br#"{"token":""#.to_vec();
     huge.resize(8 << 20, b'a');
