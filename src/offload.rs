@@ -14,6 +14,11 @@
 //! the file after every 64 MiB, so the disk (and a VM host's cache behind it) works while the
 //! bytes still arrive and the final `fsync` finds little left to do: on this project's VM the
 //! tail after 1 GiB went from ~1 s (writeback started, never flushed) to ~0.1 s.
+//! After each flush the flusher drops the flushed part of the file from the page cache
+//! (`POSIX_FADV_DONTNEED`): a pull of a 10 GiB model keeps ~64 MiB of it cached instead of
+//! evicting 10 GiB of what the machine had cached, and the kernel writes the rest of the file
+//! into the pages it just freed, not into memory it must claim anew (on a VM that hands freed
+//! memory back to its host, that claim cost ~1.5 s of system time per GiB here).
 
 use crate::digest::{Digest, HashWriter};
 use sha2::{Digest as _, Sha256};
@@ -91,6 +96,8 @@ struct Flusher {
 struct FlushState {
     error: Option<io::Error>,
     flushes: u64,
+    /// Bytes written when the last flush was asked for: a flush that starts covers them all.
+    upto: u64,
 }
 
 impl Default for Writeback {
@@ -110,9 +117,10 @@ impl Writeback {
         }
     }
 
-    /// Ask the flusher (started on first use) for a flush; a clone of `f` that cannot be made
-    /// only means no early flush.
-    fn ask_flush(&mut self, f: &std::fs::File) {
+    /// Ask the flusher (started on first use) for a flush of the first `upto` bytes (and to
+    /// drop them from the page cache once they are on the device); a clone of `f` that cannot
+    /// be made only means no early flush.
+    fn ask_flush(&mut self, f: &std::fs::File, upto: u64) {
         if self.flusher.is_none() {
             let Ok(file) = f.try_clone() else { return };
             let (ask, asked) = mpsc::sync_channel::<()>(1);
@@ -122,7 +130,11 @@ impl Writeback {
                 .name("mlart-flush".into())
                 .spawn(move || {
                     for () in asked {
+                        let upto = st.lock().unwrap_or_else(|p| p.into_inner()).upto;
                         let r = file.sync_data();
+                        if r.is_ok() {
+                            drop_cached(&file, upto);
+                        }
                         let mut st = st.lock().unwrap_or_else(|p| p.into_inner());
                         st.flushes += 1;
                         if let Err(e) = r {
@@ -135,7 +147,8 @@ impl Writeback {
             self.flusher = Some(Flusher { ask, handle, state });
         }
         if let Some(fl) = &self.flusher {
-            let _ = fl.ask.try_send(()); // full: a flush is already asked for
+            fl.state.lock().unwrap_or_else(|p| p.into_inner()).upto = upto;
+            let _ = fl.ask.try_send(()); // full: the flush already asked for covers `upto` too
         }
     }
 
@@ -178,7 +191,7 @@ impl AfterWrite<std::fs::File> for Writeback {
             if let Some(e) = self.flush_error() {
                 return Err(e);
             }
-            self.ask_flush(f);
+            self.ask_flush(f, total);
             self.flushed = total;
         }
         Ok(())
@@ -207,6 +220,26 @@ fn start_writeback(f: &std::fs::File, off: u64, len: u64) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (f, off, len);
+}
+
+/// Drop the first `len` bytes of `f`, already flushed (so clean), from the page cache.
+/// Advisory: where it is not supported the pages simply stay cached.
+fn drop_cached(f: &std::fs::File, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: a plain syscall on a file descriptor we own; no memory is passed.
+        unsafe {
+            libc::posix_fadvise(
+                f.as_raw_fd(),
+                0,
+                len as libc::off64_t,
+                libc::POSIX_FADV_DONTNEED,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (f, len);
 }
 
 type Done<W> = io::Result<(W, Option<Sha256>, u64)>;
@@ -650,6 +683,78 @@ mod tests {
         f.sync_all().unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), input);
         assert_eq!(d, Digest::of(&input));
+    }
+
+    /// How many of the first `len` bytes' pages of the file at `p` are in the page cache.
+    #[cfg(target_os = "linux")]
+    fn resident_pages(p: &std::path::Path, len: usize) -> (usize, usize) {
+        use std::os::unix::io::AsRawFd;
+        let f = std::fs::File::open(p).unwrap();
+        let page = 4096;
+        let pages = len.div_ceil(page);
+        let mut vec = vec![0u8; pages];
+        // SAFETY: a read-only shared mapping of `len` bytes of a file at least that long,
+        // only passed to mincore (never read), and unmapped before returning.
+        unsafe {
+            let addr = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            );
+            assert_ne!(addr, libc::MAP_FAILED);
+            assert_eq!(libc::mincore(addr, len, vec.as_mut_ptr()), 0);
+            libc::munmap(addr, len);
+        }
+        (vec.iter().filter(|&&b| b & 1 != 0).count(), pages)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn writeback_drops_what_it_flushed_from_the_page_cache() {
+        // on the repository's filesystem: a tmpfs /tmp would keep every page whatever we ask
+        let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::create_dir_all(&target).unwrap();
+        let dir = tempfile::tempdir_in(&target).unwrap();
+        let input = data(64 * CHUNK); // 16 MiB
+        let write = |name: &str, drop: bool| {
+            let p = dir.path().join(name);
+            let f = std::fs::File::create(&p).unwrap();
+            let run = |w: &mut HashOffload<'_, std::fs::File>| w.write_all(&input);
+            let (_, f, _) = if drop {
+                write_behind(
+                    f,
+                    input.len() as u64,
+                    Writeback::every(CHUNK as u64, 8 * CHUNK as u64),
+                    run,
+                    |e| e,
+                )
+            } else {
+                write_behind(f, input.len() as u64, NoKick, run, |e| e)
+            }
+            .unwrap();
+            f.sync_all().unwrap();
+            p
+        };
+        // the first half: flushed (and dropped) long before the end, whatever flushes merged
+        let half = input.len() / 2;
+        let kept = write("plain", false);
+        let (cached, pages) = resident_pages(&kept, half);
+        assert!(
+            cached * 10 >= pages * 9,
+            "a plain write keeps its pages cached: {cached}/{pages}"
+        );
+        let dropped = write("writeback", true);
+        let (cached, pages) = resident_pages(&dropped, half);
+        assert!(
+            cached * 2 < pages,
+            "flushed pages are dropped: {cached}/{pages} still cached"
+        );
+        // (read back only now: reading caches the pages again)
+        assert_eq!(std::fs::read(&kept).unwrap(), input);
+        assert_eq!(std::fs::read(&dropped).unwrap(), input);
     }
 
     #[test]
