@@ -42,10 +42,66 @@ fn looks_like_registry(s: &str) -> bool {
         && !s.contains('\\')
 }
 
+/// distribution/reference's grammar: the pattern oci-spec's `Reference::from_str` matches, with
+/// its captures (name, tag, digest), but compiled with ASCII classes as Go's RE2 reads it.
+/// oci-spec's Unicode `\w` lets a tag hold letters no registry accepts, and compiling it took
+/// ~60 ms of every registry command's start (a third of an unchanged re-push); this one ~0.3 ms.
+const GRAMMAR: &str = r"^((?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))+)?(?::[0-9]+)?/)?[a-z0-9]+(?:(?:(?:[._]|__|[-]*)[a-z0-9]+)+)?(?:(?:/[a-z0-9]+(?:(?:(?:[._]|__|[-]*)[a-z0-9]+)+)?)+)?)(?::([\w][\w.-]{0,127}))?(?:@([A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}))?$";
+
+/// `s` as a `Reference`, as oci-spec parses it (registry, Docker Hub's `library/` default,
+/// `latest` when neither tag nor digest is given, the same length checks), ASCII only.
+fn reference_of(s: &str) -> std::result::Result<Reference, &'static str> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::RegexBuilder::new(GRAMMAR)
+            .unicode(false)
+            .build()
+            .expect("the reference grammar compiles")
+    });
+    if s.is_empty() {
+        return Err("repository name must have at least one component");
+    }
+    let c = re.captures(s).ok_or("invalid reference format")?;
+    let name = &c[1];
+    let (mut registry, mut repository) = match name.split_once('/') {
+        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => {
+            (host.to_string(), rest.to_string())
+        }
+        _ => ("docker.io".to_string(), name.to_string()),
+    };
+    if registry == "index.docker.io" {
+        registry = "docker.io".to_string();
+    }
+    if registry == "docker.io" && !repository.contains('/') {
+        repository = format!("library/{repository}");
+    }
+    if repository.len() > 255 {
+        return Err("repository name must not be more than 255 characters");
+    }
+    let tag = c.get(2).map(|m| m.as_str().to_string());
+    let Some(digest) = c.get(3).map(|m| m.as_str().to_string()) else {
+        let tag = tag.unwrap_or_else(|| "latest".to_string());
+        return Ok(Reference::with_tag(registry, repository, tag));
+    };
+    let hex_len = match digest.split_once(':') {
+        Some(("sha256", hex)) => (hex.len(), 64),
+        Some(("sha384", hex)) => (hex.len(), 96),
+        Some(("sha512", hex)) => (hex.len(), 128),
+        _ => return Err("unsupported digest algorithm"),
+    };
+    if hex_len.0 != hex_len.1 {
+        return Err("invalid checksum digest length");
+    }
+    Ok(match tag {
+        Some(tag) => Reference::with_tag_and_digest(registry, repository, tag, digest),
+        None => Reference::with_digest(registry, repository, digest),
+    })
+}
+
 /// Parse a registry reference (an optional `docker://` prefix is accepted).
 pub fn parse_reference(s: &str) -> Result<(Reference, bool)> {
     let s = s.strip_prefix("docker://").unwrap_or(s);
-    let r: Reference = s.parse().map_err(|e| {
+    let r: Reference = reference_of(s).map_err(|e| {
         Error::input(format!(
             "{s:?} is not a valid registry reference ({e}): use host[:port]/repository[:tag|@sha256:…], e.g. localhost:5000/ml/iris:1.0.0"
         ))
@@ -177,6 +233,78 @@ mod tests {
             Location::Registry { .. }
         ));
         assert!(parse_location("docker://Bad Ref").is_err());
+    }
+
+    /// The ASCII grammar reads every reference as oci-spec does: same parts, same refusals.
+    #[test]
+    fn references_parse_as_oci_spec_parses_them() {
+        let hex = "0123456789abcdef".repeat(8);
+        let long_repo = format!("localhost/{}", "a".repeat(256));
+        let cases = [
+            "busybox".to_string(),
+            "test.com:tag".into(),
+            "test.com:5000".into(),
+            "ubuntu:22.04".into(),
+            "library/ubuntu".into(),
+            "docker.io/ubuntu".into(),
+            "index.docker.io/library/ubuntu:1".into(),
+            "localhost/a".into(),
+            "localhost:5000/ml/iris:1.0.0".into(),
+            "127.0.0.1:5000/ml/iris".into(),
+            "ghcr.io/org/team/model-x_y.z__w:v1.2-rc_3".into(),
+            "Registry.Example.COM/a/b".into(),
+            "a-b.example/c--d/e".into(),
+            format!("localhost:5000/a/b@sha256:{}", &hex[..64]),
+            format!("localhost:5000/a/b:1@sha256:{}", &hex[..64]),
+            format!("localhost:5000/a/b@sha512:{hex}"),
+            format!("localhost:5000/a/b@sha384:{}", &hex[..96]),
+            format!("localhost:5000/a/b@sha256:{}", &hex[..63]),
+            format!("localhost:5000/a/b@md5:{}", &hex[..32]),
+            format!("localhost:5000/a/b@sha256:{}", &hex[..31]),
+            format!("localhost:5000/a/b:{}", "t".repeat(128)),
+            format!("localhost:5000/a/b:{}", "t".repeat(129)),
+            long_repo,
+            String::new(),
+            ":tag".into(),
+            "localhost:5000/".into(),
+            "localhost:5000/a//b".into(),
+            "localhost:5000/A/b".into(),
+            "localhost:5000/-a".into(),
+            "localhost:5000/a:".into(),
+            "localhost:5000/a:.x".into(),
+            "localhost:5000/a b".into(),
+            "localhost:5000/a:b c".into(),
+            "-host.example/a".into(),
+            "[::1]:5000/a/b".into(),
+            "host:port/a".into(),
+        ];
+        for s in &cases {
+            let ours = reference_of(s);
+            let theirs: std::result::Result<Reference, _> = s.parse();
+            match (&ours, &theirs) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a.whole(), b.whole(), "{s:?}");
+                    assert_eq!(
+                        (a.registry(), a.repository(), a.tag(), a.digest()),
+                        (b.registry(), b.repository(), b.tag(), b.digest()),
+                        "{s:?}"
+                    );
+                }
+                (Err(a), Err(b)) => assert_eq!(*a, b.to_string(), "{s:?}"),
+                _ => panic!("{s:?}: ours {ours:?}, oci-spec {theirs:?}"),
+            }
+        }
+        // Unicode letters in a tag: oci-spec's `\w` takes them, no registry does (Go's RE2
+        // `\w` is ASCII), so they are refused here before any request is made
+        assert!("localhost:5000/a:tägs".parse::<Reference>().is_ok());
+        assert_eq!(
+            reference_of("localhost:5000/a:tägs").unwrap_err(),
+            "invalid reference format"
+        );
+        let e = parse_reference("localhost:5000/a:tägs")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a valid registry reference"), "{e}");
     }
 
     #[test]
