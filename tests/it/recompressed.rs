@@ -169,24 +169,19 @@ fn recompressed_registry_copy_pulls() {
     // --verify-key: the OCI signature signs the original manifest, which skopeo did not
     // copy: refused, nothing written. Signed again, the copy pulls and model.sig verifies.
     let out4 = env.path("out4");
-    let err = fails(
-        env.cmd()
-            .args(["pull", &copy, "--verify-key"])
+    let pull_verified = || {
+        let mut c = env.cmd();
+        c.args(["pull", &copy, "--verify-key"])
             .arg(&public)
             .arg("-o")
-            .arg(&out4),
-        1,
-    );
+            .arg(&out4);
+        c
+    };
+    let err = fails(&mut pull_verified(), 1);
     assert!(err.contains("no OCI signature"), "{err}");
     assert!(!out4.exists());
     json_ok(env.cmd().args(["sign", &copy, "--key"]).arg(&private));
-    let p = json_ok(
-        env.cmd()
-            .args(["pull", &copy, "--verify-key"])
-            .arg(&public)
-            .arg("-o")
-            .arg(&out4),
-    );
+    let p = json_ok(&mut pull_verified());
     let by = p["verified_by"].as_array().unwrap();
     assert_eq!(by.len(), 2, "{by:?}");
     assert!(by[1].as_str().unwrap().ends_with("(model.sig)"), "{by:?}");
