@@ -63,12 +63,35 @@ enum Command {
     ValidateWorker,
 }
 
+/// Keep memory that is freed for the next allocation instead of returning it to the kernel.
+///
+/// The HTTP client reads a download into a new buffer of ~400 KiB for every chunk it hands
+/// over, and glibc trims a thread's heap (`madvise`) as soon as its top is free: every chunk
+/// meant fresh pages, faulted and zeroed inside the socket copy (~240 trims and ~5% of a 1 GiB
+/// pull's CPU; on a VM that hands freed memory back to its host, more). An 8 MiB trim
+/// threshold lets the freed buffers be reused. Setting it freezes glibc's self-adjusting mmap
+/// threshold at its start value (128 KiB, which would mmap every such buffer), so the mmap
+/// threshold is set too, to the largest value glibc would adjust it to (32 MiB; push's 4 MiB
+/// chunks come from the heap either way). Measured: a 1 GiB pull ~0.2 s less system time for
+/// ~8 MiB more resident memory; push unchanged. `GLIBC_TUNABLES`, when set, wins.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("GLIBC_TUNABLES").is_none() {
+        // SAFETY: mallopt only changes allocator parameters; called before any thread starts.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // `mlart inspect … | head` must end quietly, not panic on a closed pipe.
     #[cfg(unix)]
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    keep_freed_memory();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
