@@ -72,8 +72,8 @@ enum Command {
 /// threshold lets the freed buffers be reused. Setting it freezes glibc's self-adjusting mmap
 /// threshold at its start value (128 KiB, which would mmap every such buffer), so the mmap
 /// threshold is set too, to the largest value glibc would adjust it to (32 MiB; push's 4 MiB
-/// chunks come from the heap either way). Measured: a 1 GiB pull ~0.2 s less system time for
-/// ~8 MiB more resident memory; push unchanged. With `GLIBC_TUNABLES` set, the allocator is
+/// chunks come from the heap either way). Measured: a 1 GiB pull 0.3–0.5 s less system time
+/// for 4–8 MiB more resident memory; push unchanged. With `GLIBC_TUNABLES` set, the allocator is
 /// left as that configures it.
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
