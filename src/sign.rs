@@ -240,6 +240,15 @@ fn read_key_file(path: &Path) -> Result<String> {
         )));
     }
     let bytes = std::fs::read(path).ctx("reading", path)?;
+    // An empty file (an unset variable's `/dev/null`, a key never written) would otherwise be
+    // reported by the PEM parser as odd data it does not hold.
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::input(format!(
+            "{} is empty, not a key: give the file `mlart keygen` wrote (PREFIX.key to sign, \
+             PREFIX.pub to verify)",
+            path.display()
+        )));
+    }
     String::from_utf8(bytes).map_err(|_| {
         Error::input(format!(
             "{} is not a PEM key file (not text)",
@@ -719,6 +728,14 @@ mod tests {
         std::fs::write(&f, "not a key").unwrap();
         assert!(load_private(&f).is_err());
         assert!(load_public(&f).is_err());
+        // empty, or only blank lines: said so, for either kind of key
+        for blank in ["", "\n \n"] {
+            std::fs::write(&f, blank).unwrap();
+            for e in [load_private(&f).err(), load_public(&f).err()] {
+                let msg = e.expect("an empty key file is an error").to_string();
+                assert!(msg.contains("x.pem is empty, not a key"), "{msg}");
+            }
+        }
         std::fs::write(
             &f,
             "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
