@@ -28,7 +28,7 @@ pub struct Extractor {
     /// Regular files written, relative to the root.
     files: Vec<String>,
     /// Their sha256 and size, computed while they were written (no second read to check them).
-    digests: HashMap<String, (crate::digest::Digest, u64)>,
+    digests: HashMap<String, (crate::format::digest::Digest, u64)>,
 }
 
 /// Check an entry path and return its normalised relative form (`a/b/c`).
@@ -85,7 +85,7 @@ impl Extractor {
     }
 
     /// The sha256 and size of a regular file written, as it went to disk.
-    pub fn digest_of(&self, rel: &str) -> Option<&(crate::digest::Digest, u64)> {
+    pub fn digest_of(&self, rel: &str) -> Option<&(crate::format::digest::Digest, u64)> {
         self.digests.get(rel)
     }
 
@@ -196,7 +196,7 @@ impl Extractor {
             },
             writing,
         )?;
-        let digest = crate::digest::Digest::from_hasher(h);
+        let digest = crate::format::digest::Digest::from_hasher(h);
         f.sync_all().ctx("writing", &path)?;
         self.digests.insert(rel.clone(), (digest, size));
         self.files.push(rel);

@@ -1,32 +1,26 @@
 //! mlart: turn the artifacts of an ML project into reproducible OCI images and artifacts.
 //!
-//! Data flows one way: `spec` (mlart.yaml) -> `collect` (files, kinds, safety checks) ->
-//! `layer` (tar, compress, hash in one pass) -> `bundle` (metadata, config, manifest) ->
-//! a sink (`layout`). The library never prints and never exits; `main.rs` does.
+//! The pipeline, one module area per stage (arrows point down it; DESIGN.md §10):
+//!
+//! ```text
+//! spec (mlart.yaml) -> build (collect, layers, config, manifest) -> store (layout, archive,
+//! registry; one graph copy) -> sign / check (validate, gate, diff, verify)
+//! ```
+//!
+//! `format` holds the documents every stage shares and depends on nothing else of the crate.
+//! The library never prints and never exits; the binary (`main.rs`, `cli/`) does.
 
-pub mod base;
-pub mod bundle;
-pub mod collect;
-pub mod digest;
-pub mod envinfo;
+pub mod build;
+pub mod check;
 pub mod error;
 pub mod extract;
-pub mod gate;
-pub mod init;
-pub mod inspect;
+pub mod format;
+pub mod import;
 pub mod interrupt;
-pub mod json;
-pub mod layer;
-pub mod layout;
-pub mod metrics;
 pub mod offload;
-pub mod pgzip;
-pub mod reference;
 pub mod registry;
-pub mod schema;
 pub mod sign;
 pub mod spec;
-pub mod validate;
-pub mod verify;
+pub mod store;
 
 pub use error::{Error, Result};

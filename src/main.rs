@@ -1,6 +1,6 @@
 //! The `mlart` command line: parse flags, call the library, render the result.
 
-mod commands;
+mod cli;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -27,37 +27,37 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Write mlart.yaml for a project folder, guessing the kind of each file.
-    Init(commands::init::Args),
+    Init(cli::init::Args),
     /// Pack the files of mlart.yaml into an OCI image layout or archive.
-    Bundle(commands::bundle::Args),
+    Bundle(cli::bundle::Args),
     /// Show what a bundle holds: files, metrics, schema, layers.
-    Inspect(commands::inspect::Args),
+    Inspect(cli::inspect::Args),
     /// ONNX smoke tests with ONNX Runtime: load, schema, synthetic and sample runs, finite
     /// outputs, latency. Exit 1 when a check fails.
-    Validate(commands::validate::Args),
+    Validate(cli::validate::Args),
     /// Release gate: metric thresholds, regressions against a baseline, validation,
     /// signature and schema compatibility. Exit 1 when a gate fails.
-    Gate(commands::gate::Args),
+    Gate(cli::gate::Args),
     /// What changed between two bundles: files, metrics, schema, environment, models.
-    Diff(commands::diff::Args),
+    Diff(cli::diff::Args),
     /// Make an ECDSA P-256 key pair for signing (PREFIX.key, PREFIX.pub).
-    Keygen(commands::keygen::Args),
+    Keygen(cli::keygen::Args),
     /// Add an OCI signature to a bundle in a layout.
-    Sign(commands::sign::Args),
+    Sign(cli::sign::Args),
     /// Check a bundle's signatures and digests, or pulled files against their model.sig.
-    Verify(commands::verify::Args),
+    Verify(cli::verify::Args),
     /// Push a layout or archive to a registry (blobs first, the manifest last).
-    Push(commands::push::Args),
+    Push(cli::push::Args),
     /// Pull a bundle from a registry into a directory: verified, safe extraction.
-    Pull(commands::pull::Args),
+    Pull(cli::pull::Args),
     /// Copy a bundle between registries, layouts and archives.
-    Copy(commands::copy::Args),
+    Copy(cli::copy::Args),
     /// List the tags of a registry repository.
-    Tags(commands::tags::Args),
+    Tags(cli::tags::Args),
     /// Store credentials for a registry (like `docker login`).
-    Login(commands::login::Args),
+    Login(cli::login::Args),
     /// Remove the stored credentials of a registry.
-    Logout(commands::login::LogoutArgs),
+    Logout(cli::login::LogoutArgs),
     /// Internal: validate one model for `mlart validate` (request on stdin, report on stdout).
     #[command(name = "__validate-worker", hide = true)]
     ValidateWorker,
@@ -106,26 +106,26 @@ fn main() -> ExitCode {
     });
     let json = cli.json;
     let result = match cli.command {
-        Command::Init(a) => commands::init::run(a, json),
-        Command::Bundle(a) => commands::bundle::run(a, json),
-        Command::Inspect(a) => commands::inspect::run(a, json),
-        Command::Validate(a) => commands::validate::run(a, json),
-        Command::Gate(a) => commands::gate::run(a, json),
-        Command::Diff(a) => commands::diff::run(a, json),
-        Command::Keygen(a) => commands::keygen::run(a, json),
-        Command::Sign(a) => commands::sign::run(a, json),
-        Command::Verify(a) => commands::verify::run(a, json),
-        Command::Push(a) => commands::push::run(a, json),
-        Command::Pull(a) => commands::pull::run(a, json),
-        Command::Copy(a) => commands::copy::run(a, json),
-        Command::Tags(a) => commands::tags::run(a, json),
-        Command::Login(a) => commands::login::run(a, json),
-        Command::Logout(a) => commands::login::run_logout(a, json),
-        Command::ValidateWorker => Ok(commands::validate::run_worker()),
+        Command::Init(a) => cli::init::run(a, json),
+        Command::Bundle(a) => cli::bundle::run(a, json),
+        Command::Inspect(a) => cli::inspect::run(a, json),
+        Command::Validate(a) => cli::validate::run(a, json),
+        Command::Gate(a) => cli::gate::run(a, json),
+        Command::Diff(a) => cli::diff::run(a, json),
+        Command::Keygen(a) => cli::keygen::run(a, json),
+        Command::Sign(a) => cli::sign::run(a, json),
+        Command::Verify(a) => cli::verify::run(a, json),
+        Command::Push(a) => cli::push::run(a, json),
+        Command::Pull(a) => cli::pull::run(a, json),
+        Command::Copy(a) => cli::copy::run(a, json),
+        Command::Tags(a) => cli::tags::run(a, json),
+        Command::Login(a) => cli::login::run(a, json),
+        Command::Logout(a) => cli::login::run_logout(a, json),
+        Command::ValidateWorker => Ok(cli::validate::run_worker()),
     };
     match result {
         Ok(code) => code,
-        Err(e) => commands::report_error(&e, json),
+        Err(e) => cli::report_error(&e, json),
     }
 }
 
@@ -157,7 +157,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
             "no command given: mlart needs one of {} (`mlart --help` says what each does)",
             verbs.join(", ")
         );
-        return commands::report_error(&mlart::Error::input(msg), true);
+        return cli::report_error(&mlart::Error::input(msg), true);
     }
     let text = e.to_string();
     let text = text.trim().strip_prefix("error: ").unwrap_or(text.trim());
@@ -166,7 +166,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .next()
         .unwrap_or(text)
         .trim();
-    commands::report_error(&mlart::Error::input(text), true)
+    cli::report_error(&mlart::Error::input(text), true)
 }
 
 fn init_logging(verbose: u8) {

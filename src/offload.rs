@@ -20,7 +20,7 @@
 //! into the pages it just freed, not into memory it must claim anew (on a VM that hands freed
 //! memory back to its host, that claim cost ~1.5 s of system time per GiB here).
 
-use crate::digest::{Digest, HashWriter};
+use crate::format::digest::{Digest, HashWriter};
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender};

@@ -3,7 +3,7 @@
 //! `auths` of `config.json` (written 0600 through a temp file and a rename).
 
 use crate::error::{Error, IoContext, Result};
-use crate::reference;
+use crate::format::reference;
 use base64::Engine as _;
 use std::fs;
 use std::io::Write;

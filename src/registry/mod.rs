@@ -7,10 +7,10 @@
 pub mod login;
 pub mod pull;
 
-use crate::digest::{Digest, VerifyReader};
+use crate::format::digest::{Digest, VerifyReader};
 use crate::error::{Error, IoContext, Result};
-use crate::layout::{self, Source, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, REF_NAME};
-use crate::reference::{self, Location, Reference};
+use crate::store::layout::{self, Source, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, REF_NAME};
+use crate::format::reference::{self, Location, Reference};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
@@ -1411,7 +1411,7 @@ pub fn copy_to_local(
     opts: &Options,
     progress: &dyn Fn(u64),
 ) -> Result<(Digest, String)> {
-    use crate::layout::{BlobSink, LayoutWriter, Staging};
+    use crate::store::layout::{BlobSink, LayoutWriter, Staging};
     let (mut source, tag) = open_location(src, opts)?;
     let resolved = layout::resolve_image(source.as_mut(), tag.as_deref(), "copy")?;
     let staging = Staging::with_form(dst, dst_archive)?;
@@ -1930,7 +1930,7 @@ pub fn push_referrers(
             manifests.push(d);
         }
     }
-    let body = crate::json::to_canonical_bytes(&index);
+    let body = crate::format::json::to_canonical_bytes(&index);
     block_on(tagged.put_manifest(
         &body,
         INDEX_MEDIA_TYPE,

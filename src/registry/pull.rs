@@ -3,12 +3,12 @@
 //! file against the metadata's sha256, then move the directory into place.
 
 use super::BlobEvent;
-use crate::bundle::{self, Form, Metadata};
-use crate::digest::{Digest, VerifyReader};
+use crate::build::bundle::{self, Form, Metadata};
+use crate::format::digest::{Digest, VerifyReader};
 use crate::error::{Error, IoContext, Result};
 use crate::extract::Extractor;
-use crate::layer::Compression;
-use crate::layout::{self, Source};
+use crate::build::layer::Compression;
+use crate::store::layout::{self, Source};
 use crate::spec::Kind;
 use oci_spec::image::Descriptor;
 use serde::Serialize;
@@ -36,7 +36,7 @@ pub struct PullOptions {
     /// With `verify_keys`: an OCI signature by every key.
     pub require_all: bool,
     /// From a multi-platform index: the platform to take (None: this machine's).
-    pub platform: Option<crate::base::Platform>,
+    pub platform: Option<crate::build::base::Platform>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -53,7 +53,7 @@ pub struct PullReport {
     pub verified_by: Vec<String>,
     /// When the source is a multi-platform index: the index and the platform pulled.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub index: Option<crate::layout::IndexChoice>,
+    pub index: Option<crate::store::layout::IndexChoice>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -146,7 +146,7 @@ pub fn pull(
     // before a byte of it is downloaded.
     let mut verified_by = Vec::new();
     if !opts.verify_keys.is_empty() {
-        let (sigs, problems) = crate::verify::oci_signatures(
+        let (sigs, problems) = crate::check::verify::oci_signatures(
             src,
             &manifest_digest,
             &opts.verify_keys,
@@ -356,7 +356,7 @@ pub fn pull(
                 None
             };
             {
-                let dec = crate::layer::decoder(&mut reader, comp).map_err(bad)?;
+                let dec = crate::build::layer::decoder(&mut reader, comp).map_err(bad)?;
                 let mut dec = MaybeHash::new(dec, diff_id.is_some());
                 x.tar(&label, &mut dec, strip, &want)?;
                 // Drain the decompressor (trailing padding) ...
@@ -488,7 +488,7 @@ fn config_diff_ids(
             " (and its config is a {mt}, not an image config with rootfs.diff_ids)"
         )));
     }
-    let raw = layout::read_blob(src, config, crate::base::MAX_CONFIG_BYTES)?;
+    let raw = layout::read_blob(src, config, crate::build::base::MAX_CONFIG_BYTES)?;
     let v: serde_json::Value = match serde_json::from_slice(&raw) {
         Ok(v) => v,
         Err(e) => return Ok(Err(format!(" (and its image config is not JSON: {e})"))),
@@ -525,13 +525,13 @@ fn config_diff_ids(
 /// layer matched by its diff_id.
 enum MaybeHash<R> {
     Plain(R),
-    Hashed(crate::digest::HashReader<R>),
+    Hashed(crate::format::digest::HashReader<R>),
 }
 
 impl<R: Read> MaybeHash<R> {
     fn new(inner: R, hash: bool) -> Self {
         if hash {
-            MaybeHash::Hashed(crate::digest::HashReader::new(inner))
+            MaybeHash::Hashed(crate::format::digest::HashReader::new(inner))
         } else {
             MaybeHash::Plain(inner)
         }

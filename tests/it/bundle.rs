@@ -864,7 +864,7 @@ fn inspect_refuses_corrupt_and_hostile_layouts() {
     );
 }
 
-/// Text kinds are gzip'd on every core (crate::pgzip): a 5 MiB training log gives the same
+/// Text kinds are gzip'd on every core (crate::build::pgzip): a 5 MiB training log gives the same
 /// layer whatever the thread count, and it reads back with a plain (one-member) gzip reader.
 #[test]
 fn gzip_layers_are_the_same_whatever_the_thread_count() {

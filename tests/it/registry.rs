@@ -1450,9 +1450,9 @@ fn registry_streaming_sink() {
         .to_string();
 
     let spec = mlart::spec::load(&example().join("mlart.yaml")).unwrap();
-    let files = mlart::collect::collect(&spec, &[]).unwrap();
+    let files = mlart::build::collect::collect(&spec, &[]).unwrap();
     let (reference, _) =
-        mlart::reference::parse_reference(&reg.reference("ml/streamed:1.0.0")).unwrap();
+        mlart::format::reference::parse_reference(&reg.reference("ml/streamed:1.0.0")).unwrap();
     let remote = mlart::registry::Remote::with_auth(
         reference,
         &mlart::registry::Options::default(),
@@ -1460,10 +1460,10 @@ fn registry_streaming_sink() {
     )
     .unwrap();
     let mut sink = mlart::registry::RegistrySink::new(remote);
-    let built = mlart::bundle::build(
+    let built = mlart::build::bundle::build(
         &spec,
         &files,
-        &mlart::bundle::Options::default(),
+        &mlart::build::bundle::Options::default(),
         &mut sink,
         &|_| {},
     )

@@ -1,0 +1,821 @@
+//! Assemble a bundle: group files into layers, stream them to a sink, parse metrics, schema
+//! and env from the captured small files, write the metadata document, config and manifest.
+
+use crate::build::collect::SourceFile;
+use crate::format::digest::Digest;
+use crate::build::envinfo::{self, EnvSummary};
+use crate::error::{Error, Result};
+use crate::format::json;
+use crate::build::layer::{self, Compression, FileDigest, LayerDigests};
+use crate::store::layout::{BlobSink, MANIFEST_MEDIA_TYPE};
+use crate::build::metrics::{self, Metrics};
+use crate::build::schema::{self, FeatureSchema};
+use crate::spec::{Kind, Spec};
+use oci_spec::image::{Descriptor, MediaType};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read as _;
+
+pub const FORMAT_VERSION: u32 = 1;
+pub const ARTIFACT_TYPE: &str = "application/vnd.mlart.bundle.v1+json";
+pub const METADATA_MEDIA_TYPE: &str = "application/vnd.mlart.bundle.config.v1+json";
+pub const IMAGE_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+pub const KIND_ANNOTATION: &str = "ai.mlart.kind";
+pub const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
+/// In the image form, files live under this directory.
+pub const MODEL_DIR: &str = "models";
+pub const METADATA_FILE: &str = "mlart.json";
+/// Model and data files at least this large get a layer of their own in the image form.
+pub const DEFAULT_LARGE_FILE: u64 = 16 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Form {
+    Image,
+    Artifact,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompressionChoice {
+    /// none for model and data, gzip for the text kinds
+    Auto,
+    All(Compression),
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub form: Form,
+    pub compression: CompressionChoice,
+    pub large_file: u64,
+    /// SOURCE_DATE_EPOCH: file mtimes and `created`. None: mtime 0, no `created`.
+    pub epoch: Option<u64>,
+    pub os: String,
+    pub arch: String,
+    /// The platform variant (`v8` of linux/arm64/v8), if any.
+    pub variant: Option<String>,
+    /// Sign: an OMS `model.sig` among the files and an OCI signature of the manifest.
+    pub sign: Option<std::sync::Arc<crate::sign::PrivateKey>>,
+    /// `--validate`: the report (metadata `validation`) and the models' I/O (`models[].io`).
+    pub validation: Option<crate::check::validate::BundleRecord>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            form: Form::Image,
+            compression: CompressionChoice::Auto,
+            large_file: DEFAULT_LARGE_FILE,
+            epoch: None,
+            os: "linux".into(),
+            arch: "amd64".into(),
+            variant: None,
+            sign: None,
+            validation: None,
+        }
+    }
+}
+
+/// Read `SOURCE_DATE_EPOCH` (unset or empty: None; anything but a non-negative integer: error).
+pub fn source_date_epoch() -> Result<Option<u64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Err(_) => Ok(None),
+        Ok(s) if s.is_empty() => Ok(None),
+        Ok(s) => s.parse::<u64>().map(Some).map_err(|_| {
+            Error::input(format!(
+                "SOURCE_DATE_EPOCH={s:?} is not a number of seconds since 1970: set it to e.g. $(git log -1 --format=%ct), or unset it"
+            ))
+        }),
+    }
+}
+
+/// RFC 3339 UTC time of a Unix epoch.
+pub fn rfc3339(epoch: u64) -> String {
+    let days = (epoch / 86400) as i64;
+    let secs = epoch % 86400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+// ---------------- the metadata document ----------------
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub format_version: u32,
+    pub name: String,
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authors: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    pub form: Form,
+    /// Every file of the bundle, sorted by path.
+    pub files: Vec<FileEntry>,
+    pub models: Vec<ModelEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<FeatureSchema>,
+    /// Flat name -> value; null for NaN/infinite.
+    #[serde(default)]
+    pub metrics: Metrics,
+    /// Metric name -> the report it came from.
+    #[serde(default)]
+    pub metric_sources: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<EnvSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<serde_json::Value>,
+    /// The base image of a runnable image (`bundle --base`): its manifest digest and platform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<crate::build::base::BaseRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path in the project (and under /models in the image form).
+    pub path: String,
+    pub kind: Kind,
+    pub size: u64,
+    pub sha256: String,
+    /// Digest of the layer that holds the file.
+    pub layer: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelEntry {
+    pub path: String,
+    /// Detected or declared format; null when unknown.
+    pub format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framework: Option<String>,
+    pub size: u64,
+    pub sha256: String,
+    /// ONNX models, with `bundle --validate`: inputs, outputs, opset, IR version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io: Option<crate::check::validate::ModelIo>,
+}
+
+/// A layer as it appears in the manifest.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerInfo {
+    pub digest: Digest,
+    pub size: u64,
+    pub diff_id: Digest,
+    pub media_type: String,
+    pub kind: String,
+    pub title: String,
+    pub files: usize,
+}
+
+/// The result of a build.
+#[derive(Debug)]
+pub struct Built {
+    pub manifest: Vec<u8>,
+    pub manifest_digest: Digest,
+    pub config_digest: Digest,
+    pub layers: Vec<LayerInfo>,
+    pub metadata: Metadata,
+    pub warnings: Vec<String>,
+    pub input_bytes: u64,
+    /// With `Options::sign`: the OCI signature of the manifest, for the caller to store
+    /// (beside the bundle in a layout, as a referrer in a registry).
+    pub signature: Option<crate::sign::OciSignature>,
+}
+
+impl Built {
+    /// The manifest's descriptor for index.json (with the tag).
+    pub fn descriptor(&self, form: Form, tag: &str) -> Descriptor {
+        let mut d = Descriptor::new(
+            MediaType::ImageManifest,
+            self.manifest.len() as u64,
+            oci_digest(&self.manifest_digest),
+        );
+        let mut a = HashMap::new();
+        a.insert(crate::store::layout::REF_NAME.to_string(), tag.to_string());
+        d.set_annotations(Some(a));
+        if form == Form::Artifact {
+            d.set_artifact_type(Some(MediaType::Other(ARTIFACT_TYPE.into())));
+        }
+        d
+    }
+}
+
+pub fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
+    d.as_str().parse().expect("a valid sha256 digest")
+}
+
+/// One planned layer.
+struct Plan<'a> {
+    kind: Kind,
+    files: Vec<&'a SourceFile>,
+    raw: bool,
+    compression: Compression,
+}
+
+fn plan<'a>(files: &'a [SourceFile], opts: &Options) -> Vec<Plan<'a>> {
+    let mut out = Vec::new();
+    for kind in Kind::ALL {
+        let compression = match opts.compression {
+            CompressionChoice::All(c) => c,
+            CompressionChoice::Auto if kind.is_bulk() => Compression::None,
+            CompressionChoice::Auto => Compression::Gzip,
+        };
+        let mut rest = Vec::new();
+        for f in files.iter().filter(|f| f.kind == kind) {
+            let own = kind.is_bulk() && (opts.form == Form::Artifact || f.size >= opts.large_file);
+            if own {
+                out.push(Plan {
+                    kind,
+                    files: vec![f],
+                    raw: opts.form == Form::Artifact,
+                    compression,
+                });
+            } else {
+                rest.push(f);
+            }
+        }
+        if !rest.is_empty() {
+            out.push(Plan {
+                kind,
+                files: rest,
+                raw: false,
+                compression,
+            });
+        }
+    }
+    out
+}
+
+fn needs_capture(f: &SourceFile) -> bool {
+    match f.kind {
+        Kind::Eval => f.metrics,
+        Kind::Schema | Kind::Env => true,
+        _ => false,
+    }
+}
+
+/// Build the bundle of `spec` from `files` into `sink`. `progress` gets the number of input
+/// bytes read as they are read.
+pub fn build<S: BlobSink>(
+    spec: &Spec,
+    files: &[SourceFile],
+    opts: &Options,
+    sink: &mut S,
+    progress: &dyn Fn(u64),
+) -> Result<Built> {
+    let mut built = build_on(spec, files, opts, &[], sink, progress)?;
+    Ok(built.remove(0))
+}
+
+/// Build runnable images: the bundle's layers on top of each of `bases` (image form; the base
+/// layers must reach the sink by other means, see `base::Base::copy_into`). The file layers
+/// are built once and shared; each base gets its own metadata layer, config and manifest.
+/// No bases: one bundle, as `build`.
+pub fn build_on<S: BlobSink>(
+    spec: &Spec,
+    files: &[SourceFile],
+    opts: &Options,
+    bases: &[crate::build::base::BaseImage],
+    sink: &mut S,
+    progress: &dyn Fn(u64),
+) -> Result<Vec<Built>> {
+    if !bases.is_empty() && opts.form != Form::Image {
+        return Err(Error::input(
+            "--base builds a runnable image: it cannot be combined with `--format artifact`",
+        ));
+    }
+    let mtime = opts.epoch.unwrap_or(0);
+    let created = opts.epoch.map(rfc3339);
+    let prefix = match opts.form {
+        Form::Image => format!("{MODEL_DIR}/"),
+        Form::Artifact => String::new(),
+    };
+    for f in files {
+        let reserved = (opts.form == Form::Image && f.rel == METADATA_FILE)
+            || (opts.sign.is_some() && f.rel == crate::sign::OMS_FILE);
+        if reserved {
+            return Err(Error::input(format!(
+                "{}: a project file named {} would clash with the one mlart writes; rename or move it",
+                f.abs.display(),
+                f.rel
+            )));
+        }
+    }
+    let mut layers: Vec<LayerInfo> = Vec::new();
+    let mut digests: Vec<(FileDigest, Digest)> = Vec::new();
+    let mut descriptors: Vec<Descriptor> = Vec::new();
+
+    for p in plan(files, opts) {
+        let w = sink.begin()?;
+        let (w, ld, fds, media_type, title) = if p.raw {
+            let f = p.files[0];
+            let (w, ld, fd) = layer::write_raw(w, f, progress)?;
+            (
+                w,
+                ld,
+                vec![fd],
+                format!("application/vnd.mlart.{}.v1.raw", p.kind),
+                f.rel.clone(),
+            )
+        } else {
+            let (w, ld, fds) = layer::write_tar(
+                w,
+                &p.files,
+                &prefix,
+                p.compression,
+                mtime,
+                &needs_capture,
+                progress,
+            )?;
+            let mt = match opts.form {
+                Form::Image => format!(
+                    "application/vnd.oci.image.layer.v1.tar{}",
+                    p.compression.suffix()
+                ),
+                Form::Artifact => format!(
+                    "application/vnd.mlart.{}.v1.tar{}",
+                    p.kind,
+                    p.compression.suffix()
+                ),
+            };
+            let title = if p.files.len() == 1 && p.kind.is_bulk() {
+                p.files[0].rel.clone()
+            } else {
+                format!("{}.tar{}", p.kind, p.compression.ext())
+            };
+            (w, ld, fds, mt, title)
+        };
+        sink.commit(w, &ld.digest, ld.size)?;
+        for fd in fds {
+            digests.push((fd, ld.digest.clone()));
+        }
+        descriptors.push(layer_descriptor(&ld, &media_type, p.kind.as_str(), &title));
+        layers.push(LayerInfo {
+            digest: ld.digest.clone(),
+            size: ld.size,
+            diff_id: ld.diff_id,
+            media_type,
+            kind: p.kind.to_string(),
+            title,
+            files: p.files.len(),
+        });
+    }
+
+    // Parse what was captured; everything is still a file of the bundle.
+    let by_rel: HashMap<&str, &SourceFile> = files.iter().map(|f| (f.rel.as_str(), f)).collect();
+    let mut warnings = Vec::new();
+    let mut metrics = Metrics::new();
+    let mut metric_sources = BTreeMap::new();
+    let mut schemas: Vec<FeatureSchema> = Vec::new();
+    let mut env = EnvSummary::default();
+    digests.sort_by(|a, b| a.0.rel.cmp(&b.0.rel));
+    for (fd, _) in &digests {
+        let f = by_rel[fd.rel.as_str()];
+        let Some(bytes) = &fd.captured else {
+            if needs_capture(f) {
+                warnings.push(format!(
+                    "{}: larger than {} MiB, not parsed",
+                    f.rel,
+                    layer::CAPTURE_LIMIT >> 20
+                ));
+            }
+            continue;
+        };
+        match f.kind {
+            Kind::Eval => match metrics::parse(&f.rel, bytes) {
+                Ok(m) => {
+                    for (k, v) in m {
+                        if let Some(prev) = metric_sources.get(&k) {
+                            warnings.push(format!("{}: metric {k:?} is also in {prev}; keeping the value from {prev}", f.rel));
+                            continue;
+                        }
+                        metric_sources.insert(k.clone(), f.rel.clone());
+                        metrics.insert(k, v);
+                    }
+                }
+                Err(why) => warnings.push(format!(
+                    "{}: no metrics read ({why}); it stays in the bundle as a file. Mark it `metrics: false` in the spec to silence this",
+                    f.rel
+                )),
+            },
+            Kind::Schema => match schema::parse(&f.rel, bytes) {
+                Ok(schema::Parsed::Schema(s)) => schemas.push(s),
+                Ok(schema::Parsed::NotASchema) => {}
+                Err(why) => {
+                    return Err(Error::input(format!(
+                        "{}: {why}. Fix the feature schema (format in README, \"Feature schema\"), or move the file to `docs`",
+                        f.abs.display()
+                    )))
+                }
+            },
+            Kind::Env => {
+                if let Err(why) = envinfo::add(&mut env, &f.rel, bytes) {
+                    warnings.push(format!("{}: not summarised ({why})", f.rel));
+                }
+            }
+            _ => {}
+        }
+    }
+    if schemas.len() > 1 {
+        warnings.push(format!(
+            "several feature schemas ({}); using {}",
+            schemas
+                .iter()
+                .map(|s| s.file.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            schemas[0].file
+        ));
+    }
+
+    let file_entries: Vec<FileEntry> = digests
+        .iter()
+        .map(|(fd, layer)| FileEntry {
+            path: fd.rel.clone(),
+            kind: by_rel[fd.rel.as_str()].kind,
+            size: fd.size,
+            sha256: fd.sha256.to_string(),
+            layer: layer.to_string(),
+        })
+        .collect();
+    let models = digests
+        .iter()
+        .filter(|(fd, _)| by_rel[fd.rel.as_str()].kind == Kind::Model)
+        .map(|(fd, _)| {
+            let f = by_rel[fd.rel.as_str()];
+            ModelEntry {
+                path: fd.rel.clone(),
+                format: f.format.clone(),
+                framework: f.framework.clone(),
+                size: fd.size,
+                sha256: fd.sha256.to_string(),
+                io: opts
+                    .validation
+                    .as_ref()
+                    .and_then(|v| v.io.get(&fd.rel).cloned()),
+            }
+        })
+        .collect();
+    if spec.image.is_some() && opts.form == Form::Artifact {
+        warnings.push("the spec's `image:` settings apply to the image form only; ignored".into());
+    }
+    let metadata = Metadata {
+        format_version: FORMAT_VERSION,
+        name: spec.name.clone(),
+        version: spec.version.clone(),
+        description: spec.description.clone(),
+        license: spec.license.clone(),
+        authors: spec.authors.clone(),
+        source: spec.source.clone(),
+        revision: spec.revision.clone(),
+        created: created.clone(),
+        form: opts.form,
+        files: file_entries,
+        models,
+        schema: schemas.into_iter().next(),
+        metrics,
+        metric_sources,
+        env: (!env.files.is_empty()).then_some(env),
+        validation: opts.validation.as_ref().map(|v| v.report.clone()),
+        base: None,
+    };
+    let staged = Staged {
+        metadata,
+        layers,
+        descriptors,
+        warnings,
+        input_bytes: files.iter().map(|f| f.size).sum(),
+        created,
+        mtime,
+    };
+    if bases.is_empty() {
+        return Ok(vec![finish(spec, opts, &staged, None, sink)?]);
+    }
+    bases
+        .iter()
+        .map(|b| finish(spec, opts, &staged, Some(b), sink))
+        .collect()
+}
+
+/// The file layers and the metadata of a bundle, before its metadata layer, config and manifest.
+struct Staged {
+    metadata: Metadata,
+    layers: Vec<LayerInfo>,
+    descriptors: Vec<Descriptor>,
+    warnings: Vec<String>,
+    input_bytes: u64,
+    created: Option<String>,
+    mtime: u64,
+}
+
+/// The metadata layer (image form), config and manifest of a staged bundle, on `base` if any.
+fn finish<S: BlobSink>(
+    spec: &Spec,
+    opts: &Options,
+    staged: &Staged,
+    base: Option<&crate::build::base::BaseImage>,
+    sink: &mut S,
+) -> Result<Built> {
+    let mut metadata = staged.metadata.clone();
+    metadata.base = base.map(|b| b.record());
+    let mut layers = staged.layers.clone();
+    let mut descriptors = staged.descriptors.clone();
+    let (created, mtime) = (staged.created.clone(), staged.mtime);
+    let meta_bytes = json::to_canonical_pretty(&metadata);
+    let mut annotations = manifest_annotations(spec, created.as_deref());
+    if let Some(b) = base {
+        annotations.insert(
+            crate::build::base::BASE_DIGEST_ANNOTATION.into(),
+            b.manifest_digest.to_string(),
+        );
+    }
+
+    let (config_desc, artifact_type) = match opts.form {
+        Form::Image => {
+            // The metadata document is /models/mlart.json in the last layer.
+            let c = match opts.compression {
+                CompressionChoice::All(c) => c,
+                CompressionChoice::Auto => Compression::Gzip,
+            };
+            let w = sink.begin()?;
+            let path = format!("{MODEL_DIR}/{METADATA_FILE}");
+            let sig_path = format!("{MODEL_DIR}/{}", crate::sign::OMS_FILE);
+            let mut entries: Vec<(&str, &[u8])> = vec![(&path, &meta_bytes)];
+            let oms;
+            if let Some(key) = &opts.sign {
+                let mut signed = oms_files(&metadata);
+                signed.push((
+                    METADATA_FILE.to_string(),
+                    Digest::of(&meta_bytes).hex().to_string(),
+                ));
+                oms = crate::sign::sign_statement(
+                    key,
+                    &crate::sign::oms_statement(&spec.name, &signed),
+                );
+                entries.push((&sig_path, &oms));
+            }
+            let (w, ld) = layer::write_tar_bytes(w, &entries, c, mtime)?;
+            sink.commit(w, &ld.digest, ld.size)?;
+            let mt = format!("application/vnd.oci.image.layer.v1.tar{}", c.suffix());
+            let title = format!("{METADATA_FILE}.tar{}", c.ext());
+            descriptors.push(layer_descriptor(&ld, &mt, "metadata", &title));
+            layers.push(LayerInfo {
+                digest: ld.digest.clone(),
+                size: ld.size,
+                diff_id: ld.diff_id,
+                media_type: mt,
+                kind: "metadata".into(),
+                title,
+                files: 1,
+            });
+            let config = crate::build::base::image_config(
+                spec,
+                opts,
+                base,
+                &layers,
+                &annotations,
+                created.as_deref(),
+            );
+            if let Some(b) = base {
+                // The base's layers come first, below /models.
+                descriptors.splice(0..0, b.layers.iter().map(|l| l.descriptor.clone()));
+                layers.splice(0..0, b.layer_infos());
+            }
+            let d = sink.put(&config)?;
+            (
+                Descriptor::new(MediaType::ImageConfig, config.len() as u64, oci_digest(&d)),
+                None,
+            )
+        }
+        Form::Artifact => {
+            if let Some(key) = &opts.sign {
+                // model.sig as a raw layer: `pull` and `oras pull` write it beside the files.
+                let oms = crate::sign::sign_statement(
+                    key,
+                    &crate::sign::oms_statement(&spec.name, &oms_files(&metadata)),
+                );
+                let d = sink.put(&oms)?;
+                let ld = LayerDigests {
+                    digest: d.clone(),
+                    size: oms.len() as u64,
+                    diff_id: d,
+                };
+                let mt = "application/vnd.mlart.signature.v1.raw".to_string();
+                descriptors.push(layer_descriptor(
+                    &ld,
+                    &mt,
+                    "signature",
+                    crate::sign::OMS_FILE,
+                ));
+                layers.push(LayerInfo {
+                    digest: ld.digest.clone(),
+                    size: ld.size,
+                    diff_id: ld.diff_id,
+                    media_type: mt,
+                    kind: "signature".into(),
+                    title: crate::sign::OMS_FILE.into(),
+                    files: 1,
+                });
+            }
+            let d = sink.put(&meta_bytes)?;
+            (
+                Descriptor::new(
+                    MediaType::Other(METADATA_MEDIA_TYPE.into()),
+                    meta_bytes.len() as u64,
+                    oci_digest(&d),
+                ),
+                Some(ARTIFACT_TYPE),
+            )
+        }
+    };
+    let config_digest = Digest::parse(config_desc.digest().as_ref()).map_err(Error::Input)?;
+    let mut m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": config_desc,
+        "layers": descriptors,
+        "annotations": annotations,
+    });
+    if let Some(at) = artifact_type {
+        m["artifactType"] = at.into();
+    }
+    let manifest = json::to_canonical_bytes(&m);
+    let manifest_digest = sink.put(&manifest)?;
+    let signature = opts.sign.as_ref().map(|key| {
+        crate::sign::oci_signature(
+            key,
+            &spec.name,
+            MANIFEST_MEDIA_TYPE,
+            &manifest_digest,
+            manifest.len() as u64,
+        )
+    });
+    Ok(Built {
+        signature,
+        manifest,
+        manifest_digest,
+        config_digest,
+        layers,
+        metadata,
+        warnings: staged.warnings.clone(),
+        input_bytes: staged.input_bytes,
+    })
+}
+
+/// (path, sha256 hex) of every file of the bundle, for the OMS statement.
+fn oms_files(m: &Metadata) -> Vec<(String, String)> {
+    m.files
+        .iter()
+        .map(|f| {
+            (
+                f.path.clone(),
+                f.sha256.trim_start_matches("sha256:").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn layer_descriptor(ld: &LayerDigests, media_type: &str, kind: &str, title: &str) -> Descriptor {
+    let mt = match media_type {
+        "application/vnd.oci.image.layer.v1.tar" => MediaType::ImageLayer,
+        "application/vnd.oci.image.layer.v1.tar+gzip" => MediaType::ImageLayerGzip,
+        "application/vnd.oci.image.layer.v1.tar+zstd" => MediaType::ImageLayerZstd,
+        other => MediaType::Other(other.into()),
+    };
+    let mut d = Descriptor::new(mt, ld.size, oci_digest(&ld.digest));
+    let mut a = HashMap::new();
+    a.insert(KIND_ANNOTATION.to_string(), kind.to_string());
+    a.insert(TITLE_ANNOTATION.to_string(), title.to_string());
+    d.set_annotations(Some(a));
+    d
+}
+
+fn manifest_annotations(spec: &Spec, created: Option<&str>) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            a.insert(format!("org.opencontainers.image.{k}"), v);
+        }
+    };
+    put("title", Some(spec.name.clone()));
+    put("version", Some(spec.version.clone()));
+    put("description", spec.description.clone());
+    put("licenses", spec.license.clone());
+    put(
+        "authors",
+        (!spec.authors.is_empty()).then(|| spec.authors.join(", ")),
+    );
+    put("source", spec.source.clone());
+    put("revision", spec.revision.clone());
+    put("created", created.map(str::to_string));
+    a
+}
+
+// ---------------- reading a bundle back ----------------
+
+/// Largest metadata document accepted.
+pub const MAX_METADATA_BYTES: u64 = 64 << 20;
+
+/// Read the metadata document of a bundle (the config of an artifact, `/models/mlart.json`
+/// of an image), reading nothing but the manifest's config or metadata layer.
+pub fn read_metadata(
+    src: &mut dyn crate::store::layout::Source,
+    manifest: &oci_spec::image::ImageManifest,
+) -> Result<Metadata> {
+    let what = src.describe();
+    let bytes = if manifest.config().media_type().to_string() == METADATA_MEDIA_TYPE {
+        crate::store::layout::read_blob(src, manifest.config(), MAX_METADATA_BYTES)?
+    } else {
+        read_metadata_layer_file(src, manifest, METADATA_FILE)?.ok_or_else(|| {
+            Error::input(format!(
+                "{what}: not an mlart bundle (no {METADATA_MEDIA_TYPE} config and no layer annotated {KIND_ANNOTATION}=metadata holding {MODEL_DIR}/{METADATA_FILE})"
+            ))
+        })?
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::input(format!("{what}: the metadata document is invalid: {e}")))
+}
+
+/// A file (`mlart.json`, `model.sig`) of an image's small metadata layer: the layer is read
+/// whole and verified before a byte of it is trusted. None: no metadata layer, or no such file.
+pub fn read_metadata_layer_file(
+    src: &mut dyn crate::store::layout::Source,
+    manifest: &oci_spec::image::ImageManifest,
+    name: &str,
+) -> Result<Option<Vec<u8>>> {
+    let what = src.describe();
+    let Some(layer) = manifest.layers().iter().find(|l| {
+        l.annotations()
+            .as_ref()
+            .and_then(|a| a.get(KIND_ANNOTATION))
+            .is_some_and(|k| k == "metadata")
+    }) else {
+        return Ok(None);
+    };
+    let mt = layer.media_type().to_string();
+    let comp = Compression::from_media_type(&mt).ok_or_else(|| {
+        Error::input(format!(
+            "{what}: the metadata layer has an unknown media type {mt}"
+        ))
+    })?;
+    let blob = crate::store::layout::read_blob(src, layer, MAX_METADATA_BYTES)?;
+    let bad =
+        |e: std::io::Error| Error::input(format!("{what}: the metadata layer is corrupt: {e}"));
+    let mut ar = tar::Archive::new(layer::decoder(&blob[..], comp).map_err(bad)?);
+    let want = format!("{MODEL_DIR}/{name}");
+    for e in ar.entries().map_err(bad)? {
+        let mut e = e.map_err(bad)?;
+        if e.path()
+            .map_err(bad)?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            == want
+        {
+            let mut v = Vec::new();
+            (&mut e)
+                .take(MAX_METADATA_BYTES + 1)
+                .read_to_end(&mut v)
+                .map_err(bad)?;
+            if v.len() as u64 > MAX_METADATA_BYTES {
+                return Err(Error::input(format!(
+                    "{what}: {want} is larger than {MAX_METADATA_BYTES} bytes"
+                )));
+            }
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

@@ -1,0 +1,844 @@
+//! Building layers: files stream through tar -> compressor -> hasher -> sink in one pass;
+//! each file is hashed as it is read, so every input byte is read exactly once.
+
+use crate::build::collect::SourceFile;
+use crate::format::digest::{Digest, HashWriter};
+use crate::error::{Error, IoContext, Result};
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+
+/// Files up to this size are captured while they stream (eval/schema/env files are parsed
+/// from the captured bytes, never read a second time).
+pub const CAPTURE_LIMIT: u64 = 16 << 20;
+const READ_BUF: usize = 1 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// Media type suffix: `""`, `"+gzip"`, `"+zstd"`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => "+gzip",
+            Compression::Zstd => "+zstd",
+        }
+    }
+
+    /// File name extension for titles.
+    pub fn ext(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => ".gz",
+            Compression::Zstd => ".zst",
+        }
+    }
+
+    pub fn from_media_type(mt: &str) -> Option<Compression> {
+        if mt.ends_with("+gzip") || mt.ends_with(".gzip") {
+            Some(Compression::Gzip)
+        } else if mt.ends_with("+zstd") {
+            Some(Compression::Zstd)
+        } else if mt.ends_with("tar") || mt.ends_with(".raw") || mt.ends_with("+json") {
+            Some(Compression::None)
+        } else {
+            None
+        }
+    }
+}
+
+/// A decompressing reader for a layer of compression `c`.
+pub fn decoder<'a, R: Read + 'a>(r: R, c: Compression) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match c {
+        Compression::None => Box::new(r),
+        // every member of a multi-member gzip (what Go's reader, containerd's, decodes)
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
+        Compression::Zstd => Box::new(zstd::Decoder::new(r)?),
+    })
+}
+
+/// Pinned compression settings: changing them changes every digest.
+const GZIP_LEVEL: u32 = 6;
+const ZSTD_LEVEL: i32 = 3;
+
+/// A compressor (or none) in front of `W`.
+pub enum Encoder<W: Write> {
+    Plain(W),
+    Gzip(crate::build::pgzip::ParGzEncoder<W>),
+    Zstd(zstd::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    pub fn new(w: W, c: Compression) -> io::Result<Self> {
+        Ok(match c {
+            Compression::None => Encoder::Plain(w),
+            // mtime 0 and a fixed OS byte (255, "unknown"): the header never depends on the
+            // machine; fixed blocks: the bytes never depend on the thread count (crate::build::pgzip).
+            Compression::Gzip => Encoder::Gzip(crate::build::pgzip::ParGzEncoder::new(
+                w,
+                GZIP_LEVEL,
+                crate::build::pgzip::default_threads(),
+            )),
+            Compression::Zstd => {
+                let mut e = zstd::Encoder::new(w, ZSTD_LEVEL)?;
+                e.include_checksum(false)?;
+                Encoder::Zstd(e)
+            }
+        })
+    }
+
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Plain(w) => Ok(w),
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Plain(w) => w.write(buf),
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Plain(w) => w.flush(),
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
+    }
+}
+
+/// A hasher that can be switched off (the uncompressed stream of an uncompressed layer is the
+/// layer itself: hashing it twice would be wasted work).
+struct MaybeHash<W> {
+    inner: W,
+    hasher: Option<Sha256>,
+}
+
+impl<W: Write> Write for MaybeHash<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Digests of a sealed layer.
+#[derive(Clone, Debug)]
+pub struct LayerDigests {
+    /// Digest of the blob as stored (compressed).
+    pub digest: Digest,
+    pub size: u64,
+    /// Digest of the uncompressed stream (the image config's `rootfs.diff_ids`).
+    pub diff_id: Digest,
+}
+
+impl LayerDigests {
+    /// The blob's digest and size, and the hash of the uncompressed stream when the layer is
+    /// compressed (else the diff_id is the blob's digest).
+    fn sealed(digest: Digest, size: u64, uncompressed: Option<Sha256>) -> Self {
+        let diff_id = uncompressed
+            .map(Digest::from_hasher)
+            .unwrap_or_else(|| digest.clone());
+        LayerDigests {
+            digest,
+            size,
+            diff_id,
+        }
+    }
+}
+
+/// What reading one file produced.
+#[derive(Clone, Debug)]
+pub struct FileDigest {
+    pub rel: String,
+    pub sha256: Digest,
+    pub size: u64,
+    /// The file's bytes, when it was asked for and is at most `CAPTURE_LIMIT`.
+    pub captured: Option<Vec<u8>>,
+}
+
+/// Files at least this large are hashed on a second thread while the layer's own hash (and
+/// the write) go on in this one: on two cores, a big model's two sha256 passes (the file's, for
+/// the metadata, and the tar stream's, for the layer) run side by side.
+const THREADED_HASH_MIN: u64 = 8 << 20;
+const HASH_CHUNK: usize = 1 << 20;
+
+/// The sha256 of a source file: inline, or on its own thread (bytes sent in 1 MiB chunks,
+/// at most 4 in flight).
+enum FileHasher {
+    Inline(Sha256),
+    Thread {
+        buf: Vec<u8>,
+        tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+        handle: std::thread::JoinHandle<Sha256>,
+    },
+}
+
+impl FileHasher {
+    fn new(size: u64) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if size < THREADED_HASH_MIN || cores < 2 {
+            return FileHasher::Inline(Sha256::new());
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let handle = std::thread::spawn(move || {
+            let mut h = Sha256::new();
+            for chunk in rx {
+                h.update(&chunk);
+            }
+            h
+        });
+        FileHasher::Thread {
+            buf: Vec::with_capacity(HASH_CHUNK),
+            tx,
+            handle,
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            FileHasher::Inline(h) => h.update(data),
+            FileHasher::Thread { buf, tx, .. } => {
+                buf.extend_from_slice(data);
+                if buf.len() >= HASH_CHUNK {
+                    let full = std::mem::replace(buf, Vec::with_capacity(HASH_CHUNK));
+                    tx.send(full)
+                        .map_err(|_| io::Error::other("the hashing thread stopped"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> io::Result<Digest> {
+        match self {
+            FileHasher::Inline(h) => Ok(Digest::from_hasher(h)),
+            FileHasher::Thread { buf, tx, handle } => {
+                if !buf.is_empty() {
+                    tx.send(buf)
+                        .map_err(|_| io::Error::other("the hashing thread stopped"))?;
+                }
+                drop(tx);
+                let h = handle
+                    .join()
+                    .map_err(|_| io::Error::other("the hashing thread failed"))?;
+                Ok(Digest::from_hasher(h))
+            }
+        }
+    }
+}
+
+/// Reads a source file exactly once: hashes it, counts it against its expected size (a file
+/// that shrinks or grows while it is bundled is an error), reports progress, and can keep a
+/// copy of small files.
+struct SourceReader<'a> {
+    inner: BufReader<File>,
+    hasher: FileHasher,
+    remaining: u64,
+    capture: Option<Vec<u8>>,
+    progress: &'a dyn Fn(u64),
+}
+
+impl Read for SourceReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        crate::interrupt::check()?;
+        let want = buf
+            .len()
+            .min(self.remaining.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the file shrank while it was bundled ({} bytes missing)",
+                    self.remaining
+                ),
+            ));
+        }
+        self.hasher.update(&buf[..n])?;
+        if let Some(c) = &mut self.capture {
+            c.extend_from_slice(&buf[..n]);
+        }
+        self.remaining -= n as u64;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+}
+
+fn open_source<'a>(
+    f: &SourceFile,
+    capture: bool,
+    progress: &'a dyn Fn(u64),
+) -> Result<SourceReader<'a>> {
+    open_source_with(f, capture, progress, Direct::No)
+}
+
+/// How the reader of a source file is used.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direct {
+    /// Small reads through its buffer; big files hashed on a thread of their own.
+    No,
+    /// Big reads straight into the caller's buffers (they bypass a small read buffer); the
+    /// file hashed on this thread, while the bytes are in its cache.
+    HashHere,
+}
+
+fn open_source_with<'a>(
+    f: &SourceFile,
+    capture: bool,
+    progress: &'a dyn Fn(u64),
+    direct: Direct,
+) -> Result<SourceReader<'a>> {
+    let file = File::open(&f.abs).ctx("opening", &f.abs)?;
+    let cap = if direct == Direct::No {
+        READ_BUF
+    } else {
+        64 << 10
+    };
+    Ok(SourceReader {
+        inner: BufReader::with_capacity(cap.min(f.size.max(4096) as usize), file),
+        hasher: match direct {
+            Direct::No => FileHasher::new(f.size),
+            Direct::HashHere => FileHasher::Inline(Sha256::new()),
+        },
+        remaining: f.size,
+        capture: (capture && f.size <= CAPTURE_LIMIT).then(|| Vec::with_capacity(f.size as usize)),
+        progress,
+    })
+}
+
+/// A file must end where its size said it would.
+fn check_end(f: &SourceFile, r: &mut SourceReader<'_>) -> Result<()> {
+    let mut probe = [0u8; 1];
+    if r.inner.read(&mut probe).ctx("reading", &f.abs)? != 0 {
+        return Err(Error::Io {
+            context: format!("reading {}", f.abs.display()),
+            source: io::Error::other(
+                "the file grew while it was bundled: bundle again once it is written",
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn close_source(f: &SourceFile, mut r: SourceReader<'_>) -> Result<FileDigest> {
+    check_end(f, &mut r)?;
+    Ok(FileDigest {
+        rel: f.rel.clone(),
+        sha256: r.hasher.finish().ctx("hashing", &f.abs)?,
+        size: f.size,
+        captured: r.capture,
+    })
+}
+
+/// Fixed tar header fields: uid/gid 0, no user/group names, given mtime.
+fn header(kind: tar::EntryType, size: u64, mode: u32, mtime: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(mtime);
+    // new_gnu leaves these empty already; set them so the intent is explicit.
+    let _ = h.set_username("");
+    let _ = h.set_groupname("");
+    h
+}
+
+/// Write a tar layer of `files` (sorted by path, under `prefix`) through `compression`
+/// into `out`. `capture(f)` says which files to keep in memory for parsing.
+pub fn write_tar<W: Write + Send>(
+    out: W,
+    files: &[&SourceFile],
+    prefix: &str,
+    compression: Compression,
+    mtime: u64,
+    capture: &dyn Fn(&SourceFile) -> bool,
+    progress: &dyn Fn(u64),
+) -> Result<(W, LayerDigests, Vec<FileDigest>)> {
+    // A big layer's own hash and its writes run on a second thread (crate::offload), beside
+    // this one's reading and the files' hashes.
+    let expected: u64 = files.iter().map(|f| f.size).sum();
+    let ((diff_hash, results), out, digest, size) = crate::offload::hash_write(
+        out,
+        expected,
+        crate::offload::NoKick,
+        |blob| tar_into(blob, files, prefix, compression, mtime, capture, progress),
+        |e| io_err("writing the layer", e),
+    )?;
+    Ok((out, LayerDigests::sealed(digest, size, diff_hash), results))
+}
+
+/// The tar stream of `files` through `compression` into `blob`. Returns the hash of the
+/// uncompressed stream (when compressed) and the files' digests.
+fn tar_into<W: Write + Send>(
+    blob: &mut crate::offload::HashOffload<'_, W>,
+    files: &[&SourceFile],
+    prefix: &str,
+    compression: Compression,
+    mtime: u64,
+    capture: &dyn Fn(&SourceFile) -> bool,
+    progress: &dyn Fn(u64),
+) -> Result<(Option<Sha256>, Vec<FileDigest>)> {
+    let enc = Encoder::new(blob, compression).map_err(|e| io_err("starting the compressor", e))?;
+    let tar_stream = MaybeHash {
+        inner: enc,
+        hasher: (compression != Compression::None).then(Sha256::new),
+    };
+    // A buffered writer on top: tar copies each file with `io::copy`, which then reads straight
+    // into this 1 MiB buffer instead of 8 KiB at a time (far fewer calls down the hash chain).
+    let mut b = tar::Builder::new(io::BufWriter::with_capacity(READ_BUF, tar_stream));
+    let mut files: Vec<&SourceFile> = files.to_vec();
+    files.sort_by(|a, c| a.rel.cmp(&c.rel));
+
+    // Parent directories first, each once, so extraction gives sane modes.
+    let mut dirs = BTreeSet::new();
+    let mut results = Vec::with_capacity(files.len());
+    for f in &files {
+        let full = format!("{prefix}{}", f.rel);
+        let mut acc = String::new();
+        let parts: Vec<&str> = full.split('/').collect();
+        for part in &parts[..parts.len() - 1] {
+            acc.push_str(part);
+            acc.push('/');
+            if dirs.insert(acc.clone()) {
+                let mut h = header(tar::EntryType::Directory, 0, 0o755, mtime);
+                b.append_data(&mut h, &acc, io::empty())
+                    .map_err(|e| io_err("writing the layer", e))?;
+            }
+        }
+        let mode = if f.executable { 0o755 } else { 0o644 };
+        let mut h = header(tar::EntryType::Regular, f.size, mode, mtime);
+        if compression == Compression::None {
+            // Uncompressed: the header (tar writes only that with no data; its size field is
+            // already set), then the file read straight into the layer writer's chunks and
+            // hashed on this thread while the bytes are hot; the layer's hash and the write
+            // happen on the writer's thread. The same bytes as `append_data` with the file.
+            b.append_data(&mut h, &full, io::empty())
+                .map_err(|e| io_err("writing the layer", e))?;
+            b.get_mut()
+                .flush()
+                .map_err(|e| io_err("writing the layer", e))?;
+            let mut r = open_source_with(f, capture(f), progress, Direct::HashHere)?;
+            let Encoder::Plain(w) = &mut b.get_mut().get_mut().inner else {
+                unreachable!("an uncompressed layer has a plain encoder")
+            };
+            w.copy_from(&mut r, f.size, &mut |_| Ok(()))
+                .map_err(|e| io_err_file(f, e))?;
+            let pad = ((512 - f.size % 512) % 512) as usize;
+            b.get_mut()
+                .write_all(&[0u8; 512][..pad])
+                .map_err(|e| io_err("writing the layer", e))?;
+            results.push(close_source(f, r)?);
+        } else {
+            let mut r = open_source(f, capture(f), progress)?;
+            b.append_data(&mut h, &full, &mut r)
+                .map_err(|e| io_err_file(f, e))?;
+            results.push(close_source(f, r)?);
+        }
+    }
+    b.finish().map_err(|e| io_err("writing the layer", e))?;
+    let tar_stream = b
+        .into_inner()
+        .map_err(|e| io_err("writing the layer", e))?
+        .into_inner()
+        .map_err(|e| io_err("writing the layer", e.into_error()))?;
+    let diff_hash = tar_stream.hasher;
+    tar_stream
+        .inner
+        .finish()
+        .map_err(|e| io_err("finishing the compressor", e))?;
+    Ok((diff_hash, results))
+}
+
+/// Write one file as a raw (untarred, uncompressed) blob: its digest is the file's sha256.
+/// The file is read straight into the blob writer's chunks and hashed here while the bytes
+/// are hot; the writer's thread (big files) only writes them.
+pub fn write_raw<W: Write + Send>(
+    out: W,
+    f: &SourceFile,
+    progress: &dyn Fn(u64),
+) -> Result<(W, LayerDigests, FileDigest)> {
+    let mut r = open_source_with(f, false, progress, Direct::HashHere)?;
+    let ((), out, _) = crate::offload::write_behind(
+        out,
+        f.size,
+        crate::offload::NoKick,
+        |w| {
+            w.copy_from(&mut r, f.size, &mut |_| Ok(()))
+                .map_err(|e| io_err_file(f, e))
+        },
+        |e| io_err("writing the layer", e),
+    )?;
+    let fd = close_source(f, r)?;
+    let d = LayerDigests {
+        digest: fd.sha256.clone(),
+        size: f.size,
+        diff_id: fd.sha256.clone(),
+    };
+    Ok((out, d, fd))
+}
+
+/// A tar layer holding in-memory files (the metadata document).
+pub fn write_tar_bytes<W: Write>(
+    out: W,
+    entries: &[(&str, &[u8])],
+    compression: Compression,
+    mtime: u64,
+) -> Result<(W, LayerDigests)> {
+    let blob = HashWriter::new(out);
+    let enc = Encoder::new(blob, compression).map_err(|e| io_err("starting the compressor", e))?;
+    let mut b = tar::Builder::new(MaybeHash {
+        inner: enc,
+        hasher: (compression != Compression::None).then(Sha256::new),
+    });
+    let mut dirs = BTreeSet::new();
+    for (path, data) in entries {
+        let parts: Vec<&str> = path.split('/').collect();
+        let mut acc = String::new();
+        for part in &parts[..parts.len() - 1] {
+            acc.push_str(part);
+            acc.push('/');
+            if dirs.insert(acc.clone()) {
+                let mut h = header(tar::EntryType::Directory, 0, 0o755, mtime);
+                b.append_data(&mut h, &acc, io::empty())
+                    .map_err(|e| io_err("writing the layer", e))?;
+            }
+        }
+        let mut h = header(tar::EntryType::Regular, data.len() as u64, 0o644, mtime);
+        b.append_data(&mut h, path, *data)
+            .map_err(|e| io_err("writing the layer", e))?;
+    }
+    b.finish().map_err(|e| io_err("writing the layer", e))?;
+    let s = b.into_inner().map_err(|e| io_err("writing the layer", e))?;
+    let diff_hash = s.hasher;
+    let blob = s
+        .inner
+        .finish()
+        .map_err(|e| io_err("finishing the compressor", e))?;
+    let (out, digest, size) = blob.finish();
+    Ok((out, LayerDigests::sealed(digest, size, diff_hash)))
+}
+
+fn io_err(what: &str, e: io::Error) -> Error {
+    if crate::interrupt::requested() {
+        return Error::Interrupted;
+    }
+    Error::Io {
+        context: what.to_string(),
+        source: e,
+    }
+}
+
+fn io_err_file(f: &SourceFile, e: io::Error) -> Error {
+    if crate::interrupt::requested() {
+        return Error::Interrupted;
+    }
+    Error::Io {
+        context: format!("reading {} ({})", f.rel, f.abs.display()),
+        source: e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Kind;
+
+    #[test]
+    fn decoder_reads_every_gzip_member() {
+        let member = |b: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(b).unwrap();
+            e.finish().unwrap()
+        };
+        let mut two = member(b"first member, ");
+        two.extend(member(b"second member"));
+        let mut out = String::new();
+        decoder(&two[..], Compression::Gzip)
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "first member, second member");
+        // garbage after a member is an error, not silently dropped
+        let mut bad = member(b"x");
+        bad.extend(b"not gzip");
+        let mut v = Vec::new();
+        assert!(decoder(&bad[..], Compression::Gzip)
+            .unwrap()
+            .read_to_end(&mut v)
+            .is_err());
+    }
+
+    fn src(dir: &std::path::Path, rel: &str, data: &[u8]) -> SourceFile {
+        let abs = dir.join(rel);
+        std::fs::create_dir_all(abs.parent().unwrap()).unwrap();
+        std::fs::write(&abs, data).unwrap();
+        SourceFile {
+            rel: rel.into(),
+            abs,
+            kind: Kind::Eval,
+            size: data.len() as u64,
+            executable: false,
+            format: None,
+            framework: None,
+            metrics: true,
+        }
+    }
+
+    /// The uncompressed fast path (header alone, then the file read straight into the layer
+    /// writer's chunks on a second thread) gives the bytes tar's own `append_data` gives, for
+    /// big and small files, odd sizes and long names; digests and sizes match the bytes.
+    #[test]
+    fn direct_path_gives_tars_own_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..(crate::offload::OFFLOAD_MIN as usize + 12_345))
+            .map(|i| (i * 7 % 253) as u8)
+            .collect();
+        let long = format!("{}/weights.bin", "deep".repeat(40));
+        let files = [
+            src(dir.path(), "a/big.bin", &big),
+            src(dir.path(), &long, &big[..1_000_001]),
+            src(dir.path(), "b/empty", b""),
+            src(dir.path(), "b/small.txt", b"hello"),
+        ];
+        let refs: Vec<&SourceFile> = files.iter().collect();
+        let (out, ld, fds) = write_tar(
+            Vec::new(),
+            &refs,
+            "models/",
+            Compression::None,
+            0,
+            &|_| false,
+            &|_| {},
+        )
+        .unwrap();
+
+        // The same layer through tar's own copy.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut sorted = refs.clone();
+        sorted.sort_by(|a, c| a.rel.cmp(&c.rel));
+        let mut dirs = BTreeSet::new();
+        for f in &sorted {
+            let full = format!("models/{}", f.rel);
+            let parts: Vec<&str> = full.split('/').collect();
+            let mut acc = String::new();
+            for part in &parts[..parts.len() - 1] {
+                acc.push_str(part);
+                acc.push('/');
+                if dirs.insert(acc.clone()) {
+                    let mut h = header(tar::EntryType::Directory, 0, 0o755, 0);
+                    b.append_data(&mut h, &acc, io::empty()).unwrap();
+                }
+            }
+            let mut h = header(tar::EntryType::Regular, f.size, 0o644, 0);
+            b.append_data(&mut h, &full, std::fs::File::open(&f.abs).unwrap())
+                .unwrap();
+        }
+        let expected = b.into_inner().unwrap();
+        assert_eq!(out.len(), expected.len());
+        assert!(out == expected, "the fast path changed the tar bytes");
+        assert_eq!(ld.digest, Digest::of(&expected));
+        assert_eq!(ld.diff_id, ld.digest);
+        assert_eq!(ld.size, expected.len() as u64);
+        for fd in &fds {
+            let f = files.iter().find(|f| f.rel == fd.rel).unwrap();
+            assert_eq!(fd.sha256, Digest::of(&std::fs::read(&f.abs).unwrap()));
+        }
+    }
+
+    /// A file that shrinks between the walk and the read is an error on the fast path too.
+    #[test]
+    fn direct_path_refuses_a_file_that_shrank() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![7u8; crate::offload::OFFLOAD_MIN as usize + 1];
+        let mut f = src(dir.path(), "m.bin", &big);
+        f.size += 4096; // as if it had been bigger when it was listed
+        let e = write_tar(
+            Vec::new(),
+            &[&f],
+            "models/",
+            Compression::None,
+            0,
+            &|_| false,
+            &|_| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("shrank"), "{e}");
+    }
+
+    #[test]
+    fn tar_is_deterministic_and_round_trips() {
+        let d = tempfile::tempdir().unwrap();
+        let a = src(d.path(), "b/x.txt", b"hello");
+        let b = src(d.path(), "a.txt", &vec![7u8; 70_000]);
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let (out1, d1, f1) =
+                write_tar(Vec::new(), &[&a, &b], "models/", c, 0, &|_| true, &|_| {}).unwrap();
+            let (out2, d2, _) =
+                write_tar(Vec::new(), &[&b, &a], "models/", c, 0, &|_| false, &|_| {}).unwrap();
+            assert_eq!(out1, out2);
+            assert_eq!(d1.digest, d2.digest);
+            assert_eq!(d1.digest, Digest::of(&out1));
+            assert_eq!(d1.size, out1.len() as u64);
+            assert_eq!(f1[0].rel, "a.txt");
+            assert_eq!(f1[1].captured.as_deref(), Some(&b"hello"[..]));
+            // Decompress and list.
+            let raw: Vec<u8> = match c {
+                Compression::None => out1.clone(),
+                Compression::Gzip => {
+                    let mut v = Vec::new();
+                    flate2::read::GzDecoder::new(&out1[..])
+                        .read_to_end(&mut v)
+                        .unwrap();
+                    v
+                }
+                Compression::Zstd => zstd::decode_all(&out1[..]).unwrap(),
+            };
+            assert_eq!(Digest::of(&raw), d1.diff_id);
+            let mut ar = tar::Archive::new(&raw[..]);
+            let names: Vec<String> = ar
+                .entries()
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    assert_eq!(e.header().uid().unwrap(), 0);
+                    assert_eq!(e.header().mtime().unwrap(), 0);
+                    e.path().unwrap().to_string_lossy().into_owned()
+                })
+                .collect();
+            assert_eq!(
+                names,
+                vec!["models/", "models/a.txt", "models/b/", "models/b/x.txt"]
+            );
+        }
+    }
+
+    #[test]
+    fn long_paths_survive() {
+        let d = tempfile::tempdir().unwrap();
+        let long = format!("{}/f.bin", "d".repeat(150));
+        let f = src(d.path(), &long, b"x");
+        let (out, _, _) = write_tar(
+            Vec::new(),
+            &[&f],
+            "models/",
+            Compression::None,
+            0,
+            &|_| false,
+            &|_| {},
+        )
+        .unwrap();
+        let mut ar = tar::Archive::new(&out[..]);
+        let names: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.contains(&format!("models/{long}")), "{names:?}");
+    }
+
+    #[test]
+    fn a_file_that_changes_size_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let mut f = src(d.path(), "m.bin", b"12345");
+        f.size = 10; // claims more than there is: it "shrank"
+        let e = write_tar(
+            Vec::new(),
+            &[&f],
+            "",
+            Compression::None,
+            0,
+            &|_| false,
+            &|_| {},
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("shrank"), "{e}");
+        f.size = 2; // "grew"
+        let e = write_raw(Vec::new(), &f, &|_| {}).unwrap_err();
+        assert!(e.to_string().contains("grew"), "{e}");
+    }
+
+    #[test]
+    fn raw_layer_digest_is_file_digest() {
+        let d = tempfile::tempdir().unwrap();
+        let f = src(d.path(), "m.bin", b"weights");
+        let (out, l, fd) = write_raw(Vec::new(), &f, &|_| {}).unwrap();
+        assert_eq!(out, b"weights");
+        assert_eq!(l.digest, Digest::of(b"weights"));
+        assert_eq!(fd.sha256, l.digest);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+            /// Whatever the files, the tar reads back to the same paths and bytes, every
+            /// streamed digest equals the digest of the bytes, and the order of the input
+            /// does not matter.
+            #[test]
+            fn tar_round_trip(files in proptest::collection::btree_map("[a-z]{1,8}(/[a-z0-9_][a-z0-9_.]{0,11}){0,3}", proptest::collection::vec(any::<u8>(), 0..5000), 1..6), gz in any::<bool>()) {
+                // a path may not be both a file and a directory
+                let names: Vec<&String> = files.keys().collect();
+                prop_assume!(!names.iter().any(|a| names.iter().any(|b| b.starts_with(&format!("{a}/")))));
+                let d = tempfile::tempdir().unwrap();
+                let srcs: Vec<SourceFile> = files.iter().map(|(p, c)| src(d.path(), p, c)).collect();
+                let refs: Vec<&SourceFile> = srcs.iter().collect();
+                let mut rev = refs.clone();
+                rev.reverse();
+                let c = if gz { Compression::Gzip } else { Compression::None };
+                let (out, ld, fds) = write_tar(Vec::new(), &refs, "models/", c, 0, &|_| false, &|_| {}).unwrap();
+                let (out2, _, _) = write_tar(Vec::new(), &rev, "models/", c, 0, &|_| false, &|_| {}).unwrap();
+                prop_assert_eq!(&out, &out2);
+                prop_assert_eq!(ld.digest.clone(), Digest::of(&out));
+                for fd in &fds {
+                    prop_assert_eq!(fd.sha256.clone(), Digest::of(&files[&fd.rel]));
+                }
+                let raw = if gz {
+                    let mut v = Vec::new();
+                    flate2::read::GzDecoder::new(&out[..]).read_to_end(&mut v).unwrap();
+                    v
+                } else {
+                    out.clone()
+                };
+                prop_assert_eq!(ld.diff_id, Digest::of(&raw));
+                let mut ar = tar::Archive::new(&raw[..]);
+                let mut back = std::collections::BTreeMap::new();
+                for e in ar.entries().unwrap() {
+                    let mut e = e.unwrap();
+                    if e.header().entry_type().is_file() {
+                        let p = e.path().unwrap().to_string_lossy().trim_start_matches("models/").to_string();
+                        let mut v = Vec::new();
+                        e.read_to_end(&mut v).unwrap();
+                        back.insert(p, v);
+                    }
+                }
+                prop_assert_eq!(back, files);
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Making a bundle: collect the files of a spec, write layers (tar or raw, compressed and hashed
+//! in one pass), then config and manifest, into a store sink that it never needs to know.
+
+pub mod base;
+pub mod bundle;
+pub mod collect;
+pub mod envinfo;
+pub mod layer;
+pub mod metrics;
+pub mod pgzip;
+pub mod schema;

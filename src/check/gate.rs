@@ -1,0 +1,636 @@
+//! Release gates (`mlart gate`) and version diffs (`mlart diff`), computed from the metadata
+//! documents of two bundles: nothing but manifests and metadata is read.
+
+use crate::build::bundle::Metadata;
+use crate::error::{Error, IoContext, Result};
+use crate::build::schema::{Feature, FeatureSchema};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// A gate policy: `gates:` in mlart.yaml or its own file.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default)]
+    pub metrics: Vec<MetricGate>,
+    #[serde(default)]
+    pub validation: Option<Requirement>,
+    #[serde(default)]
+    pub signature: Option<Requirement>,
+    #[serde(default)]
+    pub schema: Option<SchemaRule>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricGate {
+    pub metric: String,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// Default true (higher is better); false for losses and errors.
+    #[serde(default)]
+    pub greater_is_better: Option<bool>,
+    /// Against the baseline: the worst allowed move, absolute.
+    #[serde(default)]
+    pub max_change: Option<f64>,
+    /// Against the baseline: the worst allowed move, relative to |baseline|.
+    #[serde(default)]
+    pub max_relative_change: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Requirement {
+    Required,
+    Optional,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchemaRule {
+    Compatible,
+    Any,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    gates: Policy,
+}
+
+/// Read a policy file: a YAML/JSON document with `gates:` at the top.
+pub fn load_policy(path: &Path) -> Result<Policy> {
+    let bytes = std::fs::read(path).ctx("reading the policy", path)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::input(format!("{} is not UTF-8 text", path.display())))?;
+    let f: PolicyFile = serde_saphyr::from_str(&text).map_err(|e| {
+        let (l, c) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+        Error::input(format!(
+            "{}:{l}:{c}: {}. The policy is `gates:` with `metrics:` (metric, min, max, greater_is_better, max_change, max_relative_change), `validation: required`, `signature: required`, `schema: compatible` (README: \"Release gates\")",
+            path.display(),
+            crate::spec::yaml_message(&e)
+        ))
+    })?;
+    check_policy(&f.gates).map_err(|m| Error::input(format!("{}: {m}", path.display())))?;
+    Ok(f.gates)
+}
+
+pub fn check_policy(p: &Policy) -> std::result::Result<(), String> {
+    for g in &p.metrics {
+        if g.metric.is_empty() {
+            return Err("a metric gate has an empty `metric`".into());
+        }
+        if g.min.is_none()
+            && g.max.is_none()
+            && g.max_change.is_none()
+            && g.max_relative_change.is_none()
+        {
+            return Err(format!("the gate on {:?} sets no threshold: give min, max, max_change or max_relative_change", g.metric));
+        }
+        for (k, v) in [
+            ("max_change", g.max_change),
+            ("max_relative_change", g.max_relative_change),
+        ] {
+            if v.is_some_and(|v| v.is_nan() || v < 0.0) {
+                return Err(format!("{:?}: {k} must be a number >= 0", g.metric));
+            }
+        }
+        for (k, v) in [("min", g.min), ("max", g.max)] {
+            if v.is_some_and(f64::is_nan) {
+                return Err(format!(
+                    "{:?}: {k} is NaN, which no value can be compared with: give a number",
+                    g.metric
+                ));
+            }
+        }
+        if let (Some(lo), Some(hi)) = (g.min, g.max) {
+            if lo > hi {
+                return Err(format!("{:?}: min {lo} is above max {hi}", g.metric));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One check of the gate.
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    /// `metric:accuracy`, `validation`, `signature`, `schema`
+    pub name: String,
+    pub passed: bool,
+    /// skipped: not applicable (e.g. a change gate without --baseline)
+    pub skipped: bool,
+    pub value: Option<f64>,
+    pub threshold: Option<String>,
+    pub baseline: Option<f64>,
+    pub delta: Option<f64>,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GateReport {
+    pub candidate: String,
+    pub candidate_digest: String,
+    pub baseline: Option<String>,
+    pub baseline_digest: Option<String>,
+    pub passed: bool,
+    pub checks: Vec<Check>,
+}
+
+/// A number for people: at most 6 decimals, no float noise.
+pub fn num(v: f64) -> String {
+    let s = format!("{v:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.to_string()
+    }
+}
+
+fn check(name: String) -> Check {
+    Check {
+        name,
+        passed: true,
+        skipped: false,
+        value: None,
+        threshold: None,
+        baseline: None,
+        delta: None,
+        reason: String::new(),
+    }
+}
+
+/// Evaluate the metric, validation and schema gates. The signature gate needs the bundle
+/// itself and is added by the caller (`signature` = Some(result) when it was checked).
+pub fn evaluate(
+    policy: &Policy,
+    cand: &Metadata,
+    base: Option<&Metadata>,
+    signature: Option<std::result::Result<String, String>>,
+) -> Vec<Check> {
+    let mut out = Vec::new();
+    for g in &policy.metrics {
+        let mut c = check(format!("metric:{}", g.metric));
+        let higher = g.greater_is_better.unwrap_or(true);
+        let mut limits = Vec::new();
+        if let Some(v) = g.min {
+            limits.push(format!(">= {v}"));
+        }
+        if let Some(v) = g.max {
+            limits.push(format!("<= {v}"));
+        }
+        if let Some(v) = g.max_change {
+            limits.push(format!(
+                "change {}{}",
+                if higher { ">= -" } else { "<= +" },
+                num(v)
+            ));
+        }
+        if let Some(v) = g.max_relative_change {
+            limits.push(format!(
+                "relative change {}{}%",
+                if higher { ">= -" } else { "<= +" },
+                num(v * 100.0)
+            ));
+        }
+        c.threshold = Some(limits.join(", "));
+        let value = match cand.metrics.get(&g.metric) {
+            None => {
+                c.passed = false;
+                c.reason = format!("the bundle has no metric {:?}", g.metric);
+                out.push(c);
+                continue;
+            }
+            Some(None) => {
+                c.passed = false;
+                c.reason = format!("{} is NaN or infinite", g.metric);
+                out.push(c);
+                continue;
+            }
+            Some(Some(v)) => *v,
+        };
+        c.value = Some(value);
+        let mut fails = Vec::new();
+        if let Some(min) = g.min.filter(|m| value < *m) {
+            fails.push(format!("{} is below the minimum {}", num(value), num(min)));
+        }
+        if let Some(max) = g.max.filter(|m| value > *m) {
+            fails.push(format!("{} is above the maximum {}", num(value), num(max)));
+        }
+        if g.max_change.is_some() || g.max_relative_change.is_some() {
+            match base.map(|b| b.metrics.get(&g.metric)) {
+                None => {
+                    if fails.is_empty() && g.min.is_none() && g.max.is_none() {
+                        c.skipped = true;
+                    }
+                    c.reason = "no --baseline: change limits not checked".into();
+                }
+                Some(None) => fails.push(format!("the baseline has no metric {:?}", g.metric)),
+                Some(Some(None)) => {
+                    fails.push(format!("the baseline's {} is NaN or infinite", g.metric))
+                }
+                Some(Some(Some(b))) => {
+                    let b = *b;
+                    c.baseline = Some(b);
+                    let delta = value - b;
+                    c.delta = Some(delta);
+                    // the move in the bad direction (positive = worse)
+                    let worse = if higher { -delta } else { delta };
+                    if let Some(m) = g.max_change.filter(|m| worse > *m + 1e-12) {
+                        fails.push(format!(
+                            "moved {}{} from the baseline {}: worse than the allowed {}",
+                            if delta >= 0.0 { "+" } else { "" },
+                            num(delta),
+                            num(b),
+                            num(m)
+                        ));
+                    }
+                    if let Some(r) = g.max_relative_change {
+                        let allowed = r * b.abs();
+                        if worse > allowed + 1e-12 {
+                            let rel = if b != 0.0 {
+                                worse / b.abs() * 100.0
+                            } else {
+                                f64::INFINITY
+                            };
+                            fails.push(format!("moved {rel:.2}% the wrong way from the baseline {}: more than the allowed {}%", num(b), num(r * 100.0)));
+                        }
+                    }
+                }
+            }
+        }
+        if !fails.is_empty() {
+            c.passed = false;
+            c.reason = fails.join("; ");
+        } else if c.reason.is_empty() {
+            c.reason = "ok".into();
+        }
+        out.push(c);
+    }
+    if policy.validation == Some(Requirement::Required) {
+        let mut c = check("validation".into());
+        match &cand.validation {
+            None => {
+                c.passed = false;
+                c.reason = "the bundle has no validation report (bundle it with --validate)".into();
+            }
+            Some(v) => {
+                let ok = v.get("passed").and_then(|p| p.as_bool()).unwrap_or(false);
+                c.passed = ok;
+                c.reason = if ok {
+                    "passed".into()
+                } else {
+                    "the validation report says it failed".into()
+                };
+            }
+        }
+        out.push(c);
+    }
+    if policy.signature == Some(Requirement::Required) {
+        let mut c = check("signature".into());
+        match signature {
+            None => {
+                c.passed = false;
+                c.reason = "signature: required, but no trusted key was given (--key PUB)".into();
+            }
+            Some(Ok(k)) => c.reason = format!("signed by {k}"),
+            Some(Err(e)) => {
+                c.passed = false;
+                c.reason = e;
+            }
+        }
+        out.push(c);
+    }
+    if policy.schema == Some(SchemaRule::Compatible) {
+        let mut c = check("schema".into());
+        match (base.map(|b| &b.schema), &cand.schema) {
+            (None, _) => {
+                c.skipped = true;
+                c.reason = "no --baseline: nothing to compare".into();
+            }
+            (Some(None), _) => c.reason = "the baseline has no feature schema".into(),
+            (Some(Some(_)), None) => {
+                c.passed = false;
+                c.reason = "the baseline has a feature schema and this bundle has none".into();
+            }
+            (Some(Some(b)), Some(n)) => {
+                let breaking = breaking_changes(b, n);
+                if breaking.is_empty() {
+                    c.reason = "compatible".into();
+                } else {
+                    c.passed = false;
+                    c.reason = breaking.join("; ");
+                }
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Changes that break a client of `old`: removed or retyped features, new required ones.
+pub fn breaking_changes(old: &FeatureSchema, new: &FeatureSchema) -> Vec<String> {
+    let nm: BTreeMap<&str, &Feature> = new.features.iter().map(|f| (f.name.as_str(), f)).collect();
+    let om: BTreeMap<&str, &Feature> = old.features.iter().map(|f| (f.name.as_str(), f)).collect();
+    let mut out = Vec::new();
+    for f in &old.features {
+        match nm.get(f.name.as_str()) {
+            None => out.push(format!("feature {:?} was removed", f.name)),
+            Some(n) if n.dtype != f.dtype => out.push(format!(
+                "feature {:?} changed dtype {} -> {}",
+                f.name, f.dtype, n.dtype
+            )),
+            Some(n) if n.shape != f.shape => out.push(format!(
+                "feature {:?} changed shape {:?} -> {:?}",
+                f.name, f.shape, n.shape
+            )),
+            _ => {}
+        }
+    }
+    for f in &new.features {
+        if !om.contains_key(f.name.as_str()) && !f.nullable && f.default.is_none() {
+            out.push(format!(
+                "new feature {:?} is required and has no default",
+                f.name
+            ));
+        }
+    }
+    out
+}
+
+// ---------------- diff ----------------
+
+#[derive(Debug, Serialize)]
+pub struct FileChange {
+    pub path: String,
+    pub kind: String,
+    /// added | removed | changed
+    pub change: String,
+    pub old_size: Option<u64>,
+    pub new_size: Option<u64>,
+    pub size_delta: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MetricChange {
+    pub metric: String,
+    pub old: Option<f64>,
+    pub new: Option<f64>,
+    pub delta: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Diff {
+    pub old: String,
+    pub new: String,
+    pub files: Vec<FileChange>,
+    pub unchanged_files: usize,
+    pub metrics: Vec<MetricChange>,
+    pub schema: Vec<String>,
+    pub schema_breaking: Vec<String>,
+    pub env: Vec<String>,
+    pub models: Vec<String>,
+}
+
+pub fn diff(old_name: &str, old: &Metadata, new_name: &str, new: &Metadata) -> Diff {
+    let of: BTreeMap<&str, &crate::build::bundle::FileEntry> =
+        old.files.iter().map(|f| (f.path.as_str(), f)).collect();
+    let nf: BTreeMap<&str, &crate::build::bundle::FileEntry> =
+        new.files.iter().map(|f| (f.path.as_str(), f)).collect();
+    let mut files = Vec::new();
+    let mut unchanged = 0;
+    let paths: BTreeSet<&str> = of.keys().chain(nf.keys()).copied().collect();
+    for p in paths {
+        let (o, n) = (of.get(p), nf.get(p));
+        let change = match (o, n) {
+            (Some(_), None) => "removed",
+            (None, Some(_)) => "added",
+            (Some(a), Some(b)) if a.sha256 != b.sha256 => "changed",
+            _ => {
+                unchanged += 1;
+                continue;
+            }
+        };
+        files.push(FileChange {
+            path: p.to_string(),
+            kind: n.or(o).map(|f| f.kind.to_string()).unwrap_or_default(),
+            change: change.into(),
+            old_size: o.map(|f| f.size),
+            new_size: n.map(|f| f.size),
+            size_delta: Some(
+                n.map(|f| f.size as i64).unwrap_or(0) - o.map(|f| f.size as i64).unwrap_or(0),
+            ),
+        });
+    }
+    let mut metrics = Vec::new();
+    let names: BTreeSet<&String> = old.metrics.keys().chain(new.metrics.keys()).collect();
+    for m in names {
+        let (a, b) = (
+            old.metrics.get(m).copied().flatten(),
+            new.metrics.get(m).copied().flatten(),
+        );
+        let in_old = old.metrics.contains_key(m);
+        let in_new = new.metrics.contains_key(m);
+        if in_old && in_new && a == b {
+            continue;
+        }
+        metrics.push(MetricChange {
+            metric: m.clone(),
+            old: a,
+            new: b,
+            delta: a.zip(b).map(|(a, b)| b - a),
+        });
+    }
+    let mut schema = Vec::new();
+    let mut schema_breaking = Vec::new();
+    match (&old.schema, &new.schema) {
+        (Some(a), Some(b)) => {
+            schema_breaking = breaking_changes(a, b);
+            let am: BTreeMap<&str, &Feature> =
+                a.features.iter().map(|f| (f.name.as_str(), f)).collect();
+            for f in &b.features {
+                match am.get(f.name.as_str()) {
+                    None => schema.push(format!("+ feature {} ({})", f.name, f.dtype)),
+                    Some(o) if *o != f => schema.push(format!("~ feature {} changed", f.name)),
+                    _ => {}
+                }
+            }
+            for f in &a.features {
+                if !b.features.iter().any(|x| x.name == f.name) {
+                    schema.push(format!("- feature {} ({})", f.name, f.dtype));
+                }
+            }
+            if a.outputs != b.outputs {
+                schema.push("~ outputs changed".into());
+            }
+        }
+        (None, Some(_)) => schema.push("+ a feature schema".into()),
+        (Some(_), None) => schema.push("- the feature schema".into()),
+        (None, None) => {}
+    }
+    let mut env = Vec::new();
+    let empty = BTreeMap::new();
+    let (ae, be) = (
+        old.env.as_ref().map(|e| &e.packages).unwrap_or(&empty),
+        new.env.as_ref().map(|e| &e.packages).unwrap_or(&empty),
+    );
+    let pk: BTreeSet<&String> = ae.keys().chain(be.keys()).collect();
+    for p in pk {
+        match (ae.get(p), be.get(p)) {
+            (Some(a), Some(b)) if a != b => env.push(format!("~ {p} {a} -> {b}")),
+            (None, Some(b)) => env.push(format!("+ {p} {b}")),
+            (Some(a), None) => env.push(format!("- {p} {a}")),
+            _ => {}
+        }
+    }
+    let mut models = Vec::new();
+    let om: BTreeMap<&str, &crate::build::bundle::ModelEntry> =
+        old.models.iter().map(|m| (m.path.as_str(), m)).collect();
+    for m in &new.models {
+        match om.get(m.path.as_str()) {
+            None => models.push(format!(
+                "+ {} ({})",
+                m.path,
+                m.format.as_deref().unwrap_or("unknown")
+            )),
+            Some(o) if o.format != m.format => models.push(format!(
+                "~ {} format {:?} -> {:?}",
+                m.path, o.format, m.format
+            )),
+            Some(o) if o.sha256 != m.sha256 => {
+                models.push(format!("~ {} retrained (new weights)", m.path))
+            }
+            _ => {}
+        }
+    }
+    for m in &old.models {
+        if !new.models.iter().any(|x| x.path == m.path) {
+            models.push(format!("- {}", m.path));
+        }
+    }
+    Diff {
+        old: old_name.into(),
+        new: new_name.into(),
+        files,
+        unchanged_files: unchanged,
+        metrics,
+        schema,
+        schema_breaking,
+        env,
+        models,
+    }
+}
+
+pub const MARKDOWN_TEMPLATE: &str = include_str!("../../templates/gate.md.j2");
+
+/// The gate report as Markdown (for a CI job summary or a PR comment).
+pub fn markdown(r: &GateReport) -> Result<String> {
+    let mut env = minijinja::Environment::new();
+    env.add_template("gate.md", MARKDOWN_TEMPLATE)
+        .map_err(|e| Error::input(format!("template: {e}")))?;
+    env.get_template("gate.md")
+        .and_then(|t| {
+            t.render(
+                minijinja::context! { r => minijinja::Value::from(minijinja::value::Serde(r)) },
+            )
+        })
+        .map_err(|e| Error::input(format!("template: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(metrics: &[(&str, Option<f64>)]) -> Metadata {
+        let m: serde_json::Value = serde_json::json!({
+            "format_version": 1, "name": "x", "version": "1", "form": "image", "files": [], "models": [],
+            "metrics": metrics.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+        });
+        serde_json::from_value(m).unwrap()
+    }
+
+    fn gate(yaml: &str) -> Policy {
+        let p: Policy = serde_saphyr::from_str(yaml).unwrap();
+        check_policy(&p).unwrap();
+        p
+    }
+
+    #[test]
+    fn thresholds_and_baselines() {
+        let p = gate("metrics:\n  - {metric: accuracy, min: 0.9, max_change: 0.01}\n  - {metric: log_loss, max: 0.3, greater_is_better: false, max_relative_change: 0.05}\n");
+        let base = meta(&[("accuracy", Some(0.93)), ("log_loss", Some(0.20))]);
+        let ok = evaluate(
+            &p,
+            &meta(&[("accuracy", Some(0.925)), ("log_loss", Some(0.205))]),
+            Some(&base),
+            None,
+        );
+        assert!(ok.iter().all(|c| c.passed), "{ok:?}");
+        let bad = evaluate(
+            &p,
+            &meta(&[("accuracy", Some(0.915)), ("log_loss", Some(0.22))]),
+            Some(&base),
+            None,
+        );
+        assert!(
+            !bad[0].passed && bad[0].reason.contains("worse than the allowed 0.01"),
+            "{:?}",
+            bad[0]
+        );
+        assert!(
+            !bad[1].passed && bad[1].reason.contains("10.00%"),
+            "{:?}",
+            bad[1]
+        );
+        let low = evaluate(
+            &p,
+            &meta(&[("accuracy", Some(0.5)), ("log_loss", Some(0.4))]),
+            None,
+            None,
+        );
+        assert!(
+            low[0].reason.contains("below the minimum 0.9")
+                && low[1].reason.contains("above the maximum")
+        );
+        // improvements always pass
+        let better = evaluate(
+            &p,
+            &meta(&[("accuracy", Some(0.99)), ("log_loss", Some(0.01))]),
+            Some(&base),
+            None,
+        );
+        assert!(better.iter().all(|c| c.passed));
+    }
+
+    #[test]
+    fn missing_and_nan_metrics_fail() {
+        let p = gate("metrics: [{metric: auc, min: 0.5}]\n");
+        let c = evaluate(&p, &meta(&[]), None, None);
+        assert!(!c[0].passed && c[0].reason.contains("no metric"));
+        let c = evaluate(&p, &meta(&[("auc", None)]), None, None);
+        assert!(!c[0].passed && c[0].reason.contains("NaN"));
+        let p = gate("metrics: [{metric: auc, max_change: 0.1}]\n");
+        let c = evaluate(&p, &meta(&[("auc", Some(0.7))]), Some(&meta(&[])), None);
+        assert!(!c[0].passed && c[0].reason.contains("baseline has no metric"));
+        let c = evaluate(&p, &meta(&[("auc", Some(0.7))]), None, None);
+        assert!(c[0].passed && c[0].skipped);
+    }
+
+    #[test]
+    fn bad_policies() {
+        for y in [
+            "metrics: [{metric: a}]\n",
+            "metrics: [{metric: a, min: 2, max: 1}]\n",
+            "metrics: [{metric: a, max_change: -1}]\n",
+        ] {
+            let p: Policy = serde_saphyr::from_str(y).unwrap();
+            assert!(check_policy(&p).is_err(), "{y}");
+        }
+        assert!(serde_saphyr::from_str::<Policy>("metrics: [{metric: a, minimum: 2}]\n").is_err());
+        assert!(serde_saphyr::from_str::<Policy>("validation: maybe\n").is_err());
+    }
+}

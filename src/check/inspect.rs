@@ -1,0 +1,94 @@
+//! What a bundle holds: the manifest, its layers and the metadata document, read from a
+//! layout directory or archive without touching the model layers.
+
+use crate::build::bundle::{self, Metadata};
+use crate::format::digest::Digest;
+use crate::error::{Error, Result};
+use crate::store::layout::{self, Source};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// What was inspected (path or reference).
+    pub source: String,
+    pub tag: Option<String>,
+    pub manifest_digest: String,
+    pub manifest_size: u64,
+    pub artifact_type: Option<String>,
+    pub config: LayerRow,
+    pub layers: Vec<LayerRow>,
+    pub annotations: std::collections::BTreeMap<String, String>,
+    pub metadata: Metadata,
+    /// When the source is a multi-platform index: the index and the platform of the image
+    /// inspected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<layout::IndexChoice>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LayerRow {
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+    pub kind: Option<String>,
+    pub title: Option<String>,
+}
+
+/// Inspect a layout directory or an archive.
+pub fn inspect_path(path: &std::path::Path, tag: Option<&str>) -> Result<Report> {
+    let mut src = layout::open(path)?;
+    inspect_source(src.as_mut(), tag)
+}
+
+pub fn inspect_source(src: &mut dyn Source, tag: Option<&str>) -> Result<Report> {
+    inspect_platform(src, tag, None)
+}
+
+/// Inspect; from a multi-platform index, the image of `platform` (None: this machine's).
+pub fn inspect_platform(
+    src: &mut dyn Source,
+    tag: Option<&str>,
+    platform: Option<&crate::build::base::Platform>,
+) -> Result<Report> {
+    let r = layout::resolve_platform(src, tag, platform)?;
+    let metadata = bundle::read_metadata(src, &r.manifest)?;
+    let row = |d: &oci_spec::image::Descriptor| LayerRow {
+        digest: d.digest().to_string(),
+        size: d.size(),
+        media_type: d.media_type().to_string(),
+        kind: d
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(bundle::KIND_ANNOTATION))
+            .cloned(),
+        title: d
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(bundle::TITLE_ANNOTATION))
+            .cloned(),
+    };
+    let digest = Digest::parse(r.descriptor.digest().as_ref()).map_err(Error::Input)?;
+    Ok(Report {
+        source: src.describe(),
+        tag: r
+            .descriptor
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(layout::REF_NAME))
+            .cloned(),
+        manifest_digest: digest.to_string(),
+        manifest_size: r.raw.len() as u64,
+        artifact_type: r.manifest.artifact_type().as_ref().map(|a| a.to_string()),
+        config: row(r.manifest.config()),
+        layers: r.manifest.layers().iter().map(row).collect(),
+        annotations: r
+            .manifest
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        metadata,
+        index: r.index,
+    })
+}

@@ -1,0 +1,962 @@
+//! The model's inputs and outputs against the feature schema, and the synthetic inputs made
+//! from it. Pure: no runtime here, so all of it is unit-tested.
+
+use super::types::{Check, Dim, ValueKind};
+use crate::build::schema::{Feature, FeatureSchema};
+use std::collections::BTreeSet;
+
+/// A model's declared inputs and outputs.
+#[derive(Clone, Debug, Default)]
+pub struct ModelSig {
+    pub inputs: Vec<(String, ValueKind)>,
+    pub outputs: Vec<(String, ValueKind)>,
+}
+
+/// Where the values of one tensor input come from.
+#[derive(Clone, Debug)]
+pub enum Domains<'a> {
+    /// One domain for every element (a per-feature input, or no schema).
+    One(Option<&'a Feature>),
+    /// A [N, k] tensor: column j from feature j.
+    Columns(Vec<&'a Feature>),
+}
+
+/// How to make one tensor input.
+#[derive(Clone, Debug)]
+pub struct InputPlan<'a> {
+    pub name: String,
+    pub dtype: String,
+    pub dims: Vec<Dim>,
+    pub domains: Domains<'a>,
+}
+
+/// The comparison's result.
+#[derive(Debug)]
+pub struct Comparison<'a> {
+    pub inputs: Check,
+    pub outputs: Check,
+    pub plans: Vec<InputPlan<'a>>,
+    /// Inputs no synthetic value can be made for (not tensors, or an unsupported dtype).
+    pub unsupported: Vec<String>,
+}
+
+/// Value families a dtype belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Float,
+    Int,
+    UInt,
+    Bool,
+    Str,
+}
+
+/// The family of a tensor element type we can make and read; None for exotic types
+/// (complex, float8, int4, ...).
+pub fn family(dtype: &str) -> Option<Family> {
+    Some(match dtype {
+        "float16" | "bfloat16" | "float32" | "float64" => Family::Float,
+        "int8" | "int16" | "int32" | "int64" => Family::Int,
+        "uint8" | "uint16" | "uint32" | "uint64" => Family::UInt,
+        "bool" => Family::Bool,
+        "string" => Family::Str,
+        _ => return None,
+    })
+}
+
+/// Can data of the schema's dtype feed a model tensor of `model`?
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Compat {
+    Yes,
+    /// Yes, converted (the note says how).
+    Converted(String),
+    No,
+}
+
+pub fn compatible(schema: &str, model: &str) -> Compat {
+    if schema == model {
+        return Compat::Yes;
+    }
+    let fam = |d: &str| family(d);
+    match (schema, fam(schema), fam(model)) {
+        (_, Some(Family::Float), Some(Family::Float))
+        | (_, Some(Family::Int), Some(Family::Int))
+        | (_, Some(Family::UInt), Some(Family::UInt))
+        | (_, Some(Family::UInt), Some(Family::Int)) => {
+            Compat::Converted(format!("{schema} values are converted to {model}"))
+        }
+        (_, Some(Family::Int | Family::UInt | Family::Bool), Some(Family::Float))
+        | (_, Some(Family::Bool), Some(Family::Int | Family::UInt)) => {
+            Compat::Converted(format!("{schema} values are converted to {model}"))
+        }
+        ("datetime", _, Some(Family::Str | Family::Int)) => Compat::Yes,
+        ("binary", _, Some(Family::Str)) => Compat::Yes,
+        ("binary", _, _) if model == "uint8" => Compat::Yes,
+        _ => Compat::No,
+    }
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The per-row dims of a model tensor (without the batch dim), for messages.
+fn row_dims(dims: &[Dim]) -> &[Dim] {
+    dims.get(1..).unwrap_or(&[])
+}
+
+/// Does a schema shape (-1 for dynamic) fit the model's per-row dims?
+fn shape_fits(schema: Option<&Vec<i64>>, row: &[Dim]) -> bool {
+    match schema {
+        // one value per row: [N] or [N, 1]
+        None => row.is_empty() || (row.len() == 1 && !matches!(row[0], Dim::Fixed(n) if n != 1)),
+        Some(s) => {
+            s.len() == row.len()
+                && s.iter().zip(row).all(|(a, b)| match b {
+                    Dim::Fixed(n) => *a == -1 || a == n,
+                    _ => true,
+                })
+        }
+    }
+}
+
+fn shape_text(s: Option<&Vec<i64>>) -> String {
+    match s {
+        None => "one value per row".into(),
+        Some(s) => format!(
+            "shape [{}]",
+            s.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Compare the model with the schema and plan the synthetic inputs.
+pub fn compare<'a>(sig: &ModelSig, schema: Option<&'a FeatureSchema>) -> Comparison<'a> {
+    let mut unsupported = Vec::new();
+    let mut tensors: Vec<(&String, &String, &Vec<Dim>)> = Vec::new();
+    for (name, kind) in &sig.inputs {
+        match kind {
+            ValueKind::Tensor { dtype, dims } if family(dtype).is_some() => {
+                tensors.push((name, dtype, dims))
+            }
+            other => unsupported.push(format!("{name} ({})", other.describe())),
+        }
+    }
+    let Some(schema) = schema else {
+        return Comparison {
+            inputs: Check::skip("inputs", "no feature schema: the inputs were not compared"),
+            outputs: Check::skip(
+                "outputs",
+                "no feature schema: the outputs were not compared",
+            ),
+            plans: tensors
+                .iter()
+                .map(|(n, d, dims)| InputPlan {
+                    name: n.to_string(),
+                    dtype: d.to_string(),
+                    dims: dims.to_vec(),
+                    domains: Domains::One(None),
+                })
+                .collect(),
+            unsupported,
+        };
+    };
+    let file = &schema.file;
+    let features = &schema.features;
+    let feature = |n: &str| features.iter().find(|f| f.name == n);
+    let model_names: Vec<String> = sig.inputs.iter().map(|(n, _)| n.clone()).collect();
+    let feature_names: Vec<String> = features.iter().map(|f| f.name.clone()).collect();
+    let mut problems: Vec<String> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    let single_matrix = sig.inputs.len() == 1
+        && tensors.len() == 1
+        && match tensors[0].2.len() {
+            2 => features.len() > 1 || feature(tensors[0].0).is_none(),
+            1 => features.len() == 1 && feature(tensors[0].0).is_none(),
+            _ => false,
+        };
+
+    let mut plans = Vec::new();
+    let how = if single_matrix {
+        let (name, dtype, dims) = tensors[0];
+        let k = features.len();
+        match dims.last() {
+            Some(Dim::Fixed(n)) if dims.len() == 2 && *n as usize != k => problems.push(format!(
+                "the model input {name:?} is {} ({n} columns), but the schema ({file}) has {k} features: {}",
+                sig.inputs[0].1.describe(),
+                list(&feature_names)
+            )),
+            Some(Dim::Fixed(_)) | None => {}
+            Some(_) => notes.push(format!(
+                "the column count of {name:?} is dynamic; {k} columns are used"
+            )),
+        }
+        for f in features {
+            match compatible(&f.dtype, dtype) {
+                Compat::Yes => {}
+                Compat::Converted(n) => notes.push(format!("{}: {n}", f.name)),
+                Compat::No => problems.push(format!(
+                    "feature {:?} is {} in the schema ({file}), but the model input {name:?} holds {dtype}",
+                    f.name, f.dtype
+                )),
+            }
+        }
+        plans.push(InputPlan {
+            name: name.to_string(),
+            dtype: dtype.to_string(),
+            dims: dims.to_vec(),
+            domains: if dims.len() == 2 {
+                Domains::Columns(features.iter().collect())
+            } else {
+                Domains::One(features.first())
+            },
+        });
+        format!(
+            "one {} input {name:?} against the {k} features of {file}, in order",
+            sig.inputs[0].1.describe()
+        )
+    } else {
+        // Per-feature inputs, matched by name.
+        for (name, kind) in &sig.inputs {
+            let Some(f) = feature(name) else { continue };
+            let ValueKind::Tensor { dtype, dims } = kind else {
+                problems.push(format!(
+                    "feature {name:?} is {} in the schema ({file}), the model input is {}",
+                    f.dtype,
+                    kind.describe()
+                ));
+                continue;
+            };
+            match compatible(&f.dtype, dtype) {
+                Compat::Yes => {}
+                Compat::Converted(n) => notes.push(format!("{name}: {n}")),
+                Compat::No => problems.push(format!(
+                    "feature {name:?} is {} in the schema ({file}), but the model input {name:?} is {}",
+                    f.dtype,
+                    kind.describe()
+                )),
+            }
+            if !shape_fits(f.shape.as_ref(), row_dims(dims)) {
+                problems.push(format!(
+                    "feature {name:?} is {} in the schema ({file}), but the model input {name:?} is {} (per row: [{}])",
+                    shape_text(f.shape.as_ref()),
+                    kind.describe(),
+                    row_dims(dims).iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        let not_in_schema: Vec<String> = model_names
+            .iter()
+            .filter(|n| feature(n).is_none())
+            .cloned()
+            .collect();
+        let not_in_model: Vec<String> = feature_names
+            .iter()
+            .filter(|n| !model_names.contains(n))
+            .cloned()
+            .collect();
+        if !not_in_schema.is_empty() || !not_in_model.is_empty() {
+            problems.push(format!(
+                "the model's inputs [{}] and the features of {file} [{}] differ: model inputs not in the schema: {}; schema features not among the model's inputs: {}. Name the model's inputs like the features, or give the model one [N, {}] tensor input for the features in order",
+                sig.inputs
+                    .iter()
+                    .map(|(n, k)| format!("{n}: {}", k.describe()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                features
+                    .iter()
+                    .map(|f| format!("{}: {}", f.name, f.dtype))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                list(&not_in_schema),
+                list(&not_in_model),
+                features.len()
+            ));
+        }
+        for (name, dtype, dims) in &tensors {
+            plans.push(InputPlan {
+                name: name.to_string(),
+                dtype: dtype.to_string(),
+                dims: dims.to_vec(),
+                domains: Domains::One(feature(name)),
+            });
+        }
+        format!(
+            "{} input(s) matched by name with the features of {file}",
+            sig.inputs.len()
+        )
+    };
+    let inputs = if problems.is_empty() {
+        let mut m = how;
+        if !notes.is_empty() {
+            m.push_str(&format!(" ({})", notes.join("; ")));
+        }
+        Check::pass("inputs", m)
+    } else {
+        Check::fail("inputs", problems.join("; "))
+    };
+    Comparison {
+        inputs,
+        outputs: compare_outputs(sig, schema),
+        plans,
+        unsupported,
+    }
+}
+
+fn compare_outputs(sig: &ModelSig, schema: &FeatureSchema) -> Check {
+    let file = &schema.file;
+    if schema.outputs.is_empty() {
+        return Check::skip(
+            "outputs",
+            format!("the schema ({file}) declares no outputs"),
+        );
+    }
+    let model_names: Vec<String> = sig.outputs.iter().map(|(n, _)| n.clone()).collect();
+    let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    for o in &schema.outputs {
+        let Some((_, kind)) = sig.outputs.iter().find(|(n, _)| *n == o.name) else {
+            problems.push(format!(
+                "schema output {:?} ({file}) is not an output of the model (its outputs: {})",
+                o.name,
+                list(&model_names)
+            ));
+            continue;
+        };
+        match kind {
+            ValueKind::Tensor { dtype, dims } => {
+                if compatible(&o.dtype, dtype) == Compat::No
+                    && compatible(dtype, &o.dtype) == Compat::No
+                {
+                    problems.push(format!(
+                        "output {:?} is {} in the schema ({file}), but the model's is {}",
+                        o.name,
+                        o.dtype,
+                        kind.describe()
+                    ));
+                } else if !shape_fits(o.shape.as_ref(), row_dims(dims)) {
+                    problems.push(format!(
+                        "output {:?} is {} in the schema ({file}), but the model's is {}",
+                        o.name,
+                        shape_text(o.shape.as_ref()),
+                        kind.describe()
+                    ));
+                }
+            }
+            ValueKind::Sequence(inner) if matches!(**inner, ValueKind::Map { .. }) => {
+                let ValueKind::Map { value, .. } = &**inner else {
+                    unreachable!()
+                };
+                if family(value) == family(&o.dtype) {
+                    notes.push(format!(
+                        "{:?} is a sequence of maps (ZipMap), one map per row",
+                        o.name
+                    ));
+                } else {
+                    problems.push(format!(
+                        "output {:?} is {} in the schema ({file}), but the model's is {}",
+                        o.name,
+                        o.dtype,
+                        kind.describe()
+                    ));
+                }
+            }
+            other => notes.push(format!(
+                "{:?} is {}, not compared",
+                o.name,
+                other.describe()
+            )),
+        }
+    }
+    if problems.is_empty() {
+        let mut m = format!(
+            "{} schema output(s) found in the model with compatible types",
+            schema.outputs.len()
+        );
+        if !notes.is_empty() {
+            m.push_str(&format!(" ({})", notes.join("; ")));
+        }
+        Check::pass("outputs", m)
+    } else {
+        Check::fail("outputs", problems.join("; "))
+    }
+}
+
+/// The value a dynamic non-batch dimension gets.
+pub const DYN_FILL: usize = 3;
+
+/// Symbols used as the first dimension of some input: they are the batch size.
+pub fn batch_symbols(plans: &[InputPlan]) -> BTreeSet<String> {
+    plans
+        .iter()
+        .filter_map(|p| match p.dims.first() {
+            Some(Dim::Symbol(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Does any input have a dynamic first dimension (so the batch size can vary)?
+pub fn is_batched(plans: &[InputPlan]) -> bool {
+    plans
+        .iter()
+        .any(|p| matches!(p.dims.first(), Some(Dim::Dynamic | Dim::Symbol(_))))
+}
+
+/// The concrete shape of an input for a batch size.
+pub fn shape_for(plan: &InputPlan, batch: usize, batch_syms: &BTreeSet<String>) -> Vec<usize> {
+    let rank = plan.dims.len();
+    plan.dims
+        .iter()
+        .enumerate()
+        .map(|(i, d)| match d {
+            Dim::Fixed(n) if *n >= 0 => *n as usize,
+            _ if i == 0 => batch,
+            Dim::Symbol(s) if batch_syms.contains(s) => batch,
+            _ => {
+                if i == rank - 1 {
+                    if let Domains::Columns(c) = &plan.domains {
+                        return c.len();
+                    }
+                }
+                if let Domains::One(Some(f)) = &plan.domains {
+                    if let Some(n) = f.shape.as_ref().and_then(|s| s.get(i - 1)) {
+                        if *n >= 0 {
+                            return *n as usize;
+                        }
+                    }
+                }
+                DYN_FILL
+            }
+        })
+        .collect()
+}
+
+/// Typed values of a tensor, flat, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Values {
+    Float(Vec<f64>),
+    Int(Vec<i64>),
+    UInt(Vec<u64>),
+    Bool(Vec<bool>),
+    Str(Vec<String>),
+}
+
+impl Values {
+    pub fn len(&self) -> usize {
+        match self {
+            Values::Float(v) => v.len(),
+            Values::Int(v) => v.len(),
+            Values::UInt(v) => v.len(),
+            Values::Bool(v) => v.len(),
+            Values::Str(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A small deterministic generator (splitmix64): the same inputs on every run and machine.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+}
+
+/// The representable range of an integer dtype.
+fn int_bounds(dtype: &str) -> (i128, i128) {
+    match dtype {
+        "int8" => (i8::MIN as i128, i8::MAX as i128),
+        "int16" => (i16::MIN as i128, i16::MAX as i128),
+        "int32" => (i32::MIN as i128, i32::MAX as i128),
+        "int64" => (i64::MIN as i128, i64::MAX as i128),
+        "uint8" => (0, u8::MAX as i128),
+        "uint16" => (0, u16::MAX as i128),
+        "uint32" => (0, u32::MAX as i128),
+        "uint64" => (0, u64::MAX as i128),
+        _ => (0, 1),
+    }
+}
+
+/// One value of `dtype` from a feature's domain (or the default domain).
+enum One {
+    F(f64),
+    I(i128),
+    B(bool),
+    S(String),
+}
+
+fn one(f: Option<&Feature>, dtype: &str, rng: &mut Rng) -> One {
+    let fam = family(dtype).unwrap_or(Family::Float);
+    if let Some(cats) = f
+        .and_then(|f| f.categories.as_ref())
+        .filter(|c| !c.is_empty())
+    {
+        let c = &cats[rng.below(cats.len() as u64) as usize];
+        return match fam {
+            Family::Str => One::S(match c {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }),
+            Family::Bool => One::B(c.as_bool().unwrap_or_else(|| c.as_f64() == Some(1.0))),
+            Family::Float => One::F(c.as_f64().unwrap_or(0.0)),
+            Family::Int | Family::UInt => One::I(
+                c.as_i64()
+                    .map(i128::from)
+                    .or_else(|| c.as_u64().map(i128::from))
+                    .or_else(|| c.as_f64().map(|x| x as i128))
+                    .unwrap_or(0),
+            ),
+        };
+    }
+    let range = f.and_then(|f| f.range.as_ref());
+    let (lo, hi) = match range.map(|r| (r.min, r.max)) {
+        Some((Some(a), Some(b))) => (a, b),
+        Some((Some(a), None)) => (a, a + 1.0),
+        Some((None, Some(b))) => (b - 1.0, b),
+        _ => match fam {
+            Family::Float => (0.0, 1.0),
+            _ => (0.0, 1.0),
+        },
+    };
+    match fam {
+        Family::Float => One::F(lo + (hi - lo) * rng.unit()),
+        Family::Int | Family::UInt => {
+            let (tmin, tmax) = int_bounds(dtype);
+            let a = (lo.ceil() as i128).clamp(tmin, tmax);
+            let b = (hi.floor() as i128).clamp(tmin, tmax).max(a);
+            let span = (b - a) as u128 + 1;
+            let off = if span > u64::MAX as u128 {
+                rng.next_u64() as i128
+            } else {
+                rng.below(span as u64) as i128
+            };
+            One::I(a + off)
+        }
+        Family::Bool => One::B(rng.below(2) == 1),
+        Family::Str => One::S(["a", "b", "c"][rng.below(3) as usize].to_string()),
+    }
+}
+
+/// Synthetic values for an input of the given shape.
+pub fn synth(plan: &InputPlan, shape: &[usize], rng: &mut Rng) -> Values {
+    let n: usize = shape.iter().product();
+    let cols = shape.last().copied().unwrap_or(1).max(1);
+    let dom = |i: usize| -> Option<&Feature> {
+        match &plan.domains {
+            Domains::One(f) => *f,
+            Domains::Columns(fs) => fs.get(i % cols).copied(),
+        }
+    };
+    let fam = family(&plan.dtype).unwrap_or(Family::Float);
+    let items = (0..n).map(|i| one(dom(i), &plan.dtype, rng));
+    match fam {
+        Family::Float => Values::Float(
+            items
+                .map(|o| match o {
+                    One::F(x) => x,
+                    One::I(x) => x as f64,
+                    One::B(b) => b as u8 as f64,
+                    One::S(_) => 0.0,
+                })
+                .collect(),
+        ),
+        Family::Int => Values::Int(
+            items
+                .map(|o| match o {
+                    One::I(x) => x as i64,
+                    One::F(x) => x as i64,
+                    One::B(b) => b as i64,
+                    One::S(_) => 0,
+                })
+                .collect(),
+        ),
+        Family::UInt => Values::UInt(
+            items
+                .map(|o| match o {
+                    One::I(x) => x.max(0) as u64,
+                    One::F(x) => x.max(0.0) as u64,
+                    One::B(b) => b as u64,
+                    One::S(_) => 0,
+                })
+                .collect(),
+        ),
+        Family::Bool => Values::Bool(
+            items
+                .map(|o| match o {
+                    One::B(b) => b,
+                    One::I(x) => x != 0,
+                    One::F(x) => x != 0.0,
+                    One::S(s) => s == "true",
+                })
+                .collect(),
+        ),
+        Family::Str => Values::Str(
+            items
+                .map(|o| match o {
+                    One::S(s) => s,
+                    One::F(x) => x.to_string(),
+                    One::I(x) => x.to_string(),
+                    One::B(b) => b.to_string(),
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// A nested JSON array as (shape, flat scalars). Ragged arrays and non-scalars are errors.
+pub fn json_tensor(v: &serde_json::Value) -> Result<(Vec<usize>, Vec<&serde_json::Value>), String> {
+    let mut shape = Vec::new();
+    let mut cur = v;
+    while let serde_json::Value::Array(a) = cur {
+        shape.push(a.len());
+        if shape.len() > 32 {
+            return Err("more than 32 dimensions".into());
+        }
+        match a.first() {
+            Some(x) => cur = x,
+            None => break,
+        }
+    }
+    let mut flat = Vec::new();
+    fn walk<'v>(
+        v: &'v serde_json::Value,
+        shape: &[usize],
+        depth: usize,
+        out: &mut Vec<&'v serde_json::Value>,
+    ) -> Result<(), String> {
+        if depth == shape.len() {
+            if v.is_array() || v.is_object() {
+                return Err("ragged: nested deeper in some places than others".into());
+            }
+            out.push(v);
+            return Ok(());
+        }
+        let a = v
+            .as_array()
+            .ok_or("ragged: a scalar where an array was expected")?;
+        if a.len() != shape[depth] {
+            return Err(format!(
+                "ragged: a row of length {} where the first has {}",
+                a.len(),
+                shape[depth]
+            ));
+        }
+        for x in a {
+            walk(x, shape, depth + 1, out)?;
+        }
+        Ok(())
+    }
+    walk(v, &shape, 0, &mut flat)?;
+    Ok((shape, flat))
+}
+
+/// Scalars as typed values of `dtype`.
+pub fn typed(flat: &[&serde_json::Value], dtype: &str) -> Result<Values, String> {
+    let fam = family(dtype).ok_or_else(|| format!("{dtype} values cannot be given"))?;
+    let bad = |v: &serde_json::Value| format!("{v} is not a {dtype} value");
+    Ok(match fam {
+        Family::Float => Values::Float(
+            flat.iter()
+                .map(|v| v.as_f64().ok_or_else(|| bad(v)))
+                .collect::<Result<_, _>>()?,
+        ),
+        Family::Int | Family::UInt => {
+            let (lo, hi) = int_bounds(dtype);
+            let ints: Vec<i128> = flat
+                .iter()
+                .map(|v| {
+                    let x = v
+                        .as_i64()
+                        .map(i128::from)
+                        .or_else(|| v.as_u64().map(i128::from))
+                        .ok_or_else(|| bad(v))?;
+                    if x < lo || x > hi {
+                        return Err(format!("{x} does not fit in {dtype}"));
+                    }
+                    Ok(x)
+                })
+                .collect::<Result<_, _>>()?;
+            if fam == Family::Int {
+                Values::Int(ints.into_iter().map(|x| x as i64).collect())
+            } else {
+                Values::UInt(ints.into_iter().map(|x| x as u64).collect())
+            }
+        }
+        Family::Bool => Values::Bool(
+            flat.iter()
+                .map(|v| v.as_bool().ok_or_else(|| bad(v)))
+                .collect::<Result<_, _>>()?,
+        ),
+        Family::Str => Values::Str(
+            flat.iter()
+                .map(|v| v.as_str().map(String::from).ok_or_else(|| bad(v)))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f32t(dims: Vec<Dim>) -> ValueKind {
+        ValueKind::Tensor {
+            dtype: "float32".into(),
+            dims,
+        }
+    }
+
+    fn schema(yaml: &str) -> FeatureSchema {
+        match crate::build::schema::parse("s.yaml", yaml.as_bytes()).unwrap() {
+            crate::build::schema::Parsed::Schema(s) => s,
+            _ => panic!(),
+        }
+    }
+
+    fn iris_sig() -> ModelSig {
+        ModelSig {
+            inputs: vec![("input".into(), f32t(vec![Dim::Dynamic, Dim::Fixed(4)]))],
+            outputs: vec![
+                (
+                    "label".into(),
+                    ValueKind::Tensor {
+                        dtype: "int64".into(),
+                        dims: vec![Dim::Dynamic],
+                    },
+                ),
+                (
+                    "probabilities".into(),
+                    f32t(vec![Dim::Dynamic, Dim::Fixed(3)]),
+                ),
+            ],
+        }
+    }
+
+    const IRIS: &str = "features:\n  - {name: a, dtype: float32, range: {min: 4, max: 8}}\n  - {name: b, dtype: float32}\n  - {name: c, dtype: float64}\n  - {name: d, dtype: float32}\noutputs:\n  - {name: label, dtype: int64, categories: [0, 1, 2]}\n  - {name: probabilities, dtype: float32, shape: [3]}\n";
+
+    #[test]
+    fn one_matrix_against_k_features() {
+        let s = schema(IRIS);
+        let c = compare(&iris_sig(), Some(&s));
+        assert!(c.inputs.passed, "{:?}", c.inputs);
+        assert!(c.inputs.message.contains("float64 values are converted"));
+        assert!(c.outputs.passed, "{:?}", c.outputs);
+        let syms = batch_symbols(&c.plans);
+        assert!(is_batched(&c.plans));
+        assert_eq!(shape_for(&c.plans[0], 7, &syms), vec![7, 4]);
+        let v = synth(&c.plans[0], &[7, 4], &mut Rng::new(1));
+        let Values::Float(v) = v else { panic!() };
+        // column 0 comes from feature a's range
+        assert!(v.iter().step_by(4).all(|x| (4.0..=8.0).contains(x)));
+        assert!(v.iter().skip(1).step_by(4).all(|x| (0.0..1.0).contains(x)));
+    }
+
+    #[test]
+    fn mismatches_name_both_sides() {
+        let s = schema("features:\n  - {name: a, dtype: float32}\n  - {name: b, dtype: float32}\n  - {name: c, dtype: float32}\n");
+        let c = compare(&iris_sig(), Some(&s));
+        assert!(!c.inputs.passed);
+        assert!(
+            c.inputs.message.contains("4 columns") && c.inputs.message.contains("3 features"),
+            "{}",
+            c.inputs.message
+        );
+        let s = schema("features:\n  - {name: input, dtype: string, shape: [4]}\noutputs:\n  - {name: proba, dtype: float32}\n");
+        let c = compare(&iris_sig(), Some(&s));
+        assert!(
+            c.inputs.message.contains("string in the schema")
+                && c.inputs.message.contains("tensor(float32)"),
+            "{}",
+            c.inputs.message
+        );
+        assert!(
+            !c.outputs.passed && c.outputs.message.contains("\"proba\""),
+            "{}",
+            c.outputs.message
+        );
+        // two inputs, names that match nothing
+        let sig = ModelSig {
+            inputs: vec![
+                ("x".into(), f32t(vec![Dim::Dynamic, Dim::Fixed(1)])),
+                ("y".into(), f32t(vec![Dim::Dynamic, Dim::Fixed(1)])),
+            ],
+            outputs: vec![],
+        };
+        let s = schema("features:\n  - {name: x, dtype: float32}\n  - {name: z, dtype: float32}\n");
+        let c = compare(&sig, Some(&s));
+        assert!(
+            c.inputs.message.contains("not in the schema: y")
+                && c.inputs.message.contains("not among the model's inputs: z"),
+            "{}",
+            c.inputs.message
+        );
+    }
+
+    #[test]
+    fn per_feature_inputs_with_shapes_and_symbols() {
+        let sig = ModelSig {
+            inputs: vec![
+                (
+                    "x".into(),
+                    f32t(vec![
+                        Dim::Symbol("batch".into()),
+                        Dim::Symbol("seq".into()),
+                        Dim::Fixed(4),
+                    ]),
+                ),
+                (
+                    "ids".into(),
+                    ValueKind::Tensor {
+                        dtype: "int8".into(),
+                        dims: vec![Dim::Fixed(2), Dim::Symbol("batch".into())],
+                    },
+                ),
+            ],
+            outputs: vec![],
+        };
+        let s = schema("features:\n  - {name: x, dtype: float32, shape: [5, 4]}\n  - {name: ids, dtype: int64, shape: [-1], range: {min: -500, max: 500}}\n");
+        let c = compare(&sig, Some(&s));
+        assert!(c.inputs.passed, "{}", c.inputs.message);
+        let syms = batch_symbols(&c.plans);
+        assert_eq!(shape_for(&c.plans[0], 64, &syms), vec![64, 5, 4]);
+        assert_eq!(shape_for(&c.plans[1], 64, &syms), vec![2, 64]);
+        // int8 values are clamped to the type
+        let Values::Int(v) = synth(&c.plans[1], &[2, 64], &mut Rng::new(3)) else {
+            panic!()
+        };
+        assert!(v.iter().all(|x| (-128..=127).contains(x)));
+        // one value per row vs a [N, 3] input
+        let s = schema("features:\n  - {name: x, dtype: float32}\n  - {name: ids, dtype: int64, shape: [-1]}\n");
+        let c = compare(&sig, Some(&s));
+        assert!(
+            !c.inputs.passed && c.inputs.message.contains("one value per row"),
+            "{}",
+            c.inputs.message
+        );
+    }
+
+    #[test]
+    fn categories_and_strings() {
+        let sig = ModelSig {
+            inputs: vec![(
+                "city".into(),
+                ValueKind::Tensor {
+                    dtype: "string".into(),
+                    dims: vec![Dim::Dynamic, Dim::Fixed(1)],
+                },
+            )],
+            outputs: vec![],
+        };
+        let s = schema("features:\n  - {name: city, dtype: string, categories: [paris, lyon]}\n");
+        let c = compare(&sig, Some(&s));
+        assert!(c.inputs.passed, "{}", c.inputs.message);
+        let Values::Str(v) = synth(&c.plans[0], &[20, 1], &mut Rng::new(9)) else {
+            panic!()
+        };
+        assert!(v.iter().all(|x| x == "paris" || x == "lyon"));
+        assert!(v.iter().any(|x| x == "lyon"));
+        // a numeric schema for a string input is a mismatch
+        let s = schema("features:\n  - {name: city, dtype: float32}\n");
+        assert!(!compare(&sig, Some(&s)).inputs.passed);
+    }
+
+    #[test]
+    fn no_schema_and_unsupported_inputs() {
+        let sig = ModelSig {
+            inputs: vec![
+                ("x".into(), f32t(vec![Dim::Fixed(1), Dim::Fixed(2)])),
+                (
+                    "m".into(),
+                    ValueKind::Map {
+                        key: "string".into(),
+                        value: "float32".into(),
+                    },
+                ),
+            ],
+            outputs: vec![],
+        };
+        let c = compare(&sig, None);
+        assert!(c.inputs.skipped && c.outputs.skipped);
+        assert_eq!(c.unsupported.len(), 1);
+        assert!(!is_batched(&c.plans));
+    }
+
+    #[test]
+    fn zipmap_output_is_compatible() {
+        let mut sig = iris_sig();
+        sig.outputs[1].1 = ValueKind::Sequence(Box::new(ValueKind::Map {
+            key: "int64".into(),
+            value: "float32".into(),
+        }));
+        let s = schema(IRIS);
+        let c = compare(&sig, Some(&s));
+        assert!(
+            c.outputs.passed && c.outputs.message.contains("ZipMap"),
+            "{}",
+            c.outputs.message
+        );
+    }
+
+    #[test]
+    fn json_tensors() {
+        let v = serde_json::json!([[1, 2], [3, 4], [5, 6]]);
+        let (shape, flat) = json_tensor(&v).unwrap();
+        assert_eq!(shape, vec![3, 2]);
+        assert_eq!(
+            typed(&flat, "int8").unwrap(),
+            Values::Int(vec![1, 2, 3, 4, 5, 6])
+        );
+        assert_eq!(
+            typed(&flat, "float32").unwrap(),
+            Values::Float(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+        );
+        assert!(json_tensor(&serde_json::json!([[1, 2], [3]]))
+            .unwrap_err()
+            .contains("ragged"));
+        assert!(json_tensor(&serde_json::json!([[1, 2], 3]))
+            .unwrap_err()
+            .contains("ragged"));
+        assert!(json_tensor(&serde_json::json!([1, [2]])).is_err());
+        let big = serde_json::json!([300]);
+        let (_, flat) = json_tensor(&big).unwrap();
+        assert!(typed(&flat, "int8").unwrap_err().contains("does not fit"));
+        assert!(typed(&flat, "uint8").is_err());
+        let frac = serde_json::json!([1.5]);
+        let (_, flat) = json_tensor(&frac).unwrap();
+        assert!(typed(&flat, "int64").is_err());
+        assert!(typed(&flat, "string").is_err());
+        let empty = serde_json::json!([]);
+        let (shape, flat) = json_tensor(&empty).unwrap();
+        assert_eq!((shape, flat.len()), (vec![0], 0));
+        let deep = (0..40).fold(serde_json::json!(1), |v, _| serde_json::json!([v]));
+        assert!(json_tensor(&deep).is_err());
+    }
+}

@@ -1,0 +1,368 @@
+//! `mlart verify`: OCI signatures (referrers beside the bundle), the OMS `model.sig`, and
+//! every digest: each blob against its descriptor, each file against the metadata index.
+
+use crate::build::bundle::{self, Form, KIND_ANNOTATION, METADATA_FILE, MODEL_DIR};
+use crate::format::digest::{Digest, HashReader};
+use crate::error::{Error, Result};
+use crate::build::layer::Compression;
+use crate::store::layout::{self, Source};
+use crate::sign::{self, PublicKey};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Read;
+
+#[derive(Debug, Serialize)]
+pub struct SignatureCheck {
+    pub digest: String,
+    pub valid: bool,
+    /// The trusted key that verified it.
+    pub key: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub target: String,
+    pub manifest_digest: String,
+    pub oci_signatures: Vec<SignatureCheck>,
+    /// The OMS model.sig: None when the bundle has none.
+    pub model_signature: Option<SignatureCheck>,
+    pub blobs_verified: usize,
+    pub files_verified: usize,
+    pub problems: Vec<String>,
+    pub ok: bool,
+    /// When the source is a multi-platform index: the index and the platform of the image
+    /// verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<layout::IndexChoice>,
+}
+
+/// Verify a layout or archive with the trusted `keys`.
+pub fn verify_source(
+    src: &mut dyn Source,
+    tag: Option<&str>,
+    keys: &[PublicKey],
+    require_all: bool,
+) -> Result<Report> {
+    verify_platform(src, tag, None, keys, require_all)
+}
+
+/// Verify; from a multi-platform index, the image of `platform` (None: this machine's).
+pub fn verify_platform(
+    src: &mut dyn Source,
+    tag: Option<&str>,
+    platform: Option<&crate::build::base::Platform>,
+    keys: &[PublicKey],
+    require_all: bool,
+) -> Result<Report> {
+    let what = src.describe();
+    let r = layout::resolve_platform(src, tag, platform)?;
+    let target = Digest::parse(r.descriptor.digest().as_ref()).map_err(Error::Input)?;
+    let metadata = bundle::read_metadata(src, &r.manifest)?;
+
+    // 1. OCI signatures: the referrers whose subject is this manifest.
+    let (sigs, mut problems) = oci_signatures(src, &target, keys, require_all)?;
+
+    // 2. Every blob and every file: stream each layer once, hash its entries.
+    let want: BTreeMap<&str, &str> = metadata
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.sha256.as_str()))
+        .collect();
+    let mut got: BTreeMap<String, String> = BTreeMap::new();
+    let mut oms: Option<Vec<u8>> = None;
+    let mut blobs = 0;
+    for l in r.manifest.layers() {
+        let mt = l.media_type().to_string();
+        let kind = l
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(KIND_ANNOTATION))
+            .cloned()
+            .unwrap_or_default();
+        let title = l
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(bundle::TITLE_ANNOTATION))
+            .cloned()
+            .unwrap_or_default();
+        let res = (|| -> std::result::Result<(), String> {
+            let mut rd = layout::open_verified(src, l).map_err(|e| e.to_string())?;
+            if mt.ends_with(".raw") {
+                if kind == "signature" {
+                    let mut v = Vec::new();
+                    (&mut rd)
+                        .take(1 << 20)
+                        .read_to_end(&mut v)
+                        .map_err(|e| e.to_string())?;
+                    std::io::copy(&mut rd, &mut std::io::sink()).map_err(|e| e.to_string())?;
+                    oms = Some(v);
+                } else {
+                    let mut h = HashReader::new(rd);
+                    std::io::copy(&mut h, &mut std::io::sink()).map_err(|e| e.to_string())?;
+                    let (_, d, _) = h.finish();
+                    got.insert(title.clone(), d.to_string());
+                }
+                return Ok(());
+            }
+            let comp = Compression::from_media_type(&mt)
+                .ok_or_else(|| format!("unknown media type {mt}"))?;
+            let dec = crate::build::layer::decoder(rd, comp).map_err(|e| e.to_string())?;
+            let mut ar = tar::Archive::new(dec);
+            for e in ar.entries().map_err(|e| e.to_string())? {
+                let mut e = e.map_err(|e| e.to_string())?;
+                if !e.header().entry_type().is_file() {
+                    continue;
+                }
+                let p = e
+                    .path()
+                    .map_err(|e| e.to_string())?
+                    .to_string_lossy()
+                    .into_owned();
+                let rel = match metadata.form {
+                    Form::Image => {
+                        let p = p.trim_start_matches("./");
+                        match p.strip_prefix(&format!("{MODEL_DIR}/")) {
+                            Some(r) => r.to_string(),
+                            // The base image's rootfs (`bundle --base`): not bundle files.
+                            None if metadata.base.is_some() => continue,
+                            None => p.to_string(),
+                        }
+                    }
+                    Form::Artifact => p.trim_start_matches("./").to_string(),
+                };
+                if rel == sign::OMS_FILE && kind == "metadata" {
+                    let mut v = Vec::new();
+                    (&mut e)
+                        .take(1 << 20)
+                        .read_to_end(&mut v)
+                        .map_err(|e| e.to_string())?;
+                    oms = Some(v);
+                    continue;
+                }
+                let mut h = HashReader::new(&mut e);
+                std::io::copy(&mut h, &mut std::io::sink()).map_err(|e| e.to_string())?;
+                let (_, d, _) = h.finish();
+                got.insert(rel, d.to_string());
+            }
+            // drain to the end so the blob digest is checked
+            let mut rest = ar.into_inner();
+            std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| e.to_string())?;
+            Ok(())
+        })();
+        match res {
+            Ok(()) => blobs += 1,
+            Err(e) => problems.push(format!("layer {} ({title}): {e}", l.digest())),
+        }
+    }
+    let mut files = 0;
+    for (p, d) in &want {
+        match got.get(*p) {
+            Some(g) if g == d => files += 1,
+            Some(_) => problems.push(format!(
+                "{p}: its content does not match the metadata's sha256"
+            )),
+            None => problems.push(format!("{p}: listed in the metadata but in no layer")),
+        }
+    }
+    for p in got.keys() {
+        let is_metadata = metadata.form == Form::Image && p == METADATA_FILE;
+        if !is_metadata && !want.contains_key(p.as_str()) {
+            problems.push(format!("{p}: in a layer but not in the metadata"));
+        }
+    }
+
+    // 3. The OMS model.sig over the files (and mlart.json in the image form).
+    let model_signature = oms.map(|b| {
+        let res = sign::verify_bundle(&b, keys).and_then(|(st, key)| {
+            let listed = sign::oms_resources(&st)?;
+            let actual: BTreeMap<String, String> = got
+                .iter()
+                .map(|(p, d)| (p.clone(), d.trim_start_matches("sha256:").to_string()))
+                .collect();
+            if listed != actual {
+                let mut diff: Vec<String> = Vec::new();
+                for (p, d) in &listed {
+                    match actual.get(p) {
+                        None => diff.push(format!("{p} missing")),
+                        Some(a) if a != d => diff.push(format!("{p} changed")),
+                        _ => {}
+                    }
+                }
+                diff.extend(
+                    actual
+                        .keys()
+                        .filter(|p| !listed.contains_key(*p))
+                        .map(|p| format!("{p} added")),
+                );
+                return Err(format!(
+                    "the files do not match model.sig: {}",
+                    diff.join("; ")
+                ));
+            }
+            Ok(key.path.display().to_string())
+        });
+        match res {
+            Ok(k) => SignatureCheck {
+                digest: Digest::of(&b).to_string(),
+                valid: true,
+                key: Some(k),
+                reason: None,
+            },
+            Err(reason) => {
+                problems.push(format!("model.sig: {reason}"));
+                SignatureCheck {
+                    digest: Digest::of(&b).to_string(),
+                    valid: false,
+                    key: None,
+                    reason: Some(reason),
+                }
+            }
+        }
+    });
+    let ok = problems.is_empty();
+    Ok(Report {
+        target: what,
+        manifest_digest: target.to_string(),
+        oci_signatures: sigs,
+        model_signature,
+        blobs_verified: blobs,
+        files_verified: files,
+        problems,
+        ok,
+        index: r.index,
+    })
+}
+
+/// Check the OCI signatures of `target`: each referrer's result, and what fails the check
+/// (none valid; with `require_all`, a key without a valid signature).
+pub fn oci_signatures(
+    src: &mut dyn Source,
+    target: &Digest,
+    keys: &[PublicKey],
+    require_all: bool,
+) -> Result<(Vec<SignatureCheck>, Vec<String>)> {
+    let mut problems = Vec::new();
+    let referrers = src.referrers(target)?;
+    let mut sigs = Vec::new();
+    for d in &referrers {
+        let digest = d.digest().to_string();
+        let check = match check_signature(src, d, target, keys) {
+            Ok(key) => SignatureCheck {
+                digest,
+                valid: true,
+                key: Some(key),
+                reason: None,
+            },
+            Err(reason) => SignatureCheck {
+                digest,
+                valid: false,
+                key: None,
+                reason: Some(reason),
+            },
+        };
+        if let Some(reason) = &check.reason {
+            if reason.starts_with("signs another manifest") {
+                continue; // a signature of another bundle in the same layout
+            }
+        }
+        sigs.push(check);
+    }
+    if sigs.is_empty() {
+        problems.push(
+            "no OCI signature: sign it with `mlart sign` or `mlart bundle --sign`".to_string(),
+        );
+    } else if require_all {
+        for k in keys {
+            let p = k.path.display().to_string();
+            if !sigs.iter().any(|s| s.key.as_deref() == Some(p.as_str())) {
+                problems.push(format!("no valid OCI signature by {p} (--require-all)"));
+            }
+        }
+    } else if !sigs.iter().any(|s| s.valid) {
+        problems.push("no OCI signature verifies with the keys given".to_string());
+    }
+
+    Ok((sigs, problems))
+}
+
+pub fn check_signature(
+    src: &mut dyn Source,
+    d: &oci_spec::image::Descriptor,
+    target: &Digest,
+    keys: &[PublicKey],
+) -> std::result::Result<String, String> {
+    let raw = layout::read_blob(src, d, 1 << 20).map_err(|e| e.to_string())?;
+    let m: oci_spec::image::ImageManifest =
+        serde_json::from_slice(&raw).map_err(|e| format!("not a manifest: {e}"))?;
+    let subject = m.subject().as_ref().ok_or("no subject")?;
+    if subject.digest().to_string() != target.as_str() {
+        return Err(format!("signs another manifest ({})", subject.digest()));
+    }
+    let layer = m
+        .layers()
+        .iter()
+        .find(|l| l.media_type().to_string() == sign::BUNDLE_MEDIA_TYPE)
+        .ok_or("no Sigstore bundle layer")?;
+    let b = layout::read_blob(src, layer, 1 << 20).map_err(|e| e.to_string())?;
+    let (st, key) = sign::verify_bundle(&b, keys)?;
+    sign::check_oci_statement(&st, target)?;
+    Ok(key.path.display().to_string())
+}
+
+/// Add an OCI signature to a layout directory (index.json rewritten atomically).
+pub fn sign_layout(
+    dir: &std::path::Path,
+    tag: Option<&str>,
+    key: &sign::PrivateKey,
+) -> Result<(Digest, Digest, bool)> {
+    use crate::error::IoContext;
+    let mut src = layout::open(dir)?;
+    if !dir.is_dir() {
+        return Err(Error::input(format!(
+            "{} is an archive: sign the layout directory it was made from (or `mlart bundle --sign`)",
+            dir.display()
+        )));
+    }
+    let r = layout::resolve_image(src.as_mut(), tag, "sign")?;
+    let target = Digest::parse(r.descriptor.digest().as_ref()).map_err(Error::Input)?;
+    let metadata = bundle::read_metadata(src.as_mut(), &r.manifest)?;
+    let sig = sign::oci_signature(
+        key,
+        &metadata.name,
+        layout::MANIFEST_MEDIA_TYPE,
+        &target,
+        r.raw.len() as u64,
+    );
+    let index_path = dir.join("index.json");
+    let mut index: serde_json::Value = serde_json::from_slice(&src.index_bytes()?)
+        .map_err(|e| Error::input(format!("index.json: {e}")))?;
+    let manifests = index["manifests"]
+        .as_array_mut()
+        .ok_or_else(|| Error::input("index.json has no manifests"))?;
+    let added = !manifests.iter().any(|m| m["digest"] == sig.digest.as_str());
+    let blobs = dir.join("blobs/sha256");
+    for b in [&sig.config, &sig.bundle, &sig.manifest] {
+        let p = blobs.join(Digest::of(b).hex());
+        if !p.exists() {
+            let tmp = tempfile::NamedTempFile::new_in(&blobs).ctx("writing in", &blobs)?;
+            std::fs::write(tmp.path(), b).ctx("writing", tmp.path())?;
+            tmp.persist(&p).map_err(|e| Error::Io {
+                context: format!("writing {}", p.display()),
+                source: e.error,
+            })?;
+        }
+    }
+    if added {
+        manifests
+            .push(serde_json::to_value(layout::signature_descriptor(&sig)).expect("descriptor"));
+        let tmp = tempfile::NamedTempFile::new_in(dir).ctx("writing in", dir)?;
+        std::fs::write(tmp.path(), crate::format::json::to_canonical_bytes(&index))
+            .ctx("writing", tmp.path())?;
+        tmp.persist(&index_path).map_err(|e| Error::Io {
+            context: format!("writing {}", index_path.display()),
+            source: e.error,
+        })?;
+    }
+    Ok((target, sig.digest, added))
+}

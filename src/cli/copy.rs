@@ -1,0 +1,58 @@
+//! `mlart copy SRC DST`: registry ref, layout directory or archive, in any combination.
+
+use super::push::{self, RegistryArgs};
+use mlart::format::reference::{self, Location};
+use mlart::registry;
+use mlart::Result;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// From: a registry REF, a layout directory or an archive (`oci:DIR[:TAG]`,
+    /// `oci-archive:FILE[:TAG]`, `docker://REF` also work).
+    source: String,
+    /// To: a registry REF, a layout directory or an archive (a path ending in .tar, or
+    /// `oci-archive:FILE[:TAG]` whatever its name; `oci:DIR[:TAG]` is always a directory).
+    destination: String,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+    let started = Instant::now();
+    let src = reference::parse_location(&a.source)?;
+    match reference::parse_location(&a.destination)? {
+        Location::Registry { .. } => {
+            let s = push::push_with_progress(&src, &a.destination, &a.registry, json)?;
+            push::print_summary(&s, json);
+        }
+        Location::Local { path, tag } => {
+            let pb = super::progress_bar(0, json);
+            pb.set_message(format!("copying {src}"));
+            let (digest, tag) = registry::copy_to_local(
+                &src,
+                &path,
+                reference::local_form(&a.destination),
+                tag.as_deref(),
+                &a.registry.options(),
+                &|n| pb.inc(n),
+            )?;
+            pb.finish_and_clear();
+            let seconds = started.elapsed().as_secs_f64();
+            if json {
+                super::print_json(&serde_json::json!({
+                    "source": src.to_string(),
+                    "destination": path.display().to_string(),
+                    "tag": tag,
+                    "digest": digest.to_string(),
+                    "seconds": seconds,
+                }));
+            } else {
+                println!("copied {src} to {}:{tag}", path.display());
+                println!("  manifest {digest} in {seconds:.2}s");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

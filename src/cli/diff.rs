@@ -1,0 +1,91 @@
+use super::push::RegistryArgs;
+use mlart::{check::gate, Result};
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The old bundle: a layout directory, an archive or a registry REF.
+    old: String,
+    /// The new bundle.
+    new: String,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+    let (_, od, old) = super::gate::open_bundle(&a.old, &a.registry)?;
+    let (_, nd, new) = super::gate::open_bundle(&a.new, &a.registry)?;
+    let d = gate::diff(&a.old, &old, &a.new, &new);
+    if json {
+        super::print_json(&serde_json::json!({"old_digest": od, "new_digest": nd, "diff": d}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} {} ({}) -> {} ({})",
+        old.name,
+        old.version,
+        od.short(),
+        new.version,
+        nd.short()
+    );
+    if od == nd {
+        println!("  identical bundles");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "\nFILES ({} changed, {} unchanged)",
+        d.files.len(),
+        d.unchanged_files
+    );
+    let rows: Vec<Vec<String>> = d
+        .files
+        .iter()
+        .map(|f| {
+            vec![
+                f.change.clone(),
+                f.kind.clone(),
+                f.size_delta.map(|s| format!("{s:+} B")).unwrap_or_default(),
+                f.path.clone(),
+            ]
+        })
+        .collect();
+    super::table(&["CHANGE", "KIND", "SIZE", "PATH"], &rows);
+    if !d.metrics.is_empty() {
+        println!("\nMETRICS");
+        let f = |v: Option<f64>| v.map(gate::num).unwrap_or_else(|| "-".into());
+        let rows: Vec<Vec<String>> = d
+            .metrics
+            .iter()
+            .map(|m| {
+                vec![
+                    m.metric.clone(),
+                    f(m.old),
+                    f(m.new),
+                    m.delta
+                        .map(|v| format!("{}{}", if v >= 0.0 { "+" } else { "" }, gate::num(v)))
+                        .unwrap_or_default(),
+                ]
+            })
+            .collect();
+        super::table(&["METRIC", "OLD", "NEW", "DELTA"], &rows);
+    }
+    for (title, lines) in [
+        ("SCHEMA", &d.schema),
+        ("ENV", &d.env),
+        ("MODELS", &d.models),
+    ] {
+        if !lines.is_empty() {
+            println!("\n{title}");
+            for l in lines {
+                println!("  {l}");
+            }
+        }
+    }
+    if !d.schema_breaking.is_empty() {
+        println!("\nBREAKING SCHEMA CHANGES");
+        for l in &d.schema_breaking {
+            println!("  {l}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

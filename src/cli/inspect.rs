@@ -1,0 +1,227 @@
+use super::{human_size, table};
+use mlart::{check::inspect, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// An OCI layout directory or archive (`oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]` also work),
+    /// or a registry REF (host[:port]/repository[:tag|@digest]).
+    target: String,
+    /// Which tag of the layout (default: its only manifest).
+    #[arg(long)]
+    tag: Option<String>,
+    #[command(flatten)]
+    registry: super::push::RegistryArgs,
+    #[command(flatten)]
+    platform: super::push::PlatformArg,
+}
+
+/// `oci:path:tag` / `oci-archive:path:tag` / plain path.
+fn parse_target(t: &str) -> (PathBuf, Option<String>) {
+    for prefix in ["oci:", "oci-archive:"] {
+        if let Some(rest) = t.strip_prefix(prefix) {
+            return match rest.rsplit_once(':') {
+                Some((p, tag)) if !tag.contains('/') && !p.is_empty() => {
+                    (PathBuf::from(p), Some(tag.to_string()))
+                }
+                _ => (PathBuf::from(rest), None),
+            };
+        }
+    }
+    (PathBuf::from(t), None)
+}
+
+pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+    let (path, tag) = parse_target(&a.target);
+    let tag = a.tag.or(tag);
+    let platform = a.platform.parse()?;
+    let r = match mlart::format::reference::parse_location(&a.target)? {
+        mlart::format::reference::Location::Registry { reference, .. } if !path.exists() => {
+            let remote = mlart::registry::Remote::new(reference, &a.registry.options())?;
+            let mut src = mlart::registry::RegistrySource::new(remote);
+            inspect::inspect_platform(&mut src, None, platform.as_ref())?
+        }
+        _ => {
+            let mut src = mlart::store::layout::open(&path)?;
+            inspect::inspect_platform(src.as_mut(), tag.as_deref(), platform.as_ref())?
+        }
+    };
+    if json {
+        super::print_json(&r);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let m = &r.metadata;
+    println!(
+        "{} {}{}",
+        m.name,
+        m.version,
+        m.description
+            .as_ref()
+            .map(|d| format!(" - {d}"))
+            .unwrap_or_default()
+    );
+    println!(
+        "  from      {}{}",
+        r.source,
+        r.tag
+            .as_ref()
+            .map(|t| format!(" (tag {t})"))
+            .unwrap_or_default()
+    );
+    println!(
+        "  manifest  {} ({} form, {} bytes)",
+        r.manifest_digest,
+        serde_json::to_value(m.form)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        r.manifest_size
+    );
+    for (k, v) in [
+        ("license", &m.license),
+        ("created", &m.created),
+        ("source", &m.source),
+        ("revision", &m.revision),
+    ] {
+        if let Some(v) = v {
+            println!("  {k:<9} {v}");
+        }
+    }
+    if !m.authors.is_empty() {
+        println!("  authors   {}", m.authors.join(", "));
+    }
+    let total: u64 = m.files.iter().map(|f| f.size).sum();
+    println!("\nFILES ({}, {})", m.files.len(), human_size(total));
+    let rows: Vec<Vec<String>> = m
+        .files
+        .iter()
+        .map(|f| {
+            vec![
+                f.kind.to_string(),
+                human_size(f.size),
+                f.sha256.get(7..19).unwrap_or("").to_string(),
+                f.path.clone(),
+            ]
+        })
+        .collect();
+    table(&["KIND", "SIZE", "SHA256", "PATH"], &rows);
+    if !m.models.is_empty() {
+        println!("\nMODELS");
+        let rows: Vec<Vec<String>> = m
+            .models
+            .iter()
+            .map(|x| {
+                vec![
+                    x.format.clone().unwrap_or_else(|| "unknown".into()),
+                    x.framework.clone().unwrap_or_else(|| "-".into()),
+                    x.path.clone(),
+                ]
+            })
+            .collect();
+        table(&["FORMAT", "FRAMEWORK", "PATH"], &rows);
+    }
+    if !m.metrics.is_empty() {
+        println!("\nMETRICS");
+        let rows: Vec<Vec<String>> = m
+            .metrics
+            .iter()
+            .map(|(k, v)| {
+                vec![
+                    k.clone(),
+                    v.map(|v| format!("{v}")).unwrap_or_else(|| "NaN".into()),
+                    m.metric_sources.get(k).cloned().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        table(&["NAME", "VALUE", "FROM"], &rows);
+    }
+    if let Some(s) = &m.schema {
+        println!(
+            "\nSCHEMA {} ({}): {} features, {} outputs",
+            s.file,
+            s.source,
+            s.features.len(),
+            s.outputs.len()
+        );
+        let rows: Vec<Vec<String>> = s
+            .features
+            .iter()
+            .map(|f| ("in", f))
+            .chain(s.outputs.iter().map(|f| ("out", f)))
+            .map(|(io, f)| {
+                let shape = f
+                    .shape
+                    .as_ref()
+                    .map(|s| format!("{s:?}"))
+                    .unwrap_or_else(|| "-".into());
+                let domain = match (&f.range, &f.categories) {
+                    (Some(r), _) => format!(
+                        "[{}, {}]",
+                        r.min.map(|v| v.to_string()).unwrap_or_default(),
+                        r.max.map(|v| v.to_string()).unwrap_or_default()
+                    ),
+                    (None, Some(c)) => c
+                        .iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    _ => "-".into(),
+                };
+                vec![
+                    io.into(),
+                    f.name.clone(),
+                    f.dtype.clone(),
+                    shape,
+                    if f.nullable { "yes" } else { "no" }.into(),
+                    domain,
+                ]
+            })
+            .collect();
+        table(
+            &["", "NAME", "DTYPE", "SHAPE", "NULLABLE", "RANGE/CATEGORIES"],
+            &rows,
+        );
+    }
+    if let Some(env) = &m.env {
+        println!(
+            "\nENV ({}){}",
+            env.files.join(", "),
+            env.python
+                .as_ref()
+                .map(|p| format!(" python {p}"))
+                .unwrap_or_default()
+        );
+        let rows: Vec<Vec<String>> = env
+            .packages
+            .iter()
+            .map(|(k, v)| {
+                vec![
+                    k.clone(),
+                    if v.is_empty() {
+                        "(any)".into()
+                    } else {
+                        v.clone()
+                    },
+                ]
+            })
+            .collect();
+        table(&["PACKAGE", "VERSION"], &rows);
+    }
+    println!("\nLAYERS");
+    let rows: Vec<Vec<String>> = r
+        .layers
+        .iter()
+        .map(|l| {
+            vec![
+                l.digest.get(7..19).unwrap_or("").to_string(),
+                human_size(l.size),
+                l.kind.clone().unwrap_or_default(),
+                l.media_type.clone(),
+                l.title.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["DIGEST", "SIZE", "KIND", "MEDIA TYPE", "TITLE"], &rows);
+    Ok(ExitCode::SUCCESS)
+}

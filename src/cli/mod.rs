@@ -1,0 +1,139 @@
+//! One module per verb; shared rendering helpers here.
+
+pub mod bundle;
+pub mod copy;
+pub mod diff;
+pub mod gate;
+pub mod init;
+pub mod inspect;
+pub mod keygen;
+pub mod login;
+pub mod pull;
+pub mod push;
+pub mod sign;
+pub mod tags;
+pub mod validate;
+pub mod verify;
+
+use mlart::Error;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+/// Print an error (JSON on stdout with `--json`, else a paragraph on stderr) and pick the exit code.
+pub fn report_error(e: &Error, json: bool) -> ExitCode {
+    let code = match e {
+        Error::Interrupted => 130,
+        other => other.exit_code(),
+    };
+    if json {
+        let v = serde_json::json!({"error": {"kind": e.kind(), "message": e.to_string(), "exit_code": code}});
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        eprintln!("error: {e}");
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            let text = s.to_string();
+            if !e.to_string().contains(&text) {
+                eprintln!("  caused by: {text}");
+            }
+            src = s.source();
+        }
+    }
+    ExitCode::from(code)
+}
+
+/// Where a `sign`/`verify` TARGET is: a registry reference, or a local layout or archive with
+/// its tag (`--tag`, else the one in an `oci:DIR:TAG` / `oci-archive:FILE:TAG` name). A path
+/// that exists is local whatever it looks like.
+pub enum Target {
+    Registry(mlart::format::reference::Reference),
+    Local(std::path::PathBuf, Option<String>),
+}
+
+pub fn target(path: &std::path::Path, tag: Option<&str>) -> mlart::Result<Target> {
+    let local = |p: std::path::PathBuf, t: Option<String>| {
+        Ok(Target::Local(p, tag.map(str::to_string).or(t)))
+    };
+    match path.to_str() {
+        Some(t) if !path.exists() => match mlart::format::reference::parse_location(t)? {
+            mlart::format::reference::Location::Registry { reference, .. } => {
+                Ok(Target::Registry(reference))
+            }
+            mlart::format::reference::Location::Local { path, tag: t } => local(path, t),
+        },
+        _ => local(path.to_path_buf(), None),
+    }
+}
+
+pub fn print_json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+/// A progress bar on stderr when it is a terminal and output is for people; hidden otherwise.
+/// The first column of a check table: `pass`, `FAIL` or `skip`.
+pub fn status_word(passed: bool, skipped: bool) -> &'static str {
+    if skipped {
+        "skip"
+    } else if passed {
+        "pass"
+    } else {
+        "FAIL"
+    }
+}
+
+pub fn progress_bar(total: u64, json: bool) -> indicatif::ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(total);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb
+}
+
+/// Print rows as aligned columns.
+pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < w.len() {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let n = cells.len();
+        let mut s = String::from("  ");
+        for (i, c) in cells.into_iter().enumerate() {
+            if i + 1 == n {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<width$}  ", width = w[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}

@@ -1,0 +1,123 @@
+//! `mlart pull REF -o DIR [--kind model,schema] [--path GLOB]`: verified, safe extraction.
+
+use super::push::RegistryArgs;
+use mlart::format::reference::{self, Location};
+use mlart::registry::{self, pull};
+use mlart::Result;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A registry REF (host[:port]/repository[:tag|@digest]), or a layout directory or archive.
+    source: String,
+    /// The directory to write the files into (must not exist, or be empty).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Only files of these kinds (comma-separated or repeated): model, data, schema, env,
+    /// config, docs, eval, logs.
+    #[arg(long, value_delimiter = ',')]
+    kind: Vec<String>,
+    /// Only files whose path matches this glob (repeatable), e.g. 'reports/*'.
+    #[arg(long)]
+    path: Vec<String>,
+    /// Do not use the local blob cache ($XDG_CACHE_HOME/mlart).
+    #[arg(long)]
+    no_cache: bool,
+    /// A trusted public key (repeatable): write nothing unless an OCI signature and the
+    /// bundle's model.sig verify with one of them.
+    #[arg(long = "verify-key", value_name = "PUB")]
+    verify_keys: Vec<PathBuf>,
+    /// With --verify-key: require an OCI signature by every key.
+    #[arg(long, requires = "verify_keys")]
+    require_all: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    #[command(flatten)]
+    platform: super::push::PlatformArg,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    #[serde(flatten)]
+    report: pull::PullReport,
+    seconds: f64,
+}
+
+pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+    let started = Instant::now();
+    let loc = reference::parse_location(&a.source)?;
+    let is_registry = matches!(loc, Location::Registry { .. });
+    let (mut src, tag) = registry::open_location(&loc, &a.registry.options())?;
+    let remote = match &loc {
+        Location::Registry { reference, .. } => Some(registry::Remote::new(
+            reference.clone(),
+            &a.registry.options(),
+        )?),
+        Location::Local { .. } => None,
+    };
+    let opts = pull::PullOptions {
+        out: a.output.clone(),
+        kinds: a.kind.clone(),
+        paths: a.path.clone(),
+        cache: if is_registry && !a.no_cache {
+            pull::default_cache()
+        } else {
+            None
+        },
+        remote,
+        verify_keys: a
+            .verify_keys
+            .iter()
+            .map(|k| mlart::sign::load_public(k))
+            .collect::<Result<Vec<_>>>()?,
+        require_all: a.require_all,
+        platform: a.platform.parse()?,
+    };
+    let pb = super::progress_bar(0, json);
+    pb.set_message(format!("pulling {}", src.describe()));
+    let bars = super::push::BlobBars::new(&pb);
+    let cb = bars.callback();
+    let report = pull::pull(
+        src.as_mut(),
+        tag.as_deref(),
+        &opts,
+        &|d, ev| cb(d, ev),
+        &|t| pb.set_length(t),
+    )?;
+    pb.finish_and_clear();
+    let s = Summary {
+        report,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    if json {
+        super::print_json(&s);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r = &s.report;
+    println!(
+        "pulled {} files from {} into {} in {:.2}s",
+        r.files.len(),
+        r.reference,
+        r.output,
+        s.seconds
+    );
+    println!("  manifest {}", r.digest);
+    println!(
+        "  layers: {} of {} needed, {} fetched ({}), {} from the cache",
+        r.layers.needed,
+        r.layers.total,
+        r.layers.fetched,
+        super::human_size(r.bytes_downloaded),
+        r.layers.cached
+    );
+    for k in &r.verified_by {
+        println!("  signature verified: {k}");
+    }
+    for f in &r.files {
+        println!("  {f}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,110 @@
+use mlart::{Error, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// An OCI layout or archive, or a registry REF (host[:port]/repository[:tag|@digest]):
+    /// checks OCI signatures, model.sig and every digest. Or a directory of pulled files with
+    /// a model.sig (checks the files against it).
+    target: PathBuf,
+    /// A trusted public key (SPKI PEM); repeat for several. Any one satisfies verify.
+    #[arg(long = "key", required = true)]
+    keys: Vec<PathBuf>,
+    /// Require a valid OCI signature by every key given.
+    #[arg(long)]
+    require_all: bool,
+    /// Which tag of the layout (default: its only bundle).
+    #[arg(long)]
+    tag: Option<String>,
+    #[command(flatten)]
+    registry: super::push::RegistryArgs,
+    #[command(flatten)]
+    platform: super::push::PlatformArg,
+}
+
+pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+    let keys = a
+        .keys
+        .iter()
+        .map(|k| mlart::sign::load_public(k))
+        .collect::<Result<Vec<_>>>()?;
+    if a.target.is_dir() && !a.target.join("oci-layout").exists() {
+        // pulled files: model.sig against the directory
+        let r = mlart::sign::verify_dir(&a.target, &keys);
+        let (ok, msg) = match &r {
+            Ok(k) => (
+                true,
+                format!(
+                    "{}: model.sig verifies with {}; every file matches",
+                    a.target.display(),
+                    k.display()
+                ),
+            ),
+            Err(e) => (false, e.to_string()),
+        };
+        if json {
+            super::print_json(&serde_json::json!({"target": a.target, "ok": ok, "message": msg}));
+        } else if ok {
+            println!("{msg}");
+        }
+        return match r {
+            Ok(_) => Ok(ExitCode::SUCCESS),
+            Err(e @ Error::Check(_)) if json => Ok(ExitCode::from(e.exit_code())),
+            Err(e) => Err(e),
+        };
+    }
+    // A registry REF names its manifest itself: no tag.
+    let (mut src, tag): (Box<dyn mlart::store::layout::Source>, _) =
+        match super::target(&a.target, a.tag.as_deref())? {
+            super::Target::Registry(r) => {
+                let remote = mlart::registry::Remote::new(r, &a.registry.options())?;
+                (Box::new(mlart::registry::RegistrySource::new(remote)), None)
+            }
+            super::Target::Local(path, tag) => (mlart::store::layout::open(&path)?, tag),
+        };
+    let tag = tag.as_deref();
+    let platform = a.platform.parse()?;
+    let r =
+        mlart::check::verify::verify_platform(src.as_mut(), tag, platform.as_ref(), &keys, a.require_all)?;
+    if json {
+        super::print_json(&r);
+    } else {
+        for s in &r.oci_signatures {
+            match (&s.key, &s.reason) {
+                (Some(k), _) => println!("  OCI signature {}: valid ({k})", s.digest),
+                (None, Some(why)) => println!("  OCI signature {}: INVALID ({why})", s.digest),
+                _ => {}
+            }
+        }
+        match &r.model_signature {
+            Some(s) if s.valid => {
+                println!("  model.sig: valid ({})", s.key.as_deref().unwrap_or(""))
+            }
+            Some(s) => println!(
+                "  model.sig: INVALID ({})",
+                s.reason.as_deref().unwrap_or("")
+            ),
+            None => println!("  model.sig: none in this bundle"),
+        }
+        println!(
+            "  {} blobs and {} files match their digests",
+            r.blobs_verified, r.files_verified
+        );
+        if r.ok {
+            println!("verified {} {}", r.target, r.manifest_digest);
+        }
+    }
+    if r.ok {
+        Ok(ExitCode::SUCCESS)
+    } else if json {
+        Ok(ExitCode::from(1))
+    } else {
+        Err(Error::Check(format!(
+            "{} {} failed verification: {}",
+            r.target,
+            r.manifest_digest,
+            r.problems.join("; ")
+        )))
+    }
+}

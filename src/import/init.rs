@@ -1,0 +1,387 @@
+//! `mlart init`: look at a project folder, guess the kind of each file, and write mlart.yaml
+//! from the template in templates/.
+
+use crate::build::collect::is_glob;
+use crate::error::{Error, IoContext, Result};
+use crate::spec::{self, Kind};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const TEMPLATE: &str = include_str!("../../templates/mlart.yaml.j2");
+
+/// Folders never scanned: tool caches, environments, build outputs.
+const SKIP_DIRS: &[&str] = &[
+    ".git",
+    ".hg",
+    ".svn",
+    ".venv",
+    "venv",
+    "env.d",
+    "node_modules",
+    "__pycache__",
+    ".ipynb_checkpoints",
+    "build",
+    "dist",
+    "target",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".tox",
+    "mlruns",
+    ".dvc",
+];
+
+#[derive(Debug, Serialize)]
+pub struct InitResult {
+    pub path: String,
+    pub name: String,
+    /// kind -> entries written
+    pub sections: BTreeMap<String, Vec<String>>,
+    pub unclassified: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Section {
+    kind: &'static str,
+    help: &'static str,
+    entries: Vec<String>,
+}
+
+fn help(k: Kind) -> &'static str {
+    match k {
+        Kind::Model => "model: the model files (format detected from the extension; `- {path: m.bin, format: pickle}` to say it)",
+        Kind::Data => "data: datasets (optional; large files get a layer of their own)",
+        Kind::Schema => "schema: the feature schema (mlart YAML with `features:`, or an MLflow signature/MLmodel)",
+        Kind::Env => "env: environment specs (requirements.txt, environment.yml, pyproject.toml)",
+        Kind::Config => "config: pipeline configs, hyperparameters, DAGs",
+        Kind::Docs => "docs: model cards, explainability reports, images",
+        Kind::Eval => "eval: evaluation reports; metrics are read from JSON, CSV and YAML",
+        Kind::Logs => "logs: training logs",
+    }
+}
+
+/// Guess the kind of a file from its path.
+pub fn classify(rel: &str) -> Option<Kind> {
+    let lower = rel.to_ascii_lowercase();
+    let base = lower.rsplit('/').next().unwrap_or(&lower);
+    let dirs: Vec<&str> = lower.split('/').collect::<Vec<_>>();
+    let dirs = &dirs[..dirs.len() - 1];
+    let in_dir = |names: &[&str]| dirs.iter().any(|d| names.contains(d));
+    let ext = base.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+    if base == spec::SPEC_FILE || base == crate::build::collect::IGNORE_FILE || base.starts_with('.') {
+        return None;
+    }
+    if base == "mlmodel" {
+        return Some(Kind::Schema);
+    }
+    if matches!(
+        ext,
+        "onnx"
+            | "pkl"
+            | "pickle"
+            | "joblib"
+            | "safetensors"
+            | "pt"
+            | "pth"
+            | "h5"
+            | "keras"
+            | "gguf"
+            | "ubj"
+            | "tflite"
+            | "pb"
+            | "ckpt"
+            | "bin"
+    ) {
+        return Some(Kind::Model);
+    }
+    if base.starts_with("requirements") && ext == "txt"
+        || matches!(
+            base,
+            "environment.yml"
+                | "environment.yaml"
+                | "conda.yaml"
+                | "conda.yml"
+                | "pyproject.toml"
+                | "pipfile"
+                | "pipfile.lock"
+                | "poetry.lock"
+                | "uv.lock"
+                | "python_env.yaml"
+        )
+    {
+        return Some(Kind::Env);
+    }
+    if matches!(ext, "yaml" | "yml" | "json")
+        && (base.contains("schema")
+            || base.contains("signature")
+            || base.contains("features")
+            || in_dir(&["schema", "schemas"]))
+    {
+        return Some(Kind::Schema);
+    }
+    if ext == "log" || in_dir(&["logs", "log"]) {
+        return Some(Kind::Logs);
+    }
+    if in_dir(&["eval", "evaluation", "metrics", "reports", "results"])
+        || (matches!(ext, "json" | "csv" | "yaml" | "yml")
+            && (base.contains("metric")
+                || base.contains("confusion")
+                || base.contains("report")
+                || base.contains("eval")))
+    {
+        return Some(Kind::Eval);
+    }
+    if matches!(
+        ext,
+        "md" | "rst" | "pdf" | "html" | "png" | "jpg" | "jpeg" | "svg" | "ipynb"
+    ) || in_dir(&["docs", "doc"])
+    {
+        return Some(Kind::Docs);
+    }
+    if matches!(
+        ext,
+        "yaml" | "yml" | "json" | "toml" | "cfg" | "ini" | "conf"
+    ) || base == "mlproject"
+        || base == "dvc.yaml"
+        || in_dir(&["config", "configs", "conf"])
+    {
+        return Some(Kind::Config);
+    }
+    if matches!(
+        ext,
+        "csv" | "parquet" | "feather" | "arrow" | "npy" | "npz" | "tsv" | "jsonl" | "tfrecord"
+    ) || in_dir(&["data", "dataset", "datasets"])
+    {
+        return Some(Kind::Data);
+    }
+    None
+}
+
+/// Scan `dir` and write `dir/mlart.yaml` (refusing to overwrite it unless `force`).
+pub fn init(dir: &Path, name: Option<&str>, force: bool) -> Result<InitResult> {
+    let spec_path = dir.join(spec::SPEC_FILE);
+    if spec_path.exists() && !force {
+        return Err(Error::input(format!(
+            "{} already exists: mlart init will not overwrite it. Edit it, or pass --force to write a new one",
+            spec_path.display()
+        )));
+    }
+    if !dir.is_dir() {
+        return Err(Error::input(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    let mut files: Vec<String> = Vec::new();
+    let mut it = walkdir::WalkDir::new(dir).sort_by_file_name().into_iter();
+    while let Some(e) = it.next() {
+        let e = e.map_err(|e| Error::Io {
+            context: format!("scanning {}", dir.display()),
+            source: e
+                .into_io_error()
+                .unwrap_or_else(|| std::io::Error::other("walk error")),
+        })?;
+        let n = e.file_name().to_string_lossy();
+        if e.depth() > 0
+            && e.file_type().is_dir()
+            && (SKIP_DIRS.contains(&n.as_ref()) || n.starts_with('.'))
+        {
+            it.skip_current_dir();
+            continue;
+        }
+        if e.file_type().is_file() {
+            if let Ok(rel) = e.path().strip_prefix(dir) {
+                // A name a spec entry cannot name (it would be read as a drive letter, a
+                // separator, or not at all) is left out, with a warning, not written broken.
+                match rel.to_str() {
+                    Some(r)
+                        if !r.contains(['\\', '\n', '\r'])
+                            && r.as_bytes().get(1) != Some(&b':') =>
+                    {
+                        files.push(r.to_string())
+                    }
+                    _ => tracing::warn!(
+                        "{}: left out of mlart.yaml: its name cannot be written in a spec (not UTF-8, a backslash, a line break, or `:` second); rename it to bundle it",
+                        e.path().display()
+                    ),
+                }
+            }
+        }
+    }
+    let mut by_kind: BTreeMap<Kind, Vec<String>> = BTreeMap::new();
+    let mut unclassified = Vec::new();
+    let mut dir_kinds: BTreeMap<String, Option<Option<Kind>>> = BTreeMap::new();
+    for f in &files {
+        let k = classify(f);
+        if let Some((top, _)) = f.split_once('/') {
+            let slot = dir_kinds.entry(top.to_string()).or_insert(Some(k));
+            if *slot != Some(k) {
+                *slot = None;
+            }
+        }
+        match k {
+            Some(k) => by_kind.entry(k).or_default().push(f.clone()),
+            None => {
+                if !f.ends_with(spec::SPEC_FILE) && !f.ends_with(crate::build::collect::IGNORE_FILE) {
+                    unclassified.push(f.clone())
+                }
+            }
+        }
+    }
+    // A top-level folder whose files are all one kind is listed as the folder.
+    for (top, k) in &dir_kinds {
+        if is_glob(top) {
+            continue; // listed file by file, escaped
+        }
+        if let Some(Some(k)) = k {
+            if let Some(list) = by_kind.get_mut(k) {
+                list.retain(|f| !f.starts_with(&format!("{top}/")));
+                list.push(format!("{top}/"));
+                list.sort();
+            }
+        }
+    }
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => {
+            let base = std::fs::canonicalize(dir)
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "model".into());
+            sanitize_name(&base)
+        }
+    };
+    if !spec::is_valid_name(&name) {
+        return Err(Error::input(format!("--name {name:?} cannot name an OCI repository: use lowercase letters, digits and . _ -")));
+    }
+    if by_kind.is_empty() {
+        let found = if unclassified.is_empty() {
+            "no file".to_string()
+        } else {
+            let more = if unclassified.len() > 5 { ", …" } else { "" };
+            format!(
+                "only files of no known kind ({}{more})",
+                unclassified[..unclassified.len().min(5)].join(", ")
+            )
+        };
+        return Err(Error::input(format!(
+            "{}: found {found}, so there is nothing to put in mlart.yaml. Add the model file (e.g. model.onnx) to the folder, or write mlart.yaml by hand (README: \"The spec\")",
+            dir.display()
+        )));
+    }
+    let sections: Vec<Section> = Kind::ALL
+        .iter()
+        .map(|k| Section {
+            kind: k.as_str(),
+            help: help(*k),
+            entries: by_kind
+                .get(k)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| yaml_scalar(&if is_glob(&e) { globset::escape(&e) } else { e }))
+                .collect(),
+        })
+        .collect();
+    let mut env = minijinja::Environment::new();
+    env.add_template("mlart.yaml", TEMPLATE)
+        .map_err(|e| Error::input(format!("template: {e}")))?;
+    let text = env
+        .get_template("mlart.yaml")
+        .and_then(|t| {
+            let description = yaml_scalar(&format!("{name} model"));
+            t.render(minijinja::context! {
+                name => name.clone(),
+                version => "0.1.0",
+                description => description,
+                sections => minijinja::Value::from(minijinja::value::Serde(&sections)),
+                unclassified => minijinja::Value::from(minijinja::value::Serde(&unclassified)),
+            })
+        })
+        .map_err(|e| Error::input(format!("template: {e}")))?;
+    // What we write must load: a guard against a template or quoting mistake.
+    spec::parse(&spec_path, &text).map_err(|e| {
+        Error::input(format!(
+            "the generated spec does not load ({e}); please report this"
+        ))
+    })?;
+    let tmp = tempfile::NamedTempFile::new_in(dir).ctx("writing in", dir)?;
+    std::fs::write(tmp.path(), &text).ctx("writing", tmp.path())?;
+    tmp.persist(&spec_path).map_err(|e| Error::Io {
+        context: format!("writing {}", spec_path.display()),
+        source: e.error,
+    })?;
+    Ok(InitResult {
+        path: spec_path.display().to_string(),
+        name,
+        sections: by_kind
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        unclassified,
+    })
+}
+
+fn sanitize_name(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.to_ascii_lowercase().chars() {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out = out.trim_end_matches('-').to_string();
+    if out.is_empty() {
+        "model".into()
+    } else {
+        out
+    }
+}
+
+/// Quote a string for YAML when it needs it.
+fn yaml_scalar(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | ' '))
+        && !s.starts_with(['-', ' ', '.'])
+        && !s.ends_with(' ')
+        && !matches!(
+            s.to_ascii_lowercase().as_str(),
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~"
+        );
+    if plain {
+        s.to_string()
+    } else {
+        serde_json::to_string(s).expect("string")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_common_files() {
+        assert_eq!(classify("model/iris.onnx"), Some(Kind::Model));
+        assert_eq!(classify("requirements.txt"), Some(Kind::Env));
+        assert_eq!(classify("schema/features.yaml"), Some(Kind::Schema));
+        assert_eq!(classify("eval/metrics.json"), Some(Kind::Eval));
+        assert_eq!(classify("eval/confusion_matrix.csv"), Some(Kind::Eval));
+        assert_eq!(classify("docs/model_card.md"), Some(Kind::Docs));
+        assert_eq!(classify("logs/train.log"), Some(Kind::Logs));
+        assert_eq!(classify("config/params.yaml"), Some(Kind::Config));
+        assert_eq!(classify("data/train.parquet"), Some(Kind::Data));
+        assert_eq!(classify("train.py"), None);
+        assert_eq!(classify("mlart.yaml"), None);
+    }
+
+    #[test]
+    fn names_and_quoting() {
+        assert_eq!(sanitize_name("My Project_2"), "my-project-2");
+        assert_eq!(sanitize_name("___"), "model");
+        assert_eq!(yaml_scalar("model/a.onnx"), "model/a.onnx");
+        assert_eq!(yaml_scalar("a: b"), "\"a: b\"");
+        assert_eq!(yaml_scalar("yes"), "\"yes\"");
+    }
+}
