@@ -7,26 +7,28 @@
 //! layer), not an artifact. The base's layers are copied to the sink (or mounted, or skipped,
 //! in a registry) unchanged; the bundle's config is the base's, merged (`image_config`).
 
-use crate::build::bundle::{Built, LayerInfo, Options, IMAGE_CONFIG_MEDIA_TYPE, KIND_ANNOTATION};
-use crate::format::digest::{Digest, VerifyReader};
+use crate::build::bundle::{Built, Options};
 use crate::error::{Error, Result};
-use crate::store::layout::{self, BlobSink, Source, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, REF_NAME};
+use crate::format::annotations::BASE_DIGEST_ANNOTATION;
+use crate::format::annotations::KIND_ANNOTATION;
+use crate::format::annotations::REF_NAME;
+use crate::format::digest::{Digest, VerifyReader};
+use crate::format::media_type::IMAGE_CONFIG_MEDIA_TYPE;
+use crate::format::media_type::{
+    DOCKER_CONFIG_MEDIA_TYPE, DOCKER_LIST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE,
+};
+use crate::format::media_type::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
+use crate::format::metadata::LayerInfo;
+use crate::format::platform::{BaseRecord, Platform, PlatformChoice};
 use crate::format::reference::{self, Location};
 use crate::registry;
 use crate::spec::Spec;
+use crate::store::layout::{self, BlobSink, Source};
 use oci_spec::image::{Descriptor, MediaType};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::io::Read;
 
-pub const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_LIST_MEDIA_TYPE: &str =
-    "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const DOCKER_CONFIG_MEDIA_TYPE: &str = "application/vnd.docker.container.image.v1+json";
-/// The manifest annotation (and config label) naming the base image's manifest.
-pub const BASE_DIGEST_ANNOTATION: &str = "org.opencontainers.image.base.digest";
 /// Largest base image config accepted.
 pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// Labels with this prefix describe an image; the base's are dropped (they describe the base).
@@ -55,161 +57,7 @@ fn oci_layer_type(mt: &str) -> Option<&'static str> {
 
 // ---------------- platforms ----------------
 
-/// An OCI platform: `os/architecture[/variant]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    pub variant: Option<String>,
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
-impl Platform {
-    /// Parse `os/arch[/variant]` (`x86_64`, `aarch64`, `armhf` and the like are understood).
-    pub fn parse(s: &str) -> Result<Platform> {
-        let bad = || {
-            Error::input(format!(
-                "--platform {s:?} is not os/arch[/variant]: use e.g. linux/amd64, linux/arm64 or linux/arm/v7 (with --base also `all`)"
-            ))
-        };
-        let parts: Vec<&str> = s.split('/').collect();
-        if !(2..=3).contains(&parts.len())
-            || parts.iter().any(|p| {
-                p.is_empty()
-                    || !p
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-            })
-        {
-            return Err(bad());
-        }
-        let os = parts[0].to_ascii_lowercase();
-        let (architecture, alias_variant) = normalize_arch(&parts[1].to_ascii_lowercase());
-        let variant = parts
-            .get(2)
-            .map(|v| v.to_ascii_lowercase())
-            .or(alias_variant);
-        Ok(Platform {
-            os,
-            architecture,
-            variant,
-        })
-    }
-
-    /// The Linux platform of the machine mlart runs on.
-    pub fn host() -> Platform {
-        let arch = match std::env::consts::ARCH {
-            "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
-            "mips64" if cfg!(target_endian = "little") => "mips64le",
-            "mips" if cfg!(target_endian = "little") => "mipsle",
-            "loongarch64" => "loong64",
-            other => other,
-        };
-        let (architecture, variant) = normalize_arch(arch);
-        Platform {
-            os: "linux".into(),
-            architecture,
-            variant,
-        }
-    }
-
-    /// The variant with the defaults filled in (arm64 is v8, arm v7, amd64 v1), as containerd
-    /// compares them.
-    fn normalized_variant(&self) -> Option<String> {
-        let v = self.variant.as_deref();
-        match (self.architecture.as_str(), v) {
-            ("arm64", None | Some("8") | Some("v8")) => Some("v8".into()),
-            ("arm", None | Some("7")) => Some("v7".into()),
-            ("arm", Some("6")) => Some("v6".into()),
-            ("arm", Some("5")) => Some("v5".into()),
-            ("amd64", None | Some("v1")) => Some("v1".into()),
-            (_, v) => v.map(str::to_string),
-        }
-    }
-
-    pub fn matches(&self, other: &Platform) -> bool {
-        self.os == other.os
-            && self.architecture == other.architecture
-            && self.normalized_variant() == other.normalized_variant()
-    }
-
-    /// From an OCI/Docker `platform` object or an image config (`os`, `architecture`,
-    /// `variant`). None when os or architecture is missing.
-    pub fn from_json(v: &Value) -> Option<Platform> {
-        let os = v.get("os")?.as_str()?.to_string();
-        let architecture = v.get("architecture")?.as_str()?.to_string();
-        if os.is_empty() || architecture.is_empty() {
-            return None;
-        }
-        Some(Platform {
-            os,
-            architecture,
-            variant: v
-                .get("variant")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
-        })
-    }
-
-    /// Attestation manifests (BuildKit) are listed as unknown/unknown.
-    pub fn is_unknown(&self) -> bool {
-        self.os == "unknown" && self.architecture == "unknown"
-    }
-}
-
-/// Go's names for architectures, from Rust's and the usual aliases.
-fn normalize_arch(a: &str) -> (String, Option<String>) {
-    match a {
-        "x86_64" | "x86-64" => ("amd64".into(), None),
-        "aarch64" => ("arm64".into(), Some("v8".into())),
-        "x86" | "i386" | "i686" => ("386".into(), None),
-        "armhf" => ("arm".into(), Some("v7".into())),
-        "armel" => ("arm".into(), Some("v6".into())),
-        other => (other.to_string(), None),
-    }
-}
-
-/// Which platform(s) of a base to build on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PlatformChoice {
-    /// The host's Linux platform (a single-image base is taken whatever its platform).
-    Host,
-    One(Platform),
-    /// Every platform of an index base (one image per platform, and an index).
-    All,
-}
-
-impl PlatformChoice {
-    /// `--platform` with `--base`: none (the host), `all`, or os/arch[/variant].
-    pub fn parse(s: Option<&str>) -> Result<PlatformChoice> {
-        match s {
-            None => Ok(PlatformChoice::Host),
-            Some("all") => Ok(PlatformChoice::All),
-            Some(p) => Platform::parse(p).map(PlatformChoice::One),
-        }
-    }
-}
-
 // ---------------- the resolved base ----------------
-
-/// How the bundle's metadata document (`mlart.json`) records its base: the base image's
-/// manifest digest and platform — never the reference as spelled, so `busybox:1.36` and
-/// `busybox@sha256:…` give the same bundle.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BaseRecord {
-    pub digest: String,
-    pub platform: String,
-}
 
 /// A base as resolved: what the reference names, and the image(s) picked from it.
 #[derive(Clone, Debug)]
@@ -511,7 +359,7 @@ pub fn resolve(given: &str, choice: &PlatformChoice, opts: &registry::Options) -
                 .iter()
                 .filter(|e| {
                     e.get("artifactType").and_then(Value::as_str)
-                        != Some(crate::sign::BUNDLE_MEDIA_TYPE)
+                        != Some(crate::format::media_type::BUNDLE_MEDIA_TYPE)
                 })
                 .collect();
             match candidates.len() {
@@ -697,7 +545,11 @@ fn load_image(
                 "layer {d} has the media type {mt}, which is not an image layer (tar, tar+gzip, tar+zstd)"
             ))
         })?;
-        let mut desc = Descriptor::new(MediaType::from(oci), s, crate::build::bundle::oci_digest(&d));
+        let mut desc = Descriptor::new(
+            MediaType::from(oci),
+            s,
+            crate::format::digest::oci_digest(&d),
+        );
         let ann: HashMap<String, String> = l
             .get("annotations")
             .and_then(Value::as_object)
@@ -868,7 +720,7 @@ pub fn image_config(
     set_env(
         &mut env,
         "MODEL_DIR",
-        &format!("/{}", crate::build::bundle::MODEL_DIR),
+        &format!("/{}", crate::format::metadata::MODEL_DIR),
     );
     let settings = spec.image.clone().unwrap_or_default();
     for (k, v) in &settings.env {

@@ -2,38 +2,33 @@
 //! and env from the captured small files, write the metadata document, config and manifest.
 
 use crate::build::collect::SourceFile;
-use crate::format::digest::Digest;
-use crate::build::envinfo::{self, EnvSummary};
+use crate::build::envinfo;
+use crate::build::layer::{self, FileDigest, LayerDigests};
+use crate::build::metrics;
+use crate::build::schema;
 use crate::error::{Error, Result};
+use crate::format::annotations::{KIND_ANNOTATION, TITLE_ANNOTATION};
+use crate::format::compression::Compression;
+use crate::format::digest::oci_digest;
+use crate::format::digest::Digest;
+use crate::format::feature_schema::FeatureSchema;
 use crate::format::json;
-use crate::build::layer::{self, Compression, FileDigest, LayerDigests};
-use crate::store::layout::{BlobSink, MANIFEST_MEDIA_TYPE};
-use crate::build::metrics::{self, Metrics};
-use crate::build::schema::{self, FeatureSchema};
-use crate::spec::{Kind, Spec};
+use crate::format::media_type::MANIFEST_MEDIA_TYPE;
+use crate::format::media_type::{ARTIFACT_TYPE, METADATA_MEDIA_TYPE};
+use crate::format::metadata::EnvSummary;
+use crate::format::metadata::Kind;
+use crate::format::metadata::Metrics;
+use crate::format::metadata::{
+    rfc3339, FileEntry, Form, LayerInfo, Metadata, ModelEntry, FORMAT_VERSION, METADATA_FILE,
+    MODEL_DIR,
+};
+use crate::spec::Spec;
+use crate::store::layout::BlobSink;
 use oci_spec::image::{Descriptor, MediaType};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read as _;
 
-pub const FORMAT_VERSION: u32 = 1;
-pub const ARTIFACT_TYPE: &str = "application/vnd.mlart.bundle.v1+json";
-pub const METADATA_MEDIA_TYPE: &str = "application/vnd.mlart.bundle.config.v1+json";
-pub const IMAGE_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
-pub const KIND_ANNOTATION: &str = "ai.mlart.kind";
-pub const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
-/// In the image form, files live under this directory.
-pub const MODEL_DIR: &str = "models";
-pub const METADATA_FILE: &str = "mlart.json";
 /// Model and data files at least this large get a layer of their own in the image form.
 pub const DEFAULT_LARGE_FILE: u64 = 16 << 20;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Form {
-    Image,
-    Artifact,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CompressionChoice {
@@ -56,7 +51,7 @@ pub struct Options {
     /// Sign: an OMS `model.sig` among the files and an OCI signature of the manifest.
     pub sign: Option<std::sync::Arc<crate::sign::PrivateKey>>,
     /// `--validate`: the report (metadata `validation`) and the models' I/O (`models[].io`).
-    pub validation: Option<crate::check::validate::BundleRecord>,
+    pub validation: Option<crate::format::validation::BundleRecord>,
 }
 
 impl Default for Options {
@@ -88,105 +83,7 @@ pub fn source_date_epoch() -> Result<Option<u64>> {
     }
 }
 
-/// RFC 3339 UTC time of a Unix epoch.
-pub fn rfc3339(epoch: u64) -> String {
-    let days = (epoch / 86400) as i64;
-    let secs = epoch % 86400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
 // ---------------- the metadata document ----------------
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Metadata {
-    pub format_version: u32,
-    pub name: String,
-    pub version: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub license: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub authors: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revision: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<String>,
-    pub form: Form,
-    /// Every file of the bundle, sorted by path.
-    pub files: Vec<FileEntry>,
-    pub models: Vec<ModelEntry>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema: Option<FeatureSchema>,
-    /// Flat name -> value; null for NaN/infinite.
-    #[serde(default)]
-    pub metrics: Metrics,
-    /// Metric name -> the report it came from.
-    #[serde(default)]
-    pub metric_sources: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub env: Option<EnvSummary>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validation: Option<serde_json::Value>,
-    /// The base image of a runnable image (`bundle --base`): its manifest digest and platform.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base: Option<crate::build::base::BaseRecord>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FileEntry {
-    /// Path in the project (and under /models in the image form).
-    pub path: String,
-    pub kind: Kind,
-    pub size: u64,
-    pub sha256: String,
-    /// Digest of the layer that holds the file.
-    pub layer: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelEntry {
-    pub path: String,
-    /// Detected or declared format; null when unknown.
-    pub format: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub framework: Option<String>,
-    pub size: u64,
-    pub sha256: String,
-    /// ONNX models, with `bundle --validate`: inputs, outputs, opset, IR version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub io: Option<crate::check::validate::ModelIo>,
-}
-
-/// A layer as it appears in the manifest.
-#[derive(Clone, Debug, Serialize)]
-pub struct LayerInfo {
-    pub digest: Digest,
-    pub size: u64,
-    pub diff_id: Digest,
-    pub media_type: String,
-    pub kind: String,
-    pub title: String,
-    pub files: usize,
-}
 
 /// The result of a build.
 #[derive(Debug)]
@@ -200,7 +97,7 @@ pub struct Built {
     pub input_bytes: u64,
     /// With `Options::sign`: the OCI signature of the manifest, for the caller to store
     /// (beside the bundle in a layout, as a referrer in a registry).
-    pub signature: Option<crate::sign::OciSignature>,
+    pub signature: Option<crate::format::signature::OciSignature>,
 }
 
 impl Built {
@@ -212,17 +109,16 @@ impl Built {
             oci_digest(&self.manifest_digest),
         );
         let mut a = HashMap::new();
-        a.insert(crate::store::layout::REF_NAME.to_string(), tag.to_string());
+        a.insert(
+            crate::format::annotations::REF_NAME.to_string(),
+            tag.to_string(),
+        );
         d.set_annotations(Some(a));
         if form == Form::Artifact {
             d.set_artifact_type(Some(MediaType::Other(ARTIFACT_TYPE.into())));
         }
         d
     }
-}
-
-pub fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
-    d.as_str().parse().expect("a valid sha256 digest")
 }
 
 /// One planned layer.
@@ -313,7 +209,7 @@ pub fn build_on<S: BlobSink>(
     };
     for f in files {
         let reserved = (opts.form == Form::Image && f.rel == METADATA_FILE)
-            || (opts.sign.is_some() && f.rel == crate::sign::OMS_FILE);
+            || (opts.sign.is_some() && f.rel == crate::format::signature::OMS_FILE);
         if reserved {
             return Err(Error::input(format!(
                 "{}: a project file named {} would clash with the one mlart writes; rename or move it",
@@ -546,7 +442,7 @@ fn finish<S: BlobSink>(
     let mut annotations = manifest_annotations(spec, created.as_deref());
     if let Some(b) = base {
         annotations.insert(
-            crate::build::base::BASE_DIGEST_ANNOTATION.into(),
+            crate::format::annotations::BASE_DIGEST_ANNOTATION.into(),
             b.manifest_digest.to_string(),
         );
     }
@@ -560,7 +456,7 @@ fn finish<S: BlobSink>(
             };
             let w = sink.begin()?;
             let path = format!("{MODEL_DIR}/{METADATA_FILE}");
-            let sig_path = format!("{MODEL_DIR}/{}", crate::sign::OMS_FILE);
+            let sig_path = format!("{MODEL_DIR}/{}", crate::format::signature::OMS_FILE);
             let mut entries: Vec<(&str, &[u8])> = vec![(&path, &meta_bytes)];
             let oms;
             if let Some(key) = &opts.sign {
@@ -626,7 +522,7 @@ fn finish<S: BlobSink>(
                     &ld,
                     &mt,
                     "signature",
-                    crate::sign::OMS_FILE,
+                    crate::format::signature::OMS_FILE,
                 ));
                 layers.push(LayerInfo {
                     digest: ld.digest.clone(),
@@ -634,7 +530,7 @@ fn finish<S: BlobSink>(
                     diff_id: ld.diff_id,
                     media_type: mt,
                     kind: "signature".into(),
-                    title: crate::sign::OMS_FILE.into(),
+                    title: crate::format::signature::OMS_FILE.into(),
                     files: 1,
                 });
             }
@@ -733,80 +629,6 @@ fn manifest_annotations(spec: &Spec, created: Option<&str>) -> BTreeMap<String, 
 }
 
 // ---------------- reading a bundle back ----------------
-
-/// Largest metadata document accepted.
-pub const MAX_METADATA_BYTES: u64 = 64 << 20;
-
-/// Read the metadata document of a bundle (the config of an artifact, `/models/mlart.json`
-/// of an image), reading nothing but the manifest's config or metadata layer.
-pub fn read_metadata(
-    src: &mut dyn crate::store::layout::Source,
-    manifest: &oci_spec::image::ImageManifest,
-) -> Result<Metadata> {
-    let what = src.describe();
-    let bytes = if manifest.config().media_type().to_string() == METADATA_MEDIA_TYPE {
-        crate::store::layout::read_blob(src, manifest.config(), MAX_METADATA_BYTES)?
-    } else {
-        read_metadata_layer_file(src, manifest, METADATA_FILE)?.ok_or_else(|| {
-            Error::input(format!(
-                "{what}: not an mlart bundle (no {METADATA_MEDIA_TYPE} config and no layer annotated {KIND_ANNOTATION}=metadata holding {MODEL_DIR}/{METADATA_FILE})"
-            ))
-        })?
-    };
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::input(format!("{what}: the metadata document is invalid: {e}")))
-}
-
-/// A file (`mlart.json`, `model.sig`) of an image's small metadata layer: the layer is read
-/// whole and verified before a byte of it is trusted. None: no metadata layer, or no such file.
-pub fn read_metadata_layer_file(
-    src: &mut dyn crate::store::layout::Source,
-    manifest: &oci_spec::image::ImageManifest,
-    name: &str,
-) -> Result<Option<Vec<u8>>> {
-    let what = src.describe();
-    let Some(layer) = manifest.layers().iter().find(|l| {
-        l.annotations()
-            .as_ref()
-            .and_then(|a| a.get(KIND_ANNOTATION))
-            .is_some_and(|k| k == "metadata")
-    }) else {
-        return Ok(None);
-    };
-    let mt = layer.media_type().to_string();
-    let comp = Compression::from_media_type(&mt).ok_or_else(|| {
-        Error::input(format!(
-            "{what}: the metadata layer has an unknown media type {mt}"
-        ))
-    })?;
-    let blob = crate::store::layout::read_blob(src, layer, MAX_METADATA_BYTES)?;
-    let bad =
-        |e: std::io::Error| Error::input(format!("{what}: the metadata layer is corrupt: {e}"));
-    let mut ar = tar::Archive::new(layer::decoder(&blob[..], comp).map_err(bad)?);
-    let want = format!("{MODEL_DIR}/{name}");
-    for e in ar.entries().map_err(bad)? {
-        let mut e = e.map_err(bad)?;
-        if e.path()
-            .map_err(bad)?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            == want
-        {
-            let mut v = Vec::new();
-            (&mut e)
-                .take(MAX_METADATA_BYTES + 1)
-                .read_to_end(&mut v)
-                .map_err(bad)?;
-            if v.len() as u64 > MAX_METADATA_BYTES {
-                return Err(Error::input(format!(
-                    "{what}: {want} is larger than {MAX_METADATA_BYTES} bytes"
-                )));
-            }
-            return Ok(Some(v));
-        }
-    }
-    Ok(None)
-}
 
 #[cfg(test)]
 mod tests {

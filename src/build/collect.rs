@@ -3,7 +3,8 @@
 //! excluded, and each file listed exactly once.
 
 use crate::error::{Error, IoContext, Result};
-use crate::spec::{Entry, Kind, Pos, Spec};
+use crate::format::metadata::Kind;
+use crate::spec::{Entry, Pos, Spec};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Component, Path, PathBuf};

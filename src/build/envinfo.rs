@@ -1,19 +1,8 @@
 //! A summary of the environment specs (requirements.txt, environment.yml, pyproject.toml):
 //! the packages and their version constraints, for `inspect` and `diff`.
 
-use serde::{Deserialize, Serialize};
+use crate::format::metadata::EnvSummary;
 use serde_json::Value;
-use std::collections::BTreeMap;
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct EnvSummary {
-    /// The env files that were read.
-    pub files: Vec<String>,
-    /// package name (lowercase) -> version constraint as written ("" when unpinned).
-    pub packages: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub python: Option<String>,
-}
 
 /// Add what one env file says; `Err` is a file that could not be read as its kind.
 pub fn add(summary: &mut EnvSummary, rel: &str, bytes: &[u8]) -> Result<bool, String> {

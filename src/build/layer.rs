@@ -2,8 +2,9 @@
 //! each file is hashed as it is read, so every input byte is read exactly once.
 
 use crate::build::collect::SourceFile;
-use crate::format::digest::{Digest, HashWriter};
 use crate::error::{Error, IoContext, Result};
+use crate::format::compression::Compression;
+use crate::format::digest::{Digest, HashWriter};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -13,55 +14,6 @@ use std::io::{self, BufReader, Read, Write};
 /// from the captured bytes, never read a second time).
 pub const CAPTURE_LIMIT: u64 = 16 << 20;
 const READ_BUF: usize = 1 << 20;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    /// Media type suffix: `""`, `"+gzip"`, `"+zstd"`.
-    pub fn suffix(self) -> &'static str {
-        match self {
-            Compression::None => "",
-            Compression::Gzip => "+gzip",
-            Compression::Zstd => "+zstd",
-        }
-    }
-
-    /// File name extension for titles.
-    pub fn ext(self) -> &'static str {
-        match self {
-            Compression::None => "",
-            Compression::Gzip => ".gz",
-            Compression::Zstd => ".zst",
-        }
-    }
-
-    pub fn from_media_type(mt: &str) -> Option<Compression> {
-        if mt.ends_with("+gzip") || mt.ends_with(".gzip") {
-            Some(Compression::Gzip)
-        } else if mt.ends_with("+zstd") {
-            Some(Compression::Zstd)
-        } else if mt.ends_with("tar") || mt.ends_with(".raw") || mt.ends_with("+json") {
-            Some(Compression::None)
-        } else {
-            None
-        }
-    }
-}
-
-/// A decompressing reader for a layer of compression `c`.
-pub fn decoder<'a, R: Read + 'a>(r: R, c: Compression) -> io::Result<Box<dyn Read + 'a>> {
-    Ok(match c {
-        Compression::None => Box::new(r),
-        // every member of a multi-member gzip (what Go's reader, containerd's, decodes)
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
-        Compression::Zstd => Box::new(zstd::Decoder::new(r)?),
-    })
-}
 
 /// Pinned compression settings: changing them changes every digest.
 const GZIP_LEVEL: u32 = 6;
@@ -564,7 +516,7 @@ fn io_err_file(f: &SourceFile, e: io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Kind;
+    use crate::format::metadata::Kind;
 
     #[test]
     fn decoder_reads_every_gzip_member() {

@@ -2,11 +2,8 @@
 //! (`name,value` rows, or a header row with one data row) and YAML, into one flat
 //! name -> number map. `NaN`/`Infinity` (as Python's json writes them) become `null`.
 
+use crate::format::metadata::Metrics;
 use serde_json::Value;
-use std::collections::BTreeMap;
-
-/// name -> value; `None` for a metric that is NaN or infinite.
-pub type Metrics = BTreeMap<String, Option<f64>>;
 
 /// Parse one report. `Err` says why it is not a metrics report (the caller warns).
 pub fn parse(rel: &str, bytes: &[u8]) -> Result<Metrics, String> {

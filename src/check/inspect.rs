@@ -1,9 +1,9 @@
 //! What a bundle holds: the manifest, its layers and the metadata document, read from a
 //! layout directory or archive without touching the model layers.
 
-use crate::build::bundle::{self, Metadata};
-use crate::format::digest::Digest;
 use crate::error::{Error, Result};
+use crate::format::digest::Digest;
+use crate::format::metadata::Metadata;
 use crate::store::layout::{self, Source};
 use serde::Serialize;
 
@@ -48,10 +48,10 @@ pub fn inspect_source(src: &mut dyn Source, tag: Option<&str>) -> Result<Report>
 pub fn inspect_platform(
     src: &mut dyn Source,
     tag: Option<&str>,
-    platform: Option<&crate::build::base::Platform>,
+    platform: Option<&crate::format::platform::Platform>,
 ) -> Result<Report> {
     let r = layout::resolve_platform(src, tag, platform)?;
-    let metadata = bundle::read_metadata(src, &r.manifest)?;
+    let metadata = crate::store::metadata::read_metadata(src, &r.manifest)?;
     let row = |d: &oci_spec::image::Descriptor| LayerRow {
         digest: d.digest().to_string(),
         size: d.size(),
@@ -59,12 +59,12 @@ pub fn inspect_platform(
         kind: d
             .annotations()
             .as_ref()
-            .and_then(|a| a.get(bundle::KIND_ANNOTATION))
+            .and_then(|a| a.get(crate::format::annotations::KIND_ANNOTATION))
             .cloned(),
         title: d
             .annotations()
             .as_ref()
-            .and_then(|a| a.get(bundle::TITLE_ANNOTATION))
+            .and_then(|a| a.get(crate::format::annotations::TITLE_ANNOTATION))
             .cloned(),
     };
     let digest = Digest::parse(r.descriptor.digest().as_ref()).map_err(Error::Input)?;
@@ -74,7 +74,7 @@ pub fn inspect_platform(
             .descriptor
             .annotations()
             .as_ref()
-            .and_then(|a| a.get(layout::REF_NAME))
+            .and_then(|a| a.get(crate::format::annotations::REF_NAME))
             .cloned(),
         manifest_digest: digest.to_string(),
         manifest_size: r.raw.len() as u64,

@@ -1,12 +1,13 @@
 //! `mlart verify`: OCI signatures (referrers beside the bundle), the OMS `model.sig`, and
 //! every digest: each blob against its descriptor, each file against the metadata index.
 
-use crate::build::bundle::{self, Form, KIND_ANNOTATION, METADATA_FILE, MODEL_DIR};
-use crate::format::digest::{Digest, HashReader};
 use crate::error::{Error, Result};
-use crate::build::layer::Compression;
-use crate::store::layout::{self, Source};
+use crate::format::annotations::KIND_ANNOTATION;
+use crate::format::compression::Compression;
+use crate::format::digest::{Digest, HashReader};
+use crate::format::metadata::{Form, METADATA_FILE, MODEL_DIR};
 use crate::sign::{self, PublicKey};
+use crate::store::layout::{self, Source};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -51,14 +52,14 @@ pub fn verify_source(
 pub fn verify_platform(
     src: &mut dyn Source,
     tag: Option<&str>,
-    platform: Option<&crate::build::base::Platform>,
+    platform: Option<&crate::format::platform::Platform>,
     keys: &[PublicKey],
     require_all: bool,
 ) -> Result<Report> {
     let what = src.describe();
     let r = layout::resolve_platform(src, tag, platform)?;
     let target = Digest::parse(r.descriptor.digest().as_ref()).map_err(Error::Input)?;
-    let metadata = bundle::read_metadata(src, &r.manifest)?;
+    let metadata = crate::store::metadata::read_metadata(src, &r.manifest)?;
 
     // 1. OCI signatures: the referrers whose subject is this manifest.
     let (sigs, mut problems) = oci_signatures(src, &target, keys, require_all)?;
@@ -83,7 +84,7 @@ pub fn verify_platform(
         let title = l
             .annotations()
             .as_ref()
-            .and_then(|a| a.get(bundle::TITLE_ANNOTATION))
+            .and_then(|a| a.get(crate::format::annotations::TITLE_ANNOTATION))
             .cloned()
             .unwrap_or_default();
         let res = (|| -> std::result::Result<(), String> {
@@ -107,7 +108,7 @@ pub fn verify_platform(
             }
             let comp = Compression::from_media_type(&mt)
                 .ok_or_else(|| format!("unknown media type {mt}"))?;
-            let dec = crate::build::layer::decoder(rd, comp).map_err(|e| e.to_string())?;
+            let dec = crate::format::compression::decoder(rd, comp).map_err(|e| e.to_string())?;
             let mut ar = tar::Archive::new(dec);
             for e in ar.entries().map_err(|e| e.to_string())? {
                 let mut e = e.map_err(|e| e.to_string())?;
@@ -131,7 +132,7 @@ pub fn verify_platform(
                     }
                     Form::Artifact => p.trim_start_matches("./").to_string(),
                 };
-                if rel == sign::OMS_FILE && kind == "metadata" {
+                if rel == crate::format::signature::OMS_FILE && kind == "metadata" {
                     let mut v = Vec::new();
                     (&mut e)
                         .take(1 << 20)
@@ -302,7 +303,7 @@ pub fn check_signature(
     let layer = m
         .layers()
         .iter()
-        .find(|l| l.media_type().to_string() == sign::BUNDLE_MEDIA_TYPE)
+        .find(|l| l.media_type().to_string() == crate::format::media_type::BUNDLE_MEDIA_TYPE)
         .ok_or("no Sigstore bundle layer")?;
     let b = layout::read_blob(src, layer, 1 << 20).map_err(|e| e.to_string())?;
     let (st, key) = sign::verify_bundle(&b, keys)?;
@@ -326,11 +327,11 @@ pub fn sign_layout(
     }
     let r = layout::resolve_image(src.as_mut(), tag, "sign")?;
     let target = Digest::parse(r.descriptor.digest().as_ref()).map_err(Error::Input)?;
-    let metadata = bundle::read_metadata(src.as_mut(), &r.manifest)?;
+    let metadata = crate::store::metadata::read_metadata(src.as_mut(), &r.manifest)?;
     let sig = sign::oci_signature(
         key,
         &metadata.name,
-        layout::MANIFEST_MEDIA_TYPE,
+        crate::format::media_type::MANIFEST_MEDIA_TYPE,
         &target,
         r.raw.len() as u64,
     );

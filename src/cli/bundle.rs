@@ -1,5 +1,6 @@
-use mlart::build::bundle::{self, CompressionChoice, Form, Options};
-use mlart::build::layer::Compression;
+use mlart::build::bundle::{self, CompressionChoice, Options};
+use mlart::format::compression::Compression;
+use mlart::format::metadata::Form;
 use mlart::store::layout::{BlobSink as _, LayoutWriter, Staging};
 use mlart::{build::collect, spec, Error, Result};
 use serde::Serialize;
@@ -81,8 +82,8 @@ struct Summary<'a> {
     config_digest: String,
     files: usize,
     input_bytes: u64,
-    layers: &'a [bundle::LayerInfo],
-    metrics: &'a mlart::build::metrics::Metrics,
+    layers: &'a [mlart::format::metadata::LayerInfo],
+    metrics: &'a mlart::format::metadata::Metrics,
     warnings: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     validation: Option<&'a mlart::check::validate::Summary>,
@@ -109,7 +110,11 @@ struct PlatformImage {
     config_digest: String,
 }
 
-fn base_summary(base: &mlart::build::base::Base, built: &[bundle::Built], index: bool) -> BaseSummary {
+fn base_summary(
+    base: &mlart::build::base::Base,
+    built: &[bundle::Built],
+    index: bool,
+) -> BaseSummary {
     BaseSummary {
         reference: base.given.clone(),
         digest: base.digest.to_string(),
@@ -134,15 +139,15 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     let epoch = bundle::source_date_epoch()?;
     // Without a base the platform is fixed (linux/amd64 unless given): digests must not
     // depend on the machine. With one, it comes from the base.
-    let choice = mlart::build::base::PlatformChoice::parse(a.platform.as_deref())?;
+    let choice = mlart::format::platform::PlatformChoice::parse(a.platform.as_deref())?;
     let platform = match (&a.base, &choice) {
-        (None, mlart::build::base::PlatformChoice::All) => {
+        (None, mlart::format::platform::PlatformChoice::All) => {
             return Err(Error::input(
                 "--platform all needs --base: it builds one image per platform of the base",
             ))
         }
-        (None, mlart::build::base::PlatformChoice::One(p)) => p.clone(),
-        _ => mlart::build::base::Platform::parse("linux/amd64")?,
+        (None, mlart::format::platform::PlatformChoice::One(p)) => p.clone(),
+        _ => mlart::format::platform::Platform::parse("linux/amd64")?,
     };
     if a.base.is_some() && matches!(a.format, FormArg::Artifact) {
         return Err(Error::input(
@@ -178,7 +183,11 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         validation: None,
     };
     let base = match &a.base {
-        Some(b) => Some(mlart::build::base::resolve(b, &choice, &a.registry.options())?),
+        Some(b) => Some(mlart::build::base::resolve(
+            b,
+            &choice,
+            &a.registry.options(),
+        )?),
         None => None,
     };
     let makes_index = base.as_ref().is_some_and(|b| b.makes_index(&choice));
@@ -225,10 +234,14 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         let mut desc = oci_spec::image::Descriptor::new(
             oci_spec::image::MediaType::ImageIndex,
             index.len() as u64,
-            bundle::oci_digest(&d),
+            mlart::format::digest::oci_digest(&d),
         );
         desc.set_annotations(Some(
-            [(mlart::store::layout::REF_NAME.to_string(), tag.clone())].into(),
+            [(
+                mlart::format::annotations::REF_NAME.to_string(),
+                tag.clone(),
+            )]
+            .into(),
         ));
         (desc, d, index.len())
     } else {
@@ -374,12 +387,18 @@ fn push(
     let built = &all[0];
     let mut report = if makes_index {
         for b in &all {
-            sink.push_manifest_by_digest(&b.manifest, mlart::store::layout::MANIFEST_MEDIA_TYPE)?;
+            sink.push_manifest_by_digest(
+                &b.manifest,
+                mlart::format::media_type::MANIFEST_MEDIA_TYPE,
+            )?;
         }
         let index = mlart::build::base::index(&all, images);
-        sink.push_manifest(&index, mlart::store::layout::INDEX_MEDIA_TYPE)?
+        sink.push_manifest(&index, mlart::format::media_type::INDEX_MEDIA_TYPE)?
     } else {
-        sink.push_manifest(&built.manifest, mlart::store::layout::MANIFEST_MEDIA_TYPE)?
+        sink.push_manifest(
+            &built.manifest,
+            mlart::format::media_type::MANIFEST_MEDIA_TYPE,
+        )?
     };
     for b in &all {
         if let Some(sig) = &b.signature {

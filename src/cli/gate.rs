@@ -1,7 +1,7 @@
 use super::push::RegistryArgs;
 use mlart::check::gate::{self, GateReport};
 use mlart::store::layout::Source;
-use mlart::{build::bundle, store::layout, format::reference, registry, spec, Error, Result};
+use mlart::{format::reference, registry, spec, store::layout, Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,13 +32,17 @@ pub struct Args {
 pub fn open_bundle(
     target: &str,
     reg: &RegistryArgs,
-) -> Result<(Box<dyn Source>, mlart::format::digest::Digest, bundle::Metadata)> {
+) -> Result<(
+    Box<dyn Source>,
+    mlart::format::digest::Digest,
+    mlart::format::metadata::Metadata,
+)> {
     let loc = reference::parse_location(target)?;
     let (mut src, tag) = registry::open_location(&loc, &reg.options())?;
     let r = layout::resolve(src.as_mut(), tag.as_deref())?;
-    let digest =
-        mlart::format::digest::Digest::parse(r.descriptor.digest().as_ref()).map_err(Error::Input)?;
-    let meta = bundle::read_metadata(src.as_mut(), &r.manifest)?;
+    let digest = mlart::format::digest::Digest::parse(r.descriptor.digest().as_ref())
+        .map_err(Error::Input)?;
+    let meta = mlart::store::metadata::read_metadata(src.as_mut(), &r.manifest)?;
     Ok((src, digest, meta))
 }
 
@@ -55,7 +59,7 @@ pub struct GateInputs<'a> {
 /// Evaluate the policy on `target`: reads manifests and metadata only.
 pub fn evaluate(g: &GateInputs) -> Result<GateReport> {
     let policy = match g.policy {
-        Some(p) => gate::load_policy(p)?,
+        Some(p) => mlart::spec::policy::load_policy(p)?,
         None => {
             let s = spec::load(g.spec).map_err(|e| match e {
                 Error::Input(m) if m.starts_with("no spec file") => Error::input(format!(
@@ -80,13 +84,16 @@ pub fn evaluate(g: &GateInputs) -> Result<GateReport> {
         }
         None => None,
     };
-    let signature = if policy.signature == Some(gate::Requirement::Required) && !g.keys.is_empty() {
+    let signature = if policy.signature == Some(mlart::spec::policy::Requirement::Required)
+        && !g.keys.is_empty()
+    {
         let keys = g
             .keys
             .iter()
             .map(|k| mlart::sign::load_public(k))
             .collect::<Result<Vec<_>>>()?;
-        let (sigs, problems) = mlart::check::verify::oci_signatures(src.as_mut(), &digest, &keys, false)?;
+        let (sigs, problems) =
+            mlart::check::verify::oci_signatures(src.as_mut(), &digest, &keys, false)?;
         Some(if problems.is_empty() {
             Ok(sigs
                 .iter()

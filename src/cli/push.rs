@@ -34,10 +34,10 @@ pub struct PlatformArg {
 }
 
 impl PlatformArg {
-    pub fn parse(&self) -> mlart::Result<Option<mlart::build::base::Platform>> {
+    pub fn parse(&self) -> mlart::Result<Option<mlart::format::platform::Platform>> {
         self.platform
             .as_deref()
-            .map(mlart::build::base::Platform::parse)
+            .map(mlart::format::platform::Platform::parse)
             .transpose()
     }
 }

@@ -27,7 +27,8 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             (what, target, sig, added, tag)
         }
         super::Target::Local(path, tag) => {
-            let (target, sig, added) = mlart::check::verify::sign_layout(&path, tag.as_deref(), &key)?;
+            let (target, sig, added) =
+                mlart::check::verify::sign_layout(&path, tag.as_deref(), &key)?;
             (path.display().to_string(), target, sig, added, None)
         }
     };
@@ -61,11 +62,11 @@ fn sign_remote(
     let mut src = mlart::registry::RegistrySource::new(remote.clone());
     let r = mlart::store::layout::resolve_image(&mut src, None, "sign")?;
     let target = mlart::format::digest::Digest::of(&r.raw);
-    let metadata = mlart::build::bundle::read_metadata(&mut src, &r.manifest)?;
+    let metadata = mlart::store::metadata::read_metadata(&mut src, &r.manifest)?;
     let sig = mlart::sign::oci_signature(
         key,
         &metadata.name,
-        mlart::store::layout::MANIFEST_MEDIA_TYPE,
+        mlart::format::media_type::MANIFEST_MEDIA_TYPE,
         &target,
         r.raw.len() as u64,
     );

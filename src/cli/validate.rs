@@ -96,7 +96,9 @@ fn target_kind(t: Option<&str>) -> Target {
         Ok(_) => Target::Model(p.to_path_buf()),
         // Not a file: a registry REF, or a path that does not exist.
         Err(_) => match mlart::format::reference::parse_location(t) {
-            Ok(mlart::format::reference::Location::Registry { .. }) => Target::Bundle(t.to_string()),
+            Ok(mlart::format::reference::Location::Registry { .. }) => {
+                Target::Bundle(t.to_string())
+            }
             _ => Target::Missing(t.to_string()),
         },
     }
@@ -221,7 +223,7 @@ fn from_bundle(
     tmp: &Path,
 ) -> Result<(
     Vec<validate::ModelInput>,
-    Option<mlart::build::schema::FeatureSchema>,
+    Option<mlart::format::feature_schema::FeatureSchema>,
 )> {
     use mlart::format::reference::{self, Location};
     use mlart::registry::{self, pull};
@@ -229,7 +231,7 @@ fn from_bundle(
     let (mut src, ltag) = registry::open_location(&loc, &reg.options())?;
     let tag = tag.map(String::from).or(ltag);
     let resolved = mlart::store::layout::resolve(src.as_mut(), tag.as_deref())?;
-    let meta = mlart::build::bundle::read_metadata(src.as_mut(), &resolved.manifest)?;
+    let meta = mlart::store::metadata::read_metadata(src.as_mut(), &resolved.manifest)?;
     let out = tmp.join("models");
     // Only the model files are fetched (all of them: an ONNX model may keep its weights in
     // external data files beside it), and only when there is an ONNX model to run.
@@ -454,7 +456,7 @@ pub fn before_bundle(
     files.push(SourceFile {
         rel: VALIDATION_FILE.into(),
         abs: path,
-        kind: spec::Kind::Eval,
+        kind: mlart::format::metadata::Kind::Eval,
         size: bytes.len() as u64,
         executable: false,
         format: None,

@@ -65,8 +65,13 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         };
     let tag = tag.as_deref();
     let platform = a.platform.parse()?;
-    let r =
-        mlart::check::verify::verify_platform(src.as_mut(), tag, platform.as_ref(), &keys, a.require_all)?;
+    let r = mlart::check::verify::verify_platform(
+        src.as_mut(),
+        tag,
+        platform.as_ref(),
+        &keys,
+        a.require_all,
+    )?;
     if json {
         super::print_json(&r);
     } else {

@@ -241,3 +241,7 @@ mod tests {
         assert!(e.unwrap_err().to_string().contains("larger"));
     }
 }
+
+pub fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
+    d.as_str().parse().expect("a valid sha256 digest")
+}

@@ -2,6 +2,14 @@
 //! types, annotation keys, the mlart.json metadata, canonical JSON. A leaf: it uses nothing
 //! of the crate but `error`.
 
+pub mod annotations;
+pub mod compression;
 pub mod digest;
+pub mod feature_schema;
 pub mod json;
+pub mod media_type;
+pub mod metadata;
+pub mod platform;
 pub mod reference;
+pub mod signature;
+pub mod validation;

@@ -3,7 +3,8 @@
 
 use crate::build::collect::is_glob;
 use crate::error::{Error, IoContext, Result};
-use crate::spec::{self, Kind};
+use crate::format::metadata::Kind;
+use crate::spec;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -68,7 +69,10 @@ pub fn classify(rel: &str) -> Option<Kind> {
     let dirs = &dirs[..dirs.len() - 1];
     let in_dir = |names: &[&str]| dirs.iter().any(|d| names.contains(d));
     let ext = base.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
-    if base == spec::SPEC_FILE || base == crate::build::collect::IGNORE_FILE || base.starts_with('.') {
+    if base == spec::SPEC_FILE
+        || base == crate::build::collect::IGNORE_FILE
+        || base.starts_with('.')
+    {
         return None;
     }
     if base == "mlmodel" {
@@ -222,7 +226,8 @@ pub fn init(dir: &Path, name: Option<&str>, force: bool) -> Result<InitResult> {
         match k {
             Some(k) => by_kind.entry(k).or_default().push(f.clone()),
             None => {
-                if !f.ends_with(spec::SPEC_FILE) && !f.ends_with(crate::build::collect::IGNORE_FILE) {
+                if !f.ends_with(spec::SPEC_FILE) && !f.ends_with(crate::build::collect::IGNORE_FILE)
+                {
                     unclassified.push(f.clone())
                 }
             }

@@ -7,10 +7,12 @@
 pub mod login;
 pub mod pull;
 
-use crate::format::digest::{Digest, VerifyReader};
 use crate::error::{Error, IoContext, Result};
-use crate::store::layout::{self, Source, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, REF_NAME};
+use crate::format::annotations::REF_NAME;
+use crate::format::digest::{Digest, VerifyReader};
+use crate::format::media_type::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use crate::format::reference::{self, Location, Reference};
+use crate::store::layout::{self, Source};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
@@ -948,7 +950,7 @@ impl Source for RegistrySource {
     fn referrers(&mut self, subject: &Digest) -> Result<Vec<oci_spec::image::Descriptor>> {
         let found = self
             .remote
-            .referrers(subject, Some(crate::sign::BUNDLE_MEDIA_TYPE))?;
+            .referrers(subject, Some(crate::format::media_type::BUNDLE_MEDIA_TYPE))?;
         for d in &found {
             self.referrer_manifests
                 .insert(Digest::parse(d.digest().as_ref()).map_err(Error::Input)?);
@@ -1672,7 +1674,7 @@ pub struct Referrer {
 }
 
 impl Referrer {
-    pub fn from_signature(sig: &crate::sign::OciSignature) -> Referrer {
+    pub fn from_signature(sig: &crate::format::signature::OciSignature) -> Referrer {
         Referrer {
             manifest: sig.manifest.clone(),
             blobs: vec![sig.config.clone(), sig.bundle.clone()],

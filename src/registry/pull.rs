@@ -3,13 +3,13 @@
 //! file against the metadata's sha256, then move the directory into place.
 
 use super::BlobEvent;
-use crate::build::bundle::{self, Form, Metadata};
-use crate::format::digest::{Digest, VerifyReader};
 use crate::error::{Error, IoContext, Result};
 use crate::extract::Extractor;
-use crate::build::layer::Compression;
+use crate::format::compression::Compression;
+use crate::format::digest::{Digest, VerifyReader};
+use crate::format::metadata::Kind;
+use crate::format::metadata::{Form, Metadata};
 use crate::store::layout::{self, Source};
-use crate::spec::Kind;
 use oci_spec::image::Descriptor;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -36,7 +36,7 @@ pub struct PullOptions {
     /// With `verify_keys`: an OCI signature by every key.
     pub require_all: bool,
     /// From a multi-platform index: the platform to take (None: this machine's).
-    pub platform: Option<crate::build::base::Platform>,
+    pub platform: Option<crate::format::platform::Platform>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -81,7 +81,7 @@ pub fn select<'m>(
     meta: &'m Metadata,
     kinds: &[String],
     paths: &[String],
-) -> Result<Vec<&'m bundle::FileEntry>> {
+) -> Result<Vec<&'m crate::format::metadata::FileEntry>> {
     let mut ks = Vec::new();
     for k in kinds {
         for k in k.split(',').map(str::trim).filter(|k| !k.is_empty()) {
@@ -104,7 +104,7 @@ pub fn select<'m>(
     let set = gb
         .build()
         .map_err(|e| Error::input(format!("--path: {e}")))?;
-    let out: Vec<&bundle::FileEntry> = meta
+    let out: Vec<&crate::format::metadata::FileEntry> = meta
         .files
         .iter()
         .filter(|f| ks.is_empty() || ks.contains(&f.kind))
@@ -135,7 +135,7 @@ pub fn pull(
 ) -> Result<PullReport> {
     let what = src.describe();
     let resolved = layout::resolve_platform(src, tag, opts.platform.as_ref())?;
-    let meta = bundle::read_metadata(src, &resolved.manifest)?;
+    let meta = crate::store::metadata::read_metadata(src, &resolved.manifest)?;
     let selected = select(&meta, &opts.kinds, &opts.paths)?;
     let mut wanted: HashSet<String> = selected.iter().map(|f| f.path.clone()).collect();
     let mut needed_layers: HashSet<&str> = selected.iter().map(|f| f.layer.as_str()).collect();
@@ -169,15 +169,15 @@ pub fn pull(
             let kind = l
                 .annotations()
                 .as_ref()
-                .and_then(|a| a.get(bundle::KIND_ANNOTATION))
+                .and_then(|a| a.get(crate::format::annotations::KIND_ANNOTATION))
                 .map(String::as_str);
             match (kind, meta.form) {
                 (Some("metadata"), Form::Image) => {
-                    wanted.insert(bundle::METADATA_FILE.to_string());
-                    wanted.insert(crate::sign::OMS_FILE.to_string());
+                    wanted.insert(crate::format::metadata::METADATA_FILE.to_string());
+                    wanted.insert(crate::format::signature::OMS_FILE.to_string());
                 }
                 (Some("signature"), Form::Artifact) => {
-                    wanted.insert(crate::sign::OMS_FILE.to_string());
+                    wanted.insert(crate::format::signature::OMS_FILE.to_string());
                 }
                 _ => continue,
             }
@@ -335,7 +335,7 @@ pub fn pull(
             let title = l
                 .annotations()
                 .as_ref()
-                .and_then(|a| a.get(bundle::TITLE_ANNOTATION))
+                .and_then(|a| a.get(crate::format::annotations::TITLE_ANNOTATION))
                 .cloned()
                 .ok_or_else(|| {
                     Error::input(format!("{label}: a raw layer without a title annotation"))
@@ -356,7 +356,7 @@ pub fn pull(
                 None
             };
             {
-                let dec = crate::build::layer::decoder(&mut reader, comp).map_err(bad)?;
+                let dec = crate::format::compression::decoder(&mut reader, comp).map_err(bad)?;
                 let mut dec = MaybeHash::new(dec, diff_id.is_some());
                 x.tar(&label, &mut dec, strip, &want)?;
                 // Drain the decompressor (trailing padding) ...
@@ -398,7 +398,7 @@ pub fn pull(
 
     // model.sig over what was written (all files on a whole pull; the selected ones else).
     if !opts.verify_keys.is_empty() {
-        let sig_path = root.join(crate::sign::OMS_FILE);
+        let sig_path = root.join(crate::format::signature::OMS_FILE);
         let oms = if full {
             fs::read(&sig_path).ok()
         } else {
@@ -453,12 +453,16 @@ fn read_oms(
     form: Form,
 ) -> Result<Option<Vec<u8>>> {
     match form {
-        Form::Image => bundle::read_metadata_layer_file(src, manifest, crate::sign::OMS_FILE),
+        Form::Image => crate::store::metadata::read_metadata_layer_file(
+            src,
+            manifest,
+            crate::format::signature::OMS_FILE,
+        ),
         Form::Artifact => {
             let layer = manifest.layers().iter().find(|l| {
                 l.annotations()
                     .as_ref()
-                    .and_then(|a| a.get(bundle::KIND_ANNOTATION))
+                    .and_then(|a| a.get(crate::format::annotations::KIND_ANNOTATION))
                     .is_some_and(|k| k == "signature")
             });
             layer
@@ -483,7 +487,7 @@ fn config_diff_ids(
 ) -> Result<std::result::Result<Vec<Digest>, String>> {
     let config = manifest.config();
     let mt = config.media_type().to_string();
-    if mt != bundle::IMAGE_CONFIG_MEDIA_TYPE {
+    if mt != crate::format::media_type::IMAGE_CONFIG_MEDIA_TYPE {
         return Ok(Err(format!(
             " (and its config is a {mt}, not an image config with rootfs.diff_ids)"
         )));

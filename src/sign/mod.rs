@@ -2,8 +2,13 @@
 //! OpenSSF Model Signing v1.0 (OMS) `model.sig` over a bundle's files, and cosign-style OCI
 //! signatures (a referrer manifest whose one layer is the bundle).
 
-use crate::format::digest::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::format::digest::Digest;
+use crate::format::media_type::{BUNDLE_MEDIA_TYPE, EMPTY_CONFIG_MEDIA_TYPE};
+use crate::format::signature::{
+    OciSignature, COSIGN_PREDICATE, INTOTO_PAYLOAD_TYPE, INTOTO_STATEMENT, OMS_FILE, OMS_IGNORE,
+    OMS_PREDICATE,
+};
 use base64::Engine as _;
 use p256::ecdsa::{
     signature::Signer as _, signature::Verifier as _, DerSignature, SigningKey, VerifyingKey,
@@ -14,16 +19,6 @@ use p256::pkcs8::{
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
-
-pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
-pub const INTOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
-pub const INTOTO_STATEMENT: &str = "https://in-toto.io/Statement/v1";
-pub const OMS_PREDICATE: &str = "https://model_signing/signature/v1.0";
-pub const COSIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
-pub const OMS_FILE: &str = "model.sig";
-/// Paths model_signing ignores by default, plus the signature itself.
-pub const OMS_IGNORE: &[&str] = &[".git", ".gitattributes", ".github", ".gitignore", OMS_FILE];
-pub const EMPTY_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -541,15 +536,6 @@ pub fn verify_dir_known(
 
 // ---------------- OCI signatures (cosign v3 layout) ----------------
 
-/// The signature referrer for a manifest: (config bytes, bundle bytes, manifest bytes).
-#[derive(Debug, Clone)]
-pub struct OciSignature {
-    pub config: Vec<u8>,
-    pub bundle: Vec<u8>,
-    pub manifest: Vec<u8>,
-    pub digest: Digest,
-}
-
 pub fn oci_signature(
     key: &PrivateKey,
     name: &str,
@@ -567,7 +553,7 @@ pub fn oci_signature(
     let config = b"{}".to_vec();
     let manifest = json!({
         "schemaVersion": 2,
-        "mediaType": crate::store::layout::MANIFEST_MEDIA_TYPE,
+        "mediaType": crate::format::media_type::MANIFEST_MEDIA_TYPE,
         "artifactType": BUNDLE_MEDIA_TYPE,
         "config": {"mediaType": EMPTY_CONFIG_MEDIA_TYPE, "digest": Digest::of(&config).as_str(), "size": config.len()},
         "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "digest": Digest::of(&bundle).as_str(), "size": bundle.len()}],

@@ -1,9 +1,12 @@
 //! `mlart.yaml`: the spec of a bundle. Parsing keeps YAML positions so every error names the
 //! file, line and column, and says how to fix it.
 
+pub mod policy;
+
 use crate::error::{Error, IoContext, Result};
+use crate::format::metadata::{Kind, MODEL_FORMATS};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,76 +16,6 @@ use std::path::{Path, PathBuf};
 pub const SPEC_FILE: &str = "mlart.yaml";
 /// Spec files larger than this are refused (a spec is a short document).
 const MAX_SPEC_BYTES: u64 = 1 << 20;
-
-/// The kinds of content of a bundle, in the order their layers appear.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Model,
-    Data,
-    Schema,
-    Env,
-    Config,
-    Docs,
-    Eval,
-    Logs,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 8] = [
-        Kind::Model,
-        Kind::Data,
-        Kind::Schema,
-        Kind::Env,
-        Kind::Config,
-        Kind::Docs,
-        Kind::Eval,
-        Kind::Logs,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Model => "model",
-            Kind::Data => "data",
-            Kind::Schema => "schema",
-            Kind::Env => "env",
-            Kind::Config => "config",
-            Kind::Docs => "docs",
-            Kind::Eval => "eval",
-            Kind::Logs => "logs",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
-    /// Model weights and datasets do not compress; everything else is text-like.
-    pub fn is_bulk(self) -> bool {
-        matches!(self, Kind::Model | Kind::Data)
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Model formats mlart knows; detected from the extension when the spec does not say.
-pub const MODEL_FORMATS: &[&str] = &[
-    "onnx",
-    "pickle",
-    "joblib",
-    "safetensors",
-    "pytorch",
-    "keras",
-    "gguf",
-    "xgboost",
-    "lightgbm",
-    "tensorflow",
-    "other",
-];
 
 /// A position in the spec file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -119,7 +52,7 @@ pub struct Spec {
     pub revision: Option<String>,
     pub sections: Vec<(Kind, Vec<Entry>)>,
     /// The release-gate policy (`gates:`), for `mlart gate`.
-    pub gates: Option<crate::check::gate::Policy>,
+    pub gates: Option<policy::Policy>,
     /// Runtime settings of the image form's config (`image:`).
     pub image: Option<ImageSettings>,
 }
@@ -174,7 +107,7 @@ struct RawSpec {
     docs: Option<Vec<Spanned<RawEntry>>>,
     eval: Option<Vec<Spanned<RawEntry>>>,
     logs: Option<Vec<Spanned<RawEntry>>>,
-    gates: Option<Spanned<crate::check::gate::Policy>>,
+    gates: Option<Spanned<policy::Policy>>,
     image: Option<Spanned<RawImage>>,
 }
 
@@ -495,7 +428,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
     }
     if let Some(g) = raw.gates {
         let pos = pos_of(&g);
-        crate::check::gate::check_policy(&g.value).map_err(|m| {
+        policy::check_policy(&g.value).map_err(|m| {
             spec.error_at(pos, format!("gates: {m}"), "see README, \"Release gates\"")
         })?;
         spec.gates = Some(g.value);

@@ -2,19 +2,18 @@
 //! (a tar of that directory). Writing goes to a temp location beside the output and is renamed
 //! at the end; reading verifies every blob against its digest and size.
 
-use crate::build::base::Platform;
-use crate::format::digest::{Digest, VerifyReader};
 use crate::error::{Error, IoContext, Result};
+use crate::format::annotations::REF_NAME;
+use crate::format::digest::{Digest, VerifyReader};
 use crate::format::json;
+use crate::format::media_type::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
+use crate::format::platform::Platform;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// index.json and manifests larger than this are refused (registries use 4 MiB).
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
@@ -89,7 +88,10 @@ impl LayoutWriter {
 impl LayoutWriter {
     /// Store an OCI signature's blobs and return its index.json descriptor (no tag: it is a
     /// referrer of the manifest named in its `subject`).
-    pub fn add_signature(&mut self, sig: &crate::sign::OciSignature) -> Result<Descriptor> {
+    pub fn add_signature(
+        &mut self,
+        sig: &crate::format::signature::OciSignature,
+    ) -> Result<Descriptor> {
         self.put(&sig.config)?;
         self.put(&sig.bundle)?;
         self.put(&sig.manifest)?;
@@ -97,14 +99,14 @@ impl LayoutWriter {
     }
 }
 
-pub fn signature_descriptor(sig: &crate::sign::OciSignature) -> Descriptor {
+pub fn signature_descriptor(sig: &crate::format::signature::OciSignature) -> Descriptor {
     let mut d = Descriptor::new(
         oci_spec::image::MediaType::ImageManifest,
         sig.manifest.len() as u64,
-        crate::build::bundle::oci_digest(&sig.digest),
+        crate::format::digest::oci_digest(&sig.digest),
     );
     d.set_artifact_type(Some(oci_spec::image::MediaType::Other(
-        crate::sign::BUNDLE_MEDIA_TYPE.into(),
+        crate::format::media_type::BUNDLE_MEDIA_TYPE.into(),
     )));
     d
 }
@@ -113,7 +115,7 @@ pub fn signature_descriptor(sig: &crate::sign::OciSignature) -> Descriptor {
 pub fn is_signature(d: &Descriptor) -> bool {
     d.artifact_type()
         .as_ref()
-        .is_some_and(|a| a.to_string() == crate::sign::BUNDLE_MEDIA_TYPE)
+        .is_some_and(|a| a.to_string() == crate::format::media_type::BUNDLE_MEDIA_TYPE)
 }
 
 impl BlobSink for LayoutWriter {
@@ -613,7 +615,7 @@ pub fn resolve_image(src: &mut dyn Source, tag: Option<&str>, doing: &str) -> Re
 }
 
 fn is_index_type(mt: &str) -> bool {
-    mt == INDEX_MEDIA_TYPE || mt == crate::build::base::DOCKER_LIST_MEDIA_TYPE
+    mt == INDEX_MEDIA_TYPE || mt == crate::format::media_type::DOCKER_LIST_MEDIA_TYPE
 }
 
 fn resolve_inner(src: &mut dyn Source, tag: Option<&str>, on_index: OnIndex) -> Result<Resolved> {

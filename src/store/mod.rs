@@ -2,3 +2,4 @@
 //! `registry`), the local blob cache; and the one graph copy between any two of them.
 
 pub mod layout;
+pub mod metadata;

@@ -216,13 +216,13 @@ fn missing_and_nan_metrics_missing_baseline_and_schema_breaks() {
     );
     // the same policy's validation gate passes on a bundle built with --validate
     let Some(lib) =
-        crate::check::validate::ort_lib("missing_and_nan_metrics_missing_baseline_and_schema_breaks")
+        crate::validate::ort_lib("missing_and_nan_metrics_missing_baseline_and_schema_breaks")
     else {
         return;
     };
     let validated = t.path().join("validated.oci");
     json_ok(
-        crate::check::validate::mlart_ort(&lib)
+        crate::validate::mlart_ort(&lib)
             .arg("bundle")
             .arg("-f")
             .arg(p.join("mlart.yaml"))

@@ -12,7 +12,7 @@
 //! bundle metadata uses them) but nothing can be validated.
 
 pub mod onnx_header;
-pub mod types;
+pub use crate::format::validation as types;
 
 #[cfg(feature = "validate")]
 mod check;
@@ -29,9 +29,11 @@ pub use types::*;
 pub use runtime::{find_library, LibraryChoice};
 
 use crate::build::collect::SourceFile;
+use crate::build::schema;
 use crate::error::{Error, IoContext, Result};
-use crate::build::schema::{self, FeatureSchema};
-use crate::spec::{Kind, Spec};
+use crate::format::feature_schema::FeatureSchema;
+use crate::format::metadata::Kind;
+use crate::spec::Spec;
 use std::path::{Path, PathBuf};
 
 /// Is validation compiled into this build?
@@ -104,6 +106,16 @@ pub const DEFAULT_TIMEOUT: u64 = 600;
 pub const MAX_BATCH: usize = 65536;
 
 impl Options {
+    /// The settings as the report records them.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            batch_sizes: self.batch_sizes.clone(),
+            runs: if self.timings { self.runs } else { 0 },
+            tolerance: self.tolerance,
+            timings: self.timings,
+        }
+    }
+
     /// Check the numbers the user gave.
     pub fn check(&self) -> Result<()> {
         if self.batch_sizes.is_empty() {
@@ -369,7 +381,7 @@ pub fn validate(
                 }
                 reports.push(r);
             }
-            _ => reports.push(ModelReport::not_validated(m)),
+            _ => reports.push(ModelReport::not_validated(&m.path, m.format.as_deref())),
         }
     }
     let samples_files: Vec<String> = {
@@ -385,7 +397,7 @@ pub fn validate(
         runtime_info,
         schema.map(|s| s.file.clone()),
         samples_files,
-        opts,
+        opts.settings(),
     ))
 }
 
@@ -525,7 +537,7 @@ fn isolated(
     if crate::interrupt::requested() {
         return Err(Error::Interrupted);
     }
-    let mut failed = ModelReport::not_validated(m);
+    let mut failed = ModelReport::not_validated(&m.path, m.format.as_deref());
     failed.validated = true;
     failed.reason = None;
     failed.passed = Some(false);

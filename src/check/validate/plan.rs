@@ -2,7 +2,7 @@
 //! from it. Pure: no runtime here, so all of it is unit-tested.
 
 use super::types::{Check, Dim, ValueKind};
-use crate::build::schema::{Feature, FeatureSchema};
+use crate::format::feature_schema::{Feature, FeatureSchema};
 use std::collections::BTreeSet;
 
 /// A model's declared inputs and outputs.

@@ -10,7 +10,7 @@ use super::plan::{self, InputPlan, ModelSig, Values};
 use super::types::{Check, Dim, Latency, ModelReport, Percentiles, RuntimeInfo, ValueKind};
 use super::{ModelInput, Options, SamplesFile};
 use crate::error::{Error, Result};
-use crate::build::schema::FeatureSchema;
+use crate::format::feature_schema::FeatureSchema;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, DynValueTypeMarker, Tensor, TensorElementType, ValueType};
 use std::collections::BTreeMap;
@@ -253,7 +253,7 @@ impl Runtime {
         schema: Option<&FeatureSchema>,
         opts: &Options,
     ) -> ModelReport {
-        let mut r = ModelReport::not_validated(m);
+        let mut r = ModelReport::not_validated(&m.path, m.format.as_deref());
         r.validated = true;
         r.reason = None;
         if let Ok(h) = super::onnx_header::scan_file(&m.file) {

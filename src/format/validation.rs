@@ -303,15 +303,15 @@ impl BundleRecord {
 }
 
 impl ModelReport {
-    pub fn not_validated(m: &super::ModelInput) -> ModelReport {
-        let reason = match m.format.as_deref() {
+    pub fn not_validated(path: &str, format: Option<&str>) -> ModelReport {
+        let reason = match format {
             Some("onnx") => "ONNX Runtime was not loaded".to_string(),
             Some(f) => format!("{f} models are not run: only ONNX models are validated"),
             None => "unknown format: only ONNX models are validated".to_string(),
         };
         ModelReport {
-            path: m.path.clone(),
-            format: m.format.clone(),
+            path: path.to_string(),
+            format: format.map(str::to_string),
             validated: false,
             passed: None,
             reason: Some(reason),
@@ -351,7 +351,7 @@ impl Report {
         runtime: Option<RuntimeInfo>,
         schema: Option<String>,
         samples: Vec<String>,
-        opts: &super::Options,
+        settings: Settings,
     ) -> Report {
         let mut s = Summary {
             models: models.len(),
@@ -376,12 +376,7 @@ impl Report {
             runtime,
             schema,
             samples,
-            settings: Settings {
-                batch_sizes: opts.batch_sizes.clone(),
-                runs: if opts.timings { opts.runs } else { 0 },
-                tolerance: opts.tolerance,
-                timings: opts.timings,
-            },
+            settings,
             models,
             summary: s,
         }

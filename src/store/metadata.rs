@@ -1,0 +1,80 @@
+//! Reading a bundle's metadata document back from any source.
+
+use crate::error::{Error, Result};
+use crate::format::annotations::KIND_ANNOTATION;
+use crate::format::compression::Compression;
+use crate::format::media_type::METADATA_MEDIA_TYPE;
+use crate::format::metadata::{Metadata, MAX_METADATA_BYTES, METADATA_FILE, MODEL_DIR};
+use std::io::Read as _;
+
+/// Read the metadata document of a bundle (the config of an artifact, `/models/mlart.json`
+/// of an image), reading nothing but the manifest's config or metadata layer.
+pub fn read_metadata(
+    src: &mut dyn crate::store::layout::Source,
+    manifest: &oci_spec::image::ImageManifest,
+) -> Result<Metadata> {
+    let what = src.describe();
+    let bytes = if manifest.config().media_type().to_string() == METADATA_MEDIA_TYPE {
+        crate::store::layout::read_blob(src, manifest.config(), MAX_METADATA_BYTES)?
+    } else {
+        read_metadata_layer_file(src, manifest, METADATA_FILE)?.ok_or_else(|| {
+            Error::input(format!(
+                "{what}: not an mlart bundle (no {METADATA_MEDIA_TYPE} config and no layer annotated {KIND_ANNOTATION}=metadata holding {MODEL_DIR}/{METADATA_FILE})"
+            ))
+        })?
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::input(format!("{what}: the metadata document is invalid: {e}")))
+}
+
+/// A file (`mlart.json`, `model.sig`) of an image's small metadata layer: the layer is read
+/// whole and verified before a byte of it is trusted. None: no metadata layer, or no such file.
+pub fn read_metadata_layer_file(
+    src: &mut dyn crate::store::layout::Source,
+    manifest: &oci_spec::image::ImageManifest,
+    name: &str,
+) -> Result<Option<Vec<u8>>> {
+    let what = src.describe();
+    let Some(layer) = manifest.layers().iter().find(|l| {
+        l.annotations()
+            .as_ref()
+            .and_then(|a| a.get(KIND_ANNOTATION))
+            .is_some_and(|k| k == "metadata")
+    }) else {
+        return Ok(None);
+    };
+    let mt = layer.media_type().to_string();
+    let comp = Compression::from_media_type(&mt).ok_or_else(|| {
+        Error::input(format!(
+            "{what}: the metadata layer has an unknown media type {mt}"
+        ))
+    })?;
+    let blob = crate::store::layout::read_blob(src, layer, MAX_METADATA_BYTES)?;
+    let bad =
+        |e: std::io::Error| Error::input(format!("{what}: the metadata layer is corrupt: {e}"));
+    let mut ar =
+        tar::Archive::new(crate::format::compression::decoder(&blob[..], comp).map_err(bad)?);
+    let want = format!("{MODEL_DIR}/{name}");
+    for e in ar.entries().map_err(bad)? {
+        let mut e = e.map_err(bad)?;
+        if e.path()
+            .map_err(bad)?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            == want
+        {
+            let mut v = Vec::new();
+            (&mut e)
+                .take(MAX_METADATA_BYTES + 1)
+                .read_to_end(&mut v)
+                .map_err(bad)?;
+            if v.len() as u64 > MAX_METADATA_BYTES {
+                return Err(Error::input(format!(
+                    "{what}: {want} is larger than {MAX_METADATA_BYTES} bytes"
+                )));
+            }
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
+}
