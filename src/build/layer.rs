@@ -516,6 +516,7 @@ fn io_err_file(f: &SourceFile, e: io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::compression::decoder;
     use crate::format::metadata::Kind;
 
     #[test]

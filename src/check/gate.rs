@@ -437,6 +437,7 @@ pub fn markdown(r: &GateReport) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::policy::check_policy;
 
     fn meta(metrics: &[(&str, Option<f64>)]) -> Metadata {
         let m: serde_json::Value = serde_json::json!({
