@@ -185,14 +185,14 @@ pub fn build<S: BlobSink>(
 }
 
 /// Build runnable images: the bundle's layers on top of each of `bases` (image form; the base
-/// layers must reach the sink by other means, see `base::Base::copy_into`). The file layers
+/// layers must reach the sink by other means, see `crate::store::base::Base::copy_into`). The file layers
 /// are built once and shared; each base gets its own metadata layer, config and manifest.
 /// No bases: one bundle, as `build`.
 pub fn build_on<S: BlobSink>(
     spec: &Spec,
     files: &[SourceFile],
     opts: &Options,
-    bases: &[crate::build::base::BaseImage],
+    bases: &[crate::store::base::BaseImage],
     sink: &mut S,
     progress: &dyn Fn(u64),
 ) -> Result<Vec<Built>> {
@@ -430,7 +430,7 @@ fn finish<S: BlobSink>(
     spec: &Spec,
     opts: &Options,
     staged: &Staged,
-    base: Option<&crate::build::base::BaseImage>,
+    base: Option<&crate::store::base::BaseImage>,
     sink: &mut S,
 ) -> Result<Built> {
     let mut metadata = staged.metadata.clone();

@@ -111,7 +111,7 @@ struct PlatformImage {
 }
 
 fn base_summary(
-    base: &mlart::build::base::Base,
+    base: &mlart::store::base::Base,
     built: &[bundle::Built],
     index: bool,
 ) -> BaseSummary {
@@ -183,7 +183,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         validation: None,
     };
     let base = match &a.base {
-        Some(b) => Some(mlart::build::base::resolve(
+        Some(b) => Some(mlart::store::base::resolve(
             b,
             &choice,
             &a.registry.options(),
@@ -346,7 +346,7 @@ fn push(
     spec: &spec::Spec,
     opts: &Options,
     tag: &str,
-    base: Option<&mlart::build::base::Base>,
+    base: Option<&mlart::store::base::Base>,
     makes_index: bool,
     json: bool,
     started: Instant,
@@ -363,7 +363,7 @@ fn push(
         )
     };
     let remote = mlart::registry::Remote::new(reference, &a.registry.options())?;
-    let mut sink = mlart::registry::RegistrySink::new(remote);
+    let mut sink = mlart::store::registry_sink::RegistrySink::new(remote);
     let mut files = collect::collect(spec, &[])?;
     let mut opts = opts.clone();
     let opts = &mut opts;
@@ -403,10 +403,10 @@ fn push(
     for b in &all {
         if let Some(sig) = &b.signature {
             // The OCI signature: a referrer of the manifest just pushed.
-            let pushed = mlart::registry::push_referrers(
+            let pushed = mlart::store::referrers::push_referrers(
                 sink.remote(),
                 &b.manifest_digest,
-                &[mlart::registry::Referrer::from_signature(sig)],
+                &[mlart::store::referrers::Referrer::from_signature(sig)],
             )?;
             report.signatures += pushed.pushed;
             report.referrers_tag = pushed.tag.or(report.referrers_tag);

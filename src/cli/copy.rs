@@ -2,7 +2,6 @@
 
 use super::push::{self, RegistryArgs};
 use mlart::format::reference::{self, Location};
-use mlart::registry;
 use mlart::Result;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -30,7 +29,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         Location::Local { path, tag } => {
             let pb = super::progress_bar(0, json);
             pb.set_message(format!("copying {src}"));
-            let (digest, tag) = registry::copy_to_local(
+            let (digest, tag) = mlart::store::push::copy_to_local(
                 &src,
                 &path,
                 reference::local_form(&a.destination),

@@ -1,7 +1,7 @@
 use super::push::RegistryArgs;
 use mlart::check::gate::{self, GateReport};
 use mlart::store::layout::Source;
-use mlart::{format::reference, registry, spec, store::layout, Error, Result};
+use mlart::{format::reference, spec, store::layout, Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,7 +38,7 @@ pub fn open_bundle(
     mlart::format::metadata::Metadata,
 )> {
     let loc = reference::parse_location(target)?;
-    let (mut src, tag) = registry::open_location(&loc, &reg.options())?;
+    let (mut src, tag) = mlart::store::registry::open_location(&loc, &reg.options())?;
     let r = layout::resolve(src.as_mut(), tag.as_deref())?;
     let digest = mlart::format::digest::Digest::parse(r.descriptor.digest().as_ref())
         .map_err(Error::Input)?;

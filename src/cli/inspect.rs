@@ -39,7 +39,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     let r = match mlart::format::reference::parse_location(&a.target)? {
         mlart::format::reference::Location::Registry { reference, .. } if !path.exists() => {
             let remote = mlart::registry::Remote::new(reference, &a.registry.options())?;
-            let mut src = mlart::registry::RegistrySource::new(remote);
+            let mut src = mlart::store::registry::RegistrySource::new(remote);
             inspect::inspect_platform(&mut src, None, platform.as_ref())?
         }
         _ => {

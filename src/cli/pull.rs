@@ -2,7 +2,7 @@
 
 use super::push::RegistryArgs;
 use mlart::format::reference::{self, Location};
-use mlart::registry::{self, pull};
+use mlart::registry;
 use mlart::Result;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -42,7 +42,7 @@ pub struct Args {
 #[derive(Serialize)]
 struct Summary {
     #[serde(flatten)]
-    report: pull::PullReport,
+    report: mlart::extract::pull::PullReport,
     seconds: f64,
 }
 
@@ -50,7 +50,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     let started = Instant::now();
     let loc = reference::parse_location(&a.source)?;
     let is_registry = matches!(loc, Location::Registry { .. });
-    let (mut src, tag) = registry::open_location(&loc, &a.registry.options())?;
+    let (mut src, tag) = mlart::store::registry::open_location(&loc, &a.registry.options())?;
     let remote = match &loc {
         Location::Registry { reference, .. } => Some(registry::Remote::new(
             reference.clone(),
@@ -58,12 +58,12 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         )?),
         Location::Local { .. } => None,
     };
-    let opts = pull::PullOptions {
+    let opts = mlart::extract::pull::PullOptions {
         out: a.output.clone(),
         kinds: a.kind.clone(),
         paths: a.path.clone(),
         cache: if is_registry && !a.no_cache {
-            pull::default_cache()
+            mlart::extract::pull::default_cache()
         } else {
             None
         },
@@ -80,7 +80,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     pb.set_message(format!("pulling {}", src.describe()));
     let bars = super::push::BlobBars::new(&pb);
     let cb = bars.callback();
-    let report = pull::pull(
+    let report = mlart::extract::pull::pull(
         src.as_mut(),
         tag.as_deref(),
         &opts,

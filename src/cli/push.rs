@@ -2,7 +2,8 @@
 
 use mlart::format::digest::Digest;
 use mlart::format::reference::{self, Location};
-use mlart::registry::{self, BlobEvent, PushReport};
+use mlart::registry;
+use mlart::store::push::{BlobEvent, PushReport};
 use mlart::{Error, Result};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -107,7 +108,7 @@ pub fn push_with_progress(
     let pb = super::progress_bar(0, json);
     pb.set_message(format!("pushing {}", reference.whole()));
     let bars = BlobBars::new(&pb);
-    let report = registry::push(
+    let report = mlart::store::push::push(
         src,
         &reference,
         explicit_tag,
@@ -141,7 +142,7 @@ impl BlobBars {
         }
     }
 
-    pub fn callback(&self) -> registry::PushProgress {
+    pub fn callback(&self) -> mlart::store::push::PushProgress {
         let overall = self.overall.clone();
         let multi = self.multi.clone();
         let bars: Mutex<HashMap<String, indicatif::ProgressBar>> = Mutex::new(HashMap::new());

@@ -59,7 +59,7 @@ fn sign_remote(
     Option<String>,
 )> {
     use mlart::store::layout::Source;
-    let mut src = mlart::registry::RegistrySource::new(remote.clone());
+    let mut src = mlart::store::registry::RegistrySource::new(remote.clone());
     let r = mlart::store::layout::resolve_image(&mut src, None, "sign")?;
     let target = mlart::format::digest::Digest::of(&r.raw);
     let metadata = mlart::store::metadata::read_metadata(&mut src, &r.manifest)?;
@@ -74,10 +74,10 @@ fn sign_remote(
         .referrers(&target)?
         .iter()
         .any(|d| d.digest().to_string() == sig.digest.as_str());
-    let pushed = mlart::registry::push_referrers(
+    let pushed = mlart::store::referrers::push_referrers(
         &remote,
         &target,
-        &[mlart::registry::Referrer::from_signature(&sig)],
+        &[mlart::store::referrers::Referrer::from_signature(&sig)],
     )?;
     Ok((target, sig.digest, !known, pushed.tag))
 }

@@ -226,9 +226,10 @@ fn from_bundle(
     Option<mlart::format::feature_schema::FeatureSchema>,
 )> {
     use mlart::format::reference::{self, Location};
-    use mlart::registry::{self, pull};
+    use mlart::registry;
+
     let loc = reference::parse_location(target)?;
-    let (mut src, ltag) = registry::open_location(&loc, &reg.options())?;
+    let (mut src, ltag) = mlart::store::registry::open_location(&loc, &reg.options())?;
     let tag = tag.map(String::from).or(ltag);
     let resolved = mlart::store::layout::resolve(src.as_mut(), tag.as_deref())?;
     let meta = mlart::store::metadata::read_metadata(src.as_mut(), &resolved.manifest)?;
@@ -241,12 +242,12 @@ fn from_bundle(
         .any(|m| m.format.as_deref() == Some("onnx"))
     {
         let is_registry = matches!(loc, Location::Registry { .. });
-        let opts = pull::PullOptions {
+        let opts = mlart::extract::pull::PullOptions {
             platform: None,
             out: out.clone(),
             kinds: vec!["model".into()],
             cache: if is_registry {
-                pull::default_cache()
+                mlart::extract::pull::default_cache()
             } else {
                 None
             },
@@ -258,7 +259,7 @@ fn from_bundle(
             },
             ..Default::default()
         };
-        pull::pull(src.as_mut(), tag.as_deref(), &opts, &|_, _| {}, &|_| {})?;
+        mlart::extract::pull::pull(src.as_mut(), tag.as_deref(), &opts, &|_, _| {}, &|_| {})?;
     }
     let models = meta
         .models

@@ -59,7 +59,10 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         match super::target(&a.target, a.tag.as_deref())? {
             super::Target::Registry(r) => {
                 let remote = mlart::registry::Remote::new(r, &a.registry.options())?;
-                (Box::new(mlart::registry::RegistrySource::new(remote)), None)
+                (
+                    Box::new(mlart::store::registry::RegistrySource::new(remote)),
+                    None,
+                )
             }
             super::Target::Local(path, tag) => (mlart::store::layout::open(&path)?, tag),
         };

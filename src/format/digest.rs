@@ -205,6 +205,10 @@ impl<R: Read> Read for VerifyReader<R> {
     }
 }
 
+pub fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
+    d.as_str().parse().expect("a valid sha256 digest")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,8 +244,4 @@ mod tests {
         let e = VerifyReader::new(&b"hello!"[..], good, 5).read_to_end(&mut Vec::new());
         assert!(e.unwrap_err().to_string().contains("larger"));
     }
-}
-
-pub fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
-    d.as_str().parse().expect("a valid sha256 digest")
 }

@@ -20,3 +20,9 @@ pub const DOCKER_CONFIG_MEDIA_TYPE: &str = "application/vnd.docker.container.ima
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 
 pub const EMPTY_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+
+/// index.json and manifests larger than this are refused (registries use 4 MiB).
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+/// Largest base image config accepted.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;

@@ -158,3 +158,49 @@ pub struct BaseRecord {
     pub digest: String,
     pub platform: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_parse_and_match() {
+        let p = Platform::parse("linux/arm64").unwrap();
+        assert_eq!(p.to_string(), "linux/arm64");
+        assert!(p.matches(&Platform::parse("linux/arm64/v8").unwrap()));
+        assert!(p.matches(&Platform::parse("linux/aarch64").unwrap()));
+        assert!(!p.matches(&Platform::parse("linux/amd64").unwrap()));
+        assert!(Platform::parse("linux/amd64")
+            .unwrap()
+            .matches(&Platform::parse("linux/x86_64").unwrap()));
+        assert!(!Platform::parse("linux/amd64")
+            .unwrap()
+            .matches(&Platform::parse("linux/amd64/v3").unwrap()));
+        assert!(Platform::parse("linux/arm")
+            .unwrap()
+            .matches(&Platform::parse("linux/arm/v7").unwrap()));
+        assert!(!Platform::parse("linux/arm/v6")
+            .unwrap()
+            .matches(&Platform::parse("linux/arm/v7").unwrap()));
+        for bad in [
+            "linux",
+            "linux/",
+            "/amd64",
+            "linux/amd64/v8/x",
+            "linux/am d64",
+            "",
+        ] {
+            assert!(Platform::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Platform::host().os, "linux");
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(Platform::host().to_string(), "linux/amd64");
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(Platform::host().to_string(), "linux/arm64/v8");
+        assert_eq!(PlatformChoice::parse(None).unwrap(), PlatformChoice::Host);
+        assert_eq!(
+            PlatformChoice::parse(Some("all")).unwrap(),
+            PlatformChoice::All
+        );
+    }
+}

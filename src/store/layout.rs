@@ -6,6 +6,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::format::annotations::REF_NAME;
 use crate::format::digest::{Digest, VerifyReader};
 use crate::format::json;
+use crate::format::media_type::MAX_MANIFEST_BYTES;
 use crate::format::media_type::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use crate::format::platform::Platform;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
@@ -13,9 +14,6 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-
-/// index.json and manifests larger than this are refused (registries use 4 MiB).
-pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
 /// Where built blobs go: a layout directory now, a registry upload later.
 pub trait BlobSink {

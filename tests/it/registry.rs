@@ -1459,7 +1459,7 @@ fn registry_streaming_sink() {
         oci_client::secrets::RegistryAuth::Anonymous,
     )
     .unwrap();
-    let mut sink = mlart::registry::RegistrySink::new(remote);
+    let mut sink = mlart::store::registry_sink::RegistrySink::new(remote);
     let built = mlart::build::bundle::build(
         &spec,
         &files,

@@ -2,7 +2,6 @@
 //! registries), extract them safely into a temp directory beside the destination, check every
 //! file against the metadata's sha256, then move the directory into place.
 
-use super::BlobEvent;
 use crate::error::{Error, IoContext, Result};
 use crate::extract::Extractor;
 use crate::format::compression::Compression;
@@ -10,6 +9,7 @@ use crate::format::digest::{Digest, VerifyReader};
 use crate::format::metadata::Kind;
 use crate::format::metadata::{Form, Metadata};
 use crate::store::layout::{self, Source};
+use crate::store::push::BlobEvent;
 use oci_spec::image::Descriptor;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -29,7 +29,7 @@ pub struct PullOptions {
     pub cache: Option<PathBuf>,
     /// The registry behind the source: with a cache, missing layers are downloaded from it
     /// in parallel before extraction.
-    pub remote: Option<super::Remote>,
+    pub remote: Option<crate::registry::Remote>,
     /// Trusted keys: when given, nothing is written unless an OCI signature and model.sig
     /// verify with them.
     pub verify_keys: Vec<crate::sign::PublicKey>,
@@ -492,7 +492,7 @@ fn config_diff_ids(
             " (and its config is a {mt}, not an image config with rootfs.diff_ids)"
         )));
     }
-    let raw = layout::read_blob(src, config, crate::build::base::MAX_CONFIG_BYTES)?;
+    let raw = layout::read_blob(src, config, crate::format::media_type::MAX_CONFIG_BYTES)?;
     let v: serde_json::Value = match serde_json::from_slice(&raw) {
         Ok(v) => v,
         Err(e) => return Ok(Err(format!(" (and its image config is not JSON: {e})"))),
@@ -665,7 +665,7 @@ fn ensure_cached(
 /// registry. Returns the digests downloaded and those found in the cache intact (each
 /// re-hashed once, here).
 fn prefetch(
-    remote: &super::Remote,
+    remote: &crate::registry::Remote,
     blobs: &[(Digest, u64)],
     dir: &Path,
     progress: &(dyn Fn(&Digest, BlobEvent) + Sync),

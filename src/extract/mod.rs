@@ -5,6 +5,8 @@
 //! one component at a time and must be real directories (never symlinks), and files are opened
 //! with `O_CREAT|O_EXCL|O_NOFOLLOW`, so nothing is ever written outside the target.
 
+pub mod pull;
+
 use crate::error::{Error, IoContext, Result};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;

@@ -1,0 +1,53 @@
+//! Blob downloads as `std::io::Read`: the stream bridged from the runtime, skipped prefixes.
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::io::{self, Read};
+
+pub fn skip_stream(
+    s: futures_util::stream::BoxStream<'static, io::Result<Bytes>>,
+    mut skip: u64,
+) -> futures_util::stream::BoxStream<'static, io::Result<Bytes>> {
+    Box::pin(s.filter_map(move |item| {
+        let out = match item {
+            Ok(mut b) => {
+                if skip >= b.len() as u64 {
+                    skip -= b.len() as u64;
+                    None
+                } else {
+                    let rest = b.split_off(skip as usize);
+                    skip = 0;
+                    Some(Ok(rest))
+                }
+            }
+            Err(e) => Some(Err(e)),
+        };
+        std::future::ready(out)
+    }))
+}
+
+pub fn is_verification(e: &io::Error) -> bool {
+    e.to_string().contains("Invalid digest")
+}
+
+/// A blob streamed from a registry, as `std::io::Read`.
+pub struct BlobReader {
+    pub(crate) rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    pub(crate) cur: Bytes,
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        let _ = self.cur.split_to(n);
+        Ok(n)
+    }
+}

@@ -1,0 +1,172 @@
+//! Registry failures as values: each `OciDistributionError` described and mapped to an `Error` once.
+
+use super::*;
+use crate::error::Error;
+use oci_client::errors::OciDistributionError;
+
+/// When `e` carries a `Retry-After` above `MLART_RETRY_AFTER_MAX`: why mlart did not wait.
+pub fn wait_refused(e: &OciDistributionError) -> Option<String> {
+    let asked = parse_retry_after(retry_after_header(e)?, std::time::SystemTime::now())?;
+    let max = retry_after_max();
+    if asked <= max {
+        return None;
+    }
+    let max_s = max.as_secs();
+    // A date a fraction of a second ahead still asks for that second.
+    let secs = asked.as_secs() + u64::from(asked.subsec_nanos() > 0);
+    let (status, url) = match e {
+        OciDistributionError::TokenError { code, url, .. } => {
+            return Some(format!(
+                "the token endpoint {} answered {} and asks to retry after {secs} s, more than the {max_s} s mlart waits (MLART_RETRY_AFTER_MAX); try again later or raise MLART_RETRY_AFTER_MAX",
+                printable(url, 200),
+                status_text(*code)
+            ));
+        }
+        OciDistributionError::ServerError { code, url, .. } => (status_text(*code), url),
+        OciDistributionError::RegistryError { envelope, url, .. } => (
+            envelope
+                .errors
+                .iter()
+                .map(|x| format!("{:?}", x.code).to_ascii_uppercase())
+                .collect::<Vec<_>>()
+                .join(", "),
+            url,
+        ),
+        _ => return None,
+    };
+    let registry = url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| url.clone());
+    Some(format!(
+        "the registry {registry} answered {status} and asks to retry after {secs} s, more than the {max_s} s mlart waits (MLART_RETRY_AFTER_MAX); try again later or raise MLART_RETRY_AFTER_MAX"
+    ))
+}
+
+/// `429 Too Many Requests`, or the bare number of a code without a reason phrase.
+pub fn status_text(code: u16) -> String {
+    http::StatusCode::from_u16(code)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|_| code.to_string())
+}
+
+/// Text a server sent, fit for one line of a message: control characters (newlines, terminal
+/// escapes) and runs of blanks become one space, and at most `max` characters are kept.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for word in text
+        .split(|c: char| c.is_control() || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+    {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    match out.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &out[..i]),
+        None => out,
+    }
+}
+
+/// What the token endpoint did, in words (a `TokenError` of the vendored oci-client).
+pub fn token_failure(code: u16, url: &str, message: &str) -> String {
+    let url = printable(url, 200);
+    let message = printable(message, 200);
+    if code == 200 {
+        return format!(
+            "the token endpoint {url} gave no usable token: {message}; check the registry's auth service (the realm of its WWW-Authenticate challenge)"
+        );
+    }
+    let status = status_text(code);
+    if message.is_empty() {
+        format!("the token endpoint {url} answered {status}")
+    } else {
+        format!("the token endpoint {url} answered {status} ({message})")
+    }
+}
+
+/// The registry (or a proxy in front of it) refuses a request body that large.
+pub fn too_large(e: &OciDistributionError) -> bool {
+    matches!(e, OciDistributionError::ServerError { code: 413, .. })
+}
+
+/// An oci-client error in words, with its source chain (reqwest hides the cause otherwise).
+pub fn describe_oci(e: &OciDistributionError) -> String {
+    if let OciDistributionError::TokenError {
+        code, url, message, ..
+    } = e
+    {
+        return token_failure(*code, url, message);
+    }
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(x) = src {
+        let t = x.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = x.source();
+    }
+    s
+}
+
+pub fn is_auth_error(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => true,
+        OciDistributionError::ServerError { code, .. }
+        | OciDistributionError::TokenError { code, .. } => *code == 401 || *code == 403,
+        OciDistributionError::RequestError(r) => r
+            .status()
+            .is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403),
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
+            let c = format!("{:?}", x.code).to_ascii_lowercase();
+            c.contains("unauthorized") || c.contains("denied")
+        }),
+        _ => false,
+    }
+}
+
+pub fn map_err(what: &str, doing: &str, e: OciDistributionError) -> Error {
+    match &e {
+        _ if crate::interrupt::requested() => Error::Interrupted,
+        e if wait_refused(e).is_some() => Error::input(format!(
+            "{what}: {doing}: {}",
+            wait_refused(e).unwrap_or_default()
+        )),
+        OciDistributionError::TokenError { code, url, .. } if is_auth_error(&e) => {
+            Error::input(format!(
+                "{what}: {doing}: the registry asks for credentials (or refused them; its token endpoint {} answered {}): run `mlart login <registry>` or check ~/.docker/config.json",
+                printable(url, 200),
+                status_text(*code)
+            ))
+        }
+        e if is_auth_error(e) => Error::input(format!(
+            "{what}: {doing}: the registry asks for credentials (or refused them): run `mlart login <registry>` or check ~/.docker/config.json"
+        )),
+        OciDistributionError::RegistryError { envelope, .. }
+            if envelope.errors.iter().any(|x| {
+                let c = format!("{:?}", x.code).to_ascii_lowercase();
+                c.contains("unknown")
+            }) =>
+        {
+            Error::input(format!("{what}: {doing}: not found ({envelope})"))
+        }
+        _ => Error::input(format!("{what}: {doing}: {}", describe_oci(&e))),
+    }
+}
+
+pub fn is_not_found(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
+            let c = format!("{:?}", x.code).to_ascii_lowercase();
+            c.contains("unknown")
+        }),
+        _ => false,
+    }
+}

@@ -1,0 +1,212 @@
+//! Signature referrers of a bundle: read them from any source, push them to a registry.
+
+use crate::error::{Error, Result};
+use crate::format::digest::Digest;
+use crate::format::media_type::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
+use crate::format::reference::Reference;
+use crate::registry::*;
+use crate::store::layout::{self, Source};
+use bytes::Bytes;
+
+/// A referrer to push (a signature manifest): its raw manifest and the blobs it names (config
+/// and layers; small, held in memory).
+#[derive(Clone, Debug)]
+pub struct Referrer {
+    pub manifest: Vec<u8>,
+    pub blobs: Vec<Vec<u8>>,
+}
+
+impl Referrer {
+    pub fn from_signature(sig: &crate::format::signature::OciSignature) -> Referrer {
+        Referrer {
+            manifest: sig.manifest.clone(),
+            blobs: vec![sig.config.clone(), sig.bundle.clone()],
+        }
+    }
+
+    pub fn digest(&self) -> Digest {
+        Digest::of(&self.manifest)
+    }
+
+    /// Its entry in a referrers index: mediaType, digest, size, artifactType (the manifest's,
+    /// else its config's media type) and annotations, as the distribution spec lists them.
+    pub(crate) fn descriptor(&self) -> Result<serde_json::Value> {
+        let m: serde_json::Value = serde_json::from_slice(&self.manifest).map_err(|e| {
+            Error::input(format!(
+                "signature manifest {} is not JSON: {e}",
+                self.digest()
+            ))
+        })?;
+        let mut d = serde_json::json!({
+            "mediaType": m.get("mediaType").and_then(|v| v.as_str()).unwrap_or(MANIFEST_MEDIA_TYPE),
+            "digest": self.digest().as_str(),
+            "size": self.manifest.len(),
+        });
+        let at = m
+            .get("artifactType")
+            .or_else(|| m.get("config").and_then(|c| c.get("mediaType")));
+        if let Some(at) = at {
+            d["artifactType"] = at.clone();
+        }
+        if let Some(a) = m.get("annotations").filter(|a| a.is_object()) {
+            d["annotations"] = a.clone();
+        }
+        Ok(d)
+    }
+}
+
+/// The signature referrers of `subject` that `src` holds (index.json of a layout, the
+/// referrers of a registry), with their blobs. Signatures of other manifests are skipped.
+pub fn signatures_of(src: &mut dyn Source, subject: &Digest) -> Result<Vec<Referrer>> {
+    let what = src.describe();
+    let mut out = Vec::new();
+    for d in src.referrers(subject)? {
+        if !layout::is_signature(&d) {
+            continue;
+        }
+        let raw = layout::read_blob(src, &d, crate::format::media_type::MAX_MANIFEST_BYTES)?;
+        let m: oci_spec::image::ImageManifest = serde_json::from_slice(&raw).map_err(|e| {
+            Error::input(format!(
+                "{what}: signature {} is not a valid OCI manifest: {e}",
+                d.digest()
+            ))
+        })?;
+        let signs_subject = m
+            .subject()
+            .as_ref()
+            .is_some_and(|s| s.digest().to_string() == subject.as_str());
+        if !signs_subject {
+            continue;
+        }
+        let mut blobs = Vec::new();
+        for b in std::iter::once(m.config()).chain(m.layers().iter()) {
+            blobs.push(layout::read_blob(
+                src,
+                b,
+                crate::format::media_type::MAX_MANIFEST_BYTES,
+            )?);
+        }
+        out.push(Referrer {
+            manifest: raw,
+            blobs,
+        });
+    }
+    Ok(out)
+}
+
+/// What `push_referrers` did.
+#[derive(Clone, Debug, Default)]
+pub struct ReferrersPushed {
+    /// Signature manifests pushed.
+    pub pushed: usize,
+    /// The fallback tag (`sha256-<hex>`) updated because the registry has no referrers API.
+    pub tag: Option<String>,
+}
+
+/// Push referrers (signature manifests) of `subject` to `dst`'s repository: their blobs, each
+/// manifest by digest, then, where the registry has no referrers API (the new manifests do
+/// not show up as referrers), add them to the fallback index at tag `sha256-<hex>`.
+pub fn push_referrers(
+    dst: &Remote,
+    subject: &Digest,
+    referrers: &[Referrer],
+) -> Result<ReferrersPushed> {
+    let mut done = ReferrersPushed::default();
+    if referrers.is_empty() {
+        return Ok(done);
+    }
+    let what = dst.describe();
+    block_on(async {
+        dst.prime().await;
+        for r in referrers {
+            for b in &r.blobs {
+                let d = Digest::of(b).to_string();
+                let exists = retry(&what, || async {
+                    dst.client.blob_exists(&dst.reference, &d).await
+                })
+                .await
+                .map_err(|e| map_err(&what, &format!("checking blob {d}"), e))?;
+                if !exists {
+                    let body = Bytes::copy_from_slice(b);
+                    retry(&what, || async {
+                        dst.client.push_blob(&dst.reference, body.clone(), &d).await
+                    })
+                    .await
+                    .map_err(|e| map_err(&what, &format!("uploading blob {d}"), e))?;
+                }
+            }
+            let desc = r.descriptor()?;
+            let mt = desc["mediaType"].as_str().unwrap_or(MANIFEST_MEDIA_TYPE);
+            dst.at_digest(&r.digest())
+                .put_manifest(
+                    &r.manifest,
+                    mt,
+                    &format!("pushing signature {}", r.digest()),
+                )
+                .await?;
+        }
+        Ok::<(), Error>(())
+    })?;
+    done.pushed = referrers.len();
+
+    // Does the registry list them now (referrers API, or already in the fallback index)?
+    let listed: std::collections::HashSet<String> = dst
+        .referrers(subject, None)?
+        .iter()
+        .map(|d| d.digest().to_string())
+        .collect();
+    let missing: Vec<&Referrer> = referrers
+        .iter()
+        .filter(|r| !listed.contains(r.digest().as_str()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(done);
+    }
+
+    // The referrers tag schema: fetch the index (none yet: empty), add, push.
+    let tag = format!("sha256-{}", subject.hex());
+    let tagged = dst.at(Reference::with_tag(
+        dst.reference.registry().to_string(),
+        dst.reference.repository().to_string(),
+        tag.clone(),
+    ));
+    let existing = block_on(async {
+        retry(&what, || async {
+            dst.client
+                .pull_manifest_raw(&tagged.reference, &dst.auth, &[INDEX_MEDIA_TYPE])
+                .await
+        })
+        .await
+    });
+    let mut index = match existing {
+        Ok((raw, _)) => serde_json::from_slice::<serde_json::Value>(&raw)
+            .ok()
+            .filter(|v| v["manifests"].is_array())
+            .ok_or_else(|| {
+                Error::input(format!(
+                    "{what}: the referrers tag {tag} holds something else than an image index: remove it, or push to a registry with the referrers API"
+                ))
+            })?,
+        Err(e) if is_not_found(&e) => serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX_MEDIA_TYPE,
+            "manifests": [],
+        }),
+        Err(e) => return Err(map_err(&what, &format!("fetching the referrers tag {tag}"), e)),
+    };
+    let manifests = index["manifests"].as_array_mut().expect("checked above");
+    for r in missing {
+        let d = r.descriptor()?;
+        if !manifests.iter().any(|m| m["digest"] == d["digest"]) {
+            manifests.push(d);
+        }
+    }
+    let body = crate::format::json::to_canonical_bytes(&index);
+    block_on(tagged.put_manifest(
+        &body,
+        INDEX_MEDIA_TYPE,
+        &format!("pushing the referrers tag {tag}"),
+    ))?;
+    done.tag = Some(tag);
+    Ok(done)
+}
