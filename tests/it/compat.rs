@@ -2,10 +2,10 @@
 //! with today's binary: inspect, verify, push + pull --verify-key and gate. They stand for the
 //! bundles users already have in registries, so their digests are hard-coded here.
 
-use crate::registry::{Env, Registry};
+use crate::support::fixtures::read_blob;
+use crate::support::registry::{Env, Registry};
 use crate::support::*;
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Read as _;
@@ -64,18 +64,9 @@ fn public_key() -> PathBuf {
     fixtures_dir().join("key.pub")
 }
 
-fn sha256(b: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(b)))
-}
-
 impl Fixture {
     fn dir(&self) -> PathBuf {
         fixtures_dir().join(self.form)
-    }
-
-    fn blob(&self, digest: &str) -> Vec<u8> {
-        let hex = digest.strip_prefix("sha256:").unwrap();
-        fs::read(self.dir().join("blobs/sha256").join(hex)).unwrap()
     }
 
     /// A copy of the layout in `t`, so no verb can ever write into the committed fixture.
@@ -87,7 +78,7 @@ impl Fixture {
 
     /// mlart.json as release 0.1 wrote it, read from the fixture's bytes (not by mlart).
     fn metadata(&self) -> Value {
-        let blob = self.blob(self.metadata_blob);
+        let blob = read_blob(&self.dir(), self.metadata_blob);
         if self.form == "artifact" {
             return serde_json::from_slice(&blob).unwrap();
         }
