@@ -3,10 +3,10 @@
 //! KServe modelcar uses it; multi-platform bases; bases in a registry (mounted, not uploaded);
 //! Docker schema 2 bases written by skopeo; hostile bases.
 
-use crate::registry::{have, Env, Registry};
+use crate::support::fixtures::{bundle_iris, put_blob, read_blob, read_json, read_layout};
+use crate::support::registry::{have, Env, Registry};
 use crate::support::*;
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -52,31 +52,6 @@ fn busybox() -> Option<PathBuf> {
     }
     eprintln!("SKIP: no /bin/busybox (scripts/test installs busybox-static)");
     None
-}
-
-fn sha256(b: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(b)))
-}
-
-fn put_blob(layout: &Path, data: &[u8]) -> (String, u64) {
-    let d = sha256(data);
-    let dir = layout.join("blobs/sha256");
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join(&d[7..]), data).unwrap();
-    (d, data.len() as u64)
-}
-
-fn read_blob(layout: &Path, digest: &str) -> Vec<u8> {
-    fs::read(
-        layout
-            .join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:")),
-    )
-    .unwrap()
-}
-
-fn read_json(layout: &Path, digest: &str) -> Value {
-    serde_json::from_slice(&read_blob(layout, digest)).unwrap()
 }
 
 /// The busybox layer: `bin/busybox` and links to it, as a gzip tar. (gzip bytes, diff_id)
@@ -228,22 +203,8 @@ fn bundle_on(base: &str, out: &Path, extra: &[&str]) -> Value {
 
 /// The manifest index.json names (layout), and its digest.
 fn top_of(layout: &Path) -> (Value, Value) {
-    let index: Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let d = index["manifests"][0].clone();
-    (read_json(layout, d["digest"].as_str().unwrap()), d)
-}
-
-fn ok(c: &mut Command) -> Vec<u8> {
-    let o = c.output().expect("run tool");
-    assert!(
-        o.status.success(),
-        "{:?} failed: {}\n{}",
-        c,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o.stdout
+    let (index, top) = read_layout(layout);
+    (top, index["manifests"][0].clone())
 }
 
 fn is_root() -> bool {
@@ -283,14 +244,7 @@ fn example_layout() -> PathBuf {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     let t = DIR.get_or_init(|| {
         let t = tempfile::tempdir().unwrap();
-        json_ok(
-            mlart()
-                .arg("bundle")
-                .arg("-f")
-                .arg(example().join("mlart.yaml"))
-                .arg("-o")
-                .arg(t.path().join("plain.oci")),
-        );
+        bundle_iris(&mut mlart(), &t.path().join("plain.oci"), &[]);
         t
     });
     t.path().join("plain.oci")

@@ -3,22 +3,13 @@
 //! `init` on odd folders, outputs that are someone else's file, NaN gate thresholds, and
 //! Ctrl-C during a push.
 
-use crate::registry::{Env, Registry};
+use crate::support::fixtures::bundle_iris_cwd;
+use crate::support::registry::{Env, Registry};
 use crate::support::{example, example_copy, fails, json_ok, keygen, leftovers, mlart, run};
 use std::fs;
 use std::io::{Read, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-/// `mlart bundle -o OUT` of the example project.
-fn bundle_example(out: &std::path::Path) -> serde_json::Value {
-    json_ok(
-        mlart()
-            .current_dir(example())
-            .args(["bundle", "-o"])
-            .arg(out),
-    )
-}
 
 fn stdout_json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -74,7 +65,7 @@ fn sign_and_verify_take_oci_names() {
     let t = tempfile::tempdir().unwrap();
     let layout = t.path().join("iris.oci");
     let archive = t.path().join("iris.tar");
-    bundle_example(&layout);
+    bundle_iris_cwd(&mut mlart(), &layout);
     let (key, public) = keygen(t.path(), "k");
     let v = json_ok(
         mlart()
@@ -221,7 +212,7 @@ fn init_without_known_files_is_an_input_error() {
 fn outputs_never_replace_a_foreign_file() {
     let t = tempfile::tempdir().unwrap();
     let layout = t.path().join("iris.oci");
-    bundle_example(&layout);
+    bundle_iris_cwd(&mut mlart(), &layout);
     // a user's tar of photos, and a text file
     let photos = t.path().join("photos.tar");
     {
@@ -259,7 +250,7 @@ fn outputs_never_replace_a_foreign_file() {
     let out = t.path().join("out.tar");
     fs::write(&out, b"").unwrap();
     json_ok(mlart().arg("copy").arg(&layout).arg(&out));
-    bundle_example(&out);
+    bundle_iris_cwd(&mut mlart(), &out);
     json_ok(mlart().arg("inspect").arg(&out));
 }
 

@@ -1,6 +1,6 @@
 //! `mlart gate` and `mlart diff` on real bundles (layouts and a registry baseline).
 
-use crate::registry::Registry;
+use crate::support::registry::Registry;
 use crate::support::*;
 use std::fs;
 use std::path::Path;

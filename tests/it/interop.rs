@@ -1,31 +1,12 @@
 //! Real third-party tools read what mlart writes: skopeo, umoci and the OCI JSON schemas.
 
+use crate::support::fixtures::bundle_iris;
 use crate::support::*;
 use std::fs;
 use std::process::Command;
 
 fn bundle(out: &std::path::Path, form: &str) -> serde_json::Value {
-    json_ok(
-        mlart()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
-            .arg("-o")
-            .arg(out)
-            .args(["--format", form]),
-    )
-}
-
-fn ok(c: &mut Command) -> Vec<u8> {
-    let o = c.output().expect("run tool");
-    assert!(
-        o.status.success(),
-        "{:?} failed: {}\n{}",
-        c,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o.stdout
+    bundle_iris(&mut mlart(), out, &["--format".as_ref(), form.as_ref()])
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 mod base;
 mod bundle;
+mod compat;
 mod explore;
 mod gate;
 mod httpproxy;

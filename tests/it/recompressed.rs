@@ -4,23 +4,19 @@
 //! uncompressed stream must hash to the diff_id. Real skopeo and a real registry, and layouts
 //! rewritten by hand for the hostile cases.
 
-use crate::registry::{Env, Registry};
-use crate::support::{example, fails, json_ok, keygen, tool, tree_digests};
+use crate::support::fixtures::{blob_path, put_blob, read_layout};
+use crate::support::registry::{Env, Registry};
+use crate::support::{example, fails, json_ok, keygen, sha256, tool, tree_digests};
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 const TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const TAR_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-
-fn sha256(b: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(b)))
-}
 
 /// `mlart bundle` of the example into `out` (signed with `key` when given): the bundle's JSON.
 fn bundle(env: &Env, out: &Path, key: Option<&Path>, form: &str) -> Value {
@@ -224,22 +220,10 @@ fn recompressed_registry_copy_pulls() {
 
 // ---------------- layouts rewritten by hand ----------------
 
-/// A layout's one bundle: (index.json, the manifest).
-fn read_layout(dir: &Path) -> (Value, Value) {
-    let index: Value = serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
-    let d = index["manifests"][0]["digest"].as_str().unwrap();
-    let m = serde_json::from_slice(&fs::read(blob_path(dir, d)).unwrap()).unwrap();
-    (index, m)
-}
-
-fn blob_path(dir: &Path, digest: &str) -> PathBuf {
-    dir.join("blobs/sha256").join(&digest[7..])
-}
-
+/// Write `b` as a blob of the layout `dir`: its descriptor's digest and size.
 fn put(dir: &Path, b: &[u8]) -> Value {
-    let d = sha256(b);
-    fs::write(blob_path(dir, &d), b).unwrap();
-    json!({"digest": d, "size": b.len()})
+    let (d, size) = put_blob(dir, b);
+    json!({"digest": d, "size": size})
 }
 
 /// Write `m` as the layout's manifest (index.json points at it, its tag kept).

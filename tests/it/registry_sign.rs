@@ -3,8 +3,9 @@
 //! the signatures are listed in the fallback index at tag `sha256-<hex>`.
 
 use crate::httpproxy::{HttpProxy, Reply, Request};
-use crate::registry::{Env, Registry};
-use crate::support::{example, fails, json_ok, keygen_with, run};
+use crate::support::fixtures::bundle_iris;
+use crate::support::registry::{have, Env, Registry};
+use crate::support::{base64_decode, base64_encode, example, fails, json_ok, run};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -12,23 +13,6 @@ use std::path::{Path, PathBuf};
 const BUNDLE_MT: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 const INDEX_MT: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST_MT: &str = "application/vnd.oci.image.manifest.v1+json";
-
-fn keygen(env: &Env, name: &str) -> (PathBuf, PathBuf) {
-    keygen_with(&mut env.cmd(), &env.path(name))
-}
-
-/// `mlart bundle` of the example into a layout, with extra args.
-fn bundle(env: &Env, out: &Path, extra: &[&std::ffi::OsStr]) -> Value {
-    json_ok(
-        env.cmd()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
-            .arg("-o")
-            .arg(out)
-            .args(extra),
-    )
-}
 
 /// A plain HTTP/1.1 request to the test registry: (status, body).
 fn http(
@@ -99,10 +83,14 @@ fn registry_signatures_via_fallback_tag() {
         return;
     };
     let env = Env::new();
-    let (a_key, a_pub) = keygen(&env, "a");
-    let (b_key, b_pub) = keygen(&env, "b");
+    let (a_key, a_pub) = env.keygen("a");
+    let (b_key, b_pub) = env.keygen("b");
     let layout = env.path("signed.oci");
-    let built = bundle(&env, &layout, &["--sign".as_ref(), a_key.as_os_str()]);
+    let built = bundle_iris(
+        &mut env.cmd(),
+        &layout,
+        &["--sign".as_ref(), a_key.as_os_str()],
+    );
     let subject = built["manifest_digest"].as_str().unwrap().to_string();
     let reference = reg.reference("ml/iris:1.0.0");
 
@@ -218,7 +206,7 @@ fn registry_signatures_via_fallback_tag() {
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
 
     // --require-all with a key that has not signed: fails
-    let (_, c_pub) = keygen(&env, "c");
+    let (_, c_pub) = env.keygen("c");
     let out = verify(&env, &reference, &[&a_pub, &c_pub], true);
     assert_eq!(out.status.code(), Some(1));
 
@@ -234,7 +222,11 @@ fn registry_signatures_via_fallback_tag() {
     );
     // so does pushing an archive of it
     let archive = env.path("signed.tar");
-    bundle(&env, &archive, &["--sign".as_ref(), a_key.as_os_str()]);
+    bundle_iris(
+        &mut env.cmd(),
+        &archive,
+        &["--sign".as_ref(), a_key.as_os_str()],
+    );
     let from_tar = reg.reference("ml/from-tar:1.0.0");
     let c = json_ok(env.cmd().arg("push").arg(&archive).arg(&from_tar));
     assert_eq!(c["digest"], subject.as_str());
@@ -268,7 +260,7 @@ fn registry_signatures_via_fallback_tag() {
 
     // an unsigned bundle in a registry: verify says so
     let plain = env.path("plain.oci");
-    bundle(&env, &plain, &[]);
+    bundle_iris(&mut env.cmd(), &plain, &[]);
     let unsigned = reg.reference("ml/unsigned:1.0.0");
     let p = json_ok(env.cmd().arg("push").arg(&plain).arg(&unsigned));
     assert_eq!(p["signatures"], 0);
@@ -289,8 +281,8 @@ fn registry_bundle_push_sign() {
         return;
     };
     let env = Env::new();
-    let (a_key, a_pub) = keygen(&env, "a");
-    let (_, b_pub) = keygen(&env, "b");
+    let (a_key, a_pub) = env.keygen("a");
+    let (_, b_pub) = env.keygen("b");
     let reference = reg.reference("ml/streamed:1.0.0");
     let out = run(env
         .cmd()
@@ -334,13 +326,17 @@ fn registry_tampered_signatures_fail() {
         return;
     };
     let env = Env::new();
-    let (a_key, a_pub) = keygen(&env, "a");
+    let (a_key, a_pub) = env.keygen("a");
     // A: signed; B: another manifest (another platform), unsigned
     let a = env.path("a.oci");
-    let built = bundle(&env, &a, &["--sign".as_ref(), a_key.as_os_str()]);
+    let built = bundle_iris(&mut env.cmd(), &a, &["--sign".as_ref(), a_key.as_os_str()]);
     let a_digest = built["manifest_digest"].as_str().unwrap().to_string();
     let b = env.path("b.oci");
-    let built = bundle(&env, &b, &["--platform".as_ref(), "linux/arm64".as_ref()]);
+    let built = bundle_iris(
+        &mut env.cmd(),
+        &b,
+        &["--platform".as_ref(), "linux/arm64".as_ref()],
+    );
     let b_digest = built["manifest_digest"].as_str().unwrap().to_string();
     assert_ne!(a_digest, b_digest);
     let a_ref = reg.reference("ml/t:a");
@@ -498,10 +494,14 @@ fn registry_signatures_via_referrers_api() {
     };
     let api = ReferrersApi::start(&reg.addr);
     let env = Env::new();
-    let (a_key, a_pub) = keygen(&env, "a");
-    let (b_key, b_pub) = keygen(&env, "b");
+    let (a_key, a_pub) = env.keygen("a");
+    let (b_key, b_pub) = env.keygen("b");
     let layout = env.path("signed.oci");
-    let built = bundle(&env, &layout, &["--sign".as_ref(), a_key.as_os_str()]);
+    let built = bundle_iris(
+        &mut env.cmd(),
+        &layout,
+        &["--sign".as_ref(), a_key.as_os_str()],
+    );
     let subject = built["manifest_digest"].as_str().unwrap().to_string();
     let reference = format!("{}/ml/api:1.0.0", api.addr);
 
@@ -585,7 +585,7 @@ fn sigstore_node_modules(test: &str) -> Option<PathBuf> {
         .unwrap_or_else(|| crate::support::repo().join(".tools/node_modules"));
     let ok = dir.join("@sigstore/verify/package.json").is_file()
         && dir.join("@sigstore/bundle/package.json").is_file()
-        && crate::registry::have("node", test);
+        && have("node", test);
     if !ok {
         if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
             panic!("{test}: @sigstore/verify is required (MLART_REQUIRE_INTEROP=1) but not in {}: run scripts/test", dir.display());
@@ -630,8 +630,8 @@ fn sigstore_verify_accepts_registry_signatures() {
         return;
     };
     let env = Env::new();
-    let (a_key, a_pub) = keygen(&env, "a");
-    let (_, b_pub) = keygen(&env, "b");
+    let (a_key, a_pub) = env.keygen("a");
+    let (_, b_pub) = env.keygen("b");
     let reference = reg.reference("ml/npm:1.0.0");
     let p = json_ok(
         env.cmd()
@@ -721,14 +721,4 @@ fn sigstore_verify_accepts_registry_signatures() {
         "a tampered signature passed: {}",
         ok(&out)
     );
-}
-
-fn base64_encode(b: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(b)
-}
-
-fn base64_decode(s: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }

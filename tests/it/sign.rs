@@ -1,20 +1,16 @@
 //! keygen, bundle --sign, sign, verify; model_signing (PyPI) checks our model.sig.
 
+use crate::support::fixtures::bundle_iris;
 use crate::support::*;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
 fn signed_layout(dir: &Path, key: &Path, out: &str) -> serde_json::Value {
-    json_ok(
-        mlart()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
-            .arg("-o")
-            .arg(dir.join(out))
-            .arg("--sign")
-            .arg(key),
+    bundle_iris(
+        &mut mlart(),
+        &dir.join(out),
+        &["--sign".as_ref(), key.as_os_str()],
     )
 }
 

@@ -10,8 +10,9 @@
 //! only with a token it issued, else answers the Bearer challenge.
 
 use crate::httpproxy::{HttpProxy, Reply, Request, Seen};
-use crate::registry::{Env, Registry};
-use crate::support::{example, fails, json_ok, keygen_with, run};
+use crate::support::fixtures::{build_iris, read_layout};
+use crate::support::registry::{Env, Registry};
+use crate::support::{base64_encode, example, fails, json_ok, run};
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
@@ -142,21 +143,6 @@ fn answer(
     )
 }
 
-fn base64_encode(b: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(b)
-}
-
-fn build_iris(env: &Env, out: &Path) {
-    json_ok(
-        env.cmd()
-            .current_dir(example())
-            .arg("bundle")
-            .arg("-o")
-            .arg(out),
-    );
-}
-
 /// The example bundled into a layout and pushed straight to the registry (no token service):
 /// the env and the layout.
 fn iris_in_registry(t: &TokenRegistry) -> (Env, PathBuf) {
@@ -174,15 +160,7 @@ fn iris_in_registry(t: &TokenRegistry) -> (Env, PathBuf) {
 
 /// How many layers the image of a layout has.
 fn layer_count(layout: &Path) -> usize {
-    let read =
-        |p: &Path| -> serde_json::Value { serde_json::from_slice(&fs::read(p).unwrap()).unwrap() };
-    let index = read(&layout.join("index.json"));
-    let d = index["manifests"][0]["digest"].as_str().unwrap();
-    let m = read(
-        &layout
-            .join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:")),
-    );
+    let (_, m) = read_layout(layout);
     m["layers"].as_array().unwrap().len()
 }
 
@@ -301,7 +279,7 @@ fn token_503_and_reset_retried_for_every_verb() {
     let env = Env::new();
     let layout = env.path("iris.oci");
     build_iris(&env, &layout);
-    let (key, public) = keygen_with(&mut env.cmd(), &env.path("k"));
+    let (key, public) = env.keygen("k");
     let r = t.reference("ml/iris:1");
     let copied = t.reference("other/iris:2");
     let local = env.path("copy.oci");

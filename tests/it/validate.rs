@@ -1,7 +1,7 @@
 //! `mlart validate` and `bundle --validate` with the real ONNX Runtime from PyPI
 //! (`onnxruntime==1.31.1` in the test venv), on the fixtures of scripts/make-onnx-fixtures.py.
 
-use crate::registry::Registry;
+use crate::support::registry::Registry;
 use crate::support::*;
 use serde_json::Value;
 use std::fs;

@@ -1,5 +1,12 @@
-//! Shared helpers: run the binary, copy the example project, find interop tools.
+//! Shared helpers of the integration tests: run the binary, copy the example project, find
+//! interop tools, digests and base64. Each helper is written here once; test files use it
+//! from here. `registry`: the registry harness (a real `docker-registry`, an isolated
+//! environment). `fixtures`: the iris builder and the makers of OCI layout blobs.
 
+pub mod fixtures;
+pub mod registry;
+
+use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -92,13 +99,18 @@ pub fn example_copy() -> tempfile::TempDir {
     t
 }
 
-/// A tool on PATH, or None. With MLART_REQUIRE_INTEROP=1 a missing tool fails the test.
-pub fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|p| {
+/// The file `name` in a directory of PATH, if any.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
         std::env::split_paths(&p)
             .map(|d| d.join(name))
             .find(|c| c.is_file())
-    });
+    })
+}
+
+/// A tool on PATH, or None. With MLART_REQUIRE_INTEROP=1 a missing tool fails the test.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = find_on_path(name);
     if found.is_none() {
         if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
             panic!("{name} is required (MLART_REQUIRE_INTEROP=1) but not on PATH: run scripts/test, which installs it");
@@ -127,10 +139,38 @@ pub fn python() -> Option<PathBuf> {
     None
 }
 
+/// Run a (third-party) tool, expect success: its stdout.
+pub fn ok(c: &mut Command) -> Vec<u8> {
+    let o = c.output().expect("run tool");
+    assert!(
+        o.status.success(),
+        "{:?} failed: {}\n{}",
+        c,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
+/// The OCI digest of `b`: `sha256:<hex>`.
+pub fn sha256(b: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(b)))
+}
+
+/// The sha256 of a file's bytes, as bare hex.
 pub fn sha256_file(p: &Path) -> String {
-    use sha2::Digest;
     let data = std::fs::read(p).unwrap();
-    hex::encode(sha2::Sha256::digest(&data))
+    hex::encode(Sha256::digest(&data))
+}
+
+pub fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+pub fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
 
 /// Every file under `root`, relative path -> sha256.
