@@ -157,7 +157,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
             "no command given: mlart needs one of {} (`mlart --help` says what each does)",
             verbs.join(", ")
         );
-        return cli::report_error(&mlart::Error::input(msg), true);
+        return cli::report_error(&mlart::Error::usage(msg), true);
     }
     let text = e.to_string();
     let text = text.trim().strip_prefix("error: ").unwrap_or(text.trim());
@@ -166,7 +166,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .next()
         .unwrap_or(text)
         .trim();
-    cli::report_error(&mlart::Error::input(text), true)
+    cli::report_error(&mlart::Error::usage(text), true)
 }
 
 fn init_logging(verbose: u8) {

@@ -288,7 +288,7 @@ impl Extractor {
         strip: Option<&str>,
         want: &dyn Fn(&str) -> bool,
     ) -> Result<()> {
-        let bad = |e: io::Error| Error::input(format!("{what}: not a valid tar layer: {e}"));
+        let bad = |e: io::Error| Error::from_io(&e, format!("{what}: not a valid tar layer: {e}"));
         let mut ar = tar::Archive::new(r);
         for e in ar.entries().map_err(bad)? {
             let mut e = e.map_err(bad)?;

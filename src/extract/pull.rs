@@ -327,7 +327,7 @@ pub fn pull(
                 })
             }
         };
-        let bad = |e: io::Error| Error::input(format!("{label}: {e}"));
+        let bad = |e: io::Error| Error::from_io(&e, format!("{label}: {e}"));
         // A layer matched by its diff_id: hash what it decompresses to.
         let diff_id = diff_checks.get(l.digest().as_ref() as &str);
         if mt.ends_with(".raw") {
@@ -625,7 +625,7 @@ fn store_in_cache(
         let mut w = io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         io::copy(&mut r, &mut w).map_err(|e| {
             if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::Other {
-                Error::input(format!("{what}: blob {digest}: {e}"))
+                Error::from_io(&e, format!("{what}: blob {digest}: {e}"))
             } else {
                 Error::Io {
                     context: format!("caching blob {digest}"),

@@ -134,6 +134,11 @@ impl<R: Read> Read for HashReader<R> {
     }
 }
 
+/// A digest or size mismatch as an `io::Error` of kind integrity (`InvalidData`).
+pub fn mismatch(msg: impl Into<String>) -> io::Error {
+    crate::error::io_error(crate::error::Kind::Integrity, msg)
+}
+
 /// A reader that checks, at EOF, that the bytes read have the expected size and digest.
 /// A mismatch is an `InvalidData` error, so a corrupt blob never reads as good.
 pub struct VerifyReader<R> {
@@ -165,13 +170,10 @@ impl<R: Read> Read for VerifyReader<R> {
         let n = if want == 0 {
             let mut probe = [0u8; 1];
             if self.inner.inner.read(&mut probe)? != 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "blob {} is larger than its descriptor's size {}",
-                        self.expected, self.size
-                    ),
-                ));
+                return Err(mismatch(format!(
+                    "blob {} is larger than its descriptor's size {}",
+                    self.expected, self.size
+                )));
             }
             0
         } else {
@@ -180,25 +182,19 @@ impl<R: Read> Read for VerifyReader<R> {
         if n == 0 {
             self.done = true;
             if self.inner.count() != self.size {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "blob {} is truncated: {} of {} bytes",
-                        self.expected,
-                        self.inner.count(),
-                        self.size
-                    ),
-                ));
+                return Err(mismatch(format!(
+                    "blob {} is truncated: {} of {} bytes",
+                    self.expected,
+                    self.inner.count(),
+                    self.size
+                )));
             }
             let got = Digest::from_hasher(std::mem::take(&mut self.inner.hasher));
             if got != self.expected {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "blob {} does not match its digest (got {got})",
-                        self.expected
-                    ),
-                ));
+                return Err(mismatch(format!(
+                    "blob {} does not match its digest (got {got})",
+                    self.expected
+                )));
             }
         }
         Ok(n)

@@ -26,8 +26,17 @@ pub fn skip_stream(
     }))
 }
 
+/// Whether a download stream's error is oci-client's digest check failing (a mismatch, not a
+/// network failure to retry).
 pub fn is_verification(e: &io::Error) -> bool {
-    e.to_string().contains("Invalid digest")
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|x| x as _);
+    while let Some(x) = cur {
+        if x.is::<oci_client::errors::DigestError>() {
+            return true;
+        }
+        cur = x.source();
+    }
+    false
 }
 
 /// A blob streamed from a registry, as `std::io::Read`.

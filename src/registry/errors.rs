@@ -2,7 +2,9 @@
 
 use super::*;
 use crate::error::Error;
+use crate::error::Kind;
 use oci_client::errors::OciDistributionError;
+use oci_client::errors::OciErrorCode;
 
 /// When `e` carries a `Retry-After` above `MLART_RETRY_AFTER_MAX`: why mlart did not wait.
 pub fn wait_refused(e: &OciDistributionError) -> Option<String> {
@@ -122,40 +124,80 @@ pub fn is_auth_error(e: &OciDistributionError) -> bool {
         OciDistributionError::RequestError(r) => r
             .status()
             .is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403),
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
-            let c = format!("{:?}", x.code).to_ascii_lowercase();
-            c.contains("unauthorized") || c.contains("denied")
-        }),
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|x| matches!(x.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)),
         _ => false,
     }
 }
 
+/// The registry's error codes that say "no such thing here".
+fn is_unknown(code: &OciErrorCode) -> bool {
+    matches!(
+        code,
+        OciErrorCode::BlobUnknown
+            | OciErrorCode::BlobUploadUnknown
+            | OciErrorCode::ManifestUnknown
+            | OciErrorCode::NameUnknown
+            | OciErrorCode::NotFound
+    )
+}
+
+/// The one place a registry failure becomes an [`Error`], its kind decided by the variant and
+/// the registry's error code (never by the text): credentials -> auth, unknown repository,
+/// tag, manifest or blob -> not-found, everything else the registry or the network said ->
+/// network. `what` names the registry and repository, `doing` the step.
 pub fn map_err(what: &str, doing: &str, e: OciDistributionError) -> Error {
+    debug_assert!(kind_of(&e) != Kind::Input);
+    if crate::interrupt::requested() {
+        return Error::Interrupted;
+    }
+    if let Some(m) = wait_refused(&e) {
+        return Error::of(Kind::Network, format!("{what}: {doing}: {m}"));
+    }
     match &e {
-        _ if crate::interrupt::requested() => Error::Interrupted,
-        e if wait_refused(e).is_some() => Error::input(format!(
-            "{what}: {doing}: {}",
-            wait_refused(e).unwrap_or_default()
-        )),
-        OciDistributionError::TokenError { code, url, .. } if is_auth_error(&e) => {
-            Error::input(format!(
+        OciDistributionError::TokenError { code, url, .. } if is_auth_error(&e) => Error::of(
+            Kind::Auth,
+            format!(
                 "{what}: {doing}: the registry asks for credentials (or refused them; its token endpoint {} answered {}): run `mlart login <registry>` or check ~/.docker/config.json",
                 printable(url, 200),
                 status_text(*code)
-            ))
-        }
-        e if is_auth_error(e) => Error::input(format!(
-            "{what}: {doing}: the registry asks for credentials (or refused them): run `mlart login <registry>` or check ~/.docker/config.json"
-        )),
+            ),
+        ),
+        e if is_auth_error(e) => Error::of(
+            Kind::Auth,
+            format!(
+                "{what}: {doing}: the registry asks for credentials (or refused them): run `mlart login <registry>` or check ~/.docker/config.json"
+            ),
+        ),
         OciDistributionError::RegistryError { envelope, .. }
-            if envelope.errors.iter().any(|x| {
-                let c = format!("{:?}", x.code).to_ascii_lowercase();
-                c.contains("unknown")
-            }) =>
+            if envelope.errors.iter().any(|x| is_unknown(&x.code)) =>
         {
-            Error::input(format!("{what}: {doing}: not found ({envelope})"))
+            Error::of(
+                Kind::NotFound,
+                format!("{what}: {doing}: not found ({envelope})"),
+            )
         }
-        _ => Error::input(format!("{what}: {doing}: {}", describe_oci(&e))),
+        e if is_not_found(e) => Error::of(
+            Kind::NotFound,
+            format!("{what}: {doing}: not found ({})", describe_oci(e)),
+        ),
+        _ => Error::of(Kind::Network, format!("{what}: {doing}: {}", describe_oci(&e))),
+    }
+}
+
+/// The kind of a registry failure, by its variant and error codes: the same rule as
+/// [`map_err`], for failures that travel inside an `io::Error` (a blob download).
+pub fn kind_of(e: &OciDistributionError) -> Kind {
+    if wait_refused(e).is_some() {
+        Kind::Network
+    } else if is_auth_error(e) {
+        Kind::Auth
+    } else if is_not_found(e) {
+        Kind::NotFound
+    } else {
+        Kind::Network
     }
 }
 
@@ -163,10 +205,9 @@ pub fn is_not_found(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::ImageManifestNotFoundError(_) => true,
         OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
-            let c = format!("{:?}", x.code).to_ascii_lowercase();
-            c.contains("unknown")
-        }),
+        OciDistributionError::RegistryError { envelope, .. } => {
+            envelope.errors.iter().any(|x| is_unknown(&x.code))
+        }
         _ => false,
     }
 }

@@ -16,8 +16,8 @@ pub use client::*;
 pub use errors::*;
 pub use retry::*;
 
-use crate::error::{Error, Result};
-use crate::format::digest::Digest;
+use crate::error::{io_error, Error, Kind, Result};
+use crate::format::digest::{mismatch, Digest};
 use crate::format::media_type::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use crate::format::reference::Reference;
 use bytes::Bytes;
@@ -229,7 +229,9 @@ impl Remote {
                                 continue;
                             }
                             Some(_) => {
-                                let _ = tx.send(Err(io::Error::other("interrupted"))).await;
+                                let _ = tx
+                                    .send(Err(io_error(Kind::Interrupted, "interrupted")))
+                                    .await;
                                 return;
                             }
                             None => {}
@@ -237,14 +239,14 @@ impl Remote {
                         let msg = wait_refused(&e)
                             .map(|m| format!("blob {digest_s}: {m}"))
                             .unwrap_or_else(|| describe_oci(&e));
-                        let _ = tx.send(Err(io::Error::other(msg))).await;
+                        let _ = tx.send(Err(io_error(kind_of(&e), msg))).await;
                         return;
                     }
                     Err(e) => {
                         let msg = wait_refused(&e)
                             .map(|m| format!("blob {digest_s}: {m}"))
                             .unwrap_or_else(|| describe_oci(&e));
-                        let _ = tx.send(Err(io::Error::other(msg))).await;
+                        let _ = tx.send(Err(io_error(kind_of(&e), msg))).await;
                         return;
                     }
                 };
@@ -255,10 +257,9 @@ impl Remote {
                             if let (Some(size), Some(h)) = (verify, hasher.as_mut()) {
                                 if offset + b.len() as u64 > size {
                                     let _ = tx
-                                        .send(Err(io::Error::new(
-                                            io::ErrorKind::InvalidData,
-                                            format!("blob {expected} is larger than its descriptor's size {size}"),
-                                        )))
+                                        .send(Err(mismatch(format!(
+                                            "blob {expected} is larger than its descriptor's size {size}"
+                                        ))))
                                         .await;
                                     return;
                                 }
@@ -293,16 +294,14 @@ impl Remote {
                             };
                             if let Some(msg) = bad {
                                 let _ = tx
-                                    .send(Err(io::Error::new(io::ErrorKind::InvalidData, msg)))
+                                    .send(Err(mismatch(msg)))
                                     .await;
                             }
                         }
                         return;
                     }
                     Some(e) if is_verification(&e) => {
-                        let _ = tx
-                            .send(Err(io::Error::new(io::ErrorKind::InvalidData, e)))
-                            .await;
+                        let _ = tx.send(Err(mismatch(e.to_string()))).await;
                         return;
                     }
                     other => {
@@ -311,9 +310,10 @@ impl Remote {
                                 .map(|e| e.to_string())
                                 .unwrap_or_else(|| "the body was truncated".into());
                             let _ = tx
-                                .send(Err(io::Error::other(format!(
-                                    "blob {digest_s}: gave up after {attempt} retries: {msg}"
-                                ))))
+                                .send(Err(io_error(
+                                    Kind::Network,
+                                    format!("blob {digest_s}: gave up after {attempt} retries: {msg}"),
+                                )))
                                 .await;
                             return;
                         }
@@ -396,11 +396,14 @@ impl Remote {
                 "checking the credentials",
                 e,
             )),
-            Err(e) if is_auth_error(&e) => Err(Error::input(format!(
-                "{}: the registry refused the credentials ({})",
-                self.reference.registry(),
-                describe_oci(&e)
-            ))),
+            Err(e) if is_auth_error(&e) => Err(Error::of(
+                Kind::Auth,
+                format!(
+                    "{}: the registry refused the credentials ({})",
+                    self.reference.registry(),
+                    describe_oci(&e)
+                ),
+            )),
             Err(OciDistributionError::RegistryError { .. }) => Ok(()), // 404 NAME_UNKNOWN: authenticated
             Err(OciDistributionError::ServerError { code: 404, .. }) => Ok(()),
             Err(e) => Err(map_err(

@@ -135,7 +135,7 @@ impl Base {
         let opener = crate::store::registry::blob_opener(&self.location, opts)?;
         for b in self.blobs() {
             let bad = |e: std::io::Error| {
-                Error::input(format!(
+                Error::from_io(&e, format!(
                     "base {}: layer {}: {e}. The base is corrupt or incomplete: fetch or rebuild it",
                     self.given, b.digest
                 ))
@@ -192,7 +192,7 @@ impl Reader {
                 let mut v = Vec::new();
                 VerifyReader::new(self.src.open_blob(d)?, d.clone(), size)
                     .read_to_end(&mut v)
-                    .map_err(|e| Error::input(format!("{what}: manifest {d}: {e}")))?;
+                    .map_err(|e| Error::from_io(&e, format!("{what}: manifest {d}: {e}")))?;
                 v
             }
         };
@@ -217,7 +217,7 @@ impl Reader {
         let mut v = Vec::new();
         VerifyReader::new(self.src.open_blob(d)?, d.clone(), size)
             .read_to_end(&mut v)
-            .map_err(|e| Error::input(format!("{src_what}: the {what}: {e}")))?;
+            .map_err(|e| Error::from_io(&e, format!("{src_what}: the {what}: {e}")))?;
         Ok(v)
     }
 }

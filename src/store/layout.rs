@@ -346,7 +346,7 @@ pub trait Source {
         let mut v = Vec::with_capacity(size as usize);
         self.open_blob_verified(digest, size)?
             .read_to_end(&mut v)
-            .map_err(|e| Error::input(format!("{what}: manifest {digest}: {e}")))?;
+            .map_err(|e| Error::from_io(&e, format!("{what}: manifest {digest}: {e}")))?;
         Ok(v)
     }
     /// Candidate signature referrers of `subject` (their manifests still have to be read and
@@ -549,7 +549,7 @@ pub fn read_blob(src: &mut dyn Source, desc: &Descriptor, limit: u64) -> Result<
     let mut v = Vec::with_capacity(desc.size() as usize);
     open_verified(src, desc)?
         .read_to_end(&mut v)
-        .map_err(|e| Error::input(format!("{what}: {e}")))?;
+        .map_err(|e| Error::from_io(&e, format!("{what}: {e}")))?;
     Ok(v)
 }
 

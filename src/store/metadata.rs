@@ -50,8 +50,9 @@ pub fn read_metadata_layer_file(
         ))
     })?;
     let blob = crate::store::layout::read_blob(src, layer, MAX_METADATA_BYTES)?;
-    let bad =
-        |e: std::io::Error| Error::input(format!("{what}: the metadata layer is corrupt: {e}"));
+    let bad = |e: std::io::Error| {
+        Error::from_io(&e, format!("{what}: the metadata layer is corrupt: {e}"))
+    };
     let mut ar =
         tar::Archive::new(crate::format::compression::decoder(&blob[..], comp).map_err(bad)?);
     let want = format!("{MODEL_DIR}/{name}");

@@ -1,5 +1,6 @@
 //! Copying a bundle into a registry (push) or out of one into a layout (copy_to_local).
 
+use crate::error::Kind;
 use crate::error::{Error, Result};
 use crate::format::annotations::REF_NAME;
 use crate::format::digest::{Digest, VerifyReader};
@@ -216,7 +217,7 @@ pub(crate) async fn push_blob(
                             let _ = tx.blocking_send(Err(OciDistributionError::GenericError(
                                 Some(msg.clone()),
                             )));
-                            return Err(Error::input(msg));
+                            return Err(Error::from_io(&e, msg));
                         }
                     }
                 }
@@ -252,7 +253,7 @@ pub(crate) async fn push_blob(
         };
         let read = reader
             .await
-            .map_err(|e| Error::input(format!("reading blob {d}: {e}")))?;
+            .map_err(|e| Error::of(Kind::Internal, format!("reading blob {d}: {e}")))?;
         read?; // a bad local blob is not worth a retry
         match r {
             Ok(_) => {
@@ -388,7 +389,7 @@ pub fn copy_to_local(
             }
             let n = r
                 .read(&mut buf)
-                .map_err(|e| Error::input(format!("{what}: blob {digest}: {e}")))?;
+                .map_err(|e| Error::from_io(&e, format!("{what}: blob {digest}: {e}")))?;
             if n == 0 {
                 break;
             }

@@ -1,5 +1,6 @@
 //! A registry as a build sink (`bundle --push`): blobs stream straight into uploads.
 
+use crate::error::Kind;
 use crate::error::{Error, Result};
 use crate::format::digest::Digest;
 use crate::format::reference::Location;
@@ -38,7 +39,7 @@ impl UploadWriter {
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
         let tx = self.tx.as_ref().expect("open writer");
         tx.blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::other("the registry upload stopped"))
+            .map_err(|_| crate::error::io_error(Kind::Network, "the registry upload stopped"))
     }
 }
 
@@ -167,9 +168,10 @@ impl layout::BlobSink for RegistrySink {
         let sent = w.send();
         w.tx.take(); // end of stream
         let task = w.task.take().expect("open writer");
-        let r = block_on(task).map_err(|e| Error::input(format!("{what}: upload task: {e}")))?;
+        let r = block_on(task)
+            .map_err(|e| Error::of(Kind::Internal, format!("{what}: upload task: {e}")))?;
         let location = r.map_err(|e| map_err(&what, &format!("uploading blob {digest}"), e))?;
-        sent.map_err(|e| Error::input(format!("{what}: uploading blob {digest}: {e}")))?;
+        sent.map_err(|e| Error::from_io(&e, format!("{what}: uploading blob {digest}: {e}")))?;
         if w.written != size {
             return Err(Error::input(format!(
                 "{what}: blob {digest}: {} bytes were uploaded, expected {size}",

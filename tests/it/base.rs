@@ -868,6 +868,13 @@ fn edit_manifest(base: &BaseLayout, f: impl FnOnce(&mut Value)) {
     fs::write(&p, serde_json::to_vec(&index).unwrap()).unwrap();
 }
 
+/// Whether an expected message names a digest or size mismatch (an integrity error, exit 4).
+fn is_integrity(want: &str) -> bool {
+    ["does not match", "larger than its descriptor", "truncated"]
+        .iter()
+        .any(|w| want.contains(w))
+}
+
 #[test]
 fn base_hostile_and_malformed_bases_are_refused_cleanly() {
     let Some(bb) = busybox() else { return };
@@ -887,18 +894,26 @@ fn base_hostile_and_malformed_bases_are_refused_cleanly() {
             .args(extra)
             .arg("-o")
             .arg(&out);
-        let err = fails(&mut c, 2);
+        // a digest or size mismatch is an integrity error (4); every other refusal bad input (2)
+        let code = if want.iter().any(|w| is_integrity(w)) {
+            4
+        } else {
+            2
+        };
+        let err = fails(&mut c, code);
         for w in want {
             assert!(err.contains(w), "case {n}: want {w:?} in: {err}");
         }
         assert!(!err.contains("panicked"), "{err}");
         assert!(!out.exists(), "case {n}: output left behind");
         assert!(leftovers(&dir).is_empty(), "case {n}: temp left behind");
-        // --json: the error as JSON, exit 2
+        // --json: the error as JSON, the same exit code and its kind
         let o = run(c.arg("--json"));
-        assert_eq!(o.status.code(), Some(2));
+        assert_eq!(o.status.code(), Some(code));
         let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(v["error"]["exit_code"], 2);
+        assert_eq!(v["error"]["exit_code"], code);
+        let kind = if code == 4 { "integrity" } else { "input" };
+        assert_eq!(v["error"]["kind"], kind, "case {n}");
     };
     let good =
         |dir: &Path| busybox_base(&bb, &dir.join("base.oci"), "1", &[("amd64", None)], false);
@@ -1063,7 +1078,7 @@ fn base_hostile_and_malformed_bases_are_refused_cleanly() {
             oci(&b.dir, "1")
         },
         &[],
-        &["manifest"],
+        &["manifest", "larger than its descriptor"],
     );
     // An index whose entry lies about the platform of its image.
     check(
@@ -1729,50 +1744,64 @@ fn base_index_without_the_host_platform_or_hostile_is_refused() {
             serde_json::to_vec(&i).unwrap()
         })
     };
-    let cases: Vec<(&str, Edit, &str)> = vec![
+    let cases: Vec<(&str, Edit, &str, i32)> = vec![
         (
             "wrong-digest",
             both(|m| m["digest"] = format!("sha256:{}", "ab".repeat(32)).into()),
             "",
+            2,
         ),
         (
             "wrong-size",
             both(|m| m["size"] = (m["size"].as_u64().unwrap() + 1).into()),
             "",
+            // the manifest read is one byte short of its descriptor: integrity
+            4,
         ),
         (
             "huge-size",
             both(|m| m["size"] = (1u64 << 40).into()),
             "claims",
+            2,
         ),
         (
             "negative-size",
             both(|m| m["size"] = (-1).into()),
             "not a valid descriptor",
+            2,
         ),
         (
             "nested",
             both(|m| m["mediaType"] = OCI_INDEX.into()),
             "nested indexes are not read",
+            2,
         ),
-        ("bad-digest", both(|m| m["digest"] = "sha256:zz".into()), ""),
+        (
+            "bad-digest",
+            both(|m| m["digest"] = "sha256:zz".into()),
+            "",
+            2,
+        ),
         (
             "garbage",
             Box::new(|_| b"{\"manifests\": [".to_vec()),
             "is not JSON",
+            2,
         ),
         (
             "not-a-list",
             Box::new(|_| b"{\"manifests\": 3}".to_vec()),
             "no `manifests` list",
+            2,
         ),
         (
             "no-images",
             Box::new(|_| br#"{"schemaVersion":2,"manifests":[]}"#.to_vec()),
             "no image with a platform",
+            2,
         ),
     ];
-    for (name, f, want) in cases {
+    for (name, f, want, code) in cases {
         let dir = t.path().join(name);
         with_index(&all, &dir, f);
         for verb in [&["inspect"][..], &["pull", "-o", out.to_str().unwrap()][..]] {
@@ -1782,7 +1811,7 @@ fn base_index_without_the_host_platform_or_hostile_is_refused() {
                     .arg(&dir)
                     .args(["--platform", "linux/amd64"])
                     .args(&verb[1..]),
-                2,
+                code,
             );
             assert!(
                 !err.contains("panicked") && err.contains(dir.to_str().unwrap()),
@@ -1809,7 +1838,7 @@ fn base_index_without_the_host_platform_or_hostile_is_refused() {
             .arg("inspect")
             .arg(&dir)
             .args(["--platform", "linux/amd64"]),
-        2,
+        4,
     );
     assert!(!err.contains("panicked"), "{err}");
 }

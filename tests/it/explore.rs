@@ -35,7 +35,7 @@ fn json_usage_errors_are_json() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let v = stdout_json(&out);
         assert_eq!(v["error"]["exit_code"], 2, "{args:?}: {v}");
-        assert_eq!(v["error"]["kind"], "input", "{args:?}: {v}");
+        assert_eq!(v["error"]["kind"], "usage", "{args:?}: {v}");
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(!msg.starts_with("error:"), "{msg}");
         assert!(!msg.contains("For more information"), "{msg}");
@@ -491,7 +491,63 @@ fn tags_of_an_unknown_repository_names_the_repository() {
     };
     let env = Env::new();
     let repo = reg.reference("ml/nothing");
-    let err = fails(env.cmd().args(["tags", &repo]), 2);
+    let err = fails(env.cmd().args(["tags", &repo]), 3);
     assert!(err.contains(&format!("{repo}: listing tags")), "{err}");
     assert!(!err.contains(":latest"), "{err}");
+}
+
+/// The exit-code table: each registry failure has its own `--json` kind, all exit 3 — a
+/// refused login (auth), an unknown repository (not-found), a registry nobody listens on
+/// (network) — against a real registry with htpasswd auth.
+#[test]
+fn registry_failures_have_their_own_kind_and_exit_3() {
+    let Some(reg) = Registry::start_with(
+        "registry_failures_have_their_own_kind_and_exit_3",
+        Some(("alice", "s3cret-pw")),
+        None,
+    ) else {
+        return;
+    };
+    let kind_of = |c: &mut std::process::Command| {
+        let out = run(c.arg("--json"));
+        let v = stdout_json(&out);
+        assert_eq!(out.status.code(), Some(3), "{v}");
+        assert_eq!(v["error"]["exit_code"], 3, "{v}");
+        (
+            v["error"]["kind"].as_str().unwrap().to_string(),
+            v["error"]["message"].as_str().unwrap().to_string(),
+        )
+    };
+    let env = Env::new();
+    // no credentials at all: the registry asks for them
+    let (k, m) = kind_of(env.cmd().args(["tags", &reg.reference("ml/iris")]));
+    assert_eq!(k, "auth", "{m}");
+    assert!(m.contains("mlart login"), "{m}");
+    // logged in: a repository that does not exist
+    let mut c = env.cmd();
+    c.args(["login", &reg.addr, "-u", "alice", "--password-stdin"]);
+    c.stdin(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"s3cret-pw\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let (k, m) = kind_of(
+        env.cmd()
+            .args(["pull", &reg.reference("ml/nothing:1"), "-o"])
+            .arg(env.path("out")),
+    );
+    assert_eq!(k, "not-found", "{m}");
+    assert!(m.contains("ml/nothing"), "{m}");
+    assert!(!env.path("out").exists());
+    // a port nobody listens on
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (k, m) = kind_of(
+        env.cmd()
+            .env("MLART_RETRIES", "0")
+            .args(["tags", &format!("127.0.0.1:{port}/ml/iris")]),
+    );
+    assert_eq!(k, "network", "{m}");
 }

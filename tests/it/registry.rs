@@ -159,7 +159,7 @@ fn registry_push_pull_roundtrip() {
         env.cmd()
             .args(["pull", &reg.reference("ml/iris:nope"), "-o"])
             .arg(env.path("x")),
-        2,
+        3,
     );
     assert!(
         err.contains("not found") || err.contains("unknown"),
@@ -576,7 +576,7 @@ fn registry_htpasswd_auth() {
     let r = reg.reference("ml/iris:1.0.0");
 
     // No credentials: a clear error, exit 2.
-    let err = fails(env.cmd().args(["push"]).arg(&layout).arg(&r), 2);
+    let err = fails(env.cmd().args(["push"]).arg(&layout).arg(&r), 3);
     assert!(
         err.contains("credentials") || err.contains("login"),
         "{err}"
@@ -631,7 +631,7 @@ fn registry_htpasswd_auth() {
     let out = pipe_stdin(&mut c, b"wrong\n");
     assert_eq!(
         out.status.code(),
-        Some(2),
+        Some(3),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -658,7 +658,7 @@ fn registry_htpasswd_auth() {
     json_ok(env2.cmd().args(["logout", &reg.addr]));
     let conf: Value = serde_json::from_slice(&fs::read(&cfg2).unwrap()).unwrap();
     assert!(conf["auths"].get(reg.addr.as_str()).is_none());
-    fails(env2.cmd().args(["tags", &reg.reference("ml/iris")]), 2);
+    fails(env2.cmd().args(["tags", &reg.reference("ml/iris")]), 3);
 }
 
 /// Credentials in a Docker credential helper (`credsStore`), as Docker Desktop sets it up: a
@@ -705,7 +705,7 @@ fn registry_credential_helper() {
     let repo = reg.reference("ml/iris");
 
     // Nothing stored: anonymous, so the registry's own refusal, not a helper failure.
-    let err = fails(cmd().args(["tags", &repo]), 2);
+    let err = fails(cmd().args(["tags", &repo]), 3);
     assert!(err.contains("asks for credentials"), "{err}");
     assert!(!err.contains("helper"), "{err}");
 
@@ -763,7 +763,7 @@ fn registry_credential_helper() {
     let v = json_ok(cmd().args(["logout", &reg.addr]));
     assert_eq!(v["removed"], true);
     assert!(!store.exists());
-    let err = fails(cmd().args(["tags", &repo]), 2);
+    let err = fails(cmd().args(["tags", &repo]), 3);
     assert!(err.contains("asks for credentials"), "{err}");
 }
 
@@ -1029,7 +1029,7 @@ fn registry_faults_retried() {
             .args(["push"])
             .arg(&layout)
             .arg(&down),
-        2,
+        3,
     );
     assert!(!err.contains("panicked"), "{err}");
     let t = json_ok(env.cmd().args(["tags", &reg.reference("ml/big")]));
@@ -1040,7 +1040,7 @@ fn registry_faults_retried() {
             .env("MLART_RETRIES", "2")
             .args(["pull", &r, "-o"])
             .arg(&out2),
-        2,
+        3,
     );
     assert!(!out2.exists());
 }
@@ -1159,7 +1159,7 @@ fn registry_tls_with_test_ca() {
     fails(
         env.cmd()
             .args(["tags", &reg.reference("ml/iris"), "--plain-http"]),
-        2,
+        3,
     );
 }
 
@@ -1848,7 +1848,7 @@ fn registry_retry_after_above_the_cap_fails_fast() {
         *plan.lock().unwrap() = Some((kind, reply));
         let before = proxy.seen().len();
         let t = Instant::now();
-        let err = fails(cmd.env("MLART_RETRY_AFTER_MAX", "5"), 2);
+        let err = fails(cmd.env("MLART_RETRY_AFTER_MAX", "5"), 3);
         let took = t.elapsed();
         assert!(took < Duration::from_secs(20), "{what}: took {took:?}");
         assert!(plan.lock().unwrap().is_none(), "{what}: no {kind} was sent");
@@ -2110,7 +2110,7 @@ fn registry_bundle_push_streams_one_patch_per_blob() {
             .args(["bundle", "-f"])
             .arg(project.path().join("mlart.yaml"))
             .args(["--push", &format!("{}/ml/refused:1", refusing.addr)]),
-        2,
+        3,
     );
     assert!(
         err.contains("uploading blob") && err.contains("500"),

@@ -372,7 +372,7 @@ fn token_429_beyond_the_cap_fails_fast() {
         t.plan(|_| Some(too_many(Some("3600"))));
         let skip = t.requests();
         let start = Instant::now();
-        let err = fails(c.env("MLART_RETRY_AFTER_MAX", "5"), 2);
+        let err = fails(c.env("MLART_RETRY_AFTER_MAX", "5"), 3);
         let took = start.elapsed();
         assert!(took < Duration::from_secs(10), "{verb}: {took:?}");
         for want in [
@@ -405,7 +405,7 @@ fn token_429_beyond_the_cap_fails_fast() {
         env.cmd()
             .env("MLART_RETRIES", "2")
             .args(["tags", &t.reference("ml/iris")]),
-        2,
+        3,
     );
     assert!(
         err.contains(&format!(
@@ -476,7 +476,7 @@ fn token_refusal_is_not_retried() {
     write_credentials(&env, &addr, "wrong");
     let check = |verb: &str, c: &mut Command, status: &str| {
         let skip = t.requests();
-        let err = fails(c, 2);
+        let err = fails(c, 3);
         for want in [
             "the registry asks for credentials".to_string(),
             format!("its token endpoint {} answered {status}", t.realm()),
@@ -519,7 +519,7 @@ fn token_refusal_is_not_retried() {
     let skip = t.requests();
     let res = login(&env2, &addr, "wrong");
     let err = String::from_utf8_lossy(&res.stderr);
-    assert_eq!(res.status.code(), Some(2), "{err}");
+    assert_eq!(res.status.code(), Some(3), "{err}");
     assert!(err.contains("refused the credentials"), "{err}");
     assert!(err.contains(&t.realm()), "{err}");
     assert_eq!(t.token_requests(skip).len(), 1);
@@ -613,7 +613,7 @@ fn token_garbage_answers_are_clear_errors() {
     for (what, reply, want) in cases {
         t.plan(move |_| Some(reply()));
         let skip = t.requests();
-        let err = fails(env.cmd().args(["tags", &t.reference("ml/iris")]), 2);
+        let err = fails(env.cmd().args(["tags", &t.reference("ml/iris")]), 3);
         assert!(err.contains(&t.realm()), "{what}: {err}");
         assert!(err.contains(want), "{what}: {want:?} not in {err}");
         assert!(
