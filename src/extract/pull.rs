@@ -388,7 +388,7 @@ pub fn pull(
         })?;
         let n = *n;
         if d.as_str() != f.sha256 || n != f.size {
-            return Err(Error::Check(format!(
+            return Err(Error::integrity(format!(
                 "{what}: {} does not match the metadata (sha256 {d}, {n} bytes; expected {}, {} bytes)",
                 f.path, f.sha256, f.size
             )));

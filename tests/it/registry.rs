@@ -1993,7 +1993,8 @@ fn pull_refuses_files_that_differ_from_the_metadata() {
             let layout = env.path(&format!("{name}.oci"));
             hostile_layout(&layout, vec![tar_layer(entries)], &["a.bin"], "image");
             let out = env.path(&format!("{name}-out"));
-            let err = fails(env.cmd().arg("pull").arg(&layout).arg("-o").arg(&out), 1);
+            // a file that is not what the metadata says: an integrity error
+            let err = fails(env.cmd().arg("pull").arg(&layout).arg("-o").arg(&out), 4);
             assert!(err.contains(want), "{name}: {err}");
             assert!(!out.exists(), "{name}: partial output");
             assert!(leftovers(&env.path(""))
