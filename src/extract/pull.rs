@@ -548,7 +548,7 @@ impl<R: Read> MaybeHash<R> {
         };
         let (_, got, _) = h.finish();
         if &got != want {
-            return Err(Error::input(format!(
+            return Err(Error::integrity(format!(
                 "{what}: layer {} ({}) decompresses to {got}, not to {want}, its entry in the image config's rootfs.diff_ids and the layer the metadata names: its content was changed after `mlart bundle`. Nothing was written",
                 layer.digest(),
                 layer.media_type()
