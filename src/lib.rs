@@ -22,5 +22,7 @@ pub mod registry;
 pub mod sign;
 pub mod spec;
 pub mod store;
+#[cfg(test)]
+mod testutil;
 
 pub use error::{Error, Result};

@@ -276,15 +276,7 @@ mod tests {
 
     #[test]
     fn incompressible_and_boundaries() {
-        let mut x: u64 = 1;
-        let data: Vec<u8> = (0..2 * BLOCK + 1)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = crate::testutil::XorShift(1).bytes(2 * BLOCK + 1);
         for n in [BLOCK + 1, 2 * BLOCK, 2 * BLOCK + 1] {
             let z = gz(&data[..n], 2, 1 << 18);
             assert_eq!(gz(&data[..n], 1, 3), z);

@@ -71,6 +71,19 @@ fn refuse(what: &str, why: impl std::fmt::Display) -> Error {
     ))
 }
 
+/// Creating the entry `rel` at `path` failed: something is already there (an entry twice in
+/// the layer, or in two layers) is refused; anything else is an I/O error on the path.
+fn creating(what: &str, rel: &str, path: &Path, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::AlreadyExists {
+        refuse(what, format!("{rel} already exists in the target"))
+    } else {
+        Error::Io {
+            context: format!("creating {}", path.display()),
+            source: e,
+        }
+    }
+}
+
 impl Extractor {
     pub fn new(root: &Path) -> Self {
         Extractor {
@@ -159,16 +172,7 @@ impl Extractor {
             .custom_flags(libc::O_NOFOLLOW)
             .mode(if mode & 0o111 != 0 { 0o755 } else { 0o644 })
             .open(&path)
-            .map_err(|e| {
-                if e.kind() == io::ErrorKind::AlreadyExists {
-                    refuse(what, format!("{rel} already exists in the target"))
-                } else {
-                    Error::Io {
-                        context: format!("creating {}", path.display()),
-                        source: e,
-                    }
-                }
-            })?;
+            .map_err(|e| creating(what, &rel, &path, e))?;
         let writing = |e: io::Error| Error::Io {
             context: format!("writing {}", path.display()),
             source: e,
@@ -249,16 +253,7 @@ impl Extractor {
         }
         self.claim(what, &rel, Made::Link)?;
         let path = self.make_parents(what, &rel)?;
-        std::os::unix::fs::symlink(target, &path).map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                refuse(what, format!("{rel} already exists in the target"))
-            } else {
-                Error::Io {
-                    context: format!("creating {}", path.display()),
-                    source: e,
-                }
-            }
-        })
+        std::os::unix::fs::symlink(target, &path).map_err(|e| creating(what, &rel, &path, e))
     }
 
     /// A hard link is allowed only to a regular file this extraction already wrote.

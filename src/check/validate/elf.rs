@@ -194,16 +194,9 @@ mod tests {
     fn garbage_is_refused() {
         assert!(check_bytes(b"").unwrap_err().contains("empty"));
         assert!(check_bytes(b"hello world").unwrap_err().contains("no ELF"));
-        let mut x: u64 = 7;
+        let mut rng = crate::testutil::XorShift(7);
         for _ in 0..500 {
-            let mut b: Vec<u8> = (0..200)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
+            let mut b = rng.bytes(200);
             b[..4].copy_from_slice(b"\x7fELF");
             b[4] = 2;
             b[5] = 1;

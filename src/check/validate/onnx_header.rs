@@ -241,17 +241,10 @@ mod tests {
         assert!(scan_bytes(&[(1 << 3) | 3]).is_err());
         assert!(scan_bytes(&[0x00]).is_err());
         // garbage, deterministic pseudo-random
-        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let mut rng = crate::testutil::XorShift(0x9e3779b97f4a7c15);
         for len in [1usize, 2, 7, 64, 1000] {
             for _ in 0..200 {
-                let b: Vec<u8> = (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect();
+                let b = rng.bytes(len);
                 let _ = scan_bytes(&b);
             }
         }
