@@ -19,14 +19,20 @@ mod check;
 #[cfg(feature = "validate")]
 mod elf;
 #[cfg(feature = "validate")]
+pub mod inputs;
+#[cfg(feature = "validate")]
+mod library;
+#[cfg(feature = "validate")]
 pub mod plan;
 #[cfg(feature = "validate")]
 mod runtime;
+#[cfg(feature = "validate")]
+mod tensors;
 
 pub use types::*;
 
 #[cfg(feature = "validate")]
-pub use runtime::{find_library, LibraryChoice};
+pub use library::{find_library, LibraryChoice};
 
 use crate::build::collect::SourceFile;
 use crate::build::schema;
@@ -347,7 +353,7 @@ pub fn validate(
         (true, Some(exe)) => {
             // The library is found and checked here, so its errors are the same either way;
             // the workers load exactly that file.
-            let lib = runtime::checked_library(opts.ort_lib.as_deref())?;
+            let lib = library::checked_library(opts.ort_lib.as_deref())?;
             let mut o = opts.clone();
             o.ort_lib = Some(lib.path);
             o.isolate = None;
