@@ -110,6 +110,39 @@ pub fn progress_bar(total: u64, json: bool) -> indicatif::ProgressBar {
     pb
 }
 
+/// A progress bar the library drives (`build::pipeline::Progress`): drawn from `start` on,
+/// as [`progress_bar`] draws it.
+pub struct Bar {
+    json: bool,
+    bar: std::cell::OnceCell<indicatif::ProgressBar>,
+}
+
+impl Bar {
+    pub fn new(json: bool) -> Bar {
+        Bar {
+            json,
+            bar: std::cell::OnceCell::new(),
+        }
+    }
+}
+
+impl mlart::build::pipeline::Progress for Bar {
+    fn start(&self, total: u64, message: String) {
+        let pb = self.bar.get_or_init(|| progress_bar(total, self.json));
+        pb.set_message(message);
+    }
+    fn advance(&self, bytes: u64) {
+        if let Some(pb) = self.bar.get() {
+            pb.inc(bytes);
+        }
+    }
+    fn finish(&self) {
+        if let Some(pb) = self.bar.get() {
+            pb.finish_and_clear();
+        }
+    }
+}
+
 /// Print rows as aligned columns.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();

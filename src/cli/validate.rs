@@ -1,15 +1,11 @@
-//! `mlart validate [MODEL|BUNDLE]`: ONNX smoke tests with ONNX Runtime; and the part of
-//! `bundle --validate` that runs before the bundle is built.
+//! `mlart validate [MODEL|BUNDLE]`: ONNX smoke tests with ONNX Runtime (`check::validate`);
+//! the report rendered for people; and the hidden worker verb.
 
 use super::push::RegistryArgs;
-use mlart::build::collect::SourceFile;
 use mlart::check::validate::{self, Report};
-use mlart::{spec, Error, Result};
+use mlart::{spec, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-/// The bundle file that holds the report of `bundle --validate`.
-pub const VALIDATION_FILE: &str = "eval/validation.json";
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -261,57 +257,6 @@ pub fn print_human(r: &Report) {
         line.push_str(&format!(" [ONNX Runtime {}]", rt.version));
     }
     println!("{line}");
-}
-
-/// `bundle --validate`, before anything is written: validate the spec's models against its
-/// schema (no timings: the stored report must be the same on every run). On success, the
-/// report is added to `files` as `eval/validation.json` (a file in the returned temp dir)
-/// and to `opts` for the metadata; on failure nothing is bundled (exit 1).
-pub fn before_bundle(
-    spec: &spec::Spec,
-    files: &mut Vec<SourceFile>,
-    opts: &mut mlart::build::bundle::Options,
-    ort: &OrtArgs,
-    json: bool,
-) -> Result<(tempfile::TempDir, Report)> {
-    if let Some(f) = files.iter().find(|f| f.rel == VALIDATION_FILE) {
-        return Err(Error::input(format!(
-            "{}: a project file named {VALIDATION_FILE} would clash with the validation report `bundle --validate` writes there; rename or move it",
-            f.abs.display()
-        )));
-    }
-    let report = validate::before_bundle(
-        spec,
-        files,
-        ort.ort_lib.clone(),
-        std::env::current_exe().ok(),
-        &announce(json),
-    )?;
-    let tmp = tempfile::Builder::new()
-        .prefix("mlart-validation-")
-        .tempdir()
-        .map_err(|e| Error::Io {
-            context: "creating a temp directory".into(),
-            source: e,
-        })?;
-    let path = tmp.path().join("validation.json");
-    let bytes = mlart::format::json::to_canonical_pretty(&report);
-    std::fs::write(&path, &bytes).map_err(|e| Error::Io {
-        context: format!("writing {}", path.display()),
-        source: e,
-    })?;
-    files.push(SourceFile {
-        rel: VALIDATION_FILE.into(),
-        abs: path,
-        kind: mlart::format::metadata::Kind::Eval,
-        size: bytes.len() as u64,
-        executable: false,
-        format: None,
-        framework: None,
-        metrics: false,
-    });
-    opts.validation = Some(validate::BundleRecord::of(&report));
-    Ok((tmp, report))
 }
 
 /// The hidden `__validate-worker` verb: one model, request on stdin, response on stdout (see
