@@ -65,6 +65,16 @@ pub fn target(path: &std::path::Path, tag: Option<&str>) -> mlart::Result<Target
     }
 }
 
+/// How the library opens a location: with the registry settings of the command line.
+pub fn opener(
+    reg: &push::RegistryArgs,
+) -> impl Fn(
+    &mlart::format::reference::Location,
+) -> mlart::Result<(Box<dyn mlart::store::layout::Source>, Option<String>)>
+       + '_ {
+    move |loc| mlart::store::registry::open_location(loc, &reg.options())
+}
+
 pub fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
