@@ -209,11 +209,59 @@ impl BaseSummary {
 }
 
 /// Bundle `req.spec` into `dest`.
-pub fn bundle(req: Request, dest: Destination, progress: &dyn Progress) -> Result<Bundled> {
-    match dest {
-        Destination::Local(output) => to_local(req, output, progress),
-        Destination::Registry(sink) => to_registry(req, *sink, progress),
-    }
+pub fn bundle(mut req: Request, dest: Destination, progress: &dyn Progress) -> Result<Bundled> {
+    // A layout is staged beside its final place; neither may be collected into the bundle.
+    let dest = match dest {
+        Destination::Local(output) => {
+            let staging = Staging::new(&output)?;
+            Staged::Local(output, staging)
+        }
+        Destination::Registry(sink) => Staged::Registry(sink),
+    };
+    let exclude = match &dest {
+        Staged::Local(output, staging) => vec![output.clone(), staging.layout_dir()],
+        Staged::Registry(_) => Vec::new(),
+    };
+    let mut files = collect::collect(req.spec, &exclude)?;
+    let validation = match req.validate {
+        Some(v) => Some(add_validation(v, &mut files, &mut req.opts)?),
+        None => None,
+    };
+    let stored = match dest {
+        Staged::Local(output, staging) => to_local(&req, &files, output, staging, progress)?,
+        Staged::Registry(sink) => to_registry(&req, &files, *sink, progress)?,
+    };
+    progress.finish();
+    let makes_index = req.base.as_ref().is_some_and(|b| b.index);
+    Ok(Bundled {
+        name: req.spec.name.clone(),
+        tag: req.tag.clone(),
+        form: req.opts.form,
+        base: req
+            .base
+            .as_ref()
+            .map(|b| BaseSummary::of(b.base, &stored.built, makes_index)),
+        stored: stored.to,
+        built: stored.built,
+        manifest_digest: stored.manifest_digest,
+        manifest_size: stored.manifest_size,
+        files: files.len(),
+        validation: validation.map(|(_, r)| r),
+    })
+}
+
+/// A destination being written.
+enum Staged {
+    Local(PathBuf, Staging),
+    Registry(Box<RegistrySink>),
+}
+
+/// What a destination got: where, the bundle(s), and the manifest or index the tag names.
+struct Done {
+    to: Stored,
+    built: Vec<Built>,
+    manifest_digest: Digest,
+    manifest_size: usize,
 }
 
 /// The validation report as a bundle file and in the metadata (`--validate`). The temp dir
@@ -257,24 +305,13 @@ fn add_validation(
     Ok((tmp, report))
 }
 
-/// Collect the files, and validate them when asked.
-#[allow(clippy::type_complexity)]
-fn collect_and_validate(
-    req: &mut Request,
-    exclude: &[PathBuf],
-) -> Result<(Vec<SourceFile>, Option<(tempfile::TempDir, Report)>)> {
-    let mut files = collect::collect(req.spec, exclude)?;
-    let validated = match req.validate {
-        Some(v) => Some(add_validation(v, &mut files, &mut req.opts)?),
-        None => None,
-    };
-    Ok((files, validated))
-}
-
-fn to_local(mut req: Request, output: PathBuf, progress: &dyn Progress) -> Result<Bundled> {
-    let staging = Staging::new(&output)?;
-    let (files, validated) =
-        collect_and_validate(&mut req, &[output.clone(), staging.layout_dir()])?;
+fn to_local(
+    req: &Request,
+    files: &[SourceFile],
+    output: PathBuf,
+    staging: Staging,
+    progress: &dyn Progress,
+) -> Result<Done> {
     let (spec, opts, tag) = (req.spec, &req.opts, &req.tag);
     let base = req.base.as_ref();
     let base_bytes: u64 = base
@@ -288,7 +325,7 @@ fn to_local(mut req: Request, output: PathBuf, progress: &dyn Progress) -> Resul
             .copy_to_layout(b.base, &mut writer, &|n| progress.advance(n))?;
     }
     let images = base.map(|b| &b.base.images[..]).unwrap_or(&[]);
-    let all = bundle::build_on(spec, &files, opts, images, &mut writer, &|n| {
+    let all = bundle::build_on(spec, files, opts, images, &mut writer, &|n| {
         progress.advance(n)
     })?;
     let makes_index = base.is_some_and(|b| b.index);
@@ -325,27 +362,20 @@ fn to_local(mut req: Request, output: PathBuf, progress: &dyn Progress) -> Resul
     writer.write_index(index)?;
     let archive = staging.is_archive();
     staging.commit()?;
-    progress.finish();
-    Ok(Bundled {
-        name: spec.name.clone(),
-        tag: req.tag.clone(),
-        form: opts.form,
-        stored: Stored::Local { output, archive },
-        base: base.map(|b| BaseSummary::of(b.base, &all, makes_index)),
+    Ok(Done {
+        to: Stored::Local { output, archive },
         built: all,
         manifest_digest,
         manifest_size,
-        files: files.len(),
-        validation: validated.map(|(_, r)| r),
     })
 }
 
 fn to_registry(
-    mut req: Request,
+    req: &Request,
+    files: &[SourceFile],
     mut sink: RegistrySink,
     progress: &dyn Progress,
-) -> Result<Bundled> {
-    let (files, validated) = collect_and_validate(&mut req, &[])?;
+) -> Result<Done> {
     let (spec, opts) = (req.spec, &req.opts);
     let base = req.base.as_ref();
     let total: u64 = files.iter().map(|f| f.size).sum();
@@ -358,7 +388,7 @@ fn to_registry(
         b.fetch.copy_to_registry(b.base, &mut sink)?;
     }
     let images = base.map(|b| &b.base.images[..]).unwrap_or(&[]);
-    let all = bundle::build_on(spec, &files, opts, images, &mut sink, &|n| {
+    let all = bundle::build_on(spec, files, opts, images, &mut sink, &|n| {
         progress.advance(n)
     })?;
     let makes_index = base.is_some_and(|b| b.index);
@@ -386,17 +416,10 @@ fn to_registry(
             report.referrers_tag = pushed.tag.or(report.referrers_tag);
         }
     }
-    progress.finish();
-    Ok(Bundled {
-        name: spec.name.clone(),
-        tag: req.tag.clone(),
-        form: opts.form,
-        stored: Stored::Registry(report),
-        base: base.map(|b| BaseSummary::of(b.base, &all, makes_index)),
+    Ok(Done {
+        to: Stored::Registry(report),
         built: all,
         manifest_digest,
         manifest_size,
-        files: files.len(),
-        validation: validated.map(|(_, r)| r),
     })
 }
