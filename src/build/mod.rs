@@ -8,4 +8,5 @@ pub mod envinfo;
 pub mod layer;
 pub mod metrics;
 pub mod pgzip;
+pub mod pipeline;
 pub mod schema;

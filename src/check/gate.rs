@@ -1,12 +1,14 @@
 //! Release gates (`mlart gate`) and version diffs (`mlart diff`), computed from the metadata
 //! documents of two bundles: nothing but manifests and metadata is read.
 
+use crate::check::inspect::{open_bundle, OpenLocation};
 use crate::error::{Error, Result};
 use crate::format::feature_schema::{Feature, FeatureSchema};
 use crate::format::metadata::Metadata;
 use crate::spec::policy::{Policy, Requirement, SchemaRule};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 /// One check of the gate.
 #[derive(Clone, Debug, Serialize)]
@@ -55,6 +57,88 @@ fn check(name: String) -> Check {
         delta: None,
         reason: String::new(),
     }
+}
+
+/// What `mlart gate` (and `push --gate`) is asked.
+pub struct Request<'a> {
+    /// The candidate: a layout, an archive or a registry REF.
+    pub target: &'a str,
+    /// The bundle to compare with, for change limits and schema.
+    pub baseline: Option<&'a str>,
+    /// The policy file; None: `gates:` of `spec`.
+    pub policy: Option<&'a Path>,
+    pub spec: &'a Path,
+    /// Trusted public keys for `signature: required`.
+    pub keys: &'a [PathBuf],
+}
+
+/// The policy: the file given, else the `gates:` section of the spec.
+pub fn load_policy(policy: Option<&Path>, spec: &Path) -> Result<Policy> {
+    match policy {
+        Some(p) => crate::spec::policy::load_policy(p),
+        None => {
+            let s = crate::spec::load(spec).map_err(|e| match e {
+                Error::Input(m) if m.starts_with("no spec file") => Error::input(format!(
+                    "no policy: give --policy FILE, or run where mlart.yaml (with `gates:`) is, or -f SPEC ({m})"
+                )),
+                other => other,
+            })?;
+            s.gates.ok_or_else(|| {
+                Error::input(format!(
+                    "{} has no `gates:` section: add one or give --policy FILE",
+                    spec.display()
+                ))
+            })
+        }
+    }
+}
+
+/// Gate a bundle: load the policy, read the candidate's (and the baseline's) manifest and
+/// metadata, check its signatures when the policy requires them and keys are given, and
+/// evaluate. Reads manifests, metadata and signatures only.
+pub fn gate(req: &Request, open: OpenLocation) -> Result<GateReport> {
+    let policy = load_policy(req.policy, req.spec)?;
+    let mut cand = open_bundle(req.target, open)?;
+    let base = match req.baseline {
+        Some(b) => {
+            Some(open_bundle(b, open).map_err(|e| Error::input(format!("the baseline {b}: {e}")))?)
+        }
+        None => None,
+    };
+    let signature = if policy.signature == Some(Requirement::Required) && !req.keys.is_empty() {
+        let keys = req
+            .keys
+            .iter()
+            .map(|k| crate::sign::load_public(k))
+            .collect::<Result<Vec<_>>>()?;
+        let (sigs, problems) =
+            crate::check::verify::oci_signatures(cand.source.as_mut(), &cand.digest, &keys, false)?;
+        Some(if problems.is_empty() {
+            Ok(sigs
+                .iter()
+                .filter_map(|s| s.key.clone())
+                .collect::<Vec<_>>()
+                .join(", "))
+        } else {
+            Err(problems.join("; "))
+        })
+    } else {
+        None
+    };
+    let checks = evaluate(
+        &policy,
+        &cand.metadata,
+        base.as_ref().map(|b| &b.metadata),
+        signature,
+    );
+    Ok(GateReport {
+        candidate: req.target.to_string(),
+        candidate_digest: cand.digest.to_string(),
+        baseline: req.baseline.map(String::from),
+        baseline_digest: base.as_ref().map(|b| b.digest.to_string()),
+        passed: checks.iter().all(|c| c.passed),
+        checks,
+    })
 }
 
 /// Evaluate the metric, validation and schema gates. The signature gate needs the bundle

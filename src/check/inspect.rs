@@ -92,3 +92,29 @@ pub fn inspect_platform(
         index: r.index,
     })
 }
+
+/// Opens a location (a layout, an archive or a registry repository) as a source, with the
+/// tag its name gives. Opening a registry takes the caller's registry settings.
+pub type OpenLocation<'a> =
+    &'a dyn Fn(&crate::format::reference::Location) -> Result<(Box<dyn Source>, Option<String>)>;
+
+/// A bundle opened for reading: its source, manifest digest and metadata.
+pub struct Opened {
+    pub source: Box<dyn Source>,
+    pub digest: Digest,
+    pub metadata: Metadata,
+}
+
+/// Open a layout, archive or REF and read its manifest digest and metadata (nothing else).
+pub fn open_bundle(target: &str, open: OpenLocation) -> Result<Opened> {
+    let loc = crate::format::reference::parse_location(target)?;
+    let (mut source, tag) = open(&loc)?;
+    let r = layout::resolve(source.as_mut(), tag.as_deref())?;
+    let digest = Digest::parse(r.descriptor.digest().as_ref()).map_err(Error::Input)?;
+    let metadata = crate::store::metadata::read_metadata(source.as_mut(), &r.manifest)?;
+    Ok(Opened {
+        source,
+        digest,
+        metadata,
+    })
+}

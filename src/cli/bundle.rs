@@ -1,8 +1,12 @@
+//! `mlart bundle`: the flags become a `build::pipeline` request; the result is rendered.
+
 use mlart::build::bundle::{self, CompressionChoice, Options};
+use mlart::build::pipeline::{self, BaseSummary, Bundled, Destination, OnBase, Stored};
 use mlart::format::compression::Compression;
 use mlart::format::metadata::Form;
-use mlart::store::layout::{BlobSink as _, LayoutWriter, Staging};
-use mlart::{build::collect, spec, Error, Result};
+use mlart::format::platform::PlatformChoice;
+use mlart::store::base::Base;
+use mlart::{spec, Error, Result};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,66 +74,23 @@ enum CompressionArg {
     Zstd,
 }
 
-#[derive(Serialize)]
-struct Summary<'a> {
-    output: String,
-    archive: bool,
-    name: &'a str,
-    tag: &'a str,
-    form: Form,
-    manifest_digest: String,
-    manifest_size: usize,
-    config_digest: String,
-    files: usize,
-    input_bytes: u64,
-    layers: &'a [mlart::format::metadata::LayerInfo],
-    metrics: &'a mlart::format::metadata::Metrics,
-    warnings: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    validation: Option<&'a mlart::check::validate::Summary>,
-    seconds: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    base: Option<BaseSummary>,
-}
+/// A base's layers reach the bundle with the registry settings of the command line.
+impl pipeline::BaseFetch for super::push::RegistryArgs {
+    fn copy_to_layout(
+        &self,
+        base: &Base,
+        w: &mut mlart::store::layout::LayoutWriter,
+        progress: &dyn Fn(u64),
+    ) -> Result<()> {
+        base.copy_into(w, &self.options(), progress)
+    }
 
-/// `bundle --base`: the base as given and resolved, and the image built per platform.
-#[derive(Serialize)]
-struct BaseSummary {
-    reference: String,
-    digest: String,
-    /// The output is an index (`--platform all` on a multi-platform base).
-    index: bool,
-    images: Vec<PlatformImage>,
-}
-
-#[derive(Serialize)]
-struct PlatformImage {
-    platform: String,
-    base_digest: String,
-    manifest_digest: String,
-    config_digest: String,
-}
-
-fn base_summary(
-    base: &mlart::store::base::Base,
-    built: &[bundle::Built],
-    index: bool,
-) -> BaseSummary {
-    BaseSummary {
-        reference: base.given.clone(),
-        digest: base.digest.to_string(),
-        index,
-        images: base
-            .images
-            .iter()
-            .zip(built)
-            .map(|(i, b)| PlatformImage {
-                platform: i.platform.to_string(),
-                base_digest: i.manifest_digest.to_string(),
-                manifest_digest: b.manifest_digest.to_string(),
-                config_digest: b.config_digest.to_string(),
-            })
-            .collect(),
+    fn copy_to_registry(
+        &self,
+        base: &Base,
+        sink: &mut mlart::store::registry_sink::RegistrySink,
+    ) -> Result<()> {
+        sink.copy_blobs(&base.blobs(), &base.location, &self.options())
     }
 }
 
@@ -137,18 +98,8 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     let started = Instant::now();
     let spec = spec::load(&a.spec)?;
     let epoch = bundle::source_date_epoch()?;
-    // Without a base the platform is fixed (linux/amd64 unless given): digests must not
-    // depend on the machine. With one, it comes from the base.
-    let choice = mlart::format::platform::PlatformChoice::parse(a.platform.as_deref())?;
-    let platform = match (&a.base, &choice) {
-        (None, mlart::format::platform::PlatformChoice::All) => {
-            return Err(Error::input(
-                "--platform all needs --base: it builds one image per platform of the base",
-            ))
-        }
-        (None, mlart::format::platform::PlatformChoice::One(p)) => p.clone(),
-        _ => mlart::format::platform::Platform::parse("linux/amd64")?,
-    };
+    let choice = PlatformChoice::parse(a.platform.as_deref())?;
+    let platform = pipeline::platform(&choice, a.base.is_some())?;
     if a.base.is_some() && matches!(a.format, FormArg::Artifact) {
         return Err(Error::input(
             "--base builds a runnable image: it cannot be combined with `--format artifact`",
@@ -160,7 +111,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             "--tag {tag:?} is not a valid OCI tag: use letters, digits, `.`, `_`, `-`"
         )));
     }
-    let mut opts = Options {
+    let opts = Options {
         form: match a.format {
             FormArg::Image => Form::Image,
             FormArg::Artifact => Form::Artifact,
@@ -190,142 +141,113 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         )?),
         None => None,
     };
-    let makes_index = base.as_ref().is_some_and(|b| b.makes_index(&choice));
-    if let Some(r) = &a.push {
-        return push(
-            &a,
-            r,
+    let dest = match &a.push {
+        Some(r) => Destination::Registry(Box::new(registry_sink(r, &tag, &a.registry)?)),
+        None => Destination::Local(
+            a.output
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("build").join(format!("{}.oci", spec.name))),
+        ),
+    };
+    let announce = super::validate::announce(json);
+    let validate = |files: &[mlart::build::collect::SourceFile]| {
+        mlart::check::validate::before_bundle(
             &spec,
-            &opts,
-            &tag,
-            base.as_ref(),
-            makes_index,
-            json,
-            started,
-        );
-    }
-    let output = a
-        .output
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("build").join(format!("{}.oci", spec.name)));
-    let staging = Staging::new(&output)?;
-    let mut files = collect::collect(&spec, &[output.clone(), staging.layout_dir()])?;
-    let validated = a
-        .validate
-        .then(|| super::validate::before_bundle(&spec, &mut files, &mut opts, &a.ort, json))
-        .transpose()?;
-    let base_bytes: u64 = base
-        .as_ref()
-        .map(|b| b.blobs().iter().map(|x| x.size).sum())
-        .unwrap_or(0);
-    let total: u64 = files.iter().map(|f| f.size).sum::<u64>() + base_bytes;
-    let pb = super::progress_bar(total, json);
-    pb.set_message(format!("bundling {}", spec.name));
-    let mut writer = LayoutWriter::create(&staging.layout_dir())?;
-    if let Some(b) = &base {
-        b.copy_into(&mut writer, &a.registry.options(), &|n| pb.inc(n))?;
-    }
-    let images = base.as_ref().map(|b| &b.images[..]).unwrap_or(&[]);
-    let all = bundle::build_on(&spec, &files, &opts, images, &mut writer, &|n| pb.inc(n))?;
-    let built = &all[0];
-    let (top, manifest_digest, manifest_size) = if makes_index {
-        let index = mlart::build::base::index(&all, images);
-        let d = writer.put(&index)?;
-        let mut desc = oci_spec::image::Descriptor::new(
-            oci_spec::image::MediaType::ImageIndex,
-            index.len() as u64,
-            mlart::format::digest::oci_digest(&d),
-        );
-        desc.set_annotations(Some(
-            [(
-                mlart::format::annotations::REF_NAME.to_string(),
-                tag.clone(),
-            )]
-            .into(),
-        ));
-        (desc, d, index.len())
-    } else {
-        (
-            built.descriptor(opts.form, &tag),
-            built.manifest_digest.clone(),
-            built.manifest.len(),
+            files,
+            a.ort.ort_lib.clone(),
+            std::env::current_exe().ok(),
+            &announce,
         )
     };
-    let mut index = vec![top];
-    for b in &all {
-        if let Some(sig) = &b.signature {
-            index.push(writer.add_signature(sig)?);
-        }
-    }
-    writer.write_index(index)?;
-    let archive = staging.is_archive();
-    staging.commit()?;
-    pb.finish_and_clear();
-
-    let summary = Summary {
-        output: output.display().to_string(),
-        archive,
-        name: &spec.name,
-        tag: &tag,
-        form: opts.form,
-        manifest_digest: manifest_digest.to_string(),
-        manifest_size,
-        config_digest: built.config_digest.to_string(),
-        files: files.len(),
-        input_bytes: built.input_bytes,
-        layers: &built.layers,
-        metrics: &built.metadata.metrics,
-        warnings: &built.warnings,
-        validation: validated.as_ref().map(|(_, r)| &r.summary),
-        seconds: started.elapsed().as_secs_f64(),
-        base: base.as_ref().map(|b| base_summary(b, &all, makes_index)),
+    let req = pipeline::Request {
+        spec: &spec,
+        opts,
+        tag: tag.clone(),
+        base: base.as_ref().map(|b| OnBase {
+            base: b,
+            index: b.makes_index(&choice),
+            fetch: &a.registry,
+        }),
+        validate: a.validate.then_some(&validate as pipeline::Validate),
     };
-    if json {
-        super::print_json(&summary);
-    } else {
-        for w in &built.warnings {
-            eprintln!("warning: {w}");
-        }
-        println!(
-            "bundled {} {} ({} files, {}) in {:.2}s",
-            spec.name,
-            tag,
-            files.len(),
-            super::human_size(built.input_bytes),
-            summary.seconds
-        );
-        if let Some((_, r)) = &validated {
-            println!(
-                "  validated: {} ONNX model(s) passed, {} not validated (report in {})",
-                r.summary.passed,
-                r.summary.not_validated,
-                super::validate::VALIDATION_FILE
-            );
-        }
-        println!(
-            "  {} {}: {}",
-            if archive { "archive" } else { "layout" },
-            output.display(),
-            manifest_digest
-        );
-        if let Some(b) = &summary.base {
-            print_base(b);
-        }
-        let rows: Vec<Vec<String>> = built
-            .layers
-            .iter()
-            .map(|l| {
-                vec![
-                    l.kind.clone(),
-                    super::human_size(l.size),
-                    l.digest.short().to_string(),
-                    l.title.clone(),
-                ]
-            })
-            .collect();
-        super::table(&["KIND", "SIZE", "DIGEST", "TITLE"], &rows);
+    let done = pipeline::bundle(req, dest, &super::Bar::new(json))?;
+    let seconds = started.elapsed().as_secs_f64();
+    match &done.stored {
+        Stored::Local { .. } => print_local(&done, seconds, json),
+        Stored::Registry(report) => print_pushed(&done, report, seconds, json),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--push REF`: the registry sink, tagged with the spec's version when REF has no tag.
+fn registry_sink(
+    r: &str,
+    tag: &str,
+    reg: &super::push::RegistryArgs,
+) -> Result<mlart::store::registry_sink::RegistrySink> {
+    use mlart::format::reference::{self, Reference};
+    let (reference, explicit) = reference::parse_reference(r)?;
+    let reference = if explicit {
+        reference
+    } else {
+        Reference::with_tag(
+            reference.registry().into(),
+            reference.repository().into(),
+            tag.to_string(),
+        )
+    };
+    let remote = mlart::registry::Remote::new(reference, &reg.options())?;
+    Ok(mlart::store::registry_sink::RegistrySink::new(remote))
+}
+
+fn print_local(done: &Bundled, seconds: f64, json: bool) {
+    let Some(s) = done.local_summary(seconds) else {
+        return;
+    };
+    if json {
+        return super::print_json(&s);
+    }
+    let built = &done.built[0];
+    for w in &built.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "bundled {} {} ({} files, {}) in {seconds:.2}s",
+        s.name,
+        s.tag,
+        s.files,
+        super::human_size(s.input_bytes),
+    );
+    if let Some(r) = &done.validation {
+        println!(
+            "  validated: {} ONNX model(s) passed, {} not validated (report in {})",
+            r.summary.passed,
+            r.summary.not_validated,
+            pipeline::VALIDATION_FILE
+        );
+    }
+    println!(
+        "  {} {}: {}",
+        if s.archive { "archive" } else { "layout" },
+        s.output,
+        s.manifest_digest
+    );
+    if let Some(b) = &done.base {
+        print_base(b);
+    }
+    let rows: Vec<Vec<String>> = built
+        .layers
+        .iter()
+        .map(|l| {
+            vec![
+                l.kind.clone(),
+                super::human_size(l.size),
+                l.digest.short().to_string(),
+                l.title.clone(),
+            ]
+        })
+        .collect();
+    super::table(&["KIND", "SIZE", "DIGEST", "TITLE"], &rows);
 }
 
 fn print_base(b: &BaseSummary) {
@@ -338,107 +260,33 @@ fn print_base(b: &BaseSummary) {
     }
 }
 
-/// `bundle --push`: stream every layer to the registry as it is built, then the manifest.
-#[allow(clippy::too_many_arguments)]
-fn push(
-    a: &Args,
-    r: &str,
-    spec: &spec::Spec,
-    opts: &Options,
-    tag: &str,
-    base: Option<&mlart::store::base::Base>,
-    makes_index: bool,
-    json: bool,
-    started: Instant,
-) -> Result<ExitCode> {
-    use mlart::format::reference::{self, Reference};
-    let (reference, explicit) = reference::parse_reference(r)?;
-    let reference = if explicit {
-        reference
-    } else {
-        Reference::with_tag(
-            reference.registry().into(),
-            reference.repository().into(),
-            tag.to_string(),
-        )
-    };
-    let remote = mlart::registry::Remote::new(reference, &a.registry.options())?;
-    let mut sink = mlart::store::registry_sink::RegistrySink::new(remote);
-    let mut files = collect::collect(spec, &[])?;
-    let mut opts = opts.clone();
-    let opts = &mut opts;
-    let _validated = a
-        .validate
-        .then(|| super::validate::before_bundle(spec, &mut files, opts, &a.ort, json))
-        .transpose()?;
-    let total: u64 = files.iter().map(|f| f.size).sum();
-    let pb = super::progress_bar(total, json);
-    pb.set_message(format!(
-        "bundling {} to {}",
-        spec.name,
-        sink.remote().describe()
-    ));
-    // The base's layers first: skipped, mounted from the base's repository, or uploaded.
-    if let Some(b) = base {
-        sink.copy_blobs(&b.blobs(), &b.location, &a.registry.options())?;
-    }
-    let images = base.map(|b| &b.images[..]).unwrap_or(&[]);
-    let all = bundle::build_on(spec, &files, opts, images, &mut sink, &|n| pb.inc(n))?;
-    let built = &all[0];
-    let mut report = if makes_index {
-        for b in &all {
-            sink.push_manifest_by_digest(
-                &b.manifest,
-                mlart::format::media_type::MANIFEST_MEDIA_TYPE,
-            )?;
-        }
-        let index = mlart::build::base::index(&all, images);
-        sink.push_manifest(&index, mlart::format::media_type::INDEX_MEDIA_TYPE)?
-    } else {
-        sink.push_manifest(
-            &built.manifest,
-            mlart::format::media_type::MANIFEST_MEDIA_TYPE,
-        )?
-    };
-    for b in &all {
-        if let Some(sig) = &b.signature {
-            // The OCI signature: a referrer of the manifest just pushed.
-            let pushed = mlart::store::referrers::push_referrers(
-                sink.remote(),
-                &b.manifest_digest,
-                &[mlart::store::referrers::Referrer::from_signature(sig)],
-            )?;
-            report.signatures += pushed.pushed;
-            report.referrers_tag = pushed.tag.or(report.referrers_tag);
-        }
-    }
-    pb.finish_and_clear();
+/// `bundle --push`: as `push` reports, with the base when there is one.
+fn print_pushed(done: &Bundled, report: &mlart::store::push::PushReport, seconds: f64, json: bool) {
     if !json {
-        for w in &built.warnings {
+        for w in &done.built[0].warnings {
             eprintln!("warning: {w}");
         }
-        if let Some(b) = base {
-            print_base(&base_summary(b, &all, makes_index));
+        if let Some(b) = &done.base {
+            print_base(b);
         }
     }
     let summary = super::push::Summary {
-        report,
-        seconds: started.elapsed().as_secs_f64(),
+        report: report.clone(),
+        seconds,
     };
-    match base {
-        Some(b) if json => {
+    match &done.base {
+        Some(base) if json => {
             #[derive(Serialize)]
             struct WithBase<'a> {
                 #[serde(flatten)]
                 summary: &'a super::push::Summary,
-                base: BaseSummary,
+                base: &'a BaseSummary,
             }
             super::print_json(&WithBase {
                 summary: &summary,
-                base: base_summary(b, &all, makes_index),
+                base,
             });
         }
         _ => super::push::print_summary(&summary, json),
     }
-    Ok(ExitCode::SUCCESS)
 }

@@ -13,8 +13,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args, json: bool) -> Result<ExitCode> {
-    let (_, od, old) = super::gate::open_bundle(&a.old, &a.registry)?;
-    let (_, nd, new) = super::gate::open_bundle(&a.new, &a.registry)?;
+    let old_bundle = super::gate::open_bundle(&a.old, &a.registry)?;
+    let new_bundle = super::gate::open_bundle(&a.new, &a.registry)?;
+    let (od, old) = (old_bundle.digest, old_bundle.metadata);
+    let (nd, new) = (new_bundle.digest, new_bundle.metadata);
     let d = gate::diff(&a.old, &old, &a.new, &new);
     if json {
         super::print_json(&serde_json::json!({"old_digest": od, "new_digest": nd, "diff": d}));

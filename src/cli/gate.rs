@@ -1,7 +1,9 @@
+//! `mlart gate`: the release gate of `check::gate`, rendered as a table, JSON or Markdown.
+
 use super::push::RegistryArgs;
 use mlart::check::gate::{self, GateReport};
-use mlart::store::layout::Source;
-use mlart::{format::reference, spec, store::layout, Error, Result};
+use mlart::check::inspect::{self, Opened};
+use mlart::{spec, Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,21 +31,8 @@ pub struct Args {
 }
 
 /// Open a layout, archive or REF and read its manifest digest and metadata (nothing else).
-pub fn open_bundle(
-    target: &str,
-    reg: &RegistryArgs,
-) -> Result<(
-    Box<dyn Source>,
-    mlart::format::digest::Digest,
-    mlart::format::metadata::Metadata,
-)> {
-    let loc = reference::parse_location(target)?;
-    let (mut src, tag) = mlart::store::registry::open_location(&loc, &reg.options())?;
-    let r = layout::resolve(src.as_mut(), tag.as_deref())?;
-    let digest = mlart::format::digest::Digest::parse(r.descriptor.digest().as_ref())
-        .map_err(Error::Input)?;
-    let meta = mlart::store::metadata::read_metadata(src.as_mut(), &r.manifest)?;
-    Ok((src, digest, meta))
+pub fn open_bundle(target: &str, reg: &RegistryArgs) -> Result<Opened> {
+    inspect::open_bundle(target, &super::opener(reg))
 }
 
 /// The gate's inputs, shared by `gate` and `push --gate`.
@@ -58,63 +47,14 @@ pub struct GateInputs<'a> {
 
 /// Evaluate the policy on `target`: reads manifests and metadata only.
 pub fn evaluate(g: &GateInputs) -> Result<GateReport> {
-    let policy = match g.policy {
-        Some(p) => mlart::spec::policy::load_policy(p)?,
-        None => {
-            let s = spec::load(g.spec).map_err(|e| match e {
-                Error::Input(m) if m.starts_with("no spec file") => Error::input(format!(
-                    "no policy: give --policy FILE, or run where mlart.yaml (with `gates:`) is, or -f SPEC ({m})"
-                )),
-                other => other,
-            })?;
-            s.gates.ok_or_else(|| {
-                Error::input(format!(
-                    "{} has no `gates:` section: add one or give --policy FILE",
-                    g.spec.display()
-                ))
-            })?
-        }
+    let req = gate::Request {
+        target: g.target,
+        baseline: g.baseline,
+        policy: g.policy,
+        spec: g.spec,
+        keys: g.keys,
     };
-    let (mut src, digest, meta) = open_bundle(g.target, g.registry)?;
-    let base = match g.baseline {
-        Some(b) => {
-            let (_, d, m) = open_bundle(b, g.registry)
-                .map_err(|e| Error::input(format!("the baseline {b}: {e}")))?;
-            Some((d, m))
-        }
-        None => None,
-    };
-    let signature = if policy.signature == Some(mlart::spec::policy::Requirement::Required)
-        && !g.keys.is_empty()
-    {
-        let keys = g
-            .keys
-            .iter()
-            .map(|k| mlart::sign::load_public(k))
-            .collect::<Result<Vec<_>>>()?;
-        let (sigs, problems) =
-            mlart::check::verify::oci_signatures(src.as_mut(), &digest, &keys, false)?;
-        Some(if problems.is_empty() {
-            Ok(sigs
-                .iter()
-                .filter_map(|s| s.key.clone())
-                .collect::<Vec<_>>()
-                .join(", "))
-        } else {
-            Err(problems.join("; "))
-        })
-    } else {
-        None
-    };
-    let checks = gate::evaluate(&policy, &meta, base.as_ref().map(|(_, m)| m), signature);
-    Ok(GateReport {
-        candidate: g.target.to_string(),
-        candidate_digest: digest.to_string(),
-        baseline: g.baseline.map(String::from),
-        baseline_digest: base.as_ref().map(|(d, _)| d.to_string()),
-        passed: checks.iter().all(|c| c.passed),
-        checks,
-    })
+    gate::gate(&req, &super::opener(g.registry))
 }
 
 /// The per-check table for people.

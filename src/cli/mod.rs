@@ -69,6 +69,16 @@ pub fn target(path: &std::path::Path, tag: Option<&str>) -> mlart::Result<Target
     }
 }
 
+/// How the library opens a location: with the registry settings of the command line.
+pub fn opener(
+    reg: &push::RegistryArgs,
+) -> impl Fn(
+    &mlart::format::reference::Location,
+) -> mlart::Result<(Box<dyn mlart::store::layout::Source>, Option<String>)>
+       + '_ {
+    move |loc| mlart::store::registry::open_location(loc, &reg.options())
+}
+
 pub fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
@@ -112,6 +122,39 @@ pub fn progress_bar(total: u64, json: bool) -> indicatif::ProgressBar {
         .progress_chars("=> "),
     );
     pb
+}
+
+/// A progress bar the library drives (`build::pipeline::Progress`): drawn from `start` on,
+/// as [`progress_bar`] draws it.
+pub struct Bar {
+    json: bool,
+    bar: std::cell::OnceCell<indicatif::ProgressBar>,
+}
+
+impl Bar {
+    pub fn new(json: bool) -> Bar {
+        Bar {
+            json,
+            bar: std::cell::OnceCell::new(),
+        }
+    }
+}
+
+impl mlart::build::pipeline::Progress for Bar {
+    fn start(&self, total: u64, message: String) {
+        let pb = self.bar.get_or_init(|| progress_bar(total, self.json));
+        pb.set_message(message);
+    }
+    fn advance(&self, bytes: u64) {
+        if let Some(pb) = self.bar.get() {
+            pb.inc(bytes);
+        }
+    }
+    fn finish(&self) {
+        if let Some(pb) = self.bar.get() {
+            pb.finish_and_clear();
+        }
+    }
 }
 
 /// Print rows as aligned columns.

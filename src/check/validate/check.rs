@@ -1,7 +1,7 @@
 //! Checks on the values a model returned: finite numbers, declared shapes, schema categories,
 //! expected sample outputs. Pure: the runtime turns its outputs into [`OutValue`]s first.
 
-use super::plan::json_tensor;
+use super::inputs::json_tensor;
 use super::types::{Dim, ValueKind};
 
 /// An output, copied out of the runtime.

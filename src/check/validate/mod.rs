@@ -19,14 +19,24 @@ mod check;
 #[cfg(feature = "validate")]
 mod elf;
 #[cfg(feature = "validate")]
+pub mod inputs;
+#[cfg(feature = "validate")]
+mod library;
+#[cfg(feature = "validate")]
 pub mod plan;
 #[cfg(feature = "validate")]
 mod runtime;
+mod target;
+#[cfg(feature = "validate")]
+mod tensors;
+pub mod worker;
 
+pub use target::{before_bundle, save_report, validate_target, BundleReader, Request};
 pub use types::*;
+pub use worker::{WorkerRequest, WorkerResponse, WORKER_ARG};
 
 #[cfg(feature = "validate")]
-pub use runtime::{find_library, LibraryChoice};
+pub use library::{find_library, LibraryChoice};
 
 use crate::build::collect::SourceFile;
 use crate::build::schema;
@@ -74,7 +84,7 @@ pub struct Options {
     /// bundle, which must be the same on every run.
     pub timings: bool,
     /// Run each model in a child process: this executable, with the argument
-    /// [`WORKER_ARG`], serving [`worker`] on stdin/stdout. A crash of the runtime (a signal,
+    /// [`WORKER_ARG`], serving [`worker::worker`] on stdin/stdout. A crash of the runtime (a signal,
     /// an abort) then fails that model's checks instead of ending mlart. None: in process.
     #[serde(default)]
     pub isolate: Option<PathBuf>,
@@ -347,7 +357,7 @@ pub fn validate(
         (true, Some(exe)) => {
             // The library is found and checked here, so its errors are the same either way;
             // the workers load exactly that file.
-            let lib = runtime::checked_library(opts.ort_lib.as_deref())?;
+            let lib = library::checked_library(opts.ort_lib.as_deref())?;
             let mut o = opts.clone();
             o.ort_lib = Some(lib.path);
             o.isolate = None;
@@ -370,7 +380,7 @@ pub fn validate(
             }
             (Some(Mode::Isolated(exe, o)), true) => {
                 progress(&m.path);
-                let (r, info) = isolated(exe, m, schema, o)?;
+                let (r, info) = worker::isolated(exe, m, schema, o)?;
                 if runtime_info.is_none() {
                     runtime_info = info.map(|mut i| {
                         if !opts.timings {
@@ -401,308 +411,7 @@ pub fn validate(
     ))
 }
 
-/// The argument that makes the mlart binary serve [`worker`].
-pub const WORKER_ARG: &str = "__validate-worker";
-
-/// What a worker process is asked (JSON on its stdin).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct WorkerRequest {
-    pub path: String,
-    pub file: PathBuf,
-    pub format: Option<String>,
-    pub samples: Option<SamplesFile>,
-    pub schema: Option<FeatureSchema>,
-    pub opts: Options,
-}
-
-/// What a worker answers (JSON on its stdout).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WorkerResponse {
-    Report {
-        report: Box<ModelReport>,
-        runtime: RuntimeInfo,
-    },
-    Error {
-        message: String,
-        exit_code: u8,
-    },
-}
-
-/// Serve one request in this (child) process.
-#[cfg(feature = "validate")]
-pub fn worker(req: WorkerRequest) -> WorkerResponse {
-    let rt = match runtime::Runtime::get(req.opts.ort_lib.as_deref()) {
-        Ok(rt) => rt,
-        Err(e) => {
-            return WorkerResponse::Error {
-                message: e.to_string(),
-                exit_code: e.exit_code(),
-            }
-        }
-    };
-    let m = ModelInput {
-        path: req.path,
-        file: req.file,
-        format: req.format,
-        samples: req.samples.map(std::sync::Arc::new),
-    };
-    WorkerResponse::Report {
-        report: Box::new(rt.validate_model(&m, req.schema.as_ref(), &req.opts)),
-        runtime: rt.info(true),
-    }
-}
-
-/// Validate one model in a child process; a crash fails the model, not mlart.
-#[cfg(feature = "validate")]
-fn isolated(
-    exe: &Path,
-    m: &ModelInput,
-    schema: Option<&FeatureSchema>,
-    opts: &Options,
-) -> Result<(ModelReport, Option<RuntimeInfo>)> {
-    use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
-    let req = WorkerRequest {
-        path: m.path.clone(),
-        file: m.file.clone(),
-        format: m.format.clone(),
-        samples: m.samples.as_deref().cloned(),
-        schema: schema.cloned(),
-        opts: opts.clone(),
-    };
-    let body = serde_json::to_vec(&req).map_err(|e| Error::input(format!("{e}")))?;
-    let mut child = Command::new(exe)
-        .arg(WORKER_ARG)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_remove("RUST_LOG")
-        .spawn()
-        .map_err(|e| Error::Io {
-            context: format!("starting {}", exe.display()),
-            source: e,
-        })?;
-    // Feed the request and drain the answers on threads, so a worker that hangs can be
-    // stopped at the deadline (or on Ctrl-C).
-    let stdin = child.stdin.take();
-    let writer = std::thread::spawn(move || stdin.map(|mut w| w.write_all(&body)));
-    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            if let Some(mut r) = r {
-                let _ = (&mut r).take(64 << 20).read_to_end(&mut v);
-                let _ = std::io::copy(&mut r, &mut std::io::sink());
-            }
-            v
-        })
-    };
-    let out_reader = drain(
-        child
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn std::io::Read + Send>),
-    );
-    let err_reader = drain(
-        child
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn std::io::Read + Send>),
-    );
-    let deadline = (opts.timeout > 0)
-        .then(|| std::time::Instant::now() + std::time::Duration::from_secs(opts.timeout));
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) => {}
-            Err(e) => {
-                let _ = child.kill();
-                return Err(Error::Io {
-                    context: format!("running {}", exe.display()),
-                    source: e,
-                });
-            }
-        }
-        if crate::interrupt::requested() || deadline.is_some_and(|d| std::time::Instant::now() >= d)
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
-    let stdout = out_reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
-    let written = writer.join().ok().flatten();
-    if crate::interrupt::requested() {
-        return Err(Error::Interrupted);
-    }
-    let mut failed = ModelReport::not_validated(&m.path, m.format.as_deref());
-    failed.validated = true;
-    failed.reason = None;
-    failed.passed = Some(false);
-    if let Ok(h) = onnx_header::scan_file(&m.file) {
-        failed.ir_version = h.ir_version;
-        failed.opset = h.opset;
-    }
-    let Some(status) = status else {
-        failed.checks.push(Check::fail(
-            "timeout",
-            format!(
-                "ONNX Runtime did not finish {} within {} s (--timeout); its worker was stopped",
-                m.file.display(),
-                opts.timeout
-            ),
-        ));
-        return Ok((failed, None));
-    };
-    let out = std::process::Output {
-        status,
-        stdout,
-        stderr,
-    };
-    if out.status.success() {
-        if let Ok(resp) = serde_json::from_slice::<WorkerResponse>(&out.stdout) {
-            return match resp {
-                WorkerResponse::Report { report, runtime } => Ok((*report, Some(runtime))),
-                WorkerResponse::Error { message, exit_code } => Err(if exit_code == 1 {
-                    Error::Check(message)
-                } else {
-                    Error::Input(message)
-                }),
-            };
-        }
-    }
-    // The worker died: a signal, an abort, or garbage on stdout.
-    let how = describe_exit(&out.status);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail: String = stderr
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| {
-            format!(
-                " (its last words: {})",
-                l.chars().take(300).collect::<String>()
-            )
-        })
-        .unwrap_or_default();
-    if let Some(Err(e)) = written {
-        tracing::debug!("writing to the worker: {e}");
-    }
-    let mut r = failed;
-    r.checks.push(Check::fail(
-        "crash",
-        format!(
-            "ONNX Runtime crashed on {} ({how}){tail}; mlart ran it in a separate process and carried on",
-            m.file.display()
-        ),
-    ));
-    Ok((r, None))
-}
-
-#[cfg(feature = "validate")]
-fn describe_exit(s: &std::process::ExitStatus) -> String {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(sig) = s.signal() {
-            let name = match sig {
-                libc::SIGSEGV => "SIGSEGV",
-                libc::SIGBUS => "SIGBUS",
-                libc::SIGABRT => "SIGABRT",
-                libc::SIGILL => "SIGILL",
-                libc::SIGFPE => "SIGFPE",
-                libc::SIGKILL => "SIGKILL, out of memory?",
-                _ => "a signal",
-            };
-            return format!("killed by signal {sig}, {name}");
-        }
-    }
-    match s.code() {
-        Some(c) => format!("exit code {c}"),
-        None => "no exit code".into(),
-    }
-}
-
 #[cfg(feature = "validate")]
 fn is_onnx(format: Option<&str>) -> bool {
     format == Some("onnx")
-}
-
-#[cfg(all(test, feature = "validate", unix))]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, format!("#!/bin/sh\ncat >/dev/null\n{body}\n")).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        p
-    }
-
-    fn model() -> ModelInput {
-        ModelInput {
-            path: "model/iris.onnx".into(),
-            file: Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/iris/model/iris.onnx"),
-            format: Some("onnx".into()),
-            samples: None,
-        }
-    }
-
-    #[test]
-    fn a_worker_that_crashes_fails_the_model_not_mlart() {
-        let d = tempfile::tempdir().unwrap();
-        let segv = script(
-            d.path(),
-            "segv",
-            "echo 'Segmentation fault in onnxruntime' >&2\nkill -SEGV $$",
-        );
-        let (r, info) = isolated(&segv, &model(), None, &Options::default()).unwrap();
-        assert!(info.is_none());
-        assert_eq!((r.validated, r.passed), (true, Some(false)));
-        let c = &r.checks[0];
-        assert_eq!(c.name, "crash");
-        assert!(
-            c.message.contains("signal 11, SIGSEGV")
-                && c.message.contains("Segmentation fault in onnxruntime"),
-            "{}",
-            c.message
-        );
-        // the header is still read by the parent
-        assert_eq!(r.ir_version, Some(8));
-        let abort = script(d.path(), "abort", "kill -ABRT $$");
-        let (r, _) = isolated(&abort, &model(), None, &Options::default()).unwrap();
-        assert!(r.checks[0].message.contains("SIGABRT"), "{:?}", r.checks);
-        let garbage = script(d.path(), "garbage", "echo not json");
-        let (r, _) = isolated(&garbage, &model(), None, &Options::default()).unwrap();
-        assert!(
-            r.checks[0].message.contains("exit code 0"),
-            "{:?}",
-            r.checks
-        );
-        // a worker that cannot load the runtime: the error, as from the parent
-        let err = script(
-            d.path(),
-            "err",
-            "echo '{\"error\": {\"message\": \"no runtime here\", \"exit_code\": 2}}'",
-        );
-        let e = isolated(&err, &model(), None, &Options::default()).unwrap_err();
-        // a worker that hangs is stopped at the deadline
-        let hang = script(d.path(), "hang", "exec sleep 30");
-        let opts = Options {
-            timeout: 1,
-            ..Default::default()
-        };
-        let started = std::time::Instant::now();
-        let (r, _) = isolated(&hang, &model(), None, &opts).unwrap();
-        assert!(started.elapsed().as_secs() < 10);
-        assert_eq!(r.checks[0].name, "timeout", "{:?}", r.checks);
-        assert_eq!(r.passed, Some(false));
-        assert_eq!(
-            (e.exit_code(), e.to_string()),
-            (2, "no runtime here".to_string())
-        );
-    }
 }
