@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::format::digest::{Digest, VerifyReader};
-use crate::store::layout::write_blob_file;
+use crate::store::layout::{write_blob_file, write_bytes_file};
 use crate::store::referrers::Referrer;
 use crate::store::{BlobRef, Opener, PutError, Sent, Sink};
 use oci_spec::image::Descriptor;
@@ -65,18 +65,7 @@ impl Sink for BlobCache {
 
     /// The cache holds blobs only: a manifest is stored as one, untagged.
     fn put_manifest(&self, _desc: &Descriptor, raw: &[u8], _tag: Option<&str>) -> Result<()> {
-        let b = BlobRef {
-            digest: Digest::of(raw),
-            size: raw.len() as u64,
-        };
-        let open = || Ok(Box::new(raw) as crate::store::BlobRead<'_>);
-        write_blob_file(&self.dir, &b, &open, &|_| {}).map_err(|e| match e {
-            PutError::Open(e) | PutError::Sink(e) => e,
-            PutError::Read(e) => crate::error::Error::Io {
-                context: format!("caching manifest {}", b.digest),
-                source: e,
-            },
-        })
+        write_bytes_file(&self.dir, raw)
     }
 
     /// Referrers are not cached.

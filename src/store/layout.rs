@@ -113,21 +113,26 @@ impl LayoutWriter {
             .push(d);
     }
 
-    /// Store a small blob held in memory (temp file, then rename).
     fn put_bytes(&self, data: &[u8]) -> Result<()> {
-        let b = BlobRef {
-            digest: Digest::of(data),
-            size: data.len() as u64,
-        };
-        let open = || Ok(Box::new(data) as BlobRead<'_>);
-        write_blob_file(&self.blobs, &b, &open, &|_| {}).map_err(|e| match e {
-            PutError::Open(e) | PutError::Sink(e) => e,
-            PutError::Read(e) => Error::Io {
-                context: format!("writing blob {}", b.digest),
-                source: e,
-            },
-        })
+        write_bytes_file(&self.blobs, data)
     }
+}
+
+/// Store a small blob held in memory into `dir` (temp file, then rename), as
+/// `write_blob_file` does.
+pub(crate) fn write_bytes_file(dir: &Path, data: &[u8]) -> Result<()> {
+    let b = BlobRef {
+        digest: Digest::of(data),
+        size: data.len() as u64,
+    };
+    let open = || Ok(Box::new(data) as BlobRead<'_>);
+    write_blob_file(dir, &b, &open, &|_| {}).map_err(|e| match e {
+        PutError::Open(e) | PutError::Sink(e) => e,
+        PutError::Read(e) => Error::Io {
+            context: format!("writing blob {}", b.digest),
+            source: e,
+        },
+    })
 }
 
 /// The layout directory as the target of a copy.
