@@ -155,14 +155,7 @@ impl Sink for LayoutWriter {
     fn put_manifest(&self, desc: &Descriptor, raw: &[u8], tag: Option<&str>) -> Result<()> {
         self.put_bytes(raw)?;
         if let Some(t) = tag {
-            let mut d = desc.clone();
-            let mut a = d.annotations().clone().unwrap_or_default();
-            a.insert(
-                crate::format::annotations::REF_NAME.to_string(),
-                t.to_string(),
-            );
-            d.set_annotations(Some(a));
-            self.add_entry(d);
+            self.add_entry(with_ref_name(desc, t));
         }
         Ok(())
     }
@@ -256,6 +249,18 @@ pub fn signature_descriptor(sig: &crate::format::signature::OciSignature) -> Des
     d.set_artifact_type(Some(oci_spec::image::MediaType::Other(
         crate::format::media_type::BUNDLE_MEDIA_TYPE.into(),
     )));
+    d
+}
+
+/// `desc` as index.json lists it under `tag` (its `org.opencontainers.image.ref.name`).
+pub fn with_ref_name(desc: &Descriptor, tag: &str) -> Descriptor {
+    let mut d = desc.clone();
+    let mut a = d.annotations().clone().unwrap_or_default();
+    a.insert(
+        crate::format::annotations::REF_NAME.to_string(),
+        tag.to_string(),
+    );
+    d.set_annotations(Some(a));
     d
 }
 

@@ -2,7 +2,6 @@
 //! copy's tests (with a counting wrapper).
 
 use crate::error::{Error, Result};
-use crate::format::annotations::REF_NAME;
 use crate::format::digest::Digest;
 use crate::format::media_type::INDEX_MEDIA_TYPE;
 use crate::store::referrers::Referrer;
@@ -101,11 +100,7 @@ impl Sink for MemoryStore {
     fn put_manifest(&self, desc: &Descriptor, raw: &[u8], tag: Option<&str>) -> Result<()> {
         self.insert(raw.to_vec());
         if let Some(t) = tag {
-            let mut d = desc.clone();
-            let mut a = d.annotations().clone().unwrap_or_default();
-            a.insert(REF_NAME.to_string(), t.to_string());
-            d.set_annotations(Some(a));
-            self.add_entry(d);
+            self.add_entry(crate::store::layout::with_ref_name(desc, t));
         }
         Ok(())
     }

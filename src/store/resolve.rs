@@ -279,9 +279,7 @@ fn pick_from_index(
     }
     // Keep the top entry's tag on the image's descriptor.
     if let Some(t) = top.annotations().as_ref().and_then(|a| a.get(REF_NAME)) {
-        let mut a = desc.annotations().clone().unwrap_or_default();
-        a.insert(REF_NAME.to_string(), t.clone());
-        desc.set_annotations(Some(a));
+        desc = crate::store::layout::with_ref_name(&desc, t);
     }
     read_image(
         src,
