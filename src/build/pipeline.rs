@@ -44,7 +44,7 @@ pub trait BaseFetch {
         &self,
         base: &Base,
         w: &mut LayoutWriter,
-        progress: &dyn Fn(u64),
+        progress: &(dyn Fn(u64) + Sync),
     ) -> Result<()>;
     /// Bring the layers into the registry's repository: skipped when there, else mounted or
     /// uploaded.
@@ -74,7 +74,7 @@ pub struct Request<'a> {
 }
 
 /// Progress of the bytes read and written; the caller draws it.
-pub trait Progress {
+pub trait Progress: Sync {
     /// The work starts: `total` bytes, described by `message`.
     fn start(&self, total: u64, message: String);
     fn advance(&self, bytes: u64);

@@ -80,7 +80,7 @@ impl pipeline::BaseFetch for super::push::RegistryArgs {
         &self,
         base: &Base,
         w: &mut mlart::store::layout::LayoutWriter,
-        progress: &dyn Fn(u64),
+        progress: &(dyn Fn(u64) + Sync),
     ) -> Result<()> {
         base.copy_into(w, &self.options(), progress)
     }

@@ -35,7 +35,11 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
                 reference::local_form(&a.destination),
                 tag.as_deref(),
                 &a.registry.options(),
-                &|n| pb.inc(n),
+                &|_, ev| {
+                    if let mlart::store::BlobEvent::Bytes(n) = ev {
+                        pb.inc(n)
+                    }
+                },
             )?;
             pb.finish_and_clear();
             let seconds = started.elapsed().as_secs_f64();

@@ -128,14 +128,14 @@ pub fn progress_bar(total: u64, json: bool) -> indicatif::ProgressBar {
 /// as [`progress_bar`] draws it.
 pub struct Bar {
     json: bool,
-    bar: std::cell::OnceCell<indicatif::ProgressBar>,
+    bar: std::sync::OnceLock<indicatif::ProgressBar>,
 }
 
 impl Bar {
     pub fn new(json: bool) -> Bar {
         Bar {
             json,
-            bar: std::cell::OnceCell::new(),
+            bar: std::sync::OnceLock::new(),
         }
     }
 }

@@ -2,7 +2,6 @@
 
 use super::push::RegistryArgs;
 use mlart::format::reference::{self, Location};
-use mlart::registry;
 use mlart::Result;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -51,13 +50,6 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     let loc = reference::parse_location(&a.source)?;
     let is_registry = matches!(loc, Location::Registry { .. });
     let (mut src, tag) = mlart::store::registry::open_location(&loc, &a.registry.options())?;
-    let remote = match &loc {
-        Location::Registry { reference, .. } => Some(registry::Remote::new(
-            reference.clone(),
-            &a.registry.options(),
-        )?),
-        Location::Local { .. } => None,
-    };
     let opts = mlart::extract::pull::PullOptions {
         out: a.output.clone(),
         kinds: a.kind.clone(),
@@ -67,7 +59,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         } else {
             None
         },
-        remote,
+        remote: None,
         verify_keys: a
             .verify_keys
             .iter()

@@ -5,17 +5,19 @@
 use crate::error::{Error, IoContext, Result};
 use crate::extract::Extractor;
 use crate::format::compression::Compression;
-use crate::format::digest::{Digest, VerifyReader};
+use crate::format::digest::Digest;
 use crate::format::metadata::Kind;
 use crate::format::metadata::{Form, Metadata};
+use crate::store::cache::BlobCache;
+use crate::store::copy::{copy_blobs, CopyOptions, Outcome};
 use crate::store::layout::{self, Source};
-use crate::store::push::BlobEvent;
+use crate::store::{BlobEvent, BlobRef};
 use oci_spec::image::Descriptor;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What to pull and where.
 #[derive(Clone, Debug, Default)]
@@ -25,10 +27,13 @@ pub struct PullOptions {
     pub kinds: Vec<String>,
     /// Only files whose path matches one of these globs (empty: all).
     pub paths: Vec<String>,
-    /// The blob cache directory (`…/mlart`); None: no cache.
+    /// The blob cache directory (`…/mlart`); None: no cache. With one, the layers needed are
+    /// copied into it (several at a time; those it has are verified and kept) before
+    /// extraction.
     pub cache: Option<PathBuf>,
-    /// The registry behind the source: with a cache, missing layers are downloaded from it
-    /// in parallel before extraction.
+    /// Not read any more: the layers are copied from the source itself (a registry source
+    /// fetches them several at a time). Kept so that callers that set it still build; to be
+    /// removed once they no longer do.
     pub remote: Option<crate::registry::Remote>,
     /// Trusted keys: when given, nothing is written unless an OCI signature and model.sig
     /// verify with them.
@@ -270,22 +275,42 @@ pub fn pull(
         index: resolved.index.clone(),
         ..Default::default()
     };
-    let cache = opts.cache.as_ref().map(|c| c.join("blobs").join("sha256"));
-    // Blobs downloaded just now (verified on the way in) and blobs found in the cache and
-    // re-hashed: neither is hashed again before extraction.
-    let mut prefetched = HashSet::new();
-    let mut verified_hits = HashSet::new();
-    if let (Some(dir), Some(remote)) = (&cache, &opts.remote) {
+    // With a cache: the layers go into it first, through the one copy (those it has are
+    // re-hashed and kept), then each is extracted from there (not hashed again).
+    let cache = opts.cache.as_deref().map(BlobCache::new);
+    if let Some(cache) = &cache {
         let blobs = layers
             .iter()
-            .map(|l| {
-                Ok((
-                    Digest::parse(l.digest().as_ref()).map_err(Error::Input)?,
-                    l.size(),
-                ))
-            })
+            .map(|l| BlobRef::of(l))
             .collect::<Result<Vec<_>>>()?;
-        (prefetched, verified_hits) = prefetch(remote, &blobs, dir, progress)?;
+        // The cache's words: fetched blobs were "downloaded", those it had were "cached".
+        let observer = |d: &Digest, e: BlobEvent| {
+            progress(
+                d,
+                match e {
+                    BlobEvent::Done("skipped") => BlobEvent::Done("cached"),
+                    BlobEvent::Done(_) => BlobEvent::Done("downloaded"),
+                    e => e,
+                },
+            )
+        };
+        let copied = copy_blobs(
+            &*src,
+            cache,
+            &blobs,
+            &CopyOptions {
+                observer: &observer,
+                ..CopyOptions::default()
+            },
+        )?;
+        for (b, o) in copied {
+            if o == Outcome::Skipped {
+                report.layers.cached += 1;
+            } else {
+                report.layers.fetched += 1;
+                report.bytes_downloaded += b.size;
+            }
+        }
     }
     let mut x = Extractor::new(&root);
     let want = |p: &str| wanted.contains(p);
@@ -296,24 +321,10 @@ pub fn pull(
         let digest = Digest::parse(l.digest().as_ref()).map_err(Error::Input)?;
         let mt = l.media_type().to_string();
         let label = format!("{what}: layer {}", digest.short());
-        // A verified reader of the layer: from the cache (filled first) or straight from the source.
+        // A verified reader of the layer: from the cache (filled above) or straight from the source.
         let mut reader: Box<dyn Read + '_> = match &cache {
-            Some(dir) => {
-                let (path, hit) = if prefetched.contains(&digest) {
-                    (dir.join(digest.hex()), false)
-                } else if verified_hits.contains(&digest) {
-                    (dir.join(digest.hex()), true)
-                } else {
-                    ensure_cached(src, l, &digest, dir, progress)?
-                };
-                if hit {
-                    report.layers.cached += 1;
-                    progress(&digest, BlobEvent::Start(l.size()));
-                    progress(&digest, BlobEvent::Done("cached"));
-                } else {
-                    report.layers.fetched += 1;
-                    report.bytes_downloaded += l.size();
-                }
+            Some(cache) => {
+                let path = cache.path(&digest);
                 Box::new(File::open(&path).ctx("reading", &path)?)
             }
             None => {
@@ -448,7 +459,7 @@ pub fn pull(
 
 /// The model.sig of a bundle, read from its small metadata or signature layer.
 fn read_oms(
-    src: &mut dyn Source,
+    src: &dyn Source,
     manifest: &oci_spec::image::ImageManifest,
     form: Form,
 ) -> Result<Option<Vec<u8>>> {
@@ -482,7 +493,7 @@ fn not_in_manifest(what: &str, layer: &str, why: &str) -> Error {
 /// The image config's `rootfs.diff_ids`, one per manifest layer; Err(why not) when the
 /// config has no such list (an error is only returned for a config that cannot be read).
 fn config_diff_ids(
-    src: &mut dyn Source,
+    src: &dyn Source,
     manifest: &oci_spec::image::ImageManifest,
 ) -> Result<std::result::Result<Vec<Digest>, String>> {
     let config = manifest.config();
@@ -579,136 +590,4 @@ impl<R: Read> Read for Progress<'_, R> {
         (self.f)(&self.digest, BlobEvent::Bytes(n as u64));
         Ok(n)
     }
-}
-
-/// Is the cached blob there and intact?
-fn cache_hit(path: &Path, digest: &Digest, size: u64) -> bool {
-    if !path.is_file() {
-        return false;
-    }
-    let ok = File::open(path)
-        .map(|f| {
-            let mut v = VerifyReader::new(f, digest.clone(), size);
-            io::copy(&mut v, &mut io::sink()).is_ok()
-        })
-        .unwrap_or(false);
-    if !ok {
-        tracing::warn!("cached blob {digest} is corrupt; fetching it again");
-        let _ = fs::remove_file(path);
-    }
-    ok
-}
-
-/// Stream `r` into the cache: temp file, then rename. `r` must be a verified reader
-/// (`open_blob_verified`): it fails at its end unless the blob has its digest and size.
-fn store_in_cache(
-    what: &str,
-    r: &mut dyn Read,
-    digest: &Digest,
-    size: u64,
-    dir: &Path,
-    progress: &(dyn Fn(&Digest, BlobEvent) + Sync),
-) -> Result<PathBuf> {
-    let path = dir.join(digest.hex());
-    fs::create_dir_all(dir).ctx("creating the cache", dir)?;
-    progress(digest, BlobEvent::Start(size));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .ctx("creating a file in", dir)?;
-    {
-        let mut r = Progress {
-            inner: r,
-            digest: digest.clone(),
-            f: progress,
-        };
-        let mut w = io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-        io::copy(&mut r, &mut w).map_err(|e| {
-            if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::Other {
-                Error::from_io(&e, format!("{what}: blob {digest}: {e}"))
-            } else {
-                Error::Io {
-                    context: format!("caching blob {digest}"),
-                    source: e,
-                }
-            }
-        })?;
-        io::Write::flush(&mut w).ctx("writing", &path)?;
-    }
-    tmp.persist(&path).map_err(|e| Error::Io {
-        context: format!("storing {}", path.display()),
-        source: e.error,
-    })?;
-    progress(digest, BlobEvent::Done("downloaded"));
-    Ok(path)
-}
-
-/// Make sure the blob is in the cache, verified. Returns its path and whether it was a hit.
-fn ensure_cached(
-    src: &mut dyn Source,
-    desc: &Descriptor,
-    digest: &Digest,
-    dir: &Path,
-    progress: &(dyn Fn(&Digest, BlobEvent) + Sync),
-) -> Result<(PathBuf, bool)> {
-    let path = dir.join(digest.hex());
-    if cache_hit(&path, digest, desc.size()) {
-        return Ok((path, true));
-    }
-    let what = src.describe();
-    let mut r = src.open_blob_verified(digest, desc.size())?;
-    let path = store_in_cache(&what, &mut r, digest, desc.size(), dir, progress)?;
-    Ok((path, false))
-}
-
-/// Download the blobs missing from the cache, `PARALLEL` at a time, straight from the
-/// registry. Returns the digests downloaded and those found in the cache intact (each
-/// re-hashed once, here).
-fn prefetch(
-    remote: &crate::registry::Remote,
-    blobs: &[(Digest, u64)],
-    dir: &Path,
-    progress: &(dyn Fn(&Digest, BlobEvent) + Sync),
-) -> Result<(HashSet<Digest>, HashSet<Digest>)> {
-    const PARALLEL: usize = 4;
-    type Blobs = Vec<(Digest, u64)>;
-    let (hits, todo): (Blobs, Blobs) = blobs
-        .iter()
-        .cloned()
-        .partition(|(d, size)| cache_hit(&dir.join(d.hex()), d, *size));
-    let queue = std::sync::Mutex::new(todo.clone());
-    let what = remote.describe();
-    let results: Vec<Result<()>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..PARALLEL.min(todo.len()))
-            .map(|_| {
-                s.spawn(|| -> Result<()> {
-                    loop {
-                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
-                        let Some((d, size)) = next else {
-                            return Ok(());
-                        };
-                        if crate::interrupt::requested() {
-                            return Err(Error::Interrupted);
-                        }
-                        let mut r = remote.open_blob_verified(&d, size)?;
-                        store_in_cache(&what, &mut r, &d, size, dir, progress)?;
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err(Error::input("a download thread panicked")))
-            })
-            .collect()
-    });
-    for r in results {
-        r?;
-    }
-    Ok((
-        todo.into_iter().map(|(d, _)| d).collect(),
-        hits.into_iter().map(|(d, _)| d).collect(),
-    ))
 }

@@ -1,5 +1,7 @@
-//! OCI registries: a client built on oci-client with Docker credentials, a `Source` that reads a
-//! bundle from a registry, push (blobs in parallel, skip existing, mount, manifest last), tags.
+//! OCI registries: a client built on oci-client with Docker credentials; blob downloads and
+//! uploads (streamed, resumed, retried), manifests, referrers, tags. `store::registry` and
+//! `store::registry_sink` adapt it to the store's `Source` and `Sink`; the copy lives in
+//! `store::copy`.
 //!
 //! The rest of the library is synchronous; a process-wide tokio runtime runs the requests and
 //! blob streams are bridged to `std::io::Read` through a bounded channel.

@@ -10,7 +10,7 @@ use crate::format::metadata::LayerInfo;
 use crate::format::platform::{BaseRecord, Platform, PlatformChoice};
 use crate::format::reference::{self, Location};
 use crate::registry;
-use crate::store::layout::{self, BlobSink, Source};
+use crate::store::layout::{self, Source};
 use oci_spec::image::{Descriptor, MediaType};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -111,54 +111,54 @@ impl BaseImage {
 
 impl Base {
     /// Every base layer blob, once, in order.
-    pub fn blobs(&self) -> Vec<crate::store::push::BlobRef> {
+    pub fn blobs(&self) -> Vec<crate::store::BlobRef> {
         let mut seen = std::collections::HashSet::new();
         self.images
             .iter()
             .flat_map(|i| i.layers.iter())
             .filter(|l| seen.insert(l.digest.clone()))
-            .map(|l| crate::store::push::BlobRef {
+            .map(|l| crate::store::BlobRef {
                 digest: l.digest.clone(),
                 size: l.size,
             })
             .collect()
     }
 
-    /// Copy the base layers into `sink` (a layout), each verified against its digest and size
-    /// as it streams. `progress` gets the bytes copied.
-    pub fn copy_into<S: BlobSink>(
+    /// Copy the base layers into `sink` (a layout) through the one copy: each verified
+    /// against its digest and size as it streams, several at a time. `progress` gets the
+    /// bytes copied.
+    pub fn copy_into(
         &self,
-        sink: &mut S,
+        sink: &dyn crate::store::Sink,
         opts: &registry::Options,
-        progress: &dyn Fn(u64),
+        progress: &(dyn Fn(u64) + Sync),
     ) -> Result<()> {
-        let opener = crate::store::registry::blob_opener(&self.location, opts)?;
-        for b in self.blobs() {
-            let bad = |e: std::io::Error| {
-                Error::from_io(&e, format!(
-                    "base {}: layer {}: {e}. The base is corrupt or incomplete: fetch or rebuild it",
-                    self.given, b.digest
-                ))
-            };
-            let mut r = VerifyReader::new(opener.open(&b.digest)?, b.digest.clone(), b.size);
-            let mut w = sink.begin()?;
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                if crate::interrupt::requested() {
-                    return Err(Error::Interrupted);
-                }
-                let n = r.read(&mut buf).map_err(bad)?;
-                if n == 0 {
-                    break;
-                }
-                std::io::Write::write_all(&mut w, &buf[..n]).map_err(|e| Error::Io {
-                    context: format!("writing base layer {}", b.digest),
-                    source: e,
-                })?;
-                progress(n as u64);
+        use crate::store::copy::{copy_blobs, CopyOptions};
+        let (src, _) = crate::store::registry::open_location(&self.location, opts)?;
+        let observer = |_: &Digest, e: crate::store::BlobEvent| {
+            if let crate::store::BlobEvent::Bytes(n) = e {
+                progress(n)
             }
-            sink.commit(w, &b.digest, b.size)?;
-        }
+        };
+        let read_error = |d: &Digest, e: std::io::Error| {
+            Error::from_io(
+                &e,
+                format!(
+                "base {}: layer {d}: {e}. The base is corrupt or incomplete: fetch or rebuild it",
+                self.given
+            ),
+            )
+        };
+        copy_blobs(
+            src.as_ref(),
+            sink,
+            &self.blobs(),
+            &CopyOptions {
+                observer: &observer,
+                read_error: Some(&read_error),
+                ..CopyOptions::default()
+            },
+        )?;
         Ok(())
     }
 

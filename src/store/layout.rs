@@ -3,17 +3,25 @@
 //! at the end; reading verifies every blob against its digest and size.
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::annotations::REF_NAME;
-use crate::format::digest::{Digest, VerifyReader};
+use crate::format::digest::Digest;
 use crate::format::json;
 use crate::format::media_type::MAX_MANIFEST_BYTES;
-use crate::format::media_type::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
-use crate::format::platform::Platform;
-use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
-use std::collections::HashMap;
+use oci_spec::image::Descriptor;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+
+pub use crate::store::archive::ArchiveFile;
+pub use crate::store::resolve::*;
+
+/// `resolve::resolve_image` for callers that hold a `&mut` (`cli/sign.rs`); reading needs
+/// only `&self`. Goes once they pass `&src`.
+pub fn resolve_image(src: &mut dyn Source, tag: Option<&str>, doing: &str) -> Result<Resolved> {
+    crate::store::resolve::resolve_image(src, tag, doing)
+}
+pub use crate::store::Source;
+use crate::store::{archive::write_archive, BlobRead, BlobRef, Opener, PutError, Sent, Sink};
+use std::sync::Mutex;
 
 /// Where built blobs go: a layout directory now, a registry upload later.
 pub trait BlobSink {
@@ -39,6 +47,8 @@ pub trait BlobSink {
 pub struct LayoutWriter {
     dir: PathBuf,
     blobs: PathBuf,
+    /// index.json's entries recorded by the copy (`Sink`), written by `finish_index`.
+    entries: Mutex<Vec<Descriptor>>,
 }
 
 pub struct BlobFile {
@@ -67,6 +77,7 @@ impl LayoutWriter {
         Ok(LayoutWriter {
             dir: dir.to_path_buf(),
             blobs,
+            entries: Mutex::new(Vec::new()),
         })
     }
 
@@ -81,6 +92,138 @@ impl LayoutWriter {
         let p = self.dir.join("index.json");
         fs::write(&p, json::to_canonical_bytes(&index)).ctx("writing", &p)
     }
+}
+
+impl LayoutWriter {
+    /// Write `index.json` listing what the copy stored: the tagged manifests, then the
+    /// signature referrers.
+    pub fn finish_index(&self) -> Result<()> {
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.write_index(entries)
+    }
+
+    fn add_entry(&self, d: Descriptor) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(d);
+    }
+
+    fn put_bytes(&self, data: &[u8]) -> Result<()> {
+        write_bytes_file(&self.blobs, data)
+    }
+}
+
+/// Store a small blob held in memory into `dir` (temp file, then rename), as
+/// `write_blob_file` does.
+pub(crate) fn write_bytes_file(dir: &Path, data: &[u8]) -> Result<()> {
+    let b = BlobRef {
+        digest: Digest::of(data),
+        size: data.len() as u64,
+    };
+    let open = || Ok(Box::new(data) as BlobRead<'_>);
+    write_blob_file(dir, &b, &open, &|_| {}).map_err(|e| match e {
+        PutError::Open(e) | PutError::Sink(e) => e,
+        PutError::Read(e) => Error::Io {
+            context: format!("writing blob {}", b.digest),
+            source: e,
+        },
+    })
+}
+
+/// The layout directory as the target of a copy.
+impl Sink for LayoutWriter {
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+    fn has_blob(&self, blob: &BlobRef) -> Result<bool> {
+        Ok(self.blobs.join(blob.digest.hex()).is_file())
+    }
+    fn put_blob(
+        &self,
+        blob: &BlobRef,
+        open: &Opener<'_>,
+        sent: &(dyn Fn(Sent) + Sync),
+    ) -> std::result::Result<(), PutError> {
+        write_blob_file(&self.blobs, blob, open, sent)
+    }
+    /// Tagged: listed in index.json with the tag as its ref.name.
+    fn put_manifest(&self, desc: &Descriptor, raw: &[u8], tag: Option<&str>) -> Result<()> {
+        self.put_bytes(raw)?;
+        if let Some(t) = tag {
+            self.add_entry(with_ref_name(desc, t));
+        }
+        Ok(())
+    }
+    /// Listed in index.json (as `bundle --sign` does).
+    fn put_referrers(
+        &self,
+        _subject: &Digest,
+        referrers: &[crate::store::referrers::Referrer],
+    ) -> Result<Option<String>> {
+        for r in referrers {
+            self.put_bytes(&r.manifest)?;
+            self.add_entry(r.oci_descriptor()?);
+        }
+        Ok(None)
+    }
+}
+
+/// Stream a blob into `dir` (a temp file there, renamed to the digest once the verified
+/// reader reached its end with the size expected). Used by the layout and the blob cache.
+pub(crate) fn write_blob_file(
+    dir: &Path,
+    blob: &BlobRef,
+    open: &Opener<'_>,
+    sent: &(dyn Fn(Sent) + Sync),
+) -> std::result::Result<(), PutError> {
+    let digest = &blob.digest;
+    fs::create_dir_all(dir).ctx("creating", dir)?;
+    let mut r = open().map_err(PutError::Open)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .ctx("creating a blob in", dir)?;
+    let mut w = BufWriter::with_capacity(1 << 20, tmp);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n_total = 0u64;
+    loop {
+        if crate::interrupt::requested() {
+            return Err(PutError::Sink(Error::Interrupted));
+        }
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(PutError::Read(e)),
+        };
+        w.write_all(&buf[..n]).map_err(|e| Error::Io {
+            context: format!("writing blob {digest}"),
+            source: e,
+        })?;
+        n_total += n as u64;
+        sent(Sent::Bytes(n as u64));
+    }
+    if n_total != blob.size {
+        return Err(PutError::Read(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{n_total} bytes, expected {}", blob.size),
+        )));
+    }
+    let tmp = w.into_inner().map_err(|e| Error::Io {
+        context: format!("writing blob {digest}"),
+        source: e.into_error(),
+    })?;
+    let dest = dir.join(digest.hex());
+    tmp.persist(&dest).map_err(|e| Error::Io {
+        context: format!("storing blob {}", dest.display()),
+        source: e.error,
+    })?;
+    Ok(())
 }
 
 impl LayoutWriter {
@@ -106,6 +249,18 @@ pub fn signature_descriptor(sig: &crate::format::signature::OciSignature) -> Des
     d.set_artifact_type(Some(oci_spec::image::MediaType::Other(
         crate::format::media_type::BUNDLE_MEDIA_TYPE.into(),
     )));
+    d
+}
+
+/// `desc` as index.json lists it under `tag` (its `org.opencontainers.image.ref.name`).
+pub fn with_ref_name(desc: &Descriptor, tag: &str) -> Descriptor {
+    let mut d = desc.clone();
+    let mut a = d.annotations().clone().unwrap_or_default();
+    a.insert(
+        crate::format::annotations::REF_NAME.to_string(),
+        tag.to_string(),
+    );
+    d.set_annotations(Some(a));
     d
 }
 
@@ -267,115 +422,9 @@ impl Drop for Staging {
     }
 }
 
-/// Tar a layout directory: `oci-layout`, `index.json`, then the blobs sorted by name.
-fn write_archive(layout: &Path, dest: &Path) -> Result<()> {
-    let f = File::create(dest).ctx("creating", dest)?;
-    let mut b = tar::Builder::new(BufWriter::with_capacity(1 << 20, f));
-    let add_dir = |b: &mut tar::Builder<_>, name: &str| -> io::Result<()> {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        h.set_mtime(0);
-        b.append_data(&mut h, name, io::empty())
-    };
-    let w = |e| Error::Io {
-        context: format!("writing {}", dest.display()),
-        source: e,
-    };
-    let add_file = |b: &mut tar::Builder<_>, name: &str, path: &Path| -> Result<()> {
-        let mut f = File::open(path).ctx("reading", path)?;
-        let size = f.metadata().ctx("reading", path)?.len();
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_size(size);
-        h.set_mtime(0);
-        b.append_data(&mut h, name, &mut f).map_err(|e| Error::Io {
-            context: format!("writing {}", dest.display()),
-            source: e,
-        })
-    };
-    add_file(&mut b, "oci-layout", &layout.join("oci-layout"))?;
-    add_file(&mut b, "index.json", &layout.join("index.json"))?;
-    add_dir(&mut b, "blobs/").map_err(w)?;
-    add_dir(&mut b, "blobs/sha256/").map_err(w)?;
-    let mut names: Vec<String> = fs::read_dir(layout.join("blobs/sha256"))
-        .ctx("reading", &layout.join("blobs/sha256"))?
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect();
-    names.sort();
-    for n in names {
-        add_file(
-            &mut b,
-            &format!("blobs/sha256/{n}"),
-            &layout.join("blobs/sha256").join(&n),
-        )?;
-    }
-    b.into_inner()
-        .map_err(w)?
-        .into_inner()
-        .map_err(|e| w(e.into_error()))?
-        .sync_all()
-        .map_err(w)?;
-    Ok(())
-}
-
-// ---------------- reading ----------------
-
-/// A place to read blobs from.
-pub trait Source {
-    /// A description for messages (`path`, `path (archive)`, a reference).
-    fn describe(&self) -> String;
-    /// The raw `index.json`.
-    fn index_bytes(&mut self) -> Result<Vec<u8>>;
-    /// A reader of the raw blob (not verified; use `open_verified`).
-    fn open_blob(&mut self, digest: &Digest) -> Result<Box<dyn Read + '_>>;
-    /// A reader of the blob that fails (`InvalidData`) at its end unless it has `size` bytes
-    /// with `digest`. A registry overrides this to hash on its download task.
-    fn open_blob_verified(&mut self, digest: &Digest, size: u64) -> Result<Box<dyn Read + '_>> {
-        let r = self.open_blob(digest)?;
-        Ok(Box::new(VerifyReader::new(r, digest.clone(), size)))
-    }
-    /// A manifest by digest, verified against `digest` and `size` (refused above
-    /// `MAX_MANIFEST_BYTES`): the images of an index. A layout or archive holds them as blobs;
-    /// a registry overrides this with its manifests endpoint.
-    fn read_manifest(&mut self, digest: &Digest, size: u64) -> Result<Vec<u8>> {
-        check_manifest_size(&self.describe(), digest, size)?;
-        let what = self.describe();
-        let mut v = Vec::with_capacity(size as usize);
-        self.open_blob_verified(digest, size)?
-            .read_to_end(&mut v)
-            .map_err(|e| Error::from_io(&e, format!("{what}: manifest {digest}: {e}")))?;
-        Ok(v)
-    }
-    /// Candidate signature referrers of `subject` (their manifests still have to be read and
-    /// checked). A layout keeps them in index.json; a registry overrides this with the
-    /// referrers API or its fallback tag.
-    fn referrers(&mut self, _subject: &Digest) -> Result<Vec<Descriptor>> {
-        let what = self.describe();
-        let index: ImageIndex = serde_json::from_slice(&self.index_bytes()?).map_err(|e| {
-            Error::input(format!("{what}: index.json is not a valid OCI index: {e}"))
-        })?;
-        Ok(index
-            .manifests()
-            .iter()
-            .filter(|d| is_signature(d))
-            .cloned()
-            .collect())
-    }
-}
-
 /// An OCI layout directory.
 pub struct LayoutDir {
     root: PathBuf,
-}
-
-/// An OCI archive: a tar of a layout. Entries are indexed once, then read by offset.
-pub struct ArchiveFile {
-    path: PathBuf,
-    file: File,
-    entries: HashMap<String, (u64, u64)>,
 }
 
 /// Open a layout directory or an archive.
@@ -412,10 +461,10 @@ impl Source for LayoutDir {
     fn describe(&self) -> String {
         self.root.display().to_string()
     }
-    fn index_bytes(&mut self) -> Result<Vec<u8>> {
+    fn index_bytes(&self) -> Result<Vec<u8>> {
         read_limited(&self.root.join("index.json"), MAX_MANIFEST_BYTES)
     }
-    fn open_blob(&mut self, digest: &Digest) -> Result<Box<dyn Read + '_>> {
+    fn open_blob(&self, digest: &Digest) -> Result<BlobRead<'_>> {
         let p = self.root.join("blobs/sha256").join(digest.hex());
         let f = File::open(&p).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
@@ -445,378 +494,4 @@ fn read_limited(p: &Path, limit: u64) -> Result<Vec<u8>> {
         )));
     }
     Ok(v)
-}
-
-impl ArchiveFile {
-    pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).ctx("opening", path)?;
-        let not_archive = |why: String| {
-            Error::input(format!(
-                "{} is not an OCI archive ({why}): give a layout directory or a tar of one",
-                path.display()
-            ))
-        };
-        let mut entries = HashMap::new();
-        {
-            let mut ar = tar::Archive::new(&file);
-            let it = ar
-                .entries_with_seek()
-                .map_err(|e| not_archive(e.to_string()))?;
-            for e in it {
-                let e = e.map_err(|e| not_archive(e.to_string()))?;
-                let name = e
-                    .path()
-                    .map_err(|e| not_archive(e.to_string()))?
-                    .to_string_lossy()
-                    .into_owned();
-                let name = name.trim_start_matches("./").to_string();
-                if e.header().entry_type().is_file()
-                    && entries
-                        .insert(name.clone(), (e.raw_file_position(), e.size()))
-                        .is_some()
-                {
-                    return Err(not_archive(format!("{name} appears twice")));
-                }
-            }
-        }
-        if !entries.contains_key("oci-layout") || !entries.contains_key("index.json") {
-            return Err(not_archive("no oci-layout or index.json entry".into()));
-        }
-        Ok(ArchiveFile {
-            path: path.to_path_buf(),
-            file,
-            entries,
-        })
-    }
-
-    fn entry(&mut self, name: &str) -> Result<io::Take<&File>> {
-        let (off, size) = *self.entries.get(name).ok_or_else(|| {
-            Error::input(format!(
-                "{}: {name} is missing from the archive",
-                self.path.display()
-            ))
-        })?;
-        (&self.file)
-            .seek(SeekFrom::Start(off))
-            .ctx("reading", &self.path)?;
-        Ok((&self.file).take(size))
-    }
-}
-
-impl Source for ArchiveFile {
-    fn describe(&self) -> String {
-        format!("{} (archive)", self.path.display())
-    }
-    fn index_bytes(&mut self) -> Result<Vec<u8>> {
-        let path = self.path.clone();
-        let mut v = Vec::new();
-        self.entry("index.json")?
-            .take(MAX_MANIFEST_BYTES + 1)
-            .read_to_end(&mut v)
-            .ctx("reading", &path)?;
-        if v.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(Error::input(format!(
-                "{}: index.json is too large",
-                path.display()
-            )));
-        }
-        Ok(v)
-    }
-    fn open_blob(&mut self, digest: &Digest) -> Result<Box<dyn Read + '_>> {
-        Ok(Box::new(
-            self.entry(&format!("blobs/sha256/{}", digest.hex()))?,
-        ))
-    }
-}
-
-/// Open a blob and verify its size and digest as it is read.
-pub fn open_verified<'a>(src: &'a mut dyn Source, desc: &Descriptor) -> Result<Box<dyn Read + 'a>> {
-    let digest = Digest::parse(desc.digest().as_ref()).map_err(Error::Input)?;
-    src.open_blob_verified(&digest, desc.size())
-}
-
-/// Read a whole (small) blob, verified, refusing anything over `limit`.
-pub fn read_blob(src: &mut dyn Source, desc: &Descriptor, limit: u64) -> Result<Vec<u8>> {
-    if desc.size() > limit {
-        return Err(Error::input(format!(
-            "{}: blob {} claims {} bytes, more than the {limit} allowed here",
-            src.describe(),
-            desc.digest(),
-            desc.size()
-        )));
-    }
-    let what = src.describe();
-    let mut v = Vec::with_capacity(desc.size() as usize);
-    open_verified(src, desc)?
-        .read_to_end(&mut v)
-        .map_err(|e| Error::from_io(&e, format!("{what}: {e}")))?;
-    Ok(v)
-}
-
-/// Refuse a manifest descriptor whose size is over `MAX_MANIFEST_BYTES` (before reading it).
-pub fn check_manifest_size(what: &str, digest: &Digest, size: u64) -> Result<()> {
-    if size > MAX_MANIFEST_BYTES {
-        return Err(Error::input(format!(
-            "{what}: manifest {digest} claims {size} bytes, more than the {MAX_MANIFEST_BYTES} allowed"
-        )));
-    }
-    Ok(())
-}
-
-/// The manifest a layout or archive holds for `tag` (or its only one when `tag` is None).
-pub struct Resolved {
-    /// The image manifest's descriptor (from an index: the image's entry in it, with the
-    /// top entry's `org.opencontainers.image.ref.name`, if any).
-    pub descriptor: Descriptor,
-    pub raw: Vec<u8>,
-    pub manifest: ImageManifest,
-    /// When the tag names an index (`bundle --platform all`): the index and the image taken.
-    pub index: Option<IndexChoice>,
-}
-
-/// The image picked from a multi-platform index.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct IndexChoice {
-    /// The index's digest.
-    pub digest: String,
-    /// The platform of the image taken (`os/arch[/variant]`).
-    pub platform: String,
-}
-
-/// What to do when the entry is an index.
-enum OnIndex<'a> {
-    /// Take one image: `Some(platform)`, else the host's (or the only image).
-    Pick(Option<&'a Platform>),
-    /// Refuse (push, copy, sign work on one image manifest).
-    Refuse(&'a str),
-}
-
-/// Resolve `tag` to an image manifest; an index gives this machine's image (or its only one).
-pub fn resolve(src: &mut dyn Source, tag: Option<&str>) -> Result<Resolved> {
-    resolve_inner(src, tag, OnIndex::Pick(None))
-}
-
-/// Resolve `tag` to an image manifest; an index gives the image of `platform` (None: this
-/// machine's Linux platform, or the index's only image).
-pub fn resolve_platform(
-    src: &mut dyn Source,
-    tag: Option<&str>,
-    platform: Option<&Platform>,
-) -> Result<Resolved> {
-    resolve_inner(src, tag, OnIndex::Pick(platform))
-}
-
-/// Resolve `tag` to an image manifest, refusing an index (`doing`: what is refused, for the
-/// message, e.g. "push").
-pub fn resolve_image(src: &mut dyn Source, tag: Option<&str>, doing: &str) -> Result<Resolved> {
-    resolve_inner(src, tag, OnIndex::Refuse(doing))
-}
-
-fn is_index_type(mt: &str) -> bool {
-    mt == INDEX_MEDIA_TYPE || mt == crate::format::media_type::DOCKER_LIST_MEDIA_TYPE
-}
-
-fn resolve_inner(src: &mut dyn Source, tag: Option<&str>, on_index: OnIndex) -> Result<Resolved> {
-    let what = src.describe();
-    let raw_index = src.index_bytes()?;
-    let index: ImageIndex = serde_json::from_slice(&raw_index)
-        .map_err(|e| Error::input(format!("{what}: index.json is not a valid OCI index: {e}")))?;
-    let manifests = index.manifests();
-    let tags: Vec<String> = manifests
-        .iter()
-        .filter_map(|d| d.annotations().as_ref()?.get(REF_NAME).cloned())
-        .collect();
-    let desc = match tag {
-        Some(t) => manifests
-            .iter()
-            .find(|d| {
-                d.annotations()
-                    .as_ref()
-                    .and_then(|a| a.get(REF_NAME))
-                    .is_some_and(|r| r == t)
-            })
-            .ok_or_else(|| {
-                Error::input(format!(
-                    "{what} has no manifest tagged {t:?}; its tags: {}",
-                    list_or_none(&tags)
-                ))
-            })?,
-        None => match manifests.iter().filter(|d| !is_signature(d)).count() {
-            0 => return Err(Error::input(format!("{what} holds no manifest"))),
-            1 => manifests.iter().find(|d| !is_signature(d)).expect("one"),
-            _ => {
-                return Err(Error::input(format!(
-                    "{what} holds {} manifests: pick one with `--tag` (tags: {})",
-                    manifests.len(),
-                    list_or_none(&tags)
-                )))
-            }
-        },
-    };
-    let mt = desc.media_type().to_string();
-    if is_index_type(&mt) {
-        return match on_index {
-            OnIndex::Refuse(doing) => Err(Error::input(format!(
-                "{what}: {} is a multi-platform index ({mt}); {doing} takes one image manifest: name one platform's image by digest (REF@sha256:…), or rebuild with `bundle --platform os/arch`",
-                desc.digest()
-            ))),
-            OnIndex::Pick(want) => pick_from_index(src, desc, want),
-        };
-    }
-    read_image(src, desc.clone(), None)
-}
-
-/// Read the image manifest `desc` names (it must be an OCI image manifest).
-fn read_image(
-    src: &mut dyn Source,
-    desc: Descriptor,
-    index: Option<IndexChoice>,
-) -> Result<Resolved> {
-    let what = src.describe();
-    let mt = desc.media_type().to_string();
-    if mt != MANIFEST_MEDIA_TYPE {
-        return Err(Error::input(format!(
-            "{what}: {} is a {mt}, not an OCI image manifest",
-            desc.digest()
-        )));
-    }
-    let raw = match &index {
-        None => read_blob(src, &desc, MAX_MANIFEST_BYTES)?,
-        Some(_) => {
-            let d = Digest::parse(desc.digest().as_ref()).map_err(Error::Input)?;
-            let raw = src.read_manifest(&d, desc.size())?;
-            // A registry serves it by digest (hash checked there): check the size as well.
-            if raw.len() as u64 != desc.size() {
-                return Err(Error::input(format!(
-                    "{what}: manifest {d} is {} bytes, its index entry says {}",
-                    raw.len(),
-                    desc.size()
-                )));
-            }
-            raw
-        }
-    };
-    let manifest: ImageManifest = serde_json::from_slice(&raw).map_err(|e| {
-        Error::input(format!(
-            "{what}: manifest {} is not a valid OCI manifest: {e}",
-            desc.digest()
-        ))
-    })?;
-    Ok(Resolved {
-        descriptor: desc,
-        raw,
-        manifest,
-        index,
-    })
-}
-
-/// Read the index `top` names and resolve its image for `want` (None: the host's platform,
-/// or the only image).
-fn pick_from_index(
-    src: &mut dyn Source,
-    top: &Descriptor,
-    want: Option<&Platform>,
-) -> Result<Resolved> {
-    let what = src.describe();
-    let index_digest = Digest::parse(top.digest().as_ref()).map_err(Error::Input)?;
-    check_manifest_size(&what, &index_digest, top.size())?;
-    let raw = read_blob(src, top, MAX_MANIFEST_BYTES)?;
-    let doc: serde_json::Value = serde_json::from_slice(&raw)
-        .map_err(|e| Error::input(format!("{what}: index {index_digest} is not JSON: {e}")))?;
-    let entries = doc
-        .get("manifests")
-        .and_then(serde_json::Value::as_array)
-        .ok_or_else(|| {
-            Error::input(format!(
-                "{what}: index {index_digest} has no `manifests` list: it is not an OCI index"
-            ))
-        })?;
-    // The images with a platform (signatures, attestations — no platform or unknown/unknown —
-    // are skipped).
-    let mut images: Vec<(Platform, &serde_json::Value)> = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
-        let d: Descriptor = serde_json::from_value(e.clone()).map_err(|err| {
-            Error::input(format!(
-                "{what}: entry {i} of index {index_digest} is not a valid descriptor: {err}"
-            ))
-        })?;
-        Digest::parse(d.digest().as_ref()).map_err(|err| {
-            Error::input(format!("{what}: entry {i} of index {index_digest}: {err}"))
-        })?;
-        if is_signature(&d) {
-            continue;
-        }
-        let Some(p) = e
-            .get("platform")
-            .and_then(Platform::from_json)
-            .filter(|p| !p.is_unknown())
-        else {
-            continue;
-        };
-        images.push((p, e));
-    }
-    let listing = || {
-        images
-            .iter()
-            .map(|(p, e)| {
-                format!(
-                    "{p} ({})",
-                    e.get("digest").and_then(|d| d.as_str()).unwrap_or("?")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let (platform, entry) = match want {
-        None if images.len() == 1 => images[0].clone(),
-        _ => {
-            let (wanted, whose) = match want {
-                Some(p) => (p.clone(), ""),
-                None => (Platform::host(), " (the platform of this machine)"),
-            };
-            match images.iter().find(|(p, _)| wanted.matches(p)) {
-                Some(found) => found.clone(),
-                None => {
-                    return Err(Error::input(format!(
-                        "{what}: the multi-platform index {index_digest} has no {wanted} image{whose}; it has: {}. Pick one with `--platform os/arch[/variant]`, or name its image by digest (REF@sha256:…)",
-                        if images.is_empty() {
-                            "no image with a platform".to_string()
-                        } else {
-                            listing()
-                        }
-                    )))
-                }
-            }
-        }
-    };
-    let mut desc: Descriptor = serde_json::from_value(entry.clone()).expect("parsed above");
-    let mt = desc.media_type().to_string();
-    if is_index_type(&mt) {
-        return Err(Error::input(format!(
-            "{what}: the {platform} entry {} of index {index_digest} is itself an index: nested indexes are not read",
-            desc.digest()
-        )));
-    }
-    // Keep the top entry's tag on the image's descriptor.
-    if let Some(t) = top.annotations().as_ref().and_then(|a| a.get(REF_NAME)) {
-        let mut a = desc.annotations().clone().unwrap_or_default();
-        a.insert(REF_NAME.to_string(), t.clone());
-        desc.set_annotations(Some(a));
-    }
-    read_image(
-        src,
-        desc,
-        Some(IndexChoice {
-            digest: index_digest.to_string(),
-            platform: platform.to_string(),
-        }),
-    )
-}
-
-fn list_or_none(v: &[String]) -> String {
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.join(", ")
-    }
 }

@@ -9,8 +9,11 @@ use std::io::Read as _;
 
 /// Read the metadata document of a bundle (the config of an artifact, `/models/mlart.json`
 /// of an image), reading nothing but the manifest's config or metadata layer.
+///
+/// (`&mut` only because callers outside the store pass one, e.g. `cli/sign.rs`; reading needs
+/// `&self`. Becomes `&dyn Source` once they pass `&src`.)
 pub fn read_metadata(
-    src: &mut dyn crate::store::layout::Source,
+    src: &mut dyn crate::store::Source,
     manifest: &oci_spec::image::ImageManifest,
 ) -> Result<Metadata> {
     let what = src.describe();
@@ -30,7 +33,7 @@ pub fn read_metadata(
 /// A file (`mlart.json`, `model.sig`) of an image's small metadata layer: the layer is read
 /// whole and verified before a byte of it is trusted. None: no metadata layer, or no such file.
 pub fn read_metadata_layer_file(
-    src: &mut dyn crate::store::layout::Source,
+    src: &dyn crate::store::Source,
     manifest: &oci_spec::image::ImageManifest,
     name: &str,
 ) -> Result<Option<Vec<u8>>> {

@@ -5,8 +5,8 @@ use crate::format::digest::Digest;
 use crate::format::media_type::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use crate::format::reference::Reference;
 use crate::registry::*;
-use crate::store::layout::{self, Source};
-use bytes::Bytes;
+use crate::store::layout;
+use crate::store::Source;
 
 /// A referrer to push (a signature manifest): its raw manifest and the blobs it names (config
 /// and layers; small, held in memory).
@@ -53,11 +53,17 @@ impl Referrer {
         }
         Ok(d)
     }
+
+    /// The same entry as an OCI descriptor (a layout's index.json lists it).
+    pub(crate) fn oci_descriptor(&self) -> Result<oci_spec::image::Descriptor> {
+        serde_json::from_value(self.descriptor()?)
+            .map_err(|e| Error::input(format!("signature {}: {e}", self.digest())))
+    }
 }
 
 /// The signature referrers of `subject` that `src` holds (index.json of a layout, the
 /// referrers of a registry), with their blobs. Signatures of other manifests are skipped.
-pub fn signatures_of(src: &mut dyn Source, subject: &Digest) -> Result<Vec<Referrer>> {
+pub fn signatures_of(src: &dyn Source, subject: &Digest) -> Result<Vec<Referrer>> {
     let what = src.describe();
     let mut out = Vec::new();
     for d in src.referrers(subject)? {
@@ -104,37 +110,36 @@ pub struct ReferrersPushed {
 }
 
 /// Push referrers (signature manifests) of `subject` to `dst`'s repository: their blobs, each
-/// manifest by digest, then, where the registry has no referrers API (the new manifests do
-/// not show up as referrers), add them to the fallback index at tag `sha256-<hex>`.
+/// manifest by digest, then, where the registry has no referrers API, the fallback index at
+/// tag `sha256-<hex>` (the one graph copy's referrer step).
 pub fn push_referrers(
     dst: &Remote,
     subject: &Digest,
     referrers: &[Referrer],
 ) -> Result<ReferrersPushed> {
-    let mut done = ReferrersPushed::default();
     if referrers.is_empty() {
-        return Ok(done);
+        return Ok(ReferrersPushed::default());
     }
+    let sink = crate::store::registry_sink::RegistrySink::new(dst.clone());
+    let tag = crate::store::copy::copy_referrers(&sink, subject, referrers)?;
+    Ok(ReferrersPushed {
+        pushed: referrers.len(),
+        tag,
+    })
+}
+
+/// The registry side of storing referrers whose blobs are in: each manifest by digest, then,
+/// where the registry does not list them (no referrers API), add them to the fallback index
+/// at tag `sha256-<hex>`. Returns that tag when it was updated.
+pub(crate) fn put_referrer_manifests(
+    dst: &Remote,
+    subject: &Digest,
+    referrers: &[Referrer],
+) -> Result<Option<String>> {
     let what = dst.describe();
     block_on(async {
         dst.prime().await;
         for r in referrers {
-            for b in &r.blobs {
-                let d = Digest::of(b).to_string();
-                let exists = retry(&what, || async {
-                    dst.client.blob_exists(&dst.reference, &d).await
-                })
-                .await
-                .map_err(|e| map_err(&what, &format!("checking blob {d}"), e))?;
-                if !exists {
-                    let body = Bytes::copy_from_slice(b);
-                    retry(&what, || async {
-                        dst.client.push_blob(&dst.reference, body.clone(), &d).await
-                    })
-                    .await
-                    .map_err(|e| map_err(&what, &format!("uploading blob {d}"), e))?;
-                }
-            }
             let desc = r.descriptor()?;
             let mt = desc["mediaType"].as_str().unwrap_or(MANIFEST_MEDIA_TYPE);
             dst.at_digest(&r.digest())
@@ -147,7 +152,6 @@ pub fn push_referrers(
         }
         Ok::<(), Error>(())
     })?;
-    done.pushed = referrers.len();
 
     // Does the registry list them now (referrers API, or already in the fallback index)?
     let listed: std::collections::HashSet<String> = dst
@@ -160,7 +164,7 @@ pub fn push_referrers(
         .filter(|r| !listed.contains(r.digest().as_str()))
         .collect();
     if missing.is_empty() {
-        return Ok(done);
+        return Ok(None);
     }
 
     // The referrers tag schema: fetch the index (none yet: empty), add, push.
@@ -207,6 +211,5 @@ pub fn push_referrers(
         INDEX_MEDIA_TYPE,
         &format!("pushing the referrers tag {tag}"),
     ))?;
-    done.tag = Some(tag);
-    Ok(done)
+    Ok(Some(tag))
 }

@@ -4,14 +4,17 @@ use crate::error::Kind;
 use crate::error::{Error, Result};
 use crate::format::digest::Digest;
 use crate::format::reference::Location;
+use crate::format::reference::Reference;
 use crate::registry::*;
-use crate::store::layout;
-use crate::store::{push::*, registry::*};
+use crate::store::copy::{copy_blobs, CopyOptions};
+use crate::store::push::PushReport;
+use crate::store::referrers::{put_referrer_manifests, Referrer};
+use crate::store::registry::open_location;
+use crate::store::{layout, BlobRef, Opener, PutError, Sent, Sink};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use oci_client::errors::OciDistributionError;
+use oci_spec::image::Descriptor;
 use std::io;
-use std::sync::Arc;
 
 /// A `BlobSink` that streams each blob to the registry as it is written (a chunked upload
 /// whose digest is computed on the fly): `bundle --push` reads each input byte once and
@@ -99,37 +102,90 @@ impl RegistrySink {
     }
 
     /// Bring blobs of another location (a base image's layers) into this repository, as `push`
-    /// does: skipped when the repository has them, mounted when `from` is another repository
-    /// of the same registry, else streamed from `from` (verified) and uploaded.
+    /// does (the one copy): skipped when the repository has them, mounted when `from` is
+    /// another repository of the same registry, else streamed from `from` (verified) and
+    /// uploaded.
     pub fn copy_blobs(&mut self, blobs: &[BlobRef], from: &Location, opts: &Options) -> Result<()> {
-        let opener = blob_opener(from, opts)?;
-        let dst = &self.remote;
-        let mount_from = match from {
-            Location::Registry { reference, .. }
-                if reference.resolve_registry() == dst.reference.resolve_registry()
-                    && reference.repository() != dst.reference.repository() =>
-            {
-                Some(reference.clone())
-            }
-            _ => None,
-        };
-        let progress: PushProgress = Arc::new(|_: &Digest, _: BlobEvent| {});
-        let results: Vec<Result<(Outcome, u64)>> = block_on(async {
-            dst.prime().await;
-            futures_util::stream::iter(blobs.iter().map(|b| {
-                let opener = opener.clone();
-                let progress = progress.clone();
-                let mount_from = mount_from.clone();
-                async move { push_blob(dst, b, opener, mount_from.as_ref(), progress).await }
-            }))
-            .buffer_unordered(PARALLEL_BLOBS)
-            .collect::<Vec<_>>()
-            .await
-        });
-        for r in results {
-            count(&mut self.report, r?);
-        }
+        let (src, _) = open_location(from, opts)?;
+        let done = copy_blobs(src.as_ref(), &*self, blobs, &CopyOptions::default())?;
+        let mut counted = crate::store::copy::CopyReport::default();
+        counted.add(&done);
+        self.report.blobs.uploaded += counted.blobs.uploaded;
+        self.report.blobs.skipped += counted.blobs.skipped;
+        self.report.blobs.mounted += counted.blobs.mounted;
+        self.report.bytes_uploaded += counted.bytes;
         Ok(())
+    }
+}
+
+/// The registry as the target of a copy.
+impl Sink for RegistrySink {
+    fn describe(&self) -> String {
+        self.remote.describe()
+    }
+
+    fn has_blob(&self, blob: &BlobRef) -> Result<bool> {
+        self.remote.has_blob(&blob.digest)
+    }
+
+    /// Only from another repository of the same registry.
+    fn mount_blob(&self, blob: &BlobRef, from: &Reference) -> Result<bool> {
+        let here = &self.remote.reference;
+        if from.resolve_registry() != here.resolve_registry()
+            || from.repository() == here.repository()
+        {
+            return Ok(false);
+        }
+        Ok(self.remote.mount_blob(&blob.digest, from))
+    }
+
+    fn put_blob(
+        &self,
+        blob: &BlobRef,
+        open: &Opener<'_>,
+        sent: &(dyn Fn(Sent) + Sync),
+    ) -> std::result::Result<(), PutError> {
+        self.remote
+            .upload_blob(
+                &blob.digest,
+                blob.size,
+                open,
+                &|n| sent(Sent::Bytes(n)),
+                &|n| sent(Sent::Restart(n)),
+            )
+            .map_err(|e| match e {
+                UploadError::Open(e) => PutError::Open(e),
+                UploadError::Read(e) => PutError::Read(e),
+                UploadError::Upload(e) => PutError::Sink(e),
+            })
+    }
+
+    /// Tagged: to the tag in this repository; else by digest.
+    fn put_manifest(&self, desc: &Descriptor, raw: &[u8], tag: Option<&str>) -> Result<()> {
+        let mt = desc.media_type().to_string();
+        let here = &self.remote.reference;
+        let (dst, doing) = match tag {
+            Some(t) => (
+                self.remote.at(Reference::with_tag(
+                    here.registry().to_string(),
+                    here.repository().to_string(),
+                    t.to_string(),
+                )),
+                "pushing the manifest".to_string(),
+            ),
+            None => {
+                let d = Digest::of(raw);
+                (self.remote.at_digest(&d), format!("pushing manifest {d}"))
+            }
+        };
+        block_on(async {
+            dst.prime().await;
+            dst.put_manifest(raw, &mt, &doing).await
+        })
+    }
+
+    fn put_referrers(&self, subject: &Digest, referrers: &[Referrer]) -> Result<Option<String>> {
+        put_referrer_manifests(&self.remote, subject, referrers)
     }
 }
 

@@ -1,0 +1,152 @@
+//! The OCI archive: a tar of a layout directory. Read in place (entries indexed once, then read
+//! by offset, every rule of a layout applied); written by packing a finished layout directory.
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::digest::Digest;
+use crate::format::media_type::MAX_MANIFEST_BYTES;
+use crate::store::{BlobRead, Source};
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// An OCI archive: a tar of a layout. Entries are indexed once, then read by offset.
+pub struct ArchiveFile {
+    path: PathBuf,
+    entries: HashMap<String, (u64, u64)>,
+}
+
+impl ArchiveFile {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).ctx("opening", path)?;
+        let not_archive = |why: String| {
+            Error::input(format!(
+                "{} is not an OCI archive ({why}): give a layout directory or a tar of one",
+                path.display()
+            ))
+        };
+        let mut entries = HashMap::new();
+        {
+            let mut ar = tar::Archive::new(&file);
+            let it = ar
+                .entries_with_seek()
+                .map_err(|e| not_archive(e.to_string()))?;
+            for e in it {
+                let e = e.map_err(|e| not_archive(e.to_string()))?;
+                let name = e
+                    .path()
+                    .map_err(|e| not_archive(e.to_string()))?
+                    .to_string_lossy()
+                    .into_owned();
+                let name = name.trim_start_matches("./").to_string();
+                if e.header().entry_type().is_file()
+                    && entries
+                        .insert(name.clone(), (e.raw_file_position(), e.size()))
+                        .is_some()
+                {
+                    return Err(not_archive(format!("{name} appears twice")));
+                }
+            }
+        }
+        if !entries.contains_key("oci-layout") || !entries.contains_key("index.json") {
+            return Err(not_archive("no oci-layout or index.json entry".into()));
+        }
+        Ok(ArchiveFile {
+            path: path.to_path_buf(),
+            entries,
+        })
+    }
+
+    /// A reader of one entry (a file handle of its own: readers may run side by side).
+    fn entry(&self, name: &str) -> Result<io::Take<File>> {
+        let (off, size) = *self.entries.get(name).ok_or_else(|| {
+            Error::input(format!(
+                "{}: {name} is missing from the archive",
+                self.path.display()
+            ))
+        })?;
+        let mut f = File::open(&self.path).ctx("opening", &self.path)?;
+        f.seek(SeekFrom::Start(off)).ctx("reading", &self.path)?;
+        Ok(f.take(size))
+    }
+}
+
+impl Source for ArchiveFile {
+    fn describe(&self) -> String {
+        format!("{} (archive)", self.path.display())
+    }
+    fn index_bytes(&self) -> Result<Vec<u8>> {
+        let path = &self.path;
+        let mut v = Vec::new();
+        self.entry("index.json")?
+            .take(MAX_MANIFEST_BYTES + 1)
+            .read_to_end(&mut v)
+            .ctx("reading", path)?;
+        if v.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(Error::input(format!(
+                "{}: index.json is too large",
+                path.display()
+            )));
+        }
+        Ok(v)
+    }
+    fn open_blob(&self, digest: &Digest) -> Result<BlobRead<'_>> {
+        Ok(Box::new(
+            self.entry(&format!("blobs/sha256/{}", digest.hex()))?,
+        ))
+    }
+}
+
+/// Tar a layout directory: `oci-layout`, `index.json`, then the blobs sorted by name.
+pub(crate) fn write_archive(layout: &Path, dest: &Path) -> Result<()> {
+    let f = File::create(dest).ctx("creating", dest)?;
+    let mut b = tar::Builder::new(BufWriter::with_capacity(1 << 20, f));
+    let add_dir = |b: &mut tar::Builder<_>, name: &str| -> io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, name, io::empty())
+    };
+    let w = |e| Error::Io {
+        context: format!("writing {}", dest.display()),
+        source: e,
+    };
+    let add_file = |b: &mut tar::Builder<_>, name: &str, path: &Path| -> Result<()> {
+        let mut f = File::open(path).ctx("reading", path)?;
+        let size = f.metadata().ctx("reading", path)?.len();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(size);
+        h.set_mtime(0);
+        b.append_data(&mut h, name, &mut f).map_err(|e| Error::Io {
+            context: format!("writing {}", dest.display()),
+            source: e,
+        })
+    };
+    add_file(&mut b, "oci-layout", &layout.join("oci-layout"))?;
+    add_file(&mut b, "index.json", &layout.join("index.json"))?;
+    add_dir(&mut b, "blobs/").map_err(w)?;
+    add_dir(&mut b, "blobs/sha256/").map_err(w)?;
+    let mut names: Vec<String> = fs::read_dir(layout.join("blobs/sha256"))
+        .ctx("reading", &layout.join("blobs/sha256"))?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    for n in names {
+        add_file(
+            &mut b,
+            &format!("blobs/sha256/{n}"),
+            &layout.join("blobs/sha256").join(&n),
+        )?;
+    }
+    b.into_inner()
+        .map_err(w)?
+        .into_inner()
+        .map_err(|e| w(e.into_error()))?
+        .sync_all()
+        .map_err(w)?;
+    Ok(())
+}
