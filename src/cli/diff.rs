@@ -8,6 +8,9 @@ pub struct Args {
     old: String,
     /// The new bundle.
     new: String,
+    /// Exit 1 when the bundles differ (as `git diff --exit-code`), 0 when they are the same.
+    #[arg(long)]
+    exit_code: bool,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -18,9 +21,15 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     let (od, old) = (old_bundle.digest, old_bundle.metadata);
     let (nd, new) = (new_bundle.digest, new_bundle.metadata);
     let d = gate::diff(&a.old, &old, &a.new, &new);
+    // the one verdict: a check that failed exits 1 whatever the output's form
+    let verdict = if a.exit_code && od != nd {
+        super::check_failed()
+    } else {
+        ExitCode::SUCCESS
+    };
     if json {
         super::print_json(&serde_json::json!({"old_digest": od, "new_digest": nd, "diff": d}));
-        return Ok(ExitCode::SUCCESS);
+        return Ok(verdict);
     }
     println!(
         "{} {} ({}) -> {} ({})",
@@ -89,5 +98,5 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             println!("  {l}");
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(verdict)
 }

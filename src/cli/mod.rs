@@ -41,7 +41,6 @@ pub fn report_error(e: &Error, json: bool) -> ExitCode {
 
 /// The exit code of a verb whose check ran and failed (gate, verify, validate, diff
 /// `--exit-code`): the same rule as every error's, by its kind.
-#[allow(dead_code)] // used by the verbs once they are thin (architecture issue)
 pub fn check_failed() -> ExitCode {
     ExitCode::from(mlart::error::Kind::CheckFailed.exit_code())
 }

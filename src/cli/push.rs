@@ -234,7 +234,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         if !report.passed {
             if json {
                 super::print_json(&serde_json::json!({"pushed": false, "gate": report}));
-                return Ok(ExitCode::from(1));
+                return Ok(super::check_failed());
             }
             super::gate::print_table(&report);
             let failed: Vec<String> = report

@@ -86,7 +86,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     Ok(if report.passed {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        super::check_failed()
     })
 }
 

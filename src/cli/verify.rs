@@ -106,7 +106,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     if r.ok {
         Ok(ExitCode::SUCCESS)
     } else if json {
-        Ok(ExitCode::from(1))
+        Ok(super::check_failed())
     } else {
         Err(Error::Check(format!(
             "{} {} failed verification: {}",

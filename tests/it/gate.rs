@@ -286,6 +286,22 @@ fn diff_and_a_remote_baseline() {
         serde_json::json!(["~ numpy ==2.4.6 -> ==2.5.0"])
     );
 
+    // --exit-code: 1 when they differ (text and --json alike), 0 for the same bundle
+    let out = run(mlart()
+        .args(["diff", "--exit-code", "--json"])
+        .arg(&v1)
+        .arg(&v2));
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["diff"]["files"].is_array(), "{v}");
+    fails(mlart().args(["diff", "--exit-code"]).arg(&v1).arg(&v2), 1);
+    let out = run(mlart().args(["diff", "--exit-code"]).arg(&v1).arg(&v1));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        run(mlart().arg("diff").arg(&v1).arg(&v2)).status.code(),
+        Some(0)
+    );
+
     // the baseline in a real registry: gate and diff read the manifest and metadata only
     let Some(reg) = Registry::start("diff_and_a_remote_baseline") else {
         return;

@@ -57,7 +57,7 @@ impl WorkerResponse {
     pub fn unreadable(e: &std::io::Error) -> WorkerResponse {
         WorkerResponse::Error {
             message: format!("reading the request: {e}"),
-            exit_code: 2,
+            exit_code: crate::error::Kind::Input.exit_code(),
         }
     }
 }
@@ -69,7 +69,7 @@ pub fn serve(body: &[u8]) -> WorkerResponse {
             message: format!(
                 "{WORKER_ARG}: not a worker request ({e}); it is run by `mlart validate`"
             ),
-            exit_code: 2,
+            exit_code: crate::error::Kind::Usage.exit_code(),
         },
         Ok(req) => answer(req),
     }
