@@ -369,17 +369,7 @@ fn tar_into<W: Write + Send>(
     let mut results = Vec::with_capacity(files.len());
     for f in &files {
         let full = format!("{prefix}{}", f.rel);
-        let mut acc = String::new();
-        let parts: Vec<&str> = full.split('/').collect();
-        for part in &parts[..parts.len() - 1] {
-            acc.push_str(part);
-            acc.push('/');
-            if dirs.insert(acc.clone()) {
-                let mut h = header(tar::EntryType::Directory, 0, 0o755, mtime);
-                b.append_data(&mut h, &acc, io::empty())
-                    .map_err(|e| io_err("writing the layer", e))?;
-            }
-        }
+        parent_dirs(&mut b, &mut dirs, &full, mtime).map_err(|e| io_err("writing the layer", e))?;
         let mode = if f.executable { 0o755 } else { 0o644 };
         let mut h = header(tar::EntryType::Regular, f.size, mode, mtime);
         if compression == Compression::None {
@@ -467,17 +457,7 @@ pub fn write_tar_bytes<W: Write>(
     });
     let mut dirs = BTreeSet::new();
     for (path, data) in entries {
-        let parts: Vec<&str> = path.split('/').collect();
-        let mut acc = String::new();
-        for part in &parts[..parts.len() - 1] {
-            acc.push_str(part);
-            acc.push('/');
-            if dirs.insert(acc.clone()) {
-                let mut h = header(tar::EntryType::Directory, 0, 0o755, mtime);
-                b.append_data(&mut h, &acc, io::empty())
-                    .map_err(|e| io_err("writing the layer", e))?;
-            }
-        }
+        parent_dirs(&mut b, &mut dirs, path, mtime).map_err(|e| io_err("writing the layer", e))?;
         let mut h = header(tar::EntryType::Regular, data.len() as u64, 0o644, mtime);
         b.append_data(&mut h, path, *data)
             .map_err(|e| io_err("writing the layer", e))?;
@@ -511,6 +491,27 @@ fn io_err_file(f: &SourceFile, e: io::Error) -> Error {
         context: format!("reading {} ({})", f.rel, f.abs.display()),
         source: e,
     }
+}
+
+/// The directory entries above `path` (`a/`, `a/b/` for `a/b/c`) not in `dirs` yet, each once,
+/// parents first, so extraction gives sane modes.
+fn parent_dirs<W: Write>(
+    b: &mut tar::Builder<W>,
+    dirs: &mut BTreeSet<String>,
+    path: &str,
+    mtime: u64,
+) -> io::Result<()> {
+    let mut acc = String::new();
+    let parts: Vec<&str> = path.split('/').collect();
+    for part in &parts[..parts.len() - 1] {
+        acc.push_str(part);
+        acc.push('/');
+        if dirs.insert(acc.clone()) {
+            let mut h = header(tar::EntryType::Directory, 0, 0o755, mtime);
+            b.append_data(&mut h, &acc, io::empty())?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -595,16 +596,7 @@ mod tests {
         let mut dirs = BTreeSet::new();
         for f in &sorted {
             let full = format!("models/{}", f.rel);
-            let parts: Vec<&str> = full.split('/').collect();
-            let mut acc = String::new();
-            for part in &parts[..parts.len() - 1] {
-                acc.push_str(part);
-                acc.push('/');
-                if dirs.insert(acc.clone()) {
-                    let mut h = header(tar::EntryType::Directory, 0, 0o755, 0);
-                    b.append_data(&mut h, &acc, io::empty()).unwrap();
-                }
-            }
+            parent_dirs(&mut b, &mut dirs, &full, 0).unwrap();
             let mut h = header(tar::EntryType::Regular, f.size, 0o644, 0);
             b.append_data(&mut h, &full, std::fs::File::open(&f.abs).unwrap())
                 .unwrap();
