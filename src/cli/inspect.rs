@@ -1,6 +1,5 @@
 use super::{human_size, table};
 use mlart::{check::inspect, Result};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -17,32 +16,15 @@ pub struct Args {
     platform: super::push::PlatformArg,
 }
 
-/// `oci:path:tag` / `oci-archive:path:tag` / plain path.
-fn parse_target(t: &str) -> (PathBuf, Option<String>) {
-    for prefix in ["oci:", "oci-archive:"] {
-        if let Some(rest) = t.strip_prefix(prefix) {
-            return match rest.rsplit_once(':') {
-                Some((p, tag)) if !tag.contains('/') && !p.is_empty() => {
-                    (PathBuf::from(p), Some(tag.to_string()))
-                }
-                _ => (PathBuf::from(rest), None),
-            };
-        }
-    }
-    (PathBuf::from(t), None)
-}
-
 pub fn run(a: Args, json: bool) -> Result<ExitCode> {
-    let (path, tag) = parse_target(&a.target);
-    let tag = a.tag.or(tag);
     let platform = a.platform.parse()?;
-    let r = match mlart::format::reference::parse_location(&a.target)? {
-        mlart::format::reference::Location::Registry { reference, .. } if !path.exists() => {
+    let r = match super::target(std::path::Path::new(&a.target), a.tag.as_deref())? {
+        super::Target::Registry(reference) => {
             let remote = mlart::registry::Remote::new(reference, &a.registry.options())?;
             let mut src = mlart::store::registry::RegistrySource::new(remote);
             inspect::inspect_platform(&mut src, None, platform.as_ref())?
         }
-        _ => {
+        super::Target::Local(path, tag) => {
             let mut src = mlart::store::layout::open(&path)?;
             inspect::inspect_platform(src.as_mut(), tag.as_deref(), platform.as_ref())?
         }
