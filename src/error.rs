@@ -207,7 +207,8 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx(self, what: &str, path: &Path) -> Result<T> {
         self.map_err(|source| {
-            if crate::interrupt::requested() {
+            // (an error born of a cancelled token carries kind interrupted: `Error::kind`)
+            if crate::error::kind_of_io(&source) == Some(Kind::Interrupted) {
                 return Error::Interrupted;
             }
             Error::Io {

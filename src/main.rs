@@ -98,29 +98,33 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     init_logging(cli.verbose);
-    let _ = ctrlc::set_handler(|| {
-        if mlart::interrupt::requested() {
+    // The one cancellation token of this run, passed down to every verb: the first Ctrl-C
+    // cancels it (work stops, temp outputs are removed), a second one exits at once.
+    let cancel = mlart::interrupt::Cancel::new();
+    let on_signal = cancel.clone();
+    let _ = ctrlc::set_handler(move || {
+        if on_signal.is_cancelled() {
             std::process::exit(130);
         }
-        mlart::interrupt::request();
+        on_signal.cancel();
     });
     let json = cli.json;
     let result = match cli.command {
-        Command::Init(a) => cli::init::run(a, json),
-        Command::Bundle(a) => cli::bundle::run(a, json),
-        Command::Inspect(a) => cli::inspect::run(a, json),
-        Command::Validate(a) => cli::validate::run(a, json),
-        Command::Gate(a) => cli::gate::run(a, json),
-        Command::Diff(a) => cli::diff::run(a, json),
-        Command::Keygen(a) => cli::keygen::run(a, json),
-        Command::Sign(a) => cli::sign::run(a, json),
-        Command::Verify(a) => cli::verify::run(a, json),
-        Command::Push(a) => cli::push::run(a, json),
-        Command::Pull(a) => cli::pull::run(a, json),
-        Command::Copy(a) => cli::copy::run(a, json),
-        Command::Tags(a) => cli::tags::run(a, json),
-        Command::Login(a) => cli::login::run(a, json),
-        Command::Logout(a) => cli::login::run_logout(a, json),
+        Command::Init(a) => cli::init::run(a, json, &cancel),
+        Command::Bundle(a) => cli::bundle::run(a, json, &cancel),
+        Command::Inspect(a) => cli::inspect::run(a, json, &cancel),
+        Command::Validate(a) => cli::validate::run(a, json, &cancel),
+        Command::Gate(a) => cli::gate::run(a, json, &cancel),
+        Command::Diff(a) => cli::diff::run(a, json, &cancel),
+        Command::Keygen(a) => cli::keygen::run(a, json, &cancel),
+        Command::Sign(a) => cli::sign::run(a, json, &cancel),
+        Command::Verify(a) => cli::verify::run(a, json, &cancel),
+        Command::Push(a) => cli::push::run(a, json, &cancel),
+        Command::Pull(a) => cli::pull::run(a, json, &cancel),
+        Command::Copy(a) => cli::copy::run(a, json, &cancel),
+        Command::Tags(a) => cli::tags::run(a, json, &cancel),
+        Command::Login(a) => cli::login::run(a, json, &cancel),
+        Command::Logout(a) => cli::login::run_logout(a, json, &cancel),
         Command::ValidateWorker => Ok(cli::validate::run_worker()),
     };
     match result {

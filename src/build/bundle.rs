@@ -52,6 +52,8 @@ pub struct Options {
     pub sign: Option<std::sync::Arc<crate::sign::PrivateKey>>,
     /// `--validate`: the report (metadata `validation`) and the models' I/O (`models[].io`).
     pub validation: Option<crate::format::validation::BundleRecord>,
+    /// Cancelled on Ctrl-C: the layer being written stops at its next read.
+    pub cancel: crate::interrupt::Cancel,
 }
 
 impl Default for Options {
@@ -66,6 +68,7 @@ impl Default for Options {
             variant: None,
             sign: None,
             validation: None,
+            cancel: Default::default(),
         }
     }
 }
@@ -226,7 +229,7 @@ pub fn build_on<S: BlobSink>(
         let w = sink.begin()?;
         let (w, ld, fds, media_type, title) = if p.raw {
             let f = p.files[0];
-            let (w, ld, fd) = layer::write_raw(w, f, progress)?;
+            let (w, ld, fd) = layer::write_raw(w, f, progress, &opts.cancel)?;
             (
                 w,
                 ld,
@@ -243,6 +246,7 @@ pub fn build_on<S: BlobSink>(
                 mtime,
                 &needs_capture,
                 progress,
+                &opts.cancel,
             )?;
             let mt = match opts.form {
                 Form::Image => format!(

@@ -5,6 +5,7 @@ use crate::build::collect::SourceFile;
 use crate::error::{Error, IoContext, Result};
 use crate::format::compression::Compression;
 use crate::format::digest::{Digest, HashWriter};
+use crate::interrupt::Cancel;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -206,6 +207,7 @@ struct SourceReader<'a> {
     remaining: u64,
     capture: Option<Vec<u8>>,
     progress: &'a dyn Fn(u64),
+    cancel: &'a Cancel,
 }
 
 impl Read for SourceReader<'_> {
@@ -213,7 +215,7 @@ impl Read for SourceReader<'_> {
         if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
-        crate::interrupt::check()?;
+        self.cancel.check()?;
         let want = buf
             .len()
             .min(self.remaining.min(usize::MAX as u64) as usize);
@@ -241,8 +243,9 @@ fn open_source<'a>(
     f: &SourceFile,
     capture: bool,
     progress: &'a dyn Fn(u64),
+    cancel: &'a Cancel,
 ) -> Result<SourceReader<'a>> {
-    open_source_with(f, capture, progress, Direct::No)
+    open_source_with(f, capture, progress, cancel, Direct::No)
 }
 
 /// How the reader of a source file is used.
@@ -259,6 +262,7 @@ fn open_source_with<'a>(
     f: &SourceFile,
     capture: bool,
     progress: &'a dyn Fn(u64),
+    cancel: &'a Cancel,
     direct: Direct,
 ) -> Result<SourceReader<'a>> {
     let file = File::open(&f.abs).ctx("opening", &f.abs)?;
@@ -276,6 +280,7 @@ fn open_source_with<'a>(
         remaining: f.size,
         capture: (capture && f.size <= CAPTURE_LIMIT).then(|| Vec::with_capacity(f.size as usize)),
         progress,
+        cancel,
     })
 }
 
@@ -320,6 +325,7 @@ fn header(kind: tar::EntryType, size: u64, mode: u32, mtime: u64) -> tar::Header
 
 /// Write a tar layer of `files` (sorted by path, under `prefix`) through `compression`
 /// into `out`. `capture(f)` says which files to keep in memory for parsing.
+#[allow(clippy::too_many_arguments)] // the layer's settings, its progress and its cancel token
 pub fn write_tar<W: Write + Send>(
     out: W,
     files: &[&SourceFile],
@@ -328,6 +334,7 @@ pub fn write_tar<W: Write + Send>(
     mtime: u64,
     capture: &dyn Fn(&SourceFile) -> bool,
     progress: &dyn Fn(u64),
+    cancel: &Cancel,
 ) -> Result<(W, LayerDigests, Vec<FileDigest>)> {
     // A big layer's own hash and its writes run on a second thread (crate::offload), beside
     // this one's reading and the files' hashes.
@@ -336,7 +343,18 @@ pub fn write_tar<W: Write + Send>(
         out,
         expected,
         crate::offload::NoKick,
-        |blob| tar_into(blob, files, prefix, compression, mtime, capture, progress),
+        |blob| {
+            tar_into(
+                blob,
+                files,
+                prefix,
+                compression,
+                mtime,
+                capture,
+                progress,
+                cancel,
+            )
+        },
         |e| io_err("writing the layer", e),
     )?;
     Ok((out, LayerDigests::sealed(digest, size, diff_hash), results))
@@ -344,6 +362,7 @@ pub fn write_tar<W: Write + Send>(
 
 /// The tar stream of `files` through `compression` into `blob`. Returns the hash of the
 /// uncompressed stream (when compressed) and the files' digests.
+#[allow(clippy::too_many_arguments)]
 fn tar_into<W: Write + Send>(
     blob: &mut crate::offload::HashOffload<'_, W>,
     files: &[&SourceFile],
@@ -352,6 +371,7 @@ fn tar_into<W: Write + Send>(
     mtime: u64,
     capture: &dyn Fn(&SourceFile) -> bool,
     progress: &dyn Fn(u64),
+    cancel: &Cancel,
 ) -> Result<(Option<Sha256>, Vec<FileDigest>)> {
     let enc = Encoder::new(blob, compression).map_err(|e| io_err("starting the compressor", e))?;
     let tar_stream = MaybeHash {
@@ -382,7 +402,7 @@ fn tar_into<W: Write + Send>(
             b.get_mut()
                 .flush()
                 .map_err(|e| io_err("writing the layer", e))?;
-            let mut r = open_source_with(f, capture(f), progress, Direct::HashHere)?;
+            let mut r = open_source_with(f, capture(f), progress, cancel, Direct::HashHere)?;
             let Encoder::Plain(w) = &mut b.get_mut().get_mut().inner else {
                 unreachable!("an uncompressed layer has a plain encoder")
             };
@@ -394,7 +414,7 @@ fn tar_into<W: Write + Send>(
                 .map_err(|e| io_err("writing the layer", e))?;
             results.push(close_source(f, r)?);
         } else {
-            let mut r = open_source(f, capture(f), progress)?;
+            let mut r = open_source(f, capture(f), progress, cancel)?;
             b.append_data(&mut h, &full, &mut r)
                 .map_err(|e| io_err_file(f, e))?;
             results.push(close_source(f, r)?);
@@ -421,8 +441,9 @@ pub fn write_raw<W: Write + Send>(
     out: W,
     f: &SourceFile,
     progress: &dyn Fn(u64),
+    cancel: &Cancel,
 ) -> Result<(W, LayerDigests, FileDigest)> {
-    let mut r = open_source_with(f, false, progress, Direct::HashHere)?;
+    let mut r = open_source_with(f, false, progress, cancel, Direct::HashHere)?;
     let ((), out, _) = crate::offload::write_behind(
         out,
         f.size,
@@ -474,7 +495,7 @@ pub fn write_tar_bytes<W: Write>(
 }
 
 fn io_err(what: &str, e: io::Error) -> Error {
-    if crate::interrupt::requested() {
+    if crate::error::kind_of_io(&e) == Some(crate::error::Kind::Interrupted) {
         return Error::Interrupted;
     }
     Error::Io {
@@ -484,7 +505,7 @@ fn io_err(what: &str, e: io::Error) -> Error {
 }
 
 fn io_err_file(f: &SourceFile, e: io::Error) -> Error {
-    if crate::interrupt::requested() {
+    if crate::error::kind_of_io(&e) == Some(crate::error::Kind::Interrupted) {
         return Error::Interrupted;
     }
     Error::Io {
@@ -519,6 +540,7 @@ mod tests {
     use super::*;
     use crate::format::compression::decoder;
     use crate::format::metadata::Kind;
+    use crate::interrupt::Cancel;
 
     #[test]
     fn decoder_reads_every_gzip_member() {
@@ -586,6 +608,7 @@ mod tests {
             0,
             &|_| false,
             &|_| {},
+            &Cancel::default(),
         )
         .unwrap();
 
@@ -628,6 +651,7 @@ mod tests {
             0,
             &|_| false,
             &|_| {},
+            &Cancel::default(),
         )
         .unwrap_err()
         .to_string();
@@ -640,10 +664,28 @@ mod tests {
         let a = src(d.path(), "b/x.txt", b"hello");
         let b = src(d.path(), "a.txt", &vec![7u8; 70_000]);
         for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
-            let (out1, d1, f1) =
-                write_tar(Vec::new(), &[&a, &b], "models/", c, 0, &|_| true, &|_| {}).unwrap();
-            let (out2, d2, _) =
-                write_tar(Vec::new(), &[&b, &a], "models/", c, 0, &|_| false, &|_| {}).unwrap();
+            let (out1, d1, f1) = write_tar(
+                Vec::new(),
+                &[&a, &b],
+                "models/",
+                c,
+                0,
+                &|_| true,
+                &|_| {},
+                &Cancel::default(),
+            )
+            .unwrap();
+            let (out2, d2, _) = write_tar(
+                Vec::new(),
+                &[&b, &a],
+                "models/",
+                c,
+                0,
+                &|_| false,
+                &|_| {},
+                &Cancel::default(),
+            )
+            .unwrap();
             assert_eq!(out1, out2);
             assert_eq!(d1.digest, d2.digest);
             assert_eq!(d1.digest, Digest::of(&out1));
@@ -694,6 +736,7 @@ mod tests {
             0,
             &|_| false,
             &|_| {},
+            &Cancel::default(),
         )
         .unwrap();
         let mut ar = tar::Archive::new(&out[..]);
@@ -718,11 +761,12 @@ mod tests {
             0,
             &|_| false,
             &|_| {},
+            &Cancel::default(),
         )
         .unwrap_err();
         assert!(e.to_string().contains("shrank"), "{e}");
         f.size = 2; // "grew"
-        let e = write_raw(Vec::new(), &f, &|_| {}).unwrap_err();
+        let e = write_raw(Vec::new(), &f, &|_| {}, &Cancel::default()).unwrap_err();
         assert!(e.to_string().contains("grew"), "{e}");
     }
 
@@ -730,7 +774,7 @@ mod tests {
     fn raw_layer_digest_is_file_digest() {
         let d = tempfile::tempdir().unwrap();
         let f = src(d.path(), "m.bin", b"weights");
-        let (out, l, fd) = write_raw(Vec::new(), &f, &|_| {}).unwrap();
+        let (out, l, fd) = write_raw(Vec::new(), &f, &|_| {}, &Cancel::default()).unwrap();
         assert_eq!(out, b"weights");
         assert_eq!(l.digest, Digest::of(b"weights"));
         assert_eq!(fd.sha256, l.digest);
@@ -756,8 +800,8 @@ mod tests {
                 let mut rev = refs.clone();
                 rev.reverse();
                 let c = if gz { Compression::Gzip } else { Compression::None };
-                let (out, ld, fds) = write_tar(Vec::new(), &refs, "models/", c, 0, &|_| false, &|_| {}).unwrap();
-                let (out2, _, _) = write_tar(Vec::new(), &rev, "models/", c, 0, &|_| false, &|_| {}).unwrap();
+                let (out, ld, fds) = write_tar(Vec::new(), &refs, "models/", c, 0, &|_| false, &|_| {}, &Cancel::default()).unwrap();
+                let (out2, _, _) = write_tar(Vec::new(), &rev, "models/", c, 0, &|_| false, &|_| {}, &Cancel::default()).unwrap();
                 prop_assert_eq!(&out, &out2);
                 prop_assert_eq!(ld.digest.clone(), Digest::of(&out));
                 for fd in &fds {

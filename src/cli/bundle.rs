@@ -5,6 +5,7 @@ use mlart::build::pipeline::{self, BaseSummary, Bundled, Destination, OnBase, St
 use mlart::format::compression::Compression;
 use mlart::format::metadata::Form;
 use mlart::format::platform::PlatformChoice;
+use mlart::interrupt::Cancel;
 use mlart::store::base::Base;
 use mlart::{spec, Error, Result};
 use serde::Serialize;
@@ -94,7 +95,8 @@ impl pipeline::BaseFetch for super::push::RegistryArgs {
     }
 }
 
-pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
+    a.registry.cancel = cancel.clone();
     let started = Instant::now();
     let spec = spec::load(&a.spec)?;
     let epoch = bundle::source_date_epoch()?;
@@ -112,6 +114,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
         )));
     }
     let opts = Options {
+        cancel: cancel.clone(),
         form: match a.format {
             FormArg::Image => Form::Image,
             FormArg::Artifact => Form::Artifact,
@@ -156,6 +159,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             files,
             a.ort.ort_lib.clone(),
             std::env::current_exe().ok(),
+            cancel,
             &announce,
         )
     };

@@ -2,6 +2,7 @@
 
 use super::push::{self, RegistryArgs};
 use mlart::format::reference::{self, Location};
+use mlart::interrupt::Cancel;
 use mlart::Result;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -18,7 +19,8 @@ pub struct Args {
     registry: RegistryArgs,
 }
 
-pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
+    a.registry.cancel = cancel.clone();
     let started = Instant::now();
     let src = reference::parse_location(&a.source)?;
     match reference::parse_location(&a.destination)? {

@@ -1,4 +1,5 @@
 use super::push::RegistryArgs;
+use mlart::interrupt::Cancel;
 use mlart::{check::gate, Result};
 use std::process::ExitCode;
 
@@ -15,7 +16,8 @@ pub struct Args {
     registry: RegistryArgs,
 }
 
-pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
+    a.registry.cancel = cancel.clone();
     let old_bundle = super::gate::open_bundle(&a.old, &a.registry)?;
     let new_bundle = super::gate::open_bundle(&a.new, &a.registry)?;
     let (od, old) = (old_bundle.digest, old_bundle.metadata);

@@ -3,6 +3,7 @@
 use super::push::RegistryArgs;
 use mlart::check::gate::{self, GateReport};
 use mlart::check::inspect::{self, Opened};
+use mlart::interrupt::Cancel;
 use mlart::{spec, Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,7 +91,8 @@ pub fn print_table(report: &GateReport) {
     );
 }
 
-pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
+    a.registry.cancel = cancel.clone();
     let report = evaluate(&GateInputs {
         target: &a.target,
         baseline: a.baseline.as_deref(),

@@ -1,3 +1,4 @@
+use mlart::interrupt::Cancel;
 use mlart::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +16,7 @@ pub struct Args {
     force: bool,
 }
 
-pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+pub fn run(a: Args, json: bool, _cancel: &Cancel) -> Result<ExitCode> {
     let r = mlart::import::init::init(&a.dir, a.name.as_deref(), a.force)?;
     if json {
         super::print_json(&r);

@@ -1,4 +1,5 @@
 use super::{human_size, table};
+use mlart::interrupt::Cancel;
 use mlart::{check::inspect, Result};
 use std::process::ExitCode;
 
@@ -16,7 +17,8 @@ pub struct Args {
     platform: super::push::PlatformArg,
 }
 
-pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
+    a.registry.cancel = cancel.clone();
     let platform = a.platform.parse()?;
     let r = match super::target(std::path::Path::new(&a.target), a.tag.as_deref())? {
         super::Target::Registry(reference) => {

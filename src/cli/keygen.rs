@@ -1,3 +1,4 @@
+use mlart::interrupt::Cancel;
 use mlart::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ pub struct Args {
     output: PathBuf,
 }
 
-pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+pub fn run(a: Args, json: bool, _cancel: &Cancel) -> Result<ExitCode> {
     let (k, p) = mlart::sign::keygen(&a.output)?;
     let hint = mlart::sign::load_public(&p)?.hint;
     if json {

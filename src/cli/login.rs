@@ -3,6 +3,7 @@
 
 use super::push::RegistryArgs;
 use mlart::format::reference;
+use mlart::interrupt::Cancel;
 use mlart::registry::{login, Remote};
 use mlart::{Error, Result};
 use oci_client::secrets::RegistryAuth;
@@ -48,7 +49,8 @@ fn host(s: &str) -> Result<String> {
     Ok(s.to_string())
 }
 
-pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
+    a.registry_args.cancel = cancel.clone();
     let registry = host(&a.registry)?;
     let user = a.username.clone().ok_or_else(|| {
         Error::input(
@@ -108,7 +110,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_logout(a: LogoutArgs, json: bool) -> Result<ExitCode> {
+pub fn run_logout(a: LogoutArgs, json: bool, _cancel: &Cancel) -> Result<ExitCode> {
     let registry = host(&a.registry)?;
     let found = login::erase(&registry)?;
     if json {

@@ -2,6 +2,7 @@
 
 use super::push::RegistryArgs;
 use mlart::format::reference::{self, Location};
+use mlart::interrupt::Cancel;
 use mlart::Result;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -45,12 +46,14 @@ struct Summary {
     seconds: f64,
 }
 
-pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
+    a.registry.cancel = cancel.clone();
     let started = Instant::now();
     let loc = reference::parse_location(&a.source)?;
     let is_registry = matches!(loc, Location::Registry { .. });
     let (mut src, tag) = mlart::store::registry::open_location(&loc, &a.registry.options())?;
     let opts = mlart::extract::pull::PullOptions {
+        cancel: cancel.clone(),
         out: a.output.clone(),
         kinds: a.kind.clone(),
         paths: a.path.clone(),

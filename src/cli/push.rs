@@ -2,6 +2,7 @@
 
 use mlart::format::digest::Digest;
 use mlart::format::reference::{self, Location};
+use mlart::interrupt::Cancel;
 use mlart::registry;
 use mlart::store::push::{BlobEvent, PushReport};
 use mlart::{Error, Result};
@@ -23,6 +24,9 @@ pub struct RegistryArgs {
     /// A PEM file of extra CA certificates to trust for the registry (repeatable).
     #[arg(long = "ca-file", value_name = "PEM")]
     pub ca_file: Vec<PathBuf>,
+    /// The command's cancellation token (set by `run` from `main`'s; not a flag).
+    #[arg(skip)]
+    pub cancel: mlart::interrupt::Cancel,
 }
 
 /// `--platform` of the reading verbs: which image of a multi-platform index to read.
@@ -48,6 +52,7 @@ impl RegistryArgs {
         registry::Options {
             plain_http: self.plain_http,
             ca_files: self.ca_file.clone(),
+            cancel: self.cancel.clone(),
         }
     }
 }
@@ -217,7 +222,8 @@ pub fn print_summary(s: &Summary, json: bool) {
     }
 }
 
-pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
+    a.registry.cancel = cancel.clone();
     let mut src = reference::parse_location(&a.source)?;
     if let (Location::Local { tag, .. }, Some(t)) = (&mut src, a.tag) {
         *tag = Some(t);

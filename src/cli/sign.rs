@@ -1,3 +1,4 @@
+use mlart::interrupt::Cancel;
 use mlart::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +18,8 @@ pub struct Args {
     registry: super::push::RegistryArgs,
 }
 
-pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
+    a.registry.cancel = cancel.clone();
     let key = mlart::sign::load_private(&a.key)?;
     let (what, target, sig, added, tag) = match super::target(&a.target, a.tag.as_deref())? {
         super::Target::Registry(r) => {

@@ -2,6 +2,7 @@
 
 use super::push::RegistryArgs;
 use mlart::format::reference;
+use mlart::interrupt::Cancel;
 use mlart::registry::Remote;
 use mlart::Result;
 use std::process::ExitCode;
@@ -14,7 +15,8 @@ pub struct Args {
     registry: RegistryArgs,
 }
 
-pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
+    a.registry.cancel = cancel.clone();
     let (r, _) = reference::parse_reference(&a.repository)?;
     let repo = format!("{}/{}", r.registry(), r.repository());
     let remote = Remote::new(r, &a.registry.options())?;

@@ -3,6 +3,7 @@
 
 use super::push::RegistryArgs;
 use mlart::check::validate::{self, Report};
+use mlart::interrupt::Cancel;
 use mlart::{spec, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -57,13 +58,15 @@ pub struct OrtArgs {
     pub ort_lib: Option<PathBuf>,
 }
 
-pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
+    a.registry.cancel = cancel.clone();
     let req = validate::Request {
         target: a.target.as_deref(),
         spec: &a.spec,
         schema: a.schema.as_deref(),
         samples: a.samples.as_deref(),
         opts: validate::Options {
+            cancel: cancel.clone(),
             ort_lib: a.ort.ort_lib.clone(),
             batch_sizes: a.batch_sizes.clone(),
             runs: a.runs,
@@ -140,6 +143,7 @@ fn bundle_models(
             kinds: vec!["model".into()],
             cache: remote.as_ref().and_then(|_| pull::default_cache()),
             remote,
+            cancel: reg.cancel.clone(),
             ..Default::default()
         };
         pull::pull(src.as_mut(), tag.as_deref(), &opts, &|_, _| {}, &|_| {})?;

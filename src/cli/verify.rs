@@ -1,3 +1,4 @@
+use mlart::interrupt::Cancel;
 use mlart::{Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +24,8 @@ pub struct Args {
     platform: super::push::PlatformArg,
 }
 
-pub fn run(a: Args, json: bool) -> Result<ExitCode> {
+pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
+    a.registry.cancel = cancel.clone();
     let keys = a
         .keys
         .iter()

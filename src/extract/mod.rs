@@ -8,6 +8,7 @@
 pub mod pull;
 
 use crate::error::{Error, IoContext, Result};
+use crate::interrupt::Cancel;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
@@ -31,6 +32,7 @@ pub struct Extractor {
     files: Vec<String>,
     /// Their sha256 and size, computed while they were written (no second read to check them).
     digests: HashMap<String, (crate::format::digest::Digest, u64)>,
+    cancel: Cancel,
 }
 
 /// Check an entry path and return its normalised relative form (`a/b/c`).
@@ -91,7 +93,14 @@ impl Extractor {
             made: HashMap::new(),
             digests: HashMap::new(),
             files: Vec::new(),
+            cancel: Cancel::default(),
         }
+    }
+
+    /// Stop at the next piece of a file once `cancel` is cancelled (Ctrl-C).
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     /// Regular files written so far (relative paths, in order).
@@ -186,17 +195,15 @@ impl Extractor {
             crate::offload::Writeback::default(),
             |w| {
                 w.copy_from(r, size, &mut |piece| {
-                    if crate::interrupt::requested() {
-                        return Err(io::Error::other("interrupted"));
-                    }
+                    self.cancel.check()?;
                     h.update(piece);
                     Ok(())
                 })
                 .map_err(|e| {
-                    if crate::interrupt::requested() {
+                    if self.cancel.is_cancelled() {
                         Error::Interrupted
                     } else {
-                        Error::input(format!("{what}: reading {rel}: {e}"))
+                        Error::from_io(&e, format!("{what}: reading {rel}: {e}"))
                     }
                 })
             },

@@ -42,6 +42,8 @@ pub struct PullOptions {
     pub require_all: bool,
     /// From a multi-platform index: the platform to take (None: this machine's).
     pub platform: Option<crate::format::platform::Platform>,
+    /// Cancelled on Ctrl-C: downloads and extraction stop, nothing is moved into place.
+    pub cancel: crate::interrupt::Cancel,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -300,6 +302,7 @@ pub fn pull(
             &blobs,
             &CopyOptions {
                 observer: &observer,
+                cancel: opts.cancel.clone(),
                 ..CopyOptions::default()
             },
         )?;
@@ -312,10 +315,10 @@ pub fn pull(
             }
         }
     }
-    let mut x = Extractor::new(&root);
+    let mut x = Extractor::new(&root).with_cancel(opts.cancel.clone());
     let want = |p: &str| wanted.contains(p);
     for l in &layers {
-        if crate::interrupt::requested() {
+        if opts.cancel.is_cancelled() {
             return Err(Error::Interrupted);
         }
         let digest = Digest::parse(l.digest().as_ref()).map_err(Error::Input)?;

@@ -80,12 +80,12 @@ impl super::Remote {
         let d = digest.to_string();
         super::block_on(async {
             self.prime().await;
-            super::retry(&what, || async {
+            super::retry(&self.cancel, &what, || async {
                 self.client.blob_exists(&self.reference, &d).await
             })
             .await
         })
-        .map_err(|e| super::map_err(&what, &format!("checking blob {d}"), e))
+        .map_err(|e| super::map_err(&self.cancel, &what, &format!("checking blob {d}"), e))
     }
 
     /// Mount the blob from `from` (another repository of this registry); true when the
@@ -150,12 +150,12 @@ impl super::Remote {
                 let client = if chunked { &this.client } else { &this.mono };
                 tokio::select! {
                     r = client.push_blob_stream(&this.reference, stream, &d2, Some(size)) => Some(r),
-                    () = super::interrupted() => None,
+                    () = this.cancel.cancelled() => None,
                 }
             });
             let mut done: u64 = 0;
             let read: Result<(), Option<io::Error>> = loop {
-                if crate::interrupt::requested() {
+                if self.cancel.is_cancelled() {
                     let _ = tx.blocking_send(Err(E::GenericError(Some(
                         "interrupted by the user".into(),
                     ))));
@@ -219,19 +219,21 @@ impl super::Remote {
                 Err(e) if attempt < super::max_retries() && super::retryable(&e) => {
                     let Some(wait) = super::backoff(&format!("uploading {d}"), attempt, &e) else {
                         return Err(UploadError::Upload(super::map_err(
+                            &self.cancel,
                             &what,
                             &format!("uploading blob {d}"),
                             e,
                         )));
                     };
                     restart(done);
-                    if !super::block_on(super::pause(wait)) {
+                    if !super::block_on(super::pause(&self.cancel, wait)) {
                         return Err(UploadError::Upload(crate::error::Error::Interrupted));
                     }
                     attempt += 1;
                 }
                 Err(e) => {
                     return Err(UploadError::Upload(super::map_err(
+                        &self.cancel,
                         &what,
                         &format!("uploading blob {d}"),
                         e,

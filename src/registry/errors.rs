@@ -3,6 +3,7 @@
 use super::*;
 use crate::error::Error;
 use crate::error::Kind;
+use crate::interrupt::Cancel;
 use oci_client::errors::OciDistributionError;
 use oci_client::errors::OciErrorCode;
 
@@ -148,9 +149,8 @@ fn is_unknown(code: &OciErrorCode) -> bool {
 /// the registry's error code (never by the text): credentials -> auth, unknown repository,
 /// tag, manifest or blob -> not-found, everything else the registry or the network said ->
 /// network. `what` names the registry and repository, `doing` the step.
-pub fn map_err(what: &str, doing: &str, e: OciDistributionError) -> Error {
-    debug_assert!(kind_of(&e) != Kind::Input);
-    if crate::interrupt::requested() {
+pub fn map_err(cancel: &Cancel, what: &str, doing: &str, e: OciDistributionError) -> Error {
+    if cancel.is_cancelled() {
         return Error::Interrupted;
     }
     if let Some(m) = wait_refused(&e) {

@@ -51,6 +51,8 @@ pub struct Options {
     pub plain_http: bool,
     /// Extra CA certificates (PEM) to trust.
     pub ca_files: Vec<PathBuf>,
+    /// Cancelled on Ctrl-C: requests and waits stop, errors are of kind interrupted.
+    pub cancel: crate::interrupt::Cancel,
 }
 
 pub fn runtime() -> &'static tokio::runtime::Runtime {
@@ -79,6 +81,7 @@ pub struct Remote {
     /// streamed PUT instead of one PATCH round trip per 4 MiB (see `push_blob`).
     pub mono: Client,
     pub auth: RegistryAuth,
+    pub cancel: crate::interrupt::Cancel,
 }
 
 impl std::fmt::Debug for Remote {
@@ -105,6 +108,7 @@ impl Remote {
             mono: client_with(&registry, opts, true)?,
             reference,
             auth,
+            cancel: opts.cancel.clone(),
         })
     }
 
@@ -113,13 +117,13 @@ impl Remote {
         let what = self.describe();
         let ct = reqwest_header(media_type)?;
         let body = Bytes::copy_from_slice(body);
-        retry(&what, || async {
+        retry(&self.cancel, &what, || async {
             self.client
                 .push_manifest_raw(&self.reference, body.clone(), ct.clone())
                 .await
         })
         .await
-        .map_err(|e| map_err(&what, doing, e))?;
+        .map_err(|e| map_err(&self.cancel, &what, doing, e))?;
         Ok(())
     }
 
@@ -139,14 +143,14 @@ impl Remote {
         let what = self.describe();
         let (raw, digest) = block_on(async {
             self.prime().await;
-            retry(&what, || async {
+            retry(&self.cancel, &what, || async {
                 self.client
                     .pull_manifest_raw(&self.reference, &self.auth, ACCEPT_MANIFESTS)
                     .await
             })
             .await
         })
-        .map_err(|e| map_err(&what, "fetching the manifest", e))?;
+        .map_err(|e| map_err(&self.cancel, &what, "fetching the manifest", e))?;
         if raw.len() as u64 > crate::format::media_type::MAX_MANIFEST_BYTES {
             return Err(Error::input(format!("{what}: the manifest is too large")));
         }
@@ -226,7 +230,7 @@ impl Remote {
                     Err(e) if attempt < max_retries() && retryable(&e) => {
                         let what = format!("blob {digest_s}");
                         match backoff(&what, attempt, &e) {
-                            Some(wait) if pause(wait).await => {
+                            Some(wait) if pause(&this.cancel, wait).await => {
                                 attempt += 1;
                                 continue;
                             }
@@ -337,7 +341,7 @@ impl Remote {
         let what = self.reference.repository().to_string();
         let r = block_on(async {
             self.prime().await;
-            retry(&what, || async {
+            retry(&self.cancel, &what, || async {
                 self.client
                     .list_tags(&self.reference, &self.auth, None, None)
                     .await
@@ -351,7 +355,7 @@ impl Remote {
                 self.reference.registry(),
                 self.reference.repository()
             );
-            map_err(&repo, "listing tags", e)
+            map_err(&self.cancel, &repo, "listing tags", e)
         })?;
         let mut tags = r.tags;
         tags.sort();
@@ -367,7 +371,7 @@ impl Remote {
             // these credentials is the check, as `docker login` does it. Listing the tags of a
             // repository that does not exist is refused there (insufficient scope) whatever
             // the credentials.
-            let token = retry(&what, || async {
+            let token = retry(&self.cancel, &what, || async {
                 self.client
                     .auth(
                         &self.reference,
@@ -381,7 +385,7 @@ impl Remote {
                 return Ok(());
             }
             // Basic auth (or none): the registry itself must accept them.
-            retry(&what, || async {
+            retry(&self.cancel, &what, || async {
                 self.client
                     .list_tags(&self.reference, &self.auth, Some(1), None)
                     .await
@@ -393,7 +397,8 @@ impl Remote {
             Ok(_) => Ok(()),
             // Still rate-limited or down after the retries (or a wait refused, or Ctrl-C):
             // that says nothing of the credentials.
-            Err(e) if crate::interrupt::requested() || retryable(&e) => Err(map_err(
+            Err(e) if self.cancel.is_cancelled() || retryable(&e) => Err(map_err(
+                &self.cancel,
                 self.reference.registry(),
                 "checking the credentials",
                 e,
@@ -409,6 +414,7 @@ impl Remote {
             Err(OciDistributionError::RegistryError { .. }) => Ok(()), // 404 NAME_UNKNOWN: authenticated
             Err(OciDistributionError::ServerError { code: 404, .. }) => Ok(()),
             Err(e) => Err(map_err(
+                &self.cancel,
                 self.reference.registry(),
                 "checking the credentials",
                 e,

@@ -13,6 +13,7 @@ impl Remote {
             client: self.client.clone(),
             mono: self.mono.clone(),
             auth: self.auth.clone(),
+            cancel: self.cancel.clone(),
         }
     }
 
@@ -47,14 +48,21 @@ impl Remote {
         let at = self.at_digest(subject);
         let index = block_on(async {
             self.prime().await;
-            retry(&what, || async {
+            retry(&self.cancel, &what, || async {
                 self.client
                     .pull_referrers(&at.reference, artifact_type)
                     .await
             })
             .await
         })
-        .map_err(|e| map_err(&what, &format!("listing the referrers of {subject}"), e))?;
+        .map_err(|e| {
+            map_err(
+                &self.cancel,
+                &what,
+                &format!("listing the referrers of {subject}"),
+                e,
+            )
+        })?;
         index
             .manifests
             .iter()

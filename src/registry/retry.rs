@@ -1,7 +1,9 @@
 //! The retry policy: which failures are retried, exponential backoff, `Retry-After`, Ctrl-C.
 
 use super::*;
+use crate::interrupt::Cancel;
 use oci_client::errors::OciDistributionError;
+use oci_client::errors::OciErrorCode;
 use std::time::Duration;
 
 pub fn max_retries() -> u32 {
@@ -105,19 +107,12 @@ pub fn backoff(what: &str, attempt: u32, e: &OciDistributionError) -> Option<Dur
     }
 }
 
-/// Resolves when the user has pressed Ctrl-C (polled every 50 ms).
-pub async fn interrupted() {
-    while !crate::interrupt::requested() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Sleep `d`, waking early on Ctrl-C (a `Retry-After` wait can be a minute): false when
-/// interrupted, and the caller gives up (`map_err` then reports the interruption).
-pub async fn pause(d: Duration) -> bool {
+/// Sleep `d`, waking early when `cancel` is cancelled (a `Retry-After` wait can be a minute):
+/// false when cancelled, and the caller gives up (`map_err` then reports the interruption).
+pub async fn pause(cancel: &Cancel, d: Duration) -> bool {
     tokio::select! {
         biased;
-        () = interrupted() => false,
+        () = cancel.cancelled() => false,
         () = tokio::time::sleep(d) => true,
     }
 }
@@ -130,10 +125,13 @@ pub fn retryable(e: &OciDistributionError) -> bool {
         | OciDistributionError::TokenError { code, .. } => {
             *code >= 500 || *code == 429 || *code == 408
         }
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
-            let c = format!("{:?}", x.code).to_ascii_lowercase();
-            c.contains("toomany") || c.contains("unavailable")
-        }),
+        OciDistributionError::RegistryError { envelope, .. } => {
+            envelope.errors.iter().any(|x| match &x.code {
+                OciErrorCode::Toomanyrequests => true,
+                OciErrorCode::Other(c) => c.eq_ignore_ascii_case("unavailable"),
+                _ => false,
+            })
+        }
         // reqwest's status errors (blob HEAD uses `error_for_status`) carry only the code.
         OciDistributionError::RequestError(r) => match r.status() {
             Some(s) => s.is_server_error() || s.as_u16() == 429 || s.as_u16() == 408,
@@ -146,7 +144,11 @@ pub fn retryable(e: &OciDistributionError) -> bool {
     }
 }
 
-pub async fn retry<T, F, Fut>(what: &str, mut f: F) -> std::result::Result<T, OciDistributionError>
+pub async fn retry<T, F, Fut>(
+    cancel: &Cancel,
+    what: &str,
+    mut f: F,
+) -> std::result::Result<T, OciDistributionError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::result::Result<T, OciDistributionError>>,
@@ -158,7 +160,7 @@ where
             Err(e) if attempt < max_retries() && retryable(&e) => {
                 // Refused (`map_err` says why: `wait_refused`) or interrupted: give up.
                 match backoff(what, attempt, &e) {
-                    Some(wait) if pause(wait).await => attempt += 1,
+                    Some(wait) if pause(cancel, wait).await => attempt += 1,
                     _ => return Err(e),
                 }
             }
@@ -346,7 +348,13 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("MLART_RETRY_AFTER_MAX"), "{msg}");
-        let msg = map_err("r/x:1", "listing tags", token_error(401, "no", None)).to_string();
+        let msg = map_err(
+            &Cancel::default(),
+            "r/x:1",
+            "listing tags",
+            token_error(401, "no", None),
+        )
+        .to_string();
         assert!(
             msg.contains("its token endpoint https://auth.example/token answered 401 Unauthorized")
                 && msg.contains("mlart login"),
@@ -378,7 +386,13 @@ mod tests {
         assert!(msg.contains("429 Too Many Requests"), "{msg}");
         assert!(msg.contains("retry after 3600 s"), "{msg}");
         assert!(msg.contains("MLART_RETRY_AFTER_MAX"), "{msg}");
-        let msg = map_err("registry.example:5000/ml/iris:1", "uploading blob x", e).to_string();
+        let msg = map_err(
+            &Cancel::default(),
+            "registry.example:5000/ml/iris:1",
+            "uploading blob x",
+            e,
+        )
+        .to_string();
         assert!(msg.starts_with("registry.example:5000/ml/iris:1: uploading blob x: the registry registry.example:5000 answered 429"), "{msg}");
         // At the cap itself it waits.
         assert_eq!(

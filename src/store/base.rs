@@ -156,6 +156,7 @@ impl Base {
             &CopyOptions {
                 observer: &observer,
                 read_error: Some(&read_error),
+                cancel: opts.cancel.clone(),
                 ..CopyOptions::default()
             },
         )?;

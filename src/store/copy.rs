@@ -12,6 +12,7 @@
 use crate::error::{Error, Result};
 use crate::format::digest::Digest;
 use crate::format::media_type::{DOCKER_LIST_MEDIA_TYPE, INDEX_MEDIA_TYPE};
+use crate::interrupt::Cancel;
 use crate::store::memory::MemoryStore;
 use crate::store::referrers::{signatures_of, Referrer};
 use crate::store::{BlobEvent, BlobRef, PutError, Sent, Sink, Source};
@@ -31,7 +32,7 @@ pub type Observer<'a> = &'a (dyn Fn(&Digest, BlobEvent) + Sync);
 pub type ReadError<'a> = &'a (dyn Fn(&Digest, io::Error) -> Error + Sync);
 
 /// How to copy.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct CopyOptions<'a> {
     /// The root's tag at the sink (None: stored by digest).
     pub tag: Option<&'a str>,
@@ -42,6 +43,9 @@ pub struct CopyOptions<'a> {
     pub observer: Observer<'a>,
     /// None: "`source`: blob `digest`: `error`".
     pub read_error: Option<ReadError<'a>>,
+    /// Cancelled on Ctrl-C: no further blob starts, a blob being copied stops at its next
+    /// read, and the manifest (so the tag) is not written.
+    pub cancel: Cancel,
 }
 
 fn no_progress(_: &Digest, _: BlobEvent) {}
@@ -54,6 +58,7 @@ impl Default for CopyOptions<'_> {
             parallel: PARALLEL_BLOBS,
             observer: &no_progress,
             read_error: None,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -190,7 +195,7 @@ fn copy_node(
         }
     }
     // The manifest, last (not after a Ctrl-C: the tag must not move).
-    if crate::interrupt::requested() {
+    if opts.cancel.is_cancelled() {
         return Err(Error::Interrupted);
     }
     dst.put_manifest(desc, raw, tag)
@@ -266,7 +271,7 @@ pub fn copy_blobs(
 
 /// One blob: skip it if the sink has it, mount it if the sink can, else stream it across.
 fn copy_blob(src: &dyn Source, dst: &dyn Sink, b: &BlobRef, opts: &CopyOptions) -> Result<Outcome> {
-    if crate::interrupt::requested() {
+    if opts.cancel.is_cancelled() {
         return Err(Error::Interrupted);
     }
     let event = |e| (opts.observer)(&b.digest, e);
@@ -282,7 +287,10 @@ fn copy_blob(src: &dyn Source, dst: &dyn Sink, b: &BlobRef, opts: &CopyOptions) 
             return Ok(Outcome::Mounted);
         }
     }
-    let open = || src.open_blob_verified(&b.digest, b.size);
+    let open = || -> Result<crate::store::BlobRead<'_>> {
+        let r = src.open_blob_verified(&b.digest, b.size)?;
+        Ok(Box::new(opts.cancel.reader(r)))
+    };
     let sent = |s| {
         event(match s {
             Sent::Bytes(n) => BlobEvent::Bytes(n),
@@ -506,6 +514,34 @@ mod tests {
         assert_eq!(r.blobs.skipped, stored);
         assert_eq!(r.blobs.uploaded, 5 - stored);
         assert_eq!(dst.calls("manifest").len(), 1);
+    }
+
+    #[test]
+    fn a_cancelled_token_stops_the_copy_before_the_manifest() {
+        let src = Counting::default();
+        let big = vec![9u8; 3 << 20];
+        let (root, raw) = image(&src.inner, &[&big, b"l2"]);
+        let dst = Counting::default();
+        let cancel = Cancel::new();
+        // cancelled while the first blob streams: its read fails, nothing after it starts
+        let on_bytes = |_: &Digest, e: BlobEvent| {
+            if matches!(e, BlobEvent::Bytes(_)) {
+                cancel.cancel();
+            }
+        };
+        let opts = CopyOptions {
+            tag: Some("1"),
+            parallel: 1,
+            observer: &on_bytes,
+            cancel: cancel.clone(),
+            ..CopyOptions::default()
+        };
+        let err = copy_graph(&src, &dst, &root, &raw, &opts).unwrap_err();
+        assert!(matches!(err, Error::Interrupted), "{err:?}");
+        assert!(dst.calls("manifest").is_empty(), "the tag must not move");
+        assert!(dst.calls("put").len() <= 1, "{:?}", dst.calls("put"));
+        // a token nobody cancelled copies it all
+        copy_graph(&src, &Counting::default(), &root, &raw, &tagged("1")).unwrap();
     }
 
     #[test]

@@ -81,6 +81,7 @@ pub fn push(
             parallel: PARALLEL_BLOBS,
             observer: &observer,
             read_error: Some(&read_error),
+            cancel: opts.cancel.clone(),
         },
     )?;
     Ok(PushReport {
@@ -131,6 +132,7 @@ pub fn copy_to_local(
             parallel: PARALLEL_BLOBS,
             observer: progress,
             read_error: None,
+            cancel: opts.cancel.clone(),
         },
     )?;
     w.finish_index()?;

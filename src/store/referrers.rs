@@ -175,7 +175,7 @@ pub(crate) fn put_referrer_manifests(
         tag.clone(),
     ));
     let existing = block_on(async {
-        retry(&what, || async {
+        retry(&dst.cancel, &what, || async {
             dst.client
                 .pull_manifest_raw(&tagged.reference, &dst.auth, &[INDEX_MEDIA_TYPE])
                 .await
@@ -196,7 +196,14 @@ pub(crate) fn put_referrer_manifests(
             "mediaType": INDEX_MEDIA_TYPE,
             "manifests": [],
         }),
-        Err(e) => return Err(map_err(&what, &format!("fetching the referrers tag {tag}"), e)),
+        Err(e) => {
+            return Err(map_err(
+                &dst.cancel,
+                &what,
+                &format!("fetching the referrers tag {tag}"),
+                e,
+            ))
+        }
     };
     let manifests = index["manifests"].as_array_mut().expect("checked above");
     for r in missing {

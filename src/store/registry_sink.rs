@@ -107,7 +107,11 @@ impl RegistrySink {
     /// uploaded.
     pub fn copy_blobs(&mut self, blobs: &[BlobRef], from: &Location, opts: &Options) -> Result<()> {
         let (src, _) = open_location(from, opts)?;
-        let done = copy_blobs(src.as_ref(), &*self, blobs, &CopyOptions::default())?;
+        let copy = CopyOptions {
+            cancel: opts.cancel.clone(),
+            ..CopyOptions::default()
+        };
+        let done = copy_blobs(src.as_ref(), &*self, blobs, &copy)?;
         let mut counted = crate::store::copy::CopyReport::default();
         counted.add(&done);
         self.report.blobs.uploaded += counted.blobs.uploaded;
@@ -203,7 +207,7 @@ impl layout::BlobSink for RegistrySink {
             });
             // One session and one streamed PATCH (vendor/README.md): no 4 MiB request loop,
             // and no second hash of the blob in the client (the layer writer has one).
-            let location = retry("opening the upload", || async {
+            let location = retry(&dst.cancel, "opening the upload", || async {
                 dst.client.begin_streamed_upload(&dst.reference).await
             })
             .await?;
@@ -226,7 +230,14 @@ impl layout::BlobSink for RegistrySink {
         let task = w.task.take().expect("open writer");
         let r = block_on(task)
             .map_err(|e| Error::of(Kind::Internal, format!("{what}: upload task: {e}")))?;
-        let location = r.map_err(|e| map_err(&what, &format!("uploading blob {digest}"), e))?;
+        let location = r.map_err(|e| {
+            map_err(
+                &self.remote.cancel,
+                &what,
+                &format!("uploading blob {digest}"),
+                e,
+            )
+        })?;
         sent.map_err(|e| Error::from_io(&e, format!("{what}: uploading blob {digest}: {e}")))?;
         if w.written != size {
             return Err(Error::input(format!(
@@ -241,7 +252,7 @@ impl layout::BlobSink for RegistrySink {
                 .finish_streamed_upload(&location, &dst.reference, digest.as_str())
                 .await
         })
-        .map_err(|e| map_err(&what, &format!("committing blob {digest}"), e))?;
+        .map_err(|e| map_err(&dst.cancel, &what, &format!("committing blob {digest}"), e))?;
         self.report.blobs.uploaded += 1;
         self.report.bytes_uploaded += size;
         Ok(())

@@ -91,6 +91,10 @@ pub struct Options {
     /// With `isolate`: seconds one model may take before its worker is stopped (0: no limit).
     #[serde(default)]
     pub timeout: u64,
+    /// Cancelled on Ctrl-C: no further model starts and a running worker is stopped. (Not
+    /// sent to a worker: the parent stops it.)
+    #[serde(skip)]
+    pub cancel: crate::interrupt::Cancel,
 }
 
 impl Default for Options {
@@ -103,6 +107,7 @@ impl Default for Options {
             timings: true,
             isolate: None,
             timeout: DEFAULT_TIMEOUT,
+            cancel: Default::default(),
         }
     }
 }
@@ -370,7 +375,7 @@ pub fn validate(
     };
     let mut reports = Vec::new();
     for m in models {
-        if crate::interrupt::requested() {
+        if opts.cancel.is_cancelled() {
             return Err(Error::Interrupted);
         }
         match (&mode, is_onnx(m.format.as_deref())) {

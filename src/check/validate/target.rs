@@ -167,6 +167,7 @@ pub fn before_bundle(
     files: &[SourceFile],
     ort_lib: Option<PathBuf>,
     isolate: Option<PathBuf>,
+    cancel: &crate::interrupt::Cancel,
     progress: &dyn Fn(&str),
 ) -> Result<Report> {
     let models = super::models_of_spec(spec, files)?;
@@ -176,6 +177,7 @@ pub fn before_bundle(
         runs: 0,
         timings: false,
         isolate,
+        cancel: cancel.clone(),
         ..Default::default()
     };
     let report = super::validate(&models, schema.as_ref(), &opts, progress)?;
@@ -195,6 +197,7 @@ pub fn before_bundle(
     _files: &[SourceFile],
     _ort_lib: Option<PathBuf>,
     _isolate: Option<PathBuf>,
+    _cancel: &crate::interrupt::Cancel,
     _progress: &dyn Fn(&str),
 ) -> Result<Report> {
     Err(super::unavailable())

@@ -174,8 +174,7 @@ pub(super) fn isolated(
                 });
             }
         }
-        if crate::interrupt::requested() || deadline.is_some_and(|d| std::time::Instant::now() >= d)
-        {
+        if opts.cancel.is_cancelled() || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             let _ = child.kill();
             let _ = child.wait();
             break None;
@@ -185,7 +184,7 @@ pub(super) fn isolated(
     let stdout = out_reader.join().unwrap_or_default();
     let stderr = err_reader.join().unwrap_or_default();
     let written = writer.join().ok().flatten();
-    if crate::interrupt::requested() {
+    if opts.cancel.is_cancelled() {
         return Err(Error::Interrupted);
     }
     let mut failed = ModelReport::not_validated(&m.path, m.format.as_deref());
