@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod pgzip;
 pub mod pipeline;
 pub mod schema;
+mod source;
