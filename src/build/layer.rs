@@ -360,6 +360,24 @@ mod tests {
     use crate::format::compression::decoder;
     use crate::format::metadata::Kind;
     use crate::interrupt::Cancel;
+
+    /// `write_tar` into memory under `models/`, mtime 0, capturing every file or none.
+    fn tar_of(
+        files: &[&SourceFile],
+        c: Compression,
+        capture: bool,
+    ) -> Result<(Vec<u8>, LayerDigests, Vec<FileDigest>)> {
+        write_tar(
+            Vec::new(),
+            files,
+            "models/",
+            c,
+            0,
+            &|_| capture,
+            &|_| {},
+            &Cancel::default(),
+        )
+    }
     use std::io::Read;
 
     #[test]
@@ -420,17 +438,7 @@ mod tests {
             src(dir.path(), "b/small.txt", b"hello"),
         ];
         let refs: Vec<&SourceFile> = files.iter().collect();
-        let (out, ld, fds) = write_tar(
-            Vec::new(),
-            &refs,
-            "models/",
-            Compression::None,
-            0,
-            &|_| false,
-            &|_| {},
-            &Cancel::default(),
-        )
-        .unwrap();
+        let (out, ld, fds) = tar_of(&refs, Compression::None, false).unwrap();
 
         // The same layer through tar's own copy.
         let mut b = tar::Builder::new(Vec::new());
@@ -463,18 +471,9 @@ mod tests {
         let big = vec![7u8; crate::offload::OFFLOAD_MIN as usize + 1];
         let mut f = src(dir.path(), "m.bin", &big);
         f.size += 4096; // as if it had been bigger when it was listed
-        let e = write_tar(
-            Vec::new(),
-            &[&f],
-            "models/",
-            Compression::None,
-            0,
-            &|_| false,
-            &|_| {},
-            &Cancel::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = tar_of(&[&f], Compression::None, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("shrank"), "{e}");
     }
 
@@ -484,28 +483,8 @@ mod tests {
         let a = src(d.path(), "b/x.txt", b"hello");
         let b = src(d.path(), "a.txt", &vec![7u8; 70_000]);
         for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
-            let (out1, d1, f1) = write_tar(
-                Vec::new(),
-                &[&a, &b],
-                "models/",
-                c,
-                0,
-                &|_| true,
-                &|_| {},
-                &Cancel::default(),
-            )
-            .unwrap();
-            let (out2, d2, _) = write_tar(
-                Vec::new(),
-                &[&b, &a],
-                "models/",
-                c,
-                0,
-                &|_| false,
-                &|_| {},
-                &Cancel::default(),
-            )
-            .unwrap();
+            let (out1, d1, f1) = tar_of(&[&a, &b], c, true).unwrap();
+            let (out2, d2, _) = tar_of(&[&b, &a], c, false).unwrap();
             assert_eq!(out1, out2);
             assert_eq!(d1.digest, d2.digest);
             assert_eq!(d1.digest, Digest::of(&out1));
@@ -548,17 +527,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let long = format!("{}/f.bin", "d".repeat(150));
         let f = src(d.path(), &long, b"x");
-        let (out, _, _) = write_tar(
-            Vec::new(),
-            &[&f],
-            "models/",
-            Compression::None,
-            0,
-            &|_| false,
-            &|_| {},
-            &Cancel::default(),
-        )
-        .unwrap();
+        let (out, _, _) = tar_of(&[&f], Compression::None, false).unwrap();
         let mut ar = tar::Archive::new(&out[..]);
         let names: Vec<String> = ar
             .entries()
@@ -620,8 +589,8 @@ mod tests {
                 let mut rev = refs.clone();
                 rev.reverse();
                 let c = if gz { Compression::Gzip } else { Compression::None };
-                let (out, ld, fds) = write_tar(Vec::new(), &refs, "models/", c, 0, &|_| false, &|_| {}, &Cancel::default()).unwrap();
-                let (out2, _, _) = write_tar(Vec::new(), &rev, "models/", c, 0, &|_| false, &|_| {}, &Cancel::default()).unwrap();
+                let (out, ld, fds) = tar_of(&refs, c, false).unwrap();
+                let (out2, _, _) = tar_of(&rev, c, false).unwrap();
                 prop_assert_eq!(&out, &out2);
                 prop_assert_eq!(ld.digest.clone(), Digest::of(&out));
                 for fd in &fds {
