@@ -87,11 +87,9 @@ fn keep_freed_memory() {
 }
 
 fn main() -> ExitCode {
-    // `mlart inspect … | head` must end quietly, not panic on a closed pipe.
-    #[cfg(unix)]
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // SIGPIPE stays ignored: a closed stdout is handled by `cli::write_stdout` (quiet exit 0);
+    // restoring the default would let a registry that resets a connection mid-write (hyper
+    // writes with writev, which has no MSG_NOSIGNAL) kill the process instead of a retry.
     keep_freed_memory();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

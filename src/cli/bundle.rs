@@ -215,7 +215,7 @@ fn print_local(done: &Bundled, seconds: f64, json: bool) {
     for w in &built.warnings {
         eprintln!("warning: {w}");
     }
-    println!(
+    outln!(
         "bundled {} {} ({} files, {}) in {seconds:.2}s",
         s.name,
         s.tag,
@@ -223,14 +223,14 @@ fn print_local(done: &Bundled, seconds: f64, json: bool) {
         super::human_size(s.input_bytes),
     );
     if let Some(r) = &done.validation {
-        println!(
+        outln!(
             "  validated: {} ONNX model(s) passed, {} not validated (report in {})",
             r.summary.passed,
             r.summary.not_validated,
             pipeline::VALIDATION_FILE
         );
     }
-    println!(
+    outln!(
         "  {} {}: {}",
         if s.archive { "archive" } else { "layout" },
         s.output,
@@ -255,11 +255,13 @@ fn print_local(done: &Bundled, seconds: f64, json: bool) {
 }
 
 fn print_base(b: &BaseSummary) {
-    println!("  on base {} ({})", b.reference, b.digest);
+    outln!("  on base {} ({})", b.reference, b.digest);
     for i in &b.images {
-        println!(
+        outln!(
             "    {}: {} (base {})",
-            i.platform, i.manifest_digest, i.base_digest
+            i.platform,
+            i.manifest_digest,
+            i.base_digest
         );
     }
 }

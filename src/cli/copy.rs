@@ -54,8 +54,8 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
                     "seconds": seconds,
                 }));
             } else {
-                println!("copied {src} to {}:{tag}", path.display());
-                println!("  manifest {digest} in {seconds:.2}s");
+                outln!("copied {src} to {}:{tag}", path.display());
+                outln!("  manifest {digest} in {seconds:.2}s");
             }
         }
     }

@@ -33,7 +33,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         super::print_json(&serde_json::json!({"old_digest": od, "new_digest": nd, "diff": d}));
         return Ok(verdict);
     }
-    println!(
+    outln!(
         "{} {} ({}) -> {} ({})",
         old.name,
         old.version,
@@ -42,10 +42,10 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         nd.short()
     );
     if od == nd {
-        println!("  identical bundles");
+        outln!("  identical bundles");
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "\nFILES ({} changed, {} unchanged)",
         d.files.len(),
         d.unchanged_files
@@ -64,7 +64,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         .collect();
     super::table(&["CHANGE", "KIND", "SIZE", "PATH"], &rows);
     if !d.metrics.is_empty() {
-        println!("\nMETRICS");
+        outln!("\nMETRICS");
         let f = |v: Option<f64>| v.map(gate::num).unwrap_or_else(|| "-".into());
         let rows: Vec<Vec<String>> = d
             .metrics
@@ -88,16 +88,16 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         ("MODELS", &d.models),
     ] {
         if !lines.is_empty() {
-            println!("\n{title}");
+            outln!("\n{title}");
             for l in lines {
-                println!("  {l}");
+                outln!("  {l}");
             }
         }
     }
     if !d.schema_breaking.is_empty() {
-        println!("\nBREAKING SCHEMA CHANGES");
+        outln!("\nBREAKING SCHEMA CHANGES");
         for l in &d.schema_breaking {
-            println!("  {l}");
+            outln!("  {l}");
         }
     }
     Ok(verdict)

@@ -111,7 +111,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         super::print_json(&report);
     } else {
         print_table(&report);
-        println!(
+        outln!(
             "{} {} ({})",
             if report.passed {
                 "gate passed:"

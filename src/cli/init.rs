@@ -21,17 +21,17 @@ pub fn run(a: Args, json: bool, _cancel: &Cancel) -> Result<ExitCode> {
     if json {
         super::print_json(&r);
     } else {
-        println!("wrote {} (name: {})", r.path, r.name);
+        outln!("wrote {} (name: {})", r.path, r.name);
         for (k, v) in &r.sections {
-            println!("  {k:<7} {}", v.join(", "));
+            outln!("  {k:<7} {}", v.join(", "));
         }
         if !r.unclassified.is_empty() {
-            println!(
+            outln!(
                 "  not included (listed as comments): {}",
                 r.unclassified.join(", ")
             );
         }
-        println!("review it, then run `mlart bundle`");
+        outln!("review it, then run `mlart bundle`");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -36,7 +36,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let m = &r.metadata;
-    println!(
+    outln!(
         "{} {}{}",
         m.name,
         m.version,
@@ -45,7 +45,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             .map(|d| format!(" - {d}"))
             .unwrap_or_default()
     );
-    println!(
+    outln!(
         "  from      {}{}",
         r.source,
         r.tag
@@ -53,7 +53,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             .map(|t| format!(" (tag {t})"))
             .unwrap_or_default()
     );
-    println!(
+    outln!(
         "  manifest  {} ({} form, {} bytes)",
         r.manifest_digest,
         serde_json::to_value(m.form)
@@ -69,14 +69,14 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         ("revision", &m.revision),
     ] {
         if let Some(v) = v {
-            println!("  {k:<9} {v}");
+            outln!("  {k:<9} {v}");
         }
     }
     if !m.authors.is_empty() {
-        println!("  authors   {}", m.authors.join(", "));
+        outln!("  authors   {}", m.authors.join(", "));
     }
     let total: u64 = m.files.iter().map(|f| f.size).sum();
-    println!("\nFILES ({}, {})", m.files.len(), human_size(total));
+    outln!("\nFILES ({}, {})", m.files.len(), human_size(total));
     let rows: Vec<Vec<String>> = m
         .files
         .iter()
@@ -91,7 +91,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         .collect();
     table(&["KIND", "SIZE", "SHA256", "PATH"], &rows);
     if !m.models.is_empty() {
-        println!("\nMODELS");
+        outln!("\nMODELS");
         let rows: Vec<Vec<String>> = m
             .models
             .iter()
@@ -106,7 +106,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         table(&["FORMAT", "FRAMEWORK", "PATH"], &rows);
     }
     if !m.metrics.is_empty() {
-        println!("\nMETRICS");
+        outln!("\nMETRICS");
         let rows: Vec<Vec<String>> = m
             .metrics
             .iter()
@@ -121,7 +121,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         table(&["NAME", "VALUE", "FROM"], &rows);
     }
     if let Some(s) = &m.schema {
-        println!(
+        outln!(
             "\nSCHEMA {} ({}): {} features, {} outputs",
             s.file,
             s.source,
@@ -168,7 +168,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         );
     }
     if let Some(env) = &m.env {
-        println!(
+        outln!(
             "\nENV ({}){}",
             env.files.join(", "),
             env.python
@@ -192,7 +192,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             .collect();
         table(&["PACKAGE", "VERSION"], &rows);
     }
-    println!("\nLAYERS");
+    outln!("\nLAYERS");
     let rows: Vec<Vec<String>> = r
         .layers
         .iter()

@@ -18,12 +18,12 @@ pub fn run(a: Args, json: bool, _cancel: &Cancel) -> Result<ExitCode> {
             &serde_json::json!({"private_key": k, "public_key": p, "key_hint": hint}),
         );
     } else {
-        println!(
+        outln!(
             "wrote {} (private, keep it secret) and {} (public)",
             k.display(),
             p.display()
         );
-        println!("  ECDSA P-256, key hint {hint}");
+        outln!("  ECDSA P-256, key hint {hint}");
     }
     Ok(ExitCode::SUCCESS)
 }

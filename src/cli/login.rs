@@ -102,7 +102,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             "stored_in": stored.store,
         }));
     } else {
-        println!(
+        outln!(
             "logged in to {registry} as {user} (credentials in {})",
             stored.store
         );
@@ -116,9 +116,9 @@ pub fn run_logout(a: LogoutArgs, json: bool, _cancel: &Cancel) -> Result<ExitCod
     if json {
         super::print_json(&serde_json::json!({"registry": registry, "removed": found}));
     } else if found {
-        println!("logged out of {registry}");
+        outln!("logged out of {registry}");
     } else {
-        println!("not logged in to {registry}");
+        outln!("not logged in to {registry}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,15 @@
 //! One module per verb; shared rendering helpers here.
 
+/// `println!` for a verb's result on stdout: a reader that closed the pipe (`mlart inspect … |
+/// head`) ends the run quietly with exit 0 instead of a panic. SIGPIPE stays ignored (Rust's
+/// default) so that a registry connection reset mid-upload is an I/O error that is retried, not
+/// a signal that kills the process.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 pub mod bundle;
 pub mod copy;
 pub mod diff;
@@ -16,7 +26,7 @@ pub mod validate;
 pub mod verify;
 
 use mlart::Error;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 /// Print an error (JSON on stdout with `--json`, else a paragraph on stderr) and pick the exit code.
@@ -24,7 +34,7 @@ pub fn report_error(e: &Error, json: bool) -> ExitCode {
     let code = e.exit_code();
     if json {
         let v = serde_json::json!({"error": {"kind": e.kind().as_str(), "message": e.to_string(), "exit_code": code}});
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         eprintln!("error: {e}");
         let mut src = std::error::Error::source(e);
@@ -79,7 +89,7 @@ pub fn opener(
 }
 
 pub fn print_json<T: serde::Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 pub fn human_size(n: u64) -> String {
@@ -176,10 +186,23 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
                 s.push_str(&format!("{c:<width$}  ", width = w[i]));
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end());
     };
     line(header.to_vec());
     for r in rows {
         line(r.iter().map(String::as_str).collect());
+    }
+}
+
+/// Writes to stdout; a closed pipe ends the process quietly (exit 0), any other failure to write
+/// the result is reported on stderr with exit 70.
+pub fn write_stdout(args: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|_| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the result to stdout: {e}");
+        std::process::exit(70);
     }
 }

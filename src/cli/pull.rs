@@ -92,15 +92,15 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let r = &s.report;
-    println!(
+    outln!(
         "pulled {} files from {} into {} in {:.2}s",
         r.files.len(),
         r.reference,
         r.output,
         s.seconds
     );
-    println!("  manifest {}", r.digest);
-    println!(
+    outln!("  manifest {}", r.digest);
+    outln!(
         "  layers: {} of {} needed, {} fetched ({}), {} from the cache",
         r.layers.needed,
         r.layers.total,
@@ -109,10 +109,10 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         r.layers.cached
     );
     for k in &r.verified_by {
-        println!("  signature verified: {k}");
+        outln!("  signature verified: {k}");
     }
     for f in &r.files {
-        println!("  {f}");
+        outln!("  {f}");
     }
     Ok(ExitCode::SUCCESS)
 }

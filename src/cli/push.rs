@@ -201,8 +201,8 @@ pub fn print_summary(s: &Summary, json: bool) {
         return;
     }
     let r = &s.report;
-    println!("pushed {}@{}", r.reference, r.digest);
-    println!(
+    outln!("pushed {}@{}", r.reference, r.digest);
+    outln!(
         "  blobs: {} uploaded ({}), {} skipped, {} mounted in {:.2}s",
         r.blobs.uploaded,
         super::human_size(r.bytes_uploaded),
@@ -211,7 +211,7 @@ pub fn print_summary(s: &Summary, json: bool) {
         s.seconds
     );
     if r.signatures > 0 {
-        println!(
+        outln!(
             "  signatures: {} pushed as referrers{}",
             r.signatures,
             r.referrers_tag

@@ -42,9 +42,9 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         }
         super::print_json(&v);
     } else if added {
-        println!("signed {what} {target}: signature {sig}");
+        outln!("signed {what} {target}: signature {sig}");
     } else {
-        println!("{what} {target} already has this key's signature ({sig})");
+        outln!("{what} {target} already has this key's signature ({sig})");
     }
     Ok(ExitCode::SUCCESS)
 }

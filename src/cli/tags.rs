@@ -25,7 +25,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         super::print_json(&serde_json::json!({"repository": repo, "tags": tags}));
     } else {
         for t in &tags {
-            println!("{t}");
+            outln!("{t}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -165,7 +165,7 @@ fn bundle_models(
 pub fn print_human(r: &Report) {
     for m in &r.models {
         if !m.validated {
-            println!(
+            outln!(
                 "{}: NOT VALIDATED ({})",
                 m.path,
                 m.reason.as_deref().unwrap_or("not run")
@@ -189,7 +189,7 @@ pub fn print_human(r: &Report) {
         if let Some(p) = &m.producer {
             facts.push(format!("by {p}"));
         }
-        println!(
+        outln!(
             "{}: {}{}",
             m.path,
             if m.passed == Some(true) {
@@ -226,7 +226,7 @@ pub fn print_human(r: &Report) {
             .collect();
         super::table(&["", "CHECK", "DETAIL"], &rows);
         if let Some(l) = &m.latency {
-            println!(
+            outln!(
                 "  latency (batch {}, {} runs): 1 thread p50 {} ms, p95 {} ms; default threads p50 {} ms, p95 {} ms",
                 l.batch_size,
                 l.runs,
@@ -260,7 +260,7 @@ pub fn print_human(r: &Report) {
     if let Some(rt) = &r.runtime {
         line.push_str(&format!(" [ONNX Runtime {}]", rt.version));
     }
-    println!("{line}");
+    outln!("{line}");
 }
 
 /// The hidden `__validate-worker` verb: one model, request on stdin, response on stdout (see
@@ -272,6 +272,6 @@ pub fn run_worker() -> ExitCode {
         Ok(_) => validate::worker::serve(&body),
         Err(e) => validate::WorkerResponse::unreadable(&e),
     };
-    println!("{}", serde_json::to_string(&resp).unwrap_or_default());
+    outln!("{}", serde_json::to_string(&resp).unwrap_or_default());
     ExitCode::SUCCESS
 }

@@ -48,7 +48,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         if json {
             super::print_json(&serde_json::json!({"target": a.target, "ok": ok, "message": msg}));
         } else if ok {
-            println!("{msg}");
+            outln!("{msg}");
         }
         return match r {
             Ok(_) => Ok(ExitCode::SUCCESS),
@@ -82,27 +82,28 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     } else {
         for s in &r.oci_signatures {
             match (&s.key, &s.reason) {
-                (Some(k), _) => println!("  OCI signature {}: valid ({k})", s.digest),
-                (None, Some(why)) => println!("  OCI signature {}: INVALID ({why})", s.digest),
+                (Some(k), _) => outln!("  OCI signature {}: valid ({k})", s.digest),
+                (None, Some(why)) => outln!("  OCI signature {}: INVALID ({why})", s.digest),
                 _ => {}
             }
         }
         match &r.model_signature {
             Some(s) if s.valid => {
-                println!("  model.sig: valid ({})", s.key.as_deref().unwrap_or(""))
+                outln!("  model.sig: valid ({})", s.key.as_deref().unwrap_or(""))
             }
-            Some(s) => println!(
+            Some(s) => outln!(
                 "  model.sig: INVALID ({})",
                 s.reason.as_deref().unwrap_or("")
             ),
-            None => println!("  model.sig: none in this bundle"),
+            None => outln!("  model.sig: none in this bundle"),
         }
-        println!(
+        outln!(
             "  {} blobs and {} files match their digests",
-            r.blobs_verified, r.files_verified
+            r.blobs_verified,
+            r.files_verified
         );
         if r.ok {
-            println!("verified {} {}", r.target, r.manifest_digest);
+            outln!("verified {} {}", r.target, r.manifest_digest);
         }
     }
     if r.ok {

@@ -551,3 +551,35 @@ fn registry_failures_have_their_own_kind_and_exit_3() {
     );
     assert_eq!(k, "network", "{m}");
 }
+
+/// A reader that closed its end of the pipe (`mlart inspect … | head -0`) ends the run quietly:
+/// exit 0, no panic. (SIGPIPE is not restored to its default for this: that would let a
+/// registry resetting a connection mid-upload kill a push; see `registry_faults_retried`.)
+#[test]
+fn closed_stdout_ends_quietly() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let env = Env::new();
+    let layout = env.path("iris.oci");
+    crate::support::fixtures::build_iris(&env, &layout);
+    for json in [false, true] {
+        let mut fds = [0; 2];
+        // SAFETY: pipe() fills two fresh descriptors that this test then owns.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        drop(read);
+        let mut c = env.cmd();
+        if json {
+            c.arg("--json");
+        }
+        let out = c
+            .arg("inspect")
+            .arg(&layout)
+            .stdout(Stdio::from(write))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "json={json}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
