@@ -117,8 +117,13 @@ impl Built {
             tag.to_string(),
         );
         d.set_annotations(Some(a));
-        if form == Form::Artifact {
-            d.set_artifact_type(Some(MediaType::Other(ARTIFACT_TYPE.into())));
+        let artifact_type = match form {
+            Form::Artifact => Some(ARTIFACT_TYPE),
+            Form::Modelpack => Some(crate::format::modelpack::MANIFEST_ARTIFACT_TYPE),
+            Form::Image => None,
+        };
+        if let Some(at) = artifact_type {
+            d.set_artifact_type(Some(MediaType::Other(at.into())));
         }
         d
     }
@@ -130,6 +135,8 @@ struct Plan<'a> {
     files: Vec<&'a SourceFile>,
     raw: bool,
     compression: Compression,
+    /// ModelPack form: the directory a tar layer of many small files stands for.
+    dir: Option<String>,
 }
 
 fn plan<'a>(files: &'a [SourceFile], opts: &Options) -> Vec<Plan<'a>> {
@@ -140,6 +147,19 @@ fn plan<'a>(files: &'a [SourceFile], opts: &Options) -> Vec<Plan<'a>> {
             CompressionChoice::Auto if kind.is_bulk() => Compression::None,
             CompressionChoice::Auto => Compression::Gzip,
         };
+        if opts.form == Form::Modelpack {
+            let of_kind = files.iter().filter(|f| f.kind == kind).collect();
+            for (files, dir) in crate::build::modelpack::groups(of_kind, opts.large_file) {
+                out.push(Plan {
+                    kind,
+                    raw: dir.is_none(),
+                    files,
+                    compression,
+                    dir,
+                });
+            }
+            continue;
+        }
         let mut rest = Vec::new();
         for f in files.iter().filter(|f| f.kind == kind) {
             let own = kind.is_bulk() && (opts.form == Form::Artifact || f.size >= opts.large_file);
@@ -149,6 +169,7 @@ fn plan<'a>(files: &'a [SourceFile], opts: &Options) -> Vec<Plan<'a>> {
                     files: vec![f],
                     raw: opts.form == Form::Artifact,
                     compression,
+                    dir: None,
                 });
             } else {
                 rest.push(f);
@@ -160,6 +181,7 @@ fn plan<'a>(files: &'a [SourceFile], opts: &Options) -> Vec<Plan<'a>> {
                 files: rest,
                 raw: false,
                 compression,
+                dir: None,
             });
         }
     }
@@ -208,10 +230,10 @@ pub fn build_on<S: BlobSink>(
     let created = opts.epoch.map(rfc3339);
     let prefix = match opts.form {
         Form::Image => format!("{MODEL_DIR}/"),
-        Form::Artifact => String::new(),
+        Form::Artifact | Form::Modelpack => String::new(),
     };
     for f in files {
-        let reserved = (opts.form == Form::Image && f.rel == METADATA_FILE)
+        let reserved = (opts.form != Form::Artifact && f.rel == METADATA_FILE)
             || (opts.sign.is_some() && f.rel == crate::format::signature::OMS_FILE);
         if reserved {
             return Err(Error::input(format!(
@@ -227,9 +249,10 @@ pub fn build_on<S: BlobSink>(
 
     for p in plan(files, opts) {
         let w = sink.begin()?;
-        let (w, ld, fds, media_type, title) = if p.raw {
+        let mut extra = Vec::new();
+        let (w, ld, fds, mut media_type, mut title) = if p.raw {
             let f = p.files[0];
-            let (w, ld, fd) = layer::write_raw(w, f, progress, &opts.cancel)?;
+            let (w, ld, fd) = layer::write_raw(w, f, needs_capture(f), progress, &opts.cancel)?;
             (
                 w,
                 ld,
@@ -253,7 +276,8 @@ pub fn build_on<S: BlobSink>(
                     "application/vnd.oci.image.layer.v1.tar{}",
                     p.compression.suffix()
                 ),
-                Form::Artifact => format!(
+                // (ModelPack: replaced by its own media type below)
+                Form::Artifact | Form::Modelpack => format!(
                     "application/vnd.mlart.{}.v1.tar{}",
                     p.kind,
                     p.compression.suffix()
@@ -267,10 +291,25 @@ pub fn build_on<S: BlobSink>(
             (w, ld, fds, mt, title)
         };
         sink.commit(w, &ld.digest, ld.size)?;
+        if opts.form == Form::Modelpack {
+            (media_type, title, extra) = crate::build::modelpack::layer_annotations(
+                p.kind,
+                &p.files,
+                p.dir.as_deref(),
+                p.compression,
+                mtime,
+            );
+        }
         for fd in fds {
             digests.push((fd, ld.digest.clone()));
         }
-        descriptors.push(layer_descriptor(&ld, &media_type, p.kind.as_str(), &title));
+        descriptors.push(layer_descriptor(
+            &ld,
+            &media_type,
+            p.kind.as_str(),
+            &title,
+            &extra,
+        ));
         layers.push(LayerInfo {
             digest: ld.digest.clone(),
             size: ld.size,
@@ -357,6 +396,7 @@ pub fn build_on<S: BlobSink>(
             size: fd.size,
             sha256: fd.sha256.to_string(),
             layer: layer.to_string(),
+            archive: false,
         })
         .collect();
     let models = digests
@@ -377,7 +417,7 @@ pub fn build_on<S: BlobSink>(
             }
         })
         .collect();
-    if spec.image.is_some() && opts.form == Form::Artifact {
+    if spec.image.is_some() && opts.form != Form::Image {
         warnings.push("the spec's `image:` settings apply to the image form only; ignored".into());
     }
     let metadata = Metadata {
@@ -399,6 +439,7 @@ pub fn build_on<S: BlobSink>(
         env: (!env.files.is_empty()).then_some(env),
         validation: opts.validation.as_ref().map(|v| v.report.clone()),
         base: None,
+        dialect: None,
     };
     let staged = Staged {
         metadata,
@@ -479,7 +520,7 @@ fn finish<S: BlobSink>(
             sink.commit(w, &ld.digest, ld.size)?;
             let mt = format!("application/vnd.oci.image.layer.v1.tar{}", c.suffix());
             let title = format!("{METADATA_FILE}.tar{}", c.ext());
-            descriptors.push(layer_descriptor(&ld, &mt, "metadata", &title));
+            descriptors.push(layer_descriptor(&ld, &mt, "metadata", &title, &[]));
             layers.push(LayerInfo {
                 digest: ld.digest.clone(),
                 size: ld.size,
@@ -508,6 +549,60 @@ fn finish<S: BlobSink>(
                 None,
             )
         }
+        Form::Modelpack => {
+            // mlart.json, then model.sig (over the files and mlart.json, as in the image
+            // form: both are files of what a ModelPack client pulls), as `doc` raw layers.
+            let mut raws: Vec<(&str, &str, Vec<u8>)> =
+                vec![("metadata", METADATA_FILE, meta_bytes.clone())];
+            if let Some(key) = &opts.sign {
+                let mut signed = oms_files(&metadata);
+                signed.push((
+                    METADATA_FILE.to_string(),
+                    Digest::of(&meta_bytes).hex().to_string(),
+                ));
+                let oms = crate::sign::sign_statement(
+                    key,
+                    &crate::sign::oms_statement(&spec.name, &signed),
+                );
+                raws.push(("signature", crate::format::signature::OMS_FILE, oms));
+            }
+            for (kind, path, bytes) in raws {
+                let d = sink.put(&bytes)?;
+                let ld = LayerDigests {
+                    digest: d.clone(),
+                    size: bytes.len() as u64,
+                    diff_id: d,
+                };
+                let mt = crate::format::modelpack::layer_media_type("doc", true, Compression::None);
+                let meta = crate::format::modelpack::file_metadata_json(
+                    path,
+                    false,
+                    ld.size,
+                    &rfc3339(mtime),
+                );
+                let extra = crate::build::modelpack::file_annotations(path, Some(meta));
+                descriptors.push(layer_descriptor(&ld, &mt, kind, path, &extra));
+                layers.push(LayerInfo {
+                    digest: ld.digest.clone(),
+                    size: ld.size,
+                    diff_id: ld.diff_id,
+                    media_type: mt,
+                    kind: kind.into(),
+                    title: path.into(),
+                    files: 1,
+                });
+            }
+            let config = crate::build::modelpack::config(spec, &metadata, &layers);
+            let d = sink.put(&config)?;
+            (
+                Descriptor::new(
+                    MediaType::Other(crate::format::modelpack::CONFIG_MEDIA_TYPE.into()),
+                    config.len() as u64,
+                    oci_digest(&d),
+                ),
+                Some(crate::format::modelpack::MANIFEST_ARTIFACT_TYPE),
+            )
+        }
         Form::Artifact => {
             if let Some(key) = &opts.sign {
                 // model.sig as a raw layer: `pull` and `oras pull` write it beside the files.
@@ -527,6 +622,7 @@ fn finish<S: BlobSink>(
                     &mt,
                     "signature",
                     crate::format::signature::OMS_FILE,
+                    &[],
                 ));
                 layers.push(LayerInfo {
                     digest: ld.digest.clone(),
@@ -596,7 +692,13 @@ fn oms_files(m: &Metadata) -> Vec<(String, String)> {
         .collect()
 }
 
-fn layer_descriptor(ld: &LayerDigests, media_type: &str, kind: &str, title: &str) -> Descriptor {
+fn layer_descriptor(
+    ld: &LayerDigests,
+    media_type: &str,
+    kind: &str,
+    title: &str,
+    extra: &[(String, String)],
+) -> Descriptor {
     let mt = match media_type {
         "application/vnd.oci.image.layer.v1.tar" => MediaType::ImageLayer,
         "application/vnd.oci.image.layer.v1.tar+gzip" => MediaType::ImageLayerGzip,
@@ -607,6 +709,7 @@ fn layer_descriptor(ld: &LayerDigests, media_type: &str, kind: &str, title: &str
     let mut a = HashMap::new();
     a.insert(KIND_ANNOTATION.to_string(), kind.to_string());
     a.insert(TITLE_ANNOTATION.to_string(), title.to_string());
+    a.extend(extra.iter().cloned());
     d.set_annotations(Some(a));
     d
 }

@@ -259,10 +259,11 @@ fn tar_into<W: Write + Send>(
 pub fn write_raw<W: Write + Send>(
     out: W,
     f: &SourceFile,
+    capture: bool,
     progress: &dyn Fn(u64),
     cancel: &Cancel,
 ) -> Result<(W, LayerDigests, FileDigest)> {
-    let mut r = open_source_with(f, false, progress, cancel, Direct::HashHere)?;
+    let mut r = open_source_with(f, capture, progress, cancel, Direct::HashHere)?;
     let ((), out, _) = crate::offload::write_behind(
         out,
         f.size,
@@ -555,7 +556,7 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("shrank"), "{e}");
         f.size = 2; // "grew"
-        let e = write_raw(Vec::new(), &f, &|_| {}, &Cancel::default()).unwrap_err();
+        let e = write_raw(Vec::new(), &f, false, &|_| {}, &Cancel::default()).unwrap_err();
         assert!(e.to_string().contains("grew"), "{e}");
     }
 
@@ -563,7 +564,7 @@ mod tests {
     fn raw_layer_digest_is_file_digest() {
         let d = tempfile::tempdir().unwrap();
         let f = src(d.path(), "m.bin", b"weights");
-        let (out, l, fd) = write_raw(Vec::new(), &f, &|_| {}, &Cancel::default()).unwrap();
+        let (out, l, fd) = write_raw(Vec::new(), &f, false, &|_| {}, &Cancel::default()).unwrap();
         assert_eq!(out, b"weights");
         assert_eq!(l.digest, Digest::of(b"weights"));
         assert_eq!(fd.sha256, l.digest);

@@ -7,6 +7,7 @@ pub mod collect;
 pub mod envinfo;
 pub mod layer;
 pub mod metrics;
+pub mod modelpack;
 pub mod pgzip;
 pub mod pipeline;
 pub mod schema;

@@ -81,15 +81,29 @@ pub fn verify_platform(
             .and_then(|a| a.get(KIND_ANNOTATION))
             .cloned()
             .unwrap_or_default();
-        let title = l
-            .annotations()
-            .as_ref()
-            .and_then(|a| a.get(crate::format::annotations::TITLE_ANNOTATION))
-            .cloned()
+        // The file a raw layer is (another tool's: as the metadata made from its manifest
+        // names it), or the tar layer of another tool that an `archive` entry stands for.
+        let own = metadata
+            .files
+            .iter()
+            .find(|f| f.layer == l.digest().as_ref() as &str);
+        let title = own
+            .filter(|_| metadata.dialect.is_some())
+            .map(|f| f.path.clone())
+            .or_else(|| {
+                crate::format::dialect::layer_path(l.annotations().as_ref()).map(String::from)
+            })
             .unwrap_or_default();
+        let archive = own.filter(|f| f.archive);
         let res = (|| -> std::result::Result<(), String> {
             let mut rd = layout::open_verified(src, l).map_err(|e| e.to_string())?;
-            if mt.ends_with(".raw") {
+            if let Some(f) = archive {
+                // its digest is checked at EOF; its files are what the layer holds
+                std::io::copy(&mut rd, &mut std::io::sink()).map_err(|e| e.to_string())?;
+                got.insert(f.path.clone(), f.sha256.clone());
+                return Ok(());
+            }
+            if mt.ends_with(".raw") || metadata.dialect.is_some() {
                 if kind == "signature" {
                     let mut v = Vec::new();
                     (&mut rd)
@@ -130,7 +144,7 @@ pub fn verify_platform(
                             None => p.to_string(),
                         }
                     }
-                    Form::Artifact => p.trim_start_matches("./").to_string(),
+                    Form::Artifact | Form::Modelpack => p.trim_start_matches("./").to_string(),
                 };
                 if rel == crate::format::signature::OMS_FILE && kind == "metadata" {
                     let mut v = Vec::new();
@@ -167,7 +181,7 @@ pub fn verify_platform(
         }
     }
     for p in got.keys() {
-        let is_metadata = metadata.form == Form::Image && p == METADATA_FILE;
+        let is_metadata = metadata.form != Form::Artifact && p == METADATA_FILE;
         if !is_metadata && !want.contains_key(p.as_str()) {
             problems.push(format!("{p}: in a layer but not in the metadata"));
         }

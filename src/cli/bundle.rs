@@ -22,9 +22,11 @@ pub struct Args {
     /// Default: build/<name>.oci
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// image: a runnable/mountable OCI image (files under /models); artifact: an OCI 1.1 artifact.
-    #[arg(long, value_enum, default_value = "image")]
-    format: FormArg,
+    /// image: a runnable/mountable OCI image (files under /models); artifact: an OCI 1.1
+    /// artifact; modelpack: a CNCF ModelPack model artifact (modctl, KitOps, Harbor, CRI-O).
+    /// Default: the spec's `form:`, else image.
+    #[arg(long, value_enum)]
+    format: Option<FormArg>,
     /// auto: none for model and data, gzip for the rest.
     #[arg(long, value_enum, default_value = "auto")]
     compression: CompressionArg,
@@ -65,6 +67,7 @@ pub struct Args {
 enum FormArg {
     Image,
     Artifact,
+    Modelpack,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -102,10 +105,19 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     let epoch = bundle::source_date_epoch()?;
     let choice = PlatformChoice::parse(a.platform.as_deref())?;
     let platform = pipeline::platform(&choice, a.base.is_some())?;
-    if a.base.is_some() && matches!(a.format, FormArg::Artifact) {
-        return Err(Error::input(
-            "--base builds a runnable image: it cannot be combined with `--format artifact`",
-        ));
+    let form = match a.format {
+        Some(FormArg::Image) => Form::Image,
+        Some(FormArg::Artifact) => Form::Artifact,
+        Some(FormArg::Modelpack) => Form::Modelpack,
+        None => spec.form.unwrap_or(Form::Image),
+    };
+    if a.base.is_some() && form != Form::Image {
+        return Err(Error::input(format!(
+            "--base builds a runnable image: it cannot be combined with the {} form (`--format {}`, or `form: {}` in the spec)",
+            form.as_str(),
+            form.as_str(),
+            form.as_str()
+        )));
     }
     let tag = a.tag.clone().unwrap_or_else(|| spec.version.clone());
     if !spec::is_valid_tag(&tag) {
@@ -115,10 +127,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     }
     let opts = Options {
         cancel: cancel.clone(),
-        form: match a.format {
-            FormArg::Image => Form::Image,
-            FormArg::Artifact => Form::Artifact,
-        },
+        form,
         compression: match a.compression {
             CompressionArg::Auto => CompressionChoice::Auto,
             CompressionArg::None => CompressionChoice::All(Compression::None),

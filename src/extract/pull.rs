@@ -179,11 +179,11 @@ pub fn pull(
                 .and_then(|a| a.get(crate::format::annotations::KIND_ANNOTATION))
                 .map(String::as_str);
             match (kind, meta.form) {
-                (Some("metadata"), Form::Image) => {
+                (Some("metadata"), Form::Image | Form::Modelpack) => {
                     wanted.insert(crate::format::metadata::METADATA_FILE.to_string());
                     wanted.insert(crate::format::signature::OMS_FILE.to_string());
                 }
-                (Some("signature"), Form::Artifact) => {
+                (Some("signature"), Form::Artifact | Form::Modelpack) => {
                     wanted.insert(crate::format::signature::OMS_FILE.to_string());
                 }
                 _ => continue,
@@ -212,7 +212,7 @@ pub fn pull(
     if let Some(first) = missing.first() {
         let diff_ids = match meta.form {
             Form::Image => config_diff_ids(src, &resolved.manifest)?,
-            Form::Artifact => Err(String::new()),
+            Form::Artifact | Form::Modelpack => Err(String::new()),
         };
         let diff_ids = diff_ids.map_err(|why| not_in_manifest(&what, first, &why))?;
         for m in missing {
@@ -316,6 +316,8 @@ pub fn pull(
         }
     }
     let mut x = Extractor::new(&root).with_cancel(opts.cancel.clone());
+    // The files of `archive` entries (other tools' tar layers), as they were unpacked.
+    let mut archived: Vec<String> = Vec::new();
     let want = |p: &str| wanted.contains(p);
     for l in &layers {
         if opts.cancel.is_cancelled() {
@@ -344,15 +346,29 @@ pub fn pull(
         let bad = |e: io::Error| Error::from_io(&e, format!("{label}: {e}"));
         // A layer matched by its diff_id: hash what it decompresses to.
         let diff_id = diff_checks.get(l.digest().as_ref() as &str);
-        if mt.ends_with(".raw") {
+        // Another tool's tar layer (an `archive` entry): all of it, checked by its digest.
+        let archive = meta
+            .files
+            .iter()
+            .find(|f| f.archive && f.layer == digest.as_str());
+        let raw_file = meta
+            .files
+            .iter()
+            .find(|f| !f.archive && f.layer == digest.as_str());
+        let is_raw = mt.ends_with(".raw") || (meta.dialect.is_some() && archive.is_none());
+        if is_raw {
             let mut reader = MaybeHash::new(&mut reader, diff_id.is_some());
-            let title = l
-                .annotations()
-                .as_ref()
-                .and_then(|a| a.get(crate::format::annotations::TITLE_ANNOTATION))
-                .cloned()
+            let title = raw_file
+                .map(|f| f.path.clone())
+                .or_else(|| {
+                    crate::format::dialect::layer_path(l.annotations().as_ref()).map(String::from)
+                })
                 .ok_or_else(|| {
-                    Error::input(format!("{label}: a raw layer without a title annotation"))
+                    Error::input(format!(
+                        "{label}: a raw layer without a file path (annotation {} or {})",
+                        crate::format::modelpack::FILEPATH_ANNOTATION,
+                        crate::format::annotations::TITLE_ANNOTATION
+                    ))
                 })?;
             if want(&title) {
                 x.file(&label, &title, 0o644, l.size(), &mut reader)?;
@@ -360,7 +376,12 @@ pub fn pull(
             io::copy(&mut reader, &mut io::sink()).map_err(bad)?;
             reader.check(&what, l, diff_id)?;
         } else {
-            let comp = Compression::from_media_type(&mt)
+            let comp = crate::format::modelpack::classify_layer(&mt)
+                .and_then(|(_, p)| match p {
+                    crate::format::modelpack::Packing::Tar(c) => Some(c),
+                    crate::format::modelpack::Packing::Raw => None,
+                })
+                .or_else(|| Compression::from_media_type(&mt))
                 .ok_or_else(|| Error::input(format!("{label}: unknown layer media type {mt}")))?;
             let strip = if mt.starts_with("application/vnd.oci.image.layer.")
                 || mt.starts_with("application/vnd.docker.image.rootfs.")
@@ -369,13 +390,27 @@ pub fn pull(
             } else {
                 None
             };
-            {
+            let unpacked = (|| -> Result<()> {
                 let dec = crate::format::compression::decoder(&mut reader, comp).map_err(bad)?;
                 let mut dec = MaybeHash::new(dec, diff_id.is_some());
-                x.tar(&label, &mut dec, strip, &want)?;
+                let before = x.files().len();
+                if archive.is_some() {
+                    x.tar(&label, &mut dec, strip, &|_| true)?;
+                    archived.extend(x.files()[before..].iter().cloned());
+                } else {
+                    x.tar(&label, &mut dec, strip, &want)?;
+                }
                 // Drain the decompressor (trailing padding) ...
                 io::copy(&mut dec, &mut io::sink()).map_err(bad)?;
-                dec.check(&what, l, diff_id)?;
+                dec.check(&what, l, diff_id)
+            })();
+            if let Err(e) = unpacked {
+                // A layer that does not unpack may be a corrupt one: its digest (checked at
+                // the end of the blob) is the better message.
+                if !matches!(e, Error::Interrupted) {
+                    io::copy(&mut reader, &mut io::sink()).map_err(bad)?;
+                }
+                return Err(e);
             }
             // ... and the blob, so its digest is checked at EOF.
             io::copy(&mut reader, &mut io::sink()).map_err(bad)?;
@@ -387,7 +422,7 @@ pub fn pull(
 
     // Every selected file is there, with the size and sha256 the metadata says.
     let written: BTreeSet<&str> = x.files().iter().map(String::as_str).collect();
-    for f in &selected {
+    for f in selected.iter().filter(|f| !f.archive) {
         if !written.contains(f.path.as_str()) {
             return Err(Error::input(format!(
                 "{what}: {} is listed in the metadata but not in its layer {}",
@@ -408,7 +443,13 @@ pub fn pull(
             )));
         }
     }
-    report.files = selected.iter().map(|f| f.path.clone()).collect();
+    report.files = selected
+        .iter()
+        .filter(|f| !f.archive)
+        .map(|f| f.path.clone())
+        .chain(archived)
+        .collect();
+    report.files.sort();
 
     // model.sig over what was written (all files on a whole pull; the selected ones else).
     if !opts.verify_keys.is_empty() {
@@ -472,7 +513,7 @@ fn read_oms(
             manifest,
             crate::format::signature::OMS_FILE,
         ),
-        Form::Artifact => {
+        Form::Artifact | Form::Modelpack => {
             let layer = manifest.layers().iter().find(|l| {
                 l.annotations()
                     .as_ref()

@@ -19,6 +19,24 @@ pub const METADATA_FILE: &str = "mlart.json";
 pub enum Form {
     Image,
     Artifact,
+    /// The CNCF ModelPack model-spec (`format::modelpack`).
+    Modelpack,
+}
+
+impl Form {
+    /// The word of `--format` and the spec's `form:`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Form::Image => "image",
+            Form::Artifact => "artifact",
+            Form::Modelpack => "modelpack",
+        }
+    }
+
+    /// Files are raw layers or tars of project-relative paths (no `models/` root).
+    pub fn is_artifact_like(self) -> bool {
+        self != Form::Image
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -57,6 +75,11 @@ pub struct Metadata {
     /// The base image of a runnable image (`bundle --base`): its manifest digest and platform.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<crate::format::platform::BaseRecord>,
+    /// Set when this document was not read from the bundle but made from the manifest of
+    /// another tool's model artifact (`format::modelpack::Dialect`): `modelpack`, `cnai`,
+    /// `kitops`, `docker-ai`. Never written by mlart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -68,6 +91,11 @@ pub struct FileEntry {
     pub sha256: String,
     /// Digest of the layer that holds the file.
     pub layer: String,
+    /// The entry stands for a whole tar layer of another tool's artifact whose files are only
+    /// known once it is read (`path` is the layer's file path, a directory or a file; `sha256`
+    /// is the layer's digest). Never written by mlart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archive: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

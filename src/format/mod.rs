@@ -4,11 +4,13 @@
 
 pub mod annotations;
 pub mod compression;
+pub mod dialect;
 pub mod digest;
 pub mod feature_schema;
 pub mod json;
 pub mod media_type;
 pub mod metadata;
+pub mod modelpack;
 pub mod platform;
 pub mod reference;
 pub mod signature;

@@ -55,6 +55,8 @@ pub struct Spec {
     pub gates: Option<policy::Policy>,
     /// Runtime settings of the image form's config (`image:`).
     pub image: Option<ImageSettings>,
+    /// `form: image|artifact|modelpack`: the form `mlart bundle` writes without `--format`.
+    pub form: Option<crate::format::metadata::Form>,
 }
 
 /// `image:` in the spec: what the image form's config says to a container runtime. Unset
@@ -109,6 +111,7 @@ struct RawSpec {
     logs: Option<Vec<Spanned<RawEntry>>>,
     gates: Option<Spanned<policy::Policy>>,
     image: Option<Spanned<RawImage>>,
+    form: Option<crate::format::metadata::Form>,
 }
 
 #[derive(Deserialize)]
@@ -303,6 +306,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
         sections: vec![],
         gates: None,
         image: None,
+        form: raw.form,
     };
     let top = Pos { line: 1, column: 1 };
     let name = raw.name.ok_or_else(|| {

@@ -5,6 +5,7 @@ use crate::format::annotations::KIND_ANNOTATION;
 use crate::format::compression::Compression;
 use crate::format::media_type::METADATA_MEDIA_TYPE;
 use crate::format::metadata::{Metadata, MAX_METADATA_BYTES, METADATA_FILE, MODEL_DIR};
+use crate::format::modelpack::Dialect;
 use std::io::Read as _;
 
 /// Read the metadata document of a bundle (the config of an artifact, `/models/mlart.json`
@@ -17,14 +18,44 @@ pub fn read_metadata(
     manifest: &oci_spec::image::ImageManifest,
 ) -> Result<Metadata> {
     let what = src.describe();
-    let bytes = if manifest.config().media_type().to_string() == METADATA_MEDIA_TYPE {
+    let config_mt = manifest.config().media_type().to_string();
+    // The ModelPack form: mlart.json is a raw `doc` layer annotated as the metadata.
+    let raw_metadata = manifest.layers().iter().find(|l| {
+        l.media_type().to_string().ends_with(".raw")
+            && l.annotations()
+                .as_ref()
+                .and_then(|a| a.get(KIND_ANNOTATION))
+                .is_some_and(|k| k == "metadata")
+    });
+    let bytes = if config_mt == METADATA_MEDIA_TYPE {
         crate::store::layout::read_blob(src, manifest.config(), MAX_METADATA_BYTES)?
+    } else if let Some(l) = raw_metadata {
+        crate::store::layout::read_blob(src, l, MAX_METADATA_BYTES)?
+    } else if let Some(b) = read_metadata_layer_file(src, manifest, METADATA_FILE)? {
+        b
     } else {
-        read_metadata_layer_file(src, manifest, METADATA_FILE)?.ok_or_else(|| {
-            Error::input(format!(
-                "{what}: not an mlart bundle (no {METADATA_MEDIA_TYPE} config and no layer annotated {KIND_ANNOTATION}=metadata holding {MODEL_DIR}/{METADATA_FILE})"
-            ))
-        })?
+        let at = manifest.artifact_type().as_ref().map(|a| a.to_string());
+        let Some(dialect) = Dialect::of(at.as_deref(), &config_mt) else {
+            let mut types: Vec<String> = manifest
+                .layers()
+                .iter()
+                .map(|l| l.media_type().to_string())
+                .collect();
+            types.sort();
+            types.dedup();
+            return Err(Error::input(format!(
+                "{what}: not a model artifact mlart reads: artifactType {}, config {config_mt}, layers {}. mlart reads its own bundles (a {METADATA_MEDIA_TYPE} config, or {MODEL_DIR}/{METADATA_FILE} in a layer annotated {KIND_ANNOTATION}=metadata), CNCF ModelPack (also the older vnd.cnai.model.*), KitOps ModelKits and Docker model artifacts",
+                at.as_deref().unwrap_or("(none)"),
+                if types.is_empty() { "(none)".to_string() } else { types.join(", ") }
+            )));
+        };
+        // The config names the model (verified like every blob); one that is not JSON leaves
+        // it to the manifest's annotations.
+        let config = crate::store::layout::read_blob(src, manifest.config(), MAX_METADATA_BYTES)?;
+        let config = serde_json::from_slice(&config).unwrap_or(serde_json::Value::Null);
+        return Ok(crate::format::dialect::synthesize(
+            dialect, manifest, &config,
+        ));
     };
     serde_json::from_slice(&bytes)
         .map_err(|e| Error::input(format!("{what}: the metadata document is invalid: {e}")))

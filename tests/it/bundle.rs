@@ -167,6 +167,7 @@ fn golden_digest_of_the_example() {
     for (form, file) in [
         ("image", "iris-image.json"),
         ("artifact", "iris-artifact.json"),
+        ("modelpack", "iris-modelpack.json"),
     ] {
         let out = t.path().join(format!("{form}.oci"));
         let r = bundle_json(&example().join("mlart.yaml"), &out, &["--format", form]);

@@ -8,6 +8,7 @@ mod explore;
 mod gate;
 mod httpproxy;
 mod interop;
+mod modelpack;
 mod recompressed;
 mod registry;
 mod registry_sign;

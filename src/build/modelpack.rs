@@ -1,0 +1,119 @@
+//! The CNCF ModelPack form of a bundle (`--format modelpack`): which files share a layer, the
+//! layers' media types and annotations, and the config document.
+//!
+//! Each file is a `.raw` layer (the blob is the file: no tar, nothing to unpack, and an
+//! unchanged file is an unchanged blob), paths relative to the project exactly as in
+//! mlart.yaml. Only a directory with many small files of one kind becomes one tar layer (a
+//! manifest of ten thousand layers is one no registry takes). mlart.json and model.sig follow
+//! as `doc` raw layers, so every verb of mlart reads a ModelPack bundle as it reads its own.
+
+use crate::build::collect::SourceFile;
+use crate::format::compression::Compression;
+use crate::format::metadata::{rfc3339, Kind, LayerInfo, Metadata};
+use crate::format::modelpack::{self, Config, Descriptor, ModelConfig, ModelFs};
+use crate::spec::Spec;
+use std::collections::BTreeMap;
+
+/// A directory holding more small files of one kind than this gets one tar layer for them.
+pub const MAX_RAW_FILES_PER_DIR: usize = 16;
+
+/// Where the files of one kind go: `(files, tar directory)`; a group without a directory is one
+/// raw layer per file.
+pub fn groups<'a>(
+    files: Vec<&'a SourceFile>,
+    large_file: u64,
+) -> Vec<(Vec<&'a SourceFile>, Option<String>)> {
+    let mut by_dir: BTreeMap<&str, Vec<&'a SourceFile>> = BTreeMap::new();
+    let mut out = Vec::new();
+    for f in files {
+        match f.rel.split_once('/') {
+            Some((dir, _)) if f.size < large_file => by_dir.entry(dir).or_default().push(f),
+            _ => out.push((vec![f], None)),
+        }
+    }
+    for (dir, fs) in by_dir {
+        if fs.len() > MAX_RAW_FILES_PER_DIR {
+            out.push((fs, Some(dir.to_string())));
+        } else {
+            out.extend(fs.into_iter().map(|f| (vec![f], None)));
+        }
+    }
+    // layer order: by the first path of each layer (deterministic, independent of collection)
+    out.sort_by(|a, b| a.0[0].rel.cmp(&b.0[0].rel));
+    out
+}
+
+/// Media type, title (= file path) and the ModelPack annotations of a layer.
+pub fn layer_annotations(
+    kind: Kind,
+    files: &[&SourceFile],
+    dir: Option<&str>,
+    compression: Compression,
+    mtime: u64,
+) -> (String, String, Vec<(String, String)>) {
+    match dir {
+        None => {
+            let f = files[0];
+            let mt = modelpack::layer_media_type(
+                modelpack::layer_type(kind, &f.rel),
+                true,
+                Compression::None,
+            );
+            let name = f.rel.rsplit('/').next().unwrap_or(&f.rel);
+            let meta = modelpack::file_metadata_json(name, f.executable, f.size, &rfc3339(mtime));
+            (mt, f.rel.clone(), file_annotations(&f.rel, Some(meta)))
+        }
+        Some(dir) => {
+            let mt =
+                modelpack::layer_media_type(modelpack::layer_type(kind, ""), false, compression);
+            (mt, dir.to_string(), file_annotations(dir, None))
+        }
+    }
+}
+
+/// `org.cncf.model.filepath` (+ the file metadata) of a layer.
+pub fn file_annotations(path: &str, metadata: Option<String>) -> Vec<(String, String)> {
+    let mut a = vec![(modelpack::FILEPATH_ANNOTATION.to_string(), path.to_string())];
+    if let Some(m) = metadata {
+        a.push((modelpack::FILE_METADATA_ANNOTATION.to_string(), m));
+    }
+    a
+}
+
+/// The ModelPack config of a bundle: descriptor from the spec, what is known of the model,
+/// and the diff_ids of every layer.
+pub fn config(spec: &Spec, metadata: &Metadata, layers: &[LayerInfo]) -> Vec<u8> {
+    let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    // The model format, when the bundle's models agree on one.
+    let mut formats: Vec<&str> = metadata
+        .models
+        .iter()
+        .filter_map(|m| m.format.as_deref())
+        .collect();
+    formats.sort_unstable();
+    formats.dedup();
+    let c = Config {
+        descriptor: Descriptor {
+            created_at: metadata.created.clone(),
+            authors: spec.authors.clone(),
+            name: spec.name.clone(),
+            doc_url: None,
+            source_url: non_empty(&spec.source),
+            datasets_url: Vec::new(),
+            version: spec.version.clone(),
+            revision: non_empty(&spec.revision),
+            licenses: non_empty(&spec.license).into_iter().collect(),
+            title: Some(spec.name.clone()),
+            description: non_empty(&spec.description),
+        },
+        config: ModelConfig {
+            format: (formats.len() == 1).then(|| formats[0].to_string()),
+            ..ModelConfig::default()
+        },
+        modelfs: ModelFs {
+            diff_ids: layers.iter().map(|l| l.diff_id.to_string()).collect(),
+            ..ModelFs::default()
+        },
+    };
+    crate::format::json::to_canonical_bytes(&c)
+}
