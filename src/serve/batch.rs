@@ -127,7 +127,10 @@ async fn run_batch(model: Arc<Model>, permit: Permit, mut jobs: Vec<Job>, rows: 
         }
         Ok(None) => {
             // The outputs do not follow the batch dimension: run each request alone.
-            tracing::debug!("model {}: outputs not batched by rows; running alone", model.name);
+            tracing::debug!(
+                "model {}: outputs not batched by rows; running alone",
+                model.name
+            );
             for j in jobs {
                 let m = model.clone();
                 tokio::spawn(async move {

@@ -3,7 +3,7 @@
 //! MLflow's `/invocations` and `/ping`. Every error is `{"error": "..."}` with its status.
 
 use super::request;
-use super::{Served, ServeError, State};
+use super::{ServeError, Served, State};
 use axum::body::Body;
 use axum::extract::{Path, State as St};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -38,7 +38,8 @@ pub fn router(state: Arc<State>) -> Router {
 
 impl IntoResponse for ServeError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (status, axum::Json(json!({"error": self.message()}))).into_response()
     }
 }
@@ -56,7 +57,11 @@ async fn live() -> Response {
 
 async fn ready(St(s): St<Arc<State>>) -> Response {
     let r = s.is_ready();
-    let code = if r { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if r {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, axum::Json(json!({"ready": r}))).into_response()
 }
 
@@ -106,10 +111,7 @@ async fn model_ready(St(s): St<Arc<State>>, Path(name): Path<String>) -> Respons
     ready_of(&s, &name, None)
 }
 
-async fn model_ready_v(
-    St(s): St<Arc<State>>,
-    Path((name, v)): Path<(String, String)>,
-) -> Response {
+async fn model_ready_v(St(s): St<Arc<State>>, Path((name, v)): Path<(String, String)>) -> Response {
     ready_of(&s, &name, Some(&v))
 }
 
@@ -117,7 +119,11 @@ fn ready_of(s: &State, name: &str, v: Option<&str>) -> Response {
     match s.find(name, v) {
         Ok(m) => {
             let r = s.is_ready();
-            let code = if r { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let code = if r {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             (code, axum::Json(json!({"name": m.model.name, "ready": r}))).into_response()
         }
         Err(e) => e.into_response(),
@@ -160,7 +166,11 @@ async fn infer_v(
 }
 
 /// Read a body of at most `s.max_body` bytes, within the request timeout.
-pub async fn read_body(s: &State, headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, ServeError> {
+pub async fn read_body(
+    s: &State,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<bytes::Bytes, ServeError> {
     let too_large = || {
         ServeError::TooLarge(format!(
             "the request body is larger than the limit of {} bytes (--max-body)",
@@ -190,7 +200,9 @@ pub async fn read_body(s: &State, headers: &HeaderMap, body: Body) -> Result<byt
                 }
                 src = x.source();
             }
-            Err(ServeError::BadRequest(format!("reading the request body: {e}")))
+            Err(ServeError::BadRequest(format!(
+                "reading the request body: {e}"
+            )))
         }
         Ok(Ok(b)) => Ok(b),
     }
@@ -247,7 +259,10 @@ async fn infer_one(
     let (json, tail) = request::respond(&served.model, &req, outs);
     if tail.is_empty() {
         return Ok((
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             json,
         )
             .into_response());

@@ -67,10 +67,7 @@ impl Metrics {
     /// One inference request of `model` over `protocol` (`rest`, `grpc`, `mlflow`).
     pub fn request(&self, model: &str, protocol: &'static str, took: Duration, ok: bool) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let e = g
-            .requests
-            .entry((model.to_string(), protocol))
-            .or_default();
+        let e = g.requests.entry((model.to_string(), protocol)).or_default();
         e.0 += 1;
         if !ok {
             e.1 += 1;
@@ -109,7 +106,12 @@ impl Metrics {
         out.push_str("# HELP mlart_inference_latency_seconds Time from request to response.\n# TYPE mlart_inference_latency_seconds histogram\n");
         for ((m, p), (_, _, h)) in &g.requests {
             let labels = format!("model=\"{}\",protocol=\"{p}\"", escape(m));
-            h.render(&mut out, "mlart_inference_latency_seconds", &labels, &LATENCY);
+            h.render(
+                &mut out,
+                "mlart_inference_latency_seconds",
+                &labels,
+                &LATENCY,
+            );
         }
         out.push_str("# HELP mlart_batch_size Rows per model run (dynamic batching joins requests).\n# TYPE mlart_batch_size histogram\n");
         for (m, h) in &g.batches {

@@ -44,8 +44,8 @@ pub async fn invocations(
     let start = Instant::now();
     let r = async {
         let body = super::http::read_body(&s, &headers, body).await?;
-        let v: Value = serde_json::from_slice(&body)
-            .map_err(|e| bad(format!("the body is not JSON: {e}")))?;
+        let v: Value =
+            serde_json::from_slice(&body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
         let oip = to_oip(&served.model, v)?;
         let bytes = serde_json::to_vec(&oip).unwrap_or_default();
         let mut req = request::parse(&served.model, &bytes, None)?;
@@ -132,7 +132,10 @@ fn columns(
         .enumerate()
         .map(|(j, c)| {
             let spec = model.inputs.iter().find(|s| &s.name == c).ok_or_else(|| {
-                bad(format!("column {c:?} is not an input of model {}", model.name))
+                bad(format!(
+                    "column {c:?} is not an input of model {}",
+                    model.name
+                ))
             })?;
             let col: Vec<Value> = rows
                 .iter()
@@ -155,10 +158,12 @@ fn to_oip(model: &super::model::Model, v: Value) -> Result<Value, ServeError> {
         return Err(bad("the body is not a JSON object: send {\"dataframe_split\": {...}}, {\"instances\": [...]} or {\"inputs\": ...}"));
     };
     let inputs = if let Some(df) = o.remove("dataframe_split") {
-        let cols: Vec<String> = serde_json::from_value(df.get("columns").cloned().unwrap_or(Value::Null))
-            .map_err(|_| bad("dataframe_split.columns is not a list of column names"))?;
-        let rows: Vec<Vec<Value>> = serde_json::from_value(df.get("data").cloned().unwrap_or(Value::Null))
-            .map_err(|_| bad("dataframe_split.data is not a list of rows"))?;
+        let cols: Vec<String> =
+            serde_json::from_value(df.get("columns").cloned().unwrap_or(Value::Null))
+                .map_err(|_| bad("dataframe_split.columns is not a list of column names"))?;
+        let rows: Vec<Vec<Value>> =
+            serde_json::from_value(df.get("data").cloned().unwrap_or(Value::Null))
+                .map_err(|_| bad("dataframe_split.data is not a list of rows"))?;
         columns(model, &cols, rows)?
     } else if let Some(v) = o.remove("instances").or_else(|| o.remove("inputs")) {
         match v {
@@ -169,7 +174,11 @@ fn to_oip(model: &super::model::Model, v: Value) -> Result<Value, ServeError> {
                 let cols: Vec<String> = recs[0].keys().cloned().collect();
                 let rows = recs
                     .iter()
-                    .map(|r| cols.iter().map(|c| r.get(c).cloned().unwrap_or(Value::Null)).collect())
+                    .map(|r| {
+                        cols.iter()
+                            .map(|c| r.get(c).cloned().unwrap_or(Value::Null))
+                            .collect()
+                    })
                     .collect();
                 columns(model, &cols, rows)?
             }
@@ -216,7 +225,9 @@ fn predictions(outs: Vec<super::tensor::Tensor>) -> Value {
         if t.shape.len() <= 1 {
             flat
         } else {
-            flat.chunks(per.max(1)).map(|c| Value::Array(c.to_vec())).collect()
+            flat.chunks(per.max(1))
+                .map(|c| Value::Array(c.to_vec()))
+                .collect()
         }
     };
     let rows = outs.first().and_then(|t| t.shape.first().copied());
@@ -224,7 +235,8 @@ fn predictions(outs: Vec<super::tensor::Tensor>) -> Value {
         return Value::Array(nested(&outs[0]));
     }
     if rows.is_some() && outs.iter().all(|t| t.shape.first().copied() == rows) {
-        let cols: Vec<(String, Vec<Value>)> = outs.iter().map(|t| (t.name.clone(), nested(t))).collect();
+        let cols: Vec<(String, Vec<Value>)> =
+            outs.iter().map(|t| (t.name.clone(), nested(t))).collect();
         return Value::Array(
             (0..rows.unwrap_or(0))
                 .map(|i| {
@@ -237,5 +249,9 @@ fn predictions(outs: Vec<super::tensor::Tensor>) -> Value {
                 .collect(),
         );
     }
-    Value::Object(outs.iter().map(|t| (t.name.clone(), Value::Array(nested(t)))).collect())
+    Value::Object(
+        outs.iter()
+            .map(|t| (t.name.clone(), Value::Array(nested(t))))
+            .collect(),
+    )
 }

@@ -151,7 +151,11 @@ impl State {
     }
 
     /// The model `name` (at `version`, when given): 404 otherwise.
-    pub fn find(&self, name: &str, version: Option<&str>) -> std::result::Result<&Served, ServeError> {
+    pub fn find(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> std::result::Result<&Served, ServeError> {
         let m = self
             .models
             .iter()
@@ -267,7 +271,11 @@ pub fn serve(
         let fails: Vec<String> = report
             .models
             .iter()
-            .flat_map(|m| m.failures().into_iter().map(move |f| format!("{}: {f}", m.path)))
+            .flat_map(|m| {
+                m.failures()
+                    .into_iter()
+                    .map(move |f| format!("{}: {f}", m.path))
+            })
             .collect();
         return Err(Error::Check(format!(
             "{}: the smoke test failed, so the models are not served: {}. Run `mlart validate {}` for the full report",
@@ -277,7 +285,13 @@ pub fn serve(
         )));
     }
     let rt = Runtime::get(opts.ort_lib.as_deref())?;
-    let names = source::model_names(&meta.models.iter().map(|m| m.path.clone()).collect::<Vec<_>>());
+    let names = source::model_names(
+        &meta
+            .models
+            .iter()
+            .map(|m| m.path.clone())
+            .collect::<Vec<_>>(),
+    );
     let sopts = SessionOptions {
         workers: opts.workers,
         threads: opts.threads,
@@ -333,6 +347,8 @@ pub fn serve(
             context: "reading the listening address".into(),
             source: e,
         })?;
+        // SIGTERM is handled from here on: before anyone is told the server is up.
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         state.ready.store(true, Ordering::SeqCst);
         started(&Started {
             address: local.to_string(),
@@ -362,7 +378,7 @@ pub fn serve(
         let cancel = opts.cancel.clone();
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
-            shutdown_signal(&cancel).await;
+            shutdown_signal(term, &cancel).await;
             tracing::info!("shutting down: finishing the requests in flight");
             stop_state.ready.store(false, Ordering::SeqCst);
             let _ = drain_tx.send(());
@@ -389,8 +405,10 @@ pub fn serve(
 }
 
 /// SIGTERM, or SIGINT (which the binary's handler turns into `cancel`).
-async fn shutdown_signal(cancel: &crate::interrupt::Cancel) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+async fn shutdown_signal(
+    mut term: Option<tokio::signal::unix::Signal>,
+    cancel: &crate::interrupt::Cancel,
+) {
     let term = async {
         match term.as_mut() {
             Some(t) => {

@@ -216,10 +216,8 @@ fn run_session(s: &mut Session, inputs: &[Tensor]) -> std::result::Result<Vec<Te
         .iter()
         .map(|t| tensor::to_ort(t).map(|v| (t.name.clone(), v)))
         .collect::<std::result::Result<Vec<_>, String>>()?;
-    let feeds: Vec<(&str, SessionInputValue)> = values
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.into()))
-        .collect();
+    let feeds: Vec<(&str, SessionInputValue)> =
+        values.iter().map(|(n, v)| (n.as_str(), v.into())).collect();
     let outs = s.run(feeds).map_err(|e| e.to_string())?;
     outs.iter()
         .map(|(name, v)| tensor::from_ort(name, &v))

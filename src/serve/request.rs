@@ -84,13 +84,17 @@ pub fn parse(model: &Model, body: &[u8], json_len: Option<usize>) -> Result<Requ
     let mut inputs = Vec::with_capacity(raw.inputs.len());
     let mut rows: Option<(usize, String)> = None;
     for i in raw.inputs {
-        let spec = model.inputs.iter().find(|s| s.name == i.name).ok_or_else(|| {
-            bad(format!(
-                "input {:?} is not an input of model {m}: its inputs are {}",
-                i.name,
-                list(&model.inputs)
-            ))
-        })?;
+        let spec = model
+            .inputs
+            .iter()
+            .find(|s| s.name == i.name)
+            .ok_or_else(|| {
+                bad(format!(
+                    "input {:?} is not an input of model {m}: its inputs are {}",
+                    i.name,
+                    list(&model.inputs)
+                ))
+            })?;
         if !seen.insert(i.name.clone()) {
             return Err(bad(format!("input {:?} is given twice", i.name)));
         }

@@ -108,7 +108,11 @@ fn load_dir(dir: &Path, keys: &[PublicKey]) -> Result<Loaded> {
     }
     for m in &metadata.models {
         let rel = crate::extract::clean_path(&m.path).map_err(|e| {
-            Error::input(format!("{}: model path {:?}: {e}", meta_path.display(), m.path))
+            Error::input(format!(
+                "{}: model path {:?}: {e}",
+                meta_path.display(),
+                m.path
+            ))
         })?;
         let file = dir.join(&rel);
         let mut f = std::fs::File::open(&file).map_err(|_| {
@@ -121,12 +125,12 @@ fn load_dir(dir: &Path, keys: &[PublicKey]) -> Result<Loaded> {
         let mut h = HashWriter::new(std::io::sink());
         std::io::copy(&mut f, &mut h).ctx("reading", &file)?;
         let (_, d, _) = h.finish();
-        if d.hex() != m.sha256 {
+        let want = m.sha256.strip_prefix("sha256:").unwrap_or(&m.sha256);
+        if d.hex() != want {
             return Err(Error::Check(format!(
-                "{}: {} does not match its sha256 in {METADATA_FILE} (sha256:{} there, {d} on disk): the file changed after the pull; pull it again",
+                "{}: {} does not match its sha256 in {METADATA_FILE} (sha256:{want} there, {d} on disk): the file changed after the pull; pull it again",
                 dir.display(),
-                m.path,
-                m.sha256
+                m.path
             )));
         }
     }
@@ -167,7 +171,11 @@ pub fn model_names(paths: &[String]) -> Vec<String> {
 mod tests {
     #[test]
     fn names() {
-        let n = super::model_names(&["model/iris.onnx".into(), "a/m.onnx".into(), "b/m.onnx".into()]);
+        let n = super::model_names(&[
+            "model/iris.onnx".into(),
+            "a/m.onnx".into(),
+            "b/m.onnx".into(),
+        ]);
         assert_eq!(n, vec!["iris", "a-m", "b-m"]);
     }
 }

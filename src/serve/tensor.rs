@@ -214,11 +214,15 @@ impl Data {
                 rest = &rest[len..];
             }
             if out.len() != n {
-                return Err(format!("{} BYTES elements where the shape has {n}", out.len()));
+                return Err(format!(
+                    "{} BYTES elements where the shape has {n}",
+                    out.len()
+                ));
             }
             return Ok(Data::Bytes(out));
         }
-        let size = element_size(datatype).ok_or_else(|| format!("unknown datatype {datatype:?}"))?;
+        let size =
+            element_size(datatype).ok_or_else(|| format!("unknown datatype {datatype:?}"))?;
         if b.len() != n * size {
             return Err(format!(
                 "{} bytes where the shape needs {n} x {size} = {}",
@@ -257,7 +261,11 @@ impl Data {
     /// BYTES that are not UTF-8 are lossily converted (ask for binary output to get them exact).
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as V;
-        let f = |x: f64| serde_json::Number::from_f64(x).map(V::Number).unwrap_or(V::Null);
+        let f = |x: f64| {
+            serde_json::Number::from_f64(x)
+                .map(V::Number)
+                .unwrap_or(V::Null)
+        };
         V::Array(match self {
             Data::Bool(v) => v.iter().map(|x| V::Bool(*x)).collect(),
             Data::U8(v) => v.iter().map(|x| V::from(*x)).collect(),
@@ -458,7 +466,10 @@ pub fn from_ort(name: &str, v: &DynValue) -> Result<Tensor, String> {
             let (s, d) = v
                 .try_extract_tensor::<$t>()
                 .map_err(|e| format!("output {name:?}: {e}"))?;
-            (s.iter().map(|x| (*x).max(0) as usize).collect::<Vec<_>>(), Data::$variant(d.to_vec()))
+            (
+                s.iter().map(|x| (*x).max(0) as usize).collect::<Vec<_>>(),
+                Data::$variant(d.to_vec()),
+            )
         }};
     }
     let (shape, data) = match ty {
@@ -484,7 +495,11 @@ pub fn from_ort(name: &str, v: &DynValue) -> Result<Tensor, String> {
                 Data::Bytes(d.into_iter().map(String::into_bytes).collect()),
             )
         }
-        other => return Err(format!("output {name:?} has element type {other:?}, which OIP cannot carry")),
+        other => {
+            return Err(format!(
+                "output {name:?} has element type {other:?}, which OIP cannot carry"
+            ))
+        }
     };
     Ok(Tensor {
         name: name.to_string(),
@@ -502,14 +517,19 @@ mod tests {
     fn json_values_by_datatype() {
         let v = json!([[1, 2], [3, 4]]);
         let flat = flatten_json(&v).unwrap();
-        assert_eq!(Data::from_json("INT8", &flat).unwrap(), Data::I8(vec![1, 2, 3, 4]));
+        assert_eq!(
+            Data::from_json("INT8", &flat).unwrap(),
+            Data::I8(vec![1, 2, 3, 4])
+        );
         assert_eq!(
             Data::from_json("FP32", &flat).unwrap(),
             Data::F32(vec![1.0, 2.0, 3.0, 4.0])
         );
         let big = json!([300]);
         let flat = flatten_json(&big).unwrap();
-        assert!(Data::from_json("UINT8", &flat).unwrap_err().contains("does not fit in UINT8"));
+        assert!(Data::from_json("UINT8", &flat)
+            .unwrap_err()
+            .contains("does not fit in UINT8"));
         let neg = json!([-1]);
         assert!(Data::from_json("UINT64", &flatten_json(&neg).unwrap()).is_err());
         let s = json!(["a", 1]);

@@ -11,6 +11,7 @@ mod interop;
 mod recompressed;
 mod registry;
 mod registry_sign;
+mod serve;
 mod sign;
 mod support;
 mod token_faults;
