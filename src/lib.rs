@@ -19,6 +19,9 @@ pub mod import;
 pub mod interrupt;
 pub mod offload;
 pub mod registry;
+/// `mlart serve` (ONNX Runtime: the `validate` feature).
+#[cfg(feature = "validate")]
+pub mod serve;
 pub mod sign;
 pub mod spec;
 pub mod store;

@@ -52,6 +52,9 @@ enum Command {
     Pull(cli::pull::Args),
     /// Copy a bundle between registries, layouts and archives.
     Copy(cli::copy::Args),
+    /// Serve a bundle's ONNX models over the Open Inference Protocol (KServe v2) REST API.
+    #[cfg(feature = "validate")]
+    Serve(cli::serve::Args),
     /// List the tags of a registry repository.
     Tags(cli::tags::Args),
     /// Store credentials for a registry (like `docker login`).
@@ -120,6 +123,8 @@ fn main() -> ExitCode {
         Command::Push(a) => cli::push::run(a, json, &cancel),
         Command::Pull(a) => cli::pull::run(a, json, &cancel),
         Command::Copy(a) => cli::copy::run(a, json, &cancel),
+        #[cfg(feature = "validate")]
+        Command::Serve(a) => cli::serve::run(a, json, &cancel),
         Command::Tags(a) => cli::tags::run(a, json, &cancel),
         Command::Login(a) => cli::login::run(a, json, &cancel),
         Command::Logout(a) => cli::login::run_logout(a, json, &cancel),

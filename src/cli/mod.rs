@@ -20,6 +20,8 @@ pub mod keygen;
 pub mod login;
 pub mod pull;
 pub mod push;
+#[cfg(feature = "validate")]
+pub mod serve;
 pub mod sign;
 pub mod tags;
 pub mod validate;

@@ -12,6 +12,7 @@ mod modelpack;
 mod recompressed;
 mod registry;
 mod registry_sign;
+mod serve;
 mod sign;
 mod support;
 mod token_faults;

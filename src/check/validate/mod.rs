@@ -37,6 +37,11 @@ pub use worker::{WorkerRequest, WorkerResponse, WORKER_ARG};
 
 #[cfg(feature = "validate")]
 pub use library::{find_library, LibraryChoice};
+/// For `serve`: the one loaded runtime, and the model signature of a session's inputs/outputs.
+#[cfg(feature = "validate")]
+pub(crate) use runtime::Runtime;
+#[cfg(feature = "validate")]
+pub(crate) use tensors::kind_of;
 
 use crate::build::collect::SourceFile;
 use crate::build::schema;

@@ -96,6 +96,11 @@ impl Runtime {
         Ok(RUNTIME.get_or_init(|| rt))
     }
 
+    /// The environment sessions are built in (`serve` builds its own, with its thread settings).
+    pub(crate) fn env(&self) -> &ort::environment::Environment {
+        &self.env
+    }
+
     pub fn info(&self, with_path: bool) -> RuntimeInfo {
         RuntimeInfo {
             version: self.version.clone(),

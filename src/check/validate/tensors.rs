@@ -35,7 +35,7 @@ pub(super) fn dtype_name(t: &TensorElementType) -> String {
     .into()
 }
 
-pub(super) fn kind_of(t: &ValueType) -> ValueKind {
+pub(crate) fn kind_of(t: &ValueType) -> ValueKind {
     match t {
         ValueType::Tensor {
             ty,

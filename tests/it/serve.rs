@@ -1,0 +1,551 @@
+//! `mlart serve` with real clients: tritonclient.http (PyPI) against the served iris bundle
+//! gives what onnxruntime in Python gives; bad and hostile requests get 4xx with a message
+//! and the server keeps serving; concurrent requests joined into batches each get their own
+//! rows; SIGTERM during a request still answers it; `--key` refuses what does not verify.
+
+use crate::support::fixtures::bundle_iris;
+use crate::support::registry::{Env, Registry};
+use crate::support::*;
+use crate::validate::ort_lib;
+use serde_json::{json, Value};
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running `mlart --json serve … --port 0`: its startup line and port.
+struct Server {
+    child: Child,
+    started: Value,
+    port: u16,
+}
+
+impl Server {
+    /// Start `c` (an mlart command with the serve arguments); None when it exits first (its
+    /// exit code and stderr in the Err).
+    fn start(mut c: Command) -> Result<Server, (i32, String)> {
+        let mut child = c
+            .arg("--port")
+            .arg("0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start mlart serve");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let started: Option<Value> = serde_json::from_str(&line).ok();
+        let Some(started) = started.filter(|v| v["port"].is_u64()) else {
+            // Not started: the error (JSON on stdout with --json, text on stderr).
+            let mut rest = String::new();
+            out.read_to_string(&mut rest).unwrap();
+            let status = child.wait().unwrap();
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return Err((status.code().unwrap_or(-1), format!("{line}{rest}{err}")));
+        };
+        let port = started["port"].as_u64().unwrap() as u16;
+        Ok(Server {
+            child,
+            started,
+            port,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// SIGTERM, and the exit code.
+    fn stop(mut self) -> i32 {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let code = self.child.wait().unwrap().code().unwrap_or(-1);
+        std::mem::forget(self);
+        code
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `mlart --json serve SRC ARGS…` with the test venv's ONNX Runtime.
+fn serve_cmd(lib: &Path, src: &Path, args: &[&str]) -> Command {
+    let mut c = crate::validate::mlart_ort(lib);
+    c.arg("--json").arg("serve").arg(src).args(args);
+    c
+}
+
+/// One HTTP/1.1 request (Connection: close): status, headers, body.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    // A server that answers early (413) may close before the whole body is sent.
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response");
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    let status = head[9..12].parse().unwrap();
+    (status, head, out[split + 4..].to_vec())
+}
+
+fn post_json(port: u16, path: &str, v: &Value) -> (u16, Value) {
+    let (s, _, b) = http(port, "POST", path, &[], &serde_json::to_vec(v).unwrap());
+    (
+        s,
+        serde_json::from_slice(&b).unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&b)})),
+    )
+}
+
+fn iris_request(rows: &[[f32; 4]]) -> Value {
+    json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [rows.len(), 4],
+        "data": rows.iter().flatten().collect::<Vec<_>>()}]})
+}
+
+fn iris_layout(env: &Env, args: &[&OsStr]) -> std::path::PathBuf {
+    let out = env.path("iris.oci");
+    bundle_iris(&mut env.cmd(), &out, args);
+    out
+}
+
+const CLIENT: &str = r#"
+import json, sys
+import numpy as np
+import onnxruntime as ort
+import tritonclient.http as httpclient
+
+url, model_file = sys.argv[1], sys.argv[2]
+c = httpclient.InferenceServerClient(url=url)
+assert c.is_server_live() and c.is_server_ready()
+assert c.is_model_ready("iris")
+md = c.get_model_metadata("iris")
+assert md["inputs"][0]["datatype"] == "FP32", md
+idx = c.get_model_repository_index()
+assert [m["name"] for m in idx] == ["iris"], idx
+
+x = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]], dtype=np.float32)
+sess = ort.InferenceSession(model_file, providers=["CPUExecutionProvider"])
+want = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"input": x})))
+
+def check(res):
+    np.testing.assert_array_equal(res.as_numpy("label"), want["label"])
+    np.testing.assert_allclose(res.as_numpy("probabilities"), want["probabilities"], rtol=1e-6, atol=1e-7)
+
+# The default: binary input and binary outputs (the binary-tensor extension).
+i = httpclient.InferInput("input", list(x.shape), "FP32")
+i.set_data_from_numpy(x)
+check(c.infer("iris", [i]))
+# JSON input, JSON outputs, one output asked for, a version.
+i = httpclient.InferInput("input", list(x.shape), "FP32")
+i.set_data_from_numpy(x, binary_data=False)
+res = c.infer("iris", [i], model_version="1.0.0",
+              outputs=[httpclient.InferRequestedOutput("label", binary_data=False)])
+np.testing.assert_array_equal(res.as_numpy("label"), want["label"])
+assert res.as_numpy("probabilities") is None
+# A bad request: the client raises with the server's message.
+i = httpclient.InferInput("input", [3, 4], "FP64")
+i.set_data_from_numpy(x.astype(np.float64))
+try:
+    c.infer("iris", [i])
+    raise SystemExit("FP64 was accepted")
+except httpclient.InferenceServerException as e:
+    assert "FP32" in str(e), str(e)
+print(json.dumps({"ok": True}))
+"#;
+
+#[test]
+fn serve_iris_tritonclient_http_matches_onnxruntime() {
+    let Some(lib) = ort_lib("serve_iris_tritonclient_http_matches_onnxruntime") else {
+        return;
+    };
+    let Some(py) = python() else { return };
+    let env = Env::new();
+    let layout = iris_layout(&env, &[]);
+    let srv = Server::start(serve_cmd(&lib, &layout, &[])).unwrap();
+    assert_eq!(srv.started["models"][0]["name"], "iris");
+    assert_eq!(
+        srv.started["models"][0]["inputs"][0]["shape"],
+        json!([-1, 4])
+    );
+    let script = env.path("client.py");
+    std::fs::write(&script, CLIENT).unwrap();
+    let out = ok(Command::new(&py)
+        .arg(&script)
+        .arg(srv.url())
+        .arg(example().join("model/iris.onnx")));
+    assert!(String::from_utf8_lossy(&out).contains("\"ok\": true"));
+
+    // MLflow's scoring formats give the same labels.
+    let want = post_json(
+        srv.port,
+        "/v2/models/iris/infer",
+        &iris_request(&[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]),
+    )
+    .1;
+    let labels = want["outputs"][0]["data"].clone();
+    for body in [
+        json!({"dataframe_split": {"columns": ["petal_width", "sepal_length", "sepal_width", "petal_length"],
+            "data": [[0.2, 5.1, 3.5, 1.4], [2.3, 6.7, 3.0, 5.2]]}}),
+        json!({"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}),
+        json!({"inputs": {"input": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}}),
+        json!({"instances": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
+            {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}]}),
+    ] {
+        let (s, v) = post_json(srv.port, "/invocations", &body);
+        assert_eq!(s, 200, "{body}: {v}");
+        let got: Vec<Value> = v["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["label"].clone())
+            .collect();
+        assert_eq!(Value::Array(got), labels, "{body}");
+    }
+    let (s, v) = post_json(
+        srv.port,
+        "/invocations",
+        &json!({"dataframe_split": {"columns": ["a"], "data": [[1]]}}),
+    );
+    assert_eq!(s, 400);
+    assert!(v["error"].as_str().unwrap().contains("sepal_length"), "{v}");
+    assert_eq!(srv.stop(), 0);
+}
+
+#[test]
+fn serve_refuses_bad_requests_and_keeps_serving() {
+    let Some(lib) = ort_lib("serve_refuses_bad_requests_and_keeps_serving") else {
+        return;
+    };
+    let env = Env::new();
+    let layout = iris_layout(&env, &[]);
+    let srv = Server::start(serve_cmd(&lib, &layout, &["--max-body", "4096"])).unwrap();
+    let p = srv.port;
+    let good = iris_request(&[[5.1, 3.5, 1.4, 0.2]]);
+    let cases: Vec<(&str, u16, Vec<u8>, &str)> = vec![
+        ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "INT64", "shape": [1, 4], "data": [1, 2, 3, 4]}]}"#.to_vec(), "datatype INT64, model iris expects FP32"),
+        ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}"#.to_vec(), "shape [1, 3]"),
+        ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 4], "data": [1, 2, 3, 4]}]}"#.to_vec(), "has 4 values, its shape [2, 4] needs 8"),
+        ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, "x"]}]}"#.to_vec(), "\"x\" is not a FP32 value"),
+        ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 4], "data": []}]}"#.to_vec(), "shape [-1, 4]"),
+        ("/v2/models/iris/infer", 400, br#"{"inputs": []}"#.to_vec(), "missing input(s) of model iris: input (FP32 [-1, 4]"),
+        ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}"#.to_vec(), "\"x\" is not an input of model iris"),
+        ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}], "outputs": [{"name": "nope"}]}"#.to_vec(), "\"nope\" is not an output"),
+        ("/v2/models/iris/infer", 400, b"{not json".to_vec(), "not an inference request"),
+        ("/v2/models/iris/infer", 400, b"".to_vec(), "not an inference request"),
+        ("/v2/models/iris/infer", 413, vec![b' '; 100_000], "larger than the limit of 4096 bytes"),
+        ("/v2/models/nope/infer", 404, serde_json::to_vec(&good).unwrap(), "no model \"nope\""),
+        ("/v2/models/iris/versions/9/infer", 404, serde_json::to_vec(&good).unwrap(), "no version \"9\""),
+        ("/v2/other", 404, b"".to_vec(), "no endpoint /v2/other"),
+    ];
+    for (path, status, body, msg) in &cases {
+        let (s, _, b) = http(p, "POST", path, &[], body);
+        let v: Value = serde_json::from_slice(&b)
+            .unwrap_or_else(|_| panic!("{path}: not JSON: {}", String::from_utf8_lossy(&b)));
+        assert_eq!(
+            s,
+            *status,
+            "{path} {}: {v}",
+            String::from_utf8_lossy(&body[..body.len().min(80)])
+        );
+        assert!(
+            v["error"].as_str().unwrap().contains(msg),
+            "{v} should say {msg:?}"
+        );
+        // ... and the server still serves.
+        let (s, v) = post_json(p, "/v2/models/iris/infer", &good);
+        assert_eq!(s, 200, "{v}");
+    }
+    // The binary-tensor extension with a header that lies.
+    let (s, _, b) = http(
+        p,
+        "POST",
+        "/v2/models/iris/infer",
+        &[("Inference-Header-Content-Length", "999".into())],
+        b"{}",
+    );
+    assert_eq!(s, 400, "{}", String::from_utf8_lossy(&b));
+    let (s, _, _) = http(
+        p,
+        "POST",
+        "/v2/models/iris/infer",
+        &[("Inference-Header-Content-Length", "zz".into())],
+        b"{}",
+    );
+    assert_eq!(s, 400);
+    // Binary data too short for its shape.
+    let head = br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 12}}]}"#;
+    let mut body = head.to_vec();
+    body.extend_from_slice(&[0u8; 12]);
+    let (s, _, b) = http(
+        p,
+        "POST",
+        "/v2/models/iris/infer",
+        &[("Inference-Header-Content-Length", head.len().to_string())],
+        &body,
+    );
+    assert_eq!(s, 400);
+    assert!(String::from_utf8_lossy(&b).contains("12 bytes where the shape needs 4 x 4 = 16"));
+    // Health, metadata, index, metrics.
+    assert_eq!(http(p, "GET", "/v2/health/live", &[], b"").0, 200);
+    assert_eq!(http(p, "GET", "/v2/health/ready", &[], b"").0, 200);
+    assert_eq!(
+        http(p, "GET", "/v2/models/iris/versions/1.0.0/ready", &[], b"").0,
+        200
+    );
+    assert_eq!(http(p, "GET", "/v2/models/nope/ready", &[], b"").0, 404);
+    let (_, _, b) = http(p, "GET", "/v2", &[], b"");
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["name"], "mlart");
+    assert!(v["extensions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("binary_tensor_data")));
+    let (_, _, b) = http(p, "POST", "/v2/repository/index", &[], b"");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&b).unwrap(),
+        json!([{"name": "iris", "version": "1.0.0", "state": "READY"}])
+    );
+    let (_, _, b) = http(p, "GET", "/metrics", &[], b"");
+    let m = String::from_utf8_lossy(&b);
+    let n = cases
+        .iter()
+        .filter(|c| c.0.starts_with("/v2/models/iris/infer"))
+        .count();
+    assert!(
+        m.contains(&format!(
+            "mlart_inference_errors_total{{model=\"iris\",protocol=\"rest\"}} {}",
+            n + 3
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains("mlart_inference_latency_seconds_bucket{model=\"iris\""),
+        "{m}"
+    );
+    assert_eq!(srv.stop(), 0);
+}
+
+#[test]
+fn serve_batches_concurrent_requests_each_gets_its_rows() {
+    let Some(lib) = ort_lib("serve_batches_concurrent_requests_each_gets_its_rows") else {
+        return;
+    };
+    let env = Env::new();
+    let layout = iris_layout(&env, &[]);
+    // Alone: the reference answers.
+    let rows: Vec<[f32; 4]> = (0..24)
+        .map(|i| {
+            let f = i as f32 / 24.0;
+            [
+                4.3 + 3.6 * f,
+                2.0 + 2.4 * (1.0 - f),
+                1.1 + 5.8 * f,
+                0.1 + 2.4 * ((i * 7 % 24) as f32 / 24.0),
+            ]
+        })
+        .collect();
+    let solo = Server::start(serve_cmd(
+        &lib,
+        &layout,
+        &["--max-batch", "1", "--workers", "1"],
+    ))
+    .unwrap();
+    let want: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            post_json(solo.port, "/v2/models/iris/infer", &iris_request(&[*r])).1["outputs"].clone()
+        })
+        .collect();
+    assert_eq!(solo.stop(), 0);
+    let srv = Server::start(serve_cmd(
+        &lib,
+        &layout,
+        &["--max-batch", "16", "--batch-delay", "50", "--workers", "1"],
+    ))
+    .unwrap();
+    assert_eq!(srv.started["models"][0]["batching"], true);
+    let port = srv.port;
+    let got: Vec<(usize, Value)> = std::thread::scope(|s| {
+        let hs: Vec<_> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let r = *r;
+                // Requests of 1 and 2 rows: the second row repeats the first.
+                let req = if i % 2 == 0 { vec![r] } else { vec![r, r] };
+                s.spawn(move || {
+                    (
+                        i,
+                        post_json(port, "/v2/models/iris/infer", &iris_request(&req)).1,
+                    )
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, v) in got {
+        let w = &want[i];
+        let rep = if i % 2 == 0 { 1 } else { 2 };
+        let label = &v["outputs"][0];
+        assert_eq!(label["shape"], json!([rep]), "{v}");
+        for k in 0..rep {
+            assert_eq!(label["data"][k], w[0]["data"][0], "request {i}: {v}");
+            for j in 0..3 {
+                let a = v["outputs"][1]["data"][k * 3 + j].as_f64().unwrap();
+                let b = w[1]["data"][j].as_f64().unwrap();
+                assert!((a - b).abs() < 1e-6, "request {i}: {a} vs {b}");
+            }
+        }
+    }
+    let (_, _, b) = http(port, "GET", "/metrics", &[], b"");
+    let m = String::from_utf8_lossy(&b).into_owned();
+    // Fewer runs than requests: some were joined.
+    let runs: u64 = m
+        .lines()
+        .find(|l| l.starts_with("mlart_batch_size_count{model=\"iris\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{m}"));
+    assert!(runs < 24, "no request was batched: {runs} runs\n{m}");
+    assert_eq!(srv.stop(), 0);
+}
+
+#[test]
+fn serve_sigterm_answers_the_request_in_flight() {
+    let Some(lib) = ort_lib("serve_sigterm_answers_the_request_in_flight") else {
+        return;
+    };
+    let env = Env::new();
+    let layout = iris_layout(&env, &[]);
+    // A batch waits 1.5 s for company: the request is in flight when SIGTERM comes.
+    let srv = Server::start(serve_cmd(&lib, &layout, &["--batch-delay", "1500"])).unwrap();
+    let port = srv.port;
+    let h = std::thread::spawn(move || {
+        post_json(
+            port,
+            "/v2/models/iris/infer",
+            &iris_request(&[[5.1, 3.5, 1.4, 0.2]]),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    assert_eq!(srv.stop(), 0);
+    let (s, v) = h.join().unwrap();
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["outputs"][0]["data"], json!([0]));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // And nothing listens any more.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn serve_key_refuses_unverified_and_serves_registry_and_pulled_dir() {
+    let Some(lib) = ort_lib("serve_key_refuses_unverified_and_serves_registry_and_pulled_dir")
+    else {
+        return;
+    };
+    let env = Env::new();
+    let (key, public) = env.keygen("release");
+    let (_, other) = env.keygen("other");
+    let layout = iris_layout(&env, &[OsStr::new("--sign"), key.as_os_str()]);
+    let pubs = public.to_str().unwrap();
+    let srv = Server::start(serve_cmd(&lib, &layout, &["--key", pubs])).unwrap();
+    // The OCI signature and model.sig, both by the trusted key.
+    let by = srv.started["verified_by"].as_array().unwrap();
+    assert_eq!(by.len(), 2, "{}", srv.started);
+    assert!(
+        by.iter()
+            .all(|k| k.as_str().unwrap().contains("release.pub")),
+        "{by:?}"
+    );
+    assert_eq!(srv.stop(), 0);
+    // Signed by another key: no server, exit non-zero, a message naming the problem.
+    let (code, err) = Server::start(serve_cmd(
+        &lib,
+        &layout,
+        &["--key", other.to_str().unwrap()],
+    ))
+    .err()
+    .unwrap();
+    assert_ne!(code, 0);
+    assert!(err.contains("signature"), "{err}");
+    // Unsigned bundle with --key: refused too.
+    let env2 = Env::new();
+    let unsigned = iris_layout(&env2, &[]);
+    assert!(Server::start(serve_cmd(&lib, &unsigned, &["--key", pubs])).is_err());
+
+    // A pulled directory: served; changed after the pull: refused.
+    let pulled = env.path("pulled");
+    json_ok(env.cmd().arg("pull").arg(&layout).arg("-o").arg(&pulled));
+    let srv = Server::start(serve_cmd(&lib, &pulled, &["--key", pubs])).unwrap();
+    let (s, _) = post_json(
+        srv.port,
+        "/v2/models/iris/infer",
+        &iris_request(&[[5.1, 3.5, 1.4, 0.2]]),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(srv.stop(), 0);
+    let model = pulled.join("model/iris.onnx");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&model, bytes).unwrap();
+    let (code, err) = Server::start(serve_cmd(&lib, &pulled, &[])).err().unwrap();
+    assert_ne!(code, 0);
+    assert!(err.contains("does not match its sha256"), "{err}");
+    let (code, _) = Server::start(serve_cmd(&lib, &pulled, &["--key", pubs]))
+        .err()
+        .unwrap();
+    assert_ne!(code, 0);
+
+    // A registry REF: pulled through the blob cache, verified.
+    let Some(reg) = Registry::start("serve_key_registry") else {
+        return;
+    };
+    let r = reg.reference("ml/iris:1.0.0");
+    json_ok(env.cmd().arg("push").arg(&layout).arg(&r));
+    let mut c = serve_cmd(&lib, Path::new(&r), &["--key", pubs]);
+    c.env("DOCKER_CONFIG", env.path("docker"))
+        .env("XDG_CACHE_HOME", env.path("cache"))
+        .env("HOME", env.path(""));
+    let srv = Server::start(c).unwrap();
+    assert!(srv.started["digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    let (s, _) = post_json(
+        srv.port,
+        "/v2/models/iris/infer",
+        &iris_request(&[[5.1, 3.5, 1.4, 0.2]]),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(srv.stop(), 0);
+}
