@@ -4,6 +4,7 @@
 pub mod base;
 pub mod bundle;
 pub mod collect;
+pub mod convert;
 pub mod envinfo;
 pub mod layer;
 pub mod metrics;

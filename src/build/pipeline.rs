@@ -209,7 +209,27 @@ impl BaseSummary {
 }
 
 /// Bundle `req.spec` into `dest`.
-pub fn bundle(mut req: Request, dest: Destination, progress: &dyn Progress) -> Result<Bundled> {
+pub fn bundle(req: Request, dest: Destination, progress: &dyn Progress) -> Result<Bundled> {
+    run(req, None, dest, progress)
+}
+
+/// Bundle `files` (not collected from the spec: the files of a bundle being converted,
+/// `build::convert`) into `dest`.
+pub fn bundle_files(
+    req: Request,
+    files: Vec<SourceFile>,
+    dest: Destination,
+    progress: &dyn Progress,
+) -> Result<Bundled> {
+    run(req, Some(files), dest, progress)
+}
+
+fn run(
+    mut req: Request,
+    given: Option<Vec<SourceFile>>,
+    dest: Destination,
+    progress: &dyn Progress,
+) -> Result<Bundled> {
     // A layout is staged beside its final place; neither may be collected into the bundle.
     let dest = match dest {
         Destination::Local(output) => {
@@ -222,7 +242,10 @@ pub fn bundle(mut req: Request, dest: Destination, progress: &dyn Progress) -> R
         Staged::Local(output, staging) => vec![output.clone(), staging.layout_dir()],
         Staged::Registry(_) => Vec::new(),
     };
-    let mut files = collect::collect(req.spec, &exclude)?;
+    let mut files = match given {
+        Some(files) => files,
+        None => collect::collect(req.spec, &exclude)?,
+    };
     let validation = match req.validate {
         Some(v) => Some(add_validation(v, &mut files, &mut req.opts)?),
         None => None,

@@ -64,10 +64,20 @@ pub struct Args {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum FormArg {
+pub(super) enum FormArg {
     Image,
     Artifact,
     Modelpack,
+}
+
+impl FormArg {
+    pub(super) fn form(self) -> Form {
+        match self {
+            FormArg::Image => Form::Image,
+            FormArg::Artifact => Form::Artifact,
+            FormArg::Modelpack => Form::Modelpack,
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -105,12 +115,10 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     let epoch = bundle::source_date_epoch()?;
     let choice = PlatformChoice::parse(a.platform.as_deref())?;
     let platform = pipeline::platform(&choice, a.base.is_some())?;
-    let form = match a.format {
-        Some(FormArg::Image) => Form::Image,
-        Some(FormArg::Artifact) => Form::Artifact,
-        Some(FormArg::Modelpack) => Form::Modelpack,
-        None => spec.form.unwrap_or(Form::Image),
-    };
+    let form = a
+        .format
+        .map(FormArg::form)
+        .unwrap_or(spec.form.unwrap_or(Form::Image));
     if a.base.is_some() && form != Form::Image {
         return Err(Error::input(format!(
             "--base builds a runnable image: it cannot be combined with the {} form (`--format {}`, or `form: {}` in the spec)",
@@ -193,7 +201,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
 }
 
 /// `--push REF`: the registry sink, tagged with the spec's version when REF has no tag.
-fn registry_sink(
+pub(super) fn registry_sink(
     r: &str,
     tag: &str,
     reg: &super::push::RegistryArgs,

@@ -11,16 +11,24 @@ use std::time::Instant;
 pub struct Args {
     /// From: a registry REF, a layout directory or an archive (`oci:DIR[:TAG]`,
     /// `oci-archive:FILE[:TAG]`, `docker://REF` also work).
-    source: String,
+    pub(super) source: String,
     /// To: a registry REF, a layout directory or an archive (a path ending in .tar, or
     /// `oci-archive:FILE[:TAG]` whatever its name; `oci:DIR[:TAG]` is always a directory).
-    destination: String,
+    pub(super) destination: String,
+    /// Re-express the bundle in another form (image, artifact, modelpack; also from another
+    /// tool's ModelPack or KitOps ModelKit): the same files, a new manifest digest. Signatures
+    /// of the source do not carry over: sign the copy again.
+    #[arg(long, value_enum)]
+    pub(super) format: Option<super::bundle::FormArg>,
     #[command(flatten)]
-    registry: RegistryArgs,
+    pub(super) registry: RegistryArgs,
 }
 
 pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     a.registry.cancel = cancel.clone();
+    if a.format.is_some() {
+        return super::convert::run(&a, json, cancel);
+    }
     let started = Instant::now();
     let src = reference::parse_location(&a.source)?;
     match reference::parse_location(&a.destination)? {

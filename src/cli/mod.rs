@@ -11,6 +11,7 @@ macro_rules! outln {
 }
 
 pub mod bundle;
+pub mod convert;
 pub mod copy;
 pub mod diff;
 pub mod gate;

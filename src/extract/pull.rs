@@ -61,6 +61,15 @@ pub struct PullReport {
     /// When the source is a multi-platform index: the index and the platform pulled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<crate::store::layout::IndexChoice>,
+    /// The bundle's metadata (made from the manifest for another tool's artifact).
+    #[serde(skip)]
+    pub metadata: Option<Metadata>,
+    /// Each file written (`files`) with its kind.
+    #[serde(skip)]
+    pub kinds: std::collections::BTreeMap<String, Kind>,
+    /// A ModelPack or a dialect of another tool, as the metadata says (`modelpack`, `kitops`…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -317,7 +326,7 @@ pub fn pull(
     }
     let mut x = Extractor::new(&root).with_cancel(opts.cancel.clone());
     // The files of `archive` entries (other tools' tar layers), as they were unpacked.
-    let mut archived: Vec<String> = Vec::new();
+    let mut archived: Vec<(String, Kind)> = Vec::new();
     let want = |p: &str| wanted.contains(p);
     for l in &layers {
         if opts.cancel.is_cancelled() {
@@ -396,7 +405,8 @@ pub fn pull(
                 let before = x.files().len();
                 if archive.is_some() {
                     x.tar(&label, &mut dec, strip, &|_| true)?;
-                    archived.extend(x.files()[before..].iter().cloned());
+                    let kind = archive.map_or(Kind::Config, |f| f.kind);
+                    archived.extend(x.files()[before..].iter().map(|p| (p.clone(), kind)));
                 } else {
                     x.tar(&label, &mut dec, strip, &want)?;
                 }
@@ -443,13 +453,14 @@ pub fn pull(
             )));
         }
     }
-    report.files = selected
+    report.kinds = selected
         .iter()
         .filter(|f| !f.archive)
-        .map(|f| f.path.clone())
+        .map(|f| (f.path.clone(), f.kind))
         .chain(archived)
         .collect();
-    report.files.sort();
+    report.files = report.kinds.keys().cloned().collect();
+    report.dialect = meta.dialect.clone();
 
     // model.sig over what was written (all files on a whole pull; the selected ones else).
     if !opts.verify_keys.is_empty() {
@@ -498,6 +509,7 @@ pub fn pull(
     }
     fs::rename(&root, out).ctx("moving the pulled files to", out)?;
     drop(staging);
+    report.metadata = Some(meta);
     Ok(report)
 }
 

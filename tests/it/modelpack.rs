@@ -515,6 +515,33 @@ fn kitops_and_cnai_artifacts_are_read() {
         sha256(&onnx)
     );
 
+    // converted to ModelPack without a project folder: the same files, another tool's
+    // dialect no more (mlart.json written), the package's name kept
+    let conv = t.path().join("kit-mp.oci");
+    let c = json_ok(
+        crate::support::mlart()
+            .arg("copy")
+            .arg(&kit)
+            .arg(&conv)
+            .args(["--format", "modelpack"]),
+    );
+    assert_eq!(c["form"], "modelpack");
+    assert!(c["note"].as_str().unwrap().contains("sign"), "{c}");
+    let i = json_ok(crate::support::mlart().arg("inspect").arg(&conv));
+    assert!(i["metadata"]["dialect"].is_null());
+    assert_eq!(i["metadata"]["name"], "iris-kit");
+    let conv_out = t.path().join("kit-mp-out");
+    json_ok(
+        crate::support::mlart()
+            .arg("pull")
+            .arg(&conv)
+            .arg("-o")
+            .arg(&conv_out),
+    );
+    let mut got2 = tree_digests(&conv_out);
+    assert!(got2.remove("mlart.json").is_some());
+    assert_eq!(got2, got);
+
     // one byte of a layer changed: refused, nothing written
     let m = manifest_of(&kit);
     let layer = blob_path(&kit, m["layers"][1]["digest"].as_str().unwrap());
@@ -591,4 +618,171 @@ fn unknown_dialects_and_hostile_paths_are_refused() {
         );
         fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// `copy --format` re-expresses a bundle without its project: ModelPack -> image gives the
+/// digest `bundle --format image` gives on the project, and back gives the ModelPack digest.
+#[test]
+fn copy_converts_between_forms_to_the_digest_a_bundle_gets() {
+    let t = tempfile::tempdir().unwrap();
+    let epoch = |c: &mut Command| {
+        c.env("SOURCE_DATE_EPOCH", "1700000000");
+    };
+    let mut c = crate::support::mlart();
+    epoch(&mut c);
+    let mp = bundle_iris(
+        &mut c,
+        &t.path().join("mp.oci"),
+        &[OsStr::new("--format"), OsStr::new("modelpack")],
+    );
+    let mut c = crate::support::mlart();
+    epoch(&mut c);
+    let img = bundle_iris(&mut c, &t.path().join("img.oci"), &[]);
+    let mut c = crate::support::mlart();
+    epoch(&mut c);
+    let art = bundle_iris(
+        &mut c,
+        &t.path().join("art.oci"),
+        &[OsStr::new("--format"), OsStr::new("artifact")],
+    );
+    let conv = |src: &str, dst: &str, form: &str| {
+        json_ok(
+            crate::support::mlart()
+                .arg("copy")
+                .arg(t.path().join(src))
+                .arg(t.path().join(dst))
+                .args(["--format", form]),
+        )
+    };
+    assert_eq!(
+        conv("mp.oci", "mp-img.oci", "image")["digest"],
+        img["manifest_digest"]
+    );
+    assert_eq!(
+        conv("mp-img.oci", "mp-img-mp.oci", "modelpack")["digest"],
+        mp["manifest_digest"]
+    );
+    assert_eq!(
+        conv("img.oci", "img-art.oci", "artifact")["digest"],
+        art["manifest_digest"]
+    );
+    assert_eq!(
+        conv("art.oci", "art-mp.oci", "modelpack")["digest"],
+        mp["manifest_digest"]
+    );
+    // the source's signature does not carry over: verify says the copy is unsigned
+    let env = Env::new();
+    let (key, public) = env.keygen("k");
+    let signed = t.path().join("signed.oci");
+    bundle_iris(
+        &mut crate::support::mlart(),
+        &signed,
+        &[OsStr::new("--sign"), key.as_os_str()],
+    );
+    conv("signed.oci", "signed-mp.oci", "modelpack");
+    let out = crate::support::run(
+        crate::support::mlart()
+            .args(["verify", "--key"])
+            .arg(&public)
+            .arg(t.path().join("signed-mp.oci")),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // a source that is not there: an error naming it, nothing written
+    let err = fails(
+        crate::support::mlart()
+            .arg("copy")
+            .arg(t.path().join("nope.oci"))
+            .arg(t.path().join("x.oci"))
+            .args(["--format", "modelpack"]),
+        2,
+    );
+    assert!(err.contains("nope.oci"), "{err}");
+    assert!(!t.path().join("x.oci").exists());
+}
+
+/// Many small files of one kind in one directory share a tar layer (a manifest of thousands of
+/// layers is one no registry takes); the ModelPack client still unpacks them; `form:` in the
+/// spec chooses the form.
+#[test]
+fn many_small_files_share_a_tar_layer_and_form_comes_from_the_spec() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("proj");
+    fs::create_dir_all(p.join("data/shards")).unwrap();
+    fs::create_dir_all(p.join("model")).unwrap();
+    fs::copy(example().join("model/iris.onnx"), p.join("model/iris.onnx")).unwrap();
+    for i in 0..40 {
+        fs::write(
+            p.join(format!("data/shards/part-{i:03}.csv")),
+            format!("x\n{i}\n"),
+        )
+        .unwrap();
+    }
+    fs::write(
+        p.join("mlart.yaml"),
+        "name: shards\nversion: 1.0.0\nform: modelpack\nmodel: [model/iris.onnx]\ndata: [data/]\n",
+    )
+    .unwrap();
+    let out = t.path().join("shards.oci");
+    let v = json_ok(
+        crate::support::mlart()
+            .current_dir(&p)
+            .arg("bundle")
+            .arg("-o")
+            .arg(&out),
+    );
+    assert_eq!(v["form"], "modelpack");
+    let m = manifest_of(&out);
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3, "{m}"); // the model, one tar of 40 shards, mlart.json
+    let tar = layers
+        .iter()
+        .find(|l| l["mediaType"].as_str().unwrap().contains(".tar"))
+        .unwrap();
+    assert_eq!(
+        tar["mediaType"],
+        "application/vnd.cncf.model.dataset.v1.tar"
+    );
+    assert_eq!(tar["annotations"]["org.cncf.model.filepath"], "data");
+    let pulled = t.path().join("pulled");
+    json_ok(
+        crate::support::mlart()
+            .arg("pull")
+            .arg(&out)
+            .arg("-o")
+            .arg(&pulled),
+    );
+    let mut got = tree_digests(&pulled);
+    got.remove("mlart.json");
+    let mut want = tree_digests(&p);
+    want.remove("mlart.yaml");
+    assert_eq!(got, want);
+    // --format on the command line wins over the spec
+    let img = t.path().join("img.oci");
+    let v = json_ok(
+        crate::support::mlart()
+            .current_dir(&p)
+            .args(["bundle", "--format", "image", "-o"])
+            .arg(&img),
+    );
+    assert_eq!(v["form"], "image");
+    // a form that does not exist: the spec error names the field
+    fs::write(
+        p.join("mlart.yaml"),
+        "name: shards\nversion: 1.0.0\nform: zip\nmodel: [model/iris.onnx]\n",
+    )
+    .unwrap();
+    let err = fails(
+        crate::support::mlart()
+            .current_dir(&p)
+            .arg("bundle")
+            .arg("-o")
+            .arg(t.path().join("z.oci")),
+        2,
+    );
+    assert!(err.contains("zip") && err.contains("modelpack"), "{err}");
 }

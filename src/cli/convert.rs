@@ -1,0 +1,120 @@
+//! `mlart copy SRC DST --format image|artifact|modelpack`: pull SRC's files into a temporary
+//! directory (verified as usual), bundle them again in the new form (`build::convert`), store
+//! the result at DST.
+
+use super::copy::Args;
+use mlart::build::bundle::Options;
+use mlart::build::pipeline::{self, Destination, Stored};
+use mlart::format::reference::{self, Location};
+use mlart::interrupt::Cancel;
+use mlart::{Error, Result};
+use std::process::ExitCode;
+use std::time::Instant;
+
+pub fn run(a: &Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
+    let started = Instant::now();
+    let form = a.format.expect("--format").form();
+    let loc = reference::parse_location(&a.source)?;
+    let is_registry = matches!(loc, Location::Registry { .. });
+    let (mut src, tag) = mlart::store::registry::open_location(&loc, &a.registry.options())?;
+    // The files pass through a temporary directory (TMPDIR), removed on every way out.
+    let tmp = tempfile::Builder::new()
+        .prefix(".mlart-convert-")
+        .tempdir()
+        .map_err(|e| Error::Io {
+            context: "creating a temporary directory for the conversion".into(),
+            source: e,
+        })?;
+    let files = tmp.path().join("files");
+    let opts = mlart::extract::pull::PullOptions {
+        cancel: cancel.clone(),
+        out: files.clone(),
+        kinds: Vec::new(),
+        paths: Vec::new(),
+        cache: is_registry
+            .then(mlart::extract::pull::default_cache)
+            .flatten(),
+        remote: None,
+        verify_keys: Vec::new(),
+        require_all: false,
+        platform: None,
+    };
+    let pb = super::progress_bar(0, json);
+    pb.set_message(format!("reading {}", src.describe()));
+    let pulled = mlart::extract::pull::pull(
+        src.as_mut(),
+        tag.as_deref(),
+        &opts,
+        &|_, ev| {
+            if let mlart::store::BlobEvent::Bytes(n) = ev {
+                pb.inc(n)
+            }
+        },
+        &|t| pb.set_length(t),
+    )?;
+    pb.finish_and_clear();
+    let meta = pulled.metadata.clone().expect("pull returns the metadata");
+    let (spec, sources) = mlart::build::convert::from_pulled(&files, &meta, &pulled.kinds)?;
+    let mut bopts = Options {
+        form,
+        cancel: cancel.clone(),
+        ..Options::default()
+    };
+    mlart::build::convert::keep_recorded(&meta, &mut bopts);
+    let (dest, tag) = match reference::parse_location(&a.destination)? {
+        Location::Registry { .. } => {
+            let t = tag.clone().unwrap_or_else(|| meta.version.clone());
+            let sink = super::bundle::registry_sink(&a.destination, &t, &a.registry)?;
+            (Destination::Registry(Box::new(sink)), t)
+        }
+        Location::Local { path, tag: t } => {
+            let t = t.or(tag.clone()).unwrap_or_else(|| meta.version.clone());
+            (Destination::Local(path), t)
+        }
+    };
+    let req = pipeline::Request {
+        spec: &spec,
+        opts: bopts,
+        tag: tag.clone(),
+        base: None,
+        validate: None,
+    };
+    let done = pipeline::bundle_files(req, sources, dest, &super::Bar::new(json))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let destination = match &done.stored {
+        Stored::Local { output, .. } => output.display().to_string(),
+        Stored::Registry(r) => r.reference.clone(),
+    };
+    let note = "signatures of the source do not cover the new manifest (its digest changed): sign the copy again with `mlart sign`";
+    if json {
+        super::print_json(&serde_json::json!({
+            "source": a.source,
+            "source_digest": pulled.digest,
+            "destination": destination,
+            "tag": tag,
+            "form": form.as_str(),
+            "digest": done.manifest_digest.to_string(),
+            "files": pulled.files.len(),
+            "warnings": done.built[0].warnings,
+            "note": note,
+            "seconds": seconds,
+        }));
+    } else {
+        for w in &done.built[0].warnings {
+            eprintln!("warning: {w}");
+        }
+        outln!(
+            "converted {} ({}) to the {} form at {destination}:{tag} in {seconds:.2}s",
+            a.source,
+            pulled.digest,
+            form.as_str()
+        );
+        outln!(
+            "  manifest {} ({} files)",
+            done.manifest_digest,
+            pulled.files.len()
+        );
+        outln!("  note: {note}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
