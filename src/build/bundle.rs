@@ -399,6 +399,7 @@ pub fn build_on<S: BlobSink>(
         env: (!env.files.is_empty()).then_some(env),
         validation: opts.validation.as_ref().map(|v| v.report.clone()),
         base: None,
+        lineage: spec.lineage.clone(),
     };
     let staged = Staged {
         metadata,

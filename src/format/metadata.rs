@@ -57,6 +57,13 @@ pub struct Metadata {
     /// The base image of a runnable image (`bundle --base`): its manifest digest and platform.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<crate::format::platform::BaseRecord>,
+    /// Where the model came from (`datasets`, `base_model`, `training` in the spec): absent
+    /// when the spec declares none.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::format::lineage::Lineage::is_empty"
+    )]
+    pub lineage: crate::format::lineage::Lineage,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
