@@ -134,24 +134,25 @@ pub(super) fn check(spec: &Spec, raw: RawLineage) -> Result<Lineage> {
                 None
             }
         };
-        let digest =
-            match (digest, pinned) {
-                (Some(d), Some(p)) if d != p => return Err(spec.error_at(
+        let digest = match (digest, pinned) {
+            (Some(d), Some(p)) if d != p => {
+                return Err(spec.error_at(
                     pos,
                     format!(
                         "base_model: `digest: {d}` differs from the digest in the reference ({p})"
                     ),
                     "keep one of them, or make them agree",
-                )),
-                (Some(d), _) | (None, Some(d)) => d,
-                (None, None) => {
-                    return Err(spec.error_at(
-                        pos,
-                        "base_model has no digest: a base model is pinned by its content",
-                        hint,
-                    ))
-                }
-            };
+                ))
+            }
+            (Some(d), _) | (None, Some(d)) => d,
+            (None, None) => {
+                return Err(spec.error_at(
+                    pos,
+                    "base_model has no digest: a base model is pinned by its content",
+                    hint,
+                ))
+            }
+        };
         parse_digest(&digest).map_err(|m| spec.error_at(pos, format!("base_model: {m}"), hint))?;
         out.base_model = Some(BaseModel {
             reference,
@@ -261,7 +262,7 @@ mod tests {
                 "differs",
             ),
             ("training: {command: ''}\n", "training.command is empty"),
-            ("attest: maybe\n", "attest"),
+            ("attest: maybe\n", "4:9: invalid boolean"),
         ] {
             let e = parse(extra).unwrap_err().to_string();
             assert!(e.contains(want), "{extra}: {e}");

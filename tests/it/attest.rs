@@ -81,7 +81,7 @@ fn bundle_attest_is_deterministic_and_leaves_the_bundle_alone() {
         assert_eq!(m["artifactType"], at);
     }
     // one bundle still (inspect needs no --tag), verify --require passes
-    let v = json_ok(verify_require(&a, &public).arg("--json").arg("--json"));
+    let v = json_ok(&mut verify_require(&a, &public));
     assert_eq!(v["ok"], true, "{v}");
     let kinds: Vec<&str> = v["attestations"]
         .as_array()
@@ -91,13 +91,7 @@ fn bundle_attest_is_deterministic_and_leaves_the_bundle_alone() {
         .map(|f| f["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["provenance", "sbom"]);
-    let i = json_ok(
-        mlart()
-            .arg("inspect")
-            .arg(&a)
-            .arg("--attestations")
-            .arg("--json"),
-    );
+    let i = json_ok(mlart().arg("inspect").arg(&a).arg("--attestations"));
     let atts = i["attestations"].as_array().unwrap();
     assert_eq!(atts.len(), 2);
     assert_eq!(atts[0]["summary"]["builder"], "https://mlart.dev/cli");
@@ -110,10 +104,7 @@ fn bundle_attest_is_deterministic_and_leaves_the_bundle_alone() {
     );
     // an archive holds them too
     let (tar, _) = attested(t.path(), &key, "c.tar");
-    assert_eq!(
-        json_ok(verify_require(&tar, &public).arg("--json"))["ok"],
-        true
-    );
+    assert_eq!(json_ok(&mut verify_require(&tar, &public))["ok"], true);
 }
 
 #[test]
@@ -234,10 +225,7 @@ fn verify_require_refuses_missing_foreign_wrong_subject_and_tampered() {
     );
     // `mlart attest` with the right key: passes (both kept)
     json_ok(mlart().arg("attest").arg(&signed).arg("--key").arg(&key));
-    assert_eq!(
-        json_ok(verify_require(&signed, &public).arg("--json"))["ok"],
-        true
-    );
+    assert_eq!(json_ok(&mut verify_require(&signed, &public))["ok"], true);
     // again: nothing new
     let v = json_ok(mlart().arg("attest").arg(&signed).arg("--key").arg(&key));
     assert_eq!(v["added"], 0);
@@ -321,7 +309,7 @@ fn registry_push_copy_and_attest_carry_attestations() {
                 .arg(target)
                 .arg("--key")
                 .arg(&public)
-                .args(["--require", "provenance,sbom", "--json"]),
+                .args(["--require", "provenance,sbom"]),
         );
         assert_eq!(v["ok"], true, "{target}: {v}");
     };
@@ -372,13 +360,7 @@ fn registry_push_copy_and_attest_carry_attestations() {
     let a = json_ok(env.cmd().arg("attest").arg(&r4).arg("--key").arg(&key));
     assert_eq!(a["manifest_digest"], v["manifest_digest"]);
     check(&r4);
-    let i = json_ok(
-        env.cmd()
-            .arg("inspect")
-            .arg(&r4)
-            .arg("--attestations")
-            .arg("--json"),
-    );
+    let i = json_ok(env.cmd().arg("inspect").arg(&r4).arg("--attestations"));
     assert_eq!(i["attestations"].as_array().unwrap().len(), 2);
     let _ = json!(null);
 }
