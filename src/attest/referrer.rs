@@ -127,7 +127,7 @@ pub fn read(src: &dyn Source, subject: &Digest, keys: &[PublicKey]) -> Result<Ve
         let kind = d
             .artifact_type()
             .as_ref()
-            .and_then(|a| AttestationKind::of_artifact_type(&a.to_string()));
+            .and_then(|a| AttestationKind::of_artifact_type(a.as_ref()));
         let Some(kind) = kind else { continue };
         let digest = d.digest().to_string();
         let mut found = Found {

@@ -7,6 +7,9 @@ use crate::check::gate::Check;
 use crate::format::attestation::AttestationKind;
 use crate::spec::policy::{Policy, Requirement};
 
+/// One provenance check: Ok(what holds) or Err(why not).
+type Rule = Box<dyn Fn(&crate::attest::provenance::Summary) -> Result<String, String>>;
+
 /// Whether the policy asks anything of the attestations.
 pub fn wanted(p: &Policy) -> bool {
     p.provenance == Some(Requirement::Required)
@@ -64,10 +67,7 @@ pub fn evaluate(p: &Policy, found: Option<&[Found]>) -> Vec<Check> {
         let summary = valid(AttestationKind::Provenance)
             .and_then(|f| f.statement.as_ref())
             .map(crate::attest::provenance::summarize);
-        let mut rules: Vec<(
-            &str,
-            Box<dyn Fn(&crate::attest::provenance::Summary) -> Result<String, String>>,
-        )> = Vec::new();
+        let mut rules: Vec<(&str, Rule)> = Vec::new();
         if pc.source_revision {
             rules.push((
                 "provenance:source_revision",

@@ -265,7 +265,7 @@ pub fn with_ref_name(desc: &Descriptor, tag: &str) -> Descriptor {
 /// Is this index entry an attestation referrer (provenance, ML-BOM: `attest`)?
 pub fn is_attestation(d: &Descriptor) -> bool {
     d.artifact_type().as_ref().is_some_and(|a| {
-        crate::format::attestation::AttestationKind::of_artifact_type(&a.to_string()).is_some()
+        crate::format::attestation::AttestationKind::of_artifact_type(a.as_ref()).is_some()
     })
 }
 
