@@ -10,6 +10,7 @@
 //! `format` holds the documents every stage shares and depends on nothing else of the crate.
 //! The library never prints and never exits; the binary (`main.rs`, `cli/`) does.
 
+pub mod attest;
 pub mod build;
 pub mod check;
 pub mod error;

@@ -44,6 +44,8 @@ enum Command {
     Keygen(cli::keygen::Args),
     /// Add an OCI signature to a bundle in a layout.
     Sign(cli::sign::Args),
+    /// Add signed attestations to a bundle: SLSA provenance and a CycloneDX ML-BOM.
+    Attest(cli::attest::Args),
     /// Check a bundle's signatures and digests, or pulled files against their model.sig.
     Verify(cli::verify::Args),
     /// Push a layout or archive to a registry (blobs first, the manifest last).
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
         Command::Diff(a) => cli::diff::run(a, json, &cancel),
         Command::Keygen(a) => cli::keygen::run(a, json, &cancel),
         Command::Sign(a) => cli::sign::run(a, json, &cancel),
+        Command::Attest(a) => cli::attest::run(a, json, &cancel),
         Command::Verify(a) => cli::verify::run(a, json, &cancel),
         Command::Push(a) => cli::push::run(a, json, &cancel),
         Command::Pull(a) => cli::pull::run(a, json, &cancel),

@@ -440,6 +440,7 @@ pub fn build_on<S: BlobSink>(
         validation: opts.validation.as_ref().map(|v| v.report.clone()),
         base: None,
         dialect: None,
+        lineage: spec.lineage.clone(),
     };
     let staged = Staged {
         metadata,

@@ -37,6 +37,9 @@ pub fn from_pulled(
         gates: None,
         image: None,
         form: None,
+        // the lineage the metadata recorded stays the bundle's
+        lineage: meta.lineage.clone(),
+        attest: false,
     };
     let metric_files: BTreeSet<&str> = meta.metric_sources.values().map(String::as_str).collect();
     let mut out = Vec::new();

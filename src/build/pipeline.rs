@@ -71,6 +71,9 @@ pub struct Request<'a> {
     pub tag: String,
     pub base: Option<OnBase<'a>>,
     pub validate: Option<Validate<'a>>,
+    /// Also make the provenance and ML-BOM attestations, signed with `opts.sign`'s key
+    /// (`--attest`, `attest: true`).
+    pub attest: bool,
 }
 
 /// Progress of the bytes read and written; the caller draws it.
@@ -230,6 +233,12 @@ fn run(
     dest: Destination,
     progress: &dyn Progress,
 ) -> Result<Bundled> {
+    if req.attest && req.opts.sign.is_none() {
+        return Err(Error::of(
+            crate::error::Kind::Usage,
+            "--attest (or `attest: true` in the spec) needs --sign KEY: the attestations are signed with the bundle's key",
+        ));
+    }
     // A layout is staged beside its final place; neither may be collected into the bundle.
     let dest = match dest {
         Destination::Local(output) => {
@@ -381,6 +390,12 @@ fn to_local(
         if let Some(sig) = &b.signature {
             index.push(writer.add_signature(sig)?);
         }
+        for r in attestations(req, b)? {
+            for blob in r.blobs.iter().chain(std::iter::once(&r.manifest)) {
+                writer.put(blob)?;
+            }
+            index.push(r.oci_descriptor()?);
+        }
     }
     writer.write_index(index)?;
     let archive = staging.is_archive();
@@ -438,6 +453,12 @@ fn to_registry(
             report.signatures += pushed.pushed;
             report.referrers_tag = pushed.tag.or(report.referrers_tag);
         }
+        let atts = attestations(req, b)?;
+        if !atts.is_empty() {
+            let pushed = push_referrers(sink.remote(), &b.manifest_digest, &atts)?;
+            report.attestations += pushed.pushed;
+            report.referrers_tag = pushed.tag.or(report.referrers_tag);
+        }
     }
     Ok(Done {
         to: Stored::Registry(report),
@@ -445,4 +466,39 @@ fn to_registry(
         manifest_digest,
         manifest_size,
     })
+}
+
+/// With `req.attest`: the signed provenance and ML-BOM of one built bundle, as referrers. The
+/// git state of the project goes into the provenance only, never into the bundle.
+fn attestations(req: &Request, b: &Built) -> Result<Vec<Referrer>> {
+    let (true, Some(key)) = (req.attest, req.opts.sign.as_ref()) else {
+        return Ok(Vec::new());
+    };
+    let spec_bytes = std::fs::read(&req.spec.file).map_err(|e| Error::Io {
+        context: format!("reading {}", req.spec.file.display()),
+        source: e,
+    })?;
+    let inputs = crate::attest::Inputs {
+        metadata: &b.metadata,
+        subject: crate::attest::Subject {
+            manifest: b.manifest_digest.clone(),
+            media_type: MANIFEST_MEDIA_TYPE.into(),
+            size: b.manifest.len() as u64,
+            config: b.config_digest.clone(),
+        },
+        spec: Some(crate::attest::SpecFile {
+            path: req
+                .spec
+                .file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            sha256: Digest::of(&spec_bytes).hex().to_string(),
+        }),
+        git: crate::attest::git::state(&req.spec.root),
+    };
+    Ok(crate::attest::make(key, &inputs)
+        .into_iter()
+        .map(|m| m.referrer)
+        .collect())
 }

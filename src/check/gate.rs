@@ -125,12 +125,33 @@ pub fn gate(req: &Request, open: OpenLocation) -> Result<GateReport> {
     } else {
         None
     };
-    let checks = evaluate(
+    let mut checks = evaluate(
         &policy,
         &cand.metadata,
         base.as_ref().map(|b| &b.metadata),
         signature,
     );
+    if crate::check::attestations::wanted(&policy) {
+        let found = match req.keys.is_empty() {
+            true => None,
+            false => {
+                let keys = req
+                    .keys
+                    .iter()
+                    .map(|k| crate::sign::load_public(k))
+                    .collect::<Result<Vec<_>>>()?;
+                Some(crate::attest::read(
+                    cand.source.as_ref(),
+                    &cand.digest,
+                    &keys,
+                )?)
+            }
+        };
+        checks.extend(crate::check::attestations::evaluate(
+            &policy,
+            found.as_deref(),
+        ));
+    }
     Ok(GateReport {
         candidate: req.target.to_string(),
         candidate_digest: cand.digest.to_string(),

@@ -53,6 +53,10 @@ pub struct Args {
     /// signature of the manifest stored beside it in the layout.
     #[arg(long, value_name = "KEY")]
     sign: Option<PathBuf>,
+    /// Also attach signed attestations: SLSA provenance and a CycloneDX ML-BOM (needs --sign;
+    /// `attest: true` in the spec does the same).
+    #[arg(long)]
+    attest: bool,
     /// Validate the ONNX models with ONNX Runtime first: nothing is bundled when a check
     /// fails (exit 1); the report goes into the metadata and eval/validation.json.
     #[arg(long)]
@@ -127,6 +131,17 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             form.as_str()
         )));
     }
+    let attest = a.attest || spec.attest;
+    if attest && a.sign.is_none() {
+        return Err(Error::of(
+            mlart::error::Kind::Usage,
+            if a.attest {
+                "--attest needs --sign KEY: the provenance and ML-BOM are signed with the bundle's key"
+            } else {
+                "the spec says `attest: true`, which needs --sign KEY: the provenance and ML-BOM are signed with the bundle's key (or remove `attest: true`)"
+            },
+        ));
+    }
     let tag = a.tag.clone().unwrap_or_else(|| spec.version.clone());
     if !spec::is_valid_tag(&tag) {
         return Err(Error::input(format!(
@@ -190,6 +205,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             fetch: &a.registry,
         }),
         validate: a.validate.then_some(&validate as pipeline::Validate),
+        attest,
     };
     let done = pipeline::bundle(req, dest, &super::Bar::new(json))?;
     let seconds = started.elapsed().as_secs_f64();

@@ -78,6 +78,7 @@ pub fn run(a: &Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         tag: tag.clone(),
         base: None,
         validate: None,
+        attest: false,
     };
     let done = pipeline::bundle_files(req, sources, dest, &super::Bar::new(json))?;
     let seconds = started.elapsed().as_secs_f64();

@@ -11,6 +11,10 @@ pub struct Args {
     /// Which tag of the layout (default: its only manifest).
     #[arg(long)]
     tag: Option<String>,
+    /// Also list the attestations (provenance, ML-BOM) attached to the bundle, unverified
+    /// (`mlart verify --key PUB --require provenance,sbom` checks them).
+    #[arg(long)]
+    attestations: bool,
     #[command(flatten)]
     registry: super::push::RegistryArgs,
     #[command(flatten)]
@@ -20,20 +24,40 @@ pub struct Args {
 pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     a.registry.cancel = cancel.clone();
     let platform = a.platform.parse()?;
-    let r = match super::target(std::path::Path::new(&a.target), a.tag.as_deref())? {
-        super::Target::Registry(reference) => {
-            let remote = mlart::registry::Remote::new(reference, &a.registry.options())?;
-            let mut src = mlart::store::registry::RegistrySource::new(remote);
-            inspect::inspect_platform(&mut src, None, platform.as_ref())?
+    let (r, src): (_, Box<dyn mlart::store::layout::Source>) =
+        match super::target(std::path::Path::new(&a.target), a.tag.as_deref())? {
+            super::Target::Registry(reference) => {
+                let remote = mlart::registry::Remote::new(reference, &a.registry.options())?;
+                let mut src = mlart::store::registry::RegistrySource::new(remote);
+                let r = inspect::inspect_platform(&mut src, None, platform.as_ref())?;
+                (r, Box::new(src))
+            }
+            super::Target::Local(path, tag) => {
+                let mut src = mlart::store::layout::open(&path)?;
+                let r = inspect::inspect_platform(src.as_mut(), tag.as_deref(), platform.as_ref())?;
+                (r, src)
+            }
+        };
+    let attestations = match a.attestations {
+        true => {
+            let d = mlart::format::digest::Digest::parse(&r.manifest_digest.to_string())
+                .map_err(mlart::Error::Input)?;
+            Some(mlart::attest::read(src.as_ref(), &d, &[])?)
         }
-        super::Target::Local(path, tag) => {
-            let mut src = mlart::store::layout::open(&path)?;
-            inspect::inspect_platform(src.as_mut(), tag.as_deref(), platform.as_ref())?
-        }
+        false => None,
     };
     if json {
-        super::print_json(&r);
+        let mut v = serde_json::to_value(&r).unwrap_or_default();
+        if let Some(found) = &attestations {
+            v["attestations"] = super::attest::to_json(found);
+        }
+        super::print_json(&v);
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(found) = &attestations {
+        outln!("ATTESTATIONS");
+        super::attest::print(found, false);
+        outln!("");
     }
     let m = &r.metadata;
     outln!(

@@ -10,6 +10,7 @@ macro_rules! outln {
     };
 }
 
+pub mod attest;
 pub mod bundle;
 pub mod convert;
 pub mod copy;

@@ -210,6 +210,9 @@ pub fn print_summary(s: &Summary, json: bool) {
         r.blobs.mounted,
         s.seconds
     );
+    if r.attestations > 0 {
+        outln!("  attestations: {} pushed as referrers", r.attestations);
+    }
     if r.signatures > 0 {
         outln!(
             "  signatures: {} pushed as referrers{}",

@@ -18,6 +18,10 @@ pub struct Args {
     /// Which tag of the layout (default: its only bundle).
     #[arg(long)]
     tag: Option<String>,
+    /// Require signed attestations of the bundle: `provenance`, `sbom` (comma-separated):
+    /// each must be there, signed by a key given, and about this manifest.
+    #[arg(long, value_name = "KINDS", value_delimiter = ',')]
+    require: Vec<String>,
     #[command(flatten)]
     registry: super::push::RegistryArgs,
     #[command(flatten)]
@@ -31,6 +35,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         .iter()
         .map(|k| mlart::sign::load_public(k))
         .collect::<Result<Vec<_>>>()?;
+    let required = super::attest::parse_required(&a.require)?;
     if a.target.is_dir() && !a.target.join("oci-layout").exists() {
         // pulled files: model.sig against the directory
         let r = mlart::sign::verify_dir(&a.target, &keys);
@@ -70,16 +75,36 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         };
     let tag = tag.as_deref();
     let platform = a.platform.parse()?;
-    let r = mlart::check::verify::verify_platform(
+    let mut r = mlart::check::verify::verify_platform(
         src.as_mut(),
         tag,
         platform.as_ref(),
         &keys,
         a.require_all,
     )?;
+    // --require: the attestations of the manifest verified.
+    let attestations = match required.is_empty() {
+        true => None,
+        false => {
+            let digest =
+                mlart::format::digest::Digest::parse(&r.manifest_digest).map_err(Error::Input)?;
+            let found = mlart::attest::read(src.as_ref(), &digest, &keys)?;
+            let problems = mlart::attest::referrer::requirement_problems(&found, &required);
+            r.ok &= problems.is_empty();
+            r.problems.extend(problems);
+            Some(found)
+        }
+    };
     if json {
-        super::print_json(&r);
+        let mut v = serde_json::to_value(&r).unwrap_or_default();
+        if let Some(found) = &attestations {
+            v["attestations"] = super::attest::to_json(found);
+        }
+        super::print_json(&v);
     } else {
+        if let Some(found) = &attestations {
+            super::attest::print(found, true);
+        }
         for s in &r.oci_signatures {
             match (&s.key, &s.reason) {
                 (Some(k), _) => outln!("  OCI signature {}: valid ({k})", s.digest),

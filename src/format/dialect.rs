@@ -132,6 +132,7 @@ pub fn synthesize(dialect: Dialect, manifest: &ImageManifest, config: &Value) ->
         validation: None,
         base: None,
         dialect: Some(dialect.as_str().into()),
+        lineage: Default::default(),
     }
 }
 

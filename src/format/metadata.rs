@@ -80,6 +80,13 @@ pub struct Metadata {
     /// `kitops`, `docker-ai`. Never written by mlart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dialect: Option<String>,
+    /// Where the model came from (`datasets`, `base_model`, `training` in the spec): absent
+    /// when the spec declares none.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::format::lineage::Lineage::is_empty"
+    )]
+    pub lineage: crate::format::lineage::Lineage,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -3,11 +3,13 @@
 //! of the crate but `error`.
 
 pub mod annotations;
+pub mod attestation;
 pub mod compression;
 pub mod dialect;
 pub mod digest;
 pub mod feature_schema;
 pub mod json;
+pub mod lineage;
 pub mod media_type;
 pub mod metadata;
 pub mod modelpack;

@@ -1,6 +1,7 @@
 //! `mlart.yaml`: the spec of a bundle. Parsing keeps YAML positions so every error names the
 //! file, line and column, and says how to fix it.
 
+pub mod lineage;
 pub mod policy;
 
 use crate::error::{Error, IoContext, Result};
@@ -57,6 +58,10 @@ pub struct Spec {
     pub image: Option<ImageSettings>,
     /// `form: image|artifact|modelpack`: the form `mlart bundle` writes without `--format`.
     pub form: Option<crate::format::metadata::Form>,
+    /// `datasets`, `base_model`, `training` (spec/lineage.rs).
+    pub lineage: crate::format::lineage::Lineage,
+    /// `attest: true`: `bundle --sign` also makes the attestations.
+    pub attest: bool,
 }
 
 /// `image:` in the spec: what the image form's config says to a container runtime. Unset
@@ -112,6 +117,10 @@ struct RawSpec {
     gates: Option<Spanned<policy::Policy>>,
     image: Option<Spanned<RawImage>>,
     form: Option<crate::format::metadata::Form>,
+    datasets: Option<Vec<Spanned<lineage::RawDataset>>>,
+    base_model: Option<Spanned<lineage::RawBaseModel>>,
+    training: Option<Spanned<lineage::RawTraining>>,
+    attest: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -307,6 +316,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
         gates: None,
         image: None,
         form: raw.form,
+        lineage: Default::default(),
+        attest: raw.attest.unwrap_or(false),
     };
     let top = Pos { line: 1, column: 1 };
     let name = raw.name.ok_or_else(|| {
@@ -440,6 +451,12 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
     if let Some(i) = raw.image {
         spec.image = Some(check_image(&spec, i)?);
     }
+    let raw_lineage = lineage::RawLineage {
+        datasets: raw.datasets,
+        base_model: raw.base_model,
+        training: raw.training,
+    };
+    spec.lineage = lineage::check(&spec, raw_lineage)?;
     if spec.sections.is_empty() {
         return Err(spec.error_at(
             top,

@@ -17,6 +17,30 @@ pub struct Policy {
     pub signature: Option<Requirement>,
     #[serde(default)]
     pub schema: Option<SchemaRule>,
+    /// A signed SLSA provenance attestation must be attached (`mlart attest`).
+    #[serde(default)]
+    pub provenance: Option<Requirement>,
+    /// A signed CycloneDX ML-BOM attestation must be attached.
+    #[serde(default)]
+    pub sbom: Option<Requirement>,
+    /// What the (verified) provenance must say.
+    #[serde(default)]
+    pub provenance_checks: Option<ProvenanceChecks>,
+}
+
+/// `provenance_checks:` of a gate policy; each `true` is a check.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvenanceChecks {
+    /// A source revision (git commit) is recorded.
+    #[serde(default)]
+    pub source_revision: bool,
+    /// The work tree was clean (no uncommitted changes) when the bundle was made.
+    #[serde(default)]
+    pub clean_tree: bool,
+    /// Datasets are named, each with a digest.
+    #[serde(default)]
+    pub dataset_digests: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -66,7 +90,7 @@ pub fn load_policy(path: &Path) -> Result<Policy> {
     let f: PolicyFile = serde_saphyr::from_str(&text).map_err(|e| {
         let (l, c) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
         Error::input(format!(
-            "{}:{l}:{c}: {}. The policy is `gates:` with `metrics:` (metric, min, max, greater_is_better, max_change, max_relative_change), `validation: required`, `signature: required`, `schema: compatible` (README: \"Release gates\")",
+            "{}:{l}:{c}: {}. The policy is `gates:` with `metrics:` (metric, min, max, greater_is_better, max_change, max_relative_change), `validation: required`, `signature: required`, `schema: compatible`, `provenance: required`, `sbom: required`, `provenance_checks:` (source_revision, clean_tree, dataset_digests) (README: \"Release gates\")",
             path.display(),
             super::yaml_message(&e)
         ))

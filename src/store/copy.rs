@@ -14,7 +14,7 @@ use crate::format::digest::Digest;
 use crate::format::media_type::{DOCKER_LIST_MEDIA_TYPE, INDEX_MEDIA_TYPE};
 use crate::interrupt::Cancel;
 use crate::store::memory::MemoryStore;
-use crate::store::referrers::{signatures_of, Referrer};
+use crate::store::referrers::{referrers_of, Referrer};
 use crate::store::{BlobEvent, BlobRef, PutError, Sent, Sink, Source};
 use oci_spec::image::Descriptor;
 use std::collections::HashSet;
@@ -90,6 +90,8 @@ pub struct CopyReport {
     pub bytes: u64,
     /// Signature referrers copied.
     pub signatures: usize,
+    /// Attestation referrers (provenance, ML-BOM) copied.
+    pub attestations: usize,
     /// The referrers fallback tag a registry without the referrers API had updated.
     pub referrers_tag: Option<String>,
 }
@@ -127,16 +129,17 @@ pub fn copy_graph(
         size: raw.len() as u64,
         ..Default::default()
     };
-    let signatures = if opts.referrers {
-        signatures_of(src, &digest)?
+    let referrers = if opts.referrers {
+        referrers_of(src, &digest)?
     } else {
         Vec::new()
     };
     let mut done = HashSet::new();
     copy_node(src, dst, root, raw, opts.tag, opts, &mut report, &mut done)?;
-    if !signatures.is_empty() {
-        report.referrers_tag = copy_referrers(dst, &digest, &signatures)?;
-        report.signatures = signatures.len();
+    if !referrers.is_empty() {
+        report.referrers_tag = copy_referrers(dst, &digest, &referrers)?;
+        report.attestations = referrers.iter().filter(|r| r.is_attestation()).count();
+        report.signatures = referrers.len() - report.attestations;
     }
     Ok(report)
 }

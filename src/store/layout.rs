@@ -262,6 +262,18 @@ pub fn with_ref_name(desc: &Descriptor, tag: &str) -> Descriptor {
     d
 }
 
+/// Is this index entry an attestation referrer (provenance, ML-BOM: `attest`)?
+pub fn is_attestation(d: &Descriptor) -> bool {
+    d.artifact_type().as_ref().is_some_and(|a| {
+        crate::format::attestation::AttestationKind::of_artifact_type(a.as_ref()).is_some()
+    })
+}
+
+/// Is this index entry a referrer (a signature or an attestation), not a bundle to resolve?
+pub fn is_referrer(d: &Descriptor) -> bool {
+    is_signature(d) || is_attestation(d)
+}
+
 /// Is this index entry a signature referrer (not a bundle to resolve)?
 pub fn is_signature(d: &Descriptor) -> bool {
     d.artifact_type()

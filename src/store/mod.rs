@@ -72,6 +72,20 @@ pub trait Source: Send + Sync {
             .cloned()
             .collect())
     }
+    /// Candidate attestation referrers of `subject` (provenance, ML-BOM), as `referrers`
+    /// lists signatures. A registry overrides this.
+    fn attestation_referrers(&self, _subject: &Digest) -> Result<Vec<Descriptor>> {
+        let what = self.describe();
+        let index: ImageIndex = serde_json::from_slice(&self.index_bytes()?).map_err(|e| {
+            Error::input(format!("{what}: index.json is not a valid OCI index: {e}"))
+        })?;
+        Ok(index
+            .manifests()
+            .iter()
+            .filter(|d| layout::is_attestation(d))
+            .cloned()
+            .collect())
+    }
     /// The registry repository this source is, when it is one: a sink on the same registry
     /// can mount blobs from it instead of copying them.
     fn origin(&self) -> Option<Reference> {

@@ -27,9 +27,16 @@ pub struct PushReport {
     pub bytes_uploaded: u64,
     /// OCI signatures (referrers of the manifest) pushed with it.
     pub signatures: usize,
+    /// Attestations (provenance, ML-BOM referrers of the manifest) pushed with it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub attestations: usize,
     /// The referrers fallback tag updated (registries without the referrers API).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub referrers_tag: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Progress callback of a push: (blob, event), called from several threads.
@@ -91,6 +98,7 @@ pub fn push(
         blobs: copied.blobs,
         bytes_uploaded: copied.bytes,
         signatures: copied.signatures,
+        attestations: copied.attestations,
         referrers_tag: copied.referrers_tag,
     })
 }

@@ -24,6 +24,16 @@ impl Referrer {
         }
     }
 
+    /// Whether it holds an attestation (its artifactType names one), not a signature.
+    pub fn is_attestation(&self) -> bool {
+        self.descriptor()
+            .ok()
+            .and_then(|d| d["artifactType"].as_str().map(String::from))
+            .is_some_and(|a| {
+                crate::format::attestation::AttestationKind::of_artifact_type(&a).is_some()
+            })
+    }
+
     pub fn digest(&self) -> Digest {
         Digest::of(&self.manifest)
     }
@@ -64,12 +74,36 @@ impl Referrer {
 /// The signature referrers of `subject` that `src` holds (index.json of a layout, the
 /// referrers of a registry), with their blobs. Signatures of other manifests are skipped.
 pub fn signatures_of(src: &dyn Source, subject: &Digest) -> Result<Vec<Referrer>> {
+    let found: Vec<_> = src
+        .referrers(subject)?
+        .into_iter()
+        .filter(layout::is_signature)
+        .collect();
+    read_referrers(src, subject, found)
+}
+
+/// The attestation referrers (provenance, ML-BOM) of `subject` that `src` holds.
+pub fn attestations_of(src: &dyn Source, subject: &Digest) -> Result<Vec<Referrer>> {
+    let found = src.attestation_referrers(subject)?;
+    read_referrers(src, subject, found)
+}
+
+/// Every referrer of `subject` a copy carries: its signatures, then its attestations.
+pub fn referrers_of(src: &dyn Source, subject: &Digest) -> Result<Vec<Referrer>> {
+    let mut out = signatures_of(src, subject)?;
+    out.extend(attestations_of(src, subject)?);
+    Ok(out)
+}
+
+/// Read the referrer manifests listed in `found` whose subject is `subject`, with their blobs.
+fn read_referrers(
+    src: &dyn Source,
+    subject: &Digest,
+    found: Vec<oci_spec::image::Descriptor>,
+) -> Result<Vec<Referrer>> {
     let what = src.describe();
     let mut out = Vec::new();
-    for d in src.referrers(subject)? {
-        if !layout::is_signature(&d) {
-            continue;
-        }
+    for d in found {
         let raw = layout::read_blob(src, &d, crate::format::media_type::MAX_MANIFEST_BYTES)?;
         let m: oci_spec::image::ImageManifest = serde_json::from_slice(&raw).map_err(|e| {
             Error::input(format!(

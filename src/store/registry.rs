@@ -132,6 +132,25 @@ impl Source for RegistrySource {
         Ok(found)
     }
 
+    /// The attestation referrers of `subject` (every referrer listed, those of an attestation
+    /// artifactType kept).
+    fn attestation_referrers(&self, subject: &Digest) -> Result<Vec<oci_spec::image::Descriptor>> {
+        let found: Vec<_> = self
+            .remote
+            .referrers(subject, None)?
+            .into_iter()
+            .filter(crate::store::layout::is_attestation)
+            .collect();
+        let mut known = self
+            .referrer_manifests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for d in &found {
+            known.insert(Digest::parse(d.digest().as_ref()).map_err(Error::Input)?);
+        }
+        Ok(found)
+    }
+
     fn origin(&self) -> Option<Reference> {
         Some(self.remote.reference.clone())
     }

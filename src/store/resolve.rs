@@ -8,7 +8,7 @@ use crate::format::digest::Digest;
 use crate::format::media_type::MAX_MANIFEST_BYTES;
 use crate::format::media_type::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use crate::format::platform::Platform;
-use crate::store::layout::is_signature;
+use crate::store::layout::is_referrer;
 use crate::store::{BlobRead, Source};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use std::io::Read;
@@ -125,9 +125,9 @@ fn resolve_inner(src: &dyn Source, tag: Option<&str>, on_index: OnIndex) -> Resu
                     list_or_none(&tags)
                 ))
             })?,
-        None => match manifests.iter().filter(|d| !is_signature(d)).count() {
+        None => match manifests.iter().filter(|d| !is_referrer(d)).count() {
             0 => return Err(Error::input(format!("{what} holds no manifest"))),
-            1 => manifests.iter().find(|d| !is_signature(d)).expect("one"),
+            1 => manifests.iter().find(|d| !is_referrer(d)).expect("one"),
             _ => {
                 return Err(Error::input(format!(
                     "{what} holds {} manifests: pick one with `--tag` (tags: {})",
@@ -223,7 +223,7 @@ fn pick_from_index(
         Digest::parse(d.digest().as_ref()).map_err(|err| {
             Error::input(format!("{what}: entry {i} of index {index_digest}: {err}"))
         })?;
-        if is_signature(&d) {
+        if is_referrer(&d) {
             continue;
         }
         let Some(p) = e

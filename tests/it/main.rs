@@ -1,6 +1,7 @@
 //! Integration tests: the `mlart` binary on real projects, checked by what it writes and by
 //! real third-party tools (skopeo, umoci, the OCI schema validator).
 
+mod attest;
 mod base;
 mod bundle;
 mod compat;

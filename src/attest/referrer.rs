@@ -1,0 +1,254 @@
+//! Attestations as OCI referrers: the manifest that holds one (empty config, one Sigstore
+//! bundle v0.3 layer with the DSSE envelope, `subject` = the bundle's manifest, artifactType
+//! naming the predicate), storing them (a layout's index.json, any `store::Sink`), and reading
+//! and checking them back from any `store::Source`.
+
+use super::{Made, Subject};
+use crate::error::{Error, IoContext, Result};
+use crate::format::attestation::{AttestationKind, PREDICATE_ANNOTATION};
+use crate::format::digest::Digest;
+use crate::format::media_type::{BUNDLE_MEDIA_TYPE, EMPTY_CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
+use crate::format::signature::INTOTO_STATEMENT;
+use crate::sign::PublicKey;
+use crate::store::referrers::Referrer;
+use crate::store::{layout, Sink, Source};
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// Largest attestation envelope read back (an ML-BOM of a large bundle is a few MiB).
+const MAX_ENVELOPE_BYTES: u64 = 32 << 20;
+
+/// The referrer that stores a signed envelope of `kind` about `subject`.
+pub fn referrer(kind: AttestationKind, envelope: Vec<u8>, subject: &Subject) -> Referrer {
+    let config = b"{}".to_vec();
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "artifactType": kind.artifact_type(),
+        "config": {"mediaType": EMPTY_CONFIG_MEDIA_TYPE, "digest": Digest::of(&config).as_str(), "size": config.len()},
+        "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "digest": Digest::of(&envelope).as_str(), "size": envelope.len()}],
+        "subject": {"mediaType": subject.media_type, "digest": subject.manifest.as_str(), "size": subject.size},
+        "annotations": {
+            "dev.sigstore.bundle.content": "dsse-envelope",
+            PREDICATE_ANNOTATION: kind.predicate_type(),
+        },
+    });
+    Referrer {
+        manifest: crate::format::json::to_canonical_bytes(&manifest),
+        blobs: vec![config, envelope],
+    }
+}
+
+/// Store attestations in any sink (a registry: with the referrers tag-schema fallback).
+/// Returns the fallback tag when one was updated.
+pub fn attach(sink: &dyn Sink, subject: &Digest, made: &[Made]) -> Result<Option<String>> {
+    let refs: Vec<Referrer> = made.iter().map(|m| m.referrer.clone()).collect();
+    crate::store::copy::copy_referrers(sink, subject, &refs)
+}
+
+/// Add attestations to a layout directory: their blobs, then index.json (rewritten
+/// atomically) lists them. Returns how many were new.
+pub fn attach_to_layout(dir: &Path, made: &[Made]) -> Result<usize> {
+    if !dir.is_dir() {
+        return Err(Error::input(format!(
+            "{} is an archive: attest the layout directory it was made from (or `mlart bundle --sign KEY --attest -o FILE.tar`), or copy it to a registry and attest it there",
+            dir.display()
+        )));
+    }
+    let blobs = dir.join("blobs/sha256");
+    for m in made {
+        for b in m
+            .referrer
+            .blobs
+            .iter()
+            .chain(std::iter::once(&m.referrer.manifest))
+        {
+            let p = blobs.join(Digest::of(b).hex());
+            if !p.exists() {
+                crate::store::layout::write_bytes_file(&blobs, b)?;
+            }
+        }
+    }
+    let index_path = dir.join("index.json");
+    let raw = std::fs::read(&index_path).ctx("reading", &index_path)?;
+    let mut index: Value = serde_json::from_slice(&raw)
+        .map_err(|e| Error::input(format!("{}: not JSON: {e}", index_path.display())))?;
+    let manifests = index["manifests"]
+        .as_array_mut()
+        .ok_or_else(|| Error::input(format!("{}: no `manifests` list", index_path.display())))?;
+    let mut added = 0;
+    for m in made {
+        let d = m.referrer.descriptor()?;
+        if !manifests.iter().any(|x| x["digest"] == d["digest"]) {
+            manifests.push(d);
+            added += 1;
+        }
+    }
+    if added > 0 {
+        let tmp = tempfile::NamedTempFile::new_in(dir).ctx("writing in", dir)?;
+        std::fs::write(tmp.path(), crate::format::json::to_canonical_bytes(&index))
+            .ctx("writing", tmp.path())?;
+        tmp.persist(&index_path).map_err(|e| Error::Io {
+            context: format!("writing {}", index_path.display()),
+            source: e.error,
+        })?;
+    }
+    Ok(added)
+}
+
+/// An attestation found beside a bundle, and what checking it said.
+#[derive(Clone, Debug, Serialize)]
+pub struct Found {
+    pub kind: AttestationKind,
+    /// The referrer manifest's digest.
+    pub digest: String,
+    pub predicate_type: String,
+    /// The signature verified with a trusted key (this one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub verified: bool,
+    /// Why it does not hold (None: it does, or no key was given to check it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// The statement: verified when `verified`, else as read (for `inspect`).
+    #[serde(skip)]
+    pub statement: Option<Value>,
+}
+
+/// Read the attestations of the manifest `subject` from `src`. With `keys`, each envelope's
+/// signature is checked (else they are read unverified, for `inspect`); every one is checked
+/// to be an in-toto statement of its predicate about `subject`. Attestations of other
+/// manifests are left out.
+pub fn read(src: &dyn Source, subject: &Digest, keys: &[PublicKey]) -> Result<Vec<Found>> {
+    let mut out = Vec::new();
+    for d in src.attestation_referrers(subject)? {
+        let kind = d
+            .artifact_type()
+            .as_ref()
+            .and_then(|a| AttestationKind::of_artifact_type(a.as_ref()));
+        let Some(kind) = kind else { continue };
+        let digest = d.digest().to_string();
+        let mut found = Found {
+            kind,
+            digest: digest.clone(),
+            predicate_type: String::new(),
+            key: None,
+            verified: false,
+            problem: None,
+            statement: None,
+        };
+        match check_one(src, &d, subject, kind, keys) {
+            Ok(None) => continue, // another manifest's
+            Ok(Some((st, key))) => {
+                found.predicate_type = st["predicateType"].as_str().unwrap_or_default().into();
+                found.verified = key.is_some();
+                found.key = key;
+                found.statement = Some(st);
+            }
+            Err(why) => found.problem = Some(why),
+        }
+        out.push(found);
+    }
+    out.sort_by(|a, b| (a.kind, &a.digest).cmp(&(b.kind, &b.digest)));
+    Ok(out)
+}
+
+/// One referrer: Ok(None) when it is about another manifest; the statement (and the key that
+/// verified it, with keys) when it holds; Err(why) when it does not.
+fn check_one(
+    src: &dyn Source,
+    d: &oci_spec::image::Descriptor,
+    subject: &Digest,
+    kind: AttestationKind,
+    keys: &[PublicKey],
+) -> std::result::Result<Option<(Value, Option<String>)>, String> {
+    let raw = layout::read_blob(src, d, crate::format::media_type::MAX_MANIFEST_BYTES)
+        .map_err(|e| format!("its manifest cannot be read: {e}"))?;
+    let m: oci_spec::image::ImageManifest =
+        serde_json::from_slice(&raw).map_err(|e| format!("not an OCI manifest: {e}"))?;
+    match m.subject() {
+        Some(s) if s.digest().to_string() == subject.as_str() => {}
+        Some(_) => return Ok(None),
+        None => return Err("the referrer has no subject".into()),
+    }
+    let layer = m
+        .layers()
+        .iter()
+        .find(|l| l.media_type().to_string() == BUNDLE_MEDIA_TYPE)
+        .ok_or("the referrer holds no Sigstore bundle layer")?;
+    let envelope = layout::read_blob(src, layer, MAX_ENVELOPE_BYTES)
+        .map_err(|e| format!("its envelope cannot be read: {e}"))?;
+    let (statement, key) = if keys.is_empty() {
+        (unverified_statement(&envelope)?, None)
+    } else {
+        let (st, k) = crate::sign::verify_bundle(&envelope, keys)?;
+        (st, Some(k.path.display().to_string()))
+    };
+    if statement["_type"] != INTOTO_STATEMENT {
+        return Err(format!(
+            "not an in-toto statement v1 ({})",
+            statement["_type"]
+        ));
+    }
+    if statement["predicateType"] != kind.predicate_type() {
+        return Err(format!(
+            "its predicateType is {}, not {} as its artifactType says",
+            statement["predicateType"],
+            kind.predicate_type()
+        ));
+    }
+    let about_subject = statement["subject"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|s| s["digest"]["sha256"] == subject.hex()));
+    if !about_subject {
+        return Err(format!(
+            "its signed subject is another bundle, not {subject}: it was made for a different manifest"
+        ));
+    }
+    Ok(Some((statement, key)))
+}
+
+/// The statement inside an envelope, without checking its signature (`inspect`).
+fn unverified_statement(envelope: &[u8]) -> std::result::Result<Value, String> {
+    let b: Value = serde_json::from_slice(envelope).map_err(|e| format!("not JSON: {e}"))?;
+    let payload = b["dsseEnvelope"]["payload"]
+        .as_str()
+        .and_then(|p| base64::engine::general_purpose::STANDARD.decode(p).ok())
+        .ok_or("the DSSE payload is missing or not base64")?;
+    serde_json::from_slice(&payload).map_err(|e| format!("the payload is not JSON: {e}"))
+}
+
+/// What `verify --require` says of the attestations found: one problem per required kind
+/// that has no attestation which verified.
+pub fn requirement_problems(found: &[Found], required: &[AttestationKind]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for k in required {
+        if found
+            .iter()
+            .any(|f| f.kind == *k && f.verified && f.problem.is_none())
+        {
+            continue;
+        }
+        let bad: Vec<String> = found
+            .iter()
+            .filter(|f| f.kind == *k)
+            .map(|f| {
+                format!(
+                    "{} ({})",
+                    f.digest,
+                    f.problem.as_deref().unwrap_or("not verified")
+                )
+            })
+            .collect();
+        problems.push(if bad.is_empty() {
+            format!(
+                "no {k} attestation: make one with `mlart attest TARGET --key KEY` (or `mlart bundle --sign KEY --attest`)"
+            )
+        } else {
+            format!("no valid {k} attestation: {}", bad.join("; "))
+        });
+    }
+    problems
+}

@@ -1,0 +1,133 @@
+//! The attestation gates of a release policy: `provenance: required`, `sbom: required`, and
+//! `provenance_checks` (source revision recorded, tree not dirty, dataset digests present),
+//! evaluated on the attestations `attest::read` found and verified.
+
+use crate::attest::Found;
+use crate::check::gate::Check;
+use crate::format::attestation::AttestationKind;
+use crate::spec::policy::{Policy, Requirement};
+
+/// One provenance check: Ok(what holds) or Err(why not).
+type Rule = Box<dyn Fn(&crate::attest::provenance::Summary) -> Result<String, String>>;
+
+/// Whether the policy asks anything of the attestations.
+pub fn wanted(p: &Policy) -> bool {
+    p.provenance == Some(Requirement::Required)
+        || p.sbom == Some(Requirement::Required)
+        || p.provenance_checks.is_some()
+}
+
+fn named(name: &str) -> Check {
+    Check {
+        name: name.into(),
+        passed: true,
+        skipped: false,
+        value: None,
+        threshold: None,
+        baseline: None,
+        delta: None,
+        reason: String::new(),
+    }
+}
+
+/// The checks; `found` is None when no trusted key was given (nothing could be verified).
+pub fn evaluate(p: &Policy, found: Option<&[Found]>) -> Vec<Check> {
+    let mut out = Vec::new();
+    let valid = |k: AttestationKind| {
+        found
+            .into_iter()
+            .flatten()
+            .find(|f| f.kind == k && f.verified && f.problem.is_none())
+    };
+    let no_key = "no trusted key was given (--key PUB): the attestations cannot be verified";
+    for (kind, req) in [
+        (AttestationKind::Provenance, p.provenance),
+        (AttestationKind::Sbom, p.sbom),
+    ] {
+        if req != Some(Requirement::Required) {
+            continue;
+        }
+        let mut c = named(kind.as_str());
+        match (found, valid(kind)) {
+            (None, _) => {
+                c.passed = false;
+                c.reason = format!("{kind}: required, but {no_key}");
+            }
+            (Some(_), Some(f)) => {
+                c.reason = format!("{} signed by {}", f.digest, f.key.as_deref().unwrap_or(""))
+            }
+            (Some(all), None) => {
+                c.passed = false;
+                c.reason = crate::attest::referrer::requirement_problems(all, &[kind]).join("; ");
+            }
+        }
+        out.push(c);
+    }
+    if let Some(pc) = &p.provenance_checks {
+        let summary = valid(AttestationKind::Provenance)
+            .and_then(|f| f.statement.as_ref())
+            .map(crate::attest::provenance::summarize);
+        let mut rules: Vec<(&str, Rule)> = Vec::new();
+        if pc.source_revision {
+            rules.push((
+                "provenance:source_revision",
+                Box::new(|s| match &s.commit {
+                    Some(c) => Ok(format!("built from {c}")),
+                    None => Err(
+                        "the provenance records no source revision: bundle inside a git work tree"
+                            .into(),
+                    ),
+                }),
+            ));
+        }
+        if pc.clean_tree {
+            rules.push((
+                "provenance:clean_tree",
+                Box::new(|s| match s.dirty {
+                    Some(false) => Ok("the work tree was clean".into()),
+                    Some(true) => Err("the work tree had uncommitted changes when the bundle was made: commit them and bundle again".into()),
+                    None => Err("the provenance records no source tree state".into()),
+                }),
+            ));
+        }
+        if pc.dataset_digests {
+            rules.push((
+                "provenance:dataset_digests",
+                Box::new(|s| {
+                    if s.datasets.is_empty() {
+                        Err("the provenance names no dataset: list them under `datasets:` in mlart.yaml".into())
+                    } else if !s.datasets_without_digest.is_empty() {
+                        Err(format!(
+                            "datasets without a digest: {} (add `digest: sha256:…` in mlart.yaml)",
+                            s.datasets_without_digest.join(", ")
+                        ))
+                    } else {
+                        Ok(format!("{} dataset(s), each with a digest", s.datasets.len()))
+                    }
+                }),
+            ));
+        }
+        for (name, rule) in rules {
+            let mut c = named(name);
+            match (&summary, found) {
+                (_, None) => {
+                    c.passed = false;
+                    c.reason = no_key.into();
+                }
+                (None, Some(_)) => {
+                    c.passed = false;
+                    c.reason = "no valid provenance attestation to check".into();
+                }
+                (Some(s), Some(_)) => match rule(s) {
+                    Ok(r) => c.reason = r,
+                    Err(r) => {
+                        c.passed = false;
+                        c.reason = r;
+                    }
+                },
+            }
+            out.push(c);
+        }
+    }
+    out
+}

@@ -1,0 +1,211 @@
+//! `mlart attest TARGET --key KEY`: add the signed provenance and ML-BOM to a bundle already
+//! made (a layout directory or a registry REF); and the attestation sections `inspect` and
+//! `verify` print.
+
+use mlart::attest::{self, Found};
+use mlart::format::attestation::AttestationKind;
+use mlart::format::digest::Digest;
+use mlart::interrupt::Cancel;
+use mlart::store::layout::Source;
+use mlart::{Error, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// An OCI layout directory made by `mlart bundle`, or a bundle in a registry
+    /// (host[:port]/repository[:tag|@digest]).
+    target: PathBuf,
+    /// The private key (PEM) to sign the attestations with: the same keys as `mlart sign`.
+    #[arg(long)]
+    key: PathBuf,
+    /// Which tag of the layout (default: its only bundle).
+    #[arg(long)]
+    tag: Option<String>,
+    /// The spec the bundle was made from: its digest goes into the provenance, and the git
+    /// state (commit, remote, dirty) of the folder it is in.
+    #[arg(short = 'f', long = "file")]
+    spec: Option<PathBuf>,
+    #[command(flatten)]
+    registry: super::push::RegistryArgs,
+}
+
+pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
+    a.registry.cancel = cancel.clone();
+    let key = mlart::sign::load_private(&a.key)?;
+    let (spec, git) = match &a.spec {
+        Some(f) => {
+            let bytes = std::fs::read(f)
+                .map_err(|e| Error::input(format!("cannot read the spec {}: {e}", f.display())))?;
+            let dir = match f.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
+            let spec = attest::SpecFile {
+                path: name.unwrap_or_default(),
+                sha256: Digest::of(&bytes).hex().to_string(),
+            };
+            (Some(spec), attest::git::state(&dir))
+        }
+        None => (None, None),
+    };
+    let target = super::target(&a.target, a.tag.as_deref())?;
+    let (what, mut src, tag): (String, Box<dyn Source>, Option<String>) = match &target {
+        super::Target::Registry(r) => {
+            let remote = mlart::registry::Remote::new(r.clone(), &a.registry.options())?;
+            let src = mlart::store::registry::RegistrySource::new(remote.clone());
+            (remote.describe(), Box::new(src), None)
+        }
+        super::Target::Local(path, tag) => {
+            if !path.is_dir() {
+                return Err(Error::input(format!(
+                    "{} is an archive: attest the layout directory it was made from (or `mlart bundle --sign KEY --attest -o FILE.tar`), or copy it to a registry and attest it there",
+                    path.display()
+                )));
+            }
+            (
+                path.display().to_string(),
+                mlart::store::layout::open(path)?,
+                tag.clone(),
+            )
+        }
+    };
+    let r = mlart::store::layout::resolve_image(src.as_mut(), tag.as_deref(), "attest")?;
+    let digest = Digest::of(&r.raw);
+    let metadata = mlart::store::metadata::read_metadata(src.as_mut(), &r.manifest)?;
+    let config = Digest::parse(r.manifest.config().digest().as_ref()).map_err(Error::Input)?;
+    let inputs = attest::Inputs {
+        metadata: &metadata,
+        subject: attest::Subject {
+            manifest: digest.clone(),
+            media_type: r.descriptor.media_type().to_string(),
+            size: r.raw.len() as u64,
+            config,
+        },
+        spec,
+        git,
+    };
+    let made = attest::make(&key, &inputs);
+    let (added, fallback) = match &target {
+        super::Target::Registry(r) => {
+            let remote = mlart::registry::Remote::new(r.clone(), &a.registry.options())?;
+            let sink = mlart::store::registry_sink::RegistrySink::new(remote);
+            let tag = attest::referrer::attach(&sink, &digest, &made)?;
+            (made.len(), tag)
+        }
+        super::Target::Local(path, _) => (attest::attach_to_layout(path, &made)?, None),
+    };
+    if json {
+        let list: Vec<_> = made
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "kind": m.kind,
+                    "digest": m.referrer.digest().as_str(),
+                    "predicate_type": m.kind.predicate_type(),
+                })
+            })
+            .collect();
+        let mut v = serde_json::json!({
+            "target": what, "manifest_digest": digest.as_str(), "attestations": list, "added": added,
+        });
+        if let Some(t) = fallback {
+            v["referrers_tag"] = t.into();
+        }
+        super::print_json(&v);
+    } else {
+        for m in &made {
+            outln!(
+                "  {} {} ({})",
+                m.kind,
+                m.referrer.digest(),
+                m.kind.predicate_type()
+            );
+        }
+        outln!("attested {what} {digest}: {added} attestation(s) added");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parse `--require provenance,sbom`.
+pub fn parse_required(list: &[String]) -> Result<Vec<AttestationKind>> {
+    let mut out = Vec::new();
+    for item in list.iter().flat_map(|s| s.split(',')) {
+        let item = item.trim();
+        let k = AttestationKind::parse(item).ok_or_else(|| {
+            Error::of(
+                mlart::error::Kind::Usage,
+                format!("--require {item:?}: the attestations are `provenance` and `sbom` (e.g. --require provenance,sbom)"),
+            )
+        })?;
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    Ok(out)
+}
+
+/// The attestations as `--json` lists them: each with its summary.
+pub fn to_json(found: &[Found]) -> serde_json::Value {
+    found
+        .iter()
+        .map(|f| {
+            let mut v = serde_json::to_value(f).unwrap_or_default();
+            if let Some(st) = &f.statement {
+                v["summary"] = summary(f.kind, st);
+            }
+            v
+        })
+        .collect()
+}
+
+fn summary(kind: AttestationKind, st: &serde_json::Value) -> serde_json::Value {
+    match kind {
+        AttestationKind::Provenance => {
+            serde_json::to_value(attest::provenance::summarize(st)).unwrap_or_default()
+        }
+        AttestationKind::Sbom => {
+            serde_json::json!({"components": attest::mlbom::summarize(st)})
+        }
+    }
+}
+
+/// The attestations as people read them.
+pub fn print(found: &[Found], checked: bool) {
+    if found.is_empty() {
+        outln!("  attestations: none (`mlart attest` or `bundle --sign KEY --attest` adds them)");
+        return;
+    }
+    for f in found {
+        let state = match (&f.problem, &f.key) {
+            (Some(p), _) => format!("INVALID ({p})"),
+            (None, Some(k)) => format!("valid ({k})"),
+            (None, None) if checked => "not verified".into(),
+            (None, None) => "signature not checked (`mlart verify --key PUB --require ...`)".into(),
+        };
+        outln!("  {} {}: {state}", f.kind, f.digest);
+        let Some(st) = &f.statement else { continue };
+        match f.kind {
+            AttestationKind::Provenance => {
+                let s = attest::provenance::summarize(st);
+                let src = match (&s.commit, s.dirty) {
+                    (Some(c), Some(true)) => format!("{c} (dirty tree)"),
+                    (Some(c), _) => c.clone(),
+                    _ => "no source revision recorded".into(),
+                };
+                outln!("    source    {src}");
+                outln!(
+                    "    inputs    {} resolved ({} datasets)",
+                    s.inputs,
+                    s.datasets.len()
+                );
+            }
+            AttestationKind::Sbom => {
+                let c = attest::mlbom::summarize(st);
+                let parts: Vec<String> = c.iter().map(|(k, n)| format!("{n} {k}")).collect();
+                outln!("    components {}", parts.join(", "));
+            }
+        }
+    }
+}

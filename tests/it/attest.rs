@@ -1,0 +1,366 @@
+//! Attestations: `bundle --sign --attest`, `mlart attest`, `inspect --attestations`,
+//! `verify --require`, carried by push/copy; checked by third parties (securesystemslib,
+//! in-toto-attestation, cyclonedx-python-lib) and against hostile edits.
+
+use crate::support::fixtures::{bundle_iris, put_blob, read_blob, read_json};
+use crate::support::registry::{Env, Registry};
+use crate::support::*;
+use serde_json::{json, Value};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const PROVENANCE_AT: &str = "application/vnd.mlart.attestation.slsa-provenance.v1+json";
+const SBOM_AT: &str = "application/vnd.mlart.attestation.cyclonedx-bom.v1.6+json";
+const BUNDLE_MT: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+
+fn index(layout: &Path) -> Value {
+    serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap()
+}
+
+/// The index.json entry of the attestation of artifactType `at`.
+fn entry(layout: &Path, at: &str) -> Value {
+    index(layout)["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["artifactType"] == at)
+        .unwrap_or_else(|| panic!("no {at} in {}", layout.display()))
+        .clone()
+}
+
+/// The envelope (Sigstore bundle) of the attestation of artifactType `at`: its digest.
+fn envelope_digest(layout: &Path, at: &str) -> String {
+    let m = read_json(layout, entry(layout, at)["digest"].as_str().unwrap());
+    assert_eq!(m["layers"][0]["mediaType"], BUNDLE_MT);
+    m["layers"][0]["digest"].as_str().unwrap().to_string()
+}
+
+fn verify_require(target: &Path, key: &Path) -> std::process::Command {
+    let mut c = mlart();
+    c.arg("verify")
+        .arg(target)
+        .arg("--key")
+        .arg(key)
+        .args(["--require", "provenance,sbom"]);
+    c
+}
+
+fn attested(dir: &Path, key: &Path, out: &str) -> (PathBuf, Value) {
+    let p = dir.join(out);
+    let v = bundle_iris(
+        &mut mlart(),
+        &p,
+        &["--sign".as_ref(), key.as_os_str(), "--attest".as_ref()],
+    );
+    (p, v)
+}
+
+#[test]
+fn bundle_attest_is_deterministic_and_leaves_the_bundle_alone() {
+    let t = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(t.path(), "k");
+    let (a, va) = attested(t.path(), &key, "a.oci");
+    let (b, _) = attested(t.path(), &key, "b.oci");
+    let signed = bundle_iris(
+        &mut mlart(),
+        &t.path().join("s.oci"),
+        &["--sign".as_ref(), key.as_os_str()],
+    );
+    assert_eq!(
+        va["manifest_digest"], signed["manifest_digest"],
+        "attestations are referrers: the bundle is the same as without them"
+    );
+    for at in [PROVENANCE_AT, SBOM_AT] {
+        assert_eq!(
+            entry(&a, at)["digest"],
+            entry(&b, at)["digest"],
+            "{at}: same bytes twice"
+        );
+        let m = read_json(&a, entry(&a, at)["digest"].as_str().unwrap());
+        assert_eq!(m["subject"]["digest"], va["manifest_digest"]);
+        assert_eq!(m["artifactType"], at);
+    }
+    // one bundle still (inspect needs no --tag), verify --require passes
+    let v = json_ok(&mut verify_require(&a, &public));
+    assert_eq!(v["ok"], true, "{v}");
+    let kinds: Vec<&str> = v["attestations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["verified"] == true)
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["provenance", "sbom"]);
+    let i = json_ok(mlart().arg("inspect").arg(&a).arg("--attestations"));
+    let atts = i["attestations"].as_array().unwrap();
+    assert_eq!(atts.len(), 2);
+    assert_eq!(atts[0]["summary"]["builder"], "https://mlart.dev/cli");
+    assert!(atts[1]["summary"]["components"]["file"].as_u64().unwrap() >= 10);
+    let human =
+        String::from_utf8(ok(mlart().arg("inspect").arg(&a).arg("--attestations"))).unwrap();
+    assert!(
+        human.contains("ATTESTATIONS") && human.contains("provenance sha256:"),
+        "{human}"
+    );
+    // an archive holds them too
+    let (tar, _) = attested(t.path(), &key, "c.tar");
+    assert_eq!(json_ok(&mut verify_require(&tar, &public))["ok"], true);
+}
+
+#[test]
+fn third_party_tools_accept_the_documents_and_refuse_a_tampered_one() {
+    let Some(py) = python() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(t.path(), "k");
+    let (_, other) = keygen(t.path(), "other");
+    let (a, _) = attested(t.path(), &key, "a.oci");
+    let script = repo().join("tests/it/attest_check.py");
+    for (at, kind) in [(PROVENANCE_AT, "provenance"), (SBOM_AT, "sbom")] {
+        let env_path = t.path().join(format!("{kind}.json"));
+        fs::write(&env_path, read_blob(&a, &envelope_digest(&a, at))).unwrap();
+        let out = ok(std::process::Command::new(&py)
+            .arg(&script)
+            .arg(&env_path)
+            .arg(&public)
+            .arg(kind));
+        assert_eq!(String::from_utf8_lossy(&out).trim(), "ok");
+        // another key: securesystemslib refuses
+        let o = std::process::Command::new(&py)
+            .arg(&script)
+            .arg(&env_path)
+            .arg(&other)
+            .arg(kind)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{kind}: verified with another key");
+        // one byte of the signed payload changed: refused
+        let mut b: Value = serde_json::from_slice(&fs::read(&env_path).unwrap()).unwrap();
+        let mut payload = base64_decode(b["dsseEnvelope"]["payload"].as_str().unwrap());
+        let i = payload.iter().position(|&c| c == b'1').unwrap();
+        payload[i] = b'2';
+        b["dsseEnvelope"]["payload"] = base64_encode(&payload).into();
+        let bad = t.path().join(format!("{kind}-tampered.json"));
+        fs::write(&bad, serde_json::to_vec(&b).unwrap()).unwrap();
+        let o = std::process::Command::new(&py)
+            .arg(&script)
+            .arg(&bad)
+            .arg(&public)
+            .arg(kind)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{kind}: a tampered payload verified");
+    }
+}
+
+/// Replace the attestation of `at` in `layout` by a manifest edited with `edit` (blobs and
+/// index entry rewritten as a hostile party would).
+fn swap_attestation(layout: &Path, at: &str, edit: &dyn Fn(&mut Value)) {
+    let old = entry(layout, at);
+    let mut m = read_json(layout, old["digest"].as_str().unwrap());
+    edit(&mut m);
+    let (d, size) = put_blob(layout, &serde_json::to_vec(&m).unwrap());
+    let mut idx = index(layout);
+    for e in idx["manifests"].as_array_mut().unwrap() {
+        if e["digest"] == old["digest"] {
+            e["digest"] = d.clone().into();
+            e["size"] = size.into();
+        }
+    }
+    fs::write(layout.join("index.json"), serde_json::to_vec(&idx).unwrap()).unwrap();
+}
+
+#[test]
+fn verify_require_refuses_missing_foreign_wrong_subject_and_tampered() {
+    let t = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(t.path(), "k");
+    let (other_key, _) = keygen(t.path(), "other");
+    // usage errors: --attest without --sign, an unknown kind
+    let err = fails(
+        mlart()
+            .arg("bundle")
+            .arg("-f")
+            .arg(example().join("mlart.yaml"))
+            .arg("-o")
+            .arg(t.path().join("x.oci"))
+            .arg("--attest"),
+        2,
+    );
+    assert!(err.contains("--attest needs --sign KEY"), "{err}");
+    assert!(!t.path().join("x.oci").exists());
+    // missing: signed but not attested
+    let signed = t.path().join("s.oci");
+    bundle_iris(&mut mlart(), &signed, &["--sign".as_ref(), key.as_os_str()]);
+    let err = fails(
+        mlart()
+            .arg("verify")
+            .arg(&signed)
+            .arg("--key")
+            .arg(&public)
+            .args(["--require", "provenance,bogus"]),
+        2,
+    );
+    assert!(
+        err.contains("\"bogus\"") && err.contains("provenance` and `sbom`"),
+        "{err}"
+    );
+    let err = fails(&mut verify_require(&signed, &public), 1);
+    assert!(
+        err.contains("no provenance attestation") && err.contains("mlart attest"),
+        "{err}"
+    );
+    assert!(err.contains("no sbom attestation"), "{err}");
+    // signed by another key: `mlart attest` with it; the bundle's own signature still holds
+    let v = json_ok(
+        mlart()
+            .arg("attest")
+            .arg(&signed)
+            .arg("--key")
+            .arg(&other_key),
+    );
+    assert_eq!(v["added"], 2);
+    let err = fails(&mut verify_require(&signed, &public), 1);
+    assert!(
+        err.contains("no valid provenance attestation") && err.contains("another key"),
+        "{err}"
+    );
+    // `mlart attest` with the right key: passes (both kept)
+    json_ok(mlart().arg("attest").arg(&signed).arg("--key").arg(&key));
+    assert_eq!(json_ok(&mut verify_require(&signed, &public))["ok"], true);
+    // again: nothing new
+    let v = json_ok(mlart().arg("attest").arg(&signed).arg("--key").arg(&key));
+    assert_eq!(v["added"], 0);
+
+    // wrong subject: an attestation of bundle A made to point at bundle B
+    let (a, _) = attested(t.path(), &key, "a.oci");
+    let b = t.path().join("b.oci");
+    let vb = bundle_iris(
+        &mut mlart(),
+        &b,
+        &[
+            "--sign".as_ref(),
+            key.as_os_str(),
+            "--format".as_ref(),
+            "artifact".as_ref(),
+            "--attest".as_ref(),
+        ],
+    );
+    let a_prov = entry(&a, PROVENANCE_AT);
+    let a_manifest = read_json(&a, a_prov["digest"].as_str().unwrap());
+    for d in [
+        &a_manifest["config"]["digest"],
+        &a_manifest["layers"][0]["digest"],
+    ] {
+        put_blob(&b, &read_blob(&a, d.as_str().unwrap()));
+    }
+    let b_subject = vb["manifest_digest"].clone();
+    let a_config = a_manifest["config"].clone();
+    let a_layers = a_manifest["layers"].clone();
+    swap_attestation(&b, PROVENANCE_AT, &|m| {
+        m["config"] = a_config.clone();
+        m["layers"] = a_layers.clone();
+        m["subject"]["digest"] = b_subject.clone();
+    });
+    let err = fails(&mut verify_require(&b, &public), 1);
+    assert!(err.contains("signed subject is another bundle"), "{err}");
+
+    // a tampered byte in an envelope blob (the ML-BOM of A)
+    let env = envelope_digest(&a, SBOM_AT);
+    let p = crate::support::fixtures::blob_path(&a, &env);
+    let mut bytes = fs::read(&p).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 1;
+    fs::write(&p, &bytes).unwrap();
+    let err = fails(&mut verify_require(&a, &public), 1);
+    assert!(err.contains("no valid sbom attestation"), "{err}");
+    assert!(!err.contains("no valid provenance"), "{err}");
+
+    // `attest` refuses an archive, naming what to do
+    let tar = t.path().join("s.tar");
+    bundle_iris(&mut mlart(), &tar, &["--sign".as_ref(), key.as_os_str()]);
+    let err = fails(mlart().arg("attest").arg(&tar).arg("--key").arg(&key), 2);
+    assert!(err.contains("is an archive"), "{err}");
+}
+
+#[test]
+fn registry_push_copy_and_attest_carry_attestations() {
+    let Some(reg) = Registry::start("registry_push_copy_and_attest_carry_attestations") else {
+        return;
+    };
+    let env = Env::new();
+    let (key, public) = env.keygen("k");
+    let layout = env.path("a.oci");
+    let v = bundle_iris(
+        &mut env.cmd(),
+        &layout,
+        &["--sign".as_ref(), key.as_os_str(), "--attest".as_ref()],
+    );
+    let r = reg.reference("ml/iris:1.0.0");
+    let p = json_ok(env.cmd().arg("push").arg(&layout).arg(&r));
+    assert_eq!(p["signatures"], 1);
+    assert_eq!(p["attestations"], 2);
+    assert!(
+        p["referrers_tag"].as_str().unwrap().starts_with("sha256-"),
+        "{p}"
+    );
+    let check = |target: &str| {
+        let v = json_ok(
+            env.cmd()
+                .arg("verify")
+                .arg(target)
+                .arg("--key")
+                .arg(&public)
+                .args(["--require", "provenance,sbom"]),
+        );
+        assert_eq!(v["ok"], true, "{target}: {v}");
+    };
+    check(&r);
+    // copy registry -> registry, and back to a layout
+    let r2 = reg.reference("other/iris:1.0.0");
+    json_ok(env.cmd().arg("copy").arg(&r).arg(&r2));
+    check(&r2);
+    let back = env.path("back.oci");
+    json_ok(env.cmd().arg("copy").arg(&r2).arg(&back));
+    check(back.to_str().unwrap());
+    assert_eq!(
+        entry(&back, PROVENANCE_AT)["digest"],
+        entry(&layout, PROVENANCE_AT)["digest"]
+    );
+    // `bundle --push --sign --attest`, and `mlart attest REF` on a bundle pushed without them
+    let r3 = reg.reference("pushed/iris:1.0.0");
+    json_ok(
+        env.cmd()
+            .arg("bundle")
+            .arg("-f")
+            .arg(example().join("mlart.yaml"))
+            .arg("--push")
+            .arg(&r3)
+            .arg("--sign")
+            .arg(&key)
+            .arg("--attest"),
+    );
+    check(&r3);
+    let r4 = reg.reference("late/iris:1.0.0");
+    let plain = env.path("plain.oci");
+    bundle_iris(
+        &mut env.cmd(),
+        &plain,
+        &["--sign".as_ref(), key.as_os_str()],
+    );
+    json_ok(env.cmd().arg("push").arg(&plain).arg(&r4));
+    let err = fails(
+        env.cmd()
+            .arg("verify")
+            .arg(&r4)
+            .arg("--key")
+            .arg(&public)
+            .args(["--require", "sbom"]),
+        1,
+    );
+    assert!(err.contains("no sbom attestation"), "{err}");
+    let a = json_ok(env.cmd().arg("attest").arg(&r4).arg("--key").arg(&key));
+    assert_eq!(a["manifest_digest"], v["manifest_digest"]);
+    check(&r4);
+    let i = json_ok(env.cmd().arg("inspect").arg(&r4).arg("--attestations"));
+    assert_eq!(i["attestations"].as_array().unwrap().len(), 2);
+    let _ = json!(null);
+}
