@@ -206,6 +206,30 @@ fn modelpack_form_is_reproducible_and_follows_the_spec() {
             .arg(&policy),
         1,
     );
+
+    // signed afterwards (`mlart sign`): the OCI signature covers the ModelPack manifest
+    let (key, public) = crate::support::keygen(t.path(), "k");
+    json_ok(
+        crate::support::mlart()
+            .arg("sign")
+            .arg(&a)
+            .arg("--key")
+            .arg(&key),
+    );
+    let v = json_ok(
+        crate::support::mlart()
+            .args(["verify", "--key"])
+            .arg(&public)
+            .arg(&a),
+    );
+    assert_eq!(v["ok"], true, "{v}");
+    // validate runs the bundled ONNX model
+    if let Some(lib) =
+        crate::validate::ort_lib("modelpack_form_is_reproducible_and_follows_the_spec")
+    {
+        let v = json_ok(crate::validate::mlart_ort(&lib).arg("validate").arg(&a));
+        assert_eq!(v["summary"]["passed"], 1, "{v}");
+    }
 }
 
 /// Pushed to a registry, the ModelPack reference client pulls the project's files byte for
