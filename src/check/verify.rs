@@ -71,6 +71,8 @@ pub fn verify_platform(
         .map(|f| (f.path.as_str(), f.sha256.as_str()))
         .collect();
     let mut got: BTreeMap<String, String> = BTreeMap::new();
+    // entries that appear a second time (in one layer or another)
+    let mut repeated: Vec<String> = Vec::new();
     let mut oms: Option<Vec<u8>> = None;
     let mut blobs = 0;
     for l in r.manifest.layers() {
@@ -158,7 +160,9 @@ pub fn verify_platform(
                 let mut h = HashReader::new(&mut e);
                 std::io::copy(&mut h, &mut std::io::sink()).map_err(|e| e.to_string())?;
                 let (_, d, _) = h.finish();
-                got.insert(rel, d.to_string());
+                if got.insert(rel.clone(), d.to_string()).is_some() {
+                    repeated.push(rel);
+                }
             }
             // drain to the end so the blob digest is checked
             let mut rest = ar.into_inner();
@@ -169,6 +173,9 @@ pub fn verify_platform(
             Ok(()) => blobs += 1,
             Err(e) => problems.push(format!("layer {} ({title}): {e}", l.digest())),
         }
+    }
+    for p in &repeated {
+        problems.push(format!("{p}: appears more than once in the layers"));
     }
     let mut files = 0;
     for (p, d) in &want {

@@ -27,6 +27,7 @@ pub fn run(a: &Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         })?;
     let files = tmp.path().join("files");
     let opts = mlart::extract::pull::PullOptions {
+        strict: true,
         cancel: cancel.clone(),
         out: files.clone(),
         kinds: Vec::new(),

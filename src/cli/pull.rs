@@ -33,6 +33,11 @@ pub struct Args {
     /// With --verify-key: require an OCI signature by every key.
     #[arg(long, requires = "verify_keys")]
     require_all: bool,
+    /// Refuse the pull (exit 4, nothing written) when a layer holds an entry the bundle's
+    /// metadata does not list, or the same entry twice; without it they are skipped with a
+    /// warning.
+    #[arg(long)]
+    strict: bool,
     #[command(flatten)]
     registry: RegistryArgs,
     #[command(flatten)]
@@ -70,6 +75,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             .collect::<Result<Vec<_>>>()?,
         require_all: a.require_all,
         platform: a.platform.parse()?,
+        strict: a.strict,
     };
     let pb = super::progress_bar(0, json);
     pb.set_message(format!("pulling {}", src.describe()));
@@ -83,6 +89,9 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         &|t| pb.set_length(t),
     )?;
     pb.finish_and_clear();
+    for w in &report.warnings {
+        eprintln!("warning: {}: {w}", report.reference);
+    }
     let s = Summary {
         report,
         seconds: started.elapsed().as_secs_f64(),

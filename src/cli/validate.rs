@@ -139,6 +139,7 @@ fn bundle_models(
             Location::Local { .. } => None,
         };
         let opts = pull::PullOptions {
+            strict: false,
             out: out.clone(),
             kinds: vec!["model".into()],
             cache: remote.as_ref().and_then(|_| pull::default_cache()),

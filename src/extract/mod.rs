@@ -33,6 +33,9 @@ pub struct Extractor {
     /// Their sha256 and size, computed while they were written (no second read to check them).
     digests: HashMap<String, (crate::format::digest::Digest, u64)>,
     cancel: Cancel,
+    /// Every non-directory entry of the tar streams read, wanted or not, in order (what the
+    /// caller checks against the bundle's listing: unlisted and repeated entries).
+    seen: Vec<String>,
 }
 
 /// Check an entry path and return its normalised relative form (`a/b/c`).
@@ -94,6 +97,7 @@ impl Extractor {
             digests: HashMap::new(),
             files: Vec::new(),
             cancel: Cancel::default(),
+            seen: Vec::new(),
         }
     }
 
@@ -106,6 +110,11 @@ impl Extractor {
     /// Regular files written so far (relative paths, in order).
     pub fn files(&self) -> &[String] {
         &self.files
+    }
+
+    /// Every non-directory entry of the tar streams read so far, wanted or not.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
     }
 
     /// The sha256 and size of a regular file written, as it went to disk.
@@ -335,6 +344,9 @@ impl Extractor {
                 .is_some_and(|n| n.starts_with(".wh."))
             {
                 return Err(refuse(what, format!("{raw:?} is a whiteout entry")));
+            }
+            if !et.is_dir() {
+                self.seen.push(rel.clone());
             }
             match et {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {

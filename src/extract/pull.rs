@@ -44,6 +44,9 @@ pub struct PullOptions {
     pub platform: Option<crate::format::platform::Platform>,
     /// Cancelled on Ctrl-C: downloads and extraction stop, nothing is moved into place.
     pub cancel: crate::interrupt::Cancel,
+    /// A layer entry the metadata does not list, or one that appears twice, is an error
+    /// (nothing is written) instead of a warning.
+    pub strict: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -70,6 +73,10 @@ pub struct PullReport {
     /// A ModelPack or a dialect of another tool, as the metadata says (`modelpack`, `kitops`…).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dialect: Option<String>,
+    /// What was refused without failing the pull (entries the metadata does not list, or
+    /// that appear twice): an error with `--strict`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -327,6 +334,20 @@ pub fn pull(
     let mut x = Extractor::new(&root).with_cancel(opts.cancel.clone());
     // The files of `archive` entries (other tools' tar layers), as they were unpacked.
     let mut archived: Vec<(String, Kind)> = Vec::new();
+    // What the metadata lists (plus the documents mlart writes beside the files): any other
+    // entry of an mlart layer is refused, not silently skipped.
+    let listed: HashSet<&str> = meta
+        .files
+        .iter()
+        .map(|f| f.path.as_str())
+        .chain([
+            crate::format::metadata::METADATA_FILE,
+            crate::format::signature::OMS_FILE,
+        ])
+        .collect();
+    let mut entries_seen: HashSet<String> = HashSet::new();
+    let mut unlisted: Vec<String> = Vec::new();
+    let mut repeated: Vec<String> = Vec::new();
     let want = |p: &str| wanted.contains(p);
     for l in &layers {
         if opts.cancel.is_cancelled() {
@@ -399,8 +420,38 @@ pub fn pull(
             } else {
                 None
             };
+            // The most an mlart layer may expand to: the files the metadata puts in it, their
+            // tar headers and padding, and slack for directories and long names. A stream that
+            // decompresses beyond that is stopped (a decompression bomb).
+            let original = diff_id.map_or(digest.to_string(), |d| d.to_string());
+            let is_metadata_layer = l
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(crate::format::annotations::KIND_ANNOTATION))
+                .is_some_and(|k| k == "metadata");
+            let limit = (meta.dialect.is_none() && archive.is_none()).then(|| {
+                let (n, bytes) = meta
+                    .files
+                    .iter()
+                    .filter(|f| f.layer == original)
+                    .fold((0u64, 0u64), |(n, b), f| {
+                        (n + 1, b + f.size.div_ceil(512) * 512)
+                    });
+                let extra = if is_metadata_layer {
+                    2 * crate::format::metadata::MAX_METADATA_BYTES
+                } else {
+                    0
+                };
+                bytes + extra + 4096 * (n + 64) + (1 << 20)
+            });
+            let seen_before = x.seen().len();
             let unpacked = (|| -> Result<()> {
                 let dec = crate::format::compression::decoder(&mut reader, comp).map_err(bad)?;
+                let dec = Bounded {
+                    inner: dec,
+                    left: limit.unwrap_or(u64::MAX),
+                    what: label.clone(),
+                };
                 let mut dec = MaybeHash::new(dec, diff_id.is_some());
                 let before = x.files().len();
                 if archive.is_some() {
@@ -422,6 +473,15 @@ pub fn pull(
                 }
                 return Err(e);
             }
+            if archive.is_none() && meta.dialect.is_none() {
+                for p in &x.seen()[seen_before..] {
+                    if !entries_seen.insert(p.clone()) {
+                        repeated.push(format!("{p} (layer {})", digest.short()));
+                    } else if !listed.contains(p.as_str()) {
+                        unlisted.push(format!("{p} (layer {})", digest.short()));
+                    }
+                }
+            }
             // ... and the blob, so its digest is checked at EOF.
             io::copy(&mut reader, &mut io::sink()).map_err(bad)?;
         }
@@ -429,6 +489,29 @@ pub fn pull(
             progress(&digest, BlobEvent::Done("downloaded"));
         }
     }
+
+    // Entries the metadata does not list, or that appear twice: never written; said, and
+    // an error under --strict (before anything is moved into place).
+    let mut refused = Vec::new();
+    if !unlisted.is_empty() {
+        refused.push(format!(
+            "layer entries that mlart.json does not list were not written: {}",
+            unlisted.join(", ")
+        ));
+    }
+    if !repeated.is_empty() {
+        refused.push(format!(
+            "layer entries that appear more than once were not written again: {}",
+            repeated.join(", ")
+        ));
+    }
+    if !refused.is_empty() && opts.strict {
+        return Err(Error::integrity(format!(
+            "{what}: not pulled (--strict): {}. The bundle was changed after `mlart bundle`, or was not made by it; check it with `mlart verify`",
+            refused.join("; ")
+        )));
+    }
+    report.warnings = refused;
 
     // Every selected file is there, with the size and sha256 the metadata says.
     let written: BTreeSet<&str> = x.files().iter().map(String::as_str).collect();
@@ -644,6 +727,31 @@ impl<R: Read> Read for Progress<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         (self.f)(&self.digest, BlobEvent::Bytes(n as u64));
+        Ok(n)
+    }
+}
+
+/// A decompressed layer stream that may not exceed `left` bytes: past it, an integrity error
+/// (the sizes the metadata declares for the layer's files bound what it may expand to).
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    what: String,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.left {
+            return Err(crate::error::io_error(
+                crate::error::Kind::Integrity,
+                format!(
+                    "{}: the layer decompresses to more than the files the metadata lists in it (and their tar headers) can take; stopped there (a decompression bomb, or a layer changed after `mlart bundle`)",
+                    self.what
+                ),
+            ));
+        }
+        self.left -= n as u64;
         Ok(n)
     }
 }

@@ -58,6 +58,7 @@ pub fn load(source: &str, o: &SourceOptions) -> Result<Loaded> {
         })?;
     let out = tmp.path().join("models");
     let opts = pull::PullOptions {
+        strict: true,
         out: out.clone(),
         kinds: vec!["model".into()],
         cache: if is_registry { o.cache.clone() } else { None },

@@ -7,6 +7,7 @@ mod bundle;
 mod compat;
 mod explore;
 mod gate;
+mod hostile_layers;
 mod httpproxy;
 mod interop;
 mod modelpack;
