@@ -239,7 +239,7 @@ fn missing_and_nan_metrics_missing_baseline_and_schema_breaks() {
     let checks = r["checks"].as_array().unwrap();
     let v = checks.iter().find(|c| c["name"] == "validation").unwrap();
     assert_eq!(v["passed"], true, "{r}");
-    assert_eq!(v["reason"], "passed");
+    assert_eq!(v["reason"], "passed: model/iris.onnx");
     // still fails on the missing key alone
     assert_eq!(out.status.code(), Some(1));
     assert!(checks
