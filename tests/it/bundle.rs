@@ -516,6 +516,53 @@ fn unparseable_reports_warn_and_stay_files() {
 }
 
 #[test]
+fn a_headerless_numeric_csv_is_refused_and_floats_are_kept_exact() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("m.onnx"), b"x").unwrap();
+    fs::write(t.path().join("scores.csv"), b"0.5,0.7\n0.6,0.8\n").unwrap();
+    // 0.9646561376073733 read as ...732 with an inexact float parser
+    fs::write(
+        t.path().join("metrics.json"),
+        b"{\"accuracy\": 0.9646561376073733, \"0\": {\"precision\": 0.5}}",
+    )
+    .unwrap();
+    let spec = "name: a\nversion: '1'\nmodel: [m.onnx]\neval: [metrics.json, scores.csv]\n";
+    fs::write(t.path().join("mlart.yaml"), spec).unwrap();
+    let err = fails(
+        mlart()
+            .current_dir(t.path())
+            .args(["bundle", "-o", "o.oci"]),
+        2,
+    );
+    assert!(
+        err.contains("scores.csv") && err.contains("\"0.5\"") && err.contains("metrics: false"),
+        "{err}"
+    );
+    assert!(!t.path().join("o.oci").exists());
+    assert!(leftovers(t.path()).is_empty());
+    // marked `metrics: false`, it is a plain file; the JSON metrics are exact
+    fs::write(
+        t.path().join("mlart.yaml"),
+        "name: a\nversion: '1'\nmodel: [m.onnx]\neval: [metrics.json, {path: scores.csv, metrics: false}]\ngates:\n  metrics: [{metric: accuracy, min: 0.9646561376073733}]\n",
+    )
+    .unwrap();
+    let r = json_ok(
+        mlart()
+            .current_dir(t.path())
+            .args(["bundle", "-o", "o.oci"]),
+    );
+    assert_eq!(r["metrics"]["accuracy"].to_string(), "0.9646561376073733");
+    assert_eq!(r["metrics"]["0.precision"], 0.5);
+    let out = run(mlart()
+        .current_dir(t.path())
+        .args(["--json", "inspect", "o.oci"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("0.9646561376073733"), "{text}");
+    // the gate at exactly the threshold passes
+    json_ok(mlart().current_dir(t.path()).args(["gate", "o.oci"]));
+}
+
+#[test]
 fn a_broken_feature_schema_is_an_error_naming_the_file() {
     let t = tempfile::tempdir().unwrap();
     fs::write(t.path().join("m.onnx"), b"x").unwrap();
