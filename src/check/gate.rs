@@ -33,6 +33,9 @@ pub struct GateReport {
     pub baseline_digest: Option<String>,
     pub passed: bool,
     pub checks: Vec<Check>,
+    /// Things worth saying that are not failures (a missing optional baseline).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
 }
 
 /// A number for people: at most 6 decimals, no float noise.
@@ -70,6 +73,8 @@ pub struct Request<'a> {
     pub spec: &'a Path,
     /// Trusted public keys for `signature: required`.
     pub keys: &'a [PathBuf],
+    /// A baseline that does not exist (the first release) is a notice, not an error.
+    pub baseline_optional: bool,
 }
 
 /// The policy: the file given, else the `gates:` section of the spec.
@@ -93,16 +98,46 @@ pub fn load_policy(policy: Option<&Path>, spec: &Path) -> Result<Policy> {
     }
 }
 
+/// The baseline is not there at all (as opposed to unreadable): a registry's "not found", or
+/// a local path that does not exist.
+fn baseline_missing(b: &str, e: &Error) -> bool {
+    use crate::error::Kind;
+    match e.kind() {
+        Kind::NotFound => true,
+        Kind::Input => {
+            let path = b
+                .strip_prefix("oci-archive:")
+                .or_else(|| b.strip_prefix("oci:"))
+                .map(|p| p.rsplit_once(':').map_or(p, |(p, _)| p))
+                .unwrap_or(b);
+            !Path::new(path).exists() && e.to_string().contains("does not exist")
+        }
+        _ => false,
+    }
+}
+
 /// Gate a bundle: load the policy, read the candidate's (and the baseline's) manifest and
 /// metadata, check its signatures when the policy requires them and keys are given, and
 /// evaluate. Reads manifests, metadata and signatures only.
 pub fn gate(req: &Request, open: OpenLocation) -> Result<GateReport> {
     let policy = load_policy(req.policy, req.spec)?;
     let mut cand = open_bundle(req.target, open)?;
+    let mut notices = Vec::new();
     let base = match req.baseline {
-        Some(b) => {
-            Some(open_bundle(b, open).map_err(|e| Error::input(format!("the baseline {b}: {e}")))?)
-        }
+        Some(b) => match open_bundle(b, open) {
+            Ok(o) => Some(o),
+            Err(e) if baseline_missing(b, &e) => {
+                if !req.baseline_optional {
+                    return Err(Error::of(
+                        e.kind(),
+                        format!("the baseline {b} does not exist ({e}). On a first release there is nothing to compare with: pass --baseline-optional to gate without it (change limits and the schema check are then skipped)"),
+                    ));
+                }
+                notices.push(format!("the baseline {b} does not exist (a first release?): change limits and the schema check are skipped"));
+                None
+            }
+            Err(e) => return Err(Error::of(e.kind(), format!("the baseline {b}: {e}"))),
+        },
         None => None,
     };
     let signature = if policy.signature == Some(Requirement::Required) && !req.keys.is_empty() {
@@ -138,6 +173,7 @@ pub fn gate(req: &Request, open: OpenLocation) -> Result<GateReport> {
         baseline_digest: base.as_ref().map(|b| b.digest.to_string()),
         passed: checks.iter().all(|c| c.passed),
         checks,
+        notices,
     })
 }
 

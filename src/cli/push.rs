@@ -73,6 +73,9 @@ pub struct Args {
     /// With --gate: the bundle to compare with (layout, archive or REF).
     #[arg(long, requires = "gate")]
     baseline: Option<String>,
+    /// With --gate: a --baseline that does not exist is a notice, not an error.
+    #[arg(long, requires = "baseline")]
+    baseline_optional: bool,
     /// With --gate: the policy file (default: `gates:` of -f SPEC).
     #[arg(long, requires = "gate")]
     policy: Option<PathBuf>,
@@ -236,6 +239,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             spec: &a.spec,
             keys: &a.keys,
             registry: &a.registry,
+            baseline_optional: a.baseline_optional,
         })?;
         if !report.passed {
             if json {
