@@ -67,6 +67,9 @@ pub struct Args {
     /// Which tag of the source layout (default: its only manifest).
     #[arg(long)]
     tag: Option<String>,
+    /// Refuse to move an existing tag to other content (exit 1); the same content is fine.
+    #[arg(long)]
+    immutable: bool,
     /// Run the release gate first and push nothing when a gate fails (exit 1).
     #[arg(long)]
     gate: bool,
@@ -101,6 +104,7 @@ pub fn push_with_progress(
     src: &Location,
     dst: &str,
     args: &RegistryArgs,
+    immutable: bool,
     json: bool,
 ) -> Result<Summary> {
     let started = Instant::now();
@@ -120,6 +124,7 @@ pub fn push_with_progress(
         src,
         &reference,
         explicit_tag,
+        immutable,
         &args.options(),
         bars.callback(),
         &|total| pb.set_length(total),
@@ -205,6 +210,10 @@ pub fn print_summary(s: &Summary, json: bool) {
     }
     let r = &s.report;
     outln!("pushed {}@{}", r.reference, r.digest);
+    if let Some(prev) = &r.moved_from {
+        let tag = r.reference.rsplit_once(':').map_or("", |(_, t)| t);
+        outln!("  tag {tag} moved from {prev} to {}", r.digest);
+    }
     outln!(
         "  blobs: {} uploaded ({}), {} skipped, {} mounted in {:.2}s",
         r.blobs.uploaded,
@@ -262,7 +271,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             eprintln!("gate passed ({} checks)", report.checks.len());
         }
     }
-    let s = push_with_progress(&src, &a.reference, &a.registry, json)?;
+    let s = push_with_progress(&src, &a.reference, &a.registry, a.immutable, json)?;
     print_summary(&s, json);
     Ok(ExitCode::SUCCESS)
 }
