@@ -563,6 +563,45 @@ fn a_headerless_numeric_csv_is_refused_and_floats_are_kept_exact() {
 }
 
 #[test]
+fn compressed_output_names_are_refused_not_written_as_directories() {
+    let t = tempfile::tempdir().unwrap();
+    for name in ["model.tar.gz", "model.tgz", "out/model.tar.zst"] {
+        let err = fails(
+            mlart()
+                .current_dir(example())
+                .args(["bundle", "-o"])
+                .arg(t.path().join(name)),
+            2,
+        );
+        assert!(
+            err.contains("model.tar`") && err.contains("model.oci`") && err.contains("OCI archive"),
+            "{err}"
+        );
+        assert!(!t.path().join(name).exists(), "{name}");
+    }
+    assert!(!t.path().join("out").exists());
+    assert!(leftovers(t.path()).is_empty());
+    // copy too; `.tar` is an archive, oci-archive: any name
+    let layout = t.path().join("iris.oci");
+    json_ok(
+        mlart()
+            .current_dir(example())
+            .args(["bundle", "-o"])
+            .arg(&layout),
+    );
+    let err = fails(
+        mlart()
+            .arg("copy")
+            .arg(&layout)
+            .arg(t.path().join("x.tar.gz")),
+        2,
+    );
+    assert!(err.contains("does not write .gz files"), "{err}");
+    json_ok(mlart().arg("copy").arg(&layout).arg(t.path().join("x.tar")));
+    assert!(t.path().join("x.tar").is_file());
+}
+
+#[test]
 fn a_broken_feature_schema_is_an_error_naming_the_file() {
     let t = tempfile::tempdir().unwrap();
     fs::write(t.path().join("m.onnx"), b"x").unwrap();
