@@ -100,8 +100,12 @@ fn main() -> ExitCode {
     // cancels it (work stops, temp outputs are removed), a second one exits at once.
     let cancel = mlart::interrupt::Cancel::new();
     let on_signal = cancel.clone();
+    // SIGTERM (what CI sends on cancel) and SIGHUP too: ctrlc's `termination` feature. A
+    // second signal gives the cleanup under way a moment, then exits; whatever a hard stop
+    // leaves (`kill -9`) the next run in that folder removes (interrupt::temp_dir_in).
     let _ = ctrlc::set_handler(move || {
         if on_signal.is_cancelled() {
+            std::thread::sleep(std::time::Duration::from_secs(2));
             std::process::exit(130);
         }
         on_signal.cancel();

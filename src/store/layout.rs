@@ -399,9 +399,7 @@ impl Staging {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "out".into());
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".mlart-tmp-{name}-"))
-            .tempdir_in(&parent)
+        let tmp = crate::interrupt::temp_dir_in(&parent, "tmp", &name)
             .ctx("creating a temp directory in", &parent)?;
         Ok(Staging {
             dest: dest.to_path_buf(),

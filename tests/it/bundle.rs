@@ -799,6 +799,57 @@ fn ctrl_c_leaves_no_output() {
 }
 
 #[test]
+fn sigterm_and_a_second_ctrl_c_leave_nothing_and_kill_9_leftovers_go_next_run() {
+    let p = big_model_project(3 << 30);
+    for signals in [&[libc::SIGTERM][..], &[libc::SIGINT, libc::SIGINT][..]] {
+        let child = mlart()
+            .current_dir(p.path())
+            .args(["bundle", "-o", "big.tar"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until_staging(p.path());
+        for sig in signals {
+            unsafe { libc::kill(child.id() as i32, *sig) };
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "{signals:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!p.path().join("big.tar").exists());
+        assert!(
+            leftovers(p.path()).is_empty(),
+            "{signals:?}: {:?}",
+            leftovers(p.path())
+        );
+    }
+    // kill -9: the staging directory stays, and the next run in that folder removes it
+    let child = mlart()
+        .current_dir(p.path())
+        .args(["bundle", "-o", "big.tar"])
+        .spawn()
+        .unwrap();
+    wait_until_staging(p.path());
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let mut child = child;
+    child.wait().unwrap();
+    let left = leftovers(p.path());
+    assert_eq!(left.len(), 1, "{left:?}");
+    fs::remove_file(p.path().join("model/big.safetensors")).unwrap();
+    fs::write(p.path().join("model/big.safetensors"), b"small now").unwrap();
+    json_ok(
+        mlart()
+            .current_dir(p.path())
+            .args(["bundle", "-o", "big.tar"]),
+    );
+    assert!(leftovers(p.path()).is_empty(), "{:?}", leftovers(p.path()));
+}
+
+#[test]
 fn init_writes_a_spec_that_bundles_and_never_overwrites() {
     let p = example_copy();
     fs::remove_file(p.path().join("mlart.yaml")).unwrap();
