@@ -2200,3 +2200,85 @@ fn registry_names_without_a_host_are_refused_and_moved_tags_are_said() {
         "{text}"
     );
 }
+
+/// A registry that is down, a host that does not resolve, TLS to a plain-HTTP registry: each
+/// its own message and exit 3, at once (no retries); a busy registry's retries are shown.
+#[test]
+fn registry_unreachable_fails_fast_with_its_own_message_and_retries_are_shown() {
+    use crate::httpproxy::{HttpProxy, Reply};
+    let env = Env::new();
+    let cmd = || {
+        let mut c = env.cmd();
+        c.env("MLART_RETRY_BASE_MS", "1000"); // five silent retries would take > 30 s
+        c
+    };
+    // nothing listens on this port
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let err = fails(
+        cmd().args(["inspect", &format!("127.0.0.1:{port}/ml/iris:1")]),
+        3,
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("connection refused") && err.contains("Is the registry running"),
+        "{err}"
+    );
+    assert!(!err.contains("retry"), "{err}");
+    // a host name that does not resolve (.invalid never does)
+    let started = Instant::now();
+    let err = fails(cmd().args(["inspect", "registry.invalid/ml/iris:1"]), 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.contains("cannot resolve"), "{err}");
+    let Some(reg) = Registry::start(
+        "registry_unreachable_fails_fast_with_its_own_message_and_retries_are_shown",
+    ) else {
+        return;
+    };
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    let r = reg.reference("ml/iris:1");
+    json_ok(env.cmd().arg("push").arg(&layout).arg(&r));
+    // TLS (forced by --ca-file: any CA will do) to the plain-HTTP test registry
+    let ca = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    assert!(
+        ca.is_file(),
+        "the system CA bundle (package ca-certificates)"
+    );
+    let started = Instant::now();
+    let err = fails(cmd().args(["inspect", &r, "--ca-file"]).arg(ca), 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("speaks plain HTTP") && err.contains("--plain-http"),
+        "{err}"
+    );
+    // a busy registry (503 once): retried, and the retry is said at default verbosity
+    let once = std::sync::atomic::AtomicBool::new(false);
+    let proxy = HttpProxy::start(&reg.addr, move |req| {
+        (req.path().contains("/manifests/")
+            && !once.swap(true, std::sync::atomic::Ordering::SeqCst))
+        .then(|| Reply::status(503).body("text/plain", b"busy".to_vec()))
+    });
+    let out = run(env
+        .cmd()
+        .args(["inspect", &format!("{}/ml/iris:1", proxy.addr)]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("retry 1/"), "{stderr}");
+}
