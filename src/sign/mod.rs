@@ -133,7 +133,7 @@ fn describe_algorithm(oid: &str, param: Option<&str>) -> String {
 
 fn wrong_key(path: &Path, what: &str) -> Error {
     Error::input(format!(
-        "{} is {what}: mlart signs with ECDSA P-256 keys. Make one with `mlart keygen -o NAME`, or convert yours with `openssl pkcs8 -topk8`",
+        "{} is {what}: mlart signs only with ECDSA P-256 keys (PKCS#8 PEM, encrypted PKCS#8, or SEC1 PEM); no conversion turns another key type into one. Make a P-256 key with `mlart keygen -o NAME`",
         path.display()
     ))
 }

@@ -602,6 +602,25 @@ fn compressed_output_names_are_refused_not_written_as_directories() {
 }
 
 #[test]
+fn inspect_of_a_spec_says_what_to_run_and_piped_logs_have_no_colours() {
+    let err = fails(
+        mlart()
+            .current_dir(example())
+            .args(["inspect", "mlart.yaml"]),
+        2,
+    );
+    assert!(
+        err.contains("is a spec") && err.contains("mlart bundle -f mlart.yaml"),
+        "{err}"
+    );
+    // stderr is a pipe here: logs without ANSI colour codes
+    let out = run(mlart().args(["-vv", "inspect", "127.0.0.1:1/ml/iris:1"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DEBUG"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "{stderr}");
+}
+
+#[test]
 fn a_broken_feature_schema_is_an_error_naming_the_file() {
     let t = tempfile::tempdir().unwrap();
     fs::write(t.path().join("m.onnx"), b"x").unwrap();

@@ -324,6 +324,11 @@ fn keys_in_other_formats_and_types() {
     assert!(err.contains("MLART_KEY_PASSWORD"), "{err}");
     let err = fails(&mut bundle("rsa.pem", "rsa.oci"), 2);
     assert!(err.contains("RSA key") && err.contains("P-256"), "{err}");
+    // no conversion advice that cannot work (openssl cannot turn RSA into P-256)
+    assert!(
+        !err.contains("openssl pkcs8") && err.contains("no conversion") && err.contains("keygen"),
+        "{err}"
+    );
     let err = fails(&mut bundle("p384-pk8.pem", "p384.oci"), 2);
     assert!(err.contains("P-384"), "{err}");
     let err = fails(&mut bundle("p384.pem", "p384b.oci"), 2);
