@@ -334,7 +334,7 @@ fn key_results(
                 .filter(by_key)
                 .map(|s| s.digest.clone())
                 .collect();
-            let oms = model_sig.iter().any(|s| by_key(s));
+            let oms = model_sig.iter().any(by_key);
             let mut what = oci
                 .iter()
                 .map(|d| format!("OCI signature {d}"))
