@@ -42,7 +42,7 @@ enum Command {
     Diff(cli::diff::Args),
     /// Make an ECDSA P-256 key pair for signing (PREFIX.key, PREFIX.pub).
     Keygen(cli::keygen::Args),
-    /// Add an OCI signature to a bundle in a layout.
+    /// Add an OCI signature to a bundle in a layout, an archive or a registry.
     Sign(cli::sign::Args),
     /// Check a bundle's signatures and digests, or pulled files against their model.sig.
     Verify(cli::verify::Args),
