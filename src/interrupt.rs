@@ -65,6 +65,69 @@ impl<R: Read> Read for CancelReader<R> {
     }
 }
 
+/// A hidden temp directory in `parent` for work that is renamed into place when complete:
+/// `.mlart-{what}-{name}-p{pid}-XXXXXX`. The pid lets a later run tell the leftovers of a
+/// process that died without cleaning up (`kill -9`, a power cut) from work in progress:
+/// before making its own, this removes such leftovers of dead processes in `parent`.
+pub fn temp_dir_in(
+    parent: &std::path::Path,
+    what: &str,
+    name: &str,
+) -> io::Result<tempfile::TempDir> {
+    remove_stale_temp_dirs(parent);
+    tempfile::Builder::new()
+        .prefix(&format!(".mlart-{what}-{name}-p{}-", std::process::id()))
+        .tempdir_in(parent)
+}
+
+/// The pid in a name made by [`temp_dir_in`], if it is one.
+fn temp_dir_pid(name: &str) -> Option<u32> {
+    if !name.starts_with(".mlart-") {
+        return None;
+    }
+    let (rest, _random) = name.rsplit_once('-')?;
+    let (_, pid) = rest.rsplit_once("-p")?;
+    pid.parse().ok()
+}
+
+/// Is a process with this pid alive (or not ours to judge)? Only ESRCH says it is gone.
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: signal 0 sends nothing; it only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    !(r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH))
+}
+
+/// Remove `parent`'s `.mlart-*-p<pid>-*` directories whose process is gone. Best effort: a
+/// directory that cannot be read or removed is left alone.
+pub fn remove_stale_temp_dirs(parent: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let me = std::process::id();
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = temp_dir_pid(&name) else {
+            continue;
+        };
+        if pid == me || process_alive(pid) || !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        match std::fs::remove_dir_all(e.path()) {
+            Ok(()) => tracing::info!(
+                "removed {} (left by process {pid}, which is gone)",
+                e.path().display()
+            ),
+            Err(err) => tracing::debug!("leaving {}: {err}", e.path().display()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +145,35 @@ mod tests {
         let e = r.read(&mut buf).unwrap_err();
         assert_eq!(crate::error::kind_of_io(&e), Some(Kind::Interrupted));
         assert!(!Cancel::new().is_cancelled(), "tokens are independent");
+    }
+
+    #[test]
+    fn leftovers_of_dead_processes_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = {
+            let mut c = std::process::Command::new("true").spawn().unwrap();
+            let pid = c.id();
+            c.wait().unwrap();
+            pid
+        };
+        let stale = dir
+            .path()
+            .join(format!(".mlart-tmp-iris.oci-p{dead}-AbC123"));
+        std::fs::create_dir_all(stale.join("layout/blobs")).unwrap();
+        let live = dir
+            .path()
+            .join(format!(".mlart-pull-m-p{}-XyZ789", std::process::id()));
+        std::fs::create_dir(&live).unwrap();
+        let init = dir.path().join(".mlart-pull-m-p1-XyZ789"); // pid 1 is always alive
+        std::fs::create_dir(&init).unwrap();
+        let foreign = dir.path().join(".mlart-tmp-old-style-AbC123");
+        std::fs::create_dir(&foreign).unwrap();
+        assert_eq!(temp_dir_pid(".mlart-tmp-iris.oci-p42-AbC123"), Some(42));
+        assert_eq!(temp_dir_pid(".mlart-tmp-a-p-b-AbC123"), None);
+        let t = temp_dir_in(dir.path(), "tmp", "iris.oci").unwrap();
+        assert!(!stale.exists(), "a dead process's leftovers are removed");
+        assert!(live.exists() && init.exists() && foreign.exists());
+        let n = t.path().file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(temp_dir_pid(&n), Some(std::process::id()), "{n}");
     }
 }

@@ -42,7 +42,7 @@ enum Command {
     Diff(cli::diff::Args),
     /// Make an ECDSA P-256 key pair for signing (PREFIX.key, PREFIX.pub).
     Keygen(cli::keygen::Args),
-    /// Add an OCI signature to a bundle in a layout.
+    /// Add an OCI signature to a bundle in a layout, an archive or a registry.
     Sign(cli::sign::Args),
     /// Add signed attestations to a bundle: SLSA provenance and a CycloneDX ML-BOM.
     Attest(cli::attest::Args),
@@ -105,8 +105,12 @@ fn main() -> ExitCode {
     // cancels it (work stops, temp outputs are removed), a second one exits at once.
     let cancel = mlart::interrupt::Cancel::new();
     let on_signal = cancel.clone();
+    // SIGTERM (what CI sends on cancel) and SIGHUP too: ctrlc's `termination` feature. A
+    // second signal gives the cleanup under way a moment, then exits; whatever a hard stop
+    // leaves (`kill -9`) the next run in that folder removes (interrupt::temp_dir_in).
     let _ = ctrlc::set_handler(move || {
         if on_signal.is_cancelled() {
+            std::thread::sleep(std::time::Duration::from_secs(2));
             std::process::exit(130);
         }
         on_signal.cancel();
@@ -191,6 +195,11 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // colours only on a terminal, and never under NO_COLOR (https://no-color.org)
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .with_target(false)
         .try_init();
 }

@@ -353,10 +353,21 @@ pub fn build_on<S: BlobSink>(
                         metrics.insert(k, v);
                     }
                 }
-                Err(why) => warnings.push(format!(
+                Err(metrics::NotMetrics::Skip(why)) => warnings.push(format!(
                     "{}: no metrics read ({why}); it stays in the bundle as a file. Mark it `metrics: false` in the spec to silence this",
                     f.rel
                 )),
+                Err(metrics::NotMetrics::NumericNames(names)) => {
+                    let shown: Vec<String> =
+                        names.iter().take(3).map(|n| format!("{n:?}")).collect();
+                    return Err(Error::input(format!(
+                        "{}: this eval file would give metrics named {}{}: names that are numbers, so it is a table of values (a CSV without a header, say), not a metrics report. Mark it `metrics: false` in the spec's `eval:` entry (`- path: {}` with `metrics: false`) to keep it as a plain file, or give it `name,value` rows",
+                        f.abs.display(),
+                        shown.join(", "),
+                        if names.len() > 3 { ", …" } else { "" },
+                        f.rel
+                    )));
+                }
             },
             Kind::Schema => match schema::parse(&f.rel, bytes) {
                 Ok(schema::Parsed::Schema(s)) => schemas.push(s),

@@ -5,34 +5,62 @@
 use crate::format::metadata::Metrics;
 use serde_json::Value;
 
-/// Parse one report. `Err` says why it is not a metrics report (the caller warns).
-pub fn parse(rel: &str, bytes: &[u8]) -> Result<Metrics, String> {
+/// Why a report gave no metrics.
+#[derive(Debug, PartialEq)]
+pub enum NotMetrics {
+    /// Not a metrics report (the caller warns and keeps the file).
+    Skip(String),
+    /// A table whose "names" are numbers (a headerless numeric CSV, say): reading it would
+    /// invent metrics, so the bundle fails (the caller names the file and suggests
+    /// `metrics: false`).
+    NumericNames(Vec<String>),
+}
+
+impl From<String> for NotMetrics {
+    fn from(s: String) -> Self {
+        NotMetrics::Skip(s)
+    }
+}
+
+/// True for a name that reads as a number (`0.5`, `-3`, `1e-4`): never a metric name.
+/// `0.precision` (scikit-learn's per-class keys) is a name.
+pub fn is_numeric_name(name: &str) -> bool {
+    let t = name.trim();
+    t.bytes().any(|b| b.is_ascii_digit()) && t.parse::<f64>().is_ok()
+}
+
+/// Parse one report. Floats are read exactly (the value in the file, to the last bit).
+pub fn parse(rel: &str, bytes: &[u8]) -> Result<Metrics, NotMetrics> {
     let ext = rel
         .rsplit_once('.')
         .map(|(_, e)| e.to_ascii_lowercase())
         .unwrap_or_default();
-    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
+    let text = std::str::from_utf8(bytes).map_err(|_| NotMetrics::Skip("not UTF-8 text".into()))?;
     let mut out = Metrics::new();
     match ext.as_str() {
         "json" => {
             let v: Value = serde_json::from_str(&python_json_to_json(text))
-                .map_err(|e| format!("invalid JSON: {e}"))?;
+                .map_err(|e| NotMetrics::Skip(format!("invalid JSON: {e}")))?;
             flatten("", &v, &mut out);
         }
         "yaml" | "yml" => {
             let v: Value = serde_saphyr::from_str(text).map_err(|e| {
-                format!(
+                NotMetrics::Skip(format!(
                     "invalid YAML: {}",
                     e.to_string().lines().next().unwrap_or_default()
-                )
+                ))
             })?;
             flatten("", &v, &mut out);
         }
         "csv" => out = parse_csv(text)?,
-        _ => return Err("not a JSON, CSV or YAML report".into()),
+        _ => return Err(NotMetrics::Skip("not a JSON, CSV or YAML report".into())),
+    }
+    let numeric: Vec<String> = out.keys().filter(|k| is_numeric_name(k)).cloned().collect();
+    if !numeric.is_empty() {
+        return Err(NotMetrics::NumericNames(numeric));
     }
     if out.is_empty() {
-        return Err("no numeric metric found".into());
+        return Err(NotMetrics::Skip("no numeric metric found".into()));
     }
     Ok(out)
 }
@@ -202,5 +230,57 @@ mod tests {
         assert!(parse("m.json", b"[1,2]").is_err());
         assert!(parse("m.json", &[0xff, 0xfe]).is_err());
         assert!(parse("m.txt", b"a").is_err());
+    }
+
+    #[test]
+    fn numeric_names_are_refused() {
+        // a headerless numeric table: "0.5" and "0.6" are not metric names
+        let e = parse("eval/scores.csv", b"0.5,0.7\n0.6,0.8\n").unwrap_err();
+        assert!(
+            matches!(&e, NotMetrics::NumericNames(n) if !n.is_empty()),
+            "{e:?}"
+        );
+        let e = parse("eval/scores.csv", b"1,2,3\n4,5,6\n").unwrap_err();
+        assert!(matches!(e, NotMetrics::NumericNames(_)));
+        let e = parse("m.json", br#"{"0.5": 1, "accuracy": 0.9}"#).unwrap_err();
+        assert_eq!(e, NotMetrics::NumericNames(vec!["0.5".into()]));
+        let e = parse("m.yaml", b"1e-3: 2\n").unwrap_err();
+        assert!(matches!(e, NotMetrics::NumericNames(_)));
+        // scikit-learn's per-class keys, and words like nan, are names
+        let m = parse(
+            "m.json",
+            br#"{"0": {"precision": 0.5}, "1": {"recall": 0.25}}"#,
+        )
+        .unwrap();
+        assert_eq!(m["0.precision"], Some(0.5));
+        assert!(!is_numeric_name("0.precision") && !is_numeric_name("nan"));
+        assert!(is_numeric_name(" -2.5 ") && is_numeric_name("1e9"));
+    }
+
+    #[test]
+    fn floats_are_read_exactly() {
+        // each of these read 1 ulp off with serde_json's default (fast, inexact) float parser
+        for s in [
+            "0.9646561376073733",
+            "0.19953482806632242",
+            "0.9795676243161755",
+            "0.10357556214727419",
+        ] {
+            let exact: f64 = s.parse().unwrap();
+            let json = format!("{{\"accuracy\": {s}}}");
+            let m = parse("m.json", json.as_bytes()).unwrap();
+            assert_eq!(m["accuracy"], Some(exact), "JSON {s}");
+            let m = parse("m.yaml", format!("accuracy: {s}\n").as_bytes()).unwrap();
+            assert_eq!(m["accuracy"], Some(exact), "YAML {s}");
+            let m = parse("m.csv", format!("accuracy,{s}\n").as_bytes()).unwrap();
+            assert_eq!(m["accuracy"], Some(exact), "CSV {s}");
+            // and printed back as written (what mlart.json and `inspect --json` show)
+            assert_eq!(
+                serde_json::to_string(&m).unwrap(),
+                format!("{{\"accuracy\":{s}}}")
+            );
+            let back: Metrics = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+            assert_eq!(back["accuracy"], Some(exact), "round trip {s}");
+        }
     }
 }

@@ -33,6 +33,9 @@ pub struct GateReport {
     pub baseline_digest: Option<String>,
     pub passed: bool,
     pub checks: Vec<Check>,
+    /// Things worth saying that are not failures (a missing optional baseline).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
 }
 
 /// A number for people: at most 6 decimals, no float noise.
@@ -70,6 +73,8 @@ pub struct Request<'a> {
     pub spec: &'a Path,
     /// Trusted public keys for `signature: required`.
     pub keys: &'a [PathBuf],
+    /// A baseline that does not exist (the first release) is a notice, not an error.
+    pub baseline_optional: bool,
 }
 
 /// The policy: the file given, else the `gates:` section of the spec.
@@ -93,16 +98,46 @@ pub fn load_policy(policy: Option<&Path>, spec: &Path) -> Result<Policy> {
     }
 }
 
+/// The baseline is not there at all (as opposed to unreadable): a registry's "not found", or
+/// a local path that does not exist.
+fn baseline_missing(b: &str, e: &Error) -> bool {
+    use crate::error::Kind;
+    match e.kind() {
+        Kind::NotFound => true,
+        Kind::Input => {
+            let path = b
+                .strip_prefix("oci-archive:")
+                .or_else(|| b.strip_prefix("oci:"))
+                .map(|p| p.rsplit_once(':').map_or(p, |(p, _)| p))
+                .unwrap_or(b);
+            !Path::new(path).exists() && e.to_string().contains("does not exist")
+        }
+        _ => false,
+    }
+}
+
 /// Gate a bundle: load the policy, read the candidate's (and the baseline's) manifest and
 /// metadata, check its signatures when the policy requires them and keys are given, and
 /// evaluate. Reads manifests, metadata and signatures only.
 pub fn gate(req: &Request, open: OpenLocation) -> Result<GateReport> {
     let policy = load_policy(req.policy, req.spec)?;
     let mut cand = open_bundle(req.target, open)?;
+    let mut notices = Vec::new();
     let base = match req.baseline {
-        Some(b) => {
-            Some(open_bundle(b, open).map_err(|e| Error::input(format!("the baseline {b}: {e}")))?)
-        }
+        Some(b) => match open_bundle(b, open) {
+            Ok(o) => Some(o),
+            Err(e) if baseline_missing(b, &e) => {
+                if !req.baseline_optional {
+                    return Err(Error::of(
+                        e.kind(),
+                        format!("the baseline {b} does not exist ({e}). On a first release there is nothing to compare with: pass --baseline-optional to gate without it (change limits and the schema check are then skipped)"),
+                    ));
+                }
+                notices.push(format!("the baseline {b} does not exist (a first release?): change limits and the schema check are skipped"));
+                None
+            }
+            Err(e) => return Err(Error::of(e.kind(), format!("the baseline {b}: {e}"))),
+        },
         None => None,
     };
     let signature = if policy.signature == Some(Requirement::Required) && !req.keys.is_empty() {
@@ -159,7 +194,76 @@ pub fn gate(req: &Request, open: OpenLocation) -> Result<GateReport> {
         baseline_digest: base.as_ref().map(|b| b.digest.to_string()),
         passed: checks.iter().all(|c| c.passed),
         checks,
+        notices,
     })
+}
+
+/// `validation: required`: the stored report must show at least one validated model and no
+/// failed one. A report with nothing validated (no ONNX model, or every model skipped) is a
+/// failure that says which models were found and why none ran.
+fn validation_gate(report: Option<&serde_json::Value>) -> (bool, String) {
+    use crate::format::validation::Report;
+    let Some(v) = report else {
+        return (
+            false,
+            "the bundle has no validation report (bundle it with --validate)".into(),
+        );
+    };
+    let r: Report = match serde_json::from_value(v.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                false,
+                format!("the bundle's validation report cannot be read ({e}); bundle it again with --validate"),
+            )
+        }
+    };
+    let failed: Vec<&str> = r
+        .models
+        .iter()
+        .filter(|m| m.validated && m.passed != Some(true))
+        .map(|m| m.path.as_str())
+        .collect();
+    let passed: Vec<&str> = r
+        .models
+        .iter()
+        .filter(|m| m.validated && m.passed == Some(true))
+        .map(|m| m.path.as_str())
+        .collect();
+    if !failed.is_empty() || !r.passed {
+        let which = if failed.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", failed.join(", "))
+        };
+        return (
+            false,
+            format!("the validation report says it failed{which}"),
+        );
+    }
+    if passed.is_empty() {
+        let reason = if r.models.is_empty() {
+            "no model was validated: the bundle has no model files (validation: required needs at least one ONNX model that was run)".to_string()
+        } else {
+            let found: Vec<String> = r
+                .models
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} ({})",
+                        m.path,
+                        m.reason.as_deref().unwrap_or("not validated")
+                    )
+                })
+                .collect();
+            format!(
+                "no model was validated (validation: required needs at least one ONNX model that was run and passed); found {}",
+                found.join("; ")
+            )
+        };
+        return (false, reason);
+    }
+    (true, format!("passed: {}", passed.join(", ")))
 }
 
 /// Evaluate the metric, validation and schema gates. The signature gate needs the bundle
@@ -271,21 +375,9 @@ pub fn evaluate(
     }
     if policy.validation == Some(Requirement::Required) {
         let mut c = check("validation".into());
-        match &cand.validation {
-            None => {
-                c.passed = false;
-                c.reason = "the bundle has no validation report (bundle it with --validate)".into();
-            }
-            Some(v) => {
-                let ok = v.get("passed").and_then(|p| p.as_bool()).unwrap_or(false);
-                c.passed = ok;
-                c.reason = if ok {
-                    "passed".into()
-                } else {
-                    "the validation report says it failed".into()
-                };
-            }
-        }
+        let (passed, reason) = validation_gate(cand.validation.as_ref());
+        c.passed = passed;
+        c.reason = reason;
         out.push(c);
     }
     if policy.signature == Some(Requirement::Required) {
@@ -631,5 +723,81 @@ mod tests {
         }
         assert!(serde_saphyr::from_str::<Policy>("metrics: [{metric: a, minimum: 2}]\n").is_err());
         assert!(serde_saphyr::from_str::<Policy>("validation: maybe\n").is_err());
+    }
+
+    #[test]
+    fn validation_required_needs_a_validated_model() {
+        use crate::format::validation::{Check as VCheck, ModelReport, Report, Settings};
+        let p = gate("validation: required\n");
+        let settings = Settings {
+            batch_sizes: vec![1],
+            runs: 0,
+            tolerance: 1e-4,
+            timings: false,
+        };
+        let with = |models: Vec<ModelReport>| {
+            let mut m = meta(&[]);
+            let r = Report::new(models, None, None, vec![], settings.clone());
+            m.validation = Some(serde_json::to_value(r).unwrap());
+            m
+        };
+        // no model at all: passed=true in the report, but nothing was validated
+        let c = evaluate(&p, &with(vec![]), None, None);
+        assert!(
+            !c[0].passed && c[0].reason.contains("no model was validated"),
+            "{:?}",
+            c[0]
+        );
+        // only a pickle: named with the reason it was not run
+        let c = evaluate(
+            &p,
+            &with(vec![ModelReport::not_validated(
+                "model/m.pkl",
+                Some("pickle"),
+            )]),
+            None,
+            None,
+        );
+        assert!(
+            !c[0].passed
+                && c[0].reason.contains("model/m.pkl")
+                && c[0].reason.contains("only ONNX models are validated"),
+            "{:?}",
+            c[0]
+        );
+        // one ONNX model validated and passed, next to a pickle: passes
+        let mut ok = ModelReport::not_validated("model/m.onnx", Some("onnx"));
+        ok.validated = true;
+        ok.passed = Some(true);
+        ok.reason = None;
+        ok.checks = vec![VCheck::pass("load", "loaded")];
+        let c = evaluate(
+            &p,
+            &with(vec![
+                ok.clone(),
+                ModelReport::not_validated("model/m.pkl", Some("pickle")),
+            ]),
+            None,
+            None,
+        );
+        assert!(
+            c[0].passed && c[0].reason.contains("model/m.onnx"),
+            "{:?}",
+            c[0]
+        );
+        // a failed model fails, named
+        let mut bad = ok.clone();
+        bad.path = "model/b.onnx".into();
+        bad.passed = Some(false);
+        bad.checks = vec![VCheck::fail("load", "corrupt")];
+        let c = evaluate(&p, &with(vec![ok, bad]), None, None);
+        assert!(
+            !c[0].passed && c[0].reason.contains("model/b.onnx"),
+            "{:?}",
+            c[0]
+        );
+        // no report
+        let c = evaluate(&p, &meta(&[]), None, None);
+        assert!(!c[0].passed && c[0].reason.contains("--validate"));
     }
 }

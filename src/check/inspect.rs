@@ -105,8 +105,23 @@ pub struct Opened {
     pub metadata: Metadata,
 }
 
+/// `mlart inspect mlart.yaml`: a spec is not a bundle; say what to run instead of a tar error.
+pub fn refuse_spec(target: &str) -> Result<()> {
+    let p = std::path::Path::new(target);
+    let yaml = p
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+    if yaml && p.is_file() {
+        return Err(Error::usage(format!(
+            "{target} is a spec (YAML), not a bundle: bundle it first with `mlart bundle -f {target}` (it writes build/NAME.oci), then inspect that; `mlart validate -f {target}` checks its models without bundling"
+        )));
+    }
+    Ok(())
+}
+
 /// Open a layout, archive or REF and read its manifest digest and metadata (nothing else).
 pub fn open_bundle(target: &str, open: OpenLocation) -> Result<Opened> {
+    refuse_spec(target)?;
     let loc = crate::format::reference::parse_location(target)?;
     let (mut source, tag) = open(&loc)?;
     let r = layout::resolve(source.as_mut(), tag.as_deref())?;

@@ -16,9 +16,68 @@ use std::io::Read;
 pub struct SignatureCheck {
     pub digest: String,
     pub valid: bool,
+    /// `valid`; `other-key` (made by a key that was not given: not a failure);
+    /// `invalid` (tampered, malformed, or not over this bundle); `not-checked` (no --key).
+    pub status: SignatureStatus,
     /// The trusted key that verified it.
     pub key: Option<String>,
     pub reason: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignatureStatus {
+    Valid,
+    OtherKey,
+    Invalid,
+    NotChecked,
+}
+
+impl SignatureCheck {
+    fn checked(digest: String, res: std::result::Result<String, String>) -> SignatureCheck {
+        match res {
+            Ok(key) => SignatureCheck {
+                digest,
+                valid: true,
+                status: SignatureStatus::Valid,
+                key: Some(key),
+                reason: None,
+            },
+            Err(reason) => SignatureCheck {
+                digest,
+                valid: false,
+                status: if reason.starts_with(sign::OTHER_KEY) {
+                    SignatureStatus::OtherKey
+                } else {
+                    SignatureStatus::Invalid
+                },
+                key: None,
+                reason: Some(reason),
+            },
+        }
+    }
+    fn not_checked(digest: String) -> SignatureCheck {
+        SignatureCheck {
+            digest,
+            valid: false,
+            status: SignatureStatus::NotChecked,
+            key: None,
+            reason: Some("no --key given: not checked".into()),
+        }
+    }
+}
+
+/// What one trusted key (`--key`) found.
+#[derive(Debug, Serialize)]
+pub struct KeyResult {
+    pub key: String,
+    /// A signature by this key verified.
+    pub verified: bool,
+    /// The OCI signatures it made.
+    pub oci_signatures: Vec<String>,
+    /// It made the bundle's model.sig.
+    pub model_sig: bool,
+    pub message: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -32,6 +91,12 @@ pub struct Report {
     pub files_verified: usize,
     pub problems: Vec<String>,
     pub ok: bool,
+    /// False when no --key was given: digests and structure only.
+    pub signatures_checked: bool,
+    /// Per trusted key: whether it signed this bundle.
+    pub keys: Vec<KeyResult>,
+    /// One line: what was verified, by which key, or that no signature was checked.
+    pub summary: String,
     /// When the source is a multi-platform index: the index and the platform of the image
     /// verified.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -196,7 +261,16 @@ pub fn verify_platform(
 
     // 3. The OMS model.sig over the files (and mlart.json in the image form).
     let model_signature = oms.map(|b| {
-        let res = sign::verify_bundle(&b, keys).and_then(|(st, key)| {
+        let digest = Digest::of(&b).to_string();
+        let listed = if keys.is_empty() {
+            // no key: the listing is still checked against the files (unverified)
+            sign::unverified_statement(&b)
+                .map(|st| (st, String::new()))
+                .map_err(|e| format!("not a valid signature document: {e}"))
+        } else {
+            sign::verify_bundle(&b, keys).map(|(st, key)| (st, key.path.display().to_string()))
+        };
+        let res = listed.and_then(|(st, key)| {
             let listed = sign::oms_resources(&st)?;
             let actual: BTreeMap<String, String> = got
                 .iter()
@@ -222,27 +296,35 @@ pub fn verify_platform(
                     diff.join("; ")
                 ));
             }
-            Ok(key.path.display().to_string())
+            Ok(key)
         });
-        match res {
-            Ok(k) => SignatureCheck {
-                digest: Digest::of(&b).to_string(),
-                valid: true,
-                key: Some(k),
-                reason: None,
-            },
-            Err(reason) => {
-                problems.push(format!("model.sig: {reason}"));
-                SignatureCheck {
-                    digest: Digest::of(&b).to_string(),
-                    valid: false,
-                    key: None,
-                    reason: Some(reason),
-                }
+        let check = match res {
+            Ok(_) if keys.is_empty() => SignatureCheck::not_checked(digest),
+            r => SignatureCheck::checked(digest, r),
+        };
+        match (check.status, &check.reason) {
+            // made by a key not given: reported per key; any one key is enough
+            (SignatureStatus::Invalid, Some(reason)) => {
+                problems.push(format!("model.sig: {reason}"))
             }
+            (SignatureStatus::OtherKey, Some(reason)) if sigs.iter().all(|s| !s.valid) => {
+                problems.push(format!("model.sig: {reason}"))
+            }
+            _ => {}
         }
+        check
     });
+    let keys_found = key_results(keys, &sigs, model_signature.as_ref());
     let ok = problems.is_empty();
+    let summary = summary(
+        &what,
+        target.as_str(),
+        ok,
+        &keys_found,
+        blobs,
+        files,
+        &problems,
+    );
     Ok(Report {
         target: what,
         manifest_digest: target.to_string(),
@@ -252,8 +334,92 @@ pub fn verify_platform(
         files_verified: files,
         problems,
         ok,
+        signatures_checked: !keys.is_empty(),
+        keys: keys_found,
+        summary,
         index: r.index,
     })
+}
+
+fn key_results(
+    keys: &[PublicKey],
+    sigs: &[SignatureCheck],
+    model_sig: Option<&SignatureCheck>,
+) -> Vec<KeyResult> {
+    keys.iter()
+        .map(|k| {
+            let name = k.path.display().to_string();
+            let by_key = |s: &&SignatureCheck| s.valid && s.key.as_deref() == Some(name.as_str());
+            let oci: Vec<String> = sigs
+                .iter()
+                .filter(by_key)
+                .map(|s| s.digest.clone())
+                .collect();
+            let oms = model_sig.iter().any(by_key);
+            let mut what = oci
+                .iter()
+                .map(|d| format!("OCI signature {d}"))
+                .collect::<Vec<_>>();
+            if oms {
+                what.push("model.sig".into());
+            }
+            let verified = !what.is_empty();
+            KeyResult {
+                message: if verified {
+                    format!("{name} signed this bundle ({})", what.join(", "))
+                } else {
+                    format!("{name} did not sign this bundle (no signature by it verifies)")
+                },
+                key: name,
+                verified,
+                oci_signatures: oci,
+                model_sig: oms,
+            }
+        })
+        .collect()
+}
+
+/// The one summary line of `verify`.
+fn summary(
+    target: &str,
+    digest: &str,
+    ok: bool,
+    keys: &[KeyResult],
+    blobs: usize,
+    files: usize,
+    problems: &[String],
+) -> String {
+    let digests = format!("{blobs} blobs and {files} files match their digests");
+    if !ok {
+        return format!("FAILED: {target} {digest}: {}", problems.join("; "));
+    }
+    if keys.is_empty() {
+        return format!(
+            "NO SIGNATURE CHECKED: {target} {digest}: {digests}, but no --key was given, so no signature was verified (add --key PUB to check who signed it)"
+        );
+    }
+    let by: Vec<&str> = keys
+        .iter()
+        .filter(|k| k.verified)
+        .map(|k| k.key.as_str())
+        .collect();
+    let not: Vec<&str> = keys
+        .iter()
+        .filter(|k| !k.verified)
+        .map(|k| k.key.as_str())
+        .collect();
+    let others = if !not.is_empty() {
+        format!(
+            "; {} did not sign it, which is fine: any one trusted key is enough (--require-all wants every key)",
+            not.join(", ")
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "VERIFIED: {target} {digest}: signed by {}{others}; {digests}",
+        by.join(", ")
+    )
 }
 
 /// Check the OCI signatures of `target`: each referrer's result, and what fails the check
@@ -269,28 +435,21 @@ pub fn oci_signatures(
     let mut sigs = Vec::new();
     for d in &referrers {
         let digest = d.digest().to_string();
-        let check = match check_signature(src, d, target, keys) {
-            Ok(key) => SignatureCheck {
-                digest,
-                valid: true,
-                key: Some(key),
-                reason: None,
-            },
-            Err(reason) => SignatureCheck {
-                digest,
-                valid: false,
-                key: None,
-                reason: Some(reason),
-            },
-        };
-        if let Some(reason) = &check.reason {
+        let res = check_signature(src, d, target, keys);
+        if let Err(reason) = &res {
             if reason.starts_with("signs another manifest") {
                 continue; // a signature of another bundle in the same layout
             }
         }
-        sigs.push(check);
+        sigs.push(if keys.is_empty() {
+            SignatureCheck::not_checked(digest)
+        } else {
+            SignatureCheck::checked(digest, res)
+        });
     }
-    if sigs.is_empty() {
+    if keys.is_empty() {
+        // `verify` without --key: digests and structure only, said plainly by the caller
+    } else if sigs.is_empty() {
         problems.push(
             "no OCI signature: sign it with `mlart sign` or `mlart bundle --sign`".to_string(),
         );
@@ -304,7 +463,6 @@ pub fn oci_signatures(
     } else if !sigs.iter().any(|s| s.valid) {
         problems.push("no OCI signature verifies with the keys given".to_string());
     }
-
     Ok((sigs, problems))
 }
 

@@ -33,7 +33,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     let src = reference::parse_location(&a.source)?;
     match reference::parse_location(&a.destination)? {
         Location::Registry { .. } => {
-            let s = push::push_with_progress(&src, &a.destination, &a.registry, json)?;
+            let s = push::push_with_progress(&src, &a.destination, &a.registry, false, json)?;
             push::print_summary(&s, json);
         }
         Location::Local { path, tag } => {

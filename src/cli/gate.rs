@@ -15,6 +15,9 @@ pub struct Args {
     /// The bundle to compare with (layout, archive or REF), for change limits and schema.
     #[arg(long)]
     baseline: Option<String>,
+    /// A --baseline that does not exist (the first release) is a notice, not an error.
+    #[arg(long, requires = "baseline")]
+    baseline_optional: bool,
     /// The policy file (`gates:` ...). Default: `gates:` of the spec (-f).
     #[arg(long)]
     policy: Option<PathBuf>,
@@ -44,6 +47,7 @@ pub struct GateInputs<'a> {
     pub spec: &'a std::path::Path,
     pub keys: &'a [PathBuf],
     pub registry: &'a RegistryArgs,
+    pub baseline_optional: bool,
 }
 
 /// Evaluate the policy on `target`: reads manifests and metadata only.
@@ -54,6 +58,7 @@ pub fn evaluate(g: &GateInputs) -> Result<GateReport> {
         policy: g.policy,
         spec: g.spec,
         keys: g.keys,
+        baseline_optional: g.baseline_optional,
     };
     gate::gate(&req, &super::opener(g.registry))
 }
@@ -100,6 +105,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         spec: &a.spec,
         keys: &a.keys,
         registry: &a.registry,
+        baseline_optional: a.baseline_optional,
     })?;
     if let Some(md) = &a.markdown {
         std::fs::write(md, gate::markdown(&report)?).map_err(|e| Error::Io {
@@ -110,6 +116,9 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     if json {
         super::print_json(&report);
     } else {
+        for n in &report.notices {
+            outln!("notice: {n}");
+        }
         print_table(&report);
         outln!(
             "{} {} ({})",

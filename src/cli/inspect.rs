@@ -23,6 +23,7 @@ pub struct Args {
 
 pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     a.registry.cancel = cancel.clone();
+    mlart::check::inspect::refuse_spec(&a.target)?;
     let platform = a.platform.parse()?;
     let (r, src): (_, Box<dyn mlart::store::layout::Source>) =
         match super::target(std::path::Path::new(&a.target), a.tag.as_deref())? {

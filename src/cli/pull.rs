@@ -13,14 +13,16 @@ use std::time::Instant;
 pub struct Args {
     /// A registry REF (host[:port]/repository[:tag|@digest]), or a layout directory or archive.
     source: String,
-    /// The directory to write the files into (must not exist, or be empty).
+    /// The directory to write the files into (must not exist, or be empty). Default: ./NAME,
+    /// NAME the repository's last component (or the layout's or archive's file stem).
     #[arg(short, long)]
-    output: PathBuf,
+    output: Option<PathBuf>,
     /// Only files of these kinds (comma-separated or repeated): model, data, schema, env,
-    /// config, docs, eval, logs.
+    /// config, docs, eval, logs. With --path, a file must match both.
     #[arg(long, value_delimiter = ',')]
     kind: Vec<String>,
-    /// Only files whose path matches this glob (repeatable), e.g. 'reports/*'.
+    /// Only files whose path matches this glob (repeatable), e.g. 'reports/*'. With --kind,
+    /// a file must match both (a kind and a glob).
     #[arg(long)]
     path: Vec<String>,
     /// Do not use the local blob cache ($XDG_CACHE_HOME/mlart).
@@ -56,10 +58,14 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     let started = Instant::now();
     let loc = reference::parse_location(&a.source)?;
     let is_registry = matches!(loc, Location::Registry { .. });
+    let output = match &a.output {
+        Some(o) => o.clone(),
+        None => default_output(&loc)?,
+    };
     let (mut src, tag) = mlart::store::registry::open_location(&loc, &a.registry.options())?;
     let opts = mlart::extract::pull::PullOptions {
         cancel: cancel.clone(),
-        out: a.output.clone(),
+        out: output.clone(),
         kinds: a.kind.clone(),
         paths: a.path.clone(),
         cache: if is_registry && !a.no_cache {
@@ -124,4 +130,27 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         outln!("  {f}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `pull` without `-o`: `./NAME`, NAME the repository's last component, or the file stem of a
+/// layout or archive (`build/iris.oci` -> `./iris`).
+fn default_output(loc: &Location) -> Result<PathBuf> {
+    let name = match loc {
+        Location::Registry { reference, .. } => reference
+            .repository()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        Location::Local { path, .. } => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    if name.is_empty() || name.starts_with('.') {
+        return Err(mlart::Error::usage(
+            "cannot name the output folder after this source: give -o DIR",
+        ));
+    }
+    Ok(PathBuf::from(name))
 }

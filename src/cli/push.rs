@@ -67,12 +67,18 @@ pub struct Args {
     /// Which tag of the source layout (default: its only manifest).
     #[arg(long)]
     tag: Option<String>,
+    /// Refuse to move an existing tag to other content (exit 1); the same content is fine.
+    #[arg(long)]
+    immutable: bool,
     /// Run the release gate first and push nothing when a gate fails (exit 1).
     #[arg(long)]
     gate: bool,
     /// With --gate: the bundle to compare with (layout, archive or REF).
     #[arg(long, requires = "gate")]
     baseline: Option<String>,
+    /// With --gate: a --baseline that does not exist is a notice, not an error.
+    #[arg(long, requires = "baseline")]
+    baseline_optional: bool,
     /// With --gate: the policy file (default: `gates:` of -f SPEC).
     #[arg(long, requires = "gate")]
     policy: Option<PathBuf>,
@@ -98,6 +104,7 @@ pub fn push_with_progress(
     src: &Location,
     dst: &str,
     args: &RegistryArgs,
+    immutable: bool,
     json: bool,
 ) -> Result<Summary> {
     let started = Instant::now();
@@ -117,6 +124,7 @@ pub fn push_with_progress(
         src,
         &reference,
         explicit_tag,
+        immutable,
         &args.options(),
         bars.callback(),
         &|total| pb.set_length(total),
@@ -202,6 +210,10 @@ pub fn print_summary(s: &Summary, json: bool) {
     }
     let r = &s.report;
     outln!("pushed {}@{}", r.reference, r.digest);
+    if let Some(prev) = &r.moved_from {
+        let tag = r.reference.rsplit_once(':').map_or("", |(_, t)| t);
+        outln!("  tag {tag} moved from {prev} to {}", r.digest);
+    }
     outln!(
         "  blobs: {} uploaded ({}), {} skipped, {} mounted in {:.2}s",
         r.blobs.uploaded,
@@ -239,6 +251,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             spec: &a.spec,
             keys: &a.keys,
             registry: &a.registry,
+            baseline_optional: a.baseline_optional,
         })?;
         if !report.passed {
             if json {
@@ -261,7 +274,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             eprintln!("gate passed ({} checks)", report.checks.len());
         }
     }
-    let s = push_with_progress(&src, &a.reference, &a.registry, json)?;
+    let s = push_with_progress(&src, &a.reference, &a.registry, a.immutable, json)?;
     print_summary(&s, json);
     Ok(ExitCode::SUCCESS)
 }

@@ -9,8 +9,9 @@ pub struct Args {
     /// checks OCI signatures, model.sig and every digest. Or a directory of pulled files with
     /// a model.sig (checks the files against it).
     target: PathBuf,
-    /// A trusted public key (SPKI PEM); repeat for several. Any one satisfies verify.
-    #[arg(long = "key", required = true)]
+    /// A trusted public key (SPKI PEM); repeat for several. Any one satisfies verify. Without
+    /// one, only digests and structure are checked, and verify says no signature was checked.
+    #[arg(long = "key")]
     keys: Vec<PathBuf>,
     /// Require a valid OCI signature by every key given.
     #[arg(long)]
@@ -38,20 +39,34 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     let required = super::attest::parse_required(&a.require)?;
     if a.target.is_dir() && !a.target.join("oci-layout").exists() {
         // pulled files: model.sig against the directory
-        let r = mlart::sign::verify_dir(&a.target, &keys);
+        let r = if keys.is_empty() {
+            mlart::sign::check_dir_unsigned(&a.target).map(|()| None)
+        } else {
+            mlart::sign::verify_dir(&a.target, &keys).map(Some)
+        };
         let (ok, msg) = match &r {
-            Ok(k) => (
+            Ok(Some(k)) => (
                 true,
                 format!(
-                    "{}: model.sig verifies with {}; every file matches",
+                    "VERIFIED: {}: model.sig verifies with {}; every file matches",
                     a.target.display(),
                     k.display()
+                ),
+            ),
+            Ok(None) => (
+                true,
+                format!(
+                    "NO SIGNATURE CHECKED: {}: every file matches what model.sig lists, but no --key was given, so its signature was not verified (add --key PUB)",
+                    a.target.display()
                 ),
             ),
             Err(e) => (false, e.to_string()),
         };
         if json {
-            super::print_json(&serde_json::json!({"target": a.target, "ok": ok, "message": msg}));
+            super::print_json(&serde_json::json!({
+                "target": a.target, "ok": ok, "signatures_checked": !keys.is_empty(),
+                "message": msg, "summary": msg,
+            }));
         } else if ok {
             outln!("{msg}");
         }
@@ -102,25 +117,48 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         }
         super::print_json(&v);
     } else {
+        use mlart::check::verify::SignatureStatus as S;
         if let Some(found) = &attestations {
             super::attest::print(found, true);
         }
         for s in &r.oci_signatures {
-            match (&s.key, &s.reason) {
-                (Some(k), _) => outln!("  OCI signature {}: valid ({k})", s.digest),
-                (None, Some(why)) => outln!("  OCI signature {}: INVALID ({why})", s.digest),
-                _ => {}
+            let why = s.reason.as_deref().unwrap_or("");
+            match s.status {
+                S::Valid => outln!(
+                    "  OCI signature {}: valid ({})",
+                    s.digest,
+                    s.key.as_deref().unwrap_or("")
+                ),
+                S::OtherKey => outln!(
+                    "  OCI signature {}: made by a key not given ({why})",
+                    s.digest
+                ),
+                S::Invalid => outln!("  OCI signature {}: INVALID ({why})", s.digest),
+                S::NotChecked => outln!(
+                    "  OCI signature {}: present, not checked (no --key)",
+                    s.digest
+                ),
             }
         }
         match &r.model_signature {
-            Some(s) if s.valid => {
-                outln!("  model.sig: valid ({})", s.key.as_deref().unwrap_or(""))
-            }
-            Some(s) => outln!(
-                "  model.sig: INVALID ({})",
-                s.reason.as_deref().unwrap_or("")
-            ),
+            Some(s) => match s.status {
+                S::Valid => outln!("  model.sig: valid ({})", s.key.as_deref().unwrap_or("")),
+                S::OtherKey => outln!(
+                    "  model.sig: made by a key not given ({})",
+                    s.reason.as_deref().unwrap_or("")
+                ),
+                S::Invalid => outln!(
+                    "  model.sig: INVALID ({})",
+                    s.reason.as_deref().unwrap_or("")
+                ),
+                S::NotChecked => outln!(
+                    "  model.sig: present, lists every file; signature not checked (no --key)"
+                ),
+            },
             None => outln!("  model.sig: none in this bundle"),
+        }
+        for k in &r.keys {
+            outln!("  key {}", k.message);
         }
         outln!(
             "  {} blobs and {} files match their digests",
@@ -128,7 +166,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             r.files_verified
         );
         if r.ok {
-            outln!("verified {} {}", r.target, r.manifest_digest);
+            outln!("{}", r.summary);
         }
     }
     if r.ok {

@@ -273,9 +273,7 @@ pub fn pull(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".mlart-pull-{name}-"))
-        .tempdir_in(&parent)
+    let staging = crate::interrupt::temp_dir_in(&parent, "pull", &name)
         .ctx("creating a temp directory in", &parent)?;
     let root = staging.path().join("out");
     fs::create_dir(&root).ctx("creating", &root)?;

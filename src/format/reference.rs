@@ -42,6 +42,20 @@ fn looks_like_registry(s: &str) -> bool {
         && !s.contains('\\')
 }
 
+/// A string that can only be meant as a local path: absolute or `./`-relative, or ending in
+/// `.oci`, `.tar` or `/`.
+fn looks_like_path(s: &str) -> bool {
+    s.starts_with('/')
+        || s.starts_with("./")
+        || s.starts_with("../")
+        || s.ends_with('/')
+        || s.ends_with(".oci")
+        || s.ends_with(".tar")
+        || s.ends_with(".tar.gz")
+        || s.ends_with(".tgz")
+        || s.ends_with(std::path::MAIN_SEPARATOR)
+}
+
 /// distribution/reference's grammar: the pattern oci-spec's `Reference::from_str` matches, with
 /// its captures (name, tag, digest), but compiled with ASCII classes as Go's RE2 reads it.
 /// oci-spec's Unicode `\w` lets a tag hold letters no registry accepts, and compiling it took
@@ -115,7 +129,9 @@ pub fn parse_reference(s: &str) -> Result<(Reference, bool)> {
 ///
 /// `docker://REF` is a registry; `oci:PATH[:TAG]` and `oci-archive:PATH[:TAG]` are local; an
 /// existing path is local; otherwise a string whose first component looks like a host
-/// (`localhost`, contains `.` or `:`) is a registry reference, anything else a local path.
+/// (`localhost`, contains `.` or `:`) is a registry reference, one that can only be a path
+/// (absolute, `./…`, ending in `.oci`, `.tar` or `/`) local, and anything else (`ml/iris:1.0`)
+/// refused with the three spellings.
 pub fn parse_location(s: &str) -> Result<Location> {
     if s.starts_with("docker://") {
         let (reference, explicit_tag) = parse_reference(s)?;
@@ -138,11 +154,16 @@ pub fn parse_location(s: &str) -> Result<Location> {
             });
         }
     }
-    if Path::new(s).exists() || !looks_like_registry(s) {
+    if Path::new(s).exists() || (!looks_like_registry(s) && looks_like_path(s)) {
         return Ok(Location::Local {
             path: PathBuf::from(s),
             tag: None,
         });
+    }
+    if !looks_like_registry(s) {
+        return Err(Error::usage(format!(
+            "{s:?} is neither an existing path nor a registry reference (its first component has no `.` or `:` and is not `localhost`), and mlart will not guess. Write it as one of: a registry, `docker://REGISTRY/{s}` or `localhost:5000/{s}`; an OCI layout directory, `oci:DIR[:TAG]` (or a path ending in `.oci` or `/`); an OCI archive, `oci-archive:FILE[:TAG]` (or a path ending in `.tar`)"
+        )));
     }
     let (reference, explicit_tag) = parse_reference(s)?;
     Ok(Location::Registry {
@@ -316,5 +337,41 @@ mod tests {
         assert!(!is_loopback("ghcr.io"));
         assert!(!is_loopback("10.0.0.1:5000"));
         assert!(!is_loopback("localhost.example.com"));
+    }
+
+    #[test]
+    fn ambiguous_names_are_refused_not_guessed() {
+        let e = parse_location("ml/iris:1.0.0").unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("docker://") && m.contains("oci:DIR") && m.contains("oci-archive:FILE"),
+            "{m}"
+        );
+        assert_eq!(e.kind(), crate::error::Kind::Usage);
+        assert!(parse_location("iris").is_err());
+        for local in [
+            "build/iris.oci",
+            "out/",
+            "iris.tar",
+            "/tmp/x/y",
+            "./y",
+            "oci:y:1",
+        ] {
+            assert!(
+                matches!(parse_location(local), Ok(Location::Local { .. })),
+                "{local}"
+            );
+        }
+        for reg in [
+            "localhost/ml/iris",
+            "ghcr.io/o/m:1",
+            "127.0.0.1:5000/m",
+            "docker://ml/iris:1",
+        ] {
+            assert!(
+                matches!(parse_location(reg), Ok(Location::Registry { .. })),
+                "{reg}"
+            );
+        }
     }
 }

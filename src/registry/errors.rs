@@ -116,6 +116,62 @@ pub fn describe_oci(e: &OciDistributionError) -> String {
     s
 }
 
+/// A connection that could not be made, where trying again cannot help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unreachable {
+    /// Nothing listens there (connection refused).
+    Refused,
+    /// The host name does not resolve.
+    UnknownHost,
+    /// A TLS handshake answered in plain HTTP: the registry speaks HTTP.
+    PlainHttp,
+}
+
+/// Which of [`Unreachable`] `e` is, from its cause chain (reqwest/hyper/rustls/io errors).
+pub fn unreachable(e: &OciDistributionError) -> Option<Unreachable> {
+    let OciDistributionError::RequestError(r) = e else {
+        return None;
+    };
+    if r.status().is_some() {
+        return None;
+    }
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(r);
+    while let Some(x) = src {
+        if let Some(io) = x.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return Some(Unreachable::Refused);
+            }
+        }
+        let t = x.to_string();
+        if t.contains("InvalidContentType") || t.contains("corrupt message") {
+            return Some(Unreachable::PlainHttp);
+        }
+        if t.starts_with("dns error") || t.contains("failed to lookup address") {
+            return Some(Unreachable::UnknownHost);
+        }
+        if t.contains("Connection refused") {
+            return Some(Unreachable::Refused);
+        }
+        src = x.source();
+    }
+    None
+}
+
+fn unreachable_message(what: &str, doing: &str, u: Unreachable) -> String {
+    let host = what.split('/').next().unwrap_or(what);
+    match u {
+        Unreachable::Refused => format!(
+            "{what}: {doing}: cannot connect to {host}: connection refused. Is the registry running, and are the host and port right?"
+        ),
+        Unreachable::UnknownHost => format!(
+            "{what}: {doing}: cannot resolve the host name of {host} (DNS). Check the spelling of the registry, and the network"
+        ),
+        Unreachable::PlainHttp => format!(
+            "{what}: {doing}: {host} speaks plain HTTP, not HTTPS (it answered the TLS handshake in HTTP). If that is intended (a registry on your own network), add --plain-http"
+        ),
+    }
+}
+
 pub fn is_auth_error(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::UnauthorizedError { .. }
@@ -155,6 +211,9 @@ pub fn map_err(cancel: &Cancel, what: &str, doing: &str, e: OciDistributionError
     }
     if let Some(m) = wait_refused(&e) {
         return Error::of(Kind::Network, format!("{what}: {doing}: {m}"));
+    }
+    if let Some(u) = unreachable(&e) {
+        return Error::of(Kind::Network, unreachable_message(what, doing, u));
     }
     match &e {
         OciDistributionError::TokenError { code, url, .. } if is_auth_error(&e) => Error::of(

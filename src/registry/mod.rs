@@ -138,6 +138,28 @@ impl Remote {
         }
     }
 
+    /// The digest the reference's tag points to now, or None when the tag (or repository)
+    /// does not exist. A HEAD request (a GET where the registry gives no digest header).
+    pub fn tag_digest(&self) -> Result<Option<Digest>> {
+        let what = self.describe();
+        let r = block_on(async {
+            self.prime().await;
+            retry(&self.cancel, &what, || async {
+                self.client
+                    .fetch_manifest_digest(&self.reference, &self.auth)
+                    .await
+            })
+            .await
+        });
+        match r {
+            Ok(d) => Digest::parse(&d).map(Some).map_err(Error::Input),
+            Err(e) => match map_err(&self.cancel, &what, "checking the tag", e) {
+                e if e.kind() == crate::error::Kind::NotFound => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
     /// Fetch the manifest the reference names: (raw bytes, digest, media type).
     pub fn manifest(&self) -> Result<(Vec<u8>, Digest, String)> {
         let what = self.describe();

@@ -117,7 +117,8 @@ pub async fn pause(cancel: &Cancel, d: Duration) -> bool {
     }
 }
 
-/// 5xx, 429, 408, connection resets, timeouts and broken bodies are worth another try.
+/// 5xx, 429, 408, connection resets, timeouts and broken bodies are worth another try; a
+/// refused connection, an unknown host or a plain-HTTP answer to TLS are not.
 pub fn retryable(e: &OciDistributionError) -> bool {
     match e {
         // The registry, or its token endpoint (the realm of a Bearer challenge).
@@ -135,6 +136,8 @@ pub fn retryable(e: &OciDistributionError) -> bool {
         // reqwest's status errors (blob HEAD uses `error_for_status`) carry only the code.
         OciDistributionError::RequestError(r) => match r.status() {
             Some(s) => s.is_server_error() || s.as_u16() == 429 || s.as_u16() == 408,
+            // Refused, unknown host, plain HTTP: the same answer every time (#19).
+            None if super::errors::unreachable(e).is_some() => false,
             None => {
                 r.is_connect() || r.is_timeout() || r.is_request() || r.is_body() || r.is_decode()
             }
@@ -142,6 +145,13 @@ pub fn retryable(e: &OciDistributionError) -> bool {
         OciDistributionError::IoError(_) => true,
         _ => false,
     }
+}
+
+/// The first line of a failure, short enough for a retry notice.
+fn describe_short(e: &OciDistributionError) -> String {
+    let s = super::errors::describe_oci(e);
+    let s = s.lines().next().unwrap_or_default();
+    super::errors::printable(s, 160)
 }
 
 pub async fn retry<T, F, Fut>(
@@ -160,8 +170,21 @@ where
             Err(e) if attempt < max_retries() && retryable(&e) => {
                 // Refused (`map_err` says why: `wait_refused`) or interrupted: give up.
                 match backoff(what, attempt, &e) {
-                    Some(wait) if pause(cancel, wait).await => attempt += 1,
-                    _ => return Err(e),
+                    Some(wait) => {
+                        // Said at default verbosity: a silent wait looks like a hang.
+                        tracing::warn!(
+                            "{what}: registry busy or connection lost ({}), retry {}/{} in {:.1} s",
+                            describe_short(&e),
+                            attempt + 1,
+                            max_retries(),
+                            wait.as_secs_f64()
+                        );
+                        if !pause(cancel, wait).await {
+                            return Err(e);
+                        }
+                        attempt += 1;
+                    }
+                    None => return Err(e),
                 }
             }
             Err(e) => return Err(e),

@@ -133,7 +133,7 @@ fn describe_algorithm(oid: &str, param: Option<&str>) -> String {
 
 fn wrong_key(path: &Path, what: &str) -> Error {
     Error::input(format!(
-        "{} is {what}: mlart signs with ECDSA P-256 keys. Make one with `mlart keygen -o NAME`, or convert yours with `openssl pkcs8 -topk8`",
+        "{} is {what}: mlart signs only with ECDSA P-256 keys (PKCS#8 PEM, encrypted PKCS#8, or SEC1 PEM); no conversion turns another key type into one. Make a P-256 key with `mlart keygen -o NAME`",
         path.display()
     ))
 }
@@ -370,10 +370,24 @@ pub fn verify_bundle<'k>(
     }
     Err(match hint {
         Some(h) if !keys.iter().any(|k| k.hint == h) => {
-            format!("signed by another key (hint {h}), not by any key given")
+            format!("{OTHER_KEY} (hint {h}), not by any key given")
         }
         _ => "the signature does not verify with any key given".into(),
     })
+}
+
+/// How `verify_bundle`'s error starts when the signature was made by a key not given.
+pub const OTHER_KEY: &str = "signed by another key";
+
+/// The in-toto statement of a Sigstore bundle, signature NOT checked (`verify` without a
+/// key compares the files with what model.sig lists, and says no signature was checked).
+pub fn unverified_statement(bundle: &[u8]) -> std::result::Result<Value, String> {
+    let b: Value = serde_json::from_slice(bundle).map_err(|e| format!("invalid JSON: {e}"))?;
+    let payload = b["dsseEnvelope"]["payload"]
+        .as_str()
+        .and_then(|p| B64.decode(p).ok())
+        .ok_or("the DSSE payload is not base64")?;
+    serde_json::from_slice(&payload).map_err(|e| format!("the payload is not JSON: {e}"))
 }
 
 // ---------------- OMS (model_signing v1.0) ----------------
@@ -463,7 +477,28 @@ pub fn verify_dir_known(
     })?;
     let (statement, key) = verify_bundle(&bundle, keys)
         .map_err(|e| Error::Check(format!("{}: {e}", sig_path.display())))?;
-    let want = oms_resources(&statement)
+    check_dir(dir, &statement, known)?;
+    Ok(key.path.clone())
+}
+
+/// `verify DIR` without a key: the files against what model.sig lists; its signature is NOT
+/// checked (the caller says so).
+pub fn check_dir_unsigned(dir: &Path) -> Result<()> {
+    let sig_path = dir.join(OMS_FILE);
+    let bundle = std::fs::read(&sig_path).map_err(|_| {
+        Error::Check(format!(
+            "{}: no {OMS_FILE}: nothing to check the files against",
+            dir.display()
+        ))
+    })?;
+    let statement = unverified_statement(&bundle)
+        .map_err(|e| Error::Check(format!("{}: {e}", sig_path.display())))?;
+    check_dir(dir, &statement, &|_| None)
+}
+
+fn check_dir(dir: &Path, statement: &Value, known: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+    let sig_path = dir.join(OMS_FILE);
+    let want = oms_resources(statement)
         .map_err(|e| Error::Check(format!("{}: {e}", sig_path.display())))?;
     let ignore: Vec<String> = statement["predicate"]["serialization"]["ignore_paths"]
         .as_array()
@@ -531,7 +566,7 @@ pub fn verify_dir_known(
             problems.join("; ")
         )));
     }
-    Ok(key.path.clone())
+    Ok(())
 }
 
 // ---------------- OCI signatures (cosign v3 layout) ----------------

@@ -310,12 +310,52 @@ impl BlobSink for LayoutWriter {
 
 /// A staged output: built in a hidden temp directory beside the destination, moved into
 /// place by `commit`. Dropped without commit, it removes itself.
+///
+/// The form comes from the name: `.tar` an OCI archive, anything else a layout directory; a
+/// name that promises a compressed file (`.tar.gz`, `.tgz`, `.zst`, …) is refused rather than
+/// written as a directory (or as a plain tar under a misleading name).
 pub struct Staging {
     dest: PathBuf,
     archive: bool,
     tmp: Option<tempfile::TempDir>,
     /// Parent directories this staging created (outermost last), removed again on failure.
     created: Vec<PathBuf>,
+}
+
+/// `-o model.tar.gz`: mlart writes no compressed archive (its layers are compressed already,
+/// and OCI tools read an archive as a plain tar), so such a name is refused with the choices.
+fn refuse_compressed_name(dest: &Path) -> Result<()> {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let compressed = [".gz", ".tgz", ".zst", ".zstd", ".xz", ".bz2", ".zip", ".7z"];
+    if let Some(ext) = compressed.iter().find(|e| name.ends_with(*e)) {
+        return Err(Error::usage(format!(
+            "{}: mlart does not write {ext} files. The output form comes from the name: a path ending in `.tar` is an OCI archive (an uncompressed tar whose layers are compressed already: what skopeo, oras and `mlart copy` read), any other path an OCI layout directory. Use `-o {}` (or `oci-archive:FILE` for an archive under any name), or a directory path such as `-o {}`",
+            dest.display(),
+            with_name(dest, &name, ".tar"),
+            with_name(dest, &name, ".oci"),
+        )));
+    }
+    Ok(())
+}
+
+/// `dest` with its compressed suffix(es) replaced by `ext`, for the message.
+fn with_name(dest: &Path, name: &str, ext: &str) -> String {
+    let stem = name
+        .trim_end_matches(".gz")
+        .trim_end_matches(".tgz")
+        .trim_end_matches(".zst")
+        .trim_end_matches(".zstd")
+        .trim_end_matches(".xz")
+        .trim_end_matches(".bz2")
+        .trim_end_matches(".zip")
+        .trim_end_matches(".7z")
+        .trim_end_matches(".tar");
+    dest.with_file_name(format!("{stem}{ext}"))
+        .display()
+        .to_string()
 }
 
 impl Staging {
@@ -327,6 +367,9 @@ impl Staging {
     /// `archive`: Some(true) for an archive whatever the name (`oci-archive:FILE`), Some(false)
     /// for a layout directory (`oci:DIR`), None: by the name (`.tar` is an archive).
     pub fn with_form(dest: &Path, archive: Option<bool>) -> Result<Self> {
+        if archive.is_none() {
+            refuse_compressed_name(dest)?;
+        }
         let archive = archive.unwrap_or_else(|| dest.extension().is_some_and(|e| e == "tar"));
         if dest.exists() {
             if archive && dest.is_dir() {
@@ -368,9 +411,7 @@ impl Staging {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "out".into());
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".mlart-tmp-{name}-"))
-            .tempdir_in(&parent)
+        let tmp = crate::interrupt::temp_dir_in(&parent, "tmp", &name)
             .ctx("creating a temp directory in", &parent)?;
         Ok(Staging {
             dest: dest.to_path_buf(),

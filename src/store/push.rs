@@ -33,6 +33,9 @@ pub struct PushReport {
     /// The referrers fallback tag updated (registries without the referrers API).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub referrers_tag: Option<String>,
+    /// The tag pointed to another manifest before this push (it moved from that digest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<String>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -49,6 +52,7 @@ pub fn push(
     src: &Location,
     dst: &Reference,
     dst_explicit_tag: bool,
+    immutable: bool,
     opts: &Options,
     progress: PushProgress,
     on_total: &dyn Fn(u64),
@@ -71,7 +75,22 @@ pub fn push(
             );
         }
     }
-    let sink = RegistrySink::new(Remote::new(dst.clone(), opts)?);
+    let remote = Remote::new(dst.clone(), opts)?;
+    let digest = Digest::of(&resolved.raw);
+    // Where the tag points now: a move is said, and refused with `immutable`, before any
+    // blob is sent.
+    let moved_from = match (dst.tag(), dst.digest()) {
+        (Some(_), None) => remote.tag_digest()?.filter(|d| *d != digest),
+        _ => None,
+    };
+    if let (Some(prev), true) = (&moved_from, immutable) {
+        return Err(Error::Check(format!(
+            "{}: the tag {} points to {prev}; this push would move it to {digest}, and --immutable refuses to move a tag. Push under a new tag (a new version), or drop --immutable to move it",
+            remote.describe(),
+            dst.tag().unwrap_or_default()
+        )));
+    }
+    let sink = RegistrySink::new(remote);
     let m = &resolved.manifest;
     on_total(m.layers().iter().map(|l| l.size()).sum::<u64>() + m.config().size());
     let read_error =
@@ -93,13 +112,14 @@ pub fn push(
     )?;
     Ok(PushReport {
         reference: sink.remote().describe(),
-        digest: Digest::of(&resolved.raw).to_string(),
+        digest: digest.to_string(),
         size: resolved.raw.len() as u64,
         blobs: copied.blobs,
         bytes_uploaded: copied.bytes,
         signatures: copied.signatures,
         attestations: copied.attestations,
         referrers_tag: copied.referrers_tag,
+        moved_from: moved_from.map(|d| d.to_string()),
     })
 }
 

@@ -517,6 +517,111 @@ fn unparseable_reports_warn_and_stay_files() {
 }
 
 #[test]
+fn a_headerless_numeric_csv_is_refused_and_floats_are_kept_exact() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("m.onnx"), b"x").unwrap();
+    fs::write(t.path().join("scores.csv"), b"0.5,0.7\n0.6,0.8\n").unwrap();
+    // 0.9646561376073733 read as ...732 with an inexact float parser
+    fs::write(
+        t.path().join("metrics.json"),
+        b"{\"accuracy\": 0.9646561376073733, \"0\": {\"precision\": 0.5}}",
+    )
+    .unwrap();
+    let spec = "name: a\nversion: '1'\nmodel: [m.onnx]\neval: [metrics.json, scores.csv]\n";
+    fs::write(t.path().join("mlart.yaml"), spec).unwrap();
+    let err = fails(
+        mlart()
+            .current_dir(t.path())
+            .args(["bundle", "-o", "o.oci"]),
+        2,
+    );
+    assert!(
+        err.contains("scores.csv") && err.contains("\"0.5\"") && err.contains("metrics: false"),
+        "{err}"
+    );
+    assert!(!t.path().join("o.oci").exists());
+    assert!(leftovers(t.path()).is_empty());
+    // marked `metrics: false`, it is a plain file; the JSON metrics are exact
+    fs::write(
+        t.path().join("mlart.yaml"),
+        "name: a\nversion: '1'\nmodel: [m.onnx]\neval: [metrics.json, {path: scores.csv, metrics: false}]\ngates:\n  metrics: [{metric: accuracy, min: 0.9646561376073733}]\n",
+    )
+    .unwrap();
+    let r = json_ok(
+        mlart()
+            .current_dir(t.path())
+            .args(["bundle", "-o", "o.oci"]),
+    );
+    assert_eq!(r["metrics"]["accuracy"].to_string(), "0.9646561376073733");
+    assert_eq!(r["metrics"]["0.precision"], 0.5);
+    let out = run(mlart()
+        .current_dir(t.path())
+        .args(["--json", "inspect", "o.oci"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("0.9646561376073733"), "{text}");
+    // the gate at exactly the threshold passes
+    json_ok(mlart().current_dir(t.path()).args(["gate", "o.oci"]));
+}
+
+#[test]
+fn compressed_output_names_are_refused_not_written_as_directories() {
+    let t = tempfile::tempdir().unwrap();
+    for name in ["model.tar.gz", "model.tgz", "out/model.tar.zst"] {
+        let err = fails(
+            mlart()
+                .current_dir(example())
+                .args(["bundle", "-o"])
+                .arg(t.path().join(name)),
+            2,
+        );
+        assert!(
+            err.contains("model.tar`") && err.contains("model.oci`") && err.contains("OCI archive"),
+            "{err}"
+        );
+        assert!(!t.path().join(name).exists(), "{name}");
+    }
+    assert!(!t.path().join("out").exists());
+    assert!(leftovers(t.path()).is_empty());
+    // copy too; `.tar` is an archive, oci-archive: any name
+    let layout = t.path().join("iris.oci");
+    json_ok(
+        mlart()
+            .current_dir(example())
+            .args(["bundle", "-o"])
+            .arg(&layout),
+    );
+    let err = fails(
+        mlart()
+            .arg("copy")
+            .arg(&layout)
+            .arg(t.path().join("x.tar.gz")),
+        2,
+    );
+    assert!(err.contains("does not write .gz files"), "{err}");
+    json_ok(mlart().arg("copy").arg(&layout).arg(t.path().join("x.tar")));
+    assert!(t.path().join("x.tar").is_file());
+}
+
+#[test]
+fn inspect_of_a_spec_says_what_to_run_and_piped_logs_have_no_colours() {
+    let err = fails(
+        mlart()
+            .current_dir(example())
+            .args(["inspect", "mlart.yaml"]),
+        2,
+    );
+    assert!(
+        err.contains("is a spec") && err.contains("mlart bundle -f mlart.yaml"),
+        "{err}"
+    );
+    // stderr is a pipe here: logs without ANSI colour codes
+    let out = run(mlart().args(["-vv", "inspect", "127.0.0.1:1/ml/iris:1"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DEBUG"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "{stderr}");
+}
+
+#[test]
 fn a_broken_feature_schema_is_an_error_naming_the_file() {
     let t = tempfile::tempdir().unwrap();
     fs::write(t.path().join("m.onnx"), b"x").unwrap();
@@ -711,6 +816,57 @@ fn ctrl_c_leaves_no_output() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
     assert!(!p.path().join("big.tar").exists());
     assert!(leftovers(p.path()).is_empty());
+}
+
+#[test]
+fn sigterm_and_a_second_ctrl_c_leave_nothing_and_kill_9_leftovers_go_next_run() {
+    let p = big_model_project(3 << 30);
+    for signals in [&[libc::SIGTERM][..], &[libc::SIGINT, libc::SIGINT][..]] {
+        let child = mlart()
+            .current_dir(p.path())
+            .args(["bundle", "-o", "big.tar"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until_staging(p.path());
+        for sig in signals {
+            unsafe { libc::kill(child.id() as i32, *sig) };
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "{signals:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!p.path().join("big.tar").exists());
+        assert!(
+            leftovers(p.path()).is_empty(),
+            "{signals:?}: {:?}",
+            leftovers(p.path())
+        );
+    }
+    // kill -9: the staging directory stays, and the next run in that folder removes it
+    let child = mlart()
+        .current_dir(p.path())
+        .args(["bundle", "-o", "big.tar"])
+        .spawn()
+        .unwrap();
+    wait_until_staging(p.path());
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let mut child = child;
+    child.wait().unwrap();
+    let left = leftovers(p.path());
+    assert_eq!(left.len(), 1, "{left:?}");
+    fs::remove_file(p.path().join("model/big.safetensors")).unwrap();
+    fs::write(p.path().join("model/big.safetensors"), b"small now").unwrap();
+    json_ok(
+        mlart()
+            .current_dir(p.path())
+            .args(["bundle", "-o", "big.tar"]),
+    );
+    assert!(leftovers(p.path()).is_empty(), "{:?}", leftovers(p.path()));
 }
 
 #[test]

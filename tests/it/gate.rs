@@ -162,7 +162,52 @@ fn missing_and_nan_metrics_missing_baseline_and_schema_breaks() {
             .arg(&policy),
         2,
     );
-    assert!(err.contains("baseline"), "{err}");
+    assert!(
+        err.contains("baseline") && err.contains("--baseline-optional"),
+        "{err}"
+    );
+    // the first release: --baseline-optional makes a missing baseline a notice
+    let out = run(mlart()
+        .arg("gate")
+        .arg(&v1)
+        .arg("--baseline")
+        .arg(t.path().join("nope.oci"))
+        .arg("--baseline-optional")
+        .arg("--policy")
+        .arg(&policy));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("notice: the baseline") && text.contains("does not exist"),
+        "{text}"
+    );
+    let g = json_ok(
+        mlart()
+            .arg("gate")
+            .arg(&v1)
+            .arg("--baseline")
+            .arg(t.path().join("nope.oci"))
+            .arg("--baseline-optional")
+            .arg("--policy")
+            .arg(&policy),
+    );
+    assert!(
+        g["baseline_digest"].is_null() && g["notices"][0].is_string(),
+        "{g}"
+    );
+    // a baseline that exists but cannot be read stays an error, optional or not
+    fs::write(t.path().join("junk.tar"), b"not a tar").unwrap();
+    fails(
+        mlart()
+            .arg("gate")
+            .arg(&v1)
+            .arg("--baseline")
+            .arg(t.path().join("junk.tar"))
+            .arg("--baseline-optional")
+            .arg("--policy")
+            .arg(&policy),
+        2,
+    );
     // a removed feature and a new required one break `schema: compatible`
     let s2 = t.path().join("schema2.oci");
     release(t.path(), &s2, &|p| {
@@ -239,7 +284,7 @@ fn missing_and_nan_metrics_missing_baseline_and_schema_breaks() {
     let checks = r["checks"].as_array().unwrap();
     let v = checks.iter().find(|c| c["name"] == "validation").unwrap();
     assert_eq!(v["passed"], true, "{r}");
-    assert_eq!(v["reason"], "passed");
+    assert_eq!(v["reason"], "passed: model/iris.onnx");
     // still fails on the missing key alone
     assert_eq!(out.status.code(), Some(1));
     assert!(checks
@@ -325,6 +370,33 @@ fn diff_and_a_remote_baseline() {
             .arg(&policy),
     );
     assert_eq!(g["passed"], true, "{g}");
+    // a tag the registry does not have: not-found (3), or a notice with --baseline-optional
+    let prod = reg.reference("ml/iris:prod");
+    let err = fails(
+        mlart()
+            .arg("gate")
+            .arg(&v2)
+            .arg("--baseline")
+            .arg(&prod)
+            .arg("--policy")
+            .arg(&policy),
+        3,
+    );
+    assert!(err.contains("--baseline-optional"), "{err}");
+    let g = json_ok(
+        mlart()
+            .arg("gate")
+            .arg(&v2)
+            .arg("--baseline")
+            .arg(&prod)
+            .arg("--baseline-optional")
+            .arg("--policy")
+            .arg(&policy),
+    );
+    assert!(
+        g["notices"][0].as_str().unwrap().contains("ml/iris:prod"),
+        "{g}"
+    );
 }
 
 #[test]

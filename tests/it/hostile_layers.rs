@@ -12,9 +12,11 @@ use std::path::Path;
 
 /// The iris bundle (artifact form: mlart.json is the config) with its docs layer's tar
 /// entries passed through `edit`; every digest that names the layer is rewritten to match.
+type Entries = Vec<(String, Vec<u8>)>;
+
 fn with_edited_docs_layer(
     dir: &Path,
-    edit: &dyn Fn(&mut Vec<(String, Vec<u8>)>),
+    edit: &dyn Fn(&mut Entries),
 ) -> std::path::PathBuf {
     let layout = dir.join("edited.oci");
     bundle_iris(

@@ -1612,14 +1612,21 @@ fn retry_after_round(
     build_iris(&env, &layout);
     let kinds: Vec<&'static str> = inject.iter().map(|(k, _)| *k).collect();
     let done: Mutex<HashSet<&'static str>> = Mutex::new(HashSet::new());
+    // GETs are answered for the pull only (push reads the tag first, to say when it moves).
+    let pulling_flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = pulling_flag.clone();
     let proxy = HttpProxy::start(&reg.addr, move |req| {
         let (kind, _) = retry_key(&req.method, &req.target)?;
+        if kind.ends_with(" GET") && !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
         let (_, reply) = inject.iter().find(|(k, _)| *k == kind)?;
         done.lock().unwrap().insert(kind).then(reply)
     });
     let r = format!("{}/ml/iris:1", proxy.addr);
     let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
     let pulling = Instant::now();
+    pulling_flag.store(true, std::sync::atomic::Ordering::SeqCst);
     let out = env.path("out");
     let p = json_ok(env.cmd().args(["pull", &r, "--no-cache", "-o"]).arg(&out));
     assert_eq!(p["digest"], v["digest"]);
@@ -2124,4 +2131,154 @@ fn registry_bundle_push_streams_one_patch_per_blob() {
         .output()
         .unwrap();
     assert!(!o.status.success() || !String::from_utf8_lossy(&o.stdout).contains("\"1\""));
+}
+
+#[test]
+fn registry_names_without_a_host_are_refused_and_moved_tags_are_said() {
+    let env = Env::new();
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    // `ml/iris:1.0.0` has no registry host: refused with the three spellings, nothing written
+    let err = fails(
+        env.cmd()
+            .current_dir(env.tmp.path())
+            .args(["copy", "iris.oci", "ml/iris:1.0.0"]),
+        2,
+    );
+    assert!(
+        err.contains("docker://") && err.contains("oci:DIR") && err.contains("oci-archive:FILE"),
+        "{err}"
+    );
+    assert!(!env.path("ml").exists());
+    let Some(reg) =
+        Registry::start("registry_names_without_a_host_are_refused_and_moved_tags_are_said")
+    else {
+        return;
+    };
+    let r = reg.reference("ml/iris:1.0.0");
+    let first = json_ok(env.cmd().arg("push").arg(&layout).arg(&r));
+    assert!(first.get("moved_from").is_none(), "{first}");
+    // the same content again: not a move, and --immutable is fine with it
+    let again = json_ok(
+        env.cmd()
+            .arg("push")
+            .arg(&layout)
+            .arg(&r)
+            .arg("--immutable"),
+    );
+    assert!(again.get("moved_from").is_none(), "{again}");
+    // other content under the same tag
+    let other = env.path("iris-artifact.oci");
+    crate::support::fixtures::bundle_iris(
+        &mut env.cmd(),
+        &other,
+        &["--format".as_ref(), "artifact".as_ref()],
+    );
+    let err = fails(
+        env.cmd().arg("push").arg(&other).arg(&r).arg("--immutable"),
+        1,
+    );
+    assert!(
+        err.contains("--immutable") && err.contains(first["digest"].as_str().unwrap()),
+        "{err}"
+    );
+    let still = json_ok(env.cmd().arg("inspect").arg(&r));
+    assert_eq!(
+        still["manifest_digest"], first["digest"],
+        "the tag did not move"
+    );
+    let out = run(env.cmd().arg("push").arg(&other).arg(&r));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let moved = json_ok(env.cmd().arg("inspect").arg(&r))["manifest_digest"].clone();
+    assert!(
+        text.contains(&format!(
+            "tag 1.0.0 moved from {} to {}",
+            first["digest"].as_str().unwrap(),
+            moved.as_str().unwrap()
+        )),
+        "{text}"
+    );
+}
+
+/// A registry that is down, a host that does not resolve, TLS to a plain-HTTP registry: each
+/// its own message and exit 3, at once (no retries); a busy registry's retries are shown.
+#[test]
+fn registry_unreachable_fails_fast_with_its_own_message_and_retries_are_shown() {
+    use crate::httpproxy::{HttpProxy, Reply};
+    let env = Env::new();
+    let cmd = || {
+        let mut c = env.cmd();
+        c.env("MLART_RETRY_BASE_MS", "1000"); // five silent retries would take > 30 s
+        c
+    };
+    // nothing listens on this port
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let err = fails(
+        cmd().args(["inspect", &format!("127.0.0.1:{port}/ml/iris:1")]),
+        3,
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("connection refused") && err.contains("Is the registry running"),
+        "{err}"
+    );
+    assert!(!err.contains("retry"), "{err}");
+    // a host name that does not resolve (.invalid never does)
+    let started = Instant::now();
+    let err = fails(cmd().args(["inspect", "registry.invalid/ml/iris:1"]), 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.contains("cannot resolve"), "{err}");
+    let Some(reg) = Registry::start(
+        "registry_unreachable_fails_fast_with_its_own_message_and_retries_are_shown",
+    ) else {
+        return;
+    };
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    let r = reg.reference("ml/iris:1");
+    json_ok(env.cmd().arg("push").arg(&layout).arg(&r));
+    // TLS (forced by --ca-file: any CA will do) to the plain-HTTP test registry
+    let ca = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    assert!(
+        ca.is_file(),
+        "the system CA bundle (package ca-certificates)"
+    );
+    let started = Instant::now();
+    let err = fails(cmd().args(["inspect", &r, "--ca-file"]).arg(ca), 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("speaks plain HTTP") && err.contains("--plain-http"),
+        "{err}"
+    );
+    // a busy registry (503 once): retried, and the retry is said at default verbosity
+    let once = std::sync::atomic::AtomicBool::new(false);
+    let proxy = HttpProxy::start(&reg.addr, move |req| {
+        (req.path().contains("/manifests/")
+            && !once.swap(true, std::sync::atomic::Ordering::SeqCst))
+        .then(|| Reply::status(503).body("text/plain", b"busy".to_vec()))
+    });
+    let out = run(env
+        .cmd()
+        .args(["inspect", &format!("{}/ml/iris:1", proxy.addr)]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("retry 1/"), "{stderr}");
 }

@@ -324,6 +324,11 @@ fn keys_in_other_formats_and_types() {
     assert!(err.contains("MLART_KEY_PASSWORD"), "{err}");
     let err = fails(&mut bundle("rsa.pem", "rsa.oci"), 2);
     assert!(err.contains("RSA key") && err.contains("P-256"), "{err}");
+    // no conversion advice that cannot work (openssl cannot turn RSA into P-256)
+    assert!(
+        !err.contains("openssl pkcs8") && err.contains("no conversion") && err.contains("keygen"),
+        "{err}"
+    );
     let err = fails(&mut bundle("p384-pk8.pem", "p384.oci"), 2);
     assert!(err.contains("P-384"), "{err}");
     let err = fails(&mut bundle("p384.pem", "p384b.oci"), 2);
@@ -539,4 +544,110 @@ fn pull_verify_key_refuses_files_that_are_not_the_signed_ones() {
         assert!(!out.exists(), "{form}: nothing is written");
     }
     assert!(leftovers(t.path()).is_empty());
+}
+
+#[test]
+fn verify_with_two_keys_names_the_signer_and_without_a_key_checks_digests() {
+    let t = tempfile::tempdir().unwrap();
+    let (a_key, a_pub) = keygen(t.path(), "a");
+    let (b_key, _) = keygen(t.path(), "b");
+    let (_, c_pub) = keygen(t.path(), "c");
+    signed_layout(t.path(), &a_key, "s.oci");
+    let s = t.path().join("s.oci");
+    // a second signature by a key nobody passes to verify
+    json_ok(mlart().arg("sign").arg(&s).arg("--key").arg(&b_key));
+    // two trusted keys, one of them signed: exit 0, no INVALID, one summary line naming both
+    let out = run(mlart()
+        .arg("verify")
+        .arg(&s)
+        .arg("--key")
+        .arg(&c_pub)
+        .arg("--key")
+        .arg(&a_pub));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("INVALID"), "{text}");
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.starts_with("VERIFIED: ")
+            && last.contains(&format!("signed by {}", a_pub.display()))
+            && last.contains(&format!("{} did not sign it", c_pub.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("key {} did not sign this bundle", c_pub.display())),
+        "{text}"
+    );
+    let v = json_ok(
+        mlart()
+            .arg("verify")
+            .arg(&s)
+            .arg("--key")
+            .arg(&c_pub)
+            .arg("--key")
+            .arg(&a_pub),
+    );
+    let keys = v["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{v}");
+    assert_eq!(keys[0]["key"], c_pub.display().to_string());
+    assert_eq!(keys[0]["verified"], false);
+    assert_eq!(keys[1]["key"], a_pub.display().to_string());
+    assert_eq!(keys[1]["verified"], true);
+    assert_eq!(keys[1]["model_sig"], true);
+    let statuses: Vec<&str> = v["oci_signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["valid", "other-key"], "{v}");
+    assert!(v["summary"]
+        .as_str()
+        .unwrap()
+        .contains("c.pub did not sign it"));
+    // only the key that did not sign: a failure
+    fails(mlart().arg("verify").arg(&s).arg("--key").arg(&c_pub), 1);
+
+    // no --key: digests and structure are checked, and it says no signature was checked
+    let out = run(mlart().arg("verify").arg(&s));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("NO SIGNATURE CHECKED: ")
+            && text.contains("11 files match"),
+        "{text}"
+    );
+    let v = json_ok(mlart().arg("verify").arg(&s));
+    assert_eq!(v["signatures_checked"], false);
+    assert_eq!(v["oci_signatures"][0]["status"], "not-checked");
+    // ... and still catches a tampered file
+    let d = t.path().join("bad.oci");
+    copy_tree(&s, &d, false);
+    let (_, layer) = fs::read_dir(d.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (fs::metadata(&p).unwrap().len(), p)
+        })
+        .max()
+        .unwrap();
+    let mut b = fs::read(&layer).unwrap();
+    let n = b.len() / 2;
+    b[n] ^= 1;
+    fs::write(&layer, b).unwrap();
+    let out = run(mlart().arg("verify").arg(&d));
+    assert_ne!(out.status.code(), Some(0));
+    // a pulled directory without a key: files against model.sig's list
+    let pulled = t.path().join("pulled");
+    json_ok(mlart().arg("pull").arg(&s).arg("-o").arg(&pulled));
+    let out = run(mlart().arg("verify").arg(&pulled));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("NO SIGNATURE CHECKED: "), "{text}");
+    fs::write(pulled.join("extra.txt"), b"x").unwrap();
+    let err = fails(mlart().arg("verify").arg(&pulled), 1);
+    assert!(err.contains("extra.txt"), "{err}");
 }

@@ -173,6 +173,8 @@ pub fn compare<'a>(sig: &ModelSig, schema: Option<&'a FeatureSchema>) -> Compari
     let feature_names: Vec<String> = features.iter().map(|f| f.name.clone()).collect();
     let mut problems: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
+    // one note per kind of conversion, with the features it applies to (not thirty notes)
+    let mut converted: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     let single_matrix = sig.inputs.len() == 1
         && tensors.len() == 1
         && match tensors[0].2.len() {
@@ -199,7 +201,7 @@ pub fn compare<'a>(sig: &ModelSig, schema: Option<&'a FeatureSchema>) -> Compari
         for f in features {
             match compatible(&f.dtype, dtype) {
                 Compat::Yes => {}
-                Compat::Converted(n) => notes.push(format!("{}: {n}", f.name)),
+                Compat::Converted(n) => converted.entry(n).or_default().push(f.name.clone()),
                 Compat::No => problems.push(format!(
                     "feature {:?} is {} in the schema ({file}), but the model input {name:?} holds {dtype}",
                     f.name, f.dtype
@@ -234,7 +236,7 @@ pub fn compare<'a>(sig: &ModelSig, schema: Option<&'a FeatureSchema>) -> Compari
             };
             match compatible(&f.dtype, dtype) {
                 Compat::Yes => {}
-                Compat::Converted(n) => notes.push(format!("{name}: {n}")),
+                Compat::Converted(n) => converted.entry(n).or_default().push(name.to_string()),
                 Compat::No => problems.push(format!(
                     "feature {name:?} is {} in the schema ({file}), but the model input {name:?} is {}",
                     f.dtype,
@@ -291,6 +293,16 @@ pub fn compare<'a>(sig: &ModelSig, schema: Option<&'a FeatureSchema>) -> Compari
             sig.inputs.len()
         )
     };
+    for (n, names) in converted {
+        notes.push(match names.len() {
+            1 => format!("{}: {n}", names[0]),
+            k => format!(
+                "{n} for {k} features ({}{})",
+                names.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+                if k > 3 { ", …" } else { "" }
+            ),
+        });
+    }
     let inputs = if problems.is_empty() {
         let mut m = how;
         if !notes.is_empty() {
@@ -426,6 +438,22 @@ mod tests {
     }
 
     const IRIS: &str = "features:\n  - {name: a, dtype: float32, range: {min: 4, max: 8}}\n  - {name: b, dtype: float32}\n  - {name: c, dtype: float64}\n  - {name: d, dtype: float32}\noutputs:\n  - {name: label, dtype: int64, categories: [0, 1, 2]}\n  - {name: probabilities, dtype: float32, shape: [3]}\n";
+
+    #[test]
+    fn one_conversion_note_for_many_features() {
+        let mut y = String::from("features:\n");
+        for i in 0..30 {
+            y.push_str(&format!("  - {{name: f{i}, dtype: float64}}\n"));
+        }
+        let s = schema(&y);
+        let mut sig = iris_sig();
+        sig.inputs = vec![("X".into(), f32t(vec![Dim::Dynamic, Dim::Fixed(30)]))];
+        let c = compare(&sig, Some(&s));
+        assert!(c.inputs.passed, "{:?}", c.inputs);
+        let m = &c.inputs.message;
+        assert_eq!(m.matches("values are converted").count(), 1, "{m}");
+        assert!(m.contains("for 30 features (f0, f1, f2, …)"), "{m}");
+    }
 
     #[test]
     fn one_matrix_against_k_features() {
