@@ -52,7 +52,8 @@ pub struct Args {
     /// The largest request body, in bytes (larger: 413).
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     max_body: usize,
-    /// Seconds a client may take to send a request body (slower: 408).
+    /// Seconds a client may take to send a request's head (slower: the connection is closed;
+    /// an idle keep-alive connection too), and again its body (slower: 408).
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     timeout: u64,
     /// Seconds to finish the requests in flight after SIGTERM/SIGINT.

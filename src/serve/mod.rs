@@ -87,7 +87,8 @@ pub struct Options {
     pub batch_delay: Duration,
     /// Largest request body.
     pub max_body: usize,
-    /// Time allowed to send a request body.
+    /// Time allowed to send a request's head (then the connection is closed), and its body
+    /// (then 408).
     pub timeout: Duration,
     /// Time allowed to finish the requests in flight at shutdown.
     pub drain: Duration,
@@ -409,12 +410,10 @@ pub fn serve(
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let rest = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+        let rest = http::serve(listener, app, opts.timeout, stopped(stop_rx.clone()));
         let rest = async move {
-            rest.await.map_err(|e| Error::Io {
-                context: "serving".into(),
-                source: e,
-            })
+            rest.await;
+            Ok::<(), Error>(())
         };
         let grpc_state = state.clone();
         let grpc = async move {

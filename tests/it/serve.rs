@@ -758,3 +758,63 @@ fn serve_sigterm_answers_the_grpc_request_in_flight() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     assert!(std::net::TcpStream::connect(("127.0.0.1", grpc)).is_err());
 }
+
+/// What a stalled connection sees once the server gives up on it: the close (EOF or a reset),
+/// or hyper's 408.
+fn cut_off(s: &mut std::net::TcpStream) -> bool {
+    let mut b = [0u8; 64];
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(n) => String::from_utf8_lossy(&b[..n]).starts_with("HTTP/1.1 408"),
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+        ),
+    }
+}
+
+#[test]
+fn serve_stalled_clients_are_cut_off_and_hold_up_no_one() {
+    let Some(lib) = ort_lib("serve_stalled_clients_are_cut_off_and_hold_up_no_one") else {
+        return;
+    };
+    let env = Env::new();
+    let layout = iris_layout(&env, &[]);
+    let srv = Server::start(serve_cmd(&lib, &layout, &["--timeout", "2"])).unwrap();
+    let p = srv.port;
+    let good = iris_request(&[[5.1, 3.5, 1.4, 0.2]]);
+    // Clients that send half a request line, or nothing, and stall.
+    let mut stalled: Vec<std::net::TcpStream> = (0..20)
+        .map(|i| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
+            if i % 2 == 0 {
+                s.write_all(b"POST /v2/models/ir").unwrap();
+            }
+            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            s
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    // Meanwhile another client is served at once.
+    for _ in 0..5 {
+        let (s, v) = post_json(p, "/v2/models/iris/infer", &good);
+        assert_eq!(s, 200, "{v}");
+    }
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // Past the header timeout the stalled ones are closed.
+    for s in &mut stalled {
+        assert!(cut_off(s));
+    }
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    // A stalled client does not hold up the shutdown for --drain (30 s) either.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
+    s.write_all(b"GET /v2/hea").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t = std::time::Instant::now();
+    assert_eq!(srv.stop(), 0);
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+}
