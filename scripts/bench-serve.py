@@ -11,13 +11,14 @@ connection per client, the first second not counted. Also a bare in-process onnx
 on the same input (Python, one intra-op thread), for the per-request overhead of each server.
 
 Runs under the test venv's Python (onnx, onnxruntime, numpy); KServe runs under
---kserve-python (default /work/venv-serve/bin/python or $KSERVE_PYTHON; `python3 -m venv V &&
-V/bin/pip install kserve onnxruntime`). Not a timed test: numbers for docs/serving.md."""
+--kserve-python (default $KSERVE_PYTHON, else .tools/kserve-venv/bin/python, which
+scripts/bench serve makes: kserve==0.21.0, onnxruntime==1.31.1). Not a timed test: numbers for
+docs/serving.md."""
 import argparse, glob, json, os, platform, subprocess, sys, tempfile, time, urllib.request
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--mlart", default="target/release/mlart")
-ap.add_argument("--kserve-python", default=os.environ.get("KSERVE_PYTHON", "/work/venv-serve/bin/python"))
+ap.add_argument("--kserve-python", default=os.environ.get("KSERVE_PYTHON", ".tools/kserve-venv/bin/python"))
 ap.add_argument("--seconds", type=float, default=5.0)
 ap.add_argument("--concurrency", default="1,16")
 ap.add_argument("--models", default="iris,mlp")
