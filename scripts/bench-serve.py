@@ -89,17 +89,24 @@ class OnnxModel(Model):
     def __init__(self, name, path):
         super().__init__(name)
         self.path = path
+        self.sess = None
         self.load()
 
     def load(self):
+        # The session opens in the serving process: with --kserve-workers > 1 KServe pickles
+        # the model into each worker, and a session cannot be pickled.
+        self.ready = True
+        return True
+
+    def open(self):
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         self.sess = ort.InferenceSession(self.path, so, providers=["CPUExecutionProvider"])
         self.outputs = [(o.name, OIP[o.type]) for o in self.sess.get_outputs()]
-        self.ready = True
-        return True
 
     def predict(self, payload: InferRequest, headers=None) -> InferResponse:
+        if self.sess is None:
+            self.open()
         feed = {i.name: i.as_numpy() for i in payload.inputs}
         res = self.sess.run(None, feed)
         outs = []
