@@ -19,6 +19,10 @@ pub struct Args {
     /// The HTTP port (0: a free one, reported in the startup line).
     #[arg(long, default_value_t = 8080)]
     port: u16,
+    /// Also serve the Open Inference Protocol over gRPC on this port (0: a free one, reported
+    /// in the startup line as `grpc_port`). Without it, no gRPC server.
+    #[arg(long, value_name = "PORT")]
+    grpc_port: Option<u16>,
     /// A trusted public key (repeatable): refuse to start unless the bundle's signatures
     /// verify with one and every served file matches its digest.
     #[arg(long = "key", value_name = "PUB")]
@@ -48,7 +52,8 @@ pub struct Args {
     /// The largest request body, in bytes (larger: 413).
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     max_body: usize,
-    /// Seconds a client may take to send a request body (slower: 408).
+    /// Seconds a client may take to send a request's head (slower: the connection is closed;
+    /// an idle keep-alive connection too), and again its body (slower: 408).
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     timeout: u64,
     /// Seconds to finish the requests in flight after SIGTERM/SIGINT.
@@ -83,6 +88,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         source: a.source.clone(),
         host: a.host.clone(),
         port: a.port,
+        grpc_port: a.grpc_port,
         keys: a.keys.clone(),
         ort_lib: a.ort_lib.clone(),
         workers,
@@ -117,6 +123,9 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
                     String::new()
                 }
             );
+            if let Some(p) = s.grpc_port {
+                outln!("  gRPC (inference.GRPCInferenceService) on port {p}");
+            }
             for k in &s.verified_by {
                 outln!("  signature verified: {k}");
             }

@@ -84,7 +84,14 @@ async fn gather(
         let mut rows = first.rows;
         let mut jobs = vec![first];
         while rows < max_batch {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
+            // With no delay, only what is queued already: no timer (tokio's timers tick in
+            // milliseconds, and an expired one still waits for the next tick: +1 ms a request).
+            let next = if delay.is_zero() {
+                Ok(rx.try_recv().ok())
+            } else {
+                tokio::time::timeout_at(deadline, rx.recv()).await
+            };
+            match next {
                 Ok(Some(j)) if rows + j.rows > max_batch => {
                     pending = Some(j);
                     break;

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The binary-tensor extension's header: the length of the JSON part of the body.
 pub const HEADER_LEN: &str = "inference-header-content-length";
@@ -281,4 +281,47 @@ async fn infer_one(
     resp.headers_mut()
         .insert(HEADER_LEN, HeaderValue::from(len as u64));
     Ok(resp)
+}
+
+/// Serve `app` on `listener` over HTTP/1.1 until `stop` resolves, then finish the requests in
+/// flight. Each connection is its own task with hyper's header-read timeout (`axum::serve`
+/// sets no timer, so it has none): a client that opens a connection and sends part of a
+/// request head, or nothing, gets `header_timeout` to finish it, then the connection is closed.
+/// A stalled client holds up no other, and no shutdown for longer than that.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!("accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        let conn = graceful.watch(b.serve_connection(hyper_util::rt::TokioIo::new(stream), svc));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "connection closed: {e}");
+            }
+        });
+    }
+    // Stop accepting; idle connections close now, busy ones after their response.
+    drop(listener);
+    graceful.shutdown().await;
 }

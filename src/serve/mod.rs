@@ -1,15 +1,17 @@
 //! `mlart serve SOURCE`: the models of a verified bundle over the Open Inference Protocol
-//! (KServe v2) REST API, with ONNX Runtime (DESIGN.md §11; docs/serving.md).
+//! (KServe v2) REST API and, with `--grpc-port`, its gRPC API, with ONNX Runtime (DESIGN.md
+//! §11; docs/serving.md).
 //!
 //! Start: the source is read ([`source`]: a bundle's model files pulled and checked, or a
 //! pulled directory; with `--key` the signatures must verify), the `validate` smoke test runs
-//! on every model, each model is loaded into a pool of sessions ([`model`]); only then is the
-//! port bound and the startup line reported. Requests are checked at the door ([`request`]),
-//! joined into batches when the model has a free batch dimension ([`batch`]), counted
-//! ([`metrics`]). SIGTERM or SIGINT stop accepting, finish the requests in flight, and
-//! [`serve`] returns.
+//! on every model, each model is loaded into a pool of sessions ([`model`]); only then are the
+//! ports bound and the startup line reported. Requests (REST in [`http`], gRPC in [`grpc`]) are
+//! checked at the same door ([`request`]), joined into batches when the model has a free batch
+//! dimension ([`batch`]), counted ([`metrics`]). SIGTERM or SIGINT stop both servers
+//! accepting, finish the requests in flight, and [`serve`] returns.
 
 pub mod batch;
+pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod mlflow;
@@ -69,6 +71,8 @@ pub struct Options {
     pub host: String,
     /// 0: any free port (reported in the startup line).
     pub port: u16,
+    /// The gRPC port (0: any free port); None: no gRPC server.
+    pub grpc_port: Option<u16>,
     /// Trusted public keys: refuse to start unless the bundle's signatures verify.
     pub keys: Vec<PathBuf>,
     /// The ONNX Runtime library (else ORT_DYLIB_PATH, else the Python package).
@@ -83,7 +87,8 @@ pub struct Options {
     pub batch_delay: Duration,
     /// Largest request body.
     pub max_body: usize,
-    /// Time allowed to send a request body.
+    /// Time allowed to send a request's head (then the connection is closed), and its body
+    /// (then 408).
     pub timeout: Duration,
     /// Time allowed to finish the requests in flight at shutdown.
     pub drain: Duration,
@@ -97,6 +102,8 @@ pub struct Options {
 pub struct Started {
     pub address: String,
     pub port: u16,
+    /// The gRPC port, when gRPC is served.
+    pub grpc_port: Option<u16>,
     pub source: String,
     pub digest: Option<String>,
     pub verified_by: Vec<String>,
@@ -347,12 +354,35 @@ pub fn serve(
             context: "reading the listening address".into(),
             source: e,
         })?;
+        let grpc_listener = match opts.grpc_port {
+            None => None,
+            Some(p) => {
+                let addr = format!("{}:{p}", opts.host);
+                Some(tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+                    Error::input(format!(
+                        "cannot listen on {addr} for gRPC: {e}. Choose another --grpc-port (0 picks a free one)"
+                    ))
+                })?)
+            }
+        };
+        let grpc_port = match &grpc_listener {
+            None => None,
+            Some(l) => Some(
+                l.local_addr()
+                    .map_err(|e| Error::Io {
+                        context: "reading the gRPC listening address".into(),
+                        source: e,
+                    })?
+                    .port(),
+            ),
+        };
         // SIGTERM is handled from here on: before anyone is told the server is up.
         let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         state.ready.store(true, Ordering::SeqCst);
         started(&Started {
             address: local.to_string(),
             port: local.port(),
+            grpc_port,
             source: opts.source.clone(),
             digest: loaded.digest.clone(),
             verified_by: loaded.verified_by.clone(),
@@ -374,25 +404,47 @@ pub fn serve(
             batch_delay_ms: opts.batch_delay.as_secs_f64() * 1000.0,
         });
         let app = http::router(state.clone());
+        // One stop for both servers: the signal flips it, each stops accepting and finishes
+        // what it has in flight.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let rest = http::serve(listener, app, opts.timeout, stopped(stop_rx.clone()));
+        let rest = async move {
+            rest.await;
+            Ok::<(), Error>(())
+        };
+        let grpc_state = state.clone();
+        let grpc = async move {
+            let Some(l) = grpc_listener else {
+                return Ok(());
+            };
+            let incoming = tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true));
+            tonic::transport::Server::builder()
+                .add_service(grpc::service(grpc_state))
+                .serve_with_incoming_shutdown(incoming, stopped(stop_rx))
+                .await
+                .map_err(|e| Error::Io {
+                    context: "serving gRPC".into(),
+                    source: std::io::Error::other(e),
+                })
+        };
+        let servers = async { tokio::try_join!(rest, grpc) };
         let stop_state = state.clone();
         let cancel = opts.cancel.clone();
-        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-        let shutdown = async move {
+        let drain = opts.drain;
+        let signal_then_drain = async move {
             shutdown_signal(term, &cancel).await;
             tracing::info!("shutting down: finishing the requests in flight");
             stop_state.ready.store(false, Ordering::SeqCst);
-            let _ = drain_tx.send(());
-        };
-        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-        let drain = opts.drain;
-        let bounded = async move {
+            let _ = stop_tx.send(true);
             // The drain is bounded: after the signal, at most `drain` for the requests in flight.
-            let _ = drain_rx.await;
             tokio::time::sleep(drain).await;
         };
         tokio::select! {
-            r = server => r.map_err(|e| Error::Io { context: "serving".into(), source: e }),
-            _ = bounded => {
+            r = servers => r.map(|_| ()),
+            _ = signal_then_drain => {
                 tracing::warn!("requests still in flight after {} s: stopping anyway", drain.as_secs());
                 Ok(())
             }

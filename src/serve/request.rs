@@ -65,6 +65,125 @@ fn list(specs: &[IoSpec]) -> String {
         .join(", ")
 }
 
+/// The checks every protocol makes at the door, one input at a time: the name is an input of
+/// the model and given once, the datatype and shape are the model's, every input has the same
+/// rows; then that nothing is missing. REST and gRPC share it, so they refuse alike.
+pub struct Door<'m> {
+    model: &'m Model,
+    seen: std::collections::HashSet<String>,
+    rows: Option<(usize, String)>,
+}
+
+impl<'m> Door<'m> {
+    pub fn new(model: &'m Model) -> Door<'m> {
+        Door {
+            model,
+            seen: std::collections::HashSet::new(),
+            rows: None,
+        }
+    }
+
+    /// Check one input's name, datatype and shape: its dims and number of elements.
+    pub fn input(
+        &mut self,
+        name: &str,
+        datatype: &str,
+        shape: &[i64],
+    ) -> Result<(Vec<usize>, usize), ServeError> {
+        let model = self.model;
+        let m = &model.name;
+        let spec = model
+            .inputs
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| {
+                bad(format!(
+                    "input {name:?} is not an input of model {m}: its inputs are {}",
+                    list(&model.inputs)
+                ))
+            })?;
+        if !self.seen.insert(name.to_string()) {
+            return Err(bad(format!("input {name:?} is given twice")));
+        }
+        if datatype != spec.datatype {
+            return Err(bad(format!(
+                "input {name:?} has datatype {datatype}, model {m} expects {}",
+                spec.describe()
+            )));
+        }
+        let fits = shape.len() == spec.shape.len()
+            && shape.iter().all(|d| *d >= 0)
+            && spec
+                .shape
+                .iter()
+                .zip(shape)
+                .all(|(want, got)| *want < 0 || want == got);
+        if !fits {
+            return Err(bad(format!(
+                "input {name:?} has shape {shape:?}, model {m} expects {} (-1: any size)",
+                spec.describe()
+            )));
+        }
+        let dims: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
+        let n = dims
+            .iter()
+            .try_fold(1usize, |a, d| a.checked_mul(*d))
+            .filter(|n| *n <= MAX_ELEMENTS)
+            .ok_or_else(|| {
+                bad(format!(
+                    "input {name:?} of shape {shape:?} has more than {MAX_ELEMENTS} elements"
+                ))
+            })?;
+        if model.batchable {
+            match &self.rows {
+                Some((r, other)) if *r != dims[0] => {
+                    return Err(bad(format!(
+                        "input {name:?} has {} rows (first dimension) but input {other:?} has {r}: every input must have the same batch size",
+                        dims[0]
+                    )))
+                }
+                None => self.rows = Some((dims[0], name.to_string())),
+                _ => {}
+            }
+        }
+        Ok((dims, n))
+    }
+
+    /// Check that `name` is an output of the model.
+    pub fn output(&self, name: &str) -> Result<(), ServeError> {
+        if self.model.outputs.iter().any(|s| s.name == name) {
+            return Ok(());
+        }
+        Err(bad(format!(
+            "output {name:?} is not an output of model {}: its outputs are {}",
+            self.model.name,
+            list(&self.model.outputs)
+        )))
+    }
+
+    /// After the last input: none is missing. The rows along the batch dimension.
+    pub fn finish(self) -> Result<usize, ServeError> {
+        let missing: Vec<&IoSpec> = self
+            .model
+            .inputs
+            .iter()
+            .filter(|s| !self.seen.contains(&s.name))
+            .collect();
+        if !missing.is_empty() {
+            return Err(bad(format!(
+                "missing input(s) of model {}: {}",
+                self.model.name,
+                missing
+                    .iter()
+                    .map(|s| format!("{} ({})", s.name, s.describe()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(self.rows.map(|r| r.0).unwrap_or(1))
+    }
+}
+
 /// Parse and check `body` (its first `json_len` bytes JSON, the rest binary tensor data).
 pub fn parse(model: &Model, body: &[u8], json_len: Option<usize>) -> Result<Request, ServeError> {
     let (head, mut binary) = match json_len {
@@ -79,71 +198,10 @@ pub fn parse(model: &Model, body: &[u8], json_len: Option<usize>) -> Result<Requ
     };
     let raw: RawRequest = serde_json::from_slice(head)
         .map_err(|e| bad(format!("the body is not an inference request: {e}")))?;
-    let m = &model.name;
-    let mut seen = std::collections::HashSet::new();
+    let mut door = Door::new(model);
     let mut inputs = Vec::with_capacity(raw.inputs.len());
-    let mut rows: Option<(usize, String)> = None;
     for i in raw.inputs {
-        let spec = model
-            .inputs
-            .iter()
-            .find(|s| s.name == i.name)
-            .ok_or_else(|| {
-                bad(format!(
-                    "input {:?} is not an input of model {m}: its inputs are {}",
-                    i.name,
-                    list(&model.inputs)
-                ))
-            })?;
-        if !seen.insert(i.name.clone()) {
-            return Err(bad(format!("input {:?} is given twice", i.name)));
-        }
-        if i.datatype != spec.datatype {
-            return Err(bad(format!(
-                "input {:?} has datatype {}, model {m} expects {}",
-                i.name,
-                i.datatype,
-                spec.describe()
-            )));
-        }
-        let fits = i.shape.len() == spec.shape.len()
-            && i.shape.iter().all(|d| *d >= 0)
-            && spec
-                .shape
-                .iter()
-                .zip(&i.shape)
-                .all(|(want, got)| *want < 0 || want == got);
-        if !fits {
-            return Err(bad(format!(
-                "input {:?} has shape {:?}, model {m} expects {} (-1: any size)",
-                i.name,
-                i.shape,
-                spec.describe()
-            )));
-        }
-        let shape: Vec<usize> = i.shape.iter().map(|d| *d as usize).collect();
-        let n = shape
-            .iter()
-            .try_fold(1usize, |a, d| a.checked_mul(*d))
-            .filter(|n| *n <= MAX_ELEMENTS)
-            .ok_or_else(|| {
-                bad(format!(
-                    "input {:?} of shape {:?} has more than {MAX_ELEMENTS} elements",
-                    i.name, i.shape
-                ))
-            })?;
-        if model.batchable {
-            match &rows {
-                Some((r, other)) if *r != shape[0] => {
-                    return Err(bad(format!(
-                        "input {:?} has {} rows (first dimension) but input {other:?} has {r}: every input must have the same batch size",
-                        i.name, shape[0]
-                    )))
-                }
-                None => rows = Some((shape[0], i.name.clone())),
-                _ => {}
-            }
-        }
+        let (shape, n) = door.input(&i.name, &i.datatype, &i.shape)?;
         let data = match i.parameters.get("binary_data_size") {
             Some(size) => {
                 let size = size.as_u64().ok_or_else(|| {
@@ -202,38 +260,18 @@ pub fn parse(model: &Model, body: &[u8], json_len: Option<usize>) -> Result<Requ
             binary.len()
         )));
     }
-    let missing: Vec<&IoSpec> = model
-        .inputs
-        .iter()
-        .filter(|s| !seen.contains(&s.name))
-        .collect();
-    if !missing.is_empty() {
-        return Err(bad(format!(
-            "missing input(s) of model {m}: {}",
-            missing
-                .iter()
-                .map(|s| format!("{} ({})", s.name, s.describe()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
     let mut outputs = Vec::new();
     for o in raw.outputs {
-        if !model.outputs.iter().any(|s| s.name == o.name) {
-            return Err(bad(format!(
-                "output {:?} is not an output of model {m}: its outputs are {}",
-                o.name,
-                list(&model.outputs)
-            )));
-        }
+        door.output(&o.name)?;
         outputs.push((o.name, flag(&o.parameters, "binary_data")));
     }
+    let rows = door.finish()?;
     Ok(Request {
         id: raw.id,
         inputs,
         outputs,
         binary_all: flag(&raw.parameters, "binary_data_output"),
-        rows: rows.map(|r| r.0).unwrap_or(1),
+        rows,
     })
 }
 
