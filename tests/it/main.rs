@@ -8,6 +8,7 @@ mod compat;
 mod explore;
 mod gate;
 mod httpproxy;
+mod import;
 mod interop;
 mod modelpack;
 mod recompressed;
