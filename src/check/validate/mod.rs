@@ -276,7 +276,7 @@ pub fn parse_samples(name: &str, bytes: &[u8]) -> std::result::Result<SamplesFil
 fn mlflow_example(v: &serde_json::Value) -> Option<serde_json::Value> {
     use serde_json::Value;
     match v {
-        Value::Array(_) => Some(v.clone()),
+        Value::Array(a) if !a.is_empty() => Some(v.clone()),
         Value::Object(o) => {
             let frame = o.get("dataframe_split").unwrap_or(v);
             if let (Some(Value::Array(_)), Some(d @ Value::Array(_))) =
@@ -285,7 +285,7 @@ fn mlflow_example(v: &serde_json::Value) -> Option<serde_json::Value> {
                 return Some(d.clone());
             }
             match (o.len(), o.get("inputs").or(o.get("instances"))) {
-                (1, Some(a @ Value::Array(_))) => Some(a.clone()),
+                (1, Some(a @ Value::Array(rows))) if !rows.is_empty() => Some(a.clone()),
                 _ => None,
             }
         }
