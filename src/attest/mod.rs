@@ -152,6 +152,7 @@ pub(crate) mod testdata {
                 parameters: [("C".to_string(), serde_json::json!(1.0))].into(),
                 task: Some("classification".into()),
                 architecture: Some("logistic-regression".into()),
+                ..Default::default()
             }),
         };
         m

@@ -1,6 +1,9 @@
 //! Turn the spec's entries into the list of files to bundle: globs and directories expanded,
 //! every path checked to stay inside the project, `.git` and `.mlartignore` patterns
-//! excluded, and each file listed exactly once.
+//! excluded, and each file listed exactly once. Directory and glob expansion also leaves out
+//! what `.gitignore` files ignore (the root's and nested ones, git's rules) and secrets and
+//! junk ([`DEFAULT_EXCLUDES`], with a warning naming them); a path the spec lists itself is
+//! always bundled.
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::metadata::Kind;
@@ -10,6 +13,93 @@ use std::fs;
 use std::path::{Component, Path, PathBuf};
 
 pub const IGNORE_FILE: &str = ".mlartignore";
+
+/// Never taken into a bundle from a directory or glob entry: secrets and tool junk. List such
+/// a file by its own path in mlart.yaml to bundle it on purpose.
+pub const DEFAULT_EXCLUDES: &[&str] = &[
+    ".env",
+    "*.pem",
+    "*.key",
+    ".git/",
+    "__pycache__/",
+    ".DS_Store",
+    ".ipynb_checkpoints/",
+];
+
+/// What directory and glob expansion leaves out besides `.mlartignore`.
+struct Filters {
+    /// (folder, its .gitignore), shallowest first.
+    git: Vec<(PathBuf, ignore::gitignore::Gitignore)>,
+    junk: ignore::gitignore::Gitignore,
+}
+
+impl Filters {
+    fn load(root: &Path) -> Result<Filters> {
+        let mut git = Vec::new();
+        let mut it = walkdir::WalkDir::new(root).sort_by_file_name().into_iter();
+        while let Some(Ok(e)) = it.next() {
+            if e.file_type().is_dir() && e.file_name() == ".git" {
+                it.skip_current_dir();
+                continue;
+            }
+            if e.file_type().is_file() && e.file_name() == ".gitignore" {
+                let dir = e.path().parent().unwrap_or(root).to_path_buf();
+                let mut b = ignore::gitignore::GitignoreBuilder::new(&dir);
+                if let Some(err) = b.add(e.path()) {
+                    return Err(Error::input(format!(
+                        "{}: {err}. Fix the pattern (gitignore syntax)",
+                        e.path().display()
+                    )));
+                }
+                let g = b
+                    .build()
+                    .map_err(|err| Error::input(format!("{}: {err}", e.path().display())))?;
+                git.push((dir, g));
+            }
+        }
+        git.sort_by_key(|(d, _)| d.components().count());
+        let mut b = ignore::gitignore::GitignoreBuilder::new(root);
+        for p in DEFAULT_EXCLUDES {
+            b.add_line(None, p).map_err(|e| {
+                Error::of(
+                    crate::error::Kind::Internal,
+                    format!("default exclude {p}: {e}"),
+                )
+            })?;
+        }
+        let junk = b.build().map_err(|e| {
+            Error::of(
+                crate::error::Kind::Internal,
+                format!("default excludes: {e}"),
+            )
+        })?;
+        Ok(Filters { git, junk })
+    }
+
+    /// Ignored by a .gitignore (the deepest one with a say decides, as in git).
+    fn git_ignored(&self, root: &Path, rel: &str, is_dir: bool) -> bool {
+        let abs = root.join(rel);
+        for (dir, g) in self.git.iter().rev() {
+            if !abs.starts_with(dir) || abs == *dir {
+                continue;
+            }
+            let m = g.matched_path_or_any_parents(&abs, is_dir);
+            if m.is_ignore() {
+                return true;
+            }
+            if m.is_whitelist() {
+                return false;
+            }
+        }
+        false
+    }
+
+    fn junk(&self, rel: &str, is_dir: bool) -> bool {
+        self.junk
+            .matched_path_or_any_parents(rel, is_dir)
+            .is_ignore()
+    }
+}
 
 /// A file that goes into the bundle.
 #[derive(Clone, Debug)]
@@ -32,6 +122,8 @@ pub struct SourceFile {
 pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
     let root = fs::canonicalize(&spec.root).ctx("opening the project folder", &spec.root)?;
     let ignore = load_ignore(&root)?;
+    let filters = Filters::load(&root)?;
+    let mut junk: Vec<String> = Vec::new();
     let exclude: Vec<PathBuf> = exclude
         .iter()
         .map(|p| absolute(p).unwrap_or_else(|| p.clone()))
@@ -44,10 +136,16 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
         for entry in entries {
             let mut matched: Vec<String> = Vec::new();
             if is_glob(&entry.path) {
-                let files = match &all_files {
-                    Some(f) => f,
-                    None => all_files.insert(walk(&root, &root, &ignore, &exclude, spec, entry)?),
-                };
+                if all_files.is_none() {
+                    let walked = walk(&root, &root, &ignore, &exclude, spec, entry)?;
+                    all_files = Some(
+                        walked
+                            .into_iter()
+                            .filter(|f| !filtered(&filters, &root, f, &mut junk))
+                            .collect(),
+                    );
+                }
+                let files = all_files.as_deref().unwrap_or_default();
                 let glob = globset::GlobBuilder::new(entry.path.trim_start_matches("./"))
                     .literal_separator(true)
                     .build()
@@ -92,7 +190,11 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
                 if lmeta.file_type().is_symlink() || lmeta.is_dir() {
                     let meta = fs::metadata(&path).ctx("reading", &path)?;
                     if meta.is_dir() {
-                        matched.extend(walk(&root, &path, &ignore, &exclude, spec, entry)?);
+                        matched.extend(
+                            walk(&root, &path, &ignore, &exclude, spec, entry)?
+                                .into_iter()
+                                .filter(|f| !filtered(&filters, &root, f, &mut junk)),
+                        );
                         if matched.is_empty() {
                             return Err(spec.error_at(
                                 entry.pos,
@@ -150,6 +252,16 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
         }
     }
     out.retain(|f| !f.rel.is_empty());
+    junk.sort();
+    junk.dedup();
+    if !junk.is_empty() {
+        tracing::warn!(
+            "not bundled (secrets or junk by default: {}): {}. List a file by its own path in {} to bundle it on purpose",
+            DEFAULT_EXCLUDES.join(" "),
+            junk.join(", "),
+            spec.file.display()
+        );
+    }
     if out.is_empty() {
         return Err(Error::input(format!(
             "{}: every entry was excluded: the bundle would be empty. Check .mlartignore and the spec's paths",
@@ -332,6 +444,24 @@ fn walk(
         }
     }
     Ok(out)
+}
+
+/// Left out of a directory or glob expansion by a .gitignore or the default excludes (noted
+/// in `junk` for the warning).
+fn filtered(filters: &Filters, root: &Path, rel: &str, junk: &mut Vec<String>) -> bool {
+    let parents = || {
+        let parts: Vec<&str> = rel.split('/').collect();
+        (1..parts.len()).map(move |i| parts[..i].join("/"))
+    };
+    if let Some(j) = parents()
+        .find(|d| filters.junk(d, true))
+        .map(|d| format!("{d}/"))
+        .or_else(|| filters.junk(rel, false).then(|| rel.to_string()))
+    {
+        junk.push(j);
+        return true;
+    }
+    filters.git_ignored(root, rel, false) || parents().any(|d| filters.git_ignored(root, &d, true))
 }
 
 /// Refuse a path whose real location is outside the project (a symlink pointing out).

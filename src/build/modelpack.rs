@@ -106,9 +106,17 @@ pub fn config(spec: &Spec, metadata: &Metadata, layers: &[LayerInfo]) -> Vec<u8>
             title: Some(spec.name.clone()),
             description: non_empty(&spec.description),
         },
-        config: ModelConfig {
-            format: (formats.len() == 1).then(|| formats[0].to_string()),
-            ..ModelConfig::default()
+        config: {
+            // The model facts `training:` carries (an importer fills them from config.json,
+            // safetensors headers, a Kitfile or a Modelfile).
+            let t = spec.lineage.training.clone().unwrap_or_default();
+            ModelConfig {
+                architecture: t.architecture,
+                format: (formats.len() == 1).then(|| formats[0].to_string()),
+                param_size: t.param_size,
+                precision: t.precision,
+                quantization: t.quantization,
+            }
         },
         modelfs: ModelFs {
             diff_ids: layers.iter().map(|l| l.diff_id.to_string()).collect(),

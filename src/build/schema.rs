@@ -161,12 +161,33 @@ fn mlflow_specs(v: Option<&Value>, what: &str) -> Result<Vec<Feature>, String> {
                 .get("dtype")
                 .and_then(Value::as_str)
                 .ok_or_else(|| format!("signature {what}[{i}]: tensor-spec without dtype"))?;
-            let shape = ts
-                .get("shape")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().map(|d| d.as_i64().unwrap_or(-1)).collect());
+            // MLflow's tensor shape includes the batch dimension (`[-1, 30]`: any number of
+            // rows of 30); the feature schema holds the per-row shape (`[30]`, none for one
+            // value per row).
+            let shape: Option<Vec<i64>> = match ts.get("shape") {
+                None | Some(Value::Null) => None,
+                Some(Value::Array(a)) => {
+                    let dims = a
+                        .iter()
+                        .map(|d| {
+                            d.as_i64().filter(|d| *d >= -1).ok_or_else(|| {
+                                format!("signature {what}[{i}]: tensor-spec shape {a:?}: a dimension is not an integer >= -1")
+                            })
+                        })
+                        .collect::<Result<Vec<i64>, String>>()?;
+                    match dims.get(1..) {
+                        None | Some([]) => None,
+                        Some(row) => Some(row.to_vec()),
+                    }
+                }
+                Some(v) => {
+                    return Err(format!(
+                        "signature {what}[{i}]: tensor-spec shape {v} is not a list"
+                    ))
+                }
+            };
             Feature {
-                name: name.unwrap_or_else(|| format!("{what}_{i}")),
+                name: name.unwrap_or_else(|| positional_name(what, i)),
                 dtype: numpy_dtype(dt)
                     .ok_or_else(|| format!("signature {what}[{i}]: unknown tensor dtype {dt:?}"))?,
                 shape,
@@ -178,7 +199,7 @@ fn mlflow_specs(v: Option<&Value>, what: &str) -> Result<Vec<Feature>, String> {
             }
         } else {
             Feature {
-                name: name.unwrap_or_else(|| format!("{what}_{i}")),
+                name: name.unwrap_or_else(|| positional_name(what, i)),
                 dtype: mlflow_dtype(ty)
                     .ok_or_else(|| format!("signature {what}[{i}]: unknown column type {ty:?}"))?
                     .into(),
@@ -193,6 +214,17 @@ fn mlflow_specs(v: Option<&Value>, what: &str) -> Result<Vec<Feature>, String> {
         out.push(f);
     }
     Ok(out)
+}
+
+/// The name of the `i`th unnamed tensor of an MLflow signature (`inputs` or `outputs`):
+/// `input[0]`, `output[1]`. `mlart validate` fits such tensors to the model's by position.
+pub fn positional_name(what: &str, i: usize) -> String {
+    format!("{}[{i}]", what.trim_end_matches('s'))
+}
+
+/// Is `name` the positional name of the `i`th tensor of `what`?
+pub fn is_positional(name: &str, what: &str, i: usize) -> bool {
+    name == positional_name(what, i)
 }
 
 fn mlflow_dtype(t: &str) -> Option<&'static str> {
@@ -260,12 +292,22 @@ signature:
         assert_eq!(s.source, "mlflow");
         assert_eq!(s.features[0].dtype, "float64");
         assert!(s.features[1].nullable);
-        assert_eq!(s.outputs[0].shape, Some(vec![-1]));
+        // [-1]: one value per row; unnamed: by position.
+        assert_eq!(s.outputs[0].shape, None);
+        assert_eq!(s.outputs[0].name, "output[0]");
         let j = br#"{"inputs": [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 4]}, "name": "x"}]}"#;
+        let f = &schema(parse("sig.json", j).unwrap()).features[0];
+        assert_eq!(f.dtype, "float32");
+        // the batch dimension is not part of the per-row shape
+        assert_eq!(f.shape, Some(vec![4]));
+        let j = br#"{"inputs": [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 30]}}]}"#;
+        let f = &schema(parse("sig.json", j).unwrap()).features[0];
         assert_eq!(
-            schema(parse("sig.json", j).unwrap()).features[0].dtype,
-            "float32"
+            (f.name.as_str(), f.shape.clone()),
+            ("input[0]", Some(vec![30]))
         );
+        let bad = br#"{"inputs": [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, "x"]}}]}"#;
+        assert!(parse("sig.json", bad).unwrap_err().contains("shape"));
     }
 
     #[test]

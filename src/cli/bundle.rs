@@ -15,6 +15,11 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// The project folder (its mlart.yaml; without one, the spec `mlart init` would write for
+    /// it: an MLflow model, a Hugging Face folder, a Kitfile or Modelfile project), or a spec
+    /// file. Default: the spec of `-f`.
+    #[arg(value_name = "DIR")]
+    dir: Option<PathBuf>,
     /// The spec file.
     #[arg(short = 'f', long = "file", default_value = spec::SPEC_FILE)]
     spec: PathBuf,
@@ -115,7 +120,25 @@ impl pipeline::BaseFetch for super::push::RegistryArgs {
 pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     a.registry.cancel = cancel.clone();
     let started = Instant::now();
-    let spec = spec::load(&a.spec)?;
+    let spec = match &a.dir {
+        Some(d) if d.is_dir() && !d.join(spec::SPEC_FILE).exists() => {
+            let (s, r) = mlart::import::init::spec_of_folder(d)?;
+            eprintln!(
+                "note: {} has no {}: bundling it as a{} {} folder (`mlart init` writes this spec to review)",
+                d.display(),
+                spec::SPEC_FILE,
+                if r.from.as_str() == "mlflow" { "n" } else { "" },
+                r.from.as_str()
+            );
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
+            s
+        }
+        Some(d) if d.is_dir() => spec::load(&d.join(spec::SPEC_FILE))?,
+        Some(f) => spec::load(f)?,
+        None => spec::load(&a.spec)?,
+    };
     let epoch = bundle::source_date_epoch()?;
     let choice = PlatformChoice::parse(a.platform.as_deref())?;
     let platform = pipeline::platform(&choice, a.base.is_some())?;

@@ -1,5 +1,7 @@
+use mlart::import::draft::Origin;
+use mlart::import::init::{GitInfo, InitOptions};
 use mlart::interrupt::Cancel;
-use mlart::Result;
+use mlart::{Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,20 +10,52 @@ pub struct Args {
     /// The project folder (default: the current one).
     #[arg(default_value = ".")]
     dir: PathBuf,
-    /// The bundle's name (default: from the folder name).
+    /// The bundle's name (default: the imported one, else from the folder name).
     #[arg(long)]
     name: Option<String>,
     /// Overwrite an existing mlart.yaml.
     #[arg(long)]
     force: bool,
+    /// Read the folder as: mlflow, huggingface, kitfile, modelfile or files (default: detected).
+    #[arg(long, value_name = "KIND")]
+    from: Option<String>,
 }
 
 pub fn run(a: Args, json: bool, _cancel: &Cancel) -> Result<ExitCode> {
-    let r = mlart::import::init::init(&a.dir, a.name.as_deref(), a.force)?;
+    let from = match a.from.as_deref() {
+        None => None,
+        Some(f) => Some(Origin::parse(f).ok_or_else(|| {
+            Error::usage(format!(
+                "--from {f:?}: use mlflow, huggingface, kitfile, modelfile or files"
+            ))
+        })?),
+    };
+    let git = mlart::attest::git::state(&a.dir).map(|g| GitInfo {
+        source: g.remote,
+        revision: g.commit,
+        dirty: g.dirty,
+    });
+    let opts = InitOptions {
+        name: a.name,
+        force: a.force,
+        from,
+        git,
+    };
+    let r = mlart::import::init::init_with(&a.dir, &opts)?;
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
     if json {
         super::print_json(&r);
     } else {
-        outln!("wrote {} (name: {})", r.path, r.name);
+        match r.from.as_str() {
+            "files" => outln!("wrote {} (name: {})", r.path, r.name),
+            from => outln!(
+                "wrote {} (name: {}, from the {from} folder)",
+                r.path,
+                r.name
+            ),
+        }
         for (k, v) in &r.sections {
             outln!("  {k:<7} {}", v.join(", "));
         }

@@ -68,6 +68,15 @@ pub struct Training {
     /// Its architecture (`logistic-regression`, `transformer`, ...): the ML-BOM model card.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub architecture: Option<String>,
+    /// Its size in parameters (`7b`, `124m`, ...): ModelPack's `config.paramSize`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param_size: Option<String>,
+    /// The weights' numeric precision (`bf16`, `fp32`, ...): ModelPack's `config.precision`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
+    /// The quantization (`awq`, `gptq`, `q4_k_m`, ...): ModelPack's `config.quantization`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<String>,
 }
 
 /// Split `algorithm:hex` and check it (sha256/sha384/sha512 with the right hex length).

@@ -1,6 +1,8 @@
 //! `mlart init`: look at a project folder, guess the kind of each file, and write mlart.yaml
 //! from the template in templates/.
 
+use super::draft::{Draft, DraftEntry, Origin};
+use super::{hf, kitfile, mlflow, modelfile};
 use crate::build::collect::is_glob;
 use crate::error::{Error, IoContext, Result};
 use crate::format::metadata::Kind;
@@ -36,9 +38,13 @@ const SKIP_DIRS: &[&str] = &[
 pub struct InitResult {
     pub path: String,
     pub name: String,
+    /// The kind of folder it was read as.
+    pub from: Origin,
     /// kind -> entries written
     pub sections: BTreeMap<String, Vec<String>>,
     pub unclassified: Vec<String>,
+    /// What did not map onto the spec (also written as comments in mlart.yaml).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -161,15 +167,44 @@ pub fn classify(rel: &str) -> Option<Kind> {
     None
 }
 
+/// Settings of `mlart init`.
+#[derive(Clone, Debug, Default)]
+pub struct InitOptions {
+    /// The bundle's name (default: the importer's, else the folder's).
+    pub name: Option<String>,
+    /// Overwrite an existing mlart.yaml.
+    pub force: bool,
+    /// Read the folder as this kind (default: detected).
+    pub from: Option<Origin>,
+    /// The git work tree the folder is in (the CLI reads it): `source` and `revision`.
+    pub git: Option<GitInfo>,
+}
+
+/// Where the project's files come from in git.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GitInfo {
+    /// The remote URL, without credentials.
+    pub source: Option<String>,
+    pub revision: String,
+    /// The work tree had changes not committed.
+    pub dirty: bool,
+}
+
 /// Scan `dir` and write `dir/mlart.yaml` (refusing to overwrite it unless `force`).
 pub fn init(dir: &Path, name: Option<&str>, force: bool) -> Result<InitResult> {
-    let spec_path = dir.join(spec::SPEC_FILE);
-    if spec_path.exists() && !force {
-        return Err(Error::input(format!(
-            "{} already exists: mlart init will not overwrite it. Edit it, or pass --force to write a new one",
-            spec_path.display()
-        )));
-    }
+    init_with(
+        dir,
+        &InitOptions {
+            name: name.map(str::to_string),
+            force,
+            ..Default::default()
+        },
+    )
+}
+
+/// The files of a project folder (relative, `/`-separated, sorted), tool caches and hidden
+/// folders left out.
+pub fn scan(dir: &Path) -> Result<Vec<String>> {
     if !dir.is_dir() {
         return Err(Error::input(format!(
             "{} is not a directory",
@@ -212,10 +247,79 @@ pub fn init(dir: &Path, name: Option<&str>, force: bool) -> Result<InitResult> {
             }
         }
     }
+    Ok(files)
+}
+
+/// The kind of folder: a Kitfile or Modelfile (the manifest of the tool being left), an
+/// MLflow model (MLmodel), a Hugging Face folder (config.json beside weights), else files.
+pub fn detect(dir: &Path, files: &[String]) -> Origin {
+    if dir.join(kitfile::KITFILE).is_file() {
+        Origin::Kitfile
+    } else if dir.join(modelfile::MODELFILE).is_file() {
+        Origin::Modelfile
+    } else if dir.join(mlflow::MLMODEL).is_file() {
+        Origin::Mlflow
+    } else if hf::detect(dir, files) {
+        Origin::Huggingface
+    } else {
+        Origin::Files
+    }
+}
+
+/// The draft of a folder, read by the importer of its kind (`from`, or detected).
+pub fn draft(dir: &Path, files: &[String], from: Option<Origin>) -> Result<(Origin, Draft)> {
+    let origin = from.unwrap_or_else(|| detect(dir, files));
+    let missing = |f: &str| {
+        Error::input(format!(
+            "{}: no {f}: not a{} {} folder (drop `--from` to detect the kind)",
+            dir.display(),
+            if origin == Origin::Mlflow { "n" } else { "" },
+            origin.as_str()
+        ))
+    };
+    let d = match origin {
+        Origin::Files => Draft::default(),
+        Origin::Mlflow if !dir.join(mlflow::MLMODEL).is_file() => return Err(missing("MLmodel")),
+        Origin::Mlflow => mlflow::import(dir)?,
+        Origin::Huggingface if !dir.join("config.json").is_file() => {
+            return Err(missing("config.json"))
+        }
+        Origin::Huggingface => hf::import(dir, files)?,
+        Origin::Kitfile if !dir.join(kitfile::KITFILE).is_file() => return Err(missing("Kitfile")),
+        Origin::Kitfile => kitfile::import(dir)?,
+        Origin::Modelfile if !dir.join(modelfile::MODELFILE).is_file() => {
+            return Err(missing("Modelfile"))
+        }
+        Origin::Modelfile => modelfile::import(dir)?,
+    };
+    Ok((origin, d))
+}
+
+/// The mlart.yaml text for a folder, and what `init` reports about it.
+pub fn render(dir: &Path, opts: &InitOptions) -> Result<(String, InitResult)> {
+    let files = scan(dir)?;
+    let (origin, mut d) = draft(dir, &files, opts.from)?;
+    if let Some(g) = &opts.git {
+        d.source = d.source.take().or(g.source.clone());
+        d.revision = Some(g.revision.clone());
+        if g.dirty {
+            d.note(format!(
+                "revision {}: the work tree had changes not committed when this was written",
+                g.revision
+            ));
+        }
+    }
+    let spec_path = dir.join(spec::SPEC_FILE);
     let mut by_kind: BTreeMap<Kind, Vec<String>> = BTreeMap::new();
     let mut unclassified = Vec::new();
     let mut dir_kinds: BTreeMap<String, Option<Option<Kind>>> = BTreeMap::new();
     for f in &files {
+        if d.covers(f) {
+            if let Some((top, _)) = f.split_once('/') {
+                dir_kinds.insert(top.to_string(), None);
+            }
+            continue;
+        }
         let k = classify(f);
         if let Some((top, _)) = f.split_once('/') {
             let slot = dir_kinds.entry(top.to_string()).or_insert(Some(k));
@@ -235,7 +339,7 @@ pub fn init(dir: &Path, name: Option<&str>, force: bool) -> Result<InitResult> {
     }
     // A top-level folder whose files are all one kind is listed as the folder.
     for (top, k) in &dir_kinds {
-        if is_glob(top) {
+        if is_glob(top) || d.claimed.iter().any(|c| c.starts_with(&format!("{top}/"))) {
             continue; // listed file by file, escaped
         }
         if let Some(Some(k)) = k {
@@ -246,20 +350,33 @@ pub fn init(dir: &Path, name: Option<&str>, force: bool) -> Result<InitResult> {
             }
         }
     }
-    let name = match name {
+    let name = match opts.name.as_deref() {
         Some(n) => n.to_string(),
-        None => {
-            let base = std::fs::canonicalize(dir)
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .unwrap_or_else(|| "model".into());
-            sanitize_name(&base)
-        }
+        None => match d.name.as_deref().map(sanitize_name) {
+            Some(n) if n != "model" || d.name.as_deref() == Some("model") => n,
+            _ => {
+                let base = std::fs::canonicalize(dir)
+                    .ok()
+                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .unwrap_or_else(|| "model".into());
+                sanitize_name(&base)
+            }
+        },
     };
     if !spec::is_valid_name(&name) {
         return Err(Error::input(format!("--name {name:?} cannot name an OCI repository: use lowercase letters, digits and . _ -")));
     }
-    if by_kind.is_empty() {
+    let version = match d.version.take() {
+        Some(v) if spec::is_valid_tag(&v) => v,
+        Some(v) => {
+            d.warn(format!(
+                "version {v:?} cannot tag an OCI image: 0.1.0 written instead"
+            ));
+            "0.1.0".into()
+        }
+        None => "0.1.0".into(),
+    };
+    if by_kind.is_empty() && d.entries.is_empty() {
         let found = if unclassified.is_empty() {
             "no file".to_string()
         } else {
@@ -274,32 +391,123 @@ pub fn init(dir: &Path, name: Option<&str>, force: bool) -> Result<InitResult> {
             dir.display()
         )));
     }
+    let mut listed: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let sections: Vec<Section> = Kind::ALL
         .iter()
-        .map(|k| Section {
-            kind: k.as_str(),
-            help: help(*k),
-            entries: by_kind
+        .map(|k| {
+            let mut entries: Vec<String> = d
+                .entries
                 .get(k)
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|e| yaml_scalar(&if is_glob(&e) { globset::escape(&e) } else { e }))
-                .collect(),
+                .map(|l| l.iter().map(entry_yaml).collect())
+                .unwrap_or_default();
+            let mut paths: Vec<String> = d
+                .entries
+                .get(k)
+                .map(|l| l.iter().map(|e| e.path.clone()).collect())
+                .unwrap_or_default();
+            for e in by_kind.get(k).cloned().unwrap_or_default() {
+                entries.push(yaml_scalar(&if is_glob(&e) {
+                    globset::escape(&e)
+                } else {
+                    e.clone()
+                }));
+                paths.push(e);
+            }
+            if !paths.is_empty() {
+                listed.insert(k.to_string(), paths);
+            }
+            Section {
+                kind: k.as_str(),
+                help: help(*k),
+                entries,
+            }
         })
         .collect();
+    let opt_field = |k: &str, v: &Option<String>, example: &str| match v {
+        Some(v) => format!("{k}: {}", yaml_scalar(v)),
+        None => format!("# {k}: {example}"),
+    };
+    let mut fields = vec![
+        opt_field("license", &d.license, "Apache-2.0"),
+        if d.authors.is_empty() {
+            "# authors: [Your Team <team@example.com>]".to_string()
+        } else {
+            format!(
+                "authors: {}",
+                serde_json::to_string(&d.authors).unwrap_or_default()
+            )
+        },
+        opt_field("source", &d.source, "https://github.com/org/repo"),
+        opt_field("revision", &d.revision, "<git commit>"),
+    ];
+    if d.source.is_some() || d.revision.is_some() {
+        fields.push("# (source and revision: from the git work tree at `mlart init`)".into());
+    }
+    let mut lineage = Vec::new();
+    if !d.datasets.is_empty() {
+        lineage.push("datasets:".to_string());
+        for (n, u) in &d.datasets {
+            match u {
+                Some(u) => lineage.push(format!(
+                    "  - {{name: {}, uri: {}}}",
+                    serde_json::to_string(n).unwrap_or_default(),
+                    serde_json::to_string(u).unwrap_or_default()
+                )),
+                None => lineage.push(format!(
+                    "  - {{name: {}}}",
+                    serde_json::to_string(n).unwrap_or_default()
+                )),
+            }
+        }
+    }
+    let t = &d.training;
+    if *t != Default::default() {
+        lineage.push("training:".into());
+        for (k, v) in [
+            ("command", &t.command),
+            ("task", &t.task),
+            ("architecture", &t.architecture),
+            ("param_size", &t.param_size),
+            ("precision", &t.precision),
+            ("quantization", &t.quantization),
+        ] {
+            if let Some(v) = v {
+                lineage.push(format!(
+                    "  {k}: {}",
+                    serde_json::to_string(v).unwrap_or_default()
+                ));
+            }
+        }
+        if !t.parameters.is_empty() {
+            lineage.push(format!(
+                "  parameters: {}",
+                serde_json::to_string(&t.parameters).unwrap_or_default()
+            ));
+        }
+    }
+    for c in &d.commented {
+        lineage.push(format!("# {}", super::draft::one_line(c)));
+    }
+    let description = d
+        .description
+        .clone()
+        .unwrap_or_else(|| format!("{name} model"));
     let mut env = minijinja::Environment::new();
     env.add_template("mlart.yaml", TEMPLATE)
         .map_err(|e| Error::input(format!("template: {e}")))?;
     let text = env
         .get_template("mlart.yaml")
         .and_then(|t| {
-            let description = yaml_scalar(&format!("{name} model"));
             t.render(minijinja::context! {
+                origin => origin.as_str(),
+                notes => d.notes.clone(),
                 name => name.clone(),
-                version => "0.1.0",
-                description => description,
+                version => version.clone(),
+                description => yaml_scalar(&super::draft::one_line(&description)),
+                fields => fields,
                 sections => minijinja::Value::from(minijinja::value::Serde(&sections)),
+                lineage => lineage,
+                warnings => d.warnings.clone(),
                 unclassified => minijinja::Value::from(minijinja::value::Serde(&unclassified)),
             })
         })
@@ -307,24 +515,66 @@ pub fn init(dir: &Path, name: Option<&str>, force: bool) -> Result<InitResult> {
     // What we write must load: a guard against a template or quoting mistake.
     spec::parse(&spec_path, &text).map_err(|e| {
         Error::input(format!(
-            "the generated spec does not load ({e}); please report this"
+            "the spec made from {} does not load ({e}); please report this",
+            dir.display()
         ))
     })?;
+    Ok((
+        text,
+        InitResult {
+            path: spec_path.display().to_string(),
+            name,
+            from: origin,
+            sections: listed,
+            unclassified,
+            warnings: d.warnings,
+        },
+    ))
+}
+
+/// Scan `dir` and write `dir/mlart.yaml` (refusing to overwrite it unless `force`).
+pub fn init_with(dir: &Path, opts: &InitOptions) -> Result<InitResult> {
+    let spec_path = dir.join(spec::SPEC_FILE);
+    if spec_path.exists() && !opts.force {
+        return Err(Error::input(format!(
+            "{} already exists: mlart init will not overwrite it. Edit it, or pass --force to write a new one",
+            spec_path.display()
+        )));
+    }
+    let (text, r) = render(dir, opts)?;
     let tmp = tempfile::NamedTempFile::new_in(dir).ctx("writing in", dir)?;
     std::fs::write(tmp.path(), &text).ctx("writing", tmp.path())?;
     tmp.persist(&spec_path).map_err(|e| Error::Io {
         context: format!("writing {}", spec_path.display()),
         source: e.error,
     })?;
-    Ok(InitResult {
-        path: spec_path.display().to_string(),
-        name,
-        sections: by_kind
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-        unclassified,
-    })
+    Ok(r)
+}
+
+/// The spec of a folder that has no mlart.yaml (an MLflow model, a Hugging Face folder, a
+/// Kitfile or Modelfile project, plain files): what `init` would write, parsed in memory.
+/// With the importer's warnings.
+pub fn spec_of_folder(dir: &Path) -> Result<(spec::Spec, InitResult)> {
+    let (text, r) = render(dir, &InitOptions::default())?;
+    let s = spec::parse(&dir.join(spec::SPEC_FILE), &text)?;
+    Ok((s, r))
+}
+
+fn entry_yaml(e: &DraftEntry) -> String {
+    if e.format.is_none() && e.framework.is_none() && e.samples.is_none() {
+        return yaml_scalar(&e.path);
+    }
+    let mut parts = vec![format!("path: {}", yaml_scalar(&e.path))];
+    for (k, v) in [
+        ("format", &e.format),
+        ("framework", &e.framework),
+        ("samples", &e.samples),
+    ] {
+        if let Some(v) = v {
+            parts.push(format!("{k}: {}", yaml_scalar(v)));
+        }
+    }
+    format!("{{{}}}", parts.join(", "))
 }
 
 fn sanitize_name(s: &str) -> String {

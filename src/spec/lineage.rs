@@ -32,6 +32,9 @@ pub(super) struct RawTraining {
     parameters: Option<BTreeMap<String, serde_json::Value>>,
     task: Option<String>,
     architecture: Option<String>,
+    param_size: Option<String>,
+    precision: Option<String>,
+    quantization: Option<String>,
 }
 
 /// The raw lineage sections, as read.
@@ -167,11 +170,17 @@ pub(super) fn check(spec: &Spec, raw: RawLineage) -> Result<Lineage> {
             parameters,
             task,
             architecture,
+            param_size,
+            precision,
+            quantization,
         } = t.value;
         for (field, v) in [
             ("command", &command),
             ("task", &task),
             ("architecture", &architecture),
+            ("param_size", &param_size),
+            ("precision", &precision),
+            ("quantization", &quantization),
         ] {
             if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
                 return Err(spec.error_at(
@@ -194,6 +203,9 @@ pub(super) fn check(spec: &Spec, raw: RawLineage) -> Result<Lineage> {
             parameters,
             task,
             architecture,
+            param_size,
+            precision,
+            quantization,
         });
     }
     Ok(out)

@@ -9,6 +9,7 @@ mod explore;
 mod gate;
 mod hostile_layers;
 mod httpproxy;
+mod import;
 mod interop;
 mod modelpack;
 mod recompressed;

@@ -224,6 +224,14 @@ pub fn load_samples(path: &Path, name: &str) -> Result<SamplesFile> {
 pub fn parse_samples(name: &str, bytes: &[u8]) -> std::result::Result<SamplesFile, String> {
     let v: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
+    if let Some(rows) = mlflow_example(&v) {
+        // An MLflow input example: one unnamed input, fed to the model's by position.
+        return Ok(SamplesFile {
+            file: name.to_string(),
+            inputs: vec![(crate::build::schema::positional_name("inputs", 0), rows)],
+            expected: vec![],
+        });
+    }
     let obj = v.as_object().ok_or("not a JSON object")?;
     for k in obj.keys() {
         if k != "inputs" && k != "expected" {
@@ -260,6 +268,29 @@ pub fn parse_samples(name: &str, bytes: &[u8]) -> std::result::Result<SamplesFil
         inputs: inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         expected: expected.into_iter().collect(),
     })
+}
+
+/// The rows of an MLflow input example (`input_example.json`, `serving_input_example.json`):
+/// a bare array (a tensor), `{"inputs": [...]}`/`{"instances": [...]}` (one unnamed tensor),
+/// or a pandas frame `{"columns": [...], "data": [...]}` / `{"dataframe_split": {...}}`.
+fn mlflow_example(v: &serde_json::Value) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    match v {
+        Value::Array(a) if !a.is_empty() => Some(v.clone()),
+        Value::Object(o) => {
+            let frame = o.get("dataframe_split").unwrap_or(v);
+            if let (Some(Value::Array(_)), Some(d @ Value::Array(_))) =
+                (frame.get("columns"), frame.get("data"))
+            {
+                return Some(d.clone());
+            }
+            match (o.len(), o.get("inputs").or(o.get("instances"))) {
+                (1, Some(a @ Value::Array(rows))) if !rows.is_empty() => Some(a.clone()),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 /// Read a feature schema file given on the command line (`--schema`).

@@ -135,6 +135,38 @@ fn shape_text(s: Option<&Vec<i64>>) -> String {
     }
 }
 
+/// An MLflow tensor signature may leave its tensors unnamed (`input[0]`, `output[0]` in the
+/// schema, `build::schema::positional_name`): such tensors are the model's by position. The
+/// schema with the model's names put in, or None when nothing is positional.
+pub fn bind_positional(sig: &ModelSig, schema: &FeatureSchema) -> Option<FeatureSchema> {
+    use crate::build::schema::is_positional;
+    let positional = |fs: &[Feature], what: &str, n: usize| {
+        !fs.is_empty()
+            && fs.len() <= n
+            && fs
+                .iter()
+                .enumerate()
+                .all(|(i, f)| is_positional(&f.name, what, i))
+    };
+    let inputs = positional(&schema.features, "inputs", sig.inputs.len());
+    let outputs = positional(&schema.outputs, "outputs", sig.outputs.len());
+    if !inputs && !outputs {
+        return None;
+    }
+    let mut s = schema.clone();
+    if inputs {
+        for (f, (n, _)) in s.features.iter_mut().zip(&sig.inputs) {
+            f.name = n.clone();
+        }
+    }
+    if outputs {
+        for (f, (n, _)) in s.outputs.iter_mut().zip(&sig.outputs) {
+            f.name = n.clone();
+        }
+    }
+    Some(s)
+}
+
 /// Compare the model with the schema and plan the synthetic inputs.
 pub fn compare<'a>(sig: &ModelSig, schema: Option<&'a FeatureSchema>) -> Comparison<'a> {
     let mut unsupported = Vec::new();

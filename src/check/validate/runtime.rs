@@ -190,7 +190,8 @@ impl Runtime {
         };
         r.inputs = sig.inputs.iter().map(|(n, k)| k.io_info(n)).collect();
         r.outputs = sig.outputs.iter().map(|(n, k)| k.io_info(n)).collect();
-        let cmp = plan::compare(&sig, schema);
+        let bound = schema.and_then(|s| plan::bind_positional(&sig, s));
+        let cmp = plan::compare(&sig, bound.as_ref().or(schema));
         r.checks.push(cmp.inputs.clone());
         r.checks.push(cmp.outputs.clone());
 
@@ -337,6 +338,29 @@ fn samples_check(
     finite: &mut Vec<String>,
 ) -> (Check, bool) {
     let fail = |m: String| (Check::fail("samples", format!("{}: {m}", s.file)), false);
+    // Unnamed inputs (an MLflow input example) are the model's by position.
+    let bound;
+    let s = if !s.inputs.is_empty()
+        && s.inputs.len() == sig.inputs.len()
+        && s.inputs
+            .iter()
+            .enumerate()
+            .all(|(i, (n, _))| crate::build::schema::is_positional(n, "inputs", i))
+    {
+        bound = SamplesFile {
+            file: s.file.clone(),
+            inputs: s
+                .inputs
+                .iter()
+                .zip(&sig.inputs)
+                .map(|((_, v), (n, _))| (n.clone(), v.clone()))
+                .collect(),
+            expected: s.expected.clone(),
+        };
+        &bound
+    } else {
+        s
+    };
     let given: Vec<&str> = s.inputs.iter().map(|(n, _)| n.as_str()).collect();
     let wanted: Vec<&str> = sig.inputs.iter().map(|(n, _)| n.as_str()).collect();
     let mut g = given.clone();

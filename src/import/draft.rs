@@ -1,0 +1,227 @@
+//! What an importer found in a project folder: the fields of an mlart.yaml, with notes on
+//! where they came from and warnings for what did not map. `init` renders it into the
+//! mlart.yaml the user reviews; `bundle` on a folder without one parses the same text in
+//! memory, so both see one spec.
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::lineage::Training;
+use crate::format::metadata::Kind;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+/// The kind of folder an importer reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// Plain files: kinds guessed from names.
+    Files,
+    Mlflow,
+    Huggingface,
+    Kitfile,
+    Modelfile,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Files => "files",
+            Origin::Mlflow => "mlflow",
+            Origin::Huggingface => "huggingface",
+            Origin::Kitfile => "kitfile",
+            Origin::Modelfile => "modelfile",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Origin> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "files" => Origin::Files,
+            "mlflow" => Origin::Mlflow,
+            "huggingface" | "hf" => Origin::Huggingface,
+            "kitfile" | "kitops" => Origin::Kitfile,
+            "modelfile" | "modctl" => Origin::Modelfile,
+            _ => return None,
+        })
+    }
+}
+
+/// One entry of a section, with the model details an importer knows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DraftEntry {
+    pub path: String,
+    pub format: Option<String>,
+    pub framework: Option<String>,
+    pub samples: Option<String>,
+}
+
+impl DraftEntry {
+    pub fn path(p: impl Into<String>) -> DraftEntry {
+        DraftEntry {
+            path: p.into(),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Draft {
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub description: Option<String>,
+    pub license: Option<String>,
+    pub authors: Vec<String>,
+    pub source: Option<String>,
+    pub revision: Option<String>,
+    /// Entries the importer placed; every other file of the folder is classified by name.
+    pub entries: BTreeMap<Kind, Vec<DraftEntry>>,
+    /// Files (relative paths) the entries above cover, so they are not listed again.
+    pub claimed: Vec<String>,
+    /// `datasets:` (name, uri).
+    pub datasets: Vec<(String, Option<String>)>,
+    pub training: Training,
+    /// Comment lines at the top of mlart.yaml (run ids, model ids, where a field came from).
+    pub notes: Vec<String>,
+    /// YAML written commented out, for the user to finish (a base model without a digest).
+    pub commented: Vec<String>,
+    /// What did not map onto the spec: reported on stderr, in `--json`, and in the yaml.
+    pub warnings: Vec<String>,
+}
+
+impl Draft {
+    pub fn add(&mut self, kind: Kind, e: DraftEntry) {
+        let list = self.entries.entry(kind).or_default();
+        if !list.iter().any(|x| x.path == e.path) {
+            self.claimed.push(e.path.clone());
+            list.push(e);
+        }
+    }
+
+    pub fn warn(&mut self, w: impl Into<String>) {
+        self.warnings.push(one_line(&w.into()));
+    }
+
+    pub fn note(&mut self, n: impl Into<String>) {
+        self.notes.push(one_line(&n.into()));
+    }
+
+    /// Is `rel` covered by an entry (the path itself, a folder above it, or a glob)?
+    pub fn covers(&self, rel: &str) -> bool {
+        self.claimed.iter().any(|c| {
+            c == rel
+                || (c.ends_with('/') && rel.starts_with(c.as_str()))
+                || rel.starts_with(&format!("{c}/"))
+                || (crate::build::collect::is_glob(c)
+                    && globset::GlobBuilder::new(c)
+                        .literal_separator(true)
+                        .build()
+                        .map(|g| g.compile_matcher().is_match(rel))
+                        .unwrap_or(false))
+        })
+    }
+}
+
+/// Collapse line breaks: notes and warnings become YAML comments.
+pub fn one_line(s: &str) -> String {
+    s.split(['\n', '\r']).collect::<Vec<_>>().join(" ")
+}
+
+/// Read a small side file (a manifest, a config, a header): at most `max` bytes, UTF-8. The
+/// error names the file.
+pub fn read_text(path: &Path, max: u64, what: &str) -> Result<String> {
+    let f = std::fs::File::open(path).ctx("reading", path)?;
+    let mut buf = Vec::new();
+    f.take(max + 1).read_to_end(&mut buf).ctx("reading", path)?;
+    if buf.len() as u64 > max {
+        return Err(Error::input(format!(
+            "{}: larger than {} KiB: not a {what}",
+            path.display(),
+            max >> 10
+        )));
+    }
+    String::from_utf8(buf)
+        .map_err(|_| Error::input(format!("{}: not UTF-8 text: not a {what}", path.display())))
+}
+
+/// Parse YAML into a JSON value; the error names the file and the position.
+pub fn yaml_value(path: &Path, text: &str) -> Result<serde_json::Value> {
+    serde_saphyr::from_str(text).map_err(|e| {
+        let loc = e
+            .location()
+            .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
+            .unwrap_or_default();
+        Error::input(format!(
+            "{}: invalid YAML{loc}: {}",
+            path.display(),
+            e.to_string().lines().next().unwrap_or_default()
+        ))
+    })
+}
+
+/// A relative path inside the project as an importer's manifest names it (`./x`, `x/`), or
+/// None when it leaves the project (absolute, `..`) or names nothing.
+pub fn project_path(p: &str) -> Option<String> {
+    let p = p.trim();
+    let p = p.strip_prefix("./").unwrap_or(p);
+    if p.is_empty()
+        || p == "."
+        || p.starts_with('/')
+        || p.contains('\\')
+        || p.split('/').any(|c| c == "..")
+        || p.as_bytes().get(1) == Some(&b':')
+    {
+        return None;
+    }
+    Some(p.to_string())
+}
+
+/// A file or folder a manifest names, checked: inside the project and present. A warning
+/// (returned) otherwise.
+pub fn existing(
+    dir: &Path,
+    file: &str,
+    field: &str,
+    p: &str,
+) -> std::result::Result<String, String> {
+    let Some(rel) = project_path(p) else {
+        return Err(format!(
+            "{file}: {field}: {p:?} is outside the project folder: not bundled"
+        ));
+    };
+    if crate::build::collect::is_glob(&rel) {
+        return Ok(rel);
+    }
+    let abs = dir.join(rel.trim_end_matches('/'));
+    if !abs.exists() {
+        return Err(format!(
+            "{file}: {field}: {p:?} does not exist in the folder: not bundled"
+        ));
+    }
+    if abs.is_dir() && !rel.ends_with('/') {
+        return Ok(format!("{rel}/"));
+    }
+    Ok(rel)
+}
+
+/// A JSON value as one line of text (for warnings).
+pub fn short(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    if s.len() > 80 {
+        format!("{}…", &s[..s.floor_char_boundary_compat(77)])
+    } else {
+        s
+    }
+}
+
+trait FloorCharBoundary {
+    fn floor_char_boundary_compat(&self, i: usize) -> usize;
+}
+
+impl FloorCharBoundary for String {
+    fn floor_char_boundary_compat(&self, mut i: usize) -> usize {
+        while i > 0 && !self.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    }
+}

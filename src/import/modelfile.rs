@@ -1,0 +1,120 @@
+//! modctl Modelfiles (`NAME`, `ARCH`, `FAMILY`, `FORMAT`, `PARAMSIZE`, `PRECISION`,
+//! `QUANTIZATION`, `CONFIG`, `MODEL`, `CODE`, `DATASET`, `DOC`; `#` comments) -> the spec's
+//! fields. Unknown instructions are reported with their line.
+
+use super::draft::{existing, read_text, Draft, DraftEntry};
+use crate::error::Result;
+use crate::format::metadata::Kind;
+use std::path::Path;
+
+pub const MODELFILE: &str = "Modelfile";
+
+/// Read the Modelfile in `dir`.
+pub fn import(dir: &Path) -> Result<Draft> {
+    let path = dir.join(MODELFILE);
+    let t = read_text(&path, 1 << 20, "Modelfile")?;
+    let mut d = Draft::default();
+    d.add(Kind::Config, DraftEntry::path(MODELFILE));
+    let mut format: Option<String> = None;
+    let mut models: Vec<String> = Vec::new();
+    for (i, line) in t.lines().enumerate() {
+        let n = i + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (cmd, arg) = match line.split_once(char::is_whitespace) {
+            Some((c, a)) => (c, a.trim().trim_matches('"')),
+            None => (line, ""),
+        };
+        if arg.is_empty() {
+            d.warn(format!("{MODELFILE} line {n}: {cmd} has no value: ignored"));
+            continue;
+        }
+        let value = Some(arg.to_string());
+        let mut add = |d: &mut Draft, kind: Kind| match existing(
+            dir,
+            MODELFILE,
+            &format!("line {n}: {cmd}"),
+            arg,
+        ) {
+            Ok(rel) => {
+                if kind == Kind::Model {
+                    models.push(rel.clone());
+                }
+                d.add(kind, DraftEntry::path(rel))
+            }
+            Err(w) => d.warn(w),
+        };
+        match cmd.to_ascii_uppercase().as_str() {
+            "NAME" => d.name = value,
+            "ARCH" => d.training.architecture = value,
+            "FAMILY" => {
+                d.note(format!("{MODELFILE}: FAMILY {arg}"));
+                d.warn(format!(
+                    "{MODELFILE} line {n}: FAMILY {arg}: the spec has no model family; written into the description"
+                ));
+                d.description = Some(format!("{arg} model"));
+            }
+            "FORMAT" => format = value,
+            "PARAMSIZE" => d.training.param_size = value,
+            "PRECISION" => d.training.precision = value,
+            "QUANTIZATION" => d.training.quantization = value,
+            "CONFIG" => add(&mut d, Kind::Config),
+            "MODEL" => add(&mut d, Kind::Model),
+            "CODE" => add(&mut d, Kind::Config),
+            "DATASET" => add(&mut d, Kind::Data),
+            "DOC" => add(&mut d, Kind::Docs),
+            _ => d.warn(format!(
+                "{MODELFILE} line {n}: unknown instruction {cmd:?}: not mapped"
+            )),
+        }
+    }
+    // FORMAT applies to the model files (a folder's files are detected one by one).
+    if let (Some(f), Some(list)) = (format, d.entries.get_mut(&Kind::Model)) {
+        let f = f.to_ascii_lowercase();
+        if crate::format::metadata::MODEL_FORMATS.contains(&f.as_str()) {
+            for e in list
+                .iter_mut()
+                .filter(|e| models.contains(&e.path) && !e.path.ends_with('/'))
+            {
+                e.format = Some(f.clone());
+            }
+        } else {
+            d.warn(format!(
+                "{MODELFILE}: FORMAT {f}: not a model format mlart knows ({}): formats are detected from the files",
+                crate::format::metadata::MODEL_FORMATS.join(", ")
+            ));
+        }
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instructions_and_unknowns() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("w.safetensors"), "x").unwrap();
+        std::fs::write(
+            t.path().join("Modelfile"),
+            "# a comment\nNAME demo\nARCH transformer\nFORMAT safetensors\nPARAMSIZE 8b\nPRECISION bf16\nMODEL *.safetensors\nDOC ../secret\nFROBNICATE x\nNAME\n",
+        )
+        .unwrap();
+        let d = import(t.path()).unwrap();
+        assert_eq!(d.name.as_deref(), Some("demo"));
+        assert_eq!(d.training.param_size.as_deref(), Some("8b"));
+        assert_eq!(
+            d.entries[&Kind::Model][0].format.as_deref(),
+            Some("safetensors")
+        );
+        assert!(d
+            .warnings
+            .iter()
+            .any(|w| w.contains("line 9") && w.contains("FROBNICATE")));
+        assert!(d.warnings.iter().any(|w| w.contains("outside the project")));
+        assert!(d.warnings.iter().any(|w| w.contains("line 10")));
+    }
+}
