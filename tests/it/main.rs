@@ -10,6 +10,7 @@ mod gate;
 mod httpproxy;
 mod interop;
 mod modelpack;
+mod packaging;
 mod recompressed;
 mod registry;
 mod registry_sign;
