@@ -34,7 +34,13 @@ fn inside(root: &Path, dir: &Path) {
         if ft.is_symlink() {
             let target = std::fs::read_link(&p).unwrap();
             assert!(target.is_relative(), "absolute link {p:?} -> {target:?}");
-            let mut depth: i64 = p.parent().unwrap().strip_prefix(root).unwrap().components().count() as i64;
+            let mut depth: i64 = p
+                .parent()
+                .unwrap()
+                .strip_prefix(root)
+                .unwrap()
+                .components()
+                .count() as i64;
             for c in target.components() {
                 match c {
                     std::path::Component::ParentDir => depth -= 1,

@@ -4,7 +4,12 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    for name in ["eval/metrics.json", "eval/metrics.csv", "eval/metrics.yaml", "eval/m.txt"] {
+    for name in [
+        "eval/metrics.json",
+        "eval/metrics.csv",
+        "eval/metrics.yaml",
+        "eval/m.txt",
+    ] {
         let _ = mlart::build::metrics::parse(name, data);
     }
 });

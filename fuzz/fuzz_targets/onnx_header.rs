@@ -3,5 +3,6 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = mlart::check::validate::onnx_header::scan(std::io::Cursor::new(data), data.len() as u64);
+    let _ =
+        mlart::check::validate::onnx_header::scan(std::io::Cursor::new(data), data.len() as u64);
 });

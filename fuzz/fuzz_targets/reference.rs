@@ -5,7 +5,9 @@ use libfuzzer_sys::fuzz_target;
 use mlart::format::reference as r;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     let _ = r::parse_location(s);
     let _ = r::local_form(s);
     let _ = r::is_loopback(s);

@@ -19,7 +19,11 @@ fn keys() -> &'static Keys {
         let (_, p) = mlart::sign::keygen(&dir.path().join("k")).unwrap();
         let public = vec![mlart::sign::load_public(&p).unwrap()];
         let scratch = dir.path().join("input.pem");
-        Keys { _dir: dir, public, scratch }
+        Keys {
+            _dir: dir,
+            public,
+            scratch,
+        }
     })
 }
 
