@@ -63,6 +63,10 @@ enum Command {
     Login(cli::login::Args),
     /// Remove the stored credentials of a registry.
     Logout(cli::login::LogoutArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) on stdout.
+    Completions(cli::completions::Args),
+    /// Print the man page (roff) on stdout, or write one page per verb with --out DIR.
+    Man(cli::completions::ManArgs),
     /// Internal: validate one model for `mlart validate` (request on stdin, report on stdout).
     #[command(name = "__validate-worker", hide = true)]
     ValidateWorker,
@@ -135,6 +139,12 @@ fn main() -> ExitCode {
         Command::Tags(a) => cli::tags::run(a, json, &cancel),
         Command::Login(a) => cli::login::run(a, json, &cancel),
         Command::Logout(a) => cli::login::run_logout(a, json, &cancel),
+        Command::Completions(a) => {
+            cli::completions::run(a, <Cli as clap::CommandFactory>::command())
+        }
+        Command::Man(a) => {
+            cli::completions::run_man(a, json, <Cli as clap::CommandFactory>::command())
+        }
         Command::ValidateWorker => Ok(cli::validate::run_worker()),
     };
     match result {

@@ -12,6 +12,7 @@ macro_rules! outln {
 
 pub mod attest;
 pub mod bundle;
+pub mod completions;
 pub mod convert;
 pub mod copy;
 pub mod diff;

@@ -12,6 +12,7 @@ mod httpproxy;
 mod import;
 mod interop;
 mod modelpack;
+mod packaging;
 mod recompressed;
 mod registry;
 mod registry_sign;

@@ -1,11 +1,12 @@
 //! Where ONNX Runtime comes from: `--ort-lib`, `ORT_DYLIB_PATH`, or the `onnxruntime` Python
-//! package of the active environment; and the version a library reports.
+//! package of the active environment, of the Python environment mlart was installed into
+//! (`pip install mlart-cli[onnx]`), or of `python3`; and the version a library reports.
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// How to get the runtime, for every "not found / cannot load" error.
-pub(super) const HOW: &str = "Install ONNX Runtime with `pip install onnxruntime==1.31.1` (mlart uses the library of the `onnxruntime` Python package in $VIRTUAL_ENV, else of the `python3` on PATH), or give the library file with --ort-lib PATH or ORT_DYLIB_PATH=PATH (libonnxruntime.so.1.* on Linux, libonnxruntime.*.dylib on macOS)";
+pub(super) const HOW: &str = "Install ONNX Runtime with `pip install onnxruntime==1.31.1` or `pip install 'mlart-cli[onnx]'` (mlart uses the library of the `onnxruntime` Python package in $VIRTUAL_ENV, else in the Python environment mlart is installed in, else of the `python3` on PATH), or give the library file with --ort-lib PATH or ORT_DYLIB_PATH=PATH (libonnxruntime.so.1.* on Linux, libonnxruntime.*.dylib on macOS)";
 
 /// The library to load and how it was found.
 #[derive(Clone, Debug)]
@@ -16,7 +17,8 @@ pub struct LibraryChoice {
 }
 
 /// Find the ONNX Runtime library: `--ort-lib`, then `ORT_DYLIB_PATH`, then the `onnxruntime`
-/// package in `$VIRTUAL_ENV`, then the one `python3` on PATH imports.
+/// package in `$VIRTUAL_ENV`, then the one in the Python environment this executable was
+/// installed into (the pip wheel), then the one `python3` on PATH imports.
 pub fn find_library(explicit: Option<&Path>) -> Result<LibraryChoice> {
     if let Some(p) = explicit {
         return existing(p, "--ort-lib");
@@ -40,6 +42,17 @@ pub fn find_library(explicit: Option<&Path>) -> Result<LibraryChoice> {
             }
         }
         looked.push(format!("$VIRTUAL_ENV {}", venv.display()));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some((lib, prefix)) = beside_executable(&exe) {
+            return Ok(LibraryChoice {
+                path: lib,
+                from: format!(
+                    "the onnxruntime package of the Python environment mlart is installed in ({})",
+                    prefix.display()
+                ),
+            });
+        }
     }
     match python_package_dir() {
         Some(dir) => {
@@ -87,13 +100,32 @@ fn existing(p: &Path, from: &str) -> Result<LibraryChoice> {
     })
 }
 
+/// The `onnxruntime` library of the Python environment an executable was installed into by
+/// pip: `<prefix>/bin/mlart` (`<prefix>\Scripts\mlart.exe` on Windows) next to
+/// `<prefix>/lib/python3.*/site-packages/onnxruntime/capi/` — a venv, `pip install --user`
+/// (`~/.local`) or a system prefix alike. The library and the prefix.
+fn beside_executable(exe: &Path) -> Option<(PathBuf, PathBuf)> {
+    // a symlink to the binary (`ln -s <venv>/bin/mlart ~/bin/`) still finds its environment
+    let exe = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
+    let prefix = exe.parent()?.parent()?;
+    site_packages(prefix).into_iter().find_map(|sp| {
+        library_in(&sp.join("onnxruntime").join("capi")).map(|lib| (lib, prefix.to_path_buf()))
+    })
+}
+
 fn site_packages(venv: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(venv.join("lib")) {
         let mut names: Vec<PathBuf> = rd
             .filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().starts_with("python"))
-            .map(|e| e.path().join("site-packages"))
+            // Debian's system Python installs into dist-packages
+            .flat_map(|e| {
+                [
+                    e.path().join("site-packages"),
+                    e.path().join("dist-packages"),
+                ]
+            })
             .collect();
         names.sort();
         out.extend(names);
@@ -192,6 +224,34 @@ mod tests {
             library_in(d.path()).unwrap(),
             d.path().join("libonnxruntime.so.1.31.1")
         );
+    }
+
+    #[test]
+    fn library_of_the_environment_the_executable_is_installed_in() {
+        let d = tempfile::tempdir().unwrap();
+        let venv = d.path().join("venv");
+        let bin = venv.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let exe = bin.join("mlart");
+        std::fs::write(&exe, b"").unwrap();
+        assert_eq!(beside_executable(&exe), None, "no onnxruntime installed");
+        let capi = venv.join("lib/python3.11/site-packages/onnxruntime/capi");
+        std::fs::create_dir_all(&capi).unwrap();
+        std::fs::write(capi.join("libonnxruntime.so.1.31.1"), b"").unwrap();
+        let (lib, prefix) = beside_executable(&exe).unwrap();
+        let venv = std::fs::canonicalize(&venv).unwrap();
+        assert_eq!(prefix, venv);
+        assert_eq!(
+            lib,
+            venv.join("lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1")
+        );
+        // reached through a symlink to the binary: still its own environment
+        #[cfg(unix)]
+        {
+            let link = d.path().join("mlart-link");
+            std::os::unix::fs::symlink(&exe, &link).unwrap();
+            assert_eq!(beside_executable(&link).unwrap().0, lib);
+        }
     }
 
     #[test]
