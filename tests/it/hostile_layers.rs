@@ -14,10 +14,7 @@ use std::path::Path;
 /// entries passed through `edit`; every digest that names the layer is rewritten to match.
 type Entries = Vec<(String, Vec<u8>)>;
 
-fn with_edited_docs_layer(
-    dir: &Path,
-    edit: &dyn Fn(&mut Entries),
-) -> std::path::PathBuf {
+fn with_edited_docs_layer(dir: &Path, edit: &dyn Fn(&mut Entries)) -> std::path::PathBuf {
     let layout = dir.join("edited.oci");
     bundle_iris(
         &mut mlart(),
