@@ -1428,10 +1428,15 @@ fn registry_oras_python_interop() {
     );
     assert_eq!(again["digest"], pushed_digest);
 
-    // mlart pull reads only mlart bundles: a clear error, exit 2, nothing written.
+    // mlart pull reads model artifacts (its own, ModelPack, KitOps, Docker): a plain ORAS
+    // artifact is none; a clear error naming its media types, exit 2, nothing written.
     let refused = env.path("refused");
     let err = fails(env.cmd().args(["pull", &foreign, "-o"]).arg(&refused), 2);
-    assert!(err.contains("not an mlart bundle"), "{err}");
+    assert!(
+        err.contains("not a model artifact mlart reads")
+            && err.contains("application/vnd.unknown.config.v1+json"),
+        "{err}"
+    );
     assert!(!refused.exists());
 }
 
