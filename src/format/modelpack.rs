@@ -150,7 +150,7 @@ pub fn classify_layer(mt: &str) -> Option<(Kind, Packing)> {
         _ => return None,
     };
     let kind = match (vendor, ty) {
-        (_, "weight" | "model") => Kind::Model,
+        (_, "weight" | "model" | "modelpart") => Kind::Model,
         (_, "weight.config" | "config") => Kind::Config,
         (_, "dataset") => Kind::Data,
         (_, "doc" | "docs" | "readme" | "license") => Kind::Docs,
@@ -303,6 +303,10 @@ mod tests {
         );
         assert_eq!(
             classify_layer("application/vnd.kitops.modelkit.model.v1.tar"),
+            Some((Kind::Model, Packing::Tar(Compression::None)))
+        );
+        assert_eq!(
+            classify_layer("application/vnd.kitops.modelkit.modelpart.v1.tar"),
             Some((Kind::Model, Packing::Tar(Compression::None)))
         );
         assert_eq!(
