@@ -13,7 +13,7 @@ fn bundle(out: &std::path::Path, form: &str) -> serde_json::Value {
 fn skopeo_reads_our_manifest_byte_for_byte_and_copies_keep_the_digest() {
     let Some(skopeo) = tool("skopeo") else { return };
     let t = tempfile::tempdir().unwrap();
-    for form in ["image", "artifact"] {
+    for form in ["image", "artifact", "modelpack"] {
         let layout = t.path().join(format!("{form}.oci"));
         let r = bundle(&layout, form);
         let digest = r["manifest_digest"].as_str().unwrap();
@@ -107,7 +107,7 @@ fn every_layout_validates_against_the_oci_schemas() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    for form in ["image", "artifact"] {
+    for form in ["image", "artifact", "modelpack"] {
         let layout = t.path().join(format!("{form}.oci"));
         bundle(&layout, form);
         let out = ok(Command::new(&py).arg(&validator).arg(&layout));
