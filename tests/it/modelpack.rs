@@ -24,6 +24,41 @@ fn manifest_of(layout: &Path) -> Value {
     read_json(layout, index["manifests"][0]["digest"].as_str().unwrap())
 }
 
+/// An OCI layout made by hand (another tool's artifact): the config, the layers (media type,
+/// bytes, annotations), the manifest with `artifactType` if given, tagged `v1`.
+fn hand_layout(
+    dir: &Path,
+    config_mt: &str,
+    config: Value,
+    layers: &[(&str, Vec<u8>, Value)],
+    at: Option<&str>,
+) -> std::path::PathBuf {
+    fs::create_dir_all(dir).unwrap();
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let (cd, cs) = put_blob(dir, &serde_json::to_vec(&config).unwrap());
+    let ls: Vec<Value> = layers
+        .iter()
+        .map(|(mt, data, ann)| {
+            let (d, s) = put_blob(dir, data);
+            json!({"mediaType": mt, "digest": d, "size": s, "annotations": ann})
+        })
+        .collect();
+    let mut m = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": config_mt, "digest": cd, "size": cs}, "layers": ls});
+    if let Some(at) = at {
+        m["artifactType"] = at.into();
+    }
+    let (md, ms) = put_blob(dir, &serde_json::to_vec(&m).unwrap());
+    fs::write(
+        dir.join("index.json"),
+        json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": md, "size": ms, "annotations": {"org.opencontainers.image.ref.name": "v1"}}]})
+        .to_string(),
+    )
+    .unwrap();
+    dir.to_path_buf()
+}
+
 /// The venv's Python if it has modelpack-client (else a skip; a failure under
 /// MLART_REQUIRE_INTEROP=1).
 fn modelpack_python(test: &str) -> Option<std::path::PathBuf> {
@@ -415,41 +450,8 @@ fn kitops_and_cnai_artifacts_are_read() {
         b.into_inner().unwrap()
     };
     let onnx = fs::read(example().join("model/iris.onnx")).unwrap();
-    let make = |name: &str,
-                config_mt: &str,
-                config: Value,
-                layers: &[(&str, Vec<u8>, Value)],
-                at: Option<&str>| {
-        let dir = t.path().join(name);
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-        let cb = serde_json::to_vec(&config).unwrap();
-        let (cd, cs) = put_blob(&dir, &cb);
-        let ls: Vec<Value> = layers
-            .iter()
-            .map(|(mt, data, ann)| {
-                let (d, s) = put_blob(&dir, data);
-                json!({"mediaType": mt, "digest": d, "size": s, "annotations": ann})
-            })
-            .collect();
-        let mut m = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": config_mt, "digest": cd, "size": cs}, "layers": ls});
-        if let Some(at) = at {
-            m["artifactType"] = at.into();
-        }
-        let mb = serde_json::to_vec(&m).unwrap();
-        let (md, ms) = put_blob(&dir, &mb);
-        fs::write(
-            dir.join("index.json"),
-            json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": md, "size": ms, "annotations": {"org.opencontainers.image.ref.name": "v1"}}]})
-            .to_string(),
-        )
-        .unwrap();
-        dir
-    };
-    let kit = make(
-        "kit.oci",
+    let kit = hand_layout(
+        &t.path().join("kit.oci"),
         "application/vnd.kitops.modelkit.config.v1+json",
         json!({"manifestVersion": "1.0.0",
                "package": {"name": "iris-kit", "version": "1.0.0", "authors": ["ml team"], "license": "Apache-2.0"},
@@ -512,8 +514,8 @@ fn kitops_and_cnai_artifacts_are_read() {
     );
 
     // older ModelPack: one layer type, file path annotation of its own
-    let cnai = make(
-        "cnai.oci",
+    let cnai = hand_layout(
+        &t.path().join("cnai.oci"),
         "application/vnd.cnai.model.config.v1+json",
         json!({"descriptor": {"name": "old", "version": "0.1"}, "modelfs": {"type": "layers", "diffIds": []}}),
         &[(
@@ -592,18 +594,8 @@ fn kitops_and_cnai_artifacts_are_read() {
 fn unknown_dialects_and_hostile_paths_are_refused() {
     let t = tempfile::tempdir().unwrap();
     let mk = |name: &str, config_mt: &str, layer_mt: &str, ann: Value| {
-        let dir = t.path().join(name);
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-        let (cd, cs) = put_blob(&dir, b"{}");
-        let (ld, ls) = put_blob(&dir, b"payload");
-        let m = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": config_mt, "digest": cd, "size": cs},
-            "layers": [{"mediaType": layer_mt, "digest": ld, "size": ls, "annotations": ann}]});
-        let mb = serde_json::to_vec(&m).unwrap();
-        let (md, ms) = put_blob(&dir, &mb);
-        fs::write(dir.join("index.json"), json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms}]}).to_string()).unwrap();
-        dir
+        let layer = (layer_mt, b"payload".to_vec(), ann);
+        hand_layout(&t.path().join(name), config_mt, json!({}), &[layer], None)
     };
     let odd = mk(
         "odd.oci",
