@@ -59,6 +59,58 @@ pub struct OnBase<'a> {
     pub fetch: &'a dyn BaseFetch,
 }
 
+/// The form, tag and attestation choice of one bundle: the command line's choices over the
+/// spec's `form:`, `version` and `attest:`, checked against each other.
+pub struct Settings {
+    pub form: Form,
+    pub tag: String,
+    pub attest: bool,
+}
+
+/// What the command line chose; `None`/`false` leaves it to the spec.
+#[derive(Default)]
+pub struct Choices<'a> {
+    pub form: Option<Form>,
+    pub tag: Option<&'a str>,
+    pub attest: bool,
+    /// A signing key was given (`--sign`).
+    pub signing: bool,
+    /// `--base`: a runnable image on a base image.
+    pub on_base: bool,
+}
+
+/// Resolve `choices` against `spec`: an error of kind usage or input names the flag or spec
+/// field at fault and the fix.
+pub fn settings(spec: &Spec, choices: &Choices) -> Result<Settings> {
+    let form = choices.form.or(spec.form).unwrap_or(Form::Image);
+    if choices.on_base && form != Form::Image {
+        let f = form.as_str();
+        return Err(Error::input(format!(
+            "--base builds a runnable image: it cannot be combined with the {f} form (`--format {f}`, or `form: {f}` in the spec)"
+        )));
+    }
+    let attest = choices.attest || spec.attest;
+    if attest && !choices.signing {
+        return Err(Error::of(
+            crate::error::Kind::Usage,
+            if choices.attest {
+                "--attest needs --sign KEY: the provenance and ML-BOM are signed with the bundle's key"
+            } else {
+                "the spec says `attest: true`, which needs --sign KEY: the provenance and ML-BOM are signed with the bundle's key (or remove `attest: true`)"
+            },
+        ));
+    }
+    let tag = choices
+        .tag
+        .map_or_else(|| spec.version.clone(), str::to_string);
+    if !crate::spec::is_valid_tag(&tag) {
+        return Err(Error::input(format!(
+            "--tag {tag:?} is not a valid OCI tag: use letters, digits, `.`, `_`, `-`"
+        )));
+    }
+    Ok(Settings { form, tag, attest })
+}
+
 /// Judges the collected files before anything is written (`bundle --validate`): the report
 /// to store in the bundle, or an error and nothing is bundled.
 pub type Validate<'a> = &'a dyn Fn(&[SourceFile]) -> Result<Report>;

@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(short = 'f', long = "file")]
     spec: Option<PathBuf>,
     #[command(flatten)]
-    registry: super::push::RegistryArgs,
+    registry: super::args::RegistryArgs,
 }
 
 pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {

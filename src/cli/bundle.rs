@@ -1,13 +1,14 @@
 //! `mlart bundle`: the flags become a `build::pipeline` request; the result is rendered.
 
 use mlart::build::bundle::{self, CompressionChoice, Options};
-use mlart::build::pipeline::{self, BaseSummary, Bundled, Destination, OnBase, Stored};
+use mlart::build::pipeline::{
+    self, BaseSummary, Bundled, Choices, Destination, OnBase, Settings, Stored,
+};
 use mlart::format::compression::Compression;
 use mlart::format::metadata::Form;
 use mlart::format::platform::PlatformChoice;
 use mlart::interrupt::Cancel;
-use mlart::store::base::Base;
-use mlart::{spec, Error, Result};
+use mlart::{spec, Result};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,7 +70,7 @@ pub struct Args {
     #[command(flatten)]
     ort: super::validate::OrtArgs,
     #[command(flatten)]
-    registry: super::push::RegistryArgs,
+    registry: super::args::RegistryArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -97,80 +98,35 @@ enum CompressionArg {
     Zstd,
 }
 
-/// A base's layers reach the bundle with the registry settings of the command line.
-impl pipeline::BaseFetch for super::push::RegistryArgs {
-    fn copy_to_layout(
-        &self,
-        base: &Base,
-        w: &mut mlart::store::layout::LayoutWriter,
-        progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<()> {
-        base.copy_into(w, &self.options(), progress)
-    }
-
-    fn copy_to_registry(
-        &self,
-        base: &Base,
-        sink: &mut mlart::store::registry_sink::RegistrySink,
-    ) -> Result<()> {
-        sink.copy_blobs(&base.blobs(), &base.location, &self.options())
-    }
-}
-
 pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     a.registry.cancel = cancel.clone();
     let started = Instant::now();
-    let spec = match &a.dir {
-        Some(d) if d.is_dir() && !d.join(spec::SPEC_FILE).exists() => {
-            let (s, r) = mlart::import::init::spec_of_folder(d)?;
-            eprintln!(
-                "note: {} has no {}: bundling it as a{} {} folder (`mlart init` writes this spec to review)",
-                d.display(),
-                spec::SPEC_FILE,
-                if r.from.as_str() == "mlflow" { "n" } else { "" },
-                r.from.as_str()
-            );
-            for w in &r.warnings {
-                eprintln!("warning: {w}");
-            }
-            s
+    let (spec, imported) = mlart::import::init::spec_for_bundle(a.dir.as_deref(), &a.spec)?;
+    if let (Some(r), Some(d)) = (&imported, &a.dir) {
+        eprintln!(
+            "note: {} has no {}: bundling it as a{} {} folder (`mlart init` writes this spec to review)",
+            d.display(),
+            spec::SPEC_FILE,
+            if r.from.as_str() == "mlflow" { "n" } else { "" },
+            r.from.as_str()
+        );
+        for w in &r.warnings {
+            eprintln!("warning: {w}");
         }
-        Some(d) if d.is_dir() => spec::load(&d.join(spec::SPEC_FILE))?,
-        Some(f) => spec::load(f)?,
-        None => spec::load(&a.spec)?,
-    };
+    }
     let epoch = bundle::source_date_epoch()?;
     let choice = PlatformChoice::parse(a.platform.as_deref())?;
     let platform = pipeline::platform(&choice, a.base.is_some())?;
-    let form = a
-        .format
-        .map(FormArg::form)
-        .unwrap_or(spec.form.unwrap_or(Form::Image));
-    if a.base.is_some() && form != Form::Image {
-        return Err(Error::input(format!(
-            "--base builds a runnable image: it cannot be combined with the {} form (`--format {}`, or `form: {}` in the spec)",
-            form.as_str(),
-            form.as_str(),
-            form.as_str()
-        )));
-    }
-    let attest = a.attest || spec.attest;
-    if attest && a.sign.is_none() {
-        return Err(Error::of(
-            mlart::error::Kind::Usage,
-            if a.attest {
-                "--attest needs --sign KEY: the provenance and ML-BOM are signed with the bundle's key"
-            } else {
-                "the spec says `attest: true`, which needs --sign KEY: the provenance and ML-BOM are signed with the bundle's key (or remove `attest: true`)"
-            },
-        ));
-    }
-    let tag = a.tag.clone().unwrap_or_else(|| spec.version.clone());
-    if !spec::is_valid_tag(&tag) {
-        return Err(Error::input(format!(
-            "--tag {tag:?} is not a valid OCI tag: use letters, digits, `.`, `_`, `-`"
-        )));
-    }
+    let Settings { form, tag, attest } = pipeline::settings(
+        &spec,
+        &Choices {
+            form: a.format.map(FormArg::form),
+            tag: a.tag.as_deref(),
+            attest: a.attest,
+            signing: a.sign.is_some(),
+            on_base: a.base.is_some(),
+        },
+    )?;
     let opts = Options {
         cancel: cancel.clone(),
         form,
@@ -200,7 +156,9 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         None => None,
     };
     let dest = match &a.push {
-        Some(r) => Destination::Registry(Box::new(registry_sink(r, &tag, &a.registry)?)),
+        Some(r) => {
+            Destination::Registry(Box::new(super::args::registry_sink(r, &tag, &a.registry)?))
+        }
         None => Destination::Local(
             a.output
                 .clone()
@@ -237,27 +195,6 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         Stored::Registry(report) => print_pushed(&done, report, seconds, json),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `--push REF`: the registry sink, tagged with the spec's version when REF has no tag.
-pub(super) fn registry_sink(
-    r: &str,
-    tag: &str,
-    reg: &super::push::RegistryArgs,
-) -> Result<mlart::store::registry_sink::RegistrySink> {
-    use mlart::format::reference::{self, Reference};
-    let (reference, explicit) = reference::parse_reference(r)?;
-    let reference = if explicit {
-        reference
-    } else {
-        Reference::with_tag(
-            reference.registry().into(),
-            reference.repository().into(),
-            tag.to_string(),
-        )
-    };
-    let remote = mlart::registry::Remote::new(reference, &reg.options())?;
-    Ok(mlart::store::registry_sink::RegistrySink::new(remote))
 }
 
 fn print_local(done: &Bundled, seconds: f64, json: bool) {

@@ -1,6 +1,7 @@
 //! `mlart copy SRC DST`: registry ref, layout directory or archive, in any combination.
 
-use super::push::{self, RegistryArgs};
+use super::args::RegistryArgs;
+use super::push;
 use mlart::format::reference::{self, Location};
 use mlart::interrupt::Cancel;
 use mlart::Result;

@@ -1,4 +1,4 @@
-use super::push::RegistryArgs;
+use super::args::RegistryArgs;
 use mlart::interrupt::Cancel;
 use mlart::{check::gate, Result};
 use std::process::ExitCode;

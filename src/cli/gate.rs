@@ -1,6 +1,6 @@
 //! `mlart gate`: the release gate of `check::gate`, rendered as a table, JSON or Markdown.
 
-use super::push::RegistryArgs;
+use super::args::RegistryArgs;
 use mlart::check::gate::{self, GateReport};
 use mlart::check::inspect::{self, Opened};
 use mlart::interrupt::Cancel;
@@ -39,28 +39,10 @@ pub fn open_bundle(target: &str, reg: &RegistryArgs) -> Result<Opened> {
     inspect::open_bundle(target, &super::opener(reg))
 }
 
-/// The gate's inputs, shared by `gate` and `push --gate`.
-pub struct GateInputs<'a> {
-    pub target: &'a str,
-    pub baseline: Option<&'a str>,
-    pub policy: Option<&'a std::path::Path>,
-    pub spec: &'a std::path::Path,
-    pub keys: &'a [PathBuf],
-    pub registry: &'a RegistryArgs,
-    pub baseline_optional: bool,
-}
-
-/// Evaluate the policy on `target`: reads manifests and metadata only.
-pub fn evaluate(g: &GateInputs) -> Result<GateReport> {
-    let req = gate::Request {
-        target: g.target,
-        baseline: g.baseline,
-        policy: g.policy,
-        spec: g.spec,
-        keys: g.keys,
-        baseline_optional: g.baseline_optional,
-    };
-    gate::gate(&req, &super::opener(g.registry))
+/// Evaluate the policy on the request's target (manifests and metadata only), reaching
+/// registries as `reg` says: `gate` and `push --gate`.
+pub fn evaluate(req: &gate::Request, reg: &RegistryArgs) -> Result<GateReport> {
+    gate::gate(req, &super::opener(reg))
 }
 
 /// The per-check table for people.
@@ -98,15 +80,17 @@ pub fn print_table(report: &GateReport) {
 
 pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     a.registry.cancel = cancel.clone();
-    let report = evaluate(&GateInputs {
-        target: &a.target,
-        baseline: a.baseline.as_deref(),
-        policy: a.policy.as_deref(),
-        spec: &a.spec,
-        keys: &a.keys,
-        registry: &a.registry,
-        baseline_optional: a.baseline_optional,
-    })?;
+    let report = evaluate(
+        &gate::Request {
+            target: &a.target,
+            baseline: a.baseline.as_deref(),
+            policy: a.policy.as_deref(),
+            spec: &a.spec,
+            keys: &a.keys,
+            baseline_optional: a.baseline_optional,
+        },
+        &a.registry,
+    )?;
     if let Some(md) = &a.markdown {
         std::fs::write(md, gate::markdown(&report)?).map_err(|e| Error::Io {
             context: format!("writing {}", md.display()),

@@ -16,9 +16,9 @@ pub struct Args {
     #[arg(long)]
     attestations: bool,
     #[command(flatten)]
-    registry: super::push::RegistryArgs,
+    registry: super::args::RegistryArgs,
     #[command(flatten)]
-    platform: super::push::PlatformArg,
+    platform: super::args::PlatformArg,
 }
 
 pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {

@@ -1,7 +1,7 @@
 //! `mlart login REGISTRY` / `mlart logout REGISTRY`: credentials stored the way `docker login`
 //! stores them (credential helper when configured, else `auths` in config.json).
 
-use super::push::RegistryArgs;
+use super::args::RegistryArgs;
 use mlart::format::reference;
 use mlart::interrupt::Cancel;
 use mlart::registry::{login, Remote};

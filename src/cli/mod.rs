@@ -10,6 +10,7 @@ macro_rules! outln {
     };
 }
 
+pub mod args;
 pub mod attest;
 pub mod bundle;
 pub mod completions;
@@ -85,7 +86,7 @@ pub fn target(path: &std::path::Path, tag: Option<&str>) -> mlart::Result<Target
 
 /// How the library opens a location: with the registry settings of the command line.
 pub fn opener(
-    reg: &push::RegistryArgs,
+    reg: &args::RegistryArgs,
 ) -> impl Fn(
     &mlart::format::reference::Location,
 ) -> mlart::Result<(Box<dyn mlart::store::layout::Source>, Option<String>)>

@@ -1,6 +1,6 @@
 //! `mlart pull REF -o DIR [--kind model,schema] [--path GLOB]`: verified, safe extraction.
 
-use super::push::RegistryArgs;
+use super::args::RegistryArgs;
 use mlart::format::reference::{self, Location};
 use mlart::interrupt::Cancel;
 use mlart::Result;
@@ -43,7 +43,7 @@ pub struct Args {
     #[command(flatten)]
     registry: RegistryArgs,
     #[command(flatten)]
-    platform: super::push::PlatformArg,
+    platform: super::args::PlatformArg,
 }
 
 #[derive(Serialize)]

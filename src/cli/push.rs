@@ -1,9 +1,9 @@
-//! `mlart push LAYOUT|ARCHIVE REF` (and the registry flags every registry verb shares).
+//! `mlart push LAYOUT|ARCHIVE REF`.
 
+use super::args::RegistryArgs;
 use mlart::format::digest::Digest;
 use mlart::format::reference::{self, Location};
 use mlart::interrupt::Cancel;
-use mlart::registry;
 use mlart::store::push::{BlobEvent, PushReport};
 use mlart::{Error, Result};
 use serde::Serialize;
@@ -13,49 +13,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Instant;
-
-/// How to reach registries: flattened into every verb that takes a registry REF.
-#[derive(clap::Args, Clone, Debug, Default)]
-pub struct RegistryArgs {
-    /// Talk plain HTTP (no TLS) to the registry. Loopback registries (localhost, 127.x,
-    /// [::1]) use HTTP without this flag unless --ca-file is given.
-    #[arg(long)]
-    pub plain_http: bool,
-    /// A PEM file of extra CA certificates to trust for the registry (repeatable).
-    #[arg(long = "ca-file", value_name = "PEM")]
-    pub ca_file: Vec<PathBuf>,
-    /// The command's cancellation token (set by `run` from `main`'s; not a flag).
-    #[arg(skip)]
-    pub cancel: mlart::interrupt::Cancel,
-}
-
-/// `--platform` of the reading verbs: which image of a multi-platform index to read.
-#[derive(clap::Args, Clone, Debug, Default)]
-pub struct PlatformArg {
-    /// From a multi-platform index (`bundle --platform all`): the image of this platform,
-    /// os/arch[/variant] (default: this machine's Linux platform, or the index's only image).
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
-    pub platform: Option<String>,
-}
-
-impl PlatformArg {
-    pub fn parse(&self) -> mlart::Result<Option<mlart::format::platform::Platform>> {
-        self.platform
-            .as_deref()
-            .map(mlart::format::platform::Platform::parse)
-            .transpose()
-    }
-}
-
-impl RegistryArgs {
-    pub fn options(&self) -> registry::Options {
-        registry::Options {
-            plain_http: self.plain_http,
-            ca_files: self.ca_file.clone(),
-            cancel: self.cancel.clone(),
-        }
-    }
-}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -244,15 +201,17 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         *tag = Some(t);
     }
     if a.gate {
-        let report = super::gate::evaluate(&super::gate::GateInputs {
-            target: &a.source,
-            baseline: a.baseline.as_deref(),
-            policy: a.policy.as_deref(),
-            spec: &a.spec,
-            keys: &a.keys,
-            registry: &a.registry,
-            baseline_optional: a.baseline_optional,
-        })?;
+        let report = super::gate::evaluate(
+            &mlart::check::gate::Request {
+                target: &a.source,
+                baseline: a.baseline.as_deref(),
+                policy: a.policy.as_deref(),
+                spec: &a.spec,
+                keys: &a.keys,
+                baseline_optional: a.baseline_optional,
+            },
+            &a.registry,
+        )?;
         if !report.passed {
             if json {
                 super::print_json(&serde_json::json!({"pushed": false, "gate": report}));

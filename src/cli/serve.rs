@@ -1,7 +1,7 @@
 //! `mlart serve SOURCE`: the bundle's models over the Open Inference Protocol
 //! (`mlart::serve`); the startup line, and the exit when the server stops.
 
-use super::push::RegistryArgs;
+use super::args::RegistryArgs;
 use mlart::interrupt::Cancel;
 use mlart::Result;
 use std::path::PathBuf;

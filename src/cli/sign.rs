@@ -15,7 +15,7 @@ pub struct Args {
     #[arg(long)]
     tag: Option<String>,
     #[command(flatten)]
-    registry: super::push::RegistryArgs,
+    registry: super::args::RegistryArgs,
 }
 
 pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {

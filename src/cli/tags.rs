@@ -1,6 +1,6 @@
 //! `mlart tags REPO`: the tags of a registry repository.
 
-use super::push::RegistryArgs;
+use super::args::RegistryArgs;
 use mlart::format::reference;
 use mlart::interrupt::Cancel;
 use mlart::registry::Remote;

@@ -1,7 +1,7 @@
 //! `mlart validate [MODEL|BUNDLE]`: ONNX smoke tests with ONNX Runtime (`check::validate`);
 //! the report rendered for people; and the hidden worker verb.
 
-use super::push::RegistryArgs;
+use super::args::RegistryArgs;
 use mlart::check::validate::{self, Report};
 use mlart::interrupt::Cancel;
 use mlart::{spec, Result};

@@ -24,9 +24,9 @@ pub struct Args {
     #[arg(long, value_name = "KINDS", value_delimiter = ',')]
     require: Vec<String>,
     #[command(flatten)]
-    registry: super::push::RegistryArgs,
+    registry: super::args::RegistryArgs,
     #[command(flatten)]
-    platform: super::push::PlatformArg,
+    platform: super::args::PlatformArg,
 }
 
 pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {

@@ -560,6 +560,24 @@ pub fn spec_of_folder(dir: &Path) -> Result<(spec::Spec, InitResult)> {
     Ok((s, r))
 }
 
+/// The spec `bundle [DIR]` bundles: DIR's mlart.yaml; DIR itself when it is a spec file;
+/// `default_spec` without DIR; or, for a folder without a spec, the spec `mlart init` would
+/// write for it, with the import's report for the caller to show.
+pub fn spec_for_bundle(
+    dir: Option<&Path>,
+    default_spec: &Path,
+) -> Result<(spec::Spec, Option<InitResult>)> {
+    match dir {
+        Some(d) if d.is_dir() && !d.join(spec::SPEC_FILE).exists() => {
+            let (s, r) = spec_of_folder(d)?;
+            Ok((s, Some(r)))
+        }
+        Some(d) if d.is_dir() => Ok((spec::load(&d.join(spec::SPEC_FILE))?, None)),
+        Some(f) => Ok((spec::load(f)?, None)),
+        None => Ok((spec::load(default_spec)?, None)),
+    }
+}
+
 fn entry_yaml(e: &DraftEntry) -> String {
     if e.format.is_none() && e.framework.is_none() && e.samples.is_none() {
         return yaml_scalar(&e.path);
