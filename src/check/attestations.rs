@@ -17,19 +17,6 @@ pub fn wanted(p: &Policy) -> bool {
         || p.provenance_checks.is_some()
 }
 
-fn named(name: &str) -> Check {
-    Check {
-        name: name.into(),
-        passed: true,
-        skipped: false,
-        value: None,
-        threshold: None,
-        baseline: None,
-        delta: None,
-        reason: String::new(),
-    }
-}
-
 /// The checks; `found` is None when no trusted key was given (nothing could be verified).
 pub fn evaluate(p: &Policy, found: Option<&[Found]>) -> Vec<Check> {
     let mut out = Vec::new();
@@ -47,7 +34,7 @@ pub fn evaluate(p: &Policy, found: Option<&[Found]>) -> Vec<Check> {
         if req != Some(Requirement::Required) {
             continue;
         }
-        let mut c = named(kind.as_str());
+        let mut c = Check::passing(kind.as_str());
         match (found, valid(kind)) {
             (None, _) => {
                 c.passed = false;
@@ -108,7 +95,7 @@ pub fn evaluate(p: &Policy, found: Option<&[Found]>) -> Vec<Check> {
             ));
         }
         for (name, rule) in rules {
-            let mut c = named(name);
+            let mut c = Check::passing(name);
             match (&summary, found) {
                 (_, None) => {
                     c.passed = false;

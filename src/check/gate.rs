@@ -49,16 +49,19 @@ pub fn num(v: f64) -> String {
     }
 }
 
-fn check(name: String) -> Check {
-    Check {
-        name,
-        passed: true,
-        skipped: false,
-        value: None,
-        threshold: None,
-        baseline: None,
-        delta: None,
-        reason: String::new(),
+impl Check {
+    /// A check named `name` that passes until its evaluation says otherwise.
+    pub fn passing(name: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            passed: true,
+            skipped: false,
+            value: None,
+            threshold: None,
+            baseline: None,
+            delta: None,
+            reason: String::new(),
+        }
     }
 }
 
@@ -276,7 +279,7 @@ pub fn evaluate(
 ) -> Vec<Check> {
     let mut out = Vec::new();
     for g in &policy.metrics {
-        let mut c = check(format!("metric:{}", g.metric));
+        let mut c = Check::passing(format!("metric:{}", g.metric));
         let higher = g.greater_is_better.unwrap_or(true);
         let mut limits = Vec::new();
         if let Some(v) = g.min {
@@ -374,14 +377,14 @@ pub fn evaluate(
         out.push(c);
     }
     if policy.validation == Some(Requirement::Required) {
-        let mut c = check("validation".into());
+        let mut c = Check::passing("validation");
         let (passed, reason) = validation_gate(cand.validation.as_ref());
         c.passed = passed;
         c.reason = reason;
         out.push(c);
     }
     if policy.signature == Some(Requirement::Required) {
-        let mut c = check("signature".into());
+        let mut c = Check::passing("signature");
         match signature {
             None => {
                 c.passed = false;
@@ -396,7 +399,7 @@ pub fn evaluate(
         out.push(c);
     }
     if policy.schema == Some(SchemaRule::Compatible) {
-        let mut c = check("schema".into());
+        let mut c = Check::passing("schema");
         match (base.map(|b| &b.schema), &cand.schema) {
             (None, _) => {
                 c.skipped = true;

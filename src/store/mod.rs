@@ -61,20 +61,15 @@ pub trait Source: Send + Sync {
     /// checked). A layout keeps them in index.json; a registry overrides this with the
     /// referrers API or its fallback tag.
     fn referrers(&self, _subject: &Digest) -> Result<Vec<Descriptor>> {
-        let what = self.describe();
-        let index: ImageIndex = serde_json::from_slice(&self.index_bytes()?).map_err(|e| {
-            Error::input(format!("{what}: index.json is not a valid OCI index: {e}"))
-        })?;
-        Ok(index
-            .manifests()
-            .iter()
-            .filter(|d| layout::is_signature(d))
-            .cloned()
-            .collect())
+        self.index_entries(layout::is_signature)
     }
     /// Candidate attestation referrers of `subject` (provenance, ML-BOM), as `referrers`
     /// lists signatures. A registry overrides this.
     fn attestation_referrers(&self, _subject: &Digest) -> Result<Vec<Descriptor>> {
+        self.index_entries(layout::is_attestation)
+    }
+    /// The entries of index.json that `keep` keeps.
+    fn index_entries(&self, keep: fn(&Descriptor) -> bool) -> Result<Vec<Descriptor>> {
         let what = self.describe();
         let index: ImageIndex = serde_json::from_slice(&self.index_bytes()?).map_err(|e| {
             Error::input(format!("{what}: index.json is not a valid OCI index: {e}"))
@@ -82,7 +77,7 @@ pub trait Source: Send + Sync {
         Ok(index
             .manifests()
             .iter()
-            .filter(|d| layout::is_attestation(d))
+            .filter(|d| keep(d))
             .cloned()
             .collect())
     }

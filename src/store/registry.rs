@@ -62,6 +62,22 @@ impl RegistrySource {
             .unwrap_or_else(|e| e.into_inner())
             .contains(digest)
     }
+
+    /// Note the manifests of `found` as referrers (read from the manifests endpoint later).
+    fn remember_referrers(
+        &self,
+        found: Vec<oci_spec::image::Descriptor>,
+    ) -> Result<Vec<oci_spec::image::Descriptor>> {
+        let mut known = self
+            .referrer_manifests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for d in &found {
+            known.insert(Digest::parse(d.digest().as_ref()).map_err(Error::Input)?);
+        }
+        drop(known);
+        Ok(found)
+    }
 }
 
 impl Source for RegistrySource {
@@ -122,14 +138,7 @@ impl Source for RegistrySource {
         let found = self
             .remote
             .referrers(subject, Some(crate::format::media_type::BUNDLE_MEDIA_TYPE))?;
-        let mut known = self
-            .referrer_manifests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        for d in &found {
-            known.insert(Digest::parse(d.digest().as_ref()).map_err(Error::Input)?);
-        }
-        Ok(found)
+        self.remember_referrers(found)
     }
 
     /// The attestation referrers of `subject` (every referrer listed, those of an attestation
@@ -141,14 +150,7 @@ impl Source for RegistrySource {
             .into_iter()
             .filter(crate::store::layout::is_attestation)
             .collect();
-        let mut known = self
-            .referrer_manifests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        for d in &found {
-            known.insert(Digest::parse(d.digest().as_ref()).map_err(Error::Input)?);
-        }
-        Ok(found)
+        self.remember_referrers(found)
     }
 
     fn origin(&self) -> Option<Reference> {
