@@ -583,3 +583,38 @@ fn closed_stdout_ends_quietly() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// The README's example spec, copied as written into a project that has the files it names,
+/// bundles; and the files it names are all bundled (#19: its `data:` glob failed as written).
+#[test]
+fn readme_example_spec_bundles_as_written() {
+    let readme = fs::read_to_string(crate::support::repo().join("README.md")).unwrap();
+    let section = &readme[readme.find("## The spec").expect("README: a spec section")..];
+    let start = section.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let yaml = &section[start..start + section[start..].find("```").unwrap()];
+    let p = example_copy();
+    fs::write(p.path().join("mlart.yaml"), yaml).unwrap();
+    fs::create_dir_all(p.path().join("data/2024")).unwrap();
+    fs::write(p.path().join("data/2024/train.parquet"), b"PAR1 not really").unwrap();
+    let v = json_ok(
+        mlart()
+            .current_dir(p.path())
+            .args(["bundle", "-o", "out.oci"]),
+    );
+    assert_eq!(v["name"], "iris", "{v}");
+    let out = json_ok(mlart().current_dir(p.path()).args(["inspect", "out.oci"]));
+    let paths: Vec<&str> = out["metadata"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    for want in [
+        "model/iris.onnx",
+        "data/2024/train.parquet",
+        "eval/metrics.json",
+        "train.py",
+    ] {
+        assert!(paths.contains(&want), "{want} not in {paths:?}");
+    }
+}
