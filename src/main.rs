@@ -59,6 +59,8 @@ enum Command {
     Serve(cli::serve::Args),
     /// List the tags of a registry repository.
     Tags(cli::tags::Args),
+    /// The local cache of pulled layers: list it, or prune it by size and age.
+    Cache(cli::cache::Args),
     /// Store credentials for a registry (like `docker login`).
     Login(cli::login::Args),
     /// Remove the stored credentials of a registry.
@@ -137,6 +139,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "validate")]
         Command::Serve(a) => cli::serve::run(a, json, &cancel),
         Command::Tags(a) => cli::tags::run(a, json, &cancel),
+        Command::Cache(a) => cli::cache::run(a, json),
         Command::Login(a) => cli::login::run(a, json, &cancel),
         Command::Logout(a) => cli::login::run_logout(a, json, &cancel),
         Command::Completions(a) => {

@@ -35,7 +35,6 @@ pub fn run(a: &Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         cache: is_registry
             .then(mlart::extract::pull::default_cache)
             .flatten(),
-        remote: None,
         verify_keys: Vec::new(),
         require_all: false,
         platform: None,

@@ -13,6 +13,7 @@ macro_rules! outln {
 pub mod args;
 pub mod attest;
 pub mod bundle;
+pub mod cache;
 pub mod completions;
 pub mod convert;
 pub mod copy;

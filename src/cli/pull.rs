@@ -73,7 +73,6 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         } else {
             None
         },
-        remote: None,
         verify_keys: a
             .verify_keys
             .iter()

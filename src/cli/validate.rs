@@ -143,7 +143,6 @@ fn bundle_models(
             out: out.clone(),
             kinds: vec!["model".into()],
             cache: remote.as_ref().and_then(|_| pull::default_cache()),
-            remote,
             cancel: reg.cancel.clone(),
             ..Default::default()
         };

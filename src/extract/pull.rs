@@ -29,12 +29,9 @@ pub struct PullOptions {
     pub paths: Vec<String>,
     /// The blob cache directory (`…/mlart`); None: no cache. With one, the layers needed are
     /// copied into it (several at a time; those it has are verified and kept) before
-    /// extraction.
+    /// extraction, and afterwards the cache is cut to `MLART_CACHE_MAX_SIZE` when that is set
+    /// (least recently used blobs first).
     pub cache: Option<PathBuf>,
-    /// Not read any more: the layers are copied from the source itself (a registry source
-    /// fetches them several at a time). Kept so that callers that set it still build; to be
-    /// removed once they no longer do.
-    pub remote: Option<crate::registry::Remote>,
     /// Trusted keys: when given, nothing is written unless an OCI signature and model.sig
     /// verify with them.
     pub verify_keys: Vec<crate::sign::PublicKey>,
@@ -58,6 +55,9 @@ pub struct PullReport {
     pub files: Vec<String>,
     pub layers: LayerCounts,
     pub bytes_downloaded: u64,
+    /// Blobs removed from the cache afterwards to keep it under `MLART_CACHE_MAX_SIZE`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cache_pruned: usize,
     /// With `verify_keys`: the keys whose signatures verified.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub verified_by: Vec<String>,
@@ -156,6 +156,11 @@ pub fn pull(
     progress: &(dyn Fn(&Digest, BlobEvent) + Sync),
     on_total: &dyn Fn(u64),
 ) -> Result<PullReport> {
+    // A bad cap is an error before anything is fetched.
+    let cap = match &opts.cache {
+        Some(_) => crate::store::cache::cap_from_env()?,
+        None => None,
+    };
     let what = src.describe();
     let resolved = layout::resolve_platform(src, tag, opts.platform.as_ref())?;
     let meta = crate::store::metadata::read_metadata(src, &resolved.manifest)?;
@@ -591,6 +596,18 @@ pub fn pull(
     fs::rename(&root, out).ctx("moving the pulled files to", out)?;
     drop(staging);
     report.metadata = Some(meta);
+    if let (Some(root), Some(max)) = (&opts.cache, cap) {
+        let rule = crate::store::cache::Rule {
+            max_size: Some(max),
+            older_than: None,
+        };
+        match crate::store::cache::prune(root, rule, std::time::SystemTime::now(), false) {
+            Ok(p) => report.cache_pruned = p.removed.len(),
+            Err(e) => report.warnings.push(format!(
+                "the cache was not cut to MLART_CACHE_MAX_SIZE: {e}"
+            )),
+        }
+    }
     Ok(report)
 }
 
@@ -752,4 +769,8 @@ impl<R: Read> Read for Bounded<R> {
         self.left -= n as u64;
         Ok(n)
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

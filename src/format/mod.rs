@@ -16,4 +16,5 @@ pub mod modelpack;
 pub mod platform;
 pub mod reference;
 pub mod signature;
+pub mod units;
 pub mod validation;

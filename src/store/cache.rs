@@ -1,7 +1,7 @@
 //! The local blob cache (`$XDG_CACHE_HOME/mlart/blobs/sha256/`): a sink for `pull`, which
 //! fetches a bundle's layers into it through the one copy, then extracts them from there.
 
-use crate::error::Result;
+use crate::error::{Error, IoContext, Result};
 use crate::format::digest::{Digest, VerifyReader};
 use crate::store::layout::{write_blob_file, write_bytes_file};
 use crate::store::referrers::Referrer;
@@ -10,6 +10,7 @@ use oci_spec::image::Descriptor;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 /// Blobs by digest under `dir`; what it has is re-hashed before it counts.
 pub struct BlobCache {
@@ -50,6 +51,12 @@ impl Sink for BlobCache {
         if !ok {
             tracing::warn!("cached blob {} is corrupt; fetching it again", blob.digest);
             let _ = fs::remove_file(&path);
+        } else {
+            // Its modification time is its last use: `prune` removes the least recently used.
+            let _ = File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(SystemTime::now()));
         }
         Ok(ok)
     }
@@ -71,5 +78,152 @@ impl Sink for BlobCache {
     /// Referrers are not cached.
     fn put_referrers(&self, _subject: &Digest, _referrers: &[Referrer]) -> Result<Option<String>> {
         Ok(None)
+    }
+}
+
+/// One blob of the cache.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Entry {
+    pub digest: String,
+    pub size: u64,
+    /// When a pull last wrote or used it (seconds since the Unix epoch).
+    pub last_used: u64,
+}
+
+/// What the cache holds: its blobs (least recently used first) and the files in its blob
+/// folder that are not blobs (an interrupted download's `.tmp-*`, anything else).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Listing {
+    pub dir: PathBuf,
+    pub blobs: Vec<Entry>,
+    pub bytes: u64,
+    pub other_files: Vec<String>,
+}
+
+/// The blobs under `root` (a missing cache is an empty one). Links are never followed.
+pub fn list(root: &Path) -> Result<Listing> {
+    let dir = BlobCache::new(root).dir;
+    let mut out = Listing {
+        dir: dir.clone(),
+        ..Listing::default()
+    };
+    let rd = match fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).ctx("reading the cache", &dir),
+    };
+    for e in rd {
+        let e = e.ctx("reading the cache", &dir)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let md = e.metadata().ctx("reading", &e.path())?;
+        let is_blob = md.file_type().is_file()
+            && name.len() == 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+        if !is_blob {
+            out.other_files.push(name);
+            continue;
+        }
+        let last_used = md
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        out.bytes += md.len();
+        out.blobs.push(Entry {
+            digest: format!("sha256:{name}"),
+            size: md.len(),
+            last_used,
+        });
+    }
+    out.blobs
+        .sort_by(|a, b| (a.last_used, &a.digest).cmp(&(b.last_used, &b.digest)));
+    out.other_files.sort();
+    Ok(out)
+}
+
+/// What to remove: blobs unused for longer than `older_than`, then the least recently used
+/// until the cache holds at most `max_size` bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rule {
+    pub max_size: Option<u64>,
+    pub older_than: Option<Duration>,
+}
+
+/// What `prune` removed and what is left.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Pruned {
+    pub removed: Vec<Entry>,
+    pub freed: u64,
+    pub kept: usize,
+    pub kept_bytes: u64,
+    /// Leftovers of interrupted downloads (`.tmp-*` older than an hour) removed too.
+    pub stale_temp_files: usize,
+    pub dry_run: bool,
+}
+
+/// Apply `rule` to the cache under `root` at time `now`; `dry_run` removes nothing and says
+/// what would go. A rule with neither limit removes no blob.
+pub fn prune(root: &Path, rule: Rule, now: SystemTime, dry_run: bool) -> Result<Pruned> {
+    let listing = list(root)?;
+    let now_s = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut out = Pruned {
+        dry_run,
+        ..Pruned::default()
+    };
+    let mut left = listing.bytes;
+    for e in listing.blobs {
+        let too_old = rule
+            .older_than
+            .is_some_and(|age| now_s.saturating_sub(e.last_used) > age.as_secs());
+        let too_big = rule.max_size.is_some_and(|max| left > max);
+        if too_old || too_big {
+            if !dry_run {
+                let p = listing.dir.join(e.digest.trim_start_matches("sha256:"));
+                match fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(err).ctx("removing", &p),
+                }
+            }
+            left -= e.size;
+            out.freed += e.size;
+            out.removed.push(e);
+        } else {
+            out.kept += 1;
+            out.kept_bytes += e.size;
+        }
+    }
+    for name in listing
+        .other_files
+        .iter()
+        .filter(|n| n.starts_with(".tmp-"))
+    {
+        let p = listing.dir.join(name);
+        let stale = fs::symlink_metadata(&p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|d| d > Duration::from_secs(3600));
+        if stale {
+            if !dry_run {
+                fs::remove_file(&p).ctx("removing", &p)?;
+            }
+            out.stale_temp_files += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// The cap applied after each pull: `MLART_CACHE_MAX_SIZE` (e.g. `20G`), when set.
+pub fn cap_from_env() -> Result<Option<u64>> {
+    match std::env::var("MLART_CACHE_MAX_SIZE") {
+        Ok(v) if !v.trim().is_empty() => crate::format::units::parse_size(&v)
+            .map(Some)
+            .map_err(|e| Error::input(format!("MLART_CACHE_MAX_SIZE: {e}"))),
+        _ => Ok(None),
     }
 }

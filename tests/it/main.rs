@@ -4,6 +4,7 @@
 mod attest;
 mod base;
 mod bundle;
+mod cache;
 mod compat;
 mod explore;
 mod gate;

@@ -1,0 +1,203 @@
+//! `mlart cache ls|prune` and the cap after each pull (`MLART_CACHE_MAX_SIZE`), on a cache
+//! filled by real pulls from a real registry.
+
+use crate::support::fixtures::build_iris;
+use crate::support::registry::{Env, Registry};
+use crate::support::{fails, json_ok};
+use serde_json::Value;
+use std::fs;
+use std::time::{Duration, SystemTime};
+
+/// Pull `r` into `out` with the env's cache; the pull's JSON.
+fn pull(env: &Env, r: &str, out: &str) -> Value {
+    json_ok(env.cmd().args(["pull", r, "-o"]).arg(env.path(out)))
+}
+
+fn ls(env: &Env) -> Value {
+    json_ok(env.cmd().args(["cache", "ls"]))
+}
+
+fn digests(v: &Value, key: &str) -> Vec<String> {
+    v[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Make a cached blob look last used `days` ago.
+fn age(env: &Env, digest: &str, days: u64) {
+    let p = env.path("cache/mlart/blobs/sha256").join(&digest[7..]);
+    let f = fs::File::options().write(true).open(p).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(days * 86_400))
+        .unwrap();
+}
+
+#[test]
+fn cache_ls_and_prune_by_age_and_size() {
+    let Some(reg) = Registry::start("cache_ls_and_prune_by_age_and_size") else {
+        return;
+    };
+    let env = Env::new();
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    let r = reg.reference("ml/iris:1.0.0");
+    json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+
+    // Empty at first; a pull fills it with exactly the layers it fetched.
+    let l0 = ls(&env);
+    assert_eq!(l0["blobs"].as_array().unwrap().len(), 0, "{l0}");
+    let p = pull(&env, &r, "one");
+    let l = ls(&env);
+    let n = l["blobs"].as_array().unwrap().len();
+    assert_eq!(
+        n,
+        p["layers"]["fetched"].as_u64().unwrap() as usize,
+        "{l}\n{p}"
+    );
+    let total: u64 = l["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(l["bytes"], total);
+    assert!(n >= 3, "iris has several layers: {l}");
+
+    // --older-than: only the blob made to look old goes; a dry run removes nothing.
+    let all = digests(&l, "blobs");
+    age(&env, &all[0], 40);
+    let dry = json_ok(
+        env.cmd()
+            .args(["cache", "prune", "--older-than", "30d", "--dry-run"]),
+    );
+    assert_eq!(digests(&dry, "removed"), vec![all[0].clone()], "{dry}");
+    assert_eq!(ls(&env)["blobs"].as_array().unwrap().len(), n);
+    let pr = json_ok(env.cmd().args(["cache", "prune", "--older-than", "30d"]));
+    assert_eq!(digests(&pr, "removed"), vec![all[0].clone()], "{pr}");
+    assert_eq!(pr["kept"], n - 1);
+
+    // A pull that uses cached blobs makes them recent again: `--kind model` uses only some,
+    // and those move to the end of the least-recently-used order.
+    let rest = digests(&ls(&env), "blobs");
+    for (i, d) in rest.iter().enumerate() {
+        age(&env, d, 10 + i as u64);
+    }
+    json_ok(
+        env.cmd()
+            .args(["pull", &r, "--kind", "model", "-o"])
+            .arg(env.path("two")),
+    );
+    let l = ls(&env);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let recent: Vec<bool> = l["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| now - e["last_used"].as_u64().unwrap() < 3600)
+        .collect();
+    let k = recent.iter().filter(|x| **x).count();
+    assert!(k >= 1 && k < recent.len(), "some, not all, were used: {l}");
+    assert!(
+        recent[recent.len() - k..].iter().all(|x| *x),
+        "least recently used first: {l}"
+    );
+    let order = digests(&l, "blobs");
+
+    // --max-size: the least recently used go until the rest fits.
+    let l = ls(&env);
+    let sizes: Vec<u64> = l["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["size"].as_u64().unwrap())
+        .collect();
+    let keep: u64 = sizes[1..].iter().sum();
+    let pr = json_ok(
+        env.cmd()
+            .args(["cache", "prune", "--max-size"])
+            .arg(keep.to_string()),
+    );
+    assert_eq!(digests(&pr, "removed"), vec![order[0].clone()], "{pr}");
+    assert_eq!(pr["kept_bytes"], keep);
+
+    // --all empties it; the next pull fetches everything again and still verifies.
+    json_ok(env.cmd().args(["cache", "prune", "--all"]));
+    assert_eq!(ls(&env)["bytes"], 0);
+    let p3 = pull(&env, &r, "three");
+    assert_eq!(p3["layers"]["cached"], 0, "{p3}");
+}
+
+#[test]
+fn cache_cap_after_each_pull_and_bad_values() {
+    let Some(reg) = Registry::start("cache_cap_after_each_pull_and_bad_values") else {
+        return;
+    };
+    let env = Env::new();
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    let r = reg.reference("ml/iris:1.0.0");
+    json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+
+    // A cap of 1 KiB: the pull succeeds, its files are whole, the cache is cut afterwards.
+    let p = json_ok(
+        env.cmd()
+            .env("MLART_CACHE_MAX_SIZE", "1K")
+            .args(["pull", &r, "-o"])
+            .arg(env.path("capped")),
+    );
+    assert!(p["cache_pruned"].as_u64().unwrap() > 0, "{p}");
+    assert!(env.path("capped/model/iris.onnx").is_file());
+    assert!(ls(&env)["bytes"].as_u64().unwrap() <= 1024);
+
+    // A bad cap fails the pull before anything is fetched or written.
+    let err = fails(
+        env.cmd()
+            .env("MLART_CACHE_MAX_SIZE", "lots")
+            .args(["pull", &r, "-o"])
+            .arg(env.path("bad")),
+        2,
+    );
+    assert!(
+        err.contains("MLART_CACHE_MAX_SIZE") && err.contains("10G"),
+        "{err}"
+    );
+    assert!(!env.path("bad").exists());
+
+    // Bad flags: named, exit 2, nothing removed.
+    let before = ls(&env);
+    for args in [
+        &["cache", "prune"][..],
+        &["cache", "prune", "--max-size", "10X"],
+        &["cache", "prune", "--older-than", "soon"],
+        &["cache", "prune", "--all", "--max-size", "1G"],
+    ] {
+        fails(env.cmd().args(args), 2);
+    }
+    assert_eq!(ls(&env), before);
+
+    // Files in the blob folder that are not blobs are listed apart, never counted as blobs;
+    // an interrupted download's stale temp file is removed by prune.
+    let dir = env.path("cache/mlart/blobs/sha256");
+    fs::write(dir.join("notes.txt"), "x").unwrap();
+    let tmp = dir.join(".tmp-abc");
+    fs::write(&tmp, vec![0u8; 100]).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&tmp)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(7200))
+        .unwrap();
+    let l = ls(&env);
+    assert_eq!(
+        l["other_files"],
+        serde_json::json!([".tmp-abc", "notes.txt"])
+    );
+    let pr = json_ok(env.cmd().args(["cache", "prune", "--older-than", "1w"]));
+    assert_eq!(pr["stale_temp_files"], 1, "{pr}");
+    assert!(!tmp.exists() && dir.join("notes.txt").exists());
+}
