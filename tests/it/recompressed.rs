@@ -6,13 +6,12 @@
 
 use crate::support::fixtures::{blob_path, put_blob, read_layout};
 use crate::support::registry::{Env, Registry};
-use crate::support::{example, fails, json_ok, keygen, sha256, tool, tree_digests};
+use crate::support::{example, fails, json_ok, keygen, sha256, skopeo, tool, tree_digests};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::Command;
 
 const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 const TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -28,15 +27,6 @@ fn bundle(env: &Env, out: &Path, key: Option<&Path>, form: &str) -> Value {
         c.arg("--sign").arg(k);
     }
     json_ok(&mut c)
-}
-
-fn skopeo(args: &[&str]) {
-    let o = Command::new("skopeo").args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 /// The pulled tree is the project's files (those the metadata lists, byte for byte) plus

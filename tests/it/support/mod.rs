@@ -42,6 +42,19 @@ pub fn json_ok(c: &mut Command) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
+/// Run with `--json`, expect exit code `code` (a failure that still reports): stdout as JSON.
+pub fn json_exit(c: &mut Command, code: i32) -> serde_json::Value {
+    let out = run(c.arg("--json"));
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit {code}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
 /// `keygen -o OUT` run by `c` (an mlart command): the private and public key paths it made.
 pub fn keygen_with(c: &mut Command, out: &Path) -> (PathBuf, PathBuf) {
     let v = json_ok(c.arg("keygen").arg("-o").arg(out));
@@ -152,9 +165,35 @@ pub fn ok(c: &mut Command) -> Vec<u8> {
     o.stdout
 }
 
+/// Run skopeo (on PATH) with `args`, expect success: its stdout.
+pub fn skopeo(args: &[&str]) -> Vec<u8> {
+    ok(Command::new("skopeo").args(args))
+}
+
 /// The OCI digest of `b`: `sha256:<hex>`.
 pub fn sha256(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(b)))
+}
+
+/// A JSON file, parsed.
+pub fn read_json_file(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+/// Rewrite the file `p` with what `f` makes of its bytes (to corrupt or edit it in place).
+pub fn edit_bytes(p: &Path, f: impl FnOnce(&mut Vec<u8>)) {
+    let mut b = std::fs::read(p).unwrap();
+    f(&mut b);
+    std::fs::write(p, b).unwrap();
+}
+
+/// Assert that `dir/rel` holds the same bytes as the example project's `rel`.
+pub fn assert_example_file(dir: &Path, rel: &str) {
+    assert_eq!(
+        std::fs::read(dir.join(rel)).unwrap(),
+        std::fs::read(example().join(rel)).unwrap(),
+        "{rel} differs from the example's"
+    );
 }
 
 /// The sha256 of a file's bytes, as bare hex.
