@@ -1,15 +1,13 @@
 //! `mlart bundle`, `inspect` and `init` end to end.
 
+use crate::support::fixtures::bundle_cmd;
 use crate::support::*;
 use std::fs;
 use std::path::Path;
 
 fn bundle_json(spec: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
     json_ok(
-        mlart()
-            .arg("bundle")
-            .arg("-f")
-            .arg(spec)
+        bundle_cmd(&mut mlart(), &spec)
             .arg("-o")
             .arg(out)
             .args(extra),

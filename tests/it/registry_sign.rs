@@ -3,7 +3,7 @@
 //! the signatures are listed in the fallback index at tag `sha256-<hex>`.
 
 use crate::httpproxy::{HttpProxy, Reply, Request};
-use crate::support::fixtures::bundle_iris;
+use crate::support::fixtures::{bundle_cmd, bundle_iris, iris_spec};
 use crate::support::registry::{have, Env, Registry};
 use crate::support::{base64_decode, base64_encode, example, fails, json_ok, run};
 use serde_json::Value;
@@ -634,10 +634,7 @@ fn sigstore_verify_accepts_registry_signatures() {
     let (_, b_pub) = env.keygen("b");
     let reference = reg.reference("ml/npm:1.0.0");
     let p = json_ok(
-        env.cmd()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
+        bundle_cmd(&mut env.cmd(), &iris_spec())
             .arg("--push")
             .arg(&reference)
             .arg("--sign")

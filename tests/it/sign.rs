@@ -1,6 +1,6 @@
 //! keygen, bundle --sign, sign, verify; model_signing (PyPI) checks our model.sig.
 
-use crate::support::fixtures::bundle_iris;
+use crate::support::fixtures::{bundle_cmd, bundle_iris, iris_spec};
 use crate::support::*;
 use std::fs;
 use std::path::Path;
@@ -100,10 +100,7 @@ fn sign_and_verify_layouts_archives_and_several_keys() {
     );
     // unsigned bundle: verify fails (missing)
     json_ok(
-        mlart()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
+        bundle_cmd(&mut mlart(), &iris_spec())
             .arg("-o")
             .arg(t.path().join("u.oci")),
     );
@@ -294,9 +291,7 @@ fn keys_in_other_formats_and_types() {
     ]);
     let bundle = |key: &str, out: &str| {
         let mut c = mlart();
-        c.arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
+        bundle_cmd(&mut c, &iris_spec())
             .arg("-o")
             .arg(t.path().join(out))
             .arg("--sign")
@@ -361,10 +356,7 @@ fn pull_verify_key_writes_nothing_unless_signatures_verify() {
     for form in ["image", "artifact"] {
         let layout = t.path().join(format!("{form}.oci"));
         json_ok(
-            mlart()
-                .arg("bundle")
-                .arg("-f")
-                .arg(example().join("mlart.yaml"))
+            bundle_cmd(&mut mlart(), &iris_spec())
                 .arg("-o")
                 .arg(&layout)
                 .args(["--format", form])
@@ -452,14 +444,7 @@ fn pull_verify_key_writes_nothing_unless_signatures_verify() {
     }
     // unsigned bundle: refused
     let u = t.path().join("u.oci");
-    json_ok(
-        mlart()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
-            .arg("-o")
-            .arg(&u),
-    );
+    json_ok(bundle_cmd(&mut mlart(), &iris_spec()).arg("-o").arg(&u));
     let err = fails(
         mlart()
             .arg("pull")
@@ -488,10 +473,7 @@ fn pull_verify_key_refuses_files_that_are_not_the_signed_ones() {
     // the release as signed, pulled: its model.sig covers README.md as it was
     let signed = t.path().join("signed.oci");
     json_ok(
-        mlart()
-            .arg("bundle")
-            .arg("-f")
-            .arg(&spec)
+        bundle_cmd(&mut mlart(), &spec)
             .arg("-o")
             .arg(&signed)
             .arg("--sign")
@@ -517,10 +499,7 @@ fn pull_verify_key_refuses_files_that_are_not_the_signed_ones() {
     for form in ["image", "artifact"] {
         let forged = t.path().join(format!("forged-{form}.oci"));
         json_ok(
-            mlart()
-                .arg("bundle")
-                .arg("-f")
-                .arg(&spec)
+            bundle_cmd(&mut mlart(), &spec)
                 .arg("-o")
                 .arg(&forged)
                 .args(["--format", form]),
