@@ -1094,7 +1094,7 @@ fn base_in_the_same_registry_is_mounted_not_uploaded() {
     let env = Env::new();
     let base = oci_base(&bb, &env.path("base.oci"), "1.36", AMD64);
     let base_ref = reg.reference("library/busybox:1.36");
-    json_ok(env.cmd().arg("push").arg(&base.dir).arg(&base_ref));
+    env.push(&base.dir, &base_ref);
 
     let target = reg.reference("ml/iris:1.0.0-modelcar");
     let v = json_ok(
@@ -1295,13 +1295,7 @@ fn base_with_sign_signs_each_image() {
         &out,
         &["--sign", key.to_str().unwrap()],
     );
-    let v = json_ok(
-        mlart()
-            .arg("verify")
-            .arg(&out)
-            .arg("--key")
-            .arg(t.path().join("k.pub")),
-    );
+    let v = json_ok(&mut verify_cmd(&out, &[&t.path().join("k.pub")]));
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["model_signature"]["valid"], true, "{v}");
     // model.sig under /models covers the files; the OCI signature is beside the image.

@@ -182,13 +182,7 @@ fn compat_release_0_1_artifact_inspect() {
 fn verify(f: &Fixture) {
     let t = tempfile::tempdir().unwrap();
     let layout = f.copy(t.path());
-    let v = json_ok(
-        mlart()
-            .arg("verify")
-            .arg(&layout)
-            .arg("--key")
-            .arg(public_key()),
-    );
+    let v = json_ok(&mut verify_cmd(&layout, &[&public_key()]));
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["manifest_digest"], f.manifest);
     assert_eq!(v["oci_signatures"][0]["digest"], f.oci_signature);
@@ -198,7 +192,7 @@ fn verify(f: &Fixture) {
     assert_eq!(v["files_verified"], FILES.len());
     // a key that did not sign it
     let (_, other) = keygen(t.path(), "other");
-    let out = run(mlart().arg("verify").arg(&layout).arg("--key").arg(&other));
+    let out = run(&mut verify_cmd(&layout, &[&other]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
@@ -227,7 +221,7 @@ fn push_pull(f: &Fixture, test: &str) {
     let layout = f.copy(env.tmp.path());
     let reference = reg.reference(&format!("compat/iris-{}:1.0.0", f.form));
     // push keeps the manifest byte for byte, and takes the signature along
-    let p = json_ok(env.cmd().arg("push").arg(&layout).arg(&reference));
+    let p = env.push(&layout, &reference);
     assert_eq!(p["digest"], f.manifest, "{p}");
     assert_eq!(p["signatures"], 1, "{p}");
     let i = json_ok(env.cmd().arg("inspect").arg(&reference));

@@ -5,7 +5,10 @@
 
 use crate::support::fixtures::bundle_iris_cwd;
 use crate::support::registry::{Env, Registry};
-use crate::support::{example, example_copy, fails, json_ok, keygen, leftovers, mlart, run};
+use crate::support::{
+    example, example_copy, fails, json_ok, keygen, leftovers, mlart, pull_verified, run, sign,
+    verify_cmd,
+};
 use std::fs;
 use std::io::{Read, Write};
 use std::process::Stdio;
@@ -67,13 +70,7 @@ fn sign_and_verify_take_oci_names() {
     let archive = t.path().join("iris.tar");
     bundle_iris_cwd(&mut mlart(), &layout);
     let (key, public) = keygen(t.path(), "k");
-    let v = json_ok(
-        mlart()
-            .arg("sign")
-            .arg(format!("oci:{}:1.0.0", layout.display()))
-            .arg("--key")
-            .arg(&key),
-    );
+    let v = sign(&format!("oci:{}:1.0.0", layout.display()), &key);
     assert_eq!(v["added"], true);
     json_ok(
         mlart()
@@ -86,15 +83,11 @@ fn sign_and_verify_take_oci_names() {
         format!("oci:{}", layout.display()),
         format!("oci-archive:{}:1.0.0", archive.display()),
     ] {
-        let v = json_ok(mlart().arg("verify").arg(&target).arg("--key").arg(&public));
+        let v = json_ok(&mut verify_cmd(&target, &[&public]));
         assert_eq!(v["ok"], true, "{target}: {v}");
     }
     let err = fails(
-        mlart()
-            .arg("verify")
-            .arg(format!("oci:{}:nope", layout.display()))
-            .arg("--key")
-            .arg(&public),
+        &mut verify_cmd(format!("oci:{}:nope", layout.display()), &[&public]),
         2,
     );
     assert!(err.contains("no manifest tagged \"nope\""), "{err}");
@@ -427,12 +420,7 @@ fn push_and_copy_stop_on_ctrl_c() {
     let out = run(env.cmd().args(["inspect", &reg.reference("ml/big:1")]));
     assert!(!out.status.success(), "ml/big:1 was tagged");
     // pushed directly, then copied out through a slow link
-    json_ok(
-        env.cmd()
-            .arg("push")
-            .arg(&layout)
-            .arg(reg.reference("ml/big:1")),
-    );
+    env.push(&layout, reg.reference("ml/big:1"));
     let out_dir = env.path("out");
     fs::create_dir(&out_dir).unwrap();
     let dest = out_dir.join("big.tar");
@@ -463,18 +451,9 @@ fn pull_verify_key_failure_names_model_sig_not_the_staging_dir() {
             .arg("-o")
             .arg(&layout),
     );
-    json_ok(mlart().arg("sign").arg(&layout).arg("--key").arg(&b_key));
+    sign(&layout, &b_key);
     let out = t.path().join("out");
-    let err = fails(
-        mlart()
-            .arg("pull")
-            .arg(&layout)
-            .arg("-o")
-            .arg(&out)
-            .arg("--verify-key")
-            .arg(&b_pub),
-        1,
-    );
+    let err = fails(&mut pull_verified(&layout, &out, &[&b_pub]), 1);
     assert!(
         err.contains("not pulled: model.sig: signed by another key"),
         "{err}"

@@ -4,7 +4,7 @@
 
 use crate::support::fixtures::{blob_path, bundle_iris, put_blob, read_json};
 use crate::support::registry::{Env, Registry};
-use crate::support::{example, fails, json_ok, ok, python, repo, sha256, tree_digests};
+use crate::support::{example, fails, json_ok, ok, python, repo, sha256, sign, tree_digests};
 use serde_json::{json, Value};
 use std::ffi::OsStr;
 use std::fs;
@@ -244,13 +244,7 @@ fn modelpack_form_is_reproducible_and_follows_the_spec() {
 
     // signed afterwards (`mlart sign`): the OCI signature covers the ModelPack manifest
     let (key, public) = crate::support::keygen(t.path(), "k");
-    json_ok(
-        crate::support::mlart()
-            .arg("sign")
-            .arg(&a)
-            .arg("--key")
-            .arg(&key),
-    );
+    sign(&a, &key);
     let v = json_ok(
         crate::support::mlart()
             .args(["verify", "--key"])
@@ -326,11 +320,7 @@ fn modelpack_client_pulls_what_mlart_pushed() {
     assert_eq!(tree_digests(&pulled), tree_digests(&out));
     // --kind selects by the mlart kinds the ModelPack layers carry
     let only = env.path("only-model");
-    json_ok(
-        env.cmd()
-            .args(["pull", &r, "--kind", "model", "-o"])
-            .arg(&only),
-    );
+    env.pull(&r, &only, &["--kind", "model"]);
     assert_eq!(
         tree_digests(&only).into_keys().collect::<Vec<_>>(),
         ["model/iris.onnx"]
@@ -399,7 +389,7 @@ fn mlart_reads_what_modelpack_client_pushed() {
     assert!(text.contains("iris.onnx"), "{text}");
 
     let out = env.path("out");
-    let p = json_ok(env.cmd().args(["pull", &r, "-o"]).arg(&out));
+    let p = env.pull(&r, &out, &[]);
     assert_eq!(
         p["files"],
         json!(["docs/LICENSE", "docs/README.md", "iris.onnx"]),
@@ -410,11 +400,7 @@ fn mlart_reads_what_modelpack_client_pushed() {
     assert_eq!(tree_digests(&out), want);
     // selection by kind and path works on the manifest's listing
     let only = env.path("only");
-    json_ok(
-        env.cmd()
-            .args(["pull", &r, "--kind", "model", "-o"])
-            .arg(&only),
-    );
+    env.pull(&r, &only, &["--kind", "model"]);
     assert_eq!(
         tree_digests(&only).into_keys().collect::<Vec<_>>(),
         ["iris.onnx"]

@@ -2,8 +2,10 @@
 //! Debian's `docker-registry` (distribution 2.8), started on a free loopback port. See issue 3.
 
 use crate::support::fixtures::build_iris;
-use crate::support::registry::{have, Env, Registry};
-use crate::support::{base64_encode, example, fails, json_ok, leftovers, run, sha256};
+use crate::support::registry::{env_with_iris, have, registry_with_iris, Env, Registry};
+use crate::support::{
+    assert_example_file, base64_encode, example, fails, json_ok, leftovers, run, sha256,
+};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fs;
@@ -33,16 +35,13 @@ fn tree(dir: &Path) -> Vec<String> {
 
 #[test]
 fn registry_push_pull_roundtrip() {
-    let Some(reg) = Registry::start("registry_push_pull_roundtrip") else {
+    let Some((reg, env, layout)) = registry_with_iris("registry_push_pull_roundtrip") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
     let r = reg.reference("ml/iris:1.0.0");
 
     // Push: every blob uploaded.
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let v = env.push(&layout, &r);
     let digest = v["digest"].as_str().unwrap().to_string();
     let index: Value =
         serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
@@ -55,18 +54,13 @@ fn registry_push_pull_roundtrip() {
     assert_eq!(v["blobs"]["skipped"], 0);
 
     // Re-push: everything skipped, same digest.
-    let v2 = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let v2 = env.push(&layout, &r);
     assert_eq!(v2["digest"], digest.as_str());
     assert_eq!(v2["blobs"]["uploaded"], 0, "{v2}");
     assert_eq!(v2["blobs"]["skipped"], n_layers + 1);
 
     // Without a tag in REF, the layout's tag is kept.
-    let v3 = json_ok(
-        env.cmd()
-            .args(["push"])
-            .arg(&layout)
-            .arg(reg.reference("ml/iris")),
-    );
+    let v3 = env.push(&layout, reg.reference("ml/iris"));
     assert_eq!(v3["reference"], r.as_str());
 
     // tags
@@ -81,7 +75,7 @@ fn registry_push_pull_roundtrip() {
 
     // Pull everything: the project files, byte for byte.
     let out = env.path("pulled");
-    let p = json_ok(env.cmd().args(["pull", &r, "-o"]).arg(&out));
+    let p = env.pull(&r, &out, &[]);
     assert_eq!(p["digest"], digest.as_str());
     let files: Vec<String> = i["metadata"]["files"]
         .as_array()
@@ -99,11 +93,7 @@ fn registry_push_pull_roundtrip() {
         "pulled exactly the bundle's files and mlart.json"
     );
     for f in &files {
-        assert_eq!(
-            fs::read(out.join(f)).unwrap(),
-            fs::read(example().join(f)).unwrap(),
-            "{f} differs"
-        );
+        assert_example_file(&out, f);
     }
     // No temp directories left beside the output.
     let leftovers: Vec<_> = fs::read_dir(env.tmp.path())
@@ -131,17 +121,13 @@ fn registry_push_pull_roundtrip() {
 
     // Pull again: from the cache.
     let out3 = env.path("again");
-    let p3 = json_ok(env.cmd().args(["pull", &r, "-o"]).arg(&out3));
+    let p3 = env.pull(&r, &out3, &[]);
     assert_eq!(p3["layers"]["fetched"], 0, "{p3}");
     assert_eq!(p3["layers"]["cached"], p3["layers"]["needed"]);
 
     // --path glob
     let out4 = env.path("evalonly");
-    json_ok(
-        env.cmd()
-            .args(["pull", &r, "--path", "eval/*", "-o"])
-            .arg(&out4),
-    );
+    env.pull(&r, &out4, &["--path", "eval/*"]);
     assert_eq!(
         tree(&out4),
         vec![
@@ -170,14 +156,11 @@ fn registry_push_pull_roundtrip() {
 
 #[test]
 fn registry_copy_between_forms() {
-    let Some(reg) = Registry::start("registry_copy_between_forms") else {
+    let Some((reg, env, layout)) = registry_with_iris("registry_copy_between_forms") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
     let r = reg.reference("ml/iris:1.0.0");
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let v = env.push(&layout, &r);
     let digest = v["digest"].as_str().unwrap().to_string();
 
     // registry -> registry, same registry: blobs mounted.
@@ -211,15 +194,8 @@ fn registry_copy_between_forms() {
         assert_eq!(c["blobs"]["mounted"], 0);
         assert!(c["blobs"]["uploaded"].as_u64().unwrap() > 0, "{c}");
         let out = env.path("from-reg2");
-        json_ok(
-            env.cmd()
-                .args(["pull", &reg2.reference("x/iris:1"), "-o"])
-                .arg(&out),
-        );
-        assert_eq!(
-            fs::read(out.join("docs/model_card.md")).unwrap(),
-            fs::read(example().join("docs/model_card.md")).unwrap()
-        );
+        env.pull(&reg2.reference("x/iris:1"), &out, &[]);
+        assert_example_file(&out, "docs/model_card.md");
     }
 
     // `oci-archive:FILE` is an archive whatever its name; skopeo reads it back.
@@ -250,22 +226,16 @@ fn registry_copy_between_forms() {
     // Pull from a layout works too (no cache involved).
     let out = env.path("from-layout");
     json_ok(env.cmd().args(["pull"]).arg(&l2).arg("-o").arg(&out));
-    assert_eq!(
-        fs::read(out.join("model/iris.onnx")).unwrap(),
-        fs::read(example().join("model/iris.onnx")).unwrap()
-    );
+    assert_example_file(&out, "model/iris.onnx");
 }
 
 #[test]
 fn registry_corrupted_blob_detected() {
-    let Some(reg) = Registry::start("registry_corrupted_blob_detected") else {
+    let Some((reg, env, layout)) = registry_with_iris("registry_corrupted_blob_detected") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
     let r = reg.reference("ml/iris:1.0.0");
-    json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    env.push(&layout, &r);
     let i = json_ok(env.cmd().args(["inspect", &r]));
     let model_layer = i["metadata"]["files"]
         .as_array()
@@ -325,16 +295,8 @@ fn registry_corrupted_blob_detected() {
     }
     // Mended, the same pull works through the cache and without it.
     fs::write(&data, &good).unwrap();
-    json_ok(
-        env.cmd()
-            .args(["pull", &r, "--kind", "model", "-o"])
-            .arg(env.path("ok1")),
-    );
-    json_ok(
-        env.cmd()
-            .args(["pull", &r, "--kind", "model", "--no-cache", "-o"])
-            .arg(env.path("ok2")),
-    );
+    env.pull(&r, &env.path("ok1"), &["--kind", "model"]);
+    env.pull(&r, &env.path("ok2"), &["--kind", "model", "--no-cache"]);
 }
 
 // ---------------- hostile layers ----------------
@@ -539,7 +501,7 @@ fn registry_hostile_layers_refused() {
         let layout = env.path(&format!("hostile-{name}.oci"));
         hostile_layout(&layout, vec![blob], &files, form);
         let r = reg.reference(&format!("evil/{name}:1"));
-        json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+        env.push(&layout, &r);
         let out = work.join("out");
         let res = run(env.cmd().args(["pull", &r, "-o"]).arg(&out));
         let err = String::from_utf8_lossy(&res.stderr);
@@ -570,9 +532,7 @@ fn registry_htpasswd_auth() {
     else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
+    let (env, layout) = env_with_iris();
     let r = reg.reference("ml/iris:1.0.0");
 
     // No credentials: a clear error, exit 2.
@@ -786,14 +746,11 @@ fn registry_skopeo_interop() {
     if !have("skopeo", "registry_skopeo_interop") {
         return;
     }
-    let Some(reg) = Registry::start("registry_skopeo_interop") else {
+    let Some((reg, env, layout)) = registry_with_iris("registry_skopeo_interop") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
     let r = reg.reference("ml/iris:1.0.0");
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let v = env.push(&layout, &r);
     let digest = v["digest"].as_str().unwrap().to_string();
 
     // What mlart pushed, skopeo pulls with the same manifest digest.
@@ -825,16 +782,9 @@ fn registry_skopeo_interop() {
         String::from_utf8_lossy(&st.stderr)
     );
     let out = env.path("out");
-    let p = json_ok(
-        env.cmd()
-            .args(["pull", &reg.reference("sk/iris:1"), "-o"])
-            .arg(&out),
-    );
+    let p = env.pull(&reg.reference("sk/iris:1"), &out, &[]);
     assert_eq!(p["digest"], digest.as_str());
-    assert_eq!(
-        fs::read(out.join("train.py")).unwrap(),
-        fs::read(example().join("train.py")).unwrap()
-    );
+    assert_example_file(&out, "train.py");
 }
 
 // ---------------- faults ----------------
@@ -997,7 +947,7 @@ fn registry_faults_retried() {
     let r = format!("{}/ml/big:1", proxy.addr);
     // Cut the big upload twice.
     proxy.schedule(&[512 << 10, (3 << 20) + (1 << 20)]);
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let v = env.push(&layout, &r);
     let digest = v["digest"].as_str().unwrap().to_string();
     // The tag is there, on the real registry.
     let i = json_ok(env.cmd().args(["inspect", &reg.reference("ml/big:1")]));
@@ -1008,7 +958,7 @@ fn registry_faults_retried() {
     // Cut the big download twice (resumed with Range requests).
     proxy.schedule(&[1 << 20, 2 << 20]);
     let out = env.path("out");
-    let p = json_ok(env.cmd().args(["pull", &r, "--no-cache", "-o"]).arg(&out));
+    let p = env.pull(&r, &out, &["--no-cache"]);
     assert_eq!(p["digest"], digest.as_str());
     assert_eq!(
         fs::read(out.join("samples/samples.json")).unwrap(),
@@ -1130,9 +1080,7 @@ fn registry_tls_with_test_ca() {
     ) else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
+    let (env, layout) = env_with_iris();
     let r = reg.reference("ml/iris:1.0.0");
     let ca = d.join("ca.pem");
     let v = json_ok(
@@ -1177,26 +1125,18 @@ fn registry_artifact_form() {
             .arg(&layout),
     );
     let r = reg.reference("ml/iris-artifact:1.0.0");
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let v = env.push(&layout, &r);
     let i = json_ok(env.cmd().args(["inspect", &r]));
     assert_eq!(i["manifest_digest"], v["digest"]);
     assert_eq!(i["artifact_type"], "application/vnd.mlart.bundle.v1+json");
     let out = env.path("out");
-    json_ok(env.cmd().args(["pull", &r, "-o"]).arg(&out));
+    env.pull(&r, &out, &[]);
     for f in i["metadata"]["files"].as_array().unwrap() {
         let f = f["path"].as_str().unwrap();
-        assert_eq!(
-            fs::read(out.join(f)).unwrap(),
-            fs::read(example().join(f)).unwrap(),
-            "{f}"
-        );
+        assert_example_file(&out, f);
     }
     let out2 = env.path("model");
-    let p = json_ok(
-        env.cmd()
-            .args(["pull", &r, "--kind", "model", "-o"])
-            .arg(&out2),
-    );
+    let p = env.pull(&r, &out2, &["--kind", "model"]);
     assert_eq!(p["layers"]["needed"], 1);
     assert_eq!(tree(&out2), vec!["model/iris.onnx".to_string()]);
 }
@@ -1205,12 +1145,9 @@ fn registry_artifact_form() {
 /// same manifest digest as building into a layout.
 #[test]
 fn registry_streaming_sink() {
-    let Some(reg) = Registry::start("registry_streaming_sink") else {
+    let Some((reg, env, layout)) = registry_with_iris("registry_streaming_sink") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
     let index: Value =
         serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
     let want = index["manifests"][0]["digest"]
@@ -1246,15 +1183,8 @@ fn registry_streaming_sink() {
     assert_eq!(report.digest, want);
     assert_eq!(built.manifest_digest.to_string(), want);
     let out = env.path("out");
-    json_ok(
-        env.cmd()
-            .args(["pull", &reg.reference("ml/streamed:1.0.0"), "-o"])
-            .arg(&out),
-    );
-    assert_eq!(
-        fs::read(out.join("train.py")).unwrap(),
-        fs::read(example().join("train.py")).unwrap()
-    );
+    env.pull(&reg.reference("ml/streamed:1.0.0"), &out, &[]);
+    assert_example_file(&out, "train.py");
 
     // The CLI: `bundle --push` with no tag in REF tags the spec's version, same digest,
     // and writes nothing locally.
@@ -1359,7 +1289,7 @@ fn registry_oras_python_interop() {
             .arg(&layout),
     );
     let r = reg.reference("ml/iris-artifact:1.0.0");
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let v = env.push(&layout, &r);
     let digest = v["digest"].as_str().unwrap();
     let manifest: Value =
         serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&digest[7..])).unwrap())
@@ -1390,11 +1320,7 @@ fn registry_oras_python_interop() {
     titles.sort();
     assert_eq!(tree(&out), titles, "nothing but the layers' titles");
     for f in ["model/iris.onnx", "samples/samples.json"] {
-        assert_eq!(
-            fs::read(out.join(f)).unwrap(),
-            fs::read(example().join(f)).unwrap(),
-            "{f}"
-        );
+        assert_example_file(&out, f);
     }
 
     // oras push of a plain file: mlart copies it with the same digests ...
@@ -1463,7 +1389,7 @@ fn registry_large_body_refused_goes_chunked() {
             .then(|| Reply::status(413).body("text/plain", b"Request Entity Too Large".to_vec()))
     });
     let r = format!("{}/ml/big:1", proxy.addr);
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let v = env.push(&layout, &r);
     let seen = proxy.seen();
     let refused = seen.iter().filter(|s| s.injected == Some(413)).count();
     assert!(
@@ -1477,11 +1403,7 @@ fn registry_large_body_refused_goes_chunked() {
     );
     // What the registry holds is the bundle, byte for byte.
     let out = env.path("out");
-    let p = json_ok(
-        env.cmd()
-            .args(["pull", &reg.reference("ml/big:1"), "--no-cache", "-o"])
-            .arg(&out),
-    );
+    let p = env.pull(&reg.reference("ml/big:1"), &out, &["--no-cache"]);
     assert_eq!(p["digest"], v["digest"]);
     assert_eq!(
         fs::read(out.join("samples/samples.json")).unwrap(),
@@ -1496,12 +1418,9 @@ fn registry_server_errors_retried() {
     use crate::httpproxy::{HttpProxy, Reply};
     use std::collections::HashMap;
     use std::sync::Mutex;
-    let Some(reg) = Registry::start("registry_server_errors_retried") else {
+    let Some((reg, env, layout)) = registry_with_iris("registry_server_errors_retried") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
     // The first request of each (method, kind) gets a 500, the second a 503, the third a 429.
     let count: Mutex<HashMap<(String, &'static str), u32>> = Mutex::new(HashMap::new());
     let proxy = HttpProxy::start(&reg.addr, move |req| {
@@ -1525,14 +1444,11 @@ fn registry_server_errors_retried() {
         }
     });
     let r = format!("{}/ml/iris:1", proxy.addr);
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let v = env.push(&layout, &r);
     let out = env.path("out");
-    let p = json_ok(env.cmd().args(["pull", &r, "--no-cache", "-o"]).arg(&out));
+    let p = env.pull(&r, &out, &["--no-cache"]);
     assert_eq!(p["digest"], v["digest"]);
-    assert_eq!(
-        fs::read(out.join("model/iris.onnx")).unwrap(),
-        fs::read(example().join("model/iris.onnx")).unwrap()
-    );
+    assert_example_file(&out, "model/iris.onnx");
     let seen = proxy.seen();
     for (m, k) in [
         ("HEAD", "/blobs/"),
@@ -1609,12 +1525,9 @@ fn retry_after_round(
     use crate::httpproxy::HttpProxy;
     use std::collections::HashSet;
     use std::sync::Mutex;
-    let Some(reg) = Registry::start(name) else {
+    let Some((reg, env, layout)) = registry_with_iris(name) else {
         return Vec::new();
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
     let kinds: Vec<&'static str> = inject.iter().map(|(k, _)| *k).collect();
     let done: Mutex<HashSet<&'static str>> = Mutex::new(HashSet::new());
     // GETs are answered for the pull only (push reads the tag first, to say when it moves).
@@ -1629,16 +1542,13 @@ fn retry_after_round(
         done.lock().unwrap().insert(kind).then(reply)
     });
     let r = format!("{}/ml/iris:1", proxy.addr);
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let v = env.push(&layout, &r);
     let pulling = Instant::now();
     pulling_flag.store(true, std::sync::atomic::Ordering::SeqCst);
     let out = env.path("out");
-    let p = json_ok(env.cmd().args(["pull", &r, "--no-cache", "-o"]).arg(&out));
+    let p = env.pull(&r, &out, &["--no-cache"]);
     assert_eq!(p["digest"], v["digest"]);
-    assert_eq!(
-        fs::read(out.join("model/iris.onnx")).unwrap(),
-        fs::read(example().join("model/iris.onnx")).unwrap()
-    );
+    assert_example_file(&out, "model/iris.onnx");
     let seen = proxy.seen();
     let mut gaps = Vec::new();
     for kind in kinds {
@@ -1753,12 +1663,11 @@ fn registry_retry_after_garbage_falls_back_to_backoff() {
     use crate::httpproxy::{HttpProxy, Reply};
     use std::collections::HashMap;
     use std::sync::Mutex;
-    let Some(reg) = Registry::start("registry_retry_after_garbage_falls_back_to_backoff") else {
+    let Some((reg, env, layout)) =
+        registry_with_iris("registry_retry_after_garbage_falls_back_to_backoff")
+    else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
     const GARBAGE: [&str; 5] = ["soon", "-5", "", "99999999999999999999999", "1000000000"];
     let count: Mutex<HashMap<&'static str, usize>> = Mutex::new(HashMap::new());
     let proxy = HttpProxy::start(&reg.addr, move |req| {
@@ -1777,15 +1686,12 @@ fn registry_retry_after_garbage_falls_back_to_backoff() {
     });
     let r = format!("{}/ml/iris:1", proxy.addr);
     let t = Instant::now();
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let v = env.push(&layout, &r);
     let out = env.path("out");
-    let p = json_ok(env.cmd().args(["pull", &r, "--no-cache", "-o"]).arg(&out));
+    let p = env.pull(&r, &out, &["--no-cache"]);
     let took = t.elapsed();
     assert_eq!(p["digest"], v["digest"]);
-    assert_eq!(
-        fs::read(out.join("model/iris.onnx")).unwrap(),
-        fs::read(example().join("model/iris.onnx")).unwrap()
-    );
+    assert_example_file(&out, "model/iris.onnx");
     let seen = proxy.seen();
     for kind in [
         "upload PUT",
@@ -1827,18 +1733,12 @@ fn registry_retry_after_garbage_falls_back_to_backoff() {
 fn registry_retry_after_above_the_cap_fails_fast() {
     use crate::httpproxy::{HttpProxy, Reply};
     use std::sync::{Arc, Mutex};
-    let Some(reg) = Registry::start("registry_retry_after_above_the_cap_fails_fast") else {
+    let Some((reg, env, layout)) =
+        registry_with_iris("registry_retry_after_above_the_cap_fails_fast")
+    else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
-    json_ok(
-        env.cmd()
-            .args(["push"])
-            .arg(&layout)
-            .arg(reg.reference("ml/iris:1")),
-    );
+    env.push(&layout, reg.reference("ml/iris:1"));
     // What the proxy answers next: (kind, reply); one request each, then forwarded.
     type Plan = Option<(&'static str, Reply)>;
     let plan: Arc<Mutex<Plan>> = Arc::new(Mutex::new(None));
@@ -1957,12 +1857,10 @@ fn registry_retry_after_above_the_cap_fails_fast() {
 fn registry_retry_after_wait_ends_on_ctrl_c() {
     use crate::httpproxy::{HttpProxy, Reply};
     use std::sync::atomic::{AtomicBool, Ordering};
-    let Some(reg) = Registry::start("registry_retry_after_wait_ends_on_ctrl_c") else {
+    let Some((reg, env, layout)) = registry_with_iris("registry_retry_after_wait_ends_on_ctrl_c")
+    else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
     let once = AtomicBool::new(false);
     let proxy = HttpProxy::start(&reg.addr, move |req| {
         let (kind, _) = retry_key(&req.method, &req.target)?;
@@ -2103,11 +2001,7 @@ fn registry_bundle_push_streams_one_patch_per_blob() {
     assert!(commits >= per_session.len(), "{seen:?}");
     // What the registry holds pulls back to the project's bytes.
     let out = env.path("out");
-    let p = json_ok(
-        env.cmd()
-            .args(["pull", &reg.reference("ml/stream:1"), "--no-cache", "-o"])
-            .arg(&out),
-    );
+    let p = env.pull(&reg.reference("ml/stream:1"), &out, &["--no-cache"]);
     assert_eq!(p["digest"], want);
     assert_eq!(fs::read(out.join("samples/samples.json")).unwrap(), data);
 
@@ -2140,9 +2034,7 @@ fn registry_bundle_push_streams_one_patch_per_blob() {
 
 #[test]
 fn registry_names_without_a_host_are_refused_and_moved_tags_are_said() {
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
+    let (env, layout) = env_with_iris();
     // `ml/iris:1.0.0` has no registry host: refused with the three spellings, nothing written
     let err = fails(
         env.cmd()
@@ -2161,7 +2053,7 @@ fn registry_names_without_a_host_are_refused_and_moved_tags_are_said() {
         return;
     };
     let r = reg.reference("ml/iris:1.0.0");
-    let first = json_ok(env.cmd().arg("push").arg(&layout).arg(&r));
+    let first = env.push(&layout, &r);
     assert!(first.get("moved_from").is_none(), "{first}");
     // the same content again: not a move, and --immutable is fine with it
     let again = json_ok(
@@ -2255,7 +2147,7 @@ fn registry_unreachable_fails_fast_with_its_own_message_and_retries_are_shown() 
     let layout = env.path("iris.oci");
     build_iris(&env, &layout);
     let r = reg.reference("ml/iris:1");
-    json_ok(env.cmd().arg("push").arg(&layout).arg(&r));
+    env.push(&layout, &r);
     // TLS (forced by --ca-file: any CA will do) to the plain-HTTP test registry
     let ca = Path::new("/etc/ssl/certs/ca-certificates.crt");
     assert!(

@@ -7,6 +7,7 @@ pub mod fixtures;
 pub mod registry;
 
 use sha2::{Digest as _, Sha256};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -45,13 +46,7 @@ pub fn json_ok(c: &mut Command) -> serde_json::Value {
 /// Run with `--json`, expect exit code `code` (a failure that still reports): stdout as JSON.
 pub fn json_exit(c: &mut Command, code: i32) -> serde_json::Value {
     let out = run(c.arg("--json"));
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "expected exit {code}\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, code);
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
@@ -69,9 +64,8 @@ pub fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     keygen_with(&mut mlart(), &dir.join(name))
 }
 
-/// Run, expect exit code `code`, return stderr (human) text.
-pub fn fails(c: &mut Command, code: i32) -> String {
-    let out = run(c);
+/// Assert that `out` exited with `code`, showing its stdout and stderr otherwise.
+fn assert_exit(out: &Output, code: i32) {
     assert_eq!(
         out.status.code(),
         Some(code),
@@ -79,6 +73,47 @@ pub fn fails(c: &mut Command, code: i32) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `c` (an mlart command) with `verify TARGET --key K…`: one `--key` per trusted key (more
+/// arguments may follow).
+pub fn verify_with(mut c: Command, target: impl AsRef<OsStr>, keys: &[&Path]) -> Command {
+    c.arg("verify").arg(target);
+    for k in keys {
+        c.arg("--key").arg(k);
+    }
+    c
+}
+
+/// `mlart verify TARGET --key K…` (see `verify_with`).
+pub fn verify_cmd(target: impl AsRef<OsStr>, keys: &[&Path]) -> Command {
+    verify_with(mlart(), target, keys)
+}
+
+/// `mlart pull SRC -o OUT --verify-key K…`: a pull that writes only what the keys verify.
+pub fn pull_verified(src: impl AsRef<OsStr>, out: &Path, keys: &[&Path]) -> Command {
+    let mut c = mlart();
+    c.arg("pull").arg(src).arg("-o").arg(out);
+    for k in keys {
+        c.arg("--verify-key").arg(k);
+    }
+    c
+}
+
+/// `sign TARGET --key KEY` run by `c`, expect success: its JSON.
+pub fn sign_with(c: &mut Command, target: impl AsRef<OsStr>, key: &Path) -> serde_json::Value {
+    json_ok(c.arg("sign").arg(target).arg("--key").arg(key))
+}
+
+/// `mlart sign TARGET --key KEY`, expect success: its JSON.
+pub fn sign(target: impl AsRef<OsStr>, key: &Path) -> serde_json::Value {
+    sign_with(&mut mlart(), target, key)
+}
+
+/// Run, expect exit code `code`, return stderr (human) text.
+pub fn fails(c: &mut Command, code: i32) -> String {
+    let out = run(c);
+    assert_exit(&out, code);
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
