@@ -14,6 +14,30 @@ fn bundle_json(spec: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
     )
 }
 
+/// A hand-written project in a temp dir: `(path, text)` per file (parent dirs made).
+fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let p = t.path().join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+    t
+}
+
+/// `mlart bundle -o o.oci` run in `dir` (the spec found there).
+fn bundle_in(dir: &Path) -> std::process::Command {
+    let mut c = mlart();
+    c.current_dir(dir).args(["bundle", "-o", "o.oci"]);
+    c
+}
+
+/// Nothing was written in `dir` by a failed `bundle_in`: no o.oci, no temp files.
+fn assert_nothing_written(dir: &Path) {
+    assert!(!dir.join("o.oci").exists());
+    assert!(leftovers(dir).is_empty());
+}
+
 #[test]
 fn example_bundles_to_layout_and_archive_with_the_same_digest() {
     let t = tempfile::tempdir().unwrap();
@@ -381,8 +405,7 @@ fn source_date_epoch_sets_times_and_is_validated() {
 
 #[test]
 fn bad_specs_give_positioned_errors_exit_2_and_json() {
-    let t = tempfile::tempdir().unwrap();
-    fs::write(t.path().join("m.onnx"), b"x").unwrap();
+    let t = project(&[("m.onnx", "x")]);
     let cases: &[(&str, &str)] = &[
         (
             "name: a\nversion: '1'\nmodle: [m.onnx]\n",
@@ -485,24 +508,16 @@ fn existing_non_layout_output_is_not_replaced() {
 
 #[test]
 fn unparseable_reports_warn_and_stay_files() {
-    let t = tempfile::tempdir().unwrap();
-    fs::write(t.path().join("m.onnx"), b"x").unwrap();
-    fs::write(t.path().join("broken.json"), b"{nope").unwrap();
-    fs::write(
-        t.path().join("good.csv"),
-        b"metric,value\nauc,0.8\nloss,NaN\n",
-    )
-    .unwrap();
-    fs::write(
-        t.path().join("mlart.yaml"),
-        "name: a\nversion: '1'\nmodel: [m.onnx]\neval: [broken.json, good.csv]\n",
-    )
-    .unwrap();
-    let r = json_ok(
-        mlart()
-            .current_dir(t.path())
-            .args(["bundle", "-o", "o.oci"]),
-    );
+    let t = project(&[
+        ("m.onnx", "x"),
+        ("broken.json", "{nope"),
+        ("good.csv", "metric,value\nauc,0.8\nloss,NaN\n"),
+        (
+            "mlart.yaml",
+            "name: a\nversion: '1'\nmodel: [m.onnx]\neval: [broken.json, good.csv]\n",
+        ),
+    ]);
+    let r = json_ok(&mut bundle_in(t.path()));
     let w = r["warnings"].as_array().unwrap();
     assert!(
         w.iter()
@@ -516,9 +531,7 @@ fn unparseable_reports_warn_and_stay_files() {
 
 #[test]
 fn a_headerless_numeric_csv_is_refused_and_floats_are_kept_exact() {
-    let t = tempfile::tempdir().unwrap();
-    fs::write(t.path().join("m.onnx"), b"x").unwrap();
-    fs::write(t.path().join("scores.csv"), b"0.5,0.7\n0.6,0.8\n").unwrap();
+    let t = project(&[("m.onnx", "x"), ("scores.csv", "0.5,0.7\n0.6,0.8\n")]);
     // 0.9646561376073733 read as ...732 with an inexact float parser
     fs::write(
         t.path().join("metrics.json"),
@@ -527,29 +540,19 @@ fn a_headerless_numeric_csv_is_refused_and_floats_are_kept_exact() {
     .unwrap();
     let spec = "name: a\nversion: '1'\nmodel: [m.onnx]\neval: [metrics.json, scores.csv]\n";
     fs::write(t.path().join("mlart.yaml"), spec).unwrap();
-    let err = fails(
-        mlart()
-            .current_dir(t.path())
-            .args(["bundle", "-o", "o.oci"]),
-        2,
-    );
+    let err = fails(&mut bundle_in(t.path()), 2);
     assert!(
         err.contains("scores.csv") && err.contains("\"0.5\"") && err.contains("metrics: false"),
         "{err}"
     );
-    assert!(!t.path().join("o.oci").exists());
-    assert!(leftovers(t.path()).is_empty());
+    assert_nothing_written(t.path());
     // marked `metrics: false`, it is a plain file; the JSON metrics are exact
     fs::write(
         t.path().join("mlart.yaml"),
         "name: a\nversion: '1'\nmodel: [m.onnx]\neval: [metrics.json, {path: scores.csv, metrics: false}]\ngates:\n  metrics: [{metric: accuracy, min: 0.9646561376073733}]\n",
     )
     .unwrap();
-    let r = json_ok(
-        mlart()
-            .current_dir(t.path())
-            .args(["bundle", "-o", "o.oci"]),
-    );
+    let r = json_ok(&mut bundle_in(t.path()));
     assert_eq!(r["metrics"]["accuracy"].to_string(), "0.9646561376073733");
     assert_eq!(r["metrics"]["0.precision"], 0.5);
     let out = run(mlart()
@@ -621,52 +624,39 @@ fn inspect_of_a_spec_says_what_to_run_and_piped_logs_have_no_colours() {
 
 #[test]
 fn a_broken_feature_schema_is_an_error_naming_the_file() {
-    let t = tempfile::tempdir().unwrap();
-    fs::write(t.path().join("m.onnx"), b"x").unwrap();
-    fs::write(
-        t.path().join("features.yaml"),
-        b"features:\n  - name: a\n    dtype: complex128\n",
-    )
-    .unwrap();
-    fs::write(
-        t.path().join("mlart.yaml"),
-        "name: a\nversion: '1'\nmodel: [m.onnx]\nschema: [features.yaml]\n",
-    )
-    .unwrap();
-    let err = fails(
-        mlart()
-            .current_dir(t.path())
-            .args(["bundle", "-o", "o.oci"]),
-        2,
-    );
+    let t = project(&[
+        ("m.onnx", "x"),
+        (
+            "features.yaml",
+            "features:\n  - name: a\n    dtype: complex128\n",
+        ),
+        (
+            "mlart.yaml",
+            "name: a\nversion: '1'\nmodel: [m.onnx]\nschema: [features.yaml]\n",
+        ),
+    ]);
+    let err = fails(&mut bundle_in(t.path()), 2);
     assert!(
         err.contains("features.yaml") && err.contains("complex128"),
         "{err}"
     );
-    assert!(!t.path().join("o.oci").exists());
-    assert!(leftovers(t.path()).is_empty());
+    assert_nothing_written(t.path());
 }
 
 #[test]
 fn mlflow_signature_is_read_as_the_schema() {
-    let t = tempfile::tempdir().unwrap();
-    fs::create_dir_all(t.path().join("model")).unwrap();
-    fs::write(t.path().join("model/model.pkl"), b"pickle").unwrap();
-    fs::write(
-        t.path().join("model/MLmodel"),
-        "flavors:\n  sklearn: {}\nsignature:\n  inputs: '[{\"type\": \"double\", \"name\": \"x\", \"required\": true}]'\n  outputs: '[{\"type\": \"long\"}]'\n",
-    )
-    .unwrap();
-    fs::write(
-        t.path().join("mlart.yaml"),
-        "name: a\nversion: '1'\nmodel: [model/model.pkl]\nschema: [model/MLmodel]\n",
-    )
-    .unwrap();
-    let r = json_ok(
-        mlart()
-            .current_dir(t.path())
-            .args(["bundle", "-o", "o.oci"]),
-    );
+    let t = project(&[
+        ("model/model.pkl", "pickle"),
+        (
+            "model/MLmodel",
+            "flavors:\n  sklearn: {}\nsignature:\n  inputs: '[{\"type\": \"double\", \"name\": \"x\", \"required\": true}]'\n  outputs: '[{\"type\": \"long\"}]'\n",
+        ),
+        (
+            "mlart.yaml",
+            "name: a\nversion: '1'\nmodel: [model/model.pkl]\nschema: [model/MLmodel]\n",
+        ),
+    ]);
+    let r = json_ok(&mut bundle_in(t.path()));
     assert!(r["warnings"].as_array().unwrap().is_empty());
     let i = json_ok(mlart().current_dir(t.path()).args(["inspect", "o.oci"]));
     assert_eq!(i["metadata"]["schema"]["source"], "mlflow");
