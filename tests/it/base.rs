@@ -371,7 +371,7 @@ fn base_busybox_modelcar_runs_the_model_files_in_a_chroot() {
         json!({"digest": base.images[0].1, "platform": "linux/amd64"})
     );
     let pulled = t.path().join("pulled");
-    json_ok(mlart().arg("pull").arg(&out).arg("-o").arg(&pulled));
+    pull_to(&out, &pulled);
     let mut got = tree_digests(&pulled);
     got.remove("mlart.json").unwrap();
     assert_eq!(
@@ -1426,11 +1426,9 @@ fn base_index_bundle_is_read_by_inspect_pull_verify() {
     let all = bundle_on(&r, &dir, &sign);
     let idx = all["manifest_digest"].as_str().unwrap().to_string();
     let (index, _) = top_of(&dir);
-    let images: Vec<String> = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["digest"].as_str().unwrap().to_string())
+    let images: Vec<String> = field_strs(&index["manifests"], "digest")
+        .into_iter()
+        .map(String::from)
         .collect();
     assert_eq!(images.len(), 2);
 

@@ -363,12 +363,15 @@ fn source_date_epoch_sets_times_and_is_validated() {
     let t = tempfile::tempdir().unwrap();
     let spec = example().join("mlart.yaml");
     let plain = bundle_json(&spec, &t.path().join("a.oci"), &[]);
+    // `bundle -f SPEC` with SOURCE_DATE_EPOCH set to `epoch`
+    let with_epoch = |epoch: &str| {
+        let mut c = mlart();
+        c.env("SOURCE_DATE_EPOCH", epoch);
+        bundle_cmd(&mut c, &spec);
+        c
+    };
     let dated = json_ok(
-        mlart()
-            .env("SOURCE_DATE_EPOCH", "1700000000")
-            .arg("bundle")
-            .arg("-f")
-            .arg(&spec)
+        with_epoch("1700000000")
             .arg("-o")
             .arg(t.path().join("b.oci")),
     );
@@ -380,21 +383,13 @@ fn source_date_epoch_sets_times_and_is_validated() {
     );
     assert_eq!(i["metadata"]["created"], "2023-11-14T22:13:20Z");
     let again = json_ok(
-        mlart()
-            .env("SOURCE_DATE_EPOCH", "1700000000")
-            .arg("bundle")
-            .arg("-f")
-            .arg(&spec)
+        with_epoch("1700000000")
             .arg("-o")
             .arg(t.path().join("c.oci")),
     );
     assert_eq!(again["manifest_digest"], dated["manifest_digest"]);
     let err = fails(
-        mlart()
-            .env("SOURCE_DATE_EPOCH", "yesterday")
-            .arg("bundle")
-            .arg("-f")
-            .arg(&spec)
+        with_epoch("yesterday")
             .arg("-o")
             .arg(t.path().join("d.oci")),
         2,
@@ -755,17 +750,23 @@ fn wait_until_staging(dir: &Path) {
     std::thread::sleep(std::time::Duration::from_millis(100));
 }
 
-#[test]
-fn a_file_that_changes_mid_bundle_leaves_no_output() {
-    let p = big_model_project(3 << 30);
+/// `mlart bundle -o OUT` started in `dir` (stderr piped), once it is under way.
+fn bundle_under_way(dir: &Path, out: &str) -> std::process::Child {
     let child = mlart()
-        .current_dir(p.path())
-        .args(["bundle", "-o", "big.oci"])
+        .current_dir(dir)
+        .args(["bundle", "-o", out])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    wait_until_staging(dir);
+    child
+}
+
+#[test]
+fn a_file_that_changes_mid_bundle_leaves_no_output() {
+    let p = big_model_project(3 << 30);
+    let child = bundle_under_way(p.path(), "big.oci");
     // Once the bundle is under way, cut the model short.
-    wait_until_staging(p.path());
     fs::File::options()
         .write(true)
         .open(p.path().join("model/big.safetensors"))
@@ -786,13 +787,7 @@ fn a_file_that_changes_mid_bundle_leaves_no_output() {
 #[test]
 fn ctrl_c_leaves_no_output() {
     let p = big_model_project(3 << 30);
-    let child = mlart()
-        .current_dir(p.path())
-        .args(["bundle", "-o", "big.tar"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until_staging(p.path());
+    let child = bundle_under_way(p.path(), "big.tar");
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(
@@ -810,13 +805,7 @@ fn ctrl_c_leaves_no_output() {
 fn sigterm_and_a_second_ctrl_c_leave_nothing_and_kill_9_leftovers_go_next_run() {
     let p = big_model_project(3 << 30);
     for signals in [&[libc::SIGTERM][..], &[libc::SIGINT, libc::SIGINT][..]] {
-        let child = mlart()
-            .current_dir(p.path())
-            .args(["bundle", "-o", "big.tar"])
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_until_staging(p.path());
+        let child = bundle_under_way(p.path(), "big.tar");
         for sig in signals {
             unsafe { libc::kill(child.id() as i32, *sig) };
             std::thread::sleep(std::time::Duration::from_millis(5));

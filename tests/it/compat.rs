@@ -134,12 +134,7 @@ fn compat_release_0_1_fixtures_are_byte_exact() {
         assert!(n > 0, "{}: no blobs", f.form);
         let index: Value =
             serde_json::from_slice(&fs::read(f.dir().join("index.json")).unwrap()).unwrap();
-        let listed: Vec<&str> = index["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["digest"].as_str().unwrap())
-            .collect();
+        let listed: Vec<&str> = field_strs(&index["manifests"], "digest");
         assert_eq!(listed, [f.manifest, f.oci_signature], "{}", f.form);
     }
 }
@@ -155,12 +150,7 @@ fn inspect(f: &Fixture) {
     assert_eq!(meta["version"], "1.0.0");
     assert_eq!(meta["form"], f.form);
     assert_eq!(meta["created"], "2023-11-14T22:13:20Z");
-    let paths: Vec<&str> = meta["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["path"].as_str().unwrap())
-        .collect();
+    let paths: Vec<&str> = field_strs(&meta["files"], "path");
     assert_eq!(paths, FILES);
     assert_eq!(meta["metrics"]["accuracy"], 0.911111);
     assert_eq!(meta["metrics"]["log_loss"], 0.209595);

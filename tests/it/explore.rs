@@ -6,8 +6,8 @@
 use crate::support::fixtures::bundle_iris_cwd;
 use crate::support::registry::{Env, Registry};
 use crate::support::{
-    example, example_copy, fails, json_ok, keygen, leftovers, mlart, pull_verified, run, sign,
-    verify_cmd,
+    example, example_copy, fails, field_strs, json_ok, keygen, leftovers, mlart, pull_verified,
+    run, sign, verify_cmd,
 };
 use std::fs;
 use std::io::{Read, Write};
@@ -158,12 +158,7 @@ fn init_spec_loads_with_odd_file_names() {
     let v = json_ok(mlart().current_dir(d).args(["bundle", "-o", "out.oci"]));
     assert_eq!(v["files"], 6, "{v}");
     let v = json_ok(mlart().current_dir(d).args(["inspect", "out.oci"]));
-    let mut paths: Vec<&str> = v["metadata"]["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap())
-        .collect();
+    let mut paths: Vec<&str> = field_strs(&v["metadata"]["files"], "path");
     paths.sort();
     assert_eq!(
         paths,

@@ -3,7 +3,7 @@
 //! (an error under `--strict`), stops the bomb, and `verify` reports each.
 
 use crate::support::fixtures::{bundle_iris, put_blob, read_blob, read_json};
-use crate::support::{fails, json_ok, mlart, run};
+use crate::support::{fails, mlart, pull_to, run};
 use serde_json::{json, Value};
 use std::ffi::OsStr;
 use std::fs;
@@ -84,7 +84,7 @@ fn unlisted_entries_are_refused_and_strict_makes_it_an_error() {
         e.push(("docs/extra.md".into(), b"not in mlart.json\n".to_vec()));
     });
     // without --strict: pulled, the extra entry not written, and said (JSON and stderr)
-    let p = json_ok(mlart().arg("pull").arg(&layout).arg("-o").arg(&out));
+    let p = pull_to(&layout, &out);
     let w = p["warnings"].to_string();
     assert!(
         w.contains("docs/extra.md") && w.contains("does not list"),

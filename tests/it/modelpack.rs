@@ -4,7 +4,9 @@
 
 use crate::support::fixtures::{blob_path, bundle_iris, put_blob, read_json};
 use crate::support::registry::{Env, Registry};
-use crate::support::{example, fails, json_ok, ok, python, repo, sha256, sign, tree_digests};
+use crate::support::{
+    example, fails, field_strs, json_ok, ok, pull_to, python, repo, sha256, sign, tree_digests,
+};
 use serde_json::{json, Value};
 use std::ffi::OsStr;
 use std::fs;
@@ -461,25 +463,14 @@ fn kitops_and_cnai_artifacts_are_read() {
     assert_eq!(i["metadata"]["dialect"], "kitops");
     assert_eq!(i["metadata"]["name"], "iris-kit");
     assert_eq!(i["metadata"]["authors"], json!(["ml team"]));
-    let kinds: Vec<&str> = i["metadata"]["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["kind"].as_str().unwrap())
-        .collect();
+    let kinds: Vec<&str> = field_strs(&i["metadata"]["files"], "kind");
     assert_eq!(kinds.len(), 2);
     assert!(
         kinds.contains(&"model") && kinds.contains(&"data"),
         "{kinds:?}"
     );
     let out = t.path().join("kit-out");
-    json_ok(
-        crate::support::mlart()
-            .arg("pull")
-            .arg(&kit)
-            .arg("-o")
-            .arg(&out),
-    );
+    pull_to(&kit, &out);
     let got = tree_digests(&out);
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
@@ -515,13 +506,7 @@ fn kitops_and_cnai_artifacts_are_read() {
     assert_eq!(i["metadata"]["dialect"], "cnai");
     assert_eq!(i["metadata"]["files"][0]["path"], "weights");
     let out = t.path().join("cnai-out");
-    json_ok(
-        crate::support::mlart()
-            .arg("pull")
-            .arg(&cnai)
-            .arg("-o")
-            .arg(&out),
-    );
+    pull_to(&cnai, &out);
     assert_eq!(
         format!("sha256:{}", tree_digests(&out)["weights/iris.onnx"]),
         sha256(&onnx)
@@ -543,13 +528,7 @@ fn kitops_and_cnai_artifacts_are_read() {
     assert!(i["metadata"]["dialect"].is_null());
     assert_eq!(i["metadata"]["name"], "iris-kit");
     let conv_out = t.path().join("kit-mp-out");
-    json_ok(
-        crate::support::mlart()
-            .arg("pull")
-            .arg(&conv)
-            .arg("-o")
-            .arg(&conv_out),
-    );
+    pull_to(&conv, &conv_out);
     let mut got2 = tree_digests(&conv_out);
     assert!(got2.remove("mlart.json").is_some());
     assert_eq!(got2, got);
@@ -751,13 +730,7 @@ fn many_small_files_share_a_tar_layer_and_form_comes_from_the_spec() {
     );
     assert_eq!(tar["annotations"]["org.cncf.model.filepath"], "data");
     let pulled = t.path().join("pulled");
-    json_ok(
-        crate::support::mlart()
-            .arg("pull")
-            .arg(&out)
-            .arg("-o")
-            .arg(&pulled),
-    );
+    pull_to(&out, &pulled);
     let mut got = tree_digests(&pulled);
     got.remove("mlart.json");
     let mut want = tree_digests(&p);

@@ -4,7 +4,7 @@
 use crate::support::fixtures::build_iris;
 use crate::support::registry::{env_with_iris, have, registry_with_iris, Env, Registry};
 use crate::support::{
-    assert_example_file, base64_encode, example, fails, json_ok, leftovers, run, sha256,
+    assert_example_file, base64_encode, example, fails, field_strs, json_ok, leftovers, run, sha256,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -77,11 +77,9 @@ fn registry_push_pull_roundtrip() {
     let out = env.path("pulled");
     let p = env.pull(&r, &out, &[]);
     assert_eq!(p["digest"], digest.as_str());
-    let files: Vec<String> = i["metadata"]["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap().to_string())
+    let files: Vec<String> = field_strs(&i["metadata"]["files"], "path")
+        .into_iter()
+        .map(String::from)
         .collect();
     // ... plus the metadata document, which a whole pull of the image form writes too
     let mut with_meta = files.clone();

@@ -5,7 +5,9 @@
 use crate::httpproxy::{HttpProxy, Reply, Request};
 use crate::support::fixtures::{bundle_cmd, bundle_iris, iris_spec};
 use crate::support::registry::{have, Env, Registry};
-use crate::support::{base64_decode, base64_encode, example, fails, json_exit, json_ok, run};
+use crate::support::{
+    base64_decode, base64_encode, example, fails, field_strs, json_exit, json_ok, run,
+};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -74,21 +76,30 @@ fn verify(env: &Env, reference: &str, keys: &[&Path], require_all: bool, code: i
     json_exit(&mut c, code)
 }
 
+/// An environment with the key pairs `a` and `b` (private, public), and the iris example
+/// signed by `a` in `<env>/signed.oci`, and its manifest digest.
+type SignedIris = (Env, (PathBuf, PathBuf), (PathBuf, PathBuf), PathBuf, String);
+
+fn signed_iris() -> SignedIris {
+    let env = Env::new();
+    let a = env.keygen("a");
+    let b = env.keygen("b");
+    let layout = env.path("signed.oci");
+    let built = bundle_iris(
+        &mut env.cmd(),
+        &layout,
+        &["--sign".as_ref(), a.0.as_os_str()],
+    );
+    let subject = built["manifest_digest"].as_str().unwrap().to_string();
+    (env, a, b, layout, subject)
+}
+
 #[test]
 fn registry_signatures_via_fallback_tag() {
     let Some(reg) = Registry::start("registry_signatures_via_fallback_tag") else {
         return;
     };
-    let env = Env::new();
-    let (a_key, a_pub) = env.keygen("a");
-    let (b_key, b_pub) = env.keygen("b");
-    let layout = env.path("signed.oci");
-    let built = bundle_iris(
-        &mut env.cmd(),
-        &layout,
-        &["--sign".as_ref(), a_key.as_os_str()],
-    );
-    let subject = built["manifest_digest"].as_str().unwrap().to_string();
+    let (env, (a_key, a_pub), (b_key, b_pub), layout, subject) = signed_iris();
     let reference = reg.reference("ml/iris:1.0.0");
 
     // push takes the layout's signature along
@@ -145,12 +156,7 @@ fn registry_signatures_via_fallback_tag() {
     assert_eq!(s["manifest_digest"], subject.as_str());
     assert_eq!(s["added"], true);
     let (_, index) = get_manifest(&reg.addr, "ml/iris", &tag);
-    let listed: Vec<&str> = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["digest"].as_str().unwrap())
-        .collect();
+    let listed: Vec<&str> = field_strs(&index["manifests"], "digest");
     assert_eq!(listed.len(), 2, "{index}");
     assert!(listed.contains(&sig_digest.as_str()));
     assert!(listed.contains(&s["signature_digest"].as_str().unwrap()));
@@ -397,16 +403,7 @@ fn registry_signatures_via_referrers_api() {
         return;
     };
     let api = ReferrersApi::start(&reg.addr);
-    let env = Env::new();
-    let (a_key, a_pub) = env.keygen("a");
-    let (b_key, b_pub) = env.keygen("b");
-    let layout = env.path("signed.oci");
-    let built = bundle_iris(
-        &mut env.cmd(),
-        &layout,
-        &["--sign".as_ref(), a_key.as_os_str()],
-    );
-    let subject = built["manifest_digest"].as_str().unwrap().to_string();
+    let (env, (_, a_pub), (b_key, b_pub), layout, subject) = signed_iris();
     let reference = format!("{}/ml/api:1.0.0", api.addr);
 
     let p = env.push(&layout, &reference);

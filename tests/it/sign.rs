@@ -431,12 +431,7 @@ fn verify_with_two_keys_names_the_signer_and_without_a_key_checks_digests() {
     assert_eq!(keys[1]["key"], a_pub.display().to_string());
     assert_eq!(keys[1]["verified"], true);
     assert_eq!(keys[1]["model_sig"], true);
-    let statuses: Vec<&str> = v["oci_signatures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["status"].as_str().unwrap())
-        .collect();
+    let statuses: Vec<&str> = field_strs(&v["oci_signatures"], "status");
     assert_eq!(statuses, ["valid", "other-key"], "{v}");
     assert!(v["summary"]
         .as_str()
@@ -479,7 +474,7 @@ fn verify_with_two_keys_names_the_signer_and_without_a_key_checks_digests() {
     assert_ne!(out.status.code(), Some(0));
     // a pulled directory without a key: files against model.sig's list
     let pulled = t.path().join("pulled");
-    json_ok(mlart().arg("pull").arg(&s).arg("-o").arg(&pulled));
+    pull_to(&s, &pulled);
     let out = run(mlart().arg("verify").arg(&pulled));
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");

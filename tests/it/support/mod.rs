@@ -90,6 +90,11 @@ pub fn verify_cmd(target: impl AsRef<OsStr>, keys: &[&Path]) -> Command {
     verify_with(mlart(), target, keys)
 }
 
+/// `mlart pull SRC -o OUT`, expect success: its JSON.
+pub fn pull_to(src: impl AsRef<OsStr>, out: &Path) -> serde_json::Value {
+    json_ok(mlart().arg("pull").arg(src).arg("-o").arg(out))
+}
+
 /// `mlart pull SRC -o OUT --verify-key K…`: a pull that writes only what the keys verify.
 pub fn pull_verified(src: impl AsRef<OsStr>, out: &Path, keys: &[&Path]) -> Command {
     let mut c = mlart();
@@ -245,6 +250,16 @@ pub fn base64_encode(b: &[u8]) -> String {
 pub fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+/// The string field `key` of each element of the JSON array `list` (the digests an index
+/// lists, the paths of the metadata's files…).
+pub fn field_strs<'a>(list: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e[key].as_str().unwrap())
+        .collect()
 }
 
 /// Every file under `root`, relative path -> sha256.
