@@ -153,6 +153,24 @@ fn post_json(port: u16, path: &str, v: &Value) -> (u16, Value) {
     )
 }
 
+/// `POST /v2/models/iris/infer` of `rows`: status and JSON answer.
+fn infer(port: u16, rows: &[[f32; 4]]) -> (u16, Value) {
+    post_json(port, "/v2/models/iris/infer", &iris_request(rows))
+}
+
+/// An infer request in the binary-tensor form: `header_length` says how much of `body` is
+/// the JSON header. Status, headers, body.
+fn infer_binary(port: u16, header_length: String, body: &[u8]) -> (u16, String, Vec<u8>) {
+    let header = [("Inference-Header-Content-Length", header_length)];
+    http(port, "POST", "/v2/models/iris/infer", &header, body)
+}
+
+/// The Prometheus text of `GET /metrics`.
+fn metrics(port: u16) -> String {
+    let (_, _, b) = http(port, "GET", "/metrics", &[], b"");
+    String::from_utf8_lossy(&b).into_owned()
+}
+
 fn iris_request(rows: &[[f32; 4]]) -> Value {
     json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [rows.len(), 4],
         "data": rows.iter().flatten().collect::<Vec<_>>()}]})
@@ -235,12 +253,7 @@ fn serve_iris_tritonclient_http_matches_onnxruntime() {
     client_passes(&py, &env, "client.py", CLIENT, &srv.url());
 
     // MLflow's scoring formats give the same labels.
-    let want = post_json(
-        srv.port,
-        "/v2/models/iris/infer",
-        &iris_request(&[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]),
-    )
-    .1;
+    let want = infer(srv.port, &[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]).1;
     let labels = want["outputs"][0]["data"].clone();
     for body in [
         json!({"dataframe_split": {"columns": ["petal_width", "sepal_length", "sepal_width", "petal_length"],
@@ -314,33 +327,15 @@ fn serve_refuses_bad_requests_and_keeps_serving() {
         assert_eq!(s, 200, "{v}");
     }
     // The binary-tensor extension with a header that lies.
-    let (s, _, b) = http(
-        p,
-        "POST",
-        "/v2/models/iris/infer",
-        &[("Inference-Header-Content-Length", "999".into())],
-        b"{}",
-    );
+    let (s, _, b) = infer_binary(p, "999".into(), b"{}");
     assert_eq!(s, 400, "{}", String::from_utf8_lossy(&b));
-    let (s, _, _) = http(
-        p,
-        "POST",
-        "/v2/models/iris/infer",
-        &[("Inference-Header-Content-Length", "zz".into())],
-        b"{}",
-    );
+    let (s, _, _) = infer_binary(p, "zz".into(), b"{}");
     assert_eq!(s, 400);
     // Binary data too short for its shape.
     let head = br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 12}}]}"#;
     let mut body = head.to_vec();
     body.extend_from_slice(&[0u8; 12]);
-    let (s, _, b) = http(
-        p,
-        "POST",
-        "/v2/models/iris/infer",
-        &[("Inference-Header-Content-Length", head.len().to_string())],
-        &body,
-    );
+    let (s, _, b) = infer_binary(p, head.len().to_string(), &body);
     assert_eq!(s, 400);
     assert!(String::from_utf8_lossy(&b).contains("12 bytes where the shape needs 4 x 4 = 16"));
     // Health, metadata, index, metrics.
@@ -363,8 +358,7 @@ fn serve_refuses_bad_requests_and_keeps_serving() {
         serde_json::from_slice::<Value>(&b).unwrap(),
         json!([{"name": "iris", "version": "1.0.0", "state": "READY"}])
     );
-    let (_, _, b) = http(p, "GET", "/metrics", &[], b"");
-    let m = String::from_utf8_lossy(&b);
+    let m = metrics(p);
     let n = cases
         .iter()
         .filter(|c| c.0.starts_with("/v2/models/iris/infer"))
@@ -405,9 +399,7 @@ fn serve_batches_concurrent_requests_each_gets_its_rows() {
     let solo = serve(&lib, &layout, &["--max-batch", "1", "--workers", "1"]);
     let want: Vec<Value> = rows
         .iter()
-        .map(|r| {
-            post_json(solo.port, "/v2/models/iris/infer", &iris_request(&[*r])).1["outputs"].clone()
-        })
+        .map(|r| infer(solo.port, &[*r]).1["outputs"].clone())
         .collect();
     assert_eq!(solo.stop(), 0);
     let srv = serve(
@@ -425,12 +417,7 @@ fn serve_batches_concurrent_requests_each_gets_its_rows() {
                 let r = *r;
                 // Requests of 1 and 2 rows: the second row repeats the first.
                 let req = if i % 2 == 0 { vec![r] } else { vec![r, r] };
-                s.spawn(move || {
-                    (
-                        i,
-                        post_json(port, "/v2/models/iris/infer", &iris_request(&req)).1,
-                    )
-                })
+                s.spawn(move || (i, infer(port, &req).1))
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
@@ -449,8 +436,7 @@ fn serve_batches_concurrent_requests_each_gets_its_rows() {
             }
         }
     }
-    let (_, _, b) = http(port, "GET", "/metrics", &[], b"");
-    let m = String::from_utf8_lossy(&b).into_owned();
+    let m = metrics(port);
     // Fewer runs than requests: some were joined.
     let runs: u64 = m
         .lines()
@@ -471,13 +457,7 @@ fn serve_sigterm_answers_the_request_in_flight() {
     // A batch waits 1.5 s for company: the request is in flight when SIGTERM comes.
     let srv = serve(&lib, &layout, &["--batch-delay", "1500"]);
     let port = srv.port;
-    let h = std::thread::spawn(move || {
-        post_json(
-            port,
-            "/v2/models/iris/infer",
-            &iris_request(&[[5.1, 3.5, 1.4, 0.2]]),
-        )
-    });
+    let h = std::thread::spawn(move || infer(port, &[[5.1, 3.5, 1.4, 0.2]]));
     std::thread::sleep(Duration::from_millis(500));
     let started = std::time::Instant::now();
     assert_eq!(srv.stop(), 0);
@@ -529,11 +509,7 @@ fn serve_key_refuses_unverified_and_serves_registry_and_pulled_dir() {
     let pulled = env.path("pulled");
     json_ok(env.cmd().arg("pull").arg(&layout).arg("-o").arg(&pulled));
     let srv = serve(&lib, &pulled, &["--key", pubs]);
-    let (s, _) = post_json(
-        srv.port,
-        "/v2/models/iris/infer",
-        &iris_request(&[[5.1, 3.5, 1.4, 0.2]]),
-    );
+    let (s, _) = infer(srv.port, &[[5.1, 3.5, 1.4, 0.2]]);
     assert_eq!(s, 200);
     assert_eq!(srv.stop(), 0);
     let model = pulled.join("model/iris.onnx");
@@ -564,11 +540,7 @@ fn serve_key_refuses_unverified_and_serves_registry_and_pulled_dir() {
         .as_str()
         .unwrap()
         .starts_with("sha256:"));
-    let (s, _) = post_json(
-        srv.port,
-        "/v2/models/iris/infer",
-        &iris_request(&[[5.1, 3.5, 1.4, 0.2]]),
-    );
+    let (s, _) = infer(srv.port, &[[5.1, 3.5, 1.4, 0.2]]);
     assert_eq!(s, 200);
     assert_eq!(srv.stop(), 0);
 }
@@ -699,8 +671,7 @@ fn serve_iris_tritonclient_grpc_matches_onnxruntime() {
     // Counted under protocol="grpc": 3 good infers + 1 after each of the 14 refusals, and the
     // 9 refusals the door made (unknown models and versions are not counted per model; too
     // large never reaches the service).
-    let (_, _, b) = http(srv.port, "GET", "/metrics", &[], b"");
-    let m = String::from_utf8_lossy(&b);
+    let m = metrics(srv.port);
     assert!(
         m.contains("mlart_inference_requests_total{model=\"iris\",protocol=\"grpc\"} 26"),
         "{m}"
