@@ -32,6 +32,12 @@ fn metrics_release(dir: &Path, name: &str, from: &str, to: &str) -> PathBuf {
     out
 }
 
+/// `metrics_release` with the accuracy (0.911111 in the example) set to `accuracy`.
+fn accuracy_release(dir: &Path, name: &str, accuracy: &str) -> PathBuf {
+    let to = format!("\"accuracy\": {accuracy}");
+    metrics_release(dir, name, "\"accuracy\": 0.911111", &to)
+}
+
 /// POLICY written to `dir`/gates.yaml, and the example released unchanged as `dir`/v1.oci.
 fn policy_and_v1(dir: &Path) -> (PathBuf, PathBuf) {
     let policy = dir.join("gates.yaml");
@@ -95,12 +101,7 @@ fn gates_pass_fail_and_explain() {
     let t = tempfile::tempdir().unwrap();
     let (policy, v1) = policy_and_v1(t.path());
     // better accuracy, same loss: passes against v1
-    let v2 = metrics_release(
-        t.path(),
-        "v2.oci",
-        "\"accuracy\": 0.911111",
-        "\"accuracy\": 0.95",
-    );
+    let v2 = accuracy_release(t.path(), "v2.oci", "0.95");
     let r = json_ok(&mut gate_against(&v2, &v1, &policy));
     assert_eq!(r["passed"], true, "{r}");
     // a regression beyond max_change fails with exit 1, naming the check
@@ -111,12 +112,10 @@ fn gates_pass_fail_and_explain() {
         "\"log_loss\": 0.25",
     );
     let md = t.path().join("summary.md");
-    let out = run(gate_against(&v3, &v1, &policy)
-        .arg("--json")
-        .arg("--markdown")
-        .arg(&md));
-    assert_eq!(out.status.code(), Some(1));
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = json_exit(
+        gate_against(&v3, &v1, &policy).arg("--markdown").arg(&md),
+        1,
+    );
     let loss = named_check(&r, "metric:log_loss");
     assert_eq!(loss["passed"], false);
     assert!(
@@ -140,12 +139,7 @@ fn gates_pass_fail_and_explain() {
 fn missing_and_nan_metrics_missing_baseline_and_schema_breaks() {
     let t = tempfile::tempdir().unwrap();
     let (policy, v1) = policy_and_v1(t.path());
-    let nan = metrics_release(
-        t.path(),
-        "nan.oci",
-        "\"accuracy\": 0.911111",
-        "\"accuracy\": NaN",
-    );
+    let nan = accuracy_release(t.path(), "nan.oci", "NaN");
     let out = run(gate(&nan, &policy).arg("--json"));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("NaN or infinite"));
@@ -236,14 +230,12 @@ fn missing_and_nan_metrics_missing_baseline_and_schema_breaks() {
             .arg(&validated)
             .arg("--validate"),
     );
-    let out = run(gate_by_spec(&validated, &p.join("mlart.yaml")).arg("--json"));
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // still fails (exit 1) on the missing key alone
+    let r = json_exit(&mut gate_by_spec(&validated, &p.join("mlart.yaml")), 1);
     let checks = r["checks"].as_array().unwrap();
     let v = named_check(&r, "validation");
     assert_eq!(v["passed"], true, "{r}");
     assert_eq!(v["reason"], "passed: model/iris.onnx");
-    // still fails on the missing key alone
-    assert_eq!(out.status.code(), Some(1));
     assert!(checks
         .iter()
         .all(|c| c["passed"] == true || c["name"] == "signature"));
@@ -289,12 +281,7 @@ fn diff_and_a_remote_baseline() {
     );
 
     // --exit-code: 1 when they differ (text and --json alike), 0 for the same bundle
-    let out = run(mlart()
-        .args(["diff", "--exit-code", "--json"])
-        .arg(&v1)
-        .arg(&v2));
-    assert_eq!(out.status.code(), Some(1));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_exit(mlart().args(["diff", "--exit-code"]).arg(&v1).arg(&v2), 1);
     assert!(v["diff"]["files"].is_array(), "{v}");
     fails(mlart().args(["diff", "--exit-code"]).arg(&v1).arg(&v2), 1);
     let out = run(mlart().args(["diff", "--exit-code"]).arg(&v1).arg(&v1));
@@ -337,36 +324,20 @@ fn push_gate_refuses_to_push_a_failing_release() {
     };
     let t = tempfile::tempdir().unwrap();
     let (policy, v1) = policy_and_v1(t.path());
-    let bad = metrics_release(
-        t.path(),
-        "bad.oci",
-        "\"accuracy\": 0.911111",
-        "\"accuracy\": 0.5",
-    );
+    let bad = accuracy_release(t.path(), "bad.oci", "0.5");
     let r = reg.reference("ml/gated:1.0.0");
-    let err = fails(
-        mlart()
-            .arg("push")
-            .arg(&bad)
-            .arg(&r)
-            .arg("--gate")
-            .arg("--policy")
-            .arg(&policy),
-        1,
-    );
+    let push_gated = || {
+        let mut c = mlart();
+        c.arg("push").arg(&bad).arg(&r).arg("--gate");
+        c.arg("--policy").arg(&policy);
+        c
+    };
+    let err = fails(&mut push_gated(), 1);
     assert!(
         err.contains("not pushed") && err.contains("metric:accuracy"),
         "{err}"
     );
-    let out = run(mlart()
-        .args(["--json", "push"])
-        .arg(&bad)
-        .arg(&r)
-        .arg("--gate")
-        .arg("--policy")
-        .arg(&policy));
-    assert_eq!(out.status.code(), Some(1));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let v = json_exit(&mut push_gated(), 1);
     assert_eq!(v["pushed"], false);
     let tags = run(mlart().args(["tags", &reg.reference("ml/gated")]));
     assert!(
@@ -375,12 +346,7 @@ fn push_gate_refuses_to_push_a_failing_release() {
     );
     // a passing release (against a registry baseline) is pushed
     json_ok(mlart().arg("push").arg(&v1).arg(&r));
-    let v2 = metrics_release(
-        t.path(),
-        "v2.oci",
-        "\"accuracy\": 0.911111",
-        "\"accuracy\": 0.93",
-    );
+    let v2 = accuracy_release(t.path(), "v2.oci", "0.93");
     let p = json_ok(
         mlart()
             .arg("push")
