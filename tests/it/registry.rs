@@ -407,6 +407,18 @@ fn tar_layer(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Blob {
     }
 }
 
+/// A case of `registry_hostile_layers_refused`: an image whose one layer is the tar of
+/// `entries`, its metadata listing `files`.
+type HostileCase<'a> = (&'a str, Blob, Vec<&'a str>, &'a str);
+
+fn image_case<'a>(
+    name: &'a str,
+    entries: &[(&str, tar::EntryType, &[u8], Option<&str>)],
+    files: &[&'a str],
+) -> HostileCase<'a> {
+    (name, tar_layer(entries), files.to_vec(), "image")
+}
+
 #[test]
 fn registry_hostile_layers_refused() {
     let Some(reg) = Registry::start("registry_hostile_layers_refused") else {
@@ -419,63 +431,47 @@ fn registry_hostile_layers_refused() {
     let abs = env.path("abs-evil");
     let abs_name = abs.display().to_string();
     use tar::EntryType as E;
-    let cases: Vec<(&str, Blob, Vec<&str>, &str)> = vec![
-        (
+    let cases: Vec<HostileCase> = vec![
+        image_case(
             "dotdot",
-            tar_layer(&[("models/../../evil", E::Regular, b"x", None)]),
-            vec!["../evil"],
-            "image",
+            &[("models/../../evil", E::Regular, b"x", None)],
+            &["../evil"],
         ),
-        (
+        image_case(
             "absolute",
-            tar_layer(&[(abs_name.as_str(), E::Regular, b"x", None)]),
-            vec!["a"],
-            "image",
+            &[(abs_name.as_str(), E::Regular, b"x", None)],
+            &["a"],
         ),
-        (
+        image_case(
             "symlink-escape",
-            tar_layer(&[
+            &[
                 ("models/etc", E::Symlink, b"", Some("/etc")),
                 ("models/etc/evil-mlart", E::Regular, b"x", None),
-            ]),
-            vec!["etc/evil-mlart"],
-            "image",
+            ],
+            &["etc/evil-mlart"],
         ),
-        (
+        image_case(
             "symlink-dotdot",
-            tar_layer(&[
+            &[
                 ("models/up", E::Symlink, b"", Some("../..")),
                 ("models/up/evil", E::Regular, b"x", None),
-            ]),
-            vec!["up/evil"],
-            "image",
+            ],
+            &["up/evil"],
         ),
-        (
+        image_case(
             "hardlink-escape",
-            tar_layer(&[("models/h", E::Link, b"", Some("/etc/passwd"))]),
-            vec!["h"],
-            "image",
+            &[("models/h", E::Link, b"", Some("/etc/passwd"))],
+            &["h"],
         ),
-        (
-            "device",
-            tar_layer(&[("models/dev", E::Char, b"", None)]),
-            vec!["dev"],
-            "image",
-        ),
-        (
-            "fifo",
-            tar_layer(&[("models/fifo", E::Fifo, b"", None)]),
-            vec!["fifo"],
-            "image",
-        ),
-        (
+        image_case("device", &[("models/dev", E::Char, b"", None)], &["dev"]),
+        image_case("fifo", &[("models/fifo", E::Fifo, b"", None)], &["fifo"]),
+        image_case(
             "duplicate",
-            tar_layer(&[
+            &[
                 ("models/a", E::Regular, b"x", None),
                 ("models/a", E::Regular, b"y", None),
-            ]),
-            vec!["a"],
-            "image",
+            ],
+            &["a"],
         ),
         (
             "raw-title-dotdot",
@@ -926,12 +922,8 @@ fn big_project() -> tempfile::TempDir {
     t
 }
 
-#[test]
-fn registry_faults_retried() {
-    let Some(reg) = Registry::start("registry_faults_retried") else {
-        return;
-    };
-    let env = Env::new();
+/// `big_project` bundled into `<env>/big.oci`: the project (kept alive) and the layout.
+fn big_layout(env: &Env) -> (tempfile::TempDir, PathBuf) {
     let project = big_project();
     let layout = env.path("big.oci");
     json_ok(
@@ -941,6 +933,16 @@ fn registry_faults_retried() {
             .arg("-o")
             .arg(&layout),
     );
+    (project, layout)
+}
+
+#[test]
+fn registry_faults_retried() {
+    let Some(reg) = Registry::start("registry_faults_retried") else {
+        return;
+    };
+    let env = Env::new();
+    let (project, layout) = big_layout(&env);
     let proxy = FaultyProxy::start(&reg.addr);
     let r = format!("{}/ml/big:1", proxy.addr);
     // Cut the big upload twice.
@@ -1373,15 +1375,7 @@ fn registry_large_body_refused_goes_chunked() {
         return;
     };
     let env = Env::new();
-    let project = big_project();
-    let layout = env.path("big.oci");
-    json_ok(
-        env.cmd()
-            .current_dir(project.path())
-            .arg("bundle")
-            .arg("-o")
-            .arg(&layout),
-    );
+    let (project, layout) = big_layout(&env);
     let proxy = HttpProxy::start(&reg.addr, |req| {
         (req.method == "PUT" && req.path().contains("/blobs/uploads/") && req.body.len() > 1 << 20)
             .then(|| Reply::status(413).body("text/plain", b"Request Entity Too Large".to_vec()))
