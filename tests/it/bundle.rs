@@ -95,8 +95,7 @@ fn image_form_has_correct_diff_ids_and_annotations() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("iris.oci");
     bundle_json(&example().join("mlart.yaml"), &out, &[]);
-    let index: serde_json::Value =
-        serde_json::from_slice(&fs::read(out.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value = read_json_file(&out.join("index.json"));
     let blob = |d: &str| {
         fs::read(
             out.join("blobs/sha256")
@@ -203,8 +202,7 @@ fn golden_digest_of_the_example() {
             )
             .unwrap();
         }
-        let want: serde_json::Value =
-            serde_json::from_slice(&fs::read(&golden_path).unwrap()).unwrap();
+        let want: serde_json::Value = read_json_file(&golden_path);
         if want["manifest_digest"] != r["manifest_digest"] {
             panic!(
                 "the {form} bundle of examples/iris changed: digest {} (golden {}).\nWhat differs:\n{}\nIf the change is intended, run MLART_UPDATE_GOLDEN=1 cargo test golden and commit tests/golden/.",
@@ -218,8 +216,7 @@ fn golden_digest_of_the_example() {
 
 /// Manifest, config and the listing of every tar layer: what a digest mismatch is explained by.
 fn golden_snapshot(layout: &Path) -> serde_json::Value {
-    let index: serde_json::Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value = read_json_file(&layout.join("index.json"));
     let blob = |d: &str| {
         fs::read(
             layout

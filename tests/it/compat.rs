@@ -132,8 +132,7 @@ fn compat_release_0_1_fixtures_are_byte_exact() {
             n += 1;
         }
         assert!(n > 0, "{}: no blobs", f.form);
-        let index: Value =
-            serde_json::from_slice(&fs::read(f.dir().join("index.json")).unwrap()).unwrap();
+        let index: Value = read_json_file(&f.dir().join("index.json"));
         let listed: Vec<&str> = field_strs(&index["manifests"], "digest");
         assert_eq!(listed, [f.manifest, f.oci_signature], "{}", f.form);
     }
@@ -246,8 +245,7 @@ fn push_pull(f: &Fixture, test: &str) {
     want.insert("model.sig".into());
     if f.form == "image" {
         want.insert("mlart.json".into());
-        let pulled: Value =
-            serde_json::from_slice(&fs::read(out.join("mlart.json")).unwrap()).unwrap();
+        let pulled: Value = read_json_file(&out.join("mlart.json"));
         assert_eq!(pulled, meta);
     }
     let got: BTreeSet<String> = tree_digests(&out).into_keys().collect();

@@ -3,7 +3,7 @@
 //! (an error under `--strict`), stops the bomb, and `verify` reports each.
 
 use crate::support::fixtures::{bundle_iris, put_blob, read_blob, read_json};
-use crate::support::{fails, mlart, pull_to, run};
+use crate::support::{fails, mlart, pull_to, read_json_file, run};
 use serde_json::{json, Value};
 use std::ffi::OsStr;
 use std::fs;
@@ -21,8 +21,7 @@ fn with_edited_docs_layer(dir: &Path, edit: &dyn Fn(&mut Entries)) -> std::path:
         &layout,
         &[OsStr::new("--format"), OsStr::new("artifact")],
     );
-    let index: Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: Value = read_json_file(&layout.join("index.json"));
     let mut manifest = read_json(&layout, index["manifests"][0]["digest"].as_str().unwrap());
     let layers = manifest["layers"].as_array_mut().unwrap();
     let docs = layers

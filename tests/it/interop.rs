@@ -86,8 +86,7 @@ fn umoci_unpacks_the_image_to_the_source_files() {
         .map(|f| (f.to_string(), sha256_file(&example().join(f))))
         .collect();
     assert_eq!(got, want);
-    let config: serde_json::Value =
-        serde_json::from_slice(&fs::read(bundle_dir.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value = read_json_file(&bundle_dir.join("config.json"));
     assert!(config["process"]["env"]
         .as_array()
         .unwrap()

@@ -5,7 +5,8 @@
 use crate::support::fixtures::{blob_path, bundle_iris, put_blob, read_json};
 use crate::support::registry::{Env, Registry};
 use crate::support::{
-    example, fails, field_strs, json_ok, ok, pull_to, python, repo, sha256, sign, tree_digests,
+    example, fails, field_strs, json_ok, ok, pull_to, python, read_json_file, repo, sha256, sign,
+    tree_digests,
 };
 use serde_json::{json, Value};
 use std::ffi::OsStr;
@@ -21,8 +22,7 @@ fn project_files() -> std::collections::BTreeMap<String, String> {
 }
 
 fn manifest_of(layout: &Path) -> Value {
-    let index: Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: Value = read_json_file(&layout.join("index.json"));
     read_json(layout, index["manifests"][0]["digest"].as_str().unwrap())
 }
 

@@ -1,10 +1,11 @@
 //! Registry tests (push, pull, copy, tags, login, inspect REF) against a real registry process:
 //! Debian's `docker-registry` (distribution 2.8), started on a free loopback port. See issue 3.
 
-use crate::support::fixtures::build_iris;
+use crate::support::fixtures::{build_iris, read_json};
 use crate::support::registry::{env_with_iris, have, registry_with_iris, Env, Registry};
 use crate::support::{
-    assert_example_file, base64_encode, example, fails, field_strs, json_ok, leftovers, run, sha256,
+    assert_example_file, base64_encode, example, fails, field_strs, json_ok, leftovers,
+    read_json_file, run, sha256,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -43,12 +44,9 @@ fn registry_push_pull_roundtrip() {
     // Push: every blob uploaded.
     let v = env.push(&layout, &r);
     let digest = v["digest"].as_str().unwrap().to_string();
-    let index: Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: Value = read_json_file(&layout.join("index.json"));
     assert_eq!(index["manifests"][0]["digest"], digest.as_str());
-    let manifest: Value =
-        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&digest[7..])).unwrap())
-            .unwrap();
+    let manifest: Value = read_json(&layout, &digest);
     let n_layers = manifest["layers"].as_array().unwrap().len();
     assert_eq!(v["blobs"]["uploaded"], n_layers + 1, "{v}");
     assert_eq!(v["blobs"]["skipped"], 0);
@@ -605,12 +603,12 @@ fn registry_htpasswd_auth() {
         fs::metadata(&cfg2).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let conf: Value = serde_json::from_slice(&fs::read(&cfg2).unwrap()).unwrap();
+    let conf: Value = read_json_file(&cfg2);
     assert_eq!(conf["auths"][reg.addr.as_str()]["auth"], auth.as_str());
     let t = json_ok(env2.cmd().args(["tags", &reg.reference("ml/iris")]));
     assert_eq!(t["tags"], json!(["1.0.0"]));
     json_ok(env2.cmd().args(["logout", &reg.addr]));
-    let conf: Value = serde_json::from_slice(&fs::read(&cfg2).unwrap()).unwrap();
+    let conf: Value = read_json_file(&cfg2);
     assert!(conf["auths"].get(reg.addr.as_str()).is_none());
     fails(env2.cmd().args(["tags", &reg.reference("ml/iris")]), 3);
 }
@@ -681,7 +679,7 @@ fn registry_credential_helper() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["stored_in"], "docker-credential-mlarttest");
-    let stored: Value = serde_json::from_slice(&fs::read(&store).unwrap()).unwrap();
+    let stored: Value = read_json_file(&store);
     assert_eq!(
         stored,
         json!({"ServerURL": reg.addr.clone(), "Username": "carol", "Secret": "h3lper-pw"})
@@ -760,7 +758,7 @@ fn registry_skopeo_interop() {
         "{}",
         String::from_utf8_lossy(&st.stderr)
     );
-    let idx: Value = serde_json::from_slice(&fs::read(sk.join("index.json")).unwrap()).unwrap();
+    let idx: Value = read_json_file(&sk.join("index.json"));
     assert_eq!(idx["manifests"][0]["digest"], digest.as_str());
 
     // What skopeo pushes, mlart pulls.
@@ -1111,11 +1109,9 @@ fn registry_tls_with_test_ca() {
     );
 }
 
-#[test]
-fn registry_artifact_form() {
-    let Some(reg) = Registry::start("registry_artifact_form") else {
-        return;
-    };
+/// The example bundled in the artifact form (`<env>/iris-artifact.oci`) and pushed to
+/// `reg` as ml/iris-artifact:1.0.0: the environment, the layout, the reference, push's JSON.
+fn artifact_pushed(reg: &Registry) -> (Env, PathBuf, String, Value) {
     let env = Env::new();
     let layout = env.path("iris-artifact.oci");
     json_ok(
@@ -1126,6 +1122,15 @@ fn registry_artifact_form() {
     );
     let r = reg.reference("ml/iris-artifact:1.0.0");
     let v = env.push(&layout, &r);
+    (env, layout, r, v)
+}
+
+#[test]
+fn registry_artifact_form() {
+    let Some(reg) = Registry::start("registry_artifact_form") else {
+        return;
+    };
+    let (env, _, r, v) = artifact_pushed(&reg);
     let i = json_ok(env.cmd().args(["inspect", &r]));
     assert_eq!(i["manifest_digest"], v["digest"]);
     assert_eq!(i["artifact_type"], "application/vnd.mlart.bundle.v1+json");
@@ -1148,8 +1153,7 @@ fn registry_streaming_sink() {
     let Some((reg, env, layout)) = registry_with_iris("registry_streaming_sink") else {
         return;
     };
-    let index: Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: Value = read_json_file(&layout.join("index.json"));
     let want = index["manifests"][0]["digest"]
         .as_str()
         .unwrap()
@@ -1280,20 +1284,9 @@ fn registry_oras_python_interop() {
     let Some(reg) = Registry::start(test) else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris-artifact.oci");
-    json_ok(
-        env.cmd()
-            .current_dir(example())
-            .args(["bundle", "--format", "artifact", "-o"])
-            .arg(&layout),
-    );
-    let r = reg.reference("ml/iris-artifact:1.0.0");
-    let v = env.push(&layout, &r);
+    let (env, layout, r, v) = artifact_pushed(&reg);
     let digest = v["digest"].as_str().unwrap();
-    let manifest: Value =
-        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&digest[7..])).unwrap())
-            .unwrap();
+    let manifest: Value = read_json(&layout, &digest);
 
     // oras pull: every layer lands as a file named by its title, byte for byte.
     let out = env.path("oras-out");
