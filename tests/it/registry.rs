@@ -1428,12 +1428,7 @@ fn registry_server_errors_retried() {
             _ => None,
         }
     });
-    let r = format!("{}/ml/iris:1", proxy.addr);
-    let v = env.push(&layout, &r);
-    let out = env.path("out");
-    let p = env.pull(&r, &out, &["--no-cache"]);
-    assert_eq!(p["digest"], v["digest"]);
-    assert_example_file(&out, "model/iris.onnx");
+    push_then_pull(&env, &layout, &proxy.addr, || {});
     let seen = proxy.seen();
     for (m, k) in [
         ("HEAD", "/blobs/"),
@@ -1451,6 +1446,19 @@ fn registry_server_errors_retried() {
             "no 429 for {m} {k}: {seen:?}"
         );
     }
+}
+
+/// Push `layout` to ml/iris:1 at `addr` (a proxy in front of the registry), run `between`,
+/// then pull it (`--no-cache`) into `<env>/out`: the pull gives the pushed digest and the
+/// example's model.
+fn push_then_pull(env: &Env, layout: &Path, addr: &str, between: impl FnOnce()) {
+    let r = format!("{addr}/ml/iris:1");
+    let v = env.push(layout, &r);
+    between();
+    let out = env.path("out");
+    let p = env.pull(&r, &out, &["--no-cache"]);
+    assert_eq!(p["digest"], v["digest"]);
+    assert_example_file(&out, "model/iris.onnx");
 }
 
 // ---------------- Retry-After ----------------
@@ -1526,14 +1534,11 @@ fn retry_after_round(
         let (_, reply) = inject.iter().find(|(k, _)| *k == kind)?;
         done.lock().unwrap().insert(kind).then(reply)
     });
-    let r = format!("{}/ml/iris:1", proxy.addr);
-    let v = env.push(&layout, &r);
-    let pulling = Instant::now();
-    pulling_flag.store(true, std::sync::atomic::Ordering::SeqCst);
-    let out = env.path("out");
-    let p = env.pull(&r, &out, &["--no-cache"]);
-    assert_eq!(p["digest"], v["digest"]);
-    assert_example_file(&out, "model/iris.onnx");
+    let mut pulling = Instant::now();
+    push_then_pull(&env, &layout, &proxy.addr, || {
+        pulling = Instant::now();
+        pulling_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
     let seen = proxy.seen();
     let mut gaps = Vec::new();
     for kind in kinds {
@@ -1669,14 +1674,9 @@ fn registry_retry_after_garbage_falls_back_to_backoff() {
         };
         Some(Reply::status(status).header("Retry-After", v))
     });
-    let r = format!("{}/ml/iris:1", proxy.addr);
     let t = Instant::now();
-    let v = env.push(&layout, &r);
-    let out = env.path("out");
-    let p = env.pull(&r, &out, &["--no-cache"]);
+    push_then_pull(&env, &layout, &proxy.addr, || {});
     let took = t.elapsed();
-    assert_eq!(p["digest"], v["digest"]);
-    assert_example_file(&out, "model/iris.onnx");
     let seen = proxy.seen();
     for kind in [
         "upload PUT",
