@@ -6,8 +6,8 @@
 use crate::support::fixtures::bundle_iris_cwd;
 use crate::support::registry::{Env, Registry};
 use crate::support::{
-    example, example_copy, fails, field_strs, json_ok, keygen, leftovers, mlart, pull_verified,
-    run, sign, verify_cmd,
+    example, example_copy, fails, field_strs, json_ok, keygen, leftovers, mlart, noise,
+    pull_verified, run, sign, verify_cmd,
 };
 use std::fs;
 use std::io::{Read, Write};
@@ -369,15 +369,7 @@ fn push_and_copy_stop_on_ctrl_c() {
     let proj = env.path("proj");
     fs::create_dir(&proj).unwrap();
     // 24 MiB of incompressible bytes: a layer of its own, ~6 s through the slow link
-    let mut data = vec![0u8; 24 << 20];
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    for chunk in data.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
-    fs::write(proj.join("m.onnx"), &data).unwrap();
+    fs::write(proj.join("m.onnx"), noise(24 << 20, 0x9e3779b97f4a7c15)).unwrap();
     fs::write(
         proj.join("mlart.yaml"),
         "name: big\nversion: '1'\nmodel: [m.onnx]\n",

@@ -5,8 +5,8 @@
 use crate::support::fixtures::{blob_path, bundle_iris, put_blob, read_json};
 use crate::support::registry::{Env, Registry};
 use crate::support::{
-    example, fails, field_strs, json_ok, ok, pull_to, python, read_json_file, repo, sha256, sign,
-    tree_digests,
+    example, fails, field_strs, json_ok, model_signing_verify, ok, pull_to, python, read_json_file,
+    repo, sha256, sign, tree_digests,
 };
 use serde_json::{json, Value};
 use std::ffi::OsStr;
@@ -299,25 +299,13 @@ fn modelpack_client_pulls_what_mlart_pushed() {
     assert_eq!(got, project_files());
     // model_signing accepts what the reference client wrote
     let ms = python().unwrap().parent().unwrap().join("model_signing");
-    ok(Command::new(ms)
-        .args(["verify", "key"])
-        .arg(&out)
-        .arg("--signature")
-        .arg(out.join("model.sig"))
-        .arg("--public_key")
-        .arg(&public));
+    ok(&mut model_signing_verify(&ms, &out, &public));
 
     let v = json_ok(env.cmd().args(["verify", "--key"]).arg(&public).arg(&r));
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["manifest_digest"], digest.as_str());
     let pulled = env.path("mlart-out");
-    let p = json_ok(
-        env.cmd()
-            .args(["pull", &r, "-o"])
-            .arg(&pulled)
-            .arg("--verify-key")
-            .arg(&public),
-    );
+    let p = env.pull(&r, &pulled, &["--verify-key", public.to_str().unwrap()]);
     assert_eq!(p["form"], "modelpack");
     assert_eq!(tree_digests(&pulled), tree_digests(&out));
     // --kind selects by the mlart kinds the ModelPack layers carry

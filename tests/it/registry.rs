@@ -4,7 +4,7 @@
 use crate::support::fixtures::{build_iris, read_json};
 use crate::support::registry::{env_with_iris, have, registry_with_iris, Env, Registry};
 use crate::support::{
-    assert_example_file, base64_encode, example, fails, field_strs, json_ok, leftovers,
+    assert_example_file, base64_encode, example, fails, field_strs, json_ok, leftovers, noise,
     read_json_file, run, sha256,
 };
 use serde_json::{json, Value};
@@ -908,15 +908,8 @@ impl Drop for FaultyProxy {
 /// A copy of the example with a 3 MiB data file, so blobs span several connections.
 fn big_project() -> tempfile::TempDir {
     let t = crate::support::example_copy();
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    let mut data = Vec::with_capacity(3 << 20);
-    while data.len() < 3 << 20 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
-    fs::write(t.path().join("samples/samples.json"), &data).unwrap();
+    let data = noise(3 << 20, 0x9e3779b97f4a7c15);
+    fs::write(t.path().join("samples/samples.json"), data).unwrap();
     t
 }
 
@@ -1937,14 +1930,7 @@ fn registry_bundle_push_streams_one_patch_per_blob() {
     };
     let env = Env::new();
     let project = crate::support::example_copy();
-    let mut x: u64 = 0x2545f4914f6cdd1d;
-    let mut data = Vec::with_capacity(9 << 20);
-    while data.len() < 9 << 20 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
+    let data = noise(9 << 20, 0x2545f4914f6cdd1d);
     fs::write(project.path().join("samples/samples.json"), &data).unwrap();
     let local = env.path("local.oci");
     let want = json_ok(

@@ -14,19 +14,6 @@ fn signed_layout(dir: &Path, key: &Path, out: &str) -> serde_json::Value {
     )
 }
 
-/// `model_signing verify key DIR` (the PyPI tool `ms`) with DIR/model.sig and `public`.
-fn model_signing_verify(ms: &Path, dir: &Path, public: &Path) -> std::process::Output {
-    Command::new(ms)
-        .args(["verify", "key"])
-        .arg(dir)
-        .arg("--signature")
-        .arg(dir.join("model.sig"))
-        .arg("--public_key")
-        .arg(public)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn sign_and_verify_layouts_archives_and_several_keys() {
     let t = tempfile::tempdir().unwrap();
@@ -127,7 +114,10 @@ fn model_signing_accepts_our_model_sig_and_rejects_tampering() {
     let (_, other) = keygen(t.path(), "other");
     signed_layout(t.path(), &key, "s.oci");
     let check = |dir: &Path, public: &Path| -> bool {
-        model_signing_verify(&ms, dir, public).status.success()
+        model_signing_verify(&ms, dir, public)
+            .status()
+            .unwrap()
+            .success()
     };
     let unpack = |name: &str| -> std::path::PathBuf {
         let b = t.path().join(name);
@@ -308,7 +298,7 @@ fn pull_verify_key_writes_nothing_unless_signatures_verify() {
         // the real verifier accepts the pulled directory
         let ms = py.parent().unwrap().join("model_signing");
         if ms.is_file() {
-            let o = model_signing_verify(&ms, &out, &public);
+            let o = model_signing_verify(&ms, &out, &public).output().unwrap();
             assert!(
                 o.status.success(),
                 "{form}: {}",

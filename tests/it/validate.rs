@@ -399,13 +399,7 @@ fn no_input_crashes_it() {
     files.sort();
     fs::write(t.path().join("empty.onnx"), b"").unwrap();
     files.push(t.path().join("empty.onnx"));
-    let mut x: u64 = 0x2545f4914f6cdd1d;
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rnd = xorshift(0x2545f4914f6cdd1d);
     for (i, len) in [1usize, 10, 100, 4096, 100_000].into_iter().enumerate() {
         let b: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
         let p = t.path().join(format!("garbage{i}.onnx"));

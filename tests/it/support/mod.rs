@@ -210,6 +210,39 @@ pub fn skopeo(args: &[&str]) -> Vec<u8> {
     ok(Command::new("skopeo").args(args))
 }
 
+/// `model_signing verify key DIR` (`ms`: the PyPI tool) with DIR/model.sig and `public`.
+pub fn model_signing_verify(ms: &Path, dir: &Path, public: &Path) -> Command {
+    let mut c = Command::new(ms);
+    c.args(["verify", "key"])
+        .arg(dir)
+        .arg("--signature")
+        .arg(dir.join("model.sig"))
+        .arg("--public_key")
+        .arg(public);
+    c
+}
+
+/// A xorshift64 generator from `seed`: deterministic pseudo-random numbers for test data.
+pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
+/// `len` incompressible bytes: the `xorshift` numbers from `seed`, 8 little-endian bytes each.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut next = xorshift(seed);
+    let mut data = vec![0u8; len];
+    for chunk in data.chunks_mut(8) {
+        chunk.copy_from_slice(&next().to_le_bytes()[..chunk.len()]);
+    }
+    data
+}
+
 /// The OCI digest of `b`: `sha256:<hex>`.
 pub fn sha256(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(b)))
