@@ -3,7 +3,7 @@
 //! (an error under `--strict`), stops the bomb, and `verify` reports each.
 
 use crate::support::fixtures::{bundle_iris, put_blob, read_blob, read_json};
-use crate::support::{fails, mlart, pull_to, read_json_file, run};
+use crate::support::{dot_mlart_entries, fails, mlart, pull_to, read_json_file, run};
 use serde_json::{json, Value};
 use std::ffi::OsStr;
 use std::fs;
@@ -169,12 +169,7 @@ fn a_decompression_bomb_is_stopped() {
     let err = fails(mlart().arg("pull").arg(&layout).arg("-o").arg(&out), 4);
     assert!(err.contains("decompresses to more than"), "{err}");
     assert!(!out.exists());
-    let leftovers: Vec<_> = fs::read_dir(t.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".mlart"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let left = dot_mlart_entries(t.path());
+    assert!(left.is_empty(), "{left:?}");
     let _ = json!({});
 }

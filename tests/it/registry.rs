@@ -4,8 +4,8 @@
 use crate::support::fixtures::{build_iris, read_json};
 use crate::support::registry::{env_with_iris, have, registry_with_iris, Env, Registry};
 use crate::support::{
-    assert_example_file, base64_encode, example, fails, field_strs, json_ok, leftovers, noise,
-    read_json_file, run, sha256,
+    assert_example_file, base64_encode, dot_mlart_entries, example, fails, field_strs, json_ok,
+    leftovers, noise, read_json_file, run, sha256,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -92,12 +92,8 @@ fn registry_push_pull_roundtrip() {
         assert_example_file(&out, f);
     }
     // No temp directories left beside the output.
-    let leftovers: Vec<_> = fs::read_dir(env.tmp.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".mlart"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let left = dot_mlart_entries(env.tmp.path());
+    assert!(left.is_empty(), "{left:?}");
 
     // --kind model with a fresh cache: only the model layer is fetched.
     let out2 = env.path("model-only");
@@ -272,11 +268,7 @@ fn registry_corrupted_blob_detected() {
             let err = String::from_utf8_lossy(&out_res.stderr);
             assert!(err.contains(word), "{name}, cache {cache}: {err}");
             assert!(!out.exists(), "no partial output");
-            let left: Vec<String> = fs::read_dir(env.path("."))
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(".mlart-"))
-                .collect();
+            let left = leftovers(&env.path("."));
             assert!(left.is_empty(), "{name}: left behind {left:?}");
         }
     }

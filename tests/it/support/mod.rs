@@ -314,15 +314,22 @@ pub fn tree_digests(root: &Path) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
+/// The names in `dir` that start with `prefix`.
+fn names_starting(dir: &Path, prefix: &str) -> std::io::Result<Vec<String>> {
+    Ok(std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect())
+}
+
 /// Entries of the parent dir of `p` that start with `.mlart-tmp` (leftover temp outputs).
 pub fn leftovers(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                // every staging name: .mlart-tmp-* (bundle, copy, reports), .mlart-pull-*
-                .filter(|n| n.starts_with(".mlart-"))
-                .collect()
-        })
-        .unwrap_or_default()
+    // every staging name: .mlart-tmp-* (bundle, copy, reports), .mlart-pull-*
+    names_starting(dir, ".mlart-").unwrap_or_default()
+}
+
+/// The names in `dir` (which must exist) that start with `.mlart`: anything mlart left there.
+pub fn dot_mlart_entries(dir: &Path) -> Vec<String> {
+    names_starting(dir, ".mlart").unwrap()
 }
