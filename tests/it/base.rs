@@ -466,19 +466,7 @@ fn base_bundles_are_reproducible_and_name_the_base_by_digest() {
     let proj = tempfile::tempdir().unwrap();
     copy_tree(&example(), proj.path(), true);
     let _ = fs::remove_dir_all(proj.path().join("build"));
-    for e in walkdir::WalkDir::new(proj.path()) {
-        let e = e.unwrap();
-        if e.file_type().is_file() {
-            fs::File::options()
-                .write(true)
-                .open(e.path())
-                .unwrap()
-                .set_modified(
-                    std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(987_654_321),
-                )
-                .unwrap();
-        }
-    }
+    set_file_mtimes(proj.path(), 987_654_321);
     let out_e = t.path().join("e.oci");
     let cmd = format!(
         "umask 077 && exec '{}' --json bundle --base '{}' -o '{}'",

@@ -137,11 +137,7 @@ fn image_form_has_correct_diff_ids_and_annotations() {
         } else {
             data
         };
-        use sha2::Digest;
-        assert_eq!(
-            d.as_str().unwrap(),
-            format!("sha256:{}", hex::encode(sha2::Sha256::digest(&raw)))
-        );
+        assert_eq!(d.as_str().unwrap(), sha256(&raw));
     }
     // The keys of every JSON document are sorted (canonical form).
     let text = String::from_utf8(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap();
@@ -316,14 +312,8 @@ fn same_digest_whatever_mtime_umask_cwd_and_creation_order() {
         use std::os::unix::fs::PermissionsExt;
         let mode = if e.file_type().is_dir() { 0o700 } else { 0o600 };
         fs::set_permissions(e.path(), fs::Permissions::from_mode(mode)).unwrap();
-        if e.file_type().is_file() {
-            let f = fs::File::options().write(true).open(e.path()).unwrap();
-            f.set_modified(
-                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_234_567_890),
-            )
-            .unwrap();
-        }
     }
+    set_file_mtimes(b.path(), 1_234_567_890);
     let out = tempfile::tempdir().unwrap();
     // A: relative spec path from the project folder.
     let ra = json_ok(

@@ -382,7 +382,7 @@ impl ReferrersApi {
                 if let Some(subject) = m["subject"]["digest"].as_str() {
                     let d = serde_json::json!({
                         "mediaType": m["mediaType"],
-                        "digest": format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&req.body))),
+                        "digest": crate::support::sha256(&req.body),
                         "size": req.body.len(),
                         "artifactType": m["artifactType"],
                     });

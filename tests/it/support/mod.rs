@@ -144,6 +144,21 @@ pub fn copy_tree(src: &Path, dst: &Path, reverse: bool) {
     }
 }
 
+/// Set the modification time of every file under `root` to `secs` after the Unix epoch.
+pub fn set_file_mtimes(root: &Path, secs: u64) {
+    for e in walkdir::WalkDir::new(root) {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            std::fs::File::options()
+                .write(true)
+                .open(e.path())
+                .unwrap()
+                .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .unwrap();
+        }
+    }
+}
+
 /// The example project copied into a fresh temp dir (without build outputs).
 pub fn example_copy() -> tempfile::TempDir {
     let t = tempfile::tempdir().unwrap();
