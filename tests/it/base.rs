@@ -54,10 +54,10 @@ fn busybox() -> Option<PathBuf> {
     if static_ok {
         return Some(p);
     }
-    if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!("/bin/busybox is required (MLART_REQUIRE_INTEROP=1): apt-get install busybox-static (scripts/test does)");
-    }
-    eprintln!("SKIP: no /bin/busybox (scripts/test installs busybox-static)");
+    missing(
+        "/bin/busybox is required (MLART_REQUIRE_INTEROP=1): apt-get install busybox-static (scripts/test does)",
+        "SKIP: no /bin/busybox (scripts/test installs busybox-static)",
+    );
     None
 }
 

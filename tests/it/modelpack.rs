@@ -5,8 +5,8 @@
 use crate::support::fixtures::{blob_path, bundle_iris, put_blob, read_json};
 use crate::support::registry::{Env, Registry};
 use crate::support::{
-    example, fails, field_strs, json_ok, model_signing_verify, ok, pull_to, python, read_json_file,
-    repo, sha256, sign, tree_digests,
+    example, fails, field_strs, json_ok, missing, model_signing_verify, ok, pull_to, python,
+    read_json_file, repo, sha256, sign, tree_digests,
 };
 use serde_json::{json, Value};
 use std::ffi::OsStr;
@@ -70,12 +70,12 @@ fn modelpack_python(test: &str) -> Option<std::path::PathBuf> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has {
-        if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!(
+        missing(
+            &format!(
                 "{test}: modelpack-client is required (MLART_REQUIRE_INTEROP=1): run scripts/test"
-            );
-        }
-        eprintln!("SKIP {test}: modelpack-client not installed");
+            ),
+            &format!("SKIP {test}: modelpack-client not installed"),
+        );
         return None;
     }
     Some(py)

@@ -5,7 +5,7 @@ use crate::support::fixtures::{build_iris, read_json};
 use crate::support::registry::{env_with_iris, have, registry_with_iris, Env, Registry};
 use crate::support::{
     assert_example_file, base64_encode, dot_mlart_entries, example, fails, field_strs, json_ok,
-    leftovers, noise, read_json_file, run, sha256,
+    leftovers, missing, noise, read_json_file, run, sha256,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -1228,10 +1228,10 @@ fn oras_python(test: &str) -> Option<PathBuf> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("{test}: the Python package oras is required (MLART_REQUIRE_INTEROP=1) but not in {}: run scripts/test", py.display());
-        }
-        eprintln!("SKIP {test}: the Python package oras is not installed");
+        missing(
+            &format!("{test}: the Python package oras is required (MLART_REQUIRE_INTEROP=1) but not in {}: run scripts/test", py.display()),
+            &format!("SKIP {test}: the Python package oras is not installed"),
+        );
         return None;
     }
     Some(py)

@@ -6,7 +6,7 @@ use crate::httpproxy::{HttpProxy, Reply, Request};
 use crate::support::fixtures::{bundle_cmd, bundle_iris, iris_spec};
 use crate::support::registry::{have, Env, Registry};
 use crate::support::{
-    base64_decode, base64_encode, example, fails, field_strs, json_exit, json_ok, run,
+    base64_decode, base64_encode, example, fails, field_strs, json_exit, json_ok, missing, run,
 };
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -475,12 +475,9 @@ fn sigstore_node_modules(test: &str) -> Option<PathBuf> {
         && dir.join("@sigstore/bundle/package.json").is_file()
         && have("node", test);
     if !ok {
-        if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("{test}: @sigstore/verify is required (MLART_REQUIRE_INTEROP=1) but not in {}: run scripts/test", dir.display());
-        }
-        eprintln!(
-            "SKIP {test}: @sigstore/verify is not installed in {}",
-            dir.display()
+        missing(
+            &format!("{test}: @sigstore/verify is required (MLART_REQUIRE_INTEROP=1) but not in {}: run scripts/test", dir.display()),
+            &format!("SKIP {test}: @sigstore/verify is not installed in {}", dir.display()),
         );
         return None;
     }

@@ -12,12 +12,6 @@ pub fn fixtures() -> PathBuf {
     repo().join("tests/fixtures/onnx")
 }
 
-fn venv() -> PathBuf {
-    std::env::var_os("MLART_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv"))
-}
-
 /// The ONNX Runtime library of the test venv (`…/onnxruntime/capi/libonnxruntime.so.1.*`).
 /// With MLART_REQUIRE_INTEROP=1 a missing one fails the test; otherwise the test skips.
 pub fn ort_lib(test: &str) -> Option<PathBuf> {

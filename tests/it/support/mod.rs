@@ -176,34 +176,48 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
     })
 }
 
+/// A missing interop dependency: under MLART_REQUIRE_INTEROP=1 the test fails with the
+/// message `required`; otherwise `skip` is printed (a SKIP line) and the caller skips.
+pub fn missing(required: &str, skip: &str) {
+    if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
+        panic!("{required}");
+    }
+    eprintln!("{skip}");
+}
+
 /// A tool on PATH, or None. With MLART_REQUIRE_INTEROP=1 a missing tool fails the test.
 pub fn tool(name: &str) -> Option<PathBuf> {
     let found = find_on_path(name);
     if found.is_none() {
-        if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("{name} is required (MLART_REQUIRE_INTEROP=1) but not on PATH: run scripts/test, which installs it");
-        }
-        eprintln!("SKIP: {name} not found (scripts/test installs it)");
+        missing(
+            &format!("{name} is required (MLART_REQUIRE_INTEROP=1) but not on PATH: run scripts/test, which installs it"),
+            &format!("SKIP: {name} not found (scripts/test installs it)"),
+        );
     }
     found
 }
 
+/// The test venv (scripts/test makes .venv): $MLART_VENV, else .venv in the repository.
+pub fn venv() -> PathBuf {
+    std::env::var_os("MLART_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv"))
+}
+
 /// The Python that has the interop packages (scripts/test makes .venv), if any.
 pub fn python() -> Option<PathBuf> {
-    let venv = std::env::var_os("MLART_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv"));
+    let venv = venv();
     let p = venv.join("bin/python");
     if p.is_file() {
         return Some(p);
     }
-    if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!(
+    missing(
+        &format!(
             "the venv {} is missing (MLART_REQUIRE_INTEROP=1): run scripts/test",
             venv.display()
-        );
-    }
-    eprintln!("SKIP: no venv at {}", venv.display());
+        ),
+        &format!("SKIP: no venv at {}", venv.display()),
+    );
     None
 }
 

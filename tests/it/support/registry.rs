@@ -2,7 +2,7 @@
 //! loopback port, and an isolated environment (Docker config, blob cache) to run mlart in.
 
 use super::fixtures::build_iris;
-use super::{find_on_path, json_ok, keygen_with, mlart, sign_with, verify_with};
+use super::{find_on_path, json_ok, keygen_with, missing, mlart, sign_with, verify_with};
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::fs;
@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 pub fn have(tool: &str, test: &str) -> bool {
     let found = find_on_path(tool).is_some();
     if !found {
-        if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("{test}: {tool} is required (MLART_REQUIRE_INTEROP=1) but not installed");
-        }
-        eprintln!("SKIP {test}: {tool} is not installed");
+        missing(
+            &format!("{test}: {tool} is required (MLART_REQUIRE_INTEROP=1) but not installed"),
+            &format!("SKIP {test}: {tool} is not installed"),
+        );
     }
     found
 }
