@@ -7,7 +7,7 @@ use std::path::Path;
 
 fn bundle_json(spec: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
     json_ok(
-        bundle_cmd(&mut mlart(), &spec)
+        bundle_cmd(&mut mlart(), spec)
             .arg("-o")
             .arg(out)
             .args(extra),

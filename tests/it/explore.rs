@@ -70,7 +70,7 @@ fn sign_and_verify_take_oci_names() {
     let archive = t.path().join("iris.tar");
     bundle_iris_cwd(&mut mlart(), &layout);
     let (key, public) = keygen(t.path(), "k");
-    let v = sign(&format!("oci:{}:1.0.0", layout.display()), &key);
+    let v = sign(format!("oci:{}:1.0.0", layout.display()), &key);
     assert_eq!(v["added"], true);
     json_ok(
         mlart()

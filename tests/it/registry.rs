@@ -1271,7 +1271,7 @@ fn registry_oras_python_interop() {
     };
     let (env, layout, r, v) = artifact_pushed(&reg);
     let digest = v["digest"].as_str().unwrap();
-    let manifest: Value = read_json(&layout, &digest);
+    let manifest: Value = read_json(&layout, digest);
 
     // oras pull: every layer lands as a file named by its title, byte for byte.
     let out = env.path("oras-out");

@@ -45,8 +45,8 @@ fn sign_and_verify_layouts_archives_and_several_keys() {
         1,
     );
     assert!(err.contains("--require-all"), "{err}");
-    sign(&t.path().join("a.oci"), &rm_key);
-    let again = sign(&t.path().join("a.oci"), &rm_key);
+    sign(t.path().join("a.oci"), &rm_key);
+    let again = sign(t.path().join("a.oci"), &rm_key);
     assert_eq!(again["added"], false);
     let v = json_ok(verify_cmd(t.path().join("a.oci"), &[&ci_pub, &rm_pub]).arg("--require-all"));
     assert_eq!(v["oci_signatures"].as_array().unwrap().len(), 2);
