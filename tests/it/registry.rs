@@ -32,17 +32,23 @@ fn tree(dir: &Path) -> Vec<String> {
     v
 }
 
+/// `registry_with_iris`, the layout then pushed as ml/iris:1.0.0: the registry, the
+/// environment, the layout, the reference and push's JSON.
+fn iris_pushed(test: &str) -> Option<(Registry, Env, PathBuf, String, Value)> {
+    let (reg, env, layout) = registry_with_iris(test)?;
+    let r = reg.reference("ml/iris:1.0.0");
+    let v = env.push(&layout, &r);
+    Some((reg, env, layout, r, v))
+}
+
 // ---------------- tests ----------------
 
 #[test]
 fn registry_push_pull_roundtrip() {
-    let Some((reg, env, layout)) = registry_with_iris("registry_push_pull_roundtrip") else {
+    // Push: every blob uploaded.
+    let Some((reg, env, layout, r, v)) = iris_pushed("registry_push_pull_roundtrip") else {
         return;
     };
-    let r = reg.reference("ml/iris:1.0.0");
-
-    // Push: every blob uploaded.
-    let v = env.push(&layout, &r);
     let digest = v["digest"].as_str().unwrap().to_string();
     let index: Value = read_json_file(&layout.join("index.json"));
     assert_eq!(index["manifests"][0]["digest"], digest.as_str());
@@ -148,11 +154,9 @@ fn registry_push_pull_roundtrip() {
 
 #[test]
 fn registry_copy_between_forms() {
-    let Some((reg, env, layout)) = registry_with_iris("registry_copy_between_forms") else {
+    let Some((reg, env, _, r, v)) = iris_pushed("registry_copy_between_forms") else {
         return;
     };
-    let r = reg.reference("ml/iris:1.0.0");
-    let v = env.push(&layout, &r);
     let digest = v["digest"].as_str().unwrap().to_string();
 
     // registry -> registry, same registry: blobs mounted.
@@ -223,11 +227,9 @@ fn registry_copy_between_forms() {
 
 #[test]
 fn registry_corrupted_blob_detected() {
-    let Some((reg, env, layout)) = registry_with_iris("registry_corrupted_blob_detected") else {
+    let Some((reg, env, _, r, _)) = iris_pushed("registry_corrupted_blob_detected") else {
         return;
     };
-    let r = reg.reference("ml/iris:1.0.0");
-    env.push(&layout, &r);
     let i = json_ok(env.cmd().args(["inspect", &r]));
     let model_layer = i["metadata"]["files"]
         .as_array()
@@ -730,11 +732,9 @@ fn registry_skopeo_interop() {
     if !have("skopeo", "registry_skopeo_interop") {
         return;
     }
-    let Some((reg, env, layout)) = registry_with_iris("registry_skopeo_interop") else {
+    let Some((reg, env, layout, r, v)) = iris_pushed("registry_skopeo_interop") else {
         return;
     };
-    let r = reg.reference("ml/iris:1.0.0");
-    let v = env.push(&layout, &r);
     let digest = v["digest"].as_str().unwrap().to_string();
 
     // What mlart pushed, skopeo pulls with the same manifest digest.
