@@ -2,7 +2,9 @@
 //! `verify --require`, carried by push/copy; checked by third parties (securesystemslib,
 //! in-toto-attestation, cyclonedx-python-lib) and against hostile edits.
 
-use crate::support::fixtures::{bundle_iris, put_blob, read_blob, read_json};
+use crate::support::fixtures::{
+    bundle_cmd, bundle_iris, iris_spec, put_blob, read_blob, read_json,
+};
 use crate::support::registry::{Env, Registry};
 use crate::support::*;
 use serde_json::{json, Value};
@@ -14,7 +16,7 @@ const SBOM_AT: &str = "application/vnd.mlart.attestation.cyclonedx-bom.v1.6+json
 const BUNDLE_MT: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 
 fn index(layout: &Path) -> Value {
-    serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap()
+    read_json_file(&layout.join("index.json"))
 }
 
 /// The index.json entry of the attestation of artifactType `at`.
@@ -36,12 +38,8 @@ fn envelope_digest(layout: &Path, at: &str) -> String {
 }
 
 fn verify_require(target: &Path, key: &Path) -> std::process::Command {
-    let mut c = mlart();
-    c.arg("verify")
-        .arg(target)
-        .arg("--key")
-        .arg(key)
-        .args(["--require", "provenance,sbom"]);
+    let mut c = verify_cmd(target, &[key]);
+    c.args(["--require", "provenance,sbom"]);
     c
 }
 
@@ -134,7 +132,7 @@ fn third_party_tools_accept_the_documents_and_refuse_a_tampered_one() {
             .unwrap();
         assert!(!o.status.success(), "{kind}: verified with another key");
         // one byte of the signed payload changed: refused
-        let mut b: Value = serde_json::from_slice(&fs::read(&env_path).unwrap()).unwrap();
+        let mut b: Value = read_json_file(&env_path);
         let mut payload = base64_decode(b["dsseEnvelope"]["payload"].as_str().unwrap());
         let i = payload.iter().position(|&c| c == b'1').unwrap();
         payload[i] = b'2';
@@ -176,10 +174,7 @@ fn verify_require_refuses_missing_foreign_wrong_subject_and_tampered() {
     let (other_key, _) = keygen(t.path(), "other");
     // usage errors: --attest without --sign, an unknown kind
     let err = fails(
-        mlart()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
+        bundle_cmd(&mut mlart(), &iris_spec())
             .arg("-o")
             .arg(t.path().join("x.oci"))
             .arg("--attest"),
@@ -191,12 +186,7 @@ fn verify_require_refuses_missing_foreign_wrong_subject_and_tampered() {
     let signed = t.path().join("s.oci");
     bundle_iris(&mut mlart(), &signed, &["--sign".as_ref(), key.as_os_str()]);
     let err = fails(
-        mlart()
-            .arg("verify")
-            .arg(&signed)
-            .arg("--key")
-            .arg(&public)
-            .args(["--require", "provenance,bogus"]),
+        verify_cmd(&signed, &[&public]).args(["--require", "provenance,bogus"]),
         2,
     );
     assert!(
@@ -295,7 +285,7 @@ fn registry_push_copy_and_attest_carry_attestations() {
         &["--sign".as_ref(), key.as_os_str(), "--attest".as_ref()],
     );
     let r = reg.reference("ml/iris:1.0.0");
-    let p = json_ok(env.cmd().arg("push").arg(&layout).arg(&r));
+    let p = env.push(&layout, &r);
     assert_eq!(p["signatures"], 1);
     assert_eq!(p["attestations"], 2);
     assert!(
@@ -304,11 +294,7 @@ fn registry_push_copy_and_attest_carry_attestations() {
     );
     let check = |target: &str| {
         let v = json_ok(
-            env.cmd()
-                .arg("verify")
-                .arg(target)
-                .arg("--key")
-                .arg(&public)
+            env.verify_cmd(target, &[&public])
                 .args(["--require", "provenance,sbom"]),
         );
         assert_eq!(v["ok"], true, "{target}: {v}");
@@ -328,10 +314,7 @@ fn registry_push_copy_and_attest_carry_attestations() {
     // `bundle --push --sign --attest`, and `mlart attest REF` on a bundle pushed without them
     let r3 = reg.reference("pushed/iris:1.0.0");
     json_ok(
-        env.cmd()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
+        bundle_cmd(&mut env.cmd(), &iris_spec())
             .arg("--push")
             .arg(&r3)
             .arg("--sign")
@@ -346,14 +329,9 @@ fn registry_push_copy_and_attest_carry_attestations() {
         &plain,
         &["--sign".as_ref(), key.as_os_str()],
     );
-    json_ok(env.cmd().arg("push").arg(&plain).arg(&r4));
+    env.push(&plain, &r4);
     let err = fails(
-        env.cmd()
-            .arg("verify")
-            .arg(&r4)
-            .arg("--key")
-            .arg(&public)
-            .args(["--require", "sbom"]),
+        env.verify_cmd(&r4, &[&public]).args(["--require", "sbom"]),
         1,
     );
     assert!(err.contains("no sbom attestation"), "{err}");

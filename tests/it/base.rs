@@ -3,7 +3,9 @@
 //! KServe modelcar uses it; multi-platform bases; bases in a registry (mounted, not uploaded);
 //! Docker schema 2 bases written by skopeo; hostile bases.
 
-use crate::support::fixtures::{bundle_iris, put_blob, read_blob, read_json, read_layout};
+use crate::support::fixtures::{
+    blob_path, bundle_cmd, bundle_iris, iris_spec, put_blob, read_blob, read_json, read_layout,
+};
 use crate::support::registry::{have, Env, Registry};
 use crate::support::*;
 use serde_json::{json, Value};
@@ -33,6 +35,11 @@ const APPLETS: &[&str] = &[
     "sleep",
 ];
 
+/// The platforms of the base images the tests make.
+const AMD64: &[(&str, Option<&str>)] = &[("amd64", None)];
+const AMD64_ARM64V8: &[(&str, Option<&str>)] = &[("amd64", None), ("arm64", Some("v8"))];
+const AMD64_ARM64: &[(&str, Option<&str>)] = &[("amd64", None), ("arm64", None)];
+
 // ---------------- a busybox base image, from Debian's busybox-static ----------------
 
 /// Debian's static busybox (scripts/test installs busybox-static), or None (skip).
@@ -47,35 +54,38 @@ fn busybox() -> Option<PathBuf> {
     if static_ok {
         return Some(p);
     }
-    if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!("/bin/busybox is required (MLART_REQUIRE_INTEROP=1): apt-get install busybox-static (scripts/test does)");
-    }
-    eprintln!("SKIP: no /bin/busybox (scripts/test installs busybox-static)");
+    missing(
+        "/bin/busybox is required (MLART_REQUIRE_INTEROP=1): apt-get install busybox-static (scripts/test does)",
+        "SKIP: no /bin/busybox (scripts/test installs busybox-static)",
+    );
     None
+}
+
+/// A GNU tar header of an entry of `kind`, with `mode` and `size` (mtime 0).
+fn tar_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(0);
+    h
+}
+
+/// Busybox (see `busybox`) and a temp dir for the test, or None (skip).
+fn busybox_and_tmp() -> Option<(PathBuf, tempfile::TempDir)> {
+    Some((busybox()?, tempfile::tempdir().unwrap()))
 }
 
 /// The busybox layer: `bin/busybox` and links to it, as a gzip tar. (gzip bytes, diff_id)
 fn busybox_layer(busybox: &Path) -> (Vec<u8>, String) {
     let mut b = tar::Builder::new(Vec::new());
-    let mut dir = tar::Header::new_gnu();
-    dir.set_entry_type(tar::EntryType::Directory);
-    dir.set_mode(0o755);
-    dir.set_size(0);
-    dir.set_mtime(0);
+    let mut dir = tar_header(tar::EntryType::Directory, 0o755, 0);
     b.append_data(&mut dir, "bin/", std::io::empty()).unwrap();
     let data = fs::read(busybox).unwrap();
-    let mut f = tar::Header::new_gnu();
-    f.set_entry_type(tar::EntryType::Regular);
-    f.set_mode(0o755);
-    f.set_size(data.len() as u64);
-    f.set_mtime(0);
+    let mut f = tar_header(tar::EntryType::Regular, 0o755, data.len() as u64);
     b.append_data(&mut f, "bin/busybox", &data[..]).unwrap();
     for a in APPLETS {
-        let mut l = tar::Header::new_gnu();
-        l.set_entry_type(tar::EntryType::Symlink);
-        l.set_mode(0o777);
-        l.set_size(0);
-        l.set_mtime(0);
+        let mut l = tar_header(tar::EntryType::Symlink, 0o777, 0);
         b.append_link(&mut l, format!("bin/{a}"), "busybox")
             .unwrap();
     }
@@ -184,6 +194,16 @@ fn busybox_base(
     }
 }
 
+/// `busybox_base` with OCI media types.
+fn oci_base(
+    busybox: &Path,
+    dir: &Path,
+    tag: &str,
+    platforms: &[(&str, Option<&str>)],
+) -> BaseLayout {
+    busybox_base(busybox, dir, tag, platforms, false)
+}
+
 /// `oci:DIR:TAG` for a layout.
 fn oci(dir: &Path, tag: &str) -> String {
     format!("oci:{}:{tag}", dir.display())
@@ -191,10 +211,7 @@ fn oci(dir: &Path, tag: &str) -> String {
 
 fn bundle_on(base: &str, out: &Path, extra: &[&str]) -> Value {
     json_ok(
-        mlart()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
+        bundle_cmd(&mut mlart(), &iris_spec())
             .args(["--base", base, "-o"])
             .arg(out)
             .args(extra),
@@ -205,6 +222,24 @@ fn bundle_on(base: &str, out: &Path, extra: &[&str]) -> Value {
 fn top_of(layout: &Path) -> (Value, Value) {
     let (index, top) = read_layout(layout);
     (top, index["manifests"][0].clone())
+}
+
+/// The config of the image a layout's index.json names.
+fn config_of(layout: &Path) -> Value {
+    let (m, _) = top_of(layout);
+    read_json(layout, m["config"]["digest"].as_str().unwrap())
+}
+
+/// `skopeo inspect ARGS… IMAGE` as JSON (`--raw`: the manifest or index; `--config`: the
+/// image config).
+fn skopeo_json(args: &[&str], image: &str) -> Value {
+    serde_json::from_slice(&skopeo(&[args, &[image]].concat())).unwrap()
+}
+
+/// `skopeo_json` of the linux/`arch` image of `image` (an index picks that platform).
+fn skopeo_linux(args: &[&str], arch: &str, image: &str) -> Value {
+    let platform = ["--override-os", "linux", "--override-arch", arch];
+    skopeo_json(&[args, &platform].concat(), image)
 }
 
 fn is_root() -> bool {
@@ -265,15 +300,10 @@ fn run_in(rootfs: &Path, env: &[String], script: &str) -> String {
 
 #[test]
 fn base_busybox_modelcar_runs_the_model_files_in_a_chroot() {
-    let Some(bb) = busybox() else { return };
-    let t = tempfile::tempdir().unwrap();
-    let base = busybox_base(
-        &bb,
-        &t.path().join("base.oci"),
-        "1.36",
-        &[("amd64", None)],
-        false,
-    );
+    let Some((bb, t)) = busybox_and_tmp() else {
+        return;
+    };
+    let base = oci_base(&bb, &t.path().join("base.oci"), "1.36", AMD64);
     let out = t.path().join("iris-run.oci");
     let v = bundle_on(&oci(&base.dir, "1.36"), &out, &[]);
     assert!(leftovers(t.path()).is_empty());
@@ -303,7 +333,7 @@ fn base_busybox_modelcar_runs_the_model_files_in_a_chroot() {
     );
 
     // The config: the base's, merged.
-    let config = read_json(&out, manifest["config"]["digest"].as_str().unwrap());
+    let config = config_of(&out);
     assert_eq!(config["architecture"], "amd64");
     assert_eq!(config["os"], "linux");
     assert!(config.get("created").is_none(), "no clock time: {config}");
@@ -341,7 +371,7 @@ fn base_busybox_modelcar_runs_the_model_files_in_a_chroot() {
         json!({"digest": base.images[0].1, "platform": "linux/amd64"})
     );
     let pulled = t.path().join("pulled");
-    json_ok(mlart().arg("pull").arg(&out).arg("-o").arg(&pulled));
+    pull_to(&out, &pulled);
     let mut got = tree_digests(&pulled);
     got.remove("mlart.json").unwrap();
     assert_eq!(
@@ -379,8 +409,7 @@ fn base_busybox_modelcar_runs_the_model_files_in_a_chroot() {
     let mut models = tree_digests(&rootfs.join("models"));
     models.remove("mlart.json").expect("/models/mlart.json");
     assert_eq!(models, example_files());
-    let runtime: Value =
-        serde_json::from_slice(&fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    let runtime = read_json_file(&bundle.join("config.json"));
     let env: Vec<String> = runtime["process"]["env"]
         .as_array()
         .unwrap()
@@ -414,15 +443,10 @@ fn base_busybox_modelcar_runs_the_model_files_in_a_chroot() {
 
 #[test]
 fn base_bundles_are_reproducible_and_name_the_base_by_digest() {
-    let Some(bb) = busybox() else { return };
-    let t = tempfile::tempdir().unwrap();
-    let base = busybox_base(
-        &bb,
-        &t.path().join("base.oci"),
-        "1.36",
-        &[("amd64", None)],
-        false,
-    );
+    let Some((bb, t)) = busybox_and_tmp() else {
+        return;
+    };
+    let base = oci_base(&bb, &t.path().join("base.oci"), "1.36", AMD64);
     let a = bundle_on(&oci(&base.dir, "1.36"), &t.path().join("a.oci"), &[]);
     let b = bundle_on(&oci(&base.dir, "1.36"), &t.path().join("b.oci"), &[]);
     assert_eq!(a["manifest_digest"], b["manifest_digest"]);
@@ -442,19 +466,7 @@ fn base_bundles_are_reproducible_and_name_the_base_by_digest() {
     let proj = tempfile::tempdir().unwrap();
     copy_tree(&example(), proj.path(), true);
     let _ = fs::remove_dir_all(proj.path().join("build"));
-    for e in walkdir::WalkDir::new(proj.path()) {
-        let e = e.unwrap();
-        if e.file_type().is_file() {
-            fs::File::options()
-                .write(true)
-                .open(e.path())
-                .unwrap()
-                .set_modified(
-                    std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(987_654_321),
-                )
-                .unwrap();
-        }
-    }
+    set_file_mtimes(proj.path(), 987_654_321);
     let out_e = t.path().join("e.oci");
     let cmd = format!(
         "umask 077 && exec '{}' --json bundle --base '{}' -o '{}'",
@@ -488,20 +500,15 @@ fn base_bundles_are_reproducible_and_name_the_base_by_digest() {
     let f = dated("f.oci");
     assert_ne!(f["manifest_digest"], a["manifest_digest"]);
     assert_eq!(f["manifest_digest"], dated("g.oci")["manifest_digest"]);
-    let (m, _) = top_of(&t.path().join("f.oci"));
-    let config = read_json(
-        &t.path().join("f.oci"),
-        m["config"]["digest"].as_str().unwrap(),
-    );
+    let config = config_of(&t.path().join("f.oci"));
     assert_eq!(config["created"], "2023-11-14T22:13:20Z");
 
     // Another base (a different config) → another bundle.
-    let other = busybox_base(
+    let other = oci_base(
         &bb,
         &t.path().join("arm.oci"),
         "1.36",
         &[("arm64", Some("v8"))],
-        false,
     );
     let h = bundle_on(&oci(&other.dir, "1.36"), &t.path().join("h.oci"), &[]);
     assert_ne!(h["manifest_digest"], a["manifest_digest"]);
@@ -515,15 +522,10 @@ fn base_bundles_are_reproducible_and_name_the_base_by_digest() {
 
 #[test]
 fn base_multi_platform_index_picks_one_or_builds_all() {
-    let Some(bb) = busybox() else { return };
-    let t = tempfile::tempdir().unwrap();
-    let base = busybox_base(
-        &bb,
-        &t.path().join("multi.oci"),
-        "1.36",
-        &[("amd64", None), ("arm64", Some("v8"))],
-        false,
-    );
+    let Some((bb, t)) = busybox_and_tmp() else {
+        return;
+    };
+    let base = oci_base(&bb, &t.path().join("multi.oci"), "1.36", AMD64_ARM64V8);
     let r = oci(&base.dir, "1.36");
 
     // --platform linux/arm64: the arm64 image.
@@ -537,11 +539,7 @@ fn base_multi_platform_index_picks_one_or_builds_all() {
         arm["base"]["images"][0]["base_digest"],
         base.images[1].1.as_str()
     );
-    let (m, _) = top_of(&t.path().join("arm.oci"));
-    let config = read_json(
-        &t.path().join("arm.oci"),
-        m["config"]["digest"].as_str().unwrap(),
-    );
+    let config = config_of(&t.path().join("arm.oci"));
     assert_eq!(config["architecture"], "arm64");
     assert_eq!(config["variant"], "v8");
     let i = json_ok(mlart().arg("inspect").arg(t.path().join("arm.oci")));
@@ -555,9 +553,7 @@ fn base_multi_platform_index_picks_one_or_builds_all() {
     };
     let out = t.path().join("host.oci");
     let mut c = mlart();
-    c.arg("bundle")
-        .arg("-f")
-        .arg(example().join("mlart.yaml"))
+    bundle_cmd(&mut c, &iris_spec())
         .args(["--base", &r, "-o"])
         .arg(&out);
     match host {
@@ -577,10 +573,7 @@ fn base_multi_platform_index_picks_one_or_builds_all() {
     // A platform the base lacks: an error listing those it has; nothing written.
     let out = t.path().join("s390x.oci");
     let err = fails(
-        mlart()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
+        bundle_cmd(&mut mlart(), &iris_spec())
             .args(["--base", &r, "--platform", "linux/s390x", "-o"])
             .arg(&out),
         2,
@@ -635,44 +628,19 @@ fn base_multi_platform_index_picks_one_or_builds_all() {
     assert_eq!(again["manifest_digest"], all["manifest_digest"]);
 
     // skopeo picks each platform of our index.
-    if let Some(skopeo) = tool("skopeo") {
+    if tool("skopeo").is_some() {
+        let image = oci(&all_dir, "1.0.0");
         for (arch, k) in [("amd64", 0), ("arm64", 1)] {
-            let raw = ok(Command::new(&skopeo)
-                .args([
-                    "inspect",
-                    "--raw",
-                    "--override-os",
-                    "linux",
-                    "--override-arch",
-                    arch,
-                ])
-                .arg(format!("oci:{}:1.0.0", all_dir.display())));
             // --raw gives the index; the config of the picked image says its architecture
-            assert_eq!(serde_json::from_slice::<Value>(&raw).unwrap(), index);
-            let cfg = ok(Command::new(&skopeo)
-                .args([
-                    "inspect",
-                    "--config",
-                    "--override-os",
-                    "linux",
-                    "--override-arch",
-                    arch,
-                ])
-                .arg(format!("oci:{}:1.0.0", all_dir.display())));
-            let cfg: Value = serde_json::from_slice(&cfg).unwrap();
+            assert_eq!(skopeo_linux(&["inspect", "--raw"], arch, &image), index);
+            let cfg = skopeo_linux(&["inspect", "--config"], arch, &image);
             assert_eq!(cfg["architecture"], arch);
             assert_eq!(cfg["rootfs"]["diff_ids"][0], base.diff_id.as_str(), "{k}");
         }
     }
 
     // A single-image base with `all` is that one image; with another platform, an error.
-    let single = busybox_base(
-        &bb,
-        &t.path().join("one.oci"),
-        "1",
-        &[("amd64", None)],
-        false,
-    );
+    let single = oci_base(&bb, &t.path().join("one.oci"), "1", AMD64);
     let v = bundle_on(
         &oci(&single.dir, "1"),
         &t.path().join("one-all.oci"),
@@ -684,10 +652,7 @@ fn base_multi_platform_index_picks_one_or_builds_all() {
         OCI_MANIFEST
     );
     let err = fails(
-        mlart()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
+        bundle_cmd(&mut mlart(), &iris_spec())
             .args([
                 "--base",
                 &oci(&single.dir, "1"),
@@ -703,15 +668,10 @@ fn base_multi_platform_index_picks_one_or_builds_all() {
 
 #[test]
 fn base_with_docker_schema2_media_types_gives_an_oci_image() {
-    let Some(bb) = busybox() else { return };
-    let t = tempfile::tempdir().unwrap();
-    let base = busybox_base(
-        &bb,
-        &t.path().join("docker.oci"),
-        "1.36",
-        &[("amd64", None), ("arm64", None)],
-        true,
-    );
+    let Some((bb, t)) = busybox_and_tmp() else {
+        return;
+    };
+    let base = busybox_base(&bb, &t.path().join("docker.oci"), "1.36", AMD64_ARM64, true);
     let out = t.path().join("out.oci");
     let v = bundle_on(
         &oci(&base.dir, "1.36"),
@@ -750,29 +710,17 @@ fn base_with_docker_schema2_media_types_gives_an_oci_image() {
 
 #[test]
 fn base_spec_image_settings_set_entrypoint_cmd_env_workdir_user() {
-    let Some(bb) = busybox() else { return };
-    let t = tempfile::tempdir().unwrap();
-    let base = busybox_base(
-        &bb,
-        &t.path().join("base.oci"),
-        "1.36",
-        &[("amd64", None)],
-        false,
-    );
+    let Some((bb, t)) = busybox_and_tmp() else {
+        return;
+    };
+    let base = oci_base(&bb, &t.path().join("base.oci"), "1.36", AMD64);
     let proj = example_copy();
     let spec = proj.path().join("mlart.yaml");
     let text = fs::read_to_string(&spec).unwrap();
     let with = |extra: &str| fs::write(&spec, format!("{text}\n{extra}")).unwrap();
-    let config_of = |out: &Path| {
-        let (m, _) = top_of(out);
-        read_json(out, m["config"]["digest"].as_str().unwrap())
-    };
     let build = |out: &Path, base_args: &[&str]| {
         json_ok(
-            mlart()
-                .arg("bundle")
-                .arg("-f")
-                .arg(&spec)
+            bundle_cmd(&mut mlart(), &spec)
                 .args(base_args)
                 .arg("-o")
                 .arg(out),
@@ -843,10 +791,7 @@ fn base_spec_image_settings_set_entrypoint_cmd_env_workdir_user() {
         with(extra);
         let out = t.path().join("bad.oci");
         let err = fails(
-            mlart()
-                .arg("bundle")
-                .arg("-f")
-                .arg(&spec)
+            bundle_cmd(&mut mlart(), &spec)
                 .args(["--base", &b, "-o"])
                 .arg(&out),
             2,
@@ -856,16 +801,36 @@ fn base_spec_image_settings_set_entrypoint_cmd_env_workdir_user() {
     }
 }
 
+/// Store `doc` as a blob of `layout` and point index.json's first entry at it.
+fn repoint_index(layout: &Path, doc: &Value) {
+    let (d, s) = put_blob(layout, &serde_json::to_vec(doc).unwrap());
+    let p = layout.join("index.json");
+    let mut index = read_json_file(&p);
+    index["manifests"][0]["digest"] = d.into();
+    index["manifests"][0]["size"] = s.into();
+    fs::write(&p, serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
 /// Rewrite the one manifest of a single-image base layout with `f` (index.json follows).
 fn edit_manifest(base: &BaseLayout, f: impl FnOnce(&mut Value)) {
     let mut m = read_json(&base.dir, &base.images[0].1);
     f(&mut m);
-    let (d, s) = put_blob(&base.dir, &serde_json::to_vec(&m).unwrap());
-    let p = base.dir.join("index.json");
-    let mut index: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
-    index["manifests"][0]["digest"] = d.into();
-    index["manifests"][0]["size"] = s.into();
-    fs::write(&p, serde_json::to_vec(&index).unwrap()).unwrap();
+    repoint_index(&base.dir, &m);
+}
+
+/// `edit_manifest`, then the base's `oci:DIR:1` reference.
+fn edited(base: &BaseLayout, f: impl FnOnce(&mut Value)) -> String {
+    edit_manifest(base, f);
+    oci(&base.dir, "1")
+}
+
+/// The base with its config replaced by `config` (stored as a blob): its `oci:DIR:1`.
+fn with_config(base: &BaseLayout, config: &[u8]) -> String {
+    let (cd, cs) = put_blob(&base.dir, config);
+    edited(base, |m| {
+        m["config"]["digest"] = cd.into();
+        m["config"]["size"] = cs.into();
+    })
 }
 
 /// Whether an expected message names a digest or size mismatch (an integrity error, exit 4).
@@ -877,8 +842,9 @@ fn is_integrity(want: &str) -> bool {
 
 #[test]
 fn base_hostile_and_malformed_bases_are_refused_cleanly() {
-    let Some(bb) = busybox() else { return };
-    let t = tempfile::tempdir().unwrap();
+    let Some((bb, t)) = busybox_and_tmp() else {
+        return;
+    };
     let mut n = 0;
     let mut check = |make: &dyn Fn(&Path) -> String, extra: &[&str], want: &[&str]| {
         n += 1;
@@ -887,9 +853,7 @@ fn base_hostile_and_malformed_bases_are_refused_cleanly() {
         let base = make(&dir);
         let out = dir.join("out.oci");
         let mut c = mlart();
-        c.arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
+        bundle_cmd(&mut c, &iris_spec())
             .args(["--base", &base])
             .args(extra)
             .arg("-o")
@@ -915,8 +879,7 @@ fn base_hostile_and_malformed_bases_are_refused_cleanly() {
         let kind = if code == 4 { "integrity" } else { "input" };
         assert_eq!(v["error"]["kind"], kind, "case {n}");
     };
-    let good =
-        |dir: &Path| busybox_base(&bb, &dir.join("base.oci"), "1", &[("amd64", None)], false);
+    let good = |dir: &Path| oci_base(&bb, &dir.join("base.oci"), "1", AMD64);
 
     // A config blob that does not match its digest.
     check(
@@ -924,10 +887,7 @@ fn base_hostile_and_malformed_bases_are_refused_cleanly() {
             let b = good(d);
             let m = read_json(&b.dir, &b.images[0].1);
             let cd = m["config"]["digest"].as_str().unwrap();
-            let p = b.dir.join("blobs/sha256").join(&cd[7..]);
-            let mut bytes = fs::read(&p).unwrap();
-            bytes[10] ^= 1;
-            fs::write(p, bytes).unwrap();
+            edit_bytes(&blob_path(&b.dir, cd), |bytes| bytes[10] ^= 1);
             oci(&b.dir, "1")
         },
         &[],
@@ -937,11 +897,10 @@ fn base_hostile_and_malformed_bases_are_refused_cleanly() {
     check(
         &|d| {
             let b = good(d);
-            let p = b.dir.join("blobs/sha256").join(&b.layer[7..]);
-            let mut bytes = fs::read(&p).unwrap();
-            let k = bytes.len() / 2;
-            bytes[k] ^= 0xff;
-            fs::write(p, bytes).unwrap();
+            edit_bytes(&blob_path(&b.dir, &b.layer), |bytes| {
+                let k = bytes.len() / 2;
+                bytes[k] ^= 0xff;
+            });
             oci(&b.dir, "1")
         },
         &[],
@@ -951,7 +910,7 @@ fn base_hostile_and_malformed_bases_are_refused_cleanly() {
     check(
         &|d| {
             let b = good(d);
-            fs::remove_file(b.dir.join("blobs/sha256").join(&b.layer[7..])).unwrap();
+            fs::remove_file(blob_path(&b.dir, &b.layer)).unwrap();
             oci(&b.dir, "1")
         },
         &[],
@@ -959,15 +918,7 @@ fn base_hostile_and_malformed_bases_are_refused_cleanly() {
     );
     // A config that is not JSON (its digest is right).
     check(
-        &|d| {
-            let b = good(d);
-            let (cd, cs) = put_blob(&b.dir, b"this is not json");
-            edit_manifest(&b, |m| {
-                m["config"]["digest"] = cd.into();
-                m["config"]["size"] = cs.into();
-            });
-            oci(&b.dir, "1")
-        },
+        &|d| with_config(&good(d), b"this is not json"),
         &[],
         &["config", "is not JSON"],
     );
@@ -991,15 +942,7 @@ fn base_hostile_and_malformed_bases_are_refused_cleanly() {
         ),
     ] {
         check(
-            &|d| {
-                let b = good(d);
-                let (cd, cs) = put_blob(&b.dir, &serde_json::to_vec(&edit).unwrap());
-                edit_manifest(&b, |m| {
-                    m["config"]["digest"] = cd.into();
-                    m["config"]["size"] = cs.into();
-                });
-                oci(&b.dir, "1")
-            },
+            &|d| with_config(&good(d), &serde_json::to_vec(&edit).unwrap()),
             &[],
             &[want],
         );
@@ -1009,10 +952,7 @@ fn base_hostile_and_malformed_bases_are_refused_cleanly() {
         &|d| {
             let out = d.join("artifact.oci");
             json_ok(
-                mlart()
-                    .arg("bundle")
-                    .arg("-f")
-                    .arg(example().join("mlart.yaml"))
+                bundle_cmd(&mut mlart(), &iris_spec())
                     .args(["--format", "artifact", "-o"])
                     .arg(&out),
             );
@@ -1023,11 +963,9 @@ fn base_hostile_and_malformed_bases_are_refused_cleanly() {
     );
     check(
         &|d| {
-            let b = good(d);
-            edit_manifest(&b, |m| {
+            edited(&good(d), |m| {
                 m["artifactType"] = "application/vnd.example+json".into()
-            });
-            oci(&b.dir, "1")
+            })
         },
         &[],
         &["is an artifact", "not a runnable image"],
@@ -1035,22 +973,20 @@ fn base_hostile_and_malformed_bases_are_refused_cleanly() {
     // Layers mlart cannot copy or does not know.
     check(
         &|d| {
-            let b = good(d);
-            edit_manifest(&b, |m| {
+            edited(&good(d), |m| {
                 m["layers"][0]["urls"] = json!(["https://example.com/layer"]);
                 m["layers"][0]["mediaType"] =
                     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip".into();
-            });
-            oci(&b.dir, "1")
+            })
         },
         &[],
         &["foreign"],
     );
     check(
         &|d| {
-            let b = good(d);
-            edit_manifest(&b, |m| m["layers"][0]["mediaType"] = "text/plain".into());
-            oci(&b.dir, "1")
+            edited(&good(d), |m| {
+                m["layers"][0]["mediaType"] = "text/plain".into()
+            })
         },
         &[],
         &["text/plain", "not an image layer"],
@@ -1058,11 +994,9 @@ fn base_hostile_and_malformed_bases_are_refused_cleanly() {
     // Docker schema 1.
     check(
         &|d| {
-            let b = good(d);
-            edit_manifest(&b, |m| {
+            edited(&good(d), |m| {
                 *m = json!({"schemaVersion": 1, "name": "x", "fsLayers": []})
-            });
-            oci(&b.dir, "1")
+            })
         },
         &[],
         &["schema 1"],
@@ -1071,10 +1005,7 @@ fn base_hostile_and_malformed_bases_are_refused_cleanly() {
     check(
         &|d| {
             let b = good(d);
-            let p = b.dir.join("blobs/sha256").join(&b.images[0].1[7..]);
-            let mut bytes = fs::read(&p).unwrap();
-            bytes.push(b' ');
-            fs::write(p, bytes).unwrap();
+            edit_bytes(&blob_path(&b.dir, &b.images[0].1), |bytes| bytes.push(b' '));
             oci(&b.dir, "1")
         },
         &[],
@@ -1083,22 +1014,11 @@ fn base_hostile_and_malformed_bases_are_refused_cleanly() {
     // An index whose entry lies about the platform of its image.
     check(
         &|d| {
-            let b = busybox_base(
-                &bb,
-                &d.join("multi.oci"),
-                "1",
-                &[("amd64", None), ("arm64", None)],
-                false,
-            );
+            let b = oci_base(&bb, &d.join("multi.oci"), "1", AMD64_ARM64);
             let mut index = read_json(&b.dir, &b.top);
             index["manifests"][1]["digest"] = index["manifests"][0]["digest"].clone();
             index["manifests"][1]["size"] = index["manifests"][0]["size"].clone();
-            let (d2, s2) = put_blob(&b.dir, &serde_json::to_vec(&index).unwrap());
-            let p = b.dir.join("index.json");
-            let mut top: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
-            top["manifests"][0]["digest"] = d2.into();
-            top["manifests"][0]["size"] = s2.into();
-            fs::write(&p, serde_json::to_vec(&top).unwrap()).unwrap();
+            repoint_index(&b.dir, &index);
             oci(&b.dir, "1")
         },
         &["--platform", "linux/arm64"],
@@ -1135,10 +1055,7 @@ fn base_hostile_and_malformed_bases_are_refused_cleanly() {
     );
     // `--platform all` without a base.
     let err = fails(
-        mlart()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
+        bundle_cmd(&mut mlart(), &iris_spec())
             .args(["--platform", "all", "-o"])
             .arg(t.path().join("x.oci")),
         2,
@@ -1163,23 +1080,13 @@ fn base_in_the_same_registry_is_mounted_not_uploaded() {
         return;
     };
     let env = Env::new();
-    let base = busybox_base(
-        &bb,
-        &env.path("base.oci"),
-        "1.36",
-        &[("amd64", None)],
-        false,
-    );
+    let base = oci_base(&bb, &env.path("base.oci"), "1.36", AMD64);
     let base_ref = reg.reference("library/busybox:1.36");
-    json_ok(env.cmd().arg("push").arg(&base.dir).arg(&base_ref));
+    env.push(&base.dir, &base_ref);
 
     let target = reg.reference("ml/iris:1.0.0-modelcar");
     let v = json_ok(
-        env.cmd()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
-            .args(["--base", &base_ref, "--push", &target]),
+        bundle_cmd(&mut env.cmd(), &iris_spec()).args(["--base", &base_ref, "--push", &target]),
     );
     assert_eq!(v["reference"], target.as_str());
     assert_eq!(v["blobs"]["mounted"], 1, "the base layer is mounted: {v}");
@@ -1221,11 +1128,7 @@ fn base_in_the_same_registry_is_mounted_not_uploaded() {
 
     // Pushing again: every blob skipped.
     let again = json_ok(
-        env.cmd()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
-            .args(["--base", &base_ref, "--push", &target]),
+        bundle_cmd(&mut env.cmd(), &iris_spec()).args(["--base", &base_ref, "--push", &target]),
     );
     assert_eq!(again["digest"], v["digest"]);
     assert_eq!(again["blobs"]["mounted"], 0);
@@ -1235,10 +1138,10 @@ fn base_in_the_same_registry_is_mounted_not_uploaded() {
         "skopeo",
         "base_in_the_same_registry_is_mounted_not_uploaded",
     ) {
-        let o = ok(Command::new("skopeo")
-            .args(["inspect", "--tls-verify=false"])
-            .arg(format!("docker://{target}")));
-        let i: Value = serde_json::from_slice(&o).unwrap();
+        let i = skopeo_json(
+            &["inspect", "--tls-verify=false"],
+            &format!("docker://{target}"),
+        );
         assert_eq!(i["Digest"], v["digest"]);
         assert_eq!(i["Layers"][0], base.layer.as_str());
     }
@@ -1262,10 +1165,7 @@ fn base_in_the_same_registry_is_mounted_not_uploaded() {
     // From a registry base to a layout: the base layer is downloaded and verified.
     let out = env.path("from-registry.oci");
     let w = json_ok(
-        env.cmd()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
+        bundle_cmd(&mut env.cmd(), &iris_spec())
             .args(["--base", &base_ref, "-o"])
             .arg(&out),
     );
@@ -1279,13 +1179,12 @@ fn base_in_the_same_registry_is_mounted_not_uploaded() {
     let Some(reg2) = Registry::start("base_in_the_same_registry_is_mounted_not_uploaded") else {
         return;
     };
-    let v2 = json_ok(
-        env.cmd()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
-            .args(["--base", &base_ref, "--push", &reg2.reference("ml/iris:1")]),
-    );
+    let v2 = json_ok(bundle_cmd(&mut env.cmd(), &iris_spec()).args([
+        "--base",
+        &base_ref,
+        "--push",
+        &reg2.reference("ml/iris:1"),
+    ]));
     assert_eq!(v2["blobs"]["mounted"], 0);
     assert_eq!(v2["blobs"]["uploaded"], ours + 3, "{v2}");
     assert_eq!(v2["digest"], v["digest"]);
@@ -1305,93 +1204,63 @@ fn base_pushed_by_skopeo_as_docker_schema2_and_multi_platform() {
         return;
     };
     let env = Env::new();
-    let base = busybox_base(
-        &bb,
-        &env.path("multi.oci"),
-        "1.36",
-        &[("amd64", None), ("arm64", Some("v8"))],
-        false,
-    );
+    let base = oci_base(&bb, &env.path("multi.oci"), "1.36", AMD64_ARM64V8);
     // skopeo converts the index to a Docker manifest list of schema 2 manifests.
     let docker_ref = reg.reference("library/busybox:1.36");
-    ok(Command::new("skopeo")
-        .args([
-            "copy",
-            "--all",
-            "--format",
-            "v2s2",
-            "--dest-tls-verify=false",
-        ])
-        .arg(oci(&base.dir, "1.36"))
-        .arg(format!("docker://{docker_ref}")));
-    let raw = ok(Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{docker_ref}")));
-    let list: Value = serde_json::from_slice(&raw).unwrap();
+    let docker_image = format!("docker://{docker_ref}");
+    let raw_remote = ["inspect", "--raw", "--tls-verify=false"];
+    skopeo(&[
+        "copy",
+        "--all",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &oci(&base.dir, "1.36"),
+        &docker_image,
+    ]);
+    let list = skopeo_json(&raw_remote, &docker_image);
     assert_eq!(list["mediaType"], DOCKER_LIST, "skopeo wrote a Docker list");
 
     // One platform, pushed next to it: mounted, an OCI image with OCI media types.
     let target = reg.reference("ml/iris:1.0.0-modelcar");
-    let v = json_ok(
-        env.cmd()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
-            .args([
-                "--base",
-                &docker_ref,
-                "--platform",
-                "linux/arm64",
-                "--push",
-                &target,
-            ]),
-    );
+    let v = json_ok(bundle_cmd(&mut env.cmd(), &iris_spec()).args([
+        "--base",
+        &docker_ref,
+        "--platform",
+        "linux/arm64",
+        "--push",
+        &target,
+    ]));
     assert_eq!(v["blobs"]["mounted"], 1, "{v}");
     assert_eq!(v["base"]["images"][0]["platform"], "linux/arm64/v8");
-    let m: Value = serde_json::from_slice(&ok(Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{target}"))))
-    .unwrap();
+    let m = skopeo_json(&raw_remote, &format!("docker://{target}"));
     assert_eq!(m["mediaType"], OCI_MANIFEST);
     assert_eq!(m["config"]["mediaType"], OCI_CONFIG);
     assert_eq!(m["layers"][0]["mediaType"], OCI_GZIP);
 
     // Every platform: an OCI index in the registry; skopeo resolves each platform.
     let all_ref = reg.reference("ml/iris:1.0.0-all");
-    let all = json_ok(
-        env.cmd()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
-            .args([
-                "--base",
-                &docker_ref,
-                "--platform",
-                "all",
-                "--push",
-                &all_ref,
-            ]),
-    );
+    let all = json_ok(bundle_cmd(&mut env.cmd(), &iris_spec()).args([
+        "--base",
+        &docker_ref,
+        "--platform",
+        "all",
+        "--push",
+        &all_ref,
+    ]));
     assert_eq!(all["base"]["index"], true);
-    let raw = ok(Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{all_ref}")));
+    let all_image = format!("docker://{all_ref}");
+    let raw = skopeo(&[&raw_remote[..], &[&all_image]].concat());
     assert_eq!(sha256(&raw), all["digest"].as_str().unwrap());
     let index: Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(index["mediaType"], OCI_INDEX);
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
     for arch in ["amd64", "arm64"] {
-        let cfg: Value = serde_json::from_slice(&ok(Command::new("skopeo")
-            .args([
-                "inspect",
-                "--config",
-                "--tls-verify=false",
-                "--override-os",
-                "linux",
-            ])
-            .args(["--override-arch", arch])
-            .arg(format!("docker://{all_ref}"))))
-        .unwrap();
+        let cfg = skopeo_linux(
+            &["inspect", "--config", "--tls-verify=false"],
+            arch,
+            &all_image,
+        );
         assert_eq!(cfg["architecture"], arch);
         assert!(cfg["config"]["Env"]
             .as_array()
@@ -1403,44 +1272,29 @@ fn base_pushed_by_skopeo_as_docker_schema2_and_multi_platform() {
 
 #[test]
 fn base_with_sign_signs_each_image() {
-    let Some(bb) = busybox() else { return };
-    let t = tempfile::tempdir().unwrap();
+    let Some((bb, t)) = busybox_and_tmp() else {
+        return;
+    };
     let (key, _) = keygen(t.path(), "k");
-    let base = busybox_base(
-        &bb,
-        &t.path().join("base.oci"),
-        "1",
-        &[("amd64", None)],
-        false,
-    );
+    let base = oci_base(&bb, &t.path().join("base.oci"), "1", AMD64);
     let out = t.path().join("signed.oci");
     bundle_on(
         &oci(&base.dir, "1"),
         &out,
         &["--sign", key.to_str().unwrap()],
     );
-    let v = json_ok(
-        mlart()
-            .arg("verify")
-            .arg(&out)
-            .arg("--key")
-            .arg(t.path().join("k.pub")),
-    );
+    let v = json_ok(&mut verify_cmd(&out, &[&t.path().join("k.pub")]));
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["model_signature"]["valid"], true, "{v}");
     // model.sig under /models covers the files; the OCI signature is beside the image.
-    let index: Value = serde_json::from_slice(&fs::read(out.join("index.json")).unwrap()).unwrap();
+    let index = read_json_file(&out.join("index.json"));
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
 
     // A base that puts a file under /models: bundled, but verify reports the stowaway.
     let sneaky = t.path().join("sneaky.oci");
-    let b2 = busybox_base(&bb, &sneaky, "1", &[("amd64", None)], false);
+    let b2 = oci_base(&bb, &sneaky, "1", AMD64);
     let mut tar = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_mode(0o644);
-    h.set_size(5);
-    h.set_mtime(0);
+    let mut h = tar_header(tar::EntryType::Regular, 0o644, 5);
     tar.append_data(&mut h, "models/stowaway.txt", &b"hello"[..])
         .unwrap();
     let layer = tar.into_inner().unwrap();
@@ -1549,27 +1403,20 @@ fn read_index_bundle(
 
 #[test]
 fn base_index_bundle_is_read_by_inspect_pull_verify() {
-    let Some(bb) = busybox() else { return };
-    let t = tempfile::tempdir().unwrap();
+    let Some((bb, t)) = busybox_and_tmp() else {
+        return;
+    };
     let (key, pubkey) = keygen(t.path(), "k");
-    let base = busybox_base(
-        &bb,
-        &t.path().join("multi.oci"),
-        "1.36",
-        &[("amd64", None), ("arm64", Some("v8"))],
-        false,
-    );
+    let base = oci_base(&bb, &t.path().join("multi.oci"), "1.36", AMD64_ARM64V8);
     let r = oci(&base.dir, "1.36");
     let sign = ["--platform", "all", "--sign", key.to_str().unwrap()];
     let dir = t.path().join("all.oci");
     let all = bundle_on(&r, &dir, &sign);
     let idx = all["manifest_digest"].as_str().unwrap().to_string();
     let (index, _) = top_of(&dir);
-    let images: Vec<String> = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["digest"].as_str().unwrap().to_string())
+    let images: Vec<String> = field_strs(&index["manifests"], "digest")
+        .into_iter()
+        .map(String::from)
         .collect();
     assert_eq!(images.len(), 2);
 
@@ -1646,10 +1493,7 @@ fn base_index_bundle_is_read_by_inspect_pull_verify() {
     let env = Env::new();
     let all_ref = reg.reference("ml/iris:1.0.0-all");
     let pushed = json_ok(
-        env.cmd()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
+        bundle_cmd(&mut env.cmd(), &iris_spec())
             .args(["--base", &r, "--push", &all_ref])
             .args(sign),
     );
@@ -1691,15 +1535,15 @@ fn with_index(src: &Path, dst: &Path, f: impl FnOnce(Value) -> Vec<u8>) {
 
 #[test]
 fn base_index_without_the_host_platform_or_hostile_is_refused() {
-    let Some(bb) = busybox() else { return };
-    let t = tempfile::tempdir().unwrap();
+    let Some((bb, t)) = busybox_and_tmp() else {
+        return;
+    };
     // An index with neither amd64 nor arm64: no default for this machine.
-    let base = busybox_base(
+    let base = oci_base(
         &bb,
         &t.path().join("odd.oci"),
         "1",
         &[("s390x", None), ("ppc64le", None)],
-        false,
     );
     let odd = t.path().join("odd-all.oci");
     bundle_on(&oci(&base.dir, "1"), &odd, &["--platform", "all"]);
@@ -1726,13 +1570,7 @@ fn base_index_without_the_host_platform_or_hostile_is_refused() {
     assert_eq!(v["index"]["platform"], "linux/s390x");
 
     // Hostile index documents: each refused with a message (exit 2), never a panic.
-    let good = busybox_base(
-        &bb,
-        &t.path().join("multi.oci"),
-        "1",
-        &[("amd64", None), ("arm64", Some("v8"))],
-        false,
-    );
+    let good = oci_base(&bb, &t.path().join("multi.oci"), "1", AMD64_ARM64V8);
     let all = t.path().join("all.oci");
     bundle_on(&oci(&good.dir, "1"), &all, &["--platform", "all"]);
     type Edit = Box<dyn Fn(Value) -> Vec<u8>>;
@@ -1828,11 +1666,7 @@ fn base_index_without_the_host_platform_or_hostile_is_refused() {
     let mut tampered = index.clone();
     tampered["annotations"]["x"] = "y".into();
     let d = top_of(&dir).1["digest"].as_str().unwrap().to_string();
-    fs::write(
-        dir.join("blobs/sha256").join(&d[7..]),
-        serde_json::to_vec(&tampered).unwrap(),
-    )
-    .unwrap();
+    fs::write(blob_path(&dir, &d), serde_json::to_vec(&tampered).unwrap()).unwrap();
     let err = fails(
         mlart()
             .arg("inspect")

@@ -1,19 +1,41 @@
 //! `mlart bundle`, `inspect` and `init` end to end.
 
+use crate::support::fixtures::bundle_cmd;
 use crate::support::*;
 use std::fs;
 use std::path::Path;
 
 fn bundle_json(spec: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
     json_ok(
-        mlart()
-            .arg("bundle")
-            .arg("-f")
-            .arg(spec)
+        bundle_cmd(&mut mlart(), spec)
             .arg("-o")
             .arg(out)
             .args(extra),
     )
+}
+
+/// A hand-written project in a temp dir: `(path, text)` per file (parent dirs made).
+fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let p = t.path().join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+    t
+}
+
+/// `mlart bundle -o o.oci` run in `dir` (the spec found there).
+fn bundle_in(dir: &Path) -> std::process::Command {
+    let mut c = mlart();
+    c.current_dir(dir).args(["bundle", "-o", "o.oci"]);
+    c
+}
+
+/// Nothing was written in `dir` by a failed `bundle_in`: no o.oci, no temp files.
+fn assert_nothing_written(dir: &Path) {
+    assert!(!dir.join("o.oci").exists());
+    assert!(leftovers(dir).is_empty());
 }
 
 #[test]
@@ -73,8 +95,7 @@ fn image_form_has_correct_diff_ids_and_annotations() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("iris.oci");
     bundle_json(&example().join("mlart.yaml"), &out, &[]);
-    let index: serde_json::Value =
-        serde_json::from_slice(&fs::read(out.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value = read_json_file(&out.join("index.json"));
     let blob = |d: &str| {
         fs::read(
             out.join("blobs/sha256")
@@ -116,11 +137,7 @@ fn image_form_has_correct_diff_ids_and_annotations() {
         } else {
             data
         };
-        use sha2::Digest;
-        assert_eq!(
-            d.as_str().unwrap(),
-            format!("sha256:{}", hex::encode(sha2::Sha256::digest(&raw)))
-        );
+        assert_eq!(d.as_str().unwrap(), sha256(&raw));
     }
     // The keys of every JSON document are sorted (canonical form).
     let text = String::from_utf8(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap();
@@ -181,8 +198,7 @@ fn golden_digest_of_the_example() {
             )
             .unwrap();
         }
-        let want: serde_json::Value =
-            serde_json::from_slice(&fs::read(&golden_path).unwrap()).unwrap();
+        let want: serde_json::Value = read_json_file(&golden_path);
         if want["manifest_digest"] != r["manifest_digest"] {
             panic!(
                 "the {form} bundle of examples/iris changed: digest {} (golden {}).\nWhat differs:\n{}\nIf the change is intended, run MLART_UPDATE_GOLDEN=1 cargo test golden and commit tests/golden/.",
@@ -196,8 +212,7 @@ fn golden_digest_of_the_example() {
 
 /// Manifest, config and the listing of every tar layer: what a digest mismatch is explained by.
 fn golden_snapshot(layout: &Path) -> serde_json::Value {
-    let index: serde_json::Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value = read_json_file(&layout.join("index.json"));
     let blob = |d: &str| {
         fs::read(
             layout
@@ -297,14 +312,8 @@ fn same_digest_whatever_mtime_umask_cwd_and_creation_order() {
         use std::os::unix::fs::PermissionsExt;
         let mode = if e.file_type().is_dir() { 0o700 } else { 0o600 };
         fs::set_permissions(e.path(), fs::Permissions::from_mode(mode)).unwrap();
-        if e.file_type().is_file() {
-            let f = fs::File::options().write(true).open(e.path()).unwrap();
-            f.set_modified(
-                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_234_567_890),
-            )
-            .unwrap();
-        }
     }
+    set_file_mtimes(b.path(), 1_234_567_890);
     let out = tempfile::tempdir().unwrap();
     // A: relative spec path from the project folder.
     let ra = json_ok(
@@ -341,12 +350,15 @@ fn source_date_epoch_sets_times_and_is_validated() {
     let t = tempfile::tempdir().unwrap();
     let spec = example().join("mlart.yaml");
     let plain = bundle_json(&spec, &t.path().join("a.oci"), &[]);
+    // `bundle -f SPEC` with SOURCE_DATE_EPOCH set to `epoch`
+    let with_epoch = |epoch: &str| {
+        let mut c = mlart();
+        c.env("SOURCE_DATE_EPOCH", epoch);
+        bundle_cmd(&mut c, &spec);
+        c
+    };
     let dated = json_ok(
-        mlart()
-            .env("SOURCE_DATE_EPOCH", "1700000000")
-            .arg("bundle")
-            .arg("-f")
-            .arg(&spec)
+        with_epoch("1700000000")
             .arg("-o")
             .arg(t.path().join("b.oci")),
     );
@@ -358,21 +370,13 @@ fn source_date_epoch_sets_times_and_is_validated() {
     );
     assert_eq!(i["metadata"]["created"], "2023-11-14T22:13:20Z");
     let again = json_ok(
-        mlart()
-            .env("SOURCE_DATE_EPOCH", "1700000000")
-            .arg("bundle")
-            .arg("-f")
-            .arg(&spec)
+        with_epoch("1700000000")
             .arg("-o")
             .arg(t.path().join("c.oci")),
     );
     assert_eq!(again["manifest_digest"], dated["manifest_digest"]);
     let err = fails(
-        mlart()
-            .env("SOURCE_DATE_EPOCH", "yesterday")
-            .arg("bundle")
-            .arg("-f")
-            .arg(&spec)
+        with_epoch("yesterday")
             .arg("-o")
             .arg(t.path().join("d.oci")),
         2,
@@ -383,8 +387,7 @@ fn source_date_epoch_sets_times_and_is_validated() {
 
 #[test]
 fn bad_specs_give_positioned_errors_exit_2_and_json() {
-    let t = tempfile::tempdir().unwrap();
-    fs::write(t.path().join("m.onnx"), b"x").unwrap();
+    let t = project(&[("m.onnx", "x")]);
     let cases: &[(&str, &str)] = &[
         (
             "name: a\nversion: '1'\nmodle: [m.onnx]\n",
@@ -487,24 +490,16 @@ fn existing_non_layout_output_is_not_replaced() {
 
 #[test]
 fn unparseable_reports_warn_and_stay_files() {
-    let t = tempfile::tempdir().unwrap();
-    fs::write(t.path().join("m.onnx"), b"x").unwrap();
-    fs::write(t.path().join("broken.json"), b"{nope").unwrap();
-    fs::write(
-        t.path().join("good.csv"),
-        b"metric,value\nauc,0.8\nloss,NaN\n",
-    )
-    .unwrap();
-    fs::write(
-        t.path().join("mlart.yaml"),
-        "name: a\nversion: '1'\nmodel: [m.onnx]\neval: [broken.json, good.csv]\n",
-    )
-    .unwrap();
-    let r = json_ok(
-        mlart()
-            .current_dir(t.path())
-            .args(["bundle", "-o", "o.oci"]),
-    );
+    let t = project(&[
+        ("m.onnx", "x"),
+        ("broken.json", "{nope"),
+        ("good.csv", "metric,value\nauc,0.8\nloss,NaN\n"),
+        (
+            "mlart.yaml",
+            "name: a\nversion: '1'\nmodel: [m.onnx]\neval: [broken.json, good.csv]\n",
+        ),
+    ]);
+    let r = json_ok(&mut bundle_in(t.path()));
     let w = r["warnings"].as_array().unwrap();
     assert!(
         w.iter()
@@ -518,9 +513,7 @@ fn unparseable_reports_warn_and_stay_files() {
 
 #[test]
 fn a_headerless_numeric_csv_is_refused_and_floats_are_kept_exact() {
-    let t = tempfile::tempdir().unwrap();
-    fs::write(t.path().join("m.onnx"), b"x").unwrap();
-    fs::write(t.path().join("scores.csv"), b"0.5,0.7\n0.6,0.8\n").unwrap();
+    let t = project(&[("m.onnx", "x"), ("scores.csv", "0.5,0.7\n0.6,0.8\n")]);
     // 0.9646561376073733 read as ...732 with an inexact float parser
     fs::write(
         t.path().join("metrics.json"),
@@ -529,29 +522,19 @@ fn a_headerless_numeric_csv_is_refused_and_floats_are_kept_exact() {
     .unwrap();
     let spec = "name: a\nversion: '1'\nmodel: [m.onnx]\neval: [metrics.json, scores.csv]\n";
     fs::write(t.path().join("mlart.yaml"), spec).unwrap();
-    let err = fails(
-        mlart()
-            .current_dir(t.path())
-            .args(["bundle", "-o", "o.oci"]),
-        2,
-    );
+    let err = fails(&mut bundle_in(t.path()), 2);
     assert!(
         err.contains("scores.csv") && err.contains("\"0.5\"") && err.contains("metrics: false"),
         "{err}"
     );
-    assert!(!t.path().join("o.oci").exists());
-    assert!(leftovers(t.path()).is_empty());
+    assert_nothing_written(t.path());
     // marked `metrics: false`, it is a plain file; the JSON metrics are exact
     fs::write(
         t.path().join("mlart.yaml"),
         "name: a\nversion: '1'\nmodel: [m.onnx]\neval: [metrics.json, {path: scores.csv, metrics: false}]\ngates:\n  metrics: [{metric: accuracy, min: 0.9646561376073733}]\n",
     )
     .unwrap();
-    let r = json_ok(
-        mlart()
-            .current_dir(t.path())
-            .args(["bundle", "-o", "o.oci"]),
-    );
+    let r = json_ok(&mut bundle_in(t.path()));
     assert_eq!(r["metrics"]["accuracy"].to_string(), "0.9646561376073733");
     assert_eq!(r["metrics"]["0.precision"], 0.5);
     let out = run(mlart()
@@ -623,52 +606,39 @@ fn inspect_of_a_spec_says_what_to_run_and_piped_logs_have_no_colours() {
 
 #[test]
 fn a_broken_feature_schema_is_an_error_naming_the_file() {
-    let t = tempfile::tempdir().unwrap();
-    fs::write(t.path().join("m.onnx"), b"x").unwrap();
-    fs::write(
-        t.path().join("features.yaml"),
-        b"features:\n  - name: a\n    dtype: complex128\n",
-    )
-    .unwrap();
-    fs::write(
-        t.path().join("mlart.yaml"),
-        "name: a\nversion: '1'\nmodel: [m.onnx]\nschema: [features.yaml]\n",
-    )
-    .unwrap();
-    let err = fails(
-        mlart()
-            .current_dir(t.path())
-            .args(["bundle", "-o", "o.oci"]),
-        2,
-    );
+    let t = project(&[
+        ("m.onnx", "x"),
+        (
+            "features.yaml",
+            "features:\n  - name: a\n    dtype: complex128\n",
+        ),
+        (
+            "mlart.yaml",
+            "name: a\nversion: '1'\nmodel: [m.onnx]\nschema: [features.yaml]\n",
+        ),
+    ]);
+    let err = fails(&mut bundle_in(t.path()), 2);
     assert!(
         err.contains("features.yaml") && err.contains("complex128"),
         "{err}"
     );
-    assert!(!t.path().join("o.oci").exists());
-    assert!(leftovers(t.path()).is_empty());
+    assert_nothing_written(t.path());
 }
 
 #[test]
 fn mlflow_signature_is_read_as_the_schema() {
-    let t = tempfile::tempdir().unwrap();
-    fs::create_dir_all(t.path().join("model")).unwrap();
-    fs::write(t.path().join("model/model.pkl"), b"pickle").unwrap();
-    fs::write(
-        t.path().join("model/MLmodel"),
-        "flavors:\n  sklearn: {}\nsignature:\n  inputs: '[{\"type\": \"double\", \"name\": \"x\", \"required\": true}]'\n  outputs: '[{\"type\": \"long\"}]'\n",
-    )
-    .unwrap();
-    fs::write(
-        t.path().join("mlart.yaml"),
-        "name: a\nversion: '1'\nmodel: [model/model.pkl]\nschema: [model/MLmodel]\n",
-    )
-    .unwrap();
-    let r = json_ok(
-        mlart()
-            .current_dir(t.path())
-            .args(["bundle", "-o", "o.oci"]),
-    );
+    let t = project(&[
+        ("model/model.pkl", "pickle"),
+        (
+            "model/MLmodel",
+            "flavors:\n  sklearn: {}\nsignature:\n  inputs: '[{\"type\": \"double\", \"name\": \"x\", \"required\": true}]'\n  outputs: '[{\"type\": \"long\"}]'\n",
+        ),
+        (
+            "mlart.yaml",
+            "name: a\nversion: '1'\nmodel: [model/model.pkl]\nschema: [model/MLmodel]\n",
+        ),
+    ]);
+    let r = json_ok(&mut bundle_in(t.path()));
     assert!(r["warnings"].as_array().unwrap().is_empty());
     let i = json_ok(mlart().current_dir(t.path()).args(["inspect", "o.oci"]));
     assert_eq!(i["metadata"]["schema"]["source"], "mlflow");
@@ -767,17 +737,23 @@ fn wait_until_staging(dir: &Path) {
     std::thread::sleep(std::time::Duration::from_millis(100));
 }
 
-#[test]
-fn a_file_that_changes_mid_bundle_leaves_no_output() {
-    let p = big_model_project(3 << 30);
+/// `mlart bundle -o OUT` started in `dir` (stderr piped), once it is under way.
+fn bundle_under_way(dir: &Path, out: &str) -> std::process::Child {
     let child = mlart()
-        .current_dir(p.path())
-        .args(["bundle", "-o", "big.oci"])
+        .current_dir(dir)
+        .args(["bundle", "-o", out])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    wait_until_staging(dir);
+    child
+}
+
+#[test]
+fn a_file_that_changes_mid_bundle_leaves_no_output() {
+    let p = big_model_project(3 << 30);
+    let child = bundle_under_way(p.path(), "big.oci");
     // Once the bundle is under way, cut the model short.
-    wait_until_staging(p.path());
     fs::File::options()
         .write(true)
         .open(p.path().join("model/big.safetensors"))
@@ -798,13 +774,7 @@ fn a_file_that_changes_mid_bundle_leaves_no_output() {
 #[test]
 fn ctrl_c_leaves_no_output() {
     let p = big_model_project(3 << 30);
-    let child = mlart()
-        .current_dir(p.path())
-        .args(["bundle", "-o", "big.tar"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until_staging(p.path());
+    let child = bundle_under_way(p.path(), "big.tar");
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(
@@ -822,13 +792,7 @@ fn ctrl_c_leaves_no_output() {
 fn sigterm_and_a_second_ctrl_c_leave_nothing_and_kill_9_leftovers_go_next_run() {
     let p = big_model_project(3 << 30);
     for signals in [&[libc::SIGTERM][..], &[libc::SIGINT, libc::SIGINT][..]] {
-        let child = mlart()
-            .current_dir(p.path())
-            .args(["bundle", "-o", "big.tar"])
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_until_staging(p.path());
+        let child = bundle_under_way(p.path(), "big.tar");
         for sig in signals {
             unsafe { libc::kill(child.id() as i32, *sig) };
             std::thread::sleep(std::time::Duration::from_millis(5));

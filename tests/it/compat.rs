@@ -132,14 +132,8 @@ fn compat_release_0_1_fixtures_are_byte_exact() {
             n += 1;
         }
         assert!(n > 0, "{}: no blobs", f.form);
-        let index: Value =
-            serde_json::from_slice(&fs::read(f.dir().join("index.json")).unwrap()).unwrap();
-        let listed: Vec<&str> = index["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["digest"].as_str().unwrap())
-            .collect();
+        let index: Value = read_json_file(&f.dir().join("index.json"));
+        let listed: Vec<&str> = field_strs(&index["manifests"], "digest");
         assert_eq!(listed, [f.manifest, f.oci_signature], "{}", f.form);
     }
 }
@@ -155,12 +149,7 @@ fn inspect(f: &Fixture) {
     assert_eq!(meta["version"], "1.0.0");
     assert_eq!(meta["form"], f.form);
     assert_eq!(meta["created"], "2023-11-14T22:13:20Z");
-    let paths: Vec<&str> = meta["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["path"].as_str().unwrap())
-        .collect();
+    let paths: Vec<&str> = field_strs(&meta["files"], "path");
     assert_eq!(paths, FILES);
     assert_eq!(meta["metrics"]["accuracy"], 0.911111);
     assert_eq!(meta["metrics"]["log_loss"], 0.209595);
@@ -182,13 +171,7 @@ fn compat_release_0_1_artifact_inspect() {
 fn verify(f: &Fixture) {
     let t = tempfile::tempdir().unwrap();
     let layout = f.copy(t.path());
-    let v = json_ok(
-        mlart()
-            .arg("verify")
-            .arg(&layout)
-            .arg("--key")
-            .arg(public_key()),
-    );
+    let v = json_ok(&mut verify_cmd(&layout, &[&public_key()]));
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["manifest_digest"], f.manifest);
     assert_eq!(v["oci_signatures"][0]["digest"], f.oci_signature);
@@ -198,7 +181,7 @@ fn verify(f: &Fixture) {
     assert_eq!(v["files_verified"], FILES.len());
     // a key that did not sign it
     let (_, other) = keygen(t.path(), "other");
-    let out = run(mlart().arg("verify").arg(&layout).arg("--key").arg(&other));
+    let out = run(&mut verify_cmd(&layout, &[&other]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
@@ -227,7 +210,7 @@ fn push_pull(f: &Fixture, test: &str) {
     let layout = f.copy(env.tmp.path());
     let reference = reg.reference(&format!("compat/iris-{}:1.0.0", f.form));
     // push keeps the manifest byte for byte, and takes the signature along
-    let p = json_ok(env.cmd().arg("push").arg(&layout).arg(&reference));
+    let p = env.push(&layout, &reference);
     assert_eq!(p["digest"], f.manifest, "{p}");
     assert_eq!(p["signatures"], 1, "{p}");
     let i = json_ok(env.cmd().arg("inspect").arg(&reference));
@@ -262,8 +245,7 @@ fn push_pull(f: &Fixture, test: &str) {
     want.insert("model.sig".into());
     if f.form == "image" {
         want.insert("mlart.json".into());
-        let pulled: Value =
-            serde_json::from_slice(&fs::read(out.join("mlart.json")).unwrap()).unwrap();
+        let pulled: Value = read_json_file(&out.join("mlart.json"));
         assert_eq!(pulled, meta);
     }
     let got: BTreeSet<String> = tree_digests(&out).into_keys().collect();

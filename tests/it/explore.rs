@@ -5,7 +5,10 @@
 
 use crate::support::fixtures::bundle_iris_cwd;
 use crate::support::registry::{Env, Registry};
-use crate::support::{example, example_copy, fails, json_ok, keygen, leftovers, mlart, run};
+use crate::support::{
+    example, example_copy, fails, field_strs, json_ok, keygen, leftovers, mlart, noise,
+    pull_verified, run, sign, verify_cmd,
+};
 use std::fs;
 use std::io::{Read, Write};
 use std::process::Stdio;
@@ -67,13 +70,7 @@ fn sign_and_verify_take_oci_names() {
     let archive = t.path().join("iris.tar");
     bundle_iris_cwd(&mut mlart(), &layout);
     let (key, public) = keygen(t.path(), "k");
-    let v = json_ok(
-        mlart()
-            .arg("sign")
-            .arg(format!("oci:{}:1.0.0", layout.display()))
-            .arg("--key")
-            .arg(&key),
-    );
+    let v = sign(format!("oci:{}:1.0.0", layout.display()), &key);
     assert_eq!(v["added"], true);
     json_ok(
         mlart()
@@ -86,15 +83,11 @@ fn sign_and_verify_take_oci_names() {
         format!("oci:{}", layout.display()),
         format!("oci-archive:{}:1.0.0", archive.display()),
     ] {
-        let v = json_ok(mlart().arg("verify").arg(&target).arg("--key").arg(&public));
+        let v = json_ok(&mut verify_cmd(&target, &[&public]));
         assert_eq!(v["ok"], true, "{target}: {v}");
     }
     let err = fails(
-        mlart()
-            .arg("verify")
-            .arg(format!("oci:{}:nope", layout.display()))
-            .arg("--key")
-            .arg(&public),
+        &mut verify_cmd(format!("oci:{}:nope", layout.display()), &[&public]),
         2,
     );
     assert!(err.contains("no manifest tagged \"nope\""), "{err}");
@@ -165,12 +158,7 @@ fn init_spec_loads_with_odd_file_names() {
     let v = json_ok(mlart().current_dir(d).args(["bundle", "-o", "out.oci"]));
     assert_eq!(v["files"], 6, "{v}");
     let v = json_ok(mlart().current_dir(d).args(["inspect", "out.oci"]));
-    let mut paths: Vec<&str> = v["metadata"]["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap())
-        .collect();
+    let mut paths: Vec<&str> = field_strs(&v["metadata"]["files"], "path");
     paths.sort();
     assert_eq!(
         paths,
@@ -381,15 +369,7 @@ fn push_and_copy_stop_on_ctrl_c() {
     let proj = env.path("proj");
     fs::create_dir(&proj).unwrap();
     // 24 MiB of incompressible bytes: a layer of its own, ~6 s through the slow link
-    let mut data = vec![0u8; 24 << 20];
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    for chunk in data.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
-    fs::write(proj.join("m.onnx"), &data).unwrap();
+    fs::write(proj.join("m.onnx"), noise(24 << 20, 0x9e3779b97f4a7c15)).unwrap();
     fs::write(
         proj.join("mlart.yaml"),
         "name: big\nversion: '1'\nmodel: [m.onnx]\n",
@@ -427,12 +407,7 @@ fn push_and_copy_stop_on_ctrl_c() {
     let out = run(env.cmd().args(["inspect", &reg.reference("ml/big:1")]));
     assert!(!out.status.success(), "ml/big:1 was tagged");
     // pushed directly, then copied out through a slow link
-    json_ok(
-        env.cmd()
-            .arg("push")
-            .arg(&layout)
-            .arg(reg.reference("ml/big:1")),
-    );
+    env.push(&layout, reg.reference("ml/big:1"));
     let out_dir = env.path("out");
     fs::create_dir(&out_dir).unwrap();
     let dest = out_dir.join("big.tar");
@@ -463,18 +438,9 @@ fn pull_verify_key_failure_names_model_sig_not_the_staging_dir() {
             .arg("-o")
             .arg(&layout),
     );
-    json_ok(mlart().arg("sign").arg(&layout).arg("--key").arg(&b_key));
+    sign(&layout, &b_key);
     let out = t.path().join("out");
-    let err = fails(
-        mlart()
-            .arg("pull")
-            .arg(&layout)
-            .arg("-o")
-            .arg(&out)
-            .arg("--verify-key")
-            .arg(&b_pub),
-        1,
-    );
+    let err = fails(&mut pull_verified(&layout, &out, &[&b_pub]), 1);
     assert!(
         err.contains("not pulled: model.sig: signed by another key"),
         "{err}"

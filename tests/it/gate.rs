@@ -1,9 +1,12 @@
 //! `mlart gate` and `mlart diff` on real bundles (layouts and a registry baseline).
 
+use crate::support::fixtures::{bundle_cmd, iris_spec};
 use crate::support::registry::Registry;
 use crate::support::*;
+use std::ffi::OsStr;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// The example project with `gates:` and edits applied, bundled to `out`.
 fn release(dir: &Path, out: &Path, edit: &dyn Fn(&Path)) -> serde_json::Value {
@@ -14,13 +17,44 @@ fn release(dir: &Path, out: &Path, edit: &dyn Fn(&Path)) -> serde_json::Value {
     copy_tree(&example(), &p, false);
     edit(&p);
     json_ok(
-        mlart()
-            .arg("bundle")
-            .arg("-f")
-            .arg(p.join("mlart.yaml"))
+        bundle_cmd(&mut mlart(), &p.join("mlart.yaml"))
             .arg("-o")
             .arg(out),
     )
+}
+
+/// `release` of the example with `from` replaced by `to` in eval/metrics.json, at `dir/NAME`.
+fn metrics_release(dir: &Path, name: &str, from: &str, to: &str) -> PathBuf {
+    let out = dir.join(name);
+    release(dir, &out, &|p| {
+        replace(&p.join("eval/metrics.json"), from, to)
+    });
+    out
+}
+
+/// `metrics_release` with the accuracy (0.911111 in the example) set to `accuracy`.
+fn accuracy_release(dir: &Path, name: &str, accuracy: &str) -> PathBuf {
+    let to = format!("\"accuracy\": {accuracy}");
+    metrics_release(dir, name, "\"accuracy\": 0.911111", &to)
+}
+
+/// POLICY written to `dir`/gates.yaml, and the example released unchanged as `dir`/v1.oci.
+fn policy_and_v1(dir: &Path) -> (PathBuf, PathBuf) {
+    let policy = dir.join("gates.yaml");
+    fs::write(&policy, POLICY).unwrap();
+    let v1 = dir.join("v1.oci");
+    release(dir, &v1, &|_| {});
+    (policy, v1)
+}
+
+/// The check named `name` of a gate result.
+fn named_check<'a>(result: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    result["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap()
 }
 
 const POLICY: &str = "gates:
@@ -35,6 +69,27 @@ const POLICY: &str = "gates:
   schema: compatible
 ";
 
+/// `mlart gate BUNDLE --policy POLICY` (more arguments may follow).
+fn gate(bundle: impl AsRef<OsStr>, policy: &Path) -> Command {
+    let mut c = mlart();
+    c.arg("gate").arg(bundle).arg("--policy").arg(policy);
+    c
+}
+
+/// `mlart gate BUNDLE -f SPEC`: the gates of a project's spec.
+fn gate_by_spec(bundle: impl AsRef<OsStr>, spec: &Path) -> Command {
+    let mut c = mlart();
+    c.arg("gate").arg(bundle).arg("-f").arg(spec);
+    c
+}
+
+/// `gate` against a baseline: `mlart gate BUNDLE --policy POLICY --baseline BASELINE`.
+fn gate_against(bundle: impl AsRef<OsStr>, baseline: impl AsRef<OsStr>, policy: &Path) -> Command {
+    let mut c = gate(bundle, policy);
+    c.arg("--baseline").arg(baseline);
+    c
+}
+
 fn replace(p: &Path, from: &str, to: &str) {
     let s = fs::read_to_string(p).unwrap();
     assert!(s.contains(from), "{from} in {}", p.display());
@@ -44,56 +99,24 @@ fn replace(p: &Path, from: &str, to: &str) {
 #[test]
 fn gates_pass_fail_and_explain() {
     let t = tempfile::tempdir().unwrap();
-    let policy = t.path().join("gates.yaml");
-    fs::write(&policy, POLICY).unwrap();
-    let v1 = t.path().join("v1.oci");
-    release(t.path(), &v1, &|_| {});
+    let (policy, v1) = policy_and_v1(t.path());
     // better accuracy, same loss: passes against v1
-    let v2 = t.path().join("v2.oci");
-    release(t.path(), &v2, &|p| {
-        replace(
-            &p.join("eval/metrics.json"),
-            "\"accuracy\": 0.911111",
-            "\"accuracy\": 0.95",
-        )
-    });
-    let r = json_ok(
-        mlart()
-            .arg("gate")
-            .arg(&v2)
-            .arg("--baseline")
-            .arg(&v1)
-            .arg("--policy")
-            .arg(&policy),
-    );
+    let v2 = accuracy_release(t.path(), "v2.oci", "0.95");
+    let r = json_ok(&mut gate_against(&v2, &v1, &policy));
     assert_eq!(r["passed"], true, "{r}");
     // a regression beyond max_change fails with exit 1, naming the check
-    let v3 = t.path().join("v3.oci");
-    release(t.path(), &v3, &|p| {
-        replace(
-            &p.join("eval/metrics.json"),
-            "\"log_loss\": 0.209595",
-            "\"log_loss\": 0.25",
-        )
-    });
+    let v3 = metrics_release(
+        t.path(),
+        "v3.oci",
+        "\"log_loss\": 0.209595",
+        "\"log_loss\": 0.25",
+    );
     let md = t.path().join("summary.md");
-    let out = run(mlart()
-        .args(["--json", "gate"])
-        .arg(&v3)
-        .arg("--baseline")
-        .arg(&v1)
-        .arg("--policy")
-        .arg(&policy)
-        .arg("--markdown")
-        .arg(&md));
-    assert_eq!(out.status.code(), Some(1));
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let loss = r["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "metric:log_loss")
-        .unwrap();
+    let r = json_exit(
+        gate_against(&v3, &v1, &policy).arg("--markdown").arg(&md),
+        1,
+    );
+    let loss = named_check(&r, "metric:log_loss");
     assert_eq!(loss["passed"], false);
     assert!(
         loss["reason"].as_str().unwrap().contains("wrong way"),
@@ -101,16 +124,10 @@ fn gates_pass_fail_and_explain() {
     );
     assert!(fs::read_to_string(&md).unwrap().contains("**FAIL**"));
     // without a baseline the change limits are skipped, thresholds still hold
-    let r = json_ok(mlart().arg("gate").arg(&v3).arg("--policy").arg(&policy));
+    let r = json_ok(&mut gate(&v3, &policy));
     assert_eq!(r["passed"], true, "{r}");
     // human output is a table
-    let out = run(mlart()
-        .arg("gate")
-        .arg(&v3)
-        .arg("--baseline")
-        .arg(&v1)
-        .arg("--policy")
-        .arg(&policy));
+    let out = run(&mut gate_against(&v3, &v1, &policy));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("FAIL  metric:log_loss") && text.contains("gate FAILED"),
@@ -121,45 +138,18 @@ fn gates_pass_fail_and_explain() {
 #[test]
 fn missing_and_nan_metrics_missing_baseline_and_schema_breaks() {
     let t = tempfile::tempdir().unwrap();
-    let policy = t.path().join("gates.yaml");
-    fs::write(&policy, POLICY).unwrap();
-    let v1 = t.path().join("v1.oci");
-    release(t.path(), &v1, &|_| {});
-    let nan = t.path().join("nan.oci");
-    release(t.path(), &nan, &|p| {
-        replace(
-            &p.join("eval/metrics.json"),
-            "\"accuracy\": 0.911111",
-            "\"accuracy\": NaN",
-        )
-    });
-    let out = run(mlart()
-        .args(["--json", "gate"])
-        .arg(&nan)
-        .arg("--policy")
-        .arg(&policy));
+    let (policy, v1) = policy_and_v1(t.path());
+    let nan = accuracy_release(t.path(), "nan.oci", "NaN");
+    let out = run(gate(&nan, &policy).arg("--json"));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("NaN or infinite"));
-    let gone = t.path().join("gone.oci");
-    release(t.path(), &gone, &|p| {
-        replace(&p.join("eval/metrics.json"), "\"log_loss\": 0.209595,", "")
-    });
-    let out = run(mlart()
-        .args(["--json", "gate"])
-        .arg(&gone)
-        .arg("--policy")
-        .arg(&policy));
+    let gone = metrics_release(t.path(), "gone.oci", "\"log_loss\": 0.209595,", "");
+    let out = run(gate(&gone, &policy).arg("--json"));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("no metric \\\"log_loss\\\""));
     // a baseline that does not exist: a usage error, not a gate result
     let err = fails(
-        mlart()
-            .arg("gate")
-            .arg(&v1)
-            .arg("--baseline")
-            .arg(t.path().join("nope.oci"))
-            .arg("--policy")
-            .arg(&policy),
+        &mut gate_against(&v1, t.path().join("nope.oci"), &policy),
         2,
     );
     assert!(
@@ -167,30 +157,15 @@ fn missing_and_nan_metrics_missing_baseline_and_schema_breaks() {
         "{err}"
     );
     // the first release: --baseline-optional makes a missing baseline a notice
-    let out = run(mlart()
-        .arg("gate")
-        .arg(&v1)
-        .arg("--baseline")
-        .arg(t.path().join("nope.oci"))
-        .arg("--baseline-optional")
-        .arg("--policy")
-        .arg(&policy));
+    let out = run(gate_against(&v1, t.path().join("nope.oci"), &policy).arg("--baseline-optional"));
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
         text.contains("notice: the baseline") && text.contains("does not exist"),
         "{text}"
     );
-    let g = json_ok(
-        mlart()
-            .arg("gate")
-            .arg(&v1)
-            .arg("--baseline")
-            .arg(t.path().join("nope.oci"))
-            .arg("--baseline-optional")
-            .arg("--policy")
-            .arg(&policy),
-    );
+    let g =
+        json_ok(gate_against(&v1, t.path().join("nope.oci"), &policy).arg("--baseline-optional"));
     assert!(
         g["baseline_digest"].is_null() && g["notices"][0].is_string(),
         "{g}"
@@ -198,14 +173,7 @@ fn missing_and_nan_metrics_missing_baseline_and_schema_breaks() {
     // a baseline that exists but cannot be read stays an error, optional or not
     fs::write(t.path().join("junk.tar"), b"not a tar").unwrap();
     fails(
-        mlart()
-            .arg("gate")
-            .arg(&v1)
-            .arg("--baseline")
-            .arg(t.path().join("junk.tar"))
-            .arg("--baseline-optional")
-            .arg("--policy")
-            .arg(&policy),
+        gate_against(&v1, t.path().join("junk.tar"), &policy).arg("--baseline-optional"),
         2,
     );
     // a removed feature and a new required one break `schema: compatible`
@@ -217,13 +185,7 @@ fn missing_and_nan_metrics_missing_baseline_and_schema_breaks() {
             "  - name: petal_area\n",
         );
     });
-    let out = run(mlart()
-        .args(["--json", "gate"])
-        .arg(&s2)
-        .arg("--baseline")
-        .arg(&v1)
-        .arg("--policy")
-        .arg(&policy));
+    let out = run(gate_against(&s2, &v1, &policy).arg("--json"));
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -237,7 +199,7 @@ fn missing_and_nan_metrics_missing_baseline_and_schema_breaks() {
         "gates:\n  metrics:\n    - {metric: accuracy, minimum: 1}\n",
     )
     .unwrap();
-    let err = fails(mlart().arg("gate").arg(&v1).arg("--policy").arg(&policy), 2);
+    let err = fails(&mut gate(&v1, &policy), 2);
     assert!(
         err.contains("gates.yaml:3:") && err.contains("minimum"),
         "{err}"
@@ -248,11 +210,7 @@ fn missing_and_nan_metrics_missing_baseline_and_schema_breaks() {
     let mut spec = fs::read_to_string(p.join("mlart.yaml")).unwrap();
     spec.push_str("gates:\n  signature: required\n  validation: required\n");
     fs::write(p.join("mlart.yaml"), spec).unwrap();
-    let out = run(mlart()
-        .args(["--json", "gate"])
-        .arg(&v1)
-        .arg("-f")
-        .arg(p.join("mlart.yaml")));
+    let out = run(gate_by_spec(&v1, &p.join("mlart.yaml")).arg("--json"));
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -267,26 +225,17 @@ fn missing_and_nan_metrics_missing_baseline_and_schema_breaks() {
     };
     let validated = t.path().join("validated.oci");
     json_ok(
-        crate::validate::mlart_ort(&lib)
-            .arg("bundle")
-            .arg("-f")
-            .arg(p.join("mlart.yaml"))
+        bundle_cmd(&mut crate::validate::mlart_ort(&lib), &p.join("mlart.yaml"))
             .arg("-o")
             .arg(&validated)
             .arg("--validate"),
     );
-    let out = run(mlart()
-        .args(["--json", "gate"])
-        .arg(&validated)
-        .arg("-f")
-        .arg(p.join("mlart.yaml")));
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // still fails (exit 1) on the missing key alone
+    let r = json_exit(&mut gate_by_spec(&validated, &p.join("mlart.yaml")), 1);
     let checks = r["checks"].as_array().unwrap();
-    let v = checks.iter().find(|c| c["name"] == "validation").unwrap();
+    let v = named_check(&r, "validation");
     assert_eq!(v["passed"], true, "{r}");
     assert_eq!(v["reason"], "passed: model/iris.onnx");
-    // still fails on the missing key alone
-    assert_eq!(out.status.code(), Some(1));
     assert!(checks
         .iter()
         .all(|c| c["passed"] == true || c["name"] == "signature"));
@@ -332,12 +281,7 @@ fn diff_and_a_remote_baseline() {
     );
 
     // --exit-code: 1 when they differ (text and --json alike), 0 for the same bundle
-    let out = run(mlart()
-        .args(["diff", "--exit-code", "--json"])
-        .arg(&v1)
-        .arg(&v2));
-    assert_eq!(out.status.code(), Some(1));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_exit(mlart().args(["diff", "--exit-code"]).arg(&v1).arg(&v2), 1);
     assert!(v["diff"]["files"].is_array(), "{v}");
     fails(mlart().args(["diff", "--exit-code"]).arg(&v1).arg(&v2), 1);
     let out = run(mlart().args(["diff", "--exit-code"]).arg(&v1).arg(&v1));
@@ -360,39 +304,13 @@ fn diff_and_a_remote_baseline() {
     );
     let policy = t.path().join("gates.yaml");
     fs::write(&policy, POLICY).unwrap();
-    let g = json_ok(
-        mlart()
-            .arg("gate")
-            .arg(&v2)
-            .arg("--baseline")
-            .arg(&r)
-            .arg("--policy")
-            .arg(&policy),
-    );
+    let g = json_ok(&mut gate_against(&v2, &r, &policy));
     assert_eq!(g["passed"], true, "{g}");
     // a tag the registry does not have: not-found (3), or a notice with --baseline-optional
     let prod = reg.reference("ml/iris:prod");
-    let err = fails(
-        mlart()
-            .arg("gate")
-            .arg(&v2)
-            .arg("--baseline")
-            .arg(&prod)
-            .arg("--policy")
-            .arg(&policy),
-        3,
-    );
+    let err = fails(&mut gate_against(&v2, &prod, &policy), 3);
     assert!(err.contains("--baseline-optional"), "{err}");
-    let g = json_ok(
-        mlart()
-            .arg("gate")
-            .arg(&v2)
-            .arg("--baseline")
-            .arg(&prod)
-            .arg("--baseline-optional")
-            .arg("--policy")
-            .arg(&policy),
-    );
+    let g = json_ok(gate_against(&v2, &prod, &policy).arg("--baseline-optional"));
     assert!(
         g["notices"][0].as_str().unwrap().contains("ml/iris:prod"),
         "{g}"
@@ -405,42 +323,21 @@ fn push_gate_refuses_to_push_a_failing_release() {
         return;
     };
     let t = tempfile::tempdir().unwrap();
-    let policy = t.path().join("gates.yaml");
-    fs::write(&policy, POLICY).unwrap();
-    let v1 = t.path().join("v1.oci");
-    release(t.path(), &v1, &|_| {});
-    let bad = t.path().join("bad.oci");
-    release(t.path(), &bad, &|p| {
-        replace(
-            &p.join("eval/metrics.json"),
-            "\"accuracy\": 0.911111",
-            "\"accuracy\": 0.5",
-        )
-    });
+    let (policy, v1) = policy_and_v1(t.path());
+    let bad = accuracy_release(t.path(), "bad.oci", "0.5");
     let r = reg.reference("ml/gated:1.0.0");
-    let err = fails(
-        mlart()
-            .arg("push")
-            .arg(&bad)
-            .arg(&r)
-            .arg("--gate")
-            .arg("--policy")
-            .arg(&policy),
-        1,
-    );
+    let push_gated = || {
+        let mut c = mlart();
+        c.arg("push").arg(&bad).arg(&r).arg("--gate");
+        c.arg("--policy").arg(&policy);
+        c
+    };
+    let err = fails(&mut push_gated(), 1);
     assert!(
         err.contains("not pushed") && err.contains("metric:accuracy"),
         "{err}"
     );
-    let out = run(mlart()
-        .args(["--json", "push"])
-        .arg(&bad)
-        .arg(&r)
-        .arg("--gate")
-        .arg("--policy")
-        .arg(&policy));
-    assert_eq!(out.status.code(), Some(1));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let v = json_exit(&mut push_gated(), 1);
     assert_eq!(v["pushed"], false);
     let tags = run(mlart().args(["tags", &reg.reference("ml/gated")]));
     assert!(
@@ -449,14 +346,7 @@ fn push_gate_refuses_to_push_a_failing_release() {
     );
     // a passing release (against a registry baseline) is pushed
     json_ok(mlart().arg("push").arg(&v1).arg(&r));
-    let v2 = t.path().join("v2.oci");
-    release(t.path(), &v2, &|p| {
-        replace(
-            &p.join("eval/metrics.json"),
-            "\"accuracy\": 0.911111",
-            "\"accuracy\": 0.93",
-        )
-    });
+    let v2 = accuracy_release(t.path(), "v2.oci", "0.93");
     let p = json_ok(
         mlart()
             .arg("push")
@@ -493,22 +383,15 @@ fn gating_a_remote_1_gib_bundle_downloads_under_1_mib() {
     fs::write(p.join("mlart.yaml"), spec).unwrap();
     let r = reg.reference("ml/big:1.0.0");
     json_ok(
-        mlart()
-            .arg("bundle")
-            .arg("-f")
-            .arg(p.join("mlart.yaml"))
+        bundle_cmd(&mut mlart(), &p.join("mlart.yaml"))
             .arg("--push")
             .arg(&r),
     );
     let before = reg.bytes_served();
     let g = json_ok(
-        mlart()
-            .arg("gate")
-            .arg(&r)
+        gate_by_spec(&r, &p.join("mlart.yaml"))
             .arg("--baseline")
-            .arg(&r)
-            .arg("-f")
-            .arg(p.join("mlart.yaml")),
+            .arg(&r),
     );
     assert_eq!(g["passed"], true, "{g}");
     let d = json_ok(mlart().arg("diff").arg(&r).arg(&r));
@@ -529,10 +412,7 @@ fn signature_gate_passes_with_the_signing_key_only() {
     let (_, o_pub) = keygen(t.path(), "o");
     let signed = t.path().join("s.oci");
     json_ok(
-        mlart()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
+        bundle_cmd(&mut mlart(), &iris_spec())
             .arg("-o")
             .arg(&signed)
             .arg("--sign")
@@ -540,21 +420,10 @@ fn signature_gate_passes_with_the_signing_key_only() {
     );
     let policy = t.path().join("gates.yaml");
     fs::write(&policy, "gates:\n  signature: required\n").unwrap();
-    let g = json_ok(
-        mlart()
-            .arg("gate")
-            .arg(&signed)
-            .arg("--policy")
-            .arg(&policy)
-            .arg("--key")
-            .arg(&k_pub),
-    );
+    let g = json_ok(gate(&signed, &policy).arg("--key").arg(&k_pub));
     assert_eq!(g["passed"], true, "{g}");
-    let out = run(mlart()
-        .args(["--json", "gate"])
-        .arg(&signed)
-        .arg("--policy")
-        .arg(&policy)
+    let out = run(gate(&signed, &policy)
+        .arg("--json")
         .arg("--key")
         .arg(&o_pub));
     assert_eq!(out.status.code(), Some(1));

@@ -3,7 +3,7 @@
 //! (an error under `--strict`), stops the bomb, and `verify` reports each.
 
 use crate::support::fixtures::{bundle_iris, put_blob, read_blob, read_json};
-use crate::support::{fails, json_ok, mlart, run};
+use crate::support::{dot_mlart_entries, fails, mlart, pull_to, read_json_file, run};
 use serde_json::{json, Value};
 use std::ffi::OsStr;
 use std::fs;
@@ -21,8 +21,7 @@ fn with_edited_docs_layer(dir: &Path, edit: &dyn Fn(&mut Entries)) -> std::path:
         &layout,
         &[OsStr::new("--format"), OsStr::new("artifact")],
     );
-    let index: Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: Value = read_json_file(&layout.join("index.json"));
     let mut manifest = read_json(&layout, index["manifests"][0]["digest"].as_str().unwrap());
     let layers = manifest["layers"].as_array_mut().unwrap();
     let docs = layers
@@ -84,7 +83,7 @@ fn unlisted_entries_are_refused_and_strict_makes_it_an_error() {
         e.push(("docs/extra.md".into(), b"not in mlart.json\n".to_vec()));
     });
     // without --strict: pulled, the extra entry not written, and said (JSON and stderr)
-    let p = json_ok(mlart().arg("pull").arg(&layout).arg("-o").arg(&out));
+    let p = pull_to(&layout, &out);
     let w = p["warnings"].to_string();
     assert!(
         w.contains("docs/extra.md") && w.contains("does not list"),
@@ -170,12 +169,7 @@ fn a_decompression_bomb_is_stopped() {
     let err = fails(mlart().arg("pull").arg(&layout).arg("-o").arg(&out), 4);
     assert!(err.contains("decompresses to more than"), "{err}");
     assert!(!out.exists());
-    let leftovers: Vec<_> = fs::read_dir(t.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".mlart"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let left = dot_mlart_entries(t.path());
+    assert!(left.is_empty(), "{left:?}");
     let _ = json!({});
 }

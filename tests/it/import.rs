@@ -5,6 +5,7 @@
 //! skl2onnx and onnxruntime (scripts/requirements-test.txt): without them the tests SKIP,
 //! with MLART_REQUIRE_INTEROP=1 they fail.
 
+use crate::support::fixtures::bundle_cmd;
 use crate::support::*;
 use serde_json::Value;
 use std::fs;
@@ -91,7 +92,7 @@ fn mlflow_onnx_imports_bundles_and_validates() {
     let via_spec = t.path().join("spec.oci");
     bundle(&m, &via_spec);
     let digest = |p: &Path| {
-        let idx: Value = serde_json::from_slice(&fs::read(p.join("index.json")).unwrap()).unwrap();
+        let idx: Value = read_json_file(&p.join("index.json"));
         idx["manifests"][0]["digest"].as_str().unwrap().to_string()
     };
     assert_eq!(
@@ -189,7 +190,7 @@ fn huggingface_sharded_folder() {
         .arg(&out));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // The ModelPack config carries what the headers and config.json said.
-    let idx: Value = serde_json::from_slice(&fs::read(out.join("index.json")).unwrap()).unwrap();
+    let idx: Value = read_json_file(&out.join("index.json"));
     let blob = |d: &str| {
         fs::read(
             out.join("blobs/sha256")
@@ -381,10 +382,7 @@ fn secrets_junk_and_gitignored_files_are_left_out_unless_listed() {
         "name: m\nversion: '1'\nmodel: [model/]\nconfig: [model/tls.key]\n",
     )
     .unwrap();
-    let o = run(mlart()
-        .arg("bundle")
-        .arg("-f")
-        .arg(p.join("mlart.yaml"))
+    let o = run(bundle_cmd(&mut mlart(), &p.join("mlart.yaml"))
         .arg("-o")
         .arg(p.join("out.oci")));
     let err = String::from_utf8_lossy(&o.stderr);

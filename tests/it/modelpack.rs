@@ -4,7 +4,10 @@
 
 use crate::support::fixtures::{blob_path, bundle_iris, put_blob, read_json};
 use crate::support::registry::{Env, Registry};
-use crate::support::{example, fails, json_ok, ok, python, repo, sha256, tree_digests};
+use crate::support::{
+    example, fails, field_strs, json_ok, missing, model_signing_verify, ok, pull_to, python,
+    read_json_file, repo, sha256, sign, tree_digests,
+};
 use serde_json::{json, Value};
 use std::ffi::OsStr;
 use std::fs;
@@ -19,8 +22,7 @@ fn project_files() -> std::collections::BTreeMap<String, String> {
 }
 
 fn manifest_of(layout: &Path) -> Value {
-    let index: Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: Value = read_json_file(&layout.join("index.json"));
     read_json(layout, index["manifests"][0]["digest"].as_str().unwrap())
 }
 
@@ -68,12 +70,12 @@ fn modelpack_python(test: &str) -> Option<std::path::PathBuf> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has {
-        if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!(
+        missing(
+            &format!(
                 "{test}: modelpack-client is required (MLART_REQUIRE_INTEROP=1): run scripts/test"
-            );
-        }
-        eprintln!("SKIP {test}: modelpack-client not installed");
+            ),
+            &format!("SKIP {test}: modelpack-client not installed"),
+        );
         return None;
     }
     Some(py)
@@ -244,13 +246,7 @@ fn modelpack_form_is_reproducible_and_follows_the_spec() {
 
     // signed afterwards (`mlart sign`): the OCI signature covers the ModelPack manifest
     let (key, public) = crate::support::keygen(t.path(), "k");
-    json_ok(
-        crate::support::mlart()
-            .arg("sign")
-            .arg(&a)
-            .arg("--key")
-            .arg(&key),
-    );
+    sign(&a, &key);
     let v = json_ok(
         crate::support::mlart()
             .args(["verify", "--key"])
@@ -303,34 +299,18 @@ fn modelpack_client_pulls_what_mlart_pushed() {
     assert_eq!(got, project_files());
     // model_signing accepts what the reference client wrote
     let ms = python().unwrap().parent().unwrap().join("model_signing");
-    ok(Command::new(ms)
-        .args(["verify", "key"])
-        .arg(&out)
-        .arg("--signature")
-        .arg(out.join("model.sig"))
-        .arg("--public_key")
-        .arg(&public));
+    ok(&mut model_signing_verify(&ms, &out, &public));
 
     let v = json_ok(env.cmd().args(["verify", "--key"]).arg(&public).arg(&r));
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["manifest_digest"], digest.as_str());
     let pulled = env.path("mlart-out");
-    let p = json_ok(
-        env.cmd()
-            .args(["pull", &r, "-o"])
-            .arg(&pulled)
-            .arg("--verify-key")
-            .arg(&public),
-    );
+    let p = env.pull(&r, &pulled, &["--verify-key", public.to_str().unwrap()]);
     assert_eq!(p["form"], "modelpack");
     assert_eq!(tree_digests(&pulled), tree_digests(&out));
     // --kind selects by the mlart kinds the ModelPack layers carry
     let only = env.path("only-model");
-    json_ok(
-        env.cmd()
-            .args(["pull", &r, "--kind", "model", "-o"])
-            .arg(&only),
-    );
+    env.pull(&r, &only, &["--kind", "model"]);
     assert_eq!(
         tree_digests(&only).into_keys().collect::<Vec<_>>(),
         ["model/iris.onnx"]
@@ -399,7 +379,7 @@ fn mlart_reads_what_modelpack_client_pushed() {
     assert!(text.contains("iris.onnx"), "{text}");
 
     let out = env.path("out");
-    let p = json_ok(env.cmd().args(["pull", &r, "-o"]).arg(&out));
+    let p = env.pull(&r, &out, &[]);
     assert_eq!(
         p["files"],
         json!(["docs/LICENSE", "docs/README.md", "iris.onnx"]),
@@ -410,11 +390,7 @@ fn mlart_reads_what_modelpack_client_pushed() {
     assert_eq!(tree_digests(&out), want);
     // selection by kind and path works on the manifest's listing
     let only = env.path("only");
-    json_ok(
-        env.cmd()
-            .args(["pull", &r, "--kind", "model", "-o"])
-            .arg(&only),
-    );
+    env.pull(&r, &only, &["--kind", "model"]);
     assert_eq!(
         tree_digests(&only).into_keys().collect::<Vec<_>>(),
         ["iris.onnx"]
@@ -475,25 +451,14 @@ fn kitops_and_cnai_artifacts_are_read() {
     assert_eq!(i["metadata"]["dialect"], "kitops");
     assert_eq!(i["metadata"]["name"], "iris-kit");
     assert_eq!(i["metadata"]["authors"], json!(["ml team"]));
-    let kinds: Vec<&str> = i["metadata"]["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["kind"].as_str().unwrap())
-        .collect();
+    let kinds: Vec<&str> = field_strs(&i["metadata"]["files"], "kind");
     assert_eq!(kinds.len(), 2);
     assert!(
         kinds.contains(&"model") && kinds.contains(&"data"),
         "{kinds:?}"
     );
     let out = t.path().join("kit-out");
-    json_ok(
-        crate::support::mlart()
-            .arg("pull")
-            .arg(&kit)
-            .arg("-o")
-            .arg(&out),
-    );
+    pull_to(&kit, &out);
     let got = tree_digests(&out);
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
@@ -529,13 +494,7 @@ fn kitops_and_cnai_artifacts_are_read() {
     assert_eq!(i["metadata"]["dialect"], "cnai");
     assert_eq!(i["metadata"]["files"][0]["path"], "weights");
     let out = t.path().join("cnai-out");
-    json_ok(
-        crate::support::mlart()
-            .arg("pull")
-            .arg(&cnai)
-            .arg("-o")
-            .arg(&out),
-    );
+    pull_to(&cnai, &out);
     assert_eq!(
         format!("sha256:{}", tree_digests(&out)["weights/iris.onnx"]),
         sha256(&onnx)
@@ -557,13 +516,7 @@ fn kitops_and_cnai_artifacts_are_read() {
     assert!(i["metadata"]["dialect"].is_null());
     assert_eq!(i["metadata"]["name"], "iris-kit");
     let conv_out = t.path().join("kit-mp-out");
-    json_ok(
-        crate::support::mlart()
-            .arg("pull")
-            .arg(&conv)
-            .arg("-o")
-            .arg(&conv_out),
-    );
+    pull_to(&conv, &conv_out);
     let mut got2 = tree_digests(&conv_out);
     assert!(got2.remove("mlart.json").is_some());
     assert_eq!(got2, got);
@@ -765,13 +718,7 @@ fn many_small_files_share_a_tar_layer_and_form_comes_from_the_spec() {
     );
     assert_eq!(tar["annotations"]["org.cncf.model.filepath"], "data");
     let pulled = t.path().join("pulled");
-    json_ok(
-        crate::support::mlart()
-            .arg("pull")
-            .arg(&out)
-            .arg("-o")
-            .arg(&pulled),
-    );
+    pull_to(&out, &pulled);
     let mut got = tree_digests(&pulled);
     got.remove("mlart.json");
     let mut want = tree_digests(&p);

@@ -6,13 +6,14 @@
 
 use crate::support::fixtures::{blob_path, put_blob, read_layout};
 use crate::support::registry::{Env, Registry};
-use crate::support::{example, fails, json_ok, keygen, sha256, tool, tree_digests};
+use crate::support::{
+    assert_example_file, example, fails, json_ok, keygen, sha256, skopeo, tool, tree_digests,
+};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::Command;
 
 const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 const TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -28,15 +29,6 @@ fn bundle(env: &Env, out: &Path, key: Option<&Path>, form: &str) -> Value {
         c.arg("--sign").arg(k);
     }
     json_ok(&mut c)
-}
-
-fn skopeo(args: &[&str]) {
-    let o = Command::new("skopeo").args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 /// The pulled tree is the project's files (those the metadata lists, byte for byte) plus
@@ -101,7 +93,7 @@ fn recompressed_registry_copy_pulls() {
         .collect();
     assert!(!uncompressed.is_empty(), "the model layer is uncompressed");
     let orig = reg.reference("ml/iris:1");
-    let pushed = json_ok(env.cmd().arg("push").arg(&layout).arg(&orig));
+    let pushed = env.push(&layout, &orig);
     let (files, meta_layers) = metadata(&env, &orig);
 
     // skopeo, registry to registry, without --preserve-digests: gzip layers, a new manifest.
@@ -131,7 +123,7 @@ fn recompressed_registry_copy_pulls() {
 
     // Pulled: the project's files, through the cache; again, all from the cache.
     let out = env.path("out");
-    let p = json_ok(env.cmd().args(["pull", &copy, "-o"]).arg(&out));
+    let p = env.pull(&copy, &out, &[]);
     assert_eq!(p["digest"], copy_digest.as_str());
     assert_eq!(p["layers"]["total"], layers.len());
     assert_eq!(p["layers"]["needed"], layers.len());
@@ -140,7 +132,7 @@ fn recompressed_registry_copy_pulls() {
     assert_eq!(p["bytes_downloaded"], sizes, "the copy's (gzip) blob sizes");
     assert_project_files(&out, &files, true);
     let out2 = env.path("out2");
-    let p = json_ok(env.cmd().args(["pull", &copy, "-o"]).arg(&out2));
+    let p = env.pull(&copy, &out2, &[]);
     assert_eq!(p["layers"]["cached"], layers.len());
     assert_eq!(p["layers"]["fetched"], 0);
     assert_project_files(&out2, &files, true);
@@ -151,16 +143,9 @@ fn recompressed_registry_copy_pulls() {
     }
     // One kind, without the cache.
     let out3 = env.path("out3");
-    let p = json_ok(
-        env.cmd()
-            .args(["pull", &copy, "--no-cache", "--kind", "model", "-o"])
-            .arg(&out3),
-    );
+    let p = env.pull(&copy, &out3, &["--no-cache", "--kind", "model"]);
     assert_eq!(p["files"], json!(["model/iris.onnx"]));
-    assert_eq!(
-        fs::read(out3.join("model/iris.onnx")).unwrap(),
-        fs::read(example().join("model/iris.onnx")).unwrap()
-    );
+    assert_example_file(&out3, "model/iris.onnx");
 
     // --verify-key: the OCI signature signs the original manifest, which skopeo did not
     // copy: refused, nothing written. Signed again, the copy pulls and model.sig verifies.
@@ -203,7 +188,7 @@ fn recompressed_registry_copy_pulls() {
             .arg(&out6),
     );
     assert_project_files(&out6, &files, true);
-    json_ok(env.cmd().arg("sign").arg(&dir).arg("--key").arg(&private));
+    env.sign(&dir, &private);
     let out7 = env.path("out7");
     json_ok(
         env.cmd()
@@ -319,10 +304,7 @@ fn recompressed_layout_pulls_gzip_and_zstd() {
                 .args(["--kind", "model", "-o"])
                 .arg(&out),
         );
-        assert_eq!(
-            fs::read(out.join("model/iris.onnx")).unwrap(),
-            fs::read(example().join("model/iris.onnx")).unwrap()
-        );
+        assert_example_file(&out, "model/iris.onnx");
     }
 }
 

@@ -1,9 +1,12 @@
 //! Registry tests (push, pull, copy, tags, login, inspect REF) against a real registry process:
 //! Debian's `docker-registry` (distribution 2.8), started on a free loopback port. See issue 3.
 
-use crate::support::fixtures::build_iris;
-use crate::support::registry::{have, Env, Registry};
-use crate::support::{base64_encode, example, fails, json_ok, leftovers, run, sha256};
+use crate::support::fixtures::{build_iris, read_json};
+use crate::support::registry::{env_with_iris, have, registry_with_iris, Env, Registry};
+use crate::support::{
+    assert_example_file, base64_encode, dot_mlart_entries, example, fails, field_strs, json_ok,
+    leftovers, missing, noise, read_json_file, run, sha256,
+};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fs;
@@ -29,44 +32,39 @@ fn tree(dir: &Path) -> Vec<String> {
     v
 }
 
+/// `registry_with_iris`, the layout then pushed as ml/iris:1.0.0: the registry, the
+/// environment, the layout, the reference and push's JSON.
+fn iris_pushed(test: &str) -> Option<(Registry, Env, PathBuf, String, Value)> {
+    let (reg, env, layout) = registry_with_iris(test)?;
+    let r = reg.reference("ml/iris:1.0.0");
+    let v = env.push(&layout, &r);
+    Some((reg, env, layout, r, v))
+}
+
 // ---------------- tests ----------------
 
 #[test]
 fn registry_push_pull_roundtrip() {
-    let Some(reg) = Registry::start("registry_push_pull_roundtrip") else {
+    // Push: every blob uploaded.
+    let Some((reg, env, layout, r, v)) = iris_pushed("registry_push_pull_roundtrip") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
-    let r = reg.reference("ml/iris:1.0.0");
-
-    // Push: every blob uploaded.
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
     let digest = v["digest"].as_str().unwrap().to_string();
-    let index: Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: Value = read_json_file(&layout.join("index.json"));
     assert_eq!(index["manifests"][0]["digest"], digest.as_str());
-    let manifest: Value =
-        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&digest[7..])).unwrap())
-            .unwrap();
+    let manifest: Value = read_json(&layout, &digest);
     let n_layers = manifest["layers"].as_array().unwrap().len();
     assert_eq!(v["blobs"]["uploaded"], n_layers + 1, "{v}");
     assert_eq!(v["blobs"]["skipped"], 0);
 
     // Re-push: everything skipped, same digest.
-    let v2 = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let v2 = env.push(&layout, &r);
     assert_eq!(v2["digest"], digest.as_str());
     assert_eq!(v2["blobs"]["uploaded"], 0, "{v2}");
     assert_eq!(v2["blobs"]["skipped"], n_layers + 1);
 
     // Without a tag in REF, the layout's tag is kept.
-    let v3 = json_ok(
-        env.cmd()
-            .args(["push"])
-            .arg(&layout)
-            .arg(reg.reference("ml/iris")),
-    );
+    let v3 = env.push(&layout, reg.reference("ml/iris"));
     assert_eq!(v3["reference"], r.as_str());
 
     // tags
@@ -81,13 +79,11 @@ fn registry_push_pull_roundtrip() {
 
     // Pull everything: the project files, byte for byte.
     let out = env.path("pulled");
-    let p = json_ok(env.cmd().args(["pull", &r, "-o"]).arg(&out));
+    let p = env.pull(&r, &out, &[]);
     assert_eq!(p["digest"], digest.as_str());
-    let files: Vec<String> = i["metadata"]["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap().to_string())
+    let files: Vec<String> = field_strs(&i["metadata"]["files"], "path")
+        .into_iter()
+        .map(String::from)
         .collect();
     // ... plus the metadata document, which a whole pull of the image form writes too
     let mut with_meta = files.clone();
@@ -99,19 +95,11 @@ fn registry_push_pull_roundtrip() {
         "pulled exactly the bundle's files and mlart.json"
     );
     for f in &files {
-        assert_eq!(
-            fs::read(out.join(f)).unwrap(),
-            fs::read(example().join(f)).unwrap(),
-            "{f} differs"
-        );
+        assert_example_file(&out, f);
     }
     // No temp directories left beside the output.
-    let leftovers: Vec<_> = fs::read_dir(env.tmp.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".mlart"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let left = dot_mlart_entries(env.tmp.path());
+    assert!(left.is_empty(), "{left:?}");
 
     // --kind model with a fresh cache: only the model layer is fetched.
     let out2 = env.path("model-only");
@@ -131,17 +119,13 @@ fn registry_push_pull_roundtrip() {
 
     // Pull again: from the cache.
     let out3 = env.path("again");
-    let p3 = json_ok(env.cmd().args(["pull", &r, "-o"]).arg(&out3));
+    let p3 = env.pull(&r, &out3, &[]);
     assert_eq!(p3["layers"]["fetched"], 0, "{p3}");
     assert_eq!(p3["layers"]["cached"], p3["layers"]["needed"]);
 
     // --path glob
     let out4 = env.path("evalonly");
-    json_ok(
-        env.cmd()
-            .args(["pull", &r, "--path", "eval/*", "-o"])
-            .arg(&out4),
-    );
+    env.pull(&r, &out4, &["--path", "eval/*"]);
     assert_eq!(
         tree(&out4),
         vec![
@@ -170,14 +154,9 @@ fn registry_push_pull_roundtrip() {
 
 #[test]
 fn registry_copy_between_forms() {
-    let Some(reg) = Registry::start("registry_copy_between_forms") else {
+    let Some((reg, env, _, r, v)) = iris_pushed("registry_copy_between_forms") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
-    let r = reg.reference("ml/iris:1.0.0");
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
     let digest = v["digest"].as_str().unwrap().to_string();
 
     // registry -> registry, same registry: blobs mounted.
@@ -211,15 +190,8 @@ fn registry_copy_between_forms() {
         assert_eq!(c["blobs"]["mounted"], 0);
         assert!(c["blobs"]["uploaded"].as_u64().unwrap() > 0, "{c}");
         let out = env.path("from-reg2");
-        json_ok(
-            env.cmd()
-                .args(["pull", &reg2.reference("x/iris:1"), "-o"])
-                .arg(&out),
-        );
-        assert_eq!(
-            fs::read(out.join("docs/model_card.md")).unwrap(),
-            fs::read(example().join("docs/model_card.md")).unwrap()
-        );
+        env.pull(&reg2.reference("x/iris:1"), &out, &[]);
+        assert_example_file(&out, "docs/model_card.md");
     }
 
     // `oci-archive:FILE` is an archive whatever its name; skopeo reads it back.
@@ -250,22 +222,14 @@ fn registry_copy_between_forms() {
     // Pull from a layout works too (no cache involved).
     let out = env.path("from-layout");
     json_ok(env.cmd().args(["pull"]).arg(&l2).arg("-o").arg(&out));
-    assert_eq!(
-        fs::read(out.join("model/iris.onnx")).unwrap(),
-        fs::read(example().join("model/iris.onnx")).unwrap()
-    );
+    assert_example_file(&out, "model/iris.onnx");
 }
 
 #[test]
 fn registry_corrupted_blob_detected() {
-    let Some(reg) = Registry::start("registry_corrupted_blob_detected") else {
+    let Some((reg, env, _, r, _)) = iris_pushed("registry_corrupted_blob_detected") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
-    let r = reg.reference("ml/iris:1.0.0");
-    json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
     let i = json_ok(env.cmd().args(["inspect", &r]));
     let model_layer = i["metadata"]["files"]
         .as_array()
@@ -306,11 +270,7 @@ fn registry_corrupted_blob_detected() {
             let err = String::from_utf8_lossy(&out_res.stderr);
             assert!(err.contains(word), "{name}, cache {cache}: {err}");
             assert!(!out.exists(), "no partial output");
-            let left: Vec<String> = fs::read_dir(env.path("."))
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(".mlart-"))
-                .collect();
+            let left = leftovers(&env.path("."));
             assert!(left.is_empty(), "{name}: left behind {left:?}");
         }
     }
@@ -325,16 +285,8 @@ fn registry_corrupted_blob_detected() {
     }
     // Mended, the same pull works through the cache and without it.
     fs::write(&data, &good).unwrap();
-    json_ok(
-        env.cmd()
-            .args(["pull", &r, "--kind", "model", "-o"])
-            .arg(env.path("ok1")),
-    );
-    json_ok(
-        env.cmd()
-            .args(["pull", &r, "--kind", "model", "--no-cache", "-o"])
-            .arg(env.path("ok2")),
-    );
+    env.pull(&r, &env.path("ok1"), &["--kind", "model"]);
+    env.pull(&r, &env.path("ok2"), &["--kind", "model", "--no-cache"]);
 }
 
 // ---------------- hostile layers ----------------
@@ -447,6 +399,18 @@ fn tar_layer(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Blob {
     }
 }
 
+/// A case of `registry_hostile_layers_refused`: an image whose one layer is the tar of
+/// `entries`, its metadata listing `files`.
+type HostileCase<'a> = (&'a str, Blob, Vec<&'a str>, &'a str);
+
+fn image_case<'a>(
+    name: &'a str,
+    entries: &[(&str, tar::EntryType, &[u8], Option<&str>)],
+    files: &[&'a str],
+) -> HostileCase<'a> {
+    (name, tar_layer(entries), files.to_vec(), "image")
+}
+
 #[test]
 fn registry_hostile_layers_refused() {
     let Some(reg) = Registry::start("registry_hostile_layers_refused") else {
@@ -459,63 +423,47 @@ fn registry_hostile_layers_refused() {
     let abs = env.path("abs-evil");
     let abs_name = abs.display().to_string();
     use tar::EntryType as E;
-    let cases: Vec<(&str, Blob, Vec<&str>, &str)> = vec![
-        (
+    let cases: Vec<HostileCase> = vec![
+        image_case(
             "dotdot",
-            tar_layer(&[("models/../../evil", E::Regular, b"x", None)]),
-            vec!["../evil"],
-            "image",
+            &[("models/../../evil", E::Regular, b"x", None)],
+            &["../evil"],
         ),
-        (
+        image_case(
             "absolute",
-            tar_layer(&[(abs_name.as_str(), E::Regular, b"x", None)]),
-            vec!["a"],
-            "image",
+            &[(abs_name.as_str(), E::Regular, b"x", None)],
+            &["a"],
         ),
-        (
+        image_case(
             "symlink-escape",
-            tar_layer(&[
+            &[
                 ("models/etc", E::Symlink, b"", Some("/etc")),
                 ("models/etc/evil-mlart", E::Regular, b"x", None),
-            ]),
-            vec!["etc/evil-mlart"],
-            "image",
+            ],
+            &["etc/evil-mlart"],
         ),
-        (
+        image_case(
             "symlink-dotdot",
-            tar_layer(&[
+            &[
                 ("models/up", E::Symlink, b"", Some("../..")),
                 ("models/up/evil", E::Regular, b"x", None),
-            ]),
-            vec!["up/evil"],
-            "image",
+            ],
+            &["up/evil"],
         ),
-        (
+        image_case(
             "hardlink-escape",
-            tar_layer(&[("models/h", E::Link, b"", Some("/etc/passwd"))]),
-            vec!["h"],
-            "image",
+            &[("models/h", E::Link, b"", Some("/etc/passwd"))],
+            &["h"],
         ),
-        (
-            "device",
-            tar_layer(&[("models/dev", E::Char, b"", None)]),
-            vec!["dev"],
-            "image",
-        ),
-        (
-            "fifo",
-            tar_layer(&[("models/fifo", E::Fifo, b"", None)]),
-            vec!["fifo"],
-            "image",
-        ),
-        (
+        image_case("device", &[("models/dev", E::Char, b"", None)], &["dev"]),
+        image_case("fifo", &[("models/fifo", E::Fifo, b"", None)], &["fifo"]),
+        image_case(
             "duplicate",
-            tar_layer(&[
+            &[
                 ("models/a", E::Regular, b"x", None),
                 ("models/a", E::Regular, b"y", None),
-            ]),
-            vec!["a"],
-            "image",
+            ],
+            &["a"],
         ),
         (
             "raw-title-dotdot",
@@ -539,7 +487,7 @@ fn registry_hostile_layers_refused() {
         let layout = env.path(&format!("hostile-{name}.oci"));
         hostile_layout(&layout, vec![blob], &files, form);
         let r = reg.reference(&format!("evil/{name}:1"));
-        json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+        env.push(&layout, &r);
         let out = work.join("out");
         let res = run(env.cmd().args(["pull", &r, "-o"]).arg(&out));
         let err = String::from_utf8_lossy(&res.stderr);
@@ -570,9 +518,7 @@ fn registry_htpasswd_auth() {
     else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
+    let (env, layout) = env_with_iris();
     let r = reg.reference("ml/iris:1.0.0");
 
     // No credentials: a clear error, exit 2.
@@ -651,12 +597,12 @@ fn registry_htpasswd_auth() {
         fs::metadata(&cfg2).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let conf: Value = serde_json::from_slice(&fs::read(&cfg2).unwrap()).unwrap();
+    let conf: Value = read_json_file(&cfg2);
     assert_eq!(conf["auths"][reg.addr.as_str()]["auth"], auth.as_str());
     let t = json_ok(env2.cmd().args(["tags", &reg.reference("ml/iris")]));
     assert_eq!(t["tags"], json!(["1.0.0"]));
     json_ok(env2.cmd().args(["logout", &reg.addr]));
-    let conf: Value = serde_json::from_slice(&fs::read(&cfg2).unwrap()).unwrap();
+    let conf: Value = read_json_file(&cfg2);
     assert!(conf["auths"].get(reg.addr.as_str()).is_none());
     fails(env2.cmd().args(["tags", &reg.reference("ml/iris")]), 3);
 }
@@ -727,7 +673,7 @@ fn registry_credential_helper() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["stored_in"], "docker-credential-mlarttest");
-    let stored: Value = serde_json::from_slice(&fs::read(&store).unwrap()).unwrap();
+    let stored: Value = read_json_file(&store);
     assert_eq!(
         stored,
         json!({"ServerURL": reg.addr.clone(), "Username": "carol", "Secret": "h3lper-pw"})
@@ -786,14 +732,9 @@ fn registry_skopeo_interop() {
     if !have("skopeo", "registry_skopeo_interop") {
         return;
     }
-    let Some(reg) = Registry::start("registry_skopeo_interop") else {
+    let Some((reg, env, layout, r, v)) = iris_pushed("registry_skopeo_interop") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
-    let r = reg.reference("ml/iris:1.0.0");
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
     let digest = v["digest"].as_str().unwrap().to_string();
 
     // What mlart pushed, skopeo pulls with the same manifest digest.
@@ -809,7 +750,7 @@ fn registry_skopeo_interop() {
         "{}",
         String::from_utf8_lossy(&st.stderr)
     );
-    let idx: Value = serde_json::from_slice(&fs::read(sk.join("index.json")).unwrap()).unwrap();
+    let idx: Value = read_json_file(&sk.join("index.json"));
     assert_eq!(idx["manifests"][0]["digest"], digest.as_str());
 
     // What skopeo pushes, mlart pulls.
@@ -825,16 +766,9 @@ fn registry_skopeo_interop() {
         String::from_utf8_lossy(&st.stderr)
     );
     let out = env.path("out");
-    let p = json_ok(
-        env.cmd()
-            .args(["pull", &reg.reference("sk/iris:1"), "-o"])
-            .arg(&out),
-    );
+    let p = env.pull(&reg.reference("sk/iris:1"), &out, &[]);
     assert_eq!(p["digest"], digest.as_str());
-    assert_eq!(
-        fs::read(out.join("train.py")).unwrap(),
-        fs::read(example().join("train.py")).unwrap()
-    );
+    assert_example_file(&out, "train.py");
 }
 
 // ---------------- faults ----------------
@@ -966,24 +900,13 @@ impl Drop for FaultyProxy {
 /// A copy of the example with a 3 MiB data file, so blobs span several connections.
 fn big_project() -> tempfile::TempDir {
     let t = crate::support::example_copy();
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    let mut data = Vec::with_capacity(3 << 20);
-    while data.len() < 3 << 20 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
-    fs::write(t.path().join("samples/samples.json"), &data).unwrap();
+    let data = noise(3 << 20, 0x9e3779b97f4a7c15);
+    fs::write(t.path().join("samples/samples.json"), data).unwrap();
     t
 }
 
-#[test]
-fn registry_faults_retried() {
-    let Some(reg) = Registry::start("registry_faults_retried") else {
-        return;
-    };
-    let env = Env::new();
+/// `big_project` bundled into `<env>/big.oci`: the project (kept alive) and the layout.
+fn big_layout(env: &Env) -> (tempfile::TempDir, PathBuf) {
     let project = big_project();
     let layout = env.path("big.oci");
     json_ok(
@@ -993,11 +916,21 @@ fn registry_faults_retried() {
             .arg("-o")
             .arg(&layout),
     );
+    (project, layout)
+}
+
+#[test]
+fn registry_faults_retried() {
+    let Some(reg) = Registry::start("registry_faults_retried") else {
+        return;
+    };
+    let env = Env::new();
+    let (project, layout) = big_layout(&env);
     let proxy = FaultyProxy::start(&reg.addr);
     let r = format!("{}/ml/big:1", proxy.addr);
     // Cut the big upload twice.
     proxy.schedule(&[512 << 10, (3 << 20) + (1 << 20)]);
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let v = env.push(&layout, &r);
     let digest = v["digest"].as_str().unwrap().to_string();
     // The tag is there, on the real registry.
     let i = json_ok(env.cmd().args(["inspect", &reg.reference("ml/big:1")]));
@@ -1008,7 +941,7 @@ fn registry_faults_retried() {
     // Cut the big download twice (resumed with Range requests).
     proxy.schedule(&[1 << 20, 2 << 20]);
     let out = env.path("out");
-    let p = json_ok(env.cmd().args(["pull", &r, "--no-cache", "-o"]).arg(&out));
+    let p = env.pull(&r, &out, &["--no-cache"]);
     assert_eq!(p["digest"], digest.as_str());
     assert_eq!(
         fs::read(out.join("samples/samples.json")).unwrap(),
@@ -1130,9 +1063,7 @@ fn registry_tls_with_test_ca() {
     ) else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
+    let (env, layout) = env_with_iris();
     let r = reg.reference("ml/iris:1.0.0");
     let ca = d.join("ca.pem");
     let v = json_ok(
@@ -1163,11 +1094,9 @@ fn registry_tls_with_test_ca() {
     );
 }
 
-#[test]
-fn registry_artifact_form() {
-    let Some(reg) = Registry::start("registry_artifact_form") else {
-        return;
-    };
+/// The example bundled in the artifact form (`<env>/iris-artifact.oci`) and pushed to
+/// `reg` as ml/iris-artifact:1.0.0: the environment, the layout, the reference, push's JSON.
+fn artifact_pushed(reg: &Registry) -> (Env, PathBuf, String, Value) {
     let env = Env::new();
     let layout = env.path("iris-artifact.oci");
     json_ok(
@@ -1177,26 +1106,27 @@ fn registry_artifact_form() {
             .arg(&layout),
     );
     let r = reg.reference("ml/iris-artifact:1.0.0");
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let v = env.push(&layout, &r);
+    (env, layout, r, v)
+}
+
+#[test]
+fn registry_artifact_form() {
+    let Some(reg) = Registry::start("registry_artifact_form") else {
+        return;
+    };
+    let (env, _, r, v) = artifact_pushed(&reg);
     let i = json_ok(env.cmd().args(["inspect", &r]));
     assert_eq!(i["manifest_digest"], v["digest"]);
     assert_eq!(i["artifact_type"], "application/vnd.mlart.bundle.v1+json");
     let out = env.path("out");
-    json_ok(env.cmd().args(["pull", &r, "-o"]).arg(&out));
+    env.pull(&r, &out, &[]);
     for f in i["metadata"]["files"].as_array().unwrap() {
         let f = f["path"].as_str().unwrap();
-        assert_eq!(
-            fs::read(out.join(f)).unwrap(),
-            fs::read(example().join(f)).unwrap(),
-            "{f}"
-        );
+        assert_example_file(&out, f);
     }
     let out2 = env.path("model");
-    let p = json_ok(
-        env.cmd()
-            .args(["pull", &r, "--kind", "model", "-o"])
-            .arg(&out2),
-    );
+    let p = env.pull(&r, &out2, &["--kind", "model"]);
     assert_eq!(p["layers"]["needed"], 1);
     assert_eq!(tree(&out2), vec!["model/iris.onnx".to_string()]);
 }
@@ -1205,14 +1135,10 @@ fn registry_artifact_form() {
 /// same manifest digest as building into a layout.
 #[test]
 fn registry_streaming_sink() {
-    let Some(reg) = Registry::start("registry_streaming_sink") else {
+    let Some((reg, env, layout)) = registry_with_iris("registry_streaming_sink") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
-    let index: Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: Value = read_json_file(&layout.join("index.json"));
     let want = index["manifests"][0]["digest"]
         .as_str()
         .unwrap()
@@ -1246,15 +1172,8 @@ fn registry_streaming_sink() {
     assert_eq!(report.digest, want);
     assert_eq!(built.manifest_digest.to_string(), want);
     let out = env.path("out");
-    json_ok(
-        env.cmd()
-            .args(["pull", &reg.reference("ml/streamed:1.0.0"), "-o"])
-            .arg(&out),
-    );
-    assert_eq!(
-        fs::read(out.join("train.py")).unwrap(),
-        fs::read(example().join("train.py")).unwrap()
-    );
+    env.pull(&reg.reference("ml/streamed:1.0.0"), &out, &[]);
+    assert_example_file(&out, "train.py");
 
     // The CLI: `bundle --push` with no tag in REF tags the spec's version, same digest,
     // and writes nothing locally.
@@ -1309,10 +1228,10 @@ fn oras_python(test: &str) -> Option<PathBuf> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("{test}: the Python package oras is required (MLART_REQUIRE_INTEROP=1) but not in {}: run scripts/test", py.display());
-        }
-        eprintln!("SKIP {test}: the Python package oras is not installed");
+        missing(
+            &format!("{test}: the Python package oras is required (MLART_REQUIRE_INTEROP=1) but not in {}: run scripts/test", py.display()),
+            &format!("SKIP {test}: the Python package oras is not installed"),
+        );
         return None;
     }
     Some(py)
@@ -1350,20 +1269,9 @@ fn registry_oras_python_interop() {
     let Some(reg) = Registry::start(test) else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris-artifact.oci");
-    json_ok(
-        env.cmd()
-            .current_dir(example())
-            .args(["bundle", "--format", "artifact", "-o"])
-            .arg(&layout),
-    );
-    let r = reg.reference("ml/iris-artifact:1.0.0");
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let (env, layout, r, v) = artifact_pushed(&reg);
     let digest = v["digest"].as_str().unwrap();
-    let manifest: Value =
-        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&digest[7..])).unwrap())
-            .unwrap();
+    let manifest: Value = read_json(&layout, digest);
 
     // oras pull: every layer lands as a file named by its title, byte for byte.
     let out = env.path("oras-out");
@@ -1390,11 +1298,7 @@ fn registry_oras_python_interop() {
     titles.sort();
     assert_eq!(tree(&out), titles, "nothing but the layers' titles");
     for f in ["model/iris.onnx", "samples/samples.json"] {
-        assert_eq!(
-            fs::read(out.join(f)).unwrap(),
-            fs::read(example().join(f)).unwrap(),
-            "{f}"
-        );
+        assert_example_file(&out, f);
     }
 
     // oras push of a plain file: mlart copies it with the same digests ...
@@ -1449,21 +1353,13 @@ fn registry_large_body_refused_goes_chunked() {
         return;
     };
     let env = Env::new();
-    let project = big_project();
-    let layout = env.path("big.oci");
-    json_ok(
-        env.cmd()
-            .current_dir(project.path())
-            .arg("bundle")
-            .arg("-o")
-            .arg(&layout),
-    );
+    let (project, layout) = big_layout(&env);
     let proxy = HttpProxy::start(&reg.addr, |req| {
         (req.method == "PUT" && req.path().contains("/blobs/uploads/") && req.body.len() > 1 << 20)
             .then(|| Reply::status(413).body("text/plain", b"Request Entity Too Large".to_vec()))
     });
     let r = format!("{}/ml/big:1", proxy.addr);
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
+    let v = env.push(&layout, &r);
     let seen = proxy.seen();
     let refused = seen.iter().filter(|s| s.injected == Some(413)).count();
     assert!(
@@ -1477,11 +1373,7 @@ fn registry_large_body_refused_goes_chunked() {
     );
     // What the registry holds is the bundle, byte for byte.
     let out = env.path("out");
-    let p = json_ok(
-        env.cmd()
-            .args(["pull", &reg.reference("ml/big:1"), "--no-cache", "-o"])
-            .arg(&out),
-    );
+    let p = env.pull(&reg.reference("ml/big:1"), &out, &["--no-cache"]);
     assert_eq!(p["digest"], v["digest"]);
     assert_eq!(
         fs::read(out.join("samples/samples.json")).unwrap(),
@@ -1496,12 +1388,9 @@ fn registry_server_errors_retried() {
     use crate::httpproxy::{HttpProxy, Reply};
     use std::collections::HashMap;
     use std::sync::Mutex;
-    let Some(reg) = Registry::start("registry_server_errors_retried") else {
+    let Some((reg, env, layout)) = registry_with_iris("registry_server_errors_retried") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
     // The first request of each (method, kind) gets a 500, the second a 503, the third a 429.
     let count: Mutex<HashMap<(String, &'static str), u32>> = Mutex::new(HashMap::new());
     let proxy = HttpProxy::start(&reg.addr, move |req| {
@@ -1524,15 +1413,7 @@ fn registry_server_errors_retried() {
             _ => None,
         }
     });
-    let r = format!("{}/ml/iris:1", proxy.addr);
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
-    let out = env.path("out");
-    let p = json_ok(env.cmd().args(["pull", &r, "--no-cache", "-o"]).arg(&out));
-    assert_eq!(p["digest"], v["digest"]);
-    assert_eq!(
-        fs::read(out.join("model/iris.onnx")).unwrap(),
-        fs::read(example().join("model/iris.onnx")).unwrap()
-    );
+    push_then_pull(&env, &layout, &proxy.addr, || {});
     let seen = proxy.seen();
     for (m, k) in [
         ("HEAD", "/blobs/"),
@@ -1550,6 +1431,19 @@ fn registry_server_errors_retried() {
             "no 429 for {m} {k}: {seen:?}"
         );
     }
+}
+
+/// Push `layout` to ml/iris:1 at `addr` (a proxy in front of the registry), run `between`,
+/// then pull it (`--no-cache`) into `<env>/out`: the pull gives the pushed digest and the
+/// example's model.
+fn push_then_pull(env: &Env, layout: &Path, addr: &str, between: impl FnOnce()) {
+    let r = format!("{addr}/ml/iris:1");
+    let v = env.push(layout, &r);
+    between();
+    let out = env.path("out");
+    let p = env.pull(&r, &out, &["--no-cache"]);
+    assert_eq!(p["digest"], v["digest"]);
+    assert_example_file(&out, "model/iris.onnx");
 }
 
 // ---------------- Retry-After ----------------
@@ -1609,12 +1503,9 @@ fn retry_after_round(
     use crate::httpproxy::HttpProxy;
     use std::collections::HashSet;
     use std::sync::Mutex;
-    let Some(reg) = Registry::start(name) else {
+    let Some((reg, env, layout)) = registry_with_iris(name) else {
         return Vec::new();
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
     let kinds: Vec<&'static str> = inject.iter().map(|(k, _)| *k).collect();
     let done: Mutex<HashSet<&'static str>> = Mutex::new(HashSet::new());
     // GETs are answered for the pull only (push reads the tag first, to say when it moves).
@@ -1628,17 +1519,11 @@ fn retry_after_round(
         let (_, reply) = inject.iter().find(|(k, _)| *k == kind)?;
         done.lock().unwrap().insert(kind).then(reply)
     });
-    let r = format!("{}/ml/iris:1", proxy.addr);
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
-    let pulling = Instant::now();
-    pulling_flag.store(true, std::sync::atomic::Ordering::SeqCst);
-    let out = env.path("out");
-    let p = json_ok(env.cmd().args(["pull", &r, "--no-cache", "-o"]).arg(&out));
-    assert_eq!(p["digest"], v["digest"]);
-    assert_eq!(
-        fs::read(out.join("model/iris.onnx")).unwrap(),
-        fs::read(example().join("model/iris.onnx")).unwrap()
-    );
+    let mut pulling = Instant::now();
+    push_then_pull(&env, &layout, &proxy.addr, || {
+        pulling = Instant::now();
+        pulling_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
     let seen = proxy.seen();
     let mut gaps = Vec::new();
     for kind in kinds {
@@ -1753,12 +1638,11 @@ fn registry_retry_after_garbage_falls_back_to_backoff() {
     use crate::httpproxy::{HttpProxy, Reply};
     use std::collections::HashMap;
     use std::sync::Mutex;
-    let Some(reg) = Registry::start("registry_retry_after_garbage_falls_back_to_backoff") else {
+    let Some((reg, env, layout)) =
+        registry_with_iris("registry_retry_after_garbage_falls_back_to_backoff")
+    else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
     const GARBAGE: [&str; 5] = ["soon", "-5", "", "99999999999999999999999", "1000000000"];
     let count: Mutex<HashMap<&'static str, usize>> = Mutex::new(HashMap::new());
     let proxy = HttpProxy::start(&reg.addr, move |req| {
@@ -1775,17 +1659,9 @@ fn registry_retry_after_garbage_falls_back_to_backoff() {
         };
         Some(Reply::status(status).header("Retry-After", v))
     });
-    let r = format!("{}/ml/iris:1", proxy.addr);
     let t = Instant::now();
-    let v = json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
-    let out = env.path("out");
-    let p = json_ok(env.cmd().args(["pull", &r, "--no-cache", "-o"]).arg(&out));
+    push_then_pull(&env, &layout, &proxy.addr, || {});
     let took = t.elapsed();
-    assert_eq!(p["digest"], v["digest"]);
-    assert_eq!(
-        fs::read(out.join("model/iris.onnx")).unwrap(),
-        fs::read(example().join("model/iris.onnx")).unwrap()
-    );
     let seen = proxy.seen();
     for kind in [
         "upload PUT",
@@ -1827,18 +1703,12 @@ fn registry_retry_after_garbage_falls_back_to_backoff() {
 fn registry_retry_after_above_the_cap_fails_fast() {
     use crate::httpproxy::{HttpProxy, Reply};
     use std::sync::{Arc, Mutex};
-    let Some(reg) = Registry::start("registry_retry_after_above_the_cap_fails_fast") else {
+    let Some((reg, env, layout)) =
+        registry_with_iris("registry_retry_after_above_the_cap_fails_fast")
+    else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
-    json_ok(
-        env.cmd()
-            .args(["push"])
-            .arg(&layout)
-            .arg(reg.reference("ml/iris:1")),
-    );
+    env.push(&layout, reg.reference("ml/iris:1"));
     // What the proxy answers next: (kind, reply); one request each, then forwarded.
     type Plan = Option<(&'static str, Reply)>;
     let plan: Arc<Mutex<Plan>> = Arc::new(Mutex::new(None));
@@ -1957,12 +1827,10 @@ fn registry_retry_after_above_the_cap_fails_fast() {
 fn registry_retry_after_wait_ends_on_ctrl_c() {
     use crate::httpproxy::{HttpProxy, Reply};
     use std::sync::atomic::{AtomicBool, Ordering};
-    let Some(reg) = Registry::start("registry_retry_after_wait_ends_on_ctrl_c") else {
+    let Some((reg, env, layout)) = registry_with_iris("registry_retry_after_wait_ends_on_ctrl_c")
+    else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
     let once = AtomicBool::new(false);
     let proxy = HttpProxy::start(&reg.addr, move |req| {
         let (kind, _) = retry_key(&req.method, &req.target)?;
@@ -2054,14 +1922,7 @@ fn registry_bundle_push_streams_one_patch_per_blob() {
     };
     let env = Env::new();
     let project = crate::support::example_copy();
-    let mut x: u64 = 0x2545f4914f6cdd1d;
-    let mut data = Vec::with_capacity(9 << 20);
-    while data.len() < 9 << 20 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
+    let data = noise(9 << 20, 0x2545f4914f6cdd1d);
     fs::write(project.path().join("samples/samples.json"), &data).unwrap();
     let local = env.path("local.oci");
     let want = json_ok(
@@ -2103,11 +1964,7 @@ fn registry_bundle_push_streams_one_patch_per_blob() {
     assert!(commits >= per_session.len(), "{seen:?}");
     // What the registry holds pulls back to the project's bytes.
     let out = env.path("out");
-    let p = json_ok(
-        env.cmd()
-            .args(["pull", &reg.reference("ml/stream:1"), "--no-cache", "-o"])
-            .arg(&out),
-    );
+    let p = env.pull(&reg.reference("ml/stream:1"), &out, &["--no-cache"]);
     assert_eq!(p["digest"], want);
     assert_eq!(fs::read(out.join("samples/samples.json")).unwrap(), data);
 
@@ -2140,9 +1997,7 @@ fn registry_bundle_push_streams_one_patch_per_blob() {
 
 #[test]
 fn registry_names_without_a_host_are_refused_and_moved_tags_are_said() {
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
+    let (env, layout) = env_with_iris();
     // `ml/iris:1.0.0` has no registry host: refused with the three spellings, nothing written
     let err = fails(
         env.cmd()
@@ -2161,7 +2016,7 @@ fn registry_names_without_a_host_are_refused_and_moved_tags_are_said() {
         return;
     };
     let r = reg.reference("ml/iris:1.0.0");
-    let first = json_ok(env.cmd().arg("push").arg(&layout).arg(&r));
+    let first = env.push(&layout, &r);
     assert!(first.get("moved_from").is_none(), "{first}");
     // the same content again: not a move, and --immutable is fine with it
     let again = json_ok(
@@ -2255,7 +2110,7 @@ fn registry_unreachable_fails_fast_with_its_own_message_and_retries_are_shown() 
     let layout = env.path("iris.oci");
     build_iris(&env, &layout);
     let r = reg.reference("ml/iris:1");
-    json_ok(env.cmd().arg("push").arg(&layout).arg(&r));
+    env.push(&layout, &r);
     // TLS (forced by --ca-file: any CA will do) to the plain-HTTP test registry
     let ca = Path::new("/etc/ssl/certs/ca-certificates.crt");
     assert!(

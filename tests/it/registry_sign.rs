@@ -3,9 +3,11 @@
 //! the signatures are listed in the fallback index at tag `sha256-<hex>`.
 
 use crate::httpproxy::{HttpProxy, Reply, Request};
-use crate::support::fixtures::bundle_iris;
+use crate::support::fixtures::{bundle_cmd, bundle_iris, iris_spec};
 use crate::support::registry::{have, Env, Registry};
-use crate::support::{base64_decode, base64_encode, example, fails, json_ok, run};
+use crate::support::{
+    base64_decode, base64_encode, example, fails, field_strs, json_exit, json_ok, missing, run,
+};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -65,16 +67,31 @@ fn fallback_tag(digest: &str) -> String {
     digest.replace(':', "-")
 }
 
-fn verify(env: &Env, reference: &str, keys: &[&Path], require_all: bool) -> std::process::Output {
-    let mut c = env.cmd();
-    c.arg("verify").arg(reference);
-    for k in keys {
-        c.arg("--key").arg(k);
-    }
+/// `verify REF --key K… [--require-all]` in `env`: expect exit `code`; the JSON report.
+fn verify(env: &Env, reference: &str, keys: &[&Path], require_all: bool, code: i32) -> Value {
+    let mut c = env.verify_cmd(reference, keys);
     if require_all {
         c.arg("--require-all");
     }
-    run(c.arg("--json"))
+    json_exit(&mut c, code)
+}
+
+/// An environment with the key pairs `a` and `b` (private, public), and the iris example
+/// signed by `a` in `<env>/signed.oci`, and its manifest digest.
+type SignedIris = (Env, (PathBuf, PathBuf), (PathBuf, PathBuf), PathBuf, String);
+
+fn signed_iris() -> SignedIris {
+    let env = Env::new();
+    let a = env.keygen("a");
+    let b = env.keygen("b");
+    let layout = env.path("signed.oci");
+    let built = bundle_iris(
+        &mut env.cmd(),
+        &layout,
+        &["--sign".as_ref(), a.0.as_os_str()],
+    );
+    let subject = built["manifest_digest"].as_str().unwrap().to_string();
+    (env, a, b, layout, subject)
 }
 
 #[test]
@@ -82,20 +99,11 @@ fn registry_signatures_via_fallback_tag() {
     let Some(reg) = Registry::start("registry_signatures_via_fallback_tag") else {
         return;
     };
-    let env = Env::new();
-    let (a_key, a_pub) = env.keygen("a");
-    let (b_key, b_pub) = env.keygen("b");
-    let layout = env.path("signed.oci");
-    let built = bundle_iris(
-        &mut env.cmd(),
-        &layout,
-        &["--sign".as_ref(), a_key.as_os_str()],
-    );
-    let subject = built["manifest_digest"].as_str().unwrap().to_string();
+    let (env, (a_key, a_pub), (b_key, b_pub), layout, subject) = signed_iris();
     let reference = reg.reference("ml/iris:1.0.0");
 
     // push takes the layout's signature along
-    let p = json_ok(env.cmd().arg("push").arg(&layout).arg(&reference));
+    let p = env.push(&layout, &reference);
     assert_eq!(p["digest"], subject.as_str());
     assert_eq!(p["signatures"], 1, "{p}");
     let tag = fallback_tag(&subject);
@@ -131,95 +139,48 @@ fn registry_signatures_via_fallback_tag() {
     assert!(entries[0]["size"].as_u64().unwrap() > 0);
 
     // verify REF: the right key passes, another fails (exit 1, saying why)
-    let out = verify(&env, &reference, &[&a_pub], false);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = verify(&env, &reference, &[&a_pub], false, 0);
     assert_eq!(v["ok"], true);
     assert_eq!(v["manifest_digest"], subject.as_str());
     assert_eq!(v["oci_signatures"].as_array().unwrap().len(), 1);
     assert_eq!(v["oci_signatures"][0]["valid"], true);
     assert_eq!(v["model_signature"]["valid"], true);
-    let err = fails(
-        env.cmd()
-            .arg("verify")
-            .arg(&reference)
-            .arg("--key")
-            .arg(&b_pub),
-        1,
-    );
+    let err = fails(&mut env.verify_cmd(&reference, &[&b_pub]), 1);
     assert!(err.contains("no OCI signature verifies"), "{err}");
     // by digest too
     let by_digest = reg.reference(&format!("ml/iris@{subject}"));
-    let out = verify(&env, &by_digest, &[&a_pub], false);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    verify(&env, &by_digest, &[&a_pub], false, 0);
 
     // a second signature, by another key: `sign REF` adds it to the index
-    let s = json_ok(
-        env.cmd()
-            .arg("sign")
-            .arg(&reference)
-            .arg("--key")
-            .arg(&b_key),
-    );
+    let s = env.sign(&reference, &b_key);
     assert_eq!(s["manifest_digest"], subject.as_str());
     assert_eq!(s["added"], true);
     let (_, index) = get_manifest(&reg.addr, "ml/iris", &tag);
-    let listed: Vec<&str> = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["digest"].as_str().unwrap())
-        .collect();
+    let listed: Vec<&str> = field_strs(&index["manifests"], "digest");
     assert_eq!(listed.len(), 2, "{index}");
     assert!(listed.contains(&sig_digest.as_str()));
     assert!(listed.contains(&s["signature_digest"].as_str().unwrap()));
-    let out = verify(&env, &reference, &[&a_pub, &b_pub], true);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = verify(&env, &reference, &[&a_pub, &b_pub], true, 0);
     assert_eq!(v["oci_signatures"].as_array().unwrap().len(), 2);
     // signing again with the same key changes nothing (deterministic signature)
-    let s2 = json_ok(
-        env.cmd()
-            .arg("sign")
-            .arg(&reference)
-            .arg("--key")
-            .arg(&b_key),
-    );
+    let s2 = env.sign(&reference, &b_key);
     assert_eq!(s2["added"], false);
     assert_eq!(s2["signature_digest"], s["signature_digest"]);
     // pushing the layout again: no duplicate entries
-    let p = json_ok(env.cmd().arg("push").arg(&layout).arg(&reference));
+    let p = env.push(&layout, &reference);
     assert_eq!(p["signatures"], 1);
     let (_, index) = get_manifest(&reg.addr, "ml/iris", &tag);
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
 
     // --require-all with a key that has not signed: fails
     let (_, c_pub) = env.keygen("c");
-    let out = verify(&env, &reference, &[&a_pub, &c_pub], true);
-    assert_eq!(out.status.code(), Some(1));
+    verify(&env, &reference, &[&a_pub, &c_pub], true, 1);
 
     // copy layout -> registry (another repository) takes the signature too
     let copied = reg.reference("ml/copied:1.0.0");
     let c = json_ok(env.cmd().arg("copy").arg(&layout).arg(&copied));
     assert_eq!(c["signatures"], 1, "{c}");
-    let out = verify(&env, &copied, &[&a_pub], false);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    verify(&env, &copied, &[&a_pub], false, 0);
     // so does pushing an archive of it
     let archive = env.path("signed.tar");
     bundle_iris(
@@ -228,50 +189,28 @@ fn registry_signatures_via_fallback_tag() {
         &["--sign".as_ref(), a_key.as_os_str()],
     );
     let from_tar = reg.reference("ml/from-tar:1.0.0");
-    let c = json_ok(env.cmd().arg("push").arg(&archive).arg(&from_tar));
+    let c = env.push(&archive, &from_tar);
     assert_eq!(c["digest"], subject.as_str());
     assert_eq!(c["signatures"], 1, "{c}");
-    let out = verify(&env, &from_tar, &[&a_pub], false);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    verify(&env, &from_tar, &[&a_pub], false, 0);
     // registry -> registry too (both signatures)
     let again = reg.reference("ml/again:1.0.0");
     let c = json_ok(env.cmd().arg("copy").arg(&reference).arg(&again));
     assert_eq!(c["signatures"], 2, "{c}");
-    let out = verify(&env, &again, &[&a_pub, &b_pub], true);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    verify(&env, &again, &[&a_pub, &b_pub], true, 0);
 
     // registry -> layout keeps them beside the bundle: the layout verifies offline
     let back = env.path("back.oci");
     json_ok(env.cmd().arg("copy").arg(&reference).arg(&back));
-    let out = verify(&env, back.to_str().unwrap(), &[&a_pub, &b_pub], true);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    verify(&env, back.to_str().unwrap(), &[&a_pub, &b_pub], true, 0);
 
     // an unsigned bundle in a registry: verify says so
     let plain = env.path("plain.oci");
     bundle_iris(&mut env.cmd(), &plain, &[]);
     let unsigned = reg.reference("ml/unsigned:1.0.0");
-    let p = json_ok(env.cmd().arg("push").arg(&plain).arg(&unsigned));
+    let p = env.push(&plain, &unsigned);
     assert_eq!(p["signatures"], 0);
-    let err = fails(
-        env.cmd()
-            .arg("verify")
-            .arg(&unsigned)
-            .arg("--key")
-            .arg(&a_pub),
-        1,
-    );
+    let err = fails(&mut env.verify_cmd(&unsigned, &[&a_pub]), 1);
     assert!(err.contains("no OCI signature"), "{err}");
 }
 
@@ -307,17 +246,10 @@ fn registry_bundle_push_sign() {
     assert_eq!(p["signatures"], 1, "{p}");
     let subject = p["digest"].as_str().unwrap();
     assert_eq!(p["referrers_tag"], fallback_tag(subject).as_str());
-    let out = verify(&env, &reference, &[&a_pub], false);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = verify(&env, &reference, &[&a_pub], false, 0);
     assert_eq!(v["oci_signatures"][0]["valid"], true);
     assert_eq!(v["model_signature"]["valid"], true);
-    let out = verify(&env, &reference, &[&b_pub], false);
-    assert_eq!(out.status.code(), Some(1));
+    verify(&env, &reference, &[&b_pub], false, 1);
 }
 
 #[test]
@@ -341,14 +273,9 @@ fn registry_tampered_signatures_fail() {
     assert_ne!(a_digest, b_digest);
     let a_ref = reg.reference("ml/t:a");
     let b_ref = reg.reference("ml/t:b");
-    json_ok(env.cmd().arg("push").arg(&a).arg(&a_ref));
-    json_ok(env.cmd().arg("push").arg(&b).arg(&b_ref));
-    let out = verify(&env, &a_ref, &[&a_pub], false);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.push(&a, &a_ref);
+    env.push(&b, &b_ref);
+    verify(&env, &a_ref, &[&a_pub], false, 0);
 
     // 1. A's signature index put at B's fallback tag: it signs another manifest
     let (status, index) = get_manifest(&reg.addr, "ml/t", &fallback_tag(&a_digest));
@@ -361,14 +288,7 @@ fn registry_tampered_signatures_fail() {
         &serde_json::to_vec(&index).unwrap(),
     );
     assert_eq!(status, 201);
-    let out = verify(&env, &b_ref, &[&a_pub], false);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = verify(&env, &b_ref, &[&a_pub], false, 1);
     assert_eq!(v["ok"], false);
     assert!(
         v["problems"].to_string().contains("no OCI signature"),
@@ -387,19 +307,9 @@ fn registry_tampered_signatures_fail() {
     let at = key_at + 6 + text[key_at + 6..].find('"').unwrap() + 10;
     bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
     std::fs::write(&file, &bytes).unwrap();
-    let out = verify(&env, &a_ref, &[&a_pub], false);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = verify(&env, &a_ref, &[&a_pub], false, 1);
     assert_eq!(v["oci_signatures"][0]["valid"], false, "{v}");
-    let err = fails(
-        env.cmd().arg("verify").arg(&a_ref).arg("--key").arg(&a_pub),
-        1,
-    );
+    let err = fails(&mut env.verify_cmd(&a_ref, &[&a_pub]), 1);
     assert!(err.contains("OCI signature"), "{err}");
 }
 
@@ -472,7 +382,7 @@ impl ReferrersApi {
                 if let Some(subject) = m["subject"]["digest"].as_str() {
                     let d = serde_json::json!({
                         "mediaType": m["mediaType"],
-                        "digest": format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&req.body))),
+                        "digest": crate::support::sha256(&req.body),
                         "size": req.body.len(),
                         "artifactType": m["artifactType"],
                     });
@@ -493,28 +403,13 @@ fn registry_signatures_via_referrers_api() {
         return;
     };
     let api = ReferrersApi::start(&reg.addr);
-    let env = Env::new();
-    let (a_key, a_pub) = env.keygen("a");
-    let (b_key, b_pub) = env.keygen("b");
-    let layout = env.path("signed.oci");
-    let built = bundle_iris(
-        &mut env.cmd(),
-        &layout,
-        &["--sign".as_ref(), a_key.as_os_str()],
-    );
-    let subject = built["manifest_digest"].as_str().unwrap().to_string();
+    let (env, (_, a_pub), (b_key, b_pub), layout, subject) = signed_iris();
     let reference = format!("{}/ml/api:1.0.0", api.addr);
 
-    let p = json_ok(env.cmd().arg("push").arg(&layout).arg(&reference));
+    let p = env.push(&layout, &reference);
     assert_eq!(p["signatures"], 1, "{p}");
     assert!(p.get("referrers_tag").is_none(), "no fallback tag: {p}");
-    let s = json_ok(
-        env.cmd()
-            .arg("sign")
-            .arg(&reference)
-            .arg("--key")
-            .arg(&b_key),
-    );
+    let s = env.sign(&reference, &b_key);
     assert_eq!(s["added"], true);
     assert!(s.get("referrers_tag").is_none(), "{s}");
     {
@@ -525,17 +420,10 @@ fn registry_signatures_via_referrers_api() {
     }
     let (status, _) = get_manifest(&reg.addr, "ml/api", &fallback_tag(&subject));
     assert_eq!(status, 404, "the fallback tag was not made");
-    let out = verify(&env, &reference, &[&a_pub, &b_pub], true);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = verify(&env, &reference, &[&a_pub, &b_pub], true, 0);
     assert_eq!(v["oci_signatures"].as_array().unwrap().len(), 2, "{v}");
     // straight to the registry (no API, no tag): no signature found
-    let out = verify(&env, &reg.reference("ml/api:1.0.0"), &[&a_pub], false);
-    assert_eq!(out.status.code(), Some(1));
+    verify(&env, &reg.reference("ml/api:1.0.0"), &[&a_pub], false, 1);
 }
 
 // ---------------- third-party verification: @sigstore/verify (npm) ----------------
@@ -587,12 +475,9 @@ fn sigstore_node_modules(test: &str) -> Option<PathBuf> {
         && dir.join("@sigstore/bundle/package.json").is_file()
         && have("node", test);
     if !ok {
-        if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("{test}: @sigstore/verify is required (MLART_REQUIRE_INTEROP=1) but not in {}: run scripts/test", dir.display());
-        }
-        eprintln!(
-            "SKIP {test}: @sigstore/verify is not installed in {}",
-            dir.display()
+        missing(
+            &format!("{test}: @sigstore/verify is required (MLART_REQUIRE_INTEROP=1) but not in {}: run scripts/test", dir.display()),
+            &format!("SKIP {test}: @sigstore/verify is not installed in {}", dir.display()),
         );
         return None;
     }
@@ -634,10 +519,7 @@ fn sigstore_verify_accepts_registry_signatures() {
     let (_, b_pub) = env.keygen("b");
     let reference = reg.reference("ml/npm:1.0.0");
     let p = json_ok(
-        env.cmd()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
+        bundle_cmd(&mut env.cmd(), &iris_spec())
             .arg("--push")
             .arg(&reference)
             .arg("--sign")
@@ -674,51 +556,34 @@ fn sigstore_verify_accepts_registry_signatures() {
         "@sigstore/verify rejects our bundle: {}",
         ok(&out)
     );
-    // another key: refused
-    let out = sigstore_verify(&modules, &dir, &bundle, &b_pub, &subject);
-    assert!(!out.status.success(), "{}", ok(&out));
-    // another subject: refused
+    // the bundle with its DSSE envelope edited by `f`
+    let edited = |f: &dyn Fn(&mut Value)| {
+        let mut v: Value = serde_json::from_slice(&bundle).unwrap();
+        f(&mut v["dsseEnvelope"]);
+        serde_json::to_vec(&v).unwrap()
+    };
     let other = format!("sha256:{}", "0".repeat(64));
-    let out = sigstore_verify(&modules, &dir, &bundle, &a_pub, &other);
-    assert!(!out.status.success(), "{}", ok(&out));
-    // a tampered statement (another subject digest, same signature): refused
-    let mut v: Value = serde_json::from_slice(&bundle).unwrap();
-    let payload = v["dsseEnvelope"]["payload"].as_str().unwrap();
-    let mut st: Value = serde_json::from_slice(&base64_decode(payload)).unwrap();
-    st["subject"][0]["digest"]["sha256"] = "0".repeat(64).into();
-    v["dsseEnvelope"]["payload"] = base64_encode(&serde_json::to_vec(&st).unwrap()).into();
-    let out = sigstore_verify(
-        &modules,
-        &dir,
-        &serde_json::to_vec(&v).unwrap(),
-        &a_pub,
-        &other,
-    );
-    assert!(
-        !out.status.success(),
-        "a tampered payload passed: {}",
-        ok(&out)
-    );
-    // one changed byte of the signature: refused
-    let mut v: Value = serde_json::from_slice(&bundle).unwrap();
-    let s = v["dsseEnvelope"]["signatures"][0]["sig"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let mut b = base64_decode(&s);
-    let last = b.len() - 1;
-    b[last] ^= 1;
-    v["dsseEnvelope"]["signatures"][0]["sig"] = base64_encode(&b).into();
-    let out = sigstore_verify(
-        &modules,
-        &dir,
-        &serde_json::to_vec(&v).unwrap(),
-        &a_pub,
-        &subject,
-    );
-    assert!(
-        !out.status.success(),
-        "a tampered signature passed: {}",
-        ok(&out)
-    );
+    // a tampered statement (another subject digest, same signature)
+    let payload_tampered = edited(&|e| {
+        let payload = e["payload"].as_str().unwrap();
+        let mut st: Value = serde_json::from_slice(&base64_decode(payload)).unwrap();
+        st["subject"][0]["digest"]["sha256"] = "0".repeat(64).into();
+        e["payload"] = base64_encode(&serde_json::to_vec(&st).unwrap()).into();
+    });
+    // one changed byte of the signature
+    let sig_tampered = edited(&|e| {
+        let mut b = base64_decode(e["signatures"][0]["sig"].as_str().unwrap());
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        e["signatures"][0]["sig"] = base64_encode(&b).into();
+    });
+    for (what, bundle, public, subject) in [
+        ("another key", &bundle, &b_pub, &subject),
+        ("another subject", &bundle, &a_pub, &other),
+        ("a tampered payload", &payload_tampered, &a_pub, &other),
+        ("a tampered signature", &sig_tampered, &a_pub, &subject),
+    ] {
+        let out = sigstore_verify(&modules, &dir, bundle, public, subject);
+        assert!(!out.status.success(), "{what} passed: {}", ok(&out));
+    }
 }

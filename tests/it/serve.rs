@@ -10,7 +10,7 @@ use crate::validate::ort_lib;
 use serde_json::{json, Value};
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -58,6 +58,11 @@ impl Server {
         })
     }
 
+    /// The gRPC port of a server started with `--grpc-port 0`.
+    fn grpc_port(&self) -> u16 {
+        self.started["grpc_port"].as_u64().expect("grpc_port") as u16
+    }
+
     fn url(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -83,6 +88,29 @@ fn serve_cmd(lib: &Path, src: &Path, args: &[&str]) -> Command {
     let mut c = crate::validate::mlart_ort(lib);
     c.arg("--json").arg("serve").arg(src).args(args);
     c
+}
+
+/// `serve_cmd` started: the running server.
+fn serve(lib: &Path, src: &Path, args: &[&str]) -> Server {
+    Server::start(serve_cmd(lib, src, args)).unwrap()
+}
+
+/// `py SCRIPT` with `code` written to `<env>/NAME` as the script (arguments follow).
+fn python_script(py: &Path, env: &Env, name: &str, code: &str) -> Command {
+    let script = env.path(name);
+    std::fs::write(&script, code).unwrap();
+    let mut c = Command::new(py);
+    c.arg(script);
+    c
+}
+
+/// Run the client script `code` (saved as NAME) against the server at `url` with the
+/// example's model (to compare with onnxruntime): it prints `"ok": true` when all its checks pass.
+fn client_passes(py: &Path, env: &Env, name: &str, code: &str, url: &str) {
+    let out = ok(python_script(py, env, name, code)
+        .arg(url)
+        .arg(example().join("model/iris.onnx")));
+    assert!(String::from_utf8_lossy(&out).contains("\"ok\": true"));
 }
 
 /// One HTTP/1.1 request (Connection: close): status, headers, body.
@@ -125,6 +153,24 @@ fn post_json(port: u16, path: &str, v: &Value) -> (u16, Value) {
     )
 }
 
+/// `POST /v2/models/iris/infer` of `rows`: status and JSON answer.
+fn infer(port: u16, rows: &[[f32; 4]]) -> (u16, Value) {
+    post_json(port, "/v2/models/iris/infer", &iris_request(rows))
+}
+
+/// An infer request in the binary-tensor form: `header_length` says how much of `body` is
+/// the JSON header. Status, headers, body.
+fn infer_binary(port: u16, header_length: String, body: &[u8]) -> (u16, String, Vec<u8>) {
+    let header = [("Inference-Header-Content-Length", header_length)];
+    http(port, "POST", "/v2/models/iris/infer", &header, body)
+}
+
+/// The Prometheus text of `GET /metrics`.
+fn metrics(port: u16) -> String {
+    let (_, _, b) = http(port, "GET", "/metrics", &[], b"");
+    String::from_utf8_lossy(&b).into_owned()
+}
+
 fn iris_request(rows: &[[f32; 4]]) -> Value {
     json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [rows.len(), 4],
         "data": rows.iter().flatten().collect::<Vec<_>>()}]})
@@ -134,6 +180,15 @@ fn iris_layout(env: &Env, args: &[&OsStr]) -> std::path::PathBuf {
     let out = env.path("iris.oci");
     bundle_iris(&mut env.cmd(), &out, args);
     out
+}
+
+/// The start of a serve test: the venv's ONNX Runtime, an environment and the iris layout in
+/// it; None (skip) without the runtime.
+fn iris_to_serve(test: &str) -> Option<(PathBuf, Env, PathBuf)> {
+    let lib = ort_lib(test)?;
+    let env = Env::new();
+    let layout = iris_layout(&env, &[]);
+    Some((lib, env, layout))
 }
 
 const CLIENT: &str = r#"
@@ -183,33 +238,22 @@ print(json.dumps({"ok": True}))
 
 #[test]
 fn serve_iris_tritonclient_http_matches_onnxruntime() {
-    let Some(lib) = ort_lib("serve_iris_tritonclient_http_matches_onnxruntime") else {
+    let Some((lib, env, layout)) =
+        iris_to_serve("serve_iris_tritonclient_http_matches_onnxruntime")
+    else {
         return;
     };
     let Some(py) = python() else { return };
-    let env = Env::new();
-    let layout = iris_layout(&env, &[]);
-    let srv = Server::start(serve_cmd(&lib, &layout, &[])).unwrap();
+    let srv = serve(&lib, &layout, &[]);
     assert_eq!(srv.started["models"][0]["name"], "iris");
     assert_eq!(
         srv.started["models"][0]["inputs"][0]["shape"],
         json!([-1, 4])
     );
-    let script = env.path("client.py");
-    std::fs::write(&script, CLIENT).unwrap();
-    let out = ok(Command::new(&py)
-        .arg(&script)
-        .arg(srv.url())
-        .arg(example().join("model/iris.onnx")));
-    assert!(String::from_utf8_lossy(&out).contains("\"ok\": true"));
+    client_passes(&py, &env, "client.py", CLIENT, &srv.url());
 
     // MLflow's scoring formats give the same labels.
-    let want = post_json(
-        srv.port,
-        "/v2/models/iris/infer",
-        &iris_request(&[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]),
-    )
-    .1;
+    let want = infer(srv.port, &[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]).1;
     let labels = want["outputs"][0]["data"].clone();
     for body in [
         json!({"dataframe_split": {"columns": ["petal_width", "sepal_length", "sepal_width", "petal_length"],
@@ -241,12 +285,11 @@ fn serve_iris_tritonclient_http_matches_onnxruntime() {
 
 #[test]
 fn serve_refuses_bad_requests_and_keeps_serving() {
-    let Some(lib) = ort_lib("serve_refuses_bad_requests_and_keeps_serving") else {
+    let Some((lib, _env, layout)) = iris_to_serve("serve_refuses_bad_requests_and_keeps_serving")
+    else {
         return;
     };
-    let env = Env::new();
-    let layout = iris_layout(&env, &[]);
-    let srv = Server::start(serve_cmd(&lib, &layout, &["--max-body", "4096"])).unwrap();
+    let srv = serve(&lib, &layout, &["--max-body", "4096"]);
     let p = srv.port;
     let good = iris_request(&[[5.1, 3.5, 1.4, 0.2]]);
     let cases: Vec<(&str, u16, Vec<u8>, &str)> = vec![
@@ -284,33 +327,15 @@ fn serve_refuses_bad_requests_and_keeps_serving() {
         assert_eq!(s, 200, "{v}");
     }
     // The binary-tensor extension with a header that lies.
-    let (s, _, b) = http(
-        p,
-        "POST",
-        "/v2/models/iris/infer",
-        &[("Inference-Header-Content-Length", "999".into())],
-        b"{}",
-    );
+    let (s, _, b) = infer_binary(p, "999".into(), b"{}");
     assert_eq!(s, 400, "{}", String::from_utf8_lossy(&b));
-    let (s, _, _) = http(
-        p,
-        "POST",
-        "/v2/models/iris/infer",
-        &[("Inference-Header-Content-Length", "zz".into())],
-        b"{}",
-    );
+    let (s, _, _) = infer_binary(p, "zz".into(), b"{}");
     assert_eq!(s, 400);
     // Binary data too short for its shape.
     let head = br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 12}}]}"#;
     let mut body = head.to_vec();
     body.extend_from_slice(&[0u8; 12]);
-    let (s, _, b) = http(
-        p,
-        "POST",
-        "/v2/models/iris/infer",
-        &[("Inference-Header-Content-Length", head.len().to_string())],
-        &body,
-    );
+    let (s, _, b) = infer_binary(p, head.len().to_string(), &body);
     assert_eq!(s, 400);
     assert!(String::from_utf8_lossy(&b).contains("12 bytes where the shape needs 4 x 4 = 16"));
     // Health, metadata, index, metrics.
@@ -333,8 +358,7 @@ fn serve_refuses_bad_requests_and_keeps_serving() {
         serde_json::from_slice::<Value>(&b).unwrap(),
         json!([{"name": "iris", "version": "1.0.0", "state": "READY"}])
     );
-    let (_, _, b) = http(p, "GET", "/metrics", &[], b"");
-    let m = String::from_utf8_lossy(&b);
+    let m = metrics(p);
     let n = cases
         .iter()
         .filter(|c| c.0.starts_with("/v2/models/iris/infer"))
@@ -355,11 +379,11 @@ fn serve_refuses_bad_requests_and_keeps_serving() {
 
 #[test]
 fn serve_batches_concurrent_requests_each_gets_its_rows() {
-    let Some(lib) = ort_lib("serve_batches_concurrent_requests_each_gets_its_rows") else {
+    let Some((lib, _env, layout)) =
+        iris_to_serve("serve_batches_concurrent_requests_each_gets_its_rows")
+    else {
         return;
     };
-    let env = Env::new();
-    let layout = iris_layout(&env, &[]);
     // Alone: the reference answers.
     let rows: Vec<[f32; 4]> = (0..24)
         .map(|i| {
@@ -372,25 +396,17 @@ fn serve_batches_concurrent_requests_each_gets_its_rows() {
             ]
         })
         .collect();
-    let solo = Server::start(serve_cmd(
-        &lib,
-        &layout,
-        &["--max-batch", "1", "--workers", "1"],
-    ))
-    .unwrap();
+    let solo = serve(&lib, &layout, &["--max-batch", "1", "--workers", "1"]);
     let want: Vec<Value> = rows
         .iter()
-        .map(|r| {
-            post_json(solo.port, "/v2/models/iris/infer", &iris_request(&[*r])).1["outputs"].clone()
-        })
+        .map(|r| infer(solo.port, &[*r]).1["outputs"].clone())
         .collect();
     assert_eq!(solo.stop(), 0);
-    let srv = Server::start(serve_cmd(
+    let srv = serve(
         &lib,
         &layout,
         &["--max-batch", "16", "--batch-delay", "50", "--workers", "1"],
-    ))
-    .unwrap();
+    );
     assert_eq!(srv.started["models"][0]["batching"], true);
     let port = srv.port;
     let got: Vec<(usize, Value)> = std::thread::scope(|s| {
@@ -401,12 +417,7 @@ fn serve_batches_concurrent_requests_each_gets_its_rows() {
                 let r = *r;
                 // Requests of 1 and 2 rows: the second row repeats the first.
                 let req = if i % 2 == 0 { vec![r] } else { vec![r, r] };
-                s.spawn(move || {
-                    (
-                        i,
-                        post_json(port, "/v2/models/iris/infer", &iris_request(&req)).1,
-                    )
-                })
+                s.spawn(move || (i, infer(port, &req).1))
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
@@ -425,8 +436,7 @@ fn serve_batches_concurrent_requests_each_gets_its_rows() {
             }
         }
     }
-    let (_, _, b) = http(port, "GET", "/metrics", &[], b"");
-    let m = String::from_utf8_lossy(&b).into_owned();
+    let m = metrics(port);
     // Fewer runs than requests: some were joined.
     let runs: u64 = m
         .lines()
@@ -440,21 +450,14 @@ fn serve_batches_concurrent_requests_each_gets_its_rows() {
 
 #[test]
 fn serve_sigterm_answers_the_request_in_flight() {
-    let Some(lib) = ort_lib("serve_sigterm_answers_the_request_in_flight") else {
+    let Some((lib, _env, layout)) = iris_to_serve("serve_sigterm_answers_the_request_in_flight")
+    else {
         return;
     };
-    let env = Env::new();
-    let layout = iris_layout(&env, &[]);
     // A batch waits 1.5 s for company: the request is in flight when SIGTERM comes.
-    let srv = Server::start(serve_cmd(&lib, &layout, &["--batch-delay", "1500"])).unwrap();
+    let srv = serve(&lib, &layout, &["--batch-delay", "1500"]);
     let port = srv.port;
-    let h = std::thread::spawn(move || {
-        post_json(
-            port,
-            "/v2/models/iris/infer",
-            &iris_request(&[[5.1, 3.5, 1.4, 0.2]]),
-        )
-    });
+    let h = std::thread::spawn(move || infer(port, &[[5.1, 3.5, 1.4, 0.2]]));
     std::thread::sleep(Duration::from_millis(500));
     let started = std::time::Instant::now();
     assert_eq!(srv.stop(), 0);
@@ -477,7 +480,7 @@ fn serve_key_refuses_unverified_and_serves_registry_and_pulled_dir() {
     let (_, other) = env.keygen("other");
     let layout = iris_layout(&env, &[OsStr::new("--sign"), key.as_os_str()]);
     let pubs = public.to_str().unwrap();
-    let srv = Server::start(serve_cmd(&lib, &layout, &["--key", pubs])).unwrap();
+    let srv = serve(&lib, &layout, &["--key", pubs]);
     // The OCI signature and model.sig, both by the trusted key.
     let by = srv.started["verified_by"].as_array().unwrap();
     assert_eq!(by.len(), 2, "{}", srv.started);
@@ -505,12 +508,8 @@ fn serve_key_refuses_unverified_and_serves_registry_and_pulled_dir() {
     // A pulled directory: served; changed after the pull: refused.
     let pulled = env.path("pulled");
     json_ok(env.cmd().arg("pull").arg(&layout).arg("-o").arg(&pulled));
-    let srv = Server::start(serve_cmd(&lib, &pulled, &["--key", pubs])).unwrap();
-    let (s, _) = post_json(
-        srv.port,
-        "/v2/models/iris/infer",
-        &iris_request(&[[5.1, 3.5, 1.4, 0.2]]),
-    );
+    let srv = serve(&lib, &pulled, &["--key", pubs]);
+    let (s, _) = infer(srv.port, &[[5.1, 3.5, 1.4, 0.2]]);
     assert_eq!(s, 200);
     assert_eq!(srv.stop(), 0);
     let model = pulled.join("model/iris.onnx");
@@ -531,7 +530,7 @@ fn serve_key_refuses_unverified_and_serves_registry_and_pulled_dir() {
         return;
     };
     let r = reg.reference("ml/iris:1.0.0");
-    json_ok(env.cmd().arg("push").arg(&layout).arg(&r));
+    env.push(&layout, &r);
     let mut c = serve_cmd(&lib, Path::new(&r), &["--key", pubs]);
     c.env("DOCKER_CONFIG", env.path("docker"))
         .env("XDG_CACHE_HOME", env.path("cache"))
@@ -541,11 +540,7 @@ fn serve_key_refuses_unverified_and_serves_registry_and_pulled_dir() {
         .as_str()
         .unwrap()
         .starts_with("sha256:"));
-    let (s, _) = post_json(
-        srv.port,
-        "/v2/models/iris/infer",
-        &iris_request(&[[5.1, 3.5, 1.4, 0.2]]),
-    );
+    let (s, _) = infer(srv.port, &[[5.1, 3.5, 1.4, 0.2]]);
     assert_eq!(s, 200);
     assert_eq!(srv.stop(), 0);
 }
@@ -657,32 +652,26 @@ print(json.dumps({"ok": True}))
 
 #[test]
 fn serve_iris_tritonclient_grpc_matches_onnxruntime() {
-    let Some(lib) = ort_lib("serve_iris_tritonclient_grpc_matches_onnxruntime") else {
+    let Some((lib, env, layout)) =
+        iris_to_serve("serve_iris_tritonclient_grpc_matches_onnxruntime")
+    else {
         return;
     };
     let Some(py) = python() else { return };
-    let env = Env::new();
-    let layout = iris_layout(&env, &[]);
-    let srv = Server::start(serve_cmd(
-        &lib,
-        &layout,
-        &["--grpc-port", "0", "--max-body", "65536"],
-    ))
-    .unwrap();
-    let grpc = srv.started["grpc_port"].as_u64().expect("grpc_port") as u16;
+    let srv = serve(&lib, &layout, &["--grpc-port", "0", "--max-body", "65536"]);
+    let grpc = srv.grpc_port();
     assert_ne!(grpc, srv.port);
-    let script = env.path("grpc_client.py");
-    std::fs::write(&script, GRPC_CLIENT).unwrap();
-    let out = ok(Command::new(&py)
-        .arg(&script)
-        .arg(format!("127.0.0.1:{grpc}"))
-        .arg(example().join("model/iris.onnx")));
-    assert!(String::from_utf8_lossy(&out).contains("\"ok\": true"));
+    client_passes(
+        &py,
+        &env,
+        "grpc_client.py",
+        GRPC_CLIENT,
+        &format!("127.0.0.1:{grpc}"),
+    );
     // Counted under protocol="grpc": 3 good infers + 1 after each of the 14 refusals, and the
     // 9 refusals the door made (unknown models and versions are not counted per model; too
     // large never reaches the service).
-    let (_, _, b) = http(srv.port, "GET", "/metrics", &[], b"");
-    let m = String::from_utf8_lossy(&b);
+    let m = metrics(srv.port);
     assert!(
         m.contains("mlart_inference_requests_total{model=\"iris\",protocol=\"grpc\"} 26"),
         "{m}"
@@ -693,7 +682,7 @@ fn serve_iris_tritonclient_grpc_matches_onnxruntime() {
     );
     // Without --grpc-port: no gRPC server, `grpc_port` null.
     assert_eq!(srv.stop(), 0);
-    let srv = Server::start(serve_cmd(&lib, &layout, &[])).unwrap();
+    let srv = serve(&lib, &layout, &[]);
     assert!(srv.started["grpc_port"].is_null(), "{}", srv.started);
     assert_eq!(srv.stop(), 0);
 }
@@ -712,25 +701,21 @@ print("label", int(c.infer("iris", [i]).as_numpy("label")[0]), flush=True)
 
 #[test]
 fn serve_sigterm_answers_the_grpc_request_in_flight() {
-    let Some(lib) = ort_lib("serve_sigterm_answers_the_grpc_request_in_flight") else {
+    let Some((lib, env, layout)) =
+        iris_to_serve("serve_sigterm_answers_the_grpc_request_in_flight")
+    else {
         return;
     };
     let Some(py) = python() else { return };
-    let env = Env::new();
-    let layout = iris_layout(&env, &[]);
     // A batch waits 1.5 s for company: the request is in flight when SIGTERM comes.
-    let srv = Server::start(serve_cmd(
+    let srv = serve(
         &lib,
         &layout,
         &["--grpc-port", "0", "--batch-delay", "1500"],
-    ))
-    .unwrap();
-    let grpc = srv.started["grpc_port"].as_u64().unwrap() as u16;
+    );
+    let grpc = srv.grpc_port();
     let port = srv.port;
-    let script = env.path("slow.py");
-    std::fs::write(&script, GRPC_SLOW).unwrap();
-    let mut client = Command::new(&py)
-        .arg(&script)
+    let mut client = python_script(&py, &env, "slow.py", GRPC_SLOW)
         .arg(format!("127.0.0.1:{grpc}"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -775,12 +760,12 @@ fn cut_off(s: &mut std::net::TcpStream) -> bool {
 
 #[test]
 fn serve_stalled_clients_are_cut_off_and_hold_up_no_one() {
-    let Some(lib) = ort_lib("serve_stalled_clients_are_cut_off_and_hold_up_no_one") else {
+    let Some((lib, _env, layout)) =
+        iris_to_serve("serve_stalled_clients_are_cut_off_and_hold_up_no_one")
+    else {
         return;
     };
-    let env = Env::new();
-    let layout = iris_layout(&env, &[]);
-    let srv = Server::start(serve_cmd(&lib, &layout, &["--timeout", "2"])).unwrap();
+    let srv = serve(&lib, &layout, &["--timeout", "2"]);
     let p = srv.port;
     let good = iris_request(&[[5.1, 3.5, 1.4, 0.2]]);
     // Clients that send half a request line, or nothing, and stall.

@@ -1,6 +1,6 @@
 //! keygen, bundle --sign, sign, verify; model_signing (PyPI) checks our model.sig.
 
-use crate::support::fixtures::bundle_iris;
+use crate::support::fixtures::{bundle_cmd, bundle_iris, iris_spec};
 use crate::support::*;
 use std::fs;
 use std::path::Path;
@@ -26,13 +26,7 @@ fn sign_and_verify_layouts_archives_and_several_keys() {
         "signing is deterministic (RFC 6979)"
     );
     for target in ["a.oci", "b.tar"] {
-        let v = json_ok(
-            mlart()
-                .arg("verify")
-                .arg(t.path().join(target))
-                .arg("--key")
-                .arg(&ci_pub),
-        );
+        let v = json_ok(&mut verify_cmd(t.path().join(target), &[&ci_pub]));
         assert_eq!(v["ok"], true);
         assert_eq!(v["model_signature"]["valid"], true);
         assert_eq!(v["files_verified"], 11);
@@ -40,81 +34,30 @@ fn sign_and_verify_layouts_archives_and_several_keys() {
         json_ok(mlart().arg("inspect").arg(t.path().join(target)));
     }
     // the wrong key: exit 1, saying which check failed
-    let err = fails(
-        mlart()
-            .arg("verify")
-            .arg(t.path().join("a.oci"))
-            .arg("--key")
-            .arg(&rm_pub),
-        1,
-    );
+    let err = fails(&mut verify_cmd(t.path().join("a.oci"), &[&rm_pub]), 1);
     assert!(
         err.contains("no OCI signature verifies") && err.contains("model.sig"),
         "{err}"
     );
     // a second signature (release manager): both kept, --require-all needs both
     let err = fails(
-        mlart()
-            .arg("verify")
-            .arg(t.path().join("a.oci"))
-            .args(["--require-all", "--key"])
-            .arg(&ci_pub)
-            .arg("--key")
-            .arg(&rm_pub),
+        verify_cmd(t.path().join("a.oci"), &[&ci_pub, &rm_pub]).arg("--require-all"),
         1,
     );
     assert!(err.contains("--require-all"), "{err}");
-    json_ok(
-        mlart()
-            .arg("sign")
-            .arg(t.path().join("a.oci"))
-            .arg("--key")
-            .arg(&rm_key),
-    );
-    let again = json_ok(
-        mlart()
-            .arg("sign")
-            .arg(t.path().join("a.oci"))
-            .arg("--key")
-            .arg(&rm_key),
-    );
+    sign(t.path().join("a.oci"), &rm_key);
+    let again = sign(t.path().join("a.oci"), &rm_key);
     assert_eq!(again["added"], false);
-    let v = json_ok(
-        mlart()
-            .arg("verify")
-            .arg(t.path().join("a.oci"))
-            .args(["--require-all", "--key"])
-            .arg(&ci_pub)
-            .arg("--key")
-            .arg(&rm_pub),
-    );
+    let v = json_ok(verify_cmd(t.path().join("a.oci"), &[&ci_pub, &rm_pub]).arg("--require-all"));
     assert_eq!(v["oci_signatures"].as_array().unwrap().len(), 2);
-    json_ok(
-        mlart()
-            .arg("verify")
-            .arg(t.path().join("a.oci"))
-            .arg("--key")
-            .arg(&rm_pub)
-            .arg("--key")
-            .arg(&ci_pub),
-    );
+    json_ok(&mut verify_cmd(t.path().join("a.oci"), &[&rm_pub, &ci_pub]));
     // unsigned bundle: verify fails (missing)
     json_ok(
-        mlart()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
+        bundle_cmd(&mut mlart(), &iris_spec())
             .arg("-o")
             .arg(t.path().join("u.oci")),
     );
-    let err = fails(
-        mlart()
-            .arg("verify")
-            .arg(t.path().join("u.oci"))
-            .arg("--key")
-            .arg(&ci_pub),
-        1,
-    );
+    let err = fails(&mut verify_cmd(t.path().join("u.oci"), &[&ci_pub]), 1);
     assert!(err.contains("no OCI signature"), "{err}");
 }
 
@@ -134,7 +77,7 @@ fn tampered_blobs_and_signatures_fail_verify() {
         let n = b.len() - 30;
         b[n] ^= 1;
         fs::write(&p, b).unwrap();
-        let out = run(mlart().arg("verify").arg(&d).arg("--key").arg(&public));
+        let out = run(&mut verify_cmd(&d, &[&public]));
         let code = out.status.code();
         let err = String::from_utf8_lossy(&out.stderr);
         // the metadata layer is needed to read the bundle at all: an integrity error (4)
@@ -171,16 +114,9 @@ fn model_signing_accepts_our_model_sig_and_rejects_tampering() {
     let (_, other) = keygen(t.path(), "other");
     signed_layout(t.path(), &key, "s.oci");
     let check = |dir: &Path, public: &Path| -> bool {
-        Command::new(&ms)
-            .args(["verify", "key"])
-            .arg(dir)
-            .arg("--signature")
-            .arg(dir.join("model.sig"))
-            .arg("--public_key")
-            .arg(public)
-            .output()
+        model_signing_verify(&ms, dir, public)
+            .status()
             .unwrap()
-            .status
             .success()
     };
     let unpack = |name: &str| -> std::path::PathBuf {
@@ -199,38 +135,29 @@ fn model_signing_accepts_our_model_sig_and_rejects_tampering() {
         check(&models, &public),
         "model_signing verifies our model.sig"
     );
-    json_ok(mlart().arg("verify").arg(&models).arg("--key").arg(&public));
+    json_ok(&mut verify_cmd(&models, &[&public]));
     assert!(!check(&models, &other), "another key");
-    fails(
-        mlart().arg("verify").arg(&models).arg("--key").arg(&other),
-        1,
-    );
+    fails(&mut verify_cmd(&models, &[&other]), 1);
     // one changed byte
     let m = unpack("u1");
     let mut b = fs::read(m.join("model/iris.onnx")).unwrap();
     b[100] ^= 1;
     fs::write(m.join("model/iris.onnx"), b).unwrap();
     assert!(!check(&m, &public));
-    assert!(
-        fails(mlart().arg("verify").arg(&m).arg("--key").arg(&public), 1)
-            .contains("model/iris.onnx changed")
-    );
+    let err = fails(&mut verify_cmd(&m, &[&public]), 1);
+    assert!(err.contains("model/iris.onnx changed"));
     // an added file
     let m = unpack("u2");
     fs::write(m.join("extra.txt"), b"x").unwrap();
     assert!(!check(&m, &public));
-    assert!(
-        fails(mlart().arg("verify").arg(&m).arg("--key").arg(&public), 1)
-            .contains("extra.txt is not in the signature")
-    );
+    let err = fails(&mut verify_cmd(&m, &[&public]), 1);
+    assert!(err.contains("extra.txt is not in the signature"));
     // a removed file
     let m = unpack("u3");
     fs::remove_file(m.join("eval/metrics.json")).unwrap();
     assert!(!check(&m, &public));
-    assert!(
-        fails(mlart().arg("verify").arg(&m).arg("--key").arg(&public), 1)
-            .contains("eval/metrics.json is missing")
-    );
+    let err = fails(&mut verify_cmd(&m, &[&public]), 1);
+    assert!(err.contains("eval/metrics.json is missing"));
 }
 
 #[test]
@@ -294,9 +221,7 @@ fn keys_in_other_formats_and_types() {
     ]);
     let bundle = |key: &str, out: &str| {
         let mut c = mlart();
-        c.arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
+        bundle_cmd(&mut c, &iris_spec())
             .arg("-o")
             .arg(t.path().join(out))
             .arg("--sign")
@@ -304,13 +229,10 @@ fn keys_in_other_formats_and_types() {
         c
     };
     json_ok(&mut bundle("sec1.pem", "sec1.oci"));
-    json_ok(
-        mlart()
-            .arg("verify")
-            .arg(t.path().join("sec1.oci"))
-            .arg("--key")
-            .arg(t.path().join("sec1.pub")),
-    );
+    json_ok(&mut verify_cmd(
+        t.path().join("sec1.oci"),
+        &[&t.path().join("sec1.pub")],
+    ));
     json_ok(bundle("enc.pem", "enc.oci").env("MLART_KEY_PASSWORD", "s3cret"));
     let err = fails(
         bundle("enc.pem", "enc2.oci").env("MLART_KEY_PASSWORD", "wrong"),
@@ -361,10 +283,7 @@ fn pull_verify_key_writes_nothing_unless_signatures_verify() {
     for form in ["image", "artifact"] {
         let layout = t.path().join(format!("{form}.oci"));
         json_ok(
-            mlart()
-                .arg("bundle")
-                .arg("-f")
-                .arg(example().join("mlart.yaml"))
+            bundle_cmd(&mut mlart(), &iris_spec())
                 .arg("-o")
                 .arg(&layout)
                 .args(["--format", form])
@@ -372,49 +291,24 @@ fn pull_verify_key_writes_nothing_unless_signatures_verify() {
                 .arg(&key),
         );
         let out = t.path().join(format!("{form}-pulled"));
-        let r = json_ok(
-            mlart()
-                .arg("pull")
-                .arg(&layout)
-                .arg("-o")
-                .arg(&out)
-                .arg("--verify-key")
-                .arg(&public),
-        );
+        let r = json_ok(&mut pull_verified(&layout, &out, &[&public]));
         assert_eq!(r["verified_by"].as_array().unwrap().len(), 2, "{r}");
         assert!(out.join("model.sig").is_file());
         assert_eq!(out.join("mlart.json").is_file(), form == "image");
         // the real verifier accepts the pulled directory
         let ms = py.parent().unwrap().join("model_signing");
         if ms.is_file() {
-            let o = Command::new(&ms)
-                .args(["verify", "key"])
-                .arg(&out)
-                .arg("--signature")
-                .arg(out.join("model.sig"))
-                .arg("--public_key")
-                .arg(&public)
-                .output()
-                .unwrap();
+            let o = model_signing_verify(&ms, &out, &public).output().unwrap();
             assert!(
                 o.status.success(),
                 "{form}: {}",
                 String::from_utf8_lossy(&o.stderr)
             );
         }
-        json_ok(mlart().arg("verify").arg(&out).arg("--key").arg(&public));
+        json_ok(&mut verify_cmd(&out, &[&public]));
         // another key: exit 1 and nothing written
         let bad = t.path().join(format!("{form}-bad"));
-        let err = fails(
-            mlart()
-                .arg("pull")
-                .arg(&layout)
-                .arg("-o")
-                .arg(&bad)
-                .arg("--verify-key")
-                .arg(&other),
-            1,
-        );
+        let err = fails(&mut pull_verified(&layout, &bad, &[&other]), 1);
         assert!(err.contains("not pulled"), "{err}");
         assert!(!bad.exists());
         // a partial pull checks the selected files against model.sig
@@ -430,44 +324,16 @@ fn pull_verify_key_writes_nothing_unless_signatures_verify() {
         );
         assert!(part.join("model/iris.onnx").is_file() && !part.join("README.md").exists());
         // an OCI signature by a second key is not enough when model.sig is by nobody trusted
-        json_ok(
-            mlart()
-                .arg("sign")
-                .arg(&layout)
-                .arg("--key")
-                .arg(&other_key),
-        );
-        let err = fails(
-            mlart()
-                .arg("pull")
-                .arg(&layout)
-                .arg("-o")
-                .arg(&bad)
-                .arg("--verify-key")
-                .arg(&other),
-            1,
-        );
+        sign(&layout, &other_key);
+        let err = fails(&mut pull_verified(&layout, &bad, &[&other]), 1);
         assert!(err.contains("model.sig"), "{err}");
         assert!(!bad.exists());
     }
     // unsigned bundle: refused
     let u = t.path().join("u.oci");
-    json_ok(
-        mlart()
-            .arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
-            .arg("-o")
-            .arg(&u),
-    );
+    json_ok(bundle_cmd(&mut mlart(), &iris_spec()).arg("-o").arg(&u));
     let err = fails(
-        mlart()
-            .arg("pull")
-            .arg(&u)
-            .arg("-o")
-            .arg(t.path().join("u-out"))
-            .arg("--verify-key")
-            .arg(&public),
+        &mut pull_verified(&u, &t.path().join("u-out"), &[&public]),
         1,
     );
     assert!(err.contains("no OCI signature"), "{err}");
@@ -488,25 +354,14 @@ fn pull_verify_key_refuses_files_that_are_not_the_signed_ones() {
     // the release as signed, pulled: its model.sig covers README.md as it was
     let signed = t.path().join("signed.oci");
     json_ok(
-        mlart()
-            .arg("bundle")
-            .arg("-f")
-            .arg(&spec)
+        bundle_cmd(&mut mlart(), &spec)
             .arg("-o")
             .arg(&signed)
             .arg("--sign")
             .arg(&key),
     );
     let pulled = t.path().join("pulled");
-    json_ok(
-        mlart()
-            .arg("pull")
-            .arg(&signed)
-            .arg("-o")
-            .arg(&pulled)
-            .arg("--verify-key")
-            .arg(&public),
-    );
+    json_ok(&mut pull_verified(&signed, &pulled, &[&public]));
     // another README, and the old model.sig packed at the same place as a doc
     fs::write(p.path().join("README.md"), "# not the reviewed text\n").unwrap();
     fs::copy(pulled.join("model.sig"), p.path().join("model.sig")).unwrap();
@@ -517,29 +372,15 @@ fn pull_verify_key_refuses_files_that_are_not_the_signed_ones() {
     for form in ["image", "artifact"] {
         let forged = t.path().join(format!("forged-{form}.oci"));
         json_ok(
-            mlart()
-                .arg("bundle")
-                .arg("-f")
-                .arg(&spec)
+            bundle_cmd(&mut mlart(), &spec)
                 .arg("-o")
                 .arg(&forged)
                 .args(["--format", form]),
         );
         // the manifest is signed by a trusted key (CI's), so only model.sig can catch it
-        json_ok(mlart().arg("sign").arg(&forged).arg("--key").arg(&ci_key));
+        sign(&forged, &ci_key);
         let out = t.path().join(format!("out-{form}"));
-        let err = fails(
-            mlart()
-                .arg("pull")
-                .arg(&forged)
-                .arg("-o")
-                .arg(&out)
-                .arg("--verify-key")
-                .arg(&public)
-                .arg("--verify-key")
-                .arg(&ci),
-            1,
-        );
+        let err = fails(&mut pull_verified(&forged, &out, &[&public, &ci]), 1);
         assert!(err.contains("README.md changed"), "{form}: {err}");
         assert!(!out.exists(), "{form}: nothing is written");
     }
@@ -555,15 +396,9 @@ fn verify_with_two_keys_names_the_signer_and_without_a_key_checks_digests() {
     signed_layout(t.path(), &a_key, "s.oci");
     let s = t.path().join("s.oci");
     // a second signature by a key nobody passes to verify
-    json_ok(mlart().arg("sign").arg(&s).arg("--key").arg(&b_key));
+    sign(&s, &b_key);
     // two trusted keys, one of them signed: exit 0, no INVALID, one summary line naming both
-    let out = run(mlart()
-        .arg("verify")
-        .arg(&s)
-        .arg("--key")
-        .arg(&c_pub)
-        .arg("--key")
-        .arg(&a_pub));
+    let out = run(&mut verify_cmd(&s, &[&c_pub, &a_pub]));
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(!text.contains("INVALID"), "{text}");
@@ -578,15 +413,7 @@ fn verify_with_two_keys_names_the_signer_and_without_a_key_checks_digests() {
         text.contains(&format!("key {} did not sign this bundle", c_pub.display())),
         "{text}"
     );
-    let v = json_ok(
-        mlart()
-            .arg("verify")
-            .arg(&s)
-            .arg("--key")
-            .arg(&c_pub)
-            .arg("--key")
-            .arg(&a_pub),
-    );
+    let v = json_ok(&mut verify_cmd(&s, &[&c_pub, &a_pub]));
     let keys = v["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 2, "{v}");
     assert_eq!(keys[0]["key"], c_pub.display().to_string());
@@ -594,19 +421,14 @@ fn verify_with_two_keys_names_the_signer_and_without_a_key_checks_digests() {
     assert_eq!(keys[1]["key"], a_pub.display().to_string());
     assert_eq!(keys[1]["verified"], true);
     assert_eq!(keys[1]["model_sig"], true);
-    let statuses: Vec<&str> = v["oci_signatures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["status"].as_str().unwrap())
-        .collect();
+    let statuses: Vec<&str> = field_strs(&v["oci_signatures"], "status");
     assert_eq!(statuses, ["valid", "other-key"], "{v}");
     assert!(v["summary"]
         .as_str()
         .unwrap()
         .contains("c.pub did not sign it"));
     // only the key that did not sign: a failure
-    fails(mlart().arg("verify").arg(&s).arg("--key").arg(&c_pub), 1);
+    fails(&mut verify_cmd(&s, &[&c_pub]), 1);
 
     // no --key: digests and structure are checked, and it says no signature was checked
     let out = run(mlart().arg("verify").arg(&s));
@@ -642,7 +464,7 @@ fn verify_with_two_keys_names_the_signer_and_without_a_key_checks_digests() {
     assert_ne!(out.status.code(), Some(0));
     // a pulled directory without a key: files against model.sig's list
     let pulled = t.path().join("pulled");
-    json_ok(mlart().arg("pull").arg(&s).arg("-o").arg(&pulled));
+    pull_to(&s, &pulled);
     let out = run(mlart().arg("verify").arg(&pulled));
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");

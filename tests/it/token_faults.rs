@@ -10,9 +10,9 @@
 //! only with a token it issued, else answers the Bearer challenge.
 
 use crate::httpproxy::{HttpProxy, Reply, Request, Seen};
-use crate::support::fixtures::{build_iris, read_layout};
-use crate::support::registry::{Env, Registry};
-use crate::support::{base64_encode, example, fails, json_ok, run};
+use crate::support::fixtures::read_layout;
+use crate::support::registry::{env_with_iris, Env, Registry};
+use crate::support::{assert_example_file, base64_encode, fails, json_ok, run};
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
@@ -146,15 +146,8 @@ fn answer(
 /// The example bundled into a layout and pushed straight to the registry (no token service):
 /// the env and the layout.
 fn iris_in_registry(t: &TokenRegistry) -> (Env, PathBuf) {
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
-    json_ok(
-        env.cmd()
-            .arg("push")
-            .arg(&layout)
-            .arg(t.reg.reference("ml/iris:1")),
-    );
+    let (env, layout) = env_with_iris();
+    env.push(&layout, t.reg.reference("ml/iris:1"));
     (env, layout)
 }
 
@@ -212,9 +205,7 @@ fn token_429_with_retry_after_is_retried() {
     let Some(t) = TokenRegistry::start("token_429_with_retry_after_is_retried") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
+    let (env, layout) = env_with_iris();
     let r = t.reference("ml/iris:1");
     let twice = || |n: usize| (n < 2).then(|| too_many(Some("1")));
 
@@ -223,14 +214,11 @@ fn token_429_with_retry_after_is_retried() {
         let skip = t.requests();
         let start = Instant::now();
         let v = if verb == "push" {
-            json_ok(env.cmd().arg("push").arg(&layout).arg(&r))
+            env.push(&layout, &r)
         } else {
             let out = env.path("out");
-            let v = json_ok(env.cmd().args(["pull", &r, "--no-cache", "-o"]).arg(&out));
-            assert_eq!(
-                fs::read(out.join("model/iris.onnx")).unwrap(),
-                fs::read(example().join("model/iris.onnx")).unwrap()
-            );
+            let v = env.pull(&r, &out, &["--no-cache"]);
+            assert_example_file(&out, "model/iris.onnx");
             v
         };
         let took = start.elapsed();
@@ -276,9 +264,7 @@ fn token_503_and_reset_retried_for_every_verb() {
     let Some(t) = TokenRegistry::start("token_503_and_reset_retried_for_every_verb") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
+    let (env, layout) = env_with_iris();
     let (key, public) = env.keygen("k");
     let r = t.reference("ml/iris:1");
     let copied = t.reference("other/iris:2");
@@ -321,10 +307,7 @@ fn token_503_and_reset_retried_for_every_verb() {
             assert_eq!(v["oci_signatures"].as_array().unwrap().len(), 1, "{v}");
         }
     }
-    assert_eq!(
-        fs::read(out.join("model/iris.onnx")).unwrap(),
-        fs::read(example().join("model/iris.onnx")).unwrap()
-    );
+    assert_example_file(&out, "model/iris.onnx");
     assert!(local.join("index.json").is_file());
 
     t.plan(|n| match n {
@@ -424,9 +407,7 @@ fn token_wait_ends_on_ctrl_c() {
     let Some(t) = TokenRegistry::start("token_wait_ends_on_ctrl_c") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
+    let (env, layout) = env_with_iris();
     t.plan(|_| Some(too_many(Some("60"))));
     let child = env
         .cmd()

@@ -12,12 +12,6 @@ pub fn fixtures() -> PathBuf {
     repo().join("tests/fixtures/onnx")
 }
 
-fn venv() -> PathBuf {
-    std::env::var_os("MLART_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv"))
-}
-
 /// The ONNX Runtime library of the test venv (`…/onnxruntime/capi/libonnxruntime.so.1.*`).
 /// With MLART_REQUIRE_INTEROP=1 a missing one fails the test; otherwise the test skips.
 pub fn ort_lib(test: &str) -> Option<PathBuf> {
@@ -85,6 +79,11 @@ fn check<'a>(model: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no check {name} in {model}"))
 }
 
+/// The message of the check `name` of a model's report.
+fn message<'a>(model: &'a Value, name: &str) -> &'a str {
+    check(model, name)["message"].as_str().unwrap()
+}
+
 fn validate_fixture(lib: &Path, model: &str, args: &[&str]) -> (i32, Value) {
     run_json(
         mlart_ort(lib)
@@ -141,14 +140,8 @@ fn the_iris_example_passes_with_its_samples() {
     ] {
         assert_eq!(check(m, c)["passed"], true, "{c}: {m}");
     }
-    assert!(check(m, "samples")["message"]
-        .as_str()
-        .unwrap()
-        .contains("5 sample row(s)"));
-    assert!(check(m, "run[batch=64]")["message"]
-        .as_str()
-        .unwrap()
-        .contains("[64, 4]"));
+    assert!(message(m, "samples").contains("5 sample row(s)"));
+    assert!(message(m, "run[batch=64]").contains("[64, 4]"));
     let l = &m["latency"];
     assert_eq!(
         (l["batch_size"].clone(), l["runs"].clone()),
@@ -205,14 +198,8 @@ fn fixtures_pass_against_their_schemas() {
         .collect();
     assert_eq!(dtypes, ["float32", "int64", "string"]);
     assert_eq!(m["inputs"][2]["shape"], serde_json::json!(["N", 1]));
-    assert!(check(m, "inputs")["message"]
-        .as_str()
-        .unwrap()
-        .contains("matched by name"));
-    assert!(check(m, "samples")["message"]
-        .as_str()
-        .unwrap()
-        .contains("9 value(s)"));
+    assert!(message(m, "inputs").contains("matched by name"));
+    assert!(message(m, "samples").contains("9 value(s)"));
     assert_eq!(m["opset"]["ai.onnx.ml"], 2);
 
     // ZipMap: a sequence of maps, compared with the samples' list of objects
@@ -230,14 +217,8 @@ fn fixtures_pass_against_their_schemas() {
     let m = &r["models"][0];
     assert_eq!(m["outputs"][1]["kind"], "sequence");
     assert_eq!(m["outputs"][1]["type"], "sequence(map(int64,float32))");
-    assert!(check(m, "outputs")["message"]
-        .as_str()
-        .unwrap()
-        .contains("ZipMap"));
-    assert!(check(m, "samples")["message"]
-        .as_str()
-        .unwrap()
-        .contains("12 value(s)"));
+    assert!(message(m, "outputs").contains("ZipMap"));
+    assert!(message(m, "samples").contains("12 value(s)"));
 
     // symbolic dims: batch follows the batch size, seq gets a fixed fill
     let (code, r) = validate_fixture(&lib, "dynamic.onnx", &["--schema", "dynamic.yaml"]);
@@ -247,10 +228,7 @@ fn fixtures_pass_against_their_schemas() {
         m["inputs"][0]["shape"],
         serde_json::json!(["batch", "seq", 4])
     );
-    assert!(check(m, "run[batch=64]")["message"]
-        .as_str()
-        .unwrap()
-        .contains("x [64, 3, 4] -> y [64, 4], shape [3]"));
+    assert!(message(m, "run[batch=64]").contains("x [64, 3, 4] -> y [64, 4], shape [3]"));
 
     // int64 ids within the schema's range
     let (code, r) = validate_fixture(&lib, "int64_input.onnx", &["--schema", "int64_input.yaml"]);
@@ -415,13 +393,7 @@ fn no_input_crashes_it() {
     files.sort();
     fs::write(t.path().join("empty.onnx"), b"").unwrap();
     files.push(t.path().join("empty.onnx"));
-    let mut x: u64 = 0x2545f4914f6cdd1d;
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rnd = xorshift(0x2545f4914f6cdd1d);
     for (i, len) in [1usize, 10, 100, 4096, 100_000].into_iter().enumerate() {
         let b: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
         let p = t.path().join(format!("garbage{i}.onnx"));
@@ -499,12 +471,15 @@ fn the_runtime_missing_or_wrong_is_a_clear_error() {
         assert!(err.contains("pip install onnxruntime==1.31.1"), "{err}");
         assert!(!err.contains("panicked"), "{err}");
     };
+    // `mlart validate MODEL --ort-lib LIB`
+    let with_ort_lib = |lib: &Path| {
+        let mut c = mlart();
+        c.arg("validate").arg(&model).arg("--ort-lib").arg(lib);
+        c
+    };
     // nonexistent, by flag and by environment
     expect2(
-        mlart()
-            .arg("validate")
-            .arg(&model)
-            .args(["--ort-lib", "/nonexistent/libonnxruntime.so"]),
+        &mut with_ort_lib(Path::new("/nonexistent/libonnxruntime.so")),
         &["--ort-lib /nonexistent/libonnxruntime.so: no such file"],
     );
     expect2(
@@ -523,34 +498,16 @@ fn the_runtime_missing_or_wrong_is_a_clear_error() {
         .unwrap()
         .to_string();
     expect2(
-        mlart()
-            .arg("validate")
-            .arg(&model)
-            .arg("--ort-lib")
-            .arg(&libc),
+        &mut with_ort_lib(Path::new(&libc)),
         &["does not export `OrtGetApiBase`"],
     );
     // an empty file and garbage
     let empty = t.path().join("libonnxruntime.so.1.31.1");
     fs::write(&empty, b"").unwrap();
-    expect2(
-        mlart()
-            .arg("validate")
-            .arg(&model)
-            .arg("--ort-lib")
-            .arg(&empty),
-        &["the file is empty"],
-    );
+    expect2(&mut with_ort_lib(&empty), &["the file is empty"]);
     let junk = t.path().join("junk.so");
     fs::write(&junk, b"not a library at all").unwrap();
-    expect2(
-        mlart()
-            .arg("validate")
-            .arg(&model)
-            .arg("--ort-lib")
-            .arg(&junk),
-        &["not a shared library"],
-    );
+    expect2(&mut with_ort_lib(&junk), &["not a shared library"]);
     // nothing anywhere: no flag, no ORT_DYLIB_PATH, no venv, no python3 on PATH
     let bin = t.path().join("bin");
     fs::create_dir(&bin).unwrap();
@@ -571,10 +528,7 @@ fn the_runtime_missing_or_wrong_is_a_clear_error() {
     for cut in [100, real.len() / 2, real.len() - 1] {
         let p = t.path().join(format!("cut{cut}.so"));
         fs::write(&p, &real[..cut]).unwrap();
-        expect2(
-            mlart().arg("validate").arg(&model).arg("--ort-lib").arg(&p),
-            &["truncated"],
-        );
+        expect2(&mut with_ort_lib(&p), &["truncated"]);
     }
     // found through $VIRTUAL_ENV when nothing else is given
     let (code, r) = run_json(

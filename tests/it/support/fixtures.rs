@@ -9,16 +9,24 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The example project's spec: examples/iris/mlart.yaml.
+pub fn iris_spec() -> PathBuf {
+    example().join("mlart.yaml")
+}
+
+/// `c` with `bundle -f SPEC` appended (the rest of the command, `-o`, `--push`…, follows).
+pub fn bundle_cmd<'a>(c: &'a mut Command, spec: &Path) -> &'a mut Command {
+    c.arg("bundle").arg("-f").arg(spec)
+}
+
+/// `bundle -f SPEC -o OUT ARGS…` run by `c`: the bundle's JSON.
+pub fn bundle_spec(c: &mut Command, spec: &Path, out: &Path, args: &[&OsStr]) -> Value {
+    json_ok(bundle_cmd(c, spec).arg("-o").arg(out).args(args))
+}
+
 /// `bundle -f examples/iris/mlart.yaml -o OUT ARGS…` run by `c`: the bundle's JSON.
 pub fn bundle_iris(c: &mut Command, out: &Path, args: &[&OsStr]) -> Value {
-    json_ok(
-        c.arg("bundle")
-            .arg("-f")
-            .arg(example().join("mlart.yaml"))
-            .arg("-o")
-            .arg(out)
-            .args(args),
-    )
+    bundle_spec(c, &iris_spec(), out, args)
 }
 
 /// `bundle -o OUT` of the example project, run by `c` in the project's folder (the spec found

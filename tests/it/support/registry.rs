@@ -1,7 +1,10 @@
 //! The registry harness: a real `docker-registry` process (distribution 2.8) on a free
 //! loopback port, and an isolated environment (Docker config, blob cache) to run mlart in.
 
-use super::{find_on_path, keygen_with, mlart};
+use super::fixtures::build_iris;
+use super::{find_on_path, json_ok, keygen_with, missing, mlart, sign_with, verify_with};
+use serde_json::Value;
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -12,10 +15,10 @@ use std::time::{Duration, Instant};
 pub fn have(tool: &str, test: &str) -> bool {
     let found = find_on_path(tool).is_some();
     if !found {
-        if std::env::var("MLART_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("{test}: {tool} is required (MLART_REQUIRE_INTEROP=1) but not installed");
-        }
-        eprintln!("SKIP {test}: {tool} is not installed");
+        missing(
+            &format!("{test}: {tool} is required (MLART_REQUIRE_INTEROP=1) but not installed"),
+            &format!("SKIP {test}: {tool} is not installed"),
+        );
     }
     found
 }
@@ -186,6 +189,22 @@ impl Drop for Registry {
     }
 }
 
+/// The usual start of a registry test: a registry for `test`, an environment, and the iris
+/// example built into `<env>/iris.oci`; None when the registry is not installed (skip).
+pub fn registry_with_iris(test: &str) -> Option<(Registry, Env, PathBuf)> {
+    let reg = Registry::start(test)?;
+    let (env, layout) = env_with_iris();
+    Some((reg, env, layout))
+}
+
+/// A fresh environment and the iris example built into `<env>/iris.oci`.
+pub fn env_with_iris() -> (Env, PathBuf) {
+    let env = Env::new();
+    let layout = env.path("iris.oci");
+    build_iris(&env, &layout);
+    (env, layout)
+}
+
 /// An isolated environment: empty Docker config dir, own blob cache.
 pub struct Env {
     pub tmp: tempfile::TempDir,
@@ -208,6 +227,29 @@ impl Env {
             .env("MLART_RETRY_BASE_MS", "20")
             .env("HOME", self.tmp.path());
         c
+    }
+    /// `push SRC TARGET` run in this environment: its JSON.
+    pub fn push(&self, src: impl AsRef<OsStr>, target: impl AsRef<OsStr>) -> Value {
+        json_ok(self.cmd().arg("push").arg(src).arg(target))
+    }
+    /// `pull SRC ARGS… -o OUT` run in this environment: its JSON.
+    pub fn pull(&self, src: &str, out: &Path, args: &[&str]) -> Value {
+        json_ok(
+            self.cmd()
+                .arg("pull")
+                .arg(src)
+                .args(args)
+                .arg("-o")
+                .arg(out),
+        )
+    }
+    /// `verify TARGET --key K…` in this environment (see `verify_with`).
+    pub fn verify_cmd(&self, target: impl AsRef<OsStr>, keys: &[&Path]) -> Command {
+        verify_with(self.cmd(), target, keys)
+    }
+    /// `sign TARGET --key KEY` run in this environment: its JSON.
+    pub fn sign(&self, target: impl AsRef<OsStr>, key: &Path) -> Value {
+        sign_with(&mut self.cmd(), target, key)
     }
     /// `keygen -o <env>/NAME` run in this environment: the private and public key paths.
     pub fn keygen(&self, name: &str) -> (PathBuf, PathBuf) {
