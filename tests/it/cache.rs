@@ -3,10 +3,10 @@
 
 use crate::support::fixtures::build_iris;
 use crate::support::registry::{Env, Registry};
-use crate::support::{fails, json_ok};
+use crate::support::{fails, json_ok, set_file_mtimes};
 use serde_json::Value;
 use std::fs;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// Pull `r` into `out` with the env's cache; the pull's JSON.
 fn pull(env: &Env, r: &str, out: &str) -> Value {
@@ -26,12 +26,17 @@ fn digests(v: &Value, key: &str) -> Vec<String> {
         .collect()
 }
 
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 /// Make a cached blob look last used `days` ago.
 fn age(env: &Env, digest: &str, days: u64) {
     let p = env.path("cache/mlart/blobs/sha256").join(&digest[7..]);
-    let f = fs::File::options().write(true).open(p).unwrap();
-    f.set_modified(SystemTime::now() - Duration::from_secs(days * 86_400))
-        .unwrap();
+    set_file_mtimes(&p, now() - days * 86_400);
 }
 
 #[test]
@@ -90,10 +95,7 @@ fn cache_ls_and_prune_by_age_and_size() {
             .arg(env.path("two")),
     );
     let l = ls(&env);
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = now();
     let recent: Vec<bool> = l["blobs"]
         .as_array()
         .unwrap()
@@ -186,12 +188,7 @@ fn cache_cap_after_each_pull_and_bad_values() {
     fs::write(dir.join("notes.txt"), "x").unwrap();
     let tmp = dir.join(".tmp-abc");
     fs::write(&tmp, vec![0u8; 100]).unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&tmp)
-        .unwrap()
-        .set_modified(SystemTime::now() - Duration::from_secs(7200))
-        .unwrap();
+    set_file_mtimes(&tmp, now() - 7200);
     let l = ls(&env);
     assert_eq!(
         l["other_files"],
