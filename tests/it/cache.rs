@@ -1,16 +1,17 @@
 //! `mlart cache ls|prune` and the cap after each pull (`MLART_CACHE_MAX_SIZE`), on a cache
 //! filled by real pulls from a real registry.
 
-use crate::support::fixtures::build_iris;
-use crate::support::registry::{Env, Registry};
+use crate::support::registry::{registry_with_iris, Env, Registry};
 use crate::support::{fails, json_ok, set_file_mtimes};
 use serde_json::Value;
 use std::fs;
 use std::time::SystemTime;
 
-/// Pull `r` into `out` with the env's cache; the pull's JSON.
-fn pull(env: &Env, r: &str, out: &str) -> Value {
-    json_ok(env.cmd().args(["pull", r, "-o"]).arg(env.path(out)))
+/// A registry holding the iris example as ml/iris:1.0.0, and an environment with an empty cache.
+fn pushed_iris(test: &str) -> Option<(Registry, Env)> {
+    let (reg, env, layout) = registry_with_iris(test)?;
+    env.push(&layout, reg.reference("ml/iris:1.0.0"));
+    Some((reg, env))
 }
 
 fn ls(env: &Env) -> Value {
@@ -41,19 +42,15 @@ fn age(env: &Env, digest: &str, days: u64) {
 
 #[test]
 fn cache_ls_and_prune_by_age_and_size() {
-    let Some(reg) = Registry::start("cache_ls_and_prune_by_age_and_size") else {
+    let Some((reg, env)) = pushed_iris("cache_ls_and_prune_by_age_and_size") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
     let r = reg.reference("ml/iris:1.0.0");
-    json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
 
     // Empty at first; a pull fills it with exactly the layers it fetched.
     let l0 = ls(&env);
     assert_eq!(l0["blobs"].as_array().unwrap().len(), 0, "{l0}");
-    let p = pull(&env, &r, "one");
+    let p = env.pull(&r, &env.path("one"), &[]);
     let l = ls(&env);
     let n = l["blobs"].as_array().unwrap().len();
     assert_eq!(
@@ -89,11 +86,7 @@ fn cache_ls_and_prune_by_age_and_size() {
     for (i, d) in rest.iter().enumerate() {
         age(&env, d, 10 + i as u64);
     }
-    json_ok(
-        env.cmd()
-            .args(["pull", &r, "--kind", "model", "-o"])
-            .arg(env.path("two")),
-    );
+    env.pull(&r, &env.path("two"), &["--kind", "model"]);
     let l = ls(&env);
     let now = now();
     let recent: Vec<bool> = l["blobs"]
@@ -130,20 +123,16 @@ fn cache_ls_and_prune_by_age_and_size() {
     // --all empties it; the next pull fetches everything again and still verifies.
     json_ok(env.cmd().args(["cache", "prune", "--all"]));
     assert_eq!(ls(&env)["bytes"], 0);
-    let p3 = pull(&env, &r, "three");
+    let p3 = env.pull(&r, &env.path("three"), &[]);
     assert_eq!(p3["layers"]["cached"], 0, "{p3}");
 }
 
 #[test]
 fn cache_cap_after_each_pull_and_bad_values() {
-    let Some(reg) = Registry::start("cache_cap_after_each_pull_and_bad_values") else {
+    let Some((reg, env)) = pushed_iris("cache_cap_after_each_pull_and_bad_values") else {
         return;
     };
-    let env = Env::new();
-    let layout = env.path("iris.oci");
-    build_iris(&env, &layout);
     let r = reg.reference("ml/iris:1.0.0");
-    json_ok(env.cmd().args(["push"]).arg(&layout).arg(&r));
 
     // A cap of 1 KiB: the pull succeeds, its files are whole, the cache is cut afterwards.
     let p = json_ok(
