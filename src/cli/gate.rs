@@ -12,6 +12,18 @@ use std::process::ExitCode;
 pub struct Args {
     /// The candidate: a layout directory, an archive or a registry REF.
     target: String,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// Also write the report as Markdown to this file (e.g. $GITHUB_STEP_SUMMARY).
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// The policy flags that `gate` and `push --gate` share.
+#[derive(clap::Args)]
+pub struct PolicyArgs {
     /// The bundle to compare with (layout, archive or REF), for change limits and schema.
     #[arg(long)]
     baseline: Option<String>,
@@ -21,17 +33,37 @@ pub struct Args {
     /// The policy file (`gates:` ...). Default: `gates:` of the spec (-f).
     #[arg(long)]
     policy: Option<PathBuf>,
-    /// The spec whose `gates:` to use when --policy is not given.
-    #[arg(short = 'f', long = "file", default_value = spec::SPEC_FILE)]
-    spec: PathBuf,
+    /// The spec whose `gates:` to use when --policy is not given [default: mlart.yaml].
+    #[arg(short = 'f', long = "file")]
+    spec: Option<PathBuf>,
     /// Trusted public key(s) for `signature: required`.
     #[arg(long = "key")]
     keys: Vec<PathBuf>,
-    /// Also write the report as Markdown to this file (e.g. $GITHUB_STEP_SUMMARY).
-    #[arg(long)]
-    markdown: Option<PathBuf>,
-    #[command(flatten)]
-    registry: RegistryArgs,
+}
+
+impl PolicyArgs {
+    /// The gate request of `target` with these flags.
+    pub fn request<'a>(&'a self, target: &'a str) -> gate::Request<'a> {
+        gate::Request {
+            target,
+            baseline: self.baseline.as_deref(),
+            policy: self.policy.as_deref(),
+            spec: self
+                .spec
+                .as_deref()
+                .unwrap_or(std::path::Path::new(spec::SPEC_FILE)),
+            keys: &self.keys,
+            baseline_optional: self.baseline_optional,
+        }
+    }
+
+    /// Whether any of the flags was given.
+    pub fn given(&self) -> bool {
+        self.baseline.is_some()
+            || self.policy.is_some()
+            || self.spec.is_some()
+            || !self.keys.is_empty()
+    }
 }
 
 /// Open a layout, archive or REF and read its manifest digest and metadata (nothing else).
@@ -80,17 +112,7 @@ pub fn print_table(report: &GateReport) {
 
 pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     a.registry.cancel = cancel.clone();
-    let report = evaluate(
-        &gate::Request {
-            target: &a.target,
-            baseline: a.baseline.as_deref(),
-            policy: a.policy.as_deref(),
-            spec: &a.spec,
-            keys: &a.keys,
-            baseline_optional: a.baseline_optional,
-        },
-        &a.registry,
-    )?;
+    let report = evaluate(&a.policy.request(&a.target), &a.registry)?;
     if let Some(md) = &a.markdown {
         std::fs::write(md, gate::markdown(&report)?).map_err(|e| Error::Io {
             context: format!("writing {}", md.display()),

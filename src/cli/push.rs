@@ -8,7 +8,6 @@ use mlart::store::push::{BlobEvent, PushReport};
 use mlart::{Error, Result};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -27,24 +26,13 @@ pub struct Args {
     /// Refuse to move an existing tag to other content (exit 1); the same content is fine.
     #[arg(long)]
     immutable: bool,
-    /// Run the release gate first and push nothing when a gate fails (exit 1).
+    /// Run the release gate first and push nothing when a gate fails (exit 1); --baseline,
+    /// --baseline-optional, --policy, -f and --key configure it.
     #[arg(long)]
     gate: bool,
-    /// With --gate: the bundle to compare with (layout, archive or REF).
-    #[arg(long, requires = "gate")]
-    baseline: Option<String>,
-    /// With --gate: a --baseline that does not exist is a notice, not an error.
-    #[arg(long, requires = "baseline")]
-    baseline_optional: bool,
-    /// With --gate: the policy file (default: `gates:` of -f SPEC).
-    #[arg(long, requires = "gate")]
-    policy: Option<PathBuf>,
-    /// With --gate: the spec whose `gates:` to use.
-    #[arg(short = 'f', long = "file", default_value = mlart::spec::SPEC_FILE, requires = "gate")]
-    spec: PathBuf,
-    /// With --gate: trusted public key(s) for `signature: required`.
-    #[arg(long = "key", requires = "gate")]
-    keys: Vec<PathBuf>,
+    /// With --gate: the policy (the same flags as `mlart gate`).
+    #[command(flatten)]
+    policy: super::gate::PolicyArgs,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -200,18 +188,14 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     if let (Location::Local { tag, .. }, Some(t)) = (&mut src, a.tag) {
         *tag = Some(t);
     }
+    if !a.gate && a.policy.given() {
+        return Err(Error::of(
+            mlart::error::Kind::Usage,
+            "--baseline, --policy, -f and --key configure the release gate: add --gate (or drop them)",
+        ));
+    }
     if a.gate {
-        let report = super::gate::evaluate(
-            &mlart::check::gate::Request {
-                target: &a.source,
-                baseline: a.baseline.as_deref(),
-                policy: a.policy.as_deref(),
-                spec: &a.spec,
-                keys: &a.keys,
-                baseline_optional: a.baseline_optional,
-            },
-            &a.registry,
-        )?;
+        let report = super::gate::evaluate(&a.policy.request(&a.source), &a.registry)?;
         if !report.passed {
             if json {
                 super::print_json(&serde_json::json!({"pushed": false, "gate": report}));

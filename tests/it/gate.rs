@@ -429,3 +429,23 @@ fn signature_gate_passes_with_the_signing_key_only() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("no OCI signature verifies"));
 }
+
+/// The gate's flags on `push` without `--gate` are a usage error that says to add it (they
+/// would otherwise be ignored and the push go ungated).
+#[test]
+fn push_gate_flags_need_gate() {
+    for flag in [
+        &["--baseline", "x.oci"][..],
+        &["--policy", "p.yaml"],
+        &["-f", "s.yaml"],
+        &["--key", "k.pub"],
+    ] {
+        let err = crate::support::fails(
+            crate::support::mlart()
+                .args(["push", "missing.oci", "localhost:5000/ml/iris:1"])
+                .args(flag),
+            2,
+        );
+        assert!(err.contains("add --gate"), "{flag:?}: {err}");
+    }
+}
