@@ -83,7 +83,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
             );
             if !l.other_files.is_empty() {
                 outln!(
-                    "{} other file(s) (interrupted downloads; `prune` removes those older than an hour)",
+                    "{} other file(s) (interrupted downloads; `prune` removes those unused for a day)",
                     l.other_files.len()
                 );
             }

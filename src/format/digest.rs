@@ -157,6 +157,28 @@ impl<R: Read> VerifyReader<R> {
             done: false,
         }
     }
+
+    /// The rest of a blob after `from.have` bytes already held: `inner` reads from there, and
+    /// the check at the end covers the whole blob (`from.hasher` holds the first bytes' hash).
+    pub fn resume(inner: R, expected: Digest, size: u64, from: Resume) -> Self {
+        VerifyReader {
+            inner: HashReader {
+                inner,
+                hasher: from.hasher,
+                count: from.have,
+            },
+            expected,
+            size,
+            done: false,
+        }
+    }
+}
+
+/// Where a partly fetched blob resumes: the bytes held and their running hash.
+#[derive(Clone)]
+pub struct Resume {
+    pub have: u64,
+    pub hasher: Sha256,
 }
 
 impl<R: Read> Read for VerifyReader<R> {

@@ -201,7 +201,7 @@ impl Remote {
     /// Open a blob as a stream. Connection drops and truncated bodies are resumed with a
     /// Range request (or restarted); the caller verifies digest and size (`VerifyReader`).
     pub fn open_blob(&self, digest: &Digest) -> Result<BlobReader> {
-        self.blob_stream(digest, None)
+        self.blob_stream(digest, None, None)
     }
 
     /// Open a blob as a stream checked against its digest and size: the bytes are hashed as
@@ -209,19 +209,38 @@ impl Remote {
     /// and the reader gets an `InvalidData` error instead of the end of a blob that is short,
     /// long or wrong. Resumes as `open_blob` does.
     pub fn open_blob_verified(&self, digest: &Digest, size: u64) -> Result<BlobReader> {
-        self.blob_stream(digest, Some(size))
+        self.blob_stream(digest, Some(size), None)
     }
 
-    pub fn blob_stream(&self, digest: &Digest, verify: Option<u64>) -> Result<BlobReader> {
+    /// As `open_blob_verified`, for the rest of a blob after `from.have` bytes already held
+    /// (a Range request): the check at the end covers the whole blob.
+    pub fn open_blob_verified_from(
+        &self,
+        digest: &Digest,
+        size: u64,
+        from: crate::format::digest::Resume,
+    ) -> Result<BlobReader> {
+        self.blob_stream(digest, Some(size), Some(from))
+    }
+
+    pub fn blob_stream(
+        &self,
+        digest: &Digest,
+        verify: Option<u64>,
+        from: Option<crate::format::digest::Resume>,
+    ) -> Result<BlobReader> {
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
         let this = self.clone();
         let digest_s = digest.to_string();
         let expected = digest.clone();
         runtime().spawn(async move {
             this.prime().await;
-            let mut offset: u64 = 0;
+            let mut offset: u64 = from.as_ref().map_or(0, |f| f.have);
             let mut attempt = 0u32;
-            let mut hasher = verify.map(|_| <sha2::Sha256 as sha2::Digest>::new());
+            let mut hasher = match from {
+                Some(f) if verify.is_some() => Some(f.hasher),
+                _ => verify.map(|_| <sha2::Sha256 as sha2::Digest>::new()),
+            };
             loop {
                 // Verifying here, ask for the non-verifying stream (a Range from 0): oci-client
                 // would otherwise hash the blob a second time.

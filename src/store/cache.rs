@@ -2,13 +2,13 @@
 //! fetches a bundle's layers into it through the one copy, then extracts them from there.
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::digest::{Digest, VerifyReader};
+use crate::format::digest::{Digest, Resume, VerifyReader};
 use crate::store::layout::{write_blob_file, write_bytes_file};
 use crate::store::referrers::Referrer;
-use crate::store::{BlobRef, Opener, PutError, Sent, Sink};
+use crate::store::{BlobRef, Opener, PutError, ResumeOpener, Sent, Sink};
 use oci_spec::image::Descriptor;
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -68,6 +68,75 @@ impl Sink for BlobCache {
         sent: &(dyn Fn(Sent) + Sync),
     ) -> std::result::Result<(), PutError> {
         write_blob_file(&self.dir, blob, open, sent)
+    }
+
+    /// An interrupted download stays as `.partial-HEX` (locked while it is written): the next
+    /// pull continues it where it stopped, and the blob is verified as a whole at the end. A
+    /// part that fails that check is dropped, so the pull after starts from the beginning.
+    fn put_blob_resumable(
+        &self,
+        blob: &BlobRef,
+        open: &ResumeOpener<'_>,
+        sent: &(dyn Fn(Sent) + Sync),
+    ) -> std::result::Result<(), PutError> {
+        fs::create_dir_all(&self.dir).ctx("creating", &self.dir)?;
+        let partial = self.dir.join(format!(".partial-{}", blob.digest.hex()));
+        let mut f = File::options()
+            .create(true)
+            .append(true)
+            .open(&partial)
+            .ctx("opening", &partial)?;
+        if !lock_exclusive(&f) {
+            // Another pull is fetching this blob: fetch it apart, from the start.
+            return self.put_blob(blob, &|| open(None), sent);
+        }
+        let mut have = f.metadata().ctx("reading", &partial)?.len();
+        if have >= blob.size {
+            f.set_len(0).ctx("emptying", &partial)?;
+            have = 0;
+        }
+        let from = if have == 0 {
+            None
+        } else {
+            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+            let mut held = File::open(&partial).ctx("reading", &partial)?.take(have);
+            let mut buf = vec![0u8; 1 << 20];
+            let mut n = 0u64;
+            loop {
+                let k = held.read(&mut buf).ctx("reading", &partial)?;
+                if k == 0 {
+                    break;
+                }
+                sha2::Digest::update(&mut hasher, &buf[..k]);
+                n += k as u64;
+            }
+            tracing::info!("blob {}: resuming after {n} bytes", blob.digest);
+            sent(Sent::Bytes(n));
+            Some(Resume { have: n, hasher })
+        };
+        let mut r = open(from).map_err(PutError::Open)?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::InvalidData {
+                        // Wrong bytes somewhere: nothing of it is worth keeping.
+                        let _ = fs::remove_file(&partial);
+                    }
+                    return Err(PutError::Read(e));
+                }
+            };
+            f.write_all(&buf[..n])
+                .ctx("writing", &partial)
+                .map_err(PutError::Sink)?;
+            sent(Sent::Bytes(n as u64));
+        }
+        // The reader ended only after the whole blob checked out.
+        fs::rename(&partial, self.path(&blob.digest)).ctx("storing", &partial)?;
+        Ok(())
     }
 
     /// The cache holds blobs only: a manifest is stored as one, untagged.
@@ -158,7 +227,7 @@ pub struct Pruned {
     pub freed: u64,
     pub kept: usize,
     pub kept_bytes: u64,
-    /// Leftovers of interrupted downloads (`.tmp-*` older than an hour) removed too.
+    /// Leftovers of interrupted downloads (`.tmp-*`, `.partial-*` unused for a day) removed too.
     pub stale_temp_files: usize,
     pub dry_run: bool,
 }
@@ -207,7 +276,7 @@ pub fn prune(root: &Path, rule: Rule, now: SystemTime, dry_run: bool) -> Result<
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| now.duration_since(t).ok())
-            .is_some_and(|d| d > Duration::from_secs(3600));
+            .is_some_and(|d| d > Duration::from_secs(86_400));
         if stale {
             if !dry_run {
                 fs::remove_file(&p).ctx("removing", &p)?;
@@ -226,4 +295,12 @@ pub fn cap_from_env() -> Result<Option<u64>> {
             .map_err(|e| Error::input(format!("MLART_CACHE_MAX_SIZE: {e}"))),
         _ => Ok(None),
     }
+}
+
+/// Take an exclusive advisory lock on `f` without waiting (`flock`); false when another
+/// process holds one. Released when `f` is closed.
+fn lock_exclusive(f: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor this `File` owns for the duration of the call.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }

@@ -290,8 +290,11 @@ fn copy_blob(src: &dyn Source, dst: &dyn Sink, b: &BlobRef, opts: &CopyOptions) 
             return Ok(Outcome::Mounted);
         }
     }
-    let open = || -> Result<crate::store::BlobRead<'_>> {
-        let r = src.open_blob_verified(&b.digest, b.size)?;
+    let open = |from: Option<crate::format::digest::Resume>| -> Result<crate::store::BlobRead<'_>> {
+        let r = match from {
+            None => src.open_blob_verified(&b.digest, b.size)?,
+            Some(from) => src.open_blob_verified_from(&b.digest, b.size, from)?,
+        };
         Ok(Box::new(opts.cancel.reader(r)))
     };
     let sent = |s| {
@@ -300,7 +303,7 @@ fn copy_blob(src: &dyn Source, dst: &dyn Sink, b: &BlobRef, opts: &CopyOptions) 
             Sent::Restart(n) => BlobEvent::Retry(n),
         })
     };
-    match dst.put_blob(b, &open, &sent) {
+    match dst.put_blob_resumable(b, &open, &sent) {
         Ok(()) => {
             event(BlobEvent::Done("uploaded"));
             Ok(Outcome::Uploaded)

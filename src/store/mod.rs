@@ -21,7 +21,7 @@ pub mod registry_sink;
 pub mod resolve;
 
 use crate::error::{Error, Result};
-use crate::format::digest::{Digest, VerifyReader};
+use crate::format::digest::{Digest, Resume, VerifyReader};
 use crate::format::reference::Reference;
 use oci_spec::image::{Descriptor, ImageIndex};
 use std::io::{self, Read};
@@ -44,6 +44,33 @@ pub trait Source: Send + Sync {
     fn open_blob_verified(&self, digest: &Digest, size: u64) -> Result<BlobRead<'_>> {
         let r = self.open_blob(digest)?;
         Ok(Box::new(VerifyReader::new(r, digest.clone(), size)))
+    }
+    /// The rest of the blob after `from.have` bytes, verified at its end as a whole. A
+    /// registry overrides this with a Range request; here the first bytes are read and dropped.
+    fn open_blob_verified_from(
+        &self,
+        digest: &Digest,
+        size: u64,
+        from: Resume,
+    ) -> Result<BlobRead<'_>> {
+        let mut r = self.open_blob(digest)?;
+        let skipped = io::copy(&mut (&mut r).take(from.have), &mut io::sink())
+            .map_err(|e| Error::from_io(&e, format!("{}: blob {digest}: {e}", self.describe())))?;
+        if skipped != from.have {
+            return Err(Error::of(
+                crate::error::Kind::Integrity,
+                format!(
+                    "{}: blob {digest} is shorter ({skipped} bytes) than the part already fetched",
+                    self.describe()
+                ),
+            ));
+        }
+        Ok(Box::new(VerifyReader::resume(
+            r,
+            digest.clone(),
+            size,
+            from,
+        )))
     }
     /// A manifest by digest, verified against `digest` and `size` (refused above
     /// `MAX_MANIFEST_BYTES`): the images of an index. A layout or archive holds them as blobs;
@@ -107,6 +134,10 @@ impl BlobRef {
 /// Opens a blob's verified reader; called again for each retry of an upload.
 pub type Opener<'a> = dyn Fn() -> Result<BlobRead<'a>> + Sync + 'a;
 
+/// Opens a blob's verified reader from the start (`None`) or after the part a sink already
+/// holds (`Some`): what `Sink::put_blob_resumable` gets.
+pub type ResumeOpener<'a> = dyn Fn(Option<Resume>) -> Result<BlobRead<'a>> + Sync + 'a;
+
 /// Why `Sink::put_blob` failed: the source (opening or reading the blob) or the sink.
 #[derive(Debug)]
 pub enum PutError {
@@ -152,6 +183,16 @@ pub trait Sink: Send + Sync {
         open: &Opener<'_>,
         sent: &(dyn Fn(Sent) + Sync),
     ) -> std::result::Result<(), PutError>;
+    /// As `put_blob`, for a sink that can continue a blob it holds part of (the cache keeps
+    /// what an interrupted pull fetched); the others start from the beginning.
+    fn put_blob_resumable(
+        &self,
+        blob: &BlobRef,
+        open: &ResumeOpener<'_>,
+        sent: &(dyn Fn(Sent) + Sync),
+    ) -> std::result::Result<(), PutError> {
+        self.put_blob(blob, &|| open(None), sent)
+    }
     /// Store a manifest: with `tag`, tagged (a registry PUTs it to the tag, a layout lists it
     /// in index.json); without, by digest only (the images of an index).
     fn put_manifest(&self, desc: &Descriptor, raw: &[u8], tag: Option<&str>) -> Result<()>;

@@ -9,7 +9,7 @@ use crate::format::reference::{Location, Reference};
 use crate::registry::*;
 use crate::store::{layout, BlobRead, Source};
 use std::collections::HashSet;
-use std::io;
+use std::io::{self, Read};
 use std::sync::{Mutex, OnceLock};
 
 /// A bundle in a registry, read through the `Source` interface: `index_bytes` is a one-entry
@@ -121,6 +121,29 @@ impl Source for RegistrySource {
             return Ok(Box::new(VerifyReader::new(r, digest.clone(), size)));
         }
         Ok(Box::new(self.remote.open_blob_verified(digest, size)?))
+    }
+
+    fn open_blob_verified_from(
+        &self,
+        digest: &Digest,
+        size: u64,
+        from: crate::format::digest::Resume,
+    ) -> Result<BlobRead<'_>> {
+        if self.is_referrer(digest) || self.cached(digest).is_some() {
+            // A manifest, held in memory: the rest of it from there.
+            let mut r = self.open_blob(digest)?;
+            io::copy(&mut (&mut r).take(from.have), &mut io::sink())
+                .map_err(|e| Error::from_io(&e, format!("blob {digest}: {e}")))?;
+            return Ok(Box::new(VerifyReader::resume(
+                r,
+                digest.clone(),
+                size,
+                from,
+            )));
+        }
+        Ok(Box::new(
+            self.remote.open_blob_verified_from(digest, size, from)?,
+        ))
     }
 
     /// The images of an index: from the manifests endpoint (registries do not serve

@@ -1,8 +1,9 @@
 //! `mlart cache ls|prune` and the cap after each pull (`MLART_CACHE_MAX_SIZE`), on a cache
 //! filled by real pulls from a real registry.
 
+use crate::support::fixtures::{bundle_spec, read_blob, read_layout};
 use crate::support::registry::{registry_with_iris, Env, Registry};
-use crate::support::{fails, json_ok, set_file_mtimes};
+use crate::support::{fails, json_ok, noise, set_file_mtimes};
 use serde_json::Value;
 use std::fs;
 use std::time::SystemTime;
@@ -177,7 +178,7 @@ fn cache_cap_after_each_pull_and_bad_values() {
     fs::write(dir.join("notes.txt"), "x").unwrap();
     let tmp = dir.join(".tmp-abc");
     fs::write(&tmp, vec![0u8; 100]).unwrap();
-    set_file_mtimes(&tmp, now() - 7200);
+    set_file_mtimes(&tmp, now() - 2 * 86_400);
     let l = ls(&env);
     assert_eq!(
         l["other_files"],
@@ -186,4 +187,87 @@ fn cache_cap_after_each_pull_and_bad_values() {
     let pr = json_ok(env.cmd().args(["cache", "prune", "--older-than", "1w"]));
     assert_eq!(pr["stale_temp_files"], 1, "{pr}");
     assert!(!tmp.exists() && dir.join("notes.txt").exists());
+}
+
+/// A pull cut off midway keeps what it fetched (`.partial-*` in the cache); the next pull asks
+/// the registry for the rest only and checks the blob as a whole. A kept part with wrong
+/// bytes is found out at that check and dropped, so the pull after starts over.
+#[test]
+fn pull_resumes_a_cut_off_download() {
+    use crate::httpproxy::{HttpProxy, Reply};
+    let Some(reg) = Registry::start("pull_resumes_a_cut_off_download") else {
+        return;
+    };
+    let env = Env::new();
+    let proj = env.path("proj");
+    fs::create_dir_all(&proj).unwrap();
+    let model = noise(8 << 20, 7);
+    fs::write(proj.join("model.bin"), &model).unwrap();
+    fs::write(
+        proj.join("mlart.yaml"),
+        "name: big\nversion: '1'\nmodel: [model.bin]\n",
+    )
+    .unwrap();
+    let layout = env.path("big.oci");
+    bundle_spec(&mut env.cmd(), &proj.join("mlart.yaml"), &layout, &[]);
+    let r = reg.reference("ml/big:1");
+    env.push(&layout, &r);
+    let (_, manifest) = read_layout(&layout);
+    let big = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|l| l["size"].as_u64().unwrap())
+        .unwrap();
+    let digest = big["digest"].as_str().unwrap().to_string();
+    let size = big["size"].as_u64().unwrap() as usize;
+    let half = size / 2;
+
+    // The model layer's download is cut off after half of it; no retries.
+    let (hex, head) = (
+        digest[7..].to_string(),
+        read_blob(&layout, &digest)[..half].to_vec(),
+    );
+    let proxy = HttpProxy::start(&reg.addr, move |q| {
+        (q.method == "GET" && q.path().ends_with(&hex)).then(|| {
+            Reply::status(200)
+                .body("application/octet-stream", head.clone())
+                .cut_off(size)
+        })
+    });
+    let via = format!("{}/ml/big:1", proxy.addr);
+    fails(
+        env.cmd()
+            .env("MLART_RETRIES", "0")
+            .args(["pull", &via, "-o"])
+            .arg(env.path("first")),
+        3,
+    );
+    assert!(!env.path("first").exists());
+    let partial = env
+        .path("cache/mlart/blobs/sha256")
+        .join(format!(".partial-{}", &digest[7..]));
+    assert_eq!(fs::metadata(&partial).unwrap().len(), half as u64);
+
+    // Again, straight from the registry: only the rest comes over the wire.
+    let before = reg.bytes_served();
+    env.pull(&r, &env.path("second"), &[]);
+    let served = reg.bytes_served() - before;
+    let rest = (size - half) as u64;
+    assert!(
+        served >= rest && served < rest + (256 << 10),
+        "served {served} bytes for the {rest} missing"
+    );
+    assert_eq!(fs::read(env.path("second/model.bin")).unwrap(), model);
+    assert!(!partial.exists());
+
+    // A part with wrong bytes: the whole-blob check fails (exit 4), nothing is written, the
+    // part is dropped; the pull after fetches it all and succeeds.
+    json_ok(env.cmd().args(["cache", "prune", "--all"]));
+    fs::write(&partial, vec![0u8; half]).unwrap();
+    let err = fails(env.cmd().args(["pull", &r, "-o"]).arg(env.path("third")), 4);
+    assert!(err.contains(&digest), "{err}");
+    assert!(!env.path("third").exists() && !partial.exists());
+    env.pull(&r, &env.path("fourth"), &[]);
+    assert_eq!(fs::read(env.path("fourth/model.bin")).unwrap(), model);
 }

@@ -34,6 +34,9 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The Content-Length announced, when not the body's: the connection is reset after the
+    /// body (a download cut off midway).
+    pub announced: Option<usize>,
 }
 
 impl Reply {
@@ -42,6 +45,7 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            announced: None,
         }
     }
 
@@ -53,6 +57,12 @@ impl Reply {
     /// No answer: the connection is closed with a TCP reset (`Seen::injected` is 0).
     pub fn reset() -> Reply {
         Reply::status(0)
+    }
+
+    /// Announce `len` bytes, send the body (fewer), then reset the connection.
+    pub fn cut_off(mut self, len: usize) -> Reply {
+        self.announced = Some(len);
+        self
     }
 
     pub fn body(mut self, content_type: &str, body: Vec<u8>) -> Reply {
@@ -128,10 +138,15 @@ fn serve(mut c: std::net::TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, ho
         }
         out.push_str(&format!(
             "Content-Length: {}\r\nConnection: close\r\n\r\n",
-            r.body.len()
+            r.announced.unwrap_or(r.body.len())
         ));
         let _ = c.write_all(out.as_bytes());
         let _ = c.write_all(&r.body);
+        if r.announced.is_some() {
+            let _ = c.flush();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            reset(&c);
+        }
         return;
     }
     // Forward, one request per connection.
