@@ -24,7 +24,7 @@ impl std::fmt::Debug for PrivateKey {
 
 impl std::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PublicKey({}, {})", self.path.display(), self.hint)
+        write!(f, "PublicKey({}, {})", self.path.display(), self.keyid)
     }
 }
 
@@ -41,13 +41,26 @@ pub struct PublicKey {
     pub path: PathBuf,
     /// hex sha256 of the SPKI PEM (model_signing's `publicKey.hint`)
     pub hint: String,
+    /// hex sha256 of the SPKI DER (`key_id`): the keyid of the DSSE signatures it made
+    pub keyid: String,
 }
 
+/// model_signing's `publicKey.hint` of a key: the hex SHA-256 of its SPKI PEM text (LF line
+/// ends). Kept as model_signing defines it: its verifier compares the hint of `model.sig`.
 pub fn key_hint(vk: &VerifyingKey) -> String {
     let pem = vk
         .to_public_key_pem(LineEnding::LF)
         .expect("encodable public key");
     hex::encode(Sha256::digest(pem.as_bytes()))
+}
+
+/// The key id of a public key: the hex SHA-256 of its DER SubjectPublicKeyInfo, the key hash
+/// of RFC 6962 section 3.2 that Sigstore recommends for naming a public key (its
+/// `PublicKeyIdentifier.hint`). It depends on the key only (not on how a PEM file wraps it),
+/// and `openssl pkey -pubin -in KEY.pub -outform DER | sha256sum` prints the same.
+pub fn key_id(vk: &VerifyingKey) -> String {
+    let der = vk.to_public_key_der().expect("encodable public key");
+    hex::encode(Sha256::digest(der.as_bytes()))
 }
 
 /// `mlart keygen -o PREFIX`: PREFIX.key (PKCS#8 PEM, 0600) and PREFIX.pub (SPKI PEM).
@@ -263,6 +276,7 @@ pub fn load_public(path: &Path) -> Result<PublicKey> {
         .map_err(|e| Error::input(format!("{}: invalid P-256 public key: {e}", path.display())))?;
     Ok(PublicKey {
         hint: key_hint(&key),
+        keyid: key_id(&key),
         key,
         path: path.to_path_buf(),
     })
@@ -331,5 +345,18 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string()
             .contains("never the private"));
+    }
+
+    #[test]
+    fn key_id_is_the_sha256_of_the_spki_der_of_the_pub_file() {
+        let d = tempfile::tempdir().unwrap();
+        let (k, p) = keypair(d.path());
+        let pem = std::fs::read_to_string(d.path().join("k.pub")).unwrap();
+        let (label, der) = pkcs8::der::pem::decode_vec(pem.as_bytes()).unwrap();
+        assert_eq!(label, "PUBLIC KEY");
+        assert_eq!(p.keyid, hex::encode(Sha256::digest(&der)));
+        assert_eq!(key_id(&k.public()), p.keyid);
+        assert_eq!(p.hint, hex::encode(Sha256::digest(pem.as_bytes())));
+        assert_ne!(p.keyid, p.hint);
     }
 }
