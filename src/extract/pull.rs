@@ -277,7 +277,7 @@ pub fn pull(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
     // The attestations of the bundle: read (and checked) now, written beside the files.
-    let dest = parent.join(format!("{name}{}", super::attestations::SUFFIX));
+    let dest = out.with_file_name(format!("{name}{}", super::attestations::SUFFIX));
     let mut carry =
         super::attestations::Carry::read(&*src, &manifest_digest, &opts.verify_keys, dest)?;
     let staging = crate::interrupt::temp_dir_in(&parent, "pull", &name)

@@ -157,7 +157,7 @@ pub(crate) fn blobs_to_write<'r>(src: &dyn Source, refs: &'r [Referrer]) -> Vec<
         let intact = src
             .open_blob_verified(&Digest::of(b), b.len() as u64)
             .is_ok_and(|mut r| std::io::copy(&mut r, &mut std::io::sink()).is_ok());
-        if !intact && !out.iter().any(|o| *o == b.as_slice()) {
+        if !intact && !out.contains(&b.as_slice()) {
             out.push(b);
         }
     }

@@ -180,6 +180,46 @@ pub(crate) fn swap_attestation(layout: &Path, at: &str, edit: &dyn Fn(&mut Value
     fs::write(layout.join("index.json"), serde_json::to_vec(&idx).unwrap()).unwrap();
 }
 
+/// Two bundles attested with `key` in `dir`: A (`a.oci`, image form) and B (`b.oci`,
+/// artifact form), with A's provenance referrer and its blobs copied into B's layout (not
+/// listed in its index). Returns (A, B, B's manifest digest).
+pub(crate) fn two_attested(dir: &Path, key: &Path) -> (PathBuf, PathBuf, Value) {
+    let (a, _) = attested(dir, key, "a.oci");
+    let b = dir.join("b.oci");
+    let vb = bundle_iris(
+        &mut mlart(),
+        &b,
+        &[
+            "--sign".as_ref(),
+            key.as_os_str(),
+            "--format".as_ref(),
+            "artifact".as_ref(),
+            "--attest".as_ref(),
+        ],
+    );
+    let a_prov = entry(&a, PROVENANCE_AT);
+    let a_manifest = read_json(&a, a_prov["digest"].as_str().unwrap());
+    for d in [
+        &a_manifest["config"]["digest"],
+        &a_manifest["layers"][0]["digest"],
+        &a_prov["digest"],
+    ] {
+        put_blob(&b, &read_blob(&a, d.as_str().unwrap()));
+    }
+    (a, b, vb["manifest_digest"].clone())
+}
+
+/// B's provenance referrer made to hold A's envelope, its subject still B (a hostile edit:
+/// the statement signed is about A).
+pub(crate) fn repoint_provenance(a: &Path, b: &Path, b_subject: &Value) {
+    let a_manifest = read_json(a, entry(a, PROVENANCE_AT)["digest"].as_str().unwrap());
+    swap_attestation(b, PROVENANCE_AT, &|m| {
+        m["config"] = a_manifest["config"].clone();
+        m["layers"] = a_manifest["layers"].clone();
+        m["subject"]["digest"] = b_subject.clone();
+    });
+}
+
 #[test]
 fn verify_require_refuses_missing_foreign_wrong_subject_and_tampered() {
     let t = tempfile::tempdir().unwrap();
@@ -242,35 +282,8 @@ fn verify_require_refuses_missing_foreign_wrong_subject_and_tampered() {
     assert_eq!(v["added"], 0);
 
     // wrong subject: an attestation of bundle A made to point at bundle B
-    let (a, _) = attested(t.path(), &key, "a.oci");
-    let b = t.path().join("b.oci");
-    let vb = bundle_iris(
-        &mut mlart(),
-        &b,
-        &[
-            "--sign".as_ref(),
-            key.as_os_str(),
-            "--format".as_ref(),
-            "artifact".as_ref(),
-            "--attest".as_ref(),
-        ],
-    );
-    let a_prov = entry(&a, PROVENANCE_AT);
-    let a_manifest = read_json(&a, a_prov["digest"].as_str().unwrap());
-    for d in [
-        &a_manifest["config"]["digest"],
-        &a_manifest["layers"][0]["digest"],
-    ] {
-        put_blob(&b, &read_blob(&a, d.as_str().unwrap()));
-    }
-    let b_subject = vb["manifest_digest"].clone();
-    let a_config = a_manifest["config"].clone();
-    let a_layers = a_manifest["layers"].clone();
-    swap_attestation(&b, PROVENANCE_AT, &|m| {
-        m["config"] = a_config.clone();
-        m["layers"] = a_layers.clone();
-        m["subject"]["digest"] = b_subject.clone();
-    });
+    let (a, b, b_subject) = two_attested(t.path(), &key);
+    repoint_provenance(&a, &b, &b_subject);
     let err = fails(&mut verify_require(&b, &public), 1);
     assert!(err.contains("signed subject is another bundle"), "{err}");
 

@@ -4,10 +4,10 @@
 //! nothing partial on failure) and repairs a damaged envelope; `copy` to an archive keeps them.
 
 use crate::attest::{
-    attested, entry, envelope_digest, index, swap_attestation, third_parties_accept,
-    verify_require, PROVENANCE_AT, SBOM_AT,
+    attested, entry, envelope_digest, index, repoint_provenance, third_parties_accept,
+    two_attested, verify_require, PROVENANCE_AT, SBOM_AT,
 };
-use crate::support::fixtures::{bundle_iris, put_blob, read_blob, read_json};
+use crate::support::fixtures::{bundle_iris, read_blob};
 use crate::support::registry::{Env, Registry};
 use crate::support::*;
 use serde_json::Value;
@@ -210,28 +210,8 @@ fn pull_writes_the_attestations_beside_the_files() {
 fn pull_leaves_out_attestations_of_another_bundle() {
     let t = tempfile::tempdir().unwrap();
     let (key, public) = keygen(t.path(), "k");
-    let (a, _) = attested(t.path(), &key, "a.oci");
-    let b = t.path().join("b.oci");
-    let vb = bundle_iris(
-        &mut mlart(),
-        &b,
-        &[
-            "--sign".as_ref(),
-            key.as_os_str(),
-            "--format".as_ref(),
-            "artifact".as_ref(),
-            "--attest".as_ref(),
-        ],
-    );
+    let (a, b, b_subject) = two_attested(t.path(), &key);
     let a_prov = entry(&a, PROVENANCE_AT);
-    let a_manifest = read_json(&a, a_prov["digest"].as_str().unwrap());
-    for d in [
-        &a_manifest["config"]["digest"],
-        &a_manifest["layers"][0]["digest"],
-        &a_prov["digest"],
-    ] {
-        put_blob(&b, &read_blob(&a, d.as_str().unwrap()));
-    }
     // A's referrer listed in B's index (its subject is A): not B's, not carried, no warning
     let mut idx = index(&b);
     idx["manifests"]
@@ -246,12 +226,7 @@ fn pull_leaves_out_attestations_of_another_bundle() {
     assert_eq!(json_ok(&mut verify_require(&b, &public))["ok"], true);
 
     // A's attestation re-pointed at B (its signed subject is still A): left out, and said
-    let b_subject = vb["manifest_digest"].clone();
-    swap_attestation(&b, PROVENANCE_AT, &|m| {
-        m["config"] = a_manifest["config"].clone();
-        m["layers"] = a_manifest["layers"].clone();
-        m["subject"]["digest"] = b_subject.clone();
-    });
+    repoint_provenance(&a, &b, &b_subject);
     for (out, extra) in [
         ("two", vec![]),
         ("three", vec!["--verify-key".as_ref(), public.as_os_str()]),
