@@ -31,7 +31,9 @@ pub struct Pulled {
     pub verified_by: Option<String>,
 }
 
-/// The attestations of one pull, from reading them to placing them beside the files.
+/// The attestations of one pull, from reading them to placing them beside the files (none by
+/// default).
+#[derive(Default)]
 pub(crate) struct Carry {
     /// Those that hold, in (kind, digest) order.
     found: Vec<Found>,

@@ -47,6 +47,9 @@ pub struct PullOptions {
     /// A layer entry the metadata does not list, or one that appears twice, is an error
     /// (nothing is written) instead of a warning.
     pub strict: bool,
+    /// Also write the bundle's attestations beside `out`, into `OUT.attestations/` (`mlart
+    /// pull`; not the pulls into temp directories of serve, validate and convert).
+    pub attestations: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -278,8 +281,10 @@ pub fn pull(
         .unwrap_or_else(|| "out".into());
     // The attestations of the bundle: read (and checked) now, written beside the files.
     let dest = out.with_file_name(format!("{name}{}", super::attestations::SUFFIX));
-    let mut carry =
-        super::attestations::Carry::read(&*src, &manifest_digest, &opts.verify_keys, dest)?;
+    let mut carry = match opts.attestations {
+        true => super::attestations::Carry::read(&*src, &manifest_digest, &opts.verify_keys, dest)?,
+        false => Default::default(),
+    };
     let staging = crate::interrupt::temp_dir_in(&parent, "pull", &name)
         .ctx("creating a temp directory in", &parent)?;
     let root = staging.path().join("out");

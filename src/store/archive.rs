@@ -170,6 +170,9 @@ fn file_header(size: u64) -> tar::Header {
 /// entries were added.
 pub(crate) fn add_referrers(path: &Path, refs: &[Referrer]) -> Result<usize> {
     let ar = ArchiveFile::open(path)?;
+    // (a symlink to the archive: the file it names is replaced, beside itself)
+    let real = fs::canonicalize(path).ctx("reading", path)?;
+    let path = real.as_path();
     let blobs: HashMap<String, &[u8]> = referrers::blobs_to_write(&ar, refs)
         .into_iter()
         .map(|b| (format!("blobs/sha256/{}", Digest::of(b).hex()), b))

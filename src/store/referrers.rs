@@ -1,4 +1,5 @@
-//! Signature referrers of a bundle: read them from any source, push them to a registry.
+//! Referrers of a bundle (signatures, attestations): read them from any source, push them to a
+//! registry, add them to a layout directory or an archive.
 
 use crate::error::{Error, Result};
 use crate::format::digest::Digest;
