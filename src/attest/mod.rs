@@ -20,7 +20,7 @@ use crate::sign::PrivateKey;
 use crate::store::referrers::Referrer;
 use serde_json::Value;
 
-pub use referrer::{attach_to_layout, read, Found};
+pub use referrer::{attach_local, read, Found};
 
 /// What the attestations are about: the bundle's manifest (and its config).
 #[derive(Clone, Debug)]
@@ -77,13 +77,13 @@ pub struct Made {
 }
 
 /// Make and sign both attestations (deterministic: the same inputs and key give the same
-/// bytes, RFC 6979).
+/// bytes, RFC 6979); each DSSE signature names its key by `sign::key_id`.
 pub fn make(key: &PrivateKey, inputs: &Inputs) -> Vec<Made> {
     AttestationKind::ALL
         .into_iter()
         .map(|kind| {
             let statement = statement(kind, inputs);
-            let envelope = crate::sign::sign_statement(key, &statement);
+            let envelope = crate::sign::sign_attestation(key, &statement);
             Made {
                 kind,
                 referrer: referrer::referrer(kind, envelope, &inputs.subject),

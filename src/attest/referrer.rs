@@ -4,7 +4,7 @@
 //! and checking them back from any `store::Source`.
 
 use super::{Made, Subject};
-use crate::error::{Error, IoContext, Result};
+use crate::error::Result;
 use crate::format::attestation::{AttestationKind, PREDICATE_ANNOTATION};
 use crate::format::digest::Digest;
 use crate::format::media_type::{BUNDLE_MEDIA_TYPE, EMPTY_CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
@@ -12,7 +12,6 @@ use crate::format::signature::INTOTO_STATEMENT;
 use crate::sign::PublicKey;
 use crate::store::referrers::Referrer;
 use crate::store::{layout, Sink, Source};
-use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -48,54 +47,11 @@ pub fn attach(sink: &dyn Sink, subject: &Digest, made: &[Made]) -> Result<Option
     crate::store::copy::copy_referrers(sink, subject, &refs)
 }
 
-/// Add attestations to a layout directory: their blobs, then index.json (rewritten
-/// atomically) lists them. Returns how many were new.
-pub fn attach_to_layout(dir: &Path, made: &[Made]) -> Result<usize> {
-    if !dir.is_dir() {
-        return Err(Error::input(format!(
-            "{} is an archive: attest the layout directory it was made from (or `mlart bundle --sign KEY --attest -o FILE.tar`), or copy it to a registry and attest it there",
-            dir.display()
-        )));
-    }
-    let blobs = dir.join("blobs/sha256");
-    for m in made {
-        for b in m
-            .referrer
-            .blobs
-            .iter()
-            .chain(std::iter::once(&m.referrer.manifest))
-        {
-            let p = blobs.join(Digest::of(b).hex());
-            if !p.exists() {
-                crate::store::layout::write_bytes_file(&blobs, b)?;
-            }
-        }
-    }
-    let index_path = dir.join("index.json");
-    let raw = std::fs::read(&index_path).ctx("reading", &index_path)?;
-    let mut index: Value = serde_json::from_slice(&raw)
-        .map_err(|e| Error::input(format!("{}: not JSON: {e}", index_path.display())))?;
-    let manifests = index["manifests"]
-        .as_array_mut()
-        .ok_or_else(|| Error::input(format!("{}: no `manifests` list", index_path.display())))?;
-    let mut added = 0;
-    for m in made {
-        let d = m.referrer.descriptor()?;
-        if !manifests.iter().any(|x| x["digest"] == d["digest"]) {
-            manifests.push(d);
-            added += 1;
-        }
-    }
-    if added > 0 {
-        let tmp = tempfile::NamedTempFile::new_in(dir).ctx("writing in", dir)?;
-        std::fs::write(tmp.path(), crate::format::json::to_canonical_bytes(&index))
-            .ctx("writing", tmp.path())?;
-        tmp.persist(&index_path).map_err(|e| Error::Io {
-            context: format!("writing {}", index_path.display()),
-            source: e.error,
-        })?;
-    }
-    Ok(added)
+/// Add attestations to a layout directory or an archive (rewritten beside itself, then
+/// renamed over it: nothing changes on failure). Returns how many were new.
+pub fn attach_local(path: &Path, made: &[Made]) -> Result<usize> {
+    let refs: Vec<Referrer> = made.iter().map(|m| m.referrer.clone()).collect();
+    crate::store::referrers::add_to_local(path, &refs)
 }
 
 /// An attestation found beside a bundle, and what checking it said.
@@ -115,6 +71,9 @@ pub struct Found {
     /// The statement: verified when `verified`, else as read (for `inspect`).
     #[serde(skip)]
     pub statement: Option<Value>,
+    /// The envelope (the Sigstore bundle) when it holds: what `pull` writes.
+    #[serde(skip)]
+    pub envelope: Vec<u8>,
 }
 
 /// Read the attestations of the manifest `subject` from `src`. With `keys`, each envelope's
@@ -138,14 +97,23 @@ pub fn read(src: &dyn Source, subject: &Digest, keys: &[PublicKey]) -> Result<Ve
             verified: false,
             problem: None,
             statement: None,
+            envelope: Vec::new(),
         };
         match check_one(src, &d, subject, kind, keys) {
             Ok(None) => continue, // another manifest's
-            Ok(Some((st, key))) => {
-                found.predicate_type = st["predicateType"].as_str().unwrap_or_default().into();
+            Ok(Some(Checked {
+                statement,
+                key,
+                envelope,
+            })) => {
+                found.predicate_type = statement["predicateType"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .into();
                 found.verified = key.is_some();
                 found.key = key;
-                found.statement = Some(st);
+                found.statement = Some(statement);
+                found.envelope = envelope;
             }
             Err(why) => found.problem = Some(why),
         }
@@ -155,15 +123,23 @@ pub fn read(src: &dyn Source, subject: &Digest, keys: &[PublicKey]) -> Result<Ve
     Ok(out)
 }
 
-/// One referrer: Ok(None) when it is about another manifest; the statement (and the key that
-/// verified it, with keys) when it holds; Err(why) when it does not.
+/// An attestation that holds: its statement, the key that verified it (with keys), its
+/// envelope.
+struct Checked {
+    statement: Value,
+    key: Option<String>,
+    envelope: Vec<u8>,
+}
+
+/// One referrer: Ok(None) when it is about another manifest; what it holds when it does;
+/// Err(why) when it does not.
 fn check_one(
     src: &dyn Source,
     d: &oci_spec::image::Descriptor,
     subject: &Digest,
     kind: AttestationKind,
     keys: &[PublicKey],
-) -> std::result::Result<Option<(Value, Option<String>)>, String> {
+) -> std::result::Result<Option<Checked>, String> {
     let raw = layout::read_blob(src, d, crate::format::media_type::MAX_MANIFEST_BYTES)
         .map_err(|e| format!("its manifest cannot be read: {e}"))?;
     let m: oci_spec::image::ImageManifest =
@@ -181,7 +157,7 @@ fn check_one(
     let envelope = layout::read_blob(src, layer, MAX_ENVELOPE_BYTES)
         .map_err(|e| format!("its envelope cannot be read: {e}"))?;
     let (statement, key) = if keys.is_empty() {
-        (unverified_statement(&envelope)?, None)
+        (crate::sign::unverified_statement(&envelope)?, None)
     } else {
         let (st, k) = crate::sign::verify_bundle(&envelope, keys)?;
         (st, Some(k.path.display().to_string()))
@@ -207,17 +183,11 @@ fn check_one(
             "its signed subject is another bundle, not {subject}: it was made for a different manifest"
         ));
     }
-    Ok(Some((statement, key)))
-}
-
-/// The statement inside an envelope, without checking its signature (`inspect`).
-fn unverified_statement(envelope: &[u8]) -> std::result::Result<Value, String> {
-    let b: Value = serde_json::from_slice(envelope).map_err(|e| format!("not JSON: {e}"))?;
-    let payload = b["dsseEnvelope"]["payload"]
-        .as_str()
-        .and_then(|p| base64::engine::general_purpose::STANDARD.decode(p).ok())
-        .ok_or("the DSSE payload is missing or not base64")?;
-    serde_json::from_slice(&payload).map_err(|e| format!("the payload is not JSON: {e}"))
+    Ok(Some(Checked {
+        statement,
+        key,
+        envelope,
+    }))
 }
 
 /// What `verify --require` says of the attestations found: one problem per required kind

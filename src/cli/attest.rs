@@ -1,5 +1,5 @@
 //! `mlart attest TARGET --key KEY`: add the signed provenance and ML-BOM to a bundle already
-//! made (a layout directory or a registry REF); and the attestation sections `inspect` and
+//! made (a layout directory, an archive or a registry REF); and the attestation sections `inspect` and
 //! `verify` print.
 
 use mlart::attest::{self, Found};
@@ -13,8 +13,9 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// An OCI layout directory made by `mlart bundle`, or a bundle in a registry
-    /// (host[:port]/repository[:tag|@digest]).
+    /// An OCI layout directory or archive (`.tar`, `oci-archive:FILE[:TAG]`) made by `mlart
+    /// bundle`, or a bundle in a registry (host[:port]/repository[:tag|@digest]). An archive
+    /// is written again beside itself and renamed over the old file.
     target: PathBuf,
     /// The private key (PEM) to sign the attestations with: the same keys as `mlart sign`.
     #[arg(long)]
@@ -57,19 +58,11 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             let src = mlart::store::registry::RegistrySource::new(remote.clone());
             (remote.describe(), Box::new(src), None)
         }
-        super::Target::Local(path, tag) => {
-            if !path.is_dir() {
-                return Err(Error::input(format!(
-                    "{} is an archive: attest the layout directory it was made from (or `mlart bundle --sign KEY --attest -o FILE.tar`), or copy it to a registry and attest it there",
-                    path.display()
-                )));
-            }
-            (
-                path.display().to_string(),
-                mlart::store::layout::open(path)?,
-                tag.clone(),
-            )
-        }
+        super::Target::Local(path, tag) => (
+            path.display().to_string(),
+            mlart::store::layout::open(path)?,
+            tag.clone(),
+        ),
     };
     let r = mlart::store::layout::resolve_image(src.as_mut(), tag.as_deref(), "attest")?;
     let digest = Digest::of(&r.raw);
@@ -94,7 +87,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             let tag = attest::referrer::attach(&sink, &digest, &made)?;
             (made.len(), tag)
         }
-        super::Target::Local(path, _) => (attest::attach_to_layout(path, &made)?, None),
+        super::Target::Local(path, _) => (attest::attach_local(path, &made)?, None),
     };
     if json {
         let list: Vec<_> = made

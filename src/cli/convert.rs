@@ -38,6 +38,7 @@ pub fn run(a: &Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         verify_keys: Vec::new(),
         require_all: false,
         platform: None,
+        attestations: false,
     };
     let pb = super::progress_bar(0, json);
     pb.set_message(format!("reading {}", src.describe()));

@@ -12,11 +12,12 @@ pub struct Args {
 
 pub fn run(a: Args, json: bool, _cancel: &Cancel) -> Result<ExitCode> {
     let (k, p) = mlart::sign::keygen(&a.output)?;
-    let hint = mlart::sign::load_public(&p)?.hint;
+    let public = mlart::sign::load_public(&p)?;
+    let (hint, keyid) = (public.hint, public.keyid);
     if json {
-        super::print_json(
-            &serde_json::json!({"private_key": k, "public_key": p, "key_hint": hint}),
-        );
+        super::print_json(&serde_json::json!({
+            "private_key": k, "public_key": p, "key_hint": hint, "key_id": keyid,
+        }));
     } else {
         outln!(
             "wrote {} (private, keep it secret) and {} (public)",
@@ -24,6 +25,7 @@ pub fn run(a: Args, json: bool, _cancel: &Cancel) -> Result<ExitCode> {
             p.display()
         );
         outln!("  ECDSA P-256, key hint {hint}");
+        outln!("  key id {keyid} (the keyid of its attestations' DSSE signatures)");
     }
     Ok(ExitCode::SUCCESS)
 }

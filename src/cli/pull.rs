@@ -1,4 +1,5 @@
-//! `mlart pull REF -o DIR [--kind model,schema] [--path GLOB]`: verified, safe extraction.
+//! `mlart pull REF -o DIR [--kind model,schema] [--path GLOB]`: verified, safe extraction; the
+//! bundle's attestations go to DIR.attestations/ beside it.
 
 use super::args::RegistryArgs;
 use mlart::format::reference::{self, Location};
@@ -29,7 +30,8 @@ pub struct Args {
     #[arg(long)]
     no_cache: bool,
     /// A trusted public key (repeatable): write nothing unless an OCI signature and the
-    /// bundle's model.sig verify with one of them.
+    /// bundle's model.sig verify with one of them. The bundle's attestations, written to
+    /// OUT.attestations/ beside the files, are then only those signed by one of them.
     #[arg(long = "verify-key", value_name = "PUB")]
     verify_keys: Vec<PathBuf>,
     /// With --verify-key: require an OCI signature by every key.
@@ -81,6 +83,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         require_all: a.require_all,
         platform: a.platform.parse()?,
         strict: a.strict,
+        attestations: true,
     };
     let pb = super::progress_bar(0, json);
     pb.set_message(format!("pulling {}", src.describe()));
@@ -124,6 +127,13 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     );
     for k in &r.verified_by {
         outln!("  signature verified: {k}");
+    }
+    for a in &r.attestations {
+        let state = match &a.verified_by {
+            Some(k) => format!("signature verified: {k}"),
+            None => "signature not checked: --verify-key PUB checks it".into(),
+        };
+        outln!("  attestation {} -> {} ({state})", a.kind, a.file);
     }
     for f in &r.files {
         outln!("  {f}");

@@ -5,6 +5,7 @@
 //! one component at a time and must be real directories (never symlinks), and files are opened
 //! with `O_CREAT|O_EXCL|O_NOFOLLOW`, so nothing is ever written outside the target.
 
+pub mod attestations;
 pub mod pull;
 
 use crate::error::{Error, IoContext, Result};

@@ -44,6 +44,9 @@ pub struct PullOptions {
     /// A layer entry the metadata does not list, or one that appears twice, is an error
     /// (nothing is written) instead of a warning.
     pub strict: bool,
+    /// Also write the bundle's attestations beside `out`, into `OUT.attestations/` (`mlart
+    /// pull`; not the pulls into temp directories of serve, validate and convert).
+    pub attestations: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -73,6 +76,12 @@ pub struct PullReport {
     /// A ModelPack or a dialect of another tool, as the metadata says (`modelpack`, `kitops`…).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dialect: Option<String>,
+    /// The bundle's attestations written beside the files (`OUT.attestations/`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<super::attestations::Pulled>,
+    /// The folder they are in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestations_dir: Option<String>,
     /// What was refused without failing the pull (entries the metadata does not list, or
     /// that appear twice): an error with `--strict`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -260,14 +269,11 @@ pub fn pull(
 
     // The destination: must not exist, or be an empty directory.
     let out = &opts.out;
-    if let Ok(m) = fs::symlink_metadata(out) {
-        let empty = m.is_dir() && fs::read_dir(out).ctx("reading", out)?.next().is_none();
-        if !empty {
-            return Err(Error::input(format!(
-                "{} exists and is not an empty directory: mlart pull will not overwrite it. Choose another `-o`, or remove it",
-                out.display()
-            )));
-        }
+    if occupied(out)? {
+        return Err(Error::input(format!(
+            "{} exists and is not an empty directory: mlart pull will not overwrite it. Choose another `-o`, or remove it",
+            out.display()
+        )));
     }
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -278,6 +284,12 @@ pub fn pull(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
+    // The attestations of the bundle: read (and checked) now, written beside the files.
+    let dest = out.with_file_name(format!("{name}{}", super::attestations::SUFFIX));
+    let mut carry = match opts.attestations {
+        true => super::attestations::Carry::read(&*src, &manifest_digest, &opts.verify_keys, dest)?,
+        false => Default::default(),
+    };
     let staging = crate::interrupt::temp_dir_in(&parent, "pull", &name)
         .ctx("creating a temp directory in", &parent)?;
     let root = staging.path().join("out");
@@ -589,11 +601,16 @@ pub fn pull(
     }
     report.verified_by = verified_by;
 
-    // Into place.
-    if out.is_dir() {
-        fs::remove_dir(out).ctx("replacing the empty directory", out)?;
+    report.attestations = carry.stage(staging.path())?;
+    report.attestations_dir = carry.dest();
+    report.warnings.append(&mut carry.warnings);
+
+    // Into place: the attestations, then the files (which, failing, take them away again).
+    carry.place()?;
+    if let Err(e) = move_into(&root, out) {
+        carry.unplace();
+        return Err(e);
     }
-    fs::rename(&root, out).ctx("moving the pulled files to", out)?;
     drop(staging);
     report.metadata = Some(meta);
     if let (Some(root), Some(max)) = (&opts.cache, cap) {
@@ -609,6 +626,22 @@ pub fn pull(
         }
     }
     Ok(report)
+}
+
+/// Whether `p` exists and is not an empty directory (a pull will not write there).
+pub(crate) fn occupied(p: &std::path::Path) -> Result<bool> {
+    Ok(match fs::symlink_metadata(p) {
+        Ok(m) => !(m.is_dir() && fs::read_dir(p).ctx("reading", p)?.next().is_none()),
+        Err(_) => false,
+    })
+}
+
+/// Rename the staged `from` to `to` (an empty directory there is replaced).
+pub(crate) fn move_into(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    if to.is_dir() {
+        fs::remove_dir(to).ctx("replacing the empty directory", to)?;
+    }
+    fs::rename(from, to).ctx("moving the pulled files to", to)
 }
 
 /// The model.sig of a bundle, read from its small metadata or signature layer.

@@ -4,8 +4,9 @@
 use crate::error::{Error, IoContext, Result};
 use crate::format::digest::Digest;
 use crate::format::media_type::MAX_MANIFEST_BYTES;
+use crate::store::referrers::{self, Referrer};
 use crate::store::{BlobRead, Source};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ impl ArchiveFile {
                 path.display()
             ))
         };
+        let len = file.metadata().ctx("reading", path)?.len();
         let mut entries = HashMap::new();
         {
             let mut ar = tar::Archive::new(&file);
@@ -39,10 +41,15 @@ impl ArchiveFile {
                     .to_string_lossy()
                     .into_owned();
                 let name = name.trim_start_matches("./").to_string();
+                let (at, size) = (e.raw_file_position(), e.size());
+                if at.saturating_add(size) > len {
+                    return Err(Error::integrity(format!(
+                        "{}: the archive is cut short: its entry {name} needs {size} bytes from offset {at}, but the file ends at {len}. It was damaged (an interrupted copy?): make or copy it again",
+                        path.display()
+                    )));
+                }
                 if e.header().entry_type().is_file()
-                    && entries
-                        .insert(name.clone(), (e.raw_file_position(), e.size()))
-                        .is_some()
+                    && entries.insert(name.clone(), (at, size)).is_some()
                 {
                     return Err(not_archive(format!("{name} appears twice")));
                 }
@@ -115,12 +122,7 @@ pub(crate) fn write_archive(layout: &Path, dest: &Path) -> Result<()> {
     };
     let add_file = |b: &mut tar::Builder<_>, name: &str, path: &Path| -> Result<()> {
         let mut f = File::open(path).ctx("reading", path)?;
-        let size = f.metadata().ctx("reading", path)?.len();
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_size(size);
-        h.set_mtime(0);
+        let mut h = file_header(f.metadata().ctx("reading", path)?.len());
         b.append_data(&mut h, name, &mut f).map_err(|e| Error::Io {
             context: format!("writing {}", dest.display()),
             source: e,
@@ -149,4 +151,104 @@ pub(crate) fn write_archive(layout: &Path, dest: &Path) -> Result<()> {
         .sync_all()
         .map_err(w)?;
     Ok(())
+}
+
+/// The header of a file entry mlart writes: regular, 0644, mtime 0 (reproducible archives).
+fn file_header(size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(size);
+    h.set_mtime(0);
+    h
+}
+
+/// Add referrers to the archive at `path` (`referrers::add_to_local`): a new tar is written in
+/// a hidden temp directory beside it (every entry copied in order, index.json listing them as
+/// well, their blobs written again where damaged and appended where missing), read back, then
+/// renamed over the old file. On any failure the archive is left as it was. Returns how many
+/// entries were added.
+pub(crate) fn add_referrers(path: &Path, refs: &[Referrer]) -> Result<usize> {
+    let ar = ArchiveFile::open(path)?;
+    // (a symlink to the archive: the file it names is replaced, beside itself)
+    let real = fs::canonicalize(path).ctx("reading", path)?;
+    let path = real.as_path();
+    let blobs: HashMap<String, &[u8]> = referrers::blobs_to_write(&ar, refs)
+        .into_iter()
+        .map(|b| (format!("blobs/sha256/{}", Digest::of(b).hex()), b))
+        .collect();
+    let listed = referrers::index_listing(&ar.describe(), &ar.index_bytes()?, refs)?;
+    if blobs.is_empty() && listed.is_none() {
+        return Ok(0);
+    }
+    let (index, added) = listed.map_or((None, 0), |(i, n)| (Some(i), n));
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map_or_else(|| "archive".into(), |n| n.to_string_lossy().into_owned());
+    let staging = crate::interrupt::temp_dir_in(&parent, "attest", &name)
+        .ctx("creating a temp directory in", &parent)?;
+    let new = staging.path().join(&name);
+    rewrite(path, &new, index.as_deref(), &blobs)?;
+    ArchiveFile::open(&new)?;
+    fs::rename(&new, path).ctx("replacing", path)?;
+    Ok(added)
+}
+
+/// Copy the tar `from` to `to` entry by entry: index.json replaced by `index` (when given),
+/// an entry named in `blobs` by those bytes; the `blobs` it has no entry for appended.
+fn rewrite(
+    from: &Path,
+    to: &Path,
+    index: Option<&[u8]>,
+    blobs: &HashMap<String, &[u8]>,
+) -> Result<()> {
+    let copying = |e: io::Error| {
+        Error::from_io(
+            &e,
+            format!("copying {} to {}: {e}", from.display(), to.display()),
+        )
+    };
+    let f = File::create(to).ctx("creating", to)?;
+    let mut b = tar::Builder::new(BufWriter::with_capacity(1 << 20, f));
+    let mut ar = tar::Archive::new(File::open(from).ctx("opening", from)?);
+    let mut replaced = HashSet::new();
+    for e in ar.entries().map_err(copying)? {
+        let mut e = e.map_err(copying)?;
+        let p = e.path().map_err(copying)?.into_owned();
+        let name = p.to_string_lossy().trim_start_matches("./").to_string();
+        let mut h = e.header().clone();
+        let new_data = match name.as_str() {
+            "index.json" => index,
+            n => blobs.get(n).copied(),
+        };
+        if let Some(data) = new_data {
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, &p, data).map_err(copying)?;
+            replaced.insert(name);
+        } else if let Some(link) = e.link_name().map_err(copying)? {
+            let link = link.into_owned();
+            b.append_link(&mut h, &p, &link).map_err(copying)?;
+        } else {
+            b.append_data(&mut h, &p, &mut e).map_err(copying)?;
+        }
+    }
+    let mut missing: Vec<(&String, &&[u8])> = blobs
+        .iter()
+        .filter(|(n, _)| !replaced.contains(*n))
+        .collect();
+    missing.sort();
+    for (n, data) in missing {
+        b.append_data(&mut file_header(data.len() as u64), n, *data)
+            .map_err(copying)?;
+    }
+    b.into_inner()
+        .map_err(copying)?
+        .into_inner()
+        .map_err(|e| copying(e.into_error()))?
+        .sync_all()
+        .map_err(copying)
 }

@@ -118,6 +118,29 @@ impl LayoutWriter {
     }
 }
 
+/// Add referrers to the layout directory `dir` (`referrers::add_to_local`): the blobs it lacks
+/// or holds damaged, then index.json (a temp file renamed over it) listing them. Returns how
+/// many entries were added.
+pub fn add_referrers(dir: &Path, refs: &[crate::store::referrers::Referrer]) -> Result<usize> {
+    let src = open(dir)?;
+    for b in crate::store::referrers::blobs_to_write(src.as_ref(), refs) {
+        write_bytes_file(&dir.join("blobs/sha256"), b)?;
+    }
+    let listed =
+        crate::store::referrers::index_listing(&src.describe(), &src.index_bytes()?, refs)?;
+    let Some((index, added)) = listed else {
+        return Ok(0);
+    };
+    let index_path = dir.join("index.json");
+    let tmp = tempfile::NamedTempFile::new_in(dir).ctx("writing in", dir)?;
+    fs::write(tmp.path(), index).ctx("writing", tmp.path())?;
+    tmp.persist(&index_path).map_err(|e| Error::Io {
+        context: format!("writing {}", index_path.display()),
+        source: e.error,
+    })?;
+    Ok(added)
+}
+
 /// Store a small blob held in memory into `dir` (temp file, then rename), as
 /// `write_blob_file` does.
 pub(crate) fn write_bytes_file(dir: &Path, data: &[u8]) -> Result<()> {

@@ -1,4 +1,5 @@
-//! Signature referrers of a bundle: read them from any source, push them to a registry.
+//! Referrers of a bundle (signatures, attestations): read them from any source, push them to a
+//! registry, add them to a layout directory or an archive.
 
 use crate::error::{Error, Result};
 use crate::format::digest::Digest;
@@ -132,6 +133,59 @@ fn read_referrers(
         });
     }
     Ok(out)
+}
+
+/// Add referrers of a bundle to a layout directory or an archive (`mlart attest`): their blobs
+/// and index.json entries. A layout is changed in place (blobs first, then index.json renamed
+/// over the old one); an archive is written again beside itself and renamed over it. Returns
+/// how many were not listed yet.
+pub fn add_to_local(path: &std::path::Path, refs: &[Referrer]) -> Result<usize> {
+    if path.is_dir() {
+        layout::add_referrers(path, refs)
+    } else {
+        crate::store::archive::add_referrers(path, refs)
+    }
+}
+
+/// The blobs of `refs` (configs, layers, manifests) that `src` lacks or holds damaged (other
+/// bytes, cut short): they are content-addressed, so the good copy is written again.
+pub(crate) fn blobs_to_write<'r>(src: &dyn Source, refs: &'r [Referrer]) -> Vec<&'r [u8]> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    for b in refs
+        .iter()
+        .flat_map(|r| r.blobs.iter().chain(std::iter::once(&r.manifest)))
+    {
+        let intact = src
+            .open_blob_verified(&Digest::of(b), b.len() as u64)
+            .is_ok_and(|mut r| std::io::copy(&mut r, &mut std::io::sink()).is_ok());
+        if !intact && !out.contains(&b.as_slice()) {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// `index` (a layout's index.json, `what` for messages) listing `refs` as well: the new
+/// bytes and how many entries were added, or None when it lists them all already.
+pub(crate) fn index_listing(
+    what: &str,
+    index: &[u8],
+    refs: &[Referrer],
+) -> Result<Option<(Vec<u8>, usize)>> {
+    let mut index: serde_json::Value = serde_json::from_slice(index)
+        .map_err(|e| Error::input(format!("{what}: index.json is not JSON: {e}")))?;
+    let manifests = index["manifests"]
+        .as_array_mut()
+        .ok_or_else(|| Error::input(format!("{what}: index.json has no `manifests` list")))?;
+    let mut added = 0;
+    for r in refs {
+        let d = r.descriptor()?;
+        if !manifests.iter().any(|x| x["digest"] == d["digest"]) {
+            manifests.push(d);
+            added += 1;
+        }
+    }
+    Ok((added > 0).then(|| (crate::format::json::to_canonical_bytes(&index), added)))
 }
 
 /// What `push_referrers` did.

@@ -1,5 +1,5 @@
 //! Attestations: `bundle --sign --attest`, `mlart attest`, `inspect --attestations`,
-//! `verify --require`, carried by push/copy; checked by third parties (securesystemslib,
+//! `verify --require`, carried by push/copy (pull and archives: `attest_carry.rs`); checked by third parties (securesystemslib,
 //! in-toto-attestation, cyclonedx-python-lib) and against hostile edits.
 
 use crate::support::fixtures::{
@@ -11,16 +11,16 @@ use serde_json::{json, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-const PROVENANCE_AT: &str = "application/vnd.mlart.attestation.slsa-provenance.v1+json";
-const SBOM_AT: &str = "application/vnd.mlart.attestation.cyclonedx-bom.v1.6+json";
+pub(crate) const PROVENANCE_AT: &str = "application/vnd.mlart.attestation.slsa-provenance.v1+json";
+pub(crate) const SBOM_AT: &str = "application/vnd.mlart.attestation.cyclonedx-bom.v1.6+json";
 const BUNDLE_MT: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 
-fn index(layout: &Path) -> Value {
+pub(crate) fn index(layout: &Path) -> Value {
     read_json_file(&layout.join("index.json"))
 }
 
 /// The index.json entry of the attestation of artifactType `at`.
-fn entry(layout: &Path, at: &str) -> Value {
+pub(crate) fn entry(layout: &Path, at: &str) -> Value {
     index(layout)["manifests"]
         .as_array()
         .unwrap()
@@ -31,19 +31,19 @@ fn entry(layout: &Path, at: &str) -> Value {
 }
 
 /// The envelope (Sigstore bundle) of the attestation of artifactType `at`: its digest.
-fn envelope_digest(layout: &Path, at: &str) -> String {
+pub(crate) fn envelope_digest(layout: &Path, at: &str) -> String {
     let m = read_json(layout, entry(layout, at)["digest"].as_str().unwrap());
     assert_eq!(m["layers"][0]["mediaType"], BUNDLE_MT);
     m["layers"][0]["digest"].as_str().unwrap().to_string()
 }
 
-fn verify_require(target: &Path, key: &Path) -> std::process::Command {
+pub(crate) fn verify_require(target: &Path, key: &Path) -> std::process::Command {
     let mut c = verify_cmd(target, &[key]);
     c.args(["--require", "provenance,sbom"]);
     c
 }
 
-fn attested(dir: &Path, key: &Path, out: &str) -> (PathBuf, Value) {
+pub(crate) fn attested(dir: &Path, key: &Path, out: &str) -> (PathBuf, Value) {
     let p = dir.join(out);
     let v = bundle_iris(
         &mut mlart(),
@@ -105,6 +105,22 @@ fn bundle_attest_is_deterministic_and_leaves_the_bundle_alone() {
     assert_eq!(json_ok(&mut verify_require(&tar, &public))["ok"], true);
 }
 
+/// `tests/it/attest_check.py ENVELOPE PUBLIC KIND` with the test venv's Python `py`: whether
+/// securesystemslib, in-toto-attestation, the SLSA protobuf and cyclonedx-python-lib accept it.
+pub(crate) fn third_parties_accept(py: &Path, envelope: &Path, public: &Path, kind: &str) -> bool {
+    let o = std::process::Command::new(py)
+        .arg(repo().join("tests/it/attest_check.py"))
+        .arg(envelope)
+        .arg(public)
+        .arg(kind)
+        .output()
+        .unwrap();
+    if !o.status.success() {
+        eprintln!("attest_check.py: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "ok"
+}
+
 #[test]
 fn third_party_tools_accept_the_documents_and_refuse_a_tampered_one() {
     let Some(py) = python() else { return };
@@ -112,47 +128,42 @@ fn third_party_tools_accept_the_documents_and_refuse_a_tampered_one() {
     let (key, public) = keygen(t.path(), "k");
     let (_, other) = keygen(t.path(), "other");
     let (a, _) = attested(t.path(), &key, "a.oci");
-    let script = repo().join("tests/it/attest_check.py");
     for (at, kind) in [(PROVENANCE_AT, "provenance"), (SBOM_AT, "sbom")] {
         let env_path = t.path().join(format!("{kind}.json"));
         fs::write(&env_path, read_blob(&a, &envelope_digest(&a, at))).unwrap();
-        let out = ok(std::process::Command::new(&py)
-            .arg(&script)
-            .arg(&env_path)
-            .arg(&public)
-            .arg(kind));
-        assert_eq!(String::from_utf8_lossy(&out).trim(), "ok");
+        // the keyid names the key (the script computes it from the public key alone)
+        assert!(
+            third_parties_accept(&py, &env_path, &public, kind),
+            "{kind}"
+        );
         // another key: securesystemslib refuses
-        let o = std::process::Command::new(&py)
-            .arg(&script)
-            .arg(&env_path)
-            .arg(&other)
-            .arg(kind)
-            .output()
-            .unwrap();
-        assert!(!o.status.success(), "{kind}: verified with another key");
-        // one byte of the signed payload changed: refused
-        let mut b: Value = read_json_file(&env_path);
-        let mut payload = base64_decode(b["dsseEnvelope"]["payload"].as_str().unwrap());
+        assert!(
+            !third_parties_accept(&py, &env_path, &other, kind),
+            "{kind}: verified with another key"
+        );
+        // one byte of the signed payload changed, or the keyid: refused
+        let original: Value = read_json_file(&env_path);
+        let mut payload = base64_decode(original["dsseEnvelope"]["payload"].as_str().unwrap());
         let i = payload.iter().position(|&c| c == b'1').unwrap();
         payload[i] = b'2';
-        b["dsseEnvelope"]["payload"] = base64_encode(&payload).into();
-        let bad = t.path().join(format!("{kind}-tampered.json"));
-        fs::write(&bad, serde_json::to_vec(&b).unwrap()).unwrap();
-        let o = std::process::Command::new(&py)
-            .arg(&script)
-            .arg(&bad)
-            .arg(&public)
-            .arg(kind)
-            .output()
-            .unwrap();
-        assert!(!o.status.success(), "{kind}: a tampered payload verified");
+        let mut changed_payload = original.clone();
+        changed_payload["dsseEnvelope"]["payload"] = base64_encode(&payload).into();
+        let mut changed_keyid = original.clone();
+        changed_keyid["dsseEnvelope"]["signatures"][0]["keyid"] = "ab".repeat(32).into();
+        for (what, b) in [("payload", changed_payload), ("keyid", changed_keyid)] {
+            let bad = t.path().join(format!("{kind}-{what}.json"));
+            fs::write(&bad, serde_json::to_vec(&b).unwrap()).unwrap();
+            assert!(
+                !third_parties_accept(&py, &bad, &public, kind),
+                "{kind}: a changed {what} verified"
+            );
+        }
     }
 }
 
 /// Replace the attestation of `at` in `layout` by a manifest edited with `edit` (blobs and
 /// index entry rewritten as a hostile party would).
-fn swap_attestation(layout: &Path, at: &str, edit: &dyn Fn(&mut Value)) {
+pub(crate) fn swap_attestation(layout: &Path, at: &str, edit: &dyn Fn(&mut Value)) {
     let old = entry(layout, at);
     let mut m = read_json(layout, old["digest"].as_str().unwrap());
     edit(&mut m);
@@ -165,6 +176,46 @@ fn swap_attestation(layout: &Path, at: &str, edit: &dyn Fn(&mut Value)) {
         }
     }
     fs::write(layout.join("index.json"), serde_json::to_vec(&idx).unwrap()).unwrap();
+}
+
+/// Two bundles attested with `key` in `dir`: A (`a.oci`, image form) and B (`b.oci`,
+/// artifact form), with A's provenance referrer and its blobs copied into B's layout (not
+/// listed in its index). Returns (A, B, B's manifest digest).
+pub(crate) fn two_attested(dir: &Path, key: &Path) -> (PathBuf, PathBuf, Value) {
+    let (a, _) = attested(dir, key, "a.oci");
+    let b = dir.join("b.oci");
+    let vb = bundle_iris(
+        &mut mlart(),
+        &b,
+        &[
+            "--sign".as_ref(),
+            key.as_os_str(),
+            "--format".as_ref(),
+            "artifact".as_ref(),
+            "--attest".as_ref(),
+        ],
+    );
+    let a_prov = entry(&a, PROVENANCE_AT);
+    let a_manifest = read_json(&a, a_prov["digest"].as_str().unwrap());
+    for d in [
+        &a_manifest["config"]["digest"],
+        &a_manifest["layers"][0]["digest"],
+        &a_prov["digest"],
+    ] {
+        put_blob(&b, &read_blob(&a, d.as_str().unwrap()));
+    }
+    (a, b, vb["manifest_digest"].clone())
+}
+
+/// B's provenance referrer made to hold A's envelope, its subject still B (a hostile edit:
+/// the statement signed is about A).
+pub(crate) fn repoint_provenance(a: &Path, b: &Path, b_subject: &Value) {
+    let a_manifest = read_json(a, entry(a, PROVENANCE_AT)["digest"].as_str().unwrap());
+    swap_attestation(b, PROVENANCE_AT, &|m| {
+        m["config"] = a_manifest["config"].clone();
+        m["layers"] = a_manifest["layers"].clone();
+        m["subject"]["digest"] = b_subject.clone();
+    });
 }
 
 #[test]
@@ -221,35 +272,8 @@ fn verify_require_refuses_missing_foreign_wrong_subject_and_tampered() {
     assert_eq!(v["added"], 0);
 
     // wrong subject: an attestation of bundle A made to point at bundle B
-    let (a, _) = attested(t.path(), &key, "a.oci");
-    let b = t.path().join("b.oci");
-    let vb = bundle_iris(
-        &mut mlart(),
-        &b,
-        &[
-            "--sign".as_ref(),
-            key.as_os_str(),
-            "--format".as_ref(),
-            "artifact".as_ref(),
-            "--attest".as_ref(),
-        ],
-    );
-    let a_prov = entry(&a, PROVENANCE_AT);
-    let a_manifest = read_json(&a, a_prov["digest"].as_str().unwrap());
-    for d in [
-        &a_manifest["config"]["digest"],
-        &a_manifest["layers"][0]["digest"],
-    ] {
-        put_blob(&b, &read_blob(&a, d.as_str().unwrap()));
-    }
-    let b_subject = vb["manifest_digest"].clone();
-    let a_config = a_manifest["config"].clone();
-    let a_layers = a_manifest["layers"].clone();
-    swap_attestation(&b, PROVENANCE_AT, &|m| {
-        m["config"] = a_config.clone();
-        m["layers"] = a_layers.clone();
-        m["subject"]["digest"] = b_subject.clone();
-    });
+    let (a, b, b_subject) = two_attested(t.path(), &key);
+    repoint_provenance(&a, &b, &b_subject);
     let err = fails(&mut verify_require(&b, &public), 1);
     assert!(err.contains("signed subject is another bundle"), "{err}");
 
@@ -264,11 +288,23 @@ fn verify_require_refuses_missing_foreign_wrong_subject_and_tampered() {
     assert!(err.contains("no valid sbom attestation"), "{err}");
     assert!(!err.contains("no valid provenance"), "{err}");
 
-    // `attest` refuses an archive, naming what to do
-    let tar = t.path().join("s.tar");
-    bundle_iris(&mut mlart(), &tar, &["--sign".as_ref(), key.as_os_str()]);
-    let err = fails(mlart().arg("attest").arg(&tar).arg("--key").arg(&key), 2);
-    assert!(err.contains("is an archive"), "{err}");
+    // the keyid of a good signature changed (it is not signed): said as such, not taken for
+    // a signature by another key
+    let env = envelope_digest(&a, PROVENANCE_AT);
+    let mut e: Value = serde_json::from_slice(&read_blob(&a, &env)).unwrap();
+    e["dsseEnvelope"]["signatures"][0]["keyid"] = "ab".repeat(32).into();
+    let (d, size) = put_blob(&a, &serde_json::to_vec(&e).unwrap());
+    swap_attestation(&a, PROVENANCE_AT, &|m| {
+        m["layers"][0]["digest"] = d.clone().into();
+        m["layers"][0]["size"] = size.into();
+    });
+    let err = fails(&mut verify_require(&a, &public), 1);
+    assert!(
+        err.contains("no valid provenance attestation")
+            && err.contains("DSSE keyid")
+            && err.contains("changed after signing"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -3,17 +3,24 @@ envelope), run by tests/it/attest.rs with the test venv's Python:
 
     python attest_check.py ENVELOPE.json PUBLIC.pem KIND
 
-- securesystemslib verifies the DSSE signature with the public key (its own PAE and ECDSA);
+- securesystemslib verifies the DSSE signature with the public key (its own PAE and ECDSA),
+  finding it by the signature's keyid, which must be the key's id computed here (the SHA-256
+  of its DER SubjectPublicKeyInfo, RFC 6962's key hash);
 - in-toto-attestation's Statement model parses and validates the statement;
 - provenance: the predicate parses strictly into the SLSA Provenance v1 proto, and every
   resolved dependency is a valid ResourceDescriptor;
 - sbom: cyclonedx-python-lib's strict JSON validator accepts the BOM as CycloneDX 1.6.
 Prints "ok" or raises.
 """
+import hashlib
 import json
 import sys
 
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_public_key,
+)
 from google.protobuf import json_format
 from in_toto_attestation.v1 import statement_pb2
 from in_toto_attestation.v1.resource_descriptor import ResourceDescriptor
@@ -25,11 +32,10 @@ bundle_path, pem_path, kind = sys.argv[1:4]
 bundle = json.load(open(bundle_path))
 env = Envelope.from_dict(bundle["dsseEnvelope"])
 pub = load_pem_public_key(open(pem_path, "rb").read())
-keyid = env.signatures and next(iter(env.signatures.values())).keyid
-k = SSlibKey.from_crypto(pub, scheme="ecdsa-sha2-nistp256")
-# mlart's envelopes carry an empty keyid (the key is named by the bundle's publicKey.hint);
-# securesystemslib matches keys by keyid, so the trusted key gets the same one.
-key = SSlibKey(keyid, k.keytype, k.scheme, k.keyval)
+# The trusted key's id, computed from the key alone: securesystemslib only tries a key on a
+# signature whose keyid is that key's, so a wrong or empty keyid fails here.
+der = pub.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+key = SSlibKey.from_crypto(pub, keyid=hashlib.sha256(der).hexdigest(), scheme="ecdsa-sha2-nistp256")
 env.verify([key], 1)  # raises VerificationError
 
 st_pb = json_format.Parse(env.payload, statement_pb2.Statement())

@@ -2,6 +2,7 @@
 //! real third-party tools (skopeo, umoci, the OCI schema validator).
 
 mod attest;
+mod attest_carry;
 mod base;
 mod bundle;
 mod cache;
