@@ -28,6 +28,7 @@ pub mod serve;
 pub mod sign;
 pub mod tags;
 pub mod validate;
+pub mod validate_bundle;
 pub mod verify;
 
 use mlart::Error;

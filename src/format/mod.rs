@@ -16,4 +16,5 @@ pub mod modelpack;
 pub mod platform;
 pub mod reference;
 pub mod signature;
+pub mod test_data;
 pub mod validation;

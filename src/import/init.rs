@@ -84,6 +84,10 @@ pub fn classify(rel: &str) -> Option<Kind> {
     if base == "mlmodel" {
         return Some(Kind::Schema);
     }
+    // ONNX Model Zoo sample data beside a model: validation samples, kept as eval.
+    if crate::format::test_data::is_test_data(rel) {
+        return Some(Kind::Eval);
+    }
     if matches!(
         ext,
         "onnx"
@@ -627,6 +631,10 @@ mod tests {
         assert_eq!(classify("logs/train.log"), Some(Kind::Logs));
         assert_eq!(classify("config/params.yaml"), Some(Kind::Config));
         assert_eq!(classify("data/train.parquet"), Some(Kind::Data));
+        // ONNX Model Zoo test data: samples (eval), not TensorFlow models
+        assert_eq!(classify("test_data_set_0/input_0.pb"), Some(Kind::Eval));
+        assert_eq!(classify("m/test_data_set_1/output_0.pb"), Some(Kind::Eval));
+        assert_eq!(classify("saved_model.pb"), Some(Kind::Model));
         assert_eq!(classify("train.py"), None);
         assert_eq!(classify("mlart.yaml"), None);
     }
