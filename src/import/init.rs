@@ -261,7 +261,7 @@ pub fn detect(dir: &Path, files: &[String]) -> Origin {
         Origin::Kitfile
     } else if dir.join(modelfile::MODELFILE).is_file() {
         Origin::Modelfile
-    } else if dir.join(mlflow::MLMODEL).is_file() {
+    } else if mlflow::model_dir(dir).is_some() {
         Origin::Mlflow
     } else if hf::detect(dir, files) {
         Origin::Huggingface
@@ -283,7 +283,7 @@ pub fn draft(dir: &Path, files: &[String], from: Option<Origin>) -> Result<(Orig
     };
     let d = match origin {
         Origin::Files => Draft::default(),
-        Origin::Mlflow if !dir.join(mlflow::MLMODEL).is_file() => return Err(missing("MLmodel")),
+        Origin::Mlflow if mlflow::model_dir(dir).is_none() => return Err(missing("MLmodel")),
         Origin::Mlflow => mlflow::import(dir)?,
         Origin::Huggingface if !dir.join("config.json").is_file() => {
             return Err(missing("config.json"))
