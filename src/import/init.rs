@@ -464,6 +464,12 @@ pub fn render(dir: &Path, opts: &InitOptions) -> Result<(String, InitResult)> {
             }
         }
     }
+    if let Some(u) = &d.base_model {
+        lineage.push(format!(
+            "base_model: {{uri: {}}}",
+            serde_json::to_string(u).unwrap_or_default()
+        ));
+    }
     let t = &d.training;
     if *t != Default::default() {
         lineage.push("training:".into());
