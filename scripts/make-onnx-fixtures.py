@@ -28,6 +28,12 @@ Schemas (mlart feature schema YAML): one per model (`<model>.yaml`, matching it)
   four_features.yaml for zipmap.onnx: 4 features where the model takes 3 columns
 Samples: zipmap_samples.json and multi_input_samples.json (inputs + the expected outputs, as
   ONNX Runtime computes them), zipmap_samples_wrong.json (one expected label changed).
+ONNX Model Zoo layout (a model folder with test_data_set_N/input_I.pb and output_I.pb, each a
+  serialized TensorProto):
+  reshape/model.onnx x float[N,6], shape int64[2] -> y float[rows,cols] = Reshape(x, shape)
+                     (allowzero=1): no synthetic `shape` fits, only real sample data
+  reshape/test_data_set_0, test_data_set_1: x and shape ([3, 4], then [4, 3]) as inputs and y
+                     as ONNX Runtime computes it (checked against numpy) as output
 """
 
 import hashlib
@@ -51,6 +57,7 @@ written = []
 
 
 def save_bytes(name, data):
+    os.makedirs(os.path.dirname(os.path.join(OUT, name)), exist_ok=True)
     with open(os.path.join(OUT, name), "wb") as f:
         f.write(data)
     written.append(name)
@@ -306,6 +313,8 @@ def external():
     """A model whose weights are in an external data file beside it."""
     from onnx import external_data_helper
 
+    if os.path.exists(os.path.join(OUT, "external.onnx.data")):
+        os.remove(os.path.join(OUT, "external.onnx.data"))  # written by appending
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])
     w = numpy_helper.from_array(
@@ -329,6 +338,31 @@ def invalid_graph():
     save_model("invalid_graph.onnx", m)
 
 
+def reshape():
+    """A model only real data can run: its `shape` input must hold a valid shape."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])
+    shape = helper.make_tensor_value_info("shape", TensorProto.INT64, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", "cols"])
+    m = helper_model([helper.make_node("Reshape", ["x", "shape"], ["y"], allowzero=1)], [x, shape], [y])
+    onnx.checker.check_model(m)
+    save_model("reshape/model.onnx", m)
+    data = m.SerializeToString()
+    for i, (n, to) in enumerate([(2, [3, 4]), (2, [4, 3])]):
+        feeds = {
+            "x": (np.arange(n * 6, dtype=np.float32) * 0.5 - 1.25 + i).reshape(n, 6),
+            "shape": np.array(to, dtype=np.int64),
+        }
+        out = run(data, feeds)
+        assert np.array_equal(out["y"], feeds["x"].reshape(to))
+        d = f"reshape/test_data_set_{i}/"
+        for j, (k, v) in enumerate(feeds.items()):
+            save_bytes(f"{d}input_{j}.pb", numpy_helper.from_array(v, k).SerializeToString())
+        save_bytes(f"{d}output_0.pb", numpy_helper.from_array(out["y"], "y").SerializeToString())
+        # what a reader of the files gets back is what ONNX Runtime computed
+        t = onnx.load_tensor(os.path.join(OUT, f"{d}output_0.pb"))
+        assert np.array_equal(numpy_helper.to_array(t), out["y"])
+
+
 def main():
     global OUT
     args = sys.argv[1:]
@@ -344,6 +378,7 @@ def main():
     nan()
     external()
     invalid_graph()
+    reshape()
     lines = []
     for name in sorted(written):
         with open(os.path.join(OUT, name), "rb") as f:

@@ -431,6 +431,14 @@ pub fn build_on<S: BlobSink>(
     if spec.image.is_some() && opts.form != Form::Image {
         warnings.push("the spec's `image:` settings apply to the image form only; ignored".into());
     }
+    if let Some(b) = spec
+        .lineage
+        .base_model
+        .as_ref()
+        .filter(|b| b.digest.is_none())
+    {
+        warnings.push(format!("base_model {} has no digest: the provenance names it but cannot pin its content; add `digest: sha256:…` to mlart.yaml", b.locator()));
+    }
     let metadata = Metadata {
         format_version: FORMAT_VERSION,
         name: spec.name.clone(),

@@ -320,6 +320,15 @@ fn make_file(
     };
     #[cfg(not(unix))]
     let executable = false;
+    // ONNX test data sets (`test_data_set_N/input_I.pb`) in a model folder or glob are the
+    // model's samples, not models (nor TensorFlow graphs): kind eval, where `validate BUNDLE`
+    // finds them beside the model. They are never metrics reports.
+    let test_data = crate::format::test_data::is_test_data(&rel);
+    let kind = if test_data && kind == Kind::Model && normalize(&entry.path) != rel {
+        Kind::Eval
+    } else {
+        kind
+    };
     let format = if kind == Kind::Model {
         entry.format.clone().or_else(|| detect_format(&abs, &rel))
     } else {
@@ -333,7 +342,7 @@ fn make_file(
         executable,
         format,
         framework: entry.framework.clone(),
-        metrics: entry.metrics,
+        metrics: entry.metrics && !test_data,
     })
 }
 
@@ -586,6 +595,49 @@ mod tests {
             ]
         );
         assert_eq!(files[3].format.as_deref(), Some("onnx"));
+    }
+
+    #[test]
+    fn test_data_sets_in_a_model_folder_are_eval_samples() {
+        let d = project(&[
+            ("resnet/model.onnx", "x"),
+            ("resnet/test_data_set_0/input_0.pb", "\x08\x01"),
+            ("resnet/test_data_set_0/output_0.pb", "\x08\x01"),
+            ("resnet/saved_model.pb", "x"),
+        ]);
+        let files = run(&d, "name: a\nversion: '1'\nmodel: [resnet/]\n").unwrap();
+        let got: Vec<_> = files
+            .iter()
+            .map(|f| (f.rel.as_str(), f.kind, f.format.as_deref(), f.metrics))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("resnet/model.onnx", Kind::Model, Some("onnx"), true),
+                (
+                    "resnet/saved_model.pb",
+                    Kind::Model,
+                    Some("tensorflow"),
+                    true
+                ),
+                ("resnet/test_data_set_0/input_0.pb", Kind::Eval, None, false),
+                (
+                    "resnet/test_data_set_0/output_0.pb",
+                    Kind::Eval,
+                    None,
+                    false
+                ),
+            ]
+        );
+        // listed under eval (as init writes them): kept, never read as metrics
+        let files = run(
+            &d,
+            "name: a\nversion: '1'\nmodel: [resnet/model.onnx]\neval: [resnet/test_data_set_0/]\n",
+        )
+        .unwrap();
+        assert!(files[1..]
+            .iter()
+            .all(|f| f.kind == Kind::Eval && !f.metrics));
     }
 
     #[test]

@@ -53,7 +53,12 @@ pub fn parse(rel: &str, bytes: &[u8]) -> Result<Metrics, NotMetrics> {
             flatten("", &v, &mut out);
         }
         "csv" => out = parse_csv(text)?,
-        _ => return Err(NotMetrics::Skip("not a JSON, CSV or YAML report".into())),
+        _ => match mlflow_metric_name(rel) {
+            Some(name) => {
+                out.insert(name, mlflow_last_value(text)?);
+            }
+            None => return Err(NotMetrics::Skip("not a JSON, CSV or YAML report".into())),
+        },
     }
     let numeric: Vec<String> = out.keys().filter(|k| is_numeric_name(k)).cloned().collect();
     if !numeric.is_empty() {
@@ -63,6 +68,50 @@ pub fn parse(rel: &str, bytes: &[u8]) -> Result<Metrics, NotMetrics> {
         return Err(NotMetrics::Skip("no numeric metric found".into()));
     }
     Ok(out)
+}
+
+/// The metric an MLflow metric file stands for: MLflow's file store keeps one file per metric,
+/// `<run or model>/metrics/<name>` (no extension; a name with `/` makes folders). None for
+/// other paths.
+pub fn mlflow_metric_name(rel: &str) -> Option<String> {
+    let (_, name) = rel
+        .rsplit_once("metrics/")
+        .filter(|(before, _)| before.is_empty() || before.ends_with('/'))?;
+    let base = name.rsplit('/').next().unwrap_or(name);
+    (!name.is_empty() && !base.contains('.')).then(|| name.to_string())
+}
+
+/// The last value logged in an MLflow metric file: one line per `log_metric` call,
+/// `timestamp value step` (MLflow 2 and runs), or `timestamp value step run_id` (MLflow 3's
+/// logged models), in the order they were logged (mlflow/store/tracking/file_store.py).
+pub fn mlflow_last_value(text: &str) -> Result<Option<f64>, NotMetrics> {
+    let mut last = None;
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let ok =
+            matches!(f.len(), 3 | 4) && f[0].parse::<i64>().is_ok() && f[2].parse::<i64>().is_ok();
+        let v = ok.then(|| parse_float(f[1])).flatten().ok_or_else(|| {
+            NotMetrics::Skip(format!(
+                "line {} is not an MLflow metric line (`timestamp value step`)",
+                i + 1
+            ))
+        })?;
+        last = Some(v);
+    }
+    last.ok_or_else(|| NotMetrics::Skip("an empty MLflow metric file".into()))
+}
+
+/// A float as MLflow writes it (Python's repr: `0.9`, `nan`, `inf`, `-inf`): None for a
+/// non-finite value (metrics hold null for those), Err-free: None inside Some.
+fn parse_float(s: &str) -> Option<Option<f64>> {
+    match s.to_ascii_lowercase().as_str() {
+        "nan" | "inf" | "-inf" | "infinity" | "-infinity" => Some(None),
+        _ => s.parse::<f64>().ok().filter(|v| v.is_finite()).map(Some),
+    }
 }
 
 fn flatten(prefix: &str, v: &Value, out: &mut Metrics) {
@@ -184,6 +233,33 @@ fn parse_csv(text: &str) -> Result<Metrics, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// As MLflow's file store writes them (mlflow 3.18: a run's `metrics/accuracy` after three
+    /// `log_metric` calls, a logged model's with the run id).
+    #[test]
+    fn mlflow_metric_files_give_their_last_value() {
+        let run = b"1796547537237 0.5 0\n1796547537238 0.75 1\n1796547537239 0.9 2\n";
+        let m = parse("metrics/accuracy", run).unwrap();
+        assert_eq!(m["accuracy"], Some(0.9));
+        let model = b"1796547552524 0.8 0 3ce0f7efa3ef4b7bb996e422a4f81418\n";
+        let m = parse("mlruns/0/models/m-1/metrics/val/f1", model).unwrap();
+        assert_eq!(m["val/f1"], Some(0.8));
+        assert_eq!(parse("metrics/loss", b"1 nan 0\n").unwrap()["loss"], None);
+        for (bad, why) in [
+            (&b""[..], "empty"),
+            (b"1 x 0\n", "line 1"),
+            (b"0.9\n", "line 1"),
+        ] {
+            match parse("metrics/a", bad) {
+                Err(NotMetrics::Skip(m)) => assert!(m.contains(why), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        // only files in a `metrics/` folder, without an extension
+        assert_eq!(mlflow_metric_name("eval/notes"), None);
+        assert_eq!(mlflow_metric_name("mymetrics/a"), None);
+        assert!(parse("metrics/a.txt", run).is_err());
+    }
 
     #[test]
     fn sklearn_classification_report_flattens() {

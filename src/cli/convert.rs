@@ -51,7 +51,7 @@ pub fn run(a: &Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
                 pb.inc(n)
             }
         },
-        &|t| pb.set_length(t),
+        &|t| super::set_total(&pb, t, json),
     )?;
     pb.finish_and_clear();
     let meta = pulled.metadata.clone().expect("pull returns the metadata");

@@ -48,6 +48,9 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
                 &a.registry.options(),
                 &|_, ev| {
                     if let mlart::store::BlobEvent::Bytes(n) = ev {
+                        // the total is not known ahead: what has been copied so far (no bar
+                        // until something is)
+                        super::set_total(&pb, pb.length().unwrap_or(0) + n, json);
                         pb.inc(n)
                     }
                 },

@@ -30,6 +30,7 @@ pub mod serve;
 pub mod sign;
 pub mod tags;
 pub mod validate;
+pub mod validate_bundle;
 pub mod verify;
 
 use mlart::Error;
@@ -125,11 +126,20 @@ pub fn status_word(passed: bool, skipped: bool) -> &'static str {
     }
 }
 
+/// A progress bar on stderr (hidden for `--json` and when stderr is not a terminal). It is
+/// drawn only once there is work: with a total of 0 it stays hidden until [`set_total`] gives
+/// one, so empty work never shows `0 B/0 B eta 8h`.
 pub fn progress_bar(total: u64, json: bool) -> indicatif::ProgressBar {
     if json || !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
-    let pb = indicatif::ProgressBar::new(total);
+    let pb = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::hidden(),
+    );
+    if total > 0 {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    }
     pb.set_style(
         indicatif::ProgressStyle::with_template(
             "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
@@ -138,6 +148,15 @@ pub fn progress_bar(total: u64, json: bool) -> indicatif::ProgressBar {
         .progress_chars("=> "),
     );
     pb
+}
+
+/// The total of a bar from [`progress_bar`], once the work is known: drawn from now on when
+/// there is something to transfer; nothing to transfer shows no bar.
+pub fn set_total(pb: &indicatif::ProgressBar, total: u64, json: bool) {
+    pb.set_length(total);
+    if total > 0 && !json && std::io::stderr().is_terminal() {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    }
 }
 
 /// A progress bar the library drives (`build::pipeline::Progress`): drawn from `start` on,

@@ -94,7 +94,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         tag.as_deref(),
         &opts,
         &|d, ev| cb(d, ev),
-        &|t| pb.set_length(t),
+        &|t| super::set_total(&pb, t, json),
     )?;
     pb.finish_and_clear();
     for w in &report.warnings {

@@ -72,7 +72,7 @@ pub fn push_with_progress(
         immutable,
         &args.options(),
         bars.callback(),
-        &|total| pb.set_length(total),
+        &|total| super::set_total(&pb, total, json),
     )?;
     pb.finish_and_clear();
     Ok(Summary {

@@ -76,7 +76,9 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             timeout: a.timeout,
         },
     };
-    let read_bundle = |t: &str, dir: &Path| bundle_models(t, a.tag.as_deref(), &a.registry, dir);
+    let read_bundle = |t: &str, dir: &Path| {
+        super::validate_bundle::bundle_models(t, a.tag.as_deref(), &a.registry, dir)
+    };
     let report = validate::validate_target(&req, &read_bundle, &announce(json))?;
     if let Some(f) = &a.report {
         validate::save_report(f, &report)?;
@@ -103,64 +105,6 @@ pub fn announce(json: bool) -> impl Fn(&str) {
     }
 }
 
-/// The models of a bundle: its metadata, and only its model files fetched (verified) into
-/// `tmp`. (Here, not in `check`: it takes the registry and extraction, and extraction itself
-/// uses `check` to verify signatures.)
-fn bundle_models(
-    target: &str,
-    tag: Option<&str>,
-    reg: &RegistryArgs,
-    tmp: &Path,
-) -> Result<(
-    Vec<validate::ModelInput>,
-    Option<mlart::format::feature_schema::FeatureSchema>,
-)> {
-    use mlart::extract::pull;
-    use mlart::format::reference::{self, Location};
-
-    let loc = reference::parse_location(target)?;
-    let (mut src, ltag) = mlart::store::registry::open_location(&loc, &reg.options())?;
-    let tag = tag.map(String::from).or(ltag);
-    let resolved = mlart::store::layout::resolve(src.as_mut(), tag.as_deref())?;
-    let meta = mlart::store::metadata::read_metadata(src.as_mut(), &resolved.manifest)?;
-    let out = tmp.join("models");
-    // Only the model files are fetched (all of them: an ONNX model may keep its weights in
-    // external data files beside it), and only when there is an ONNX model to run.
-    if meta
-        .models
-        .iter()
-        .any(|m| m.format.as_deref() == Some("onnx"))
-    {
-        let remote = match &loc {
-            Location::Registry { reference, .. } => Some(mlart::registry::Remote::new(
-                reference.clone(),
-                &reg.options(),
-            )?),
-            Location::Local { .. } => None,
-        };
-        let opts = pull::PullOptions {
-            strict: false,
-            out: out.clone(),
-            kinds: vec!["model".into()],
-            cache: remote.as_ref().and_then(|_| pull::default_cache()),
-            cancel: reg.cancel.clone(),
-            ..Default::default()
-        };
-        pull::pull(src.as_mut(), tag.as_deref(), &opts, &|_, _| {}, &|_| {})?;
-    }
-    let models = meta
-        .models
-        .iter()
-        .map(|m| validate::ModelInput {
-            path: m.path.clone(),
-            file: out.join(&m.path),
-            format: m.format.clone(),
-            samples: None,
-        })
-        .collect();
-    Ok((models, meta.schema))
-}
-
 /// The report for people.
 pub fn print_human(r: &Report) {
     for m in &r.models {
@@ -170,7 +114,9 @@ pub fn print_human(r: &Report) {
                 m.path,
                 m.reason.as_deref().unwrap_or("not run")
             );
-            continue;
+            if m.checks.is_empty() {
+                continue;
+            }
         }
         let mut facts = Vec::new();
         if let Some(v) = m.ir_version {
@@ -186,23 +132,25 @@ pub fn print_human(r: &Report) {
                     .join(", ")
             ));
         }
-        if let Some(p) = &m.producer {
+        if let Some(p) = m.producer.as_deref().filter(|p| !p.trim().is_empty()) {
             facts.push(format!("by {p}"));
         }
-        outln!(
-            "{}: {}{}",
-            m.path,
-            if m.passed == Some(true) {
-                "passed"
-            } else {
-                "FAILED"
-            },
-            if facts.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", facts.join("; "))
-            }
-        );
+        if m.validated {
+            outln!(
+                "{}: {}{}",
+                m.path,
+                if m.passed == Some(true) {
+                    "passed"
+                } else {
+                    "FAILED"
+                },
+                if facts.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", facts.join("; "))
+                }
+            );
+        }
         let io: Vec<Vec<String>> = m
             .inputs
             .iter()
@@ -245,17 +193,30 @@ pub fn print_human(r: &Report) {
         s.validated
     );
     if s.not_validated > 0 {
-        let formats: Vec<String> = r
+        let (onnx, other): (Vec<_>, Vec<_>) = r
             .models
             .iter()
             .filter(|m| !m.validated)
+            .partition(|m| m.format.as_deref() == Some("onnx"));
+        let formats: Vec<String> = other
+            .iter()
             .map(|m| m.format.clone().unwrap_or_else(|| "unknown".into()))
             .collect();
-        line.push_str(&format!(
-            "; {} model(s) NOT validated ({}): only ONNX models are run",
-            s.not_validated,
-            formats.join(", ")
-        ));
+        if !formats.is_empty() {
+            line.push_str(&format!(
+                "; {} model(s) NOT validated ({}): only ONNX models are run",
+                formats.len(),
+                formats.join(", ")
+            ));
+        }
+        if !onnx.is_empty() {
+            let paths: Vec<&str> = onnx.iter().map(|m| m.path.as_str()).collect();
+            line.push_str(&format!(
+                "; {} ONNX model(s) NOT validated ({}): synthetic input not valid for this model; add samples",
+                onnx.len(),
+                paths.join(", ")
+            ));
+        }
     }
     if let Some(rt) = &r.runtime {
         line.push_str(&format!(" [ONNX Runtime {}]", rt.version));

@@ -16,5 +16,6 @@ pub mod modelpack;
 pub mod platform;
 pub mod reference;
 pub mod signature;
+pub mod test_data;
 pub mod units;
 pub mod validation;

@@ -82,7 +82,9 @@ pub struct Draft {
     pub training: Training,
     /// Comment lines at the top of mlart.yaml (run ids, model ids, where a field came from).
     pub notes: Vec<String>,
-    /// YAML written commented out, for the user to finish (a base model without a digest).
+    /// `base_model:` as a URI (no digest: a README names a repository, not its content).
+    pub base_model: Option<String>,
+    /// YAML written commented out, for the user to finish.
     pub commented: Vec<String>,
     /// What did not map onto the spec: reported on stderr, in `--json`, and in the yaml.
     pub warnings: Vec<String>,

@@ -2,7 +2,7 @@
 //! architecture and precision; safetensors headers (the 8-byte length and the JSON header
 //! only, never the weights) -> parameter count and dtype; a sharded checkpoint with its index
 //! -> one model entry; tokenizer and generation configs -> `config`; the README's front
-//! matter -> license, datasets, base model (commented: it needs a digest), task.
+//! matter -> license, datasets, base model (a URI, no digest), task.
 
 use super::draft::{read_text, short, yaml_value, Draft, DraftEntry};
 use crate::error::{Error, IoContext, Result};
@@ -346,12 +346,18 @@ fn front_matter(dir: &Path, readme: &str, d: &mut Draft) -> Result<()> {
                 }
             }
             "base_model" => {
-                for b in list(v) {
-                    d.commented.push(format!(
-                        "base_model: {{uri: \"https://huggingface.co/{b}\", digest: \"sha256:<digest of its weights>\"}}"
+                // The spec has one base model: the first; a URI without digest (the README names
+                // a repository, not its content), so the provenance names it without pinning it.
+                let all = list(v);
+                if let Some(b) = all.first().filter(|b| !b.contains(char::is_whitespace)) {
+                    d.base_model = Some(format!("https://huggingface.co/{b}"));
+                    d.note(format!(
+                        "{readme}: base_model {b}: no digest (add `digest: sha256:…` to pin its content in the provenance)"
                     ));
+                }
+                for b in all.iter().skip(1) {
                     d.warn(format!(
-                        "{readme}: base_model {b:?}: a spec's base model is pinned by a digest; written commented out in mlart.yaml, add its digest to use it"
+                        "{readme}: base_model {b:?}: the spec has one base model (the first); not mapped"
                     ));
                 }
             }

@@ -84,6 +84,10 @@ pub fn classify(rel: &str) -> Option<Kind> {
     if base == "mlmodel" {
         return Some(Kind::Schema);
     }
+    // ONNX Model Zoo sample data beside a model: validation samples, kept as eval.
+    if crate::format::test_data::is_test_data(rel) {
+        return Some(Kind::Eval);
+    }
     if matches!(
         ext,
         "onnx"
@@ -257,7 +261,7 @@ pub fn detect(dir: &Path, files: &[String]) -> Origin {
         Origin::Kitfile
     } else if dir.join(modelfile::MODELFILE).is_file() {
         Origin::Modelfile
-    } else if dir.join(mlflow::MLMODEL).is_file() {
+    } else if mlflow::model_dir(dir).is_some() {
         Origin::Mlflow
     } else if hf::detect(dir, files) {
         Origin::Huggingface
@@ -279,7 +283,7 @@ pub fn draft(dir: &Path, files: &[String], from: Option<Origin>) -> Result<(Orig
     };
     let d = match origin {
         Origin::Files => Draft::default(),
-        Origin::Mlflow if !dir.join(mlflow::MLMODEL).is_file() => return Err(missing("MLmodel")),
+        Origin::Mlflow if mlflow::model_dir(dir).is_none() => return Err(missing("MLmodel")),
         Origin::Mlflow => mlflow::import(dir)?,
         Origin::Huggingface if !dir.join("config.json").is_file() => {
             return Err(missing("config.json"))
@@ -459,6 +463,12 @@ pub fn render(dir: &Path, opts: &InitOptions) -> Result<(String, InitResult)> {
                 )),
             }
         }
+    }
+    if let Some(u) = &d.base_model {
+        lineage.push(format!(
+            "base_model: {{uri: {}}}",
+            serde_json::to_string(u).unwrap_or_default()
+        ));
     }
     let t = &d.training;
     if *t != Default::default() {
@@ -645,6 +655,10 @@ mod tests {
         assert_eq!(classify("logs/train.log"), Some(Kind::Logs));
         assert_eq!(classify("config/params.yaml"), Some(Kind::Config));
         assert_eq!(classify("data/train.parquet"), Some(Kind::Data));
+        // ONNX Model Zoo test data: samples (eval), not TensorFlow models
+        assert_eq!(classify("test_data_set_0/input_0.pb"), Some(Kind::Eval));
+        assert_eq!(classify("m/test_data_set_1/output_0.pb"), Some(Kind::Eval));
+        assert_eq!(classify("saved_model.pb"), Some(Kind::Model));
         assert_eq!(classify("train.py"), None);
         assert_eq!(classify("mlart.yaml"), None);
     }

@@ -44,8 +44,59 @@ const FLAVORS: &[(&str, &str, &[&str], Option<&str>)] = &[
     ("h2o", "h2o", &["data"], Some("other")),
 ];
 
-/// Read the MLflow model in `dir` into a draft.
+/// Where the MLmodel of `dir` is: `""` (an MLflow model folder), `artifacts/` (an MLflow 3
+/// logged model as the file store keeps it: `models/<model_id>/{artifacts/MLmodel, metrics/,
+/// params/, meta.yaml}`) or `artifacts/<path>/` (an MLflow 2 run: `<run_id>/{artifacts/<path>/
+/// MLmodel, metrics/, params/, meta.yaml}`, with one logged model). None: not an MLflow folder.
+pub fn model_dir(dir: &Path) -> Option<String> {
+    if dir.join(MLMODEL).is_file() {
+        return Some(String::new());
+    }
+    let artifacts = dir.join("artifacts");
+    if artifacts.join(MLMODEL).is_file() {
+        return Some("artifacts/".into());
+    }
+    let mut found = std::fs::read_dir(&artifacts)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(MLMODEL).is_file())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string));
+    match (found.next(), found.next()) {
+        (Some(one), None) if super::draft::project_path(&one).is_some() => {
+            Some(format!("artifacts/{one}/"))
+        }
+        _ => None,
+    }
+}
+
+/// Read the MLflow model in `dir` (or in its `artifacts/`, [`model_dir`]) into a draft. An
+/// MLflow `metrics/` folder (one file per metric, `timestamp value step` lines) beside the
+/// model or in it is the `eval` kind: each metric is its last value logged.
 pub fn import(dir: &Path) -> Result<Draft> {
+    let prefix = model_dir(dir).unwrap_or_default();
+    let mut d = import_model(&dir.join(&prefix))?;
+    if !prefix.is_empty() {
+        for list in d.entries.values_mut() {
+            for e in list.iter_mut() {
+                e.path = format!("{prefix}{}", e.path);
+                e.samples = e.samples.take().map(|s| format!("{prefix}{s}"));
+            }
+        }
+        d.claimed = d.claimed.iter().map(|c| format!("{prefix}{c}")).collect();
+        d.note(format!("the MLflow model is in {prefix}"));
+    }
+    for m in [format!("{prefix}metrics"), "metrics".to_string()] {
+        if dir.join(&m).is_dir() && !d.covers(&format!("{m}/x")) {
+            d.add(Kind::Eval, DraftEntry::path(format!("{m}/")));
+            d.note(format!(
+                "{m}/: MLflow metric files (one per metric, a line per value logged): each metric is its last value logged"
+            ));
+        }
+    }
+    Ok(d)
+}
+
+fn import_model(dir: &Path) -> Result<Draft> {
     let path = dir.join(MLMODEL);
     let text = read_text(&path, MAX_MLMODEL, "MLflow MLmodel file")?;
     let doc = yaml_value(&path, &text)?;
@@ -240,6 +291,42 @@ mod tests {
         assert_eq!(m.samples.as_deref(), Some("input_example.json"));
         assert!(d.description.unwrap().contains("run abc123"));
         assert!(d.notes.iter().any(|n| n.contains("model_uuid: u-1")));
+    }
+
+    /// The folders of MLflow's file store (mlflow 3.18, `MLFLOW_ALLOW_FILE_STORE=true`): a
+    /// logged model `mlruns/<exp>/models/<model_id>/` holds `artifacts/MLmodel` and `metrics/`;
+    /// an MLflow 2 run `mlruns/<exp>/<run_id>/` holds `artifacts/<path>/MLmodel` and `metrics/`.
+    #[test]
+    fn file_store_folders_with_metrics() {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["artifacts/model", "metrics", "params"] {
+            std::fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        for (p, c) in [
+            (
+                "artifacts/model/MLmodel",
+                "flavors:\n  sklearn: {pickled_model: model.pkl}\n",
+            ),
+            ("artifacts/model/model.pkl", "x"),
+            ("metrics/accuracy", "1 0.5 0\n2 0.9 1\n"),
+            ("meta.yaml", "run_id: r\n"),
+        ] {
+            std::fs::write(t.path().join(p), c).unwrap();
+        }
+        assert_eq!(model_dir(t.path()).as_deref(), Some("artifacts/model/"));
+        let d = import(t.path()).unwrap();
+        assert_eq!(d.entries[&Kind::Model][0].path, "artifacts/model/model.pkl");
+        assert_eq!(d.entries[&Kind::Schema][0].path, "artifacts/model/MLmodel");
+        assert_eq!(d.entries[&Kind::Eval][0].path, "metrics/");
+        assert!(d.notes.iter().any(|n| n.contains("last value logged")));
+        // two models in artifacts/: not one MLflow model
+        std::fs::create_dir_all(t.path().join("artifacts/other")).unwrap();
+        std::fs::write(t.path().join("artifacts/other/MLmodel"), "flavors: {}\n").unwrap();
+        assert_eq!(model_dir(t.path()), None);
+        assert_eq!(
+            model_dir(&t.path().join("artifacts/model")).as_deref(),
+            Some("")
+        );
     }
 
     #[test]

@@ -263,6 +263,7 @@ pub fn serve(
             file: loaded.dir.join(&m.path),
             format: m.format.clone(),
             samples: None,
+            test_data: vec![],
         })
         .collect();
     // The smoke test of `validate`, before anything is reported ready.

@@ -108,7 +108,7 @@ pub(super) fn check(spec: &Spec, raw: RawLineage) -> Result<Lineage> {
             uri,
             digest,
         } = b.value;
-        let hint = "give `ref: registry/repo@sha256:…` (an OCI reference) or `uri: https://…` with `digest: sha256:<hex>`";
+        let hint = "give `ref: registry/repo@sha256:…` (an OCI reference) or `uri: https://…` (with `digest: sha256:<hex>` to pin it)";
         let pinned = match (&reference, &uri) {
             (Some(_), Some(_)) => {
                 return Err(spec.error_at(pos, "base_model has both `ref` and `uri`", hint))
@@ -147,20 +147,18 @@ pub(super) fn check(spec: &Spec, raw: RawLineage) -> Result<Lineage> {
                     "keep one of them, or make them agree",
                 ))
             }
-            (Some(d), _) | (None, Some(d)) => d,
-            (None, None) => {
-                return Err(spec.error_at(
-                    pos,
-                    "base_model has no digest: a base model is pinned by its content",
-                    hint,
-                ))
-            }
+            (Some(d), _) | (None, Some(d)) => Some(d),
+            // Allowed, as for datasets (a Hugging Face README's `base_model:` names a repo, not
+            // content): the provenance then names it without pinning it; `bundle` warns.
+            (None, None) => None,
         };
-        parse_digest(&digest).map_err(|m| spec.error_at(pos, format!("base_model: {m}"), hint))?;
+        if let Some(d) = &digest {
+            parse_digest(d).map_err(|m| spec.error_at(pos, format!("base_model: {m}"), hint))?;
+        }
         out.base_model = Some(BaseModel {
             reference,
             uri,
-            digest: Some(digest),
+            digest,
         });
     }
     if let Some(t) = raw.training {
@@ -238,6 +236,15 @@ mod tests {
         let t = s.lineage.training.unwrap();
         assert_eq!(t.parameters["epochs"], serde_json::json!(3));
         assert_eq!(t.task.as_deref(), Some("classification"));
+        // a base model named by URI only (a Hugging Face README's `base_model:`): allowed,
+        // unpinned; a bad digest is still an error
+        let s = parse("base_model: {uri: 'https://huggingface.co/org/base'}\n").unwrap();
+        let b = s.lineage.base_model.unwrap();
+        assert_eq!(
+            (b.locator(), b.digest.as_deref()),
+            ("https://huggingface.co/org/base", None)
+        );
+        assert!(parse("base_model: {uri: 'https://x', digest: 'sha256:00'}\n").is_err());
         // none given: empty, and `attest` is off
         let s = parse("").unwrap();
         assert!(s.lineage.is_empty() && !s.attest);
@@ -261,7 +268,6 @@ mod tests {
             ),
             ("datasets:\n  - {name: a}\n  - {name: a}\n", "listed twice"),
             ("datasets:\n  - {name: a, url: x}\n", "unknown field"),
-            ("base_model: {uri: 'https://hf.co/m'}\n", "no digest"),
             (
                 &format!("base_model: {{ref: 'r.io/a/b', uri: 'https://x', digest: '{d}'}}\n"),
                 "both",

@@ -165,10 +165,7 @@ fn huggingface_sharded_folder() {
     }
     let r = init_json(&h, "huggingface");
     let warnings = r["warnings"].to_string();
-    assert!(
-        warnings.contains("base_model") && warnings.contains("tags"),
-        "{warnings}"
-    );
+    assert!(warnings.contains("tags"), "{warnings}");
     let yaml = fs::read_to_string(h.join("mlart.yaml")).unwrap();
     for want in [
         "license: apache-2.0",
@@ -178,7 +175,9 @@ fn huggingface_sharded_folder() {
         "task: \"text-generation\"",
         "https://huggingface.co/datasets/tatsu-lab/alpaca",
         "model-*-of-*.safetensors",
-        "# base_model:",
+        // the README's base model, by URI (no digest), with a note saying so
+        "base_model: {uri: \"https://huggingface.co/meta-llama/Llama-3.2-1B\"}",
+        "base_model meta-llama/Llama-3.2-1B: no digest",
     ] {
         assert!(yaml.contains(want), "{want}:\n{yaml}");
     }
@@ -409,4 +408,49 @@ fn secrets_junk_and_gitignored_files_are_left_out_unless_listed() {
         md.contains("model/tls.key") && md.contains("model/sub/keep.txt"),
         "{md}"
     );
+}
+
+/// An MLflow logged model as the real mlflow's file store keeps it: `init` finds the model in
+/// `artifacts/` and the `metrics/` folder beside it, and the bundle's metrics are the last
+/// values logged, so `gate` can use them (#21).
+#[test]
+fn mlflow_metrics_folder_becomes_metrics() {
+    let t = tempfile::tempdir().unwrap();
+    if make("mlflow-run", t.path()).is_none() {
+        return;
+    }
+    let m = t.path().join("model");
+    assert!(m.join("artifacts/MLmodel").is_file() && m.join("metrics/accuracy").is_file());
+    let r = json_ok(mlart().arg("init").arg(&m));
+    assert_eq!(r["from"], "mlflow", "{r}");
+    assert_eq!(
+        r["sections"]["eval"],
+        serde_json::json!(["metrics/"]),
+        "{r}"
+    );
+    assert_eq!(
+        r["sections"]["schema"],
+        serde_json::json!(["artifacts/MLmodel"]),
+        "{r}"
+    );
+    let yaml = fs::read_to_string(m.join("mlart.yaml")).unwrap();
+    assert!(
+        yaml.contains("each metric is its last value logged"),
+        "{yaml}"
+    );
+    let out = t.path().join("b.oci");
+    let warnings = bundle(&m, &out);
+    assert!(!warnings.contains("no metrics read"), "{warnings}");
+    let meta = metadata(&out)["metadata"].clone();
+    assert_eq!(meta["metrics"]["accuracy"], 0.9, "{meta}");
+    assert_eq!(meta["metrics"]["f1"], 0.8, "{meta}");
+    // a gate on them
+    let policy = t.path().join("gates.yaml");
+    fs::write(
+        &policy,
+        "gates:\n  metrics:\n    - {metric: accuracy, min: 0.85}\n",
+    )
+    .unwrap();
+    let g = json_ok(mlart().arg("gate").arg(&out).arg("--policy").arg(&policy));
+    assert_eq!(g["passed"], true, "{g}");
 }

@@ -3,7 +3,7 @@
 mlflow.onnx), and a sharded Hugging Face checkpoint written by the real `safetensors` package
 with config files as transformers writes them.
 
-usage: python import_make.py mlflow-sklearn|mlflow-onnx|hf OUT_DIR
+usage: python import_make.py mlflow-sklearn|mlflow-onnx|mlflow-run|hf OUT_DIR
 """
 import json
 import os
@@ -27,6 +27,29 @@ def mlflow_sklearn(out):
     mlflow.sklearn.save_model(
         clf, out, signature=sig, input_example=x.head(3), serialization_format="cloudpickle"
     )
+
+
+def mlflow_run(out):
+    """A run logged to MLflow's file store (OUT/mlruns): a scikit-learn model logged, then its
+    metrics (accuracy three times, f1 once); OUT/model is the logged model's folder as the
+    store keeps it (mlruns/<experiment>/models/<model_id>: artifacts/MLmodel, metrics/, ...)."""
+    import glob
+    import shutil
+
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # the file store is what this layout is
+    import mlflow
+    import mlflow.sklearn
+
+    mlflow.set_tracking_uri("file://" + os.path.abspath(os.path.join(out, "mlruns")))
+    x, y, clf = iris()
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(clf, name="model", serialization_format="cloudpickle")
+        # metrics of the logged model (MLflow 3): a line per value in models/<id>/metrics/
+        for step, acc in enumerate([0.5, 0.75, 0.9]):
+            mlflow.log_metric("accuracy", acc, step=step, model_id=info.model_id)
+        mlflow.log_metric("f1", 0.8, model_id=info.model_id)
+    (model,) = glob.glob(os.path.join(out, "mlruns", "*", "models", "m-*"))
+    shutil.copytree(model, os.path.join(out, "model"))
 
 
 def mlflow_onnx(out):
@@ -101,4 +124,4 @@ def hf(out):
 
 if __name__ == "__main__":
     what, out = sys.argv[1], sys.argv[2]
-    {"mlflow-sklearn": mlflow_sklearn, "mlflow-onnx": mlflow_onnx, "hf": hf}[what](out)
+    {"mlflow-sklearn": mlflow_sklearn, "mlflow-onnx": mlflow_onnx, "mlflow-run": mlflow_run, "hf": hf}[what](out)

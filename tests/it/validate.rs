@@ -1098,7 +1098,7 @@ fn fixtures_are_reproducible() {
         assert_eq!(sha256_file(&fixtures().join(name)), hex, "{name}");
         listed += 1;
     }
-    assert_eq!(listed + 1, fs::read_dir(fixtures()).unwrap().count());
+    assert_eq!(listed + 1, tree_digests(&fixtures()).len());
     let Some(py) = python() else { return };
     let t = tempfile::tempdir().unwrap();
     let out = Command::new(py)
@@ -1113,4 +1113,291 @@ fn fixtures_are_reproducible() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(tree_digests(t.path()), tree_digests(&fixtures()));
+}
+
+/// The reshape fixture's folder (model.onnx and two ONNX Model Zoo test data sets) copied.
+fn reshape_copy() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    copy_tree(&fixtures().join("reshape"), t.path(), false);
+    t
+}
+
+/// Replace the last float32 of a TensorProto file written by numpy_helper (raw_data, field 9,
+/// is the last field): returns the value it had.
+fn set_last_float(pb: &Path, x: f32) -> f32 {
+    let mut b = fs::read(pb).unwrap();
+    let n = b.len();
+    let old = f32::from_le_bytes(b[n - 4..].try_into().unwrap());
+    b[n - 4..].copy_from_slice(&x.to_le_bytes());
+    fs::write(pb, b).unwrap();
+    old
+}
+
+/// A model only real data can run (its `shape` input must be a valid shape): the ONNX Model
+/// Zoo test data sets beside it are its samples; without them it is not validated, and not a
+/// failure either (#19 item 10).
+#[test]
+fn model_zoo_test_data_sets_are_samples() {
+    let Some(lib) = ort_lib("model_zoo_test_data_sets_are_samples") else {
+        return;
+    };
+    let (code, r) = validate_fixture(&lib, "reshape/model.onnx", &[]);
+    assert_eq!(code, 0, "{r}");
+    let m = &r["models"][0];
+    assert_eq!(
+        (m["validated"].clone(), m["passed"].clone()),
+        (true.into(), true.into()),
+        "{m}"
+    );
+    let samples = check(m, "samples")["message"].as_str().unwrap();
+    assert!(
+        samples
+            .contains("2 test data set(s) ran (reshape/test_data_set_0, reshape/test_data_set_1)")
+            && samples.contains("24 value(s) of y match"),
+        "{samples}"
+    );
+    let run1 = check(m, "run[batch=1]");
+    assert_eq!(run1["skipped"], true, "{run1}");
+    assert!(
+        run1["message"].as_str().unwrap().starts_with(
+            "synthetic input not valid for this model (its samples ran): the runtime failed"
+        ),
+        "{run1}"
+    );
+    assert_eq!(
+        r["samples"],
+        serde_json::json!(["reshape/test_data_set_0", "reshape/test_data_set_1"])
+    );
+    assert_eq!(m["producer"], "mlart-fixtures");
+
+    // only synthetic inputs: not validated, not failed, and it says what to do
+    let alone = tempfile::tempdir().unwrap();
+    fs::copy(
+        fixtures().join("reshape/model.onnx"),
+        alone.path().join("model.onnx"),
+    )
+    .unwrap();
+    let (code, r) = validate_fixture(&lib, alone.path().join("model.onnx").to_str().unwrap(), &[]);
+    assert_eq!(code, 0, "{r}");
+    let m = &r["models"][0];
+    assert_eq!(m["validated"], false, "{m}");
+    assert!(m["passed"].is_null(), "{m}");
+    assert!(
+        m["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("synthetic input not valid for this model; add samples"),
+        "{m}"
+    );
+    assert_eq!(check(m, "run[batch=7]")["skipped"], true);
+    assert_eq!(
+        (
+            r["summary"]["validated"].clone(),
+            r["summary"]["not_validated"].clone()
+        ),
+        (0.into(), 1.into())
+    );
+    let out = run(mlart_ort(&lib)
+        .arg("validate")
+        .arg(alone.path().join("model.onnx"))
+        .args(["--runs", "0"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && text.contains(
+                "model.onnx: NOT VALIDATED (synthetic input not valid for this model; add samples"
+            )
+            && text.contains("1 ONNX model(s) NOT validated"),
+        "{text}"
+    );
+    // a set given with --samples (one set folder)
+    let (code, r) = validate_fixture(
+        &lib,
+        alone.path().join("model.onnx").to_str().unwrap(),
+        &["--samples", "reshape/test_data_set_1"],
+    );
+    assert_eq!(code, 0, "{r}");
+    assert!(
+        check(&r["models"][0], "samples")["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 test data set(s) ran (reshape/test_data_set_1)"),
+        "{r}"
+    );
+}
+
+#[test]
+fn test_data_outputs_are_compared_with_tolerance() {
+    let Some(lib) = ort_lib("test_data_outputs_are_compared_with_tolerance") else {
+        return;
+    };
+    let t = reshape_copy();
+    let model = t.path().join("model.onnx");
+    let out0 = t.path().join("test_data_set_0/output_0.pb");
+    let was = set_last_float(&out0, 100.0);
+    let (code, r) = validate_fixture(&lib, model.to_str().unwrap(), &[]);
+    assert_eq!(code, 1, "{r}");
+    let c = check(&r["models"][0], "samples");
+    let msg = c["message"].as_str().unwrap();
+    assert_eq!(c["passed"], false);
+    assert!(
+        msg.contains("test_data_set_0: output \"y\" (output_0.pb): 1 of 12 value(s) differ by more than 0.0001 (max difference")
+            && msg.contains("at [2, 3]: ")
+            && msg.contains("expected 100)")
+            && !msg.contains("test_data_set_1"),
+        "{msg}"
+    );
+    // a small difference: the tolerance (--tolerance, default 1e-4) decides
+    set_last_float(&out0, was + 0.001);
+    let (code, r) = validate_fixture(&lib, model.to_str().unwrap(), &[]);
+    assert_eq!(code, 1, "{r}");
+    let (code, r) = validate_fixture(&lib, model.to_str().unwrap(), &["--tolerance", "0.01"]);
+    assert_eq!(code, 0, "{r}");
+    assert!(check(&r["models"][0], "samples")["message"]
+        .as_str()
+        .unwrap()
+        .contains("floats within 0.01"));
+    assert_eq!(r["settings"]["tolerance"], 0.01);
+}
+
+/// Hostile .pb files fail the samples check with the file named; nothing crashes.
+#[test]
+fn hostile_test_data_files_are_named() {
+    let Some(lib) = ort_lib("hostile_test_data_files_are_named") else {
+        return;
+    };
+    let t = reshape_copy();
+    let model = t.path().join("model.onnx");
+    let set = t.path().join("test_data_set_0");
+    let good = fs::read(set.join("input_1.pb")).unwrap();
+    let output = fs::read(set.join("output_0.pb")).unwrap();
+    let mut huge = vec![
+        0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+        0x01, 0x10, 0x01,
+    ];
+    huge.extend([0x4a, 0x04, 0, 0, 0, 0]); // raw_data: 4 bytes
+    for (bytes, want) in [
+        (
+            good[..good.len() - 5].to_vec(),
+            "input_1.pb: not an ONNX TensorProto",
+        ),
+        (
+            b"\xff\xff\xff\xff\xff".to_vec(),
+            "input_1.pb: not an ONNX TensorProto",
+        ),
+        (huge, "more than mlart's limit"),
+        (vec![], "input_1.pb: data_type is 0 (UNDEFINED)"),
+        // float32 [3, 4] (named y: bound by position) where the model takes int64 [2]
+        (
+            output.clone(),
+            "input_1.pb holds float32, the model's input \"shape\" is tensor(int64)[2]",
+        ),
+    ] {
+        fs::write(set.join("input_1.pb"), &bytes).unwrap();
+        let (code, r) = validate_fixture(&lib, model.to_str().unwrap(), &[]);
+        assert_eq!(code, 1, "{want}: {r}");
+        let msg = check(&r["models"][0], "samples")["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            msg.contains("test_data_set_0: ") && msg.contains(want),
+            "{want}: {msg}"
+        );
+    }
+    // raw_data shorter than the dims say
+    fs::write(set.join("input_1.pb"), &good).unwrap();
+    let mut short = output.clone();
+    short.truncate(output.len() - 4);
+    assert_eq!(short[10], 48, "raw_data's length byte");
+    short[10] = 44;
+    fs::write(set.join("output_0.pb"), &short).unwrap();
+    let (code, r) = validate_fixture(&lib, model.to_str().unwrap(), &[]);
+    assert_eq!(code, 1, "{r}");
+    let msg = check(&r["models"][0], "samples")["message"]
+        .as_str()
+        .unwrap();
+    assert!(
+        msg.contains("output_0.pb: raw_data holds 44 bytes, and dims [3, 4] of float32 need 48"),
+        "{msg}"
+    );
+}
+
+/// `init` keeps the test data sets with the model (eval), `bundle` carries them, and
+/// `validate BUNDLE` runs them: fetched with the model, nothing else.
+#[test]
+fn validate_bundle_uses_its_test_data() {
+    let Some(lib) = ort_lib("validate_bundle_uses_its_test_data") else {
+        return;
+    };
+    let t = reshape_copy();
+    let init = json_ok(
+        mlart()
+            .arg("init")
+            .arg(t.path())
+            .args(["--name", "reshape"]),
+    );
+    assert_eq!(
+        init["sections"]["model"],
+        serde_json::json!(["model.onnx"]),
+        "{init}"
+    );
+    assert_eq!(
+        init["sections"]["eval"],
+        serde_json::json!(["test_data_set_0/", "test_data_set_1/"]),
+        "{init}"
+    );
+    let layout = t.path().join("build/reshape.oci");
+    let b = json_ok(
+        mlart_ort(&lib)
+            .current_dir(t.path())
+            .arg("bundle")
+            .arg("-o")
+            .arg(&layout)
+            .arg("--validate"),
+    );
+    assert!(
+        b["warnings"]
+            .as_array()
+            .map(|w| w.is_empty())
+            .unwrap_or(true),
+        "no metrics warnings for .pb: {b}"
+    );
+    let meta = json_ok(mlart().arg("inspect").arg(&layout))["metadata"].clone();
+    assert_eq!(
+        meta["validation"]["samples"],
+        serde_json::json!(["test_data_set_0", "test_data_set_1"]),
+        "{meta}"
+    );
+    assert_eq!(meta["validation"]["models"][0]["passed"], true);
+    let kinds: Vec<(String, String)> = meta["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("test_data_set_1/output_0.pb".into(), "eval".into())),
+        "{kinds:?}"
+    );
+    let (code, r) = run_json(
+        mlart_ort(&lib)
+            .args(["validate", "--runs", "0"])
+            .arg(&layout),
+    );
+    assert_eq!(code, 0, "{r}");
+    let m = &r["models"][0];
+    assert_eq!(m["passed"], true, "{m}");
+    assert!(
+        check(m, "samples")["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 test data set(s) ran (test_data_set_0, test_data_set_1)"),
+        "{m}"
+    );
 }

@@ -1,7 +1,7 @@
 //! Checks on the values a model returned: finite numbers, declared shapes, schema categories,
 //! expected sample outputs. Pure: the runtime turns its outputs into [`OutValue`]s first.
 
-use super::inputs::json_tensor;
+use super::inputs::{json_tensor, typed, Values};
 use super::types::{Dim, ValueKind};
 
 /// An output, copied out of the runtime.
@@ -214,61 +214,115 @@ pub fn compare_expected(
         return Ok(m.len());
     }
     let (eshape, eflat) = json_tensor(expected)?;
+    let dtype = match v {
+        OutValue::Float { .. } => "float64",
+        OutValue::Int { .. } => "int64",
+        OutValue::UInt { .. } => "uint64",
+        OutValue::Bool { .. } => "bool",
+        OutValue::Str { .. } => "string",
+        other => return Err(format!("{} cannot be compared", other.describe())),
+    };
+    let values = typed(&eflat, dtype).map_err(|e| format!("expected: {e}"))?;
+    compare_tensor(v, &eshape, &values, tolerance)
+}
+
+/// Compare a tensor output with expected values of its element family: floats within
+/// `tolerance` (absolute), the rest exactly. Ok(number of values compared), or how many differ,
+/// the largest difference and where.
+pub fn compare_tensor(
+    v: &OutValue,
+    eshape: &[usize],
+    expected: &Values,
+    tolerance: f64,
+) -> Result<usize, String> {
     let shape = v
         .shape()
         .ok_or_else(|| format!("{} cannot be compared", v.describe()))?;
     // A [N] output may be given as [N] or [N, 1] and vice versa: compare element counts when
     // the shapes differ only by dimensions of 1.
     let squeeze = |s: &[usize]| s.iter().copied().filter(|d| *d != 1).collect::<Vec<_>>();
-    if eshape != shape && squeeze(&eshape) != squeeze(shape) {
+    if eshape != shape && squeeze(eshape) != squeeze(shape) {
         return Err(format!("shape {shape:?}, expected {eshape:?}"));
     }
-    let at = |i: usize| index(shape, i);
-    match v {
-        OutValue::Float { data, .. } => {
-            for (i, (x, e)) in data.iter().zip(&eflat).enumerate() {
-                let e = e
-                    .as_f64()
-                    .ok_or_else(|| format!("expected {e} at {} is not a number", at(i)))?;
-                if !within(*x, e, tolerance) {
-                    return Err(format!(
-                        "{x} at {}, expected {e} (tolerance {tolerance})",
-                        at(i)
-                    ));
-                }
-            }
+    let n = expected.len();
+    // exact comparisons: how many differ, and the first
+    fn exact<T: PartialEq + std::fmt::Debug>(
+        shape: &[usize],
+        a: &[T],
+        e: &[T],
+    ) -> Result<usize, String> {
+        let bad: Vec<usize> = (0..a.len().min(e.len()))
+            .filter(|i| a[*i] != e[*i])
+            .collect();
+        match bad.first() {
+            None => Ok(e.len()),
+            Some(i) => Err(format!(
+                "{} of {} value(s) differ (first at {}: {:?}, expected {:?})",
+                bad.len(),
+                e.len(),
+                index(shape, *i),
+                a[*i],
+                e[*i]
+            )),
         }
-        OutValue::Int { data, .. } => {
-            for (i, (x, e)) in data.iter().zip(&eflat).enumerate() {
-                if e.as_i64() != Some(*x) {
-                    return Err(format!("{x} at {}, expected {e}", at(i)));
-                }
-            }
-        }
-        OutValue::UInt { data, .. } => {
-            for (i, (x, e)) in data.iter().zip(&eflat).enumerate() {
-                if e.as_u64() != Some(*x) {
-                    return Err(format!("{x} at {}, expected {e}", at(i)));
-                }
-            }
-        }
-        OutValue::Bool { data, .. } => {
-            for (i, (x, e)) in data.iter().zip(&eflat).enumerate() {
-                if e.as_bool() != Some(*x) {
-                    return Err(format!("{x} at {}, expected {e}", at(i)));
-                }
-            }
-        }
-        OutValue::Str { data, .. } => {
-            for (i, (x, e)) in data.iter().zip(&eflat).enumerate() {
-                if e.as_str() != Some(x.as_str()) {
-                    return Err(format!("{x:?} at {}, expected {e}", at(i)));
-                }
-            }
-        }
-        _ => unreachable!("tensors only"),
     }
-    Ok(eflat.len())
+    match (v, expected) {
+        (OutValue::Float { data, .. }, Values::Float(e)) => {
+            let mut bad = 0;
+            let mut worst: Option<(usize, f64)> = None;
+            for (i, (x, y)) in data.iter().zip(e).enumerate() {
+                let d = (x - y).abs();
+                if within(*x, *y, tolerance) {
+                    continue;
+                }
+                bad += 1;
+                // NaN (a NaN on either side) is the worst difference
+                if worst.is_none_or(|(_, w)| !w.is_nan() && (d.is_nan() || d > w)) {
+                    worst = Some((i, d));
+                }
+            }
+            match worst {
+                None => Ok(n),
+                Some((i, d)) => Err(format!(
+                    "{bad} of {n} value(s) differ by more than {tolerance} (max difference {d} at {}: {}, expected {})",
+                    index(shape, i),
+                    data[i],
+                    e[i]
+                )),
+            }
+        }
+        (OutValue::Int { data, .. }, Values::Int(e)) => exact(shape, data, e),
+        (OutValue::UInt { data, .. }, Values::UInt(e)) => exact(shape, data, e),
+        // signed against unsigned: both widened
+        (OutValue::Int { data, .. }, Values::UInt(e)) => exact(shape, &wide(data), &wide(e)),
+        (OutValue::UInt { data, .. }, Values::Int(e)) => exact(shape, &wide(data), &wide(e)),
+        (OutValue::Bool { data, .. }, Values::Bool(e)) => exact(shape, data, e),
+        (OutValue::Str { data, .. }, Values::Str(e)) => exact(shape, data, e),
+        (v, e) => Err(format!(
+            "the model gave {} values, the expected ones are {}",
+            family_name(v),
+            match e {
+                Values::Float(_) => "floats",
+                Values::Int(_) | Values::UInt(_) => "integers",
+                Values::Bool(_) => "bools",
+                Values::Str(_) => "strings",
+            }
+        )),
+    }
+}
+
+fn wide<T: Copy + Into<i128>>(v: &[T]) -> Vec<i128> {
+    v.iter().map(|x| (*x).into()).collect()
+}
+
+fn family_name(v: &OutValue) -> &'static str {
+    match v {
+        OutValue::Float { .. } => "float",
+        OutValue::Int { .. } | OutValue::UInt { .. } => "integer",
+        OutValue::Bool { .. } => "bool",
+        OutValue::Str { .. } => "string",
+        _ => "non-tensor",
+    }
 }
 
 #[cfg(test)]
@@ -337,6 +391,29 @@ mod tests {
         );
         let e = compare_expected(&v, &json!([[0.1, 0.2], [0.3, 0.5]]), 1e-4).unwrap_err();
         assert!(e.contains("[1, 1]") && e.contains("0.5"), "{e}");
+        // every difference counted, the largest named
+        let e = compare_expected(&v, &json!([[0.1, 0.25], [0.3, 1.4]]), 1e-4).unwrap_err();
+        assert!(
+            e.starts_with("2 of 4 value(s) differ by more than 0.0001 (max difference 0.99")
+                && e.contains("at [1, 1]: 0.4, expected 1.4"),
+            "{e}"
+        );
+        // the tolerance decides
+        assert_eq!(
+            compare_expected(&v, &json!([[0.1, 0.25], [0.3, 0.4]]), 0.1),
+            Ok(4)
+        );
+        let e = compare_tensor(&v, &[2, 2], &Values::Int(vec![0, 0, 0, 1]), 1.0).unwrap_err();
+        assert!(e.contains("float values") && e.contains("integers"), "{e}");
+        let i = OutValue::Int {
+            shape: vec![2],
+            data: vec![1, -2],
+        };
+        let e = compare_tensor(&i, &[2], &Values::UInt(vec![1, 2]), 0.0).unwrap_err();
+        assert!(
+            e.contains("1 of 2 value(s) differ (first at [1]: -2, expected 2)"),
+            "{e}"
+        );
         assert!(compare_expected(&v, &json!([0.1, 0.2]), 1e-4)
             .unwrap_err()
             .contains("shape"));

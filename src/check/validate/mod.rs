@@ -26,7 +26,11 @@ mod library;
 pub mod plan;
 #[cfg(feature = "validate")]
 mod runtime;
+#[cfg(feature = "validate")]
+mod samples;
 mod target;
+#[cfg(feature = "validate")]
+mod tensor_proto;
 #[cfg(feature = "validate")]
 mod tensors;
 pub mod worker;
@@ -72,6 +76,128 @@ pub struct ModelInput {
     pub format: Option<String>,
     /// Sample inputs and expected outputs for this model.
     pub samples: Option<std::sync::Arc<SamplesFile>>,
+    /// ONNX Model Zoo test data sets (`test_data_set_N/input_I.pb`, `output_I.pb`) for this
+    /// model: those beside it, or given as its samples.
+    pub test_data: Vec<SampleSet>,
+}
+
+/// One test data set of a model (`test_data_set_N/`, format/test_data.rs): its `.pb` files,
+/// read (and checked) where the model runs.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SampleSet {
+    /// As named in the report: the set's folder, as the project, bundle or command line names it.
+    pub name: String,
+    pub inputs: Vec<PathBuf>,
+    pub outputs: Vec<PathBuf>,
+}
+
+impl SampleSet {
+    /// The sets the paths of `test_data::sets_beside`/`sets_in` name, their files at `abs(rel)`.
+    pub fn from_paths(
+        sets: Vec<crate::format::test_data::TestDataSet>,
+        abs: impl Fn(&str) -> PathBuf,
+    ) -> Vec<SampleSet> {
+        sets.into_iter()
+            .map(|s| SampleSet {
+                name: s.dir,
+                inputs: s.inputs.iter().map(|f| abs(f)).collect(),
+                outputs: s.outputs.iter().map(|f| abs(f)).collect(),
+            })
+            .collect()
+    }
+}
+
+/// The files of `dir` and of its `test_data_set_*` folders (relative, `/`-separated): what the
+/// test data convention looks at on disk.
+fn listing(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let names = |d: &Path| -> Result<Vec<(String, bool)>> {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir(d).ctx("reading", d)? {
+            let e = e.ctx("reading", d)?;
+            if let Some(n) = e.file_name().to_str() {
+                v.push((n.to_string(), e.path().is_dir()));
+            }
+        }
+        Ok(v)
+    };
+    for (n, is_dir) in names(dir)? {
+        if !is_dir {
+            out.push(n);
+        } else if n.starts_with("test_data_set_") {
+            for (f, sub) in names(&dir.join(&n))? {
+                if !sub {
+                    out.push(format!("{n}/{f}"));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The test data sets beside a model file on disk (`mlart validate path/model.onnx`).
+pub fn sets_beside_file(model: &Path) -> Result<Vec<SampleSet>> {
+    let dir = match model.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Some(name) = model.file_name().and_then(|n| n.to_str()) else {
+        return Ok(vec![]);
+    };
+    let files = listing(&dir)?;
+    let sets = crate::format::test_data::sets_beside(name, files.iter().map(String::as_str));
+    let shown = |rel: &str| model.with_file_name(rel).display().to_string();
+    Ok(SampleSet::from_paths(sets, |rel| dir.join(rel))
+        .into_iter()
+        .map(|mut s| {
+            s.name = shown(&s.name);
+            s
+        })
+        .collect())
+}
+
+/// Test data sets given as samples (`--samples DIR`, `samples: DIR/`): DIR is one
+/// `test_data_set_N` folder, or a folder holding them. None of them is an input error.
+pub fn load_sample_dir(dir: &Path, name: &str) -> Result<Vec<SampleSet>> {
+    use crate::format::test_data::sets_in;
+    let own = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| n.starts_with("test_data_set_"));
+    let sets = match (own, dir.parent()) {
+        (Some(own), Some(parent)) => {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            let sets = sets_in("", listing(parent)?.iter().map(String::as_str));
+            SampleSet::from_paths(sets.into_iter().filter(|s| s.dir == own).collect(), |rel| {
+                parent.join(rel)
+            })
+        }
+        _ => SampleSet::from_paths(
+            sets_in("", listing(dir)?.iter().map(String::as_str)),
+            |rel| dir.join(rel),
+        ),
+    };
+    if sets.is_empty() {
+        return Err(Error::input(format!(
+            "{name} holds no test data set: give a samples JSON file, or a folder `test_data_set_N` with input_0.pb, input_1.pb, … (and output_0.pb, … to compare), or a folder holding such folders (the ONNX Model Zoo layout)"
+        )));
+    }
+    let trimmed = name.trim_end_matches('/');
+    Ok(sets
+        .into_iter()
+        .map(|mut s| {
+            s.name = if own.is_some() {
+                trimmed.to_string()
+            } else {
+                format!("{trimmed}/{}", s.name)
+            };
+            s
+        })
+        .collect())
 }
 
 /// How to validate.
@@ -333,8 +459,17 @@ pub fn schema_of_files(files: &[SourceFile]) -> Result<Option<FeatureSchema>> {
     Ok(None)
 }
 
-/// The models of a spec (its `model:` files), with the samples its entries declare.
+/// The models of a spec (its `model:` files), with the samples its entries declare, else
+/// the test data sets the spec bundles beside them (format/test_data.rs).
 pub fn models_of_spec(spec: &Spec, files: &[SourceFile]) -> Result<Vec<ModelInput>> {
+    let rels: Vec<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+    let abs = |rel: &str| {
+        files
+            .iter()
+            .find(|f| f.rel == rel)
+            .map(|f| f.abs.clone())
+            .unwrap_or_else(|| spec.root.join(rel))
+    };
     let mut out: Vec<ModelInput> = files
         .iter()
         .filter(|f| f.kind == Kind::Model)
@@ -343,6 +478,13 @@ pub fn models_of_spec(spec: &Spec, files: &[SourceFile]) -> Result<Vec<ModelInpu
             file: f.abs.clone(),
             format: f.format.clone(),
             samples: None,
+            test_data: match f.format.as_deref() {
+                Some("onnx") => SampleSet::from_paths(
+                    crate::format::test_data::sets_beside(&f.rel, rels.iter().copied()),
+                    abs,
+                ),
+                _ => vec![],
+            },
         })
         .collect();
     out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -364,11 +506,16 @@ pub fn models_of_spec(spec: &Spec, files: &[SourceFile]) -> Result<Vec<ModelInpu
                 ));
             };
             let abs = spec.root.join(s);
-            let samples = load_samples(&abs, s).map_err(|err| match err {
+            let at = |err| match err {
                 Error::Input(m) => spec.error_at(e.pos, format!("samples: {m}"), ""),
                 other => other,
-            })?;
-            m.samples = Some(std::sync::Arc::new(samples));
+            };
+            if abs.is_dir() {
+                m.test_data = load_sample_dir(&abs, s).map_err(at)?;
+                continue;
+            }
+            m.samples = Some(std::sync::Arc::new(load_samples(&abs, s).map_err(at)?));
+            m.test_data.clear();
         }
     }
     Ok(out)
@@ -438,7 +585,14 @@ pub fn validate(
     let samples_files: Vec<String> = {
         let mut v: Vec<String> = models
             .iter()
-            .filter_map(|m| m.samples.as_ref().map(|s| s.file.clone()))
+            .flat_map(|m| {
+                let sets = m.test_data.iter().map(|s| s.name.clone());
+                m.samples
+                    .as_ref()
+                    .map(|s| s.file.clone())
+                    .into_iter()
+                    .chain(sets)
+            })
             .collect();
         v.dedup();
         v

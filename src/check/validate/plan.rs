@@ -167,6 +167,19 @@ pub fn bind_positional(sig: &ModelSig, schema: &FeatureSchema) -> Option<Feature
     Some(s)
 }
 
+/// Are some synthetic values mlart's defaults rather than the schema's (no schema, or a
+/// feature without `range` or `categories`)? Then a model that refuses them may be fine:
+/// defaults cannot be valid shape tensors, split sizes or indices.
+pub fn has_default_values(plans: &[InputPlan]) -> bool {
+    let default = |f: Option<&Feature>| {
+        f.is_none_or(|f| f.range.is_none() && f.categories.as_ref().is_none_or(|c| c.is_empty()))
+    };
+    plans.iter().any(|p| match &p.domains {
+        Domains::One(f) => default(*f),
+        Domains::Columns(fs) => fs.iter().any(|f| default(Some(f))),
+    })
+}
+
 /// Compare the model with the schema and plan the synthetic inputs.
 pub fn compare<'a>(sig: &ModelSig, schema: Option<&'a FeatureSchema>) -> Comparison<'a> {
     let mut unsupported = Vec::new();
@@ -570,6 +583,9 @@ mod tests {
         let s = schema("features:\n  - {name: x, dtype: float32, shape: [5, 4]}\n  - {name: ids, dtype: int64, shape: [-1], range: {min: -500, max: 500}}\n");
         let c = compare(&sig, Some(&s));
         assert!(c.inputs.passed, "{}", c.inputs.message);
+        assert!(has_default_values(&c.plans), "x has no range");
+        let s = schema("features:\n  - {name: x, dtype: float32, shape: [5, 4], range: {min: 0, max: 1}}\n  - {name: ids, dtype: int64, shape: [-1], categories: [1, 2]}\n");
+        assert!(!has_default_values(&compare(&sig, Some(&s)).plans));
         let syms = batch_symbols(&c.plans);
         assert_eq!(shape_for(&c.plans[0], 64, &syms), vec![64, 5, 4]);
         assert_eq!(shape_for(&c.plans[1], 64, &syms), vec![2, 64]);
@@ -630,6 +646,7 @@ mod tests {
         };
         let c = compare(&sig, None);
         assert!(c.inputs.skipped && c.outputs.skipped);
+        assert!(has_default_values(&c.plans));
         assert_eq!(c.unsupported.len(), 1);
         assert!(!is_batched(&c.plans));
     }

@@ -6,22 +6,25 @@
 //! inside `catch_unwind` as a last line of defence: `ort` has `unreachable!`/`expect` paths
 //! for types it does not know; a panic there becomes a failed check, not a crash.
 
-use super::check::{self, OutValue};
+use super::check;
 use super::inputs;
 use super::library::{checked_library, version_of, HOW};
 use super::plan::{self, ModelSig};
-use super::tensors::{feeds_for, kind_of, run, run_raw, tensor, MAX_ELEMENTS};
-use super::types::{Check, Dim, Latency, ModelReport, Percentiles, RuntimeInfo, ValueKind};
-use super::{ModelInput, Options, SamplesFile};
+use super::tensors::{feeds_for, kind_of, run, run_raw};
+use super::types::{Check, Latency, ModelReport, Percentiles, RuntimeInfo};
+use super::{samples, ModelInput, Options};
 use crate::error::{Error, Result};
 use crate::format::feature_schema::FeatureSchema;
 use ort::session::Session;
 use ort::value::DynValue;
-use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
+
+/// Why an ONNX model that only synthetic inputs could be run on, and they did not suit it, is
+/// not validated.
+pub const NO_SAMPLES: &str = "synthetic input not valid for this model; add samples (test_data_set_N/input_I.pb and output_I.pb beside it, the ONNX Model Zoo layout, or `samples:`)";
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
@@ -150,7 +153,15 @@ impl Runtime {
                 r
             }
         };
-        r.passed = Some(r.checks.iter().all(|c| c.passed));
+        let passed = r.checks.iter().all(|c| c.passed);
+        if r.reason.is_some() && passed {
+            // Loaded and checked, but never run on inputs that suit it: not validated.
+            r.validated = false;
+            r.passed = None;
+        } else {
+            r.reason = None;
+            r.passed = Some(passed);
+        }
         r
     }
 
@@ -175,7 +186,13 @@ impl Runtime {
             "load",
             format!("loaded by ONNX Runtime {}", self.version),
         ));
-        r.producer = session.metadata().ok().and_then(|md| md.producer());
+        // An empty producer name is no producer (it printed `by )`).
+        r.producer = session
+            .metadata()
+            .ok()
+            .and_then(|md| md.producer())
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty());
         let sig = ModelSig {
             inputs: session
                 .inputs()
@@ -198,6 +215,11 @@ impl Runtime {
         let mut finite_problems: Vec<String> = Vec::new();
         let mut runs_done = 0usize;
         let mut latency_feeds: Option<Vec<(String, DynValue)>> = None;
+        // Synthetic runs the model refused (a runtime error) or answered with outputs of
+        // other shapes than declared: their checks, by index. Shape tensors, split sizes and
+        // data-dependent shapes are such inputs that synthetic values cannot satisfy.
+        let mut unsuitable: Vec<usize> = Vec::new();
+        let mut synthetic_passed = 0usize;
         if !cmp.unsupported.is_empty() {
             r.checks.push(Check::skip(
                 "run",
@@ -227,11 +249,12 @@ impl Runtime {
                 match run(&mut session, &feeds) {
                     Ok(outs) => {
                         runs_done += 1;
+                        let mut shape_problems = Vec::new();
                         let mut problems = Vec::new();
                         for (o, v) in &outs {
                             if let Some((_, k)) = sig.outputs.iter().find(|(n, _)| n == o) {
                                 if let Some(p) = check::shape_mismatch(v, k) {
-                                    problems.push(format!("output {o:?} {p}"));
+                                    shape_problems.push(format!("output {o:?} {p}"));
                                 }
                             }
                             if let Some(cats) = schema
@@ -251,7 +274,12 @@ impl Runtime {
                             .map(|(o, v)| format!("{o} {}", v.describe()))
                             .collect::<Vec<_>>()
                             .join(", ");
+                        if problems.is_empty() && !shape_problems.is_empty() {
+                            unsuitable.push(r.checks.len());
+                        }
+                        problems.extend(shape_problems);
                         r.checks.push(if problems.is_empty() {
+                            synthetic_passed += 1;
                             Check::pass(name, format!("inputs {shapes} -> {desc}"))
                         } else {
                             Check::fail(name, format!("inputs {shapes}: {}", problems.join("; ")))
@@ -260,18 +288,58 @@ impl Runtime {
                             latency_feeds = Some(feeds);
                         }
                     }
-                    Err(e) => r.checks.push(Check::fail(
-                        name,
-                        format!("the runtime failed on synthetic inputs {shapes}: {e}"),
-                    )),
+                    Err(e) => {
+                        unsuitable.push(r.checks.len());
+                        r.checks.push(Check::fail(
+                            name,
+                            format!("the runtime failed on synthetic inputs {shapes}: {e}"),
+                        ))
+                    }
                 }
             }
         }
-        if let Some(s) = &m.samples {
-            let (c, ran) =
-                samples_check(&mut session, &sig, s, opts.tolerance, &mut finite_problems);
-            runs_done += ran as usize;
-            r.checks.push(c);
+        let sampled = match (&m.samples, m.test_data.is_empty()) {
+            (Some(s), _) => Some(samples::json_samples(
+                &mut session,
+                &sig,
+                s,
+                opts.tolerance,
+                &mut finite_problems,
+            )),
+            (None, false) => Some(samples::test_data_sets(
+                &mut session,
+                &sig,
+                &m.test_data,
+                opts.tolerance,
+                &mut finite_problems,
+            )),
+            (None, true) => None,
+        };
+        let samples_passed = sampled.as_ref().map(|s| s.check.passed);
+        if let Some(s) = sampled {
+            runs_done += s.runs;
+            latency_feeds = latency_feeds.or(s.feeds);
+            r.checks.push(s.check);
+        }
+        // Every synthetic run refused, on values mlart made up: they do not suit this model.
+        // Not a failure: the samples decide; without samples the model is not validated.
+        // (Values the schema describes are not guesses: refusing those is a failure.)
+        if synthetic_passed == 0
+            && !unsuitable.is_empty()
+            && samples_passed != Some(false)
+            && plan::has_default_values(&cmp.plans)
+        {
+            let why = match samples_passed {
+                Some(_) => "synthetic input not valid for this model (its samples ran)",
+                None => {
+                    r.reason = Some(NO_SAMPLES.into());
+                    "synthetic input not valid for this model; add samples"
+                }
+            };
+            for i in unsuitable {
+                let c = &r.checks[i];
+                r.checks[i] = Check::skip(c.name.clone(), format!("{why}: {}", c.message));
+            }
         }
         if runs_done > 0 {
             r.checks.push(if finite_problems.is_empty() {
@@ -327,139 +395,4 @@ impl Runtime {
             default_threads,
         })
     }
-}
-
-/// Run the samples and compare the expected outputs. Returns the check and whether it ran.
-fn samples_check(
-    session: &mut Session,
-    sig: &ModelSig,
-    s: &SamplesFile,
-    tolerance: f64,
-    finite: &mut Vec<String>,
-) -> (Check, bool) {
-    let fail = |m: String| (Check::fail("samples", format!("{}: {m}", s.file)), false);
-    // Unnamed inputs (an MLflow input example) are the model's by position.
-    let bound;
-    let s = if !s.inputs.is_empty()
-        && s.inputs.len() == sig.inputs.len()
-        && s.inputs
-            .iter()
-            .enumerate()
-            .all(|(i, (n, _))| crate::build::schema::is_positional(n, "inputs", i))
-    {
-        bound = SamplesFile {
-            file: s.file.clone(),
-            inputs: s
-                .inputs
-                .iter()
-                .zip(&sig.inputs)
-                .map(|((_, v), (n, _))| (n.clone(), v.clone()))
-                .collect(),
-            expected: s.expected.clone(),
-        };
-        &bound
-    } else {
-        s
-    };
-    let given: Vec<&str> = s.inputs.iter().map(|(n, _)| n.as_str()).collect();
-    let wanted: Vec<&str> = sig.inputs.iter().map(|(n, _)| n.as_str()).collect();
-    let mut g = given.clone();
-    g.sort();
-    let mut w = wanted.clone();
-    w.sort();
-    if g != w {
-        return fail(format!(
-            "the samples have inputs [{}], the model's are [{}]",
-            given.join(", "),
-            wanted.join(", ")
-        ));
-    }
-    let mut feeds = Vec::new();
-    let mut rows = None;
-    for (name, kind) in &sig.inputs {
-        let v = &s
-            .inputs
-            .iter()
-            .find(|(n, _)| n == name)
-            .expect("same names")
-            .1;
-        let ValueKind::Tensor { dtype, dims } = kind else {
-            return fail(format!(
-                "input {name:?} is {}: samples can only give tensors",
-                kind.describe()
-            ));
-        };
-        let (shape, flat) = match inputs::json_tensor(v) {
-            Ok(x) => x,
-            Err(e) => return fail(format!("inputs.{name}: {e}")),
-        };
-        let fits = shape.len() == dims.len()
-            && dims.iter().zip(&shape).all(|(d, n)| match d {
-                Dim::Fixed(f) => *f < 0 || *f as usize == *n,
-                _ => true,
-            });
-        if !fits {
-            return fail(format!(
-                "inputs.{name} has shape {shape:?}, the model wants {}",
-                kind.describe()
-            ));
-        }
-        if shape.iter().product::<usize>() > MAX_ELEMENTS {
-            return fail(format!("inputs.{name} is too large"));
-        }
-        let values = match inputs::typed(&flat, dtype) {
-            Ok(v) => v,
-            Err(e) => return fail(format!("inputs.{name}: {e}")),
-        };
-        rows = rows.or(shape.first().copied());
-        match tensor(dtype, &shape, values) {
-            Ok(t) => feeds.push((name.clone(), t)),
-            Err(e) => return fail(format!("inputs.{name}: {e}")),
-        }
-    }
-    let outs = match run(session, &feeds) {
-        Ok(o) => o,
-        Err(e) => return fail(format!("the runtime failed on the sample inputs: {e}")),
-    };
-    for (o, v) in &outs {
-        if let Some(p) = check::non_finite(v) {
-            finite.push(format!("samples: output {o:?}: {p}"));
-        }
-    }
-    let outs: BTreeMap<&str, &OutValue> = outs.iter().map(|(n, v)| (n.as_str(), v)).collect();
-    let mut problems = Vec::new();
-    let mut compared = 0;
-    for (name, e) in &s.expected {
-        let Some(v) = outs.get(name.as_str()) else {
-            problems.push(format!(
-                "expected.{name} is not an output of the model (its outputs: {})",
-                outs.keys().copied().collect::<Vec<_>>().join(", ")
-            ));
-            continue;
-        };
-        match check::compare_expected(v, e, tolerance) {
-            Ok(n) => compared += n,
-            Err(m) => problems.push(format!("output {name:?}: {m}")),
-        }
-    }
-    if !problems.is_empty() {
-        return (
-            Check::fail("samples", format!("{}: {}", s.file, problems.join("; "))),
-            true,
-        );
-    }
-    let rows = rows.unwrap_or(1);
-    let msg = if s.expected.is_empty() {
-        format!(
-            "{rows} sample row(s) from {} ran (no expected outputs given)",
-            s.file
-        )
-    } else {
-        format!(
-            "{rows} sample row(s) from {} ran; {compared} value(s) of {} match (floats within {tolerance})",
-            s.file,
-            s.expected.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
-        )
-    };
-    (Check::pass("samples", msg), true)
 }

@@ -83,11 +83,18 @@ pub fn validate_target(
 ) -> Result<Report> {
     use std::sync::Arc;
     req.opts.check()?;
-    let samples = req
-        .samples
-        .map(|p| super::load_samples(p, &p.display().to_string()))
-        .transpose()?
-        .map(Arc::new);
+    // `--samples`: a JSON file, or test data sets (a folder).
+    let (samples, sets) = match req.samples {
+        Some(p) if p.is_dir() => (
+            None,
+            Some(super::load_sample_dir(p, &p.display().to_string())?),
+        ),
+        Some(p) => (
+            Some(Arc::new(super::load_samples(p, &p.display().to_string())?)),
+            None,
+        ),
+        None => (None, None),
+    };
     let schema_override = req.schema.map(super::load_schema).transpose()?;
     let tmp = tempfile::Builder::new()
         .prefix("mlart-validate-")
@@ -116,11 +123,16 @@ pub fn validate_target(
                     .filter(|h| h.ir_version.is_some() && !h.opset.is_empty())
                     .map(|_| "onnx".to_string())
             });
+            let test_data = match format.as_deref() {
+                Some("onnx") => super::sets_beside_file(&p)?,
+                _ => vec![],
+            };
             let m = ModelInput {
                 path: name.clone(),
                 file: p,
                 format,
                 samples: None,
+                test_data,
             };
             (vec![m], schema_override, name)
         }
@@ -139,9 +151,10 @@ pub fn validate_target(
             "{what} has no model to validate: list the model files under `model:`"
         )));
     }
-    if let Some(s) = &samples {
+    if samples.is_some() || sets.is_some() {
         for m in &mut models {
-            m.samples = Some(s.clone());
+            m.samples = samples.clone();
+            m.test_data = sets.clone().unwrap_or_default();
         }
     }
     let report = super::validate(&models, schema.as_ref(), &req.opts, progress)?;

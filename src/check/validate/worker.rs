@@ -8,7 +8,7 @@ use super::types::Check;
 use super::types::{ModelReport, RuntimeInfo};
 #[cfg(feature = "validate")]
 use super::ModelInput;
-use super::{Options, SamplesFile};
+use super::{Options, SampleSet, SamplesFile};
 use crate::error::Error;
 #[cfg(feature = "validate")]
 use crate::error::Result;
@@ -27,6 +27,8 @@ pub struct WorkerRequest {
     pub file: PathBuf,
     pub format: Option<String>,
     pub samples: Option<SamplesFile>,
+    #[serde(default)]
+    pub test_data: Vec<SampleSet>,
     pub schema: Option<FeatureSchema>,
     pub opts: Options,
 }
@@ -97,6 +99,7 @@ pub fn worker(req: WorkerRequest) -> WorkerResponse {
         file: req.file,
         format: req.format,
         samples: req.samples.map(std::sync::Arc::new),
+        test_data: req.test_data,
     };
     WorkerResponse::Report {
         report: Box::new(rt.validate_model(&m, req.schema.as_ref(), &req.opts)),
@@ -119,6 +122,7 @@ pub(super) fn isolated(
         file: m.file.clone(),
         format: m.format.clone(),
         samples: m.samples.as_deref().cloned(),
+        test_data: m.test_data.clone(),
         schema: schema.cloned(),
         opts: opts.clone(),
     };
@@ -293,6 +297,7 @@ mod tests {
             file: Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/iris/model/iris.onnx"),
             format: Some("onnx".into()),
             samples: None,
+            test_data: vec![],
         }
     }
 
