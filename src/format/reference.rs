@@ -327,7 +327,10 @@ mod tests {
         for s in ["bbbXjb/0r.c.00r.ipo.0", "Foo/bar:1", "ABC/d"] {
             let theirs: Reference = s.parse().unwrap();
             assert!(theirs.whole().parse::<Reference>().is_err(), "{s:?}");
-            assert_eq!(reference_of(s).unwrap_err(), "repository name must be lowercase");
+            assert_eq!(
+                reference_of(s).unwrap_err(),
+                "repository name must be lowercase"
+            );
             let e = parse_reference(s).unwrap_err().to_string();
             assert!(e.contains("must be lowercase"), "{e}");
         }

@@ -170,7 +170,10 @@ fn ci_recipes_run_the_release_flow() {
         .map_while(|l| l.strip_prefix("    - "))
         .map(str::to_string)
         .collect();
-    assert_eq!(script, chain, "ci-templates/gitlab-ci.yml and scripts/release-flow differ");
+    assert_eq!(
+        script, chain,
+        "ci-templates/gitlab-ci.yml and scripts/release-flow differ"
+    );
     let action = std::fs::read_to_string(repo().join("action.yml")).unwrap();
     assert!(
         action.contains(r#"sh "$GITHUB_ACTION_PATH/scripts/release-flow""#),
@@ -185,11 +188,24 @@ fn ci_recipes_run_the_release_flow() {
     let project = example_copy();
     let (key, public) = env.keygen("release");
     let policy = env.path("gates.yaml");
-    std::fs::write(&policy, "gates:\n  metrics: [{metric: accuracy, min: 0.9}]\n").unwrap();
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_mlart")).parent().unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    std::fs::write(
+        &policy,
+        "gates:\n  metrics: [{metric: accuracy, min: 0.9}]\n",
+    )
+    .unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_mlart"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let ort = crate::validate::ort_lib(test);
-    for (tag, baseline) in [("1.0.0", None), ("1.0.1", Some(reg.reference("ml/iris:1.0.0")))] {
+    for (tag, baseline) in [
+        ("1.0.0", None),
+        ("1.0.1", Some(reg.reference("ml/iris:1.0.0"))),
+    ] {
         let to = reg.reference(&format!("ml/iris:{tag}"));
         let mut flow = Command::new("sh");
         env.apply(&mut flow)
