@@ -4,9 +4,16 @@
 //! machine.
 
 fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    // `mlart serve` is part of the `validate` feature; without it there is nothing to generate.
+    #[cfg(feature = "validate")]
+    grpc_service();
+}
+
+#[cfg(feature = "validate")]
+fn grpc_service() {
     let proto = "src/serve/proto/grpc_predict_v2.proto";
     println!("cargo:rerun-if-changed={proto}");
-    println!("cargo:rerun-if-changed=build.rs");
     if std::env::var_os("PROTOC").is_none() {
         match protoc_bin_vendored::protoc_bin_path() {
             // Build scripts run single-threaded: setting the variable here is sound.

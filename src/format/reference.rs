@@ -89,6 +89,12 @@ fn reference_of(s: &str) -> std::result::Result<Reference, &'static str> {
     if registry == "docker.io" && !repository.contains('/') {
         repository = format!("library/{repository}");
     }
+    // The grammar lets a first component without `.`/`:` be a host (`Foo/bar`), which then is
+    // Docker Hub's repository `Foo/bar`: distribution refuses uppercase there, oci-spec does
+    // not (its test of it is commented out), and `docker.io/Foo/bar` would not parse back.
+    if repository.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err("repository name must be lowercase");
+    }
     if repository.len() > 255 {
         return Err("repository name must not be more than 255 characters");
     }
@@ -315,6 +321,20 @@ mod tests {
                 _ => panic!("{s:?}: ours {ours:?}, oci-spec {theirs:?}"),
             }
         }
+        // An uppercase first component without `.`/`:` (so Docker Hub's repository): oci-spec
+        // takes it, and prints a reference that does not parse back; refused here as
+        // distribution refuses it. (Found by fuzz/fuzz_targets/reference.rs, its corpus has it.)
+        for s in ["bbbXjb/0r.c.00r.ipo.0", "Foo/bar:1", "ABC/d"] {
+            let theirs: Reference = s.parse().unwrap();
+            assert!(theirs.whole().parse::<Reference>().is_err(), "{s:?}");
+            assert_eq!(
+                reference_of(s).unwrap_err(),
+                "repository name must be lowercase"
+            );
+            let e = parse_reference(s).unwrap_err().to_string();
+            assert!(e.contains("must be lowercase"), "{e}");
+        }
+        assert!(reference_of("Registry.Example.COM/a/b").is_ok());
         // Unicode letters in a tag: oci-spec's `\w` takes them, no registry does (Go's RE2
         // `\w` is ASCII), so they are refused here before any request is made
         assert!("localhost:5000/a:tägs".parse::<Reference>().is_ok());

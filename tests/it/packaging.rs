@@ -1,7 +1,10 @@
 //! How users get and drive the tool: shell completions and man pages generated from the clap
-//! definitions. (The pip wheel is checked by scripts/test-wheel: it needs maturin and a venv.)
+//! definitions, and the CI recipes (action.yml, the GitLab template) whose release chain
+//! (scripts/release-flow) runs here against a real registry. (The pip wheel is checked by
+//! scripts/test-wheel: it needs maturin and a venv.)
 
-use crate::support::{find_on_path, mlart, ok};
+use crate::support::registry::{Env, Registry};
+use crate::support::{example_copy, find_on_path, mlart, ok, repo};
 use std::process::Command;
 
 /// Run bash's completion function of `mlart completions bash` on a command line (the words
@@ -137,4 +140,89 @@ fn man_pages_render() {
     assert!(String::from_utf8_lossy(&bundle_page).contains("format"));
     assert!(!out.join("mlart-__validate-worker.1").exists());
     assert!(!out.join("mlart-help.1").exists());
+}
+
+/// The command lines of scripts/release-flow's release chain (between its markers).
+fn release_chain() -> Vec<String> {
+    let script = std::fs::read_to_string(repo().join("scripts/release-flow")).unwrap();
+    let body = script
+        .split_once("# --- the release chain")
+        .and_then(|(_, rest)| rest.split_once('\n'))
+        .and_then(|(_, rest)| rest.split_once("# --- end ---"))
+        .expect("the markers of scripts/release-flow")
+        .0;
+    body.lines().map(str::to_string).collect()
+}
+
+/// The CI recipes run the chain our CI runs: action.yml runs scripts/release-flow, and the
+/// GitLab template's `script:` is its command lines verbatim. Then the chain itself, against a
+/// real registry, twice (the first release, then one gated against it): bundle (--validate
+/// where ONNX Runtime is) → gate → sign → push, and the pushed bundle verifies with the key.
+#[test]
+fn ci_recipes_run_the_release_flow() {
+    let chain = release_chain();
+    assert_eq!(chain.len(), 4, "{chain:?}");
+    let gitlab = std::fs::read_to_string(repo().join("ci-templates/gitlab-ci.yml")).unwrap();
+    let script: Vec<String> = gitlab
+        .lines()
+        .skip_while(|l| l.trim_end() != "  script:")
+        .skip(1)
+        .map_while(|l| l.strip_prefix("    - "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        script, chain,
+        "ci-templates/gitlab-ci.yml and scripts/release-flow differ"
+    );
+    let action = std::fs::read_to_string(repo().join("action.yml")).unwrap();
+    assert!(
+        action.contains(r#"sh "$GITHUB_ACTION_PATH/scripts/release-flow""#),
+        "action.yml does not run scripts/release-flow"
+    );
+
+    let test = "ci_recipes_run_the_release_flow";
+    let Some(reg) = Registry::start(test) else {
+        return;
+    };
+    let env = Env::new();
+    let project = example_copy();
+    let (key, public) = env.keygen("release");
+    let policy = env.path("gates.yaml");
+    std::fs::write(
+        &policy,
+        "gates:\n  metrics: [{metric: accuracy, min: 0.9}]\n",
+    )
+    .unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_mlart"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let ort = crate::validate::ort_lib(test);
+    for (tag, baseline) in [
+        ("1.0.0", None),
+        ("1.0.1", Some(reg.reference("ml/iris:1.0.0"))),
+    ] {
+        let to = reg.reference(&format!("ml/iris:{tag}"));
+        let mut flow = Command::new("sh");
+        env.apply(&mut flow)
+            .arg(repo().join("scripts/release-flow"))
+            .current_dir(project.path())
+            .env("PATH", &path)
+            .env("MLART_OUT", env.path(tag))
+            .env("MLART_POLICY", &policy)
+            .env("MLART_BASELINE", baseline.unwrap_or_default())
+            .env("MLART_KEY", &key)
+            .env("MLART_PUSH", &to);
+        if let Some(lib) = &ort {
+            flow.env("MLART_VALIDATE", "1").env("ORT_DYLIB_PATH", lib);
+        }
+        ok(&mut flow);
+        let report = std::fs::read_to_string(env.path(&format!("{tag}.gate.md"))).unwrap();
+        assert!(report.contains("accuracy"), "{report}");
+        ok(env.cmd().args(["verify", &to, "--key"]).arg(&public));
+    }
 }

@@ -222,11 +222,15 @@ impl Env {
     }
     pub fn cmd(&self) -> Command {
         let mut c = mlart();
+        self.apply(&mut c);
+        c
+    }
+    /// This environment's variables on any command (a script that runs mlart, say).
+    pub fn apply<'a>(&self, c: &'a mut Command) -> &'a mut Command {
         c.env("DOCKER_CONFIG", self.path("docker"))
             .env("XDG_CACHE_HOME", self.path("cache"))
             .env("MLART_RETRY_BASE_MS", "20")
-            .env("HOME", self.tmp.path());
-        c
+            .env("HOME", self.tmp.path())
     }
     /// `push SRC TARGET` run in this environment: its JSON.
     pub fn push(&self, src: impl AsRef<OsStr>, target: impl AsRef<OsStr>) -> Value {
