@@ -7,6 +7,7 @@
 
 pub mod attestations;
 pub mod pull;
+pub mod select;
 
 use crate::error::{Error, IoContext, Result};
 use crate::interrupt::Cancel;

@@ -108,55 +108,6 @@ pub fn default_cache() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("mlart"))
 }
 
-/// Which files of `meta` the options select.
-pub fn select<'m>(
-    meta: &'m Metadata,
-    kinds: &[String],
-    paths: &[String],
-) -> Result<Vec<&'m crate::format::metadata::FileEntry>> {
-    let mut ks = Vec::new();
-    for k in kinds {
-        for k in k.split(',').map(str::trim).filter(|k| !k.is_empty()) {
-            ks.push(Kind::parse(k).ok_or_else(|| {
-                Error::input(format!(
-                    "--kind {k:?} is not a kind: use {}",
-                    Kind::ALL.map(|k| k.as_str()).join(", ")
-                ))
-            })?);
-        }
-    }
-    let mut gb = globset::GlobSetBuilder::new();
-    for p in paths {
-        let g = globset::GlobBuilder::new(p)
-            .literal_separator(false)
-            .build()
-            .map_err(|e| Error::input(format!("--path {p:?} is not a valid glob: {e}")))?;
-        gb.add(g);
-    }
-    let set = gb
-        .build()
-        .map_err(|e| Error::input(format!("--path: {e}")))?;
-    let out: Vec<&crate::format::metadata::FileEntry> = meta
-        .files
-        .iter()
-        .filter(|f| ks.is_empty() || ks.contains(&f.kind))
-        .filter(|f| paths.is_empty() || set.is_match(&f.path))
-        .collect();
-    if out.is_empty() {
-        return Err(Error::input(format!(
-            "no file of the bundle matches the selection (--kind {:?}, --path {:?}); its files: {}",
-            kinds,
-            paths,
-            meta.files
-                .iter()
-                .map(|f| format!("{} ({})", f.path, f.kind))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    Ok(out)
-}
-
 /// Pull from `src` (a registry source, a layout or an archive).
 pub fn pull(
     src: &mut dyn Source,
@@ -173,7 +124,7 @@ pub fn pull(
     let what = src.describe();
     let resolved = layout::resolve_platform(src, tag, opts.platform.as_ref())?;
     let meta = crate::store::metadata::read_metadata(src, &resolved.manifest)?;
-    let selected = select(&meta, &opts.kinds, &opts.paths)?;
+    let selected = super::select::select(&meta, &opts.kinds, &opts.paths)?;
     let mut wanted: HashSet<String> = selected.iter().map(|f| f.path.clone()).collect();
     let mut needed_layers: HashSet<&str> = selected.iter().map(|f| f.layer.as_str()).collect();
     let manifest_digest =
