@@ -490,7 +490,8 @@ pub fn check_signature(
     Ok(key.path.display().to_string())
 }
 
-/// Add an OCI signature to a layout directory (index.json rewritten atomically).
+/// Add an OCI signature to a layout directory (index.json rewritten atomically) or an archive
+/// (written again beside itself, then renamed over it).
 pub fn sign_layout(
     dir: &std::path::Path,
     tag: Option<&str>,
@@ -498,12 +499,6 @@ pub fn sign_layout(
 ) -> Result<(Digest, Digest, bool)> {
     use crate::error::IoContext;
     let mut src = layout::open(dir)?;
-    if !dir.is_dir() {
-        return Err(Error::input(format!(
-            "{} is an archive: sign the layout directory it was made from (or `mlart bundle --sign`)",
-            dir.display()
-        )));
-    }
     let r = layout::resolve_image(src.as_mut(), tag, "sign")?;
     let target = Digest::parse(r.descriptor.digest().as_ref()).map_err(Error::Input)?;
     let metadata = crate::store::metadata::read_metadata(src.as_mut(), &r.manifest)?;
@@ -514,6 +509,14 @@ pub fn sign_layout(
         &target,
         r.raw.len() as u64,
     );
+    if !dir.is_dir() {
+        // An archive is written again beside itself with the signature, then renamed over
+        // the old file (as `attest ARCHIVE`): nothing changes on failure.
+        drop(src);
+        let refs = [crate::store::referrers::Referrer::from_signature(&sig)];
+        let added = crate::store::referrers::add_to_local(dir, &refs)? > 0;
+        return Ok((target, sig.digest, added));
+    }
     let index_path = dir.join("index.json");
     let mut index: serde_json::Value = serde_json::from_slice(&src.index_bytes()?)
         .map_err(|e| Error::input(format!("index.json: {e}")))?;

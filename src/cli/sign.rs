@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// An OCI layout directory made by `mlart bundle`, or a bundle in a registry
-    /// (host[:port]/repository[:tag|@digest]).
+    /// An OCI layout directory or archive (`.tar`, `oci-archive:FILE[:TAG]`) made by `mlart
+    /// bundle`, or a bundle in a registry (host[:port]/repository[:tag|@digest]). An archive
+    /// is written again beside itself and renamed over the old file.
     target: PathBuf,
     /// The private key (PEM: PKCS#8, encrypted PKCS#8 with MLART_KEY_PASSWORD, or SEC1).
     #[arg(long)]

@@ -51,6 +51,19 @@ fn sign_and_verify_layouts_archives_and_several_keys() {
     let v = json_ok(verify_cmd(t.path().join("a.oci"), &[&ci_pub, &rm_pub]).arg("--require-all"));
     assert_eq!(v["oci_signatures"].as_array().unwrap().len(), 2);
     json_ok(&mut verify_cmd(t.path().join("a.oci"), &[&rm_pub, &ci_pub]));
+    // the same on the archive: written again with the second signature, still one bundle
+    let before = fs::read(t.path().join("b.tar")).unwrap();
+    let s = sign(t.path().join("b.tar"), &rm_key);
+    assert_eq!(s["added"], true, "{s}");
+    assert_eq!(s["manifest_digest"], b["manifest_digest"]);
+    assert_ne!(fs::read(t.path().join("b.tar")).unwrap(), before);
+    assert_eq!(sign(t.path().join("b.tar"), &rm_key)["added"], false);
+    let v = json_ok(verify_cmd(t.path().join("b.tar"), &[&ci_pub, &rm_pub]).arg("--require-all"));
+    assert_eq!(v["oci_signatures"].as_array().unwrap().len(), 2, "{v}");
+    let oci_archive = format!("oci-archive:{}", t.path().join("b.tar").display());
+    assert_eq!(sign(&oci_archive, &ci_key)["added"], false);
+    let listed = json_ok(mlart().arg("inspect").arg(t.path().join("b.tar")));
+    assert_eq!(listed["manifest_digest"], b["manifest_digest"]);
     // unsigned bundle: verify fails (missing)
     json_ok(
         bundle_cmd(&mut mlart(), &iris_spec())
