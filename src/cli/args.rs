@@ -23,6 +23,25 @@ pub struct RegistryArgs {
     pub cancel: Cancel,
 }
 
+/// The bundle `sign` and `attest` add to: a layout, an archive or a registry REF, and the tag.
+#[derive(clap::Args, Clone, Debug)]
+pub struct BundleTarget {
+    /// An OCI layout directory or archive (`.tar`, `oci-archive:FILE[:TAG]`) made by `mlart
+    /// bundle`, or a bundle in a registry (host[:port]/repository[:tag|@digest]). An archive
+    /// is written again beside itself and renamed over the old file.
+    pub target: PathBuf,
+    /// Which tag of the layout (default: its only bundle).
+    #[arg(long)]
+    pub tag: Option<String>,
+}
+
+impl BundleTarget {
+    /// Where it is: `super::target` of the path and tag.
+    pub fn resolve(&self) -> Result<super::Target> {
+        super::target(&self.target, self.tag.as_deref())
+    }
+}
+
 /// `--platform` of the reading verbs: which image of a multi-platform index to read.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct PlatformArg {

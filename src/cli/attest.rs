@@ -13,16 +13,11 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// An OCI layout directory or archive (`.tar`, `oci-archive:FILE[:TAG]`) made by `mlart
-    /// bundle`, or a bundle in a registry (host[:port]/repository[:tag|@digest]). An archive
-    /// is written again beside itself and renamed over the old file.
-    target: PathBuf,
+    #[command(flatten)]
+    bundle: super::args::BundleTarget,
     /// The private key (PEM) to sign the attestations with: the same keys as `mlart sign`.
     #[arg(long)]
     key: PathBuf,
-    /// Which tag of the layout (default: its only bundle).
-    #[arg(long)]
-    tag: Option<String>,
     /// The spec the bundle was made from: its digest goes into the provenance, and the git
     /// state (commit, remote, dirty) of the folder it is in.
     #[arg(short = 'f', long = "file")]
@@ -51,7 +46,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         }
         None => (None, None),
     };
-    let target = super::target(&a.target, a.tag.as_deref())?;
+    let target = a.bundle.resolve()?;
     let (what, mut src, tag): (String, Box<dyn Source>, Option<String>) = match &target {
         super::Target::Registry(r) => {
             let remote = mlart::registry::Remote::new(r.clone(), &a.registry.options())?;

@@ -5,16 +5,11 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// An OCI layout directory or archive (`.tar`, `oci-archive:FILE[:TAG]`) made by `mlart
-    /// bundle`, or a bundle in a registry (host[:port]/repository[:tag|@digest]). An archive
-    /// is written again beside itself and renamed over the old file.
-    target: PathBuf,
+    #[command(flatten)]
+    bundle: super::args::BundleTarget,
     /// The private key (PEM: PKCS#8, encrypted PKCS#8 with MLART_KEY_PASSWORD, or SEC1).
     #[arg(long)]
     key: PathBuf,
-    /// Which tag of the layout (default: its only bundle).
-    #[arg(long)]
-    tag: Option<String>,
     #[command(flatten)]
     registry: super::args::RegistryArgs,
 }
@@ -22,7 +17,7 @@ pub struct Args {
 pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     a.registry.cancel = cancel.clone();
     let key = mlart::sign::load_private(&a.key)?;
-    let (what, target, sig, added, tag) = match super::target(&a.target, a.tag.as_deref())? {
+    let (what, target, sig, added, tag) = match a.bundle.resolve()? {
         super::Target::Registry(r) => {
             let remote = mlart::registry::Remote::new(r, &a.registry.options())?;
             let what = remote.describe();
