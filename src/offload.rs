@@ -43,7 +43,7 @@ fn new_chunk() -> Vec<u8> {
 }
 
 /// Where a chunk's data starts: at 2048 modulo 4096 in memory.
-fn region(v: &[u8]) -> usize {
+pub(crate) fn region(v: &[u8]) -> usize {
     (2048 + 4096 - (v.as_ptr() as usize % 4096)) % 4096
 }
 

@@ -54,6 +54,12 @@ pub struct Options {
     pub validation: Option<crate::format::validation::BundleRecord>,
     /// Cancelled on Ctrl-C: the layer being written stops at its next read.
     pub cancel: crate::interrupt::Cancel,
+    /// Layers built at once (`crate::build::layers::jobs`; 1: one after the other). The
+    /// bytes never depend on it.
+    pub jobs: usize,
+    /// `--link`: raw layers in a layout are hard links to their files (opt-in: editing a
+    /// source file in place afterwards changes the blob).
+    pub link: bool,
 }
 
 impl Default for Options {
@@ -69,6 +75,8 @@ impl Default for Options {
             sign: None,
             validation: None,
             cancel: Default::default(),
+            jobs: crate::build::layers::jobs(),
+            link: false,
         }
     }
 }
@@ -101,6 +109,8 @@ pub struct Built {
     /// With `Options::sign`: the OCI signature of the manifest, for the caller to store
     /// (beside the bundle in a layout, as a referrer in a registry).
     pub signature: Option<crate::format::signature::OciSignature>,
+    /// How the file layers' blobs were stored (written, cloned, copied, linked).
+    pub stored: crate::store::place::Counts,
 }
 
 impl Built {
@@ -129,65 +139,6 @@ impl Built {
     }
 }
 
-/// One planned layer.
-struct Plan<'a> {
-    kind: Kind,
-    files: Vec<&'a SourceFile>,
-    raw: bool,
-    compression: Compression,
-    /// ModelPack form: the directory a tar layer of many small files stands for.
-    dir: Option<String>,
-}
-
-fn plan<'a>(files: &'a [SourceFile], opts: &Options) -> Vec<Plan<'a>> {
-    let mut out = Vec::new();
-    for kind in Kind::ALL {
-        let compression = match opts.compression {
-            CompressionChoice::All(c) => c,
-            CompressionChoice::Auto if kind.is_bulk() => Compression::None,
-            CompressionChoice::Auto => Compression::Gzip,
-        };
-        if opts.form == Form::Modelpack {
-            let of_kind = files.iter().filter(|f| f.kind == kind).collect();
-            for (files, dir) in crate::build::modelpack::groups(of_kind, opts.large_file) {
-                out.push(Plan {
-                    kind,
-                    raw: dir.is_none(),
-                    files,
-                    compression,
-                    dir,
-                });
-            }
-            continue;
-        }
-        let mut rest = Vec::new();
-        for f in files.iter().filter(|f| f.kind == kind) {
-            let own = kind.is_bulk() && (opts.form == Form::Artifact || f.size >= opts.large_file);
-            if own {
-                out.push(Plan {
-                    kind,
-                    files: vec![f],
-                    raw: opts.form == Form::Artifact,
-                    compression,
-                    dir: None,
-                });
-            } else {
-                rest.push(f);
-            }
-        }
-        if !rest.is_empty() {
-            out.push(Plan {
-                kind,
-                files: rest,
-                raw: false,
-                compression,
-                dir: None,
-            });
-        }
-    }
-    out
-}
-
 fn needs_capture(f: &SourceFile) -> bool {
     match f.kind {
         Kind::Eval => f.metrics,
@@ -198,12 +149,12 @@ fn needs_capture(f: &SourceFile) -> bool {
 
 /// Build the bundle of `spec` from `files` into `sink`. `progress` gets the number of input
 /// bytes read as they are read.
-pub fn build<S: BlobSink>(
+pub fn build<S: BlobSink + Send>(
     spec: &Spec,
     files: &[SourceFile],
     opts: &Options,
     sink: &mut S,
-    progress: &dyn Fn(u64),
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Built> {
     let mut built = build_on(spec, files, opts, &[], sink, progress)?;
     Ok(built.remove(0))
@@ -213,13 +164,13 @@ pub fn build<S: BlobSink>(
 /// layers must reach the sink by other means, see `crate::store::base::Base::copy_into`). The file layers
 /// are built once and shared; each base gets its own metadata layer, config and manifest.
 /// No bases: one bundle, as `build`.
-pub fn build_on<S: BlobSink>(
+pub fn build_on<S: BlobSink + Send>(
     spec: &Spec,
     files: &[SourceFile],
     opts: &Options,
     bases: &[crate::store::base::BaseImage],
     sink: &mut S,
-    progress: &dyn Fn(u64),
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<Built>> {
     if !bases.is_empty() && opts.form != Form::Image {
         return Err(Error::input(
@@ -247,30 +198,34 @@ pub fn build_on<S: BlobSink>(
     let mut digests: Vec<(FileDigest, Digest)> = Vec::new();
     let mut descriptors: Vec<Descriptor> = Vec::new();
 
-    for p in plan(files, opts) {
-        let w = sink.begin()?;
-        let mut extra = Vec::new();
-        let (w, ld, fds, mut media_type, mut title) = if p.raw {
+    let plans = crate::build::layers::plan(files, opts);
+    let placer = sink.placer();
+    if opts.link && placer.is_none() {
+        return Err(Error::input(
+            "--link hard-links files into a layout on the same filesystem: it cannot be combined with --push; bundle to a directory with -o, then push it",
+        ));
+    }
+    let cx = crate::build::layers::Context {
+        prefix: &prefix,
+        mtime,
+        capture: &needs_capture,
+        progress,
+        cancel: &opts.cancel,
+        placer: placer.as_ref(),
+        link: opts.link,
+    };
+    let built_layers = crate::build::layers::build_all(&plans, sink, &cx, opts.jobs)?;
+    let mut stored = crate::store::place::Counts::default();
+    for (p, b) in plans.iter().zip(built_layers) {
+        let ld = b.digests;
+        stored.add(b.method);
+        let (mut media_type, mut title) = if p.raw {
             let f = p.files[0];
-            let (w, ld, fd) = layer::write_raw(w, f, needs_capture(f), progress, &opts.cancel)?;
             (
-                w,
-                ld,
-                vec![fd],
                 format!("application/vnd.mlart.{}.v1.raw", p.kind),
                 f.rel.clone(),
             )
         } else {
-            let (w, ld, fds) = layer::write_tar(
-                w,
-                &p.files,
-                &prefix,
-                p.compression,
-                mtime,
-                &needs_capture,
-                progress,
-                &opts.cancel,
-            )?;
             let mt = match opts.form {
                 Form::Image => format!(
                     "application/vnd.oci.image.layer.v1.tar{}",
@@ -288,9 +243,9 @@ pub fn build_on<S: BlobSink>(
             } else {
                 format!("{}.tar{}", p.kind, p.compression.ext())
             };
-            (w, ld, fds, mt, title)
+            (mt, title)
         };
-        sink.commit(w, &ld.digest, ld.size)?;
+        let mut extra = Vec::new();
         if opts.form == Form::Modelpack {
             (media_type, title, extra) = crate::build::modelpack::layer_annotations(
                 p.kind,
@@ -300,7 +255,7 @@ pub fn build_on<S: BlobSink>(
                 mtime,
             );
         }
-        for fd in fds {
+        for fd in b.files {
             digests.push((fd, ld.digest.clone()));
         }
         descriptors.push(layer_descriptor(
@@ -428,6 +383,9 @@ pub fn build_on<S: BlobSink>(
             }
         })
         .collect();
+    if opts.link && opts.form == Form::Image {
+        warnings.push("--link: the image form keeps files in tar layers, so nothing was linked; raw layers (one blob per file) are in `--format modelpack` and `--format artifact`".into());
+    }
     if spec.image.is_some() && opts.form != Form::Image {
         warnings.push("the spec's `image:` settings apply to the image form only; ignored".into());
     }
@@ -469,6 +427,7 @@ pub fn build_on<S: BlobSink>(
         input_bytes: files.iter().map(|f| f.size).sum(),
         created,
         mtime,
+        stored,
     };
     if bases.is_empty() {
         return Ok(vec![finish(spec, opts, &staged, None, sink)?]);
@@ -488,6 +447,7 @@ struct Staged {
     input_bytes: u64,
     created: Option<String>,
     mtime: u64,
+    stored: crate::store::place::Counts,
 }
 
 /// The metadata layer (image form), config and manifest of a staged bundle, on `base` if any.
@@ -688,6 +648,7 @@ fn finish<S: BlobSink>(
         )
     });
     Ok(Built {
+        stored: staged.stored.clone(),
         signature,
         manifest,
         manifest_digest,

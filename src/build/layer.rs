@@ -283,6 +283,30 @@ pub fn write_raw<W: Write + Send>(
     Ok((out, d, fd))
 }
 
+/// Read and hash one file (a raw layer whose blob the kernel puts in place): the bytes go
+/// nowhere else.
+pub fn hash_file(
+    f: &SourceFile,
+    capture: bool,
+    progress: &dyn Fn(u64),
+    cancel: &Cancel,
+) -> Result<FileDigest> {
+    let mut r = open_source_with(f, capture, progress, cancel, Direct::HashHere)?;
+    // (read into memory half a page off alignment: see `crate::offload::region`)
+    let mut v = vec![0u8; READ_BUF + 4096];
+    let at = crate::offload::region(&v);
+    let buf = &mut v[at..at + READ_BUF];
+    loop {
+        match io::Read::read(&mut r, buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err_file(f, e)),
+        }
+    }
+    close_source(f, r)
+}
+
 /// A tar layer holding in-memory files (the metadata document).
 pub fn write_tar_bytes<W: Write>(
     out: W,

@@ -7,6 +7,7 @@ pub mod collect;
 pub mod convert;
 pub mod envinfo;
 pub mod layer;
+pub mod layers;
 pub mod metrics;
 pub mod modelpack;
 pub mod pgzip;

@@ -175,6 +175,9 @@ pub struct LocalSummary<'a> {
     pub files: usize,
     pub input_bytes: u64,
     pub layers: &'a [LayerInfo],
+    /// How the file layers' blobs were stored: written, cloned (reflink), copied (by the
+    /// kernel), linked (`--link`).
+    pub stored: &'a crate::store::place::Counts,
     pub metrics: &'a Metrics,
     pub warnings: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -203,6 +206,7 @@ impl Bundled {
             files: self.files,
             input_bytes: built.input_bytes,
             layers: &built.layers,
+            stored: &built.stored,
             metrics: &built.metadata.metrics,
             warnings: &built.warnings,
             validation: self.validation.as_ref().map(|r| &r.summary),

@@ -55,6 +55,11 @@ pub struct Args {
     /// the tag defaults to the spec's version). Each layer streams up as it is built.
     #[arg(long, value_name = "REF", conflicts_with = "output")]
     push: Option<String>,
+    /// Hard-link raw layers' files (ModelPack, artifact) into the layout instead of copying
+    /// them: no copy at all, but the blob *is* the file, so editing it in place afterwards
+    /// changes the bundle (`mlart verify` then fails). Same filesystem only (else copied).
+    #[arg(long, conflicts_with = "push")]
+    link: bool,
     /// Sign with this private key (PEM): an OMS model.sig among the files, and an OCI
     /// signature of the manifest stored beside it in the layout.
     #[arg(long, value_name = "KEY")]
@@ -146,6 +151,8 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             None => None,
         },
         validation: None,
+        jobs: mlart::build::layers::jobs(),
+        link: a.link,
     };
     let base = match &a.base {
         Some(b) => Some(mlart::store::base::resolve(
@@ -215,6 +222,15 @@ fn print_local(done: &Bundled, seconds: f64, json: bool) {
         s.files,
         super::human_size(s.input_bytes),
     );
+    let st = &s.stored;
+    if st.linked + st.cloned + st.copied > 0 {
+        outln!(
+            "  raw layers: {} linked, {} cloned, {} copied by the kernel",
+            st.linked,
+            st.cloned,
+            st.copied
+        );
+    }
     if let Some(r) = &done.validation {
         outln!(
             "  validated: {} ONNX model(s) passed, {} not validated (report in {})",

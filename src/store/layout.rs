@@ -41,6 +41,11 @@ pub trait BlobSink {
         self.commit(w, &d, data.len() as u64)?;
         Ok(d)
     }
+    /// Where a file that is its own blob (a raw layer) can be put by the kernel (a reflink,
+    /// `copy_file_range`) or linked, rather than written through `begin`; None: stream it.
+    fn placer(&self) -> Option<crate::store::place::Placer> {
+        None
+    }
 }
 
 /// Writes blobs into `<dir>/blobs/sha256/` (temp file, then rename to the digest).
@@ -306,6 +311,10 @@ pub fn is_signature(d: &Descriptor) -> bool {
 
 impl BlobSink for LayoutWriter {
     type Writer = BlobFile;
+
+    fn placer(&self) -> Option<crate::store::place::Placer> {
+        Some(crate::store::place::Placer::new(&self.blobs))
+    }
 
     fn begin(&mut self) -> Result<BlobFile> {
         let f = tempfile::Builder::new()

@@ -14,6 +14,7 @@ pub mod copy;
 pub mod layout;
 pub mod memory;
 pub mod metadata;
+pub mod place;
 pub mod push;
 pub mod referrers;
 pub mod registry;

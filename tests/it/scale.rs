@@ -1,0 +1,167 @@
+//! Scale (#24): layers built on all cores give the bytes a sequential build gives; raw layers
+//! reach a layout by the kernel (reflink or copy) or, with `--link`, as hard links.
+
+use crate::support::{fails, json_ok, mlart, noise, pull_to, sha256_file, tree_digests};
+use serde_json::Value;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// A project with several model shards, a directory of many small files, docs and metrics.
+fn project(dir: &Path) {
+    fs::create_dir_all(dir.join("model")).unwrap();
+    fs::create_dir_all(dir.join("data/tiles")).unwrap();
+    fs::create_dir_all(dir.join("docs")).unwrap();
+    for i in 0..6 {
+        let data = noise((1 << 20) + i * 4099, i as u64 + 1);
+        fs::write(dir.join(format!("model/shard-{i}.safetensors")), data).unwrap();
+    }
+    for i in 0..40 {
+        fs::write(
+            dir.join(format!("data/tiles/t{i:03}.bin")),
+            noise(700 + i * 13, 100 + i as u64),
+        )
+        .unwrap();
+    }
+    fs::write(dir.join("docs/README.md"), "# shards\n".repeat(50)).unwrap();
+    fs::write(dir.join("metrics.json"), r#"{"accuracy": 0.91}"#).unwrap();
+    fs::write(
+        dir.join("mlart.yaml"),
+        "name: shards\nversion: \"1\"\nmodel: [model]\ndata: [data]\ndocs: [docs]\neval: [metrics.json]\n",
+    )
+    .unwrap();
+}
+
+fn bundle(project: &Path, out: &Path, threads: &str, args: &[&str]) -> Value {
+    json_ok(
+        mlart()
+            .env("MLART_THREADS", threads)
+            .arg("bundle")
+            .arg(project)
+            .arg("-o")
+            .arg(out)
+            .args(args),
+    )
+}
+
+#[test]
+fn layers_built_side_by_side_are_the_bytes_of_a_sequential_build() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("p");
+    project(&p);
+    for (form, extra) in [
+        ("image", vec!["--large-file", "65536"]),
+        (
+            "image",
+            vec!["--compression", "zstd", "--large-file", "65536"],
+        ),
+        ("modelpack", vec![]),
+        ("artifact", vec!["--compression", "gzip"]),
+    ] {
+        let mut args = vec!["--format", form];
+        args.extend(extra.iter().copied());
+        let one = t.path().join(format!("{form}-1"));
+        let four = t.path().join(format!("{form}-4"));
+        let a = bundle(&p, &one, "1", &args);
+        let b = bundle(&p, &four, "4", &args);
+        assert_eq!(a["manifest_digest"], b["manifest_digest"], "{args:?}");
+        assert_eq!(tree_digests(&one), tree_digests(&four), "{args:?}");
+        assert_eq!(a["layers"], b["layers"]);
+        let layers = a["layers"].as_array().unwrap();
+        assert!(layers.len() >= 6, "{args:?}: {layers:?}");
+        // how the blobs were stored: raw layers by the kernel, tar layers written
+        let raw = layers
+            .iter()
+            .filter(|l| l["media_type"].as_str().unwrap().ends_with(".raw"))
+            .count();
+        let stored = &b["stored"];
+        let by_kernel = stored["cloned"].as_u64().unwrap() + stored["copied"].as_u64().unwrap();
+        assert_eq!(stored["linked"], 0);
+        if form == "image" {
+            assert_eq!(raw, 0);
+            assert_eq!(by_kernel, 0);
+        } else {
+            assert!(raw >= 6, "{form}: {layers:?}");
+            // (the metadata document, a raw layer in these forms, is written)
+            let meta = usize::from(form == "modelpack");
+            assert_eq!(by_kernel as usize, raw - meta, "{form}: {stored}");
+        }
+        // nothing but blobs named by their digest
+        for e in fs::read_dir(four.join("blobs/sha256")).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            assert_eq!(sha256_file(&e.path()), name);
+        }
+    }
+}
+
+#[test]
+fn link_hard_links_raw_layers_and_a_later_edit_is_caught() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("p");
+    project(&p);
+    let copied = t.path().join("copied");
+    let linked = t.path().join("linked");
+    let a = bundle(&p, &copied, "2", &["--format", "modelpack"]);
+    let b = bundle(&p, &linked, "2", &["--format", "modelpack", "--link"]);
+    assert_eq!(a["manifest_digest"], b["manifest_digest"]);
+    assert_eq!(tree_digests(&copied), tree_digests(&linked));
+    let shard = p.join("model/shard-3.safetensors");
+    let blob = linked.join("blobs/sha256").join(sha256_file(&shard));
+    assert_eq!(
+        fs::metadata(&shard).unwrap().ino(),
+        fs::metadata(&blob).unwrap().ino()
+    );
+    let raw = b["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["media_type"].as_str().unwrap().ends_with(".raw"))
+        .count();
+    assert_eq!(b["stored"]["linked"].as_u64().unwrap() as usize, raw - 1); // (mlart.json is written)
+                                                                           // the copied layout does not share the file
+    let copy_blob = copied.join("blobs/sha256").join(blob.file_name().unwrap());
+    assert_ne!(
+        fs::metadata(&shard).unwrap().ino(),
+        fs::metadata(&copy_blob).unwrap().ino()
+    );
+    // the documented risk: an edit in place changes the linked blob; reading it says so
+    let mut data = fs::read(&shard).unwrap();
+    data[100] ^= 1;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&shard)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &data))
+        .unwrap();
+    let err = fails(
+        mlart()
+            .arg("pull")
+            .arg(&linked)
+            .arg("-o")
+            .arg(t.path().join("pulled")),
+        4,
+    );
+    assert!(err.contains("does not match its digest"), "{err}");
+    // the copied layout is untouched
+    let v = pull_to(&copied, &t.path().join("pulled2"));
+    assert!(v["files"].as_array().unwrap().len() > 40, "{v}");
+}
+
+#[test]
+fn link_is_refused_with_push_and_a_no_op_warning_in_the_image_form() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("p");
+    project(&p);
+    let err = fails(
+        mlart()
+            .arg("bundle")
+            .arg(&p)
+            .args(["--link", "--push", "localhost:1/x:1"]),
+        2,
+    );
+    assert!(err.contains("--link") && err.contains("--push"), "{err}");
+    let v = bundle(&p, &t.path().join("img"), "2", &["--link"]);
+    let w = v["warnings"].to_string();
+    assert!(w.contains("--link") && w.contains("modelpack"), "{w}");
+    assert_eq!(v["stored"]["linked"], 0);
+}
