@@ -64,6 +64,13 @@ pub trait AfterWrite<W>: Send {
     }
 }
 
+/// This machine's cores, read once (`available_parallelism` reads cgroup files at each call:
+/// three opens per small file of a layer, when it was asked per file).
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Nothing after each write.
 pub struct NoKick;
 
@@ -272,8 +279,7 @@ impl<'s, W: Write + Send + 's> HashOffload<'s, W> {
         mut kick: K,
         hash: bool,
     ) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if expected < OFFLOAD_MIN || cores < 2 {
+        if expected < OFFLOAD_MIN || cores() < 2 {
             return HashOffload::Inline(HashWriter::new(inner));
         }
         let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(IN_FLIGHT);

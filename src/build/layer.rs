@@ -151,8 +151,8 @@ pub fn write_tar<W: Write + Send>(
     prefix: &str,
     compression: Compression,
     mtime: u64,
-    capture: &dyn Fn(&SourceFile) -> bool,
-    progress: &dyn Fn(u64),
+    capture: &(dyn Fn(&SourceFile) -> bool + Sync),
+    progress: &(dyn Fn(u64) + Sync),
     cancel: &Cancel,
 ) -> Result<(W, LayerDigests, Vec<FileDigest>)> {
     // A big layer's own hash and its writes run on a second thread (crate::offload), beside
@@ -188,8 +188,8 @@ fn tar_into<W: Write + Send>(
     prefix: &str,
     compression: Compression,
     mtime: u64,
-    capture: &dyn Fn(&SourceFile) -> bool,
-    progress: &dyn Fn(u64),
+    capture: &(dyn Fn(&SourceFile) -> bool + Sync),
+    progress: &(dyn Fn(u64) + Sync),
     cancel: &Cancel,
 ) -> Result<(Option<Sha256>, Vec<FileDigest>)> {
     let enc = Encoder::new(blob, compression).map_err(|e| io_err("starting the compressor", e))?;
@@ -206,39 +206,51 @@ fn tar_into<W: Write + Send>(
     // Parent directories first, each once, so extraction gives sane modes.
     let mut dirs = BTreeSet::new();
     let mut results = Vec::with_capacity(files.len());
-    for f in &files {
-        let full = format!("{prefix}{}", f.rel);
-        parent_dirs(&mut b, &mut dirs, &full, mtime).map_err(|e| io_err("writing the layer", e))?;
-        let mode = if f.executable { 0o755 } else { 0o644 };
-        let mut h = header(tar::EntryType::Regular, f.size, mode, mtime);
-        if compression == Compression::None {
-            // Uncompressed: the header (tar writes only that with no data; its size field is
-            // already set), then the file read straight into the layer writer's chunks and
-            // hashed on this thread while the bytes are hot; the layer's hash and the write
-            // happen on the writer's thread. The same bytes as `append_data` with the file.
-            b.append_data(&mut h, &full, io::empty())
+    // Small files are read ahead on a thread of their own (`crate::build::ahead`).
+    let files = &files[..];
+    std::thread::scope(|s| -> Result<()> {
+        let mut ahead = crate::build::ahead::start(s, files, capture, progress, cancel);
+        for f in files {
+            let full = format!("{prefix}{}", f.rel);
+            parent_dirs(&mut b, &mut dirs, &full, mtime)
                 .map_err(|e| io_err("writing the layer", e))?;
-            b.get_mut()
-                .flush()
-                .map_err(|e| io_err("writing the layer", e))?;
-            let mut r = open_source_with(f, capture(f), progress, cancel, Direct::HashHere)?;
-            let Encoder::Plain(w) = &mut b.get_mut().get_mut().inner else {
-                unreachable!("an uncompressed layer has a plain encoder")
-            };
-            w.copy_from(&mut r, f.size, &mut |_| Ok(()))
-                .map_err(|e| io_err_file(f, e))?;
-            let pad = ((512 - f.size % 512) % 512) as usize;
-            b.get_mut()
-                .write_all(&[0u8; 512][..pad])
-                .map_err(|e| io_err("writing the layer", e))?;
-            results.push(close_source(f, r)?);
-        } else {
-            let mut r = open_source(f, capture(f), progress, cancel)?;
-            b.append_data(&mut h, &full, &mut r)
-                .map_err(|e| io_err_file(f, e))?;
-            results.push(close_source(f, r)?);
+            let mode = if f.executable { 0o755 } else { 0o644 };
+            let mut h = header(tar::EntryType::Regular, f.size, mode, mtime);
+            let read = ahead.next()?;
+            if let Some((data, fd)) = read {
+                b.append_data(&mut h, &full, data)
+                    .map_err(|e| io_err_file(f, e))?;
+                results.push(fd);
+            } else if compression == Compression::None {
+                // Uncompressed: the header (tar writes only that with no data; its size field is
+                // already set), then the file read straight into the layer writer's chunks and
+                // hashed on this thread while the bytes are hot; the layer's hash and the write
+                // happen on the writer's thread. The same bytes as `append_data` with the file.
+                b.append_data(&mut h, &full, io::empty())
+                    .map_err(|e| io_err("writing the layer", e))?;
+                b.get_mut()
+                    .flush()
+                    .map_err(|e| io_err("writing the layer", e))?;
+                let mut r = open_source_with(f, capture(f), progress, cancel, Direct::HashHere)?;
+                let Encoder::Plain(w) = &mut b.get_mut().get_mut().inner else {
+                    unreachable!("an uncompressed layer has a plain encoder")
+                };
+                w.copy_from(&mut r, f.size, &mut |_| Ok(()))
+                    .map_err(|e| io_err_file(f, e))?;
+                let pad = ((512 - f.size % 512) % 512) as usize;
+                b.get_mut()
+                    .write_all(&[0u8; 512][..pad])
+                    .map_err(|e| io_err("writing the layer", e))?;
+                results.push(close_source(f, r)?);
+            } else {
+                let mut r = open_source(f, capture(f), progress, cancel)?;
+                b.append_data(&mut h, &full, &mut r)
+                    .map_err(|e| io_err_file(f, e))?;
+                results.push(close_source(f, r)?);
+            }
         }
-    }
+        Ok(())
+    })?;
     b.finish().map_err(|e| io_err("writing the layer", e))?;
     let tar_stream = b
         .into_inner()
@@ -348,7 +360,7 @@ fn io_err(what: &str, e: io::Error) -> Error {
     }
 }
 
-fn io_err_file(f: &SourceFile, e: io::Error) -> Error {
+pub(super) fn io_err_file(f: &SourceFile, e: io::Error) -> Error {
     if crate::error::kind_of_io(&e) == Some(crate::error::Kind::Interrupted) {
         return Error::Interrupted;
     }
@@ -582,6 +594,92 @@ mod tests {
         f.size = 2; // "grew"
         let e = write_raw(Vec::new(), &f, false, &|_| {}, &Cancel::default()).unwrap_err();
         assert!(e.to_string().contains("grew"), "{e}");
+    }
+
+    /// The layer of `files` through tar's own copy of each file.
+    fn tars_own(files: &[&SourceFile], prefix: &str) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut sorted = files.to_vec();
+        sorted.sort_by(|a, c| a.rel.cmp(&c.rel));
+        let mut dirs = BTreeSet::new();
+        for f in &sorted {
+            let full = format!("{prefix}{}", f.rel);
+            parent_dirs(&mut b, &mut dirs, &full, 0).unwrap();
+            let mut h = header(tar::EntryType::Regular, f.size, 0o644, 0);
+            b.append_data(&mut h, &full, std::fs::File::open(&f.abs).unwrap())
+                .unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    /// Many small files are read ahead on another thread (`crate::build::ahead`), in batches,
+    /// with large ones between them read here: the same bytes as tar's own, the captured
+    /// files kept, and a bad file in the middle an error naming it (no hang, no panic).
+    #[test]
+    fn files_read_ahead_give_tars_own_bytes_and_their_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
+        for i in 0..300usize {
+            // mostly small; a few above the read-ahead limit and a batch's worth
+            let len = match i % 97 {
+                5 => 300 << 10,
+                50 => (1 << 20) + 3,
+                _ => (i * 37) % 9000,
+            };
+            let data: Vec<u8> = (0..len).map(|j| (j * 7 + i) as u8).collect();
+            files.push(src(d.path(), &format!("d{}/f{i:03}", i / 40), &data));
+        }
+        let refs: Vec<&SourceFile> = files.iter().collect();
+        for c in [Compression::None, Compression::Gzip] {
+            let (out, _, fds) = write_tar(
+                Vec::new(),
+                &refs,
+                "p/",
+                c,
+                0,
+                &|f| f.rel.ends_with('7'),
+                &|_| {},
+                &Cancel::default(),
+            )
+            .unwrap();
+            let tar_bytes = match c {
+                Compression::None => out,
+                _ => {
+                    let mut v = Vec::new();
+                    io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&out[..]), &mut v)
+                        .unwrap();
+                    v
+                }
+            };
+            assert!(
+                tar_bytes == tars_own(&refs, "p/"),
+                "{c:?}: the tar bytes changed"
+            );
+            assert_eq!(fds.len(), 300);
+            for (fd, f) in fds.iter().zip(&refs) {
+                assert_eq!(fd.rel, f.rel);
+                assert_eq!(fd.sha256, Digest::of(&std::fs::read(&f.abs).unwrap()));
+                assert_eq!(fd.captured.is_some(), f.rel.ends_with('7'), "{}", f.rel);
+            }
+        }
+        // a file in the middle that is shorter than listed
+        files[150].size += 10;
+        let refs: Vec<&SourceFile> = files.iter().collect();
+        let e = write_tar(
+            Vec::new(),
+            &refs,
+            "",
+            Compression::None,
+            0,
+            &|_| false,
+            &|_| {},
+            &Cancel::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("f150") && e.to_string().contains("shrank"),
+            "{e}"
+        );
     }
 
     #[test]

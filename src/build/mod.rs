@@ -1,6 +1,7 @@
 //! Making a bundle: collect the files of a spec, write layers (tar or raw, compressed and hashed
 //! in one pass), then config and manifest, into a store sink that it never needs to know.
 
+mod ahead;
 pub mod base;
 pub mod bundle;
 pub mod collect;

@@ -31,8 +31,7 @@ pub(super) enum FileHasher {
 
 impl FileHasher {
     fn new(size: u64) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if size < THREADED_HASH_MIN || cores < 2 {
+        if size < THREADED_HASH_MIN || crate::offload::cores() < 2 {
             return FileHasher::Inline(Sha256::new());
         }
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
