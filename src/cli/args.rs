@@ -23,6 +23,32 @@ pub struct RegistryArgs {
     pub cancel: Cancel,
 }
 
+/// How `push` and `copy` upload blobs.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct UploadArgs {
+    /// Upload a blob larger than SIZE in chunks of SIZE, one PATCH each (e.g. 16M, 256M; at
+    /// least 1M; default 64M). Where the registry keeps a session at its last whole request,
+    /// an interrupted push loses at most one chunk; a registry that caps request bodies gets
+    /// requests it accepts. A blob up to SIZE goes in one request: a SIZE larger than every
+    /// blob (1T) never chunks.
+    #[arg(long, value_name = "SIZE", value_parser = registry::parse_chunk_size)]
+    pub chunk_size: Option<u64>,
+}
+
+impl UploadArgs {
+    /// With the registry settings: upload sessions are recorded in the cache
+    /// (`<cache>/uploads`), so that the next push continues an interrupted one.
+    pub fn options(&self, reg: &RegistryArgs) -> registry::Options {
+        registry::Options {
+            upload: registry::UploadOptions {
+                chunk_size: self.chunk_size,
+                sessions: mlart::extract::pull::default_cache().map(|c| c.join("uploads")),
+            },
+            ..reg.options()
+        }
+    }
+}
+
 /// The bundle `sign` and `attest` add to: a layout, an archive or a registry REF, and the tag.
 #[derive(clap::Args, Clone, Debug)]
 pub struct BundleTarget {
@@ -66,6 +92,7 @@ impl RegistryArgs {
             plain_http: self.plain_http,
             ca_files: self.ca_file.clone(),
             cancel: self.cancel.clone(),
+            upload: registry::UploadOptions::default(),
         }
     }
 }

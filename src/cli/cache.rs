@@ -81,6 +81,12 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
                 super::human_size(l.bytes),
                 l.dir.display()
             );
+            if l.upload_sessions > 0 {
+                outln!(
+                    "{} upload session(s) of interrupted pushes (the next push continues them; `prune` removes those older than a week)",
+                    l.upload_sessions
+                );
+            }
             if !l.other_files.is_empty() {
                 outln!(
                     "{} other file(s) (interrupted downloads; `prune` removes those unused for a day)",
@@ -116,6 +122,13 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
                     p.kept,
                     super::human_size(p.kept_bytes)
                 );
+                if p.stale_upload_sessions > 0 {
+                    outln!(
+                        "{} {} stale upload session file(s)",
+                        if dry_run { "would remove" } else { "removed" },
+                        p.stale_upload_sessions
+                    );
+                }
             }
         }
     }

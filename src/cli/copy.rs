@@ -1,6 +1,6 @@
 //! `mlart copy SRC DST`: registry ref, layout directory or archive, in any combination.
 
-use super::args::RegistryArgs;
+use super::args::{RegistryArgs, UploadArgs};
 use super::push;
 use mlart::format::reference::{self, Location};
 use mlart::interrupt::Cancel;
@@ -22,6 +22,8 @@ pub struct Args {
     #[arg(long, value_enum)]
     pub(super) format: Option<super::bundle::FormArg>,
     #[command(flatten)]
+    pub(super) upload: UploadArgs,
+    #[command(flatten)]
     pub(super) registry: RegistryArgs,
 }
 
@@ -34,7 +36,14 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     let src = reference::parse_location(&a.source)?;
     match reference::parse_location(&a.destination)? {
         Location::Registry { .. } => {
-            let s = push::push_with_progress(&src, &a.destination, &a.registry, false, json)?;
+            let s = push::push_with_progress(
+                &src,
+                &a.destination,
+                &a.registry,
+                &a.upload,
+                false,
+                json,
+            )?;
             push::print_summary(&s, json);
         }
         Location::Local { path, tag } => {

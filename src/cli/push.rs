@@ -1,6 +1,6 @@
 //! `mlart push LAYOUT|ARCHIVE REF`.
 
-use super::args::RegistryArgs;
+use super::args::{RegistryArgs, UploadArgs};
 use mlart::format::digest::Digest;
 use mlart::format::reference::{self, Location};
 use mlart::interrupt::Cancel;
@@ -34,6 +34,8 @@ pub struct Args {
     #[command(flatten)]
     policy: super::gate::PolicyArgs,
     #[command(flatten)]
+    upload: UploadArgs,
+    #[command(flatten)]
     registry: RegistryArgs,
 }
 
@@ -49,6 +51,7 @@ pub fn push_with_progress(
     src: &Location,
     dst: &str,
     args: &RegistryArgs,
+    upload: &UploadArgs,
     immutable: bool,
     json: bool,
 ) -> Result<Summary> {
@@ -70,7 +73,7 @@ pub fn push_with_progress(
         &reference,
         explicit_tag,
         immutable,
-        &args.options(),
+        &upload.options(args),
         bars.callback(),
         &|total| super::set_total(&pb, total, json),
     )?;
@@ -125,6 +128,13 @@ impl BlobBars {
                         b.inc(n);
                     }
                 }
+                BlobEvent::Resumed(held) => {
+                    // the registry holds these already: the bars start there
+                    overall.inc(held);
+                    if let Some(b) = bars.get(d.as_str()) {
+                        b.set_position(held);
+                    }
+                }
                 BlobEvent::Retry(sent) => {
                     overall.set_position(overall.position().saturating_sub(sent));
                     if let Some(b) = bars.get(d.as_str()) {
@@ -167,6 +177,13 @@ pub fn print_summary(s: &Summary, json: bool) {
         r.blobs.mounted,
         s.seconds
     );
+    for b in &r.resumed {
+        outln!(
+            "  resumed {} at {} (the registry held it from an interrupted push)",
+            b.digest,
+            super::human_size(b.at)
+        );
+    }
     if r.attestations > 0 {
         outln!("  attestations: {} pushed as referrers", r.attestations);
     }
@@ -217,7 +234,14 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             eprintln!("gate passed ({} checks)", report.checks.len());
         }
     }
-    let s = push_with_progress(&src, &a.reference, &a.registry, a.immutable, json)?;
+    let s = push_with_progress(
+        &src,
+        &a.reference,
+        &a.registry,
+        &a.upload,
+        a.immutable,
+        json,
+    )?;
     print_summary(&s, json);
     Ok(ExitCode::SUCCESS)
 }

@@ -49,10 +49,6 @@ pub fn credentials(registry: &str) -> Result<RegistryAuth> {
 /// An oci-client for `registry`: TLS by default (system roots + `ca_files`), plain HTTP for
 /// loopback registries (unless a CA file is given) or with `plain_http`.
 pub fn client_for(registry: &str, opts: &Options) -> Result<Client> {
-    client_with(registry, opts, false)
-}
-
-pub fn client_with(registry: &str, opts: &Options, monolithic: bool) -> Result<Client> {
     let mut certs = Vec::new();
     for p in &opts.ca_files {
         let data = std::fs::read(p).ctx("reading the CA file", p)?;
@@ -73,7 +69,6 @@ pub fn client_with(registry: &str, opts: &Options, monolithic: bool) -> Result<C
         read_timeout: Some(Duration::from_secs(120)),
         user_agent: concat!("mlart/", env!("CARGO_PKG_VERSION")),
         platform_resolver: None,
-        use_monolithic_push: monolithic,
         ..Default::default()
     };
     Client::try_from(config)

@@ -12,11 +12,14 @@ pub mod errors;
 pub mod login;
 pub mod referrers;
 pub mod retry;
+pub mod sessions;
+pub mod upload;
 
 pub use blobs::*;
 pub use client::*;
 pub use errors::*;
 pub use retry::*;
+pub use upload::*;
 
 use crate::error::{io_error, Error, Kind, Result};
 use crate::format::digest::{mismatch, Digest};
@@ -53,6 +56,8 @@ pub struct Options {
     pub ca_files: Vec<PathBuf>,
     /// Cancelled on Ctrl-C: requests and waits stop, errors are of kind interrupted.
     pub cancel: crate::interrupt::Cancel,
+    /// Blob uploads: the chunk size, where sessions are recorded.
+    pub upload: UploadOptions,
 }
 
 pub fn runtime() -> &'static tokio::runtime::Runtime {
@@ -77,11 +82,10 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 pub struct Remote {
     pub reference: Reference,
     pub client: Client,
-    /// The same registry with `use_monolithic_push`: a blob of known size goes up in one
-    /// streamed PUT instead of one PATCH round trip per 4 MiB (see `push_blob`).
-    pub mono: Client,
     pub auth: RegistryAuth,
     pub cancel: crate::interrupt::Cancel,
+    /// How blobs are uploaded (`upload`).
+    pub upload: UploadOptions,
 }
 
 impl std::fmt::Debug for Remote {
@@ -104,11 +108,11 @@ impl Remote {
     pub fn with_auth(reference: Reference, opts: &Options, auth: RegistryAuth) -> Result<Self> {
         let registry = reference.resolve_registry().to_string();
         Ok(Remote {
-            client: client_with(&registry, opts, false)?,
-            mono: client_with(&registry, opts, true)?,
+            client: client_for(&registry, opts)?,
             reference,
             auth,
             cancel: opts.cancel.clone(),
+            upload: opts.upload.clone(),
         })
     }
 
@@ -132,10 +136,9 @@ impl Remote {
     }
 
     pub async fn prime(&self) {
-        for c in [&self.client, &self.mono] {
-            c.store_auth_if_needed(self.reference.resolve_registry(), &self.auth)
-                .await;
-        }
+        self.client
+            .store_auth_if_needed(self.reference.resolve_registry(), &self.auth)
+            .await;
     }
 
     /// The digest the reference's tag points to now, or None when the tag (or repository)
@@ -221,6 +224,16 @@ impl Remote {
         from: crate::format::digest::Resume,
     ) -> Result<BlobReader> {
         self.blob_stream(digest, Some(size), Some(from))
+    }
+
+    /// The raw bytes of a blob from `offset` on (a Range request), not verified: for a sink
+    /// that checks the whole blob itself (a registry continuing an upload session).
+    pub fn open_blob_from(&self, digest: &Digest, offset: u64) -> Result<BlobReader> {
+        let from = crate::format::digest::Resume {
+            have: offset,
+            hasher: <sha2::Sha256 as sha2::Digest>::new(), // unused without a check
+        };
+        self.blob_stream(digest, None, Some(from))
     }
 
     pub fn blob_stream(

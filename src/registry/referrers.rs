@@ -11,9 +11,9 @@ impl Remote {
         Remote {
             reference,
             client: self.client.clone(),
-            mono: self.mono.clone(),
             auth: self.auth.clone(),
             cancel: self.cancel.clone(),
+            upload: self.upload.clone(),
         }
     }
 

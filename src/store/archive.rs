@@ -102,6 +102,25 @@ impl Source for ArchiveFile {
             self.entry(&format!("blobs/sha256/{}", digest.hex()))?,
         ))
     }
+    /// A seek into the entry.
+    fn open_blob_at(&self, digest: &Digest, size: u64, offset: u64) -> Result<BlobRead<'_>> {
+        let mut e = self.entry(&format!("blobs/sha256/{}", digest.hex()))?;
+        let limit = e.limit();
+        if offset > limit {
+            return Err(Error::of(
+                crate::error::Kind::Integrity,
+                format!(
+                    "{}: blob {digest} is shorter ({limit} bytes) than the part the registry holds",
+                    self.describe()
+                ),
+            ));
+        }
+        e.get_mut()
+            .seek(SeekFrom::Current(offset as i64))
+            .ctx("reading", &self.path)?;
+        e.set_limit((limit - offset).min(size.saturating_sub(offset)));
+        Ok(Box::new(e))
+    }
 }
 
 /// Tar a layout directory: `oci-layout`, `index.json`, then the blobs sorted by name.

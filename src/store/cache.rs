@@ -5,7 +5,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::format::digest::{Digest, Resume, VerifyReader};
 use crate::store::layout::{write_blob_file, write_bytes_file};
 use crate::store::referrers::Referrer;
-use crate::store::{BlobRef, Opener, PutError, ResumeOpener, Sent, Sink};
+use crate::store::{BlobRef, Opener, PutError, ReadFrom, ResumeOpener, Sent, Sink};
 use oci_spec::image::Descriptor;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -88,7 +88,7 @@ impl Sink for BlobCache {
             .ctx("opening", &partial)?;
         if !lock_exclusive(&f) {
             // Another pull is fetching this blob: fetch it apart, from the start.
-            return self.put_blob(blob, &|| open(None), sent);
+            return self.put_blob(blob, &|| open(ReadFrom::Start), sent);
         }
         let mut have = f.metadata().ctx("reading", &partial)?.len();
         if have >= blob.size {
@@ -96,7 +96,7 @@ impl Sink for BlobCache {
             have = 0;
         }
         let from = if have == 0 {
-            None
+            ReadFrom::Start
         } else {
             let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
             let mut held = File::open(&partial).ctx("reading", &partial)?.take(have);
@@ -112,7 +112,7 @@ impl Sink for BlobCache {
             }
             tracing::info!("blob {}: resuming after {n} bytes", blob.digest);
             sent(Sent::Bytes(n));
-            Some(Resume { have: n, hasher })
+            ReadFrom::Verified(Resume { have: n, hasher })
         };
         let mut r = open(from).map_err(PutError::Open)?;
         let mut buf = vec![0u8; 1 << 20];
@@ -167,6 +167,9 @@ pub struct Listing {
     pub blobs: Vec<Entry>,
     pub bytes: u64,
     pub other_files: Vec<String>,
+    /// Records of upload sessions that interrupted pushes left (`uploads/`): the next push
+    /// of the same blob continues them.
+    pub upload_sessions: usize,
 }
 
 /// The blobs under `root` (a missing cache is an empty one). Links are never followed.
@@ -176,6 +179,15 @@ pub fn list(root: &Path) -> Result<Listing> {
         dir: dir.clone(),
         ..Listing::default()
     };
+    out.upload_sessions = fs::read_dir(root.join("uploads")).map_or(0, |rd| {
+        rd.filter_map(|e| e.ok())
+            .filter(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n.ends_with(".json") && !n.starts_with('.')
+            })
+            .count()
+    });
     let rd = match fs::read_dir(&dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
@@ -229,6 +241,9 @@ pub struct Pruned {
     pub kept_bytes: u64,
     /// Leftovers of interrupted downloads (`.tmp-*`, `.partial-*` unused for a day) removed too.
     pub stale_temp_files: usize,
+    /// Records of upload sessions older than a week (registries have dropped those
+    /// sessions), their lock files and leftover temp files, removed too (`uploads/`).
+    pub stale_upload_sessions: usize,
     pub dry_run: bool,
 }
 
@@ -284,6 +299,10 @@ pub fn prune(root: &Path, rule: Rule, now: SystemTime, dry_run: bool) -> Result<
             out.stale_temp_files += 1;
         }
     }
+    let uploads = root.join("uploads");
+    out.stale_upload_sessions = crate::registry::sessions::prune_stale(&uploads, now, dry_run)
+        .ctx("pruning", &uploads)?
+        .files;
     Ok(out)
 }
 

@@ -15,11 +15,11 @@ use crate::format::media_type::{DOCKER_LIST_MEDIA_TYPE, INDEX_MEDIA_TYPE};
 use crate::interrupt::Cancel;
 use crate::store::memory::MemoryStore;
 use crate::store::referrers::{referrers_of, Referrer};
-use crate::store::{BlobEvent, BlobRef, PutError, Sent, Sink, Source};
+use crate::store::{BlobEvent, BlobRef, PutError, ReadFrom, Sent, Sink, Source};
 use oci_spec::image::Descriptor;
 use std::collections::HashSet;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Blobs copied this many at a time (as dockerd, containerd and ggcr do, give or take).
@@ -67,6 +67,8 @@ impl Default for CopyOptions<'_> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Uploaded,
+    /// Uploaded, continuing a session of an earlier run that held this many bytes.
+    Resumed(u64),
     Skipped,
     Mounted,
 }
@@ -76,6 +78,15 @@ pub struct BlobCounts {
     pub uploaded: usize,
     pub skipped: usize,
     pub mounted: usize,
+    /// Of the uploaded, those that continued an interrupted upload session.
+    pub resumed: usize,
+}
+
+/// A blob whose upload continued an earlier session, and the bytes the registry held of it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ResumedBlob {
+    pub digest: String,
+    pub at: u64,
 }
 
 /// What a copy did.
@@ -86,8 +97,12 @@ pub struct CopyReport {
     pub size: u64,
     /// The blobs of the graph (not those of referrers).
     pub blobs: BlobCounts,
-    /// Bytes of the blobs copied (not skipped nor mounted).
+    /// Bytes of the blobs copied (not skipped nor mounted), less those a continued upload
+    /// session held.
     pub bytes: u64,
+    /// Bytes continued upload sessions held (not sent again), and those blobs.
+    pub bytes_resumed: u64,
+    pub resumed: Vec<ResumedBlob>,
     /// Signature referrers copied.
     pub signatures: usize,
     /// Attestation referrers (provenance, ML-BOM) copied.
@@ -104,6 +119,16 @@ impl CopyReport {
                 Outcome::Uploaded => {
                     self.blobs.uploaded += 1;
                     self.bytes += b.size;
+                }
+                Outcome::Resumed(at) => {
+                    self.blobs.uploaded += 1;
+                    self.blobs.resumed += 1;
+                    self.bytes += b.size - (*at).min(b.size);
+                    self.bytes_resumed += at;
+                    self.resumed.push(ResumedBlob {
+                        digest: b.digest.to_string(),
+                        at: *at,
+                    });
                 }
                 Outcome::Skipped => self.blobs.skipped += 1,
                 Outcome::Mounted => self.blobs.mounted += 1,
@@ -290,23 +315,36 @@ fn copy_blob(src: &dyn Source, dst: &dyn Sink, b: &BlobRef, opts: &CopyOptions) 
             return Ok(Outcome::Mounted);
         }
     }
-    let open = |from: Option<crate::format::digest::Resume>| -> Result<crate::store::BlobRead<'_>> {
+    let open = |from: ReadFrom| -> Result<crate::store::BlobRead<'_>> {
         let r = match from {
-            None => src.open_blob_verified(&b.digest, b.size)?,
-            Some(from) => src.open_blob_verified_from(&b.digest, b.size, from)?,
+            ReadFrom::Start => src.open_blob_verified(&b.digest, b.size)?,
+            ReadFrom::Verified(from) => src.open_blob_verified_from(&b.digest, b.size, from)?,
+            ReadFrom::Offset(at) => src.open_blob_at(&b.digest, b.size, at)?,
         };
         Ok(Box::new(opts.cancel.reader(r)))
     };
+    // What a continued upload session held, when the upload that succeeded was one.
+    let resumed = AtomicU64::new(0);
     let sent = |s| {
         event(match s {
             Sent::Bytes(n) => BlobEvent::Bytes(n),
-            Sent::Restart(n) => BlobEvent::Retry(n),
+            Sent::Restart(n) => {
+                resumed.store(0, Ordering::Relaxed);
+                BlobEvent::Retry(n)
+            }
+            Sent::Resumed(n) => {
+                resumed.store(n, Ordering::Relaxed);
+                BlobEvent::Resumed(n)
+            }
         })
     };
     match dst.put_blob_resumable(b, &open, &sent) {
         Ok(()) => {
             event(BlobEvent::Done("uploaded"));
-            Ok(Outcome::Uploaded)
+            Ok(match resumed.load(Ordering::Relaxed) {
+                0 => Outcome::Uploaded,
+                n => Outcome::Resumed(n),
+            })
         }
         Err(PutError::Open(e) | PutError::Sink(e)) => Err(e),
         Err(PutError::Read(e)) => Err(match opts.read_error {
@@ -485,7 +523,8 @@ mod tests {
             BlobCounts {
                 uploaded: 2,
                 skipped: 1,
-                mounted: 0
+                mounted: 0,
+                resumed: 0,
             }
         );
     }

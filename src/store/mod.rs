@@ -73,6 +73,25 @@ pub trait Source: Send + Sync {
             from,
         )))
     }
+    /// The raw bytes of the blob from `offset` on, at most `size - offset` of them, not
+    /// verified: for a sink that checks the whole blob itself (a registry continuing an upload
+    /// session checks the digest at the commit). Here the first bytes are read and dropped; an
+    /// archive seeks, a registry asks for a Range.
+    fn open_blob_at(&self, digest: &Digest, size: u64, offset: u64) -> Result<BlobRead<'_>> {
+        let mut r = self.open_blob(digest)?;
+        let skipped = io::copy(&mut (&mut r).take(offset), &mut io::sink())
+            .map_err(|e| Error::from_io(&e, format!("{}: blob {digest}: {e}", self.describe())))?;
+        if skipped != offset {
+            return Err(Error::of(
+                crate::error::Kind::Integrity,
+                format!(
+                    "{}: blob {digest} is shorter ({skipped} bytes) than the part the registry holds",
+                    self.describe()
+                ),
+            ));
+        }
+        Ok(Box::new(r.take(size.saturating_sub(offset))))
+    }
     /// A manifest by digest, verified against `digest` and `size` (refused above
     /// `MAX_MANIFEST_BYTES`): the images of an index. A layout or archive holds them as blobs;
     /// a registry overrides this with its manifests endpoint.
@@ -135,9 +154,20 @@ impl BlobRef {
 /// Opens a blob's verified reader; called again for each retry of an upload.
 pub type Opener<'a> = dyn Fn() -> Result<BlobRead<'a>> + Sync + 'a;
 
-/// Opens a blob's verified reader from the start (`None`) or after the part a sink already
-/// holds (`Some`): what `Sink::put_blob_resumable` gets.
-pub type ResumeOpener<'a> = dyn Fn(Option<Resume>) -> Result<BlobRead<'a>> + Sync + 'a;
+/// Where a sink that holds part of a blob wants it read from.
+pub enum ReadFrom {
+    /// The start, verified at the end.
+    Start,
+    /// After the bytes the sink holds and hashed (the cache's part of an interrupted pull),
+    /// verified as a whole at the end.
+    Verified(Resume),
+    /// The raw bytes from this offset on, unverified (`Source::open_blob_at`): for a sink
+    /// that checks the whole blob itself (a registry, at the commit of an upload session).
+    Offset(u64),
+}
+
+/// Opens a blob from where the sink says: what `Sink::put_blob_resumable` gets.
+pub type ResumeOpener<'a> = dyn Fn(ReadFrom) -> Result<BlobRead<'a>> + Sync + 'a;
 
 /// Why `Sink::put_blob` failed: the source (opening or reading the blob) or the sink.
 #[derive(Debug)]
@@ -163,6 +193,9 @@ pub enum Sent {
     Bytes(u64),
     /// The upload starts again; this many bytes were sent in vain.
     Restart(u64),
+    /// The sink already holds this many bytes of the blob (an upload session continued):
+    /// they are not sent again.
+    Resumed(u64),
 }
 
 /// A place to copy a bundle to: a layout directory (or an archive, which is a layout packed at
@@ -185,14 +218,15 @@ pub trait Sink: Send + Sync {
         sent: &(dyn Fn(Sent) + Sync),
     ) -> std::result::Result<(), PutError>;
     /// As `put_blob`, for a sink that can continue a blob it holds part of (the cache keeps
-    /// what an interrupted pull fetched); the others start from the beginning.
+    /// what an interrupted pull fetched, a registry an upload session); the others start
+    /// from the beginning.
     fn put_blob_resumable(
         &self,
         blob: &BlobRef,
         open: &ResumeOpener<'_>,
         sent: &(dyn Fn(Sent) + Sync),
     ) -> std::result::Result<(), PutError> {
-        self.put_blob(blob, &|| open(None), sent)
+        self.put_blob(blob, &|| open(ReadFrom::Start), sent)
     }
     /// Store a manifest: with `tag`, tagged (a registry PUTs it to the tag, a layout lists it
     /// in index.json); without, by digest only (the images of an index).
@@ -215,6 +249,9 @@ pub enum BlobEvent {
     Bytes(u64),
     /// The upload failed and starts again; this many bytes were sent in vain.
     Retry(u64),
+    /// An upload continues where an earlier one stopped: the registry holds this many bytes
+    /// of the blob already (progress starts there).
+    Resumed(u64),
     /// Finished: "uploaded", "skipped" or "mounted" (pull says "downloaded" and "cached").
     Done(&'static str),
 }

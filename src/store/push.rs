@@ -13,7 +13,7 @@ use crate::store::registry_sink::RegistrySink;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use crate::store::copy::BlobCounts;
+pub use crate::store::copy::{BlobCounts, ResumedBlob};
 pub use crate::store::{BlobEvent, BlobRef};
 
 /// What a push did.
@@ -25,6 +25,11 @@ pub struct PushReport {
     pub blobs: BlobCounts,
     /// Bytes sent for uploaded blobs.
     pub bytes_uploaded: u64,
+    /// Bytes not sent again: upload sessions of an interrupted push held them (continued).
+    pub bytes_resumed: u64,
+    /// The blobs whose upload continued such a session, and where.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resumed: Vec<ResumedBlob>,
     /// OCI signatures (referrers of the manifest) pushed with it.
     pub signatures: usize,
     /// Attestations (provenance, ML-BOM referrers of the manifest) pushed with it.
@@ -116,6 +121,8 @@ pub fn push(
         size: resolved.raw.len() as u64,
         blobs: copied.blobs,
         bytes_uploaded: copied.bytes,
+        bytes_resumed: copied.bytes_resumed,
+        resumed: copied.resumed,
         signatures: copied.signatures,
         attestations: copied.attestations,
         referrers_tag: copied.referrers_tag,

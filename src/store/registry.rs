@@ -146,6 +146,18 @@ impl Source for RegistrySource {
         ))
     }
 
+    /// A Range request (a manifest held in memory: its rest from there).
+    fn open_blob_at(&self, digest: &Digest, size: u64, offset: u64) -> Result<BlobRead<'_>> {
+        if self.is_referrer(digest) || self.cached(digest).is_some() {
+            let mut r = self.open_blob(digest)?;
+            io::copy(&mut (&mut r).take(offset), &mut io::sink())
+                .map_err(|e| Error::from_io(&e, format!("blob {digest}: {e}")))?;
+            return Ok(Box::new(r.take(size.saturating_sub(offset))));
+        }
+        let r = self.remote.open_blob_from(digest, offset)?;
+        Ok(Box::new(r.take(size.saturating_sub(offset))))
+    }
+
     /// The images of an index: from the manifests endpoint (registries do not serve
     /// manifests as blobs), by digest, hash checked.
     fn read_manifest(&self, digest: &Digest, size: u64) -> Result<Vec<u8>> {

@@ -10,11 +10,13 @@ use crate::store::copy::{copy_blobs, CopyOptions};
 use crate::store::push::PushReport;
 use crate::store::referrers::{put_referrer_manifests, Referrer};
 use crate::store::registry::open_location;
-use crate::store::{layout, BlobRef, Opener, PutError, Sent, Sink};
+use crate::store::{
+    layout, BlobRead, BlobRef, Opener, PutError, ReadFrom, ResumeOpener, Sent, Sink,
+};
 use bytes::Bytes;
 use oci_client::errors::OciDistributionError;
 use oci_spec::image::Descriptor;
-use std::io;
+use std::io::{self, Read};
 
 /// A `BlobSink` that streams each blob to the registry as it is written (a chunked upload
 /// whose digest is computed on the fly): `bundle --push` reads each input byte once and
@@ -117,7 +119,10 @@ impl RegistrySink {
         self.report.blobs.uploaded += counted.blobs.uploaded;
         self.report.blobs.skipped += counted.blobs.skipped;
         self.report.blobs.mounted += counted.blobs.mounted;
+        self.report.blobs.resumed += counted.blobs.resumed;
         self.report.bytes_uploaded += counted.bytes;
+        self.report.bytes_resumed += counted.bytes_resumed;
+        self.report.resumed.extend(counted.resumed);
         Ok(())
     }
 }
@@ -149,14 +154,42 @@ impl Sink for RegistrySink {
         open: &Opener<'_>,
         sent: &(dyn Fn(Sent) + Sync),
     ) -> std::result::Result<(), PutError> {
+        // Only from the start: a continued session gets the rest of it, the first bytes read
+        // and dropped.
+        let from = |f: ReadFrom| -> Result<BlobRead<'_>> {
+            let mut r = open()?;
+            if let ReadFrom::Offset(n) = f {
+                io::copy(&mut (&mut r).take(n), &mut io::sink())
+                    .map_err(|e| Error::from_io(&e, format!("blob {}: {e}", blob.digest)))?;
+            }
+            Ok(r)
+        };
+        self.put_blob_resumable(blob, &from, sent)
+    }
+
+    /// Continues the upload session an earlier run recorded (`registry::upload`), reading
+    /// the rest of the blob from where the registry says it stopped.
+    fn put_blob_resumable(
+        &self,
+        blob: &BlobRef,
+        open: &ResumeOpener<'_>,
+        sent: &(dyn Fn(Sent) + Sync),
+    ) -> std::result::Result<(), PutError> {
         self.remote
             .upload_blob(
                 &blob.digest,
                 blob.size,
-                open,
-                &|n| sent(Sent::Bytes(n)),
-                &|n| sent(Sent::Restart(n)),
+                &|| open(ReadFrom::Start),
+                &|at| open(ReadFrom::Offset(at)),
+                &|e| {
+                    sent(match e {
+                        UploadEvent::Sent(n) => Sent::Bytes(n),
+                        UploadEvent::Restart(n) => Sent::Restart(n),
+                        UploadEvent::Resumed(n) => Sent::Resumed(n),
+                    })
+                },
             )
+            .map(|_| ())
             .map_err(|e| match e {
                 UploadError::Open(e) => PutError::Open(e),
                 UploadError::Read(e) => PutError::Read(e),

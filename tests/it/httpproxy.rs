@@ -59,6 +59,13 @@ impl Reply {
         Reply::status(0)
     }
 
+    /// The request goes to the registry, which answers; the client gets a TCP reset instead
+    /// of that answer (a connection lost after the registry did the work; `Seen::injected`
+    /// is 1).
+    pub fn swallow() -> Reply {
+        Reply::status(1)
+    }
+
     /// Announce `len` bytes, send the body (fewer), then reset the connection.
     pub fn cut_off(mut self, len: usize) -> Reply {
         self.announced = Some(len);
@@ -81,6 +88,8 @@ pub struct Seen {
     pub target: String,
     pub injected: Option<u16>,
     pub at: std::time::Instant,
+    /// The request body's length.
+    pub body_len: usize,
 }
 
 pub struct HttpProxy {
@@ -126,8 +135,10 @@ fn serve(mut c: std::net::TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, ho
         target: req.target.clone(),
         injected: reply.as_ref().map(|r| r.status),
         at,
+        body_len: req.body.len(),
     });
-    if let Some(r) = reply {
+    let swallow = reply.as_ref().is_some_and(|r| r.status == 1);
+    if let Some(r) = reply.filter(|_| !swallow) {
         if r.status == 0 {
             reset(&c);
             return;
@@ -171,6 +182,11 @@ fn serve(mut c: std::net::TcpStream, upstream: &str, seen: &Mutex<Vec<Seen>>, ho
         return;
     };
     if u.write_all(out.as_bytes()).is_err() || u.write_all(&req.body).is_err() {
+        return;
+    }
+    if swallow {
+        let _ = std::io::copy(&mut u, &mut std::io::sink());
+        reset(&c);
         return;
     }
     let _ = std::io::copy(&mut u, &mut c);

@@ -18,6 +18,7 @@ mod packaging;
 mod recompressed;
 mod registry;
 mod registry_sign;
+mod resume_push;
 mod scale;
 mod serve;
 mod sign;

@@ -1685,6 +1685,75 @@ impl Client {
         self.end_push_chunked_session(location, image, digest).await
     }
 
+    // mlart patch: resumable uploads. The state of the open upload session at `location`
+    // (distribution spec: GET on the session answers 204 with `Range: 0-<last>` and the
+    // session's next `Location`).
+    /// The session's `Range` header as sent (None without one) and its next location.
+    pub async fn upload_status(
+        &self,
+        location: &str,
+        image: &Reference,
+    ) -> Result<(Option<String>, String)> {
+        let res = RequestBuilderWrapper::from_client(self, |client| client.get(location))
+            .apply_auth(image, RegistryOperation::Push)
+            .await?
+            .into_request_builder()
+            .send()
+            .await?;
+        let range = res
+            .headers()
+            .get("Range")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        if res.status() == reqwest::StatusCode::NO_CONTENT && res.headers().get("Location").is_none()
+        {
+            return Ok((range, location.to_string()));
+        }
+        let next = self
+            .extract_location_header(image, res, &reqwest::StatusCode::NO_CONTENT)
+            .await?;
+        Ok((range, next))
+    }
+
+    // mlart patch: resumable uploads. One chunk of a chunked upload, streamed (never held
+    // whole in memory): `len` bytes of `stream` at offset `start` (`Content-Range`).
+    /// Sends the chunk as one PATCH to `location`; returns the next location.
+    pub async fn patch_blob_range(
+        &self,
+        location: &str,
+        image: &Reference,
+        stream: impl Stream<Item = Result<bytes::Bytes>> + Send + 'static,
+        start: u64,
+        len: u64,
+    ) -> Result<String> {
+        let res = RequestBuilderWrapper::from_client(self, |client| client.patch(location))
+            .apply_auth(image, RegistryOperation::Push)
+            .await?
+            .into_request_builder()
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Range", format!("{start}-{}", (start + len).saturating_sub(1)))
+            .header("Content-Length", len)
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await?;
+        self.extract_location_header(image, res, &reqwest::StatusCode::ACCEPTED)
+            .await
+    }
+
+    // mlart patch: resumable uploads. `push_blob_stream` opens the session itself and keeps
+    // its location to itself; the caller records it before the body goes.
+    /// Sends the whole blob (`size` bytes) as the body of the closing PUT at `location`.
+    pub async fn put_blob_stream(
+        &self,
+        location: &str,
+        image: &Reference,
+        stream: impl Stream<Item = Result<bytes::Bytes>> + Send + 'static,
+        size: u64,
+        digest: &str,
+    ) -> Result<String> {
+        self.push_stream_monolithically(location, image, stream, size, digest)
+            .await
+    }
+
     /// Closes the chunked push session
     ///
     /// Returns the pullable URL for the image
