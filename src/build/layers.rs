@@ -1,8 +1,8 @@
 //! The file layers of a bundle: which files share a layer (the plan), and building the layers
 //! on all cores. Each layer is independent (its own blob, its own hashes), so they are built
 //! side by side and put back in plan order: the bytes and the manifest never depend on the
-//! number of threads. Raw layers into a layout are not written through user space: the file
-//! is hashed while the kernel clones or copies it into place (or, with `--link`, linked).
+//! number of threads. A raw layer into a layout is a reflink of its file where the filesystem
+//! has them, a hard link with `--link`, else a copy made as the file is hashed.
 
 use crate::build::bundle::{CompressionChoice, Options};
 use crate::build::collect::SourceFile;
@@ -89,7 +89,7 @@ pub(super) struct Context<'a> {
     pub capture: &'a (dyn Fn(&SourceFile) -> bool + Sync),
     pub progress: &'a (dyn Fn(u64) + Sync),
     pub cancel: &'a Cancel,
-    /// Raw layers go into place by the kernel (a layout sink), not through `begin`.
+    /// Raw layers may be cloned or linked into place (a layout sink).
     pub placer: Option<&'a Placer>,
     /// `--link`: raw layers are hard links to their files.
     pub link: bool,
@@ -117,15 +117,22 @@ fn build_one<S: BlobSink>(p: &Plan<'_>, sink: &Mutex<&mut S>, cx: &Context<'_>) 
     if p.raw {
         let f = p.files[0];
         if let Some(placer) = cx.placer {
-            return place_raw(f, placer, cx);
+            if let Some(built) = place_raw(f, placer, cx)? {
+                return Ok(built);
+            }
         }
+        // copied into the sink as it is hashed: one read of the file
         let w = lock().begin()?;
-        let (w, ld, fd) = layer::write_raw(w, f, (cx.capture)(f), &cx.progress, cx.cancel)?;
+        let (w, ld, fd) = layer::write_raw(w, f, (cx.capture)(f), cx.progress, cx.cancel)?;
         lock().commit(w, &ld.digest, ld.size)?;
         return Ok(Built {
             digests: ld,
             files: vec![fd],
-            method: Method::Written,
+            method: if cx.placer.is_some() {
+                Method::Copied
+            } else {
+                Method::Written
+            },
         });
     }
     let w = lock().begin()?;
@@ -136,7 +143,7 @@ fn build_one<S: BlobSink>(p: &Plan<'_>, sink: &Mutex<&mut S>, cx: &Context<'_>) 
         p.compression,
         cx.mtime,
         &|f| (cx.capture)(f),
-        &cx.progress,
+        cx.progress,
         cx.cancel,
     )?;
     lock().commit(w, &ld.digest, ld.size)?;
@@ -147,42 +154,29 @@ fn build_one<S: BlobSink>(p: &Plan<'_>, sink: &Mutex<&mut S>, cx: &Context<'_>) 
     })
 }
 
-/// A raw layer into a layout: the file is hashed here while the kernel clones or copies it on
-/// a second thread (the two read it from the same page cache), or hashed and then linked.
-/// The file must look the same after both as before (size, mtime): the hash and the copy are
-/// two reads of it.
-fn place_raw(f: &SourceFile, placer: &Placer, cx: &Context<'_>) -> Result<Built> {
+/// A raw layer into a layout without copying its bytes: hashed, then hard-linked (`--link`),
+/// or reflinked and then hashed. None where the filesystem can do neither (the caller copies
+/// the file as it hashes it). The file must look the same after the hash as before (size,
+/// mtime): the link or clone and the hash are two looks at it.
+fn place_raw(f: &SourceFile, placer: &Placer, cx: &Context<'_>) -> Result<Option<Built>> {
     let stamp = Stamp::of(&f.abs)?;
     let capture = (cx.capture)(f);
     let (fd, method) = if cx.link {
-        let fd = layer::hash_file(f, capture, &cx.progress, cx.cancel)?;
+        let fd = layer::hash_file(f, capture, cx.progress, cx.cancel)?;
         stamp.check(&f.abs)?;
-        if placer.link(&f.abs, &fd.sha256)? {
-            (fd, Method::Linked)
-        } else {
-            let placed = placer.copy(&f.abs, f.size, cx.cancel)?;
-            stamp.check(&f.abs)?;
-            let m = placer.commit(placed, &fd.sha256)?;
-            (fd, m)
+        if !placer.link(&f.abs, &fd.sha256)? {
+            return Ok(None);
         }
+        (fd, Method::Linked)
     } else {
-        let (hashed, placed) = std::thread::scope(|s| {
-            let copy = s.spawn(|| placer.copy(&f.abs, f.size, cx.cancel));
-            let hashed = layer::hash_file(f, capture, &cx.progress, cx.cancel);
-            let placed = copy.join().unwrap_or_else(|_| {
-                Err(Error::of(
-                    crate::error::Kind::Internal,
-                    format!("copying {}: the copying thread failed", f.abs.display()),
-                ))
-            });
-            (hashed, placed)
-        });
-        let (fd, placed) = (hashed?, placed?);
+        let Some(placed) = placer.clone_file(&f.abs)? else {
+            return Ok(None);
+        };
+        let fd = layer::hash_file(f, capture, cx.progress, cx.cancel)?;
         stamp.check(&f.abs)?;
-        let m = placer.commit(placed, &fd.sha256)?;
-        (fd, m)
+        (fd.clone(), placer.commit(placed, &fd.sha256)?)
     };
-    Ok(Built {
+    Ok(Some(Built {
         digests: LayerDigests {
             digest: fd.sha256.clone(),
             size: f.size,
@@ -190,7 +184,7 @@ fn place_raw(f: &SourceFile, placer: &Placer, cx: &Context<'_>) -> Result<Built>
         },
         files: vec![fd],
         method,
-    })
+    }))
 }
 
 /// `f(0..n)` on up to `jobs` threads; the results in index order. After a failure no new

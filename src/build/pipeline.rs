@@ -175,8 +175,8 @@ pub struct LocalSummary<'a> {
     pub files: usize,
     pub input_bytes: u64,
     pub layers: &'a [LayerInfo],
-    /// How the file layers' blobs were stored: written, cloned (reflink), copied (by the
-    /// kernel), linked (`--link`).
+    /// How the file layers' blobs were stored: written (tar and compressed layers), cloned
+    /// (a reflink of a raw layer's file), copied (as it was hashed), linked (`--link`).
     pub stored: &'a crate::store::place::Counts,
     pub metrics: &'a Metrics,
     pub warnings: &'a [String],

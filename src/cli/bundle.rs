@@ -225,7 +225,7 @@ fn print_local(done: &Bundled, seconds: f64, json: bool) {
     let st = &s.stored;
     if st.linked + st.cloned + st.copied > 0 {
         outln!(
-            "  raw layers: {} linked, {} cloned, {} copied by the kernel",
+            "  raw layers: {} linked, {} cloned (reflink), {} copied",
             st.linked,
             st.cloned,
             st.copied

@@ -24,6 +24,10 @@ use std::path::PathBuf;
 /// session at the last whole request. Also below the 100 MB a request body may have behind
 /// some CDNs.
 pub const DEFAULT_CHUNK_SIZE: u64 = 64 << 20;
+/// The pieces of a request body handed to the runtime: with two in the channel, one being
+/// sent and one being read, an upload holds about 4 MiB (`PARALLEL_BLOBS` of them: 16 MiB;
+/// with 4 MiB pieces a push of many large blobs peaked near 100 MiB).
+const PIECE: usize = 1 << 20;
 /// The smallest `--chunk-size`.
 pub const MIN_CHUNK_SIZE: u64 = 1 << 20;
 
@@ -418,7 +422,7 @@ impl Remote {
         .map_err(Fail::Registry)
     }
 
-    /// Send exactly `len` bytes of `r` as the body of `request`, in pieces of `CHUNK` through a
+    /// Send exactly `len` bytes of `r` as the body of `request`, in pieces of `PIECE` through a
     /// bounded channel (the runtime sends while this thread reads). With `last`, the reader's
     /// end is read before the last piece goes, so a blob that fails its check at the end is
     /// never completed. A Ctrl-C ends the request at once.
@@ -457,7 +461,7 @@ impl Remote {
             if left == 0 {
                 break Ok(());
             }
-            let mut buf = vec![0u8; (CHUNK as u64).min(left) as usize];
+            let mut buf = vec![0u8; (PIECE as u64).min(left) as usize];
             if let Err(e) = read_full(r, &mut buf) {
                 abort(&tx, format!("reading the blob: {e}"));
                 break Err(Fail::Read(e));

@@ -548,8 +548,30 @@ impl Source for LayoutDir {
         read_limited(&self.root.join("index.json"), MAX_MANIFEST_BYTES)
     }
     fn open_blob(&self, digest: &Digest) -> Result<BlobRead<'_>> {
+        Ok(Box::new(self.open_blob_file(digest)?))
+    }
+    /// A seek into the blob's file (a resumed upload skips what the registry holds).
+    fn open_blob_at(&self, digest: &Digest, size: u64, offset: u64) -> Result<BlobRead<'_>> {
+        let mut f = self.open_blob_file(digest)?;
+        let len = f.metadata().ctx("reading", &self.root)?.len();
+        if offset > len {
+            return Err(Error::of(
+                crate::error::Kind::Integrity,
+                format!(
+                    "{}: blob {digest} is shorter ({len} bytes) than the part the registry holds",
+                    self.root.display()
+                ),
+            ));
+        }
+        io::Seek::seek(&mut f, io::SeekFrom::Start(offset)).ctx("reading", &self.root)?;
+        Ok(Box::new(f.take(size.saturating_sub(offset))))
+    }
+}
+
+impl LayoutDir {
+    fn open_blob_file(&self, digest: &Digest) -> Result<File> {
         let p = self.root.join("blobs/sha256").join(digest.hex());
-        let f = File::open(&p).map_err(|e| {
+        File::open(&p).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 Error::input(format!(
                     "{}: blob {digest} is missing: the layout is incomplete",
@@ -561,8 +583,7 @@ impl Source for LayoutDir {
                     source: e,
                 }
             }
-        })?;
-        Ok(Box::new(f))
+        })
     }
 }
 

@@ -69,7 +69,7 @@ fn layers_built_side_by_side_are_the_bytes_of_a_sequential_build() {
         assert_eq!(a["layers"], b["layers"]);
         let layers = a["layers"].as_array().unwrap();
         assert!(layers.len() >= 6, "{args:?}: {layers:?}");
-        // how the blobs were stored: raw layers by the kernel, tar layers written
+        // how the blobs were stored: raw layers cloned or copied, tar layers written
         let raw = layers
             .iter()
             .filter(|l| l["media_type"].as_str().unwrap().ends_with(".raw"))
