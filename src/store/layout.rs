@@ -56,13 +56,23 @@ pub struct LayoutWriter {
     entries: Mutex<Vec<Descriptor>>,
 }
 
+/// A blob being written into a layout. Its writeback starts as it grows, as a pull writes its
+/// files (`offload::Writeback`): the page cache never fills with dirty pages for the kernel to
+/// throttle on. 4 GiB of shards bundled in 2.7 s with it, 3.8–4.6 s without (docs/performance.md).
 pub struct BlobFile {
     file: BufWriter<tempfile::NamedTempFile>,
+    kick: crate::offload::Writeback,
+    written: u64,
 }
 
 impl Write for BlobFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        use crate::offload::AfterWrite;
+        self.kick
+            .wrote(self.file.get_mut().as_file_mut(), self.written, n)?;
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
@@ -323,13 +333,20 @@ impl BlobSink for LayoutWriter {
             .ctx("creating a blob in", &self.blobs)?;
         Ok(BlobFile {
             file: BufWriter::with_capacity(1 << 20, f),
+            kick: Default::default(),
+            written: 0,
         })
     }
 
     fn commit(&mut self, w: BlobFile, digest: &Digest, _size: u64) -> Result<()> {
-        let tmp = w.file.into_inner().map_err(|e| Error::Io {
+        let BlobFile { file, mut kick, .. } = w;
+        let mut tmp = file.into_inner().map_err(|e| Error::Io {
             context: format!("writing blob {digest}"),
             source: e.into_error(),
+        })?;
+        crate::offload::AfterWrite::done(&mut kick, tmp.as_file_mut()).map_err(|e| Error::Io {
+            context: format!("writing blob {digest}"),
+            source: e,
         })?;
         let dest = self.blobs.join(digest.hex());
         tmp.persist(&dest).map_err(|e| Error::Io {
