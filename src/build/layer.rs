@@ -568,9 +568,18 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut f = src(d.path(), "m.bin", b"12345");
         f.size = 10; // claims more than there is: it "shrank"
-        let e = write_tar(
+        let e = plain_tar(&[&f]).unwrap_err();
+        assert!(e.to_string().contains("shrank"), "{e}");
+        f.size = 2; // "grew"
+        let e = write_raw(Vec::new(), &f, false, &|_| {}, &Cancel::default()).unwrap_err();
+        assert!(e.to_string().contains("grew"), "{e}");
+    }
+
+    /// An uncompressed layer of `files`, nothing captured, no prefix.
+    fn plain_tar(files: &[&SourceFile]) -> Result<(Vec<u8>, LayerDigests, Vec<FileDigest>)> {
+        write_tar(
             Vec::new(),
-            &[&f],
+            files,
             "",
             Compression::None,
             0,
@@ -578,11 +587,6 @@ mod tests {
             &|_| {},
             &Cancel::default(),
         )
-        .unwrap_err();
-        assert!(e.to_string().contains("shrank"), "{e}");
-        f.size = 2; // "grew"
-        let e = write_raw(Vec::new(), &f, false, &|_| {}, &Cancel::default()).unwrap_err();
-        assert!(e.to_string().contains("grew"), "{e}");
     }
 
     /// The layer of `files` through tar's own copy of each file.
@@ -654,17 +658,7 @@ mod tests {
         // a file in the middle that is shorter than listed
         files[150].size += 10;
         let refs: Vec<&SourceFile> = files.iter().collect();
-        let e = write_tar(
-            Vec::new(),
-            &refs,
-            "",
-            Compression::None,
-            0,
-            &|_| false,
-            &|_| {},
-            &Cancel::default(),
-        )
-        .unwrap_err();
+        let e = plain_tar(&refs).unwrap_err();
         assert!(
             e.to_string().contains("f150") && e.to_string().contains("shrank"),
             "{e}"

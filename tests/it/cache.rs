@@ -1,9 +1,9 @@
 //! `mlart cache ls|prune` and the cap after each pull (`MLART_CACHE_MAX_SIZE`), on a cache
 //! filled by real pulls from a real registry.
 
-use crate::support::fixtures::{bundle_spec, read_blob, read_layout};
+use crate::support::fixtures::{one_model_layout, read_blob, read_layout};
 use crate::support::registry::{registry_with_iris, Env, Registry};
-use crate::support::{fails, json_ok, noise, set_file_mtimes};
+use crate::support::{fails, json_ok, set_file_mtimes};
 use serde_json::Value;
 use std::fs;
 use std::time::SystemTime;
@@ -199,17 +199,7 @@ fn pull_resumes_a_cut_off_download() {
         return;
     };
     let env = Env::new();
-    let proj = env.path("proj");
-    fs::create_dir_all(&proj).unwrap();
-    let model = noise(8 << 20, 7);
-    fs::write(proj.join("model.bin"), &model).unwrap();
-    fs::write(
-        proj.join("mlart.yaml"),
-        "name: big\nversion: '1'\nmodel: [model.bin]\n",
-    )
-    .unwrap();
-    let layout = env.path("big.oci");
-    bundle_spec(&mut env.cmd(), &proj.join("mlart.yaml"), &layout, &[]);
+    let (layout, model) = one_model_layout(&env, 8 << 20, 7);
     let r = reg.reference("ml/big:1");
     env.push(&layout, &r);
     let (_, manifest) = read_layout(&layout);

@@ -12,9 +12,9 @@
 //! proxy that buffers, the chunk in flight is lost and the chunks before it are kept.
 
 use crate::httpproxy::{HttpProxy, Reply};
-use crate::support::fixtures::{bundle_spec, read_layout};
+use crate::support::fixtures::{one_model_layout, read_layout};
 use crate::support::registry::{Env, Registry};
-use crate::support::{fails, json_ok, noise, run, sha256};
+use crate::support::{fails, json_ok, run, sha256};
 use serde_json::Value;
 use std::fs;
 use std::path::PathBuf;
@@ -37,17 +37,7 @@ struct Big {
 
 fn big(size: usize, seed: u64) -> Big {
     let env = Env::new();
-    let proj = env.path("proj");
-    fs::create_dir_all(&proj).unwrap();
-    let data = noise(size, seed);
-    fs::write(proj.join("model.bin"), &data).unwrap();
-    fs::write(
-        proj.join("mlart.yaml"),
-        "name: big\nversion: '1'\nmodel: [model.bin]\n",
-    )
-    .unwrap();
-    let layout = env.path("big.oci");
-    bundle_spec(&mut env.cmd(), &proj.join("mlart.yaml"), &layout, &[]);
+    let (layout, data) = one_model_layout(&env, size, seed);
     let (_, manifest) = read_layout(&layout);
     let layer = manifest["layers"]
         .as_array()

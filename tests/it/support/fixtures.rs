@@ -44,6 +44,23 @@ pub fn build_iris(env: &Env, out: &Path) {
         .starts_with("sha256:"));
 }
 
+/// A project in `env` with one incompressible `model.bin` of `size` bytes (from `seed`),
+/// bundled into `<env>/big.oci`: (the layout, the model's bytes).
+pub fn one_model_layout(env: &Env, size: usize, seed: u64) -> (PathBuf, Vec<u8>) {
+    let proj = env.path("proj");
+    fs::create_dir_all(&proj).unwrap();
+    let data = super::noise(size, seed);
+    fs::write(proj.join("model.bin"), &data).unwrap();
+    fs::write(
+        proj.join("mlart.yaml"),
+        "name: big\nversion: '1'\nmodel: [model.bin]\n",
+    )
+    .unwrap();
+    let layout = env.path("big.oci");
+    bundle_spec(&mut env.cmd(), &proj.join("mlart.yaml"), &layout, &[]);
+    (layout, data)
+}
+
 /// The file of the blob `digest` (`sha256:<hex>`) in a layout.
 pub fn blob_path(layout: &Path, digest: &str) -> PathBuf {
     layout
