@@ -420,7 +420,6 @@ pub fn build_on<S: BlobSink + Send>(
         lineage: spec.lineage.clone(),
     };
     let staged = Staged {
-        metadata,
         layers,
         descriptors,
         warnings,
@@ -430,17 +429,16 @@ pub fn build_on<S: BlobSink + Send>(
         stored,
     };
     if bases.is_empty() {
-        return Ok(vec![finish(spec, opts, &staged, None, sink)?]);
+        return Ok(vec![finish(spec, opts, &staged, metadata, None, sink)?]);
     }
     bases
         .iter()
-        .map(|b| finish(spec, opts, &staged, Some(b), sink))
+        .map(|b| finish(spec, opts, &staged, metadata.clone(), Some(b), sink))
         .collect()
 }
 
-/// The file layers and the metadata of a bundle, before its metadata layer, config and manifest.
+/// The file layers of a bundle, before its metadata layer, config and manifest.
 struct Staged {
-    metadata: Metadata,
     layers: Vec<LayerInfo>,
     descriptors: Vec<Descriptor>,
     warnings: Vec<String>,
@@ -450,15 +448,16 @@ struct Staged {
     stored: crate::store::place::Counts,
 }
 
-/// The metadata layer (image form), config and manifest of a staged bundle, on `base` if any.
+/// The metadata layer (image form), config and manifest of a staged bundle with its
+/// `metadata`, on `base` if any.
 fn finish<S: BlobSink>(
     spec: &Spec,
     opts: &Options,
     staged: &Staged,
+    mut metadata: Metadata,
     base: Option<&crate::store::base::BaseImage>,
     sink: &mut S,
 ) -> Result<Built> {
-    let mut metadata = staged.metadata.clone();
     metadata.base = base.map(|b| b.record());
     let mut layers = staged.layers.clone();
     let mut descriptors = staged.descriptors.clone();

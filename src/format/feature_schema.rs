@@ -11,40 +11,40 @@ pub const DTYPES: &[&str] = &[
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FeatureSchema {
-    /// `mlart` or `mlflow`
-    pub source: String,
+    pub features: Vec<Feature>,
     /// The file it was read from, relative to the project.
     pub file: String,
-    pub features: Vec<Feature>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<Feature>,
+    /// `mlart` or `mlflow`
+    pub source: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Feature {
-    pub name: String,
-    pub dtype: String,
-    /// Dimensions; -1 for a dynamic one. Absent: a scalar per row.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shape: Option<Vec<i64>>,
-    #[serde(default)]
-    pub nullable: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub range: Option<Range>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub categories: Option<Vec<Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub dtype: String,
+    pub name: String,
+    #[serde(default)]
+    pub nullable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<Range>,
+    /// Dimensions; -1 for a dynamic one. Absent: a scalar per row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<Vec<i64>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Range {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
 }

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Lineage {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub datasets: Vec<Dataset>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_model: Option<BaseModel>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub datasets: Vec<Dataset>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<Training>,
 }
@@ -25,23 +25,23 @@ impl Lineage {
 /// A dataset the model was trained or evaluated on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Dataset {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
     /// `sha256:<64 hex>` (or another `algorithm:hex`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
 }
 
 /// The model this one was fine-tuned or distilled from: an OCI reference or a URI.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BaseModel {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "ref")]
     pub reference: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
 }
 
 impl BaseModel {
@@ -57,26 +57,26 @@ impl BaseModel {
 /// How the model was trained.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Training {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<String>,
-    /// Hyperparameters, as written in the spec (strings, numbers, booleans).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub parameters: BTreeMap<String, serde_json::Value>,
-    /// What the model does (`classification`, `text-generation`, ...): the ML-BOM model card.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task: Option<String>,
     /// Its architecture (`logistic-regression`, `transformer`, ...): the ML-BOM model card.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub architecture: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
     /// Its size in parameters (`7b`, `124m`, ...): ModelPack's `config.paramSize`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub param_size: Option<String>,
+    /// Hyperparameters, as written in the spec (strings, numbers, booleans).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, serde_json::Value>,
     /// The weights' numeric precision (`bf16`, `fp32`, ...): ModelPack's `config.precision`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precision: Option<String>,
     /// The quantization (`awq`, `gptq`, `q4_k_m`, ...): ModelPack's `config.quantization`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantization: Option<String>,
+    /// What the model does (`classification`, `text-generation`, ...): the ML-BOM model card.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
 }
 
 /// Split `algorithm:hex` and check it (sha256/sha384/sha512 with the right hex length).

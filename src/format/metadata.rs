@@ -39,47 +39,32 @@ impl Form {
     }
 }
 
+/// Its fields, and those of every struct inside it, are declared in key order: mlart.json is
+/// then written straight from them (`format::json`; the test `fields_are_in_key_order`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metadata {
-    pub format_version: u32,
-    pub name: String,
-    pub version: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub license: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub authors: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revision: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<String>,
-    pub form: Form,
-    /// Every file of the bundle, sorted by path.
-    pub files: Vec<FileEntry>,
-    pub models: Vec<ModelEntry>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema: Option<FeatureSchema>,
-    /// Flat name -> value; null for NaN/infinite.
-    #[serde(default)]
-    pub metrics: Metrics,
-    /// Metric name -> the report it came from.
-    #[serde(default)]
-    pub metric_sources: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub env: Option<EnvSummary>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validation: Option<serde_json::Value>,
     /// The base image of a runnable image (`bundle --base`): its manifest digest and platform.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<crate::format::platform::BaseRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// Set when this document was not read from the bundle but made from the manifest of
     /// another tool's model artifact (`format::modelpack::Dialect`): `modelpack`, `cnai`,
     /// `kitops`, `docker-ai`. Never written by mlart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dialect: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<EnvSummary>,
+    /// Every file of the bundle, sorted by path.
+    pub files: Vec<FileEntry>,
+    pub form: Form,
+    pub format_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
     /// Where the model came from (`datasets`, `base_model`, `training` in the spec): absent
     /// when the spec declares none.
     #[serde(
@@ -87,36 +72,53 @@ pub struct Metadata {
         skip_serializing_if = "crate::format::lineage::Lineage::is_empty"
     )]
     pub lineage: crate::format::lineage::Lineage,
+    /// Metric name -> the report it came from.
+    #[serde(default)]
+    pub metric_sources: BTreeMap<String, String>,
+    /// Flat name -> value; null for NaN/infinite.
+    #[serde(default)]
+    pub metrics: Metrics,
+    pub models: Vec<ModelEntry>,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<FeatureSchema>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<serde_json::Value>,
+    pub version: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FileEntry {
-    /// Path in the project (and under /models in the image form).
-    pub path: String,
-    pub kind: Kind,
-    pub size: u64,
-    pub sha256: String,
-    /// Digest of the layer that holds the file.
-    pub layer: String,
     /// The entry stands for a whole tar layer of another tool's artifact whose files are only
     /// known once it is read (`path` is the layer's file path, a directory or a file; `sha256`
     /// is the layer's digest). Never written by mlart.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub archive: bool,
+    pub kind: Kind,
+    /// Digest of the layer that holds the file.
+    pub layer: String,
+    /// Path in the project (and under /models in the image form).
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelEntry {
-    pub path: String,
     /// Detected or declared format; null when unknown.
     pub format: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub framework: Option<String>,
-    pub size: u64,
-    pub sha256: String,
     /// ONNX models, with `bundle --validate`: inputs, outputs, opset, IR version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io: Option<crate::format::validation::ModelIo>,
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
 }
 
 /// A layer as it appears in the manifest.
@@ -239,3 +241,54 @@ pub struct EnvSummary {
 
 /// name -> value; `None` for a metric that is NaN or infinite.
 pub type Metrics = BTreeMap<String, Option<f64>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every field of the document set, nested ones too: written straight (no `Value` tree),
+    /// and the bytes are those of the sorted tree. A field added out of key order fails here.
+    #[test]
+    fn fields_are_in_key_order() {
+        let doc = serde_json::json!({
+            "authors": ["a"], "base": {"digest": "sha256:00", "platform": "linux/amd64"},
+            "created": "2026-01-01T00:00:00Z", "description": "d", "dialect": "kitops",
+            "env": {"files": ["requirements.txt"], "packages": {"numpy": "==2"}, "python": "3.12"},
+            "files": [{"archive": true, "kind": "model", "layer": "sha256:11", "path": "m.onnx",
+                       "sha256": "sha256:22", "size": 3}],
+            "form": "image", "format_version": 1, "license": "MIT",
+            "lineage": {
+                "base_model": {"digest": "sha256:33", "ref": "r/b:1", "uri": "hf://b"},
+                "datasets": [{"digest": "sha256:44", "name": "ds", "uri": "s3://x"}],
+                "training": {"architecture": "mlp", "command": "train", "param_size": "1M",
+                             "parameters": {"lr": 0.1}, "precision": "fp32",
+                             "quantization": "none", "task": "t"}
+            },
+            "metric_sources": {"acc": "eval.json"}, "metrics": {"acc": 0.9, "nan": null},
+            "models": [{"format": "onnx", "framework": "sklearn",
+                        "io": {"inputs": [{"dtype": "float32", "kind": "tensor", "name": "x",
+                                           "shape": ["N", 4, null], "type": "tensor(float32)[N,4,?]"}],
+                               "ir_version": 8, "opset": {"": 17},
+                               "outputs": [{"kind": "sequence", "name": "y", "type": "sequence(int64)"}]},
+                        "path": "m.onnx", "sha256": "sha256:22", "size": 3}],
+            "name": "n", "revision": "abc",
+            "schema": {"features": [{"categories": ["a", 1], "default": 0, "description": "f",
+                                     "dtype": "float32", "name": "f", "nullable": true,
+                                     "range": {"max": 1.0, "min": 0.0}, "shape": [4]}],
+                       "file": "schema.json", "outputs": [{"dtype": "int64", "name": "y", "nullable": false}],
+                       "source": "mlart"},
+            "source": "https://x", "validation": {"ok": true, "z": [1], "a": {"c": 1, "b": 2}},
+            "version": "1"
+        });
+        let m: Metadata = serde_json::from_value(doc.clone()).unwrap();
+        let straight = crate::format::json::in_order(&m, serde_json::ser::PrettyFormatter::new())
+            .expect("Metadata is written straight: a field is out of key order");
+        let mut sorted = serde_json::to_vec_pretty(&crate::format::json::canonical(doc)).unwrap();
+        assert_eq!(
+            String::from_utf8(straight).unwrap(),
+            String::from_utf8(sorted.clone()).unwrap()
+        );
+        sorted.push(b'\n');
+        assert_eq!(crate::format::json::to_canonical_pretty(&m), sorted);
+    }
+}

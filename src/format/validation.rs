@@ -167,12 +167,12 @@ impl Percentiles {
 /// One input or output of a model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IoInfo {
-    pub name: String,
-    /// `tensor`, `sequence`, `map` or `optional`.
-    pub kind: String,
     /// Tensors: the element type, in mlart's dtype names (`float32`, `int64`, `string`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<String>,
+    /// `tensor`, `sequence`, `map` or `optional`.
+    pub kind: String,
+    pub name: String,
     /// Tensors: each dimension is a number, a symbolic name, or null (dynamic, unnamed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shape: Option<Vec<Dim>>,
@@ -274,11 +274,11 @@ impl ValueKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelIo {
     pub inputs: Vec<IoInfo>,
-    pub outputs: Vec<IoInfo>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub opset: BTreeMap<String, i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ir_version: Option<i64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub opset: BTreeMap<String, i64>,
+    pub outputs: Vec<IoInfo>,
 }
 
 /// What `bundle --validate` hands to the bundle: the report for the metadata's `validation`
