@@ -5,6 +5,7 @@
 //! junk ([`DEFAULT_EXCLUDES`], with a warning naming them); a path the spec lists itself is
 //! always bundled.
 
+use super::filters::{filtered, load_ignore, Filters, Lazy};
 use crate::error::{Error, IoContext, Result};
 use crate::format::metadata::Kind;
 use crate::spec::{Entry, Pos, Spec};
@@ -25,81 +26,6 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
     ".DS_Store",
     ".ipynb_checkpoints/",
 ];
-
-/// What directory and glob expansion leaves out besides `.mlartignore`.
-struct Filters {
-    /// (folder, its .gitignore), shallowest first.
-    git: Vec<(PathBuf, ignore::gitignore::Gitignore)>,
-    junk: ignore::gitignore::Gitignore,
-}
-
-impl Filters {
-    fn load(root: &Path) -> Result<Filters> {
-        let mut git = Vec::new();
-        let mut it = walkdir::WalkDir::new(root).sort_by_file_name().into_iter();
-        while let Some(Ok(e)) = it.next() {
-            if e.file_type().is_dir() && e.file_name() == ".git" {
-                it.skip_current_dir();
-                continue;
-            }
-            if e.file_type().is_file() && e.file_name() == ".gitignore" {
-                let dir = e.path().parent().unwrap_or(root).to_path_buf();
-                let mut b = ignore::gitignore::GitignoreBuilder::new(&dir);
-                if let Some(err) = b.add(e.path()) {
-                    return Err(Error::input(format!(
-                        "{}: {err}. Fix the pattern (gitignore syntax)",
-                        e.path().display()
-                    )));
-                }
-                let g = b
-                    .build()
-                    .map_err(|err| Error::input(format!("{}: {err}", e.path().display())))?;
-                git.push((dir, g));
-            }
-        }
-        git.sort_by_key(|(d, _)| d.components().count());
-        let mut b = ignore::gitignore::GitignoreBuilder::new(root);
-        for p in DEFAULT_EXCLUDES {
-            b.add_line(None, p).map_err(|e| {
-                Error::of(
-                    crate::error::Kind::Internal,
-                    format!("default exclude {p}: {e}"),
-                )
-            })?;
-        }
-        let junk = b.build().map_err(|e| {
-            Error::of(
-                crate::error::Kind::Internal,
-                format!("default excludes: {e}"),
-            )
-        })?;
-        Ok(Filters { git, junk })
-    }
-
-    /// Ignored by a .gitignore (the deepest one with a say decides, as in git).
-    fn git_ignored(&self, root: &Path, rel: &str, is_dir: bool) -> bool {
-        let abs = root.join(rel);
-        for (dir, g) in self.git.iter().rev() {
-            if !abs.starts_with(dir) || abs == *dir {
-                continue;
-            }
-            let m = g.matched_path_or_any_parents(&abs, is_dir);
-            if m.is_ignore() {
-                return true;
-            }
-            if m.is_whitelist() {
-                return false;
-            }
-        }
-        false
-    }
-
-    fn junk(&self, rel: &str, is_dir: bool) -> bool {
-        self.junk
-            .matched_path_or_any_parents(rel, is_dir)
-            .is_ignore()
-    }
-}
 
 /// A file that goes into the bundle.
 #[derive(Clone, Debug)]
@@ -125,27 +51,33 @@ const FILES_PER_JOB: usize = 512;
 pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
     let root = fs::canonicalize(&spec.root).ctx("opening the project folder", &spec.root)?;
     let ignore = load_ignore(&root)?;
-    let filters = Filters::load(&root)?;
+    // The .gitignore files are looked for on another thread while the entries are walked.
+    let mut filters = Lazy::Loading({
+        let root = root.clone();
+        std::thread::spawn(move || Filters::load(&root))
+    });
     let mut junk: Vec<String> = Vec::new();
+    let mut last = None; // (`filtered`'s)
     let exclude: Vec<PathBuf> = exclude
         .iter()
         .map(|p| absolute(p).unwrap_or_else(|| p.clone()))
         .collect();
-    let mut all_files: Option<Vec<String>> = None; // lazily walked, for globs
+    let mut all_files: Option<Vec<Walked>> = None; // lazily walked, for globs
     let mut seen: BTreeMap<String, (Kind, Pos)> = BTreeMap::new();
-    // (rel, kind, entry) of each file, looked at (`make_file`) once all are known
-    let mut pending: Vec<(String, Kind, &Entry)> = Vec::new();
+    // (file, kind, entry) of each file, looked at (`make_file`) once all are known
+    let mut pending: Vec<(Walked, Kind, &Entry)> = Vec::new();
 
     for (kind, entries) in &spec.sections {
         for entry in entries {
-            let mut matched: Vec<String> = Vec::new();
+            let mut matched: Vec<Walked> = Vec::new();
             if is_glob(&entry.path) {
                 if all_files.is_none() {
                     let walked = walk(&root, &root, &ignore, &exclude, spec, entry)?;
+                    let filters = filters.get()?;
                     all_files = Some(
                         walked
                             .into_iter()
-                            .filter(|f| !filtered(&filters, &root, f, &mut junk))
+                            .filter(|f| !filtered(filters, &root, &f.rel, &mut junk, &mut last))
                             .collect(),
                     );
                 }
@@ -161,7 +93,12 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
                         )
                     })?
                     .compile_matcher();
-                matched.extend(files.iter().filter(|f| glob.is_match(f.as_str())).cloned());
+                matched.extend(
+                    files
+                        .iter()
+                        .filter(|f| glob.is_match(f.rel.as_str()))
+                        .map(Walked::clone),
+                );
                 if matched.is_empty() {
                     return Err(spec.error_at(
                         entry.pos,
@@ -194,10 +131,12 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
                 if lmeta.file_type().is_symlink() || lmeta.is_dir() {
                     let meta = fs::metadata(&path).ctx("reading", &path)?;
                     if meta.is_dir() {
+                        let walked = walk(&root, &path, &ignore, &exclude, spec, entry)?;
+                        let filters = filters.get()?;
                         matched.extend(
-                            walk(&root, &path, &ignore, &exclude, spec, entry)?
-                                .into_iter()
-                                .filter(|f| !filtered(&filters, &root, f, &mut junk)),
+                            walked.into_iter().filter(|f| {
+                                !filtered(filters, &root, &f.rel, &mut junk, &mut last)
+                            }),
                         );
                         if matched.is_empty() {
                             return Err(spec.error_at(
@@ -210,17 +149,27 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
                             ));
                         }
                     } else {
-                        matched.push(rel);
+                        matched.push(Walked {
+                            rel,
+                            meta: None,
+                            walked: false,
+                        });
                     }
                 } else {
-                    matched.push(rel);
+                    matched.push(Walked {
+                        rel,
+                        meta: None,
+                        walked: false,
+                    });
                 }
             }
-            for rel in matched {
+            for found in matched {
+                let rel = &found.rel;
                 if rel.split('/').any(|c| c == ".git")
-                    || ignore.matched_path_or_any_parents(&rel, false).is_ignore()
+                    || (!ignore.is_empty()
+                        && ignore.matched_path_or_any_parents(rel, false).is_ignore())
                 {
-                    if !is_glob(&entry.path) && normalize(&entry.path) == rel {
+                    if !is_glob(&entry.path) && normalize(&entry.path) == *rel {
                         return Err(spec.error_at(
                             entry.pos,
                             format!("{rel:?} is excluded by .git or {IGNORE_FILE}"),
@@ -231,7 +180,7 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
                     }
                     continue;
                 }
-                if let Some((k, p)) = seen.get(&rel) {
+                if let Some((k, p)) = seen.get(rel) {
                     let (k, p) = (*k, *p);
                     let what = if k == *kind {
                         format!(
@@ -251,7 +200,7 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
                     ));
                 }
                 seen.insert(rel.clone(), (*kind, entry.pos));
-                pending.push((rel, *kind, entry));
+                pending.push((found, *kind, entry));
             }
         }
     }
@@ -263,8 +212,8 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
             let mut dirs = std::collections::HashSet::new();
             chunks[i]
                 .iter()
-                .map(|(rel, kind, entry)| {
-                    make_file(&root, rel.clone(), *kind, entry, spec, &exclude, &mut dirs)
+                .map(|(found, kind, entry)| {
+                    make_file(&root, found, *kind, entry, spec, &exclude, &mut dirs)
                 })
                 .collect::<Result<Vec<_>>>()
         })?;
@@ -292,13 +241,14 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
 
 fn make_file(
     root: &Path,
-    rel: String,
+    found: &Walked,
     kind: Kind,
     entry: &Entry,
     spec: &Spec,
     exclude: &[PathBuf],
     dirs: &mut std::collections::HashSet<PathBuf>,
 ) -> Result<SourceFile> {
+    let rel = found.rel.clone();
     let abs = root.join(&rel);
     // A name the bundle cannot carry faithfully: `rel` is a lossy copy of a name that is not
     // UTF-8 (no such file), or a path `mlart pull` refuses to extract.
@@ -316,7 +266,12 @@ fn make_file(
             format!("rename the file, or exclude it in {IGNORE_FILE}"),
         ));
     }
-    let meta = inside_file(root, &abs, spec, entry, dirs)?;
+    // A walked file is inside (its folder was, and every symlink on the way was looked at).
+    let meta = match &found.meta {
+        Some(m) => m.clone(),
+        None if found.walked => fs::symlink_metadata(&abs).ctx("reading", &abs)?,
+        None => inside_file(root, &abs, spec, entry, dirs)?,
+    };
     if !meta.is_file() {
         return Err(spec.error_at(
             entry.pos,
@@ -324,7 +279,7 @@ fn make_file(
             "bundle only regular files; remove the entry or exclude the path in .mlartignore",
         ));
     }
-    if exclude.iter().any(|x| abs.starts_with(x)) {
+    if exclude.iter().any(|x| is_under(&abs, x)) {
         return Err(spec.error_at(
             entry.pos,
             format!("{rel:?} is the bundle's own output"),
@@ -405,8 +360,9 @@ fn read_head(p: &Path, n: usize) -> Vec<u8> {
     buf
 }
 
-/// Walk `dir` (inside `root`) and return the relative paths of its files, following
-/// symlinks that stay inside the project and refusing those that leave it.
+/// Walk `dir` (inside `root`) and return the relative paths of its files, with their
+/// metadata (read through symlinks), following symlinks that stay inside the project and
+/// refusing those that leave it.
 fn walk(
     root: &Path,
     dir: &Path,
@@ -414,81 +370,67 @@ fn walk(
     exclude: &[PathBuf],
     spec: &Spec,
     entry: &Entry,
-) -> Result<Vec<String>> {
+) -> Result<Vec<Walked>> {
     let mut out = Vec::new();
-    let mut it = walkdir::WalkDir::new(dir)
-        .follow_links(true)
-        .sort_by_file_name()
-        .into_iter();
-    loop {
-        let ent = match it.next() {
-            None => break,
-            Some(Ok(e)) => e,
-            Some(Err(e)) => {
-                let path = e
-                    .path()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default();
-                if e.loop_ancestor().is_some() {
-                    return Err(spec.error_at(
-                        entry.pos,
-                        format!("a symlink loop at {path}"),
-                        "remove the looping symlink",
-                    ));
-                }
-                return Err(Error::Io {
-                    context: format!("walking {path}"),
-                    source: e
-                        .into_io_error()
-                        .unwrap_or_else(|| std::io::Error::other("walk error")),
+    let top = match dir.strip_prefix(root) {
+        Ok(r) => to_rel(r),
+        Err(_) => return Ok(out),
+    };
+    crate::build::walk::walk(
+        dir,
+        &top,
+        &mut |e| {
+            let rel = e.rel;
+            let skip = e.name == ".git"
+                || exclude.iter().any(|x| is_under(e.path, x))
+                || e.name.starts_with(".mlart-tmp")
+                || (!ignore.is_empty()
+                    && ignore
+                        .matched_path_or_any_parents(rel, e.is_dir)
+                        .is_ignore());
+            if skip {
+                return Ok(false);
+            }
+            if e.is_symlink {
+                inside(root, e.path, spec, entry)?;
+            }
+            if !e.is_dir {
+                out.push(Walked {
+                    rel: rel.to_string(),
+                    meta: e.meta.cloned(),
+                    walked: true,
                 });
             }
-        };
-        let path = ent.path();
-        let rel = match path.strip_prefix(root) {
-            Ok(r) => to_rel(r),
-            Err(_) => continue,
-        };
-        let is_dir = ent.file_type().is_dir();
-        if ent.depth() > 0 {
-            let name = ent.file_name().to_string_lossy();
-            let skip = name == ".git"
-                || exclude.iter().any(|x| path.starts_with(x))
-                || name.starts_with(".mlart-tmp")
-                || ignore.matched_path_or_any_parents(&rel, is_dir).is_ignore();
-            if skip {
-                if is_dir {
-                    it.skip_current_dir();
-                }
-                continue;
-            }
-        }
-        if ent.path_is_symlink() {
-            inside(root, path, spec, entry)?;
-        }
-        if !is_dir {
-            out.push(rel);
-        }
-    }
+            Ok(true)
+        },
+        &|p| {
+            spec.error_at(
+                entry.pos,
+                format!("a symlink loop at {}", p.display()),
+                "remove the looping symlink",
+            )
+        },
+    )?;
     Ok(out)
 }
 
-/// Left out of a directory or glob expansion by a .gitignore or the default excludes (noted
-/// in `junk` for the warning).
-fn filtered(filters: &Filters, root: &Path, rel: &str, junk: &mut Vec<String>) -> bool {
-    let parents = || {
-        let parts: Vec<&str> = rel.split('/').collect();
-        (1..parts.len()).map(move |i| parts[..i].join("/"))
-    };
-    if let Some(j) = parents()
-        .find(|d| filters.junk(d, true))
-        .map(|d| format!("{d}/"))
-        .or_else(|| filters.junk(rel, false).then(|| rel.to_string()))
-    {
-        junk.push(j);
-        return true;
-    }
-    filters.git_ignored(root, rel, false) || parents().any(|d| filters.git_ignored(root, &d, true))
+/// A file of an entry: listed, or found by a directory or glob expansion (`walked`: then it
+/// is known to be inside the project); `meta` (through symlinks) when already read.
+#[derive(Clone)]
+struct Walked {
+    rel: String,
+    meta: Option<fs::Metadata>,
+    walked: bool,
+}
+
+/// `p` is `dir` or below it, compared as bytes (both absolute and without `..`).
+fn is_under(p: &Path, dir: &Path) -> bool {
+    let (p, d) = (
+        p.as_os_str().as_encoded_bytes(),
+        dir.as_os_str().as_encoded_bytes(),
+    );
+    let d = d.strip_suffix(b"/").unwrap_or(d);
+    p.starts_with(d) && (p.len() == d.len() || p[d.len()] == b'/')
 }
 
 /// Refuse a path whose real location is outside the project (a symlink pointing out).
@@ -533,25 +475,6 @@ fn inside_file(
     }
     inside(root, abs, spec, entry)?;
     fs::metadata(abs).ctx("reading", abs)
-}
-
-fn load_ignore(root: &Path) -> Result<ignore::gitignore::Gitignore> {
-    let mut b = ignore::gitignore::GitignoreBuilder::new(root);
-    let file = root.join(IGNORE_FILE);
-    if file.exists() {
-        if let Some(e) = b.add(&file) {
-            return Err(Error::input(format!(
-                "{}: {e}. Fix the pattern (gitignore syntax)",
-                file.display()
-            )));
-        }
-    }
-    b.build().map_err(|e| {
-        Error::input(format!(
-            "{}: {e}. Fix the pattern (gitignore syntax)",
-            file.display()
-        ))
-    })
 }
 
 /// Is this spec entry a glob (rather than a file or folder name)?
@@ -727,5 +650,61 @@ mod tests {
         std::os::unix::fs::symlink(d.path().join("m.onnx"), d.path().join("alias.onnx")).unwrap();
         let files = run(&d, "name: a\nversion: '1'\nmodel: [alias.onnx]\n").unwrap();
         assert_eq!(files[0].rel, "alias.onnx");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinked_folders_inside_are_walked_and_loops_refused() {
+        let d = project(&[
+            ("m.onnx", "x"),
+            ("real/a.txt", "aa"),
+            ("real/sub/b.txt", "bbb"),
+        ]);
+        std::os::unix::fs::symlink(d.path().join("real"), d.path().join("docs")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("real/a.txt"), d.path().join("real/c.txt"))
+            .unwrap();
+        let files = run(&d, "name: a\nversion: '1'\nmodel: [m.onnx]\ndocs: [docs]\n").unwrap();
+        let got: Vec<(&str, u64)> = files.iter().map(|f| (f.rel.as_str(), f.size)).collect();
+        assert_eq!(
+            got,
+            [
+                ("docs/a.txt", 2),
+                ("docs/c.txt", 2),
+                ("docs/sub/b.txt", 3),
+                ("m.onnx", 1)
+            ]
+        );
+        // The same files through a glob, from the project's top.
+        let files = run(&d, "name: a\nversion: '1'\ndocs: ['real/**/*.txt']\n").unwrap();
+        let got: Vec<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+        assert_eq!(got, ["real/a.txt", "real/c.txt", "real/sub/b.txt"]);
+        // A link back up: refused, naming it.
+        std::os::unix::fs::symlink(d.path().join("real"), d.path().join("real/sub/up")).unwrap();
+        let e = run(&d, "name: a\nversion: '1'\ndocs: [real]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symlink loop") && e.contains("up"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_gitignore_is_an_error_naming_it_and_ignored_folders_are_left_out() {
+        let d = project(&[
+            ("m.onnx", "x"),
+            ("docs/a.md", "a"),
+            ("docs/gen/x.md", "x"),
+            ("docs/.gitignore", "gen/\n"),
+            ("docs/.env", "SECRET=1"),
+        ]);
+        let files = run(&d, "name: a\nversion: '1'\nmodel: [m.onnx]\ndocs: [docs]\n").unwrap();
+        let got: Vec<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+        assert_eq!(got, ["docs/.gitignore", "docs/a.md", "m.onnx"]);
+        fs::write(d.path().join("docs/.gitignore"), "gen/{a,b\n").unwrap();
+        let e = run(&d, "name: a\nversion: '1'\nmodel: [m.onnx]\ndocs: [docs]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(".gitignore") && e.contains("gitignore syntax"),
+            "{e}"
+        );
     }
 }
