@@ -312,6 +312,11 @@ impl<'s, W: Write + Send + 's> HashOffload<'s, W> {
         }
     }
 
+    /// The bytes go to a worker thread in chunks (a flush costs nothing then).
+    pub fn is_threaded(&self) -> bool {
+        matches!(self, HashOffload::Thread { .. })
+    }
+
     /// Flush what is buffered, wait for the worker, and return the inner writer, the digest
     /// (None from a worker that only writes) and the byte count. A write error of the worker
     /// comes back here.

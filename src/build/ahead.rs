@@ -1,16 +1,18 @@
 //! Reading a tar layer's small files ahead of the tar writer: a thread of their own opens,
-//! reads, hashes and closes them in order, into batches of about 1 MiB that the writer hands
-//! back for reuse. Ten thousand 4 KiB files are then some forty hand-overs and no allocation
-//! per file, and their system calls run beside the tar writing and the layer's hash instead
-//! of one after the other.
+//! reads and closes them in order, into batches of about 1 MiB that the writer hands back for
+//! reuse. Ten thousand 4 KiB files are then some forty hand-overs and no allocation per file,
+//! and their system calls run beside the tar writing and the hashes instead of one after the
+//! other. Each file is hashed by the writer, as it takes the file: the system calls alone
+//! keep this thread busy (three per file: one `read` asks for a byte more than the file's
+//! size, so that a file that grew is seen without another call).
 
-use super::layer::FileDigest;
-use super::source::{close_source, open_source};
+use super::layer::{FileDigest, CAPTURE_LIMIT};
 use crate::build::collect::SourceFile;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
+use crate::format::digest::Digest;
 use crate::interrupt::Cancel;
 use std::collections::VecDeque;
-use std::io::Read;
+use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 /// Files up to this size are read ahead.
@@ -23,19 +25,20 @@ const IN_FLIGHT: usize = 3;
 const MIN_FILES: usize = 4;
 
 enum Msg {
-    /// The next files' bytes, one after the other, and their digests with their lengths.
-    Batch(Vec<u8>, VecDeque<(FileDigest, usize)>),
+    /// A buffer holding the next files' bytes one after the other, and their lengths.
+    Batch(Vec<u8>, VecDeque<usize>),
     /// The next file is large: the writer reads it itself.
     Large,
 }
 
 /// The writer's end.
-pub(super) struct Ahead {
+pub(super) struct Ahead<'a> {
     rx: Option<Receiver<Result<Msg>>>,
     back: Option<SyncSender<Vec<u8>>>,
     batch: Vec<u8>,
-    items: VecDeque<(FileDigest, usize)>,
+    items: VecDeque<usize>,
     at: usize,
+    capture: &'a (dyn Fn(&SourceFile) -> bool + Sync),
 }
 
 /// Start reading `files` ahead (when there are enough to be worth a thread).
@@ -45,13 +48,14 @@ pub(super) fn start<'scope>(
     capture: &'scope (dyn Fn(&SourceFile) -> bool + Sync),
     progress: &'scope (dyn Fn(u64) + Sync),
     cancel: &'scope Cancel,
-) -> Ahead {
+) -> Ahead<'scope> {
     let mut ahead = Ahead {
         rx: None,
         back: None,
         batch: Vec::new(),
         items: VecDeque::new(),
         at: 0,
+        capture,
     };
     if files.len() < MIN_FILES {
         return ahead;
@@ -59,17 +63,20 @@ pub(super) fn start<'scope>(
     let (tx, rx) = sync_channel::<Result<Msg>>(IN_FLIGHT);
     let (back, returned) = sync_channel::<Vec<u8>>(IN_FLIGHT + 2);
     s.spawn(move || {
+        // Buffers are zeroed once, when made, and filled by `read` from then on.
         let fresh = |returned: &Receiver<Vec<u8>>| {
-            returned
-                .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(BATCH))
+            returned.try_recv().unwrap_or_else(|_| vec![0; BATCH + 1])
         };
         let mut buf = fresh(&returned);
+        let mut used = 0;
+        let mut folder = Folder::default();
         let mut items = VecDeque::new();
         for f in files {
-            if f.size > MAX_FILE || buf.len() + f.size as usize > BATCH {
+            // (+1: the byte more each read asks for)
+            if f.size > MAX_FILE || used + f.size as usize + 1 > buf.len() {
                 if !items.is_empty() {
                     let full = std::mem::replace(&mut buf, fresh(&returned));
+                    used = 0;
                     if tx
                         .send(Ok(Msg::Batch(full, std::mem::take(&mut items))))
                         .is_err()
@@ -84,8 +91,12 @@ pub(super) fn start<'scope>(
                     continue;
                 }
             }
-            match read_into(f, capture(f), progress, cancel, &mut buf) {
-                Ok(fd) => items.push_back((fd, f.size as usize)),
+            match read_into(f, cancel, &mut folder, &mut buf[used..]) {
+                Ok(()) => {
+                    progress(f.size);
+                    used += f.size as usize;
+                    items.push_back(f.size as usize);
+                }
                 Err(e) => {
                     let _ = tx.send(Err(e));
                     return;
@@ -101,19 +112,19 @@ pub(super) fn start<'scope>(
     ahead
 }
 
-impl Ahead {
-    /// The next file's bytes and digest, or None when the caller reads it itself (a large
-    /// file, or no reading ahead). Call once per file, in order.
-    pub(super) fn next(&mut self) -> Result<Option<(&[u8], FileDigest)>> {
+impl Ahead<'_> {
+    /// The next file's bytes and digest (hashed here, and captured if asked), or None when
+    /// the caller reads it itself (a large file, or no reading ahead). Call once per file, in
+    /// order.
+    pub(super) fn next(&mut self, f: &SourceFile) -> Result<Option<(&[u8], FileDigest)>> {
         let Some(rx) = &self.rx else {
             return Ok(None);
         };
         if self.items.is_empty() {
             let old = std::mem::take(&mut self.batch);
-            if old.capacity() > 0 {
+            if !old.is_empty() {
                 if let Some(back) = &self.back {
-                    let mut old = old;
-                    old.clear();
+                    // (kept whole: the reader fills it again from the start)
                     let _ = back.try_send(old);
                 }
             }
@@ -133,26 +144,105 @@ impl Ahead {
                 }
             }
         }
-        let (fd, len) = self.items.pop_front().expect("a batch is never empty");
+        let len = self.items.pop_front().expect("a batch is never empty");
         let start = self.at;
         self.at += len;
-        Ok(Some((&self.batch[start..self.at], fd)))
+        let data = &self.batch[start..self.at];
+        let fd = FileDigest {
+            rel: f.rel.clone(),
+            sha256: Digest::of(data),
+            size: f.size,
+            captured: ((self.capture)(f) && f.size <= CAPTURE_LIMIT).then(|| data.to_vec()),
+        };
+        Ok(Some((data, fd)))
     }
 }
 
-/// Append a small file to `buf` (hashed, counted, captured as `open_source` does).
-fn read_into(
-    f: &SourceFile,
-    capture: bool,
-    progress: &dyn Fn(u64),
-    cancel: &Cancel,
-    buf: &mut Vec<u8>,
-) -> Result<FileDigest> {
-    let mut r = open_source(f, capture, progress, cancel)?;
-    let before = buf.len();
-    if let Err(e) = r.read_to_end(buf) {
-        buf.truncate(before);
-        return Err(super::layer::io_err_file(f, e));
+/// Read the small file `f` into the start of `into` (which has room for a byte more): a
+/// file that is not `f.size` bytes long any more is an error, as with `open_source`.
+fn read_into(f: &SourceFile, cancel: &Cancel, folder: &mut Folder, into: &mut [u8]) -> Result<()> {
+    cancel
+        .check()
+        .map_err(|e| super::layer::io_err_file(f, e))?;
+    let mut file = folder.open(&f.abs).ctx("opening", &f.abs)?;
+    let end = f.size as usize;
+    let mut at = 0;
+    loop {
+        let n = match file.read(&mut into[at..=end]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(super::layer::io_err_file(f, e)),
+        };
+        if n == 0 {
+            if at < end {
+                return Err(super::layer::io_err_file(
+                    f,
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "the file shrank while it was bundled ({} bytes missing)",
+                            end - at
+                        ),
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        at += n;
+        if at > end {
+            return Err(super::source::grew(f));
+        }
+        if at == end {
+            // The read stopped short of the byte more it asked for: the end of the file.
+            return Ok(());
+        }
     }
-    close_source(f, r)
+}
+
+/// The folder of the last file opened, kept open: the next file of the same folder is opened
+/// relative to it (`openat`), without resolving its whole path again.
+#[derive(Default)]
+struct Folder {
+    #[cfg(unix)]
+    open: Option<(std::path::PathBuf, std::fs::File)>,
+}
+
+impl Folder {
+    #[cfg(unix)]
+    fn open(&mut self, abs: &std::path::Path) -> io::Result<std::fs::File> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::io::{AsRawFd, FromRawFd};
+        let (Some(parent), Some(name)) = (abs.parent(), abs.file_name()) else {
+            return std::fs::File::open(abs);
+        };
+        let same = matches!(&self.open, Some((p, _)) if p.as_os_str() == parent.as_os_str());
+        if !same {
+            use std::os::unix::fs::OpenOptionsExt;
+            let dir = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY)
+                .open(parent)?;
+            self.open = Some((parent.to_path_buf(), dir));
+        }
+        let dir = &self.open.as_ref().expect("just opened").1;
+        let name = std::ffi::CString::new(name.as_bytes())?;
+        // SAFETY: a valid directory descriptor and a NUL-terminated name; the descriptor
+        // returned is owned by the File alone.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+    }
+
+    #[cfg(not(unix))]
+    fn open(&mut self, abs: &std::path::Path) -> io::Result<std::fs::File> {
+        std::fs::File::open(abs)
+    }
 }

@@ -192,6 +192,8 @@ fn tar_into<W: Write + Send>(
     progress: &(dyn Fn(u64) + Sync),
     cancel: &Cancel,
 ) -> Result<(Option<Sha256>, Vec<FileDigest>)> {
+    // Small files read ahead go straight to the worker's chunks, past the buffer below.
+    let straight = compression == Compression::None && blob.is_threaded();
     let enc = Encoder::new(blob, compression).map_err(|e| io_err("starting the compressor", e))?;
     let tar_stream = MaybeHash {
         inner: enc,
@@ -216,10 +218,27 @@ fn tar_into<W: Write + Send>(
                 .map_err(|e| io_err("writing the layer", e))?;
             let mode = if f.executable { 0o755 } else { 0o644 };
             let mut h = header(tar::EntryType::Regular, f.size, mode, mtime);
-            let read = ahead.next()?;
+            let read = ahead.next(f)?;
             if let Some((data, fd)) = read {
-                b.append_data(&mut h, &full, data)
-                    .map_err(|e| io_err_file(f, e))?;
+                // The header (and a long name's), then the bytes written on (not through tar's
+                // `io::copy`, which copies them twice on the way), then the padding.
+                b.append_data(&mut h, &full, io::empty())
+                    .map_err(|e| io_err("writing the layer", e))?;
+                if straight {
+                    // Straight into the layer writer's chunks: the buffer above it is emptied
+                    // first (a threaded writer's flush is nothing: it keeps its chunks).
+                    b.get_mut()
+                        .flush()
+                        .map_err(|e| io_err("writing the layer", e))?;
+                    b.get_mut().get_mut().write_all(data)
+                } else {
+                    b.get_mut().write_all(data)
+                }
+                .map_err(|e| io_err("writing the layer", e))?;
+                let pad = ((512 - f.size % 512) % 512) as usize;
+                b.get_mut()
+                    .write_all(&[0u8; 512][..pad])
+                    .map_err(|e| io_err("writing the layer", e))?;
                 results.push(fd);
             } else if compression == Compression::None {
                 // Uncompressed: the header (tar writes only that with no data; its size field is

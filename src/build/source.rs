@@ -172,14 +172,19 @@ pub(super) fn open_source_with<'a>(
 pub(super) fn check_end(f: &SourceFile, r: &mut SourceReader<'_>) -> Result<()> {
     let mut probe = [0u8; 1];
     if r.inner.read(&mut probe).ctx("reading", &f.abs)? != 0 {
-        return Err(Error::Io {
-            context: format!("reading {}", f.abs.display()),
-            source: io::Error::other(
-                "the file grew while it was bundled: bundle again once it is written",
-            ),
-        });
+        return Err(grew(f));
     }
     Ok(())
+}
+
+/// The error for a file that grew while it was read.
+pub(super) fn grew(f: &SourceFile) -> Error {
+    Error::Io {
+        context: format!("reading {}", f.abs.display()),
+        source: io::Error::other(
+            "the file grew while it was bundled: bundle again once it is written",
+        ),
+    }
 }
 
 pub(super) fn close_source(f: &SourceFile, mut r: SourceReader<'_>) -> Result<FileDigest> {
