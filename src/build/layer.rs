@@ -127,6 +127,24 @@ pub struct FileDigest {
     pub captured: Option<Vec<u8>>,
 }
 
+/// A copy of `template` (a `header`) with `size`: the same bytes as `header` with that size,
+/// without its five number formattings (tar writes each through `format!`), for sizes below
+/// 8 GiB (eleven octal digits; tar's own encoding above).
+fn sized(template: &tar::Header, size: u64) -> tar::Header {
+    let mut h = template.clone();
+    if size >= 1 << 33 {
+        h.set_size(size);
+        return h;
+    }
+    let field = &mut h.as_old_mut().size;
+    let mut v = size;
+    for slot in field[..11].iter_mut().rev() {
+        *slot = b'0' + (v & 7) as u8;
+        v >>= 3;
+    }
+    h
+}
+
 /// Fixed tar header fields: uid/gid 0, no user/group names, given mtime.
 fn header(kind: tar::EntryType, size: u64, mode: u32, mtime: u64) -> tar::Header {
     let mut h = tar::Header::new_gnu();
@@ -208,6 +226,8 @@ fn tar_into<W: Write + Send>(
     // Parent directories first, each once, so extraction gives sane modes.
     let mut dirs = BTreeSet::new();
     let mut results = Vec::with_capacity(files.len());
+    let plain = header(tar::EntryType::Regular, 0, 0o644, mtime);
+    let exec = header(tar::EntryType::Regular, 0, 0o755, mtime);
     // Small files are read ahead on a thread of their own (`crate::build::ahead`).
     let files = &files[..];
     std::thread::scope(|s| -> Result<()> {
@@ -216,8 +236,7 @@ fn tar_into<W: Write + Send>(
             let full = format!("{prefix}{}", f.rel);
             parent_dirs(&mut b, &mut dirs, &full, mtime)
                 .map_err(|e| io_err("writing the layer", e))?;
-            let mode = if f.executable { 0o755 } else { 0o644 };
-            let mut h = header(tar::EntryType::Regular, f.size, mode, mtime);
+            let mut h = sized(if f.executable { &exec } else { &plain }, f.size);
             let read = ahead.next(f)?;
             if let Some((data, fd)) = read {
                 // The header (and a long name's), then the bytes written on (not through tar's
@@ -397,6 +416,12 @@ fn parent_dirs<W: Write>(
     path: &str,
     mtime: u64,
 ) -> io::Result<()> {
+    // Its folder written already (the files come in order): so are the folders above it.
+    match path.rfind('/') {
+        Some(i) if dirs.contains(&path[..=i]) => return Ok(()),
+        None => return Ok(()),
+        Some(_) => {}
+    }
     let mut acc = String::new();
     let parts: Vec<&str> = path.split('/').collect();
     for part in &parts[..parts.len() - 1] {
@@ -416,6 +441,37 @@ mod tests {
     use crate::format::compression::decoder;
     use crate::format::metadata::Kind;
     use crate::interrupt::Cancel;
+
+    #[test]
+    fn sized_headers_are_tars_own() {
+        let mut sizes = vec![
+            0,
+            1,
+            7,
+            8,
+            511,
+            512,
+            4096,
+            (1 << 33) - 1,
+            1 << 33,
+            u64::MAX >> 1,
+        ];
+        let mut x = 0x9e3779b97f4a7c15u64;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            sizes.push(x >> (x % 40));
+        }
+        for mode in [0o644, 0o755] {
+            let template = header(tar::EntryType::Regular, 0, mode, 1_700_000_000);
+            for &size in &sizes {
+                let ours = sized(&template, size);
+                let tars = header(tar::EntryType::Regular, size, mode, 1_700_000_000);
+                assert_eq!(ours.as_bytes(), tars.as_bytes(), "size {size}");
+            }
+        }
+    }
 
     /// `write_tar` into memory under `models/`, mtime 0, capturing every file or none.
     fn tar_of(

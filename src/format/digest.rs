@@ -22,7 +22,13 @@ impl Digest {
     }
 
     pub fn from_hasher(h: Sha256) -> Self {
-        Digest(format!("sha256:{}", hex::encode(h.finalize())))
+        // (one allocation: this runs once per file, ten thousand times for small files)
+        let mut hex = [0u8; 64];
+        hex::encode_to_slice(h.finalize(), &mut hex).expect("32 bytes make 64 hex digits");
+        let mut s = String::with_capacity(71);
+        s.push_str("sha256:");
+        s.push_str(std::str::from_utf8(&hex).expect("hex digits"));
+        Digest(s)
     }
 
     pub fn of(data: &[u8]) -> Self {

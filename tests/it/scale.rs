@@ -165,3 +165,69 @@ fn link_is_refused_with_push_and_a_no_op_warning_in_the_image_form() {
     assert!(w.contains("--link") && w.contains("modelpack"), "{w}");
     assert_eq!(v["stored"]["linked"], 0);
 }
+
+/// On a filesystem with reflinks (XFS or btrfs: `scripts/test` mounts an XFS image on a loop
+/// device when it runs as root and names it in MLART_REFLINK_DIR), raw layers are clones of
+/// the project's files: counted as cloned, sharing the file's extents (filefrag: `shared`),
+/// and, unlike `--link`, untouched by a later edit of the file.
+#[test]
+fn raw_layers_are_reflinked_on_a_reflink_filesystem() {
+    let Some(dir) = std::env::var_os("MLART_REFLINK_DIR") else {
+        eprintln!("SKIP: MLART_REFLINK_DIR is not set (scripts/test mounts an XFS image with reflinks when it runs as root)");
+        return;
+    };
+    let t = tempfile::tempdir_in(&dir).unwrap();
+    let p = t.path().join("p");
+    project(&p);
+    let out = t.path().join("out");
+    let v = bundle(&p, &out, "2", &["--format", "modelpack"]);
+    let raw = v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["media_type"].as_str().unwrap().ends_with(".raw"))
+        .count() as u64;
+    assert!(raw >= 6, "{v}"); // the six shards at least
+    assert_eq!(v["stored"]["cloned"].as_u64(), Some(raw - 1), "{v}"); // (mlart.json is written)
+    assert_eq!(v["stored"]["copied"].as_u64(), Some(0), "{v}");
+    // the same bytes as a layout written elsewhere (no reflink across filesystems: copied)
+    let plain = tempfile::tempdir().unwrap();
+    let copied = bundle(
+        &p,
+        &plain.path().join("out"),
+        "2",
+        &["--format", "modelpack"],
+    );
+    assert_eq!(v["manifest_digest"], copied["manifest_digest"]);
+    let shard = p.join("model/shard-3.safetensors");
+    let digest = sha256_file(&shard);
+    let blob = out.join("blobs/sha256").join(&digest);
+    assert_eq!(fs::read(&blob).unwrap(), fs::read(&shard).unwrap());
+    assert_ne!(
+        fs::metadata(&shard).unwrap().ino(),
+        fs::metadata(&blob).unwrap().ino()
+    );
+    if let Some(filefrag) = crate::support::find_on_path("filefrag") {
+        let o = std::process::Command::new(filefrag)
+            .arg("-v")
+            .arg(&blob)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains("shared"),
+            "the blob shares no extent:\n{text}"
+        );
+    }
+    // copy-on-write: an edit of the project file leaves the blob as it was
+    let mut data = fs::read(&shard).unwrap();
+    data[100] ^= 1;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&shard)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &data))
+        .unwrap();
+    assert_eq!(sha256_file(&blob), digest);
+    let pulled = pull_to(&out, &t.path().join("pulled"));
+    assert!(pulled["files"].as_array().unwrap().len() > 40, "{pulled}");
+}
