@@ -332,7 +332,9 @@ impl BlobSink for LayoutWriter {
             .tempfile_in(&self.blobs)
             .ctx("creating a blob in", &self.blobs)?;
         Ok(BlobFile {
-            file: BufWriter::with_capacity(1 << 20, f),
+            // Below the 256 KiB chunks of a threaded layer writer (`offload`), which then go
+            // to the file without a copy here; small writes are still gathered.
+            file: BufWriter::with_capacity(128 << 10, f),
             kick: Default::default(),
             written: 0,
         })
