@@ -665,6 +665,8 @@ mod tests {
     }
 
     /// The layer of `files` through tar's own copy of each file.
+    /// The layer tar's own code would write: every folder once, parents first, then the file
+    /// through `append_data` (written out here, not with `parent_dirs`, `sized` or the read-ahead).
     fn tars_own(files: &[&SourceFile], prefix: &str) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         let mut sorted = files.to_vec();
@@ -672,12 +674,72 @@ mod tests {
         let mut dirs = BTreeSet::new();
         for f in &sorted {
             let full = format!("{prefix}{}", f.rel);
-            parent_dirs(&mut b, &mut dirs, &full, 0).unwrap();
-            let mut h = header(tar::EntryType::Regular, f.size, 0o644, 0);
+            let mut acc = String::new();
+            let parts: Vec<&str> = full.split('/').collect();
+            for part in &parts[..parts.len() - 1] {
+                acc.push_str(part);
+                acc.push('/');
+                if dirs.insert(acc.clone()) {
+                    let mut h = header(tar::EntryType::Directory, 0, 0o755, 0);
+                    b.append_data(&mut h, &acc, io::empty()).unwrap();
+                }
+            }
+            let mode = if f.executable { 0o755 } else { 0o644 };
+            let mut h = header(tar::EntryType::Regular, f.size, mode, 0);
             b.append_data(&mut h, &full, std::fs::File::open(&f.abs).unwrap())
                 .unwrap();
         }
         b.into_inner().unwrap()
+    }
+
+    /// More than `offload::OFFLOAD_MIN` of small files: the layer writer is a thread and the
+    /// read-ahead files go straight into its chunks. Long names (GNU long-name entries),
+    /// executables, empty files, folders left and come back to: tar's own bytes.
+    #[test]
+    fn small_files_straight_into_a_threaded_writer_give_tars_own_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
+        let long = "n".repeat(120);
+        for i in 0..2400usize {
+            let len = match i % 50 {
+                0 => 0,
+                1 => 511,
+                2 => 513,
+                _ => 3000 + (i * 131) % 2000,
+            };
+            let data: Vec<u8> = (0..len).map(|j| (j * 11 + i * 3) as u8).collect();
+            let rel = match i % 7 {
+                0 => format!("a/{long}/f{i:04}"),
+                1 => format!("a/b{}/f{i:04}", i % 3),
+                2 => format!("z{i:04}"),
+                _ => format!("a/c/d{}/f{i:04}", i % 5),
+            };
+            let mut f = src(d.path(), &rel, &data);
+            f.executable = i % 11 == 0;
+            files.push(f);
+        }
+        let refs: Vec<&SourceFile> = files.iter().collect();
+        let total: u64 = files.iter().map(|f| f.size).sum();
+        assert!(total > crate::offload::OFFLOAD_MIN, "{total}");
+        let (out, _, fds) = write_tar(
+            Vec::new(),
+            &refs,
+            "models/",
+            Compression::None,
+            0,
+            &|_| false,
+            &|_| {},
+            &Cancel::default(),
+        )
+        .unwrap();
+        assert!(out == tars_own(&refs, "models/"), "the tar bytes changed");
+        let by_rel: std::collections::HashMap<&str, &SourceFile> =
+            files.iter().map(|f| (f.rel.as_str(), f)).collect();
+        for fd in &fds {
+            let f = by_rel[fd.rel.as_str()];
+            assert_eq!(fd.sha256, Digest::of(&std::fs::read(&f.abs).unwrap()));
+            assert_eq!(fd.size, f.size);
+        }
     }
 
     /// Many small files are read ahead on another thread (`crate::build::ahead`), in batches,
