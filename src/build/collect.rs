@@ -439,7 +439,7 @@ fn inside(root: &Path, path: &Path, spec: &Spec, entry: &Entry) -> Result<()> {
         spec.error_at(
             entry.pos,
             format!("cannot resolve {}: {e}", path.display()),
-            "fix or remove the broken symlink",
+            "fix or remove the broken symlink, or exclude it in .mlartignore",
         )
     })?;
     if !real.starts_with(root) {
@@ -706,5 +706,23 @@ mod tests {
             e.contains(".gitignore") && e.contains("gitignore syntax"),
             "{e}"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_broken_symlink_is_an_error_unless_excluded() {
+        let d = project(&[("m.onnx", "x"), ("docs/a.md", "a")]);
+        std::os::unix::fs::symlink(d.path().join("gone"), d.path().join("docs/old.md")).unwrap();
+        let spec = "name: a\nversion: '1'\nmodel: [m.onnx]\ndocs: [docs]\n";
+        let e = run(&d, spec).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        let e = e.to_string();
+        assert!(
+            e.contains("docs/old.md") && e.contains("exclude it in .mlartignore"),
+            "{e}"
+        );
+        fs::write(d.path().join(IGNORE_FILE), "docs/old.md\n").unwrap();
+        let files = run(&d, spec).unwrap();
+        assert_eq!(files.len(), 2);
     }
 }

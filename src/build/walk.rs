@@ -79,15 +79,19 @@ fn dir(
         };
         let ft = e.file_type().map_err(|err| io_err(&child, err))?;
         let is_symlink = ft.is_symlink();
-        // The link's target's metadata.
-        let meta = if is_symlink {
-            Some(fs::metadata(&child).map_err(|err| io_err(&child, err))?)
+        // The link's target's metadata (a broken link is an error once it is kept: an
+        // excluded one is never looked at).
+        let (meta, broken) = if is_symlink {
+            match fs::metadata(&child) {
+                Ok(m) => (Some(m), None),
+                Err(err) => (None, Some(err)),
+            }
         } else {
-            None
+            (None, None)
         };
         let is_dir = match &meta {
             Some(m) => m.is_dir(),
-            None => ft.is_dir(),
+            None => !is_symlink && ft.is_dir(),
         };
         let entry = Entry {
             path: &child,
@@ -97,7 +101,16 @@ fn dir(
             is_symlink,
             meta: meta.as_ref().filter(|m| !m.is_dir()),
         };
-        if !visit(&entry)? || !is_dir {
+        if !visit(&entry)? {
+            continue;
+        }
+        if let Some(err) = broken {
+            return Err(Error::input(format!(
+                "{}: a symlink whose target cannot be read ({err}). Fix or remove the link, or exclude it in .mlartignore",
+                child.display()
+            )));
+        }
+        if !is_dir {
             continue;
         }
         let me = match &meta {
@@ -157,7 +170,9 @@ mod tests {
                     .to_string_lossy()
                     .into_owned();
                 assert_eq!(rel, e.rel);
-                assert_eq!(e.meta.is_some(), e.is_symlink && !e.is_dir, "{rel}");
+                if e.meta.is_some() {
+                    assert!(e.is_symlink && !e.is_dir, "{rel}");
+                }
                 if let Some(m) = e.meta {
                     assert_eq!(m.len(), fs::metadata(e.path).unwrap().len());
                 }
@@ -229,7 +244,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(d.path().join("gone"), d.path().join("dangling")).unwrap();
         let err = walked(d.path()).unwrap_err().to_string();
-        assert!(err.contains("walking") && err.contains("dangling"), "{err}");
+        assert!(
+            err.contains("dangling") && err.contains("symlink whose target cannot be read"),
+            "{err}"
+        );
     }
 
     #[test]
