@@ -32,6 +32,17 @@ fn project(dir: &Path) {
     .unwrap();
 }
 
+/// Flip a byte of `file` in place, keeping its inode (an editor that saves by rename would not).
+fn edit_in_place(file: &Path) {
+    let mut data = fs::read(file).unwrap();
+    data[100] ^= 1;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &data))
+        .unwrap();
+}
+
 fn bundle(project: &Path, out: &Path, threads: &str, args: &[&str]) -> Value {
     json_ok(
         mlart()
@@ -126,13 +137,7 @@ fn link_hard_links_raw_layers_and_a_later_edit_is_caught() {
         fs::metadata(&copy_blob).unwrap().ino()
     );
     // the documented risk: an edit in place changes the linked blob; reading it says so
-    let mut data = fs::read(&shard).unwrap();
-    data[100] ^= 1;
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&shard)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, &data))
-        .unwrap();
+    edit_in_place(&shard);
     let err = fails(
         mlart()
             .arg("pull")
@@ -220,13 +225,7 @@ fn raw_layers_are_reflinked_on_a_reflink_filesystem() {
         );
     }
     // copy-on-write: an edit of the project file leaves the blob as it was
-    let mut data = fs::read(&shard).unwrap();
-    data[100] ^= 1;
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&shard)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, &data))
-        .unwrap();
+    edit_in_place(&shard);
     assert_eq!(sha256_file(&blob), digest);
     let pulled = pull_to(&out, &t.path().join("pulled"));
     assert!(pulled["files"].as_array().unwrap().len() > 40, "{pulled}");
