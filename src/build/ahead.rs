@@ -6,12 +6,10 @@
 //! keep this thread busy (three per file: one `read` asks for a byte more than the file's
 //! size, so that a file that grew is seen without another call).
 
-use super::layer::{FileDigest, CAPTURE_LIMIT};
+use super::folder::Folder;
 use crate::build::collect::SourceFile;
 use crate::error::{Error, IoContext, Result};
-use crate::format::digest::Digest;
 use crate::interrupt::Cancel;
-use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
@@ -24,91 +22,130 @@ const IN_FLIGHT: usize = 3;
 /// A layer with fewer files is read on the writer's thread.
 const MIN_FILES: usize = 4;
 
-enum Msg {
-    /// A buffer holding the next files' bytes one after the other, and their lengths.
-    Batch(Vec<u8>, VecDeque<usize>),
-    /// The next file is large: the writer reads it itself.
+/// One hand-over, planned before any file is read: a batch of consecutive small files
+/// (`files[from..to]`), or one large file the writer reads itself.
+#[derive(Clone, Copy)]
+enum Job {
+    Batch { from: usize, to: usize },
     Large,
 }
 
-/// The writer's end.
-pub(super) struct Ahead<'a> {
-    rx: Option<Receiver<Result<Msg>>>,
-    back: Option<SyncSender<Vec<u8>>>,
-    batch: Vec<u8>,
-    items: VecDeque<usize>,
-    at: usize,
-    capture: &'a (dyn Fn(&SourceFile) -> bool + Sync),
+/// The batches of `files`, in order: a batch ends where the next file would overflow it.
+fn jobs(files: &[&SourceFile]) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    let (mut from, mut used) = (0, 0usize);
+    for (i, f) in files.iter().enumerate() {
+        // (+1: the byte more each read asks for)
+        if f.size > MAX_FILE || used + f.size as usize + 1 > BATCH + 1 {
+            if from < i {
+                jobs.push(Job::Batch { from, to: i });
+            }
+            from = i;
+            used = 0;
+            if f.size > MAX_FILE {
+                jobs.push(Job::Large);
+                from = i + 1;
+                continue;
+            }
+        }
+        used += f.size as usize;
+    }
+    if from < files.len() {
+        jobs.push(Job::Batch {
+            from,
+            to: files.len(),
+        });
+    }
+    jobs
 }
 
-/// Start reading `files` ahead (when there are enough to be worth a thread).
+/// A batch read: the buffer holding its files' bytes one after the other.
+type Filled = Result<Vec<u8>>;
+
+/// The writer's end.
+pub(super) struct Ahead<'a> {
+    files: &'a [&'a SourceFile],
+    jobs: Vec<Job>,
+    /// The next job to take, and how many batches were taken.
+    job: usize,
+    taken: usize,
+    /// Reader `r` reads the jobs `r`, `r + readers`, …: its channel, and its buffers' way back.
+    rx: Vec<Receiver<Filled>>,
+    back: Vec<SyncSender<Vec<u8>>>,
+    batch: Vec<u8>,
+    /// (the reader `batch` came from)
+    from: usize,
+    /// The files of `batch` left, and where the next one starts.
+    left: std::ops::Range<usize>,
+    at: usize,
+}
+
+/// Every one of `files` is read ahead (none is large, and there are enough of them).
+pub(super) fn all_ahead(files: &[&SourceFile]) -> bool {
+    files.len() >= MIN_FILES && files.iter().all(|f| f.size <= MAX_FILE)
+}
+
+/// Start reading `files` ahead (when there are enough to be worth a thread), on `readers`
+/// threads that take the batches in turn: the system calls of one reader keep a core busy.
 pub(super) fn start<'scope>(
     s: &'scope std::thread::Scope<'scope, '_>,
     files: &'scope [&'scope SourceFile],
-    capture: &'scope (dyn Fn(&SourceFile) -> bool + Sync),
+    readers: usize,
     progress: &'scope (dyn Fn(u64) + Sync),
     cancel: &'scope Cancel,
 ) -> Ahead<'scope> {
     let mut ahead = Ahead {
-        rx: None,
-        back: None,
+        files,
+        jobs: Vec::new(),
+        job: 0,
+        taken: 0,
+        rx: Vec::new(),
+        back: Vec::new(),
         batch: Vec::new(),
-        items: VecDeque::new(),
+        from: 0,
+        left: 0..0,
         at: 0,
-        capture,
     };
     if files.len() < MIN_FILES {
         return ahead;
     }
-    let (tx, rx) = sync_channel::<Result<Msg>>(IN_FLIGHT);
-    let (back, returned) = sync_channel::<Vec<u8>>(IN_FLIGHT + 2);
-    s.spawn(move || {
-        // Buffers are zeroed once, when made, and filled by `read` from then on.
-        let fresh = |returned: &Receiver<Vec<u8>>| {
-            returned.try_recv().unwrap_or_else(|_| vec![0; BATCH + 1])
-        };
-        let mut buf = fresh(&returned);
-        let mut used = 0;
-        let mut folder = Folder::default();
-        let mut items = VecDeque::new();
-        for f in files {
-            // (+1: the byte more each read asks for)
-            if f.size > MAX_FILE || used + f.size as usize + 1 > buf.len() {
-                if !items.is_empty() {
-                    let full = std::mem::replace(&mut buf, fresh(&returned));
-                    used = 0;
-                    if tx
-                        .send(Ok(Msg::Batch(full, std::mem::take(&mut items))))
-                        .is_err()
-                    {
+    ahead.jobs = jobs(files);
+    let batches: Vec<(usize, usize)> = ahead
+        .jobs
+        .iter()
+        .filter_map(|j| match *j {
+            Job::Batch { from, to } => Some((from, to)),
+            Job::Large => None,
+        })
+        .collect();
+    let readers = readers.clamp(1, batches.len().max(1));
+    let batches = std::sync::Arc::new(batches);
+    for r in 0..readers {
+        let (tx, rx) = sync_channel::<Filled>((IN_FLIGHT / readers).max(1));
+        let (back, returned) = sync_channel::<Vec<u8>>(IN_FLIGHT + 2);
+        let batches = batches.clone();
+        s.spawn(move || {
+            let mut folder = Folder::default();
+            for &(from, to) in batches.iter().skip(r).step_by(readers) {
+                // Buffers are zeroed once, when made, and filled by `read` from then on.
+                let mut buf = returned.try_recv().unwrap_or_else(|_| vec![0; BATCH + 1]);
+                let mut used = 0;
+                for f in &files[from..to] {
+                    if let Err(e) = read_into(f, cancel, &mut folder, &mut buf[used..]) {
+                        let _ = tx.send(Err(e));
                         return;
                     }
-                }
-                if f.size > MAX_FILE {
-                    if tx.send(Ok(Msg::Large)).is_err() {
-                        return;
-                    }
-                    continue;
-                }
-            }
-            match read_into(f, cancel, &mut folder, &mut buf[used..]) {
-                Ok(()) => {
                     progress(f.size);
                     used += f.size as usize;
-                    items.push_back(f.size as usize);
                 }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
+                if tx.send(Ok(buf)).is_err() {
                     return;
                 }
             }
-        }
-        if !items.is_empty() {
-            let _ = tx.send(Ok(Msg::Batch(buf, items)));
-        }
-    });
-    ahead.rx = Some(rx);
-    ahead.back = Some(back);
+        });
+        ahead.rx.push(rx);
+        ahead.back.push(back);
+    }
     ahead
 }
 
@@ -116,25 +153,29 @@ impl Ahead<'_> {
     /// The next file's bytes and digest (hashed here, and captured if asked), or None when
     /// the caller reads it itself (a large file, or no reading ahead). Call once per file, in
     /// order.
-    pub(super) fn next(&mut self, f: &SourceFile) -> Result<Option<(&[u8], FileDigest)>> {
-        let Some(rx) = &self.rx else {
-            return Ok(None);
-        };
-        if self.items.is_empty() {
+    pub(super) fn next(&mut self, f: &SourceFile) -> Result<Option<&[u8]>> {
+        if self.left.is_empty() {
             let old = std::mem::take(&mut self.batch);
             if !old.is_empty() {
-                if let Some(back) = &self.back {
-                    // (kept whole: the reader fills it again from the start)
-                    let _ = back.try_send(old);
-                }
+                // (kept whole: the reader fills it again from the start)
+                let _ = self.back[self.from].try_send(old);
             }
-            match rx.recv() {
-                Ok(Ok(Msg::Batch(batch, items))) => {
+            let Some(job) = self.jobs.get(self.job).copied() else {
+                return Ok(None);
+            };
+            self.job += 1;
+            let Job::Batch { from, to } = job else {
+                return Ok(None);
+            };
+            // The batches are dealt to the readers in turn.
+            self.from = self.taken % self.rx.len();
+            self.taken += 1;
+            match self.rx[self.from].recv() {
+                Ok(Ok(batch)) => {
                     self.batch = batch;
-                    self.items = items;
+                    self.left = from..to;
                     self.at = 0;
                 }
-                Ok(Ok(Msg::Large)) => return Ok(None),
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
                     return Err(Error::of(
@@ -144,17 +185,12 @@ impl Ahead<'_> {
                 }
             }
         }
-        let len = self.items.pop_front().expect("a batch is never empty");
+        let i = self.left.next().expect("a batch is never empty");
+        debug_assert!(std::ptr::eq(self.files[i], f));
+        let len = f.size as usize;
         let start = self.at;
         self.at += len;
-        let data = &self.batch[start..self.at];
-        let fd = FileDigest {
-            rel: f.rel.clone(),
-            sha256: Digest::of(data),
-            size: f.size,
-            captured: ((self.capture)(f) && f.size <= CAPTURE_LIMIT).then(|| data.to_vec()),
-        };
-        Ok(Some((data, fd)))
+        Ok(Some(&self.batch[start..self.at]))
     }
 }
 
@@ -196,53 +232,5 @@ fn read_into(f: &SourceFile, cancel: &Cancel, folder: &mut Folder, into: &mut [u
             // The read stopped short of the byte more it asked for: the end of the file.
             return Ok(());
         }
-    }
-}
-
-/// The folder of the last file opened, kept open: the next file of the same folder is opened
-/// relative to it (`openat`), without resolving its whole path again.
-#[derive(Default)]
-struct Folder {
-    #[cfg(unix)]
-    open: Option<(std::path::PathBuf, std::fs::File)>,
-}
-
-impl Folder {
-    #[cfg(unix)]
-    fn open(&mut self, abs: &std::path::Path) -> io::Result<std::fs::File> {
-        use std::os::unix::ffi::OsStrExt;
-        use std::os::unix::io::{AsRawFd, FromRawFd};
-        let (Some(parent), Some(name)) = (abs.parent(), abs.file_name()) else {
-            return std::fs::File::open(abs);
-        };
-        let same = matches!(&self.open, Some((p, _)) if p.as_os_str() == parent.as_os_str());
-        if !same {
-            use std::os::unix::fs::OpenOptionsExt;
-            let dir = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_DIRECTORY)
-                .open(parent)?;
-            self.open = Some((parent.to_path_buf(), dir));
-        }
-        let dir = &self.open.as_ref().expect("just opened").1;
-        let name = std::ffi::CString::new(name.as_bytes())?;
-        // SAFETY: a valid directory descriptor and a NUL-terminated name; the descriptor
-        // returned is owned by the File alone.
-        let fd = unsafe {
-            libc::openat(
-                dir.as_raw_fd(),
-                name.as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(unsafe { std::fs::File::from_raw_fd(fd) })
-    }
-
-    #[cfg(not(unix))]
-    fn open(&mut self, abs: &std::path::Path) -> io::Result<std::fs::File> {
-        std::fs::File::open(abs)
     }
 }

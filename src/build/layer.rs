@@ -76,14 +76,27 @@ impl<W: Write> Write for Encoder<W> {
 /// layer itself: hashing it twice would be wasted work).
 struct MaybeHash<W> {
     inner: W,
-    hasher: Option<Sha256>,
+    hasher: StreamHash,
+}
+
+/// The hash of a tar stream taken on its way to the compressor (or the blob).
+enum StreamHash {
+    /// Taken further down (an uncompressed stream's hash is its blob's).
+    None,
+    /// Of a compressed layer's stream: its diff_id.
+    Sha(Sha256),
+    /// Of an uncompressed stream whose blob is not hashed further down: its files' bytes are
+    /// hashed together with the files' own hashes (`dual`).
+    Own(crate::build::dual::Stream),
 }
 
 impl<W: Write> Write for MaybeHash<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        if let Some(h) = &mut self.hasher {
-            h.update(&buf[..n]);
+        match &mut self.hasher {
+            StreamHash::None => {}
+            StreamHash::Sha(h) => h.update(&buf[..n]),
+            StreamHash::Own(h) => h.update(&buf[..n]),
         }
         Ok(n)
     }
@@ -176,24 +189,47 @@ pub fn write_tar<W: Write + Send>(
     // A big layer's own hash and its writes run on a second thread (crate::offload), beside
     // this one's reading and the files' hashes.
     let expected: u64 = files.iter().map(|f| f.size).sum();
-    let ((diff_hash, results), out, digest, size) = crate::offload::hash_write(
-        out,
-        expected,
-        crate::offload::NoKick,
-        |blob| {
-            tar_into(
-                blob,
-                files,
-                prefix,
-                compression,
-                mtime,
-                capture,
-                progress,
-                cancel,
-            )
-        },
-        |e| io_err("writing the layer", e),
-    )?;
+    // Small files, uncompressed, written behind on another thread: the layer's hash is taken
+    // here, each file's bytes hashed once for the layer and for the file together (`dual`);
+    // the other thread only writes.
+    let dual = compression == Compression::None
+        // (the rule of `HashOffload::spawn`: a writer of its own for this many bytes)
+        && expected >= crate::offload::OFFLOAD_MIN
+        && crate::offload::cores() >= 2
+        && crate::build::dual::available()
+        && crate::build::ahead::all_ahead(files);
+    let tar = |blob: &mut crate::offload::HashOffload<'_, W>| {
+        tar_into(
+            blob,
+            files,
+            prefix,
+            compression,
+            mtime,
+            capture,
+            progress,
+            cancel,
+            dual,
+        )
+    };
+    if dual {
+        let ((hash, results), out, size) =
+            crate::offload::write_behind(out, expected, crate::offload::NoKick, tar, |e| {
+                io_err("writing the layer", e)
+            })?;
+        let StreamHash::Own(h) = hash else {
+            unreachable!("a dual tar stream is hashed on its way")
+        };
+        let digest = Digest::from_sha256(h.finish());
+        return Ok((out, LayerDigests::sealed(digest, size, None), results));
+    }
+    let ((hash, results), out, digest, size) =
+        crate::offload::hash_write(out, expected, crate::offload::NoKick, tar, |e| {
+            io_err("writing the layer", e)
+        })?;
+    let diff_hash = match hash {
+        StreamHash::Sha(h) => Some(h),
+        _ => None,
+    };
     Ok((out, LayerDigests::sealed(digest, size, diff_hash), results))
 }
 
@@ -209,13 +245,20 @@ fn tar_into<W: Write + Send>(
     capture: &(dyn Fn(&SourceFile) -> bool + Sync),
     progress: &(dyn Fn(u64) + Sync),
     cancel: &Cancel,
-) -> Result<(Option<Sha256>, Vec<FileDigest>)> {
+    dual: bool,
+) -> Result<(StreamHash, Vec<FileDigest>)> {
     // Small files read ahead go straight to the worker's chunks, past the buffer below.
-    let straight = compression == Compression::None && blob.is_threaded();
+    let straight = dual || (compression == Compression::None && blob.is_threaded());
     let enc = Encoder::new(blob, compression).map_err(|e| io_err("starting the compressor", e))?;
     let tar_stream = MaybeHash {
         inner: enc,
-        hasher: (compression != Compression::None).then(Sha256::new),
+        hasher: if dual {
+            StreamHash::Own(Default::default())
+        } else if compression != Compression::None {
+            StreamHash::Sha(Sha256::new())
+        } else {
+            StreamHash::None
+        },
     };
     // A buffered writer on top: tar copies each file with `io::copy`, which then reads straight
     // into this 1 MiB buffer instead of 8 KiB at a time (far fewer calls down the hash chain).
@@ -231,34 +274,63 @@ fn tar_into<W: Write + Send>(
     // Small files are read ahead on a thread of their own (`crate::build::ahead`).
     let files = &files[..];
     std::thread::scope(|s| -> Result<()> {
-        let mut ahead = crate::build::ahead::start(s, files, capture, progress, cancel);
+        let mut ahead = crate::build::ahead::start(
+            s,
+            files,
+            crate::build::pgzip::default_threads().min(2),
+            progress,
+            cancel,
+        );
         for f in files {
             let full = format!("{prefix}{}", f.rel);
             parent_dirs(&mut b, &mut dirs, &full, mtime)
                 .map_err(|e| io_err("writing the layer", e))?;
             let mut h = sized(if f.executable { &exec } else { &plain }, f.size);
             let read = ahead.next(f)?;
-            if let Some((data, fd)) = read {
+            if let Some(data) = read {
                 // The header (and a long name's), then the bytes written on (not through tar's
                 // `io::copy`, which copies them twice on the way), then the padding.
                 b.append_data(&mut h, &full, io::empty())
                     .map_err(|e| io_err("writing the layer", e))?;
+                // Straight into the layer writer's chunks: the buffer above it is emptied
+                // first (a threaded writer's flush is nothing: it keeps its chunks).
                 if straight {
-                    // Straight into the layer writer's chunks: the buffer above it is emptied
-                    // first (a threaded writer's flush is nothing: it keeps its chunks).
                     b.get_mut()
                         .flush()
                         .map_err(|e| io_err("writing the layer", e))?;
-                    b.get_mut().get_mut().write_all(data)
-                } else {
-                    b.get_mut().write_all(data)
                 }
-                .map_err(|e| io_err("writing the layer", e))?;
+                let sha256 = match &mut b.get_mut().get_mut().hasher {
+                    StreamHash::Own(layer) => {
+                        // (the layer's stream is at a block boundary: a tar header's end)
+                        let mut own = crate::build::dual::Stream::default();
+                        crate::build::dual::update_both(layer, &mut own, data);
+                        b.get_mut()
+                            .get_mut()
+                            .inner
+                            .write_all(data)
+                            .map_err(|e| io_err("writing the layer", e))?;
+                        Digest::from_sha256(own.finish())
+                    }
+                    _ => {
+                        if straight {
+                            b.get_mut().get_mut().write_all(data)
+                        } else {
+                            b.get_mut().write_all(data)
+                        }
+                        .map_err(|e| io_err("writing the layer", e))?;
+                        Digest::of(data)
+                    }
+                };
                 let pad = ((512 - f.size % 512) % 512) as usize;
                 b.get_mut()
                     .write_all(&[0u8; 512][..pad])
                     .map_err(|e| io_err("writing the layer", e))?;
-                results.push(fd);
+                results.push(FileDigest {
+                    rel: f.rel.clone(),
+                    sha256,
+                    size: f.size,
+                    captured: (capture(f) && f.size <= CAPTURE_LIMIT).then(|| data.to_vec()),
+                });
             } else if compression == Compression::None {
                 // Uncompressed: the header (tar writes only that with no data; its size field is
                 // already set), then the file read straight into the layer writer's chunks and
@@ -368,7 +440,11 @@ pub fn write_tar_bytes<W: Write>(
     let enc = Encoder::new(blob, compression).map_err(|e| io_err("starting the compressor", e))?;
     let mut b = tar::Builder::new(MaybeHash {
         inner: enc,
-        hasher: (compression != Compression::None).then(Sha256::new),
+        hasher: if compression != Compression::None {
+            StreamHash::Sha(Sha256::new())
+        } else {
+            StreamHash::None
+        },
     });
     let mut dirs = BTreeSet::new();
     for (path, data) in entries {
@@ -379,7 +455,10 @@ pub fn write_tar_bytes<W: Write>(
     }
     b.finish().map_err(|e| io_err("writing the layer", e))?;
     let s = b.into_inner().map_err(|e| io_err("writing the layer", e))?;
-    let diff_hash = s.hasher;
+    let diff_hash = match s.hasher {
+        StreamHash::Sha(h) => Some(h),
+        _ => None,
+    };
     let blob = s
         .inner
         .finish()

@@ -283,25 +283,41 @@ fn small_files_straight_into_a_threaded_writer_give_tars_own_bytes() {
     let refs: Vec<&SourceFile> = files.iter().collect();
     let total: u64 = files.iter().map(|f| f.size).sum();
     assert!(total > crate::offload::OFFLOAD_MIN, "{total}");
-    let (out, _, fds) = write_tar(
+    let (out, ld, fds) = write_tar(
         Vec::new(),
         &refs,
         "models/",
         Compression::None,
         0,
-        &|_| false,
+        &|f| f.rel.ends_with('3'),
         &|_| {},
         &Cancel::default(),
     )
     .unwrap();
     assert!(out == tars_own(&refs, "models/"), "the tar bytes changed");
+    // (where the CPU has the SHA extensions, the layer's digest and the files' are taken in
+    // one pass: `crate::build::dual`)
+    assert_eq!(ld.digest, Digest::of(&out));
+    assert_eq!(ld.diff_id, ld.digest);
+    assert_eq!(ld.size, out.len() as u64);
     let by_rel: std::collections::HashMap<&str, &SourceFile> =
         files.iter().map(|f| (f.rel.as_str(), f)).collect();
+    assert_eq!(fds.len(), files.len());
     for fd in &fds {
         let f = by_rel[fd.rel.as_str()];
-        assert_eq!(fd.sha256, Digest::of(&std::fs::read(&f.abs).unwrap()));
+        let data = std::fs::read(&f.abs).unwrap();
+        assert_eq!(fd.sha256, Digest::of(&data));
         assert_eq!(fd.size, f.size);
+        assert_eq!(
+            fd.captured.as_deref(),
+            f.rel.ends_with('3').then_some(&data[..])
+        );
     }
+    // a file that grew after it was listed, deep in the layer: an error naming it
+    files[1777].size -= 1;
+    let refs: Vec<&SourceFile> = files.iter().collect();
+    let e = plain_tar(&refs).unwrap_err().to_string();
+    assert!(e.contains("f1777") && e.contains("grew"), "{e}");
 }
 
 /// Many small files are read ahead on another thread (`crate::build::ahead`), in batches,

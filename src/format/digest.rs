@@ -22,9 +22,14 @@ impl Digest {
     }
 
     pub fn from_hasher(h: Sha256) -> Self {
+        Digest::from_sha256(h.finalize().into())
+    }
+
+    /// The digest whose sha256 is `bytes`.
+    pub fn from_sha256(bytes: [u8; 32]) -> Self {
         // (one allocation: this runs once per file, ten thousand times for small files)
         let mut hex = [0u8; 64];
-        hex::encode_to_slice(h.finalize(), &mut hex).expect("32 bytes make 64 hex digits");
+        hex::encode_to_slice(bytes, &mut hex).expect("32 bytes make 64 hex digits");
         let mut s = String::with_capacity(71);
         s.push_str("sha256:");
         s.push_str(std::str::from_utf8(&hex).expect("hex digits"));
@@ -33,6 +38,10 @@ impl Digest {
 
     pub fn of(data: &[u8]) -> Self {
         Digest::from_hasher(Sha256::new_with_prefix(data))
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
     }
 
     pub fn as_str(&self) -> &str {
