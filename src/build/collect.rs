@@ -6,10 +6,10 @@
 //! always bundled.
 
 use super::filters::{filtered, load_ignore, Filters, Lazy};
+use super::folder::{Folder, Stat};
 use crate::error::{Error, IoContext, Result};
 use crate::format::metadata::Kind;
 use crate::spec::{Entry, Pos, Spec};
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
@@ -63,7 +63,7 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
         .map(|p| absolute(p).unwrap_or_else(|| p.clone()))
         .collect();
     let mut all_files: Option<Vec<Walked>> = None; // lazily walked, for globs
-    let mut seen: BTreeMap<String, (Kind, Pos)> = BTreeMap::new();
+    let mut seen: std::collections::HashMap<String, (Kind, Pos)> = std::collections::HashMap::new();
     // (file, kind, entry) of each file, looked at (`make_file`) once all are known
     let mut pending: Vec<(Walked, Kind, &Entry)> = Vec::new();
 
@@ -72,7 +72,7 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
             let mut matched: Vec<Walked> = Vec::new();
             if is_glob(&entry.path) {
                 if all_files.is_none() {
-                    let walked = walk(&root, &root, &ignore, &exclude, spec, entry)?;
+                    let walked = walk(&root, &root, &ignore, &exclude, spec, entry, false)?;
                     let filters = filters.get()?;
                     all_files = Some(
                         walked
@@ -131,7 +131,7 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
                 if lmeta.file_type().is_symlink() || lmeta.is_dir() {
                     let meta = fs::metadata(&path).ctx("reading", &path)?;
                     if meta.is_dir() {
-                        let walked = walk(&root, &path, &ignore, &exclude, spec, entry)?;
+                        let walked = walk(&root, &path, &ignore, &exclude, spec, entry, true)?;
                         let filters = filters.get()?;
                         matched.extend(
                             walked.into_iter().filter(|f| {
@@ -210,10 +210,20 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
     let made =
         crate::build::layers::map_ordered(chunks.len(), crate::build::layers::jobs(), |i| {
             let mut dirs = std::collections::HashSet::new();
+            let mut folder = Folder::default();
             chunks[i]
                 .iter()
                 .map(|(found, kind, entry)| {
-                    make_file(&root, found, *kind, entry, spec, &exclude, &mut dirs)
+                    make_file(
+                        &root,
+                        found,
+                        *kind,
+                        entry,
+                        spec,
+                        &exclude,
+                        &mut dirs,
+                        &mut folder,
+                    )
                 })
                 .collect::<Result<Vec<_>>>()
         })?;
@@ -239,6 +249,7 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
     Ok(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn make_file(
     root: &Path,
     found: &Walked,
@@ -247,6 +258,7 @@ fn make_file(
     spec: &Spec,
     exclude: &[PathBuf],
     dirs: &mut std::collections::HashSet<PathBuf>,
+    folder: &mut Folder,
 ) -> Result<SourceFile> {
     let rel = found.rel.clone();
     let abs = root.join(&rel);
@@ -267,12 +279,12 @@ fn make_file(
         ));
     }
     // A walked file is inside (its folder was, and every symlink on the way was looked at).
-    let meta = match &found.meta {
-        Some(m) => m.clone(),
-        None if found.walked => fs::symlink_metadata(&abs).ctx("reading", &abs)?,
-        None => inside_file(root, &abs, spec, entry, dirs)?,
+    let meta = match found.meta {
+        Some(m) => m,
+        None if found.walked => folder.lstat(&abs).ctx("reading", &abs)?,
+        None => Stat::of(&inside_file(root, &abs, spec, entry, dirs)?),
     };
-    if !meta.is_file() {
+    if !meta.is_file {
         return Err(spec.error_at(
             entry.pos,
             format!("{rel:?} in `{kind}` is not a regular file (a device, socket or fifo)"),
@@ -286,13 +298,7 @@ fn make_file(
             "write the bundle outside the listed paths (`-o`)",
         ));
     }
-    #[cfg(unix)]
-    let executable = {
-        use std::os::unix::fs::PermissionsExt;
-        meta.permissions().mode() & 0o111 != 0
-    };
-    #[cfg(not(unix))]
-    let executable = false;
+    let executable = meta.executable;
     // ONNX test data sets (`test_data_set_N/input_I.pb`) in a model folder or glob are the
     // model's samples, not models (nor TensorFlow graphs): kind eval, where `validate BUNDLE`
     // finds them beside the model. They are never metrics reports.
@@ -311,7 +317,7 @@ fn make_file(
         rel,
         abs,
         kind,
-        size: meta.len(),
+        size: meta.len,
         executable,
         format,
         framework: entry.framework.clone(),
@@ -362,7 +368,10 @@ fn read_head(p: &Path, n: usize) -> Vec<u8> {
 
 /// Walk `dir` (inside `root`) and return the relative paths of its files, with their
 /// metadata (read through symlinks), following symlinks that stay inside the project and
-/// refusing those that leave it.
+/// refusing those that leave it. With `stat`, each file's own metadata is read as it is
+/// found. `dir`'s folders are walked side by side (one per core), and their files put back in
+/// walk order: a folder of folders of ten thousand files is listed and `lstat`ed on all cores.
+#[allow(clippy::too_many_arguments)]
 fn walk(
     root: &Path,
     dir: &Path,
@@ -370,48 +379,102 @@ fn walk(
     exclude: &[PathBuf],
     spec: &Spec,
     entry: &Entry,
+    stat: bool,
 ) -> Result<Vec<Walked>> {
-    let mut out = Vec::new();
     let top = match dir.strip_prefix(root) {
         Ok(r) => to_rel(r),
-        Err(_) => return Ok(out),
+        Err(_) => return Ok(Vec::new()),
     };
+    let keep = |e: &crate::build::walk::Entry| -> Result<bool> {
+        let skip = e.name == ".git"
+            || exclude.iter().any(|x| is_under(e.path, x))
+            || e.name.starts_with(".mlart-tmp")
+            || (!ignore.is_empty()
+                && ignore
+                    .matched_path_or_any_parents(e.rel, e.is_dir)
+                    .is_ignore());
+        if !skip && e.is_symlink {
+            inside(root, e.path, spec, entry)?;
+        }
+        Ok(!skip)
+    };
+    let file = |e: &crate::build::walk::Entry, folder: &mut Folder| Walked {
+        rel: e.rel.to_string(),
+        // (a symlink's is its target's; a file whose `lstat` fails is read again, and the
+        // error reported, by `make_file`)
+        meta: match e.meta {
+            Some(m) => Some(Stat::of(m)),
+            None if stat && !e.is_symlink => folder.lstat(e.path).ok(),
+            None => None,
+        },
+        walked: true,
+    };
+    let on_loop = |p: &Path| {
+        spec.error_at(
+            entry.pos,
+            format!("a symlink loop at {}", p.display()),
+            "remove the looping symlink",
+        )
+    };
+    let jobs = crate::build::layers::jobs();
+    let mut out = Vec::new();
+    // (where in `out` each of `dir`'s folders goes, its path and its name in the project)
+    let mut folders: Vec<(usize, PathBuf, String)> = Vec::new();
+    let mut folder = Folder::default();
     crate::build::walk::walk(
         dir,
         &top,
         &mut |e| {
-            let rel = e.rel;
-            let skip = e.name == ".git"
-                || exclude.iter().any(|x| is_under(e.path, x))
-                || e.name.starts_with(".mlart-tmp")
-                || (!ignore.is_empty()
-                    && ignore
-                        .matched_path_or_any_parents(rel, e.is_dir)
-                        .is_ignore());
-            if skip {
+            if !keep(e)? {
                 return Ok(false);
             }
-            if e.is_symlink {
-                inside(root, e.path, spec, entry)?;
+            if e.is_dir {
+                if jobs > 1 && e.path.parent() == Some(dir) {
+                    folders.push((out.len(), e.path.to_path_buf(), e.rel.to_string()));
+                    return Ok(false);
+                }
+                return Ok(true);
             }
-            if !e.is_dir {
-                out.push(Walked {
-                    rel: rel.to_string(),
-                    meta: e.meta.cloned(),
-                    walked: true,
-                });
-            }
+            out.push(file(e, &mut folder));
             Ok(true)
         },
-        &|p| {
-            spec.error_at(
-                entry.pos,
-                format!("a symlink loop at {}", p.display()),
-                "remove the looping symlink",
-            )
-        },
+        &on_loop,
     )?;
-    Ok(out)
+    if folders.is_empty() {
+        return Ok(out);
+    }
+    let above = [crate::build::walk::folder_id(dir)?];
+    let parts = crate::build::layers::map_ordered(folders.len(), jobs, |i| {
+        let (_, path, rel) = &folders[i];
+        let mut part = Vec::new();
+        let mut folder = Folder::default();
+        crate::build::walk::walk_below(
+            path,
+            rel,
+            &above,
+            &mut |e| {
+                if !keep(e)? {
+                    return Ok(false);
+                }
+                if !e.is_dir {
+                    part.push(file(e, &mut folder));
+                }
+                Ok(true)
+            },
+            &on_loop,
+        )?;
+        Ok(part)
+    })?;
+    let mut all = Vec::with_capacity(out.len() + parts.iter().map(Vec::len).sum::<usize>());
+    let mut own = out.into_iter();
+    let mut taken = 0;
+    for ((at, _, _), part) in folders.iter().zip(parts) {
+        all.extend(own.by_ref().take(at - taken));
+        taken = *at;
+        all.extend(part);
+    }
+    all.extend(own);
+    Ok(all)
 }
 
 /// A file of an entry: listed, or found by a directory or glob expansion (`walked`: then it
@@ -419,7 +482,7 @@ fn walk(
 #[derive(Clone)]
 struct Walked {
     rel: String,
-    meta: Option<fs::Metadata>,
+    meta: Option<Stat>,
     walked: bool,
 }
 
@@ -684,6 +747,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("symlink loop") && e.contains("up"), "{e}");
+        // A link to the folder itself, right below it (a folder walked on its own thread).
+        std::fs::remove_file(d.path().join("real/sub/up")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("real"), d.path().join("real/self")).unwrap();
+        let e = run(&d, "name: a\nversion: '1'\ndocs: [real]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symlink loop") && e.contains("self"), "{e}");
     }
 
     #[test]

@@ -34,9 +34,31 @@ pub(super) fn walk(
     visit: &mut dyn FnMut(&Entry) -> Result<bool>,
     on_loop: &dyn Fn(&Path) -> Error,
 ) -> Result<()> {
+    walk_below(top, rel_top, &[], visit, on_loop)
+}
+
+/// As `walk`, for a folder found by a walk of its own: `above` are the folders it is in
+/// (their ids, `Folder::id`); a symlink back to one of them is a loop.
+pub(super) fn walk_below(
+    top: &Path,
+    rel_top: &str,
+    above: &[(u64, u64)],
+    visit: &mut dyn FnMut(&Entry) -> Result<bool>,
+    on_loop: &dyn Fn(&Path) -> Error,
+) -> Result<()> {
     let meta = fs::metadata(top).map_err(|e| io_err(top, e))?;
-    let mut ancestors = vec![id(&meta)];
+    let me = id(&meta);
+    if above.contains(&me) {
+        return Err(on_loop(top));
+    }
+    let mut ancestors = above.to_vec();
+    ancestors.push(me);
     dir(top, rel_top, visit, on_loop, &mut ancestors)
+}
+
+/// The id of the folder at `path` (through symlinks), as `walk_below`'s `above` wants it.
+pub(super) fn folder_id(path: &Path) -> Result<(u64, u64)> {
+    Ok(id(&fs::metadata(path).map_err(|e| io_err(path, e))?))
 }
 
 #[cfg(unix)]
