@@ -277,15 +277,31 @@ pub fn build_on<S: BlobSink + Send>(
     }
 
     // Parse what was captured; everything is still a file of the bundle.
-    let by_rel: HashMap<&str, &SourceFile> = files.iter().map(|f| (f.rel.as_str(), f)).collect();
     let mut warnings = Vec::new();
     let mut metrics = Metrics::new();
     let mut metric_sources = BTreeMap::new();
     let mut schemas: Vec<FeatureSchema> = Vec::new();
     let mut env = EnvSummary::default();
     digests.sort_by(|a, b| a.0.rel.cmp(&b.0.rel));
-    for (fd, _) in &digests {
-        let f = by_rel[fd.rel.as_str()];
+    // The source file of each digest: both sorted by path, one digest per file.
+    let by_digest: Vec<&SourceFile> = {
+        let mut sorted: Vec<&SourceFile> = files.iter().collect();
+        sorted.sort_by(|a, b| a.rel.cmp(&b.rel));
+        let aligned = sorted.len() == digests.len()
+            && sorted
+                .iter()
+                .zip(&digests)
+                .all(|(f, (fd, _))| f.rel == fd.rel);
+        if !aligned {
+            return Err(Error::of(
+                crate::error::Kind::Internal,
+                "building the metadata: the layers' files are not the bundle's files",
+            ));
+        }
+        sorted
+    };
+    for (i, (fd, _)) in digests.iter().enumerate() {
+        let f = by_digest[i];
         let Some(bytes) = &fd.captured else {
             if needs_capture(f) {
                 warnings.push(format!(
@@ -354,32 +370,44 @@ pub fn build_on<S: BlobSink + Send>(
         ));
     }
 
-    let file_entries: Vec<FileEntry> = digests
-        .iter()
-        .map(|(fd, layer)| FileEntry {
-            path: fd.rel.clone(),
-            kind: by_rel[fd.rel.as_str()].kind,
-            size: fd.size,
-            sha256: fd.sha256.to_string(),
-            layer: layer.to_string(),
-            archive: false,
-        })
-        .collect();
     let models = digests
         .iter()
-        .filter(|(fd, _)| by_rel[fd.rel.as_str()].kind == Kind::Model)
-        .map(|(fd, _)| {
-            let f = by_rel[fd.rel.as_str()];
-            ModelEntry {
-                path: fd.rel.clone(),
-                format: f.format.clone(),
-                framework: f.framework.clone(),
+        .zip(&by_digest)
+        .filter(|(_, f)| f.kind == Kind::Model)
+        .map(|((fd, _), f)| ModelEntry {
+            path: fd.rel.clone(),
+            format: f.format.clone(),
+            framework: f.framework.clone(),
+            size: fd.size,
+            sha256: fd.sha256.to_string(),
+            io: opts
+                .validation
+                .as_ref()
+                .and_then(|v| v.io.get(&fd.rel).cloned()),
+        })
+        .collect();
+    // (the digests are used up here: ten thousand files' worth of strings are not held twice)
+    let mut layer_name: Option<(Digest, String)> = None;
+    let file_entries: Vec<FileEntry> = digests
+        .into_iter()
+        .zip(&by_digest)
+        .map(|((fd, layer), f)| {
+            let kind = f.kind;
+            let layer = match &layer_name {
+                Some((d, name)) if *d == layer => name.clone(),
+                _ => {
+                    let name = layer.to_string();
+                    layer_name = Some((layer, name.clone()));
+                    name
+                }
+            };
+            FileEntry {
+                path: fd.rel,
+                kind,
                 size: fd.size,
-                sha256: fd.sha256.to_string(),
-                io: opts
-                    .validation
-                    .as_ref()
-                    .and_then(|v| v.io.get(&fd.rel).cloned()),
+                sha256: fd.sha256.into_string(),
+                layer,
+                archive: false,
             }
         })
         .collect();
