@@ -195,7 +195,10 @@ pub fn build_on<S: BlobSink + Send>(
         }
     }
     let mut layers: Vec<LayerInfo> = Vec::new();
-    let mut digests: Vec<(FileDigest, Digest)> = Vec::new();
+    // (each file's digest with its layer's index in `layer_digests`: not a copy of the layer's
+    // digest string per file)
+    let mut digests: Vec<(FileDigest, usize)> = Vec::with_capacity(files.len());
+    let mut layer_digests: Vec<String> = Vec::new();
     let mut descriptors: Vec<Descriptor> = Vec::new();
 
     let plans = crate::build::layers::plan(files, opts);
@@ -256,8 +259,9 @@ pub fn build_on<S: BlobSink + Send>(
             );
         }
         for fd in b.files {
-            digests.push((fd, ld.digest.clone()));
+            digests.push((fd, layer_digests.len()));
         }
+        layer_digests.push(ld.digest.to_string());
         descriptors.push(layer_descriptor(
             &ld,
             &media_type,
@@ -387,20 +391,12 @@ pub fn build_on<S: BlobSink + Send>(
         })
         .collect();
     // (the digests are used up here: ten thousand files' worth of strings are not held twice)
-    let mut layer_name: Option<(Digest, String)> = None;
     let file_entries: Vec<FileEntry> = digests
         .into_iter()
         .zip(&by_digest)
         .map(|((fd, layer), f)| {
             let kind = f.kind;
-            let layer = match &layer_name {
-                Some((d, name)) if *d == layer => name.clone(),
-                _ => {
-                    let name = layer.to_string();
-                    layer_name = Some((layer, name.clone()));
-                    name
-                }
-            };
+            let layer = layer_digests[layer].clone();
             FileEntry {
                 path: fd.rel,
                 kind,
@@ -490,7 +486,7 @@ fn finish<S: BlobSink>(
     let mut layers = staged.layers.clone();
     let mut descriptors = staged.descriptors.clone();
     let (created, mtime) = (staged.created.clone(), staged.mtime);
-    let meta_bytes = json::to_canonical_pretty(&metadata);
+    let mut meta = crate::build::metadoc::MetaDoc::of(&metadata)?;
     let mut annotations = manifest_annotations(spec, created.as_deref());
     if let Some(b) = base {
         annotations.insert(
@@ -509,21 +505,24 @@ fn finish<S: BlobSink>(
             let w = sink.begin()?;
             let path = format!("{MODEL_DIR}/{METADATA_FILE}");
             let sig_path = format!("{MODEL_DIR}/{}", crate::format::signature::OMS_FILE);
-            let mut entries: Vec<(&str, &[u8])> = vec![(&path, &meta_bytes)];
-            let oms;
-            if let Some(key) = &opts.sign {
-                let mut signed = oms_files(&metadata);
-                signed.push((
-                    METADATA_FILE.to_string(),
-                    Digest::of(&meta_bytes).hex().to_string(),
-                ));
-                oms = crate::sign::sign_statement(
-                    key,
-                    &crate::sign::oms_statement(&spec.name, &signed),
-                );
-                entries.push((&sig_path, &oms));
+            let oms = match &opts.sign {
+                Some(key) => {
+                    let mut signed = oms_files(&metadata);
+                    signed.push((METADATA_FILE.to_string(), meta.digest()?.hex().to_string()));
+                    Some(crate::sign::sign_statement(
+                        key,
+                        &crate::sign::oms_statement(&spec.name, &signed),
+                    ))
+                }
+                None => None,
+            };
+            let (len, mut oms_bytes) = (meta.len, oms.as_deref().unwrap_or_default());
+            let mut entries: Vec<(&str, u64, &mut dyn std::io::Read)> =
+                vec![(&path, len, meta.reader()?)];
+            if let Some(o) = &oms {
+                entries.push((&sig_path, o.len() as u64, &mut oms_bytes));
             }
-            let (w, ld) = layer::write_tar_bytes(w, &entries, c, mtime)?;
+            let (w, ld) = layer::write_tar_entries(w, &mut entries, c, mtime)?;
             sink.commit(w, &ld.digest, ld.size)?;
             let mt = format!("application/vnd.oci.image.layer.v1.tar{}", c.suffix());
             let title = format!("{METADATA_FILE}.tar{}", c.ext());
@@ -559,25 +558,32 @@ fn finish<S: BlobSink>(
         Form::Modelpack => {
             // mlart.json, then model.sig (over the files and mlart.json, as in the image
             // form: both are files of what a ModelPack client pulls), as `doc` raw layers.
-            let mut raws: Vec<(&str, &str, Vec<u8>)> =
-                vec![("metadata", METADATA_FILE, meta_bytes.clone())];
-            if let Some(key) = &opts.sign {
-                let mut signed = oms_files(&metadata);
-                signed.push((
-                    METADATA_FILE.to_string(),
-                    Digest::of(&meta_bytes).hex().to_string(),
+            let oms = match &opts.sign {
+                Some(key) => {
+                    let mut signed = oms_files(&metadata);
+                    signed.push((METADATA_FILE.to_string(), meta.digest()?.hex().to_string()));
+                    Some(crate::sign::sign_statement(
+                        key,
+                        &crate::sign::oms_statement(&spec.name, &signed),
+                    ))
+                }
+                None => None,
+            };
+            let mut raws: Vec<(&str, &str, Digest, u64)> =
+                vec![("metadata", METADATA_FILE, meta.put(sink)?, meta.len)];
+            if let Some(oms) = &oms {
+                let d = sink.put(oms)?;
+                raws.push((
+                    "signature",
+                    crate::format::signature::OMS_FILE,
+                    d,
+                    oms.len() as u64,
                 ));
-                let oms = crate::sign::sign_statement(
-                    key,
-                    &crate::sign::oms_statement(&spec.name, &signed),
-                );
-                raws.push(("signature", crate::format::signature::OMS_FILE, oms));
             }
-            for (kind, path, bytes) in raws {
-                let d = sink.put(&bytes)?;
+            for (kind, path, d, size) in raws {
                 let ld = LayerDigests {
                     digest: d.clone(),
-                    size: bytes.len() as u64,
+                    size,
                     diff_id: d,
                 };
                 let mt = crate::format::modelpack::layer_media_type("doc", true, Compression::None);
@@ -641,11 +647,11 @@ fn finish<S: BlobSink>(
                     files: 1,
                 });
             }
-            let d = sink.put(&meta_bytes)?;
+            let d = meta.put(sink)?;
             (
                 Descriptor::new(
                     MediaType::Other(METADATA_MEDIA_TYPE.into()),
-                    meta_bytes.len() as u64,
+                    meta.len,
                     oci_digest(&d),
                 ),
                 Some(ARTIFACT_TYPE),

@@ -429,10 +429,11 @@ pub fn hash_file(
     close_source(f, r)
 }
 
-/// A tar layer holding in-memory files (the metadata document).
-pub fn write_tar_bytes<W: Write>(
+/// A tar layer holding the files mlart writes (the metadata document, the signature): each
+/// entry's path, size and bytes (exactly that many).
+pub fn write_tar_entries<W: Write>(
     out: W,
-    entries: &[(&str, &[u8])],
+    entries: &mut [(&str, u64, &mut dyn io::Read)],
     compression: Compression,
     mtime: u64,
 ) -> Result<(W, LayerDigests)> {
@@ -447,10 +448,10 @@ pub fn write_tar_bytes<W: Write>(
         },
     });
     let mut dirs = BTreeSet::new();
-    for (path, data) in entries {
+    for (path, size, data) in entries.iter_mut() {
         parent_dirs(&mut b, &mut dirs, path, mtime).map_err(|e| io_err("writing the layer", e))?;
-        let mut h = header(tar::EntryType::Regular, data.len() as u64, 0o644, mtime);
-        b.append_data(&mut h, path, *data)
+        let mut h = header(tar::EntryType::Regular, *size, 0o644, mtime);
+        b.append_data(&mut h, &**path, data)
             .map_err(|e| io_err("writing the layer", e))?;
     }
     b.finish().map_err(|e| io_err("writing the layer", e))?;

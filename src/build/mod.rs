@@ -12,6 +12,7 @@ mod filters;
 mod folder;
 pub mod layer;
 pub mod layers;
+mod metadoc;
 pub mod metrics;
 pub mod modelpack;
 pub mod pgzip;

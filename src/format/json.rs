@@ -53,6 +53,59 @@ pub fn to_canonical_pretty<T: Serialize>(t: &T) -> Vec<u8> {
     out
 }
 
+/// As `to_canonical_pretty`, written to `w` as it is made (no copy of a big document held).
+/// `Ok(false)`: `t` is not in key order, and what was written so far is to be thrown away
+/// (the caller writes `to_canonical_pretty(t)` instead); `Err`: `w` failed.
+pub fn write_canonical_pretty<T: Serialize, W: Write>(t: &T, w: W) -> io::Result<bool> {
+    let mut w = Recording {
+        inner: w,
+        failed: None,
+    };
+    let mut ser = serde_json::Serializer::with_formatter(
+        &mut w,
+        InOrder {
+            inner: PrettyFormatter::new(),
+            last: Vec::new(),
+            seen: Vec::new(),
+            depth: 0,
+            key: Vec::new(),
+            in_key: false,
+        },
+    );
+    let done = t.serialize(&mut ser).is_ok();
+    if let Some(e) = w.failed.take() {
+        return Err(e);
+    }
+    if done {
+        w.write_all(b"\n")?;
+    }
+    Ok(done)
+}
+
+/// A writer that keeps its inner writer's error (told apart from the formatter's own).
+struct Recording<W> {
+    inner: W,
+    failed: Option<io::Error>,
+}
+
+impl<W: Write> Write for Recording<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| {
+            self.failed = Some(io::Error::new(e.kind(), e.to_string()));
+        })
+    }
+    // (serde_json writes each token with `write_all`: straight to the inner writer's own)
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.inner.write_all(buf).inspect_err(|e| {
+            self.failed = Some(io::Error::new(e.kind(), e.to_string()));
+        })
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// `t` written straight out with `f`, or None when one of its objects is not in key order (or
 /// holds something the `Value` path could write differently: an f32, a raw fragment, a key
 /// that is not a plain string).
@@ -321,6 +374,21 @@ mod tests {
         })
     }
 
+    #[test]
+    fn a_failing_writer_is_an_error_not_a_refusal() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let e = write_canonical_pretty(&serde_json::json!({"a": [1, 2]}), Full).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+    }
+
     proptest! {
         /// Whichever path writes a value, its bytes are those of the sorted `Value` tree.
         #[test]
@@ -331,6 +399,13 @@ mod tests {
             let plain = !serde_json::to_string(&v).unwrap().contains("\\");
             if plain {
                 prop_assert!(in_order(&v, PrettyFormatter::new()).is_some());
+            }
+            // Written to a writer: the same bytes, or a refusal where the straight path gives up.
+            let mut w = Vec::new();
+            let straight = write_canonical_pretty(&v, &mut w).unwrap();
+            prop_assert_eq!(straight, in_order(&v, PrettyFormatter::new()).is_some());
+            if straight {
+                prop_assert_eq!(w, to_canonical_pretty(&v));
             }
         }
     }
