@@ -97,6 +97,20 @@ fn keep_freed_memory() {
     }
 }
 
+/// `bundle` allocates its file list on several threads (the walk, the layers): memory they
+/// free stays in their own arenas, resident, while the main thread grows its own. Two arenas
+/// instead of glibc's eight per core: 100,000 files peaked at 84 MiB instead of 103 MiB, with
+/// no time lost (the hot loops do not allocate per byte).
+fn few_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("GLIBC_TUNABLES").is_none() {
+        // SAFETY: mallopt only changes allocator parameters; no other thread has started.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // SIGPIPE stays ignored: a closed stdout is handled by `cli::write_stdout` (quiet exit 0);
     // restoring the default would let a registry that resets a connection mid-write (hyper
@@ -107,6 +121,9 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     init_logging(cli.verbose);
+    if matches!(cli.command, Command::Bundle(_)) {
+        few_arenas();
+    }
     // The one cancellation token of this run, passed down to every verb: the first Ctrl-C
     // cancels it (work stops, temp outputs are removed), a second one exits at once.
     let cancel = mlart::interrupt::Cancel::new();

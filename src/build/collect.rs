@@ -227,7 +227,8 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
                 })
                 .collect::<Result<Vec<_>>>()
         })?;
-    let mut out: Vec<SourceFile> = made.into_iter().flatten().collect();
+    let mut out: Vec<SourceFile> = Vec::with_capacity(made.iter().map(Vec::len).sum());
+    out.extend(made.into_iter().flatten());
     out.retain(|f| !f.rel.is_empty());
     junk.sort();
     junk.dedup();
