@@ -1,10 +1,11 @@
-//! Reading a tar layer's small files ahead of the tar writer: a thread of their own opens,
-//! reads and closes them in order, into batches of about 1 MiB that the writer hands back for
-//! reuse. Ten thousand 4 KiB files are then some forty hand-overs and no allocation per file,
-//! and their system calls run beside the tar writing and the hashes instead of one after the
-//! other. Each file is hashed by the writer, as it takes the file: the system calls alone
-//! keep this thread busy (three per file: one `read` asks for a byte more than the file's
-//! size, so that a file that grew is seen without another call).
+//! Reading a tar layer's small files ahead of the tar writer: threads of their own (two where
+//! there are two cores; the batches are dealt to them in turn) open, read and close them in
+//! order, into batches of about 1 MiB that the writer hands back for reuse. Ten thousand 4 KiB
+//! files are then some forty hand-overs and no allocation per file, and their system calls
+//! run beside the tar writing and the hashes instead of one after the other. The writer
+//! hashes each file as it takes it (`layer::tar_into`). Three system calls per file: one
+//! `read` asks for a byte more than the file's size, so that a file that grew is seen without
+//! another call.
 
 use super::folder::Folder;
 use crate::build::collect::SourceFile;
@@ -150,9 +151,8 @@ pub(super) fn start<'scope>(
 }
 
 impl Ahead<'_> {
-    /// The next file's bytes and digest (hashed here, and captured if asked), or None when
-    /// the caller reads it itself (a large file, or no reading ahead). Call once per file, in
-    /// order.
+    /// The next file's bytes, or None when the caller reads it itself (a large file, or no
+    /// reading ahead). Call once per file, in order; a reading error comes back at its file.
     pub(super) fn next(&mut self, f: &SourceFile) -> Result<Option<&[u8]>> {
         if self.left.is_empty() {
             let old = std::mem::take(&mut self.batch);
