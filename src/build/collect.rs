@@ -369,9 +369,9 @@ fn read_head(p: &Path, n: usize) -> Vec<u8> {
 
 /// Walk `dir` (inside `root`) and return the relative paths of its files, with their
 /// metadata (read through symlinks), following symlinks that stay inside the project and
-/// refusing those that leave it. With `stat`, each file's own metadata is read as it is
-/// found. `dir`'s folders are walked side by side (one per core), and their files put back in
-/// walk order: a folder of folders of ten thousand files is listed and `lstat`ed on all cores.
+/// refusing those that leave it. `dir`'s folders are walked side by side (one per core) and,
+/// with `stat`, their files `lstat`ed as they are found; the parts are put back in walk order:
+/// a folder of folders of ten thousand files is listed and `lstat`ed on all cores.
 #[allow(clippy::too_many_arguments)]
 fn walk(
     root: &Path,
@@ -399,14 +399,14 @@ fn walk(
         }
         Ok(!skip)
     };
-    let file = |e: &crate::build::walk::Entry, folder: &mut Folder| Walked {
+    // (a symlink's metadata is its target's; a file not `lstat`ed here, or whose `lstat`
+    // failed, is read again, and an error reported, by `make_file`, on all cores)
+    let file = |e: &crate::build::walk::Entry, folder: Option<&mut Folder>| Walked {
         rel: e.rel.to_string(),
-        // (a symlink's is its target's; a file whose `lstat` fails is read again, and the
-        // error reported, by `make_file`)
-        meta: match e.meta {
-            Some(m) => Some(Stat::of(m)),
-            None if stat && !e.is_symlink => folder.lstat(e.path).ok(),
-            None => None,
+        meta: match (e.meta, folder) {
+            (Some(m), _) => Some(Stat::of(m)),
+            (None, Some(folder)) if !e.is_symlink => folder.lstat(e.path).ok(),
+            _ => None,
         },
         walked: true,
     };
@@ -421,7 +421,8 @@ fn walk(
     let mut out = Vec::new();
     // (where in `out` each of `dir`'s folders goes, its path and its name in the project)
     let mut folders: Vec<(usize, PathBuf, String)> = Vec::new();
-    let mut folder = Folder::default();
+    // `dir`'s own files are `lstat`ed later, on all cores (a flat folder of 10,000 files has
+    // no subfolders to share out); its subfolders' as they are walked, side by side.
     crate::build::walk::walk(
         dir,
         &top,
@@ -436,7 +437,7 @@ fn walk(
                 }
                 return Ok(true);
             }
-            out.push(file(e, &mut folder));
+            out.push(file(e, None));
             Ok(true)
         },
         &on_loop,
@@ -458,7 +459,7 @@ fn walk(
                     return Ok(false);
                 }
                 if !e.is_dir {
-                    part.push(file(e, &mut folder));
+                    part.push(file(e, stat.then_some(&mut folder)));
                 }
                 Ok(true)
             },
@@ -578,222 +579,5 @@ fn absolute(p: &Path) -> Option<PathBuf> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::spec::parse;
-
-    fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        for (p, c) in files {
-            let p = d.path().join(p);
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(p, c).unwrap();
-        }
-        d
-    }
-
-    fn run(d: &tempfile::TempDir, spec: &str) -> Result<Vec<SourceFile>> {
-        let f = d.path().join("mlart.yaml");
-        fs::write(&f, spec).unwrap();
-        collect(&parse(&f, spec)?, &[])
-    }
-
-    #[test]
-    fn dirs_globs_and_ignore() {
-        let d = project(&[
-            ("model/m.onnx", "x"),
-            ("eval/a.json", "{}"),
-            ("eval/b.csv", "a,1"),
-            ("eval/skip.tmp", ""),
-            (".mlartignore", "*.tmp\n"),
-            ("docs/x.md", "#"),
-            ("docs/.git/config", ""),
-        ]);
-        let files = run(
-            &d,
-            "name: a\nversion: '1'\nmodel: [model/m.onnx]\neval: [eval/]\ndocs: ['docs/**/*']\n",
-        )
-        .unwrap();
-        let names: Vec<_> = files.iter().map(|f| (f.rel.as_str(), f.kind)).collect();
-        assert_eq!(
-            names,
-            vec![
-                ("docs/x.md", Kind::Docs),
-                ("eval/a.json", Kind::Eval),
-                ("eval/b.csv", Kind::Eval),
-                ("model/m.onnx", Kind::Model)
-            ]
-        );
-        assert_eq!(files[3].format.as_deref(), Some("onnx"));
-    }
-
-    #[test]
-    fn test_data_sets_in_a_model_folder_are_eval_samples() {
-        let d = project(&[
-            ("resnet/model.onnx", "x"),
-            ("resnet/test_data_set_0/input_0.pb", "\x08\x01"),
-            ("resnet/test_data_set_0/output_0.pb", "\x08\x01"),
-            ("resnet/saved_model.pb", "x"),
-        ]);
-        let files = run(&d, "name: a\nversion: '1'\nmodel: [resnet/]\n").unwrap();
-        let got: Vec<_> = files
-            .iter()
-            .map(|f| (f.rel.as_str(), f.kind, f.format.as_deref(), f.metrics))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("resnet/model.onnx", Kind::Model, Some("onnx"), true),
-                (
-                    "resnet/saved_model.pb",
-                    Kind::Model,
-                    Some("tensorflow"),
-                    true
-                ),
-                ("resnet/test_data_set_0/input_0.pb", Kind::Eval, None, false),
-                (
-                    "resnet/test_data_set_0/output_0.pb",
-                    Kind::Eval,
-                    None,
-                    false
-                ),
-            ]
-        );
-        // listed under eval (as init writes them): kept, never read as metrics
-        let files = run(
-            &d,
-            "name: a\nversion: '1'\nmodel: [resnet/model.onnx]\neval: [resnet/test_data_set_0/]\n",
-        )
-        .unwrap();
-        assert!(files[1..]
-            .iter()
-            .all(|f| f.kind == Kind::Eval && !f.metrics));
-    }
-
-    #[test]
-    fn duplicates_missing_and_escapes_are_errors() {
-        let d = project(&[("m.onnx", "x"), ("e/a.json", "{}")]);
-        let e = run(
-            &d,
-            "name: a\nversion: '1'\nmodel: [m.onnx]\ndocs: ['*.onnx']\n",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("under both `model` (line 3) and `docs`"), "{e}");
-        let e = run(&d, "name: a\nversion: '1'\nmodel: [m.onnx, ./m.onnx]\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("listed twice"), "{e}");
-        let e = run(&d, "name: a\nversion: '1'\nmodel: [nope.onnx]\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains(":3:9:") && e.contains("does not exist"), "{e}");
-        let e = run(&d, "name: a\nversion: '1'\nmodel: ['*.pt']\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("matches no file"), "{e}");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn symlinks_leaving_the_project_are_refused() {
-        let outside = project(&[("secret", "s")]);
-        let d = project(&[("m.onnx", "x")]);
-        std::os::unix::fs::symlink(outside.path().join("secret"), d.path().join("link")).unwrap();
-        fs::create_dir_all(d.path().join("dir")).unwrap();
-        let e = run(&d, "name: a\nversion: '1'\nmodel: [link]\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("points outside the project"), "{e}");
-        std::os::unix::fs::symlink(outside.path(), d.path().join("dir/out")).unwrap();
-        let e = run(&d, "name: a\nversion: '1'\nmodel: [m.onnx]\ndocs: [dir]\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("points outside the project"), "{e}");
-        // A link that stays inside is followed.
-        std::os::unix::fs::symlink(d.path().join("m.onnx"), d.path().join("alias.onnx")).unwrap();
-        let files = run(&d, "name: a\nversion: '1'\nmodel: [alias.onnx]\n").unwrap();
-        assert_eq!(files[0].rel, "alias.onnx");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn symlinked_folders_inside_are_walked_and_loops_refused() {
-        let d = project(&[
-            ("m.onnx", "x"),
-            ("real/a.txt", "aa"),
-            ("real/sub/b.txt", "bbb"),
-        ]);
-        std::os::unix::fs::symlink(d.path().join("real"), d.path().join("docs")).unwrap();
-        std::os::unix::fs::symlink(d.path().join("real/a.txt"), d.path().join("real/c.txt"))
-            .unwrap();
-        let files = run(&d, "name: a\nversion: '1'\nmodel: [m.onnx]\ndocs: [docs]\n").unwrap();
-        let got: Vec<(&str, u64)> = files.iter().map(|f| (f.rel.as_str(), f.size)).collect();
-        assert_eq!(
-            got,
-            [
-                ("docs/a.txt", 2),
-                ("docs/c.txt", 2),
-                ("docs/sub/b.txt", 3),
-                ("m.onnx", 1)
-            ]
-        );
-        // The same files through a glob, from the project's top.
-        let files = run(&d, "name: a\nversion: '1'\ndocs: ['real/**/*.txt']\n").unwrap();
-        let got: Vec<&str> = files.iter().map(|f| f.rel.as_str()).collect();
-        assert_eq!(got, ["real/a.txt", "real/c.txt", "real/sub/b.txt"]);
-        // A link back up: refused, naming it.
-        std::os::unix::fs::symlink(d.path().join("real"), d.path().join("real/sub/up")).unwrap();
-        let e = run(&d, "name: a\nversion: '1'\ndocs: [real]\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("symlink loop") && e.contains("up"), "{e}");
-        // A link to the folder itself, right below it (a folder walked on its own thread).
-        std::fs::remove_file(d.path().join("real/sub/up")).unwrap();
-        std::os::unix::fs::symlink(d.path().join("real"), d.path().join("real/self")).unwrap();
-        let e = run(&d, "name: a\nversion: '1'\ndocs: [real]\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("symlink loop") && e.contains("self"), "{e}");
-    }
-
-    #[test]
-    fn a_bad_gitignore_is_an_error_naming_it_and_ignored_folders_are_left_out() {
-        let d = project(&[
-            ("m.onnx", "x"),
-            ("docs/a.md", "a"),
-            ("docs/gen/x.md", "x"),
-            ("docs/.gitignore", "gen/\n"),
-            ("docs/.env", "SECRET=1"),
-        ]);
-        let files = run(&d, "name: a\nversion: '1'\nmodel: [m.onnx]\ndocs: [docs]\n").unwrap();
-        let got: Vec<&str> = files.iter().map(|f| f.rel.as_str()).collect();
-        assert_eq!(got, ["docs/.gitignore", "docs/a.md", "m.onnx"]);
-        fs::write(d.path().join("docs/.gitignore"), "gen/{a,b\n").unwrap();
-        let e = run(&d, "name: a\nversion: '1'\nmodel: [m.onnx]\ndocs: [docs]\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains(".gitignore") && e.contains("gitignore syntax"),
-            "{e}"
-        );
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn a_broken_symlink_is_an_error_unless_excluded() {
-        let d = project(&[("m.onnx", "x"), ("docs/a.md", "a")]);
-        std::os::unix::fs::symlink(d.path().join("gone"), d.path().join("docs/old.md")).unwrap();
-        let spec = "name: a\nversion: '1'\nmodel: [m.onnx]\ndocs: [docs]\n";
-        let e = run(&d, spec).unwrap_err();
-        assert_eq!(e.exit_code(), 2, "{e}");
-        let e = e.to_string();
-        assert!(
-            e.contains("docs/old.md") && e.contains("exclude it in .mlartignore"),
-            "{e}"
-        );
-        fs::write(d.path().join(IGNORE_FILE), "docs/old.md\n").unwrap();
-        let files = run(&d, spec).unwrap();
-        assert_eq!(files.len(), 2);
-    }
-}
+#[path = "collect_tests.rs"]
+mod tests;
