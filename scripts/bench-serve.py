@@ -14,7 +14,7 @@ Runs under the test venv's Python (onnx, onnxruntime, numpy); KServe runs under
 --kserve-python (default $KSERVE_PYTHON, else .tools/kserve-venv/bin/python, which
 scripts/bench serve makes: kserve==0.21.0, onnxruntime==1.31.1). Not a timed test: numbers for
 docs/serving.md."""
-import argparse, glob, json, os, platform, subprocess, sys, tempfile, time, urllib.request
+import argparse, glob, json, os, platform, shutil, subprocess, sys, tempfile, time, urllib.request
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--mlart", default="target/release/mlart")
@@ -215,6 +215,8 @@ finally:
     for p in procs:
         if p.poll() is None:
             stop(p)
+    # (the models, bundles and load generator it built: nothing is left in the temp folder)
+    shutil.rmtree(work, ignore_errors=True)
 
 cpu = "?"
 if os.path.exists("/proc/cpuinfo"):
