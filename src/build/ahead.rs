@@ -18,7 +18,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 const MAX_FILE: u64 = 128 << 10;
 /// A batch holds this many bytes of files, at most (one file above `MAX_FILE` never joins).
 const BATCH: usize = 1 << 20;
-/// Batches read and not yet written, at most: about 4 MiB held.
+/// Batches read and not yet taken, at most, shared out among the readers (at least one each):
+/// with the batch each reader fills and the one the writer holds, about 5 MiB.
 const IN_FLIGHT: usize = 3;
 /// A layer with fewer files is read on the writer's thread.
 const MIN_FILES: usize = 4;
