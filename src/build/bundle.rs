@@ -505,17 +505,7 @@ fn finish<S: BlobSink>(
             let w = sink.begin()?;
             let path = format!("{MODEL_DIR}/{METADATA_FILE}");
             let sig_path = format!("{MODEL_DIR}/{}", crate::format::signature::OMS_FILE);
-            let oms = match &opts.sign {
-                Some(key) => {
-                    let mut signed = oms_files(&metadata);
-                    signed.push((METADATA_FILE.to_string(), meta.digest()?.hex().to_string()));
-                    Some(crate::sign::sign_statement(
-                        key,
-                        &crate::sign::oms_statement(&spec.name, &signed),
-                    ))
-                }
-                None => None,
-            };
+            let oms = oms_with_metadata(spec, opts, &metadata, &mut meta)?;
             let (len, mut oms_bytes) = (meta.len, oms.as_deref().unwrap_or_default());
             let mut entries: Vec<(&str, u64, &mut dyn std::io::Read)> =
                 vec![(&path, len, meta.reader()?)];
@@ -558,17 +548,7 @@ fn finish<S: BlobSink>(
         Form::Modelpack => {
             // mlart.json, then model.sig (over the files and mlart.json, as in the image
             // form: both are files of what a ModelPack client pulls), as `doc` raw layers.
-            let oms = match &opts.sign {
-                Some(key) => {
-                    let mut signed = oms_files(&metadata);
-                    signed.push((METADATA_FILE.to_string(), meta.digest()?.hex().to_string()));
-                    Some(crate::sign::sign_statement(
-                        key,
-                        &crate::sign::oms_statement(&spec.name, &signed),
-                    ))
-                }
-                None => None,
-            };
+            let oms = oms_with_metadata(spec, opts, &metadata, &mut meta)?;
             let mut raws: Vec<(&str, &str, Digest, u64)> =
                 vec![("metadata", METADATA_FILE, meta.put(sink)?, meta.len)];
             if let Some(oms) = &oms {
@@ -691,6 +671,25 @@ fn finish<S: BlobSink>(
         warnings: staged.warnings.clone(),
         input_bytes: staged.input_bytes,
     })
+}
+
+/// With `--sign`: model.sig, the OMS statement over the files and mlart.json (`meta`), signed
+/// (the image and ModelPack forms, where mlart.json is a file of what a client pulls).
+fn oms_with_metadata(
+    spec: &Spec,
+    opts: &Options,
+    metadata: &Metadata,
+    meta: &mut crate::build::metadoc::MetaDoc,
+) -> Result<Option<Vec<u8>>> {
+    let Some(key) = &opts.sign else {
+        return Ok(None);
+    };
+    let mut signed = oms_files(metadata);
+    signed.push((METADATA_FILE.to_string(), meta.digest()?.hex().to_string()));
+    Ok(Some(crate::sign::sign_statement(
+        key,
+        &crate::sign::oms_statement(&spec.name, &signed),
+    )))
 }
 
 /// (path, sha256 hex) of every file of the bundle, for the OMS statement.

@@ -38,7 +38,7 @@ pub(super) fn walk(
 }
 
 /// As `walk`, for a folder found by a walk of its own: `above` are the folders it is in
-/// (their ids, `Folder::id`); a symlink back to one of them is a loop.
+/// (their ids, `folder_id`); a symlink back to one of them is a loop.
 pub(super) fn walk_below(
     top: &Path,
     rel_top: &str,
