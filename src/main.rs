@@ -99,7 +99,7 @@ fn keep_freed_memory() {
 
 /// `bundle` allocates its file list on several threads (the walk, the layers): memory they
 /// free stays in their own arenas, resident, while the main thread grows its own. Two arenas
-/// instead of glibc's eight per core: 100,000 files peaked at 84 MiB instead of 103 MiB, with
+/// instead of glibc's eight per core: 100,000 files peaked at 82 MiB instead of 101 MiB, with
 /// no time lost (the hot loops do not allocate per byte).
 fn few_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
