@@ -198,7 +198,8 @@ pub fn build_on<S: BlobSink + Send>(
     // (each file's digest with its layer's index in `layer_digests`: not a copy of the layer's
     // digest string per file)
     let mut digests: Vec<(FileDigest, usize)> = Vec::with_capacity(files.len());
-    let mut layer_digests: Vec<String> = Vec::new();
+    // (shared by its files' entries: one string per layer, not per file)
+    let mut layer_digests: Vec<std::sync::Arc<str>> = Vec::new();
     let mut descriptors: Vec<Descriptor> = Vec::new();
 
     let plans = crate::build::layers::plan(files, opts);
@@ -261,7 +262,7 @@ pub fn build_on<S: BlobSink + Send>(
         for fd in b.files {
             digests.push((fd, layer_digests.len()));
         }
-        layer_digests.push(ld.digest.to_string());
+        layer_digests.push(ld.digest.as_str().into());
         descriptors.push(layer_descriptor(
             &ld,
             &media_type,

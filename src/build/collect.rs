@@ -9,7 +9,7 @@ use super::filters::{filtered, load_ignore, Filters, Lazy};
 use super::folder::{Folder, Stat};
 use crate::error::{Error, IoContext, Result};
 use crate::format::metadata::Kind;
-use crate::spec::{Entry, Pos, Spec};
+use crate::spec::{Entry, Spec};
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
@@ -63,7 +63,7 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
         .map(|p| absolute(p).unwrap_or_else(|| p.clone()))
         .collect();
     let mut all_files: Option<Vec<Walked>> = None; // lazily walked, for globs
-    let mut seen: std::collections::HashMap<String, (Kind, Pos)> = std::collections::HashMap::new();
+    let mut seen: Seen = Seen::default();
     // (file, kind, entry) of each file, looked at (`make_file`) once all are known
     let mut pending: Vec<(Walked, Kind, &Entry)> = Vec::new();
 
@@ -180,8 +180,8 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
                     }
                     continue;
                 }
-                if let Some((k, p)) = seen.get(rel) {
-                    let (k, p) = (*k, *p);
+                if let Some(first) = seen.first(rel, pending.len(), &pending) {
+                    let (k, p) = (pending[first].1, pending[first].2.pos);
                     let what = if k == *kind {
                         format!(
                             "{rel:?} is listed twice in `{kind}` (also at line {})",
@@ -199,36 +199,47 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
                         "list each file once, under one kind (narrow the glob or directory)",
                     ));
                 }
-                seen.insert(rel.clone(), (*kind, entry.pos));
                 pending.push((found, *kind, entry));
             }
         }
     }
     // Each file's lstat (and a model's format sniff), on all cores: ten thousand small files
     // are ten thousand system calls of latency.
-    let chunks: Vec<_> = pending.chunks(FILES_PER_JOB).collect();
-    let made =
-        crate::build::layers::map_ordered(chunks.len(), crate::build::layers::jobs(), |i| {
-            let mut dirs = std::collections::HashSet::new();
-            let mut folder = Folder::default();
-            chunks[i]
-                .iter()
-                .map(|(found, kind, entry)| {
-                    make_file(
-                        &root,
-                        found,
-                        *kind,
-                        entry,
-                        spec,
-                        &exclude,
-                        &mut dirs,
-                        &mut folder,
-                    )
-                })
-                .collect::<Result<Vec<_>>>()
-        })?;
-    let mut out: Vec<SourceFile> = Vec::with_capacity(made.iter().map(Vec::len).sum());
-    out.extend(made.into_iter().flatten());
+    // Each job takes its files (their paths move into the SourceFiles) and fills its own part
+    // of the output: the list is never held twice.
+    drop(seen);
+    let mut made: Vec<Option<SourceFile>> = Vec::with_capacity(pending.len());
+    made.resize_with(pending.len(), || None);
+    let parts: Vec<_> = pending
+        .chunks_mut(FILES_PER_JOB)
+        .zip(made.chunks_mut(FILES_PER_JOB))
+        .map(std::sync::Mutex::new)
+        .collect();
+    crate::build::layers::map_ordered(parts.len(), crate::build::layers::jobs(), |i| {
+        let (files, out) = &mut *parts[i].lock().unwrap_or_else(|e| e.into_inner());
+        let mut dirs = std::collections::HashSet::new();
+        let mut folder = Folder::default();
+        for (slot, (found, kind, entry)) in out.iter_mut().zip(files.iter_mut()) {
+            let found = Walked {
+                rel: std::mem::take(&mut found.rel),
+                ..*found
+            };
+            *slot = Some(make_file(
+                &root,
+                found,
+                *kind,
+                entry,
+                spec,
+                &exclude,
+                &mut dirs,
+                &mut folder,
+            )?);
+        }
+        Ok(())
+    })?;
+    drop(parts);
+    // (in place: an `Option<SourceFile>` is a `SourceFile`'s size)
+    let mut out: Vec<SourceFile> = made.into_iter().flatten().collect();
     out.retain(|f| !f.rel.is_empty());
     junk.sort();
     junk.dedup();
@@ -253,7 +264,7 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
 #[allow(clippy::too_many_arguments)]
 fn make_file(
     root: &Path,
-    found: &Walked,
+    found: Walked,
     kind: Kind,
     entry: &Entry,
     spec: &Spec,
@@ -261,7 +272,7 @@ fn make_file(
     dirs: &mut std::collections::HashSet<PathBuf>,
     folder: &mut Folder,
 ) -> Result<SourceFile> {
-    let rel = found.rel.clone();
+    let Walked { rel, meta, walked } = found;
     let abs = root.join(&rel);
     // A name the bundle cannot carry faithfully: `rel` is a lossy copy of a name that is not
     // UTF-8 (no such file), or a path `mlart pull` refuses to extract.
@@ -280,9 +291,9 @@ fn make_file(
         ));
     }
     // A walked file is inside (its folder was, and every symlink on the way was looked at).
-    let meta = match found.meta {
+    let meta = match meta {
         Some(m) => m,
-        None if found.walked => folder.lstat(&abs).ctx("reading", &abs)?,
+        None if walked => folder.lstat(&abs).ctx("reading", &abs)?,
         None => Stat::of(&inside_file(root, &abs, spec, entry, dirs)?),
     };
     if !meta.is_file {
@@ -477,6 +488,37 @@ fn walk(
     }
     all.extend(own);
     Ok(all)
+}
+
+/// Each path's first listing in `collect`, by the path's hash (the path itself is in the
+/// pending list): a few bytes a file, not a copy of every path.
+#[derive(Default)]
+struct Seen<S = std::hash::RandomState> {
+    first: std::collections::HashMap<u64, usize>,
+    /// (paths whose hash an earlier, other path has)
+    other: std::collections::HashMap<String, usize>,
+    hash: S,
+}
+
+impl<S: std::hash::BuildHasher> Seen<S> {
+    /// Where `rel` was listed first, if before `at` (else it is noted at `at`).
+    fn first(&mut self, rel: &str, at: usize, listed: &[(Walked, Kind, &Entry)]) -> Option<usize> {
+        use std::collections::hash_map::Entry as Slot;
+        match self.first.entry(self.hash.hash_one(rel)) {
+            Slot::Vacant(v) => {
+                v.insert(at);
+                None
+            }
+            Slot::Occupied(o) if listed[*o.get()].0.rel == rel => Some(*o.get()),
+            Slot::Occupied(_) => match self.other.entry(rel.to_string()) {
+                Slot::Vacant(v) => {
+                    v.insert(at);
+                    None
+                }
+                Slot::Occupied(o) => Some(*o.get()),
+            },
+        }
+    }
 }
 
 /// A file of an entry: listed, or found by a directory or glob expansion (`walked`: then it

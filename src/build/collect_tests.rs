@@ -216,3 +216,46 @@ fn a_broken_symlink_is_an_error_unless_excluded() {
     let files = run(&d, spec).unwrap();
     assert_eq!(files.len(), 2);
 }
+
+#[test]
+fn a_path_listed_again_is_found_even_when_paths_share_a_hash() {
+    // every path hashes alike here: the paths themselves decide
+    #[derive(Default)]
+    struct Same;
+    impl std::hash::Hasher for Same {
+        fn finish(&self) -> u64 {
+            7
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+    let entry = crate::spec::Entry {
+        path: "data".into(),
+        format: None,
+        framework: None,
+        metrics: false,
+        samples: None,
+        pos: Default::default(),
+    };
+    let listed: Vec<(Walked, Kind, &crate::spec::Entry)> = ["a", "b", "a", "b", "c"]
+        .iter()
+        .map(|r| {
+            let w = Walked {
+                rel: r.to_string(),
+                meta: None,
+                walked: true,
+            };
+            (w, Kind::Data, &entry)
+        })
+        .collect();
+    let mut seen = Seen::<std::hash::BuildHasherDefault<Same>>::default();
+    let got: Vec<Option<usize>> = (0..listed.len())
+        .map(|i| seen.first(&listed[i].0.rel, i, &listed))
+        .collect();
+    assert_eq!(got, [None, None, Some(0), Some(1), None]);
+    // and with the real hasher
+    let mut seen = Seen::<std::hash::RandomState>::default();
+    let got: Vec<Option<usize>> = (0..listed.len())
+        .map(|i| seen.first(&listed[i].0.rel, i, &listed))
+        .collect();
+    assert_eq!(got, [None, None, Some(0), Some(1), None]);
+}

@@ -153,7 +153,7 @@ pub fn verify_platform(
         let own = metadata
             .files
             .iter()
-            .find(|f| f.layer == l.digest().as_ref() as &str);
+            .find(|f| *f.layer == *l.digest().as_ref());
         let title = own
             .filter(|_| metadata.dialect.is_some())
             .map(|f| f.path.clone())

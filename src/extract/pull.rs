@@ -126,7 +126,7 @@ pub fn pull(
     let meta = crate::store::metadata::read_metadata(src, &resolved.manifest)?;
     let selected = super::select::select(&meta, &opts.kinds, &opts.paths)?;
     let mut wanted: HashSet<String> = selected.iter().map(|f| f.path.clone()).collect();
-    let mut needed_layers: HashSet<&str> = selected.iter().map(|f| f.layer.as_str()).collect();
+    let mut needed_layers: HashSet<&str> = selected.iter().map(|f| &*f.layer).collect();
     let manifest_digest =
         Digest::parse(resolved.descriptor.digest().as_ref()).map_err(Error::Input)?;
 
@@ -346,11 +346,11 @@ pub fn pull(
         let archive = meta
             .files
             .iter()
-            .find(|f| f.archive && f.layer == digest.as_str());
+            .find(|f| f.archive && *f.layer == *digest.as_str());
         let raw_file = meta
             .files
             .iter()
-            .find(|f| !f.archive && f.layer == digest.as_str());
+            .find(|f| !f.archive && *f.layer == *digest.as_str());
         let is_raw = mt.ends_with(".raw") || (meta.dialect.is_some() && archive.is_none());
         if is_raw {
             let mut reader = MaybeHash::new(&mut reader, diff_id.is_some());
@@ -399,7 +399,7 @@ pub fn pull(
                 let (n, bytes) = meta
                     .files
                     .iter()
-                    .filter(|f| f.layer == original)
+                    .filter(|f| *f.layer == *original)
                     .fold((0u64, 0u64), |(n, b), f| {
                         (n + 1, b + f.size.div_ceil(512) * 512)
                     });

@@ -97,7 +97,7 @@ pub fn synthesize(dialect: Dialect, manifest: &ImageManifest, config: &Value) ->
             kind,
             size: l.size(),
             sha256: digest.clone(),
-            layer: digest,
+            layer: digest.into(),
             archive,
         });
     }

@@ -100,7 +100,7 @@ pub struct FileEntry {
     pub archive: bool,
     pub kind: Kind,
     /// Digest of the layer that holds the file.
-    pub layer: String,
+    pub layer: std::sync::Arc<str>,
     /// Path in the project (and under /models in the image form).
     pub path: String,
     pub sha256: String,

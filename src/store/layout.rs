@@ -60,8 +60,8 @@ pub struct LayoutWriter {
 /// what was written is started as the blob grows (`offload::Writeback`).
 const QUIET_BLOB: u64 = 64 << 20;
 
-/// A blob being written into a layout. Its writeback starts as it grows, as a pull writes its
-/// files (`offload::Writeback`): the page cache never fills with dirty pages for the kernel to
+/// A blob being written into a layout. Past `QUIET_BLOB`, its writeback starts as it grows, as
+/// a pull writes its files (`offload::Writeback`): the page cache never fills with dirty pages for the kernel to
 /// throttle on. 4 GiB of shards bundled in 2.7 s with it, 3.8–4.6 s without (docs/performance.md).
 pub struct BlobFile {
     file: BufWriter<tempfile::NamedTempFile>,
