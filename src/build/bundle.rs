@@ -3,7 +3,7 @@
 
 use crate::build::collect::SourceFile;
 use crate::build::envinfo;
-use crate::build::layer::{self, FileDigest, LayerDigests};
+use crate::build::layer::{self, LayerDigests};
 use crate::build::metrics;
 use crate::build::schema;
 use crate::error::{Error, Result};
@@ -195,11 +195,12 @@ pub fn build_on<S: BlobSink + Send>(
         }
     }
     let mut layers: Vec<LayerInfo> = Vec::new();
-    // (each file's digest with its layer's index in `layer_digests`: not a copy of the layer's
-    // digest string per file)
-    let mut digests: Vec<(FileDigest, usize)> = Vec::with_capacity(files.len());
-    // (shared by its files' entries: one string per layer, not per file)
-    let mut layer_digests: Vec<std::sync::Arc<str>> = Vec::new();
+    // Each file's entry at its place in `files`, made as its layer is done (its layer's digest
+    // shared, not copied); the files whose bytes were captured (parsed below); the models.
+    let mut entries: Vec<Option<FileEntry>> = Vec::with_capacity(files.len());
+    entries.resize_with(files.len(), || None);
+    let mut looked: Vec<(usize, Option<Vec<u8>>)> = Vec::new();
+    let mut models: Vec<ModelEntry> = Vec::new();
     let mut descriptors: Vec<Descriptor> = Vec::new();
 
     let plans = crate::build::layers::plan(files, opts);
@@ -259,10 +260,42 @@ pub fn build_on<S: BlobSink + Send>(
                 mtime,
             );
         }
+        let layer: std::sync::Arc<str> = ld.digest.as_str().into();
         for fd in b.files {
-            digests.push((fd, layer_digests.len()));
+            let f = p.files[fd.at];
+            let i = index_in(files, f)?;
+            let sha256 = fd.digest().into_string();
+            if fd.captured.is_some() || needs_capture(f) {
+                looked.push((i, fd.captured));
+            }
+            if f.kind == Kind::Model {
+                models.push(ModelEntry {
+                    path: f.rel.clone(),
+                    format: f.format.clone(),
+                    framework: f.framework.clone(),
+                    size: fd.size,
+                    sha256: sha256.clone(),
+                    io: opts
+                        .validation
+                        .as_ref()
+                        .and_then(|v| v.io.get(&f.rel).cloned()),
+                });
+            }
+            let entry = FileEntry {
+                path: f.rel.clone(),
+                kind: f.kind,
+                size: fd.size,
+                sha256,
+                layer: layer.clone(),
+                archive: false,
+            };
+            if entries[i].replace(entry).is_some() {
+                return Err(Error::of(
+                    crate::error::Kind::Internal,
+                    format!("building the metadata: {} is in two layers", f.rel),
+                ));
+            }
         }
-        layer_digests.push(ld.digest.as_str().into());
         descriptors.push(layer_descriptor(
             &ld,
             &media_type,
@@ -287,27 +320,11 @@ pub fn build_on<S: BlobSink + Send>(
     let mut metric_sources = BTreeMap::new();
     let mut schemas: Vec<FeatureSchema> = Vec::new();
     let mut env = EnvSummary::default();
-    digests.sort_by(|a, b| a.0.rel.cmp(&b.0.rel));
-    // The source file of each digest: both sorted by path, one digest per file.
-    let by_digest: Vec<&SourceFile> = {
-        let mut sorted: Vec<&SourceFile> = files.iter().collect();
-        sorted.sort_by(|a, b| a.rel.cmp(&b.rel));
-        let aligned = sorted.len() == digests.len()
-            && sorted
-                .iter()
-                .zip(&digests)
-                .all(|(f, (fd, _))| f.rel == fd.rel);
-        if !aligned {
-            return Err(Error::of(
-                crate::error::Kind::Internal,
-                "building the metadata: the layers' files are not the bundle's files",
-            ));
-        }
-        sorted
-    };
-    for (i, (fd, _)) in digests.iter().enumerate() {
-        let f = by_digest[i];
-        let Some(bytes) = &fd.captured else {
+    // (in path order: which warning comes first, which report's metric is kept)
+    looked.sort_by(|a, b| files[a.0].rel.cmp(&files[b.0].rel));
+    for (i, captured) in &looked {
+        let f = &files[*i];
+        let Some(bytes) = captured else {
             if needs_capture(f) {
                 warnings.push(format!(
                     "{}: larger than {} MiB, not parsed",
@@ -375,39 +392,19 @@ pub fn build_on<S: BlobSink + Send>(
         ));
     }
 
-    let models = digests
-        .iter()
-        .zip(&by_digest)
-        .filter(|(_, f)| f.kind == Kind::Model)
-        .map(|((fd, _), f)| ModelEntry {
-            path: fd.rel.clone(),
-            format: f.format.clone(),
-            framework: f.framework.clone(),
-            size: fd.size,
-            sha256: fd.sha256.to_string(),
-            io: opts
-                .validation
-                .as_ref()
-                .and_then(|v| v.io.get(&fd.rel).cloned()),
-        })
-        .collect();
-    // (the digests are used up here: ten thousand files' worth of strings are not held twice)
-    let file_entries: Vec<FileEntry> = digests
-        .into_iter()
-        .zip(&by_digest)
-        .map(|((fd, layer), f)| {
-            let kind = f.kind;
-            let layer = layer_digests[layer].clone();
-            FileEntry {
-                path: fd.rel,
-                kind,
-                size: fd.size,
-                sha256: fd.sha256.into_string(),
-                layer,
-                archive: false,
-            }
-        })
-        .collect();
+    drop(looked);
+    models.sort_by(|a, b| a.path.cmp(&b.path));
+    // (in place, in the same memory: an `Option<FileEntry>` is a `FileEntry`'s size, and
+    // `filter_map` collects in place where `flatten` allocates a second list)
+    #[allow(clippy::filter_map_identity)]
+    let mut file_entries: Vec<FileEntry> = entries.into_iter().filter_map(|e| e).collect();
+    if file_entries.len() != files.len() {
+        return Err(Error::of(
+            crate::error::Kind::Internal,
+            "building the metadata: the layers' files are not the bundle's files",
+        ));
+    }
+    file_entries.sort_by(|a, b| a.path.cmp(&b.path));
     if opts.link && opts.form == Form::Image {
         warnings.push("--link: the image form keeps files in tar layers, so nothing was linked; raw layers (one blob per file) are in `--format modelpack` and `--format artifact`".into());
     }
@@ -460,6 +457,22 @@ pub fn build_on<S: BlobSink + Send>(
         .iter()
         .map(|b| finish(spec, opts, &staged, metadata.clone(), Some(b), sink))
         .collect()
+}
+
+/// Where `f` (one of `files`, by reference) is in `files`.
+fn index_in(files: &[SourceFile], f: &SourceFile) -> Result<usize> {
+    let size = std::mem::size_of::<SourceFile>();
+    let off = (f as *const SourceFile as usize).wrapping_sub(files.as_ptr() as usize);
+    if off % size != 0 || off / size >= files.len() {
+        return Err(Error::of(
+            crate::error::Kind::Internal,
+            format!(
+                "building the metadata: {} is not a file of the bundle",
+                f.rel
+            ),
+        ));
+    }
+    Ok(off / size)
 }
 
 /// The file layers of a bundle, before its metadata layer, config and manifest.

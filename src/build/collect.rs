@@ -238,8 +238,10 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
         Ok(())
     })?;
     drop(parts);
-    // (in place: an `Option<SourceFile>` is a `SourceFile`'s size)
-    let mut out: Vec<SourceFile> = made.into_iter().flatten().collect();
+    // (in place, in the same memory: an `Option<SourceFile>` is a `SourceFile`'s size, and
+    // `filter_map` collects in place where `flatten` allocates a second list)
+    #[allow(clippy::filter_map_identity)]
+    let mut out: Vec<SourceFile> = made.into_iter().filter_map(|f| f).collect();
     out.retain(|f| !f.rel.is_empty());
     junk.sort();
     junk.dedup();

@@ -130,14 +130,23 @@ impl LayerDigests {
     }
 }
 
-/// What reading one file produced.
+/// What reading one file produced: a few bytes, no path (ten thousand files' worth are held
+/// until the metadata is written).
 #[derive(Clone, Debug)]
 pub struct FileDigest {
-    pub rel: String,
-    pub sha256: Digest,
+    /// The file's place in the files given to the layer (a tar layer's are in path order).
+    pub at: usize,
+    /// Its sha256 (`digest()` for the `sha256:` form).
+    pub sha256: [u8; 32],
     pub size: u64,
     /// The file's bytes, when it was asked for and is at most `CAPTURE_LIMIT`.
     pub captured: Option<Vec<u8>>,
+}
+
+impl FileDigest {
+    pub fn digest(&self) -> Digest {
+        Digest::from_sha256(self.sha256)
+    }
 }
 
 /// A copy of `template` (a `header`) with `size`: the same bytes as `header` with that size,
@@ -263,8 +272,10 @@ fn tar_into<W: Write + Send>(
     // A buffered writer on top: tar copies each file with `io::copy`, which then reads straight
     // into this 1 MiB buffer instead of 8 KiB at a time (far fewer calls down the hash chain).
     let mut b = tar::Builder::new(io::BufWriter::with_capacity(READ_BUF, tar_stream));
-    let mut files: Vec<&SourceFile> = files.to_vec();
-    files.sort_by(|a, c| a.rel.cmp(&c.rel));
+    // In path order; `order[i]` is where the i-th is in `files` (its FileDigest's `at`).
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by(|&a, &c| files[a].rel.cmp(&files[c].rel));
+    let files: Vec<&SourceFile> = order.iter().map(|&i| files[i]).collect();
 
     // Parent directories first, each once, so extraction gives sane modes.
     let mut dirs = BTreeSet::new();
@@ -281,7 +292,7 @@ fn tar_into<W: Write + Send>(
             progress,
             cancel,
         );
-        for f in files {
+        for (f, &at) in files.iter().zip(&order) {
             let full = format!("{prefix}{}", f.rel);
             parent_dirs(&mut b, &mut dirs, &full, mtime)
                 .map_err(|e| io_err("writing the layer", e))?;
@@ -309,7 +320,7 @@ fn tar_into<W: Write + Send>(
                             .inner
                             .write_all(data)
                             .map_err(|e| io_err("writing the layer", e))?;
-                        Digest::from_sha256(own.finish())
+                        own.finish()
                     }
                     _ => {
                         if straight {
@@ -318,7 +329,7 @@ fn tar_into<W: Write + Send>(
                             b.get_mut().write_all(data)
                         }
                         .map_err(|e| io_err("writing the layer", e))?;
-                        Digest::of(data)
+                        Sha256::digest(data).into()
                     }
                 };
                 let pad = ((512 - f.size % 512) % 512) as usize;
@@ -326,7 +337,7 @@ fn tar_into<W: Write + Send>(
                     .write_all(&[0u8; 512][..pad])
                     .map_err(|e| io_err("writing the layer", e))?;
                 results.push(FileDigest {
-                    rel: f.rel.clone(),
+                    at,
                     sha256,
                     size: f.size,
                     captured: (capture(f) && f.size <= CAPTURE_LIMIT).then(|| data.to_vec()),
@@ -351,12 +362,12 @@ fn tar_into<W: Write + Send>(
                 b.get_mut()
                     .write_all(&[0u8; 512][..pad])
                     .map_err(|e| io_err("writing the layer", e))?;
-                results.push(close_source(f, r)?);
+                results.push(close_source(f, at, r)?);
             } else {
                 let mut r = open_source(f, capture(f), progress, cancel)?;
                 b.append_data(&mut h, &full, &mut r)
                     .map_err(|e| io_err_file(f, e))?;
-                results.push(close_source(f, r)?);
+                results.push(close_source(f, at, r)?);
             }
         }
         Ok(())
@@ -396,11 +407,11 @@ pub fn write_raw<W: Write + Send>(
         },
         |e| io_err("writing the layer", e),
     )?;
-    let fd = close_source(f, r)?;
+    let fd = close_source(f, 0, r)?;
     let d = LayerDigests {
-        digest: fd.sha256.clone(),
+        digest: fd.digest(),
         size: f.size,
-        diff_id: fd.sha256.clone(),
+        diff_id: fd.digest(),
     };
     Ok((out, d, fd))
 }
@@ -426,7 +437,7 @@ pub fn hash_file(
             Err(e) => return Err(io_err_file(f, e)),
         }
     }
-    close_source(f, r)
+    close_source(f, 0, r)
 }
 
 /// A tar layer holding the files mlart writes (the metadata document, the signature): each

@@ -122,8 +122,8 @@ fn direct_path_gives_tars_own_bytes() {
     assert_eq!(ld.diff_id, ld.digest);
     assert_eq!(ld.size, expected.len() as u64);
     for fd in &fds {
-        let f = files.iter().find(|f| f.rel == fd.rel).unwrap();
-        assert_eq!(fd.sha256, Digest::of(&std::fs::read(&f.abs).unwrap()));
+        let f = refs[fd.at];
+        assert_eq!(fd.digest(), Digest::of(&std::fs::read(&f.abs).unwrap()));
     }
 }
 
@@ -152,7 +152,9 @@ fn tar_is_deterministic_and_round_trips() {
         assert_eq!(d1.digest, d2.digest);
         assert_eq!(d1.digest, Digest::of(&out1));
         assert_eq!(d1.size, out1.len() as u64);
-        assert_eq!(f1[0].rel, "a.txt");
+        // in path order, each naming its place in the files given
+        assert_eq!((f1[0].at, f1[1].at), (1, 0));
+        assert_eq!(f1[0].digest(), Digest::of(&vec![7u8; 70_000]));
         assert_eq!(f1[1].captured.as_deref(), Some(&b"hello"[..]));
         // Decompress and list.
         let raw: Vec<u8> = match c {
@@ -300,13 +302,11 @@ fn small_files_straight_into_a_threaded_writer_give_tars_own_bytes() {
     assert_eq!(ld.digest, Digest::of(&out));
     assert_eq!(ld.diff_id, ld.digest);
     assert_eq!(ld.size, out.len() as u64);
-    let by_rel: std::collections::HashMap<&str, &SourceFile> =
-        files.iter().map(|f| (f.rel.as_str(), f)).collect();
     assert_eq!(fds.len(), files.len());
     for fd in &fds {
-        let f = by_rel[fd.rel.as_str()];
+        let f = refs[fd.at];
         let data = std::fs::read(&f.abs).unwrap();
-        assert_eq!(fd.sha256, Digest::of(&data));
+        assert_eq!(fd.digest(), Digest::of(&data));
         assert_eq!(fd.size, f.size);
         assert_eq!(
             fd.captured.as_deref(),
@@ -364,9 +364,9 @@ fn files_read_ahead_give_tars_own_bytes_and_their_errors() {
             "{c:?}: the tar bytes changed"
         );
         assert_eq!(fds.len(), 300);
-        for (fd, f) in fds.iter().zip(&refs) {
-            assert_eq!(fd.rel, f.rel);
-            assert_eq!(fd.sha256, Digest::of(&std::fs::read(&f.abs).unwrap()));
+        for (i, (fd, f)) in fds.iter().zip(&refs).enumerate() {
+            assert_eq!(fd.at, i);
+            assert_eq!(fd.digest(), Digest::of(&std::fs::read(&f.abs).unwrap()));
             assert_eq!(fd.captured.is_some(), f.rel.ends_with('7'), "{}", f.rel);
         }
     }
@@ -387,7 +387,7 @@ fn raw_layer_digest_is_file_digest() {
     let (out, l, fd) = write_raw(Vec::new(), &f, false, &|_| {}, &Cancel::default()).unwrap();
     assert_eq!(out, b"weights");
     assert_eq!(l.digest, Digest::of(b"weights"));
-    assert_eq!(fd.sha256, l.digest);
+    assert_eq!(fd.digest(), l.digest);
 }
 
 mod props {
@@ -414,8 +414,10 @@ mod props {
             let (out2, _, _) = tar_of(&rev, c, false).unwrap();
             prop_assert_eq!(&out, &out2);
             prop_assert_eq!(ld.digest.clone(), Digest::of(&out));
-            for fd in &fds {
-                prop_assert_eq!(fd.sha256.clone(), Digest::of(&files[&fd.rel]));
+            for (i, fd) in fds.iter().enumerate() {
+                // in path order (`files` is a sorted map), each naming its place in `refs`
+                prop_assert_eq!(fd.at, i);
+                prop_assert_eq!(fd.digest(), Digest::of(&files[&refs[fd.at].rel]));
             }
             let raw = if gz {
                 let mut v = Vec::new();

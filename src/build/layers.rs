@@ -164,7 +164,7 @@ fn place_raw(f: &SourceFile, placer: &Placer, cx: &Context<'_>) -> Result<Option
     let (fd, method) = if cx.link {
         let fd = layer::hash_file(f, capture, cx.progress, cx.cancel)?;
         stamp.check(&f.abs)?;
-        if !placer.link(&f.abs, &fd.sha256)? {
+        if !placer.link(&f.abs, &fd.digest())? {
             return Ok(None);
         }
         (fd, Method::Linked)
@@ -174,13 +174,13 @@ fn place_raw(f: &SourceFile, placer: &Placer, cx: &Context<'_>) -> Result<Option
         };
         let fd = layer::hash_file(f, capture, cx.progress, cx.cancel)?;
         stamp.check(&f.abs)?;
-        (fd.clone(), placer.commit(placed, &fd.sha256)?)
+        (fd.clone(), placer.commit(placed, &fd.digest())?)
     };
     Ok(Some(Built {
         digests: LayerDigests {
-            digest: fd.sha256.clone(),
+            digest: fd.digest(),
             size: f.size,
-            diff_id: fd.sha256.clone(),
+            diff_id: fd.digest(),
         },
         files: vec![fd],
         method,

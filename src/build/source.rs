@@ -5,7 +5,7 @@
 use super::layer::{FileDigest, CAPTURE_LIMIT, READ_BUF};
 use crate::build::collect::SourceFile;
 use crate::error::{Error, IoContext, Result};
-use crate::format::digest::Digest;
+
 use crate::interrupt::Cancel;
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
@@ -64,9 +64,9 @@ impl FileHasher {
         Ok(())
     }
 
-    fn finish(self) -> io::Result<Digest> {
+    fn finish(self) -> io::Result<[u8; 32]> {
         match self {
-            FileHasher::Inline(h) => Ok(Digest::from_hasher(h)),
+            FileHasher::Inline(h) => Ok(h.finalize().into()),
             FileHasher::Thread { buf, tx, handle } => {
                 if !buf.is_empty() {
                     tx.send(buf)
@@ -76,7 +76,7 @@ impl FileHasher {
                 let h = handle
                     .join()
                     .map_err(|_| io::Error::other("the hashing thread failed"))?;
-                Ok(Digest::from_hasher(h))
+                Ok(h.finalize().into())
             }
         }
     }
@@ -187,10 +187,15 @@ pub(super) fn grew(f: &SourceFile) -> Error {
     }
 }
 
-pub(super) fn close_source(f: &SourceFile, mut r: SourceReader<'_>) -> Result<FileDigest> {
+/// `at`: the file's place in its layer's files (`FileDigest::at`).
+pub(super) fn close_source(
+    f: &SourceFile,
+    at: usize,
+    mut r: SourceReader<'_>,
+) -> Result<FileDigest> {
     check_end(f, &mut r)?;
     Ok(FileDigest {
-        rel: f.rel.clone(),
+        at,
         sha256: r.hasher.finish().ctx("hashing", &f.abs)?,
         size: f.size,
         captured: r.capture,
