@@ -86,7 +86,7 @@ impl<W> AfterWrite<W> for NoKick {
 /// is returned by the next `wrote` or by `done`: it is not lost (the kernel reports a
 /// writeback error once per open file, so the caller's final `fsync` might not see it again).
 pub struct Writeback {
-    /// No writeback is started before this many bytes (`Writeback::from`).
+    /// No writeback is started before this many bytes (`Writeback::starting_at`).
     quiet: u64,
     started: u64,
     flushed: u64,
@@ -131,7 +131,7 @@ impl Writeback {
     /// left to the kernel's own writeback. Starting it costs the writer's thread the
     /// filesystem's block allocation (ext4's delayed allocation runs in `sync_file_range`),
     /// which only pays off against the dirty-page throttling of a big file.
-    pub fn from(quiet: u64) -> Self {
+    pub fn starting_at(quiet: u64) -> Self {
         let mut w = Writeback::default();
         w.quiet = quiet;
         w

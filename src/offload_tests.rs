@@ -247,7 +247,7 @@ fn a_quiet_writeback_starts_nothing_below_its_size() {
     let dir = tempfile::tempdir().unwrap();
     let mut f = std::fs::File::create(dir.path().join("f")).unwrap();
     let (every, flush) = (WRITEBACK_EVERY, FLUSH_EVERY);
-    let mut wb = Writeback::from(2 * flush);
+    let mut wb = Writeback::starting_at(2 * flush);
     // below the quiet size: no writeback started, no flusher
     for total in [every, flush, 2 * flush - 1] {
         wb.wrote(&mut f, total, 1).unwrap();

@@ -5,7 +5,6 @@
 use super::layer::{FileDigest, CAPTURE_LIMIT, READ_BUF};
 use crate::build::collect::SourceFile;
 use crate::error::{Error, IoContext, Result};
-
 use crate::interrupt::Cancel;
 use sha2::{Digest as _, Sha256};
 use std::fs::File;

@@ -339,7 +339,7 @@ impl BlobSink for LayoutWriter {
             // Below the 256 KiB chunks of a threaded layer writer (`offload`), which then go
             // to the file without a copy here; small writes are still gathered.
             file: BufWriter::with_capacity(128 << 10, f),
-            kick: crate::offload::Writeback::from(QUIET_BLOB),
+            kick: crate::offload::Writeback::starting_at(QUIET_BLOB),
             written: 0,
         })
     }
