@@ -202,6 +202,8 @@ pub fn kind_of_io(e: &io::Error) -> Option<Kind> {
 /// Attach "what was being done on which path" to an `io::Error`.
 pub trait IoContext<T> {
     fn ctx(self, what: &str, path: &Path) -> Result<T>;
+    /// As `ctx`, with the path made only on an error (not built for every file read).
+    fn ctx_with(self, what: &str, path: impl FnOnce() -> std::path::PathBuf) -> Result<T>;
 }
 
 impl<T> IoContext<T> for io::Result<T> {
@@ -216,6 +218,13 @@ impl<T> IoContext<T> for io::Result<T> {
                 source,
             }
         })
+    }
+
+    fn ctx_with(self, what: &str, path: impl FnOnce() -> std::path::PathBuf) -> Result<T> {
+        match self {
+            Ok(v) => Ok(v),
+            Err(e) => Err(e).ctx(what, &path()),
+        }
     }
 }
 

@@ -201,7 +201,8 @@ fn read_into(f: &SourceFile, cancel: &Cancel, folder: &mut Folder, into: &mut [u
     cancel
         .check()
         .map_err(|e| super::layer::io_err_file(f, e))?;
-    let mut file = folder.open(&f.abs).ctx("opening", &f.abs)?;
+    let abs = f.abs();
+    let mut file = folder.open(&abs).ctx("opening", &abs)?;
     let end = f.size as usize;
     let mut at = 0;
     loop {

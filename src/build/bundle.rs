@@ -189,7 +189,7 @@ pub fn build_on<S: BlobSink + Send>(
         if reserved {
             return Err(Error::input(format!(
                 "{}: a project file named {} would clash with the one mlart writes; rename or move it",
-                f.abs.display(),
+                f.abs().display(),
                 f.rel
             )));
         }
@@ -355,7 +355,7 @@ pub fn build_on<S: BlobSink + Send>(
                         names.iter().take(3).map(|n| format!("{n:?}")).collect();
                     return Err(Error::input(format!(
                         "{}: this eval file would give metrics named {}{}: names that are numbers, so it is a table of values (a CSV without a header, say), not a metrics report. Mark it `metrics: false` in the spec's `eval:` entry (`- path: {}` with `metrics: false`) to keep it as a plain file, or give it `name,value` rows",
-                        f.abs.display(),
+                        f.abs().display(),
                         shown.join(", "),
                         if names.len() > 3 { ", …" } else { "" },
                         f.rel
@@ -368,7 +368,7 @@ pub fn build_on<S: BlobSink + Send>(
                 Err(why) => {
                     return Err(Error::input(format!(
                         "{}: {why}. Fix the feature schema (format in README, \"Feature schema\"), or move the file to `docs`",
-                        f.abs.display()
+                        f.abs().display()
                     )))
                 }
             },

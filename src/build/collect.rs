@@ -32,8 +32,9 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
 pub struct SourceFile {
     /// Path relative to the project root, `/`-separated: the path inside the bundle.
     pub rel: String,
-    /// Where to read it.
-    pub abs: PathBuf,
+    /// The folder `rel` is in (shared by the files of a bundle): the file is read at
+    /// `abs()`, `root` joined with `rel` (a path built when needed, not held for every file).
+    pub root: std::sync::Arc<Path>,
     pub kind: Kind,
     pub size: u64,
     pub executable: bool,
@@ -42,6 +43,13 @@ pub struct SourceFile {
     pub framework: Option<String>,
     /// Eval reports only: parse metrics from this file.
     pub metrics: bool,
+}
+
+impl SourceFile {
+    /// Where to read it.
+    pub fn abs(&self) -> PathBuf {
+        self.root.join(&self.rel)
+    }
 }
 
 /// Files looked at by one job of `collect`.
@@ -210,6 +218,7 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
     drop(seen);
     let mut made: Vec<Option<SourceFile>> = Vec::with_capacity(pending.len());
     made.resize_with(pending.len(), || None);
+    let shared: std::sync::Arc<Path> = root.as_path().into();
     let parts: Vec<_> = pending
         .chunks_mut(FILES_PER_JOB)
         .zip(made.chunks_mut(FILES_PER_JOB))
@@ -225,7 +234,7 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
                 ..*found
             };
             *slot = Some(make_file(
-                &root,
+                &shared,
                 found,
                 *kind,
                 entry,
@@ -265,7 +274,7 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
 
 #[allow(clippy::too_many_arguments)]
 fn make_file(
-    root: &Path,
+    root: &std::sync::Arc<Path>,
     found: Walked,
     kind: Kind,
     entry: &Entry,
@@ -329,7 +338,7 @@ fn make_file(
     };
     Ok(SourceFile {
         rel,
-        abs,
+        root: root.clone(),
         kind,
         size: meta.len,
         executable,

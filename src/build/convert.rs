@@ -43,6 +43,7 @@ pub fn from_pulled(
     };
     let metric_files: BTreeSet<&str> = meta.metric_sources.values().map(String::as_str).collect();
     let mut out = Vec::new();
+    let root: std::sync::Arc<std::path::Path> = dir.into();
     for (rel, &kind) in files {
         let abs = dir.join(rel);
         let m = std::fs::metadata(&abs).map_err(|e| Error::Io {
@@ -56,7 +57,7 @@ pub fn from_pulled(
         let executable = false;
         out.push(SourceFile {
             rel: rel.clone(),
-            abs,
+            root: root.clone(),
             kind,
             size: m.len(),
             executable,

@@ -494,7 +494,7 @@ pub(super) fn io_err_file(f: &SourceFile, e: io::Error) -> Error {
         return Error::Interrupted;
     }
     Error::Io {
-        context: format!("reading {} ({})", f.rel, f.abs.display()),
+        context: format!("reading {} ({})", f.rel, f.abs().display()),
         source: e,
     }
 }

@@ -85,7 +85,7 @@ fn src(dir: &std::path::Path, rel: &str, data: &[u8]) -> SourceFile {
     std::fs::write(&abs, data).unwrap();
     SourceFile {
         rel: rel.into(),
-        abs,
+        root: dir.into(),
         kind: Kind::Eval,
         size: data.len() as u64,
         executable: false,
@@ -123,7 +123,7 @@ fn direct_path_gives_tars_own_bytes() {
     assert_eq!(ld.size, expected.len() as u64);
     for fd in &fds {
         let f = refs[fd.at];
-        assert_eq!(fd.digest(), Digest::of(&std::fs::read(&f.abs).unwrap()));
+        assert_eq!(fd.digest(), Digest::of(&std::fs::read(f.abs()).unwrap()));
     }
 }
 
@@ -250,7 +250,7 @@ fn tars_own(files: &[&SourceFile], prefix: &str) -> Vec<u8> {
         }
         let mode = if f.executable { 0o755 } else { 0o644 };
         let mut h = header(tar::EntryType::Regular, f.size, mode, 0);
-        b.append_data(&mut h, &full, std::fs::File::open(&f.abs).unwrap())
+        b.append_data(&mut h, &full, std::fs::File::open(f.abs()).unwrap())
             .unwrap();
     }
     b.into_inner().unwrap()
@@ -305,7 +305,7 @@ fn small_files_straight_into_a_threaded_writer_give_tars_own_bytes() {
     assert_eq!(fds.len(), files.len());
     for fd in &fds {
         let f = refs[fd.at];
-        let data = std::fs::read(&f.abs).unwrap();
+        let data = std::fs::read(f.abs()).unwrap();
         assert_eq!(fd.digest(), Digest::of(&data));
         assert_eq!(fd.size, f.size);
         assert_eq!(
@@ -366,7 +366,7 @@ fn files_read_ahead_give_tars_own_bytes_and_their_errors() {
         assert_eq!(fds.len(), 300);
         for (i, (fd, f)) in fds.iter().zip(&refs).enumerate() {
             assert_eq!(fd.at, i);
-            assert_eq!(fd.digest(), Digest::of(&std::fs::read(&f.abs).unwrap()));
+            assert_eq!(fd.digest(), Digest::of(&std::fs::read(f.abs()).unwrap()));
             assert_eq!(fd.captured.is_some(), f.rel.ends_with('7'), "{}", f.rel);
         }
     }

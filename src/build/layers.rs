@@ -159,21 +159,21 @@ fn build_one<S: BlobSink>(p: &Plan<'_>, sink: &Mutex<&mut S>, cx: &Context<'_>) 
 /// the file as it hashes it). The file must look the same after the hash as before (size,
 /// mtime): the link or clone and the hash are two looks at it.
 fn place_raw(f: &SourceFile, placer: &Placer, cx: &Context<'_>) -> Result<Option<Built>> {
-    let stamp = Stamp::of(&f.abs)?;
+    let stamp = Stamp::of(&f.abs())?;
     let capture = (cx.capture)(f);
     let (fd, method) = if cx.link {
         let fd = layer::hash_file(f, capture, cx.progress, cx.cancel)?;
-        stamp.check(&f.abs)?;
-        if !placer.link(&f.abs, &fd.digest())? {
+        stamp.check(&f.abs())?;
+        if !placer.link(&f.abs(), &fd.digest())? {
             return Ok(None);
         }
         (fd, Method::Linked)
     } else {
-        let Some(placed) = placer.clone_file(&f.abs)? else {
+        let Some(placed) = placer.clone_file(&f.abs())? else {
             return Ok(None);
         };
         let fd = layer::hash_file(f, capture, cx.progress, cx.cancel)?;
-        stamp.check(&f.abs)?;
+        stamp.check(&f.abs())?;
         (fd.clone(), placer.commit(placed, &fd.digest())?)
     };
     Ok(Some(Built {

@@ -362,7 +362,7 @@ fn add_validation(
     if let Some(f) = files.iter().find(|f| f.rel == VALIDATION_FILE) {
         return Err(Error::input(format!(
             "{}: a project file named {VALIDATION_FILE} would clash with the validation report `bundle --validate` writes there; rename or move it",
-            f.abs.display()
+            f.abs().display()
         )));
     }
     let report = validate(files)?;
@@ -373,15 +373,20 @@ fn add_validation(
             context: "creating a temp directory".into(),
             source: e,
         })?;
-    let path = tmp.path().join("validation.json");
+    // (at its path in the bundle below the temp dir: a SourceFile is read at root/rel)
+    let path = tmp.path().join(VALIDATION_FILE);
     let bytes = crate::format::json::to_canonical_pretty(&report);
-    std::fs::write(&path, &bytes).map_err(|e| Error::Io {
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&path, &bytes));
+    written.map_err(|e| Error::Io {
         context: format!("writing {}", path.display()),
         source: e,
     })?;
     files.push(SourceFile {
         rel: VALIDATION_FILE.into(),
-        abs: path,
+        root: tmp.path().into(),
         kind: Kind::Eval,
         size: bytes.len() as u64,
         executable: false,

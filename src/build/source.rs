@@ -148,7 +148,8 @@ pub(super) fn open_source_with<'a>(
     cancel: &'a Cancel,
     direct: Direct,
 ) -> Result<SourceReader<'a>> {
-    let file = File::open(&f.abs).ctx("opening", &f.abs)?;
+    let abs = f.abs();
+    let file = File::open(&abs).ctx("opening", &abs)?;
     let cap = if direct == Direct::No {
         READ_BUF
     } else {
@@ -170,7 +171,7 @@ pub(super) fn open_source_with<'a>(
 /// A file must end where its size said it would.
 pub(super) fn check_end(f: &SourceFile, r: &mut SourceReader<'_>) -> Result<()> {
     let mut probe = [0u8; 1];
-    if r.inner.read(&mut probe).ctx("reading", &f.abs)? != 0 {
+    if r.inner.read(&mut probe).ctx_with("reading", || f.abs())? != 0 {
         return Err(grew(f));
     }
     Ok(())
@@ -179,7 +180,7 @@ pub(super) fn check_end(f: &SourceFile, r: &mut SourceReader<'_>) -> Result<()> 
 /// The error for a file that grew while it was read.
 pub(super) fn grew(f: &SourceFile) -> Error {
     Error::Io {
-        context: format!("reading {}", f.abs.display()),
+        context: format!("reading {}", f.abs().display()),
         source: io::Error::other(
             "the file grew while it was bundled: bundle again once it is written",
         ),
@@ -195,7 +196,7 @@ pub(super) fn close_source(
     check_end(f, &mut r)?;
     Ok(FileDigest {
         at,
-        sha256: r.hasher.finish().ctx("hashing", &f.abs)?,
+        sha256: r.hasher.finish().ctx_with("hashing", || f.abs())?,
         size: f.size,
         captured: r.capture,
     })

@@ -444,14 +444,15 @@ pub fn schema_of_files(files: &[SourceFile]) -> Result<Option<FeatureSchema>> {
         if f.size > crate::build::layer::CAPTURE_LIMIT {
             continue;
         }
-        let bytes = std::fs::read(&f.abs).ctx("reading", &f.abs)?;
+        let abs = f.abs();
+        let bytes = std::fs::read(&abs).ctx("reading", &abs)?;
         match schema::parse(&f.rel, &bytes) {
             Ok(schema::Parsed::Schema(s)) => return Ok(Some(s)),
             Ok(schema::Parsed::NotASchema) => {}
             Err(why) => {
                 return Err(Error::input(format!(
                     "{}: {why}. Fix the feature schema (format in README, \"Feature schema\"), or move the file to `docs`",
-                    f.abs.display()
+                    abs.display()
                 )))
             }
         }
@@ -467,7 +468,7 @@ pub fn models_of_spec(spec: &Spec, files: &[SourceFile]) -> Result<Vec<ModelInpu
         files
             .iter()
             .find(|f| f.rel == rel)
-            .map(|f| f.abs.clone())
+            .map(|f| f.abs())
             .unwrap_or_else(|| spec.root.join(rel))
     };
     let mut out: Vec<ModelInput> = files
@@ -475,7 +476,7 @@ pub fn models_of_spec(spec: &Spec, files: &[SourceFile]) -> Result<Vec<ModelInpu
         .filter(|f| f.kind == Kind::Model)
         .map(|f| ModelInput {
             path: f.rel.clone(),
-            file: f.abs.clone(),
+            file: f.abs(),
             format: f.format.clone(),
             samples: None,
             test_data: match f.format.as_deref() {
