@@ -2,25 +2,18 @@
 //! and env from the captured small files, write the metadata document, config and manifest.
 
 use crate::build::collect::SourceFile;
-use crate::build::envinfo;
 use crate::build::layer::{self, LayerDigests};
-use crate::build::metrics;
-use crate::build::schema;
 use crate::error::{Error, Result};
 use crate::format::annotations::{KIND_ANNOTATION, TITLE_ANNOTATION};
 use crate::format::compression::Compression;
 use crate::format::digest::oci_digest;
 use crate::format::digest::Digest;
-use crate::format::feature_schema::FeatureSchema;
 use crate::format::json;
 use crate::format::media_type::MANIFEST_MEDIA_TYPE;
 use crate::format::media_type::{ARTIFACT_TYPE, METADATA_MEDIA_TYPE};
-use crate::format::metadata::EnvSummary;
 use crate::format::metadata::Kind;
-use crate::format::metadata::Metrics;
 use crate::format::metadata::{
-    rfc3339, FileEntry, Form, LayerInfo, Metadata, ModelEntry, FORMAT_VERSION, METADATA_FILE,
-    MODEL_DIR,
+    rfc3339, Form, LayerInfo, Metadata, ModelEntry, FORMAT_VERSION, METADATA_FILE, MODEL_DIR,
 };
 use crate::spec::Spec;
 use crate::store::layout::BlobSink;
@@ -60,6 +53,9 @@ pub struct Options {
     /// `--link`: raw layers in a layout are hard links to their files (opt-in: editing a
     /// source file in place afterwards changes the blob).
     pub link: bool,
+    /// The file lists of the build stay in memory up to this many bytes, then go to temp
+    /// files (`crate::build::entries`). The bytes never depend on it.
+    pub spill: usize,
 }
 
 impl Default for Options {
@@ -77,6 +73,7 @@ impl Default for Options {
             cancel: Default::default(),
             jobs: crate::build::layers::jobs(),
             link: false,
+            spill: crate::build::entries::memory_limit(),
         }
     }
 }
@@ -103,7 +100,10 @@ pub struct Built {
     pub manifest_digest: Digest,
     pub config_digest: Digest,
     pub layers: Vec<LayerInfo>,
+    /// mlart.json without its `files` (empty here: see `files`).
     pub metadata: Metadata,
+    /// mlart.json's `files`: on disk past a few MiB, read back as often as needed.
+    pub files: std::sync::Arc<crate::build::entries::Entries>,
     pub warnings: Vec<String>,
     pub input_bytes: u64,
     /// With `Options::sign`: the OCI signature of the manifest, for the caller to store
@@ -136,14 +136,6 @@ impl Built {
             d.set_artifact_type(Some(MediaType::Other(at.into())));
         }
         d
-    }
-}
-
-fn needs_capture(f: &SourceFile) -> bool {
-    match f.kind {
-        Kind::Eval => f.metrics,
-        Kind::Schema | Kind::Env => true,
-        _ => false,
     }
 }
 
@@ -194,13 +186,22 @@ pub fn build_on<S: BlobSink + Send>(
             )));
         }
     }
+    if let Some(w) = files.windows(2).find(|w| w[0].rel >= w[1].rel) {
+        return Err(Error::of(
+            crate::error::Kind::Internal,
+            format!(
+                "building the bundle: its files are not in path order, each once ({} before {})",
+                w[0].rel, w[1].rel
+            ),
+        ));
+    }
     let mut layers: Vec<LayerInfo> = Vec::new();
-    // Each file's entry at its place in `files`, made as its layer is done (its layer's digest
-    // shared, not copied); the files whose bytes were captured (parsed below); the models.
-    let mut entries: Vec<Option<FileEntry>> = Vec::with_capacity(files.len());
-    entries.resize_with(files.len(), || None);
-    let mut looked: Vec<(usize, Option<Vec<u8>>)> = Vec::new();
-    let mut models: Vec<ModelEntry> = Vec::new();
+    // What reading each file gave, at its place in `files` (on disk past a few MiB: a
+    // bundle's memory does not grow with its file count); the files whose bytes were captured
+    // (parsed below); the models.
+    let table = crate::build::entries::Table::new(files.len(), opts.spill)?;
+    let looked: std::sync::Mutex<Vec<(usize, Option<Vec<u8>>)>> = Default::default();
+    let models: std::sync::Mutex<Vec<ModelEntry>> = Default::default();
     let mut descriptors: Vec<Descriptor> = Vec::new();
 
     let plans = crate::build::layers::plan(files, opts);
@@ -210,16 +211,53 @@ pub fn build_on<S: BlobSink + Send>(
             "--link hard-links files into a layout on the same filesystem: it cannot be combined with --push; bundle to a directory with -o, then push it",
         ));
     }
+    let done = |layer: usize, f: &SourceFile, fd: layer::FileDigest| -> Result<()> {
+        let i = index_in(files, f)?;
+        if f.kind == Kind::Model {
+            models
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(ModelEntry {
+                    path: f.rel.clone(),
+                    format: f.format.clone(),
+                    framework: f.framework.clone(),
+                    size: fd.size,
+                    sha256: fd.digest().into_string(),
+                    io: opts
+                        .validation
+                        .as_ref()
+                        .and_then(|v| v.io.get(&f.rel).cloned()),
+                });
+        }
+        table.put(
+            i,
+            &crate::build::entries::Read {
+                layer: layer as u32,
+                size: fd.size,
+                sha256: fd.sha256,
+            },
+        )?;
+        if fd.captured.is_some() || crate::build::captured::needs_capture(f) {
+            looked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((i, fd.captured));
+        }
+        Ok(())
+    };
     let cx = crate::build::layers::Context {
         prefix: &prefix,
         mtime,
-        capture: &needs_capture,
+        capture: &crate::build::captured::needs_capture,
         progress,
         cancel: &opts.cancel,
         placer: placer.as_ref(),
         link: opts.link,
+        done: &done,
     };
     let built_layers = crate::build::layers::build_all(&plans, sink, &cx, opts.jobs)?;
+    let mut looked = looked.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut models = models.into_inner().unwrap_or_else(|e| e.into_inner());
     let mut stored = crate::store::place::Counts::default();
     for (p, b) in plans.iter().zip(built_layers) {
         let ld = b.digests;
@@ -260,42 +298,6 @@ pub fn build_on<S: BlobSink + Send>(
                 mtime,
             );
         }
-        let layer: std::sync::Arc<str> = ld.digest.as_str().into();
-        for fd in b.files {
-            let f = p.files[fd.at];
-            let i = index_in(files, f)?;
-            let sha256 = fd.digest().into_string();
-            if fd.captured.is_some() || needs_capture(f) {
-                looked.push((i, fd.captured));
-            }
-            if f.kind == Kind::Model {
-                models.push(ModelEntry {
-                    path: f.rel.clone(),
-                    format: f.format.clone(),
-                    framework: f.framework.clone(),
-                    size: fd.size,
-                    sha256: sha256.clone(),
-                    io: opts
-                        .validation
-                        .as_ref()
-                        .and_then(|v| v.io.get(&f.rel).cloned()),
-                });
-            }
-            let entry = FileEntry {
-                path: f.rel.clone(),
-                kind: f.kind,
-                size: fd.size,
-                sha256,
-                layer: layer.clone(),
-                archive: false,
-            };
-            if entries[i].replace(entry).is_some() {
-                return Err(Error::of(
-                    crate::error::Kind::Internal,
-                    format!("building the metadata: {} is in two layers", f.rel),
-                ));
-            }
-        }
         descriptors.push(layer_descriptor(
             &ld,
             &media_type,
@@ -315,96 +317,26 @@ pub fn build_on<S: BlobSink + Send>(
     }
 
     // Parse what was captured; everything is still a file of the bundle.
-    let mut warnings = Vec::new();
-    let mut metrics = Metrics::new();
-    let mut metric_sources = BTreeMap::new();
-    let mut schemas: Vec<FeatureSchema> = Vec::new();
-    let mut env = EnvSummary::default();
-    // (in path order: which warning comes first, which report's metric is kept)
-    looked.sort_by(|a, b| files[a.0].rel.cmp(&files[b.0].rel));
-    for (i, captured) in &looked {
-        let f = &files[*i];
-        let Some(bytes) = captured else {
-            if needs_capture(f) {
-                warnings.push(format!(
-                    "{}: larger than {} MiB, not parsed",
-                    f.rel,
-                    layer::CAPTURE_LIMIT >> 20
-                ));
-            }
-            continue;
-        };
-        match f.kind {
-            Kind::Eval => match metrics::parse(&f.rel, bytes) {
-                Ok(m) => {
-                    for (k, v) in m {
-                        if let Some(prev) = metric_sources.get(&k) {
-                            warnings.push(format!("{}: metric {k:?} is also in {prev}; keeping the value from {prev}", f.rel));
-                            continue;
-                        }
-                        metric_sources.insert(k.clone(), f.rel.clone());
-                        metrics.insert(k, v);
-                    }
-                }
-                Err(metrics::NotMetrics::Skip(why)) => warnings.push(format!(
-                    "{}: no metrics read ({why}); it stays in the bundle as a file. Mark it `metrics: false` in the spec to silence this",
-                    f.rel
-                )),
-                Err(metrics::NotMetrics::NumericNames(names)) => {
-                    let shown: Vec<String> =
-                        names.iter().take(3).map(|n| format!("{n:?}")).collect();
-                    return Err(Error::input(format!(
-                        "{}: this eval file would give metrics named {}{}: names that are numbers, so it is a table of values (a CSV without a header, say), not a metrics report. Mark it `metrics: false` in the spec's `eval:` entry (`- path: {}` with `metrics: false`) to keep it as a plain file, or give it `name,value` rows",
-                        f.abs().display(),
-                        shown.join(", "),
-                        if names.len() > 3 { ", …" } else { "" },
-                        f.rel
-                    )));
-                }
-            },
-            Kind::Schema => match schema::parse(&f.rel, bytes) {
-                Ok(schema::Parsed::Schema(s)) => schemas.push(s),
-                Ok(schema::Parsed::NotASchema) => {}
-                Err(why) => {
-                    return Err(Error::input(format!(
-                        "{}: {why}. Fix the feature schema (format in README, \"Feature schema\"), or move the file to `docs`",
-                        f.abs().display()
-                    )))
-                }
-            },
-            Kind::Env => {
-                if let Err(why) = envinfo::add(&mut env, &f.rel, bytes) {
-                    warnings.push(format!("{}: not summarised ({why})", f.rel));
-                }
-            }
-            _ => {}
-        }
-    }
-    if schemas.len() > 1 {
-        warnings.push(format!(
-            "several feature schemas ({}); using {}",
-            schemas
-                .iter()
-                .map(|s| s.file.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            schemas[0].file
-        ));
-    }
-
+    let crate::build::captured::Parsed {
+        mut warnings,
+        metrics,
+        metric_sources,
+        schemas,
+        env,
+    } = crate::build::captured::parse(files, &mut looked)?;
     drop(looked);
     models.sort_by(|a, b| a.path.cmp(&b.path));
-    // (in place, in the same memory: an `Option<FileEntry>` is a `FileEntry`'s size, and
-    // `filter_map` collects in place where `flatten` allocates a second list)
-    #[allow(clippy::filter_map_identity)]
-    let mut file_entries: Vec<FileEntry> = entries.into_iter().filter_map(|e| e).collect();
-    if file_entries.len() != files.len() {
-        return Err(Error::of(
-            crate::error::Kind::Internal,
-            "building the metadata: the layers' files are not the bundle's files",
-        ));
-    }
-    file_entries.sort_by(|a, b| a.path.cmp(&b.path));
+    // The file list, in path order (the order of `files`), from what the layers read.
+    let mut list = crate::build::entries::Writer::new(
+        layers.iter().map(|l| l.digest.as_str().into()).collect(),
+        opts.spill,
+    );
+    table.read_all(&mut |i, r| {
+        let f = &files[i];
+        list.push(&f.rel, f.kind, r.size, &r.sha256, r.layer)
+    })?;
+    drop(table);
+    let entries = std::sync::Arc::new(list.finish()?);
     if opts.link && opts.form == Form::Image {
         warnings.push("--link: the image form keeps files in tar layers, so nothing was linked; raw layers (one blob per file) are in `--format modelpack` and `--format artifact`".into());
     }
@@ -430,7 +362,7 @@ pub fn build_on<S: BlobSink + Send>(
         revision: spec.revision.clone(),
         created: created.clone(),
         form: opts.form,
-        files: file_entries,
+        files: Vec::new(),
         models,
         schema: schemas.into_iter().next(),
         metrics,
@@ -449,6 +381,7 @@ pub fn build_on<S: BlobSink + Send>(
         created,
         mtime,
         stored,
+        entries,
     };
     if bases.is_empty() {
         return Ok(vec![finish(spec, opts, &staged, metadata, None, sink)?]);
@@ -484,6 +417,7 @@ struct Staged {
     created: Option<String>,
     mtime: u64,
     stored: crate::store::place::Counts,
+    entries: std::sync::Arc<crate::build::entries::Entries>,
 }
 
 /// The metadata layer (image form), config and manifest of a staged bundle with its
@@ -500,7 +434,21 @@ fn finish<S: BlobSink>(
     let mut layers = staged.layers.clone();
     let mut descriptors = staged.descriptors.clone();
     let (created, mtime) = (staged.created.clone(), staged.mtime);
-    let mut meta = crate::build::metadoc::MetaDoc::of(&metadata)?;
+    let entries = &*staged.entries;
+    let mut meta = {
+        let streamed = crate::build::entries::Streamed {
+            entries,
+            failed: Default::default(),
+        };
+        let doc = metadata.clone().with_files(&streamed);
+        crate::build::metadoc::MetaDoc::of_in_order(&doc, || {
+            streamed
+                .failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+        })?
+    };
     let mut annotations = manifest_annotations(spec, created.as_deref());
     if let Some(b) = base {
         annotations.insert(
@@ -519,7 +467,7 @@ fn finish<S: BlobSink>(
             let w = sink.begin()?;
             let path = format!("{MODEL_DIR}/{METADATA_FILE}");
             let sig_path = format!("{MODEL_DIR}/{}", crate::format::signature::OMS_FILE);
-            let oms = oms_with_metadata(spec, opts, &metadata, &mut meta)?;
+            let oms = oms_with_metadata(spec, opts, entries, &mut meta)?;
             let (len, mut oms_bytes) = (meta.len, oms.as_deref().unwrap_or_default());
             let mut entries: Vec<(&str, u64, &mut dyn std::io::Read)> =
                 vec![(&path, len, meta.reader()?)];
@@ -562,7 +510,7 @@ fn finish<S: BlobSink>(
         Form::Modelpack => {
             // mlart.json, then model.sig (over the files and mlart.json, as in the image
             // form: both are files of what a ModelPack client pulls), as `doc` raw layers.
-            let oms = oms_with_metadata(spec, opts, &metadata, &mut meta)?;
+            let oms = oms_with_metadata(spec, opts, entries, &mut meta)?;
             let mut raws: Vec<(&str, &str, Digest, u64)> =
                 vec![("metadata", METADATA_FILE, meta.put(sink)?, meta.len)];
             if let Some(oms) = &oms {
@@ -615,7 +563,7 @@ fn finish<S: BlobSink>(
                 // model.sig as a raw layer: `pull` and `oras pull` write it beside the files.
                 let oms = crate::sign::sign_statement(
                     key,
-                    &crate::sign::oms_statement(&spec.name, &oms_files(&metadata)),
+                    &crate::sign::oms_statement(&spec.name, &oms_files(entries)?),
                 );
                 let d = sink.put(&oms)?;
                 let ld = LayerDigests {
@@ -682,6 +630,7 @@ fn finish<S: BlobSink>(
         config_digest,
         layers,
         metadata,
+        files: staged.entries.clone(),
         warnings: staged.warnings.clone(),
         input_bytes: staged.input_bytes,
     })
@@ -692,13 +641,13 @@ fn finish<S: BlobSink>(
 fn oms_with_metadata(
     spec: &Spec,
     opts: &Options,
-    metadata: &Metadata,
+    entries: &crate::build::entries::Entries,
     meta: &mut crate::build::metadoc::MetaDoc,
 ) -> Result<Option<Vec<u8>>> {
     let Some(key) = &opts.sign else {
         return Ok(None);
     };
-    let mut signed = oms_files(metadata);
+    let mut signed = oms_files(entries)?;
     signed.push((METADATA_FILE.to_string(), meta.digest()?.hex().to_string()));
     Ok(Some(crate::sign::sign_statement(
         key,
@@ -707,14 +656,12 @@ fn oms_with_metadata(
 }
 
 /// (path, sha256 hex) of every file of the bundle, for the OMS statement.
-fn oms_files(m: &Metadata) -> Vec<(String, String)> {
-    m.files
+fn oms_files(entries: &crate::build::entries::Entries) -> Result<Vec<(String, String)>> {
+    entries
         .iter()
         .map(|f| {
-            (
-                f.path.clone(),
-                f.sha256.trim_start_matches("sha256:").to_string(),
-            )
+            let f = f?;
+            Ok((f.path, f.sha256.trim_start_matches("sha256:").to_string()))
         })
         .collect()
 }

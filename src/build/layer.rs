@@ -195,6 +195,38 @@ pub fn write_tar<W: Write + Send>(
     progress: &(dyn Fn(u64) + Sync),
     cancel: &Cancel,
 ) -> Result<(W, LayerDigests, Vec<FileDigest>)> {
+    let mut all = Vec::with_capacity(files.len());
+    let (out, ld) = write_tar_each(
+        out,
+        files,
+        prefix,
+        compression,
+        mtime,
+        capture,
+        progress,
+        cancel,
+        &mut |fd| {
+            all.push(fd);
+            Ok(())
+        },
+    )?;
+    Ok((out, ld, all))
+}
+
+/// As `write_tar`, each file's digest given to `done` as the file is written (in path
+/// order) instead of all of them kept: a layer of a million files holds none of them.
+#[allow(clippy::too_many_arguments)] // the layer's settings, its progress and its cancel token
+pub fn write_tar_each<W: Write + Send>(
+    out: W,
+    files: &[&SourceFile],
+    prefix: &str,
+    compression: Compression,
+    mtime: u64,
+    capture: &(dyn Fn(&SourceFile) -> bool + Sync),
+    progress: &(dyn Fn(u64) + Sync),
+    cancel: &Cancel,
+    done: &mut dyn FnMut(FileDigest) -> Result<()>,
+) -> Result<(W, LayerDigests)> {
     // A big layer's own hash and its writes run on a second thread (crate::offload), beside
     // this one's reading and the files' hashes.
     let expected: u64 = files.iter().map(|f| f.size).sum();
@@ -218,10 +250,11 @@ pub fn write_tar<W: Write + Send>(
             progress,
             cancel,
             dual,
+            &mut *done,
         )
     };
     if dual {
-        let ((hash, results), out, size) =
+        let (hash, out, size) =
             crate::offload::write_behind(out, expected, crate::offload::NoKick, tar, |e| {
                 io_err("writing the layer", e)
             })?;
@@ -229,9 +262,9 @@ pub fn write_tar<W: Write + Send>(
             unreachable!("a dual tar stream is hashed on its way")
         };
         let digest = Digest::from_sha256(h.finish());
-        return Ok((out, LayerDigests::sealed(digest, size, None), results));
+        return Ok((out, LayerDigests::sealed(digest, size, None)));
     }
-    let ((hash, results), out, digest, size) =
+    let (hash, out, digest, size) =
         crate::offload::hash_write(out, expected, crate::offload::NoKick, tar, |e| {
             io_err("writing the layer", e)
         })?;
@@ -239,11 +272,11 @@ pub fn write_tar<W: Write + Send>(
         StreamHash::Sha(h) => Some(h),
         _ => None,
     };
-    Ok((out, LayerDigests::sealed(digest, size, diff_hash), results))
+    Ok((out, LayerDigests::sealed(digest, size, diff_hash)))
 }
 
-/// The tar stream of `files` through `compression` into `blob`. Returns the hash of the
-/// uncompressed stream (when compressed) and the files' digests.
+/// The tar stream of `files` through `compression` into `blob`, each file's digest to `done`.
+/// Returns the hash of the uncompressed stream (when compressed).
 #[allow(clippy::too_many_arguments)]
 fn tar_into<W: Write + Send>(
     blob: &mut crate::offload::HashOffload<'_, W>,
@@ -255,7 +288,8 @@ fn tar_into<W: Write + Send>(
     progress: &(dyn Fn(u64) + Sync),
     cancel: &Cancel,
     dual: bool,
-) -> Result<(StreamHash, Vec<FileDigest>)> {
+    done: &mut dyn FnMut(FileDigest) -> Result<()>,
+) -> Result<StreamHash> {
     // Small files read ahead go straight to the worker's chunks, past the buffer below.
     let straight = dual || (compression == Compression::None && blob.is_threaded());
     let enc = Encoder::new(blob, compression).map_err(|e| io_err("starting the compressor", e))?;
@@ -279,7 +313,6 @@ fn tar_into<W: Write + Send>(
 
     // Parent directories first, each once, so extraction gives sane modes.
     let mut dirs = BTreeSet::new();
-    let mut results = Vec::with_capacity(files.len());
     let plain = header(tar::EntryType::Regular, 0, 0o644, mtime);
     let exec = header(tar::EntryType::Regular, 0, 0o755, mtime);
     // Small files are read ahead on a thread of their own (`crate::build::ahead`).
@@ -336,12 +369,12 @@ fn tar_into<W: Write + Send>(
                 b.get_mut()
                     .write_all(&[0u8; 512][..pad])
                     .map_err(|e| io_err("writing the layer", e))?;
-                results.push(FileDigest {
+                done(FileDigest {
                     at,
                     sha256,
                     size: f.size,
                     captured: (capture(f) && f.size <= CAPTURE_LIMIT).then(|| data.to_vec()),
-                });
+                })?;
             } else if compression == Compression::None {
                 // Uncompressed: the header (tar writes only that with no data; its size field is
                 // already set), then the file read straight into the layer writer's chunks and
@@ -362,12 +395,12 @@ fn tar_into<W: Write + Send>(
                 b.get_mut()
                     .write_all(&[0u8; 512][..pad])
                     .map_err(|e| io_err("writing the layer", e))?;
-                results.push(close_source(f, at, r)?);
+                done(close_source(f, at, r)?)?;
             } else {
                 let mut r = open_source(f, capture(f), progress, cancel)?;
                 b.append_data(&mut h, &full, &mut r)
                     .map_err(|e| io_err_file(f, e))?;
-                results.push(close_source(f, at, r)?);
+                done(close_source(f, at, r)?)?;
             }
         }
         Ok(())
@@ -383,7 +416,7 @@ fn tar_into<W: Write + Send>(
         .inner
         .finish()
         .map_err(|e| io_err("finishing the compressor", e))?;
-    Ok((diff_hash, results))
+    Ok(diff_hash)
 }
 
 /// Write one file as a raw (untarred, uncompressed) blob: its digest is the file's sha256.

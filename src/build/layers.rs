@@ -75,12 +75,16 @@ pub(super) fn plan<'a>(files: &'a [SourceFile], opts: &Options) -> Vec<Plan<'a>>
     out
 }
 
-/// A built layer: its digests, the digests of its files, and how its blob was stored.
+/// A built layer: its digests and how its blob was stored (its files' digests went to
+/// `Context::done` as they were read).
 pub(super) struct Built {
     pub digests: LayerDigests,
-    pub files: Vec<FileDigest>,
     pub method: Method,
 }
+
+/// Takes each file's digest as its layer reads it: (the layer's place in the plan, the file,
+/// what reading it gave). Called from the threads building the layers.
+pub(super) type Done<'a> = dyn Fn(usize, &SourceFile, FileDigest) -> Result<()> + Sync + 'a;
 
 /// What building a layer needs besides its plan.
 pub(super) struct Context<'a> {
@@ -93,6 +97,7 @@ pub(super) struct Context<'a> {
     pub placer: Option<&'a Placer>,
     /// `--link`: raw layers are hard links to their files.
     pub link: bool,
+    pub done: &'a Done<'a>,
 }
 
 /// How many layers are built at once: one per core (`MLART_THREADS`), at most 4 (each layer
@@ -109,15 +114,21 @@ pub(super) fn build_all<S: BlobSink + Send>(
     jobs: usize,
 ) -> Result<Vec<Built>> {
     let sink = Mutex::new(sink);
-    map_ordered(plans.len(), jobs, |i| build_one(&plans[i], &sink, cx))
+    map_ordered(plans.len(), jobs, |i| build_one(i, &plans[i], &sink, cx))
 }
 
-fn build_one<S: BlobSink>(p: &Plan<'_>, sink: &Mutex<&mut S>, cx: &Context<'_>) -> Result<Built> {
+fn build_one<S: BlobSink>(
+    i: usize,
+    p: &Plan<'_>,
+    sink: &Mutex<&mut S>,
+    cx: &Context<'_>,
+) -> Result<Built> {
     let lock = || sink.lock().unwrap_or_else(|e| e.into_inner());
     if p.raw {
         let f = p.files[0];
         if let Some(placer) = cx.placer {
-            if let Some(built) = place_raw(f, placer, cx)? {
+            if let Some((built, fd)) = place_raw(f, placer, cx)? {
+                (cx.done)(i, f, fd)?;
                 return Ok(built);
             }
         }
@@ -125,9 +136,9 @@ fn build_one<S: BlobSink>(p: &Plan<'_>, sink: &Mutex<&mut S>, cx: &Context<'_>) 
         let w = lock().begin()?;
         let (w, ld, fd) = layer::write_raw(w, f, (cx.capture)(f), cx.progress, cx.cancel)?;
         lock().commit(w, &ld.digest, ld.size)?;
+        (cx.done)(i, f, fd)?;
         return Ok(Built {
             digests: ld,
-            files: vec![fd],
             method: if cx.placer.is_some() {
                 Method::Copied
             } else {
@@ -136,7 +147,7 @@ fn build_one<S: BlobSink>(p: &Plan<'_>, sink: &Mutex<&mut S>, cx: &Context<'_>) 
         });
     }
     let w = lock().begin()?;
-    let (w, ld, fds) = layer::write_tar(
+    let (w, ld) = layer::write_tar_each(
         w,
         &p.files,
         cx.prefix,
@@ -145,11 +156,11 @@ fn build_one<S: BlobSink>(p: &Plan<'_>, sink: &Mutex<&mut S>, cx: &Context<'_>) 
         &|f| (cx.capture)(f),
         cx.progress,
         cx.cancel,
+        &mut |fd| (cx.done)(i, p.files[fd.at], fd),
     )?;
     lock().commit(w, &ld.digest, ld.size)?;
     Ok(Built {
         digests: ld,
-        files: fds,
         method: Method::Written,
     })
 }
@@ -158,7 +169,11 @@ fn build_one<S: BlobSink>(p: &Plan<'_>, sink: &Mutex<&mut S>, cx: &Context<'_>) 
 /// or reflinked and then hashed. None where the filesystem can do neither (the caller copies
 /// the file as it hashes it). The file must look the same after the hash as before (size,
 /// mtime): the link or clone and the hash are two looks at it.
-fn place_raw(f: &SourceFile, placer: &Placer, cx: &Context<'_>) -> Result<Option<Built>> {
+fn place_raw(
+    f: &SourceFile,
+    placer: &Placer,
+    cx: &Context<'_>,
+) -> Result<Option<(Built, FileDigest)>> {
     let stamp = Stamp::of(&f.abs())?;
     let capture = (cx.capture)(f);
     let (fd, method) = if cx.link {
@@ -176,15 +191,17 @@ fn place_raw(f: &SourceFile, placer: &Placer, cx: &Context<'_>) -> Result<Option
         stamp.check(&f.abs())?;
         (fd.clone(), placer.commit(placed, &fd.digest())?)
     };
-    Ok(Some(Built {
-        digests: LayerDigests {
-            digest: fd.digest(),
-            size: f.size,
-            diff_id: fd.digest(),
+    Ok(Some((
+        Built {
+            digests: LayerDigests {
+                digest: fd.digest(),
+                size: f.size,
+                diff_id: fd.digest(),
+            },
+            method,
         },
-        files: vec![fd],
-        method,
-    }))
+        fd,
+    )))
 }
 
 /// `f(0..n)` on up to `jobs` threads; the results in index order. After a failure no new

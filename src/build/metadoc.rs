@@ -47,8 +47,33 @@ fn io_err(e: io::Error) -> Error {
 }
 
 impl MetaDoc {
-    /// The canonical pretty JSON of `t` (`json::to_canonical_pretty`'s bytes).
-    pub fn of<T: Serialize>(t: &T) -> Result<MetaDoc> {
+    /// The canonical pretty JSON of `t` (`json::to_canonical_pretty`'s bytes), written once as
+    /// it is made (its `files` streamed from disk, `build::entries`): `t` must be in key order
+    /// (the metadata structs are, the test `fields_are_in_key_order` holds them to it), and a
+    /// part that fails to read stops it with the error `failed` gives.
+    pub fn of_in_order<T: Serialize>(
+        t: &T,
+        failed: impl FnOnce() -> Option<Error>,
+    ) -> Result<MetaDoc> {
+        match Self::write(t) {
+            Ok(Some((spool, len))) => Ok(MetaDoc {
+                spool,
+                len,
+                digest: None,
+            }),
+            Ok(None) => Err(failed().unwrap_or_else(|| {
+                Error::of(
+                    crate::error::Kind::Internal,
+                    "writing mlart.json: its fields are not in key order",
+                )
+            })),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The canonical pretty JSON of `t` written straight into a spool, with its length; None
+    /// when `t` is not in key order (or its serialization failed).
+    fn write<T: Serialize>(t: &T) -> Result<Option<(SpooledTempFile, u64)>> {
         let mut spool = SpooledTempFile::new(SPILL);
         // (buffered: serde_json writes token by token, and past `SPILL` each write would be a
         // system call)
@@ -61,21 +86,8 @@ impl MetaDoc {
         );
         let straight = json::write_canonical_pretty(t, &mut w).map_err(io_err)?;
         let w = w.into_inner().map_err(|e| io_err(e.into_error()))?;
-        let len = if straight {
-            w.len
-        } else {
-            // Not in key order (the metadata structs are, a test holds them to it): the bytes
-            // of the sorted tree, written into a fresh spool.
-            let bytes = json::to_canonical_pretty(t);
-            spool = SpooledTempFile::new(SPILL);
-            spool.write_all(&bytes).map_err(io_err)?;
-            bytes.len() as u64
-        };
-        Ok(MetaDoc {
-            spool,
-            len,
-            digest: None,
-        })
+        let len = w.len;
+        Ok(straight.then_some((spool, len)))
     }
 
     /// The document's digest (read through once, the first time).
@@ -143,7 +155,7 @@ mod tests {
                 .collect();
             let want = json::to_canonical_pretty(&v);
             assert_eq!(want.len() > SPILL, n > 3, "{}", want.len());
-            let mut d = MetaDoc::of(&v).unwrap();
+            let mut d = MetaDoc::of_in_order(&v, || None).unwrap();
             assert_eq!(d.spool.is_rolled(), n > 3);
             assert_eq!(d.len, want.len() as u64);
             assert_eq!(d.digest().unwrap(), Digest::of(&want));
@@ -156,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn a_value_out_of_key_order_gives_the_sorted_bytes() {
+    fn a_value_out_of_key_order_is_an_error_not_other_bytes() {
         #[derive(Serialize)]
         struct Unsorted {
             b: u32,
@@ -166,14 +178,25 @@ mod tests {
             b: 1,
             a: vec![2, 3],
         };
-        let mut d = MetaDoc::of(&t).unwrap();
-        let mut got = Vec::new();
-        d.reader().unwrap().read_to_end(&mut got).unwrap();
-        assert_eq!(got, json::to_canonical_pretty(&t));
-        assert!(String::from_utf8(got).unwrap().starts_with("{\n  \"a\""));
-        assert_eq!(
-            d.digest().unwrap(),
-            Digest::of(&json::to_canonical_pretty(&t))
-        );
+        let e = MetaDoc::of_in_order(&t, || None).err().unwrap();
+        assert!(e.to_string().contains("not in key order"), "{e}");
+    }
+
+    #[test]
+    fn a_part_that_fails_gives_its_own_error() {
+        struct Failing;
+        impl Serialize for Failing {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                _: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("disk gone"))
+            }
+        }
+        let t: std::collections::BTreeMap<&str, Failing> = [("files", Failing)].into();
+        let e = MetaDoc::of_in_order(&t, || Some(Error::input("the file list: disk gone")))
+            .err()
+            .unwrap();
+        assert_eq!(e.to_string(), "the file list: disk gone");
     }
 }

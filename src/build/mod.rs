@@ -4,9 +4,11 @@
 mod ahead;
 pub mod base;
 pub mod bundle;
+mod captured;
 pub mod collect;
 pub mod convert;
 mod dual;
+pub mod entries;
 pub mod envinfo;
 mod filters;
 mod folder;

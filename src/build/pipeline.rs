@@ -384,16 +384,21 @@ fn add_validation(
         context: format!("writing {}", path.display()),
         source: e,
     })?;
-    files.push(SourceFile {
-        rel: VALIDATION_FILE.into(),
-        root: tmp.path().into(),
-        kind: Kind::Eval,
-        size: bytes.len() as u64,
-        executable: false,
-        format: None,
-        framework: None,
-        metrics: false,
-    });
+    // (at its place in path order, as the bundle's files are)
+    let at = files.partition_point(|f| f.rel.as_str() < VALIDATION_FILE);
+    files.insert(
+        at,
+        SourceFile {
+            rel: VALIDATION_FILE.into(),
+            root: tmp.path().into(),
+            kind: Kind::Eval,
+            size: bytes.len() as u64,
+            executable: false,
+            format: None,
+            framework: None,
+            metrics: false,
+        },
+    );
     opts.validation = Some(BundleRecord::of(&report));
     Ok((tmp, report))
 }
@@ -539,8 +544,10 @@ fn attestations(req: &Request, b: &Built) -> Result<Vec<Referrer>> {
         context: format!("reading {}", req.spec.file.display()),
         source: e,
     })?;
+    // (the attestations list every file: the whole list, read back from the bundle's)
+    let metadata = b.metadata.clone().with_files(b.files.to_vec()?);
     let inputs = crate::attest::Inputs {
-        metadata: &b.metadata,
+        metadata: &metadata,
         subject: crate::attest::Subject {
             manifest: b.manifest_digest.clone(),
             media_type: MANIFEST_MEDIA_TYPE.into(),

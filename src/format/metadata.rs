@@ -41,8 +41,11 @@ impl Form {
 
 /// Its fields, and those of every struct inside it, are declared in key order: mlart.json is
 /// then written straight from them (`format::json`; the test `fields_are_in_key_order`).
+///
+/// `F` is how `files` is held: a list (read from a bundle), or streamed from disk as the
+/// document is written (`build::entries`: a bundle of a million files never holds them).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Metadata {
+pub struct Metadata<F = Vec<FileEntry>> {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub authors: Vec<String>,
     /// The base image of a runnable image (`bundle --base`): its manifest digest and platform.
@@ -60,7 +63,7 @@ pub struct Metadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<EnvSummary>,
     /// Every file of the bundle, sorted by path.
-    pub files: Vec<FileEntry>,
+    pub files: F,
     pub form: Form,
     pub format_version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,6 +92,56 @@ pub struct Metadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<serde_json::Value>,
     pub version: String,
+}
+
+impl<F> Metadata<F> {
+    /// The same document with `files` instead.
+    pub fn with_files<G>(self, files: G) -> Metadata<G> {
+        let Metadata {
+            authors,
+            base,
+            created,
+            description,
+            dialect,
+            env,
+            files: _,
+            form,
+            format_version,
+            license,
+            lineage,
+            metric_sources,
+            metrics,
+            models,
+            name,
+            revision,
+            schema,
+            source,
+            validation,
+            version,
+        } = self;
+        Metadata {
+            authors,
+            base,
+            created,
+            description,
+            dialect,
+            env,
+            files,
+            form,
+            format_version,
+            license,
+            lineage,
+            metric_sources,
+            metrics,
+            models,
+            name,
+            revision,
+            schema,
+            source,
+            validation,
+            version,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

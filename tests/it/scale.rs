@@ -47,6 +47,8 @@ fn bundle(project: &Path, out: &Path, threads: &str, args: &[&str]) -> Value {
     json_ok(
         mlart()
             .env("MLART_THREADS", threads)
+            // one thread: every file list on disk (`build::entries`); more: in memory
+            .env("MLART_LIST_MEMORY", if threads == "1" { "0" } else { "" })
             .arg("bundle")
             .arg(project)
             .arg("-o")
@@ -55,13 +57,18 @@ fn bundle(project: &Path, out: &Path, threads: &str, args: &[&str]) -> Value {
     )
 }
 
+/// (and the file lists kept on disk give the bytes of those kept in memory)
 #[test]
 fn layers_built_side_by_side_are_the_bytes_of_a_sequential_build() {
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("p");
     project(&p);
+    let (key, _) = crate::support::keygen(t.path(), "k");
+    let key = key.to_str().unwrap().to_string();
     for (form, extra) in [
         ("image", vec!["--large-file", "65536"]),
+        ("image", vec!["--sign", &key, "--large-file", "65536"]),
+        ("modelpack", vec!["--sign", &key]),
         (
             "image",
             vec!["--compression", "zstd", "--large-file", "65536"],
@@ -93,8 +100,8 @@ fn layers_built_side_by_side_are_the_bytes_of_a_sequential_build() {
             assert_eq!(by_kernel, 0);
         } else {
             assert!(raw >= 6, "{form}: {layers:?}");
-            // (the metadata document, a raw layer in these forms, is written)
-            let meta = usize::from(form == "modelpack");
+            // (the metadata document and model.sig, raw layers in these forms, are written)
+            let meta = usize::from(form == "modelpack") + usize::from(args.contains(&"--sign"));
             assert_eq!(by_kernel as usize, raw - meta, "{form}: {stored}");
         }
         // nothing but blobs named by their digest
