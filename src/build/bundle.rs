@@ -219,8 +219,8 @@ pub fn build_on<S: BlobSink + Send>(
                 .unwrap_or_else(|e| e.into_inner())
                 .push(ModelEntry {
                     path: f.rel.clone(),
-                    format: f.format.clone(),
-                    framework: f.framework.clone(),
+                    format: f.format().map(str::to_string),
+                    framework: f.framework().map(str::to_string),
                     size: fd.size,
                     sha256: fd.digest().into_string(),
                     io: opts

@@ -38,17 +38,41 @@ pub struct SourceFile {
     pub kind: Kind,
     pub size: u64,
     pub executable: bool,
+    /// A model's format and framework (None for the many files that have neither: a
+    /// pointer instead of two strings in every entry of a long list).
+    pub model: Option<Box<ModelInfo>>,
+    /// Eval reports only: parse metrics from this file.
+    pub metrics: bool,
+}
+
+/// What a spec entry or a look at the file says about a model.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModelInfo {
     /// Model format (declared or detected); only for model files.
     pub format: Option<String>,
     pub framework: Option<String>,
-    /// Eval reports only: parse metrics from this file.
-    pub metrics: bool,
+}
+
+impl ModelInfo {
+    /// The info, or None when it says nothing.
+    pub fn of(format: Option<String>, framework: Option<String>) -> Option<Box<ModelInfo>> {
+        (format.is_some() || framework.is_some()).then(|| Box::new(ModelInfo { format, framework }))
+    }
 }
 
 impl SourceFile {
     /// Where to read it.
     pub fn abs(&self) -> PathBuf {
         self.root.join(&self.rel)
+    }
+
+    /// The model format (declared or detected); only for model files.
+    pub fn format(&self) -> Option<&str> {
+        self.model.as_ref().and_then(|m| m.format.as_deref())
+    }
+
+    pub fn framework(&self) -> Option<&str> {
+        self.model.as_ref().and_then(|m| m.framework.as_deref())
     }
 }
 
@@ -342,8 +366,7 @@ fn make_file(
         kind,
         size: meta.len,
         executable,
-        format,
-        framework: entry.framework.clone(),
+        model: ModelInfo::of(format, entry.framework.clone()),
         metrics: entry.metrics && !test_data,
     })
 }

@@ -45,7 +45,7 @@ fn dirs_globs_and_ignore() {
             ("model/m.onnx", Kind::Model)
         ]
     );
-    assert_eq!(files[3].format.as_deref(), Some("onnx"));
+    assert_eq!(files[3].format(), Some("onnx"));
 }
 
 #[test]
@@ -59,7 +59,7 @@ fn test_data_sets_in_a_model_folder_are_eval_samples() {
     let files = run(&d, "name: a\nversion: '1'\nmodel: [resnet/]\n").unwrap();
     let got: Vec<_> = files
         .iter()
-        .map(|f| (f.rel.as_str(), f.kind, f.format.as_deref(), f.metrics))
+        .map(|f| (f.rel.as_str(), f.kind, f.format(), f.metrics))
         .collect();
     assert_eq!(
         got,

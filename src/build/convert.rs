@@ -61,8 +61,10 @@ pub fn from_pulled(
             kind,
             size: m.len(),
             executable,
-            format: model.and_then(|x| x.format.clone()),
-            framework: model.and_then(|x| x.framework.clone()),
+            model: crate::build::collect::ModelInfo::of(
+                model.and_then(|x| x.format.clone()),
+                model.and_then(|x| x.framework.clone()),
+            ),
             metrics: kind == Kind::Eval && metric_files.contains(rel.as_str()),
         });
     }

@@ -306,17 +306,24 @@ fn tar_into<W: Write + Send>(
     // A buffered writer on top: tar copies each file with `io::copy`, which then reads straight
     // into this 1 MiB buffer instead of 8 KiB at a time (far fewer calls down the hash chain).
     let mut b = tar::Builder::new(io::BufWriter::with_capacity(READ_BUF, tar_stream));
-    // In path order; `order[i]` is where the i-th is in `files` (its FileDigest's `at`).
-    let mut order: Vec<usize> = (0..files.len()).collect();
-    order.sort_by(|&a, &c| files[a].rel.cmp(&files[c].rel));
-    let files: Vec<&SourceFile> = order.iter().map(|&i| files[i]).collect();
+    // In path order; `order[i]` is where the i-th is in `files` (its FileDigest's `at`). A
+    // bundle's layers come in path order already: no copy of the list then.
+    let sorted = files.windows(2).all(|w| w[0].rel < w[1].rel);
+    let (order, owned): (Vec<usize>, Vec<&SourceFile>) = if sorted {
+        (Vec::new(), Vec::new())
+    } else {
+        let mut order: Vec<usize> = (0..files.len()).collect();
+        order.sort_by(|&a, &c| files[a].rel.cmp(&files[c].rel));
+        let owned = order.iter().map(|&i| files[i]).collect();
+        (order, owned)
+    };
+    let files: &[&SourceFile] = if sorted { files } else { &owned };
 
     // Parent directories first, each once, so extraction gives sane modes.
     let mut dirs = BTreeSet::new();
     let plain = header(tar::EntryType::Regular, 0, 0o644, mtime);
     let exec = header(tar::EntryType::Regular, 0, 0o755, mtime);
     // Small files are read ahead on a thread of their own (`crate::build::ahead`).
-    let files = &files[..];
     std::thread::scope(|s| -> Result<()> {
         let mut ahead = crate::build::ahead::start(
             s,
@@ -325,7 +332,8 @@ fn tar_into<W: Write + Send>(
             progress,
             cancel,
         );
-        for (f, &at) in files.iter().zip(&order) {
+        for (k, f) in files.iter().enumerate() {
+            let at = if sorted { k } else { order[k] };
             let full = format!("{prefix}{}", f.rel);
             parent_dirs(&mut b, &mut dirs, &full, mtime)
                 .map_err(|e| io_err("writing the layer", e))?;

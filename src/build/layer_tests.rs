@@ -89,8 +89,7 @@ fn src(dir: &std::path::Path, rel: &str, data: &[u8]) -> SourceFile {
         kind: Kind::Eval,
         size: data.len() as u64,
         executable: false,
-        format: None,
-        framework: None,
+        model: None,
         metrics: true,
     }
 }

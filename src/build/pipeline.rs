@@ -394,8 +394,7 @@ fn add_validation(
             kind: Kind::Eval,
             size: bytes.len() as u64,
             executable: false,
-            format: None,
-            framework: None,
+            model: None,
             metrics: false,
         },
     );

@@ -477,9 +477,9 @@ pub fn models_of_spec(spec: &Spec, files: &[SourceFile]) -> Result<Vec<ModelInpu
         .map(|f| ModelInput {
             path: f.rel.clone(),
             file: f.abs(),
-            format: f.format.clone(),
+            format: f.format().map(str::to_string),
             samples: None,
-            test_data: match f.format.as_deref() {
+            test_data: match f.format() {
                 Some("onnx") => SampleSet::from_paths(
                     crate::format::test_data::sets_beside(&f.rel, rels.iter().copied()),
                     abs,
