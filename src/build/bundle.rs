@@ -510,9 +510,11 @@ fn finish<S: BlobSink>(
         Form::Modelpack => {
             // mlart.json, then model.sig (over the files and mlart.json, as in the image
             // form: both are files of what a ModelPack client pulls), as `doc` raw layers.
-            let oms = oms_with_metadata(spec, opts, entries, &mut meta)?;
+            // (stored first: its digest is taken as it is copied, and the statement reuses it
+            // instead of reading the document once more)
             let mut raws: Vec<(&str, &str, Digest, u64)> =
                 vec![("metadata", METADATA_FILE, meta.put(sink)?, meta.len)];
+            let oms = oms_with_metadata(spec, opts, entries, &mut meta)?;
             if let Some(oms) = &oms {
                 let d = sink.put(oms)?;
                 raws.push((
