@@ -356,7 +356,8 @@ impl Entries {
         self.iter().collect()
     }
 
-    /// An entry list made from `files` (sorted by path), in memory: for tests and small lists.
+    /// An entry list made from `files` (sorted by path), in memory.
+    #[cfg(test)]
     pub fn of(files: &[FileEntry]) -> Result<Entries> {
         let mut layers: Vec<Arc<str>> = Vec::new();
         for f in files {
