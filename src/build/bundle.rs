@@ -54,7 +54,8 @@ pub struct Options {
     /// source file in place afterwards changes the blob).
     pub link: bool,
     /// The file lists of the build stay in memory up to this many bytes, then go to temp
-    /// files (`crate::build::entries`). The bytes never depend on it.
+    /// files (`crate::build::entries`; `entries::memory_limit()` reads `MLART_LIST_MEMORY`).
+    /// The bytes never depend on it.
     pub spill: usize,
 }
 
@@ -73,7 +74,7 @@ impl Default for Options {
             cancel: Default::default(),
             jobs: crate::build::layers::jobs(),
             link: false,
-            spill: crate::build::entries::memory_limit(),
+            spill: crate::build::entries::SPILL,
         }
     }
 }

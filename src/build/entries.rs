@@ -8,7 +8,8 @@
 //!   read as often as needed: mlart.json, the signature's statement, the attestations.
 //!
 //! Both are temp files of `$TMPDIR` (unlinked at once: nothing is left behind, even on a
-//! crash) once they pass `SPILL` bytes, and memory below it.
+//! crash) once they pass `SPILL` bytes, and memory below it (past it, what stays in memory is
+//! a bit a file, and a few runs of records waiting to be written).
 
 use crate::error::{Error, Result};
 use crate::format::metadata::{FileEntry, Kind};
@@ -19,15 +20,18 @@ use std::sync::{Arc, Mutex};
 
 /// Lists up to this many bytes stay in memory (a `Table` of about 40,000 files, `Entries` of
 /// about 25,000).
-pub(super) const SPILL: usize = 2 << 20;
+pub const SPILL: usize = 2 << 20;
 
-/// The limit of a list in memory: `SPILL`, or `MLART_LIST_MEMORY` bytes (0: every list on
-/// disk, for machines short of memory, and for tests of the disk side).
-pub fn memory_limit() -> usize {
-    std::env::var("MLART_LIST_MEMORY")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(SPILL)
+/// The limit of a list in memory: `MLART_LIST_MEMORY` (a size: `0`, `512K`, `16M`; 0 keeps
+/// every list on disk, for machines short of memory and for tests of the disk side), else
+/// `SPILL`.
+pub fn memory_limit() -> Result<usize> {
+    match std::env::var("MLART_LIST_MEMORY") {
+        Ok(v) if !v.trim().is_empty() => crate::format::units::parse_size(&v)
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            .map_err(|e| Error::input(format!("MLART_LIST_MEMORY: {e}"))),
+        _ => Ok(SPILL),
+    }
 }
 
 /// (filled, pad, layer u32, size u64, sha256)

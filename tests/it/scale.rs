@@ -237,3 +237,37 @@ fn raw_layers_are_reflinked_on_a_reflink_filesystem() {
     let pulled = pull_to(&out, &t.path().join("pulled"));
     assert!(pulled["files"].as_array().unwrap().len() > 40, "{pulled}");
 }
+
+#[test]
+fn a_list_memory_that_is_not_a_size_is_refused_and_sizes_give_the_same_bytes() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("p");
+    project(&p);
+    let out = t.path().join("x");
+    let err = fails(
+        mlart()
+            .env("MLART_LIST_MEMORY", "lots")
+            .arg("bundle")
+            .arg(&p)
+            .arg("-o")
+            .arg(&out),
+        2,
+    );
+    assert!(
+        err.contains("MLART_LIST_MEMORY") && err.contains("lots"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing is written");
+    // a size with a unit (1 KiB: both lists of these 48 files go to disk, the finished one
+    // once it passes 1 KiB)
+    let a = json_ok(
+        mlart()
+            .env("MLART_LIST_MEMORY", "1K")
+            .arg("bundle")
+            .arg(&p)
+            .arg("-o")
+            .arg(t.path().join("a")),
+    );
+    let b = bundle(&p, &t.path().join("b"), "2", &[]);
+    assert_eq!(a["manifest_digest"], b["manifest_digest"]);
+}
