@@ -183,38 +183,9 @@ fn header(kind: tar::EntryType, size: u64, mode: u32, mtime: u64) -> tar::Header
 }
 
 /// Write a tar layer of `files` (sorted by path, under `prefix`) through `compression`
-/// into `out`. `capture(f)` says which files to keep in memory for parsing.
-#[allow(clippy::too_many_arguments)] // the layer's settings, its progress and its cancel token
-pub fn write_tar<W: Write + Send>(
-    out: W,
-    files: &[&SourceFile],
-    prefix: &str,
-    compression: Compression,
-    mtime: u64,
-    capture: &(dyn Fn(&SourceFile) -> bool + Sync),
-    progress: &(dyn Fn(u64) + Sync),
-    cancel: &Cancel,
-) -> Result<(W, LayerDigests, Vec<FileDigest>)> {
-    let mut all = Vec::with_capacity(files.len());
-    let (out, ld) = write_tar_each(
-        out,
-        files,
-        prefix,
-        compression,
-        mtime,
-        capture,
-        progress,
-        cancel,
-        &mut |fd| {
-            all.push(fd);
-            Ok(())
-        },
-    )?;
-    Ok((out, ld, all))
-}
-
-/// As `write_tar`, each file's digest given to `done` as the file is written (in path
-/// order) instead of all of them kept: a layer of a million files holds none of them.
+/// into `out`. `capture(f)` says which files to keep in memory for parsing. Each file's
+/// digest goes to `done` as the file is written (in path order), none of them kept: a layer
+/// of a million files holds none of them.
 #[allow(clippy::too_many_arguments)] // the layer's settings, its progress and its cancel token
 pub fn write_tar_each<W: Write + Send>(
     out: W,

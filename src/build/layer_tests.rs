@@ -35,6 +35,36 @@ fn sized_headers_are_tars_own() {
     }
 }
 
+/// `write_tar_each`, the files' digests collected.
+#[allow(clippy::too_many_arguments)]
+fn write_tar<W: Write + Send>(
+    out: W,
+    files: &[&SourceFile],
+    prefix: &str,
+    compression: Compression,
+    mtime: u64,
+    capture: &(dyn Fn(&SourceFile) -> bool + Sync),
+    progress: &(dyn Fn(u64) + Sync),
+    cancel: &Cancel,
+) -> Result<(W, LayerDigests, Vec<FileDigest>)> {
+    let mut all = Vec::new();
+    let (out, ld) = write_tar_each(
+        out,
+        files,
+        prefix,
+        compression,
+        mtime,
+        capture,
+        progress,
+        cancel,
+        &mut |fd| {
+            all.push(fd);
+            Ok(())
+        },
+    )?;
+    Ok((out, ld, all))
+}
+
 /// `write_tar` into memory under `models/`, mtime 0, capturing every file or none.
 fn tar_of(
     files: &[&SourceFile],
