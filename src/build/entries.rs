@@ -294,25 +294,25 @@ impl Writer {
         let len = u32::try_from(path.len())
             .map_err(|_| internal(format!("a path of {} bytes", path.len())))?;
         let k = Kind::ALL.iter().position(|&x| x == kind).expect("a kind") as u8;
-        let mut rec = Vec::with_capacity(4 + path.len() + 1 + 8 + 32 + 4);
-        rec.extend_from_slice(&len.to_le_bytes());
-        rec.extend_from_slice(path.as_bytes());
-        rec.push(k);
-        rec.extend_from_slice(&size.to_le_bytes());
-        rec.extend_from_slice(sha256);
-        rec.extend_from_slice(&layer.to_le_bytes());
-        match &mut self.out {
-            Some(out) => out.write_all(&rec).map_err(io_err)?,
-            None => {
-                self.e.memory.extend_from_slice(&rec);
-                if self.e.memory.len() > self.spill {
-                    let f = tempfile::tempfile().map_err(io_err)?;
-                    let mut out = io::BufWriter::with_capacity(64 << 10, f);
-                    out.write_all(&self.e.memory).map_err(io_err)?;
-                    self.e.memory = Vec::new();
-                    self.out = Some(out);
-                }
-            }
+        let w: &mut dyn Write = match &mut self.out {
+            Some(out) => out,
+            None => &mut self.e.memory,
+        };
+        let put = |w: &mut dyn Write| -> io::Result<()> {
+            w.write_all(&len.to_le_bytes())?;
+            w.write_all(path.as_bytes())?;
+            w.write_all(&[k])?;
+            w.write_all(&size.to_le_bytes())?;
+            w.write_all(sha256)?;
+            w.write_all(&layer.to_le_bytes())
+        };
+        put(w).map_err(io_err)?;
+        if self.out.is_none() && self.e.memory.len() > self.spill {
+            let f = tempfile::tempfile().map_err(io_err)?;
+            let mut out = io::BufWriter::with_capacity(64 << 10, f);
+            out.write_all(&self.e.memory).map_err(io_err)?;
+            self.e.memory = Vec::new();
+            self.out = Some(out);
         }
         self.e.count += 1;
         match &mut self.last {
@@ -405,9 +405,9 @@ impl Iter<'_> {
         if self.buf.len() - self.at < n {
             self.buf.drain(..self.at);
             self.at = 0;
-            let want = n.max(64 << 10);
+            // (at least 64 KiB at a time, at most what the file has left)
             let have = self.buf.len();
-            let more = (want - have.min(want)).max(n - have.min(n));
+            let more = n.max(64 << 10).saturating_sub(have);
             let more = more.min((*len - self.pos) as usize);
             self.buf.resize(have + more, 0);
             f.read_exact_at(&mut self.buf[have..], self.pos)
