@@ -14,7 +14,7 @@
 use crate::error::{Error, Result};
 use crate::format::metadata::{FileEntry, Kind};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
@@ -235,9 +235,7 @@ fn write_run(file: &File, r: &Run) -> Result<()> {
 pub struct Entries {
     /// The layers' digests (a record names its layer by its place here).
     layers: Vec<Arc<str>>,
-    memory: Vec<u8>,
-    /// Past `SPILL`: everything is here instead, `len` bytes.
-    disk: Option<(File, u64)>,
+    spool: crate::build::spool::Spool,
     count: usize,
 }
 
@@ -245,30 +243,25 @@ impl std::fmt::Debug for Entries {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Entries")
             .field("count", &self.count)
-            .field("on_disk", &self.disk.is_some())
+            .field("on_disk", &self.spool.on_disk())
             .finish()
     }
 }
 
 /// Writes an `Entries`, in order.
 pub(super) struct Writer {
-    e: Entries,
-    spill: usize,
-    out: Option<io::BufWriter<File>>,
+    layers: Vec<Arc<str>>,
+    w: crate::build::spool::Writer,
+    count: usize,
     last: Option<String>,
 }
 
 impl Writer {
     pub fn new(layers: Vec<Arc<str>>, spill: usize) -> Writer {
         Writer {
-            e: Entries {
-                layers,
-                memory: Vec::new(),
-                disk: None,
-                count: 0,
-            },
-            spill,
-            out: None,
+            layers,
+            w: crate::build::spool::Writer::new(spill),
+            count: 0,
             last: None,
         }
     }
@@ -285,36 +278,26 @@ impl Writer {
         if self.last.as_deref().is_some_and(|l| l >= path) {
             return Err(internal(format!("{path} out of order")));
         }
-        if layer as usize >= self.e.layers.len() {
+        if layer as usize >= self.layers.len() {
             return Err(internal(format!(
                 "{path} is in layer {layer} of {}",
-                self.e.layers.len()
+                self.layers.len()
             )));
         }
         let len = u32::try_from(path.len())
             .map_err(|_| internal(format!("a path of {} bytes", path.len())))?;
         let k = Kind::ALL.iter().position(|&x| x == kind).expect("a kind") as u8;
-        let w: &mut dyn Write = match &mut self.out {
-            Some(out) => out,
-            None => &mut self.e.memory,
-        };
-        let put = |w: &mut dyn Write| -> io::Result<()> {
-            w.write_all(&len.to_le_bytes())?;
-            w.write_all(path.as_bytes())?;
-            w.write_all(&[k])?;
-            w.write_all(&size.to_le_bytes())?;
-            w.write_all(sha256)?;
-            w.write_all(&layer.to_le_bytes())
-        };
-        put(w).map_err(io_err)?;
-        if self.out.is_none() && self.e.memory.len() > self.spill {
-            let f = tempfile::tempfile().map_err(io_err)?;
-            let mut out = io::BufWriter::with_capacity(64 << 10, f);
-            out.write_all(&self.e.memory).map_err(io_err)?;
-            self.e.memory = Vec::new();
-            self.out = Some(out);
-        }
-        self.e.count += 1;
+        self.w
+            .record(|w| {
+                w.write_all(&len.to_le_bytes())?;
+                w.write_all(path.as_bytes())?;
+                w.write_all(&[k])?;
+                w.write_all(&size.to_le_bytes())?;
+                w.write_all(sha256)?;
+                w.write_all(&layer.to_le_bytes())
+            })
+            .map_err(io_err)?;
+        self.count += 1;
         match &mut self.last {
             Some(l) => {
                 l.clear();
@@ -325,13 +308,12 @@ impl Writer {
         Ok(())
     }
 
-    pub fn finish(mut self) -> Result<Entries> {
-        if let Some(out) = self.out.take() {
-            let f = out.into_inner().map_err(|e| io_err(e.into_error()))?;
-            let len = f.metadata().map_err(io_err)?.len();
-            self.e.disk = Some((f, len));
-        }
-        Ok(self.e)
+    pub fn finish(self) -> Result<Entries> {
+        Ok(Entries {
+            layers: self.layers,
+            spool: self.w.finish().map_err(io_err)?,
+            count: self.count,
+        })
     }
 }
 
@@ -348,9 +330,7 @@ impl Entries {
     pub fn iter(&self) -> Iter<'_> {
         Iter {
             e: self,
-            buf: Vec::new(),
-            at: 0,
-            pos: 0,
+            r: self.spool.reader(),
             left: self.count,
         }
     }
@@ -384,40 +364,20 @@ impl Entries {
 /// Reads an `Entries` in order.
 pub struct Iter<'a> {
     e: &'a Entries,
-    /// Bytes read from disk and not yet decoded: `buf[at..]`.
-    buf: Vec<u8>,
-    at: usize,
-    /// Where the next read from disk starts.
-    pos: u64,
+    r: crate::build::spool::Reader<'a>,
     left: usize,
 }
 
 impl Iter<'_> {
-    /// At least `n` undecoded bytes (or an error: the file is shorter than its records).
+    /// At least `n` bytes not yet decoded (or an error: the list is shorter than its records).
     fn fill(&mut self, n: usize) -> Result<&[u8]> {
-        let Some((f, len)) = &self.e.disk else {
-            let m = &self.e.memory;
-            if m.len() - self.at < n {
-                return Err(internal("the file list ends early".into()));
+        self.r.fill(n).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                internal("the file list ends early".into())
+            } else {
+                io_err(e)
             }
-            return Ok(&m[self.at..self.at + n]);
-        };
-        if self.buf.len() - self.at < n {
-            self.buf.drain(..self.at);
-            self.at = 0;
-            // (at least 64 KiB at a time, at most what the file has left)
-            let have = self.buf.len();
-            let more = n.max(64 << 10).saturating_sub(have);
-            let more = more.min((*len - self.pos) as usize);
-            self.buf.resize(have + more, 0);
-            f.read_exact_at(&mut self.buf[have..], self.pos)
-                .map_err(io_err)?;
-            self.pos += more as u64;
-            if self.buf.len() < n {
-                return Err(internal("the file list ends early".into()));
-            }
-        }
-        Ok(&self.buf[self.at..self.at + n])
+        })
     }
 
     fn next_entry(&mut self) -> Result<FileEntry> {
@@ -441,7 +401,7 @@ impl Iter<'_> {
             .get(layer)
             .ok_or_else(|| internal("a layer that is none in the file list".into()))?
             .clone();
-        self.at += n;
+        self.r.take(n);
         Ok(FileEntry {
             archive: false,
             kind,

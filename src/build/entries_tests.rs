@@ -106,7 +106,7 @@ fn entries_come_back_as_written_whether_kept_in_memory_or_spilled() {
                 .unwrap();
         }
         let got = w.finish().unwrap();
-        assert_eq!(got.disk.is_some(), n > 3, "{n}");
+        assert_eq!(got.spool.on_disk(), n > 3, "{n}");
         assert_eq!(got.len(), n);
         // read twice, and two readers at once
         let mut a = got.iter();
@@ -142,9 +142,9 @@ fn a_damaged_spill_is_an_error_not_a_panic() {
     }
     let mut e = w.finish().unwrap();
     // cut short: the last records are missing
-    let (f, len) = e.disk.take().unwrap();
+    let (f, len) = e.spool.disk.take().unwrap();
     f.set_len(len - 30).unwrap();
-    e.disk = Some((f, len - 30));
+    e.spool.disk = Some((f, len - 30));
     let got: Vec<_> = e.iter().collect();
     assert!(got[..9].iter().all(|r| r.is_ok()));
     assert!(got[9]
@@ -156,7 +156,7 @@ fn a_damaged_spill_is_an_error_not_a_panic() {
     assert_eq!(got.len(), 10);
     // a kind and a layer that are none, and a path that is not UTF-8
     for (at, byte) in [(4 + 2, 200u8), (4 + 2 + 1 + 8 + 32, 9), (4, 0xff)] {
-        let (f, _) = e.disk.as_ref().unwrap();
+        let (f, _) = e.spool.disk.as_ref().unwrap();
         f.write_all_at(&[byte], at as u64).unwrap();
         let first = e.iter().next().unwrap();
         assert!(first.is_err(), "{at}");
