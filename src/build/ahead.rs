@@ -82,9 +82,10 @@ pub(super) struct Ahead<'a> {
     at: usize,
 }
 
-/// Every one of `files` is read ahead (none is large, and there are enough of them).
-pub(super) fn all_ahead(files: &[&SourceFile]) -> bool {
-    files.len() >= MIN_FILES && files.iter().all(|f| f.size <= MAX_FILE)
+/// Every one of a layer's `count` files is read ahead (none is larger than `largest`, and
+/// there are enough of them).
+pub(super) fn all_ahead(count: usize, largest: u64) -> bool {
+    count >= MIN_FILES && largest <= MAX_FILE
 }
 
 /// Start reading `files` ahead (when there are enough to be worth a thread), on `readers`

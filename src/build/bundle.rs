@@ -2,6 +2,7 @@
 //! and env from the captured small files, write the metadata document, config and manifest.
 
 use crate::build::collect::SourceFile;
+use crate::build::filelist::FileList;
 use crate::build::layer::{self, LayerDigests};
 use crate::error::{Error, Result};
 use crate::format::annotations::{KIND_ANNOTATION, TITLE_ANNOTATION};
@@ -144,7 +145,7 @@ impl Built {
 /// bytes read as they are read.
 pub fn build<S: BlobSink + Send>(
     spec: &Spec,
-    files: &[SourceFile],
+    files: &FileList,
     opts: &Options,
     sink: &mut S,
     progress: &(dyn Fn(u64) + Sync),
@@ -159,7 +160,7 @@ pub fn build<S: BlobSink + Send>(
 /// No bases: one bundle, as `build`.
 pub fn build_on<S: BlobSink + Send>(
     spec: &Spec,
-    files: &[SourceFile],
+    files: &FileList,
     opts: &Options,
     bases: &[crate::store::base::BaseImage],
     sink: &mut S,
@@ -176,7 +177,17 @@ pub fn build_on<S: BlobSink + Send>(
         Form::Image => format!("{MODEL_DIR}/"),
         Form::Artifact | Form::Modelpack => String::new(),
     };
-    for f in files {
+    let mut layers: Vec<LayerInfo> = Vec::new();
+    // What reading each file gave, at its place in `files` (on disk past a few MiB: a
+    // bundle's memory does not grow with its file count); the files whose bytes were captured
+    // (parsed below); the models.
+    let table = crate::build::entries::Table::new(files.len(), opts.spill)?;
+    let looked: std::sync::Mutex<Vec<crate::build::captured::Looked>> = Default::default();
+    let models: std::sync::Mutex<Vec<ModelEntry>> = Default::default();
+    let mut descriptors: Vec<Descriptor> = Vec::new();
+
+    // (each file is looked at once, as the layers are planned)
+    let reserved = |f: &SourceFile| {
         let reserved = (opts.form != Form::Artifact && f.rel == METADATA_FILE)
             || (opts.sign.is_some() && f.rel == crate::format::signature::OMS_FILE);
         if reserved {
@@ -186,26 +197,9 @@ pub fn build_on<S: BlobSink + Send>(
                 f.rel
             )));
         }
-    }
-    if let Some(w) = files.windows(2).find(|w| w[0].rel >= w[1].rel) {
-        return Err(Error::of(
-            crate::error::Kind::Internal,
-            format!(
-                "building the bundle: its files are not in path order, each once ({} before {})",
-                w[0].rel, w[1].rel
-            ),
-        ));
-    }
-    let mut layers: Vec<LayerInfo> = Vec::new();
-    // What reading each file gave, at its place in `files` (on disk past a few MiB: a
-    // bundle's memory does not grow with its file count); the files whose bytes were captured
-    // (parsed below); the models.
-    let table = crate::build::entries::Table::new(files.len(), opts.spill)?;
-    let looked: std::sync::Mutex<Vec<(usize, Option<Vec<u8>>)>> = Default::default();
-    let models: std::sync::Mutex<Vec<ModelEntry>> = Default::default();
-    let mut descriptors: Vec<Descriptor> = Vec::new();
-
-    let plans = crate::build::layers::plan(files, opts);
+        Ok(())
+    };
+    let plans = crate::build::layers::plan(files, opts, &reserved)?;
     let placer = sink.placer();
     if opts.link && placer.is_none() {
         return Err(Error::input(
@@ -213,7 +207,7 @@ pub fn build_on<S: BlobSink + Send>(
         ));
     }
     let done = |layer: usize, f: &SourceFile, fd: layer::FileDigest| -> Result<()> {
-        let i = index_in(files, f)?;
+        let i = fd.at;
         if f.kind == Kind::Model {
             models
                 .lock()
@@ -242,7 +236,7 @@ pub fn build_on<S: BlobSink + Send>(
             looked
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push((i, fd.captured));
+                .push((i, f.clone(), fd.captured));
         }
         Ok(())
     };
@@ -264,7 +258,7 @@ pub fn build_on<S: BlobSink + Send>(
         let ld = b.digests;
         stored.add(b.method);
         let (mut media_type, mut title) = if p.raw {
-            let f = p.files[0];
+            let f = &p.first;
             (
                 format!("application/vnd.mlart.{}.v1.raw", p.kind),
                 f.rel.clone(),
@@ -283,7 +277,7 @@ pub fn build_on<S: BlobSink + Send>(
                 ),
             };
             let title = if p.files.len() == 1 && p.kind.is_bulk() {
-                p.files[0].rel.clone()
+                p.first.rel.clone()
             } else {
                 format!("{}.tar{}", p.kind, p.compression.ext())
             };
@@ -293,7 +287,7 @@ pub fn build_on<S: BlobSink + Send>(
         if opts.form == Form::Modelpack {
             (media_type, title, extra) = crate::build::modelpack::layer_annotations(
                 p.kind,
-                &p.files,
+                &p.first,
                 p.dir.as_deref(),
                 p.compression,
                 mtime,
@@ -324,7 +318,7 @@ pub fn build_on<S: BlobSink + Send>(
         metric_sources,
         schemas,
         env,
-    } = crate::build::captured::parse(files, &mut looked)?;
+    } = crate::build::captured::parse(&mut looked)?;
     drop(looked);
     models.sort_by(|a, b| a.path.cmp(&b.path));
     // The file list, in path order (the order of `files`), from what the layers read.
@@ -332,8 +326,20 @@ pub fn build_on<S: BlobSink + Send>(
         layers.iter().map(|l| l.digest.as_str().into()).collect(),
         opts.spill,
     );
+    let mut all = files.iter();
     table.read_all(&mut |i, r| {
-        let f = &files[i];
+        let (at, f) = all.next().ok_or_else(|| {
+            Error::of(
+                crate::error::Kind::Internal,
+                "building the metadata: the file list ends early",
+            )
+        })??;
+        if at != i {
+            return Err(Error::of(
+                crate::error::Kind::Internal,
+                format!("building the metadata: {} is at {at}, not {i}", f.rel),
+            ));
+        }
         list.push(&f.rel, f.kind, r.size, &r.sha256, r.layer)
     })?;
     drop(table);
@@ -378,7 +384,7 @@ pub fn build_on<S: BlobSink + Send>(
         layers,
         descriptors,
         warnings,
-        input_bytes: files.iter().map(|f| f.size).sum(),
+        input_bytes: files.total_size(),
         created,
         mtime,
         stored,
@@ -391,22 +397,6 @@ pub fn build_on<S: BlobSink + Send>(
         .iter()
         .map(|b| finish(spec, opts, &staged, metadata.clone(), Some(b), sink))
         .collect()
-}
-
-/// Where `f` (one of `files`, by reference) is in `files`.
-fn index_in(files: &[SourceFile], f: &SourceFile) -> Result<usize> {
-    let size = std::mem::size_of::<SourceFile>();
-    let off = (f as *const SourceFile as usize).wrapping_sub(files.as_ptr() as usize);
-    if off % size != 0 || off / size >= files.len() {
-        return Err(Error::of(
-            crate::error::Kind::Internal,
-            format!(
-                "building the metadata: {} is not a file of the bundle",
-                f.rel
-            ),
-        ));
-    }
-    Ok(off / size)
 }
 
 /// The file layers of a bundle, before its metadata layer, config and manifest.

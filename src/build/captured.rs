@@ -27,21 +27,21 @@ pub(super) struct Parsed {
     pub env: EnvSummary,
 }
 
-/// Parse the captured files (`looked`: their places in `files` and their bytes, if they were
-/// small enough), in path order: which warning comes first, which report's metric is kept.
-pub(super) fn parse(
-    files: &[SourceFile],
-    looked: &mut [(usize, Option<Vec<u8>>)],
-) -> Result<Parsed> {
+/// A file a layer read for its metadata: its place in the bundle's list, the file, and its
+/// bytes if it was small enough to keep.
+pub(super) type Looked = (usize, SourceFile, Option<Vec<u8>>);
+
+/// Parse the captured files, in path order (the order of their places in the bundle's list):
+/// which warning comes first, which report's metric is kept.
+pub(super) fn parse(looked: &mut [Looked]) -> Result<Parsed> {
     let mut warnings = Vec::new();
     let mut metrics = Metrics::new();
     let mut metric_sources = BTreeMap::new();
     let mut schemas: Vec<FeatureSchema> = Vec::new();
     let mut env = EnvSummary::default();
     // (in path order: which warning comes first, which report's metric is kept)
-    looked.sort_by(|a, b| files[a.0].rel.cmp(&files[b.0].rel));
-    for (i, captured) in looked.iter() {
-        let f = &files[*i];
+    looked.sort_by_key(|l| l.0);
+    for (_, f, captured) in looked.iter() {
         let Some(bytes) = captured else {
             if needs_capture(f) {
                 warnings.push(format!(

@@ -3,6 +3,7 @@
 
 use super::source::{close_source, open_source, open_source_with, Direct};
 use crate::build::collect::SourceFile;
+use crate::build::filelist::FileList;
 use crate::error::{Error, Result};
 use crate::format::compression::Compression;
 use crate::format::digest::{Digest, HashWriter};
@@ -17,6 +18,12 @@ pub const CAPTURE_LIMIT: u64 = 16 << 20;
 pub(super) const READ_BUF: usize = 1 << 20;
 
 /// Pinned compression settings: changing them changes every digest.
+/// A tar layer's files are read from their list this many at a time (about 1 MiB of
+/// `SourceFile`s): the small files of a segment are read ahead (`crate::build::ahead`) while
+/// it is written, and the readers start again with the next. (Tests cross segments with
+/// their few thousand files.)
+const SEGMENT: usize = if cfg!(test) { 1000 } else { 8192 };
+
 const GZIP_LEVEL: u32 = 6;
 const ZSTD_LEVEL: i32 = 3;
 
@@ -134,7 +141,7 @@ impl LayerDigests {
 /// until the metadata is written).
 #[derive(Clone, Debug)]
 pub struct FileDigest {
-    /// The file's place in the files given to the layer (a tar layer's are in path order).
+    /// The file's place in the bundle's list (`FileList`'s; 0 where there is no list).
     pub at: usize,
     /// Its sha256 (`digest()` for the `sha256:` form).
     pub sha256: [u8; 32],
@@ -182,25 +189,25 @@ fn header(kind: tar::EntryType, size: u64, mode: u32, mtime: u64) -> tar::Header
     h
 }
 
-/// Write a tar layer of `files` (sorted by path, under `prefix`) through `compression`
-/// into `out`. `capture(f)` says which files to keep in memory for parsing. Each file's
-/// digest goes to `done` as the file is written (in path order), none of them kept: a layer
-/// of a million files holds none of them.
+/// Write a tar layer of `files` (in path order, under `prefix`) through `compression` into
+/// `out`. `capture(f)` says which files to keep in memory for parsing. Each file's digest goes
+/// to `done` as the file is written (in path order), none of them kept, and the files are
+/// read from their list `SEGMENT` at a time: a layer of a million files holds neither.
 #[allow(clippy::too_many_arguments)] // the layer's settings, its progress and its cancel token
 pub fn write_tar_each<W: Write + Send>(
     out: W,
-    files: &[&SourceFile],
+    files: &FileList,
     prefix: &str,
     compression: Compression,
     mtime: u64,
     capture: &(dyn Fn(&SourceFile) -> bool + Sync),
     progress: &(dyn Fn(u64) + Sync),
     cancel: &Cancel,
-    done: &mut dyn FnMut(FileDigest) -> Result<()>,
+    done: &mut dyn FnMut(&SourceFile, FileDigest) -> Result<()>,
 ) -> Result<(W, LayerDigests)> {
     // A big layer's own hash and its writes run on a second thread (crate::offload), beside
     // this one's reading and the files' hashes.
-    let expected: u64 = files.iter().map(|f| f.size).sum();
+    let expected = files.total_size();
     // Small files, uncompressed, written behind on another thread: the layer's hash is taken
     // here, each file's bytes hashed once for the layer and for the file together (`dual`);
     // the other thread only writes.
@@ -209,7 +216,7 @@ pub fn write_tar_each<W: Write + Send>(
         && expected >= crate::offload::OFFLOAD_MIN
         && crate::offload::cores() >= 2
         && crate::build::dual::available()
-        && crate::build::ahead::all_ahead(files);
+        && crate::build::ahead::all_ahead(files.len(), files.largest());
     let tar = |blob: &mut crate::offload::HashOffload<'_, W>| {
         tar_into(
             blob,
@@ -251,7 +258,7 @@ pub fn write_tar_each<W: Write + Send>(
 #[allow(clippy::too_many_arguments)]
 fn tar_into<W: Write + Send>(
     blob: &mut crate::offload::HashOffload<'_, W>,
-    files: &[&SourceFile],
+    files: &FileList,
     prefix: &str,
     compression: Compression,
     mtime: u64,
@@ -259,7 +266,7 @@ fn tar_into<W: Write + Send>(
     progress: &(dyn Fn(u64) + Sync),
     cancel: &Cancel,
     dual: bool,
-    done: &mut dyn FnMut(FileDigest) -> Result<()>,
+    done: &mut dyn FnMut(&SourceFile, FileDigest) -> Result<()>,
 ) -> Result<StreamHash> {
     // Small files read ahead go straight to the worker's chunks, past the buffer below.
     let straight = dual || (compression == Compression::None && blob.is_threaded());
@@ -277,113 +284,113 @@ fn tar_into<W: Write + Send>(
     // A buffered writer on top: tar copies each file with `io::copy`, which then reads straight
     // into this 1 MiB buffer instead of 8 KiB at a time (far fewer calls down the hash chain).
     let mut b = tar::Builder::new(io::BufWriter::with_capacity(READ_BUF, tar_stream));
-    // In path order; `order[i]` is where the i-th is in `files` (its FileDigest's `at`). A
-    // bundle's layers come in path order already: no copy of the list then.
-    let sorted = files.windows(2).all(|w| w[0].rel < w[1].rel);
-    let (order, owned): (Vec<usize>, Vec<&SourceFile>) = if sorted {
-        (Vec::new(), Vec::new())
-    } else {
-        let mut order: Vec<usize> = (0..files.len()).collect();
-        order.sort_by(|&a, &c| files[a].rel.cmp(&files[c].rel));
-        let owned = order.iter().map(|&i| files[i]).collect();
-        (order, owned)
-    };
-    let files: &[&SourceFile] = if sorted { files } else { &owned };
-
     // Parent directories first, each once, so extraction gives sane modes.
     let mut dirs = BTreeSet::new();
     let plain = header(tar::EntryType::Regular, 0, 0o644, mtime);
     let exec = header(tar::EntryType::Regular, 0, 0o755, mtime);
-    // Small files are read ahead on a thread of their own (`crate::build::ahead`).
-    std::thread::scope(|s| -> Result<()> {
-        let mut ahead = crate::build::ahead::start(
-            s,
-            files,
-            crate::build::pgzip::default_threads().min(2),
-            progress,
-            cancel,
-        );
-        for (k, f) in files.iter().enumerate() {
-            let at = if sorted { k } else { order[k] };
-            let full = format!("{prefix}{}", f.rel);
-            parent_dirs(&mut b, &mut dirs, &full, mtime)
-                .map_err(|e| io_err("writing the layer", e))?;
-            let mut h = sized(if f.executable { &exec } else { &plain }, f.size);
-            let read = ahead.next(f)?;
-            if let Some(data) = read {
-                // The header (and a long name's), then the bytes written on (not through tar's
-                // `io::copy`, which copies them twice on the way), then the padding.
-                b.append_data(&mut h, &full, io::empty())
+    let mut list = files.iter();
+    let mut segment = Vec::with_capacity(SEGMENT.min(files.len()));
+    loop {
+        list.batch(SEGMENT, &mut segment)?;
+        if segment.is_empty() {
+            break;
+        }
+        let files: Vec<&SourceFile> = segment.iter().map(|(_, f)| f).collect();
+        // Small files are read ahead on a thread of their own (`crate::build::ahead`).
+        std::thread::scope(|s| -> Result<()> {
+            let mut ahead = crate::build::ahead::start(
+                s,
+                &files,
+                crate::build::pgzip::default_threads().min(2),
+                progress,
+                cancel,
+            );
+            for (&f, &(at, _)) in files.iter().zip(&segment) {
+                let full = format!("{prefix}{}", f.rel);
+                parent_dirs(&mut b, &mut dirs, &full, mtime)
                     .map_err(|e| io_err("writing the layer", e))?;
-                // Straight into the layer writer's chunks: the buffer above it is emptied
-                // first (a threaded writer's flush is nothing: it keeps its chunks).
-                if straight {
+                let mut h = sized(if f.executable { &exec } else { &plain }, f.size);
+                let read = ahead.next(f)?;
+                if let Some(data) = read {
+                    // The header (and a long name's), then the bytes written on (not through tar's
+                    // `io::copy`, which copies them twice on the way), then the padding.
+                    b.append_data(&mut h, &full, io::empty())
+                        .map_err(|e| io_err("writing the layer", e))?;
+                    // Straight into the layer writer's chunks: the buffer above it is emptied
+                    // first (a threaded writer's flush is nothing: it keeps its chunks).
+                    if straight {
+                        b.get_mut()
+                            .flush()
+                            .map_err(|e| io_err("writing the layer", e))?;
+                    }
+                    let sha256 = match &mut b.get_mut().get_mut().hasher {
+                        StreamHash::Own(layer) => {
+                            // (the layer's stream is at a block boundary: a tar header's end)
+                            let mut own = crate::build::dual::Stream::default();
+                            crate::build::dual::update_both(layer, &mut own, data);
+                            b.get_mut()
+                                .get_mut()
+                                .inner
+                                .write_all(data)
+                                .map_err(|e| io_err("writing the layer", e))?;
+                            own.finish()
+                        }
+                        _ => {
+                            if straight {
+                                b.get_mut().get_mut().write_all(data)
+                            } else {
+                                b.get_mut().write_all(data)
+                            }
+                            .map_err(|e| io_err("writing the layer", e))?;
+                            Sha256::digest(data).into()
+                        }
+                    };
+                    let pad = ((512 - f.size % 512) % 512) as usize;
+                    b.get_mut()
+                        .write_all(&[0u8; 512][..pad])
+                        .map_err(|e| io_err("writing the layer", e))?;
+                    done(
+                        f,
+                        FileDigest {
+                            at,
+                            sha256,
+                            size: f.size,
+                            captured: (capture(f) && f.size <= CAPTURE_LIMIT)
+                                .then(|| data.to_vec()),
+                        },
+                    )?;
+                } else if compression == Compression::None {
+                    // Uncompressed: the header (tar writes only that with no data; its size field is
+                    // already set), then the file read straight into the layer writer's chunks and
+                    // hashed on this thread while the bytes are hot; the layer's hash and the write
+                    // happen on the writer's thread. The same bytes as `append_data` with the file.
+                    b.append_data(&mut h, &full, io::empty())
+                        .map_err(|e| io_err("writing the layer", e))?;
                     b.get_mut()
                         .flush()
                         .map_err(|e| io_err("writing the layer", e))?;
-                }
-                let sha256 = match &mut b.get_mut().get_mut().hasher {
-                    StreamHash::Own(layer) => {
-                        // (the layer's stream is at a block boundary: a tar header's end)
-                        let mut own = crate::build::dual::Stream::default();
-                        crate::build::dual::update_both(layer, &mut own, data);
-                        b.get_mut()
-                            .get_mut()
-                            .inner
-                            .write_all(data)
-                            .map_err(|e| io_err("writing the layer", e))?;
-                        own.finish()
-                    }
-                    _ => {
-                        if straight {
-                            b.get_mut().get_mut().write_all(data)
-                        } else {
-                            b.get_mut().write_all(data)
-                        }
+                    let mut r =
+                        open_source_with(f, capture(f), progress, cancel, Direct::HashHere)?;
+                    let Encoder::Plain(w) = &mut b.get_mut().get_mut().inner else {
+                        unreachable!("an uncompressed layer has a plain encoder")
+                    };
+                    w.copy_from(&mut r, f.size, &mut |_| Ok(()))
+                        .map_err(|e| io_err_file(f, e))?;
+                    let pad = ((512 - f.size % 512) % 512) as usize;
+                    b.get_mut()
+                        .write_all(&[0u8; 512][..pad])
                         .map_err(|e| io_err("writing the layer", e))?;
-                        Sha256::digest(data).into()
-                    }
-                };
-                let pad = ((512 - f.size % 512) % 512) as usize;
-                b.get_mut()
-                    .write_all(&[0u8; 512][..pad])
-                    .map_err(|e| io_err("writing the layer", e))?;
-                done(FileDigest {
-                    at,
-                    sha256,
-                    size: f.size,
-                    captured: (capture(f) && f.size <= CAPTURE_LIMIT).then(|| data.to_vec()),
-                })?;
-            } else if compression == Compression::None {
-                // Uncompressed: the header (tar writes only that with no data; its size field is
-                // already set), then the file read straight into the layer writer's chunks and
-                // hashed on this thread while the bytes are hot; the layer's hash and the write
-                // happen on the writer's thread. The same bytes as `append_data` with the file.
-                b.append_data(&mut h, &full, io::empty())
-                    .map_err(|e| io_err("writing the layer", e))?;
-                b.get_mut()
-                    .flush()
-                    .map_err(|e| io_err("writing the layer", e))?;
-                let mut r = open_source_with(f, capture(f), progress, cancel, Direct::HashHere)?;
-                let Encoder::Plain(w) = &mut b.get_mut().get_mut().inner else {
-                    unreachable!("an uncompressed layer has a plain encoder")
-                };
-                w.copy_from(&mut r, f.size, &mut |_| Ok(()))
-                    .map_err(|e| io_err_file(f, e))?;
-                let pad = ((512 - f.size % 512) % 512) as usize;
-                b.get_mut()
-                    .write_all(&[0u8; 512][..pad])
-                    .map_err(|e| io_err("writing the layer", e))?;
-                done(close_source(f, at, r)?)?;
-            } else {
-                let mut r = open_source(f, capture(f), progress, cancel)?;
-                b.append_data(&mut h, &full, &mut r)
-                    .map_err(|e| io_err_file(f, e))?;
-                done(close_source(f, at, r)?)?;
+                    done(f, close_source(f, at, r)?)?;
+                } else {
+                    let mut r = open_source(f, capture(f), progress, cancel)?;
+                    b.append_data(&mut h, &full, &mut r)
+                        .map_err(|e| io_err_file(f, e))?;
+                    done(f, close_source(f, at, r)?)?;
+                }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        })?;
+    }
     b.finish().map_err(|e| io_err("writing the layer", e))?;
     let tar_stream = b
         .into_inner()

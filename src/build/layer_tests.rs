@@ -35,7 +35,8 @@ fn sized_headers_are_tars_own() {
     }
 }
 
-/// `write_tar_each`, the files' digests collected.
+/// `write_tar_each`, the files' digests collected: each `at` is the file's place in `files`
+/// (which may be in any order: the layer's list is in path order).
 #[allow(clippy::too_many_arguments)]
 fn write_tar<W: Write + Send>(
     out: W,
@@ -47,17 +48,24 @@ fn write_tar<W: Write + Send>(
     progress: &(dyn Fn(u64) + Sync),
     cancel: &Cancel,
 ) -> Result<(W, LayerDigests, Vec<FileDigest>)> {
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by(|&a, &b| files[a].rel.cmp(&files[b].rel));
+    let mut list = crate::build::filelist::ListWriter::new(usize::MAX);
+    for &i in &order {
+        list.push(i, files[i])?;
+    }
+    let list = list.finish()?;
     let mut all = Vec::new();
     let (out, ld) = write_tar_each(
         out,
-        files,
+        &list,
         prefix,
         compression,
         mtime,
         capture,
         progress,
         cancel,
-        &mut |fd| {
+        &mut |_, fd| {
             all.push(fd);
             Ok(())
         },

@@ -6,6 +6,7 @@
 
 use crate::build::bundle::{CompressionChoice, Options};
 use crate::build::collect::SourceFile;
+use crate::build::filelist::{FileList, ListWriter};
 use crate::build::layer::{self, FileDigest, LayerDigests};
 use crate::error::{Error, Result};
 use crate::format::compression::Compression;
@@ -17,62 +18,180 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// One planned layer.
-pub(super) struct Plan<'a> {
+pub(super) struct Plan {
     pub kind: Kind,
-    pub files: Vec<&'a SourceFile>,
+    /// Its files (one for a raw layer), each with its place in the bundle's list: a list of
+    /// its own, on disk past a few MiB, read in batches when the layer is built.
+    pub files: FileList,
+    /// The first of them (the title and annotations of a single file's layer come from it).
+    pub first: SourceFile,
     pub raw: bool,
     pub compression: Compression,
     /// ModelPack form: the directory a tar layer of many small files stands for.
     pub dir: Option<String>,
 }
 
-pub(super) fn plan<'a>(files: &'a [SourceFile], opts: &Options) -> Vec<Plan<'a>> {
-    let mut out = Vec::new();
-    for kind in Kind::ALL {
-        let compression = match opts.compression {
-            CompressionChoice::All(c) => c,
-            CompressionChoice::Auto if kind.is_bulk() => Compression::None,
-            CompressionChoice::Auto => Compression::Gzip,
-        };
-        if opts.form == Form::Modelpack {
-            let of_kind = files.iter().filter(|f| f.kind == kind).collect();
-            for (files, dir) in crate::build::modelpack::groups(of_kind, opts.large_file) {
-                out.push(Plan {
-                    kind,
-                    raw: dir.is_none(),
-                    files,
-                    compression,
-                    dir,
-                });
-            }
-            continue;
-        }
-        let mut rest = Vec::new();
-        for f in files.iter().filter(|f| f.kind == kind) {
-            let own = kind.is_bulk() && (opts.form == Form::Artifact || f.size >= opts.large_file);
-            if own {
-                out.push(Plan {
-                    kind,
-                    files: vec![f],
-                    raw: opts.form == Form::Artifact,
-                    compression,
-                    dir: None,
-                });
-            } else {
-                rest.push(f);
-            }
-        }
-        if !rest.is_empty() {
-            out.push(Plan {
-                kind,
-                files: rest,
-                raw: false,
-                compression,
-                dir: None,
-            });
+/// Files of one kind gathered for a layer of their own.
+struct Gather {
+    files: ListWriter,
+    first: Option<SourceFile>,
+}
+
+impl Gather {
+    fn new(spill: usize) -> Gather {
+        Gather {
+            files: ListWriter::new(spill),
+            first: None,
         }
     }
-    out
+
+    fn push(&mut self, at: usize, f: SourceFile) -> Result<()> {
+        self.files.push(at, &f)?;
+        if self.first.is_none() {
+            self.first = Some(f);
+        }
+        Ok(())
+    }
+
+    /// The layer, if it has files.
+    fn plan(
+        self,
+        kind: Kind,
+        raw: bool,
+        compression: Compression,
+        dir: Option<String>,
+    ) -> Result<Option<Plan>> {
+        let Some(first) = self.first else {
+            return Ok(None);
+        };
+        Ok(Some(Plan {
+            kind,
+            files: self.files.finish()?,
+            first,
+            raw,
+            compression,
+            dir,
+        }))
+    }
+}
+
+/// The single-file layer of `f`.
+fn single(
+    kind: Kind,
+    at: usize,
+    f: SourceFile,
+    raw: bool,
+    compression: Compression,
+) -> Result<Plan> {
+    let mut g = Gather::new(usize::MAX);
+    g.push(at, f)?;
+    Ok(g.plan(kind, raw, compression, None)?.expect("a file"))
+}
+
+/// ModelPack: the files of one top directory (and one kind) met so far, that are not large.
+struct DirGroup {
+    dir: String,
+    /// Up to `MAX_RAW_FILES_PER_DIR` of them (each a raw layer if no more come), and past
+    /// that all of them: one tar layer.
+    few: Vec<(usize, SourceFile)>,
+    many: Option<Gather>,
+}
+
+impl DirGroup {
+    fn push(&mut self, at: usize, f: SourceFile, spill: usize) -> Result<()> {
+        if let Some(g) = &mut self.many {
+            return g.push(at, f);
+        }
+        self.few.push((at, f));
+        if self.few.len() > crate::build::modelpack::MAX_RAW_FILES_PER_DIR {
+            let mut g = Gather::new(spill);
+            for (at, f) in self.few.drain(..) {
+                g.push(at, f)?;
+            }
+            self.many = Some(g);
+        }
+        Ok(())
+    }
+
+    fn plans(self, kind: Kind, compression: Compression, out: &mut Vec<Plan>) -> Result<()> {
+        match self.many {
+            Some(g) => out.extend(g.plan(kind, false, compression, Some(self.dir))?),
+            None => {
+                for (at, f) in self.few {
+                    out.push(single(kind, at, f, true, compression)?);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The layers of `files`, in one pass over them (`check` looks at each file first). Image and
+/// artifact forms: per kind (in `Kind::ALL` order) the files that get a layer each, in path
+/// order, then one tar layer of the rest. ModelPack: per kind, a raw layer per file except a
+/// top directory's many small files (`modelpack::MAX_RAW_FILES_PER_DIR`), one tar layer; the
+/// kind's layers in the order of their first paths.
+pub(super) fn plan(
+    files: &FileList,
+    opts: &Options,
+    check: &dyn Fn(&SourceFile) -> Result<()>,
+) -> Result<Vec<Plan>> {
+    let n = Kind::ALL.len();
+    let index = |k: Kind| Kind::ALL.iter().position(|&x| x == k).expect("a kind");
+    let compression = |kind: Kind| match opts.compression {
+        CompressionChoice::All(c) => c,
+        CompressionChoice::Auto if kind.is_bulk() => Compression::None,
+        CompressionChoice::Auto => Compression::Gzip,
+    };
+    // (the lists of the layers being gathered share the memory of the bundle's list)
+    let spill = opts.spill / 4;
+    let mut own: Vec<Vec<Plan>> = (0..n).map(|_| Vec::new()).collect();
+    let mut rest: Vec<Gather> = (0..n).map(|_| Gather::new(spill)).collect();
+    let mut groups: Vec<Option<DirGroup>> = (0..n).map(|_| None).collect();
+    for item in files.iter() {
+        let (at, f) = item?;
+        check(&f)?;
+        let (kind, k) = (f.kind, index(f.kind));
+        if opts.form == Form::Modelpack {
+            // (a top directory's files are next to each other in path order)
+            let dir = match f.rel.split_once('/') {
+                Some((dir, _)) if f.size < opts.large_file => dir,
+                _ => {
+                    own[k].push(single(kind, at, f, true, compression(kind))?);
+                    continue;
+                }
+            };
+            if groups[k].as_ref().is_some_and(|g| g.dir != dir) {
+                let g = groups[k].take().expect("a group");
+                g.plans(kind, compression(kind), &mut own[k])?;
+            }
+            let g = groups[k].get_or_insert_with(|| DirGroup {
+                dir: dir.to_string(),
+                few: Vec::new(),
+                many: None,
+            });
+            g.push(at, f, spill)?;
+            continue;
+        }
+        if kind.is_bulk() && (opts.form == Form::Artifact || f.size >= opts.large_file) {
+            let raw = opts.form == Form::Artifact;
+            own[k].push(single(kind, at, f, raw, compression(kind))?);
+        } else {
+            rest[k].push(at, f)?;
+        }
+    }
+    let mut out = Vec::new();
+    for (((kind, mut own), rest), group) in Kind::ALL.into_iter().zip(own).zip(rest).zip(groups) {
+        if let Some(g) = group {
+            g.plans(kind, compression(kind), &mut own)?;
+        }
+        if opts.form == Form::Modelpack {
+            own.sort_by(|a, b| a.first.rel.cmp(&b.first.rel));
+        }
+        out.extend(own);
+        out.extend(rest.plan(kind, false, compression(kind), None)?);
+    }
+    Ok(out)
 }
 
 /// A built layer: its digests and how its blob was stored (its files' digests went to
@@ -108,7 +227,7 @@ pub fn jobs() -> usize {
 
 /// Build every planned layer into `sink`, `jobs` at a time, in plan order.
 pub(super) fn build_all<S: BlobSink + Send>(
-    plans: &[Plan<'_>],
+    plans: &[Plan],
     sink: &mut S,
     cx: &Context<'_>,
     jobs: usize,
@@ -119,23 +238,26 @@ pub(super) fn build_all<S: BlobSink + Send>(
 
 fn build_one<S: BlobSink>(
     i: usize,
-    p: &Plan<'_>,
+    p: &Plan,
     sink: &Mutex<&mut S>,
     cx: &Context<'_>,
 ) -> Result<Built> {
     let lock = || sink.lock().unwrap_or_else(|e| e.into_inner());
     if p.raw {
-        let f = p.files[0];
+        let f = &p.first;
+        let at = p.files.iter().next().transpose()?.map_or(0, |(at, _)| at);
         if let Some(placer) = cx.placer {
-            if let Some((built, fd)) = place_raw(f, placer, cx)? {
+            if let Some((built, mut fd)) = place_raw(f, placer, cx)? {
+                fd.at = at;
                 (cx.done)(i, f, fd)?;
                 return Ok(built);
             }
         }
         // copied into the sink as it is hashed: one read of the file
         let w = lock().begin()?;
-        let (w, ld, fd) = layer::write_raw(w, f, (cx.capture)(f), cx.progress, cx.cancel)?;
+        let (w, ld, mut fd) = layer::write_raw(w, f, (cx.capture)(f), cx.progress, cx.cancel)?;
         lock().commit(w, &ld.digest, ld.size)?;
+        fd.at = at;
         (cx.done)(i, f, fd)?;
         return Ok(Built {
             digests: ld,
@@ -156,7 +278,7 @@ fn build_one<S: BlobSink>(
         &|f| (cx.capture)(f),
         cx.progress,
         cx.cancel,
-        &mut |fd| (cx.done)(i, p.files[fd.at], fd),
+        &mut |f, fd| (cx.done)(i, f, fd),
     )?;
     lock().commit(w, &ld.digest, ld.size)?;
     Ok(Built {
@@ -288,6 +410,154 @@ mod tests {
         .unwrap();
         assert_eq!(e.to_string(), "layer 3");
         assert!(started.load(Ordering::Relaxed) < 100);
+    }
+
+    fn file(rel: &str, kind: Kind, size: u64) -> SourceFile {
+        SourceFile {
+            rel: rel.into(),
+            root: std::path::Path::new("/p").into(),
+            kind,
+            size,
+            executable: false,
+            model: None,
+            metrics: false,
+        }
+    }
+
+    /// Each plan as (kind, raw, dir, [(place, path)]).
+    fn plans_of(
+        files: &[SourceFile],
+        opts: &Options,
+    ) -> Vec<(Kind, bool, Option<String>, Vec<(usize, String)>)> {
+        let mut list = ListWriter::new(opts.spill);
+        for f in files {
+            list.push_next(f).unwrap();
+        }
+        let list = list.finish().unwrap();
+        plan(&list, opts, &|_| Ok(()))
+            .unwrap()
+            .into_iter()
+            .map(|p| {
+                let files: Vec<(usize, String)> = p
+                    .files
+                    .iter()
+                    .map(|r| r.map(|(at, f)| (at, f.rel)).unwrap())
+                    .collect();
+                assert_eq!(p.first.rel, files[0].1);
+                (p.kind, p.raw, p.dir, files)
+            })
+            .collect()
+    }
+
+    fn project() -> Vec<SourceFile> {
+        let big = 1 << 30;
+        let mut files = vec![
+            file("README.md", Kind::Docs, 10),
+            file("a.onnx", Kind::Model, big),
+            file("data/big.parquet", Kind::Data, big),
+            file("model.bin", Kind::Model, 5),
+            file("w/big.bin", Kind::Model, big),
+        ];
+        // 17 small files in `many/` (one tar layer in ModelPack), 16 in `few/` (raw each),
+        // interleaved in path order with files of other kinds
+        for i in 0..17 {
+            files.push(file(&format!("many/f{i:02}"), Kind::Data, 3));
+            files.push(file(&format!("many/g{i:02}.md"), Kind::Docs, 3));
+        }
+        for i in 0..16 {
+            files.push(file(&format!("few/f{i:02}"), Kind::Data, 3));
+        }
+        files.push(file("w/small.bin", Kind::Model, 7));
+        files.sort_by(|a, b| a.rel.cmp(&b.rel));
+        files
+    }
+
+    #[test]
+    fn the_plan_of_each_form_in_one_pass_in_memory_or_on_disk() {
+        let files = project();
+        let at = |rel: &str| files.iter().position(|f| f.rel == rel).unwrap();
+        let one = |rel: &str| vec![(at(rel), rel.to_string())];
+        for spill in [usize::MAX, 0] {
+            // image: per kind, the large bulk files each, then the rest in one tar layer
+            let opts = Options {
+                spill,
+                ..Options::default()
+            };
+            let got = plans_of(&files, &opts);
+            let kinds: Vec<(Kind, usize)> = got.iter().map(|p| (p.0, p.3.len())).collect();
+            assert_eq!(
+                kinds,
+                [
+                    (Kind::Model, 1),
+                    (Kind::Model, 1),
+                    (Kind::Model, 2),
+                    (Kind::Data, 1),
+                    (Kind::Data, 33),
+                    (Kind::Docs, 18)
+                ]
+            );
+            assert_eq!(got[0].3, one("a.onnx"));
+            assert_eq!(got[1].3, one("w/big.bin"));
+            assert_eq!(got[2].3, [one("model.bin"), one("w/small.bin")].concat());
+            assert!(got.iter().all(|p| !p.1 && p.2.is_none()));
+            assert!(got[4]
+                .3
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1));
+            // artifact: every bulk file raw
+            let opts = Options {
+                spill,
+                form: Form::Artifact,
+                ..Options::default()
+            };
+            let got = plans_of(&files, &opts);
+            assert_eq!(got.iter().filter(|p| p.1).count(), 4 + 1 + 17 + 16);
+            // ModelPack: raw files but a top directory's many small ones of one kind
+            let opts = Options {
+                spill,
+                form: Form::Modelpack,
+                ..Options::default()
+            };
+            let got = plans_of(&files, &opts);
+            let model: Vec<&str> = got
+                .iter()
+                .filter(|p| p.0 == Kind::Model)
+                .map(|p| p.3[0].1.as_str())
+                .collect();
+            assert_eq!(model, ["a.onnx", "model.bin", "w/big.bin", "w/small.bin"]);
+            let data: Vec<(bool, Option<&str>, usize, &str)> = got
+                .iter()
+                .filter(|p| p.0 == Kind::Data)
+                .map(|p| (p.1, p.2.as_deref(), p.3.len(), p.3[0].1.as_str()))
+                .collect();
+            let mut want = vec![(true, None, 1, "data/big.parquet")];
+            let few: Vec<String> = (0..16).map(|i| format!("few/f{i:02}")).collect();
+            want.extend(few.iter().map(|f| (true, None, 1, f.as_str())));
+            want.push((false, Some("many"), 17, "many/f00"));
+            assert_eq!(data, want);
+            let docs: Vec<(bool, Option<&str>, usize)> = got
+                .iter()
+                .filter(|p| p.0 == Kind::Docs)
+                .map(|p| (p.1, p.2.as_deref(), p.3.len()))
+                .collect();
+            assert_eq!(docs, [(true, None, 1), (false, Some("many"), 17)]);
+        }
+    }
+
+    #[test]
+    fn a_file_the_check_refuses_stops_the_plan() {
+        let files = project();
+        let list = crate::build::filelist::FileList::of(files).unwrap();
+        let e = plan(&list, &Options::default(), &|f| {
+            if f.rel == "model.bin" {
+                Err(Error::input("model.bin clashes"))
+            } else {
+                Ok(())
+            }
+        })
+        .err()
+        .unwrap();
+        assert_eq!(e.to_string(), "model.bin clashes");
     }
 
     #[test]

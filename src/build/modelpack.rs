@@ -12,48 +12,22 @@ use crate::format::compression::Compression;
 use crate::format::metadata::{rfc3339, Kind, LayerInfo, Metadata};
 use crate::format::modelpack::{self, Config, Descriptor, ModelConfig, ModelFs};
 use crate::spec::Spec;
-use std::collections::BTreeMap;
 
-/// A directory holding more small files of one kind than this gets one tar layer for them.
+/// A directory holding more small files of one kind than this gets one tar layer for them
+/// (`layers::plan`).
 pub const MAX_RAW_FILES_PER_DIR: usize = 16;
-
-/// Where the files of one kind go: `(files, tar directory)`; a group without a directory is one
-/// raw layer per file.
-pub fn groups<'a>(
-    files: Vec<&'a SourceFile>,
-    large_file: u64,
-) -> Vec<(Vec<&'a SourceFile>, Option<String>)> {
-    let mut by_dir: BTreeMap<&str, Vec<&'a SourceFile>> = BTreeMap::new();
-    let mut out = Vec::new();
-    for f in files {
-        match f.rel.split_once('/') {
-            Some((dir, _)) if f.size < large_file => by_dir.entry(dir).or_default().push(f),
-            _ => out.push((vec![f], None)),
-        }
-    }
-    for (dir, fs) in by_dir {
-        if fs.len() > MAX_RAW_FILES_PER_DIR {
-            out.push((fs, Some(dir.to_string())));
-        } else {
-            out.extend(fs.into_iter().map(|f| (vec![f], None)));
-        }
-    }
-    // layer order: by the first path of each layer (deterministic, independent of collection)
-    out.sort_by(|a, b| a.0[0].rel.cmp(&b.0[0].rel));
-    out
-}
 
 /// Media type, title (= file path) and the ModelPack annotations of a layer.
 pub fn layer_annotations(
     kind: Kind,
-    files: &[&SourceFile],
+    first: &SourceFile,
     dir: Option<&str>,
     compression: Compression,
     mtime: u64,
 ) -> (String, String, Vec<(String, String)>) {
     match dir {
         None => {
-            let f = files[0];
+            let f = first;
             let mt = modelpack::layer_media_type(
                 modelpack::layer_type(kind, &f.rel),
                 true,

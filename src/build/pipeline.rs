@@ -9,6 +9,7 @@
 use crate::build::base;
 use crate::build::bundle::{self, Built, Options};
 use crate::build::collect::{self, SourceFile};
+use crate::build::filelist::{FileList, ListWriter};
 use crate::error::{Error, Result};
 use crate::format::digest::Digest;
 use crate::format::media_type::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
@@ -308,8 +309,8 @@ fn run(
         Staged::Registry(_) => Vec::new(),
     };
     let mut files = match given {
-        Some(files) => files,
-        None => collect::collect(req.spec, &exclude)?,
+        Some(files) => FileList::of(files)?,
+        None => collected(req.spec, &exclude, req.opts.spill)?,
     };
     let validation = match req.validate {
         Some(v) => Some(add_validation(v, &mut files, &mut req.opts)?),
@@ -352,20 +353,32 @@ struct Done {
     manifest_size: usize,
 }
 
+/// The spec's files, in path order, in a list that is on disk past `spill` bytes.
+fn collected(spec: &Spec, exclude: &[PathBuf], spill: usize) -> Result<FileList> {
+    let mut list = ListWriter::new(spill);
+    for f in collect::collect(spec, exclude)? {
+        list.push_next(&f)?;
+    }
+    list.finish()
+}
+
 /// The validation report as a bundle file and in the metadata (`--validate`). The temp dir
-/// holds the file until the bundle is built.
+/// holds the file until the bundle is built. (The validation looks at the whole list at once:
+/// it is in memory while it runs.)
 fn add_validation(
     validate: Validate,
-    files: &mut Vec<SourceFile>,
+    files: &mut FileList,
     opts: &mut Options,
 ) -> Result<(tempfile::TempDir, Report)> {
-    if let Some(f) = files.iter().find(|f| f.rel == VALIDATION_FILE) {
+    let all = files.to_vec()?;
+    if let Some(f) = all.iter().find(|f| f.rel == VALIDATION_FILE) {
         return Err(Error::input(format!(
             "{}: a project file named {VALIDATION_FILE} would clash with the validation report `bundle --validate` writes there; rename or move it",
             f.abs().display()
         )));
     }
-    let report = validate(files)?;
+    let report = validate(&all)?;
+    drop(all);
     let tmp = tempfile::Builder::new()
         .prefix("mlart-validation-")
         .tempdir()
@@ -385,26 +398,34 @@ fn add_validation(
         source: e,
     })?;
     // (at its place in path order, as the bundle's files are)
-    let at = files.partition_point(|f| f.rel.as_str() < VALIDATION_FILE);
-    files.insert(
-        at,
-        SourceFile {
-            rel: VALIDATION_FILE.into(),
-            root: tmp.path().into(),
-            kind: Kind::Eval,
-            size: bytes.len() as u64,
-            executable: false,
-            model: None,
-            metrics: false,
-        },
-    );
+    let mut report_file = Some(SourceFile {
+        rel: VALIDATION_FILE.into(),
+        root: tmp.path().into(),
+        kind: Kind::Eval,
+        size: bytes.len() as u64,
+        executable: false,
+        model: None,
+        metrics: false,
+    });
+    let mut with = ListWriter::new(opts.spill);
+    for item in files.iter() {
+        let (_, f) = item?;
+        if let Some(r) = report_file.take_if(|r| r.rel < f.rel) {
+            with.push_next(&r)?;
+        }
+        with.push_next(&f)?;
+    }
+    if let Some(r) = report_file {
+        with.push_next(&r)?;
+    }
+    *files = with.finish()?;
     opts.validation = Some(BundleRecord::of(&report));
     Ok((tmp, report))
 }
 
 fn to_local(
     req: &Request,
-    files: &[SourceFile],
+    files: &FileList,
     output: PathBuf,
     staging: Staging,
     progress: &dyn Progress,
@@ -414,7 +435,7 @@ fn to_local(
     let base_bytes: u64 = base
         .map(|b| b.base.blobs().iter().map(|x| x.size).sum())
         .unwrap_or(0);
-    let total: u64 = files.iter().map(|f| f.size).sum::<u64>() + base_bytes;
+    let total: u64 = files.total_size() + base_bytes;
     progress.start(total, format!("bundling {}", spec.name));
     let mut writer = LayoutWriter::create(&staging.layout_dir())?;
     if let Some(b) = base {
@@ -475,13 +496,13 @@ fn to_local(
 
 fn to_registry(
     req: &Request,
-    files: &[SourceFile],
+    files: &FileList,
     mut sink: RegistrySink,
     progress: &dyn Progress,
 ) -> Result<Done> {
     let (spec, opts) = (req.spec, &req.opts);
     let base = req.base.as_ref();
-    let total: u64 = files.iter().map(|f| f.size).sum();
+    let total: u64 = files.total_size();
     progress.start(
         total,
         format!("bundling {} to {}", spec.name, sink.remote().describe()),

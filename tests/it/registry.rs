@@ -1145,7 +1145,9 @@ fn registry_streaming_sink() {
         .to_string();
 
     let spec = mlart::spec::load(&example().join("mlart.yaml")).unwrap();
-    let files = mlart::build::collect::collect(&spec, &[]).unwrap();
+    let files =
+        mlart::build::filelist::FileList::of(mlart::build::collect::collect(&spec, &[]).unwrap())
+            .unwrap();
     let (reference, _) =
         mlart::format::reference::parse_reference(&reg.reference("ml/streamed:1.0.0")).unwrap();
     let remote = mlart::registry::Remote::with_auth(
