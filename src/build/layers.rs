@@ -424,11 +424,10 @@ mod tests {
         }
     }
 
-    /// Each plan as (kind, raw, dir, [(place, path)]).
-    fn plans_of(
-        files: &[SourceFile],
-        opts: &Options,
-    ) -> Vec<(Kind, bool, Option<String>, Vec<(usize, String)>)> {
+    /// A plan as (kind, raw, dir, [(place, path)]).
+    type Planned = (Kind, bool, Option<String>, Vec<(usize, String)>);
+
+    fn plans_of(files: &[SourceFile], opts: &Options) -> Vec<Planned> {
         let mut list = ListWriter::new(opts.spill);
         for f in files {
             list.push_next(f).unwrap();
