@@ -88,12 +88,15 @@ pub(super) fn all_ahead(count: usize, largest: u64) -> bool {
     count >= MIN_FILES && largest <= MAX_FILE
 }
 
-/// Start reading `files` ahead (when there are enough to be worth a thread), on `readers`
-/// threads that take the batches in turn: the system calls of one reader keep a core busy.
+/// Start reading `files` ahead (when there are enough to be worth a thread, or `always`: a
+/// layer whose every file must come read ahead, `all_ahead`, and this its last few), on
+/// `readers` threads that take the batches in turn: the system calls of one reader keep a
+/// core busy.
 pub(super) fn start<'scope>(
     s: &'scope std::thread::Scope<'scope, '_>,
     files: &'scope [&'scope SourceFile],
     readers: usize,
+    always: bool,
     progress: &'scope (dyn Fn(u64) + Sync),
     cancel: &'scope Cancel,
 ) -> Ahead<'scope> {
@@ -109,7 +112,7 @@ pub(super) fn start<'scope>(
         left: 0..0,
         at: 0,
     };
-    if files.len() < MIN_FILES {
+    if files.len() < MIN_FILES && !always {
         return ahead;
     }
     ahead.jobs = jobs(files);

@@ -302,6 +302,8 @@ fn tar_into<W: Write + Send>(
                 s,
                 &files,
                 crate::build::pgzip::default_threads().min(2),
+                // (a layer written with `dual` has every file read ahead)
+                dual,
                 progress,
                 cancel,
             );
@@ -311,6 +313,13 @@ fn tar_into<W: Write + Send>(
                     .map_err(|e| io_err("writing the layer", e))?;
                 let mut h = sized(if f.executable { &exec } else { &plain }, f.size);
                 let read = ahead.next(f)?;
+                if dual && read.is_none() {
+                    // (its bytes would miss the layer's hash, taken with the files' here)
+                    return Err(Error::of(
+                        crate::error::Kind::Internal,
+                        format!("writing the layer: {} was not read ahead", f.rel),
+                    ));
+                }
                 if let Some(data) = read {
                     // The header (and a long name's), then the bytes written on (not through tar's
                     // `io::copy`, which copies them twice on the way), then the padding.
