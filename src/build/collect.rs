@@ -7,6 +7,7 @@
 
 use super::filters::{filtered, load_ignore, Filters, Lazy};
 use super::folder::{Folder, Stat};
+use super::runs::{Batch, Record, Runs};
 use crate::error::{Error, IoContext, Result};
 use crate::format::metadata::Kind;
 use crate::spec::{Entry, Spec};
@@ -79,8 +80,51 @@ impl SourceFile {
 /// Files looked at by one job of `collect`.
 const FILES_PER_JOB: usize = 512;
 
-/// Collect the spec's files. `exclude` are absolute paths never to include (the output).
+/// Files looked at (`make_file`, on all cores) between two hand-overs to `each`.
+const FILES_PER_ROUND: usize = 4096;
+
+/// Bytes of records a walking job holds before it hands them to the shared runs.
+const WALK_BATCH: usize = 64 << 10;
+
+/// Junk names the warning lists (then "and N more").
+const JUNK_NAMED: usize = 20;
+
+/// Collect the spec's files, sorted by path. `exclude` are absolute paths never to include
+/// (the output). The list is held whole: [`collect_each`] hands the files over one by one.
 pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
+    let mut out = Vec::new();
+    collect_each(spec, exclude, crate::build::entries::SPILL, &mut |f| {
+        out.push(f);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// How a spec entry finds its files.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Found {
+    Listed,
+    Dir,
+    Glob,
+}
+
+/// Calls `each` with every file to bundle, each once, in strict path order (`rel` ascending by
+/// `str::cmp`, i.e. byte order). Memory does not grow with the file count: the walks' records
+/// (path, spec entry, what was read) are sorted in runs of `spill` bytes that go to temp files
+/// and are merged back ([`super::runs`]); filters, duplicates and each file's look
+/// (`make_file`, on all cores, a few thousand files at a time) work on the merged stream. What
+/// grows is what the walk keeps of the folders on its way (their subfolders' paths) and,
+/// with a `spill` past the records' size, the one run in memory. `exclude` as for [`collect`].
+///
+/// An error can come after `each` was given some files (a file that cannot be read, a path
+/// listed twice, a glob or directory left without a file once filtered, which is only known
+/// at the end): then the files handed over are not a bundle's.
+pub fn collect_each(
+    spec: &Spec,
+    exclude: &[PathBuf],
+    spill: usize,
+    each: &mut dyn FnMut(SourceFile) -> Result<()>,
+) -> Result<()> {
     let root = fs::canonicalize(&spec.root).ctx("opening the project folder", &spec.root)?;
     let ignore = load_ignore(&root)?;
     // The .gitignore files are looked for on another thread while the entries are walked.
@@ -88,212 +132,299 @@ pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
         let root = root.clone();
         std::thread::spawn(move || Filters::load(&root))
     });
-    let mut junk: Vec<String> = Vec::new();
-    let mut last = None; // (`filtered`'s)
     let exclude: Vec<PathBuf> = exclude
         .iter()
         .map(|p| absolute(p).unwrap_or_else(|| p.clone()))
         .collect();
-    let mut all_files: Option<Vec<Walked>> = None; // lazily walked, for globs
-    let mut seen: Seen = Seen::default();
-    // (file, kind, entry) of each file, looked at (`make_file`) once all are known
-    let mut pending: Vec<(Walked, Kind, &Entry)> = Vec::new();
-
-    for (kind, entries) in &spec.sections {
-        for entry in entries {
-            let mut matched: Vec<Walked> = Vec::new();
-            if is_glob(&entry.path) {
-                if all_files.is_none() {
-                    let walked = walk(&root, &root, &ignore, &exclude, spec, entry, false)?;
-                    let filters = filters.get()?;
-                    all_files = Some(
-                        walked
-                            .into_iter()
-                            .filter(|f| !filtered(filters, &root, &f.rel, &mut junk, &mut last))
-                            .collect(),
-                    );
-                }
-                let files = all_files.as_deref().unwrap_or_default();
-                let glob = globset::GlobBuilder::new(entry.path.trim_start_matches("./"))
-                    .literal_separator(true)
-                    .build()
-                    .map_err(|e| {
-                        spec.error_at(
-                            entry.pos,
-                            format!("invalid glob {:?}: {e}", entry.path),
-                            "see globset syntax: *, **, ?, [abc], {a,b}",
-                        )
-                    })?
-                    .compile_matcher();
-                matched.extend(
-                    files
-                        .iter()
-                        .filter(|f| glob.is_match(f.rel.as_str()))
-                        .map(Walked::clone),
-                );
-                if matched.is_empty() {
-                    return Err(spec.error_at(
+    // Spec order: a record names its entry by its place here.
+    let entries: Vec<(Kind, &Entry)> = spec
+        .sections
+        .iter()
+        .flat_map(|(k, es)| es.iter().map(move |e| (*k, e)))
+        .collect();
+    if u32::try_from(entries.len()).is_err() {
+        return Err(Error::input(format!(
+            "{}: more than 2^32 entries",
+            spec.file.display()
+        )));
+    }
+    let mut found: Vec<Found> = Vec::with_capacity(entries.len());
+    let runs = std::sync::Mutex::new(Runs::new(spill));
+    let cx = WalkCx {
+        root: &root,
+        ignore: &ignore,
+        exclude: &exclude,
+        spec,
+        runs: &runs,
+    };
+    let mut globs: Vec<(u32, globset::GlobMatcher)> = Vec::new();
+    let mut listed = Batch::default();
+    for (i, (kind, entry)) in entries.iter().enumerate() {
+        let i = i as u32;
+        if is_glob(&entry.path) {
+            let glob = globset::GlobBuilder::new(entry.path.trim_start_matches("./"))
+                .literal_separator(true)
+                .build()
+                .map_err(|e| {
+                    spec.error_at(
                         entry.pos,
-                        format!("the glob {:?} in `{kind}` matches no file", entry.path),
-                        "check the pattern (globs are relative to the spec's folder; `**` crosses directories) or remove the entry",
-                    ));
-                }
+                        format!("invalid glob {:?}: {e}", entry.path),
+                        "see globset syntax: *, **, ?, [abc], {a,b}",
+                    )
+                })?
+                .compile_matcher();
+            globs.push((i, glob));
+            found.push(Found::Glob);
+            continue;
+        }
+        let rel = normalize(&entry.path);
+        let path = root.join(&rel);
+        let lmeta = fs::symlink_metadata(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                spec.error_at(
+                    entry.pos,
+                    format!(
+                        "{:?} in `{kind}` does not exist (looked for {})",
+                        entry.path,
+                        path.display()
+                    ),
+                    "fix the path (relative to the spec's folder) or remove the entry",
+                )
             } else {
-                let rel = normalize(&entry.path);
-                let path = root.join(&rel);
-                let lmeta = fs::symlink_metadata(&path).map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        spec.error_at(
-                            entry.pos,
-                            format!(
-                                "{:?} in `{kind}` does not exist (looked for {})",
-                                entry.path,
-                                path.display()
-                            ),
-                            "fix the path (relative to the spec's folder) or remove the entry",
-                        )
-                    } else {
-                        Error::Io {
-                            context: format!("reading {}", path.display()),
-                            source: e,
-                        }
-                    }
-                })?;
-                inside(&root, &path, spec, entry)?;
-                if lmeta.file_type().is_symlink() || lmeta.is_dir() {
-                    let meta = fs::metadata(&path).ctx("reading", &path)?;
-                    if meta.is_dir() {
-                        let walked = walk(&root, &path, &ignore, &exclude, spec, entry, true)?;
-                        let filters = filters.get()?;
-                        matched.extend(
-                            walked.into_iter().filter(|f| {
-                                !filtered(filters, &root, &f.rel, &mut junk, &mut last)
-                            }),
-                        );
-                        if matched.is_empty() {
-                            return Err(spec.error_at(
-                                entry.pos,
-                                format!(
-                                    "the directory {:?} in `{kind}` holds no file to bundle",
-                                    entry.path
-                                ),
-                                "add files to it, check .mlartignore, or remove the entry",
-                            ));
-                        }
-                    } else {
-                        matched.push(Walked {
-                            rel,
-                            meta: None,
-                            walked: false,
-                        });
-                    }
-                } else {
-                    matched.push(Walked {
-                        rel,
-                        meta: None,
-                        walked: false,
-                    });
+                Error::Io {
+                    context: format!("reading {}", path.display()),
+                    source: e,
                 }
             }
-            for found in matched {
-                let rel = &found.rel;
-                if rel.split('/').any(|c| c == ".git")
-                    || (!ignore.is_empty()
-                        && ignore.matched_path_or_any_parents(rel, false).is_ignore())
-                {
-                    if !is_glob(&entry.path) && normalize(&entry.path) == *rel {
-                        return Err(spec.error_at(
-                            entry.pos,
-                            format!("{rel:?} is excluded by .git or {IGNORE_FILE}"),
-                            format!(
-                                "remove the entry or the {IGNORE_FILE} pattern that matches it"
-                            ),
-                        ));
-                    }
-                    continue;
-                }
-                if let Some(first) = seen.first(rel, pending.len(), &pending) {
-                    let (k, p) = (pending[first].1, pending[first].2.pos);
-                    let what = if k == *kind {
-                        format!(
-                            "{rel:?} is listed twice in `{kind}` (also at line {})",
-                            p.line
-                        )
-                    } else {
-                        format!(
-                            "{rel:?} is listed under both `{k}` (line {}) and `{kind}`",
-                            p.line
-                        )
-                    };
-                    return Err(spec.error_at(
-                        entry.pos,
-                        what,
-                        "list each file once, under one kind (narrow the glob or directory)",
-                    ));
-                }
-                pending.push((found, *kind, entry));
-            }
+        })?;
+        inside(&root, &path, spec, entry)?;
+        let is_dir = (lmeta.file_type().is_symlink() || lmeta.is_dir())
+            && fs::metadata(&path).ctx("reading", &path)?.is_dir();
+        if is_dir {
+            walk(&cx, &path, entry, true, &|b, rel, meta| {
+                b.push(rel, i, true, meta)
+            })?;
+            found.push(Found::Dir);
+        } else {
+            listed.push(&rel, i, false, None);
+            found.push(Found::Listed);
         }
     }
-    // Each file's lstat (and a model's format sniff), on all cores: ten thousand small files
-    // are ten thousand system calls of latency.
-    // Each job takes its files (their paths move into the SourceFiles) and fills its own part
-    // of the output: the list is never held twice.
-    drop(seen);
-    let mut made: Vec<Option<SourceFile>> = Vec::with_capacity(pending.len());
-    made.resize_with(pending.len(), || None);
+    // The project is walked once for all the globs, each file tried against each of them.
+    if let Some((first, _)) = globs.first() {
+        walk(
+            &cx,
+            &root,
+            entries[*first as usize].1,
+            false,
+            &|b, rel, meta| {
+                for (i, glob) in &globs {
+                    if glob.is_match(rel) {
+                        b.push(rel, *i, true, meta);
+                    }
+                }
+            },
+        )?;
+    }
+    let mut runs = runs.into_inner().unwrap_or_else(|e| e.into_inner());
+    runs.add(&mut listed)?;
+    let mut stream = runs.merged()?;
+
+    let filters = filters.get()?;
     let shared: std::sync::Arc<Path> = root.as_path().into();
-    let parts: Vec<_> = pending
-        .chunks_mut(FILES_PER_JOB)
-        .zip(made.chunks_mut(FILES_PER_JOB))
-        .map(std::sync::Mutex::new)
-        .collect();
-    crate::build::layers::map_ordered(parts.len(), crate::build::layers::jobs(), |i| {
-        let (files, out) = &mut *parts[i].lock().unwrap_or_else(|e| e.into_inner());
-        let mut dirs = std::collections::HashSet::new();
-        let mut folder = Folder::default();
-        for (slot, (found, kind, entry)) in out.iter_mut().zip(files.iter_mut()) {
-            let found = Walked {
-                rel: std::mem::take(&mut found.rel),
-                ..*found
-            };
-            *slot = Some(make_file(
-                &shared,
-                found,
-                *kind,
-                entry,
-                spec,
-                &exclude,
-                &mut dirs,
-                &mut folder,
-            )?);
+    // (files found per entry, once filtered; the last file kept and its entry, to find a path
+    // listed twice: a path's records come one after the other, in spec order)
+    let mut counts = vec![0u64; entries.len()];
+    let mut kept: Option<u32> = None;
+    let mut kept_rel = String::new();
+    let mut pending: Vec<(Walked, Kind, &Entry)> = Vec::with_capacity(FILES_PER_ROUND);
+    let mut junk = Junk::default();
+    let (mut noted, mut last) = (Vec::new(), None); // (`filtered`'s)
+    let mut handed = 0u64;
+    while let Some(rec) = stream.next()? {
+        let Some(&(kind, entry)) = entries.get(rec.entry as usize) else {
+            return Err(Error::of(
+                crate::error::Kind::Internal,
+                format!(
+                    "collecting the files: a record of entry {} of {}",
+                    rec.entry,
+                    entries.len()
+                ),
+            ));
+        };
+        let rel = &rec.rel;
+        if rec.walked {
+            if filtered(filters, &root, rel, &mut noted, &mut last) {
+                junk.note(&mut noted);
+                continue;
+            }
+            counts[rec.entry as usize] += 1;
         }
-        Ok(())
-    })?;
-    drop(parts);
-    // (in place, in the same memory: an `Option<SourceFile>` is a `SourceFile`'s size, and
-    // `filter_map` collects in place where `flatten` allocates a second list)
-    #[allow(clippy::filter_map_identity)]
-    let mut out: Vec<SourceFile> = made.into_iter().filter_map(|f| f).collect();
-    out.retain(|f| !f.rel.is_empty());
-    junk.sort();
-    junk.dedup();
-    if !junk.is_empty() {
+        if rel.split('/').any(|c| c == ".git")
+            || (!ignore.is_empty() && ignore.matched_path_or_any_parents(rel, false).is_ignore())
+        {
+            if !is_glob(&entry.path) && normalize(&entry.path) == *rel {
+                return Err(spec.error_at(
+                    entry.pos,
+                    format!("{rel:?} is excluded by .git or {IGNORE_FILE}"),
+                    format!("remove the entry or the {IGNORE_FILE} pattern that matches it"),
+                ));
+            }
+            continue;
+        }
+        if let Some(first) = kept.filter(|_| kept_rel == *rel) {
+            let (k, p) = (entries[first as usize].0, entries[first as usize].1.pos);
+            let what = if k == kind {
+                format!(
+                    "{rel:?} is listed twice in `{kind}` (also at line {})",
+                    p.line
+                )
+            } else {
+                format!(
+                    "{rel:?} is listed under both `{k}` (line {}) and `{kind}`",
+                    p.line
+                )
+            };
+            return Err(spec.error_at(
+                entry.pos,
+                what,
+                "list each file once, under one kind (narrow the glob or directory)",
+            ));
+        }
+        kept = Some(rec.entry);
+        kept_rel.clear();
+        kept_rel.push_str(rel);
+        let Record {
+            rel, walked, meta, ..
+        } = rec;
+        pending.push((Walked { rel, meta, walked }, kind, entry));
+        if pending.len() == FILES_PER_ROUND {
+            handed += make_files(&shared, &mut pending, spec, &exclude, each)?;
+        }
+    }
+    handed += make_files(&shared, &mut pending, spec, &exclude, each)?;
+    for (i, (kind, entry)) in entries.iter().enumerate() {
+        if counts[i] > 0 {
+            continue;
+        }
+        match found[i] {
+            Found::Glob => {
+                return Err(spec.error_at(
+                    entry.pos,
+                    format!("the glob {:?} in `{kind}` matches no file", entry.path),
+                    "check the pattern (globs are relative to the spec's folder; `**` crosses directories) or remove the entry",
+                ))
+            }
+            Found::Dir => {
+                return Err(spec.error_at(
+                    entry.pos,
+                    format!("the directory {:?} in `{kind}` holds no file to bundle", entry.path),
+                    "add files to it, check .mlartignore, or remove the entry",
+                ))
+            }
+            Found::Listed => {}
+        }
+    }
+    if let Some(names) = junk.names() {
         tracing::warn!(
-            "not bundled (secrets or junk by default: {}): {}. List a file by its own path in {} to bundle it on purpose",
+            "not bundled (secrets or junk by default: {}): {names}. List a file by its own path in {} to bundle it on purpose",
             DEFAULT_EXCLUDES.join(" "),
-            junk.join(", "),
             spec.file.display()
         );
     }
-    if out.is_empty() {
+    if handed == 0 {
         return Err(Error::input(format!(
             "{}: every entry was excluded: the bundle would be empty. Check .mlartignore and the spec's paths",
             spec.file.display()
         )));
     }
-    out.sort_by(|a, b| a.rel.cmp(&b.rel));
-    Ok(out)
+    Ok(())
+}
+
+/// Look at `pending`'s files (`make_file`: an `lstat` when the walk did not read it, a model's
+/// format sniff) on all cores, hand them to `each` in order and empty `pending`. Returns how
+/// many were handed over. Ten thousand small files are ten thousand system calls of latency.
+fn make_files(
+    root: &std::sync::Arc<Path>,
+    pending: &mut Vec<(Walked, Kind, &Entry)>,
+    spec: &Spec,
+    exclude: &[PathBuf],
+    each: &mut dyn FnMut(SourceFile) -> Result<()>,
+) -> Result<u64> {
+    // Each job takes its files (their paths move into the SourceFiles).
+    let parts: Vec<_> = pending
+        .chunks_mut(FILES_PER_JOB)
+        .map(std::sync::Mutex::new)
+        .collect();
+    let made = crate::build::layers::map_ordered(parts.len(), crate::build::layers::jobs(), |i| {
+        let files = &mut *parts[i].lock().unwrap_or_else(|e| e.into_inner());
+        let mut dirs = std::collections::HashSet::new();
+        let mut folder = Folder::default();
+        let mut out = Vec::with_capacity(files.len());
+        for (found, kind, entry) in files.iter_mut() {
+            let found = Walked {
+                rel: std::mem::take(&mut found.rel),
+                ..*found
+            };
+            out.push(make_file(
+                root,
+                found,
+                *kind,
+                entry,
+                spec,
+                exclude,
+                &mut dirs,
+                &mut folder,
+            )?);
+        }
+        Ok(out)
+    })?;
+    drop(parts);
+    pending.clear();
+    let mut handed = 0;
+    for f in made.into_iter().flatten() {
+        if !f.rel.is_empty() {
+            each(f)?;
+            handed += 1;
+        }
+    }
+    Ok(handed)
+}
+
+/// The junk names for the warning: the first `JUNK_NAMED` (in path order, so the files of a
+/// junk folder, which come one after the other, are one name) and how many more.
+#[derive(Default)]
+struct Junk {
+    named: Vec<String>,
+    more: u64,
+    last: String,
+}
+
+impl Junk {
+    fn note(&mut self, noted: &mut Vec<String>) {
+        for name in noted.drain(..) {
+            if name == self.last || self.named.contains(&name) {
+                continue;
+            }
+            if self.named.len() < JUNK_NAMED {
+                self.named.push(name.clone());
+            } else {
+                self.more += 1;
+            }
+            self.last = name;
+        }
+    }
+
+    fn names(&self) -> Option<String> {
+        if self.named.is_empty() {
+            return None;
+        }
+        let mut names = self.named.join(", ");
+        if self.more > 0 {
+            names.push_str(&format!(" and {} more", self.more));
+        }
+        Some(names)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -412,31 +543,40 @@ fn read_head(p: &Path, n: usize) -> Vec<u8> {
     buf
 }
 
-/// Walk `dir` (inside `root`) and return the relative paths of its files, with their
-/// metadata (read through symlinks), following symlinks that stay inside the project and
-/// refusing those that leave it. `dir`'s folders are walked side by side (one per core) and,
-/// with `stat`, their files `lstat`ed as they are found; the parts are put back in walk order:
-/// a folder of folders of ten thousand files is listed and `lstat`ed on all cores.
-#[allow(clippy::too_many_arguments)]
+/// What every walk of `collect` shares.
+struct WalkCx<'a> {
+    root: &'a Path,
+    ignore: &'a ignore::gitignore::Gitignore,
+    exclude: &'a [PathBuf],
+    spec: &'a Spec,
+    runs: &'a std::sync::Mutex<Runs>,
+}
+
+/// Walk `dir` (inside the project) and hand each file's relative path and metadata (read
+/// through symlinks, when read) to `emit`, which pushes its records into a batch for the
+/// shared runs: symlinks that stay inside the project are followed, those that leave it
+/// refused. `dir`'s folders are walked side by side (one per core) and, with `stat`, their
+/// files `lstat`ed as they are found: a folder of folders of ten thousand files is listed and
+/// `lstat`ed on all cores. The files come in no useful order: the runs sort them.
 fn walk(
-    root: &Path,
+    cx: &WalkCx<'_>,
     dir: &Path,
-    ignore: &ignore::gitignore::Gitignore,
-    exclude: &[PathBuf],
-    spec: &Spec,
     entry: &Entry,
     stat: bool,
-) -> Result<Vec<Walked>> {
+    emit: &(dyn Fn(&mut Batch, &str, Option<Stat>) + Sync),
+) -> Result<()> {
+    let (root, spec) = (cx.root, cx.spec);
     let top = match dir.strip_prefix(root) {
         Ok(r) => to_rel(r),
-        Err(_) => return Ok(Vec::new()),
+        Err(_) => return Ok(()),
     };
     let keep = |e: &crate::build::walk::Entry| -> Result<bool> {
         let skip = e.name == ".git"
-            || exclude.iter().any(|x| is_under(e.path, x))
+            || cx.exclude.iter().any(|x| is_under(e.path, x))
             || e.name.starts_with(".mlart-tmp")
-            || (!ignore.is_empty()
-                && ignore
+            || (!cx.ignore.is_empty()
+                && cx
+                    .ignore
                     .matched_path_or_any_parents(e.rel, e.is_dir)
                     .is_ignore());
         if !skip && e.is_symlink {
@@ -446,14 +586,19 @@ fn walk(
     };
     // (a symlink's metadata is its target's; a file not `lstat`ed here, or whose `lstat`
     // failed, is read again, and an error reported, by `make_file`, on all cores)
-    let file = |e: &crate::build::walk::Entry, folder: Option<&mut Folder>| Walked {
-        rel: e.rel.to_string(),
-        meta: match (e.meta, folder) {
-            (Some(m), _) => Some(Stat::of(m)),
-            (None, Some(folder)) if !e.is_symlink => folder.lstat(e.path).ok(),
-            _ => None,
-        },
-        walked: true,
+    let meta = |e: &crate::build::walk::Entry, folder: Option<&mut Folder>| match (e.meta, folder) {
+        (Some(m), _) => Some(Stat::of(m)),
+        (None, Some(folder)) if !e.is_symlink => folder.lstat(e.path).ok(),
+        _ => None,
+    };
+    let flush = |batch: &mut Batch, at: usize| -> Result<()> {
+        if batch.size() >= at {
+            cx.runs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .add(batch)?;
+        }
+        Ok(())
     };
     let on_loop = |p: &Path| {
         spec.error_at(
@@ -463,9 +608,9 @@ fn walk(
         )
     };
     let jobs = crate::build::layers::jobs();
-    let mut out = Vec::new();
-    // (where in `out` each of `dir`'s folders goes, its path and its name in the project)
-    let mut folders: Vec<(usize, PathBuf, String)> = Vec::new();
+    let mut own = Batch::default();
+    // (`dir`'s folders: their paths and their names in the project)
+    let mut folders: Vec<(PathBuf, String)> = Vec::new();
     // `dir`'s own files are `lstat`ed later, on all cores (a flat folder of 10,000 files has
     // no subfolders to share out); its subfolders' as they are walked, side by side.
     crate::build::walk::walk(
@@ -477,23 +622,25 @@ fn walk(
             }
             if e.is_dir {
                 if jobs > 1 && e.path.parent() == Some(dir) {
-                    folders.push((out.len(), e.path.to_path_buf(), e.rel.to_string()));
+                    folders.push((e.path.to_path_buf(), e.rel.to_string()));
                     return Ok(false);
                 }
                 return Ok(true);
             }
-            out.push(file(e, None));
+            emit(&mut own, e.rel, meta(e, None));
+            flush(&mut own, WALK_BATCH)?;
             Ok(true)
         },
         &on_loop,
     )?;
+    flush(&mut own, 0)?;
     if folders.is_empty() {
-        return Ok(out);
+        return Ok(());
     }
     let above = [crate::build::walk::folder_id(dir)?];
-    let parts = crate::build::layers::map_ordered(folders.len(), jobs, |i| {
-        let (_, path, rel) = &folders[i];
-        let mut part = Vec::new();
+    crate::build::layers::map_ordered(folders.len(), jobs, |i| {
+        let (path, rel) = &folders[i];
+        let mut part = Batch::default();
         let mut folder = Folder::default();
         crate::build::walk::walk_below(
             path,
@@ -504,60 +651,20 @@ fn walk(
                     return Ok(false);
                 }
                 if !e.is_dir {
-                    part.push(file(e, stat.then_some(&mut folder)));
+                    emit(&mut part, e.rel, meta(e, stat.then_some(&mut folder)));
+                    flush(&mut part, WALK_BATCH)?;
                 }
                 Ok(true)
             },
             &on_loop,
         )?;
-        Ok(part)
+        flush(&mut part, 0)
     })?;
-    let mut all = Vec::with_capacity(out.len() + parts.iter().map(Vec::len).sum::<usize>());
-    let mut own = out.into_iter();
-    let mut taken = 0;
-    for ((at, _, _), part) in folders.iter().zip(parts) {
-        all.extend(own.by_ref().take(at - taken));
-        taken = *at;
-        all.extend(part);
-    }
-    all.extend(own);
-    Ok(all)
-}
-
-/// Each path's first listing in `collect`, by the path's hash (the path itself is in the
-/// pending list): a few bytes a file, not a copy of every path.
-#[derive(Default)]
-struct Seen<S = std::hash::RandomState> {
-    first: std::collections::HashMap<u64, usize>,
-    /// (paths whose hash an earlier, other path has)
-    other: std::collections::HashMap<String, usize>,
-    hash: S,
-}
-
-impl<S: std::hash::BuildHasher> Seen<S> {
-    /// Where `rel` was listed first, if before `at` (else it is noted at `at`).
-    fn first(&mut self, rel: &str, at: usize, listed: &[(Walked, Kind, &Entry)]) -> Option<usize> {
-        use std::collections::hash_map::Entry as Slot;
-        match self.first.entry(self.hash.hash_one(rel)) {
-            Slot::Vacant(v) => {
-                v.insert(at);
-                None
-            }
-            Slot::Occupied(o) if listed[*o.get()].0.rel == rel => Some(*o.get()),
-            Slot::Occupied(_) => match self.other.entry(rel.to_string()) {
-                Slot::Vacant(v) => {
-                    v.insert(at);
-                    None
-                }
-                Slot::Occupied(o) => Some(*o.get()),
-            },
-        }
-    }
+    Ok(())
 }
 
 /// A file of an entry: listed, or found by a directory or glob expansion (`walked`: then it
 /// is known to be inside the project); `meta` (through symlinks) when already read.
-#[derive(Clone)]
 struct Walked {
     rel: String,
     meta: Option<Stat>,

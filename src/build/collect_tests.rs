@@ -217,45 +217,158 @@ fn a_broken_symlink_is_an_error_unless_excluded() {
     assert_eq!(files.len(), 2);
 }
 
-#[test]
-fn a_path_listed_again_is_found_even_when_paths_share_a_hash() {
-    // every path hashes alike here: the paths themselves decide
-    #[derive(Default)]
-    struct Same;
-    impl std::hash::Hasher for Same {
-        fn finish(&self) -> u64 {
-            7
-        }
-        fn write(&mut self, _: &[u8]) {}
-    }
-    let entry = crate::spec::Entry {
-        path: "data".into(),
-        format: None,
-        framework: None,
-        metrics: false,
-        samples: None,
-        pos: Default::default(),
-    };
-    let listed: Vec<(Walked, Kind, &crate::spec::Entry)> = ["a", "b", "a", "b", "c"]
-        .iter()
-        .map(|r| {
-            let w = Walked {
-                rel: r.to_string(),
-                meta: None,
-                walked: true,
-            };
-            (w, Kind::Data, &entry)
+fn run_each(d: &tempfile::TempDir, spec: &str, spill: usize) -> Result<Vec<SourceFile>> {
+    let f = d.path().join("mlart.yaml");
+    fs::write(&f, spec).unwrap();
+    let mut out = Vec::new();
+    collect_each(&parse(&f, spec)?, &[], spill, &mut |f| {
+        out.push(f);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// A few thousand files in nested folders, with names whose byte order is not the walk's.
+fn many() -> tempfile::TempDir {
+    let mut files: Vec<(String, String)> = (0..3000)
+        .map(|i| {
+            (
+                format!("data/{}/{}/f{i}.txt", i % 9, (i / 9) % 5),
+                "x".repeat(i % 7),
+            )
         })
         .collect();
-    let mut seen = Seen::<std::hash::BuildHasherDefault<Same>>::default();
-    let got: Vec<Option<usize>> = (0..listed.len())
-        .map(|i| seen.first(&listed[i].0.rel, i, &listed))
-        .collect();
-    assert_eq!(got, [None, None, Some(0), Some(1), None]);
-    // and with the real hasher
-    let mut seen = Seen::<std::hash::RandomState>::default();
-    let got: Vec<Option<usize>> = (0..listed.len())
-        .map(|i| seen.first(&listed[i].0.rel, i, &listed))
-        .collect();
-    assert_eq!(got, [None, None, Some(0), Some(1), None]);
+    for p in [
+        "a.txt", "a/b", "a-b/c", "a0", "a/b.txt", "a/c/d", "é/x", "Z/y",
+    ] {
+        files.push((format!("data/{p}"), p.to_string()));
+    }
+    for i in 0..50 {
+        files.push((format!("docs/{}/n{i}.md", i % 4), String::new()));
+    }
+    let refs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (&**p, &**c)).collect();
+    project(&refs)
+}
+
+#[test]
+fn many_runs_on_disk_give_the_list_of_one_run_in_memory_strictly_sorted() {
+    let d = many();
+    let spec = "name: a\nversion: '1'\ndata: [data]\ndocs: ['docs/**/*.md']\n";
+    let of = |files: Vec<SourceFile>| -> Vec<(String, Kind, u64)> {
+        files.into_iter().map(|f| (f.rel, f.kind, f.size)).collect()
+    };
+    // (256 bytes: a run of about ten paths, hundreds of runs, merged as they come)
+    let small = of(run_each(&d, spec, 256).unwrap());
+    let huge = of(run_each(&d, spec, usize::MAX).unwrap());
+    assert_eq!(small, huge);
+    assert_eq!(small, of(run(&d, spec).unwrap()));
+    assert_eq!(small.len(), 3000 + 8 + 50);
+    assert!(small.windows(2).all(|w| w[0].0 < w[1].0), "strictly sorted");
+    let at = |p: &str| small.iter().position(|f| f.0 == p).unwrap();
+    assert!(at("data/a-b/c") < at("data/a.txt") && at("data/a.txt") < at("data/a/b"));
+    assert!(at("data/a/b") < at("data/a/b.txt") && at("data/a/b.txt") < at("data/a/c/d"));
+    assert_eq!(small[at("data/a0")].2, 2);
+    assert_eq!(small[at("docs/3/n7.md")].1, Kind::Docs);
+}
+
+#[test]
+fn a_path_listed_again_is_found_across_runs() {
+    let d = many();
+    // (the listed path's record is added after the walk's: with 256 bytes a run, in another
+    // run than the walk's record of the same path)
+    for spill in [256, usize::MAX] {
+        let e = run_each(
+            &d,
+            "name: a\nversion: '1'\ndata: [data]\ndocs:\n  - data/4/0/f1264.txt\n",
+            spill,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(
+                "mlart.yaml:5:5: \"data/4/0/f1264.txt\" is listed under both `data` (line 3) and `docs`"
+            ),
+            "{e}"
+        );
+        let e = run_each(
+            &d,
+            "name: a\nversion: '1'\ndata:\n  - data\n  - 'data/**/f2*.txt'\n",
+            spill,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(
+                "mlart.yaml:5:5: \"data/0/0/f2025.txt\" is listed twice in `data` (also at line 4)"
+            ),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_walked_file_filtered_out_and_listed_is_bundled_once_as_listed() {
+    let d = project(&[
+        ("docs/a.md", "a"),
+        ("docs/.env", "SECRET=1"),
+        ("docs/gen/x.md", "x"),
+        ("docs/.gitignore", "gen/\n"),
+    ]);
+    let spec = "name: a\nversion: '1'\ndocs: [docs]\ndata: [docs/.env, docs/gen/x.md]\n";
+    for spill in [0, 256, usize::MAX] {
+        let got: Vec<(String, Kind)> = run_each(&d, spec, spill)
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.rel, f.kind))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("docs/.env".into(), Kind::Data),
+                ("docs/.gitignore".into(), Kind::Docs),
+                ("docs/a.md".into(), Kind::Docs),
+                ("docs/gen/x.md".into(), Kind::Data),
+            ]
+        );
+    }
+}
+
+#[test]
+fn a_glob_or_directory_with_only_filtered_files_is_an_error() {
+    let d = project(&[("m.onnx", "x"), ("keys/a.pem", "k"), ("keys/.env", "")]);
+    let e = run(
+        &d,
+        "name: a\nversion: '1'\nmodel: [m.onnx]\ndocs: ['**/*.pem']\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(":4:8: the glob \"**/*.pem\" in `docs` matches no file"),
+        "{e}"
+    );
+    let e = run(&d, "name: a\nversion: '1'\nmodel: [m.onnx]\ndocs: [keys]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(":4:8: the directory \"keys\" in `docs` holds no file to bundle"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_junk_warning_names_twenty_and_counts_the_rest() {
+    let mut j = Junk::default();
+    for i in 0..30 {
+        // (a junk folder's files name it each time, one after the other)
+        for _ in 0..3 {
+            j.note(&mut vec![format!("d{i:02}/__pycache__/")]);
+        }
+    }
+    let names = j.names().unwrap();
+    assert!(
+        names.starts_with("d00/__pycache__/, d01/__pycache__/"),
+        "{names}"
+    );
+    assert!(names.ends_with("d19/__pycache__/ and 10 more"), "{names}");
+    assert_eq!(Junk::default().names(), None);
 }

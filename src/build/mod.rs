@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod modelpack;
 pub mod pgzip;
 pub mod pipeline;
+mod runs;
 pub mod schema;
 mod source;
 mod spool;

@@ -1,10 +1,11 @@
-//! Walking a project folder for `collect`: the order and symlink rules of
-//! `walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name()`, at the cost of one
-//! `getdents` per directory and a `stat` per directory and symlink: a file's type comes from
-//! its directory entry, and its size is read later, on all cores (`collect::make_file`).
+//! Walking a project folder for `collect`: the symlink rules of
+//! `walkdir::WalkDir::new(dir).follow_links(true)`, at the cost of one `getdents` per
+//! directory and a `stat` per directory and symlink: a file's type comes from its directory
+//! entry, and its size is read later, on all cores (`collect::make_file`). Entries come in the
+//! directory's own order, not sorted: `collect` sorts what it keeps (an external sort,
+//! `build/runs.rs`), and a folder of a million files is walked without a list of its names.
 
 use crate::error::{Error, Result};
-use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -25,7 +26,7 @@ pub(super) struct Entry<'a> {
 }
 
 /// Walk below `top` (not yielding it; its path in the project is `rel_top`), each directory's
-/// entries sorted by name, directories before what they hold. `visit` returns whether to keep the entry: false for a directory
+/// entries in the order it lists them, a directory before what it holds. `visit` returns whether to keep the entry: false for a directory
 /// leaves it unentered. Symlinks are followed; one that leads back to a directory being
 /// walked is `on_loop`'s error.
 pub(super) fn walk(
@@ -78,6 +79,9 @@ fn io_err(path: &Path, e: std::io::Error) -> Error {
     }
 }
 
+/// Visit `path`'s entries as they are read, then enter the directories kept, one after the
+/// other: only one directory is open at a time, and what is held is the kept directories of
+/// the directories being walked (their paths), never a list of files.
 fn dir(
     path: &Path,
     rel: &str,
@@ -85,13 +89,10 @@ fn dir(
     on_loop: &dyn Fn(&Path) -> Error,
     ancestors: &mut Vec<(u64, u64)>,
 ) -> Result<()> {
-    let mut entries: Vec<(OsString, fs::DirEntry)> = Vec::new();
+    let mut below: Vec<(PathBuf, String, (u64, u64))> = Vec::new();
     for e in fs::read_dir(path).map_err(|e| io_err(path, e))? {
         let e = e.map_err(|e| io_err(path, e))?;
-        entries.push((e.file_name(), e));
-    }
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, e) in entries {
+        let name = e.file_name();
         let child = path.join(&name);
         let lossy = name.to_string_lossy();
         let child_rel = if rel.is_empty() {
@@ -143,6 +144,9 @@ fn dir(
         if is_symlink && ancestors.contains(&me) {
             return Err(on_loop(&child));
         }
+        below.push((child, child_rel, me));
+    }
+    for (child, child_rel, me) in below {
         ancestors.push(me);
         dir(&child, &child_rel, visit, on_loop, ancestors)?;
         ancestors.pop();
@@ -206,7 +210,7 @@ mod tests {
         Ok(out)
     }
 
-    /// walkdir's own order and symlink handling, which `collect` used before.
+    /// walkdir's entries (sorted by name) and symlink handling, which `collect` used before.
     fn walkdir_order(top: &Path) -> Vec<(String, bool)> {
         let mut out = Vec::new();
         let mut it = walkdir::WalkDir::new(top)
@@ -233,8 +237,24 @@ mod tests {
         out
     }
 
+    /// The same entries as walkdir's, each directory before what it holds.
+    fn same_as_walkdir(top: &Path) {
+        let got = walked(top).unwrap();
+        for (i, (rel, _)) in got.iter().enumerate() {
+            if let Some((parent, _)) = rel.rsplit_once('/') {
+                let at = got.iter().position(|(r, d)| r == parent && *d);
+                assert!(at.is_some_and(|at| at < i), "{rel} before its folder");
+            }
+        }
+        let mut got = got;
+        got.sort();
+        let mut want = walkdir_order(top);
+        want.sort();
+        assert_eq!(got, want);
+    }
+
     #[test]
-    fn same_order_and_entries_as_walkdir() {
+    fn same_entries_as_walkdir_folders_first() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
         for p in [
@@ -250,8 +270,16 @@ mod tests {
             std::os::unix::fs::symlink(r.join("b/c"), r.join("linkdir")).unwrap();
             std::os::unix::fs::symlink(r.join("a"), r.join("b/linkfile")).unwrap();
         }
-        assert_eq!(walked(r).unwrap(), walkdir_order(r));
+        same_as_walkdir(r);
         assert!(walked(r).unwrap().contains(&("linkdir/d/e".into(), false)));
+        // a folder of many files and folders, in the directory's order
+        for i in 0..300 {
+            let p = r.join(format!("many/{}/{i}", i % 7));
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, b"x").unwrap();
+            fs::write(r.join(format!("many/f{i}")), b"x").unwrap();
+        }
+        same_as_walkdir(r);
     }
 
     #[cfg(unix)]
