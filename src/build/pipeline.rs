@@ -356,9 +356,10 @@ struct Done {
 /// The spec's files, in path order, in a list that is on disk past `spill` bytes.
 fn collected(spec: &Spec, exclude: &[PathBuf], spill: usize) -> Result<FileList> {
     let mut list = ListWriter::new(spill);
-    for f in collect::collect(spec, exclude)? {
-        list.push_next(&f)?;
-    }
+    // (the walk's sorted runs are at least 64 KiB: `MLART_LIST_MEMORY=0` keeps every list on
+    // disk, not a temp file per file)
+    let runs = spill.max(64 << 10);
+    collect::collect_each(spec, exclude, runs, &mut |f| list.push_next(&f))?;
     list.finish()
 }
 
