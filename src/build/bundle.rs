@@ -458,12 +458,13 @@ fn finish<S: BlobSink>(
             let w = sink.begin()?;
             let path = format!("{MODEL_DIR}/{METADATA_FILE}");
             let sig_path = format!("{MODEL_DIR}/{}", crate::format::signature::OMS_FILE);
-            let oms = oms_with_metadata(spec, opts, entries, &mut meta)?;
-            let (len, mut oms_bytes) = (meta.len, oms.as_deref().unwrap_or_default());
+            let mut oms = oms_with_metadata(spec, opts, entries, &mut meta)?;
+            let len = meta.len;
             let mut entries: Vec<(&str, u64, &mut dyn std::io::Read)> =
                 vec![(&path, len, meta.reader()?)];
-            if let Some(o) = &oms {
-                entries.push((&sig_path, o.len() as u64, &mut oms_bytes));
+            if let Some(o) = &mut oms {
+                let len = o.len;
+                entries.push((&sig_path, len, o.reader()?));
             }
             let (w, ld) = layer::write_tar_entries(w, &mut entries, c, mtime)?;
             sink.commit(w, &ld.digest, ld.size)?;
@@ -505,15 +506,9 @@ fn finish<S: BlobSink>(
             // instead of reading the document once more)
             let mut raws: Vec<(&str, &str, Digest, u64)> =
                 vec![("metadata", METADATA_FILE, meta.put(sink)?, meta.len)];
-            let oms = oms_with_metadata(spec, opts, entries, &mut meta)?;
-            if let Some(oms) = &oms {
-                let d = sink.put(oms)?;
-                raws.push((
-                    "signature",
-                    crate::format::signature::OMS_FILE,
-                    d,
-                    oms.len() as u64,
-                ));
+            if let Some(mut oms) = oms_with_metadata(spec, opts, entries, &mut meta)? {
+                let d = oms.put(sink)?;
+                raws.push(("signature", crate::format::signature::OMS_FILE, d, oms.len));
             }
             for (kind, path, d, size) in raws {
                 let ld = LayerDigests {
@@ -554,14 +549,12 @@ fn finish<S: BlobSink>(
         Form::Artifact => {
             if let Some(key) = &opts.sign {
                 // model.sig as a raw layer: `pull` and `oras pull` write it beside the files.
-                let oms = crate::sign::sign_statement(
-                    key,
-                    &crate::sign::oms_statement(&spec.name, &oms_files(entries)?),
-                );
-                let d = sink.put(&oms)?;
+                let mut oms =
+                    crate::build::omsdoc::signed(key, &spec.name, entries, None, opts.spill)?;
+                let d = oms.put(sink)?;
                 let ld = LayerDigests {
                     digest: d.clone(),
-                    size: oms.len() as u64,
+                    size: oms.len,
                     diff_id: d,
                 };
                 let mt = "application/vnd.mlart.signature.v1.raw".to_string();
@@ -636,27 +629,19 @@ fn oms_with_metadata(
     opts: &Options,
     entries: &crate::build::entries::Entries,
     meta: &mut crate::build::metadoc::MetaDoc,
-) -> Result<Option<Vec<u8>>> {
+) -> Result<Option<crate::build::metadoc::MetaDoc>> {
     let Some(key) = &opts.sign else {
         return Ok(None);
     };
-    let mut signed = oms_files(entries)?;
-    signed.push((METADATA_FILE.to_string(), meta.digest()?.hex().to_string()));
-    Ok(Some(crate::sign::sign_statement(
+    let digest = meta.digest()?;
+    crate::build::omsdoc::signed(
         key,
-        &crate::sign::oms_statement(&spec.name, &signed),
-    )))
-}
-
-/// (path, sha256 hex) of every file of the bundle, for the OMS statement.
-fn oms_files(entries: &crate::build::entries::Entries) -> Result<Vec<(String, String)>> {
-    entries
-        .iter()
-        .map(|f| {
-            let f = f?;
-            Ok((f.path, f.sha256.trim_start_matches("sha256:").to_string()))
-        })
-        .collect()
+        &spec.name,
+        entries,
+        Some((METADATA_FILE, digest.hex())),
+        opts.spill,
+    )
+    .map(Some)
 }
 
 fn layer_descriptor(

@@ -13,7 +13,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use tempfile::SpooledTempFile;
 
 /// Documents up to this size stay in memory (about 15,000 files' worth).
-const SPILL: usize = 4 << 20;
+pub(super) const SPILL: usize = 4 << 20;
 
 pub(super) struct MetaDoc {
     spool: SpooledTempFile,
@@ -68,6 +68,15 @@ impl MetaDoc {
                 )
             })),
             Err(e) => Err(e),
+        }
+    }
+
+    /// A document already written into `spool`, `len` bytes (model.sig: `build::omsdoc`).
+    pub fn written(spool: SpooledTempFile, len: u64) -> MetaDoc {
+        MetaDoc {
+            spool,
+            len,
+            digest: None,
         }
     }
 

@@ -18,6 +18,7 @@ pub mod layers;
 mod metadoc;
 pub mod metrics;
 pub mod modelpack;
+mod omsdoc;
 pub mod pgzip;
 pub mod pipeline;
 mod runs;

@@ -10,14 +10,17 @@ use serde_json::{json, Value};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-fn pae(payload: &[u8]) -> Vec<u8> {
-    let mut v = format!(
-        "DSSEv1 {} {} {} ",
+/// What DSSE's pre-authentication encoding puts before a payload of `len` bytes.
+pub fn pae_header(len: u64) -> String {
+    format!(
+        "DSSEv1 {} {} {len} ",
         INTOTO_PAYLOAD_TYPE.len(),
         INTOTO_PAYLOAD_TYPE,
-        payload.len()
     )
-    .into_bytes();
+}
+
+fn pae(payload: &[u8]) -> Vec<u8> {
+    let mut v = pae_header(payload.len() as u64).into_bytes();
     v.extend_from_slice(payload);
     v
 }
@@ -38,16 +41,47 @@ pub fn sign_attestation(key: &PrivateKey, statement: &Value) -> Vec<u8> {
 fn seal(key: &PrivateKey, statement: &Value, keyid: &str) -> Vec<u8> {
     let payload = crate::format::json::to_canonical_bytes(statement);
     let sig: DerSignature = key.key.sign(&pae(&payload));
+    bundle_bytes(key, &B64.encode(&payload), &sig, keyid)
+}
+
+/// The Sigstore bundle of one DSSE signature, the payload given as its base64.
+fn bundle_bytes(key: &PrivateKey, payload_b64: &str, sig: &DerSignature, keyid: &str) -> Vec<u8> {
     let bundle = json!({
         "mediaType": BUNDLE_MEDIA_TYPE,
         "verificationMaterial": {"publicKey": {"hint": key_hint(&key.public())}, "tlogEntries": []},
         "dsseEnvelope": {
-            "payload": B64.encode(&payload),
+            "payload": payload_b64,
             "payloadType": INTOTO_PAYLOAD_TYPE,
             "signatures": [{"sig": B64.encode(sig.as_bytes()), "keyid": keyid}],
         },
     });
     crate::format::json::to_canonical_pretty(&bundle)
+}
+
+/// `sign_statement` for a statement too big to hold: `pae_sha256` is the sha256 of the
+/// payload's pre-authentication encoding (`pae_header`, then the payload: the canonical
+/// compact JSON of the statement). The bundle's bytes before and after the payload's base64,
+/// which goes between them: the same bytes as `sign_statement`'s (RFC 6979: the same
+/// signature).
+pub fn sign_streamed(
+    key: &PrivateKey,
+    pae_sha256: &[u8; 32],
+) -> Result<(Vec<u8>, Vec<u8>), String> {
+    use p256::ecdsa::signature::hazmat::PrehashSigner as _;
+    const HOLE: &str = "@mlart-payload@";
+    let sig: DerSignature = key
+        .key
+        .sign_prehash(pae_sha256)
+        .map_err(|e| format!("signing: {e}"))?;
+    let mut before = bundle_bytes(key, HOLE, &sig, "");
+    let quoted = format!("\"{HOLE}\"");
+    let at = before
+        .windows(quoted.len())
+        .position(|w| w == quoted.as_bytes())
+        .ok_or("the bundle has no place for its payload")?;
+    let after = before.split_off(at + quoted.len() - 1);
+    before.truncate(at + 1);
+    Ok((before, after))
 }
 
 /// Check a Sigstore bundle's DSSE signature against `keys`; the statement and the key that

@@ -7,7 +7,10 @@ mod keys;
 mod oci;
 mod oms;
 
-pub use dsse::{sign_attestation, sign_statement, unverified_statement, verify_bundle, OTHER_KEY};
+pub use dsse::{
+    pae_header, sign_attestation, sign_statement, sign_streamed, unverified_statement,
+    verify_bundle, OTHER_KEY,
+};
 pub use keys::{key_hint, key_id, keygen, load_private, load_public, PrivateKey, PublicKey};
 pub use oci::{check_oci_statement, oci_signature};
 pub use oms::{check_dir_unsigned, oms_resources, oms_statement, verify_dir, verify_dir_known};
