@@ -271,3 +271,56 @@ fn a_list_memory_that_is_not_a_size_is_refused_and_sizes_give_the_same_bytes() {
     let b = bundle(&p, &t.path().join("b"), "2", &[]);
     assert_eq!(a["manifest_digest"], b["manifest_digest"]);
 }
+
+/// Many files through every list on disk: 9,000 files (past a tar layer's 8,192-file segment
+/// and past many sorted runs of the walk), with names whose byte order is not the walk's
+/// (`a.txt` < `a/…`) nor model_signing's (`d-v2/…` < `d/…`), bundled signed in each form with
+/// every list on disk and one thread, and in memory with two: the same bytes; pulled back with
+/// the key, every file as it was. The artifact form, a layer a file, warns past 1,000 layers.
+#[test]
+fn many_files_through_lists_on_disk_give_the_bytes_of_lists_in_memory() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("p");
+    for d in ["data/a", "data/a-v2", "data/a/b", "docs"] {
+        fs::create_dir_all(p.join(d)).unwrap();
+    }
+    for i in 0..9000u32 {
+        let dir = ["data/a", "data/a-v2", "data/a/b"][(i % 3) as usize];
+        fs::write(p.join(format!("{dir}/f{i:05}")), i.to_le_bytes()).unwrap();
+    }
+    fs::write(p.join("data/a.txt"), "a").unwrap();
+    fs::write(p.join("docs/d.md"), "# d\n").unwrap();
+    fs::write(
+        p.join("mlart.yaml"),
+        "name: many\nversion: \"1\"\ndata: [data]\ndocs: [docs]\n",
+    )
+    .unwrap();
+    let (key, public) = crate::support::keygen(t.path(), "k");
+    let key = key.to_str().unwrap().to_string();
+    let want = tree_digests(&p);
+    for form in ["image", "modelpack", "artifact"] {
+        let args = ["--format", form, "--sign", &key];
+        let (disk, mem) = (
+            t.path().join(format!("{form}-d")),
+            t.path().join(format!("{form}-m")),
+        );
+        let a = bundle(&p, &disk, "1", &args);
+        let b = bundle(&p, &mem, "2", &args);
+        assert_eq!(a["manifest_digest"], b["manifest_digest"], "{form}");
+        assert_eq!(tree_digests(&disk), tree_digests(&mem), "{form}");
+        assert_eq!(a["files"], 9002, "{form}: {a}");
+        let w = a["warnings"].to_string();
+        assert_eq!(
+            w.contains("layers (`--format artifact`"),
+            form == "artifact",
+            "{form}: {w}"
+        );
+        let out = t.path().join(format!("{form}-out"));
+        json_ok(&mut crate::support::pull_verified(&disk, &out, &[&public]));
+        let mut got = tree_digests(&out);
+        got.retain(|k, _| !k.ends_with("mlart.json") && !k.ends_with("model.sig"));
+        let mut want = want.clone();
+        want.retain(|k, _| !k.ends_with("mlart.yaml"));
+        assert_eq!(got, want, "{form}");
+    }
+}
