@@ -13,7 +13,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use tempfile::SpooledTempFile;
 
 /// Documents up to this size stay in memory (about 15,000 files' worth).
-pub(super) const SPILL: usize = 4 << 20;
+const SPILL: usize = 4 << 20;
 
 pub(super) struct MetaDoc {
     spool: SpooledTempFile,
@@ -71,13 +71,24 @@ impl MetaDoc {
         }
     }
 
-    /// A document already written into `spool`, `len` bytes (model.sig: `build::omsdoc`).
-    pub fn written(spool: SpooledTempFile, len: u64) -> MetaDoc {
-        MetaDoc {
+    /// A document `fill` writes (into memory, past `SPILL` a temp file), through a buffer:
+    /// model.sig and its statement (`build::omsdoc`).
+    pub fn write_with(fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<MetaDoc> {
+        let mut spool = SpooledTempFile::new(SPILL);
+        let mut counted = Counted {
+            inner: &mut spool,
+            len: 0,
+        };
+        let mut w = io::BufWriter::with_capacity(64 << 10, &mut counted);
+        fill(&mut w)?;
+        w.flush().map_err(io_err)?;
+        drop(w);
+        let len = counted.len;
+        Ok(MetaDoc {
             spool,
             len,
             digest: None,
-        }
+        })
     }
 
     /// The canonical pretty JSON of `t` written straight into a spool, with its length; None
@@ -139,7 +150,7 @@ impl MetaDoc {
 }
 
 /// A writer into a hasher.
-struct HashInto<'a>(&'a mut Sha256);
+pub(super) struct HashInto<'a>(pub &'a mut Sha256);
 
 impl Write for HashInto<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

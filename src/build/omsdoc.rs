@@ -8,15 +8,14 @@
 //! test holds it to.
 
 use crate::build::entries::Entries;
-use crate::build::metadoc::MetaDoc;
+use crate::build::metadoc::{HashInto, MetaDoc};
 use crate::build::runs::{Batch, Runs};
 use crate::error::{Error, Result};
 use crate::format::json::to_canonical_bytes;
 use crate::format::signature::{INTOTO_STATEMENT, OMS_IGNORE, OMS_PREDICATE};
 use crate::sign::PrivateKey;
 use sha2::{Digest as _, Sha256};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use tempfile::SpooledTempFile;
+use std::io;
 
 fn io_err(e: io::Error) -> Error {
     Error::Io {
@@ -76,119 +75,67 @@ pub(super) fn signed(
     // The statement's canonical compact bytes (keys in order: `_type`, `predicate`
     // {`resources`, `serialization`}, `predicateType`, `subject`), the root digest taken on
     // the way.
-    let mut payload = Counted::new(SpooledTempFile::new(crate::build::metadoc::SPILL));
-    let mut root = Sha256::new();
-    let mut w = io::BufWriter::with_capacity(64 << 10, &mut payload);
-    let put = |w: &mut dyn Write, b: &[u8]| w.write_all(b).map_err(io_err);
-    put(&mut w, b"{\"_type\":")?;
-    put(&mut w, &to_canonical_bytes(&INTOTO_STATEMENT))?;
-    put(&mut w, b",\"predicate\":{\"resources\":[")?;
-    let mut first = true;
-    while let Some(r) = sorted.next()? {
-        let (path, hex) = r
-            .rel
-            .rsplit_once('\0')
-            .ok_or_else(|| internal(format!("a sort key without its digest: {:?}", r.rel)))?;
-        let mut raw = [0u8; 32];
-        hex::decode_to_slice(hex, &mut raw)
-            .map_err(|_| internal(format!("{path}: the digest {hex:?} is not hex")))?;
-        root.update(raw);
-        let path = path.replace('\0', "/");
-        put(&mut w, if first { b"" } else { b"," })?;
-        first = false;
-        put(&mut w, b"{\"algorithm\":\"sha256\",\"digest\":\"")?;
-        put(&mut w, hex.as_bytes())?;
-        put(&mut w, b"\",\"name\":")?;
-        put(&mut w, &to_canonical_bytes(&path))?;
-        put(&mut w, b"}")?;
-    }
-    put(&mut w, b"],\"serialization\":")?;
-    put(
-        &mut w,
-        &to_canonical_bytes(
+    let mut payload = MetaDoc::write_with(|w| {
+        let mut root = Sha256::new();
+        let mut put = |b: &[u8]| w.write_all(b).map_err(io_err);
+        put(b"{\"_type\":")?;
+        put(&to_canonical_bytes(&INTOTO_STATEMENT))?;
+        put(b",\"predicate\":{\"resources\":[")?;
+        let mut first = true;
+        while let Some(r) = sorted.next()? {
+            let (path, hex) = r
+                .rel
+                .rsplit_once('\0')
+                .ok_or_else(|| internal(format!("a sort key without its digest: {:?}", r.rel)))?;
+            let mut raw = [0u8; 32];
+            hex::decode_to_slice(hex, &mut raw)
+                .map_err(|_| internal(format!("{path}: the digest {hex:?} is not hex")))?;
+            root.update(raw);
+            put(if first { b"" } else { b"," })?;
+            first = false;
+            put(b"{\"algorithm\":\"sha256\",\"digest\":\"")?;
+            put(hex.as_bytes())?;
+            put(b"\",\"name\":")?;
+            put(&to_canonical_bytes(&path.replace('\0', "/")))?;
+            put(b"}")?;
+        }
+        put(b"],\"serialization\":")?;
+        put(&to_canonical_bytes(
             &serde_json::json!({"method": "files", "hash_type": "sha256", "allow_symlinks": false, "ignore_paths": OMS_IGNORE}),
-        ),
-    )?;
-    put(&mut w, b"},\"predicateType\":")?;
-    put(&mut w, &to_canonical_bytes(&OMS_PREDICATE))?;
-    put(&mut w, b",\"subject\":[{\"digest\":{\"sha256\":\"")?;
-    put(&mut w, hex::encode(root.finalize()).as_bytes())?;
-    put(&mut w, b"\"},\"name\":")?;
-    put(&mut w, &to_canonical_bytes(&name))?;
-    put(&mut w, b"}]}")?;
-    w.flush().map_err(io_err)?;
-    drop(w);
+        ))?;
+        put(b"},\"predicateType\":")?;
+        put(&to_canonical_bytes(&OMS_PREDICATE))?;
+        put(b",\"subject\":[{\"digest\":{\"sha256\":\"")?;
+        put(hex::encode(root.finalize()).as_bytes())?;
+        put(b"\"},\"name\":")?;
+        put(&to_canonical_bytes(&name))?;
+        put(b"}]}")
+    })?;
 
     // Signed over its pre-authentication encoding, hashed as it is read back.
     let mut pae = Sha256::new();
     pae.update(crate::sign::pae_header(payload.len).as_bytes());
-    copy(&mut payload.inner, &mut |b| {
-        pae.update(b);
-        Ok(())
-    })?;
+    io::copy(payload.reader()?, &mut HashInto(&mut pae)).map_err(io_err)?;
     let (before, after) =
         crate::sign::sign_streamed(key, &pae.finalize().into()).map_err(internal)?;
 
     // The document: the bundle around the payload's base64.
-    let mut doc = Counted::new(SpooledTempFile::new(crate::build::metadoc::SPILL));
-    {
-        let mut w = io::BufWriter::with_capacity(64 << 10, &mut doc);
+    MetaDoc::write_with(|w| {
         w.write_all(&before).map_err(io_err)?;
         let mut b64 =
-            base64::write::EncoderWriter::new(&mut w, &base64::engine::general_purpose::STANDARD);
-        copy(&mut payload.inner, &mut |b| {
-            b64.write_all(b).map_err(io_err)
-        })?;
+            base64::write::EncoderWriter::new(&mut *w, &base64::engine::general_purpose::STANDARD);
+        io::copy(payload.reader()?, &mut b64).map_err(io_err)?;
         b64.finish().map_err(io_err)?;
         drop(b64);
-        w.write_all(&after).map_err(io_err)?;
-        w.flush().map_err(io_err)?;
-    }
-    let len = doc.len;
-    Ok(MetaDoc::written(doc.inner, len))
-}
-
-/// Read `spool` from its start, each piece to `each`.
-fn copy(spool: &mut SpooledTempFile, each: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
-    spool.seek(SeekFrom::Start(0)).map_err(io_err)?;
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        match spool.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => each(&buf[..n])?,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_err(e)),
-        }
-    }
-}
-
-/// A spool that counts what is written into it.
-struct Counted {
-    inner: SpooledTempFile,
-    len: u64,
-}
-
-impl Counted {
-    fn new(inner: SpooledTempFile) -> Counted {
-        Counted { inner, len: 0 }
-    }
-}
-
-impl Write for &mut Counted {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.len += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
+        w.write_all(&after).map_err(io_err)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::format::metadata::{FileEntry, Kind};
+    use std::io::Read as _;
     use std::sync::Arc;
 
     #[test]
