@@ -282,6 +282,10 @@ pub fn build_on<S: BlobSink + Send>(
             };
             let title = if p.files.len() == 1 && p.kind.is_bulk() {
                 p.first.rel.clone()
+            } else if let Some(dir) = &p.dir {
+                // (the artifact form's folder of many small files; ModelPack's title is set
+                // below)
+                format!("{}-{dir}.tar{}", p.kind, p.compression.ext())
             } else {
                 format!("{}.tar{}", p.kind, p.compression.ext())
             };
@@ -353,7 +357,7 @@ pub fn build_on<S: BlobSink + Send>(
     }
     if layers.len() > MANY_LAYERS {
         warnings.push(format!(
-            "{} layers (`--format {}` gives files layers of their own): a manifest this long is slow to build and pull and many registries refuse it (Docker Hub and ECR cap manifests at 4 MiB); `--format image` puts small files in one tar layer per kind, and `--format modelpack` a top folder's many small files in one",
+            "{} layers (`--format {}` gives files layers of their own, except a top folder's many small ones): a manifest this long is slow to build and pull and many registries refuse it (Docker Hub and ECR cap manifests at 4 MiB); `--format image` puts small files in one tar layer per kind, or move loose files into a folder",
             layers.len(),
             opts.form.as_str()
         ));

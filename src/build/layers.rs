@@ -126,11 +126,12 @@ impl DirGroup {
     }
 }
 
-/// The layers of `files`, in one pass over them (`check` looks at each file first). Image and
-/// artifact forms: per kind (in `Kind::ALL` order) the files that get a layer each, in path
+/// The layers of `files`, in one pass over them (`check` looks at each file first). Image form:
+/// per kind (in `Kind::ALL` order) the large model and data files, a layer each, in path
 /// order, then one tar layer of the rest. ModelPack: per kind, a raw layer per file except a
 /// top directory's many small files (`modelpack::MAX_RAW_FILES_PER_DIR`), one tar layer; the
-/// kind's layers in the order of their first paths.
+/// kind's layers in the order of their first paths. Artifact form: model and data files as
+/// ModelPack's, the other kinds a tar layer each.
 pub(super) fn plan(
     files: &FileList,
     opts: &Options,
@@ -152,7 +153,10 @@ pub(super) fn plan(
         let (at, f) = item?;
         check(&f)?;
         let (kind, k) = (f.kind, index(f.kind));
-        if opts.form == Form::Modelpack {
+        // (the artifact form's model and data files are raw layers as ModelPack's files are,
+        // grouped by the same rule: a folder of ten thousand small files is not ten thousand
+        // layers)
+        if opts.form == Form::Modelpack || (opts.form == Form::Artifact && kind.is_bulk()) {
             // (a top directory's files are next to each other in path order)
             let dir = match f.rel.split_once('/') {
                 Some((dir, _)) if f.size < opts.large_file => dir,
@@ -173,9 +177,8 @@ pub(super) fn plan(
             g.push(at, f, spill)?;
             continue;
         }
-        if kind.is_bulk() && (opts.form == Form::Artifact || f.size >= opts.large_file) {
-            let raw = opts.form == Form::Artifact;
-            own[k].push(single(kind, at, f, raw, compression(kind))?);
+        if kind.is_bulk() && f.size >= opts.large_file {
+            own[k].push(single(kind, at, f, false, compression(kind))?);
         } else {
             rest[k].push(at, f)?;
         }
@@ -185,7 +188,7 @@ pub(super) fn plan(
         if let Some(g) = group {
             g.plans(kind, compression(kind), &mut own)?;
         }
-        if opts.form == Form::Modelpack {
+        if opts.form != Form::Image {
             own.sort_by(|a, b| a.first.rel.cmp(&b.first.rel));
         }
         out.extend(own);
@@ -503,14 +506,23 @@ mod tests {
                 .3
                 .windows(2)
                 .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1));
-            // artifact: every bulk file raw
+            // artifact: model and data files as ModelPack's, the other kinds a tar layer each
             let opts = Options {
                 spill,
                 form: Form::Artifact,
                 ..Options::default()
             };
             let got = plans_of(&files, &opts);
-            assert_eq!(got.iter().filter(|p| p.1).count(), 4 + 1 + 17 + 16);
+            assert_eq!(got.iter().filter(|p| p.1).count(), 4 + 1 + 16);
+            let tars: Vec<(Kind, Option<&str>, usize)> = got
+                .iter()
+                .filter(|p| !p.1)
+                .map(|p| (p.0, p.2.as_deref(), p.3.len()))
+                .collect();
+            assert_eq!(
+                tars,
+                [(Kind::Data, Some("many"), 17), (Kind::Docs, None, 18)]
+            );
             // ModelPack: raw files but a top directory's many small ones of one kind
             let opts = Options {
                 spill,
