@@ -197,14 +197,6 @@ impl ListWriter {
         Ok(())
     }
 
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     pub fn finish(self) -> Result<FileList> {
         Ok(FileList {
             roots: self.roots,
