@@ -75,7 +75,7 @@ impl Default for Options {
             cancel: Default::default(),
             jobs: crate::build::layers::jobs(),
             link: false,
-            spill: crate::build::entries::SPILL,
+            spill: crate::store::entries::SPILL,
         }
     }
 }
@@ -105,7 +105,7 @@ pub struct Built {
     /// mlart.json without its `files` (empty here: see `files`).
     pub metadata: Metadata,
     /// mlart.json's `files`: on disk past a few MiB, read back as often as needed.
-    pub files: std::sync::Arc<crate::build::entries::Entries>,
+    pub files: std::sync::Arc<crate::store::entries::Entries>,
     pub warnings: Vec<String>,
     pub input_bytes: u64,
     /// With `Options::sign`: the OCI signature of the manifest, for the caller to store
@@ -330,7 +330,7 @@ pub fn build_on<S: BlobSink + Send>(
     drop(looked);
     models.sort_by(|a, b| a.path.cmp(&b.path));
     // The file list, in path order (the order of `files`), from what the layers read.
-    let mut list = crate::build::entries::Writer::new(
+    let mut list = crate::store::entries::Writer::new(
         layers.iter().map(|l| l.digest.as_str().into()).collect(),
         opts.spill,
     );
@@ -423,7 +423,7 @@ struct Staged {
     created: Option<String>,
     mtime: u64,
     stored: crate::store::place::Counts,
-    entries: std::sync::Arc<crate::build::entries::Entries>,
+    entries: std::sync::Arc<crate::store::entries::Entries>,
 }
 
 /// The metadata layer (image form), config and manifest of a staged bundle with its
@@ -642,7 +642,7 @@ fn finish<S: BlobSink>(
 fn oms_with_metadata(
     spec: &Spec,
     opts: &Options,
-    entries: &crate::build::entries::Entries,
+    entries: &crate::store::entries::Entries,
     meta: &mut crate::build::metadoc::MetaDoc,
 ) -> Result<Option<crate::build::metadoc::MetaDoc>> {
     let Some(key) = &opts.sign else {

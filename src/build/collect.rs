@@ -93,7 +93,7 @@ const JUNK_NAMED: usize = 20;
 /// (the output). The list is held whole: [`collect_each`] hands the files over one by one.
 pub fn collect(spec: &Spec, exclude: &[PathBuf]) -> Result<Vec<SourceFile>> {
     let mut out = Vec::new();
-    collect_each(spec, exclude, crate::build::entries::SPILL, &mut |f| {
+    collect_each(spec, exclude, crate::store::entries::SPILL, &mut |f| {
         out.push(f);
         Ok(())
     })?;

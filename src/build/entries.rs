@@ -4,52 +4,21 @@
 //! - `Table`: what reading each file produced (its sha256, size and layer), at its place in
 //!   the bundle's file list. The layers fill it on all threads, each file as it is read; it
 //!   is read back once, in order, when the list is complete.
-//! - `Entries`: the finished list (mlart.json's `files`, in path order), written once and
-//!   read as often as needed: mlart.json, the signature's statement, the attestations.
+//! - `Streamed`: mlart.json's `files` serialized from the finished list
+//!   (`store::entries::Entries`) as they are read.
 //!
-//! Both are temp files of `$TMPDIR` (unlinked at once: nothing is left behind, even on a
-//! crash) once they pass `SPILL` bytes, and memory below it (past it, what stays in memory is
+//! The table is a temp file of `$TMPDIR` (unlinked at once: nothing is left behind, even on a
+//! crash) once it passes `SPILL` bytes, and memory below it (past it, what stays in memory is
 //! a bit a file, and a few runs of records waiting to be written).
 
 use crate::error::{Error, Result};
-use crate::format::metadata::{FileEntry, Kind};
+use crate::store::entries::{internal, io_err, Entries};
 use std::fs::File;
-use std::io;
 use std::os::unix::fs::FileExt;
-use std::sync::{Arc, Mutex};
-
-/// Lists up to this many bytes stay in memory (a `Table` of about 40,000 files, `Entries` of
-/// about 25,000).
-pub const SPILL: usize = 2 << 20;
-
-/// The limit of a list in memory: `MLART_LIST_MEMORY` (a size: `0`, `512K`, `16M`; 0 keeps
-/// every list on disk, for machines short of memory and for tests of the disk side), else
-/// `SPILL`.
-pub fn memory_limit() -> Result<usize> {
-    match std::env::var("MLART_LIST_MEMORY") {
-        Ok(v) if !v.trim().is_empty() => crate::format::units::parse_size(&v)
-            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
-            .map_err(|e| Error::input(format!("MLART_LIST_MEMORY: {e}"))),
-        _ => Ok(SPILL),
-    }
-}
+use std::sync::Mutex;
 
 /// (filled, pad, layer u32, size u64, sha256)
 const RECORD: usize = 48;
-
-fn io_err(e: io::Error) -> Error {
-    Error::Io {
-        context: "keeping the bundle's file list in a temp file of $TMPDIR (set TMPDIR to a folder with room)".into(),
-        source: e,
-    }
-}
-
-fn internal(what: String) -> Error {
-    Error::of(
-        crate::error::Kind::Internal,
-        format!("building the metadata: {what}"),
-    )
-}
 
 enum Store {
     Memory(Vec<u8>),
@@ -228,209 +197,6 @@ impl Table {
 fn write_run(file: &File, r: &Run) -> Result<()> {
     file.write_all_at(&r.bytes, (r.start * RECORD) as u64)
         .map_err(io_err)
-}
-
-/// The file list of a built bundle, in path order: written once (`Writer`), read as often
-/// as needed (`iter`).
-pub struct Entries {
-    /// The layers' digests (a record names its layer by its place here).
-    layers: Vec<Arc<str>>,
-    spool: crate::build::spool::Spool,
-    count: usize,
-}
-
-impl std::fmt::Debug for Entries {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Entries")
-            .field("count", &self.count)
-            .field("on_disk", &self.spool.on_disk())
-            .finish()
-    }
-}
-
-/// Writes an `Entries`, in order.
-pub(super) struct Writer {
-    layers: Vec<Arc<str>>,
-    w: crate::build::spool::Writer,
-    count: usize,
-    last: Option<String>,
-}
-
-impl Writer {
-    pub fn new(layers: Vec<Arc<str>>, spill: usize) -> Writer {
-        Writer {
-            layers,
-            w: crate::build::spool::Writer::new(spill),
-            count: 0,
-            last: None,
-        }
-    }
-
-    /// The next file (after the last in path order), in layer `layer` (its place in `new`'s).
-    pub fn push(
-        &mut self,
-        path: &str,
-        kind: Kind,
-        size: u64,
-        sha256: &[u8; 32],
-        layer: u32,
-    ) -> Result<()> {
-        if self.last.as_deref().is_some_and(|l| l >= path) {
-            return Err(internal(format!("{path} out of order")));
-        }
-        if layer as usize >= self.layers.len() {
-            return Err(internal(format!(
-                "{path} is in layer {layer} of {}",
-                self.layers.len()
-            )));
-        }
-        let len = u32::try_from(path.len())
-            .map_err(|_| internal(format!("a path of {} bytes", path.len())))?;
-        let k = Kind::ALL.iter().position(|&x| x == kind).expect("a kind") as u8;
-        self.w
-            .record(|w| {
-                w.write_all(&len.to_le_bytes())?;
-                w.write_all(path.as_bytes())?;
-                w.write_all(&[k])?;
-                w.write_all(&size.to_le_bytes())?;
-                w.write_all(sha256)?;
-                w.write_all(&layer.to_le_bytes())
-            })
-            .map_err(io_err)?;
-        self.count += 1;
-        match &mut self.last {
-            Some(l) => {
-                l.clear();
-                l.push_str(path);
-            }
-            None => self.last = Some(path.to_string()),
-        }
-        Ok(())
-    }
-
-    pub fn finish(self) -> Result<Entries> {
-        Ok(Entries {
-            layers: self.layers,
-            spool: self.w.finish().map_err(io_err)?,
-            count: self.count,
-        })
-    }
-}
-
-impl Entries {
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// The entries, in path order.
-    pub fn iter(&self) -> Iter<'_> {
-        Iter {
-            e: self,
-            r: self.spool.reader(),
-            left: self.count,
-        }
-    }
-
-    /// All of them in memory (for what needs the whole list at once: the attestations).
-    pub fn to_vec(&self) -> Result<Vec<FileEntry>> {
-        self.iter().collect()
-    }
-
-    /// An entry list made from `files` (sorted by path), in memory.
-    #[cfg(test)]
-    pub fn of(files: &[FileEntry]) -> Result<Entries> {
-        let mut layers: Vec<Arc<str>> = Vec::new();
-        for f in files {
-            if !layers.contains(&f.layer) {
-                layers.push(f.layer.clone());
-            }
-        }
-        let mut w = Writer::new(layers.clone(), usize::MAX);
-        for f in files {
-            let mut sha = [0u8; 32];
-            hex::decode_to_slice(f.sha256.trim_start_matches("sha256:"), &mut sha)
-                .map_err(|e| Error::input(format!("{}: sha256 {:?}: {e}", f.path, f.sha256)))?;
-            let l = layers.iter().position(|l| *l == f.layer).expect("listed") as u32;
-            w.push(&f.path, f.kind, f.size, &sha, l)?;
-        }
-        w.finish()
-    }
-}
-
-/// Reads an `Entries` in order.
-pub struct Iter<'a> {
-    e: &'a Entries,
-    r: crate::build::spool::Reader<'a>,
-    left: usize,
-}
-
-impl Iter<'_> {
-    /// At least `n` bytes not yet decoded (or an error: the list is shorter than its records).
-    fn fill(&mut self, n: usize) -> Result<&[u8]> {
-        self.r.fill(n).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                internal("the file list ends early".into())
-            } else {
-                io_err(e)
-            }
-        })
-    }
-
-    fn next_entry(&mut self) -> Result<FileEntry> {
-        let len = u32::from_le_bytes(self.fill(4)?.try_into().expect("4 bytes")) as usize;
-        let n = 4 + len + 1 + 8 + 32 + 4;
-        let rec = self.fill(n)?;
-        let path = std::str::from_utf8(&rec[4..4 + len])
-            .map_err(|_| internal("a path that is not UTF-8 in the file list".into()))?
-            .to_string();
-        let r = &rec[4 + len..];
-        let kind = *Kind::ALL
-            .get(r[0] as usize)
-            .ok_or_else(|| internal("a kind that is none in the file list".into()))?;
-        let size = u64::from_le_bytes(r[1..9].try_into().expect("8 bytes"));
-        let mut sha = [0u8; 32];
-        sha.copy_from_slice(&r[9..41]);
-        let layer = u32::from_le_bytes(r[41..45].try_into().expect("4 bytes")) as usize;
-        let layer = self
-            .e
-            .layers
-            .get(layer)
-            .ok_or_else(|| internal("a layer that is none in the file list".into()))?
-            .clone();
-        self.r.take(n);
-        Ok(FileEntry {
-            archive: false,
-            kind,
-            layer,
-            path,
-            sha256: crate::format::digest::Digest::from_sha256(sha).into_string(),
-            size,
-        })
-    }
-}
-
-impl Iterator for Iter<'_> {
-    type Item = Result<FileEntry>;
-
-    fn next(&mut self) -> Option<Result<FileEntry>> {
-        if self.left == 0 {
-            return None;
-        }
-        self.left -= 1;
-        let r = self.next_entry();
-        if r.is_err() {
-            self.left = 0;
-        }
-        Some(r)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.left, Some(self.left))
-    }
 }
 
 /// mlart.json's `files`, serialized from an `Entries` as they are read. A read error stops

@@ -5,9 +5,9 @@
 //! place in the bundle's list (`at`), where what reading it gave is put (`entries::Table`).
 
 use crate::build::collect::{ModelInfo, SourceFile};
-use crate::build::spool::{Reader, Spool, Writer};
 use crate::error::{Error, Result};
 use crate::format::metadata::Kind;
+use crate::store::spool::{Reader, Spool, Writer};
 use std::io;
 use std::path::Path;
 use std::sync::Arc;

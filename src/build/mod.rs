@@ -24,5 +24,4 @@ pub mod pipeline;
 mod runs;
 pub mod schema;
 mod source;
-mod spool;
 mod walk;

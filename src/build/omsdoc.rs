@@ -7,13 +7,13 @@
 //! document. The same bytes as `sign::sign_statement(key, &sign::oms_statement(..))`, which a
 //! test holds it to.
 
-use crate::build::entries::Entries;
 use crate::build::metadoc::{HashInto, MetaDoc};
 use crate::build::runs::{Batch, Runs};
 use crate::error::{Error, Result};
 use crate::format::json::to_canonical_bytes;
 use crate::format::signature::{INTOTO_STATEMENT, OMS_IGNORE, OMS_PREDICATE};
 use crate::sign::PrivateKey;
+use crate::store::entries::Entries;
 use sha2::{Digest as _, Sha256};
 use std::io;
 

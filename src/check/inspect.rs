@@ -51,7 +51,8 @@ pub fn inspect_platform(
     platform: Option<&crate::format::platform::Platform>,
 ) -> Result<Report> {
     let r = layout::resolve_platform(src, tag, platform)?;
-    let metadata = crate::store::metadata::read_metadata(src, &r.manifest)?;
+    let metadata = crate::store::metadata::read_metadata(src, &r.manifest)
+        .and_then(crate::store::entries::Entries::in_memory)?;
     let row = |d: &oci_spec::image::Descriptor| LayerRow {
         digest: d.digest().to_string(),
         size: d.size(),
@@ -126,7 +127,8 @@ pub fn open_bundle(target: &str, open: OpenLocation) -> Result<Opened> {
     let (mut source, tag) = open(&loc)?;
     let r = layout::resolve(source.as_mut(), tag.as_deref())?;
     let digest = Digest::parse(r.descriptor.digest().as_ref()).map_err(Error::Input)?;
-    let metadata = crate::store::metadata::read_metadata(source.as_mut(), &r.manifest)?;
+    let metadata = crate::store::metadata::read_metadata(source.as_mut(), &r.manifest)
+        .and_then(crate::store::entries::Entries::in_memory)?;
     Ok(Opened {
         source,
         digest,

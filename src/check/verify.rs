@@ -124,7 +124,8 @@ pub fn verify_platform(
     let what = src.describe();
     let r = layout::resolve_platform(src, tag, platform)?;
     let target = Digest::parse(r.descriptor.digest().as_ref()).map_err(Error::Input)?;
-    let metadata = crate::store::metadata::read_metadata(src, &r.manifest)?;
+    let metadata = crate::store::metadata::read_metadata(src, &r.manifest)
+        .and_then(crate::store::entries::Entries::in_memory)?;
 
     // 1. OCI signatures: the referrers whose subject is this manifest.
     let (sigs, mut problems) = oci_signatures(src, &target, keys, require_all)?;
@@ -501,7 +502,8 @@ pub fn sign_layout(
     let mut src = layout::open(dir)?;
     let r = layout::resolve_image(src.as_mut(), tag, "sign")?;
     let target = Digest::parse(r.descriptor.digest().as_ref()).map_err(Error::Input)?;
-    let metadata = crate::store::metadata::read_metadata(src.as_mut(), &r.manifest)?;
+    let metadata = crate::store::metadata::read_metadata(src.as_mut(), &r.manifest)
+        .and_then(crate::store::entries::Entries::in_memory)?;
     let sig = sign::oci_signature(
         key,
         &metadata.name,

@@ -61,7 +61,8 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     };
     let r = mlart::store::layout::resolve_image(src.as_mut(), tag.as_deref(), "attest")?;
     let digest = Digest::of(&r.raw);
-    let metadata = mlart::store::metadata::read_metadata(src.as_mut(), &r.manifest)?;
+    let metadata = mlart::store::metadata::read_metadata(src.as_mut(), &r.manifest)
+        .and_then(mlart::store::entries::Entries::in_memory)?;
     let config = Digest::parse(r.manifest.config().digest().as_ref()).map_err(Error::Input)?;
     let inputs = attest::Inputs {
         metadata: &metadata,

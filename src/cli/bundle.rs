@@ -153,7 +153,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         validation: None,
         jobs: mlart::build::layers::jobs(),
         link: a.link,
-        spill: mlart::build::entries::memory_limit()?,
+        spill: mlart::store::entries::memory_limit()?,
     };
     let base = match &a.base {
         Some(b) => Some(mlart::store::base::resolve(

@@ -28,7 +28,8 @@ pub fn bundle_models(
     let (mut src, ltag) = mlart::store::registry::open_location(&loc, &reg.options())?;
     let tag = tag.map(String::from).or(ltag);
     let resolved = mlart::store::layout::resolve(src.as_mut(), tag.as_deref())?;
-    let meta = mlart::store::metadata::read_metadata(src.as_mut(), &resolved.manifest)?;
+    let meta = mlart::store::metadata::read_metadata(src.as_mut(), &resolved.manifest)
+        .and_then(mlart::store::entries::Entries::in_memory)?;
     let out = tmp.join("models");
     let all: Vec<&str> = meta.files.iter().map(|f| f.path.as_str()).collect();
     let sets_of = |m: &mlart::format::metadata::ModelEntry| match m.format.as_deref() {

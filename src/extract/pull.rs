@@ -123,7 +123,8 @@ pub fn pull(
     };
     let what = src.describe();
     let resolved = layout::resolve_platform(src, tag, opts.platform.as_ref())?;
-    let meta = crate::store::metadata::read_metadata(src, &resolved.manifest)?;
+    let meta = crate::store::metadata::read_metadata(src, &resolved.manifest)
+        .and_then(crate::store::entries::Entries::in_memory)?;
     let selected = super::select::select(&meta, &opts.kinds, &opts.paths)?;
     let mut wanted: HashSet<String> = selected.iter().map(|f| f.path.clone()).collect();
     let mut needed_layers: HashSet<&str> = selected.iter().map(|f| &*f.layer).collect();

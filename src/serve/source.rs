@@ -47,7 +47,8 @@ pub fn load(source: &str, o: &SourceOptions) -> Result<Loaded> {
     let is_registry = matches!(loc, crate::format::reference::Location::Registry { .. });
     let (mut src, tag) = (o.open)(&loc)?;
     let resolved = crate::store::layout::resolve(src.as_mut(), tag.as_deref())?;
-    let metadata = crate::store::metadata::read_metadata(src.as_mut(), &resolved.manifest)?;
+    let metadata = crate::store::metadata::read_metadata(src.as_mut(), &resolved.manifest)
+        .and_then(crate::store::entries::Entries::in_memory)?;
     no_models(&metadata, source)?;
     let tmp = tempfile::Builder::new()
         .prefix("mlart-serve-")

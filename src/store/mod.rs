@@ -11,6 +11,7 @@ pub mod archive;
 pub mod base;
 pub mod cache;
 pub mod copy;
+pub mod entries;
 pub mod layout;
 pub mod memory;
 pub mod metadata;
@@ -20,6 +21,7 @@ pub mod referrers;
 pub mod registry;
 pub mod registry_sink;
 pub mod resolve;
+pub mod spool;
 
 use crate::error::{Error, Result};
 use crate::format::digest::{Digest, Resume, VerifyReader};

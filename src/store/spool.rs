@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 
 /// The bytes written.
 #[derive(Default)]
-pub(crate) struct Spool {
+pub struct Spool {
     memory: Vec<u8>,
     /// Past the limit: every byte is here instead, this many (tests damage it).
     pub(crate) disk: Option<(File, u64)>,
@@ -32,7 +32,7 @@ impl Spool {
 }
 
 /// Writes a spool.
-pub(crate) struct Writer {
+pub struct Writer {
     s: Spool,
     spill: usize,
     out: Option<io::BufWriter<File>>,
@@ -76,7 +76,7 @@ impl Writer {
 }
 
 /// Reads a spool in order.
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     s: &'a Spool,
     /// Bytes read from disk and not yet taken: `buf[at..]`.
     buf: Vec<u8>,
