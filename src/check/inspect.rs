@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::format::digest::Digest;
 use crate::format::metadata::Metadata;
+use crate::store::entries::Entries;
 use crate::store::layout::{self, Source};
 use serde::Serialize;
 
@@ -18,7 +19,9 @@ pub struct Report {
     pub config: LayerRow,
     pub layers: Vec<LayerRow>,
     pub annotations: std::collections::BTreeMap<String, String>,
-    pub metadata: Metadata,
+    /// Its `files` on disk past a few MiB (written out as they are read: `--json` of a
+    /// million files holds none of them).
+    pub metadata: Metadata<Entries>,
     /// When the source is a multi-platform index: the index and the platform of the image
     /// inspected.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,8 +54,7 @@ pub fn inspect_platform(
     platform: Option<&crate::format::platform::Platform>,
 ) -> Result<Report> {
     let r = layout::resolve_platform(src, tag, platform)?;
-    let metadata = crate::store::metadata::read_metadata(src, &r.manifest)
-        .and_then(crate::store::entries::Entries::in_memory)?;
+    let metadata = crate::store::metadata::read_metadata(src, &r.manifest)?;
     let row = |d: &oci_spec::image::Descriptor| LayerRow {
         digest: d.digest().to_string(),
         size: d.size(),

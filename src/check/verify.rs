@@ -103,6 +103,21 @@ pub struct Report {
     pub index: Option<layout::IndexChoice>,
 }
 
+/// A model.sig, whole: refused past `MAX_OMS_BYTES` (with that said).
+fn read_oms(r: &mut dyn Read) -> std::result::Result<Vec<u8>, String> {
+    use crate::format::signature::{MAX_OMS_BYTES, OMS_FILE};
+    let mut v = Vec::new();
+    r.take(MAX_OMS_BYTES + 1)
+        .read_to_end(&mut v)
+        .map_err(|e| e.to_string())?;
+    if v.len() as u64 > MAX_OMS_BYTES {
+        return Err(format!(
+            "{OMS_FILE} is larger than the {MAX_OMS_BYTES} bytes mlart reads (it lists too many files to check here: check the pulled folder with `model_signing verify`)"
+        ));
+    }
+    Ok(v)
+}
+
 /// Verify a layout or archive with the trusted `keys`.
 pub fn verify_source(
     src: &mut dyn Source,
@@ -173,11 +188,7 @@ pub fn verify_platform(
             }
             if mt.ends_with(".raw") || metadata.dialect.is_some() {
                 if kind == "signature" {
-                    let mut v = Vec::new();
-                    (&mut rd)
-                        .take(1 << 20)
-                        .read_to_end(&mut v)
-                        .map_err(|e| e.to_string())?;
+                    let v = read_oms(&mut rd)?;
                     std::io::copy(&mut rd, &mut std::io::sink()).map_err(|e| e.to_string())?;
                     oms = Some(v);
                 } else {
@@ -215,12 +226,7 @@ pub fn verify_platform(
                     Form::Artifact | Form::Modelpack => p.trim_start_matches("./").to_string(),
                 };
                 if rel == crate::format::signature::OMS_FILE && kind == "metadata" {
-                    let mut v = Vec::new();
-                    (&mut e)
-                        .take(1 << 20)
-                        .read_to_end(&mut v)
-                        .map_err(|e| e.to_string())?;
-                    oms = Some(v);
+                    oms = Some(read_oms(&mut e)?);
                     continue;
                 }
                 let mut h = HashReader::new(&mut e);

@@ -48,11 +48,17 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         false => None,
     };
     if json {
-        let mut v = serde_json::to_value(&r).unwrap_or_default();
-        if let Some(found) = &attestations {
-            v["attestations"] = super::attest::to_json(found);
+        #[derive(serde::Serialize)]
+        struct WithAttestations<'a> {
+            #[serde(flatten)]
+            report: &'a inspect::Report,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            attestations: Option<serde_json::Value>,
         }
-        super::print_json(&v);
+        super::stream_json(&WithAttestations {
+            report: &r,
+            attestations: attestations.as_deref().map(super::attest::to_json),
+        })?;
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(found) = &attestations {
@@ -100,21 +106,36 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     if !m.authors.is_empty() {
         outln!("  authors   {}", m.authors.join(", "));
     }
-    let total: u64 = m.files.iter().map(|f| f.size).sum();
+    // Two passes over the list (on disk past a few MiB): the widths, then the rows.
+    let (mut total, mut kind_w, mut size_w) = (0u64, "KIND".len(), "SIZE".len());
+    for f in m.files.iter() {
+        let f = f?;
+        total += f.size;
+        kind_w = kind_w.max(f.kind.to_string().len());
+        size_w = size_w.max(human_size(f.size).len());
+    }
     outln!("\nFILES ({}, {})", m.files.len(), human_size(total));
-    let rows: Vec<Vec<String>> = m
-        .files
-        .iter()
-        .map(|f| {
-            vec![
-                f.kind.to_string(),
-                human_size(f.size),
-                f.sha256.get(7..19).unwrap_or("").to_string(),
-                f.path.clone(),
-            ]
-        })
-        .collect();
-    table(&["KIND", "SIZE", "SHA256", "PATH"], &rows);
+    let sha_w = if m.files.is_empty() {
+        "SHA256".len()
+    } else {
+        12
+    };
+    outln!(
+        "  {:<kind_w$}  {:<size_w$}  {:<sha_w$}  PATH",
+        "KIND",
+        "SIZE",
+        "SHA256"
+    );
+    for f in m.files.iter() {
+        let f = f?;
+        outln!(
+            "  {:<kind_w$}  {:<size_w$}  {:<sha_w$}  {}",
+            f.kind.to_string(),
+            human_size(f.size),
+            f.sha256.get(7..19).unwrap_or(""),
+            f.path
+        );
+    }
     if !m.models.is_empty() {
         outln!("\nMODELS");
         let rows: Vec<Vec<String>> = m

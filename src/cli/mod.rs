@@ -100,6 +100,25 @@ pub fn print_json<T: serde::Serialize>(v: &T) {
     outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+/// `print_json` for a document too big to hold as one string (a bundle's million files):
+/// written to stdout as it is serialized. A value that fails as it is read (its file list on
+/// disk) is an error after what was written.
+pub fn stream_json<T: serde::Serialize>(v: &T) -> mlart::Result<()> {
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut out, v)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(mlart::Error::from_io(
+            &e,
+            format!("writing the result to stdout: {e}"),
+        )),
+    }
+}
+
 pub fn human_size(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     if n < 1024 {

@@ -38,7 +38,14 @@ pub struct Extractor {
     /// Every non-directory entry of the tar streams read, wanted or not, in order (what the
     /// caller checks against the bundle's listing: unlisted and repeated entries).
     seen: Vec<String>,
+    /// Small files written and not yet on disk: `sync` puts them there, all at once.
+    unsynced: usize,
 }
+
+/// A file of at least this many bytes is on disk (fsync) before `Extractor::file` returns;
+/// smaller ones wait for `Extractor::sync`, one call for all (an fsync each made 200,000
+/// small files 4x slower to pull).
+const SYNC_EACH: u64 = 8 << 20;
 
 /// Check an entry path and return its normalised relative form (`a/b/c`).
 pub fn clean_path(raw: &str) -> std::result::Result<String, String> {
@@ -100,7 +107,25 @@ impl Extractor {
             files: Vec::new(),
             cancel: Cancel::default(),
             seen: Vec::new(),
+            unsynced: 0,
         }
+    }
+
+    /// Put every file written on disk (the small ones `file` left to this): one `syncfs` of
+    /// the root's filesystem, which also makes the directories durable. Call it before the
+    /// files are moved into place.
+    pub fn sync(&mut self) -> Result<()> {
+        if self.unsynced == 0 {
+            return Ok(());
+        }
+        let dir = fs::File::open(&self.root).ctx("opening", &self.root)?;
+        // SAFETY: `dir` is an open descriptor for the duration of the call.
+        let rc = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error()).ctx("writing to disk the files in", &self.root);
+        }
+        self.unsynced = 0;
+        Ok(())
     }
 
     /// Stop at the next piece of a file once `cancel` is cancelled (Ctrl-C).
@@ -172,7 +197,8 @@ impl Extractor {
 
     /// Write one regular file of exactly `size` bytes from `r` (an earlier end is an error).
     /// The file's sha256 is computed on this thread as the bytes land in the writer's chunks,
-    /// and the file is on disk (fsync) before this returns. A big file is written by a second
+    /// and a file of `SYNC_EACH` bytes or more is on disk (fsync) before this returns (a
+    /// smaller one at `sync`). A big file is written by a second
     /// thread that also starts the kernel's writeback as it goes (crate::offload), so reading,
     /// hashing and the disk work side by side.
     pub fn file(
@@ -221,7 +247,11 @@ impl Extractor {
             writing,
         )?;
         let digest = crate::format::digest::Digest::from_hasher(h);
-        f.sync_all().ctx("writing", &path)?;
+        if size >= SYNC_EACH {
+            f.sync_all().ctx("writing", &path)?;
+        } else {
+            self.unsynced += 1;
+        }
         self.digests.insert(rel.clone(), (digest, size));
         self.files.push(rel);
         Ok(())

@@ -405,7 +405,8 @@ pub fn pull(
                         (n + 1, b + f.size.div_ceil(512) * 512)
                     });
                 let extra = if is_metadata_layer {
-                    2 * crate::format::metadata::MAX_METADATA_BYTES
+                    // mlart.json and model.sig: each a few hundred bytes a file
+                    2 * crate::format::metadata::MAX_METADATA_BYTES + 2048 * meta.files.len() as u64
                 } else {
                     0
                 };
@@ -557,6 +558,8 @@ pub fn pull(
     report.attestations_dir = carry.dest();
     report.warnings.append(&mut carry.warnings);
 
+    // On disk before anything moves into place (the small files at once: one syncfs).
+    x.sync()?;
     // Into place: the attestations, then the files (which, failing, take them away again).
     carry.place()?;
     if let Err(e) = move_into(&root, out) {
@@ -616,7 +619,7 @@ fn read_oms(
                     .is_some_and(|k| k == "signature")
             });
             layer
-                .map(|l| layout::read_blob(src, l, 1 << 20))
+                .map(|l| layout::read_blob(src, l, crate::format::signature::MAX_OMS_BYTES))
                 .transpose()
         }
     }

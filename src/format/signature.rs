@@ -12,6 +12,10 @@ pub const COSIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
 
 pub const OMS_FILE: &str = "model.sig";
 
+/// Largest `model.sig` read back (it lists every file: about 170 bytes each, so some 390,000
+/// files); a larger one is refused with that said, never cut short.
+pub const MAX_OMS_BYTES: u64 = 64 << 20;
+
 /// Paths model_signing ignores by default, plus the signature itself.
 pub const OMS_IGNORE: &[&str] = &[".git", ".gitattributes", ".github", ".gitignore", OMS_FILE];
 

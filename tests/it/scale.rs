@@ -319,6 +319,14 @@ fn many_files_through_lists_on_disk_give_the_bytes_of_lists_in_memory() {
         let mut want = want.clone();
         want.retain(|k, _| !k.ends_with("mlart.yaml"));
         assert_eq!(got, want, "{form}");
+        // model.sig lists 9,002 files (1.4 MiB): verify and a partial pull read it whole
+        let v = json_ok(mlart().arg("verify").arg(&disk).arg("--key").arg(&public));
+        assert_eq!(v["ok"], true, "{form}: {v}");
+        let part = t.path().join(format!("{form}-docs"));
+        let v = json_ok(
+            crate::support::pull_verified(&disk, &part, &[&public]).args(["--kind", "docs"]),
+        );
+        assert_eq!(v["files"].as_array().map(Vec::len), Some(1), "{form}: {v}");
     }
 }
 
