@@ -6,8 +6,11 @@
 //! always bundled.
 
 use super::filters::{filtered, load_ignore, Filters, Lazy};
+use super::folder::Seen;
 use super::folder::{Folder, Stat};
-use super::runs::{Batch, Record, Runs};
+use crate::store::runs::Record;
+type Batch = crate::store::runs::Batch<Seen>;
+type Runs = crate::store::runs::Runs<Seen>;
 use crate::error::{Error, IoContext, Result};
 use crate::format::metadata::Kind;
 use crate::spec::{Entry, Spec};
@@ -202,11 +205,18 @@ pub fn collect_each(
             && fs::metadata(&path).ctx("reading", &path)?.is_dir();
         if is_dir {
             walk(&cx, &path, entry, true, &|b, rel, meta| {
-                b.push(rel, i, true, meta)
+                b.push(rel, i, &Seen { walked: true, meta })
             })?;
             found.push(Found::Dir);
         } else {
-            listed.push(&rel, i, false, None);
+            listed.push(
+                &rel,
+                i,
+                &Seen {
+                    walked: false,
+                    meta: None,
+                },
+            );
             found.push(Found::Listed);
         }
     }
@@ -220,7 +230,7 @@ pub fn collect_each(
             &|b, rel, meta| {
                 for (i, glob) in &globs {
                     if glob.is_match(rel) {
-                        b.push(rel, *i, true, meta);
+                        b.push(rel, *i, &Seen { walked: true, meta });
                     }
                 }
             },
@@ -253,7 +263,7 @@ pub fn collect_each(
             ));
         };
         let rel = &rec.rel;
-        if rec.walked {
+        if rec.data.walked {
             if filtered(filters, &root, rel, &mut noted, &mut last) {
                 junk.note(&mut noted);
                 continue;
@@ -295,7 +305,9 @@ pub fn collect_each(
         kept_rel.clear();
         kept_rel.push_str(rel);
         let Record {
-            rel, walked, meta, ..
+            rel,
+            data: Seen { walked, meta },
+            ..
         } = rec;
         pending.push((Walked { rel, meta, walked }, kind, entry));
         if pending.len() == FILES_PER_ROUND {

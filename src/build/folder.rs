@@ -155,3 +155,108 @@ mod tests {
         assert!(f.lstat(&d.path().join("nofolder/none")).is_err());
     }
 }
+
+/// What `collect` keeps of a file found (`store::runs`' payload): whether a walk found it
+/// (else the spec lists it) and what the walk read, if it did: a flag byte, then the length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Seen {
+    pub walked: bool,
+    pub meta: Option<Stat>,
+}
+
+const WALKED: u8 = 1;
+const META: u8 = 2;
+const IS_FILE: u8 = 4;
+const EXECUTABLE: u8 = 8;
+
+impl crate::store::runs::Payload for Seen {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut flags = if self.walked { WALKED } else { 0 };
+        if let Some(m) = self.meta {
+            flags |= META;
+            if m.is_file {
+                flags |= IS_FILE;
+            }
+            if m.executable {
+                flags |= EXECUTABLE;
+            }
+        }
+        out.push(flags);
+        if let Some(m) = self.meta {
+            crate::store::runs::put_varint(out, m.len);
+        }
+    }
+
+    fn decode(r: &mut dyn std::io::Read) -> crate::error::Result<Seen> {
+        use crate::store::runs::{corrupt, next_varint, read_byte};
+        let flags = read_byte(r)?.ok_or_else(|| corrupt("cut in a record"))?;
+        if flags & !(WALKED | META | IS_FILE | EXECUTABLE) != 0
+            || (flags & META == 0 && flags & (IS_FILE | EXECUTABLE) != 0)
+        {
+            return Err(corrupt("unknown flags"));
+        }
+        let meta = if flags & META != 0 {
+            Some(Stat {
+                is_file: flags & IS_FILE != 0,
+                len: next_varint(r)?,
+                executable: flags & EXECUTABLE != 0,
+            })
+        } else {
+            None
+        };
+        Ok(Seen {
+            walked: flags & WALKED != 0,
+            meta,
+        })
+    }
+}
+
+#[cfg(test)]
+mod seen_tests {
+    use super::*;
+    use crate::store::runs::Payload;
+
+    #[test]
+    fn seen_comes_back_as_written_and_damaged_bytes_are_errors() {
+        let all = [
+            Seen {
+                walked: false,
+                meta: None,
+            },
+            Seen {
+                walked: true,
+                meta: None,
+            },
+            Seen {
+                walked: true,
+                meta: Some(Stat {
+                    is_file: true,
+                    len: u64::MAX,
+                    executable: true,
+                }),
+            },
+            Seen {
+                walked: false,
+                meta: Some(Stat {
+                    is_file: false,
+                    len: 0,
+                    executable: false,
+                }),
+            },
+        ];
+        for s in all {
+            let mut b = Vec::new();
+            s.encode(&mut b);
+            assert_eq!(Seen::decode(&mut b.as_slice()).unwrap(), s);
+            for cut in 0..b.len() {
+                let e = Seen::decode(&mut &b[..cut]).unwrap_err();
+                assert!(e.to_string().contains("damaged"), "{e}");
+            }
+        }
+        // unknown bits, or file bits without the metadata's
+        for flags in [0x10u8, 0x80, IS_FILE, EXECUTABLE | WALKED] {
+            let e = Seen::decode(&mut &[flags, 0][..]).unwrap_err();
+            assert!(e.to_string().contains("flags"), "{flags:#x}: {e}");
+        }
+    }
+}

@@ -21,7 +21,6 @@ pub mod modelpack;
 mod omsdoc;
 pub mod pgzip;
 pub mod pipeline;
-mod runs;
 pub mod schema;
 mod source;
 mod walk;

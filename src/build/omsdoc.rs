@@ -8,12 +8,12 @@
 //! test holds it to.
 
 use crate::build::metadoc::{HashInto, MetaDoc};
-use crate::build::runs::{Batch, Runs};
 use crate::error::{Error, Result};
 use crate::format::json::to_canonical_bytes;
 use crate::format::signature::{INTOTO_STATEMENT, OMS_IGNORE, OMS_PREDICATE};
 use crate::sign::PrivateKey;
 use crate::store::entries::Entries;
+use crate::store::runs::{Batch, Runs};
 use sha2::{Digest as _, Sha256};
 use std::io;
 
@@ -33,13 +33,18 @@ fn internal(what: String) -> Error {
 }
 
 /// A path's sort key: model_signing sorts by path components, which is byte order once `/`
-/// is the smallest byte (`\0`: no name holds it). The digest follows after a `\0` (no path
-/// is both a file and a folder, so no key is another's prefix up to it).
-fn sort_key(path: &str, hex: &str) -> String {
-    let mut k = path.replace('/', "\0");
-    k.push('\0');
-    k.push_str(hex);
-    k
+/// is the smallest byte (`\0`: no name holds it).
+fn sort_key(path: &str) -> String {
+    path.replace('/', "\0")
+}
+
+/// A file's sha256.
+fn digest_of(path: &str, sha256: &str) -> Result<[u8; 32]> {
+    let mut raw = [0u8; 32];
+    let hex = sha256.trim_start_matches("sha256:");
+    hex::decode_to_slice(hex, &mut raw)
+        .map_err(|_| internal(format!("{path}: the digest {hex:?} is not hex")))?;
+    Ok(raw)
 }
 
 /// The signed OMS statement named `name` over `entries` and `extra` (mlart.json: path and
@@ -52,22 +57,17 @@ pub(super) fn signed(
     spill: usize,
 ) -> Result<MetaDoc> {
     // The files in model_signing's order.
-    let mut runs = Runs::new(spill.max(64 << 10));
+    let mut runs: Runs<[u8; 32]> = Runs::new(spill.max(64 << 10));
     let mut batch = Batch::default();
     for e in entries.iter() {
         let e = e?;
-        batch.push(
-            &sort_key(&e.path, e.sha256.trim_start_matches("sha256:")),
-            0,
-            false,
-            None,
-        );
+        batch.push(&sort_key(&e.path), 0, &digest_of(&e.path, &e.sha256)?);
         if batch.size() > 64 << 10 {
             runs.add(&mut batch)?;
         }
     }
     if let Some((path, hex)) = extra {
-        batch.push(&sort_key(path, hex), 0, false, None);
+        batch.push(&sort_key(path), 0, &digest_of(path, hex)?);
     }
     runs.add(&mut batch)?;
     let mut sorted = runs.merged()?;
@@ -83,20 +83,13 @@ pub(super) fn signed(
         put(b",\"predicate\":{\"resources\":[")?;
         let mut first = true;
         while let Some(r) = sorted.next()? {
-            let (path, hex) = r
-                .rel
-                .rsplit_once('\0')
-                .ok_or_else(|| internal(format!("a sort key without its digest: {:?}", r.rel)))?;
-            let mut raw = [0u8; 32];
-            hex::decode_to_slice(hex, &mut raw)
-                .map_err(|_| internal(format!("{path}: the digest {hex:?} is not hex")))?;
-            root.update(raw);
+            root.update(r.data);
             put(if first { b"" } else { b"," })?;
             first = false;
             put(b"{\"algorithm\":\"sha256\",\"digest\":\"")?;
-            put(hex.as_bytes())?;
+            put(hex::encode(r.data).as_bytes())?;
             put(b"\",\"name\":")?;
-            put(&to_canonical_bytes(&path.replace('\0', "/")))?;
+            put(&to_canonical_bytes(&r.rel.replace('\0', "/")))?;
             put(b"}")?;
         }
         put(b"],\"serialization\":")?;

@@ -21,6 +21,7 @@ pub mod referrers;
 pub mod registry;
 pub mod registry_sink;
 pub mod resolve;
+pub mod runs;
 pub mod spool;
 
 use crate::error::{Error, Result};

@@ -1,38 +1,54 @@
-//! `collect`'s external sort: the files its walks find, as compact records, sorted by path in
-//! runs of at most `spill` bytes of memory that go to unlinked temp files, then merged into one
-//! stream in path order. What a million files cost in memory is then `spill`, a few read
-//! buffers and a heap of one record per run, not a list of a million paths.
+//! An external sort: records keyed by a path (and a number), sorted in runs of at most
+//! `spill` bytes of memory that go to unlinked temp files, then merged into one stream in
+//! key order. What a million records cost in memory is then `spill`, a few read buffers and a
+//! heap of one record per run, not a list of a million paths. `collect` sorts the files its
+//! walks find with it; `verify` the files its layers hold.
 //!
-//! A record is its path (length-prefixed bytes), its spec entry's index (kind and entry follow
-//! from it), whether a walk found it (else the spec lists it) and the metadata the walk read,
-//! if any: lengths as LEB128 varints, a flag byte. Runs are written and read back by this
+//! A record is its path (length-prefixed bytes), a number (`entry`: LEB128, like every
+//! length) and what the caller's `Payload` writes. Runs are written and read back by this
 //! process only, but a short or damaged temp file (a full disk, a bug) must be an internal
-//! error, not a panic nor a wrong list: every length is bounded, the flags checked, each run
-//! holds the count written, and the merged stream is checked to be in order.
+//! error, not a panic nor a wrong list: every length is bounded, the payload checked, each
+//! run holds the count written, and the merged stream is checked to be in order.
 
-use super::folder::Stat;
 use crate::error::{Error, Result};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
+use std::marker::PhantomData;
 
-/// A file found for one spec entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Record {
-    pub rel: String,
-    /// The entry's index in spec order (sections in order, then their entries).
-    pub entry: u32,
-    /// Found by a directory or glob walk (else listed by the spec).
-    pub walked: bool,
-    /// Read by the walk (through symlinks), when it was.
-    pub meta: Option<Stat>,
+/// What a record carries after its key (its path and a number): written by `encode`, read
+/// back by `decode`, which must refuse damaged bytes (`corrupt`), never panic.
+pub trait Payload: Sized {
+    fn encode(&self, out: &mut Vec<u8>);
+    fn decode(r: &mut dyn Read) -> Result<Self>;
 }
 
-const WALKED: u8 = 1;
-const META: u8 = 2;
-const IS_FILE: u8 = 4;
-const EXECUTABLE: u8 = 8;
+/// A sha256: its 32 bytes.
+impl Payload for [u8; 32] {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self);
+    }
+
+    fn decode(r: &mut dyn Read) -> Result<[u8; 32]> {
+        let mut d = [0u8; 32];
+        r.read_exact(&mut d).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => corrupt("cut in a digest"),
+            _ => io_err(e),
+        })?;
+        Ok(d)
+    }
+}
+
+/// One record: its key (path bytes, then `entry`) and its payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record<P> {
+    pub rel: String,
+    /// The second part of the key: `collect`'s spec entry, a layer's place.
+    pub entry: u32,
+    pub data: P,
+}
+
 /// Longer than any path a filesystem hands out: a longer length is a damaged run.
 const MAX_REL: u64 = 1 << 20;
 /// Runs merged at once: when this many runs of one level are on disk they become one run of
@@ -45,21 +61,20 @@ const MAX_SPILL: usize = 1 << 30;
 
 fn io_err(e: io::Error) -> Error {
     Error::Io {
-        context:
-            "keeping the walked paths in a temp file of $TMPDIR (set TMPDIR to a folder with room)"
-                .into(),
+        context: "keeping a sorted list of paths in a temp file of $TMPDIR (set TMPDIR to a folder with room)".into(),
         source: e,
     }
 }
 
-fn corrupt(what: &str) -> Error {
+/// A damaged record (an internal error: runs are written and read by this process only).
+pub fn corrupt(what: &str) -> Error {
     Error::of(
         crate::error::Kind::Internal,
-        format!("collecting the files: a sorted run of paths in a temp file is damaged ({what})"),
+        format!("a sorted run of paths in a temp file is damaged ({what})"),
     )
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
         v >>= 7;
@@ -68,27 +83,14 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// Append a record's bytes to `out`.
-fn encode(out: &mut Vec<u8>, rel: &str, entry: u32, walked: bool, meta: Option<Stat>) {
+fn encode<P: Payload>(out: &mut Vec<u8>, rel: &str, entry: u32, data: &P) {
     put_varint(out, rel.len() as u64);
     out.extend_from_slice(rel.as_bytes());
     put_varint(out, u64::from(entry));
-    let mut flags = if walked { WALKED } else { 0 };
-    if let Some(m) = meta {
-        flags |= META;
-        if m.is_file {
-            flags |= IS_FILE;
-        }
-        if m.executable {
-            flags |= EXECUTABLE;
-        }
-    }
-    out.push(flags);
-    if let Some(m) = meta {
-        put_varint(out, m.len);
-    }
+    data.encode(out);
 }
 
-fn read_byte(r: &mut impl Read) -> Result<Option<u8>> {
+pub fn read_byte<R: Read + ?Sized>(r: &mut R) -> Result<Option<u8>> {
     let mut b = [0u8; 1];
     loop {
         match r.read(&mut b) {
@@ -100,7 +102,7 @@ fn read_byte(r: &mut impl Read) -> Result<Option<u8>> {
     }
 }
 
-fn read_varint(r: &mut impl Read, first: u8) -> Result<u64> {
+pub fn read_varint<R: Read + ?Sized>(r: &mut R, first: u8) -> Result<u64> {
     let (mut v, mut b, mut shift) = (0u64, first, 0u32);
     loop {
         if shift > 63 || (shift == 63 && b > 1) {
@@ -115,13 +117,13 @@ fn read_varint(r: &mut impl Read, first: u8) -> Result<u64> {
     }
 }
 
-fn next_varint(r: &mut impl Read) -> Result<u64> {
+pub fn next_varint<R: Read + ?Sized>(r: &mut R) -> Result<u64> {
     let first = read_byte(r)?.ok_or_else(|| corrupt("cut in a record"))?;
     read_varint(r, first)
 }
 
 /// The next record of `r`, None at its end (cleanly between two records).
-pub(super) fn read_record(r: &mut impl Read) -> Result<Option<Record>> {
+pub fn read_record<P: Payload>(r: &mut impl Read) -> Result<Option<Record<P>>> {
     let Some(first) = read_byte(r)? else {
         return Ok(None);
     };
@@ -136,30 +138,11 @@ pub(super) fn read_record(r: &mut impl Read) -> Result<Option<Record>> {
     })?;
     let rel = String::from_utf8(rel).map_err(|_| corrupt("a path that is not UTF-8"))?;
     let entry = u32::try_from(next_varint(r)?).map_err(|_| corrupt("an entry out of bounds"))?;
-    let flags = read_byte(r)?.ok_or_else(|| corrupt("cut in a record"))?;
-    if flags & !(WALKED | META | IS_FILE | EXECUTABLE) != 0
-        || (flags & META == 0 && flags & (IS_FILE | EXECUTABLE) != 0)
-    {
-        return Err(corrupt("unknown flags"));
-    }
-    let meta = if flags & META != 0 {
-        Some(Stat {
-            is_file: flags & IS_FILE != 0,
-            len: next_varint(r)?,
-            executable: flags & EXECUTABLE != 0,
-        })
-    } else {
-        None
-    };
-    Ok(Some(Record {
-        rel,
-        entry,
-        walked: flags & WALKED != 0,
-        meta,
-    }))
+    let data = P::decode(r)?;
+    Ok(Some(Record { rel, entry, data }))
 }
 
-/// The order of the stream: path bytes, then spec order.
+/// The order of the stream: path bytes, then entry.
 fn key(bytes: &[u8]) -> (&[u8], u32) {
     // (records made by `encode` in this process: the fallbacks are never taken)
     let mut r = bytes;
@@ -180,16 +163,26 @@ fn key(bytes: &[u8]) -> (&[u8], u32) {
 
 /// Records encoded one after the other, and where each starts: a walking job's batch, and
 /// the run being filled.
-#[derive(Default)]
-pub(super) struct Batch {
+pub struct Batch<P> {
     bytes: Vec<u8>,
     starts: Vec<u32>,
+    payload: PhantomData<P>,
 }
 
-impl Batch {
-    pub fn push(&mut self, rel: &str, entry: u32, walked: bool, meta: Option<Stat>) {
+impl<P> Default for Batch<P> {
+    fn default() -> Self {
+        Batch {
+            bytes: Vec::new(),
+            starts: Vec::new(),
+            payload: PhantomData,
+        }
+    }
+}
+
+impl<P: Payload> Batch<P> {
+    pub fn push(&mut self, rel: &str, entry: u32, data: &P) {
         self.starts.push(self.bytes.len() as u32);
-        encode(&mut self.bytes, rel, entry, walked, meta);
+        encode(&mut self.bytes, rel, entry, data);
     }
 
     /// The memory it holds (about).
@@ -228,15 +221,15 @@ struct Run {
 }
 
 /// The runs of records found so far: the one being filled in memory, the sorted ones on disk.
-pub(super) struct Runs {
-    mem: Batch,
+pub struct Runs<P> {
+    mem: Batch<P>,
     spill: usize,
     disk: Vec<Run>,
 }
 
-impl Runs {
+impl<P: Payload> Runs<P> {
     /// Runs of at most about `spill` bytes of records in memory.
-    pub fn new(spill: usize) -> Runs {
+    pub fn new(spill: usize) -> Runs<P> {
         Runs {
             mem: Batch::default(),
             spill: spill.min(MAX_SPILL),
@@ -246,7 +239,7 @@ impl Runs {
 
     /// Take `batch`'s records (it is left empty), writing a sorted run to disk each time the
     /// one in memory grows past `spill`.
-    pub fn add(&mut self, batch: &mut Batch) -> Result<()> {
+    pub fn add(&mut self, batch: &mut Batch<P>) -> Result<()> {
         for i in 0..batch.starts.len() {
             let rec = batch.record(i);
             self.mem.starts.push(self.mem.bytes.len() as u32);
@@ -264,7 +257,7 @@ impl Runs {
         let file = tempfile::tempfile().map_err(io_err)?;
         let mut w = BufWriter::with_capacity(BUFFER, file);
         for &s in &self.mem.starts {
-            w.write_all(record_at(&self.mem.bytes, s as usize)?)
+            w.write_all(record_at::<P>(&self.mem.bytes, s as usize)?)
                 .map_err(io_err)?;
         }
         let count = self.mem.starts.len() as u64;
@@ -283,13 +276,13 @@ impl Runs {
                 break;
             }
             let runs = self.disk.split_off(self.disk.len() - FAN_IN);
-            let mut merged = Merged::of(runs.into_iter().map(Source::disk).collect())?;
+            let mut merged: Merged<P> = Merged::of(runs.into_iter().map(Source::disk).collect())?;
             let file = tempfile::tempfile().map_err(io_err)?;
             let mut w = BufWriter::with_capacity(BUFFER, file);
             let (mut count, mut buf) = (0u64, Vec::new());
             while let Some(r) = merged.next()? {
                 buf.clear();
-                encode(&mut buf, &r.rel, r.entry, r.walked, r.meta);
+                encode(&mut buf, &r.rel, r.entry, &r.data);
                 w.write_all(&buf).map_err(io_err)?;
                 count += 1;
             }
@@ -303,9 +296,9 @@ impl Runs {
     }
 
     /// Every record added, in order (path bytes, then entry index).
-    pub fn merged(mut self) -> Result<Merged> {
+    pub fn merged(mut self) -> Result<Merged<P>> {
         self.mem.sort();
-        let mut sources: Vec<Source> = self.disk.into_iter().map(Source::disk).collect();
+        let mut sources: Vec<Source<P>> = self.disk.into_iter().map(Source::disk).collect();
         sources.push(Source::Mem {
             batch: self.mem,
             next: 0,
@@ -315,10 +308,10 @@ impl Runs {
 }
 
 /// The record of `bytes` starting at `at`.
-fn record_at(bytes: &[u8], at: usize) -> Result<&[u8]> {
+fn record_at<P: Payload>(bytes: &[u8], at: usize) -> Result<&[u8]> {
     let mut r = bytes.get(at..).unwrap_or_default();
     let before = r.len();
-    read_record(&mut r)?.ok_or_else(|| corrupt("a record missing in memory"))?;
+    read_record::<P>(&mut r)?.ok_or_else(|| corrupt("a record missing in memory"))?;
     Ok(&bytes[at..at + before - r.len()])
 }
 
@@ -329,20 +322,20 @@ fn finish(w: BufWriter<File>) -> Result<File> {
     Ok(file)
 }
 
-enum Source {
-    Mem { batch: Batch, next: usize },
+enum Source<P> {
+    Mem { batch: Batch<P>, next: usize },
     Disk { r: BufReader<File>, left: u64 },
 }
 
-impl Source {
-    fn disk(run: Run) -> Source {
+impl<P: Payload> Source<P> {
+    fn disk(run: Run) -> Source<P> {
         Source::Disk {
             r: BufReader::with_capacity(BUFFER, run.file),
             left: run.count,
         }
     }
 
-    fn next(&mut self) -> Result<Option<Record>> {
+    fn next(&mut self) -> Result<Option<Record<P>>> {
         match self {
             Source::Mem { batch, next } => {
                 let Some(&at) = batch.starts.get(*next) else {
@@ -371,29 +364,29 @@ impl Source {
 }
 
 /// A run's next record, in the merge's heap: the smallest key first, then the lowest run.
-struct Head {
-    rec: Record,
+struct Head<P> {
+    rec: Record<P>,
     src: usize,
 }
 
-impl Head {
+impl<P> Head<P> {
     fn key(&self) -> (&[u8], u32, usize) {
         (self.rec.rel.as_bytes(), self.rec.entry, self.src)
     }
 }
 
-impl PartialEq for Head {
+impl<P> PartialEq for Head<P> {
     fn eq(&self, other: &Self) -> bool {
         self.key() == other.key()
     }
 }
-impl Eq for Head {}
-impl PartialOrd for Head {
+impl<P> Eq for Head<P> {}
+impl<P> PartialOrd for Head<P> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Head {
+impl<P> Ord for Head<P> {
     fn cmp(&self, other: &Self) -> Ordering {
         // (reversed: `BinaryHeap` pops its greatest)
         other.key().cmp(&self.key())
@@ -401,15 +394,15 @@ impl Ord for Head {
 }
 
 /// The runs' records merged in order (a k-way merge through a heap of one record a run).
-pub(super) struct Merged {
-    sources: Vec<Source>,
-    heap: BinaryHeap<Head>,
+pub struct Merged<P> {
+    sources: Vec<Source<P>>,
+    heap: BinaryHeap<Head<P>>,
     /// The key of the last record handed out, to check the order.
     last: Option<(Vec<u8>, u32)>,
 }
 
-impl Merged {
-    fn of(mut sources: Vec<Source>) -> Result<Merged> {
+impl<P: Payload> Merged<P> {
+    fn of(mut sources: Vec<Source<P>>) -> Result<Merged<P>> {
         let mut heap = BinaryHeap::with_capacity(sources.len());
         for (src, s) in sources.iter_mut().enumerate() {
             if let Some(rec) = s.next()? {
@@ -425,15 +418,15 @@ impl Merged {
 
     /// The next record: each record once, by path bytes then entry index.
     #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Result<Option<Record>> {
+    pub fn next(&mut self) -> Result<Option<Record<P>>> {
         let Some(Head { rec, src }) = self.heap.pop() else {
             return Ok(None);
         };
         if let Some(next) = self.sources[src].next()? {
             self.heap.push(Head { rec: next, src });
         }
-        // (a damaged run can decode into records out of order; equal keys are a path that
-        // one entry found twice, for `collect` to report)
+        // (a damaged run can decode into records out of order; equal keys are for the
+        // caller: a path that one entry found twice, for `collect` to report)
         let key = (rec.rel.as_bytes(), rec.entry);
         match &mut self.last {
             Some((rel, entry)) if (rel.as_slice(), *entry) > key => {

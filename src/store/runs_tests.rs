@@ -2,12 +2,34 @@
 
 use super::*;
 
-fn rec(rel: &str, entry: u32, meta: Option<Stat>) -> Record {
+/// A payload for the tests: a flag byte (0 or 1, else "unknown flags"), then a number when 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Len(Option<u64>);
+
+impl Payload for Len {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.0.is_some() as u8);
+        if let Some(n) = self.0 {
+            put_varint(out, n);
+        }
+    }
+
+    fn decode(r: &mut dyn Read) -> Result<Len> {
+        match read_byte(r)?.ok_or_else(|| corrupt("cut in a record"))? {
+            0 => Ok(Len(None)),
+            1 => Ok(Len(Some(next_varint(r)?))),
+            _ => Err(corrupt("unknown flags")),
+        }
+    }
+}
+
+type Record = super::Record<Len>;
+
+fn rec(rel: &str, entry: u32, len: Option<u64>) -> Record {
     Record {
         rel: rel.into(),
         entry,
-        walked: entry % 2 == 0,
-        meta,
+        data: Len(len),
     }
 }
 
@@ -16,21 +38,17 @@ fn records(n: usize) -> Vec<Record> {
     (0..n)
         .map(|i| {
             let j = (i * 7919) % n;
-            let meta = (j % 3 == 0).then_some(Stat {
-                is_file: j % 5 != 0,
-                len: (j as u64) << (j % 40),
-                executable: j % 4 == 0,
-            });
+            let meta = (j % 3 == 0).then_some((j as u64) << (j % 40));
             rec(&format!("d{}/f{}", j % 13, j / 2), (j % 2) as u32, meta)
         })
         .collect()
 }
 
 fn merge_all(recs: &[Record], spill: usize) -> (Vec<Record>, usize) {
-    let mut runs = Runs::new(spill);
+    let mut runs: Runs<Len> = Runs::new(spill);
     let mut batch = Batch::default();
     for (i, r) in recs.iter().enumerate() {
-        batch.push(&r.rel, r.entry, r.walked, r.meta);
+        batch.push(&r.rel, r.entry, &r.data);
         if i % 37 == 0 {
             runs.add(&mut batch).unwrap();
         }
@@ -82,11 +100,11 @@ fn every_cut_of_a_record_stream_is_an_error_or_a_shorter_stream_never_a_panic() 
     let mut bytes = Vec::new();
     let recs = records(40);
     for r in &recs {
-        encode(&mut bytes, &r.rel, r.entry, r.walked, r.meta);
+        encode(&mut bytes, &r.rel, r.entry, &r.data);
     }
     let mut whole = Vec::new();
     let mut r = bytes.as_slice();
-    while let Some(x) = read_record(&mut r).unwrap() {
+    while let Some(x) = read_record::<Len>(&mut r).unwrap() {
         whole.push(x);
     }
     assert_eq!(whole, recs);
@@ -94,7 +112,7 @@ fn every_cut_of_a_record_stream_is_an_error_or_a_shorter_stream_never_a_panic() 
         let mut r = &bytes[..cut];
         let mut n = 0;
         let end = loop {
-            match read_record(&mut r) {
+            match read_record::<Len>(&mut r) {
                 Ok(Some(x)) => {
                     assert_eq!(x, recs[n]);
                     n += 1;
@@ -122,20 +140,20 @@ fn garbage_is_an_error_not_a_panic() {
             })
             .collect();
         let mut r = bytes.as_slice();
-        while let Ok(Some(_)) = read_record(&mut r) {}
+        while let Ok(Some(_)) = read_record::<Len>(&mut r) {}
     }
-    let e = read_record(&mut &[0xff, 0xff, 0xff, 0xff, 0xff, 0x7f][..]).unwrap_err();
+    let e = read_record::<Len>(&mut &[0xff, 0xff, 0xff, 0xff, 0xff, 0x7f][..]).unwrap_err();
     assert!(e.to_string().contains("path length"), "{e}");
-    let e = read_record(&mut &[1, b'a', 0, 0x40][..]).unwrap_err();
+    let e = read_record::<Len>(&mut &[1, b'a', 0, 0x40][..]).unwrap_err();
     assert!(e.to_string().contains("flags"), "{e}");
 }
 
 /// Runs spilled to disk, one of them damaged by `harm`: the merge is an internal error.
 fn damaged(harm: impl Fn(&mut File)) -> Error {
-    let mut runs = Runs::new(64);
+    let mut runs: Runs<Len> = Runs::new(64);
     let mut batch = Batch::default();
     for r in records(100) {
-        batch.push(&r.rel, r.entry, r.walked, r.meta);
+        batch.push(&r.rel, r.entry, &r.data);
     }
     runs.add(&mut batch).unwrap();
     assert!(runs.disk.len() > 1);
@@ -163,16 +181,16 @@ fn a_truncated_or_overwritten_run_is_an_internal_error() {
     internal(damaged(|f| f.set_len(5).unwrap()));
     internal(damaged(|f| {
         let mut r = BufReader::new(&*f);
-        let first = read_record(&mut r).unwrap().unwrap();
+        let first = read_record::<Len>(&mut r).unwrap().unwrap();
         let mut b = Vec::new();
-        encode(&mut b, &first.rel, first.entry, first.walked, first.meta);
+        encode(&mut b, &first.rel, first.entry, &first.data);
         f.set_len(b.len() as u64).unwrap();
         f.rewind().unwrap();
     }));
     internal(damaged(|f| {
         f.seek(io::SeekFrom::End(0)).unwrap();
         let mut b = Vec::new();
-        encode(&mut b, "zzz", 0, true, None);
+        encode(&mut b, "zzz", 0, &Len(None));
         f.write_all(&b).unwrap();
         f.rewind().unwrap();
     }));
@@ -184,9 +202,9 @@ fn a_truncated_or_overwritten_run_is_an_internal_error() {
     // well-formed records out of order (a run that was not sorted)
     let mut batch = Batch::default();
     for r in ["b", "a"] {
-        batch.push(r, 0, true, None);
+        batch.push(r, 0, &Len(None));
     }
-    let mut m = Merged::of(vec![Source::Mem { batch, next: 0 }]).unwrap();
+    let mut m: Merged<Len> = Merged::of(vec![Source::Mem { batch, next: 0 }]).unwrap();
     assert_eq!(m.next().unwrap().unwrap().rel, "b");
     internal(m.next().unwrap_err());
 }
