@@ -8,8 +8,8 @@ use crate::format::digest::{Digest, HashReader};
 use crate::format::metadata::{Form, METADATA_FILE, MODEL_DIR};
 use crate::sign::{self, PublicKey};
 use crate::store::layout::{self, Source};
+use crate::store::runs::{Batch, Runs};
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::io::Read;
 
 #[derive(Debug, Serialize)]
@@ -103,6 +103,67 @@ pub struct Report {
     pub index: Option<layout::IndexChoice>,
 }
 
+/// A `sha256:<hex>` digest's bytes.
+fn sha_bytes(d: &str) -> std::result::Result<[u8; 32], String> {
+    let mut b = [0u8; 32];
+    hex::decode_to_slice(d.strip_prefix("sha256:").unwrap_or(d), &mut b)
+        .map_err(|_| format!("{d:?} is not a sha256 digest"))?;
+    Ok(b)
+}
+
+/// Problems found comparing the lists, at most `SHOWN` of each sort said one by one (a
+/// bundle of a million files changed throughout gives a report, not a million lines).
+#[derive(Default)]
+struct Join {
+    problems: Vec<String>,
+    more_problems: usize,
+    oms: Vec<String>,
+    more_oms: usize,
+}
+
+const SHOWN: usize = 1000;
+
+impl Join {
+    fn problem(&mut self, p: String) {
+        if self.problems.len() < SHOWN {
+            self.problems.push(p);
+        } else {
+            self.more_problems += 1;
+        }
+    }
+
+    fn oms(&mut self, p: String) {
+        if self.oms.len() < SHOWN {
+            self.oms.push(p);
+        } else {
+            self.more_oms += 1;
+        }
+    }
+
+    fn problems(&mut self) -> Vec<String> {
+        let mut out = std::mem::take(&mut self.problems);
+        if self.more_problems > 0 {
+            out.push(format!(
+                "... and {} more problems with files",
+                self.more_problems
+            ));
+        }
+        out
+    }
+
+    /// What differs between the files and model.sig, if anything.
+    fn oms_diff(&self) -> Option<String> {
+        if self.oms.is_empty() {
+            return None;
+        }
+        let mut s = self.oms.join("; ");
+        if self.more_oms > 0 {
+            s.push_str(&format!("; ... and {} more", self.more_oms));
+        }
+        Some(s)
+    }
+}
+
 /// A model.sig, whole: refused past `MAX_OMS_BYTES` (with that said).
 fn read_oms(r: &mut dyn Read) -> std::result::Result<Vec<u8>, String> {
     use crate::format::signature::{MAX_OMS_BYTES, OMS_FILE};
@@ -139,21 +200,23 @@ pub fn verify_platform(
     let what = src.describe();
     let r = layout::resolve_platform(src, tag, platform)?;
     let target = Digest::parse(r.descriptor.digest().as_ref()).map_err(Error::Input)?;
-    let metadata = crate::store::metadata::read_metadata(src, &r.manifest)
-        .and_then(crate::store::entries::Entries::in_memory)?;
+    let metadata = crate::store::metadata::read_metadata(src, &r.manifest)?;
 
     // 1. OCI signatures: the referrers whose subject is this manifest.
     let (sigs, mut problems) = oci_signatures(src, &target, keys, require_all)?;
 
-    // 2. Every blob and every file: stream each layer once, hash its entries.
-    let want: BTreeMap<&str, &str> = metadata
-        .files
-        .iter()
-        .map(|f| (f.path.as_str(), f.sha256.as_str()))
-        .collect();
-    let mut got: BTreeMap<String, String> = BTreeMap::new();
-    // entries that appear a second time (in one layer or another)
-    let mut repeated: Vec<String> = Vec::new();
+    // 2. Every blob and every file: stream each layer once, hash its entries. What the
+    // layers hold is sorted on disk past a few MiB (`store::runs`), then read beside the
+    // metadata's list (also in path order) and model.sig's: a million files are checked in
+    // bounded memory.
+    // The metadata made from another tool's manifest names its layers' files (a handful).
+    let owners: Vec<crate::format::metadata::FileEntry> = match metadata.dialect {
+        Some(_) => metadata.files.to_vec()?,
+        None => Vec::new(),
+    };
+    let spill = crate::store::entries::memory_limit()?.max(64 << 10);
+    let mut got: Runs<[u8; 32]> = Runs::new(spill);
+    let mut batch: Batch<[u8; 32]> = Batch::default();
     let mut oms: Option<Vec<u8>> = None;
     let mut blobs = 0;
     for l in r.manifest.layers() {
@@ -166,12 +229,8 @@ pub fn verify_platform(
             .unwrap_or_default();
         // The file a raw layer is (another tool's: as the metadata made from its manifest
         // names it), or the tar layer of another tool that an `archive` entry stands for.
-        let own = metadata
-            .files
-            .iter()
-            .find(|f| *f.layer == *l.digest().as_ref());
+        let own = owners.iter().find(|f| *f.layer == *l.digest().as_ref());
         let title = own
-            .filter(|_| metadata.dialect.is_some())
             .map(|f| f.path.clone())
             .or_else(|| {
                 crate::format::dialect::layer_path(l.annotations().as_ref()).map(String::from)
@@ -183,7 +242,7 @@ pub fn verify_platform(
             if let Some(f) = archive {
                 // its digest is checked at EOF; its files are what the layer holds
                 std::io::copy(&mut rd, &mut std::io::sink()).map_err(|e| e.to_string())?;
-                got.insert(f.path.clone(), f.sha256.clone());
+                batch.push(&f.path, 0, &sha_bytes(&f.sha256)?);
                 return Ok(());
             }
             if mt.ends_with(".raw") || metadata.dialect.is_some() {
@@ -195,7 +254,7 @@ pub fn verify_platform(
                     let mut h = HashReader::new(rd);
                     std::io::copy(&mut h, &mut std::io::sink()).map_err(|e| e.to_string())?;
                     let (_, d, _) = h.finish();
-                    got.insert(title.clone(), d.to_string());
+                    batch.push(&title, 0, &sha_bytes(d.as_str())?);
                 }
                 return Ok(());
             }
@@ -232,8 +291,9 @@ pub fn verify_platform(
                 let mut h = HashReader::new(&mut e);
                 std::io::copy(&mut h, &mut std::io::sink()).map_err(|e| e.to_string())?;
                 let (_, d, _) = h.finish();
-                if got.insert(rel.clone(), d.to_string()).is_some() {
-                    repeated.push(rel);
+                batch.push(&rel, 0, &sha_bytes(d.as_str())?);
+                if batch.size() > 64 << 10 {
+                    got.add(&mut batch).map_err(|e| e.to_string())?;
                 }
             }
             // drain to the end so the blob digest is checked
@@ -245,29 +305,12 @@ pub fn verify_platform(
             Ok(()) => blobs += 1,
             Err(e) => problems.push(format!("layer {} ({title}): {e}", l.digest())),
         }
-    }
-    for p in &repeated {
-        problems.push(format!("{p}: appears more than once in the layers"));
-    }
-    let mut files = 0;
-    for (p, d) in &want {
-        match got.get(*p) {
-            Some(g) if g == d => files += 1,
-            Some(_) => problems.push(format!(
-                "{p}: its content does not match the metadata's sha256"
-            )),
-            None => problems.push(format!("{p}: listed in the metadata but in no layer")),
-        }
-    }
-    for p in got.keys() {
-        let is_metadata = metadata.form != Form::Artifact && p == METADATA_FILE;
-        if !is_metadata && !want.contains_key(p.as_str()) {
-            problems.push(format!("{p}: in a layer but not in the metadata"));
-        }
+        got.add(&mut batch)?;
     }
 
-    // 3. The OMS model.sig over the files (and mlart.json in the image form).
-    let model_signature = oms.map(|b| {
+    // 3. The OMS model.sig over the files (and mlart.json in the image form): its listing,
+    // compared with the files below as they come.
+    let oms = oms.map(|b| {
         let digest = Digest::of(&b).to_string();
         let listed = if keys.is_empty() {
             // no key: the listing is still checked against the files (unverified)
@@ -277,33 +320,90 @@ pub fn verify_platform(
         } else {
             sign::verify_bundle(&b, keys).map(|(st, key)| (st, key.path.display().to_string()))
         };
-        let res = listed.and_then(|(st, key)| {
-            let listed = sign::oms_resources(&st)?;
-            let actual: BTreeMap<String, String> = got
-                .iter()
-                .map(|(p, d)| (p.clone(), d.trim_start_matches("sha256:").to_string()))
-                .collect();
-            if listed != actual {
-                let mut diff: Vec<String> = Vec::new();
-                for (p, d) in &listed {
-                    match actual.get(p) {
-                        None => diff.push(format!("{p} missing")),
-                        Some(a) if a != d => diff.push(format!("{p} changed")),
-                        _ => {}
-                    }
-                }
-                diff.extend(
-                    actual
-                        .keys()
-                        .filter(|p| !listed.contains_key(*p))
-                        .map(|p| format!("{p} added")),
-                );
-                return Err(format!(
-                    "the files do not match model.sig: {}",
-                    diff.join("; ")
-                ));
+        let listed = listed.and_then(|(st, key)| Ok((sign::oms_resources(&st)?, key)));
+        (digest, listed)
+    });
+    let signed = oms
+        .as_ref()
+        .and_then(|(_, l)| l.as_ref().ok())
+        .map(|(m, _)| m);
+
+    // Each file of the layers (sorted), beside the metadata's and model.sig's lists.
+    let mut files = 0;
+    let mut join = Join::default();
+    let mut read_error: Option<Error> = None;
+    let mut merged = got.merged()?;
+    // (a list that cannot be read back from its temp file ends the check with that error)
+    let mut listed = metadata
+        .files
+        .iter()
+        .map_while(|f| match f {
+            Ok(f) => Some(f),
+            Err(e) => {
+                read_error.get_or_insert(e);
+                None
             }
-            Ok(key)
+        })
+        .peekable();
+    let mut signed_it = signed.map(|m| m.iter().peekable());
+    let mut last: Option<String> = None;
+    while let Some(rec) = merged.next()? {
+        if last.as_deref() == Some(rec.rel.as_str()) {
+            join.problem(format!("{}: appears more than once in the layers", rec.rel));
+            continue;
+        }
+        // the metadata's files before this one: in no layer
+        while let Some(f) = listed.next_if(|f| f.path < rec.rel) {
+            join.problem(format!(
+                "{}: listed in the metadata but in no layer",
+                f.path
+            ));
+        }
+        match listed.next_if(|f| f.path == rec.rel) {
+            Some(f) if sha_bytes(&f.sha256).ok() == Some(rec.data) => files += 1,
+            Some(_) => join.problem(format!(
+                "{}: its content does not match the metadata's sha256",
+                rec.rel
+            )),
+            None => {
+                let is_metadata = metadata.form != Form::Artifact && rec.rel == METADATA_FILE;
+                if !is_metadata {
+                    join.problem(format!("{}: in a layer but not in the metadata", rec.rel));
+                }
+            }
+        }
+        if let Some(it) = signed_it.as_mut() {
+            while let Some((p, _)) = it.next_if(|(p, _)| p.as_str() < rec.rel.as_str()) {
+                join.oms(format!("{p} missing"));
+            }
+            match it.next_if(|(p, _)| **p == rec.rel) {
+                Some((_, d)) if *d == hex::encode(rec.data) => {}
+                Some((p, _)) => join.oms(format!("{p} changed")),
+                None => join.oms(format!("{} added", rec.rel)),
+            }
+        }
+        last = Some(rec.rel);
+    }
+    for f in listed {
+        join.problem(format!(
+            "{}: listed in the metadata but in no layer",
+            f.path
+        ));
+    }
+    if let Some(e) = read_error {
+        return Err(e);
+    }
+    if let Some(it) = signed_it {
+        for (p, _) in it {
+            join.oms(format!("{p} missing"));
+        }
+    }
+    problems.extend(join.problems());
+
+    let model_signature = oms.map(|(digest, listed)| {
+        let res = listed.and_then(|(_, key)| match join.oms_diff() {
+            Some(diff) => Err(format!("the files do not match model.sig: {diff}")),
+            None => Ok(key),
         });
         let check = match res {
             Ok(_) if keys.is_empty() => SignatureCheck::not_checked(digest),
@@ -508,8 +608,7 @@ pub fn sign_layout(
     let mut src = layout::open(dir)?;
     let r = layout::resolve_image(src.as_mut(), tag, "sign")?;
     let target = Digest::parse(r.descriptor.digest().as_ref()).map_err(Error::Input)?;
-    let metadata = crate::store::metadata::read_metadata(src.as_mut(), &r.manifest)
-        .and_then(crate::store::entries::Entries::in_memory)?;
+    let metadata = crate::store::metadata::read_metadata(src.as_mut(), &r.manifest)?;
     let sig = sign::oci_signature(
         key,
         &metadata.name,

@@ -60,8 +60,7 @@ fn sign_remote(
     let mut src = mlart::store::registry::RegistrySource::new(remote.clone());
     let r = mlart::store::layout::resolve_image(&mut src, None, "sign")?;
     let target = mlart::format::digest::Digest::of(&r.raw);
-    let metadata = mlart::store::metadata::read_metadata(&mut src, &r.manifest)
-        .and_then(mlart::store::entries::Entries::in_memory)?;
+    let metadata = mlart::store::metadata::read_metadata(&mut src, &r.manifest)?;
     let sig = mlart::sign::oci_signature(
         key,
         &metadata.name,

@@ -15,12 +15,19 @@ use std::path::Path;
 type Entries = Vec<(String, Vec<u8>)>;
 
 fn with_edited_docs_layer(dir: &Path, edit: &dyn Fn(&mut Entries)) -> std::path::PathBuf {
+    edited_docs_layer(dir, &[], edit)
+}
+
+/// `with_edited_docs_layer`, the bundle made with `extra` arguments too (`--sign KEY`).
+fn edited_docs_layer(
+    dir: &Path,
+    extra: &[&OsStr],
+    edit: &dyn Fn(&mut Entries),
+) -> std::path::PathBuf {
     let layout = dir.join("edited.oci");
-    bundle_iris(
-        &mut mlart(),
-        &layout,
-        &[OsStr::new("--format"), OsStr::new("artifact")],
-    );
+    let mut args = vec![OsStr::new("--format"), OsStr::new("artifact")];
+    args.extend_from_slice(extra);
+    bundle_iris(&mut mlart(), &layout, &args);
     let index: Value = read_json_file(&layout.join("index.json"));
     let mut manifest = read_json(&layout, index["manifests"][0]["digest"].as_str().unwrap());
     let layers = manifest["layers"].as_array_mut().unwrap();
@@ -156,6 +163,39 @@ fn a_repeated_entry_is_refused() {
         "{v}"
     );
     assert_eq!(o.status.code(), Some(1));
+}
+
+/// A file changed and a file gone from a signed bundle's layer: `verify` names each against
+/// the metadata and against model.sig (the three lists are read side by side, in path order).
+#[test]
+fn verify_names_each_file_changed_or_gone_against_the_metadata_and_model_sig() {
+    let t = tempfile::tempdir().unwrap();
+    let (key, public) = crate::support::keygen(t.path(), "k");
+    let layout = edited_docs_layer(t.path(), &[OsStr::new("--sign"), key.as_os_str()], &|e| {
+        assert!(
+            e.len() >= 2,
+            "{:?}",
+            e.iter().map(|x| &x.0).collect::<Vec<_>>()
+        );
+        e[0].1 = b"changed\n".to_vec();
+        e.pop();
+    });
+    let gone_is = |v: &Value, p: &str| v["problems"].to_string().contains(p);
+    let o = run(mlart()
+        .args(["--json", "verify", "--key"])
+        .arg(&public)
+        .arg(&layout));
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(gone_is(&v, "does not match the metadata's sha256"), "{v}");
+    assert!(gone_is(&v, "listed in the metadata but in no layer"), "{v}");
+    let sig = v["model_signature"]["reason"].to_string();
+    assert!(
+        sig.contains("do not match model.sig")
+            && sig.contains("changed")
+            && sig.contains("missing"),
+        "{v}"
+    );
 }
 
 #[test]

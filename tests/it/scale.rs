@@ -320,7 +320,16 @@ fn many_files_through_lists_on_disk_give_the_bytes_of_lists_in_memory() {
         want.retain(|k, _| !k.ends_with("mlart.yaml"));
         assert_eq!(got, want, "{form}");
         // model.sig lists 9,002 files (1.4 MiB): verify and a partial pull read it whole
-        let v = json_ok(mlart().arg("verify").arg(&disk).arg("--key").arg(&public));
+        // (MLART_LIST_MEMORY=0: the metadata's list and what the layers hold, on disk)
+        let v = json_ok(
+            mlart()
+                .env("MLART_LIST_MEMORY", "0")
+                .arg("verify")
+                .arg(&disk)
+                .arg("--key")
+                .arg(&public),
+        );
+        assert_eq!(v["files_verified"], 9002, "{form}: {v}");
         assert_eq!(v["ok"], true, "{form}: {v}");
         let part = t.path().join(format!("{form}-docs"));
         let v = json_ok(
