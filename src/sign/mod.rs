@@ -13,4 +13,7 @@ pub use dsse::{
 };
 pub use keys::{key_hint, key_id, keygen, load_private, load_public, PrivateKey, PublicKey};
 pub use oci::{check_oci_statement, oci_signature};
-pub use oms::{check_dir_unsigned, oms_resources, oms_statement, verify_dir, verify_dir_known};
+pub use oms::{
+    check_dir_unsigned, oms_resources, oms_resources_each, oms_statement, verify_dir,
+    verify_dir_known,
+};

@@ -71,6 +71,167 @@ pub fn oms_resources(
     Ok(out)
 }
 
+/// `oms_resources` for a statement read as it streams (tens of MB for 200,000 files): `each`
+/// gets every resource (path, sha256) in the statement's order, as it is parsed; the root
+/// digest is checked at the end (an `each` that keeps them must drop them on an error). No
+/// string of the statement may pass 1 MiB (a hostile one is refused as it streams).
+pub fn oms_resources_each(
+    r: &mut dyn std::io::Read,
+    each: &mut dyn FnMut(&str, [u8; 32]) -> std::result::Result<(), String>,
+) -> std::result::Result<usize, String> {
+    use crate::store::entries::budget;
+    use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    #[derive(serde::Deserialize)]
+    struct Resource {
+        algorithm: String,
+        digest: String,
+        name: String,
+    }
+    struct Walk<'a> {
+        each: &'a mut dyn FnMut(&str, [u8; 32]) -> std::result::Result<(), String>,
+        root: Sha256,
+        count: usize,
+        resources: bool,
+    }
+    /// The statement (a map): its predicate walked, the rest kept small.
+    struct Top<'w, 'a>(&'w mut Walk<'a>);
+    struct Predicate<'w, 'a>(&'w mut Walk<'a>);
+    struct Resources<'w, 'a>(&'w mut Walk<'a>);
+    #[derive(Default)]
+    struct Found {
+        predicate_type: Option<String>,
+        subject: Option<Value>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Top<'_, '_> {
+        type Value = Found;
+        fn deserialize<D: serde::Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<Found, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Top<'_, '_> {
+        type Value = Found;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an in-toto statement")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<Found, A::Error> {
+            let mut found = Found::default();
+            while let Some(k) = m.next_key::<String>()? {
+                match k.as_str() {
+                    "predicate" => m.next_value_seed(Predicate(&mut *self.0))?,
+                    "predicateType" => found.predicate_type = Some(m.next_value()?),
+                    "subject" => found.subject = Some(m.next_value()?),
+                    _ => {
+                        m.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(found)
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Predicate<'_, '_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Predicate<'_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("the OMS predicate")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<(), A::Error> {
+            while let Some(k) = m.next_key::<String>()? {
+                if k == "resources" {
+                    m.next_value_seed(Resources(&mut *self.0))?;
+                    self.0.resources = true;
+                } else {
+                    m.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(())
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Resources<'_, '_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Resources<'_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of resources")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> std::result::Result<(), A::Error> {
+            budget::reset();
+            while let Some(r) = s.next_element::<Resource>()? {
+                budget::reset();
+                if r.algorithm != "sha256" {
+                    return Err(A::Error::custom(format!(
+                        "{}: unsupported algorithm {:?}",
+                        r.name, r.algorithm
+                    )));
+                }
+                let mut d = [0u8; 32];
+                hex::decode_to_slice(&r.digest, &mut d)
+                    .map_err(|_| A::Error::custom(format!("{}: digest is not hex", r.name)))?;
+                self.0.root.update(d);
+                self.0.count += 1;
+                (self.0.each)(&r.name, d).map_err(A::Error::custom)?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut walk = Walk {
+        each,
+        root: Sha256::new(),
+        count: 0,
+        resources: false,
+    };
+    budget::reset();
+    let mut rd = budget::Budget {
+        r: std::io::BufReader::with_capacity(64 << 10, r),
+        limit: 1 << 20,
+    };
+    let mut de = serde_json::Deserializer::from_reader(&mut rd);
+    let found = Top(&mut walk)
+        .deserialize(&mut de)
+        .and_then(|f| de.end().map(|()| f))
+        .map_err(|e| format!("not an OMS statement: {e}"))?;
+    if found.predicate_type.as_deref() != Some(OMS_PREDICATE) {
+        return Err(format!(
+            "predicateType {} is not {OMS_PREDICATE}",
+            found.predicate_type.as_deref().unwrap_or("(none)")
+        ));
+    }
+    if !walk.resources {
+        return Err("no resources in the predicate".into());
+    }
+    let want = found
+        .subject
+        .as_ref()
+        .and_then(|s| s[0]["digest"]["sha256"].as_str().map(String::from));
+    if want.as_deref() != Some(hex::encode(walk.root.finalize()).as_str()) {
+        return Err(
+            "the statement is inconsistent: its resources do not hash to the subject digest".into(),
+        );
+    }
+    Ok(walk.count)
+}
+
 /// Verify `dir/model.sig` against the files in `dir` (as model_signing does): returns the
 /// verifying key's path, or a Check error naming what differs.
 pub fn verify_dir(dir: &Path, keys: &[PublicKey]) -> Result<PathBuf> {
@@ -191,6 +352,74 @@ mod tests {
     use super::*;
     use crate::sign::dsse::sign_statement;
     use crate::sign::keys::tests::keypair;
+
+    fn streamed(st: &[u8]) -> std::result::Result<Vec<(String, String)>, String> {
+        let mut out = Vec::new();
+        oms_resources_each(&mut &st[..], &mut |n, d| {
+            out.push((n.to_string(), hex::encode(d)));
+            Ok(())
+        })
+        .map(|n| {
+            assert_eq!(n, out.len());
+            out
+        })
+    }
+
+    #[test]
+    fn streamed_resources_are_the_statements_and_a_bad_statement_is_an_error() {
+        let files: Vec<(String, String)> = (0..50)
+            .map(|i| (format!("d{}/f{i}", i % 3), hex::encode([i as u8; 32])))
+            .collect();
+        let st = oms_statement("m", &files);
+        let bytes = serde_json::to_vec(&st).unwrap();
+        let got = streamed(&bytes).unwrap();
+        let want: Vec<(String, String)> = oms_resources(&st).unwrap().into_iter().collect();
+        let mut sorted = got.clone();
+        sorted.sort();
+        assert_eq!(sorted, want);
+        // the statement's own order (by components), not sorted by bytes
+        assert_eq!(got[0].0, "d0/f0");
+        let bad = |edit: &dyn Fn(&mut Value), why: &str| {
+            let mut st = st.clone();
+            edit(&mut st);
+            let e = streamed(&serde_json::to_vec(&st).unwrap()).unwrap_err();
+            assert!(e.contains(why), "{why}: {e}");
+        };
+        bad(
+            &|s| s["predicate"]["resources"][3]["digest"] = json!("00".repeat(32)),
+            "inconsistent",
+        );
+        bad(
+            &|s| s["predicate"]["resources"][3]["digest"] = json!("zz"),
+            "not hex",
+        );
+        bad(
+            &|s| s["predicate"]["resources"][0]["algorithm"] = json!("md5"),
+            "algorithm",
+        );
+        bad(&|s| s["predicateType"] = json!("x"), "predicateType");
+        bad(&|s| s["predicate"] = json!({}), "no resources");
+        bad(
+            &|s| s["predicate"]["resources"] = json!({"a": 1}),
+            "not an OMS statement",
+        );
+        bad(&|s| s["subject"] = json!([]), "inconsistent");
+        bad(
+            &|s| s["predicate"]["resources"][1]["name"] = json!("x".repeat(2 << 20)),
+            "not an OMS statement",
+        );
+        // cut anywhere: an error, never a panic
+        for cut in (0..bytes.len()).step_by(97) {
+            assert!(streamed(&bytes[..cut]).is_err(), "{cut}");
+        }
+        // `each` refusing one stops the walk with its reason
+        let e = oms_resources_each(&mut &bytes[..], &mut |n, _| match n {
+            "d1/f1" => Err("no".into()),
+            _ => Ok(()),
+        })
+        .unwrap_err();
+        assert!(e.contains("no"), "{e}");
+    }
 
     #[test]
     fn verify_dir_known_uses_given_digests_and_still_lists_every_file() {
