@@ -32,15 +32,59 @@ pub enum Summary {
     Sbom(mlbom::Summary),
 }
 
+/// The longest string a statement may hold (serde_json holds each string whole).
+const MAX_STRING: usize = 1 << 20;
+
 /// Read a statement of `kind` from `r` as it streams.
 pub fn read(kind: AttestationKind, r: impl std::io::Read) -> Result<Statement, String> {
-    let mut de = serde_json::Deserializer::from_reader(r);
+    let mut de = serde_json::Deserializer::from_reader(StringCap {
+        r,
+        in_str: false,
+        esc: false,
+        run: 0,
+    });
     let st = TopSeed(kind)
         .deserialize(&mut de)
         .map_err(|e| format!("the payload is not a statement: {e}"))?;
     de.end()
         .map_err(|e| format!("the payload is not a statement: {e}"))?;
     Ok(st)
+}
+
+/// Passes JSON text through, refusing a string longer than `MAX_STRING` bytes as it streams.
+struct StringCap<R> {
+    r: R,
+    in_str: bool,
+    esc: bool,
+    run: usize,
+}
+
+impl<R: std::io::Read> std::io::Read for StringCap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.r.read(buf)?;
+        for &b in &buf[..n] {
+            if !self.in_str {
+                if b == b'"' {
+                    (self.in_str, self.run) = (true, 0);
+                }
+                continue;
+            }
+            self.run += 1;
+            if self.run > MAX_STRING {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("a string of the statement is over {MAX_STRING} bytes"),
+                ));
+            }
+            match (self.esc, b) {
+                (true, _) => self.esc = false,
+                (false, b'\\') => self.esc = true,
+                (false, b'"') => self.in_str = false,
+                _ => {}
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// A JSON value built within a budget of nodes.
@@ -308,7 +352,9 @@ mod tests {
             "{{\"predicate\":{{\"components\":[[{}0]]}}}}",
             "0,".repeat(BUDGET + 1)
         );
+        let long = format!("{{\"_type\": \"{}\"}}", "\\\"".repeat(MAX_STRING));
         for bad in [
+            &long,
             "",
             "{",
             "[]",
@@ -322,6 +368,10 @@ mod tests {
                 "{bad:.40}"
             );
         }
+        // escapes are followed: a string of MAX_STRING bytes with quotes in it reads
+        let fits = format!("{{\"_type\": \"{}\"}}", "\\\"".repeat(MAX_STRING / 2 - 1));
+        let st = read(AttestationKind::Sbom, fits.as_bytes()).unwrap();
+        assert_eq!(st.type_.unwrap().len(), MAX_STRING / 2 - 1);
         // a wrong `_type` reads, and is for the caller to refuse
         let st = read(AttestationKind::Provenance, &b"{\"_type\": 3}"[..]).unwrap();
         assert_eq!(st.type_, None);
