@@ -4,8 +4,10 @@
 //! the datasets, `library` components with purls for the pinned Python and conda packages, and
 //! every file with its hash.
 
-use super::{hex_of, Inputs};
+use super::{hex_of, Files, Inputs};
+use crate::error::Result;
 use crate::format::attestation::CYCLONEDX_PREDICATE;
+use crate::format::metadata::FileEntry;
 use crate::format::metadata::{Kind, Metadata};
 use crate::format::signature::INTOTO_STATEMENT;
 use serde_json::{json, Value};
@@ -83,7 +85,7 @@ pub fn purl(name: &str, constraint: &str) -> Option<(String, String)> {
     None
 }
 
-fn model_card(m: &Metadata, model_path: &str) -> Value {
+fn model_card<F>(m: &Metadata<F>, model_path: &str) -> Value {
     let training = m.lineage.training.as_ref();
     let entry = m.models.iter().find(|x| x.path == model_path);
     let mut params = serde_json::Map::new();
@@ -156,12 +158,25 @@ fn model_card(m: &Metadata, model_path: &str) -> Value {
     card
 }
 
-pub fn bom(inputs: &Inputs) -> Value {
+/// One bundled file as a component.
+fn file_component(f: &FileEntry) -> Value {
+    json!({
+        "type": "file",
+        "bom-ref": format!("file:{}", f.path),
+        "name": f.path,
+        "hashes": [{"alg": "SHA-256", "content": hex_of(&f.sha256)}],
+        "properties": [{"name": "mlart:kind", "value": f.kind.as_str()}],
+    })
+}
+
+/// The BOM, its model files `models` (`kind: model`, in path order), every file as `files`
+/// says.
+fn bom(inputs: &Inputs, models: &[FileEntry], files: Files) -> Value {
     let m = inputs.metadata;
     let mhex = inputs.subject.manifest.hex();
     let mut components = Vec::new();
     let mut model_refs = Vec::new();
-    for f in m.files.iter().filter(|f| f.kind == Kind::Model) {
+    for f in models.iter().filter(|f| f.kind == Kind::Model) {
         let r = format!("model:{}", f.path);
         model_refs.push(r.clone());
         let mut c = json!({
@@ -220,15 +235,7 @@ pub fn bom(inputs: &Inputs) -> Value {
             .filter_map(|l| l["bom-ref"].as_str().map(String::from)),
     );
     components.extend(libraries);
-    for f in &m.files {
-        components.push(json!({
-            "type": "file",
-            "bom-ref": format!("file:{}", f.path),
-            "name": f.path,
-            "hashes": [{"alg": "SHA-256", "content": hex_of(&f.sha256)}],
-            "properties": [{"name": "mlart:kind", "value": f.kind.as_str()}],
-        }));
-    }
+    files.fill(&mut components, file_component);
 
     let mut bundle = json!({
         "type": "machine-learning-model",
@@ -267,25 +274,41 @@ pub fn bom(inputs: &Inputs) -> Value {
     })
 }
 
-pub fn statement(inputs: &Inputs) -> Value {
+/// The statement as a tree, its files as `files` says.
+pub(crate) fn statement_tree(inputs: &Inputs, models: &[FileEntry], files: Files) -> Value {
     json!({
         "_type": INTOTO_STATEMENT,
         "subject": inputs.subjects(),
         "predicateType": CYCLONEDX_PREDICATE,
-        "predicate": bom(inputs),
+        "predicate": bom(inputs, models, files),
     })
 }
 
+/// The statement's canonical compact bytes, written to `w` with its files read one at a time
+/// (`models`: the model files, which it names up front).
+pub fn write(inputs: &Inputs, models: &[FileEntry], w: &mut dyn std::io::Write) -> Result<()> {
+    let tree = statement_tree(inputs, models, Files::Hole);
+    super::write_statement(w, &tree, &inputs.metadata.files, file_component)
+}
+
 /// Counts of an ML-BOM's components by type (for `inspect`).
-pub fn summarize(statement: &Value) -> std::collections::BTreeMap<String, usize> {
-    let mut out = std::collections::BTreeMap::new();
+pub type Summary = std::collections::BTreeMap<String, usize>;
+
+/// Count one component.
+pub fn add_component(s: &mut Summary, c: &Value) {
+    *s.entry(c["type"].as_str().unwrap_or("?").to_string())
+        .or_insert(0) += 1;
+}
+
+/// Counts of an ML-BOM's components by type, of a statement held as a tree.
+pub fn summarize(statement: &Value) -> Summary {
+    let mut out = Summary::new();
     for c in statement["predicate"]["components"]
         .as_array()
         .into_iter()
         .flatten()
     {
-        *out.entry(c["type"].as_str().unwrap_or("?").to_string())
-            .or_insert(0) += 1;
+        add_component(&mut out, c);
     }
     out
 }
@@ -294,6 +317,7 @@ pub fn summarize(statement: &Value) -> std::collections::BTreeMap<String, usize>
 mod tests {
     use super::*;
     use crate::attest::testdata;
+    use crate::format::attestation::AttestationKind;
 
     #[test]
     fn purls_only_for_pinned_packages() {
@@ -315,8 +339,12 @@ mod tests {
     fn the_bom_lists_models_data_libraries_files() {
         let m = testdata::metadata();
         let i = testdata::inputs(&m);
-        let st = statement(&i);
-        assert_eq!(st, statement(&i), "deterministic");
+        let st = crate::attest::statement(AttestationKind::Sbom, &i);
+        assert_eq!(
+            st,
+            crate::attest::statement(AttestationKind::Sbom, &i),
+            "deterministic"
+        );
         let bom = &st["predicate"];
         assert_eq!(bom["specVersion"], "1.6");
         let sn = bom["serialNumber"].as_str().unwrap();

@@ -12,13 +12,19 @@ pub mod git;
 pub mod mlbom;
 pub mod provenance;
 pub mod referrer;
+pub mod summary;
 
+use crate::error::{Error, Result};
 use crate::format::attestation::AttestationKind;
 use crate::format::digest::Digest;
-use crate::format::metadata::Metadata;
+use crate::format::metadata::{FileEntry, Metadata};
 use crate::sign::PrivateKey;
-use crate::store::referrers::Referrer;
+use crate::store::entries::Entries;
+use crate::store::referrers::{Blob, BlobWriter, Referrer};
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use std::io::{self, Write};
+use std::sync::Arc;
 
 pub use referrer::{attach_local, read, Found};
 
@@ -41,7 +47,9 @@ pub struct SpecFile {
 /// Everything the two documents are made of.
 #[derive(Clone, Debug)]
 pub struct Inputs<'a> {
-    pub metadata: &'a Metadata,
+    /// The bundle's metadata, its files a list on disk past a few MiB (read in order, one
+    /// entry at a time: the documents list every file, and are written as they are read).
+    pub metadata: &'a Metadata<Arc<Entries>>,
     pub subject: Subject,
     /// The spec file: known to `bundle`, and to `attest -f SPEC`.
     pub spec: Option<SpecFile>,
@@ -58,39 +66,190 @@ impl Inputs<'_> {
             {"name": format!("{}:{}/config", m.name, m.version), "digest": {"sha256": self.subject.config.hex()}},
         ])
     }
-}
 
-/// The statement of `kind` for `inputs`.
-pub fn statement(kind: AttestationKind, inputs: &Inputs) -> Value {
-    match kind {
-        AttestationKind::Provenance => provenance::statement(inputs),
-        AttestationKind::Sbom => mlbom::statement(inputs),
+    /// The model files (`kind: model`): the ML-BOM names them up front.
+    fn models(&self) -> Result<Vec<FileEntry>> {
+        let mut out = Vec::new();
+        for f in self.metadata.files.iter() {
+            let f = f?;
+            if f.kind == crate::format::metadata::Kind::Model {
+                out.push(f);
+            }
+        }
+        Ok(out)
     }
 }
 
-/// One attestation made: its kind, statement and the referrer that stores it.
+/// Where a statement's tree holds its per-file entries: a string element, the last of its
+/// array, replaced by one element per file as the bytes are written (`write_statement`).
+pub(crate) const FILES_HOLE: &str = "\u{1}mlart:per-file-entries\u{1}";
+
+/// How a statement's tree lists the bundle's files.
+pub(crate) enum Files<'a> {
+    /// Where they go (`FILES_HOLE`): the bytes are written from the list (`write_statement`).
+    Hole,
+    /// Listed, each as its element (the tree in memory: tests compare the bytes).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Listed(&'a [FileEntry]),
+}
+
+impl Files<'_> {
+    /// Add the per-file elements (or the hole) to `list`.
+    pub(crate) fn fill(&self, list: &mut Vec<Value>, each: impl Fn(&FileEntry) -> Value) {
+        match self {
+            Files::Hole => list.push(Value::from(FILES_HOLE)),
+            Files::Listed(files) => list.extend(files.iter().map(each)),
+        }
+    }
+}
+
+fn io_err(e: io::Error) -> Error {
+    Error::Io {
+        context:
+            "writing an attestation (into memory, or into a temp file in $TMPDIR when it is big)"
+                .into(),
+        source: e,
+    }
+}
+
+fn internal(what: String) -> Error {
+    Error::of(
+        crate::error::Kind::Internal,
+        format!("writing an attestation: {what}"),
+    )
+}
+
+/// The canonical compact bytes of `tree` (which holds `FILES_HOLE` once, as the last element
+/// of an array), the hole replaced by `each` of every file of `files`, in order: the bytes of
+/// `to_canonical_bytes` of the tree with those elements in it, without the tree.
+pub(crate) fn write_statement(
+    w: &mut dyn Write,
+    tree: &Value,
+    files: &Entries,
+    each: impl Fn(&FileEntry) -> Value,
+) -> Result<()> {
+    let bytes = crate::format::json::to_canonical_bytes(tree);
+    let hole = crate::format::json::to_canonical_bytes(&FILES_HOLE);
+    let mut at = bytes
+        .windows(hole.len())
+        .enumerate()
+        .filter(|(_, w)| *w == hole);
+    let (Some((i, _)), None) = (at.next(), at.next()) else {
+        return Err(internal(
+            "the statement has no single place for its files".into(),
+        ));
+    };
+    let (mut before, after) = (&bytes[..i], &bytes[i + hole.len()..]);
+    if !after.starts_with(b"]") {
+        return Err(internal(
+            "the place for the files is not the end of a list".into(),
+        ));
+    }
+    // (no files: the comma before the hole goes with it)
+    if files.is_empty() && before.ends_with(b",") {
+        before = &before[..before.len() - 1];
+    }
+    let mut first = true;
+    w.write_all(before).map_err(io_err)?;
+    for f in files.iter() {
+        let f = f?;
+        if !first {
+            w.write_all(b",").map_err(io_err)?;
+        }
+        first = false;
+        w.write_all(&crate::format::json::to_canonical_bytes(&each(&f)))
+            .map_err(io_err)?;
+    }
+    w.write_all(after).map_err(io_err)
+}
+
+/// The statement of `kind` for `inputs`, written as its canonical compact bytes.
+pub fn write(kind: AttestationKind, inputs: &Inputs, w: &mut dyn Write) -> Result<()> {
+    match kind {
+        AttestationKind::Provenance => provenance::write(inputs, w),
+        AttestationKind::Sbom => mlbom::write(inputs, &inputs.models()?, w),
+    }
+}
+
+/// The statement of `kind` for `inputs` as a tree, every file in it (tests: the streamed
+/// bytes are this tree's canonical bytes).
+#[cfg(test)]
+pub fn statement(kind: AttestationKind, inputs: &Inputs) -> Value {
+    let files = inputs.metadata.files.to_vec().unwrap();
+    match kind {
+        AttestationKind::Provenance => provenance::tree(inputs, Files::Listed(&files)),
+        AttestationKind::Sbom => {
+            mlbom::statement_tree(inputs, &inputs.models().unwrap(), Files::Listed(&files))
+        }
+    }
+}
+
+/// One attestation made: its kind and the referrer that stores it (its envelope in memory,
+/// or in a temp file for a large bundle).
 #[derive(Clone, Debug)]
 pub struct Made {
     pub kind: AttestationKind,
-    pub statement: Value,
     pub referrer: Referrer,
 }
 
 /// Make and sign both attestations (deterministic: the same inputs and key give the same
-/// bytes, RFC 6979); each DSSE signature names its key by `sign::key_id`.
-pub fn make(key: &PrivateKey, inputs: &Inputs) -> Vec<Made> {
+/// bytes, RFC 6979); each DSSE signature names its key by `sign::key_id`. Each statement is
+/// written as it is made into a spool (memory, then a temp file), hashed for its signature,
+/// and copied once more as base64 into its envelope: memory does not grow with the files.
+pub fn make(key: &PrivateKey, inputs: &Inputs) -> Result<Vec<Made>> {
     AttestationKind::ALL
         .into_iter()
         .map(|kind| {
-            let statement = statement(kind, inputs);
-            let envelope = crate::sign::sign_attestation(key, &statement);
-            Made {
+            let envelope = envelope(key, kind, inputs)?;
+            Ok(Made {
                 kind,
                 referrer: referrer::referrer(kind, envelope, &inputs.subject),
-                statement,
-            }
+            })
         })
         .collect()
+}
+
+/// The signed envelope (a Sigstore bundle) of the statement of `kind`: the same bytes as
+/// `sign::sign_attestation` of its tree.
+fn envelope(key: &PrivateKey, kind: AttestationKind, inputs: &Inputs) -> Result<Blob> {
+    let mut payload = BlobWriter::default();
+    {
+        let mut w = io::BufWriter::with_capacity(64 << 10, &mut payload);
+        write(kind, inputs, &mut w)?;
+        w.flush().map_err(io_err)?;
+    }
+    let payload = payload.finish().map_err(io_err)?;
+    let mut pae = Sha256::new();
+    pae.update(crate::sign::pae_header(payload.size).as_bytes());
+    io::copy(&mut payload.open(), &mut HashInto(&mut pae)).map_err(io_err)?;
+    let (before, after) =
+        crate::sign::sign_streamed_attestation(key, &pae.finalize().into()).map_err(internal)?;
+    let mut env = BlobWriter::default();
+    {
+        let mut w = io::BufWriter::with_capacity(64 << 10, &mut env);
+        w.write_all(&before).map_err(io_err)?;
+        let mut b64 =
+            base64::write::EncoderWriter::new(&mut w, &base64::engine::general_purpose::STANDARD);
+        io::copy(&mut payload.open(), &mut b64).map_err(io_err)?;
+        b64.finish().map_err(io_err)?;
+        drop(b64);
+        w.write_all(&after).map_err(io_err)?;
+        w.flush().map_err(io_err)?;
+    }
+    env.finish().map_err(io_err)
+}
+
+/// A writer into a hasher.
+struct HashInto<'a>(&'a mut Sha256);
+
+impl Write for HashInto<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The digest `algorithm:hex` as an in-toto DigestSet (`{"sha256": hex}`).
@@ -109,8 +268,16 @@ pub(crate) mod testdata {
     use super::*;
     use crate::format::lineage::{BaseModel, Dataset, Lineage, Training};
 
-    /// A metadata document as the iris example's, with lineage.
-    pub fn metadata() -> Metadata {
+    /// A metadata document as the iris example's, with lineage (its files a list).
+    pub fn metadata() -> Metadata<Arc<Entries>> {
+        let mut m = metadata_listed();
+        m.files.sort_by(|a, b| a.path.cmp(&b.path));
+        let files = Arc::new(Entries::of(&m.files).unwrap());
+        m.with_files(files)
+    }
+
+    /// The same, its files in memory.
+    pub fn metadata_listed() -> Metadata {
         let mut m: Metadata = serde_json::from_value(serde_json::json!({
             "format_version": 1, "name": "iris", "version": "1.0.0", "form": "image",
             "license": "Apache-2.0", "description": "iris classifier",
@@ -158,7 +325,7 @@ pub(crate) mod testdata {
         m
     }
 
-    pub fn inputs(m: &Metadata) -> Inputs<'_> {
+    pub fn inputs(m: &Metadata<Arc<Entries>>) -> Inputs<'_> {
         Inputs {
             metadata: m,
             subject: Subject {
@@ -176,6 +343,94 @@ pub(crate) mod testdata {
                 remote: Some("https://github.com/mlart-dev/mlart.git".into()),
                 dirty: false,
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::metadata::Kind;
+
+    fn key() -> PrivateKey {
+        PrivateKey {
+            key: p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap(),
+            path: "k.key".into(),
+        }
+    }
+
+    /// The streamed envelopes are `sign_attestation`'s bytes of the statements' trees, and
+    /// the referrers the same.
+    fn same_as_the_trees(m: &Metadata<Arc<Entries>>, git: bool) -> Vec<Made> {
+        let mut i = testdata::inputs(m);
+        if !git {
+            i.git = None;
+        }
+        let made = make(&key(), &i).unwrap();
+        for (kind, got) in AttestationKind::ALL.into_iter().zip(&made) {
+            assert_eq!(got.kind, kind);
+            let want = crate::sign::sign_attestation(&key(), &statement(kind, &i));
+            let env = &got.referrer.blobs[1];
+            assert!(
+                env.to_vec().unwrap() == want,
+                "{kind}: the envelopes differ"
+            );
+            let old = referrer::referrer(kind, Blob::of(want), &i.subject);
+            assert_eq!(got.referrer.manifest, old.manifest, "{kind}");
+            assert_eq!(got.referrer.digest(), old.digest());
+        }
+        made
+    }
+
+    #[test]
+    fn streamed_attestations_are_the_trees_bytes() {
+        same_as_the_trees(&testdata::metadata(), true);
+        // no files, no lineage, no git: the lists hold nothing but the files' place
+        let mut m = testdata::metadata_listed();
+        m.lineage = Default::default();
+        m.env = None;
+        m.files.clear();
+        let m = m.with_files(Arc::new(Entries::of(&[]).unwrap()));
+        same_as_the_trees(&m, false);
+        // names JSON escapes, and 25,000 files: the envelopes go to temp files
+        let mut listed = testdata::metadata_listed();
+        let layer: Arc<str> = format!("sha256:{}", "aa".repeat(32)).into();
+        let mut paths: Vec<String> = vec!["a b/\"q\"\\.txt".into(), "é/ü\u{1}.bin".into()];
+        paths.extend((0..25_000).map(|i| format!("d{}/f{i:05}", i % 7)));
+        paths.sort();
+        listed.files = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| FileEntry {
+                archive: false,
+                kind: if i % 5000 == 0 {
+                    Kind::Model
+                } else {
+                    Kind::Data
+                },
+                layer: layer.clone(),
+                path: p.clone(),
+                sha256: format!("sha256:{}", hex::encode(Sha256::digest(i.to_le_bytes()))),
+                size: i as u64,
+            })
+            .collect();
+        let files = Arc::new(Entries::of(&listed.files).unwrap());
+        let made = same_as_the_trees(&listed.with_files(files), true);
+        // (the models among them named up front in the ML-BOM)
+        assert_eq!(made.len(), 2);
+        assert!(made.iter().all(|m| m.referrer.blobs[1].on_disk()));
+    }
+
+    #[test]
+    fn a_tree_without_one_place_for_the_files_is_an_error() {
+        let files = Entries::of(&[]).unwrap();
+        for tree in [
+            serde_json::json!({"a": []}),
+            serde_json::json!({"a": [FILES_HOLE], "b": [FILES_HOLE]}),
+            serde_json::json!({"a": [FILES_HOLE, 1]}),
+        ] {
+            let e = write_statement(&mut Vec::new(), &tree, &files, |_| Value::Null);
+            assert!(e.is_err(), "{tree}");
         }
     }
 }

@@ -3,8 +3,10 @@
 //! holds the spec and every resolved input (each bundled file, the datasets, the base model,
 //! the base image, the source revision); the run details name mlart and its version.
 
-use super::{digest_set, hex_of, Inputs};
+use super::{digest_set, hex_of, Files, Inputs};
+use crate::error::Result;
 use crate::format::attestation::SLSA_PREDICATE;
+use crate::format::metadata::FileEntry;
 use crate::format::signature::INTOTO_STATEMENT;
 use serde_json::{json, Map, Value};
 
@@ -16,7 +18,27 @@ pub const BUILDER_ID: &str = "https://mlart.dev/cli";
 /// The `resolvedDependencies` name of the source revision.
 pub const SOURCE: &str = "source";
 
-pub fn statement(inputs: &Inputs) -> Value {
+/// The statement's canonical compact bytes, written to `w` with its files read one at a time.
+pub fn write(inputs: &Inputs, w: &mut dyn std::io::Write) -> Result<()> {
+    super::write_statement(
+        w,
+        &tree(inputs, Files::Hole),
+        &inputs.metadata.files,
+        file_dep,
+    )
+}
+
+/// One bundled file as a resolved dependency.
+fn file_dep(f: &FileEntry) -> Value {
+    json!({
+        "name": f.path,
+        "digest": {"sha256": hex_of(&f.sha256)},
+        "annotations": {"kind": f.kind, "size": f.size},
+    })
+}
+
+/// The statement as a tree, its files as `files` says.
+pub(crate) fn tree(inputs: &Inputs, files: Files) -> Value {
     let m = inputs.metadata;
     let mut external = Map::new();
     external.insert("name".into(), json!(m.name));
@@ -80,13 +102,7 @@ pub fn statement(inputs: &Inputs) -> Value {
             "annotations": {"kind": "base_image", "platform": b.platform},
         }));
     }
-    for f in &m.files {
-        deps.push(json!({
-            "name": f.path,
-            "digest": {"sha256": hex_of(&f.sha256)},
-            "annotations": {"kind": f.kind, "size": f.size},
-        }));
-    }
+    files.fill(&mut deps, file_dep);
 
     let mut run = json!({
         "builder": {"id": BUILDER_ID, "version": {"mlart": env!("CARGO_PKG_VERSION")}},
@@ -132,40 +148,47 @@ pub struct Summary {
     pub inputs: usize,
 }
 
-/// Read the fields gates check out of a provenance statement.
+impl Summary {
+    /// Take in one resolved dependency (read one at a time, never all held).
+    pub fn add_dependency(&mut self, d: &Value) {
+        self.inputs += 1;
+        let first_digest = |d: &Value| {
+            d["digest"]
+                .as_object()
+                .and_then(|o| o.iter().next())
+                .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or_default()))
+        };
+        let name = d["name"].as_str().unwrap_or_default();
+        if name == SOURCE {
+            self.commit = d["digest"]["gitCommit"].as_str().map(String::from);
+            self.repository = d["uri"].as_str().map(String::from);
+            self.dirty = d["annotations"]["dirty"].as_bool();
+        } else if let Some(ds) = name.strip_prefix("dataset:") {
+            self.datasets.push(ds.to_string());
+            if first_digest(d).is_none() {
+                self.datasets_without_digest.push(ds.to_string());
+            }
+        } else if name == "base_model" {
+            self.base_model = d["uri"].as_str().map(String::from);
+            self.base_model_digest = first_digest(d);
+        }
+    }
+}
+
+/// Read the fields gates check out of a provenance statement held as a tree.
 pub fn summarize(statement: &Value) -> Summary {
     let p = &statement["predicate"];
-    let deps = p["buildDefinition"]["resolvedDependencies"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
     let mut s = Summary {
         builder: p["runDetails"]["builder"]["id"].as_str().map(String::from),
         build_type: p["buildDefinition"]["buildType"].as_str().map(String::from),
-        inputs: deps.len(),
         ..Default::default()
     };
-    let first_digest = |d: &Value| {
-        d["digest"]
-            .as_object()
-            .and_then(|o| o.iter().next())
-            .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or_default()))
-    };
-    for d in &deps {
-        let name = d["name"].as_str().unwrap_or_default();
-        if name == SOURCE {
-            s.commit = d["digest"]["gitCommit"].as_str().map(String::from);
-            s.repository = d["uri"].as_str().map(String::from);
-            s.dirty = d["annotations"]["dirty"].as_bool();
-        } else if let Some(ds) = name.strip_prefix("dataset:") {
-            s.datasets.push(ds.to_string());
-            if first_digest(d).is_none() {
-                s.datasets_without_digest.push(ds.to_string());
-            }
-        } else if name == "base_model" {
-            s.base_model = d["uri"].as_str().map(String::from);
-            s.base_model_digest = first_digest(d);
-        }
+    for d in p["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        s.add_dependency(d);
     }
     s
 }
@@ -174,13 +197,18 @@ pub fn summarize(statement: &Value) -> Summary {
 mod tests {
     use super::*;
     use crate::attest::testdata;
+    use crate::format::attestation::AttestationKind;
 
     #[test]
     fn provenance_holds_subject_inputs_and_is_deterministic() {
         let m = testdata::metadata();
         let i = testdata::inputs(&m);
-        let st = statement(&i);
-        assert_eq!(st, statement(&i), "same inputs, same statement");
+        let st = crate::attest::statement(AttestationKind::Provenance, &i);
+        assert_eq!(
+            st,
+            crate::attest::statement(AttestationKind::Provenance, &i),
+            "same inputs, same statement"
+        );
         assert_eq!(st["_type"], INTOTO_STATEMENT);
         assert_eq!(st["predicateType"], SLSA_PREDICATE);
         assert_eq!(
@@ -232,7 +260,7 @@ mod tests {
         let mut i = testdata::inputs(&m);
         i.git = None;
         i.spec = None;
-        let st = statement(&i);
+        let st = crate::attest::statement(AttestationKind::Provenance, &i);
         let s = summarize(&st);
         assert_eq!((s.commit, s.dirty), (None, None));
         assert!(s.datasets.is_empty());

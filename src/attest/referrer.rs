@@ -3,6 +3,7 @@
 //! naming the predicate), storing them (a layout's index.json, any `store::Sink`), and reading
 //! and checking them back from any `store::Source`.
 
+use super::summary::{Statement, Summary};
 use super::{Made, Subject};
 use crate::error::Result;
 use crate::format::attestation::{AttestationKind, PREDICATE_ANNOTATION};
@@ -10,24 +11,21 @@ use crate::format::digest::Digest;
 use crate::format::media_type::{BUNDLE_MEDIA_TYPE, EMPTY_CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use crate::format::signature::INTOTO_STATEMENT;
 use crate::sign::PublicKey;
-use crate::store::referrers::Referrer;
+use crate::store::referrers::{Blob, BlobWriter, Referrer};
 use crate::store::{layout, Sink, Source};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
 
-/// Largest attestation envelope read back (an ML-BOM of a large bundle is a few MiB).
-const MAX_ENVELOPE_BYTES: u64 = 32 << 20;
-
 /// The referrer that stores a signed envelope of `kind` about `subject`.
-pub fn referrer(kind: AttestationKind, envelope: Vec<u8>, subject: &Subject) -> Referrer {
-    let config = b"{}".to_vec();
+pub fn referrer(kind: AttestationKind, envelope: Blob, subject: &Subject) -> Referrer {
+    let config = Blob::of(b"{}".to_vec());
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
         "artifactType": kind.artifact_type(),
-        "config": {"mediaType": EMPTY_CONFIG_MEDIA_TYPE, "digest": Digest::of(&config).as_str(), "size": config.len()},
-        "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "digest": Digest::of(&envelope).as_str(), "size": envelope.len()}],
+        "config": {"mediaType": EMPTY_CONFIG_MEDIA_TYPE, "digest": config.digest.as_str(), "size": config.size},
+        "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "digest": envelope.digest.as_str(), "size": envelope.size}],
         "subject": {"mediaType": subject.media_type, "digest": subject.manifest.as_str(), "size": subject.size},
         "annotations": {
             "dev.sigstore.bundle.content": "dsse-envelope",
@@ -68,18 +66,32 @@ pub struct Found {
     /// Why it does not hold (None: it does, or no key was given to check it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
-    /// The statement: verified when `verified`, else as read (for `inspect`).
+    /// What its statement says (verified when `verified`, else as read, for `inspect`): the
+    /// provenance summary or the ML-BOM's component counts; its per-file lists were counted as
+    /// they were read, never held.
     #[serde(skip)]
-    pub statement: Option<Value>,
-    /// The envelope (the Sigstore bundle) when it holds: what `pull` writes.
+    pub summary: Option<Summary>,
+    /// The envelope (the Sigstore bundle) when it holds, as it was stored: what `pull`
+    /// writes. In memory when small, else in a temp file.
     #[serde(skip)]
-    pub envelope: Vec<u8>,
+    pub envelope: Option<Blob>,
+}
+
+impl Found {
+    /// The provenance summary, when it is one that was read.
+    pub fn provenance(&self) -> Option<&super::provenance::Summary> {
+        match &self.summary {
+            Some(Summary::Provenance(s)) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// Read the attestations of the manifest `subject` from `src`. With `keys`, each envelope's
 /// signature is checked (else they are read unverified, for `inspect`); every one is checked
 /// to be an in-toto statement of its predicate about `subject`. Attestations of other
-/// manifests are left out.
+/// manifests are left out. Each envelope is read as it streams (into memory when small, else a
+/// temp file), whatever its size: memory does not grow with the bundle's file count.
 pub fn read(src: &dyn Source, subject: &Digest, keys: &[PublicKey]) -> Result<Vec<Found>> {
     let mut out = Vec::new();
     for d in src.attestation_referrers(subject)? {
@@ -96,8 +108,8 @@ pub fn read(src: &dyn Source, subject: &Digest, keys: &[PublicKey]) -> Result<Ve
             key: None,
             verified: false,
             problem: None,
-            statement: None,
-            envelope: Vec::new(),
+            summary: None,
+            envelope: None,
         };
         match check_one(src, &d, subject, kind, keys) {
             Ok(None) => continue, // another manifest's
@@ -106,14 +118,11 @@ pub fn read(src: &dyn Source, subject: &Digest, keys: &[PublicKey]) -> Result<Ve
                 key,
                 envelope,
             })) => {
-                found.predicate_type = statement["predicateType"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .into();
+                found.predicate_type = statement.predicate_type.unwrap_or_default();
                 found.verified = key.is_some();
                 found.key = key;
-                found.statement = Some(statement);
-                found.envelope = envelope;
+                found.summary = Some(statement.summary);
+                found.envelope = Some(envelope);
             }
             Err(why) => found.problem = Some(why),
         }
@@ -126,9 +135,9 @@ pub fn read(src: &dyn Source, subject: &Digest, keys: &[PublicKey]) -> Result<Ve
 /// An attestation that holds: its statement, the key that verified it (with keys), its
 /// envelope.
 struct Checked {
-    statement: Value,
+    statement: Statement,
     key: Option<String>,
-    envelope: Vec<u8>,
+    envelope: Blob,
 }
 
 /// One referrer: Ok(None) when it is about another manifest; what it holds when it does;
@@ -154,28 +163,40 @@ fn check_one(
         .iter()
         .find(|l| l.media_type().to_string() == BUNDLE_MEDIA_TYPE)
         .ok_or("the referrer holds no Sigstore bundle layer")?;
-    let envelope = layout::read_blob(src, layer, MAX_ENVELOPE_BYTES)
-        .map_err(|e| format!("its envelope cannot be read: {e}"))?;
-    let (statement, key) = if keys.is_empty() {
-        (crate::sign::unverified_statement(&envelope)?, None)
-    } else {
-        let (st, k) = crate::sign::verify_bundle(&envelope, keys)?;
-        (st, Some(k.path.display().to_string()))
-    };
-    if statement["_type"] != INTOTO_STATEMENT {
-        return Err(format!(
-            "not an in-toto statement v1 ({})",
-            statement["_type"]
-        ));
+    // The envelope, verified against its digest as it is read (into memory, or a temp file).
+    let envelope = (|| {
+        let r = crate::store::BlobRef::of(layer).map_err(|e| e.to_string())?;
+        let mut from = src
+            .open_blob_verified(&r.digest, r.size)
+            .map_err(|e| e.to_string())?;
+        let mut w = BlobWriter::default();
+        std::io::copy(&mut from, &mut w).map_err(|e| e.to_string())?;
+        w.finish().map_err(|e| e.to_string())
+    })()
+    .map_err(|e| format!("its envelope cannot be read: {e}"))?;
+    let (mut payload, key) = crate::sign::open_streamed(&mut envelope.open(), keys)?;
+    let statement = payload
+        .reader()
+        .map_err(|e| format!("reading its payload back: {e}"))
+        .and_then(|r| super::summary::read(kind, std::io::BufReader::new(r)))?;
+    let key = key.map(|k| k.path.display().to_string());
+    if statement.type_.as_deref() != Some(INTOTO_STATEMENT) {
+        let what = statement.type_.as_deref().unwrap_or("no _type");
+        return Err(if key.is_some() {
+            format!("the signed payload is not an in-toto statement v1 ({what})")
+        } else {
+            format!("not an in-toto statement v1 ({what})")
+        });
     }
-    if statement["predicateType"] != kind.predicate_type() {
+    if statement.predicate_type.as_deref() != Some(kind.predicate_type()) {
         return Err(format!(
             "its predicateType is {}, not {} as its artifactType says",
-            statement["predicateType"],
+            statement.predicate_type.as_deref().unwrap_or("absent"),
             kind.predicate_type()
         ));
     }
-    let about_subject = statement["subject"]
+    let about_subject = statement
+        .subject
         .as_array()
         .is_some_and(|a| a.iter().any(|s| s["digest"]["sha256"] == subject.hex()));
     if !about_subject {

@@ -478,9 +478,10 @@ fn to_local(
             index.push(writer.add_signature(sig)?);
         }
         for r in attestations(req, b)? {
-            for blob in r.blobs.iter().chain(std::iter::once(&r.manifest)) {
-                writer.put(blob)?;
+            for blob in &r.blobs {
+                writer.put_reader(&mut blob.open(), &blob.digest, blob.size)?;
             }
+            writer.put(&r.manifest)?;
             index.push(r.oci_descriptor()?);
         }
     }
@@ -565,8 +566,8 @@ fn attestations(req: &Request, b: &Built) -> Result<Vec<Referrer>> {
         context: format!("reading {}", req.spec.file.display()),
         source: e,
     })?;
-    // (the attestations list every file: the whole list, read back from the bundle's)
-    let metadata = b.metadata.clone().with_files(b.files.to_vec()?);
+    // (the attestations list every file: read from the bundle's list one at a time)
+    let metadata = b.metadata.clone().with_files(b.files.clone());
     let inputs = crate::attest::Inputs {
         metadata: &metadata,
         subject: crate::attest::Subject {
@@ -586,7 +587,7 @@ fn attestations(req: &Request, b: &Built) -> Result<Vec<Referrer>> {
         }),
         git: crate::attest::git::state(&req.spec.root),
     };
-    Ok(crate::attest::make(key, &inputs)
+    Ok(crate::attest::make(key, &inputs)?
         .into_iter()
         .map(|m| m.referrer)
         .collect())

@@ -52,8 +52,8 @@ pub fn evaluate(p: &Policy, found: Option<&[Found]>) -> Vec<Check> {
     }
     if let Some(pc) = &p.provenance_checks {
         let summary = valid(AttestationKind::Provenance)
-            .and_then(|f| f.statement.as_ref())
-            .map(crate::attest::provenance::summarize);
+            .and_then(|f| f.provenance())
+            .cloned();
         let mut rules: Vec<(&str, Rule)> = Vec::new();
         if pc.source_revision {
             rules.push((

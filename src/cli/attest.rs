@@ -2,6 +2,7 @@
 //! made (a layout directory, an archive or a registry REF); and the attestation sections `inspect` and
 //! `verify` print.
 
+use mlart::attest::summary::Summary;
 use mlart::attest::{self, Found};
 use mlart::format::attestation::AttestationKind;
 use mlart::format::digest::Digest;
@@ -61,8 +62,14 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     };
     let r = mlart::store::layout::resolve_image(src.as_mut(), tag.as_deref(), "attest")?;
     let digest = Digest::of(&r.raw);
-    let metadata = mlart::store::metadata::read_metadata(src.as_mut(), &r.manifest)
-        .and_then(mlart::store::entries::Entries::in_memory)?;
+    // (its files a list on disk past a few MiB, read one at a time as the documents are
+    // written)
+    let mut metadata = mlart::store::metadata::read_metadata(src.as_mut(), &r.manifest)?;
+    let files = std::mem::replace(
+        &mut metadata.files,
+        mlart::store::entries::Entries::of(&[])?,
+    );
+    let metadata = metadata.with_files(std::sync::Arc::new(files));
     let config = Digest::parse(r.manifest.config().digest().as_ref()).map_err(Error::Input)?;
     let inputs = attest::Inputs {
         metadata: &metadata,
@@ -75,7 +82,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         spec,
         git,
     };
-    let made = attest::make(&key, &inputs);
+    let made = attest::make(&key, &inputs)?;
     let (added, fallback) = match &target {
         super::Target::Registry(r) => {
             let remote = mlart::registry::Remote::new(r.clone(), &a.registry.options())?;
@@ -141,22 +148,18 @@ pub fn to_json(found: &[Found]) -> serde_json::Value {
         .iter()
         .map(|f| {
             let mut v = serde_json::to_value(f).unwrap_or_default();
-            if let Some(st) = &f.statement {
-                v["summary"] = summary(f.kind, st);
+            if let Some(s) = &f.summary {
+                v["summary"] = summary(s);
             }
             v
         })
         .collect()
 }
 
-fn summary(kind: AttestationKind, st: &serde_json::Value) -> serde_json::Value {
-    match kind {
-        AttestationKind::Provenance => {
-            serde_json::to_value(attest::provenance::summarize(st)).unwrap_or_default()
-        }
-        AttestationKind::Sbom => {
-            serde_json::json!({"components": attest::mlbom::summarize(st)})
-        }
+fn summary(s: &Summary) -> serde_json::Value {
+    match s {
+        Summary::Provenance(p) => serde_json::to_value(p).unwrap_or_default(),
+        Summary::Sbom(c) => serde_json::json!({"components": c}),
     }
 }
 
@@ -174,10 +177,8 @@ pub fn print(found: &[Found], checked: bool) {
             (None, None) => "signature not checked (`mlart verify --key PUB --require ...`)".into(),
         };
         outln!("  {} {}: {state}", f.kind, f.digest);
-        let Some(st) = &f.statement else { continue };
-        match f.kind {
-            AttestationKind::Provenance => {
-                let s = attest::provenance::summarize(st);
+        match &f.summary {
+            Some(Summary::Provenance(s)) => {
                 let src = match (&s.commit, s.dirty) {
                     (Some(c), Some(true)) => format!("{c} (dirty tree)"),
                     (Some(c), _) => c.clone(),
@@ -190,11 +191,11 @@ pub fn print(found: &[Found], checked: bool) {
                     s.datasets.len()
                 );
             }
-            AttestationKind::Sbom => {
-                let c = attest::mlbom::summarize(st);
+            Some(Summary::Sbom(c)) => {
                 let parts: Vec<String> = c.iter().map(|(k, n)| format!("{n} {k}")).collect();
                 outln!("    components {}", parts.join(", "));
             }
+            None => {}
         }
     }
 }

@@ -106,7 +106,12 @@ impl Carry {
                 1 => format!("{}.sigstore.json", f.kind),
                 n => format!("{}.{n}.sigstore.json", f.kind),
             };
-            fs::write(dir.join(&name), &f.envelope).ctx("writing", &dir.join(&name))?;
+            // (streamed from where it was kept: memory, or a temp file for a large bundle's)
+            let path = dir.join(&name);
+            let mut file = fs::File::create(&path).ctx("writing", &path)?;
+            if let Some(e) = &f.envelope {
+                std::io::copy(&mut e.open(), &mut file).ctx("writing", &path)?;
+            }
             out.push(Pulled {
                 kind: f.kind,
                 digest: f.digest.clone(),

@@ -5,8 +5,9 @@ use super::keys::{key_hint, key_id, PrivateKey, PublicKey};
 use crate::format::media_type::BUNDLE_MEDIA_TYPE;
 use crate::format::signature::{INTOTO_PAYLOAD_TYPE, INTOTO_STATEMENT};
 use base64::Engine as _;
-use p256::ecdsa::{signature::Signer as _, signature::Verifier as _, DerSignature};
+use p256::ecdsa::{signature::Signer as _, DerSignature};
 use serde_json::{json, Value};
+use sha2::Digest as _;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -67,13 +68,30 @@ pub fn sign_streamed(
     key: &PrivateKey,
     pae_sha256: &[u8; 32],
 ) -> Result<(Vec<u8>, Vec<u8>), String> {
+    seal_streamed(key, pae_sha256, "")
+}
+
+/// `sign_attestation` for a statement too big to hold, as `sign_streamed` is for
+/// `sign_statement`: the signature's keyid is the key's `key_id`.
+pub fn sign_streamed_attestation(
+    key: &PrivateKey,
+    pae_sha256: &[u8; 32],
+) -> Result<(Vec<u8>, Vec<u8>), String> {
+    seal_streamed(key, pae_sha256, &key_id(&key.public()))
+}
+
+fn seal_streamed(
+    key: &PrivateKey,
+    pae_sha256: &[u8; 32],
+    keyid: &str,
+) -> Result<(Vec<u8>, Vec<u8>), String> {
     use p256::ecdsa::signature::hazmat::PrehashSigner as _;
     const HOLE: &str = "@mlart-payload@";
     let sig: DerSignature = key
         .key
         .sign_prehash(pae_sha256)
         .map_err(|e| format!("signing: {e}"))?;
-    let mut before = bundle_bytes(key, HOLE, &sig, "");
+    let mut before = bundle_bytes(key, HOLE, &sig, keyid);
     let quoted = format!("\"{HOLE}\"");
     let at = before
         .windows(quoted.len())
@@ -95,6 +113,26 @@ pub fn verify_bundle<'k>(
 ) -> std::result::Result<(Value, &'k PublicKey), String> {
     let b: Value = serde_json::from_slice(bundle)
         .map_err(|e| format!("not a Sigstore bundle (invalid JSON: {e})"))?;
+    check_header(&b)?;
+    let payload = b["dsseEnvelope"]["payload"]
+        .as_str()
+        .and_then(|p| B64.decode(p).ok())
+        .ok_or("the DSSE payload is not base64")?;
+    let pae_sha256: [u8; 32] = sha2::Sha256::digest(pae(&payload)).into();
+    let k = check_signatures(&b, &pae_sha256, keys)?;
+    let statement: Value = serde_json::from_slice(&payload)
+        .map_err(|e| format!("the signed payload is not JSON: {e}"))?;
+    if statement["_type"] != INTOTO_STATEMENT {
+        return Err(format!(
+            "the signed payload is not an in-toto statement v1 ({})",
+            statement["_type"]
+        ));
+    }
+    Ok((statement, k))
+}
+
+/// A bundle's media type and DSSE payloadType.
+pub(super) fn check_header(b: &Value) -> std::result::Result<(), String> {
     if b["mediaType"] != BUNDLE_MEDIA_TYPE {
         return Err(format!(
             "not a Sigstore bundle v0.3 (mediaType {})",
@@ -108,14 +146,23 @@ pub fn verify_bundle<'k>(
             env["payloadType"]
         ));
     }
-    let payload = env["payload"]
-        .as_str()
-        .and_then(|p| B64.decode(p).ok())
-        .ok_or("the DSSE payload is not base64")?;
+    Ok(())
+}
+
+/// The key of `keys` that a DSSE signature of bundle `b` verifies with, over the payload whose
+/// pre-authentication encoding has the SHA-256 `pae_sha256` (`verify_bundle`'s rules and
+/// messages; `b`'s payload itself is not read).
+pub(super) fn check_signatures<'k>(
+    b: &Value,
+    pae_sha256: &[u8; 32],
+    keys: &'k [PublicKey],
+) -> std::result::Result<&'k PublicKey, String> {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+    check_header(b)?;
+    let env = &b["dsseEnvelope"];
     let sigs = env["signatures"]
         .as_array()
         .ok_or("the DSSE envelope has no signatures")?;
-    let msg = pae(&payload);
     let hint = b["verificationMaterial"]["publicKey"]["hint"].as_str();
     let mut keyids = Vec::new();
     for s in sigs {
@@ -129,7 +176,10 @@ pub fn verify_bundle<'k>(
         };
         // Every key is tried, whatever the hint and the keyid say: neither is signed, so one
         // that names another key must not pass a good signature off as another key's.
-        let Some(k) = keys.iter().find(|k| k.key.verify(&msg, &sig).is_ok()) else {
+        let Some(k) = keys
+            .iter()
+            .find(|k| k.key.verify_prehash(pae_sha256, &sig).is_ok())
+        else {
             continue;
         };
         if let Some(h) = hint.filter(|h| *h != k.hint) {
@@ -143,15 +193,7 @@ pub fn verify_bundle<'k>(
         if let Some(id) = keyid.filter(|id| *id != k.keyid) {
             return Err(unsigned_name_changed(k, "DSSE keyid", id, &k.keyid));
         }
-        let statement: Value = serde_json::from_slice(&payload)
-            .map_err(|e| format!("the signed payload is not JSON: {e}"))?;
-        if statement["_type"] != INTOTO_STATEMENT {
-            return Err(format!(
-                "the signed payload is not an in-toto statement v1 ({})",
-                statement["_type"]
-            ));
-        }
-        return Ok((statement, k));
+        return Ok(k);
     }
     Err(match (keyids.first(), hint) {
         (Some(id), _) if !keys.iter().any(|k| k.keyid == *id) => {

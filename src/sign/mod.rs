@@ -3,14 +3,16 @@
 //! signatures (a referrer manifest whose one layer is the bundle).
 
 mod dsse;
+mod envelope;
 mod keys;
 mod oci;
 mod oms;
 
 pub use dsse::{
-    pae_header, sign_attestation, sign_statement, sign_streamed, unverified_statement,
-    verify_bundle, OTHER_KEY,
+    pae_header, sign_attestation, sign_statement, sign_streamed, sign_streamed_attestation,
+    unverified_statement, verify_bundle, OTHER_KEY,
 };
+pub use envelope::{open_streamed, Payload, MAX_REST};
 pub use keys::{key_hint, key_id, keygen, load_private, load_public, PrivateKey, PublicKey};
 pub use oci::{check_oci_statement, oci_signature};
 pub use oms::{

@@ -192,9 +192,9 @@ pub(crate) fn add_referrers(path: &Path, refs: &[Referrer]) -> Result<usize> {
     // (a symlink to the archive: the file it names is replaced, beside itself)
     let real = fs::canonicalize(path).ctx("reading", path)?;
     let path = real.as_path();
-    let blobs: HashMap<String, &[u8]> = referrers::blobs_to_write(&ar, refs)
+    let blobs: HashMap<String, referrers::Blob> = referrers::blobs_to_write(&ar, refs)
         .into_iter()
-        .map(|b| (format!("blobs/sha256/{}", Digest::of(b).hex()), b))
+        .map(|b| (format!("blobs/sha256/{}", b.digest.hex()), b))
         .collect();
     let listed = referrers::index_listing(&ar.describe(), &ar.index_bytes()?, refs)?;
     if blobs.is_empty() && listed.is_none() {
@@ -223,7 +223,7 @@ fn rewrite(
     from: &Path,
     to: &Path,
     index: Option<&[u8]>,
-    blobs: &HashMap<String, &[u8]>,
+    blobs: &HashMap<String, referrers::Blob>,
 ) -> Result<()> {
     let copying = |e: io::Error| {
         Error::from_io(
@@ -241,11 +241,11 @@ fn rewrite(
         let name = p.to_string_lossy().trim_start_matches("./").to_string();
         let mut h = e.header().clone();
         let new_data = match name.as_str() {
-            "index.json" => index,
-            n => blobs.get(n).copied(),
+            "index.json" => index.map(|i| (i.len() as u64, Box::new(i) as crate::store::BlobRead)),
+            n => blobs.get(n).map(|b| (b.size, b.open())),
         };
-        if let Some(data) = new_data {
-            h.set_size(data.len() as u64);
+        if let Some((size, data)) = new_data {
+            h.set_size(size);
             b.append_data(&mut h, &p, data).map_err(copying)?;
             replaced.insert(name);
         } else if let Some(link) = e.link_name().map_err(copying)? {
@@ -255,13 +255,13 @@ fn rewrite(
             b.append_data(&mut h, &p, &mut e).map_err(copying)?;
         }
     }
-    let mut missing: Vec<(&String, &&[u8])> = blobs
+    let mut missing: Vec<(&String, &referrers::Blob)> = blobs
         .iter()
         .filter(|(n, _)| !replaced.contains(*n))
         .collect();
-    missing.sort();
+    missing.sort_by(|x, y| x.0.cmp(y.0));
     for (n, data) in missing {
-        b.append_data(&mut file_header(data.len() as u64), n, *data)
+        b.append_data(&mut file_header(data.size), n, data.open())
             .map_err(copying)?;
     }
     b.into_inner()

@@ -13,7 +13,6 @@ use crate::error::{Error, Result};
 use crate::format::digest::Digest;
 use crate::format::media_type::{DOCKER_LIST_MEDIA_TYPE, INDEX_MEDIA_TYPE};
 use crate::interrupt::Cancel;
-use crate::store::memory::MemoryStore;
 use crate::store::referrers::{referrers_of, Referrer};
 use crate::store::{BlobEvent, BlobRef, PutError, ReadFrom, Sent, Sink, Source};
 use oci_spec::image::Descriptor;
@@ -230,20 +229,37 @@ fn copy_node(
 }
 
 /// Store signature referrers of `subject` (their blobs, then the manifests and, on a registry
-/// without the referrers API, the fallback tag). Their small blobs come from memory.
+/// without the referrers API, the fallback tag). Their blobs are read from where they are
+/// held (memory, or an attestation envelope's temp file), each digest once, those the sink
+/// has skipped.
 pub fn copy_referrers(
     dst: &dyn Sink,
     subject: &Digest,
     referrers: &[Referrer],
 ) -> Result<Option<String>> {
-    let mem = MemoryStore::default();
-    let mut blobs = Vec::new();
-    for r in referrers {
-        for b in &r.blobs {
-            blobs.push(mem.insert(b.clone()));
+    let mut seen = HashSet::new();
+    for b in referrers.iter().flat_map(|r| r.blobs.iter()) {
+        if !seen.insert(b.digest.clone()) {
+            continue;
         }
+        let r = b.blob_ref();
+        if dst.has_blob(&r)? {
+            continue;
+        }
+        let open = || -> Result<crate::store::BlobRead<'_>> {
+            Ok(Box::new(crate::format::digest::VerifyReader::new(
+                b.open(),
+                r.digest.clone(),
+                r.size,
+            )))
+        };
+        dst.put_blob(&r, &open, &|_| {}).map_err(|e| match e {
+            PutError::Open(e) | PutError::Sink(e) => e,
+            PutError::Read(e) => {
+                Error::from_io(&e, format!("storing referrer blob {}: {e}", r.digest))
+            }
+        })?;
     }
-    copy_blobs(&mem, dst, &blobs, &CopyOptions::default())?;
     dst.put_referrers(subject, referrers)
 }
 
@@ -358,6 +374,7 @@ fn copy_blob(src: &dyn Source, dst: &dyn Sink, b: &BlobRef, opts: &CopyOptions) 
 mod tests {
     use super::*;
     use crate::format::media_type::{IMAGE_CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
+    use crate::store::memory::MemoryStore;
     use crate::store::{BlobRead, Opener};
     use std::sync::atomic::AtomicUsize;
 

@@ -41,6 +41,15 @@ pub trait BlobSink {
         self.commit(w, &d, data.len() as u64)?;
         Ok(d)
     }
+    /// Store a blob read from `r` (its digest and size known: a referrer's blob, perhaps in a
+    /// temp file), verified at its end.
+    fn put_reader(&mut self, r: &mut dyn std::io::Read, digest: &Digest, size: u64) -> Result<()> {
+        let mut w = self.begin()?;
+        let mut v = crate::format::digest::VerifyReader::new(r, digest.clone(), size);
+        std::io::copy(&mut v, &mut w)
+            .map_err(|e| Error::from_io(&e, format!("writing blob {digest}: {e}")))?;
+        self.commit(w, digest, size)
+    }
     /// Where a file that is its own blob (a raw layer) can be put by the kernel (a reflink,
     /// `copy_file_range`) or linked, rather than written through `begin`; None: stream it.
     fn placer(&self) -> Option<crate::store::place::Placer> {
@@ -143,7 +152,7 @@ impl LayoutWriter {
 pub fn add_referrers(dir: &Path, refs: &[crate::store::referrers::Referrer]) -> Result<usize> {
     let src = open(dir)?;
     for b in crate::store::referrers::blobs_to_write(src.as_ref(), refs) {
-        write_bytes_file(&dir.join("blobs/sha256"), b)?;
+        write_referrer_blob(&dir.join("blobs/sha256"), &b)?;
     }
     let listed =
         crate::store::referrers::index_listing(&src.describe(), &src.index_bytes()?, refs)?;
@@ -158,6 +167,19 @@ pub fn add_referrers(dir: &Path, refs: &[crate::store::referrers::Referrer]) -> 
         source: e.error,
     })?;
     Ok(added)
+}
+
+/// Store a referrer's blob (in memory or a temp file) into `dir`, as `write_blob_file` does.
+pub(crate) fn write_referrer_blob(dir: &Path, b: &crate::store::referrers::Blob) -> Result<()> {
+    let r = b.blob_ref();
+    let open = || Ok(b.open());
+    write_blob_file(dir, &r, &open, &|_| {}).map_err(|e| match e {
+        PutError::Open(e) | PutError::Sink(e) => e,
+        PutError::Read(e) => Error::Io {
+            context: format!("writing blob {}", r.digest),
+            source: e,
+        },
+    })
 }
 
 /// Store a small blob held in memory into `dir` (temp file, then rename), as

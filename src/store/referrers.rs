@@ -9,19 +9,179 @@ use crate::registry::*;
 use crate::store::layout;
 use crate::store::Source;
 
-/// A referrer to push (a signature manifest): its raw manifest and the blobs it names (config
-/// and layers; small, held in memory).
+/// A referrer to push (a signature or attestation manifest): its raw manifest and the blobs
+/// it names (config and layers: in memory when small, an attestation's envelope of a large
+/// bundle in a temp file, `Blob`).
 #[derive(Clone, Debug)]
 pub struct Referrer {
     pub manifest: Vec<u8>,
-    pub blobs: Vec<Vec<u8>>,
+    pub blobs: Vec<Blob>,
+}
+
+/// Blobs up to this size stay in memory; past it they go to an unlinked temp file.
+pub const BLOB_SPILL: usize = 4 << 20;
+
+/// One blob of a referrer: its digest, size and bytes (held in memory, or in an unlinked
+/// temp file of `$TMPDIR` that goes with the last clone). Cheap to clone.
+#[derive(Clone)]
+pub struct Blob {
+    pub digest: Digest,
+    pub size: u64,
+    data: std::sync::Arc<BlobData>,
+}
+
+enum BlobData {
+    Memory(Vec<u8>),
+    File(std::fs::File),
+}
+
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on = match *self.data {
+            BlobData::Memory(_) => "memory",
+            BlobData::File(_) => "temp file",
+        };
+        write!(f, "Blob({} {} bytes, {on})", self.digest, self.size)
+    }
+}
+
+impl Blob {
+    /// A blob held in memory.
+    pub fn of(bytes: Vec<u8>) -> Blob {
+        Blob {
+            digest: Digest::of(&bytes),
+            size: bytes.len() as u64,
+            data: std::sync::Arc::new(BlobData::Memory(bytes)),
+        }
+    }
+
+    /// The blob as a `BlobRef` (digest and size).
+    pub fn blob_ref(&self) -> crate::store::BlobRef {
+        crate::store::BlobRef {
+            digest: self.digest.clone(),
+            size: self.size,
+        }
+    }
+
+    /// Its bytes when they are in memory.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match &*self.data {
+            BlobData::Memory(b) => Some(b),
+            BlobData::File(_) => None,
+        }
+    }
+
+    /// Whether it is in a temp file, not in memory.
+    pub fn on_disk(&self) -> bool {
+        matches!(*self.data, BlobData::File(_))
+    }
+
+    /// Its bytes from the start (each call a new reader; a file is read at offsets, so
+    /// readers of clones do not disturb each other).
+    pub fn open(&self) -> crate::store::BlobRead<'_> {
+        match &*self.data {
+            BlobData::Memory(b) => Box::new(&b[..]),
+            BlobData::File(f) => Box::new(std::io::BufReader::with_capacity(
+                64 << 10,
+                At { f, pos: 0 },
+            )),
+        }
+    }
+
+    /// All its bytes (tests, and small blobs).
+    pub fn to_vec(&self) -> std::io::Result<Vec<u8>> {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut self.open(), &mut v)?;
+        Ok(v)
+    }
+}
+
+/// Reads a file from `pos` with positional reads.
+struct At<'a> {
+    f: &'a std::fs::File,
+    pos: u64,
+}
+
+impl std::io::Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.f, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Writes a `Blob`, hashing and counting on the way: memory up to `BLOB_SPILL` bytes, an
+/// unlinked temp file past it.
+pub struct BlobWriter {
+    memory: Vec<u8>,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    hash: sha2::Sha256,
+    size: u64,
+    spill: usize,
+}
+
+impl Default for BlobWriter {
+    fn default() -> Self {
+        Self::new(BLOB_SPILL)
+    }
+}
+
+impl BlobWriter {
+    /// Up to `spill` bytes stay in memory.
+    pub fn new(spill: usize) -> BlobWriter {
+        BlobWriter {
+            memory: Vec::new(),
+            file: None,
+            hash: <sha2::Sha256 as sha2::Digest>::new(),
+            size: 0,
+            spill,
+        }
+    }
+
+    pub fn finish(self) -> std::io::Result<Blob> {
+        let data = match self.file {
+            Some(w) => BlobData::File(w.into_inner().map_err(|e| e.into_error())?),
+            None => BlobData::Memory(self.memory),
+        };
+        Ok(Blob {
+            digest: Digest::from_hasher(self.hash),
+            size: self.size,
+            data: std::sync::Arc::new(data),
+        })
+    }
+}
+
+impl std::io::Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        sha2::Digest::update(&mut self.hash, buf);
+        self.size += buf.len() as u64;
+        match &mut self.file {
+            Some(f) => f.write_all(buf)?,
+            None => {
+                self.memory.extend_from_slice(buf);
+                if self.memory.len() > self.spill {
+                    let mut f = std::io::BufWriter::with_capacity(64 << 10, tempfile::tempfile()?);
+                    f.write_all(&self.memory)?;
+                    self.memory = Vec::new();
+                    self.file = Some(f);
+                }
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.file {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Referrer {
     pub fn from_signature(sig: &crate::format::signature::OciSignature) -> Referrer {
         Referrer {
             manifest: sig.manifest.clone(),
-            blobs: vec![sig.config.clone(), sig.bundle.clone()],
+            blobs: vec![Blob::of(sig.config.clone()), Blob::of(sig.bundle.clone())],
         }
     }
 
@@ -121,11 +281,15 @@ fn read_referrers(
         }
         let mut blobs = Vec::new();
         for b in std::iter::once(m.config()).chain(m.layers().iter()) {
-            blobs.push(layout::read_blob(
-                src,
-                b,
-                crate::format::media_type::MAX_MANIFEST_BYTES,
-            )?);
+            // (streamed: an attestation's envelope of a large bundle is tens of MB, kept in a
+            // temp file past `BLOB_SPILL`)
+            let r = crate::store::BlobRef::of(b)?;
+            let mut w = BlobWriter::default();
+            let mut from = src.open_blob_verified(&r.digest, r.size)?;
+            std::io::copy(&mut from, &mut w)
+                .and_then(|_| w.finish())
+                .map(|blob| blobs.push(blob))
+                .map_err(|e| Error::from_io(&e, format!("{what}: blob {}: {e}", r.digest)))?;
         }
         out.push(Referrer {
             manifest: raw,
@@ -149,16 +313,18 @@ pub fn add_to_local(path: &std::path::Path, refs: &[Referrer]) -> Result<usize> 
 
 /// The blobs of `refs` (configs, layers, manifests) that `src` lacks or holds damaged (other
 /// bytes, cut short): they are content-addressed, so the good copy is written again.
-pub(crate) fn blobs_to_write<'r>(src: &dyn Source, refs: &'r [Referrer]) -> Vec<&'r [u8]> {
-    let mut out: Vec<&[u8]> = Vec::new();
-    for b in refs
-        .iter()
-        .flat_map(|r| r.blobs.iter().chain(std::iter::once(&r.manifest)))
-    {
+pub(crate) fn blobs_to_write(src: &dyn Source, refs: &[Referrer]) -> Vec<Blob> {
+    let mut out: Vec<Blob> = Vec::new();
+    for b in refs.iter().flat_map(|r| {
+        r.blobs
+            .iter()
+            .cloned()
+            .chain(std::iter::once(Blob::of(r.manifest.clone())))
+    }) {
         let intact = src
-            .open_blob_verified(&Digest::of(b), b.len() as u64)
+            .open_blob_verified(&b.digest, b.size)
             .is_ok_and(|mut r| std::io::copy(&mut r, &mut std::io::sink()).is_ok());
-        if !intact && !out.contains(&b.as_slice()) {
+        if !intact && !out.iter().any(|o| o.digest == b.digest) {
             out.push(b);
         }
     }

@@ -3,6 +3,7 @@
 
 mod attest;
 mod attest_carry;
+mod attest_scale;
 mod base;
 mod bundle;
 mod cache;
