@@ -164,19 +164,62 @@ impl Join {
     }
 }
 
-/// A model.sig, whole: refused past `MAX_OMS_BYTES` (with that said).
-fn read_oms(r: &mut dyn Read) -> std::result::Result<Vec<u8>, String> {
-    use crate::format::signature::{MAX_OMS_BYTES, OMS_FILE};
-    let mut v = Vec::new();
-    r.take(MAX_OMS_BYTES + 1)
-        .read_to_end(&mut v)
-        .map_err(|e| e.to_string())?;
-    if v.len() as u64 > MAX_OMS_BYTES {
-        return Err(format!(
-            "{OMS_FILE} is larger than the {MAX_OMS_BYTES} bytes mlart reads (it lists too many files to check here: check the pulled folder with `model_signing verify`)"
-        ));
+/// A model.sig as it was read: its digest, and its statement (decoded into a temp file past a
+/// few MiB) with the key that verified it ("" without keys), or why it does not hold.
+struct OmsRead {
+    digest: String,
+    opened: std::result::Result<(sign::Payload, String), String>,
+}
+
+/// Read a model.sig as it streams (it lists every file: tens of MB for 200,000 files), its
+/// signature checked with `keys` when there are any.
+fn open_oms(r: &mut dyn Read, keys: &[PublicKey]) -> std::result::Result<OmsRead, String> {
+    let mut h = HashReader::new(r);
+    let opened = sign::open_streamed(&mut h, keys)
+        .map(|(p, k)| {
+            (
+                p,
+                k.map(|k| k.path.display().to_string()).unwrap_or_default(),
+            )
+        })
+        .map_err(|e| match keys.is_empty() {
+            true => format!("not a valid signature document: {e}"),
+            false => e,
+        });
+    // (the rest, for the digest: a bundle cut short or with trailing bytes is refused above)
+    std::io::copy(&mut h, &mut std::io::sink()).map_err(|e| e.to_string())?;
+    let (_, d, _) = h.finish();
+    Ok(OmsRead {
+        digest: d.to_string(),
+        opened,
+    })
+}
+
+/// A sorted stream's next record, looked at before it is taken.
+struct Peeked<P: crate::store::runs::Payload> {
+    m: crate::store::runs::Merged<P>,
+    head: Option<crate::store::runs::Record<P>>,
+}
+
+impl<P: crate::store::runs::Payload> Peeked<P> {
+    fn new(mut m: crate::store::runs::Merged<P>) -> Result<Self> {
+        let head = m.next()?;
+        Ok(Peeked { m, head })
     }
-    Ok(v)
+
+    /// The next record if `take` says so.
+    fn next_if(
+        &mut self,
+        take: impl FnOnce(&crate::store::runs::Record<P>) -> bool,
+    ) -> Result<Option<crate::store::runs::Record<P>>> {
+        match &self.head {
+            Some(h) if take(h) => {
+                let next = self.m.next()?;
+                Ok(std::mem::replace(&mut self.head, next))
+            }
+            _ => Ok(None),
+        }
+    }
 }
 
 /// Verify a layout or archive with the trusted `keys`.
@@ -217,7 +260,7 @@ pub fn verify_platform(
     let spill = crate::store::entries::memory_limit()?.max(64 << 10);
     let mut got: Runs<[u8; 32]> = Runs::new(spill);
     let mut batch: Batch<[u8; 32]> = Batch::default();
-    let mut oms: Option<Vec<u8>> = None;
+    let mut oms: Option<OmsRead> = None;
     let mut blobs = 0;
     for l in r.manifest.layers() {
         let mt = l.media_type().to_string();
@@ -247,9 +290,7 @@ pub fn verify_platform(
             }
             if mt.ends_with(".raw") || metadata.dialect.is_some() {
                 if kind == "signature" {
-                    let v = read_oms(&mut rd)?;
-                    std::io::copy(&mut rd, &mut std::io::sink()).map_err(|e| e.to_string())?;
-                    oms = Some(v);
+                    oms = Some(open_oms(&mut rd, keys)?);
                 } else {
                     let mut h = HashReader::new(rd);
                     std::io::copy(&mut h, &mut std::io::sink()).map_err(|e| e.to_string())?;
@@ -285,7 +326,7 @@ pub fn verify_platform(
                     Form::Artifact | Form::Modelpack => p.trim_start_matches("./").to_string(),
                 };
                 if rel == crate::format::signature::OMS_FILE && kind == "metadata" {
-                    oms = Some(read_oms(&mut e)?);
+                    oms = Some(open_oms(&mut e, keys)?);
                     continue;
                 }
                 let mut h = HashReader::new(&mut e);
@@ -310,23 +351,32 @@ pub fn verify_platform(
 
     // 3. The OMS model.sig over the files (and mlart.json in the image form): its listing,
     // compared with the files below as they come.
-    let oms = oms.map(|b| {
-        let digest = Digest::of(&b).to_string();
-        let listed = if keys.is_empty() {
-            // no key: the listing is still checked against the files (unverified)
-            sign::unverified_statement(&b)
-                .map(|st| (st, String::new()))
-                .map_err(|e| format!("not a valid signature document: {e}"))
-        } else {
-            sign::verify_bundle(&b, keys).map(|(st, key)| (st, key.path.display().to_string()))
-        };
-        let listed = listed.and_then(|(st, key)| Ok((sign::oms_resources(&st)?, key)));
-        (digest, listed)
+    // model.sig's files, sorted by path on disk like the layers' (its own order is by
+    // components); what does not hold is said once, below.
+    let oms = oms.map(|o| {
+        let listed = o.opened.and_then(|(mut payload, key)| {
+            let mut runs: Runs<[u8; 32]> = Runs::new(spill);
+            let mut batch: Batch<[u8; 32]> = Batch::default();
+            let r = payload
+                .reader()
+                .map_err(|e| format!("reading the statement back: {e}"))?;
+            sign::oms_resources_each(r, &mut |name, d| {
+                batch.push(name, 0, &d);
+                if batch.size() > 64 << 10 {
+                    runs.add(&mut batch).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })?;
+            runs.add(&mut batch).map_err(|e| e.to_string())?;
+            Ok((runs.merged().map_err(|e| e.to_string())?, key))
+        });
+        (o.digest, listed)
     });
-    let signed = oms
-        .as_ref()
-        .and_then(|(_, l)| l.as_ref().ok())
-        .map(|(m, _)| m);
+    let (oms, mut signed_it) = match oms {
+        Some((digest, Ok((merged, key)))) => (Some((digest, Ok(key))), Some(Peeked::new(merged)?)),
+        Some((digest, Err(e))) => (Some((digest, Err(e))), None),
+        None => (None, None),
+    };
 
     // Each file of the layers (sorted), beside the metadata's and model.sig's lists.
     let mut files = 0;
@@ -345,7 +395,6 @@ pub fn verify_platform(
             }
         })
         .peekable();
-    let mut signed_it = signed.map(|m| m.iter().peekable());
     let mut last: Option<String> = None;
     while let Some(rec) = merged.next()? {
         if last.as_deref() == Some(rec.rel.as_str()) {
@@ -373,13 +422,16 @@ pub fn verify_platform(
             }
         }
         if let Some(it) = signed_it.as_mut() {
-            while let Some((p, _)) = it.next_if(|(p, _)| p.as_str() < rec.rel.as_str()) {
-                join.oms(format!("{p} missing"));
+            while let Some(p) = it.next_if(|p| p.rel < rec.rel)? {
+                join.oms(format!("{} missing", p.rel));
             }
-            match it.next_if(|(p, _)| **p == rec.rel) {
-                Some((_, d)) if *d == hex::encode(rec.data) => {}
-                Some((p, _)) => join.oms(format!("{p} changed")),
+            match it.next_if(|p| p.rel == rec.rel)? {
+                Some(p) if p.data == rec.data => {}
+                Some(p) => join.oms(format!("{} changed", p.rel)),
                 None => join.oms(format!("{} added", rec.rel)),
+            }
+            while let Some(p) = it.next_if(|p| p.rel == rec.rel)? {
+                join.oms(format!("{} listed twice", p.rel));
             }
         }
         last = Some(rec.rel);
@@ -393,15 +445,15 @@ pub fn verify_platform(
     if let Some(e) = read_error {
         return Err(e);
     }
-    if let Some(it) = signed_it {
-        for (p, _) in it {
-            join.oms(format!("{p} missing"));
+    if let Some(mut it) = signed_it {
+        while let Some(p) = it.next_if(|_| true)? {
+            join.oms(format!("{} missing", p.rel));
         }
     }
     problems.extend(join.problems());
 
     let model_signature = oms.map(|(digest, listed)| {
-        let res = listed.and_then(|(_, key)| match join.oms_diff() {
+        let res = listed.and_then(|key| match join.oms_diff() {
             Some(diff) => Err(format!("the files do not match model.sig: {diff}")),
             None => Ok(key),
         });

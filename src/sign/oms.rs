@@ -71,13 +71,16 @@ pub fn oms_resources(
     Ok(out)
 }
 
+/// What `oms_resources_each` hands each resource to: its path and sha256; an error stops it.
+pub type EachResource<'a> = dyn FnMut(&str, [u8; 32]) -> std::result::Result<(), String> + 'a;
+
 /// `oms_resources` for a statement read as it streams (tens of MB for 200,000 files): `each`
 /// gets every resource (path, sha256) in the statement's order, as it is parsed; the root
 /// digest is checked at the end (an `each` that keeps them must drop them on an error). No
 /// string of the statement may pass 1 MiB (a hostile one is refused as it streams).
 pub fn oms_resources_each(
     r: &mut dyn std::io::Read,
-    each: &mut dyn FnMut(&str, [u8; 32]) -> std::result::Result<(), String>,
+    each: &mut EachResource,
 ) -> std::result::Result<usize, String> {
     use crate::store::entries::budget;
     use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -90,7 +93,7 @@ pub fn oms_resources_each(
         name: String,
     }
     struct Walk<'a> {
-        each: &'a mut dyn FnMut(&str, [u8; 32]) -> std::result::Result<(), String>,
+        each: &'a mut EachResource<'a>,
         root: Sha256,
         count: usize,
         resources: bool,
