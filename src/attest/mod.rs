@@ -17,6 +17,7 @@ pub mod summary;
 use crate::error::{Error, Result};
 use crate::format::attestation::AttestationKind;
 use crate::format::digest::Digest;
+use crate::format::digest::HashInto;
 use crate::format::metadata::{FileEntry, Metadata};
 use crate::sign::PrivateKey;
 use crate::store::entries::Entries;
@@ -237,19 +238,6 @@ fn envelope(key: &PrivateKey, kind: AttestationKind, inputs: &Inputs) -> Result<
         w.flush().map_err(io_err)?;
     }
     env.finish().map_err(io_err)
-}
-
-/// A writer into a hasher.
-struct HashInto<'a>(&'a mut Sha256);
-
-impl Write for HashInto<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// The digest `algorithm:hex` as an in-toto DigestSet (`{"sha256": hex}`).

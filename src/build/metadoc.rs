@@ -6,6 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::digest::Digest;
+use crate::format::digest::HashInto;
 use crate::format::json;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -146,19 +147,6 @@ impl MetaDoc {
         sink.commit(w, &d, self.len)?;
         self.digest = Some(d.clone());
         Ok(d)
-    }
-}
-
-/// A writer into a hasher.
-pub(super) struct HashInto<'a>(pub &'a mut Sha256);
-
-impl Write for HashInto<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

@@ -7,8 +7,9 @@
 //! document. The same bytes as `sign::sign_statement(key, &sign::oms_statement(..))`, which a
 //! test holds it to.
 
-use crate::build::metadoc::{HashInto, MetaDoc};
+use crate::build::metadoc::MetaDoc;
 use crate::error::{Error, Result};
+use crate::format::digest::HashInto;
 use crate::format::json::to_canonical_bytes;
 use crate::format::signature::{INTOTO_STATEMENT, OMS_IGNORE, OMS_PREDICATE};
 use crate::sign::PrivateKey;

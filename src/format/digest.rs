@@ -242,6 +242,19 @@ pub fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
     d.as_str().parse().expect("a valid sha256 digest")
 }
 
+/// A writer into a hasher (`io::copy` of a spool into a running sha256).
+pub struct HashInto<'a>(pub &'a mut Sha256);
+
+impl Write for HashInto<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 
 use super::dsse::{check_header, check_signatures, pae_header};
 use super::keys::PublicKey;
+use crate::format::digest::HashInto;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
@@ -73,18 +74,6 @@ pub fn open_streamed<'k>(
 
 fn invalid(why: impl std::fmt::Display) -> String {
     format!("not a Sigstore bundle (invalid JSON: {why})")
-}
-
-struct HashInto<'a>(&'a mut Sha256);
-
-impl Write for HashInto<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 struct Parser<R: io::BufRead> {
