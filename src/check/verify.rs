@@ -8,7 +8,7 @@ use crate::format::digest::{Digest, HashReader};
 use crate::format::metadata::{Form, METADATA_FILE, MODEL_DIR};
 use crate::sign::{self, PublicKey};
 use crate::store::layout::{self, Source};
-use crate::store::runs::{Batch, Runs};
+use crate::store::runs::{Batch, Peeked, Runs};
 use serde::Serialize;
 use std::io::Read;
 
@@ -195,33 +195,6 @@ fn open_oms(r: &mut dyn Read, keys: &[PublicKey]) -> std::result::Result<OmsRead
     })
 }
 
-/// A sorted stream's next record, looked at before it is taken.
-struct Peeked<P: crate::store::runs::Payload> {
-    m: crate::store::runs::Merged<P>,
-    head: Option<crate::store::runs::Record<P>>,
-}
-
-impl<P: crate::store::runs::Payload> Peeked<P> {
-    fn new(mut m: crate::store::runs::Merged<P>) -> Result<Self> {
-        let head = m.next()?;
-        Ok(Peeked { m, head })
-    }
-
-    /// The next record if `take` says so.
-    fn next_if(
-        &mut self,
-        take: impl FnOnce(&crate::store::runs::Record<P>) -> bool,
-    ) -> Result<Option<crate::store::runs::Record<P>>> {
-        match &self.head {
-            Some(h) if take(h) => {
-                let next = self.m.next()?;
-                Ok(std::mem::replace(&mut self.head, next))
-            }
-            _ => Ok(None),
-        }
-    }
-}
-
 /// Verify a layout or archive with the trusted `keys`.
 pub fn verify_source(
     src: &mut dyn Source,
@@ -355,20 +328,10 @@ pub fn verify_platform(
     // components); what does not hold is said once, below.
     let oms = oms.map(|o| {
         let listed = o.opened.and_then(|(mut payload, key)| {
-            let mut runs: Runs<[u8; 32]> = Runs::new(spill);
-            let mut batch: Batch<[u8; 32]> = Batch::default();
             let r = payload
                 .reader()
                 .map_err(|e| format!("reading the statement back: {e}"))?;
-            sign::oms_resources_each(r, &mut |name, d| {
-                batch.push(name, 0, &d);
-                if batch.size() > 64 << 10 {
-                    runs.add(&mut batch).map_err(|e| e.to_string())?;
-                }
-                Ok(())
-            })?;
-            runs.add(&mut batch).map_err(|e| e.to_string())?;
-            Ok((runs.merged().map_err(|e| e.to_string())?, key))
+            Ok((sign::oms_resources_sorted(r, spill)?.0, key))
         });
         (o.digest, listed)
     });

@@ -54,8 +54,18 @@ pub fn run(a: &Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         &|t| super::set_total(&pb, t, json),
     )?;
     pb.finish_and_clear();
-    let meta = pulled.metadata.clone().expect("pull returns the metadata");
-    let (spec, sources) = mlart::build::convert::from_pulled(&files, &meta, &pulled.kinds)?;
+    let mut pulled = pulled;
+    let meta = pulled
+        .metadata
+        .take()
+        .map(mlart::store::entries::Entries::in_memory)
+        .expect("pull returns the metadata")?;
+    let kinds = pulled
+        .files
+        .iter()
+        .map(|f| f.map(|f| (f.path, f.kind)))
+        .collect::<Result<_>>()?;
+    let (spec, sources) = mlart::build::convert::from_pulled(&files, &meta, &kinds)?;
     let mut bopts = Options {
         form,
         cancel: cancel.clone(),

@@ -105,7 +105,8 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         seconds: started.elapsed().as_secs_f64(),
     };
     if json {
-        super::print_json(&s);
+        // (the list of files streams from its temp file: a million paths are not one string)
+        super::stream_json(&s)?;
         return Ok(ExitCode::SUCCESS);
     }
     let r = &s.report;
@@ -135,8 +136,8 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         };
         outln!("  attestation {} -> {} ({state})", a.kind, a.file);
     }
-    for f in &r.files {
-        outln!("  {f}");
+    for f in r.files.iter() {
+        outln!("  {}", f?.path);
     }
     Ok(ExitCode::SUCCESS)
 }

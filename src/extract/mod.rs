@@ -6,41 +6,73 @@
 //! with `O_CREAT|O_EXCL|O_NOFOLLOW`, so nothing is ever written outside the target.
 
 pub mod attestations;
+pub mod listing;
 pub mod pull;
 pub mod select;
 
 use crate::error::{Error, IoContext, Result};
+use crate::format::digest::Digest;
 use crate::interrupt::Cancel;
 use sha2::{Digest as _, Sha256};
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-/// What a path in the target is, as far as this extraction knows.
+/// What a tar entry is, as `Visit::entry` is told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Made {
-    Dir,
+pub enum EntryType {
     File,
-    Link,
+    Symlink,
+    Hardlink,
 }
 
-/// Extracts entries into `root` (an existing, empty directory).
+/// What a tar stream's entries are checked against as they come (`Extractor::tar`): which
+/// to write, and what each file written turned out to be. Nothing is kept per entry by the
+/// extractor itself, so a layer of a million files costs no more memory than one of ten.
+pub trait Visit {
+    /// A non-directory entry `rel` (relative, cleaned, `strip` removed): whether to write it
+    /// (an error stops the extraction).
+    fn entry(&mut self, rel: &str, kind: EntryType) -> Result<bool>;
+    /// A regular file written (or a hard link made to one): its sha256 and size, as it went
+    /// to disk.
+    fn written(&mut self, rel: &str, digest: Digest, size: u64) -> Result<()>;
+    /// Whether the stream's own directory entries are made (else directories are made only
+    /// as the parents of what is written).
+    fn dirs(&self) -> bool {
+        false
+    }
+}
+
+/// Writes every entry (another tool's tar layer, tests), and keeps nothing.
+pub struct All;
+
+impl Visit for All {
+    fn entry(&mut self, _: &str, _: EntryType) -> Result<bool> {
+        Ok(true)
+    }
+    fn written(&mut self, _: &str, _: Digest, _: u64) -> Result<()> {
+        Ok(())
+    }
+    fn dirs(&self) -> bool {
+        true
+    }
+}
+
+/// Extracts entries into `root` (an existing, empty directory of this process).
 pub struct Extractor {
     root: PathBuf,
-    made: HashMap<String, Made>,
-    /// Regular files written, relative to the root.
-    files: Vec<String>,
-    /// Their sha256 and size, computed while they were written (no second read to check them).
-    digests: HashMap<String, (crate::format::digest::Digest, u64)>,
+    /// Directories known to be real ones made by this extraction: a cache only (what is on
+    /// disk decides), cut back when it grows past `MADE_CACHE`.
+    made: HashSet<String>,
     cancel: Cancel,
-    /// Every non-directory entry of the tar streams read, wanted or not, in order (what the
-    /// caller checks against the bundle's listing: unlisted and repeated entries).
-    seen: Vec<String>,
     /// Small files written and not yet on disk: `sync` puts them there, all at once.
     unsynced: usize,
 }
+
+/// Directories remembered at most (one path each): past it the cache starts again.
+const MADE_CACHE: usize = 16_384;
 
 /// A file of at least this many bytes is on disk (fsync) before `Extractor::file` returns;
 /// smaller ones wait for `Extractor::sync`, one call for all (an fsync each made 200,000
@@ -79,7 +111,7 @@ pub fn clean_path(raw: &str) -> std::result::Result<String, String> {
     Ok(parts.join("/"))
 }
 
-fn refuse(what: &str, why: impl std::fmt::Display) -> Error {
+pub(crate) fn refuse(what: &str, why: impl std::fmt::Display) -> Error {
     Error::input(format!(
         "{what}: refusing to extract: {why}. Nothing was written outside the target"
     ))
@@ -102,11 +134,8 @@ impl Extractor {
     pub fn new(root: &Path) -> Self {
         Extractor {
             root: root.to_path_buf(),
-            made: HashMap::new(),
-            digests: HashMap::new(),
-            files: Vec::new(),
+            made: HashSet::new(),
             cancel: Cancel::default(),
-            seen: Vec::new(),
             unsynced: 0,
         }
     }
@@ -134,21 +163,6 @@ impl Extractor {
         self
     }
 
-    /// Regular files written so far (relative paths, in order).
-    pub fn files(&self) -> &[String] {
-        &self.files
-    }
-
-    /// Every non-directory entry of the tar streams read so far, wanted or not.
-    pub fn seen(&self) -> &[String] {
-        &self.seen
-    }
-
-    /// The sha256 and size of a regular file written, as it went to disk.
-    pub fn digest_of(&self, rel: &str) -> Option<&(crate::format::digest::Digest, u64)> {
-        self.digests.get(rel)
-    }
-
     /// Create the parent directories of `rel` (relative, cleaned) one by one, refusing any
     /// component that exists and is not a real directory.
     fn make_parents(&mut self, what: &str, rel: &str) -> Result<PathBuf> {
@@ -161,46 +175,37 @@ impl Extractor {
             }
             acc.push_str(part);
             path.push(part);
-            match self.made.get(&acc) {
-                Some(Made::Dir) => continue,
-                Some(_) => {
+            if self.made.contains(&acc) {
+                continue;
+            }
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.file_type().is_dir() => {}
+                Ok(_) => {
                     return Err(refuse(
                         what,
                         format!("{acc} is a file or link in this bundle, not a directory"),
                     ))
                 }
-                None => {}
-            }
-            match fs::symlink_metadata(&path) {
-                Ok(m) if m.file_type().is_dir() => {}
-                Ok(_) => return Err(refuse(what, format!("{acc} exists and is not a directory"))),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     fs::create_dir(&path).ctx("creating", &path)?;
                 }
                 Err(e) => return Err(e).ctx("reading", &path),
             }
-            self.made.insert(acc.clone(), Made::Dir);
+            if self.made.len() >= MADE_CACHE {
+                self.made.clear();
+            }
+            self.made.insert(acc.clone());
         }
         Ok(path.join(parts[parts.len() - 1]))
     }
 
-    fn claim(&mut self, what: &str, rel: &str, kind: Made) -> Result<()> {
-        match self.made.get(rel) {
-            None => {
-                self.made.insert(rel.to_string(), kind);
-                Ok(())
-            }
-            Some(Made::Dir) if kind == Made::Dir => Ok(()),
-            Some(_) => Err(refuse(what, format!("{rel} appears more than once"))),
-        }
-    }
-
-    /// Write one regular file of exactly `size` bytes from `r` (an earlier end is an error).
-    /// The file's sha256 is computed on this thread as the bytes land in the writer's chunks,
-    /// and a file of `SYNC_EACH` bytes or more is on disk (fsync) before this returns (a
-    /// smaller one at `sync`). A big file is written by a second
+    /// Write one regular file of exactly `size` bytes from `r` (an earlier end is an error),
+    /// and return its sha256 and size. The hash is computed on this thread as the bytes land
+    /// in the writer's chunks, and a file of `SYNC_EACH` bytes or more is on disk (fsync)
+    /// before this returns (a smaller one at `sync`). A big file is written by a second
     /// thread that also starts the kernel's writeback as it goes (crate::offload), so reading,
-    /// hashing and the disk work side by side.
+    /// hashing and the disk work side by side. Something already at `rel` (an entry twice) is
+    /// refused: the file is created with `O_EXCL`.
     pub fn file(
         &mut self,
         what: &str,
@@ -208,9 +213,8 @@ impl Extractor {
         mode: u32,
         size: u64,
         r: &mut dyn Read,
-    ) -> Result<()> {
+    ) -> Result<(Digest, u64)> {
         let rel = clean_path(rel).map_err(|e| refuse(what, e))?;
-        self.claim(what, &rel, Made::File)?;
         let path = self.make_parents(what, &rel)?;
         let f = OpenOptions::new()
             .write(true)
@@ -246,20 +250,20 @@ impl Extractor {
             },
             writing,
         )?;
-        let digest = crate::format::digest::Digest::from_hasher(h);
+        let digest = Digest::from_hasher(h);
         if size >= SYNC_EACH {
             f.sync_all().ctx("writing", &path)?;
         } else {
             self.unsynced += 1;
         }
-        self.digests.insert(rel.clone(), (digest, size));
-        self.files.push(rel);
-        Ok(())
+        Ok((digest, size))
     }
 
     fn dir(&mut self, what: &str, rel: &str) -> Result<()> {
         let rel = clean_path(rel).map_err(|e| refuse(what, e))?;
-        self.claim(what, &rel, Made::Dir)?;
+        if self.made.contains(&rel) {
+            return Ok(());
+        }
         let path = self.make_parents(what, &rel)?;
         match fs::symlink_metadata(&path) {
             Ok(m) if m.file_type().is_dir() => Ok(()),
@@ -276,60 +280,54 @@ impl Extractor {
     /// A symlink is allowed only when it is relative and stays inside the target.
     fn symlink(&mut self, what: &str, rel: &str, target: &str) -> Result<()> {
         let rel = clean_path(rel).map_err(|e| refuse(what, e))?;
-        if target.is_empty() || target.starts_with('/') || target.contains('\0') {
-            return Err(refuse(
-                what,
-                format!("symlink {rel} -> {target} points outside the target"),
-            ));
-        }
-        // Resolve lexically from the link's directory.
-        let mut depth: Vec<&str> = rel.split('/').collect();
-        depth.pop();
-        for c in target.split('/') {
-            match c {
-                "" | "." => {}
-                ".." => {
-                    if depth.pop().is_none() {
-                        return Err(refuse(
-                            what,
-                            format!("symlink {rel} -> {target} points outside the target"),
-                        ));
-                    }
-                }
-                other => depth.push(other),
-            }
-        }
-        self.claim(what, &rel, Made::Link)?;
+        check_symlink_target(&rel, target).map_err(|w| refuse(what, w))?;
         let path = self.make_parents(what, &rel)?;
         std::os::unix::fs::symlink(target, &path).map_err(|e| creating(what, &rel, &path, e))
     }
 
-    /// A hard link is allowed only to a regular file this extraction already wrote.
-    fn hardlink(&mut self, what: &str, rel: &str, target: &str) -> Result<()> {
+    /// A hard link is allowed only to a regular file this extraction already wrote (every
+    /// component of its path a real directory, itself a regular file: nothing else is in the
+    /// target but what this extraction made). Returns the file's sha256 and size (read again:
+    /// another tool's tar layers only).
+    fn hardlink(&mut self, what: &str, rel: &str, target: &str) -> Result<(Digest, u64)> {
         let rel = clean_path(rel).map_err(|e| refuse(what, e))?;
         let tgt = clean_path(target)
             .map_err(|e| refuse(what, format!("hard link {rel} -> {target}: {e}")))?;
-        if self.made.get(&tgt) != Some(&Made::File) {
-            return Err(refuse(
+        let not_ours = || {
+            refuse(
                 what,
                 format!("hard link {rel} -> {target} does not point to a file of this bundle"),
-            ));
+            )
+        };
+        let mut at = self.root.clone();
+        let parts: Vec<&str> = tgt.split('/').collect();
+        for (i, part) in parts.iter().enumerate() {
+            at.push(part);
+            let is_last = i + 1 == parts.len();
+            match fs::symlink_metadata(&at) {
+                Ok(m) if !is_last && m.file_type().is_dir() => {}
+                Ok(m) if is_last && m.file_type().is_file() => {}
+                _ => return Err(not_ours()),
+            }
         }
-        self.claim(what, &rel, Made::File)?;
         let path = self.make_parents(what, &rel)?;
-        fs::hard_link(self.root.join(&tgt), &path).ctx("linking", &path)?;
-        self.files.push(rel);
-        Ok(())
+        fs::hard_link(&at, &path).map_err(|e| creating(what, &rel, &path, e))?;
+        let mut h = crate::format::digest::HashWriter::new(io::sink());
+        let mut f = fs::File::open(&path).ctx("reading", &path)?;
+        io::copy(&mut f, &mut h).ctx("reading", &path)?;
+        let (_, d, n) = h.finish();
+        Ok((d, n))
     }
 
     /// Extract a tar stream. Entry paths must start with `strip` (e.g. `models/`), which is
-    /// removed; `want(path)` picks the entries to write (the others are still checked).
+    /// removed; `v` picks the entries to write (the others are still checked) and is told what
+    /// each file written holds.
     pub fn tar(
         &mut self,
         what: &str,
         r: &mut dyn Read,
         strip: Option<&str>,
-        want: &dyn Fn(&str) -> bool,
+        v: &mut dyn Visit,
     ) -> Result<()> {
         let bad = |e: io::Error| Error::from_io(&e, format!("{what}: not a valid tar layer: {e}"));
         let mut ar = tar::Archive::new(r);
@@ -377,28 +375,25 @@ impl Extractor {
             {
                 return Err(refuse(what, format!("{raw:?} is a whiteout entry")));
             }
-            if !et.is_dir() {
-                self.seen.push(rel.clone());
-            }
             match et {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    if want(&rel) {
+                    if v.entry(&rel, EntryType::File)? {
                         let mode = e.header().mode().unwrap_or(0o644);
                         let size = e.size();
-                        self.file(what, &rel, mode, size, &mut e)?;
+                        let (d, n) = self.file(what, &rel, mode, size, &mut e)?;
+                        v.written(&rel, d, n)?;
                     }
                 }
                 tar::EntryType::Directory => {
-                    if self.made.get(&rel) != Some(&Made::Dir) && want_dir(&rel, want) {
+                    if v.dirs() {
                         self.dir(what, &rel)?;
                     }
                 }
                 tar::EntryType::Symlink => {
                     let target = link_name(&e).map_err(|w| refuse(what, w))?;
-                    if want(&rel) {
+                    check_symlink_target(&rel, &target).map_err(|w| refuse(what, w))?;
+                    if v.entry(&rel, EntryType::Symlink)? {
                         self.symlink(what, &rel, &target)?;
-                    } else {
-                        check_symlink_target(&rel, &target).map_err(|w| refuse(what, w))?;
                     }
                 }
                 tar::EntryType::Link => {
@@ -420,8 +415,9 @@ impl Extractor {
                         }
                         None => target,
                     };
-                    if want(&rel) {
-                        self.hardlink(what, &rel, &target)?;
+                    if v.entry(&rel, EntryType::Hardlink)? {
+                        let (d, n) = self.hardlink(what, &rel, &target)?;
+                        v.written(&rel, d, n)?;
                     }
                 }
                 tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
@@ -442,12 +438,6 @@ impl Extractor {
     }
 }
 
-/// Directories are made on demand for wanted files; an explicit directory entry is made only
-/// when no filter is in effect for it (`want` accepts it).
-fn want_dir(rel: &str, want: &dyn Fn(&str) -> bool) -> bool {
-    want(rel)
-}
-
 fn link_name<R: Read>(e: &tar::Entry<R>) -> std::result::Result<String, String> {
     let t = e
         .link_name_bytes()
@@ -456,7 +446,7 @@ fn link_name<R: Read>(e: &tar::Entry<R>) -> std::result::Result<String, String> 
 }
 
 fn check_symlink_target(rel: &str, target: &str) -> std::result::Result<(), String> {
-    if target.starts_with('/') {
+    if target.is_empty() || target.starts_with('/') || target.contains('\0') {
         return Err(format!(
             "symlink {rel} -> {target} points outside the target"
         ));
@@ -515,7 +505,7 @@ mod tests {
         fs::create_dir(&target).unwrap();
         let bytes = tar_with(entries);
         let mut x = Extractor::new(&target);
-        let r = x.tar("layer", &mut &bytes[..], Some("models/"), &|_| true);
+        let r = x.tar("layer", &mut &bytes[..], Some("models/"), &mut All);
         (t, r)
     }
 

@@ -3,21 +3,25 @@
 //! file against the metadata's sha256, then move the directory into place.
 
 use crate::error::{Error, IoContext, Result};
-use crate::extract::Extractor;
+use crate::extract::listing::{LayerJoin, Listing, Mode, Plan, Written};
+use crate::extract::{EntryType, Extractor, Visit};
 use crate::format::compression::Compression;
 use crate::format::digest::Digest;
-use crate::format::metadata::Kind;
+use crate::format::metadata::FileEntry;
 use crate::format::metadata::{Form, Metadata};
 use crate::store::cache::BlobCache;
 use crate::store::copy::{copy_blobs, CopyOptions, Outcome};
+use crate::store::entries::Entries;
 use crate::store::layout::{self, Source};
+use crate::store::runs::Peeked;
 use crate::store::{BlobEvent, BlobRef};
 use oci_spec::image::Descriptor;
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// What to pull and where.
 #[derive(Clone, Debug, Default)]
@@ -49,13 +53,14 @@ pub struct PullOptions {
     pub attestations: bool,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct PullReport {
     pub reference: String,
     pub digest: String,
     pub output: String,
     pub form: Option<Form>,
-    pub files: Vec<String>,
+    /// The files written, in path order (mlart.json and model.sig aside).
+    pub files: Files,
     pub layers: LayerCounts,
     pub bytes_downloaded: u64,
     /// Blobs removed from the cache afterwards to keep it under `MLART_CACHE_MAX_SIZE`.
@@ -69,10 +74,7 @@ pub struct PullReport {
     pub index: Option<crate::store::layout::IndexChoice>,
     /// The bundle's metadata (made from the manifest for another tool's artifact).
     #[serde(skip)]
-    pub metadata: Option<Metadata>,
-    /// Each file written (`files`) with its kind.
-    #[serde(skip)]
-    pub kinds: std::collections::BTreeMap<String, Kind>,
+    pub metadata: Option<Metadata<Entries>>,
     /// A ModelPack or a dialect of another tool, as the metadata says (`modelpack`, `kitops`…).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dialect: Option<String>,
@@ -86,6 +88,38 @@ pub struct PullReport {
     /// that appear twice): an error with `--strict`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// The files a pull wrote, in path order, each with its kind, size, sha256 and layer (on disk
+/// past a few MiB: a million files cost no more memory than ten). Serialized as their paths.
+#[derive(Debug, Default)]
+pub struct Files(Option<Entries>);
+
+impl Files {
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, Entries::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The files, in path order (an entry that cannot be read back from its temp file is an
+    /// error).
+    pub fn iter(&self) -> impl Iterator<Item = Result<FileEntry>> + '_ {
+        self.0.iter().flat_map(Entries::iter)
+    }
+}
+
+impl Serialize for Files {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeSeq};
+        let mut seq = s.serialize_seq(Some(self.len()))?;
+        for f in self.iter() {
+            seq.serialize_element(&f.map_err(S::Error::custom)?.path)?;
+        }
+        seq.end()
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -123,11 +157,17 @@ pub fn pull(
     };
     let what = src.describe();
     let resolved = layout::resolve_platform(src, tag, opts.platform.as_ref())?;
-    let meta = crate::store::metadata::read_metadata(src, &resolved.manifest)
-        .and_then(crate::store::entries::Entries::in_memory)?;
-    let selected = super::select::select(&meta, &opts.kinds, &opts.paths)?;
-    let mut wanted: HashSet<String> = selected.iter().map(|f| f.path.clone()).collect();
-    let mut needed_layers: HashSet<&str> = selected.iter().map(|f| &*f.layer).collect();
+    // The metadata's list stays on disk past a few MiB: read as it streams, twice (the plan,
+    // then the sorted list the layers are read beside), never held whole.
+    let meta = crate::store::metadata::read_metadata(src, &resolved.manifest)?;
+    let sel = super::select::Selector::new(&opts.kinds, &opts.paths)?;
+    let plan = Plan::of(&meta, &sel)?;
+    let mut needed_layers: HashSet<&str> = plan
+        .layers
+        .iter()
+        .filter(|(_, l)| l.needed)
+        .map(|(d, _)| &**d)
+        .collect();
     let manifest_digest =
         Digest::parse(resolved.descriptor.digest().as_ref()).map_err(Error::Input)?;
 
@@ -152,7 +192,7 @@ pub fn pull(
 
     // A whole pull also writes what the signature covers: mlart.json (image form) and
     // model.sig, so `model_signing verify` and `mlart verify DIR` work on the result.
-    let full = opts.kinds.is_empty() && opts.paths.is_empty();
+    let full = sel.is_all();
     if full {
         for l in resolved.manifest.layers() {
             let kind = l
@@ -161,32 +201,26 @@ pub fn pull(
                 .and_then(|a| a.get(crate::format::annotations::KIND_ANNOTATION))
                 .map(String::as_str);
             match (kind, meta.form) {
-                (Some("metadata"), Form::Image | Form::Modelpack) => {
-                    wanted.insert(crate::format::metadata::METADATA_FILE.to_string());
-                    wanted.insert(crate::format::signature::OMS_FILE.to_string());
-                }
-                (Some("signature"), Form::Artifact | Form::Modelpack) => {
-                    wanted.insert(crate::format::signature::OMS_FILE.to_string());
-                }
+                (Some("metadata"), Form::Image | Form::Modelpack)
+                | (Some("signature"), Form::Artifact | Form::Modelpack) => {}
                 _ => continue,
             }
             needed_layers.insert(l.digest().as_ref());
         }
     }
+    // Each layer's place in the manifest: what the sorted list is keyed by.
+    let mut place: HashMap<String, u32> = HashMap::new();
+    for (i, l) in resolved.manifest.layers().iter().enumerate() {
+        place.entry(l.digest().to_string()).or_insert(i as u32);
+    }
     // A layer the metadata names that the manifest does not: a copy that compressed it
     // (`skopeo copy` without `--preserve-digests` gzips the uncompressed model layers) keeps
     // the image config, whose `rootfs.diff_ids[i]` is the digest of layer i uncompressed. That
     // layer is taken instead, and its uncompressed stream must hash to the diff_id.
-    let in_manifest: HashSet<&str> = resolved
-        .manifest
-        .layers()
-        .iter()
-        .map(|l| l.digest().as_ref() as &str)
-        .collect();
     let mut missing: Vec<&str> = needed_layers
         .iter()
         .copied()
-        .filter(|d| !in_manifest.contains(d))
+        .filter(|d| !place.contains_key(*d))
         .collect();
     missing.sort_unstable();
     // The manifest digest of such a layer -> the diff_id its uncompressed stream must have.
@@ -208,16 +242,22 @@ pub fn pull(
             let l = &resolved.manifest.layers()[i];
             needed_layers.remove(m);
             needed_layers.insert(l.digest().as_ref());
+            place.insert(m.to_string(), i as u32);
             diff_checks.insert(l.digest().to_string(), diff_ids[i].clone());
         }
     }
-    let layers: Vec<&Descriptor> = resolved
+    // The layers read, each once, in the manifest's order.
+    let mut taken = HashSet::new();
+    let layers: Vec<(u32, &Descriptor)> = resolved
         .manifest
         .layers()
         .iter()
-        .filter(|l| needed_layers.contains(l.digest().as_ref() as &str))
+        .enumerate()
+        .filter(|(_, l)| needed_layers.contains(l.digest().as_ref() as &str))
+        .filter(|(_, l)| taken.insert(l.digest().to_string()))
+        .map(|(i, l)| (i as u32, l))
         .collect();
-    on_total(layers.iter().map(|l| l.size()).sum());
+    on_total(layers.iter().map(|(_, l)| l.size()).sum());
 
     // The destination: must not exist, or be an empty directory.
     let out = &opts.out;
@@ -266,7 +306,7 @@ pub fn pull(
     if let Some(cache) = &cache {
         let blobs = layers
             .iter()
-            .map(|l| BlobRef::of(l))
+            .map(|(_, l)| BlobRef::of(l))
             .collect::<Result<Vec<_>>>()?;
         // The cache's words: fetched blobs were "downloaded", those it had were "cached".
         let observer = |d: &Digest, e: BlobEvent| {
@@ -298,25 +338,17 @@ pub fn pull(
             }
         }
     }
+    let spill = crate::store::entries::memory_limit()?.max(64 << 10);
+    let reading: HashSet<u32> = layers.iter().map(|(i, _)| *i).collect();
+    let mut listing = Listing::of(
+        &meta,
+        &sel,
+        &|d| place.get(d).copied().filter(|i| reading.contains(i)),
+        spill,
+    )?;
+    let mut written = Written::new(spill);
     let mut x = Extractor::new(&root).with_cancel(opts.cancel.clone());
-    // The files of `archive` entries (other tools' tar layers), as they were unpacked.
-    let mut archived: Vec<(String, Kind)> = Vec::new();
-    // What the metadata lists (plus the documents mlart writes beside the files): any other
-    // entry of an mlart layer is refused, not silently skipped.
-    let listed: HashSet<&str> = meta
-        .files
-        .iter()
-        .map(|f| f.path.as_str())
-        .chain([
-            crate::format::metadata::METADATA_FILE,
-            crate::format::signature::OMS_FILE,
-        ])
-        .collect();
-    let mut entries_seen: HashSet<String> = HashSet::new();
-    let mut unlisted: Vec<String> = Vec::new();
-    let mut repeated: Vec<String> = Vec::new();
-    let want = |p: &str| wanted.contains(p);
-    for l in &layers {
+    for &(pos, l) in &layers {
         if opts.cancel.is_cancelled() {
             return Err(Error::Interrupted);
         }
@@ -343,20 +375,30 @@ pub fn pull(
         let bad = |e: io::Error| Error::from_io(&e, format!("{label}: {e}"));
         // A layer matched by its diff_id: hash what it decompresses to.
         let diff_id = diff_checks.get(l.digest().as_ref() as &str);
+        // The digest the metadata knows the layer by (its diff_id for one compressed since).
+        let original = diff_id.map_or(digest.to_string(), |d| d.to_string());
+        let info = plan.layers.get(original.as_str());
         // Another tool's tar layer (an `archive` entry): all of it, checked by its digest.
-        let archive = meta
-            .files
-            .iter()
-            .find(|f| f.archive && *f.layer == *digest.as_str());
-        let raw_file = meta
-            .files
-            .iter()
-            .find(|f| !f.archive && *f.layer == *digest.as_str());
+        let archive = info.and_then(|i| i.archive);
+        let mode = match archive {
+            Some(kind) => Mode::Archive(kind),
+            None => Mode::Listed { whole: full },
+        };
         let is_raw = mt.ends_with(".raw") || (meta.dialect.is_some() && archive.is_none());
+        let mut join = LayerJoin::new(
+            &mut listing,
+            &mut written,
+            pos,
+            mode,
+            &root,
+            &label,
+            &what,
+            digest.as_str(),
+        );
         if is_raw {
             let mut reader = MaybeHash::new(&mut reader, diff_id.is_some());
-            let title = raw_file
-                .map(|f| f.path.clone())
+            let title = join
+                .first_path()
                 .or_else(|| {
                     crate::format::dialect::layer_path(l.annotations().as_ref()).map(String::from)
                 })
@@ -367,11 +409,17 @@ pub fn pull(
                         crate::format::annotations::TITLE_ANNOTATION
                     ))
                 })?;
-            if want(&title) {
-                x.file(&label, &title, 0o644, l.size(), &mut reader)?;
-            }
+            let wrote = match join.entry(&title, EntryType::File)? {
+                true => Some(x.file(&label, &title, 0o644, l.size(), &mut reader)?),
+                false => None,
+            };
+            // The blob's digest (and diff_id) first: a corrupt layer is the better message.
             io::copy(&mut reader, &mut io::sink()).map_err(bad)?;
             reader.check(&what, l, diff_id)?;
+            if let Some((d, n)) = wrote {
+                join.written(&title, d, n)?;
+            }
+            join.finish()?;
         } else {
             let comp = crate::format::modelpack::classify_layer(&mt)
                 .and_then(|(_, p)| match p {
@@ -390,20 +438,13 @@ pub fn pull(
             // The most an mlart layer may expand to: the files the metadata puts in it, their
             // tar headers and padding, and slack for directories and long names. A stream that
             // decompresses beyond that is stopped (a decompression bomb).
-            let original = diff_id.map_or(digest.to_string(), |d| d.to_string());
             let is_metadata_layer = l
                 .annotations()
                 .as_ref()
                 .and_then(|a| a.get(crate::format::annotations::KIND_ANNOTATION))
                 .is_some_and(|k| k == "metadata");
             let limit = (meta.dialect.is_none() && archive.is_none()).then(|| {
-                let (n, bytes) = meta
-                    .files
-                    .iter()
-                    .filter(|f| *f.layer == *original)
-                    .fold((0u64, 0u64), |(n, b), f| {
-                        (n + 1, b + f.size.div_ceil(512) * 512)
-                    });
+                let (n, bytes) = info.map_or((0, 0), |i| (i.files, i.bytes));
                 let extra = if is_metadata_layer {
                     // mlart.json and model.sig: each a few hundred bytes a file
                     2 * crate::format::metadata::MAX_METADATA_BYTES + 2048 * meta.files.len() as u64
@@ -412,7 +453,6 @@ pub fn pull(
                 };
                 bytes + extra + 4096 * (n + 64) + (1 << 20)
             });
-            let seen_before = x.seen().len();
             let unpacked = (|| -> Result<()> {
                 let dec = crate::format::compression::decoder(&mut reader, comp).map_err(bad)?;
                 let dec = Bounded {
@@ -421,13 +461,15 @@ pub fn pull(
                     what: label.clone(),
                 };
                 let mut dec = MaybeHash::new(dec, diff_id.is_some());
-                let before = x.files().len();
-                if archive.is_some() {
-                    x.tar(&label, &mut dec, strip, &|_| true)?;
-                    let kind = archive.map_or(Kind::Config, |f| f.kind);
-                    archived.extend(x.files()[before..].iter().map(|p| (p.clone(), kind)));
-                } else {
-                    x.tar(&label, &mut dec, strip, &want)?;
+                if let Err(e) = x.tar(&label, &mut dec, strip, &mut join) {
+                    // A layer that is not what its diff_id says is the better message.
+                    if diff_id.is_some()
+                        && !matches!(e, Error::Interrupted)
+                        && io::copy(&mut dec, &mut io::sink()).is_ok()
+                    {
+                        dec.check(&what, l, diff_id)?;
+                    }
+                    return Err(e);
                 }
                 // Drain the decompressor (trailing padding) ...
                 io::copy(&mut dec, &mut io::sink()).map_err(bad)?;
@@ -441,17 +483,10 @@ pub fn pull(
                 }
                 return Err(e);
             }
-            if archive.is_none() && meta.dialect.is_none() {
-                for p in &x.seen()[seen_before..] {
-                    if !entries_seen.insert(p.clone()) {
-                        repeated.push(format!("{p} (layer {})", digest.short()));
-                    } else if !listed.contains(p.as_str()) {
-                        unlisted.push(format!("{p} (layer {})", digest.short()));
-                    }
-                }
-            }
-            // ... and the blob, so its digest is checked at EOF.
+            // ... and the blob, so its digest is checked at EOF (before what the layer lacks
+            // is said: a corrupt layer is the better message).
             io::copy(&mut reader, &mut io::sink()).map_err(bad)?;
+            join.finish()?;
         }
         if cache.is_none() {
             progress(&digest, BlobEvent::Done("downloaded"));
@@ -460,19 +495,7 @@ pub fn pull(
 
     // Entries the metadata does not list, or that appear twice: never written; said, and
     // an error under --strict (before anything is moved into place).
-    let mut refused = Vec::new();
-    if !unlisted.is_empty() {
-        refused.push(format!(
-            "layer entries that mlart.json does not list were not written: {}",
-            unlisted.join(", ")
-        ));
-    }
-    if !repeated.is_empty() {
-        refused.push(format!(
-            "layer entries that appear more than once were not written again: {}",
-            repeated.join(", ")
-        ));
-    }
+    let refused = written.refusals();
     if !refused.is_empty() && opts.strict {
         return Err(Error::integrity(format!(
             "{what}: not pulled (--strict): {}. The bundle was changed after `mlart bundle`, or was not made by it; check it with `mlart verify`",
@@ -481,77 +504,62 @@ pub fn pull(
     }
     report.warnings = refused;
 
-    // Every selected file is there, with the size and sha256 the metadata says.
-    let written: BTreeSet<&str> = x.files().iter().map(String::as_str).collect();
-    for f in selected.iter().filter(|f| !f.archive) {
-        if !written.contains(f.path.as_str()) {
-            return Err(Error::input(format!(
-                "{what}: {} is listed in the metadata but not in its layer {}",
-                f.path, f.layer
-            )));
-        }
-        let (d, n) = x.digest_of(&f.path).ok_or_else(|| {
-            Error::input(format!(
-                "{what}: {} is listed in the metadata as a file but is not one in its layer {}",
-                f.path, f.layer
-            ))
-        })?;
-        let n = *n;
-        if d.as_str() != f.sha256 || n != f.size {
-            return Err(Error::integrity(format!(
-                "{what}: {} does not match the metadata (sha256 {d}, {n} bytes; expected {}, {} bytes)",
-                f.path, f.sha256, f.size
-            )));
-        }
-    }
-    report.kinds = selected
-        .iter()
-        .filter(|f| !f.archive)
-        .map(|f| (f.path.clone(), f.kind))
-        .chain(archived)
-        .collect();
-    report.files = report.kinds.keys().cloned().collect();
-    report.dialect = meta.dialect.clone();
-
-    // model.sig over what was written (all files on a whole pull; the selected ones else).
+    // model.sig over what was written: all files on a whole pull (as model_signing checks
+    // the folder), the selected ones else. Read as it streams and sorted on disk beside
+    // the files written.
+    let not_pulled = |e: String| Error::Check(format!("{what}: not pulled: model.sig: {e}"));
+    let no_sig = || {
+        Error::Check(format!(
+            "{what}: not pulled: the bundle has no model.sig (sign it with `mlart bundle --sign`)"
+        ))
+    };
+    let mut signed = None;
     if !opts.verify_keys.is_empty() {
-        let sig_path = root.join(crate::format::signature::OMS_FILE);
-        let oms = if full {
-            fs::read(&sig_path).ok()
-        } else {
-            read_oms(src, &resolved.manifest, meta.form)?
-        };
-        let Some(oms) = oms else {
-            return Err(Error::Check(format!("{what}: not pulled: the bundle has no model.sig (sign it with `mlart bundle --sign`)")));
+        type Signed = (Peeked<[u8; 32]>, Vec<String>);
+        let open = |r: &mut dyn Read| -> Result<(Signed, String)> {
+            let (mut payload, key) =
+                crate::sign::open_streamed(r, &opts.verify_keys).map_err(not_pulled)?;
+            let key = key
+                .map(|k| k.path.display().to_string())
+                .unwrap_or_default();
+            let r = payload
+                .reader()
+                .map_err(|e| not_pulled(format!("reading the statement back: {e}")))?;
+            let (sorted, ignore) =
+                crate::sign::oms_resources_sorted(r, spill).map_err(not_pulled)?;
+            Ok(((Peeked::new(sorted)?, ignore), key))
         };
         if full {
-            // (the staging directory's name means nothing to the user: paths as in the bundle)
-            // (each file was hashed as it was written: not read again)
-            let known = |rel: &str| x.digest_of(rel).map(|(d, _)| d.hex().to_string());
-            let key =
-                crate::sign::verify_dir_known(&root, &opts.verify_keys, &known).map_err(|e| {
-                    let e = e.to_string().replace(&format!("{}/", root.display()), "");
-                    Error::Check(format!("{what}: not pulled: {e}"))
-                })?;
-            verified_by.push(format!("{} (model.sig)", key.display()));
+            let sig_path = root.join(crate::format::signature::OMS_FILE);
+            let mut f = File::open(&sig_path).map_err(|_| no_sig())?;
+            let (resources, key) = open(&mut f)?;
+            signed = Some(resources);
+            verified_by.push(format!("{key} (model.sig)"));
         } else {
-            let (st, key) = crate::sign::verify_bundle(&oms, &opts.verify_keys)
-                .map_err(|e| Error::Check(format!("{what}: not pulled: model.sig: {e}")))?;
-            let signed = crate::sign::oms_resources(&st)
-                .map_err(|e| Error::Check(format!("{what}: not pulled: model.sig: {e}")))?;
-            for f in &selected {
-                if signed.get(&f.path).map(String::as_str)
-                    != Some(f.sha256.trim_start_matches("sha256:"))
-                {
-                    return Err(Error::Check(format!(
-                        "{what}: not pulled: {} is not signed as it is by model.sig",
-                        f.path
-                    )));
-                }
+            let (resources, key) = with_oms(src, &resolved.manifest, meta.form, &mut |r| open(r))?
+                .ok_or_else(no_sig)?;
+            if let Some(p) = super::listing::unsigned_selected(&meta, &sel, resources.0)? {
+                return Err(Error::Check(format!(
+                    "{what}: not pulled: {p} is not signed as it is by model.sig"
+                )));
             }
-            verified_by.push(format!("{} (model.sig)", key.path.display()));
+            verified_by.push(format!("{key} (model.sig)"));
         }
     }
+    let layer_digests = resolved
+        .manifest
+        .layers()
+        .iter()
+        .map(|l| Arc::from(l.digest().as_ref() as &str))
+        .collect();
+    let (files, problems) = written.finish(layer_digests, signed)?;
+    if let Some(p) = problems {
+        return Err(Error::Check(format!(
+            "{what}: not pulled: the files do not match model.sig: {p}"
+        )));
+    }
+    report.files = Files(Some(files));
+    report.dialect = meta.dialect.clone();
     report.verified_by = verified_by;
 
     report.attestations = carry.stage(staging.path())?;
@@ -599,17 +607,20 @@ pub(crate) fn move_into(from: &std::path::Path, to: &std::path::Path) -> Result<
     fs::rename(from, to).ctx("moving the pulled files to", to)
 }
 
-/// The model.sig of a bundle, read from its small metadata or signature layer.
-fn read_oms(
+/// `read` over the model.sig of a bundle as it streams, from its metadata layer (image form)
+/// or its signature layer (None: the bundle has none).
+fn with_oms<T>(
     src: &dyn Source,
     manifest: &oci_spec::image::ImageManifest,
     form: Form,
-) -> Result<Option<Vec<u8>>> {
+    read: &mut dyn FnMut(&mut dyn Read) -> Result<T>,
+) -> Result<Option<T>> {
     match form {
-        Form::Image => crate::store::metadata::read_metadata_layer_file(
+        Form::Image => crate::store::metadata::with_metadata_layer_file(
             src,
             manifest,
             crate::format::signature::OMS_FILE,
+            read,
         ),
         Form::Artifact | Form::Modelpack => {
             let layer = manifest.layers().iter().find(|l| {
@@ -618,9 +629,15 @@ fn read_oms(
                     .and_then(|a| a.get(crate::format::annotations::KIND_ANNOTATION))
                     .is_some_and(|k| k == "signature")
             });
-            layer
-                .map(|l| layout::read_blob(src, l, crate::format::signature::MAX_OMS_BYTES))
-                .transpose()
+            let Some(l) = layer else {
+                return Ok(None);
+            };
+            let mut r = layout::open_verified(src, l)?;
+            let t = read(&mut r)?;
+            // (the rest, so the blob's digest is checked at its end)
+            io::copy(&mut r, &mut io::sink())
+                .map_err(|e| Error::from_io(&e, format!("{}: model.sig: {e}", src.describe())))?;
+            Ok(Some(t))
         }
     }
 }

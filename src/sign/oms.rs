@@ -1,7 +1,6 @@
 //! The OpenSSF Model Signing v1.0 (OMS) `model.sig` over a bundle's files (as model_signing
 //! writes and verifies it).
 
-use super::dsse::{unverified_statement, verify_bundle};
 use super::keys::PublicKey;
 use crate::error::{Error, IoContext, Result};
 use crate::format::signature::{INTOTO_STATEMENT, OMS_FILE, OMS_IGNORE, OMS_PREDICATE};
@@ -74,14 +73,24 @@ pub fn oms_resources(
 /// What `oms_resources_each` hands each resource to: its path and sha256; an error stops it.
 pub type EachResource<'a> = dyn FnMut(&str, [u8; 32]) -> std::result::Result<(), String> + 'a;
 
+/// What a statement read by `oms_resources_each` holds besides its resources.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listed {
+    /// The resources handed out.
+    pub count: usize,
+    /// Its `serialization.ignore_paths`: what model_signing left out of the folder.
+    pub ignore_paths: Vec<String>,
+}
+
 /// `oms_resources` for a statement read as it streams (tens of MB for 200,000 files): `each`
 /// gets every resource (path, sha256) in the statement's order, as it is parsed; the root
 /// digest is checked at the end (an `each` that keeps them must drop them on an error). No
-/// string of the statement may pass 1 MiB (a hostile one is refused as it streams).
+/// string of the statement may pass 1 MiB (a hostile one is refused as it streams), nor its
+/// `serialization` object.
 pub fn oms_resources_each(
     r: &mut dyn std::io::Read,
     each: &mut EachResource,
-) -> std::result::Result<usize, String> {
+) -> std::result::Result<Listed, String> {
     use crate::store::entries::budget;
     use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
     use std::fmt;
@@ -97,6 +106,12 @@ pub fn oms_resources_each(
         root: Sha256,
         count: usize,
         resources: bool,
+        ignore_paths: Vec<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Serialization {
+        #[serde(default)]
+        ignore_paths: Vec<String>,
     }
     /// The statement (a map): its predicate walked, the rest kept small.
     struct Top<'w, 'a>(&'w mut Walk<'a>);
@@ -156,6 +171,10 @@ pub fn oms_resources_each(
                 if k == "resources" {
                     m.next_value_seed(Resources(&mut *self.0))?;
                     self.0.resources = true;
+                } else if k == "serialization" {
+                    budget::reset();
+                    let s: Serialization = m.next_value()?;
+                    self.0.ignore_paths = s.ignore_paths;
                 } else {
                     m.next_value::<IgnoredAny>()?;
                 }
@@ -203,6 +222,7 @@ pub fn oms_resources_each(
         root: Sha256::new(),
         count: 0,
         resources: false,
+        ignore_paths: Vec::new(),
     };
     budget::reset();
     let mut rd = budget::Budget {
@@ -232,65 +252,85 @@ pub fn oms_resources_each(
             "the statement is inconsistent: its resources do not hash to the subject digest".into(),
         );
     }
-    Ok(walk.count)
+    Ok(Listed {
+        count: walk.count,
+        ignore_paths: walk.ignore_paths,
+    })
+}
+
+/// `oms_resources_each` into a list sorted by path (on disk past `spill` bytes): what is
+/// read beside other lists in path order (`verify`, `pull`, a folder's check). Its order is
+/// path bytes, not model_signing's components. With the statement's `ignore_paths`.
+pub fn oms_resources_sorted(
+    r: &mut dyn std::io::Read,
+    spill: usize,
+) -> std::result::Result<(crate::store::runs::Merged<[u8; 32]>, Vec<String>), String> {
+    use crate::store::runs::{Batch, Runs};
+    let mut runs: Runs<[u8; 32]> = Runs::new(spill);
+    let mut batch: Batch<[u8; 32]> = Batch::default();
+    let listed = oms_resources_each(r, &mut |name, d| {
+        batch.push(name, 0, &d);
+        if batch.size() > 64 << 10 {
+            runs.add(&mut batch).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })?;
+    runs.add(&mut batch).map_err(|e| e.to_string())?;
+    Ok((
+        runs.merged().map_err(|e| e.to_string())?,
+        listed.ignore_paths,
+    ))
 }
 
 /// Verify `dir/model.sig` against the files in `dir` (as model_signing does): returns the
 /// verifying key's path, or a Check error naming what differs.
 pub fn verify_dir(dir: &Path, keys: &[PublicKey]) -> Result<PathBuf> {
-    verify_dir_known(dir, keys, &|_| None)
-}
-
-/// As `verify_dir`, for a directory whose files were hashed as they were written (`pull`'s
-/// extractor): `known(rel)` gives a file's sha256 hex, and only the files it does not know are
-/// read again. Every file is still listed, so one added or missing is found all the same.
-pub fn verify_dir_known(
-    dir: &Path,
-    keys: &[PublicKey],
-    known: &dyn Fn(&str) -> Option<String>,
-) -> Result<PathBuf> {
-    let sig_path = dir.join(OMS_FILE);
-    let bundle = std::fs::read(&sig_path).map_err(|_| {
-        Error::Check(format!(
-            "{}: no {OMS_FILE}: the directory is not signed",
-            dir.display()
-        ))
-    })?;
-    let (statement, key) = verify_bundle(&bundle, keys)
-        .map_err(|e| Error::Check(format!("{}: {e}", sig_path.display())))?;
-    check_dir(dir, &statement, known)?;
-    Ok(key.path.clone())
+    let ((signed, ignore), key) = open_dir_sig(dir, keys, "the directory is not signed")?;
+    check_dir(dir, signed, &ignore)?;
+    Ok(key.map(|k| k.path.clone()).unwrap_or_default())
 }
 
 /// `verify DIR` without a key: the files against what model.sig lists; its signature is NOT
 /// checked (the caller says so).
 pub fn check_dir_unsigned(dir: &Path) -> Result<()> {
-    let sig_path = dir.join(OMS_FILE);
-    let bundle = std::fs::read(&sig_path).map_err(|_| {
-        Error::Check(format!(
-            "{}: no {OMS_FILE}: nothing to check the files against",
-            dir.display()
-        ))
-    })?;
-    let statement = unverified_statement(&bundle)
-        .map_err(|e| Error::Check(format!("{}: {e}", sig_path.display())))?;
-    check_dir(dir, &statement, &|_| None)
+    let ((signed, ignore), _) = open_dir_sig(dir, &[], "nothing to check the files against")?;
+    check_dir(dir, signed, &ignore)
 }
 
-fn check_dir(dir: &Path, statement: &Value, known: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+/// model.sig's resources sorted by path, and its ignore_paths.
+type Signed = (crate::store::runs::Merged<[u8; 32]>, Vec<String>);
+
+/// `dir/model.sig` read as it streams (its signature checked with `keys` when there are any),
+/// its resources sorted on disk past a few MiB; its ignore_paths; the key that verified it.
+fn open_dir_sig<'k>(
+    dir: &Path,
+    keys: &'k [PublicKey],
+    none: &str,
+) -> Result<(Signed, Option<&'k PublicKey>)> {
     let sig_path = dir.join(OMS_FILE);
-    let want = oms_resources(statement)
-        .map_err(|e| Error::Check(format!("{}: {e}", sig_path.display())))?;
-    let ignore: Vec<String> = statement["predicate"]["serialization"]["ignore_paths"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut got = std::collections::BTreeMap::new();
-    let mut it = walkdir::WalkDir::new(dir).sort_by_file_name().into_iter();
+    let mut f = std::fs::File::open(&sig_path)
+        .map_err(|_| Error::Check(format!("{}: no {OMS_FILE}: {none}", dir.display())))?;
+    let bad = |e: String| Error::Check(format!("{}: {e}", sig_path.display()));
+    let (mut payload, key) = super::envelope::open_streamed(&mut f, keys).map_err(bad)?;
+    let r = payload
+        .reader()
+        .map_err(|e| bad(format!("reading the statement back: {e}")))?;
+    let spill = crate::store::entries::memory_limit()?.max(64 << 10);
+    Ok((oms_resources_sorted(r, spill).map_err(bad)?, key))
+}
+
+/// The files of `dir` (hashed, sorted by path on disk past a few MiB) beside model.sig's
+/// resources (`signed`, sorted): what is missing, changed or added, at most 1,000 said.
+fn check_dir(
+    dir: &Path,
+    signed: crate::store::runs::Merged<[u8; 32]>,
+    ignore: &[String],
+) -> Result<()> {
+    use crate::store::runs::{Batch, Peeked, Runs};
+    let spill = crate::store::entries::memory_limit()?.max(64 << 10);
+    let mut got: Runs<[u8; 32]> = Runs::new(spill);
+    let mut batch: Batch<[u8; 32]> = Batch::default();
+    let mut it = walkdir::WalkDir::new(dir).into_iter();
     while let Some(e) = it.next() {
         let e = e.map_err(|e| Error::Check(format!("{}: {e}", dir.display())))?;
         if e.depth() == 0 {
@@ -318,27 +358,45 @@ fn check_dir(dir: &Path, statement: &Value, known: &dyn Fn(&str) -> Option<Strin
             )));
         }
         if e.file_type().is_file() {
-            if let Some(d) = known(&rel) {
-                got.insert(rel, d);
-                continue;
-            }
             let mut f = std::fs::File::open(e.path()).ctx("reading", e.path())?;
             let mut h = crate::format::digest::HashWriter::new(std::io::sink());
             std::io::copy(&mut f, &mut h).ctx("reading", e.path())?;
             let (_, d, _) = h.finish();
-            got.insert(rel, d.hex().to_string());
+            let mut sha = [0u8; 32];
+            hex::decode_to_slice(d.hex(), &mut sha).expect("a sha256 is 32 bytes");
+            batch.push(&rel, 0, &sha);
+            if batch.size() > 64 << 10 {
+                got.add(&mut batch)?;
+            }
         }
     }
+    got.add(&mut batch)?;
     let mut problems = Vec::new();
-    for (p, d) in &want {
-        match got.get(p) {
-            None => problems.push(format!("{p} is missing")),
-            Some(g) if g != d => problems.push(format!("{p} changed")),
-            _ => {}
+    let mut more = 0usize;
+    let mut say = |p: String| match problems.len() < 1000 {
+        true => problems.push(p),
+        false => more += 1,
+    };
+    let mut signed = Peeked::new(signed)?;
+    let mut got = got.merged()?;
+    while let Some(rec) = got.next()? {
+        while let Some(p) = signed.next_if(|p| p.rel < rec.rel)? {
+            say(format!("{} is missing", p.rel));
+        }
+        match signed.next_if(|p| p.rel == rec.rel)? {
+            Some(p) if p.data == rec.data => {}
+            Some(_) => say(format!("{} changed", rec.rel)),
+            None => say(format!("{} is not in the signature (added)", rec.rel)),
+        }
+        while let Some(p) = signed.next_if(|p| p.rel == rec.rel)? {
+            say(format!("{} is listed twice", p.rel));
         }
     }
-    for p in got.keys().filter(|p| !want.contains_key(*p)) {
-        problems.push(format!("{p} is not in the signature (added)"));
+    while let Some(p) = signed.next_if(|_| true)? {
+        say(format!("{} is missing", p.rel));
+    }
+    if more > 0 {
+        problems.push(format!("... and {more} more"));
     }
     if !problems.is_empty() {
         return Err(Error::Check(format!(
@@ -363,7 +421,8 @@ mod tests {
             Ok(())
         })
         .map(|n| {
-            assert_eq!(n, out.len());
+            assert_eq!(n.count, out.len());
+            assert_eq!(n.ignore_paths, OMS_IGNORE);
             out
         })
     }
@@ -425,42 +484,56 @@ mod tests {
     }
 
     #[test]
-    fn verify_dir_known_uses_given_digests_and_still_lists_every_file() {
+    fn verify_dir_streams_model_sig_and_names_what_differs() {
         let d = tempfile::tempdir().unwrap();
         let (k, p) = keypair(d.path());
         let dir = d.path().join("m");
         std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::create_dir_all(dir.join(".git")).unwrap();
         std::fs::write(dir.join("a.txt"), b"alpha").unwrap();
+        std::fs::write(dir.join("a-b"), b"gamma").unwrap();
         std::fs::write(dir.join("sub/b.bin"), b"beta").unwrap();
+        // ignored, as the statement says
+        std::fs::write(dir.join(".git/HEAD"), b"x").unwrap();
         let hex_of = |b: &[u8]| hex::encode(Sha256::digest(b));
         let st = oms_statement(
             "m",
             &[
                 ("a.txt".into(), hex_of(b"alpha")),
+                ("a-b".into(), hex_of(b"gamma")),
                 ("sub/b.bin".into(), hex_of(b"beta")),
             ],
         );
         std::fs::write(dir.join(OMS_FILE), sign_statement(&k, &st)).unwrap();
         let keys = std::slice::from_ref(&p);
         verify_dir(&dir, keys).unwrap();
-        // a known digest is taken as it is (the file is not read again): a wrong one fails ...
-        let wrong = |rel: &str| (rel == "a.txt").then(|| hex_of(b"other"));
-        let e = verify_dir_known(&dir, keys, &wrong)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("a.txt changed"), "{e}");
-        // ... and a right one passes even when the file on disk is not read
-        std::fs::write(dir.join("a.txt"), b"ALPHA").unwrap();
-        let right = |rel: &str| (rel == "a.txt").then(|| hex_of(b"alpha"));
-        verify_dir_known(&dir, keys, &right).unwrap();
-        // files the caller does not know are still hashed, and an added one is still found
+        check_dir_unsigned(&dir).unwrap();
+        // changed, added, missing: each named, with or without the key
         std::fs::write(dir.join("sub/b.bin"), b"BETA").unwrap();
         std::fs::write(dir.join("extra"), b"x").unwrap();
-        let e = verify_dir_known(&dir, keys, &right)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("sub/b.bin changed"), "{e}");
-        assert!(e.contains("extra is not in the signature"), "{e}");
+        std::fs::remove_file(dir.join("a-b")).unwrap();
+        for e in [
+            verify_dir(&dir, keys).unwrap_err().to_string(),
+            check_dir_unsigned(&dir).unwrap_err().to_string(),
+        ] {
+            assert!(e.contains("sub/b.bin changed"), "{e}");
+            assert!(e.contains("extra is not in the signature"), "{e}");
+            assert!(e.contains("a-b is missing"), "{e}");
+            assert!(!e.contains(".git"), "{e}");
+        }
+        // a symlink is refused
+        std::os::unix::fs::symlink("a.txt", dir.join("l")).unwrap();
+        let e = check_dir_unsigned(&dir).unwrap_err().to_string();
+        assert!(e.contains("l is a symlink"), "{e}");
+        // another key, a damaged model.sig, none at all
+        let other = tempfile::tempdir().unwrap();
+        let (_, q) = keypair(other.path());
+        assert!(verify_dir(&dir, std::slice::from_ref(&q)).is_err());
+        std::fs::write(dir.join(OMS_FILE), b"{\"not\": ").unwrap();
+        assert!(check_dir_unsigned(&dir).is_err());
+        std::fs::remove_file(dir.join(OMS_FILE)).unwrap();
+        let e = verify_dir(&dir, keys).unwrap_err().to_string();
+        assert!(e.contains("not signed"), "{e}");
     }
 
     #[test]

@@ -443,6 +443,36 @@ impl<P: Payload> Merged<P> {
     }
 }
 
+/// A sorted stream's next record, looked at before it is taken (the joins of `verify` and
+/// `pull`, which read two or three sorted lists side by side).
+pub struct Peeked<P: Payload> {
+    m: Merged<P>,
+    head: Option<Record<P>>,
+}
+
+impl<P: Payload> Peeked<P> {
+    pub fn new(mut m: Merged<P>) -> Result<Self> {
+        let head = m.next()?;
+        Ok(Peeked { m, head })
+    }
+
+    /// The next record, not taken.
+    pub fn peek(&self) -> Option<&Record<P>> {
+        self.head.as_ref()
+    }
+
+    /// The next record if `take` says so.
+    pub fn next_if(&mut self, take: impl FnOnce(&Record<P>) -> bool) -> Result<Option<Record<P>>> {
+        match &self.head {
+            Some(h) if take(h) => {
+                let next = self.m.next()?;
+                Ok(std::mem::replace(&mut self.head, next))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
 #[cfg(test)]
 #[path = "runs_tests.rs"]
 mod tests;

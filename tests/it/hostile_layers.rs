@@ -3,7 +3,7 @@
 //! (an error under `--strict`), stops the bomb, and `verify` reports each.
 
 use crate::support::fixtures::{bundle_iris, put_blob, read_blob, read_json};
-use crate::support::{dot_mlart_entries, fails, mlart, pull_to, read_json_file, run};
+use crate::support::{dot_mlart_entries, fails, json_ok, mlart, pull_to, read_json_file, run};
 use serde_json::{json, Value};
 use std::ffi::OsStr;
 use std::fs;
@@ -163,6 +163,63 @@ fn a_repeated_entry_is_refused() {
         "{v}"
     );
     assert_eq!(o.status.code(), Some(1));
+}
+
+/// mlart writes a layer's entries in path order, and `pull` reads each layer beside its sorted
+/// part of the metadata's list (so a million files cost no memory): a layer in another order
+/// is refused, naming the file and why, with nothing written. An extra entry amid the listed
+/// ones does not shift the rest: the files after it are still pulled.
+#[test]
+fn a_layer_out_of_path_order_is_refused_and_an_extra_entry_amid_it_shifts_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let names = std::cell::RefCell::new(Vec::new());
+    let layout = with_edited_docs_layer(t.path(), &|e| {
+        assert!(e.len() >= 2, "{e:?}");
+        *names.borrow_mut() = e.iter().map(|x| x.0.clone()).collect();
+        e.reverse();
+    });
+    let names = names.into_inner();
+    let out = t.path().join("out");
+    let err = fails(mlart().arg("pull").arg(&layout).arg("-o").arg(&out), 2);
+    assert!(
+        err.contains(&format!(
+            "{} is listed in the metadata but not in its layer",
+            names[0]
+        )) && err.contains("path order"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    // a selection that does not need the layer still pulls
+    let part = t.path().join("part");
+    let p = json_ok(
+        mlart()
+            .args(["pull", "--kind", "model"])
+            .arg(&layout)
+            .arg("-o")
+            .arg(&part),
+    );
+    assert_eq!(p["files"], json!(["model/iris.onnx"]), "{p}");
+
+    let t = tempfile::tempdir().unwrap();
+    let layout = with_edited_docs_layer(t.path(), &|e| {
+        let at = e.len() / 2;
+        let before = e[at - 1].0.clone();
+        e.insert(at, (format!("{before}.extra"), b"not listed\n".to_vec()));
+    });
+    let out = t.path().join("out");
+    let p = pull_to(&layout, &out);
+    assert!(p["warnings"].to_string().contains(".extra"), "{p}");
+    let files: Vec<&str> = p["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(files.windows(2).all(|w| w[0] < w[1]), "{files:?}");
+    for f in &files {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    assert!(!files.iter().any(|f| f.ends_with(".extra")), "{files:?}");
 }
 
 /// A file changed and a file gone from a signed bundle's layer: `verify` names each against
