@@ -353,6 +353,14 @@ struct Done {
     manifest_size: usize,
 }
 
+/// Whether `bundle --validate` looks at `f`: a model or schema file, an ONNX file (a folder of
+/// two says nothing of which model its test data sets are for), a test data set's file.
+fn validation_reads(f: &SourceFile) -> bool {
+    matches!(f.kind, Kind::Model | Kind::Schema)
+        || f.rel.to_ascii_lowercase().ends_with(".onnx")
+        || crate::format::test_data::is_test_data(&f.rel)
+}
+
 /// The spec's files, in path order, in a list that is on disk past `spill` bytes.
 fn collected(spec: &Spec, exclude: &[PathBuf], spill: usize) -> Result<FileList> {
     let mut list = ListWriter::new(spill);
@@ -364,22 +372,29 @@ fn collected(spec: &Spec, exclude: &[PathBuf], spill: usize) -> Result<FileList>
 }
 
 /// The validation report as a bundle file and in the metadata (`--validate`). The temp dir
-/// holds the file until the bundle is built. (The validation looks at the whole list at once:
-/// it is in memory while it runs.)
+/// holds the file until the bundle is built. The validation is given only the files it looks
+/// at (model and schema files, ONNX files, test data sets: a few, whatever the file count),
+/// read from the list as it streams.
 fn add_validation(
     validate: Validate,
     files: &mut FileList,
     opts: &mut Options,
 ) -> Result<(tempfile::TempDir, Report)> {
-    let all = files.to_vec()?;
-    if let Some(f) = all.iter().find(|f| f.rel == VALIDATION_FILE) {
-        return Err(Error::input(format!(
-            "{}: a project file named {VALIDATION_FILE} would clash with the validation report `bundle --validate` writes there; rename or move it",
-            f.abs().display()
-        )));
+    let mut looked_at = Vec::new();
+    for item in files.iter() {
+        let (_, f) = item?;
+        if f.rel == VALIDATION_FILE {
+            return Err(Error::input(format!(
+                "{}: a project file named {VALIDATION_FILE} would clash with the validation report `bundle --validate` writes there; rename or move it",
+                f.abs().display()
+            )));
+        }
+        if validation_reads(&f) {
+            looked_at.push(f);
+        }
     }
-    let report = validate(&all)?;
-    drop(all);
+    let report = validate(&looked_at)?;
+    drop(looked_at);
     let tmp = tempfile::Builder::new()
         .prefix("mlart-validation-")
         .tempdir()
