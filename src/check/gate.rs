@@ -271,10 +271,10 @@ fn validation_gate(report: Option<&serde_json::Value>) -> (bool, String) {
 
 /// Evaluate the metric, validation and schema gates. The signature gate needs the bundle
 /// itself and is added by the caller (`signature` = Some(result) when it was checked).
-pub fn evaluate(
+pub fn evaluate<F>(
     policy: &Policy,
-    cand: &Metadata,
-    base: Option<&Metadata>,
+    cand: &Metadata<F>,
+    base: Option<&Metadata<F>>,
     signature: Option<std::result::Result<String, String>>,
 ) -> Vec<Check> {
     let mut out = Vec::new();
@@ -489,35 +489,54 @@ pub struct Diff {
     pub models: Vec<String>,
 }
 
-pub fn diff(old_name: &str, old: &Metadata, new_name: &str, new: &Metadata) -> Diff {
-    let of: BTreeMap<&str, &crate::format::metadata::FileEntry> =
-        old.files.iter().map(|f| (f.path.as_str(), f)).collect();
-    let nf: BTreeMap<&str, &crate::format::metadata::FileEntry> =
-        new.files.iter().map(|f| (f.path.as_str(), f)).collect();
+/// What changed from `old` to `new`: their files' lists (both in path order, on disk past a
+/// few MiB) read side by side, so only the changes are held; metrics, schema, environment and
+/// models. An error only when a list cannot be read back from its temp file.
+pub fn diff(
+    old_name: &str,
+    old: &Metadata<crate::store::entries::Entries>,
+    new_name: &str,
+    new: &Metadata<crate::store::entries::Entries>,
+) -> Result<Diff> {
+    use crate::format::metadata::FileEntry;
     let mut files = Vec::new();
     let mut unchanged = 0;
-    let paths: BTreeSet<&str> = of.keys().chain(nf.keys()).copied().collect();
-    for p in paths {
-        let (o, n) = (of.get(p), nf.get(p));
-        let change = match (o, n) {
-            (Some(_), None) => "removed",
-            (None, Some(_)) => "added",
-            (Some(a), Some(b)) if a.sha256 != b.sha256 => "changed",
-            _ => {
-                unchanged += 1;
-                continue;
-            }
+    let mut of = old.files.iter();
+    let mut nf = new.files.iter();
+    let (mut o, mut n) = (of.next().transpose()?, nf.next().transpose()?);
+    loop {
+        let (a, b): (Option<&FileEntry>, Option<&FileEntry>) = match (&o, &n) {
+            (None, None) => break,
+            (Some(a), Some(b)) if a.path == b.path => (Some(a), Some(b)),
+            (Some(a), Some(b)) if a.path < b.path => (Some(a), None),
+            (Some(a), None) => (Some(a), None),
+            (_, Some(b)) => (None, Some(b)),
         };
-        files.push(FileChange {
-            path: p.to_string(),
-            kind: n.or(o).map(|f| f.kind.to_string()).unwrap_or_default(),
-            change: change.into(),
-            old_size: o.map(|f| f.size),
-            new_size: n.map(|f| f.size),
-            size_delta: Some(
-                n.map(|f| f.size as i64).unwrap_or(0) - o.map(|f| f.size as i64).unwrap_or(0),
-            ),
-        });
+        let change = match (a, b) {
+            (Some(_), None) => Some("removed"),
+            (None, Some(_)) => Some("added"),
+            (Some(a), Some(b)) if a.sha256 != b.sha256 => Some("changed"),
+            _ => None,
+        };
+        match change {
+            None => unchanged += 1,
+            Some(change) => files.push(FileChange {
+                path: b.or(a).map(|f| f.path.clone()).unwrap_or_default(),
+                kind: b.or(a).map(|f| f.kind.to_string()).unwrap_or_default(),
+                change: change.into(),
+                old_size: a.map(|f| f.size),
+                new_size: b.map(|f| f.size),
+                size_delta: Some(
+                    b.map(|f| f.size as i64).unwrap_or(0) - a.map(|f| f.size as i64).unwrap_or(0),
+                ),
+            }),
+        }
+        if a.is_some() {
+            o = of.next().transpose()?;
+        }
+        if b.is_some() {
+            n = nf.next().transpose()?;
+        }
     }
     let mut metrics = Vec::new();
     let names: BTreeSet<&String> = old.metrics.keys().chain(new.metrics.keys()).collect();
@@ -605,7 +624,7 @@ pub fn diff(old_name: &str, old: &Metadata, new_name: &str, new: &Metadata) -> D
             models.push(format!("- {}", m.path));
         }
     }
-    Diff {
+    Ok(Diff {
         old: old_name.into(),
         new: new_name.into(),
         files,
@@ -615,7 +634,7 @@ pub fn diff(old_name: &str, old: &Metadata, new_name: &str, new: &Metadata) -> D
         schema_breaking,
         env,
         models,
-    }
+    })
 }
 
 pub const MARKDOWN_TEMPLATE: &str = include_str!("../../templates/gate.md.j2");

@@ -105,7 +105,8 @@ pub type OpenLocation<'a> =
 pub struct Opened {
     pub source: Box<dyn Source>,
     pub digest: Digest,
-    pub metadata: Metadata,
+    /// Its files' list on disk past a few MiB (gate and diff read it as it streams).
+    pub metadata: Metadata<crate::store::entries::Entries>,
 }
 
 /// `mlart inspect mlart.yaml`: a spec is not a bundle; say what to run instead of a tar error.
@@ -129,8 +130,7 @@ pub fn open_bundle(target: &str, open: OpenLocation) -> Result<Opened> {
     let (mut source, tag) = open(&loc)?;
     let r = layout::resolve(source.as_mut(), tag.as_deref())?;
     let digest = Digest::parse(r.descriptor.digest().as_ref()).map_err(Error::Input)?;
-    let metadata = crate::store::metadata::read_metadata(source.as_mut(), &r.manifest)
-        .and_then(crate::store::entries::Entries::in_memory)?;
+    let metadata = crate::store::metadata::read_metadata(source.as_mut(), &r.manifest)?;
     Ok(Opened {
         source,
         digest,

@@ -22,7 +22,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     let new_bundle = super::gate::open_bundle(&a.new, &a.registry)?;
     let (od, old) = (old_bundle.digest, old_bundle.metadata);
     let (nd, new) = (new_bundle.digest, new_bundle.metadata);
-    let d = gate::diff(&a.old, &old, &a.new, &new);
+    let d = gate::diff(&a.old, &old, &a.new, &new)?;
     // the one verdict: a check that failed exits 1 whatever the output's form
     let verdict = if a.exit_code && od != nd {
         super::check_failed()

@@ -268,6 +268,19 @@ fn diff_and_a_remote_baseline() {
         !files.iter().any(|f| f["path"] == "model/iris.onnx"),
         "unchanged model is not listed"
     );
+    // (the two lists are read side by side in path order: the other way round, removed; the
+    // count of the rest is the same)
+    let back = json_ok(mlart().arg("diff").arg(&v2).arg(&v1));
+    let bf = back["diff"]["files"].as_array().unwrap();
+    assert!(bf.iter().any(|f| f["path"] == "docs/extra.md"
+        && f["change"] == "removed"
+        && f["size_delta"] == -7));
+    assert_eq!(bf.len(), files.len(), "{back}");
+    assert_eq!(
+        back["diff"]["unchanged_files"],
+        d["diff"]["unchanged_files"]
+    );
+    assert!(d["diff"]["unchanged_files"].as_u64().unwrap() > 5, "{d}");
     let acc = d["diff"]["metrics"]
         .as_array()
         .unwrap()
