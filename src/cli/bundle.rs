@@ -74,6 +74,9 @@ pub struct Args {
     validate: bool,
     #[command(flatten)]
     ort: super::validate::OrtArgs,
+    /// With --push: how blobs of known digest (raw layers) are uploaded.
+    #[command(flatten)]
+    upload: super::args::UploadArgs,
     #[command(flatten)]
     registry: super::args::RegistryArgs,
 }
@@ -164,9 +167,12 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         None => None,
     };
     let dest = match &a.push {
-        Some(r) => {
-            Destination::Registry(Box::new(super::args::registry_sink(r, &tag, &a.registry)?))
-        }
+        Some(r) => Destination::Registry(Box::new(super::args::registry_sink(
+            r,
+            &tag,
+            &a.registry,
+            &a.upload,
+        )?)),
         None => Destination::Local(
             a.output
                 .clone()

@@ -24,6 +24,9 @@ use std::io::{self, Read};
 pub struct RegistrySink {
     remote: Remote,
     pub report: PushReport,
+    /// Blobs the build's `Resumable` handles skipped or uploaded (counted into `report` when
+    /// the manifest is pushed).
+    done: crate::store::resumable::Done,
 }
 
 /// The writer of one streamed blob: pieces go to the upload task as they fill, and the task
@@ -72,7 +75,27 @@ impl RegistrySink {
                 ..Default::default()
             },
             remote,
+            done: Default::default(),
         }
+    }
+
+    /// Count blobs as `copy_blobs` returns them.
+    fn count(&mut self, done: &[(BlobRef, crate::store::copy::Outcome)]) {
+        let mut counted = crate::store::copy::CopyReport::default();
+        counted.add(done);
+        self.report.blobs.uploaded += counted.blobs.uploaded;
+        self.report.blobs.skipped += counted.blobs.skipped;
+        self.report.blobs.mounted += counted.blobs.mounted;
+        self.report.blobs.resumed += counted.blobs.resumed;
+        self.report.bytes_uploaded += counted.bytes;
+        self.report.bytes_resumed += counted.bytes_resumed;
+        self.report.resumed.extend(counted.resumed);
+    }
+
+    /// What the `Resumable` handles did, into the report.
+    fn count_handles(&mut self) {
+        let done = std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()));
+        self.count(&done);
     }
 
     pub fn remote(&self) -> &Remote {
@@ -81,6 +104,7 @@ impl RegistrySink {
 
     /// Push the manifest (last: the tag moves only when every blob is there).
     pub fn push_manifest(&mut self, manifest: &[u8], media_type: &str) -> Result<PushReport> {
+        self.count_handles();
         let dst = &self.remote;
         block_on(async {
             dst.prime().await;
@@ -114,15 +138,7 @@ impl RegistrySink {
             ..CopyOptions::default()
         };
         let done = copy_blobs(src.as_ref(), &*self, blobs, &copy)?;
-        let mut counted = crate::store::copy::CopyReport::default();
-        counted.add(&done);
-        self.report.blobs.uploaded += counted.blobs.uploaded;
-        self.report.blobs.skipped += counted.blobs.skipped;
-        self.report.blobs.mounted += counted.blobs.mounted;
-        self.report.blobs.resumed += counted.blobs.resumed;
-        self.report.bytes_uploaded += counted.bytes;
-        self.report.bytes_resumed += counted.bytes_resumed;
-        self.report.resumed.extend(counted.resumed);
+        self.count(&done);
         Ok(())
     }
 }
@@ -228,6 +244,39 @@ impl Sink for RegistrySink {
 
 impl layout::BlobSink for RegistrySink {
     type Writer = UploadWriter;
+
+    /// A small blob of known digest (config, metadata layer, signature): not sent when the
+    /// registry has it (a run again after an interruption, an unchanged metadata layer).
+    fn put(&mut self, data: &[u8]) -> Result<Digest> {
+        let d = Digest::of(data);
+        let blob = BlobRef {
+            digest: d.clone(),
+            size: data.len() as u64,
+        };
+        if self.remote.has_blob(&blob.digest)? {
+            self.count(&[(blob, crate::store::copy::Outcome::Skipped)]);
+            return Ok(d);
+        }
+        let mut w = self.begin()?;
+        io::Write::write_all(&mut w, data)
+            .map_err(|e| Error::from_io(&e, format!("uploading blob {d}: {e}")))?;
+        self.commit(w, &d, data.len() as u64)?;
+        Ok(d)
+    }
+
+    fn resumable(&self) -> Option<crate::store::resumable::Resumable> {
+        let records = self
+            .remote
+            .upload
+            .sessions
+            .as_ref()
+            .map(|s| s.join("layers"));
+        Some(crate::store::resumable::Resumable::new(
+            RegistrySink::new(self.remote.clone()),
+            records,
+            self.done.clone(),
+        ))
+    }
 
     fn begin(&mut self) -> Result<UploadWriter> {
         let (tx, rx) =
