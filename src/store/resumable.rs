@@ -65,22 +65,37 @@ pub type Done = Arc<Mutex<Vec<(BlobRef, Outcome)>>>;
 #[derive(Clone)]
 pub struct Resumable {
     sink: Arc<RegistrySink>,
-    registry: String,
-    repository: String,
-    /// `<sessions>/layers` (None: no records; raw layers still skip what the registry has).
-    records: Option<PathBuf>,
+    /// None: no records (raw layers still skip what the registry has).
+    records: Option<LayerRecords>,
     done: Done,
 }
 
 impl Resumable {
+    /// `records`: the folder of layer records (`<sessions>/layers`).
     pub(crate) fn new(sink: RegistrySink, records: Option<PathBuf>, done: Done) -> Self {
         let r = &sink.remote().reference;
-        Resumable {
+        let records = records.map(|dir| LayerRecords {
+            dir,
             registry: r.resolve_registry().to_string(),
             repository: r.repository().to_string(),
+        });
+        Resumable {
             sink: Arc::new(sink),
             records,
             done,
+        }
+    }
+
+    /// What the layer of plan `key` came out as in an earlier run to this repository.
+    pub fn recall(&self, key: &Digest) -> Option<Recalled> {
+        self.records.as_ref()?.recall(key)
+    }
+
+    /// The layer of plan `key` and content `content` is in the registry: say so for the
+    /// next run.
+    pub fn remember(&self, key: &Digest, content: &Digest, l: &LayerRef<'_>) {
+        if let Some(r) = &self.records {
+            r.remember(key, content, l);
         }
     }
 
@@ -176,18 +191,27 @@ impl Resumable {
             )),
         }
     }
+}
 
-    fn record_path(&self, dir: &Path, key: &Digest) -> PathBuf {
-        let name =
-            Digest::of(format!("{}/{}#{}", self.registry, self.repository, key.hex()).as_bytes());
-        dir.join(format!("{}.json", name.hex()))
+/// The layer records of one repository (`<cache>/uploads/layers/`).
+#[derive(Clone, Debug)]
+pub struct LayerRecords {
+    pub dir: PathBuf,
+    pub registry: String,
+    pub repository: String,
+}
+
+impl LayerRecords {
+    fn path(&self, key: &Digest) -> PathBuf {
+        let name = format!("{}/{}#{}", self.registry, self.repository, key.hex());
+        self.dir
+            .join(format!("{}.json", Digest::of(name.as_bytes()).hex()))
     }
 
     /// What the layer of plan `key` came out as in an earlier run to this repository, when
     /// a usable record says so. Anything unusable is removed and is no record.
     pub fn recall(&self, key: &Digest) -> Option<Recalled> {
-        let dir = self.records.as_ref()?;
-        let p = self.record_path(dir, key);
+        let p = self.path(key);
         let raw = match fs::read(&p) {
             Ok(raw) => raw,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
@@ -230,9 +254,6 @@ impl Resumable {
     /// The layer of plan `key` and content `content` is in the registry as `digest`: say so
     /// for the next run. A failure is logged, never an error.
     pub fn remember(&self, key: &Digest, content: &Digest, l: &LayerRef<'_>) {
-        let Some(dir) = &self.records else {
-            return;
-        };
         let r = LayerRecord {
             registry: self.registry.clone(),
             repository: self.repository.clone(),
@@ -243,8 +264,8 @@ impl Resumable {
             diff_id: l.diff_id.to_string(),
             created: crate::registry::sessions::now_secs(),
         };
-        let p = self.record_path(dir, key);
-        if let Err(e) = write_atomically(dir, &p, &r) {
+        let p = self.path(key);
+        if let Err(e) = write_atomically(&self.dir, &p, &r) {
             tracing::debug!("layer record {}: not recorded: {e}", p.display());
         }
     }
@@ -263,4 +284,79 @@ fn write_atomically(dir: &Path, p: &Path, r: &LayerRecord) -> io::Result<()> {
     tmp.write_all(&serde_json::to_vec_pretty(r).map_err(io::Error::other)?)?;
     tmp.persist(p).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(dir: &Path, repository: &str) -> LayerRecords {
+        LayerRecords {
+            dir: dir.join("layers"),
+            registry: "127.0.0.1:5000".into(),
+            repository: repository.into(),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_bad_ones_are_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = records(tmp.path(), "ml/iris");
+        let (key, content) = (Digest::of(b"plan"), Digest::of(b"content"));
+        let (digest, diff_id) = (Digest::of(b"blob"), Digest::of(b"tar"));
+        let l = LayerRef {
+            digest: &digest,
+            size: 9,
+            diff_id: &diff_id,
+        };
+        assert_eq!(s.recall(&key), None);
+        s.remember(&key, &content, &l);
+        let want = Recalled {
+            content: content.clone(),
+            digest: digest.clone(),
+            size: 9,
+            diff_id: diff_id.clone(),
+        };
+        assert_eq!(s.recall(&key), Some(want.clone()));
+        // another plan, another repository: nothing
+        assert_eq!(s.recall(&Digest::of(b"other")), None);
+        assert_eq!(records(tmp.path(), "ml/other").recall(&key), None);
+        // spoiled records are ignored and removed
+        let p = s.path(&key);
+        let spoil = |f: &dyn Fn(&mut serde_json::Value)| {
+            s.remember(&key, &content, &l);
+            let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+            f(&mut v);
+            fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+            assert_eq!(s.recall(&key), None, "{v}");
+            assert!(!p.exists());
+        };
+        spoil(&|v| v["repository"] = "ml/other".into());
+        spoil(&|v| v["registry"] = "evil.example".into());
+        spoil(&|v| v["key"] = Digest::of(b"x").hex().into());
+        spoil(&|v| v["digest"] = "sha256:zz".into());
+        spoil(&|v| v["diff_id"] = "md5:00".into());
+        spoil(&|v| v["content"] = "../x".into());
+        spoil(&|v| *v = serde_json::json!({"size": 1}));
+        s.remember(&key, &content, &l);
+        fs::write(&p, b"{not json").unwrap();
+        assert_eq!(s.recall(&key), None);
+        // a record that cannot be written is no error
+        let blocked = LayerRecords {
+            dir: p.join("not-a-dir"),
+            ..s.clone()
+        };
+        fs::write(&p, b"x").unwrap();
+        blocked.remember(&key, &content, &l);
+        assert_eq!(blocked.recall(&key), None);
+        // no temp file left behind
+        let left: Vec<_> = fs::read_dir(&s.dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        s.remember(&key, &content, &l);
+        assert_eq!(s.recall(&key), Some(want));
+    }
 }
