@@ -108,6 +108,11 @@ enum CompressionArg {
 
 pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     a.registry.cancel = cancel.clone();
+    if a.upload.chunk_size.is_some() && a.push.is_none() {
+        return Err(mlart::Error::input(
+            "--chunk-size sets how `--push` uploads a blob; a bundle written to a directory or archive has no uploads: add --push REF, or drop --chunk-size",
+        ));
+    }
     let started = Instant::now();
     let (spec, imported) = mlart::import::init::spec_for_bundle(a.dir.as_deref(), &a.spec)?;
     if let (Some(r), Some(d)) = (&imported, &a.dir) {

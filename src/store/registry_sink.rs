@@ -242,6 +242,70 @@ impl Sink for RegistrySink {
     }
 }
 
+type Piece = std::result::Result<Bytes, OciDistributionError>;
+
+/// Send what comes through `rx` to the session at `location` as streamed PATCHes of at most
+/// the remote's chunk size each (a piece that straddles a boundary is split); the session's
+/// last location. A PATCH starts only once there is a byte for it.
+async fn patch_in_chunks(
+    dst: &Remote,
+    mut location: String,
+    mut rx: tokio::sync::mpsc::Receiver<Piece>,
+) -> std::result::Result<String, OciDistributionError> {
+    let chunk = dst.chunk_size();
+    let mut carry: Option<Bytes> = None;
+    loop {
+        let first = match carry.take() {
+            Some(b) => b,
+            None => match rx.recv().await {
+                Some(Ok(b)) => b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(location),
+            },
+        };
+        let (tx, body) = tokio::sync::mpsc::channel::<Piece>(2);
+        let body =
+            futures_util::stream::unfold(
+                body,
+                |mut rx| async move { rx.recv().await.map(|v| (v, rx)) },
+            );
+        let from = &mut rx;
+        // Some(rest): the chunk is full, more may follow; None: the blob ended (or the
+        // request stopped taking bytes: its error comes from the PATCH).
+        let forward = async move {
+            let mut left = chunk;
+            let mut next = Some(first);
+            loop {
+                let mut b = match next.take() {
+                    Some(b) => b,
+                    None => match from.recv().await {
+                        Some(v) => v?,
+                        None => return Ok(None),
+                    },
+                };
+                let rest = (b.len() as u64 > left).then(|| b.split_off(left as usize));
+                left -= b.len() as u64;
+                if tx.send(Ok(b)).await.is_err() {
+                    return Ok(None);
+                }
+                if left == 0 {
+                    return Ok(Some(rest.filter(|r| !r.is_empty())));
+                }
+            }
+        };
+        let patch = dst
+            .client
+            .patch_blob_stream(&location, &dst.reference, body);
+        let (more, sent): (std::result::Result<_, OciDistributionError>, _) =
+            tokio::join!(forward, patch);
+        location = sent?;
+        match more? {
+            Some(rest) => carry = rest,
+            None => return Ok(location),
+        }
+    }
+}
+
 impl layout::BlobSink for RegistrySink {
     type Writer = UploadWriter;
 
@@ -284,18 +348,14 @@ impl layout::BlobSink for RegistrySink {
         let dst = self.remote.clone();
         let task = runtime().spawn(async move {
             dst.prime().await;
-            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|v| (v, rx))
-            });
-            // One session and one streamed PATCH (vendor/README.md): no 4 MiB request loop,
-            // and no second hash of the blob in the client (the layer writer has one).
+            // One session and streamed PATCHes of `--chunk-size` bytes each (vendor/README.md:
+            // no 4 MiB request loop, and no second hash of the blob in the client: the layer
+            // writer has one). A PATCH without Content-Range appends to the session.
             let location = retry(&dst.cancel, "opening the upload", || async {
                 dst.client.begin_streamed_upload(&dst.reference).await
             })
             .await?;
-            dst.client
-                .patch_blob_stream(&location, &dst.reference, stream)
-                .await
+            patch_in_chunks(&dst, location, rx).await
         });
         Ok(UploadWriter {
             buf: Vec::with_capacity(CHUNK),

@@ -184,7 +184,8 @@ fn a_bundle_push_killed_mid_raw_layer_continues() {
         "the session outlived its commit"
     );
     // the same bundle as a layout would have
-    assert_eq!(v["digest"], p.layout_digest(&args).as_str(), "{v}");
+    let local = ["--format", "modelpack", "--sign", key.as_str()];
+    assert_eq!(v["digest"], p.layout_digest(&local).as_str(), "{v}");
     let r = reg.reference("ml/bigmp:1");
     p.check_pulled(&r);
     let out = run(&mut verify_with(p.env.cmd(), &r, &[&public]));
@@ -318,4 +319,50 @@ fn stale_and_hostile_records_never_skip_wrongly() {
         .all(|s| !s.target.contains("evil.example")));
     assert_eq!(v["digest"], p.layout_digest(&mp).as_str(), "{v}");
     p.check_pulled(&reg.reference("ml/h-session:1"));
+}
+
+/// `--chunk-size` splits a streamed tar layer into PATCHes of that size (appended to one
+/// session), as `push` splits a blob; the bundle is the one a layout gets. Without `--push`
+/// the flag is refused.
+#[test]
+fn a_tar_layer_streams_in_chunks_of_chunk_size() {
+    use std::collections::HashMap;
+    let Some(reg) = Registry::start("a_tar_layer_streams_in_chunks_of_chunk_size") else {
+        return;
+    };
+    let p = project(&[("a.bin", (3 << 20) + 12345, 61)]);
+    let proxy = HttpProxy::start(&reg.addr, |_| None);
+    let target = format!("{}/ml/chunks:1", proxy.addr);
+    let tars = ["--large-file", "1048576"];
+    let v = json_ok(p.bundle(&target, &tars).args(["--chunk-size", "1M"]));
+    assert_eq!(v["digest"], p.layout_digest(&tars).as_str(), "{v}");
+    let mut per_session: HashMap<String, Vec<usize>> = HashMap::new();
+    for s in proxy.seen().iter().filter(|s| s.method == "PATCH") {
+        let path = s.target.split('?').next().unwrap().to_string();
+        per_session.entry(path).or_default().push(s.body_len);
+    }
+    // the model layer: 3 MiB and a bit, plus tar headers: four PATCHes of at most 1 MiB
+    let big = per_session
+        .values()
+        .find(|b| b.iter().sum::<usize>() > 3 << 20)
+        .unwrap_or_else(|| panic!("{per_session:?}"));
+    assert_eq!(big.len(), 4, "{big:?}");
+    assert!(big[..3].iter().all(|n| *n == 1 << 20), "{big:?}");
+    p.check_pulled(&reg.reference("ml/chunks:1"));
+
+    let out = run(p
+        .env
+        .cmd()
+        .arg("bundle")
+        .arg("-f")
+        .arg(&p.spec)
+        .arg("-o")
+        .arg(p.env.path("x.oci"))
+        .args(["--chunk-size", "1M"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--chunk-size") && stderr.contains("--push"),
+        "{stderr}"
+    );
 }
