@@ -309,8 +309,9 @@ async fn patch_in_chunks(
 impl layout::BlobSink for RegistrySink {
     type Writer = UploadWriter;
 
-    /// A small blob of known digest (config, metadata layer, signature): not sent when the
-    /// registry has it (a run again after an interruption, an unchanged metadata layer).
+    /// A small blob held in memory (the config; the manifest's bytes, which the build also
+    /// stores as a blob): not sent when the registry has it (a run again after an
+    /// interruption).
     fn put(&mut self, data: &[u8]) -> Result<Digest> {
         let d = Digest::of(data);
         let blob = BlobRef {
