@@ -366,3 +366,43 @@ fn a_tar_layer_streams_in_chunks_of_chunk_size() {
         "{stderr}"
     );
 }
+
+/// The human output of a resumed `bundle --push` says what `push`'s does: the blob resumed
+/// and where, and the blobs skipped.
+#[test]
+fn a_resumed_bundle_push_says_so() {
+    let Some(reg) = Registry::start("a_resumed_bundle_push_says_so") else {
+        return;
+    };
+    let p = project(&[("model.bin", 12 << 20, 71)]);
+    let sp = StallingProxy::start(&reg.addr, 3);
+    let target = format!("{}/ml/says:1", sp.proxy.addr);
+    let args = ["--format", "modelpack", "--chunk-size", "4M"];
+    p.bundle_and_kill(&sp, &target, &args);
+    let human = |c: &mut Command| {
+        let out = run(c);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let stdout = human(&mut p.bundle(&target, &args));
+    let digest = sha256(&p.files[0].1);
+    assert!(
+        stdout.contains(&format!("resumed {digest} at 8.0 MiB")),
+        "{stdout}"
+    );
+    // again: the model layer and the config are skipped
+    let stdout = human(&mut p.bundle(&target, &args));
+    let skipped: usize = stdout
+        .split(" skipped")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(skipped >= 2, "{stdout}");
+    p.check_pulled(&reg.reference("ml/says:1"));
+}
