@@ -205,6 +205,7 @@ pub fn build_on<S: BlobSink + Send>(
     };
     let plans = crate::build::layers::plan(files, opts, &reserved)?;
     let placer = sink.placer();
+    let resumable = sink.resumable();
     if opts.link && placer.is_none() {
         return Err(Error::input(
             "--link hard-links files into a layout on the same filesystem: it cannot be combined with --push; bundle to a directory with -o, then push it",
@@ -253,6 +254,7 @@ pub fn build_on<S: BlobSink + Send>(
         placer: placer.as_ref(),
         link: opts.link,
         done: &done,
+        resume: resumable.as_ref(),
     };
     let built_layers = crate::build::layers::build_all(&plans, sink, &cx, opts.jobs)?;
     let mut looked = looked.into_inner().unwrap_or_else(|e| e.into_inner());

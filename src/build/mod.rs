@@ -21,6 +21,7 @@ pub mod modelpack;
 mod omsdoc;
 pub mod pgzip;
 pub mod pipeline;
+mod resume;
 pub mod schema;
 mod source;
 mod walk;

@@ -23,7 +23,7 @@ pub struct RegistryArgs {
     pub cancel: Cancel,
 }
 
-/// How `push` and `copy` upload blobs.
+/// How `push`, `copy` and `bundle --push` upload blobs.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct UploadArgs {
     /// Upload a blob larger than SIZE in chunks of SIZE, one PATCH each (e.g. 16M, 256M; at
@@ -117,11 +117,14 @@ impl pipeline::BaseFetch for RegistryArgs {
     }
 }
 
-/// `--push REF`: the registry sink, tagged with the spec's version when REF has no tag.
+/// `--push REF`: the registry sink, tagged with the spec's version when REF has no tag. It
+/// uploads as `push` does (`--chunk-size`, sessions recorded in the cache), so that the next
+/// run after an interruption sends only what the registry lacks.
 pub fn registry_sink(
     r: &str,
     tag: &str,
     reg: &RegistryArgs,
+    upload: &UploadArgs,
 ) -> Result<mlart::store::registry_sink::RegistrySink> {
     use mlart::format::reference::{self, Reference};
     let (reference, explicit) = reference::parse_reference(r)?;
@@ -134,6 +137,6 @@ pub fn registry_sink(
             tag.to_string(),
         )
     };
-    let remote = mlart::registry::Remote::new(reference, &reg.options())?;
+    let remote = mlart::registry::Remote::new(reference, &upload.options(reg))?;
     Ok(mlart::store::registry_sink::RegistrySink::new(remote))
 }

@@ -74,6 +74,9 @@ pub struct Args {
     validate: bool,
     #[command(flatten)]
     ort: super::validate::OrtArgs,
+    /// With --push: how blobs of known digest (raw layers) are uploaded.
+    #[command(flatten)]
+    upload: super::args::UploadArgs,
     #[command(flatten)]
     registry: super::args::RegistryArgs,
 }
@@ -105,6 +108,11 @@ enum CompressionArg {
 
 pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     a.registry.cancel = cancel.clone();
+    if a.upload.chunk_size.is_some() && a.push.is_none() {
+        return Err(mlart::Error::input(
+            "--chunk-size sets how `--push` uploads a blob; a bundle written to a directory or archive has no uploads: add --push REF, or drop --chunk-size",
+        ));
+    }
     let started = Instant::now();
     let (spec, imported) = mlart::import::init::spec_for_bundle(a.dir.as_deref(), &a.spec)?;
     if let (Some(r), Some(d)) = (&imported, &a.dir) {
@@ -164,9 +172,12 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         None => None,
     };
     let dest = match &a.push {
-        Some(r) => {
-            Destination::Registry(Box::new(super::args::registry_sink(r, &tag, &a.registry)?))
-        }
+        Some(r) => Destination::Registry(Box::new(super::args::registry_sink(
+            r,
+            &tag,
+            &a.registry,
+            &a.upload,
+        )?)),
         None => Destination::Local(
             a.output
                 .clone()

@@ -129,6 +129,13 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
                         p.stale_upload_sessions
                     );
                 }
+                if p.stale_layer_records > 0 {
+                    outln!(
+                        "{} {} stale layer record(s) of bundle --push",
+                        if dry_run { "would remove" } else { "removed" },
+                        p.stale_layer_records
+                    );
+                }
             }
         }
     }

@@ -75,7 +75,7 @@ pub fn run(a: &Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     let (dest, tag) = match reference::parse_location(&a.destination)? {
         Location::Registry { .. } => {
             let t = tag.clone().unwrap_or_else(|| meta.version.clone());
-            let sink = super::args::registry_sink(&a.destination, &t, &a.registry)?;
+            let sink = super::args::registry_sink(&a.destination, &t, &a.registry, &a.upload)?;
             (Destination::Registry(Box::new(sink)), t)
         }
         Location::Local { path, tag: t } => {

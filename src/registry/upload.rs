@@ -85,7 +85,8 @@ struct Session {
 type Body = BoxStream<'static, std::result::Result<Bytes, E>>;
 
 impl Remote {
-    fn chunk_size(&self) -> u64 {
+    /// Bytes per PATCH: `--chunk-size`, else `DEFAULT_CHUNK_SIZE`.
+    pub fn chunk_size(&self) -> u64 {
         self.upload
             .chunk_size
             .unwrap_or(DEFAULT_CHUNK_SIZE)

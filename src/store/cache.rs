@@ -244,6 +244,9 @@ pub struct Pruned {
     /// Records of upload sessions older than a week (registries have dropped those
     /// sessions), their lock files and leftover temp files, removed too (`uploads/`).
     pub stale_upload_sessions: usize,
+    /// What `bundle --push` recorded of tar layers (`uploads/layers/`), older than a week,
+    /// removed too (a record gone only means the next run writes that layer again).
+    pub stale_layer_records: usize,
     pub dry_run: bool,
 }
 
@@ -302,6 +305,10 @@ pub fn prune(root: &Path, rule: Rule, now: SystemTime, dry_run: bool) -> Result<
     let uploads = root.join("uploads");
     out.stale_upload_sessions = crate::registry::sessions::prune_stale(&uploads, now, dry_run)
         .ctx("pruning", &uploads)?
+        .files;
+    let layers = uploads.join("layers");
+    out.stale_layer_records = crate::registry::sessions::prune_stale(&layers, now, dry_run)
+        .ctx("pruning", &layers)?
         .files;
     Ok(out)
 }

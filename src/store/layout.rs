@@ -55,6 +55,12 @@ pub trait BlobSink {
     fn placer(&self) -> Option<crate::store::place::Placer> {
         None
     }
+    /// A registry's: raw layers hashed first and skipped or uploaded resumably, tar layers
+    /// recorded so that the next run skips them (`store::resumable`); None: every blob goes
+    /// through `begin`.
+    fn resumable(&self) -> Option<crate::store::resumable::Resumable> {
+        None
+    }
 }
 
 /// Writes blobs into `<dir>/blobs/sha256/` (temp file, then rename to the digest).

@@ -21,6 +21,7 @@ pub mod referrers;
 pub mod registry;
 pub mod registry_sink;
 pub mod resolve;
+pub mod resumable;
 pub mod runs;
 pub mod spool;
 

@@ -24,6 +24,9 @@ use std::io::{self, Read};
 pub struct RegistrySink {
     remote: Remote,
     pub report: PushReport,
+    /// Blobs the build's `Resumable` handles skipped or uploaded (counted into `report` when
+    /// the manifest is pushed).
+    done: crate::store::resumable::Done,
 }
 
 /// The writer of one streamed blob: pieces go to the upload task as they fill, and the task
@@ -72,7 +75,27 @@ impl RegistrySink {
                 ..Default::default()
             },
             remote,
+            done: Default::default(),
         }
+    }
+
+    /// Count blobs as `copy_blobs` returns them.
+    fn count(&mut self, done: &[(BlobRef, crate::store::copy::Outcome)]) {
+        let mut counted = crate::store::copy::CopyReport::default();
+        counted.add(done);
+        self.report.blobs.uploaded += counted.blobs.uploaded;
+        self.report.blobs.skipped += counted.blobs.skipped;
+        self.report.blobs.mounted += counted.blobs.mounted;
+        self.report.blobs.resumed += counted.blobs.resumed;
+        self.report.bytes_uploaded += counted.bytes;
+        self.report.bytes_resumed += counted.bytes_resumed;
+        self.report.resumed.extend(counted.resumed);
+    }
+
+    /// What the `Resumable` handles did, into the report.
+    fn count_handles(&mut self) {
+        let done = std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()));
+        self.count(&done);
     }
 
     pub fn remote(&self) -> &Remote {
@@ -81,6 +104,7 @@ impl RegistrySink {
 
     /// Push the manifest (last: the tag moves only when every blob is there).
     pub fn push_manifest(&mut self, manifest: &[u8], media_type: &str) -> Result<PushReport> {
+        self.count_handles();
         let dst = &self.remote;
         block_on(async {
             dst.prime().await;
@@ -114,15 +138,7 @@ impl RegistrySink {
             ..CopyOptions::default()
         };
         let done = copy_blobs(src.as_ref(), &*self, blobs, &copy)?;
-        let mut counted = crate::store::copy::CopyReport::default();
-        counted.add(&done);
-        self.report.blobs.uploaded += counted.blobs.uploaded;
-        self.report.blobs.skipped += counted.blobs.skipped;
-        self.report.blobs.mounted += counted.blobs.mounted;
-        self.report.blobs.resumed += counted.blobs.resumed;
-        self.report.bytes_uploaded += counted.bytes;
-        self.report.bytes_resumed += counted.bytes_resumed;
-        self.report.resumed.extend(counted.resumed);
+        self.count(&done);
         Ok(())
     }
 }
@@ -226,8 +242,106 @@ impl Sink for RegistrySink {
     }
 }
 
+type Piece = std::result::Result<Bytes, OciDistributionError>;
+
+/// Send what comes through `rx` to the session at `location` as streamed PATCHes of at most
+/// the remote's chunk size each (a piece that straddles a boundary is split); the session's
+/// last location. A PATCH starts only once there is a byte for it.
+async fn patch_in_chunks(
+    dst: &Remote,
+    mut location: String,
+    mut rx: tokio::sync::mpsc::Receiver<Piece>,
+) -> std::result::Result<String, OciDistributionError> {
+    let chunk = dst.chunk_size();
+    let mut carry: Option<Bytes> = None;
+    loop {
+        let first = match carry.take() {
+            Some(b) => b,
+            None => match rx.recv().await {
+                Some(Ok(b)) => b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(location),
+            },
+        };
+        let (tx, body) = tokio::sync::mpsc::channel::<Piece>(2);
+        let body =
+            futures_util::stream::unfold(
+                body,
+                |mut rx| async move { rx.recv().await.map(|v| (v, rx)) },
+            );
+        let from = &mut rx;
+        // Some(rest): the chunk is full, more may follow; None: the blob ended (or the
+        // request stopped taking bytes: its error comes from the PATCH).
+        let forward = async move {
+            let mut left = chunk;
+            let mut next = Some(first);
+            loop {
+                let mut b = match next.take() {
+                    Some(b) => b,
+                    None => match from.recv().await {
+                        Some(v) => v?,
+                        None => return Ok(None),
+                    },
+                };
+                let rest = (b.len() as u64 > left).then(|| b.split_off(left as usize));
+                left -= b.len() as u64;
+                if tx.send(Ok(b)).await.is_err() {
+                    return Ok(None);
+                }
+                if left == 0 {
+                    return Ok(Some(rest.filter(|r| !r.is_empty())));
+                }
+            }
+        };
+        let patch = dst
+            .client
+            .patch_blob_stream(&location, &dst.reference, body);
+        let (more, sent): (std::result::Result<_, OciDistributionError>, _) =
+            tokio::join!(forward, patch);
+        location = sent?;
+        match more? {
+            Some(rest) => carry = rest,
+            None => return Ok(location),
+        }
+    }
+}
+
 impl layout::BlobSink for RegistrySink {
     type Writer = UploadWriter;
+
+    /// A small blob held in memory (the config; the manifest's bytes, which the build also
+    /// stores as a blob): not sent when the registry has it (a run again after an
+    /// interruption).
+    fn put(&mut self, data: &[u8]) -> Result<Digest> {
+        let d = Digest::of(data);
+        let blob = BlobRef {
+            digest: d.clone(),
+            size: data.len() as u64,
+        };
+        if self.remote.has_blob(&blob.digest)? {
+            self.count(&[(blob, crate::store::copy::Outcome::Skipped)]);
+            return Ok(d);
+        }
+        let mut w = self.begin()?;
+        io::Write::write_all(&mut w, data)
+            .map_err(|e| Error::from_io(&e, format!("uploading blob {d}: {e}")))?;
+        self.commit(w, &d, data.len() as u64)?;
+        Ok(d)
+    }
+
+    fn resumable(&self) -> Option<crate::store::resumable::Resumable> {
+        let records = self
+            .remote
+            .upload
+            .sessions
+            .as_ref()
+            .map(|s| s.join("layers"));
+        Some(crate::store::resumable::Resumable::new(
+            RegistrySink::new(self.remote.clone()),
+            records,
+            self.done.clone(),
+        ))
+    }
 
     fn begin(&mut self) -> Result<UploadWriter> {
         let (tx, rx) =
@@ -235,18 +349,14 @@ impl layout::BlobSink for RegistrySink {
         let dst = self.remote.clone();
         let task = runtime().spawn(async move {
             dst.prime().await;
-            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|v| (v, rx))
-            });
-            // One session and one streamed PATCH (vendor/README.md): no 4 MiB request loop,
-            // and no second hash of the blob in the client (the layer writer has one).
+            // One session and streamed PATCHes of `--chunk-size` bytes each (vendor/README.md:
+            // no 4 MiB request loop, and no second hash of the blob in the client: the layer
+            // writer has one). A PATCH without Content-Range appends to the session.
             let location = retry(&dst.cancel, "opening the upload", || async {
                 dst.client.begin_streamed_upload(&dst.reference).await
             })
             .await?;
-            dst.client
-                .patch_blob_stream(&location, &dst.reference, stream)
-                .await
+            patch_in_chunks(&dst, location, rx).await
         });
         Ok(UploadWriter {
             buf: Vec::with_capacity(CHUNK),

@@ -19,6 +19,7 @@ mod packaging;
 mod recompressed;
 mod registry;
 mod registry_sign;
+mod resume_bundle;
 mod resume_push;
 mod scale;
 mod serve;

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const MIB: u64 = 1 << 20;
+pub(crate) const MIB: u64 = 1 << 20;
 
 /// A project with one incompressible `model.bin` of `size` bytes, bundled into
 /// `<env>/big.oci`; the model layer's digest and size.
@@ -118,14 +118,14 @@ impl Big {
     }
 }
 
-fn kill9(child: &mut Child) {
+pub(crate) fn kill9(child: &mut Child) {
     // SAFETY: a signal to a child process of this test.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
 }
 
 /// Wait (at most a minute) for `cond`; false when it never came.
-fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if cond() {
@@ -137,7 +137,7 @@ fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// Bytes of blob uploads (PATCH and PUT bodies) the proxy forwarded, from `seen[from..]`.
-fn upload_bytes(proxy: &HttpProxy, from: usize) -> u64 {
+pub(crate) fn upload_bytes(proxy: &HttpProxy, from: usize) -> u64 {
     proxy.seen()[from..]
         .iter()
         .filter(|s| {
@@ -152,14 +152,14 @@ fn upload_bytes(proxy: &HttpProxy, from: usize) -> u64 {
 /// A buffering proxy that, while `stall` is set, holds the `at`-th PATCH it gets (already
 /// read whole, not forwarded) until `release`, then drops it: the chunk in flight when the
 /// push is killed never reaches the registry.
-struct StallingProxy {
-    proxy: HttpProxy,
-    stalled: Arc<AtomicBool>,
-    release: Arc<AtomicBool>,
+pub(crate) struct StallingProxy {
+    pub(crate) proxy: HttpProxy,
+    pub(crate) stalled: Arc<AtomicBool>,
+    pub(crate) release: Arc<AtomicBool>,
 }
 
 impl StallingProxy {
-    fn start(upstream: &str, at: usize) -> StallingProxy {
+    pub(crate) fn start(upstream: &str, at: usize) -> StallingProxy {
         let (stalled, release) = (
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
