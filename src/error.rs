@@ -154,6 +154,51 @@ impl Error {
 /// The payload of an `io::Error` born with a kind: a failure met inside a `Read` or `Write`
 /// (a digest mismatch while streaming, a download the network broke) keeps its kind through
 /// the `io::Error` that carries it, so it is known from its type, never from its text.
+/// Problems said one by one up to a limit, the rest counted: a check of a million files that
+/// all differ gives a report, not a million lines (`verify`, `pull`, a folder's model.sig).
+#[derive(Debug, Default)]
+pub struct Capped {
+    said: Vec<String>,
+    more: usize,
+}
+
+impl Capped {
+    /// Problems said at most, of one sort.
+    pub const SHOWN: usize = 1000;
+
+    pub fn push(&mut self, p: String) {
+        if self.said.len() < Self::SHOWN {
+            self.said.push(p);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.said.is_empty()
+    }
+
+    /// The problems, and a last line counting the rest (`... and N more{what}`).
+    pub fn into_vec(mut self, what: &str) -> Vec<String> {
+        if self.more > 0 {
+            self.said.push(format!("... and {} more{what}", self.more));
+        }
+        self.said
+    }
+
+    /// The problems on one line (`; ` between them), None when there are none.
+    pub fn joined(&self) -> Option<String> {
+        if self.said.is_empty() {
+            return None;
+        }
+        let mut s = self.said.join("; ");
+        if self.more > 0 {
+            s.push_str(&format!("; ... and {} more", self.more));
+        }
+        Some(s)
+    }
+}
+
 #[derive(Debug)]
 pub struct IoKind {
     pub kind: Kind,
@@ -231,6 +276,24 @@ impl<T> IoContext<T> for io::Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capped_says_the_first_thousand_and_counts_the_rest() {
+        let mut c = Capped::default();
+        assert!(c.is_empty() && c.joined().is_none());
+        for i in 0..Capped::SHOWN + 5 {
+            c.push(format!("p{i}"));
+        }
+        let line = c.joined().unwrap();
+        assert!(
+            line.starts_with("p0; p1; ") && line.ends_with("; ... and 5 more"),
+            "{line}"
+        );
+        let all = c.into_vec(" problems");
+        assert_eq!(all.len(), Capped::SHOWN + 1);
+        assert_eq!(all[Capped::SHOWN - 1], format!("p{}", Capped::SHOWN - 1));
+        assert_eq!(all.last().unwrap(), "... and 5 more problems");
+    }
 
     #[test]
     fn each_kind_has_its_exit_code_and_name() {

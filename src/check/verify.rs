@@ -111,56 +111,29 @@ fn sha_bytes(d: &str) -> std::result::Result<[u8; 32], String> {
     Ok(b)
 }
 
-/// Problems found comparing the lists, at most `SHOWN` of each sort said one by one (a
-/// bundle of a million files changed throughout gives a report, not a million lines).
+/// Problems found comparing the lists, at most `Capped::SHOWN` of each sort said one by one.
 #[derive(Default)]
 struct Join {
-    problems: Vec<String>,
-    more_problems: usize,
-    oms: Vec<String>,
-    more_oms: usize,
+    problems: crate::error::Capped,
+    oms: crate::error::Capped,
 }
-
-const SHOWN: usize = 1000;
 
 impl Join {
     fn problem(&mut self, p: String) {
-        if self.problems.len() < SHOWN {
-            self.problems.push(p);
-        } else {
-            self.more_problems += 1;
-        }
+        self.problems.push(p);
     }
 
     fn oms(&mut self, p: String) {
-        if self.oms.len() < SHOWN {
-            self.oms.push(p);
-        } else {
-            self.more_oms += 1;
-        }
+        self.oms.push(p);
     }
 
     fn problems(&mut self) -> Vec<String> {
-        let mut out = std::mem::take(&mut self.problems);
-        if self.more_problems > 0 {
-            out.push(format!(
-                "... and {} more problems with files",
-                self.more_problems
-            ));
-        }
-        out
+        std::mem::take(&mut self.problems).into_vec(" problems with files")
     }
 
     /// What differs between the files and model.sig, if anything.
     fn oms_diff(&self) -> Option<String> {
-        if self.oms.is_empty() {
-            return None;
-        }
-        let mut s = self.oms.join("; ");
-        if self.more_oms > 0 {
-            s.push_str(&format!("; ... and {} more", self.more_oms));
-        }
-        Some(s)
+        self.oms.joined()
     }
 }
 

@@ -21,9 +21,6 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 
-/// Problems and refused entries said one by one at most (then counted).
-const SHOWN: usize = 1000;
-
 /// What the plan knows of one layer the metadata names.
 #[derive(Debug, Default)]
 pub struct LayerInfo {
@@ -193,9 +190,8 @@ pub struct Written {
     batch: Batch<Wrote>,
     /// Links made (another tool's tar layers): the first, and how many.
     symlinks: (Option<String>, usize),
-    unlisted: Vec<String>,
-    repeated: Vec<String>,
-    more_refused: usize,
+    unlisted: crate::error::Capped,
+    repeated: crate::error::Capped,
 }
 
 /// A file written: its kind, whether the metadata lists it (not mlart.json and model.sig),
@@ -235,9 +231,8 @@ impl Written {
             runs: Runs::new(spill),
             batch: Batch::default(),
             symlinks: (None, 0),
-            unlisted: Vec::new(),
-            repeated: Vec::new(),
-            more_refused: 0,
+            unlisted: Default::default(),
+            repeated: Default::default(),
         }
     }
 
@@ -250,15 +245,9 @@ impl Written {
     }
 
     fn refused(&mut self, repeated: bool, what: String) {
-        let list = if repeated {
-            &mut self.repeated
-        } else {
-            &mut self.unlisted
-        };
-        if list.len() < SHOWN {
-            list.push(what);
-        } else {
-            self.more_refused += 1;
+        match repeated {
+            true => self.repeated.push(what),
+            false => self.unlisted.push(what),
         }
     }
 
@@ -266,22 +255,14 @@ impl Written {
     /// written; warnings, or an error under `--strict`.
     pub fn refusals(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if !self.unlisted.is_empty() {
+        if let Some(l) = self.unlisted.joined() {
             out.push(format!(
-                "layer entries that mlart.json does not list (in that layer) were not written: {}",
-                self.unlisted.join(", ")
+                "layer entries that mlart.json does not list (in that layer) were not written: {l}"
             ));
         }
-        if !self.repeated.is_empty() {
+        if let Some(l) = self.repeated.joined() {
             out.push(format!(
-                "layer entries that appear more than once were not written again: {}",
-                self.repeated.join(", ")
-            ));
-        }
-        if self.more_refused > 0 {
-            out.push(format!(
-                "... and {} more entries refused",
-                self.more_refused
+                "layer entries that appear more than once were not written again: {l}"
             ));
         }
         out
@@ -301,9 +282,9 @@ impl Written {
         self.runs.add(&mut self.batch)?;
         let mut list =
             crate::store::entries::Writer::new(layers, crate::store::entries::memory_limit()?);
-        let mut problems = Problems::default();
+        let mut problems = crate::error::Capped::default();
         if let (Some(first), Some(_)) = (&self.symlinks.0, &signed) {
-            problems.add(format!(
+            problems.push(format!(
                 "{first} is a symlink (the signature does not allow them){}",
                 match self.symlinks.1 {
                     1 => String::new(),
@@ -319,17 +300,17 @@ impl Written {
                     .any(|i| rec.rel == *i || rec.rel.starts_with(&format!("{i}/")));
                 if !ignored {
                     while let Some(p) = it.next_if(|p| p.rel < rec.rel)? {
-                        problems.add(format!("{} is missing", p.rel));
+                        problems.push(format!("{} is missing", p.rel));
                     }
                     match it.next_if(|p| p.rel == rec.rel)? {
                         Some(p) if p.data == rec.data.sha => {}
-                        Some(_) => problems.add(format!("{} changed", rec.rel)),
+                        Some(_) => problems.push(format!("{} changed", rec.rel)),
                         None => {
-                            problems.add(format!("{} is not in the signature (added)", rec.rel))
+                            problems.push(format!("{} is not in the signature (added)", rec.rel))
                         }
                     }
                     while let Some(p) = it.next_if(|p| p.rel == rec.rel)? {
-                        problems.add(format!("{} is listed twice", p.rel));
+                        problems.push(format!("{} is listed twice", p.rel));
                     }
                 }
             }
@@ -340,10 +321,10 @@ impl Written {
         }
         if let Some((mut it, _)) = signed {
             while let Some(p) = it.next_if(|_| true)? {
-                problems.add(format!("{} is missing", p.rel));
+                problems.push(format!("{} is missing", p.rel));
             }
         }
-        Ok((list.finish()?, problems.said()))
+        Ok((list.finish()?, problems.joined()))
     }
 }
 
@@ -367,34 +348,6 @@ pub fn unsigned_selected(
         }
     }
     Ok(None)
-}
-
-/// Problems with the files against model.sig, at most `SHOWN` said.
-#[derive(Default)]
-struct Problems {
-    said: Vec<String>,
-    more: usize,
-}
-
-impl Problems {
-    fn add(&mut self, p: String) {
-        if self.said.len() < SHOWN {
-            self.said.push(p);
-        } else {
-            self.more += 1;
-        }
-    }
-
-    fn said(self) -> Option<String> {
-        if self.said.is_empty() {
-            return None;
-        }
-        let mut s = self.said.join("; ");
-        if self.more > 0 {
-            s.push_str(&format!("; ... and {} more", self.more));
-        }
-        Some(s)
-    }
 }
 
 /// How a layer's entries are taken.

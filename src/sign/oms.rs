@@ -371,12 +371,8 @@ fn check_dir(
         }
     }
     got.add(&mut batch)?;
-    let mut problems = Vec::new();
-    let mut more = 0usize;
-    let mut say = |p: String| match problems.len() < 1000 {
-        true => problems.push(p),
-        false => more += 1,
-    };
+    let mut problems = crate::error::Capped::default();
+    let mut say = |p: String| problems.push(p);
     let mut signed = Peeked::new(signed)?;
     let mut got = got.merged()?;
     while let Some(rec) = got.next()? {
@@ -395,17 +391,13 @@ fn check_dir(
     while let Some(p) = signed.next_if(|_| true)? {
         say(format!("{} is missing", p.rel));
     }
-    if more > 0 {
-        problems.push(format!("... and {more} more"));
+    match problems.joined() {
+        Some(p) => Err(Error::Check(format!(
+            "{}: the files do not match {OMS_FILE}: {p}",
+            dir.display()
+        ))),
+        None => Ok(()),
     }
-    if !problems.is_empty() {
-        return Err(Error::Check(format!(
-            "{}: the files do not match {OMS_FILE}: {}",
-            dir.display(),
-            problems.join("; ")
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
