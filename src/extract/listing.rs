@@ -27,8 +27,6 @@ pub struct LayerInfo {
     /// The files the metadata puts in it, and their sizes rounded up to tar blocks.
     pub files: u64,
     pub bytes: u64,
-    /// Its first (non-`archive`) file: the file a raw layer is.
-    pub first: Option<String>,
     /// The kind of its `archive` entry: another tool's tar layer, taken whole.
     pub archive: Option<Kind>,
     /// Whether a selected file is in it.
@@ -59,8 +57,6 @@ impl Plan {
             l.bytes += f.size.div_ceil(512) * 512;
             if f.archive {
                 l.archive.get_or_insert(f.kind);
-            } else if l.first.is_none() {
-                l.first = Some(f.path.clone());
             }
             if selected {
                 l.needed = true;
