@@ -220,8 +220,9 @@ pub(super) struct Context<'a> {
     /// `--link`: raw layers are hard links to their files.
     pub link: bool,
     pub done: &'a Done<'a>,
-    /// A registry sink's: raw layers hashed first, then skipped or uploaded resumably; tar
-    /// layers recorded, and skipped when a run again finds them recorded and in the registry.
+    /// A registry sink's: each layer streamed in a session recorded under its plan (continued
+    /// by a run after an interruption), recorded once committed, and skipped when a run
+    /// again finds it recorded and in the registry (`build::resume`).
     pub resume: Option<&'a crate::store::resumable::Resumable>,
 }
 
@@ -249,12 +250,12 @@ fn build_one<S: BlobSink>(
     cx: &Context<'_>,
 ) -> Result<Built> {
     let lock = || sink.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(r) = cx.resume {
+        return crate::build::resume::build(r, i, p, cx);
+    }
     if p.raw {
         let f = &p.first;
         let at = p.files.iter().next().transpose()?.map_or(0, |(at, _)| at);
-        if let Some(r) = cx.resume {
-            return crate::build::resume::raw(r, i, at, f, cx);
-        }
         if let Some(placer) = cx.placer {
             if let Some((built, mut fd)) = place_raw(f, placer, cx)? {
                 fd.at = at;
@@ -277,16 +278,6 @@ fn build_one<S: BlobSink>(
             },
         });
     }
-    // Into a registry: skipped when an earlier run recorded it and the registry has it, else
-    // written, its content hashed as it goes and recorded once committed.
-    let mut named = None;
-    if let Some(r) = cx.resume {
-        let (h, key) = crate::build::resume::LayerHash::key(p, cx)?;
-        if let Some(built) = crate::build::resume::recall_tar(r, i, p, h.clone(), &key, cx)? {
-            return Ok(built);
-        }
-        named = Some((r, h, key));
-    }
     let w = lock().begin()?;
     let (w, ld) = layer::write_tar_each(
         w,
@@ -297,22 +288,9 @@ fn build_one<S: BlobSink>(
         &|f| (cx.capture)(f),
         cx.progress,
         cx.cancel,
-        &mut |f, fd| {
-            if let Some((_, h, _)) = named.as_mut() {
-                h.add(f, &fd);
-            }
-            (cx.done)(i, f, fd)
-        },
+        &mut |f, fd| (cx.done)(i, f, fd),
     )?;
     lock().commit(w, &ld.digest, ld.size)?;
-    if let Some((r, h, key)) = named {
-        let l = crate::store::resumable::LayerRef {
-            digest: &ld.digest,
-            size: ld.size,
-            diff_id: &ld.diff_id,
-        };
-        r.remember(&key, &h.content(), &l);
-    }
     Ok(Built {
         digests: ld,
         method: Method::Written,

@@ -1,52 +1,129 @@
 //! Layers into a registry that a run again after an interruption need not send again
-//! (`store::resumable` has the registry's side). A raw layer is hashed first, then skipped or
-//! uploaded resumably. A tar layer is looked up by its plan: when an earlier run recorded what
-//! it came out as and the registry has that blob, its files are hashed (their digests go into
-//! the metadata as they would have from the tar writer) and, when their content is the
-//! recorded one, the layer is not written again.
+//! (`store::resumable` has the registry's side). Each layer is named by its plan
+//! (`LayerHash::key`: settings, and each file's path, mode, size and mtime). When an earlier
+//! run recorded what the layer came out as and the registry has that blob, its files are
+//! hashed (their digests go into the metadata as they would have from the layer writer) and,
+//! when their content is the recorded one, the layer is not sent again. Else it streams to
+//! the registry as it is made, hashed as it goes (one read of each file), continuing the
+//! session an interrupted run recorded under the same plan.
 
 use crate::build::collect::SourceFile;
 use crate::build::layer::{self, FileDigest, LayerDigests};
 use crate::build::layers::{Built, Context, Plan};
 use crate::error::{Error, Result};
 use crate::format::digest::Digest;
-use crate::store::place::{Method, Stamp};
-use crate::store::resumable::Resumable;
+use crate::store::place::Method;
+use crate::store::resumable::{LayerRef, Resumable};
 use sha2::{Digest as _, Sha256};
 
-/// A tar layer of more files than this is written again rather than looked up (the files'
-/// digests are held until the content is compared: about 100 bytes each).
+/// A layer of more files than this is sent again rather than looked up (the files' digests
+/// are held until the content is compared: about 100 bytes each).
 const MAX_RECALLED_FILES: usize = 100_000;
 
-/// Raw layer `p` (file `f`, at `at` in the bundle's list): hashed, then skipped when the
-/// registry has it, else uploaded from the file, continuing an interrupted upload.
-pub(super) fn raw(
-    r: &Resumable,
-    i: usize,
-    at: usize,
-    f: &SourceFile,
-    cx: &Context<'_>,
-) -> Result<Built> {
-    let path = f.abs();
-    let stamp = Stamp::of(&path)?;
-    // (the bar counts what is sent, skipped or held, not this first read)
-    let mut fd = layer::hash_file(f, (cx.capture)(f), &|_| {}, cx.cancel)?;
-    stamp.check(&path)?;
-    let digest = fd.digest();
-    r.put_file(&path, &digest, f.size, cx.progress, cx.cancel)?;
-    fd.at = at;
-    (cx.done)(i, f, fd)?;
+/// Layer `p` (`i` in the plan) into the registry: skipped when recorded and there, else
+/// streamed (continuing an interrupted session), then recorded.
+pub(super) fn build(r: &Resumable, i: usize, p: &Plan, cx: &Context<'_>) -> Result<Built> {
+    let (h, key) = LayerHash::key(p, cx)?;
+    if let Some(built) = recall(r, i, p, h.clone(), &key, cx)? {
+        return Ok(built);
+    }
+    // Files reported to `done` by the first attempt: a second one reports only the rest.
+    let mut reported = 0usize;
+    let first = send(r, i, p, h.clone(), &key, false, cx, &mut |f, fd| {
+        reported += 1;
+        (cx.done)(i, f, fd)
+    });
+    let (held, result) = first;
+    let (ld, content) = match result {
+        Ok(v) => v,
+        Err(e) if held == 0 || matches!(e, Error::Interrupted) || cx.cancel.is_cancelled() => {
+            return Err(e)
+        }
+        Err(e) => {
+            // The registry held bytes another layer's (the files changed under the same
+            // plan), or the session went bad while it was continued: a new one.
+            tracing::info!(
+                "layer {i}: continuing its upload after {held} bytes failed ({e}); sending it again"
+            );
+            let mut skip = reported;
+            let (_, again) = send(r, i, p, h, &key, true, cx, &mut |f, fd| {
+                if skip > 0 {
+                    skip -= 1;
+                    return Ok(());
+                }
+                (cx.done)(i, f, fd)
+            });
+            again?
+        }
+    };
+    let l = LayerRef {
+        digest: &ld.digest,
+        size: ld.size,
+        diff_id: &ld.diff_id,
+    };
+    r.remember(&key, &content, &l);
     Ok(Built {
-        digests: LayerDigests {
-            digest: digest.clone(),
-            size: f.size,
-            diff_id: digest,
-        },
+        digests: ld,
         method: Method::Written,
     })
 }
 
-/// The hashes that name a tar layer: its plan (settings, and each file's path, mode, size and
+/// One attempt: the layer made into an upload of plan `key` (a continued session unless
+/// `fresh`) and committed. Returns the bytes the session held at the start, and the layer's
+/// digests and content hash.
+#[allow(clippy::too_many_arguments)]
+fn send(
+    r: &Resumable,
+    i: usize,
+    p: &Plan,
+    mut h: LayerHash,
+    key: &Digest,
+    fresh: bool,
+    cx: &Context<'_>,
+    done: &mut dyn FnMut(&SourceFile, FileDigest) -> Result<()>,
+) -> (u64, Result<(LayerDigests, Digest)>) {
+    let (w, planned) = match r.begin(key, p.raw.then_some(p.first.size), fresh) {
+        Ok(v) => v,
+        Err(e) => return (0, Err(e)),
+    };
+    let held = planned.held;
+    if held > 0 {
+        tracing::info!("layer {i}: continuing its upload after {held} bytes");
+    }
+    let made = if p.raw {
+        let f = &p.first;
+        layer::write_raw(w, f, (cx.capture)(f), cx.progress, cx.cancel).and_then(
+            |(w, ld, mut fd)| {
+                fd.at = p.files.iter().next().transpose()?.map_or(0, |(at, _)| at);
+                h.add(f, &fd);
+                done(f, fd)?;
+                Ok((w, ld))
+            },
+        )
+    } else {
+        layer::write_tar_each(
+            w,
+            &p.files,
+            cx.prefix,
+            p.compression,
+            cx.mtime,
+            &|f| (cx.capture)(f),
+            cx.progress,
+            cx.cancel,
+            &mut |f, fd| {
+                h.add(f, &fd);
+                done(f, fd)
+            },
+        )
+    };
+    let result = made.and_then(|(w, ld)| {
+        r.commit(w, planned, &ld.digest, ld.size)?;
+        Ok((ld, h.content()))
+    });
+    (held, result)
+}
+
+/// The hashes that name a layer: its plan (settings, and each file's path, mode, size and
 /// mtime: known without reading a byte) and its content (the same with each file's sha256).
 #[derive(Clone)]
 pub(super) struct LayerHash {
@@ -60,7 +137,11 @@ impl LayerHash {
     fn new(p: &Plan, cx: &Context<'_>) -> LayerHash {
         let mut h = Sha256::new();
         for part in [
-            "mlart tar layer v1",
+            if p.raw {
+                "mlart raw layer v1"
+            } else {
+                "mlart tar layer v1"
+            },
             env!("CARGO_PKG_VERSION"),
             cx.prefix,
             p.compression.suffix(),
@@ -111,11 +192,11 @@ impl LayerHash {
     }
 }
 
-/// Tar layer `p` (`i` in the plan), when an earlier run to this repository recorded it under
+/// Layer `p` (`i` in the plan), when an earlier run to this repository recorded it under
 /// `key`, the registry has the blob and the files' content is the recorded one: their
-/// digests go to `done` and the layer is not written. None: write it (the files are read
+/// digests go to `done` and the layer is not sent. None: send it (the files are read
 /// again).
-pub(super) fn recall_tar(
+fn recall(
     r: &Resumable,
     i: usize,
     p: &Plan,

@@ -10,6 +10,7 @@ pub mod blobs;
 pub mod client;
 pub mod errors;
 pub mod login;
+pub mod planned;
 pub mod referrers;
 pub mod retry;
 pub mod sessions;

@@ -32,6 +32,11 @@ pub struct Record {
     pub location: String,
     /// When the session was opened (seconds since the Unix epoch).
     pub created: u64,
+    /// A blob whose digest is known only at its end (a layer `bundle --push` streams): then
+    /// `digest` is the hash of the layer's plan (what its bytes are made of, `build::resume`)
+    /// and `size` is 0.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plan: bool,
 }
 
 /// The records of one cache (`<cache>/uploads`).
@@ -124,6 +129,22 @@ impl Sessions {
         digest: &Digest,
         size: u64,
     ) -> Option<Record> {
+        self.load_as(registry, repository, digest, Some(size))
+    }
+
+    /// The record of the layer of plan `key` (`Record::plan`), as `load` checks one.
+    pub fn load_plan(&self, registry: &str, repository: &str, key: &Digest) -> Option<Record> {
+        self.load_as(registry, repository, key, None)
+    }
+
+    /// `size`: None for a layer's plan.
+    fn load_as(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Option<Record> {
         let p = self.path(&Self::key(registry, repository, digest));
         let raw = match fs::read(&p) {
             Ok(raw) => raw,
@@ -139,7 +160,10 @@ impl Sessions {
                 "it is for {}/{}, not {registry}/{repository}",
                 r.registry, r.repository
             ),
-            Ok(r) if r.digest != digest.as_str() || r.size != size => {
+            Ok(r) if r.digest != digest.as_str() || r.plan != size.is_none() => {
+                format!("it is for {} (plan: {})", r.digest, r.plan)
+            }
+            Ok(r) if size.is_some_and(|s| s != r.size) => {
                 format!("it is for {} ({} bytes)", r.digest, r.size)
             }
             Ok(r) if !location_fits(&r.location, registry, repository) => {
@@ -358,6 +382,7 @@ mod tests {
             size: 4,
             location: "http://127.0.0.1:5000/v2/ml/iris/blobs/uploads/u?_state=s".into(),
             created: 1,
+            plan: false,
         };
         assert_eq!(s.load("127.0.0.1:5000", "ml/iris", &d, 4), None);
         s.save(&rec);
@@ -383,6 +408,22 @@ mod tests {
         assert_eq!(s.load("127.0.0.1:5000", "ml/iris", &d, 4), None);
         s.save(&rec);
         s.remove("127.0.0.1:5000", "ml/iris", &d);
+        assert!(!p.exists());
+        // a layer's plan: found as one, never as a blob of that digest, and the other way round
+        let planned = Record {
+            size: 0,
+            plan: true,
+            ..rec.clone()
+        };
+        s.save(&planned);
+        assert_eq!(
+            s.load_plan("127.0.0.1:5000", "ml/iris", &d),
+            Some(planned.clone())
+        );
+        assert_eq!(s.load("127.0.0.1:5000", "ml/iris", &d, 0), None);
+        assert!(!p.exists());
+        s.save(&rec);
+        assert_eq!(s.load_plan("127.0.0.1:5000", "ml/iris", &d), None);
         assert!(!p.exists());
         // no temp file left behind
         let left: Vec<_> = fs::read_dir(s.dir()).unwrap().collect();

@@ -131,6 +131,7 @@ impl Remote {
                     size,
                     location: s.location.clone(),
                     created: s.created,
+                    plan: false,
                 });
             }
         };
@@ -334,7 +335,7 @@ impl Remote {
 
     /// What the session at `location` holds (bytes, never more than `size`) and its next
     /// location; why not, in words.
-    fn session_status(
+    pub(crate) fn session_status(
         &self,
         location: &str,
         size: u64,

@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::format::digest::Digest;
 use crate::format::reference::Location;
 use crate::format::reference::Reference;
+use crate::registry::planned::Recorder;
 use crate::registry::*;
 use crate::store::copy::{copy_blobs, CopyOptions};
 use crate::store::push::PushReport;
@@ -36,7 +37,11 @@ pub struct UploadWriter {
     tx: Option<tokio::sync::mpsc::Sender<std::result::Result<Bytes, OciDistributionError>>>,
     /// The upload's location once the PATCH is done.
     task: Option<tokio::task::JoinHandle<std::result::Result<String, OciDistributionError>>>,
+    /// The blob's bytes so far (sent or skipped).
     written: u64,
+    /// Bytes the registry already holds (a continued session, `registry::planned`): the
+    /// first this many bytes written are counted, not sent.
+    skip: u64,
 }
 
 impl UploadWriter {
@@ -46,13 +51,30 @@ impl UploadWriter {
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
         let tx = self.tx.as_ref().expect("open writer");
-        tx.blocking_send(Ok(chunk))
-            .map_err(|_| crate::error::io_error(Kind::Network, "the registry upload stopped"))
+        if tx.blocking_send(Ok(chunk)).is_ok() {
+            return Ok(());
+        }
+        // The request ended: say why (the registry's answer), not only that it did.
+        let why = match self.task.take().map(block_on) {
+            Some(Ok(Err(e))) => format!(": {}", describe_oci(&e)),
+            Some(Err(e)) => format!(": upload task: {e}"),
+            _ => String::new(),
+        };
+        Err(crate::error::io_error(
+            Kind::Network,
+            format!("the registry upload stopped{why}"),
+        ))
     }
 }
 
 impl io::Write for UploadWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.skip > 0 {
+            let n = (data.len() as u64).min(self.skip);
+            self.skip -= n;
+            self.written += n;
+            return Ok(n as usize);
+        }
         let room = CHUNK - self.buf.len();
         let n = data.len().min(room);
         self.buf.extend_from_slice(&data[..n]);
@@ -251,6 +273,7 @@ async fn patch_in_chunks(
     dst: &Remote,
     mut location: String,
     mut rx: tokio::sync::mpsc::Receiver<Piece>,
+    recorder: Option<&Recorder>,
 ) -> std::result::Result<String, OciDistributionError> {
     let chunk = dst.chunk_size();
     let mut carry: Option<Bytes> = None;
@@ -299,6 +322,9 @@ async fn patch_in_chunks(
         let (more, sent): (std::result::Result<_, OciDistributionError>, _) =
             tokio::join!(forward, patch);
         location = sent?;
+        if let Some(r) = recorder {
+            r.save(&location);
+        }
         match more? {
             Some(rest) => carry = rest,
             None => return Ok(location),
@@ -344,33 +370,61 @@ impl layout::BlobSink for RegistrySink {
     }
 
     fn begin(&mut self) -> Result<UploadWriter> {
+        Ok(self.writer(None))
+    }
+
+    fn commit(&mut self, w: UploadWriter, digest: &Digest, size: u64) -> Result<()> {
+        self.finish(w, digest, size)?;
+        self.report.blobs.uploaded += 1;
+        self.report.bytes_uploaded += size;
+        Ok(())
+    }
+}
+
+impl RegistrySink {
+    /// A writer streaming to a new session, or (`at`) to the open session a `Planned`
+    /// upload names, its first `held` bytes not sent again.
+    pub(crate) fn writer(&self, at: Option<&crate::registry::planned::Planned>) -> UploadWriter {
         let (tx, rx) =
             tokio::sync::mpsc::channel::<std::result::Result<Bytes, OciDistributionError>>(2);
         let dst = self.remote.clone();
+        let skip = at.map_or(0, |p| p.held);
+        let start = at.map(|p| (p.location.clone(), p.recorder()));
         let task = runtime().spawn(async move {
             dst.prime().await;
             // One session and streamed PATCHes of `--chunk-size` bytes each (vendor/README.md:
             // no 4 MiB request loop, and no second hash of the blob in the client: the layer
             // writer has one). A PATCH without Content-Range appends to the session.
-            let location = retry(&dst.cancel, "opening the upload", || async {
-                dst.client.begin_streamed_upload(&dst.reference).await
-            })
-            .await?;
-            patch_in_chunks(&dst, location, rx).await
+            let (location, recorder) = match start {
+                Some((l, r)) => (l, Some(r)),
+                None => {
+                    let l = retry(&dst.cancel, "opening the upload", || async {
+                        dst.client.begin_streamed_upload(&dst.reference).await
+                    })
+                    .await?;
+                    (l, None)
+                }
+            };
+            patch_in_chunks(&dst, location, rx, recorder.as_ref()).await
         });
-        Ok(UploadWriter {
+        UploadWriter {
             buf: Vec::with_capacity(CHUNK),
             tx: Some(tx),
             task: Some(task),
             written: 0,
-        })
+            skip,
+        }
     }
 
-    fn commit(&mut self, mut w: UploadWriter, digest: &Digest, size: u64) -> Result<()> {
+    /// The blob's end: the last PATCH, then the PUT that names its digest (the registry
+    /// checks it against what it holds).
+    pub(crate) fn finish(&self, mut w: UploadWriter, digest: &Digest, size: u64) -> Result<()> {
         let what = self.remote.describe();
         let sent = w.send();
         w.tx.take(); // end of stream
-        let task = w.task.take().expect("open writer");
+        let task = w.task.take();
+        sent.map_err(|e| Error::from_io(&e, format!("{what}: uploading blob {digest}: {e}")))?;
+        let task = task.ok_or_else(|| Error::of(Kind::Internal, format!("{what}: no upload")))?;
         let r = block_on(task)
             .map_err(|e| Error::of(Kind::Internal, format!("{what}: upload task: {e}")))?;
         let location = r.map_err(|e| {
@@ -381,14 +435,12 @@ impl layout::BlobSink for RegistrySink {
                 e,
             )
         })?;
-        sent.map_err(|e| Error::from_io(&e, format!("{what}: uploading blob {digest}: {e}")))?;
         if w.written != size {
             return Err(Error::input(format!(
                 "{what}: blob {digest}: {} bytes were uploaded, expected {size}",
                 w.written
             )));
         }
-        // The commit names the digest; the registry checks it against what it received.
         let dst = &self.remote;
         block_on(async {
             dst.client
@@ -396,8 +448,6 @@ impl layout::BlobSink for RegistrySink {
                 .await
         })
         .map_err(|e| map_err(&dst.cancel, &what, &format!("committing blob {digest}"), e))?;
-        self.report.blobs.uploaded += 1;
-        self.report.bytes_uploaded += size;
         Ok(())
     }
 }

@@ -1,19 +1,22 @@
 //! What a registry sink offers the build so that `bundle --push` run again after an
 //! interruption sends only what the registry lacks (#24).
 //!
-//! - A raw layer (a file that is its own blob) is hashed first; its digest known, the
-//!   registry is asked (`HEAD`) and the file is skipped, or uploaded as `push` uploads a blob
-//!   of a layout: chunked, its session recorded in the cache and continued by the next run
-//!   (`registry::upload`), reading the file from where the registry stopped.
-//! - A tar layer's digest is known only once it is written. After its commit, a record says
-//!   what it came out as: `<cache>/uploads/layers/<sha256 of "registry/repository#key">.json`,
-//!   where the key is a hash of the layer's plan (the settings its bytes depend on, and each
-//!   file's path, size, mode and mtime) and the record holds the hash of its content (the same
-//!   settings and each file's sha256), its digest, size and diff_id. The next run with the same
-//!   plan asks the registry for that digest; when it has it, the files are hashed (their
-//!   digests go into the metadata anyway) and, when their content hash is the recorded one,
-//!   the layer is not made again: bundles are reproducible to the byte, so the same content
-//!   gives the same blob.
+//! Every layer, raw (a file that is its own blob) or tar, streams to the registry as it is
+//! made, hashed as it goes: each input byte is read once. Its digest is known only at its
+//! end, so what finds it again is its *plan*: a hash of the settings its bytes depend on and
+//! each file's path, size, mode and mtime (`build::resume`), known without reading a byte.
+//!
+//! - **While it uploads**, its session is recorded under the plan (`registry::planned`). A
+//!   run after an interruption asks the registry what that session holds, makes the layer's
+//!   bytes again (bundles are reproducible to the byte), hashes the first ones without
+//!   sending them and sends the rest. The registry checks the digest at the commit: when the
+//!   bytes were not the same after all, the layer is made again in a new session.
+//! - **Once committed**, a record says what it came out as:
+//!   `<cache>/uploads/layers/<sha256 of "registry/repository#key">.json`, holding the hash of
+//!   its content (the same settings and each file's sha256), its digest, size and diff_id.
+//!   The next run with the same plan asks the registry for that digest; when it has it, the
+//!   files are hashed (their digests go into the metadata anyway) and, when their content hash
+//!   is the recorded one, the layer is not sent again.
 //!
 //! A record is written atomically (temp file, rename) and is a fact about one blob, the
 //! same whoever writes it: two runs writing it at once need no lock. Nothing here fails a push:
@@ -21,15 +24,15 @@
 //! key, is no record (debug log), and a record is only ever a digest to ask the registry for.
 
 use crate::error::{Error, Result};
-use crate::format::digest::{Digest, VerifyReader};
+use crate::format::digest::Digest;
+use crate::registry::planned::Planned;
 use crate::store::copy::Outcome;
-use crate::store::registry_sink::RegistrySink;
-use crate::store::{BlobRef, PutError, ReadFrom, Sent, Sink};
+use crate::store::registry_sink::{RegistrySink, UploadWriter};
+use crate::store::{BlobRef, Sink};
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::{self, Seek, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What one tar layer came out as, recorded once the registry took it.
@@ -122,73 +125,45 @@ impl Resumable {
         self.count(digest, size, Outcome::Skipped);
     }
 
-    /// The file at `path` as the blob `digest` (its sha256, just computed): skipped when the
-    /// registry has it, else uploaded (verified as it is read: a file that changed since is
-    /// an error), continuing the session an interrupted run recorded. `progress` gets the
-    /// bytes sent, held by a continued session, or skipped.
-    pub fn put_file(
+    /// An upload of the layer of plan `key` (`size`: its blob's, when known before it is
+    /// made), and the writer to make it into: a session an earlier run recorded, continued
+    /// (the writer drops the first `Planned::held` bytes: the registry has them), else a new
+    /// one. `fresh`: a new one in any case.
+    pub fn begin(
         &self,
-        path: &Path,
-        digest: &Digest,
-        size: u64,
-        progress: &(dyn Fn(u64) + Sync),
-        cancel: &crate::interrupt::Cancel,
-    ) -> Result<()> {
-        let blob = BlobRef {
-            digest: digest.clone(),
-            size,
-        };
-        if self.sink.has_blob(&blob)? {
-            progress(size);
-            self.count(digest, size, Outcome::Skipped);
-            return Ok(());
-        }
-        let open = |from: ReadFrom| -> Result<crate::store::BlobRead<'_>> {
-            let mut f = fs::File::open(path).map_err(|e| Error::Io {
-                context: format!("reading {}", path.display()),
-                source: e,
-            })?;
-            Ok(match from {
-                ReadFrom::Offset(at) => {
-                    // the rest, unverified: the registry checks the whole digest at the commit
-                    f.seek(io::SeekFrom::Start(at)).map_err(|e| Error::Io {
-                        context: format!("reading {}", path.display()),
-                        source: e,
-                    })?;
-                    Box::new(cancel.reader(f))
-                }
-                _ => Box::new(cancel.reader(VerifyReader::new(f, digest.clone(), size))),
-            })
-        };
-        let resumed = AtomicU64::new(0);
-        let sent = |s| match s {
-            Sent::Bytes(n) => progress(n),
-            Sent::Restart(_) => resumed.store(0, Ordering::Relaxed),
-            Sent::Resumed(n) => {
-                resumed.store(n, Ordering::Relaxed);
-                progress(n)
-            }
-        };
-        match self.sink.put_blob_resumable(&blob, &open, &sent) {
+        key: &Digest,
+        size: Option<u64>,
+        fresh: bool,
+    ) -> Result<(UploadWriter, Planned)> {
+        let p = self.sink.remote().open_planned(key, size, fresh)?;
+        Ok((self.sink.writer(Some(&p)), p))
+    }
+
+    /// The layer made: commit it as `digest`, counted as uploaded, or resumed after the bytes
+    /// the session held. The record of a session goes once it is committed, or when a
+    /// continued one failed (it is of no use: the caller makes the layer again); else, after
+    /// an interruption, it stays for the next run.
+    pub fn commit(&self, w: UploadWriter, p: Planned, digest: &Digest, size: u64) -> Result<()> {
+        let held = p.held;
+        match self.sink.finish(w, digest, size) {
             Ok(()) => {
-                let o = match resumed.load(Ordering::Relaxed) {
+                p.forget();
+                if held > 0 {
+                    tracing::info!("blob {digest}: continued its upload after {held} bytes");
+                }
+                let o = match held {
                     0 => Outcome::Uploaded,
                     n => Outcome::Resumed(n),
                 };
                 self.count(digest, size, o);
                 Ok(())
             }
-            Err(PutError::Open(e) | PutError::Sink(e)) => Err(e),
-            Err(PutError::Read(e)) if e.kind() == io::ErrorKind::InvalidData => Err(Error::Io {
-                context: format!("reading {}", path.display()),
-                source: io::Error::other(format!(
-                    "the file changed while it was bundled ({e}): bundle again once it is written"
-                )),
-            }),
-            Err(PutError::Read(e)) => Err(Error::from_io(
-                &e,
-                format!("reading {} to upload it: {e}", path.display()),
-            )),
+            Err(e) => {
+                if held > 0 && !matches!(e, Error::Interrupted) {
+                    p.forget();
+                }
+                Err(e)
+            }
         }
     }
 }

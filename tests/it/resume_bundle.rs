@@ -1,9 +1,10 @@
 //! Resumable `bundle --push` (#24): a run killed midway, then the same command again, sends
-//! only what the registry lacks. A raw layer (ModelPack) is hashed first and uploaded as
-//! `push` uploads a blob: its session recorded, continued by the next run. A tar layer is
-//! recorded once committed (`uploads/layers/`) and skipped by the next run when the registry
-//! has it and its files are the same. Against the real test registry, behind the buffering
-//! proxy of `resume_push` (distribution keeps a session only at whole requests).
+//! only what the registry lacks. Each layer (raw or tar) streams as it is made, its session
+//! recorded under the layer's plan; the next run makes the layer again, hashes what the
+//! registry holds without sending it, and sends the rest. A layer is recorded once committed
+//! (`uploads/layers/`) and skipped by the next run when the registry has it and its files are
+//! the same. Against the real test registry, behind the buffering proxy of `resume_push`
+//! (distribution keeps a session only at whole requests).
 
 use crate::httpproxy::HttpProxy;
 use crate::resume_push::{kill9, upload_bytes, wait_for, StallingProxy, MIB};
@@ -157,10 +158,12 @@ fn a_bundle_push_killed_mid_raw_layer_continues() {
         key.as_str(),
     ];
     p.bundle_and_kill(&sp, &target, &args);
+    // the session is recorded under the layer's plan: its digest is known only at its end
     let sessions = p.records(false);
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     let digest = sha256(&p.files[0].1);
-    assert_eq!(sessions[0].1["digest"], digest.as_str());
+    assert_eq!(sessions[0].1["plan"], true, "{sessions:?}");
+    assert_ne!(sessions[0].1["digest"], digest.as_str());
 
     let before = sp.proxy.seen().len();
     let v = json_ok(&mut p.bundle(&target, &args));
@@ -294,31 +297,109 @@ fn stale_and_hostile_records_never_skip_wrongly() {
         p.check_pulled(&reg.reference(&format!("ml/h-{name}:1")));
     }
 
-    // An upload session of the raw layer recorded with a location on another host: ignored,
-    // the blob uploaded from the start.
-    let mp = ["--format", "modelpack"];
-    let target = format!("{}/ml/h-session:1", proxy.addr);
-    let digest = sha256(&p.files[0].1);
-    let key = sha256(format!("{}/ml/h-session@{digest}", proxy.addr).as_bytes());
-    fs::create_dir_all(p.uploads()).unwrap();
-    let rec = serde_json::json!({
-        "registry": proxy.addr, "repository": "ml/h-session", "digest": digest,
-        "size": 2 << 20, "created": 1,
-        "location": "http://evil.example/v2/ml/h-session/blobs/uploads/x?_state=y",
-    });
-    let path = p.uploads().join(format!("{}.json", &key[7..]));
+    // An upload session of the raw layer (recorded by a run killed midway) rewritten to a
+    // location on another host: ignored, the blob uploaded from the start.
+    let sp = StallingProxy::start(&reg.addr, 2);
+    let mp = ["--format", "modelpack", "--chunk-size", "1M"];
+    let target = format!("{}/ml/h-session:1", sp.proxy.addr);
+    p.bundle_and_kill(&sp, &target, &mp);
+    let sessions = p.records(false);
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let (path, mut rec) = sessions.into_iter().next().unwrap();
+    rec["location"] = "http://evil.example/v2/ml/h-session/blobs/uploads/x?_state=y".into();
     fs::write(&path, serde_json::to_vec(&rec).unwrap()).unwrap();
-    let before = proxy.seen().len();
+    let before = sp.proxy.seen().len();
     let v = json_ok(&mut p.bundle(&target, &mp));
     assert_eq!(v["blobs"]["resumed"], 0, "{v}");
-    assert!(upload_bytes(&proxy, before) >= layer_bytes, "{v}");
+    assert!(upload_bytes(&sp.proxy, before) >= layer_bytes, "{v}");
     assert!(!path.exists(), "the hostile record is still there");
-    assert!(proxy
+    assert!(sp
+        .proxy
         .seen()
         .iter()
         .all(|s| !s.target.contains("evil.example")));
-    assert_eq!(v["digest"], p.layout_digest(&mp).as_str(), "{v}");
+    assert_eq!(v["digest"], p.layout_digest(&mp[..2]).as_str(), "{v}");
     p.check_pulled(&reg.reference("ml/h-session:1"));
+}
+
+/// kill -9 of `bundle --push` (image form) while its one big tar layer is in flight: the
+/// next run makes the layer again, hashes the part the registry holds without sending it,
+/// and sends the rest. The tar is made twice; the bytes go up once.
+#[test]
+fn a_bundle_push_killed_mid_tar_layer_continues() {
+    let Some(reg) = Registry::start("a_bundle_push_killed_mid_tar_layer_continues") else {
+        return;
+    };
+    let p = project(&[("model.bin", 24 << 20, 81)]);
+    // chunks of 4 MiB: the 4th is in flight when the bundle dies, 3 (12 MiB) are held
+    let sp = StallingProxy::start(&reg.addr, 4);
+    let target = format!("{}/ml/midtar:1", sp.proxy.addr);
+    let args = ["--large-file", "1048576", "--chunk-size", "4M"];
+    p.bundle_and_kill(&sp, &target, &args);
+    let sessions = p.records(false);
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0].1["plan"], true, "{sessions:?}");
+
+    let before = sp.proxy.seen().len();
+    let v = json_ok(&mut p.bundle(&target, &args));
+    let held = 12 * MIB;
+    assert_eq!(v["blobs"]["resumed"], 1, "{v}");
+    assert_eq!(v["bytes_resumed"], held, "{v}");
+    assert_eq!(v["resumed"][0]["at"], held, "{v}");
+    let sent = upload_bytes(&sp.proxy, before);
+    assert_eq!(sent, v["bytes_uploaded"].as_u64().unwrap(), "{v}");
+    // the rest of the layer (12 MiB and its tar headers) and the small blobs
+    assert!(sent > held && sent < held + MIB, "sent {sent}: {v}");
+    eprintln!("measured: the run again sent {sent} bytes of a 24 MiB tar layer");
+    assert!(
+        p.records(false).is_empty(),
+        "the session outlived its commit"
+    );
+    assert_eq!(v["digest"], p.layout_digest(&args[..2]).as_str(), "{v}");
+    p.check_pulled(&reg.reference("ml/midtar:1"));
+}
+
+/// The file changed between the killed run and the next, its size and mtime put back (the
+/// plan is the same): the bytes the registry holds are not the file's any more, the commit
+/// of the continued session is refused (the registry checks the digest), and the layer is
+/// sent again whole. The bundle is the new file's.
+#[test]
+fn a_continued_layer_whose_bytes_changed_is_sent_again() {
+    let Some(reg) = Registry::start("a_continued_layer_whose_bytes_changed_is_sent_again") else {
+        return;
+    };
+    let mut p = project(&[("model.bin", 16 << 20, 91)]);
+    let sp = StallingProxy::start(&reg.addr, 3);
+    let target = format!("{}/ml/changed:1", sp.proxy.addr);
+    let args = ["--format", "modelpack", "--chunk-size", "4M"];
+    p.bundle_and_kill(&sp, &target, &args);
+    assert_eq!(p.records(false).len(), 1);
+
+    // new bytes at the start (held by the registry), same size, same mtime
+    let path = p.env.path("proj/model.bin");
+    let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+    let data = &mut p.files[0].1;
+    data[..4096].copy_from_slice(&noise(4096, 92));
+    fs::write(&path, &*data).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+
+    let before = sp.proxy.seen().len();
+    let out = run(p.bundle(&target, &args).arg("--json"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["blobs"]["resumed"], 0, "{v}");
+    let sent = upload_bytes(&sp.proxy, before);
+    // the rest of the continued session (8 MiB), then the whole layer again
+    assert!(sent >= 24 * MIB, "sent {sent}: {v}");
+    assert!(p.records(false).is_empty(), "{:?}", p.records(false));
+    assert_eq!(v["digest"], p.layout_digest(&args[..2]).as_str(), "{v}");
+    p.check_pulled(&reg.reference("ml/changed:1"));
 }
 
 /// `--chunk-size` splits a streamed tar layer into PATCHes of that size (appended to one
