@@ -27,7 +27,7 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 64 << 20;
 /// The pieces of a request body handed to the runtime: with two in the channel, one being
 /// sent and one being read, an upload holds about 4 MiB (`PARALLEL_BLOBS` of them: 16 MiB;
 /// with 4 MiB pieces a push of many large blobs peaked near 100 MiB).
-const PIECE: usize = 1 << 20;
+pub(crate) const PIECE: usize = 1 << 20;
 /// The smallest `--chunk-size`.
 pub const MIN_CHUNK_SIZE: u64 = 1 << 20;
 

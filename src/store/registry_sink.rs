@@ -6,6 +6,7 @@ use crate::format::digest::Digest;
 use crate::format::reference::Location;
 use crate::format::reference::Reference;
 use crate::registry::planned::Recorder;
+use crate::registry::upload::PIECE;
 use crate::registry::*;
 use crate::store::copy::{copy_blobs, CopyOptions};
 use crate::store::push::PushReport;
@@ -31,7 +32,10 @@ pub struct RegistrySink {
 }
 
 /// The writer of one streamed blob: pieces go to the upload task as they fill, and the task
-/// sends them as the body of one PATCH (the blob's size and digest are known only at its end).
+/// sends them as the bodies of PATCHes of `--chunk-size` bytes (the blob's size and digest are
+/// known only at its end). Pieces of 1 MiB (`registry::PIECE`): with one filling, two in each
+/// channel and one in the request, a layer holds about 7 MiB (with 4 MiB pieces a
+/// `bundle --push` of shards, two layers at once, peaked at 94 MiB).
 pub struct UploadWriter {
     buf: Vec<u8>,
     tx: Option<tokio::sync::mpsc::Sender<std::result::Result<Bytes, OciDistributionError>>>,
@@ -49,7 +53,7 @@ impl UploadWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE)));
         let tx = self.tx.as_ref().expect("open writer");
         if tx.blocking_send(Ok(chunk)).is_ok() {
             return Ok(());
@@ -75,11 +79,11 @@ impl io::Write for UploadWriter {
             self.written += n;
             return Ok(n as usize);
         }
-        let room = CHUNK - self.buf.len();
+        let room = PIECE - self.buf.len();
         let n = data.len().min(room);
         self.buf.extend_from_slice(&data[..n]);
         self.written += n as u64;
-        if self.buf.len() >= CHUNK {
+        if self.buf.len() >= PIECE {
             self.send()?;
         }
         Ok(n)
@@ -408,7 +412,7 @@ impl RegistrySink {
             patch_in_chunks(&dst, location, rx, recorder.as_ref()).await
         });
         UploadWriter {
-            buf: Vec::with_capacity(CHUNK),
+            buf: Vec::with_capacity(PIECE),
             tx: Some(tx),
             task: Some(task),
             written: 0,
