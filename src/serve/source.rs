@@ -9,11 +9,13 @@ use crate::extract::pull;
 use crate::format::digest::HashWriter;
 use crate::format::metadata::{Metadata, METADATA_FILE};
 use crate::sign::PublicKey;
+use crate::store::entries::Entries;
 use std::path::{Path, PathBuf};
 
 /// The bundle's models, on disk and verified.
 pub struct Loaded {
-    pub metadata: Metadata,
+    /// (its list of files stays on disk: a bundle of many files costs no memory here)
+    pub metadata: Metadata<Entries>,
     /// Model `path` is at `dir/path`.
     pub dir: PathBuf,
     /// The manifest digest (None for a pulled directory).
@@ -47,8 +49,7 @@ pub fn load(source: &str, o: &SourceOptions) -> Result<Loaded> {
     let is_registry = matches!(loc, crate::format::reference::Location::Registry { .. });
     let (mut src, tag) = (o.open)(&loc)?;
     let resolved = crate::store::layout::resolve(src.as_mut(), tag.as_deref())?;
-    let metadata = crate::store::metadata::read_metadata(src.as_mut(), &resolved.manifest)
-        .and_then(crate::store::entries::Entries::in_memory)?;
+    let metadata = crate::store::metadata::read_metadata(src.as_mut(), &resolved.manifest)?;
     no_models(&metadata, source)?;
     let tmp = tempfile::Builder::new()
         .prefix("mlart-serve-")
@@ -77,7 +78,7 @@ pub fn load(source: &str, o: &SourceOptions) -> Result<Loaded> {
     })
 }
 
-fn no_models(m: &Metadata, source: &str) -> Result<()> {
+fn no_models(m: &Metadata<Entries>, source: &str) -> Result<()> {
     if m.models.is_empty() {
         return Err(Error::input(format!(
             "{source} has no model to serve: its mlart.json lists no file under `models` (list the model files under `model:` in mlart.yaml and bundle again)"
@@ -90,18 +91,14 @@ fn no_models(m: &Metadata, source: &str) -> Result<()> {
 /// file; without keys, each model file is checked against the metadata's sha256.
 fn load_dir(dir: &Path, keys: &[PublicKey]) -> Result<Loaded> {
     let meta_path = dir.join(METADATA_FILE);
-    let bytes = std::fs::read(&meta_path).map_err(|_| {
+    let mut f = std::fs::File::open(&meta_path).map_err(|_| {
         Error::input(format!(
             "{} is a directory without {METADATA_FILE}: give a bundle (an OCI layout directory, an archive or a registry REF) or a directory written by `mlart pull` (a whole pull, which writes {METADATA_FILE})",
             dir.display()
         ))
     })?;
-    let metadata: Metadata = serde_json::from_slice(&bytes).map_err(|e| {
-        Error::input(format!(
-            "{}: not an mlart metadata document ({e})",
-            meta_path.display()
-        ))
-    })?;
+    // (read as it streams, its list of files kept on disk)
+    let metadata = crate::store::metadata::parse(&meta_path.display().to_string(), &mut f)?;
     no_models(&metadata, &dir.display().to_string())?;
     let mut verified_by = Vec::new();
     if !keys.is_empty() {

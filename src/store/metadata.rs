@@ -71,9 +71,10 @@ pub fn read_metadata(
     }
 }
 
-/// The metadata document `r` holds, read as it streams (its digest checked at the end: an
-/// integrity error before any other).
-fn parse(what: &str, r: &mut dyn Read) -> Result<Metadata<Entries>> {
+/// The metadata document `r` holds, read as it streams (its digest checked at the end, when
+/// `r` checks one: an integrity error before any other); its list of files on disk past a few
+/// MiB. `what` names where it comes from in errors.
+pub fn parse(what: &str, r: &mut dyn Read) -> Result<Metadata<Entries>> {
     budget::reset();
     let mut b = budget::Budget {
         r: io::BufReader::with_capacity(64 << 10, &mut *r),

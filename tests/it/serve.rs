@@ -524,6 +524,35 @@ fn serve_key_refuses_unverified_and_serves_registry_and_pulled_dir() {
         .err()
         .unwrap();
     assert_ne!(code, 0);
+    // Its mlart.json (read as it streams) damaged, absent, or naming a model outside the
+    // folder: refused with a message naming it, never served.
+    let meta = pulled.join("mlart.json");
+    let good = std::fs::read_to_string(&meta).unwrap();
+    // (the models' list comes after the files')
+    let name = "\"model/iris.onnx\"";
+    let at = good.rfind(name).unwrap();
+    let escaping = format!(
+        "{}\"../iris.onnx\"{}",
+        &good[..at],
+        &good[at + name.len()..]
+    );
+    for (what, text, want) in [
+        ("truncated", &good[..good.len() / 2], "mlart.json"),
+        ("not json", "{\"schema_version\": [", "mlart.json"),
+        ("escaping", escaping.as_str(), "../iris.onnx"),
+    ] {
+        std::fs::write(&meta, text).unwrap();
+        let (code, err) = Server::start(serve_cmd(&lib, &pulled, &[])).err().unwrap();
+        assert_ne!(code, 0, "{what}");
+        assert!(
+            err.contains(want) && !err.contains("panicked"),
+            "{what}: {err}"
+        );
+    }
+    std::fs::remove_file(&meta).unwrap();
+    let (code, err) = Server::start(serve_cmd(&lib, &pulled, &[])).err().unwrap();
+    assert_ne!(code, 0);
+    assert!(err.contains("without mlart.json"), "{err}");
 
     // A registry REF: pulled through the blob cache, verified.
     let Some(reg) = Registry::start("serve_key_registry") else {
