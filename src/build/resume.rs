@@ -10,51 +10,93 @@
 use crate::build::collect::SourceFile;
 use crate::build::layer::{self, FileDigest, LayerDigests};
 use crate::build::layers::{Built, Context, Plan};
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::format::digest::Digest;
 use crate::store::place::Method;
-use crate::store::resumable::{LayerRef, Resumable};
+use crate::store::resumable::{Failed, LayerRef, Resumable};
 use sha2::{Digest as _, Sha256};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A layer of more files than this is sent again rather than looked up (the files' digests
 /// are held until the content is compared: about 100 bytes each).
 const MAX_RECALLED_FILES: usize = 100_000;
 
 /// Layer `p` (`i` in the plan) into the registry: skipped when recorded and there, else
-/// streamed (continuing an interrupted session), then recorded.
+/// streamed (continuing an interrupted session), then recorded. A failure the network or the
+/// registry is to blame for is tried again, as `push` tries a blob again, continuing the
+/// session from what the registry holds; a continued session the registry refuses to commit
+/// is sent again whole, in a new one.
 pub(super) fn build(r: &Resumable, i: usize, p: &Plan, cx: &Context<'_>) -> Result<Built> {
     let (h, key) = LayerHash::key(p, cx)?;
     if let Some(built) = recall(r, i, p, h.clone(), &key, cx)? {
         return Ok(built);
     }
-    // Files reported to `done` by the first attempt: a second one reports only the rest.
-    let mut reported = 0usize;
-    let first = send(r, i, p, h.clone(), &key, false, cx, &mut |f, fd| {
-        reported += 1;
-        (cx.done)(i, f, fd)
-    });
-    let (held, result) = first;
-    let (ld, content) = match result {
-        Ok(v) => v,
-        Err(e) if held == 0 || matches!(e, Error::Interrupted) || cx.cancel.is_cancelled() => {
-            return Err(e)
-        }
-        Err(e) => {
-            // The registry held bytes another layer's (the files changed under the same
-            // plan), or the session went bad while it was continued: a new one.
-            tracing::info!(
-                "layer {i}: continuing its upload after {held} bytes failed ({e}); sending it again"
-            );
-            let mut skip = reported;
-            let (_, again) = send(r, i, p, h, &key, true, cx, &mut |f, fd| {
+    // What earlier attempts reported (files to `done`, bytes to the bar): a later attempt
+    // reads the same files in the same order and reports only what comes after, once it has
+    // checked that the files it read again are the ones reported.
+    let mut reported = (0usize, Sha256::new());
+    let shown = AtomicU64::new(0);
+    let (mut attempt, mut fresh) = (0u32, false);
+    let (ld, content) = loop {
+        let (mut skip, before) = (reported.0, reported.1.clone());
+        let mut again = Sha256::new();
+        let seen = AtomicU64::new(0);
+        let progress = |n: u64| {
+            let at = seen.fetch_add(n, Ordering::Relaxed) + n;
+            let past = shown.fetch_max(at, Ordering::Relaxed);
+            if at > past {
+                (cx.progress)(at - past.max(at - n));
+            }
+        };
+        let result = send(
+            r,
+            i,
+            p,
+            h.clone(),
+            &key,
+            fresh,
+            cx,
+            &progress,
+            &mut |f, fd| {
                 if skip > 0 {
+                    again.update(f.rel.as_bytes());
+                    again.update(fd.sha256);
                     skip -= 1;
+                    if skip == 0 && again.clone().finalize() != before.clone().finalize() {
+                        return Err(Error::input(format!(
+                        "{}: the file changed while it was bundled (it read differently when its layer was sent again): bundle again once it is written",
+                        f.abs().display()
+                    )));
+                    }
                     return Ok(());
                 }
+                reported.0 += 1;
+                reported.1.update(f.rel.as_bytes());
+                reported.1.update(fd.sha256);
                 (cx.done)(i, f, fd)
-            });
-            again?
+            },
+        );
+        let failed = match result {
+            Ok(v) => break v,
+            Err(f) => f,
+        };
+        match failed {
+            Failed::Refused(e) if !cx.cancel.is_cancelled() && attempt < max_attempts() => {
+                // (the files changed under the same plan, or the session went bad)
+                tracing::info!(
+                    "layer {i}: the registry refused to commit its continued upload ({e}); sending it again"
+                );
+                fresh = true;
+            }
+            Failed::Sending(e)
+                if e.kind() == Kind::Network && !cx.cancel.is_cancelled() && r.again(attempt) =>
+            {
+                tracing::warn!("layer {i}: {e}; trying again, continuing its upload");
+                fresh = false;
+            }
+            f => return Err(f.into()),
         }
+        attempt += 1;
     };
     let l = LayerRef {
         digest: &ld.digest,
@@ -68,9 +110,13 @@ pub(super) fn build(r: &Resumable, i: usize, p: &Plan, cx: &Context<'_>) -> Resu
     })
 }
 
+/// Attempts of one layer at most (a refused continuation is one).
+fn max_attempts() -> u32 {
+    8
+}
+
 /// One attempt: the layer made into an upload of plan `key` (a continued session unless
-/// `fresh`) and committed. Returns the bytes the session held at the start, and the layer's
-/// digests and content hash.
+/// `fresh`) and committed: its digests and content hash.
 #[allow(clippy::too_many_arguments)]
 fn send(
     r: &Resumable,
@@ -80,26 +126,26 @@ fn send(
     key: &Digest,
     fresh: bool,
     cx: &Context<'_>,
+    progress: &(dyn Fn(u64) + Sync),
     done: &mut dyn FnMut(&SourceFile, FileDigest) -> Result<()>,
-) -> (u64, Result<(LayerDigests, Digest)>) {
-    let (w, planned) = match r.begin(key, p.raw.then_some(p.first.size), fresh) {
-        Ok(v) => v,
-        Err(e) => return (0, Err(e)),
-    };
-    let held = planned.held;
-    if held > 0 {
-        tracing::info!("layer {i}: continuing its upload after {held} bytes");
+) -> std::result::Result<(LayerDigests, Digest), Failed> {
+    let (w, planned) = r
+        .begin(key, p.raw.then_some(p.first.size), fresh)
+        .map_err(Failed::Sending)?;
+    if planned.held > 0 {
+        tracing::info!(
+            "layer {i}: continuing its upload after {} bytes",
+            planned.held
+        );
     }
     let made = if p.raw {
         let f = &p.first;
-        layer::write_raw(w, f, (cx.capture)(f), cx.progress, cx.cancel).and_then(
-            |(w, ld, mut fd)| {
-                fd.at = p.files.iter().next().transpose()?.map_or(0, |(at, _)| at);
-                h.add(f, &fd);
-                done(f, fd)?;
-                Ok((w, ld))
-            },
-        )
+        layer::write_raw(w, f, (cx.capture)(f), progress, cx.cancel).and_then(|(w, ld, mut fd)| {
+            fd.at = p.files.iter().next().transpose()?.map_or(0, |(at, _)| at);
+            h.add(f, &fd);
+            done(f, fd)?;
+            Ok((w, ld))
+        })
     } else {
         layer::write_tar_each(
             w,
@@ -108,7 +154,7 @@ fn send(
             p.compression,
             cx.mtime,
             &|f| (cx.capture)(f),
-            cx.progress,
+            progress,
             cx.cancel,
             &mut |f, fd| {
                 h.add(f, &fd);
@@ -116,11 +162,9 @@ fn send(
             },
         )
     };
-    let result = made.and_then(|(w, ld)| {
-        r.commit(w, planned, &ld.digest, ld.size)?;
-        Ok((ld, h.content()))
-    });
-    (held, result)
+    let (w, ld) = made.map_err(Failed::Sending)?;
+    r.commit(w, planned, &ld.digest, ld.size)?;
+    Ok((ld, h.content()))
 }
 
 /// The hashes that name a layer: its plan (settings, and each file's path, mode, size and

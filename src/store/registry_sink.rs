@@ -422,7 +422,13 @@ impl RegistrySink {
 
     /// The blob's end: the last PATCH, then the PUT that names its digest (the registry
     /// checks it against what it holds).
-    pub(crate) fn finish(&self, mut w: UploadWriter, digest: &Digest, size: u64) -> Result<()> {
+    pub(crate) fn finish(&self, w: UploadWriter, digest: &Digest, size: u64) -> Result<()> {
+        let location = self.end(w, digest, size)?;
+        self.commit_at(&location, digest)
+    }
+
+    /// The last PATCH sent and its answer: the session's location.
+    pub(crate) fn end(&self, mut w: UploadWriter, digest: &Digest, size: u64) -> Result<String> {
         let what = self.remote.describe();
         let sent = w.send();
         w.tx.take(); // end of stream
@@ -445,13 +451,23 @@ impl RegistrySink {
                 w.written
             )));
         }
-        let dst = &self.remote;
+        Ok(location)
+    }
+
+    /// The `PUT` that commits the session at `location` as `digest` (tried again as other
+    /// requests are: a 503 there would otherwise cost the whole blob).
+    pub(crate) fn commit_at(&self, location: &str, digest: &Digest) -> Result<()> {
+        let (dst, what) = (&self.remote, self.remote.describe());
         block_on(async {
-            dst.client
-                .finish_streamed_upload(&location, &dst.reference, digest.as_str())
-                .await
+            dst.prime().await;
+            retry(&dst.cancel, &what, || async {
+                dst.client
+                    .finish_streamed_upload(location, &dst.reference, digest.as_str())
+                    .await
+            })
+            .await
         })
-        .map_err(|e| map_err(&dst.cancel, &what, &format!("committing blob {digest}"), e))?;
-        Ok(())
+        .map(|_| ())
+        .map_err(|e| map_err(&dst.cancel, &what, &format!("committing blob {digest}"), e))
     }
 }

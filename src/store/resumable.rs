@@ -140,12 +140,19 @@ impl Resumable {
     }
 
     /// The layer made: commit it as `digest`, counted as uploaded, or resumed after the bytes
-    /// the session held. The record of a session goes once it is committed, or when a
-    /// continued one failed (it is of no use: the caller makes the layer again); else, after
-    /// an interruption, it stays for the next run.
-    pub fn commit(&self, w: UploadWriter, p: Planned, digest: &Digest, size: u64) -> Result<()> {
+    /// the session held. The record of a session goes once it is committed, or when the
+    /// registry refused to commit a continued one (`Failed::Refused`: its bytes were not the
+    /// layer's); else, after an interruption or a failure, it stays for the next attempt.
+    pub fn commit(
+        &self,
+        w: UploadWriter,
+        p: Planned,
+        digest: &Digest,
+        size: u64,
+    ) -> std::result::Result<(), Failed> {
         let held = p.held;
-        match self.sink.finish(w, digest, size) {
+        let location = self.sink.end(w, digest, size).map_err(Failed::Sending)?;
+        match self.sink.commit_at(&location, digest) {
             Ok(()) => {
                 p.forget();
                 if held > 0 {
@@ -158,12 +165,48 @@ impl Resumable {
                 self.count(digest, size, o);
                 Ok(())
             }
-            Err(e) => {
-                if held > 0 && !matches!(e, Error::Interrupted) {
-                    p.forget();
-                }
-                Err(e)
+            Err(e) if held > 0 && !matches!(e, Error::Interrupted) => {
+                p.forget();
+                Err(Failed::Refused(e))
             }
+            Err(e) => Err(Failed::Sending(e)),
+        }
+    }
+}
+
+impl Resumable {
+    /// After failed attempt `attempt` (from 0) of a layer: wait as `push` waits before it
+    /// tries a blob again (`MLART_RETRIES` attempts more, exponential backoff from
+    /// `MLART_RETRY_BASE_MS`); false when no attempt is left or a Ctrl-C came.
+    pub fn again(&self, attempt: u32) -> bool {
+        use crate::registry::{backoff_base, block_on, max_retries, pause};
+        if attempt >= max_retries() {
+            return false;
+        }
+        let wait = backoff_base(attempt);
+        tracing::debug!(
+            "trying the layer again in {wait:?} (attempt {})",
+            attempt + 1
+        );
+        block_on(pause(&self.sink.remote().cancel, wait))
+    }
+}
+
+/// Why a layer's upload failed.
+#[derive(Debug)]
+pub enum Failed {
+    /// Opening its session, making or sending its bytes, or committing a new session: worth
+    /// another try (continuing the session) when the network or the registry is to blame.
+    Sending(Error),
+    /// The registry refused to commit a continued session (the bytes it held were not the
+    /// layer's, or the session went bad): send the layer again in a new session.
+    Refused(Error),
+}
+
+impl From<Failed> for Error {
+    fn from(f: Failed) -> Error {
+        match f {
+            Failed::Sending(e) | Failed::Refused(e) => e,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! the same. Against the real test registry, behind the buffering proxy of `resume_push`
 //! (distribution keeps a session only at whole requests).
 
-use crate::httpproxy::HttpProxy;
+use crate::httpproxy::{HttpProxy, Reply};
 use crate::resume_push::{kill9, upload_bytes, wait_for, StallingProxy, MIB};
 use crate::support::registry::{Env, Registry};
 use crate::support::{json_ok, keygen_with, noise, run, sha256, verify_with};
@@ -486,4 +486,76 @@ fn a_resumed_bundle_push_says_so() {
         .unwrap_or_else(|| panic!("{stdout}"));
     assert!(skipped >= 2, "{stdout}");
     p.check_pulled(&reg.reference("ml/says:1"));
+}
+
+/// Faults a real registry does not make, injected at the proxy in front of the real one: the
+/// third PATCH of the model's layer reset, and the first commit (`PUT`) answered 503. The one
+/// run tries again as `push` does, continuing the session from what the registry holds (no
+/// second run needed), sends the model about once, and the bundle is the one a layout gets.
+#[test]
+fn a_bundle_push_rides_out_a_reset_and_a_503() {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    let Some(reg) = Registry::start("a_bundle_push_rides_out_a_reset_and_a_503") else {
+        return;
+    };
+    let p = project(&[("model.bin", 12 << 20, 101)]);
+    let (patches, puts) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (pa, pu) = (patches.clone(), puts.clone());
+    let proxy = HttpProxy::start(&reg.addr, move |q| {
+        if !q.target.contains("/blobs/uploads/") {
+            return None;
+        }
+        match q.method.as_str() {
+            "PATCH" if pa.fetch_add(1, Ordering::SeqCst) + 1 == 3 => Some(Reply::reset()),
+            "PUT" if pu.fetch_add(1, Ordering::SeqCst) == 0 => Some(Reply::status(503)),
+            _ => None,
+        }
+    });
+    for (form, args) in [
+        (
+            "modelpack",
+            vec!["--format", "modelpack", "--chunk-size", "4M"],
+        ),
+        (
+            "image",
+            vec!["--large-file", "1048576", "--chunk-size", "4M"],
+        ),
+    ] {
+        patches.store(0, Ordering::SeqCst);
+        puts.store(0, Ordering::SeqCst);
+        let target = format!("{}/ml/faults-{form}:1", proxy.addr);
+        let before = proxy.seen().len();
+        let out = run(p
+            .bundle(&target, &args)
+            .env("MLART_RETRY_BASE_MS", "10")
+            .arg("--json"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{form}: {stderr}");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let injected = proxy.seen()[before..]
+            .iter()
+            .filter(|s| s.injected.is_some())
+            .count();
+        assert!(injected >= 2, "{form}: the faults were not met: {v}");
+        assert_eq!(v["blobs"]["resumed"], 1, "{form}: {v}");
+        assert_eq!(v["bytes_resumed"], 8 * MIB, "{form}: {v}");
+        // 12 MiB: two chunks held when the third was reset, the rest sent once more
+        let sent = upload_bytes(&proxy, before);
+        assert!(
+            sent >= 12 * MIB && sent < 13 * MIB,
+            "{form}: sent {sent}: {v}"
+        );
+        assert_eq!(
+            v["digest"],
+            p.layout_digest(&args[..2]).as_str(),
+            "{form}: {v}"
+        );
+        assert!(
+            p.records(false).is_empty(),
+            "{form}: {:?}",
+            p.records(false)
+        );
+        p.check_pulled(&reg.reference(&format!("ml/faults-{form}:1")));
+    }
 }
