@@ -142,6 +142,149 @@ fn the_plan_of_each_form_in_one_pass_in_memory_or_on_disk() {
     }
 }
 
+/// (kind, raw, dir, number of files, first path) of each plan.
+fn shape(got: &[Planned]) -> Vec<(Kind, bool, Option<&str>, usize, &str)> {
+    got.iter()
+        .map(|p| (p.0, p.1, p.2.as_deref(), p.3.len(), p.3[0].1.as_str()))
+        .collect()
+}
+
+#[test]
+fn many_small_top_level_files_of_a_kind_share_a_tar_layer() {
+    let big = 1 << 30;
+    let mut files: Vec<SourceFile> = (0..40)
+        .map(|i| file(&format!("m{i:02}.bin"), Kind::Model, 9))
+        .collect();
+    for name in ["a.onnx", "n.onnx", "z.onnx"] {
+        files.push(file(name, Kind::Model, big));
+    }
+    files.push(file("README.md", Kind::Docs, 3));
+    files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    for spill in [usize::MAX, 0] {
+        for form in [Form::Modelpack, Form::Artifact] {
+            let opts = Options {
+                spill,
+                form,
+                ..Options::default()
+            };
+            let got = plans_of(&files, &opts);
+            // ModelPack: the layer stands for `model.tar`; the artifact form titles a
+            // tar layer without a directory `model.tar` (bundle.rs)
+            let name = (form == Form::Modelpack).then_some("model.tar");
+            let mut want = vec![
+                (Kind::Model, true, None, 1, "a.onnx"),
+                (Kind::Model, false, name, 40, "m00.bin"),
+                (Kind::Model, true, None, 1, "n.onnx"),
+                (Kind::Model, true, None, 1, "z.onnx"),
+            ];
+            want.push(match form {
+                Form::Modelpack => (Kind::Docs, true, None, 1, "README.md"),
+                _ => (Kind::Docs, false, None, 1, "README.md"),
+            });
+            assert_eq!(shape(&got), want, "{form:?}");
+            // the tar layer's files in path order, each at its place in the list
+            let tar = &got[1].3;
+            assert!(tar.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1));
+            assert!(tar.iter().all(|(at, rel)| files[*at].rel == *rel));
+        }
+    }
+}
+
+#[test]
+fn up_to_sixteen_top_level_files_stay_a_layer_each() {
+    let files: Vec<SourceFile> = (0..16)
+        .map(|i| file(&format!("m{i:02}.bin"), Kind::Model, 9))
+        .collect();
+    for form in [Form::Modelpack, Form::Artifact] {
+        let opts = Options {
+            form,
+            ..Options::default()
+        };
+        let got = plans_of(&files, &opts);
+        assert_eq!(got.len(), 16);
+        assert!(got.iter().all(|p| p.1 && p.2.is_none() && p.3.len() == 1));
+    }
+}
+
+#[test]
+fn top_level_files_between_directories_are_one_group() {
+    // path order: top-level files before, between and after two directories of the
+    // same kind; one of them a tar layer of its own (17 files), the other raw (2)
+    let mut files = Vec::new();
+    for i in 0..10 {
+        files.push(file(&format!("a{i}.csv"), Kind::Data, 4));
+    }
+    for i in 0..17 {
+        files.push(file(&format!("b/x{i:02}.csv"), Kind::Data, 4));
+    }
+    for i in 0..5 {
+        files.push(file(&format!("c{i}.csv"), Kind::Data, 4));
+    }
+    files.push(file("d/y0.csv", Kind::Data, 4));
+    files.push(file("d/y1.csv", Kind::Data, 4));
+    for i in 0..3 {
+        files.push(file(&format!("e{i}.csv"), Kind::Data, 4));
+    }
+    files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    for spill in [usize::MAX, 0] {
+        let opts = Options {
+            spill,
+            form: Form::Modelpack,
+            ..Options::default()
+        };
+        let got = plans_of(&files, &opts);
+        assert_eq!(
+            shape(&got),
+            [
+                (Kind::Data, false, Some("data.tar"), 18, "a0.csv"),
+                (Kind::Data, false, Some("b"), 17, "b/x00.csv"),
+                (Kind::Data, true, None, 1, "d/y0.csv"),
+                (Kind::Data, true, None, 1, "d/y1.csv"),
+            ]
+        );
+        let loose: Vec<&str> = got[0].3.iter().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(loose[9..12], ["a9.csv", "c0.csv", "c1.csv"]);
+        assert_eq!(loose[17], "e2.csv");
+    }
+}
+
+#[test]
+fn a_project_path_named_as_the_tar_layer_keeps_the_top_level_files_raw() {
+    for clash in ["data.tar", "data.tar/readme.txt"] {
+        let mut files: Vec<SourceFile> = (0..20)
+            .map(|i| file(&format!("p{i:02}.csv"), Kind::Data, 4))
+            .collect();
+        files.push(file(clash, Kind::Docs, 4));
+        // another kind's name is not a clash
+        files.push(file("model.tar", Kind::Docs, 4));
+        files.sort_by(|a, b| a.rel.cmp(&b.rel));
+        let opts = Options {
+            form: Form::Modelpack,
+            ..Options::default()
+        };
+        let got = plans_of(&files, &opts);
+        let data: Vec<_> = got.iter().filter(|p| p.0 == Kind::Data).collect();
+        assert_eq!(data.len(), 20, "{clash}");
+        assert!(data.iter().all(|p| p.1 && p.3.len() == 1));
+    }
+    let mut files: Vec<SourceFile> = (0..20)
+        .map(|i| file(&format!("p{i:02}.bin"), Kind::Model, 4))
+        .collect();
+    files.push(file("data.tar", Kind::Docs, 4));
+    files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    let got = plans_of(
+        &files,
+        &Options {
+            form: Form::Modelpack,
+            ..Options::default()
+        },
+    );
+    assert_eq!(
+        shape(&got)[0],
+        (Kind::Model, false, Some("model.tar"), 20, "p00.bin")
+    );
+}
+
 #[test]
 fn a_file_the_check_refuses_stops_the_plan() {
     let files = project();
