@@ -359,7 +359,7 @@ pub fn build_on<S: BlobSink + Send>(
     }
     if layers.len() > MANY_LAYERS {
         warnings.push(format!(
-            "{} layers (`--format {}` gives files layers of their own, except a top folder's many small ones): a manifest this long is slow to build and pull and many registries refuse it (Docker Hub and ECR cap manifests at 4 MiB); `--format image` puts small files in one tar layer per kind, or move loose files into a folder",
+            "{} layers (`--format {}` gives files layers of their own, except the small ones of a kind in a top folder, or at the top level, with more than 16 of them): a manifest this long is slow to build and pull and many registries refuse it (Docker Hub and ECR cap manifests at 4 MiB); `--format image` puts small files in one tar layer per kind, or gather small files into fewer folders",
             layers.len(),
             opts.form.as_str()
         ));

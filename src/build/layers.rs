@@ -27,7 +27,10 @@ pub(super) struct Plan {
     pub first: SourceFile,
     pub raw: bool,
     pub compression: Compression,
-    /// ModelPack form: the directory a tar layer of many small files stands for.
+    /// The path a tar layer of many small files stands for: ModelPack's
+    /// `org.cncf.model.filepath` and title (a top directory, or `modelpack::loose_path` for
+    /// the top level's files); in the artifact form the directory, in the title
+    /// `<kind>-<dir>.tar` (None: `<kind>.tar`).
     pub dir: Option<String>,
 }
 
@@ -88,9 +91,11 @@ fn single(
     Ok(g.plan(kind, raw, compression, None)?.expect("a file"))
 }
 
-/// ModelPack: the files of one top directory (and one kind) met so far, that are not large.
+/// ModelPack and the artifact form: the small files (under `--large-file`) of one kind met so
+/// far in one top directory, or at the top level (`dir` None: the files with no '/' in their
+/// path, "loose" files).
 struct DirGroup {
-    dir: String,
+    dir: Option<String>,
     /// Up to `MAX_RAW_FILES_PER_DIR` of them (each a raw layer if no more come), and past
     /// that all of them: one tar layer.
     few: Vec<(usize, SourceFile)>,
@@ -98,6 +103,14 @@ struct DirGroup {
 }
 
 impl DirGroup {
+    fn new(dir: Option<&str>) -> DirGroup {
+        DirGroup {
+            dir: dir.map(str::to_string),
+            few: Vec::new(),
+            many: None,
+        }
+    }
+
     fn push(&mut self, at: usize, f: SourceFile, spill: usize) -> Result<()> {
         if let Some(g) = &mut self.many {
             return g.push(at, f);
@@ -113,25 +126,52 @@ impl DirGroup {
         Ok(())
     }
 
-    fn plans(self, kind: Kind, compression: Compression, out: &mut Vec<Plan>) -> Result<()> {
-        match self.many {
-            Some(g) => out.extend(g.plan(kind, false, compression, Some(self.dir))?),
-            None => {
-                for (at, f) in self.few {
+    /// Its layers, into `out`. A top directory's tar layer stands for the directory
+    /// (`Plan::dir`); the top level's, in ModelPack, for `modelpack::loose_path` (the
+    /// artifact form titles a tar layer without `dir` `<kind>.tar`: the same name). `clash`:
+    /// a top-level path of the project is that name, so the top level's files stay a layer
+    /// each as before they were grouped (a client that writes each layer at its path would
+    /// write the one over the other).
+    fn plans(
+        self,
+        kind: Kind,
+        compression: Compression,
+        form: Form,
+        clash: bool,
+        out: &mut Vec<Plan>,
+    ) -> Result<()> {
+        let Some(g) = self.many else {
+            for (at, f) in self.few {
+                out.push(single(kind, at, f, true, compression)?);
+            }
+            return Ok(());
+        };
+        let dir = match self.dir {
+            Some(dir) => Some(dir),
+            None if clash => {
+                for item in g.files.finish()?.iter() {
+                    let (at, f) = item?;
                     out.push(single(kind, at, f, true, compression)?);
                 }
+                return Ok(());
             }
-        }
+            None if form == Form::Modelpack => {
+                Some(crate::build::modelpack::loose_path(kind, compression))
+            }
+            None => None,
+        };
+        out.extend(g.plan(kind, false, compression, dir)?);
         Ok(())
     }
 }
 
 /// The layers of `files`, in one pass over them (`check` looks at each file first). Image form:
 /// per kind (in `Kind::ALL` order) the large model and data files, a layer each, in path
-/// order, then one tar layer of the rest. ModelPack: per kind, a raw layer per file except a
-/// top directory's many small files (`modelpack::MAX_RAW_FILES_PER_DIR`), one tar layer; the
-/// kind's layers in the order of their first paths. Artifact form: model and data files as
-/// ModelPack's, the other kinds a tar layer each.
+/// order, then one tar layer of the rest. ModelPack: per kind, a raw layer per file except
+/// the small files of a top directory, or of the top level, when there are more than
+/// `modelpack::MAX_RAW_FILES_PER_DIR` of them: one tar layer; the kind's layers in the order
+/// of their first paths. Artifact form: model and data files as ModelPack's, the other kinds
+/// a tar layer each.
 pub(super) fn plan(
     files: &FileList,
     opts: &Options,
@@ -144,36 +184,57 @@ pub(super) fn plan(
         CompressionChoice::Auto if kind.is_bulk() => Compression::None,
         CompressionChoice::Auto => Compression::Gzip,
     };
+    // (the artifact form's model and data files are raw layers as ModelPack's files are,
+    // grouped by the same rule: a folder of ten thousand small files is not ten thousand
+    // layers, nor is a project of ten thousand top-level ones)
+    let grouped = |kind: Kind| {
+        opts.form == Form::Modelpack || (opts.form == Form::Artifact && kind.is_bulk())
+    };
     // (the lists of the layers being gathered share the memory of the bundle's list)
     let spill = opts.spill / 4;
     let mut own: Vec<Vec<Plan>> = (0..n).map(|_| Vec::new()).collect();
     let mut rest: Vec<Gather> = (0..n).map(|_| Gather::new(spill)).collect();
     let mut groups: Vec<Option<DirGroup>> = (0..n).map(|_| None).collect();
+    // The top level's small files, per kind: a group of their own beside the directory's
+    // being gathered (in path order top-level files come between directories: "a.txt",
+    // "b/x", "c.txt"; a directory's group ending does not end it). The name its tar layer
+    // would have, and whether a top-level file or directory of the project has that name.
+    let mut loose: Vec<DirGroup> = (0..n).map(|_| DirGroup::new(None)).collect();
+    let names: Vec<String> = Kind::ALL
+        .iter()
+        .map(|&k| crate::build::modelpack::loose_path(k, compression(k)))
+        .collect();
+    let mut clash = vec![false; n];
     for item in files.iter() {
         let (at, f) = item?;
         check(&f)?;
         let (kind, k) = (f.kind, index(f.kind));
-        // (the artifact form's model and data files are raw layers as ModelPack's files are,
-        // grouped by the same rule: a folder of ten thousand small files is not ten thousand
-        // layers)
-        if opts.form == Form::Modelpack || (opts.form == Form::Artifact && kind.is_bulk()) {
-            // (a top directory's files are next to each other in path order)
-            let dir = match f.rel.split_once('/') {
-                Some((dir, _)) if f.size < opts.large_file => dir,
-                _ => {
-                    own[k].push(single(kind, at, f, true, compression(kind))?);
-                    continue;
+        if opts.form != Form::Image {
+            let top = f.rel.split('/').next().unwrap_or(&f.rel);
+            if top.contains(".tar") {
+                for (c, name) in clash.iter_mut().zip(&names) {
+                    *c |= top == name;
                 }
-            };
-            if groups[k].as_ref().is_some_and(|g| g.dir != dir) {
-                let g = groups[k].take().expect("a group");
-                g.plans(kind, compression(kind), &mut own[k])?;
             }
-            let g = groups[k].get_or_insert_with(|| DirGroup {
-                dir: dir.to_string(),
-                few: Vec::new(),
-                many: None,
-            });
+        }
+        if grouped(kind) {
+            if f.size >= opts.large_file {
+                own[k].push(single(kind, at, f, true, compression(kind))?);
+                continue;
+            }
+            // (a top directory's files are next to each other in path order)
+            let Some((dir, _)) = f.rel.split_once('/') else {
+                loose[k].push(at, f, spill)?;
+                continue;
+            };
+            if groups[k]
+                .as_ref()
+                .is_some_and(|g| g.dir.as_deref() != Some(dir))
+            {
+                let g = groups[k].take().expect("a group");
+                g.plans(kind, compression(kind), opts.form, false, &mut own[k])?;
+            }
+            let g = groups[k].get_or_insert_with(|| DirGroup::new(Some(dir)));
             g.push(at, f, spill)?;
             continue;
         }
@@ -184,15 +245,20 @@ pub(super) fn plan(
         }
     }
     let mut out = Vec::new();
-    for (((kind, mut own), rest), group) in Kind::ALL.into_iter().zip(own).zip(rest).zip(groups) {
+    let per_kind = own.into_iter().zip(rest).zip(groups).zip(loose).zip(clash);
+    for (kind, ((((mut own, rest), group), loose), clash)) in Kind::ALL.into_iter().zip(per_kind) {
+        let c = compression(kind);
         if let Some(g) = group {
-            g.plans(kind, compression(kind), &mut own)?;
+            g.plans(kind, c, opts.form, false, &mut own)?;
         }
+        loose.plans(kind, c, opts.form, clash, &mut own)?;
+        // (ModelPack and the artifact form: a kind's layers in the order of their first
+        // paths, the top level's tar layer among its directories' layers)
         if opts.form != Form::Image {
             own.sort_by(|a, b| a.first.rel.cmp(&b.first.rel));
         }
         out.extend(own);
-        out.extend(rest.plan(kind, false, compression(kind), None)?);
+        out.extend(rest.plan(kind, false, c, None)?);
     }
     Ok(out)
 }
@@ -422,164 +488,12 @@ mod tests {
         assert!(started.load(Ordering::Relaxed) < 100);
     }
 
-    fn file(rel: &str, kind: Kind, size: u64) -> SourceFile {
-        SourceFile {
-            rel: rel.into(),
-            root: std::path::Path::new("/p").into(),
-            kind,
-            size,
-            executable: false,
-            model: None,
-            metrics: false,
-        }
-    }
-
-    /// A plan as (kind, raw, dir, [(place, path)]).
-    type Planned = (Kind, bool, Option<String>, Vec<(usize, String)>);
-
-    fn plans_of(files: &[SourceFile], opts: &Options) -> Vec<Planned> {
-        let mut list = ListWriter::new(opts.spill);
-        for f in files {
-            list.push_next(f).unwrap();
-        }
-        let list = list.finish().unwrap();
-        plan(&list, opts, &|_| Ok(()))
-            .unwrap()
-            .into_iter()
-            .map(|p| {
-                let files: Vec<(usize, String)> = p
-                    .files
-                    .iter()
-                    .map(|r| r.map(|(at, f)| (at, f.rel)).unwrap())
-                    .collect();
-                assert_eq!(p.first.rel, files[0].1);
-                (p.kind, p.raw, p.dir, files)
-            })
-            .collect()
-    }
-
-    fn project() -> Vec<SourceFile> {
-        let big = 1 << 30;
-        let mut files = vec![
-            file("README.md", Kind::Docs, 10),
-            file("a.onnx", Kind::Model, big),
-            file("data/big.parquet", Kind::Data, big),
-            file("model.bin", Kind::Model, 5),
-            file("w/big.bin", Kind::Model, big),
-        ];
-        // 17 small files in `many/` (one tar layer in ModelPack), 16 in `few/` (raw each),
-        // interleaved in path order with files of other kinds
-        for i in 0..17 {
-            files.push(file(&format!("many/f{i:02}"), Kind::Data, 3));
-            files.push(file(&format!("many/g{i:02}.md"), Kind::Docs, 3));
-        }
-        for i in 0..16 {
-            files.push(file(&format!("few/f{i:02}"), Kind::Data, 3));
-        }
-        files.push(file("w/small.bin", Kind::Model, 7));
-        files.sort_by(|a, b| a.rel.cmp(&b.rel));
-        files
-    }
-
-    #[test]
-    fn the_plan_of_each_form_in_one_pass_in_memory_or_on_disk() {
-        let files = project();
-        let at = |rel: &str| files.iter().position(|f| f.rel == rel).unwrap();
-        let one = |rel: &str| vec![(at(rel), rel.to_string())];
-        for spill in [usize::MAX, 0] {
-            // image: per kind, the large bulk files each, then the rest in one tar layer
-            let opts = Options {
-                spill,
-                ..Options::default()
-            };
-            let got = plans_of(&files, &opts);
-            let kinds: Vec<(Kind, usize)> = got.iter().map(|p| (p.0, p.3.len())).collect();
-            assert_eq!(
-                kinds,
-                [
-                    (Kind::Model, 1),
-                    (Kind::Model, 1),
-                    (Kind::Model, 2),
-                    (Kind::Data, 1),
-                    (Kind::Data, 33),
-                    (Kind::Docs, 18)
-                ]
-            );
-            assert_eq!(got[0].3, one("a.onnx"));
-            assert_eq!(got[1].3, one("w/big.bin"));
-            assert_eq!(got[2].3, [one("model.bin"), one("w/small.bin")].concat());
-            assert!(got.iter().all(|p| !p.1 && p.2.is_none()));
-            assert!(got[4]
-                .3
-                .windows(2)
-                .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1));
-            // artifact: model and data files as ModelPack's, the other kinds a tar layer each
-            let opts = Options {
-                spill,
-                form: Form::Artifact,
-                ..Options::default()
-            };
-            let got = plans_of(&files, &opts);
-            assert_eq!(got.iter().filter(|p| p.1).count(), 4 + 1 + 16);
-            let tars: Vec<(Kind, Option<&str>, usize)> = got
-                .iter()
-                .filter(|p| !p.1)
-                .map(|p| (p.0, p.2.as_deref(), p.3.len()))
-                .collect();
-            assert_eq!(
-                tars,
-                [(Kind::Data, Some("many"), 17), (Kind::Docs, None, 18)]
-            );
-            // ModelPack: raw files but a top directory's many small ones of one kind
-            let opts = Options {
-                spill,
-                form: Form::Modelpack,
-                ..Options::default()
-            };
-            let got = plans_of(&files, &opts);
-            let model: Vec<&str> = got
-                .iter()
-                .filter(|p| p.0 == Kind::Model)
-                .map(|p| p.3[0].1.as_str())
-                .collect();
-            assert_eq!(model, ["a.onnx", "model.bin", "w/big.bin", "w/small.bin"]);
-            let data: Vec<(bool, Option<&str>, usize, &str)> = got
-                .iter()
-                .filter(|p| p.0 == Kind::Data)
-                .map(|p| (p.1, p.2.as_deref(), p.3.len(), p.3[0].1.as_str()))
-                .collect();
-            let mut want = vec![(true, None, 1, "data/big.parquet")];
-            let few: Vec<String> = (0..16).map(|i| format!("few/f{i:02}")).collect();
-            want.extend(few.iter().map(|f| (true, None, 1, f.as_str())));
-            want.push((false, Some("many"), 17, "many/f00"));
-            assert_eq!(data, want);
-            let docs: Vec<(bool, Option<&str>, usize)> = got
-                .iter()
-                .filter(|p| p.0 == Kind::Docs)
-                .map(|p| (p.1, p.2.as_deref(), p.3.len()))
-                .collect();
-            assert_eq!(docs, [(true, None, 1), (false, Some("many"), 17)]);
-        }
-    }
-
-    #[test]
-    fn a_file_the_check_refuses_stops_the_plan() {
-        let files = project();
-        let list = crate::build::filelist::FileList::of(files).unwrap();
-        let e = plan(&list, &Options::default(), &|f| {
-            if f.rel == "model.bin" {
-                Err(Error::input("model.bin clashes"))
-            } else {
-                Ok(())
-            }
-        })
-        .err()
-        .unwrap();
-        assert_eq!(e.to_string(), "model.bin clashes");
-    }
-
     #[test]
     fn nothing_to_do() {
         assert!(map_ordered(0, 4, Ok).unwrap().is_empty());
     }
 }
+
+#[cfg(test)]
+#[path = "layers_plan_tests.rs"]
+mod plan_tests;

@@ -14,8 +14,35 @@ use crate::format::modelpack::{self, Config, Descriptor, ModelConfig, ModelFs};
 use crate::spec::Spec;
 
 /// A directory holding more small files of one kind than this gets one tar layer for them
-/// (`layers::plan`).
+/// (`layers::plan`); so do the project's top-level files.
 pub const MAX_RAW_FILES_PER_DIR: usize = 16;
+
+/// The `org.cncf.model.filepath` (and title) of the tar layer of a kind's many small top-level
+/// files: `<kind>.tar[.gz|.zst]`, e.g. `model.tar`, `docs.tar.gz` (the artifact form's title
+/// for it too). Its entries are the files' own paths (`a.txt`), as a directory's tar layer
+/// holds `dir/x` and is annotated `dir`.
+///
+/// The spec only says the annotation is "the file path of the layer". The value has to be
+/// one path component that is neither empty nor `.`, for what the clients do with it:
+/// - modctl (`pkg/codec/tar.go`, `Decode`) ignores it for a tar layer and unpacks the entries
+///   into the output directory;
+/// - KitOps (`generateKitfileForModelPack`, `pkg/lib/filesystem/unpack/core.go`) refuses a
+///   ModelPack without it on every layer ("unknown file path for layer"), requires a local
+///   path (`VerifySubpath`: `filepath.IsLocal`) and unpacks the entries into
+///   `filepath.Dir(path)`: `.` for one component, as for a directory's `dir`;
+/// - modelpack-client (PyPI, `_pull_layer`) checks the path of every layer with
+///   `_safe_destination`, which refuses `.` and the empty path ("artifact path must not be
+///   empty"; an empty annotation falls back to the title), then unpacks the entries into
+///   the output directory; with `unpack=False` it saves the layer as this path (plus `.tar`
+///   when it has no archive extension).
+///
+/// So `.` (the project's root, the most literal value) breaks modelpack-client, and the
+/// empty path breaks KitOps; a file name works for all three. A project with a top-level
+/// file or directory of that name keeps its top-level files a layer each
+/// (`layers::plan`).
+pub fn loose_path(kind: Kind, compression: Compression) -> String {
+    format!("{kind}.tar{}", compression.ext())
+}
 
 /// Media type, title (= file path) and the ModelPack annotations of a layer.
 pub fn layer_annotations(

@@ -15,6 +15,7 @@ mod httpproxy;
 mod import;
 mod interop;
 mod modelpack;
+mod modelpack_loose;
 mod packaging;
 mod recompressed;
 mod registry;

@@ -339,19 +339,23 @@ fn many_files_through_lists_on_disk_give_the_bytes_of_lists_in_memory() {
     }
 }
 
-/// The artifact and ModelPack forms give loose model and data files a layer each: past 1,000
-/// layers `bundle` says what that costs and what to do, and the bundle is still made.
+/// The artifact and ModelPack forms give a model or data file a layer of its own unless its
+/// top folder (or the top level) has more than 16 small ones of its kind: 1,001 files in 63
+/// folders of at most 16 are 1,001 layers, past 1,000 `bundle` says what that costs and what
+/// to do, and the bundle is still made. The same 1,001 files at the top level are one tar
+/// layer: no warning.
 #[test]
 fn more_than_a_thousand_layers_is_a_warning() {
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("p");
-    fs::create_dir_all(&p).unwrap();
     for i in 0..1001u32 {
-        fs::write(p.join(format!("f{i:04}.bin")), i.to_le_bytes()).unwrap();
+        let dir = p.join(format!("d{:02}", i / 16));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(format!("f{i:04}.bin")), i.to_le_bytes()).unwrap();
     }
     fs::write(
         p.join("mlart.yaml"),
-        "name: loose\nversion: \"1\"\ndata: [\"*.bin\"]\n",
+        "name: folders\nversion: \"1\"\ndata: [\"d*/*.bin\"]\n",
     )
     .unwrap();
     for (form, warns) in [("artifact", true), ("modelpack", true), ("image", false)] {
@@ -359,5 +363,27 @@ fn more_than_a_thousand_layers_is_a_warning() {
         let w = v["warnings"].to_string();
         assert_eq!(w.contains("1001 layers"), warns, "{form}: {w}");
         assert_eq!(v["files"], 1001);
+    }
+    let q = t.path().join("q");
+    fs::create_dir_all(&q).unwrap();
+    for i in 0..1001u32 {
+        fs::write(q.join(format!("f{i:04}.bin")), i.to_le_bytes()).unwrap();
+    }
+    fs::write(
+        q.join("mlart.yaml"),
+        "name: loose\nversion: \"1\"\ndata: [\"*.bin\"]\n",
+    )
+    .unwrap();
+    for form in ["artifact", "modelpack"] {
+        let out = t.path().join(format!("loose-{form}"));
+        let v = bundle(&q, &out, "2", &["--format", form]);
+        assert!(
+            !v["warnings"].to_string().contains(" layers ("),
+            "{form}: {v}"
+        );
+        assert_eq!(v["files"], 1001);
+        // the tar layer (and ModelPack's mlart.json)
+        let layers = v["layers"].as_array().map(Vec::len);
+        assert_eq!(layers, Some(if form == "artifact" { 1 } else { 2 }), "{v}");
     }
 }
