@@ -404,13 +404,46 @@ impl<'a> LayerJoin<'a> {
         }
     }
 
-    /// The path of the layer's first listed file (what a raw layer is).
-    pub fn first_path(&self) -> Option<String> {
-        self.cur
+    /// The path of the layer's first listed file that is selected (what a raw layer is
+    /// written to; the ones before it, not selected, are passed over).
+    pub fn first_path(&mut self) -> Result<Option<String>> {
+        let prefix = &self.prefix;
+        while self
+            .cur
+            .cur
+            .next_if(|r| r.rel.starts_with(prefix.as_str()) && !r.data.selected)?
+            .is_some()
+        {}
+        Ok(self
+            .cur
             .cur
             .peek()
             .filter(|r| r.rel.starts_with(&self.prefix) && !r.data.archive)
-            .map(|r| r.rel[self.prefix.len()..].to_string())
+            .map(|r| r.rel[self.prefix.len()..].to_string()))
+    }
+
+    /// A raw layer's blob is every file listed with it: files of the same bytes are one blob
+    /// (a manifest names it once per file, and it is read once). The rest of this layer's
+    /// selected files are written as copies of `from` (the blob, written and checked just
+    /// before), each created and checked as any file is.
+    pub fn copies(&mut self, x: &mut super::Extractor, from: &str) -> Result<()> {
+        if !matches!(self.mode, Mode::Listed { .. }) {
+            return Ok(());
+        }
+        while let Some((path, l)) = self.take_before(None)? {
+            if !l.selected || l.archive {
+                continue;
+            }
+            let src = self.root.join(from);
+            let mut f = std::fs::File::open(&src).map_err(|e| Error::Io {
+                context: format!("reading {}", src.display()),
+                source: e,
+            })?;
+            let (d, n) = x.file(self.label, &path, 0o644, l.size, &mut f)?;
+            self.pending = Some(l);
+            self.written(&path, d, n)?;
+        }
+        Ok(())
     }
 
     /// The next entry of this layer's list if its path is before `rel` (all of them: None).

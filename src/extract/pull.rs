@@ -398,7 +398,7 @@ pub fn pull(
         if is_raw {
             let mut reader = MaybeHash::new(&mut reader, diff_id.is_some());
             let title = join
-                .first_path()
+                .first_path()?
                 .or_else(|| {
                     crate::format::dialect::layer_path(l.annotations().as_ref()).map(String::from)
                 })
@@ -418,6 +418,7 @@ pub fn pull(
             reader.check(&what, l, diff_id)?;
             if let Some((d, n)) = wrote {
                 join.written(&title, d, n)?;
+                join.copies(&mut x, &title)?;
             }
             join.finish()?;
         } else {

@@ -29,10 +29,10 @@ fn project(root: &Path) -> std::path::PathBuf {
         )
         .unwrap();
     }
-    // (different bytes: two raw layers of one digest are one blob, which `pull` does not
-    // write twice)
+    // (two of the same bytes: two raw layers of one digest, one blob, read once and written
+    // to both paths)
     for (i, name) in ["big-a.csv", "m-big.csv", "z-big.csv"].iter().enumerate() {
-        fs::write(p.join(name), format!("{i},2\n").repeat(2000)).unwrap();
+        fs::write(p.join(name), format!("{},2\n", i.min(1)).repeat(2000)).unwrap();
     }
     fs::write(p.join("README.md"), "# loose\n").unwrap();
     fs::write(p.join("notes/a.md"), "a\n").unwrap();
@@ -146,6 +146,25 @@ fn loose_files_share_a_tar_layer_in_a_layout() {
     assert!(got.remove("mlart.json").is_some());
     assert!(got.remove("model.sig").is_some());
     assert_eq!(got, project_files(&p));
+    // big-a.csv and m-big.csv are one blob: the second alone, and both, by --path
+    let want = project_files(&p);
+    for (name, paths) in [
+        ("second", &["m-big.csv"][..]),
+        ("both", &["m-big.csv", "big-a.csv"][..]),
+    ] {
+        let part = env.path(&format!("part-{name}"));
+        let mut c = env.cmd();
+        c.arg("pull").arg(&out).arg("-o").arg(&part);
+        for path in paths {
+            c.args(["--path", path]);
+        }
+        json_ok(&mut c);
+        let got = tree_digests(&part);
+        assert_eq!(got.len(), paths.len(), "{name}: {got:?}");
+        for path in paths {
+            assert_eq!(got[*path], want[*path], "{name}: {path}");
+        }
+    }
     let v = json_ok(env.cmd().args(["verify", "--key"]).arg(&public).arg(&out));
     assert_eq!(v["ok"], true, "{v}");
     let v = json_ok(env.cmd().arg("inspect").arg(&out));
