@@ -81,7 +81,7 @@ pub(super) fn build(r: &Resumable, i: usize, p: &Plan, cx: &Context<'_>) -> Resu
             Err(f) => f,
         };
         match failed {
-            Failed::Refused(e) if !cx.cancel.is_cancelled() && attempt < max_attempts() => {
+            Failed::Refused(e) if !cx.cancel.is_cancelled() && attempt < MAX_ATTEMPTS => {
                 // (the files changed under the same plan, or the session went bad)
                 tracing::info!(
                     "layer {i}: the registry refused to commit its continued upload ({e}); sending it again"
@@ -111,9 +111,7 @@ pub(super) fn build(r: &Resumable, i: usize, p: &Plan, cx: &Context<'_>) -> Resu
 }
 
 /// Attempts of one layer at most (a refused continuation is one).
-fn max_attempts() -> u32 {
-    8
-}
+const MAX_ATTEMPTS: u32 = 8;
 
 /// One attempt: the layer made into an upload of plan `key` (a continued session unless
 /// `fresh`) and committed: its digests and content hash.

@@ -155,9 +155,6 @@ impl Resumable {
         match self.sink.commit_at(&location, digest) {
             Ok(()) => {
                 p.forget();
-                if held > 0 {
-                    tracing::info!("blob {digest}: continued its upload after {held} bytes");
-                }
                 let o = match held {
                     0 => Outcome::Uploaded,
                     n => Outcome::Resumed(n),
@@ -172,9 +169,7 @@ impl Resumable {
             Err(e) => Err(Failed::Sending(e)),
         }
     }
-}
 
-impl Resumable {
     /// After failed attempt `attempt` (from 0) of a layer: wait as `push` waits before it
     /// tries a blob again (`MLART_RETRIES` attempts more, exponential backoff from
     /// `MLART_RETRY_BASE_MS`); false when no attempt is left or a Ctrl-C came.
