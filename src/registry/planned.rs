@@ -8,7 +8,7 @@
 //! continuation whose bytes differ never becomes a blob (the caller then makes the layer again
 //! in a new session).
 
-use super::sessions::{now_secs, Lock, Record, Sessions};
+use super::sessions::{now_secs, Lock, Locked, Record, Sessions};
 use super::*;
 use crate::error::Result;
 
@@ -62,14 +62,17 @@ impl Remote {
         size: Option<u64>,
         fresh: bool,
     ) -> Result<Planned> {
-        let registry = self.reference.resolve_registry().to_string();
-        let repository = self.reference.repository().to_string();
-        let store = self.upload.sessions.clone().map(Sessions::new);
-        // Records only under the plan's lock: two pushes of one layer never share a session.
-        let lock = store
-            .as_ref()
-            .and_then(|s| s.lock(&registry, &repository, key));
-        let store = store.filter(|_| lock.is_some());
+        let Locked {
+            registry,
+            repository,
+            store,
+            lock,
+        } = Locked::take(
+            self.upload.sessions.clone(),
+            self.reference.resolve_registry(),
+            self.reference.repository(),
+            key,
+        );
         if let Some(st) = &store {
             if let Some(rec) = st.load_plan(&registry, &repository, key) {
                 let status = if fresh {

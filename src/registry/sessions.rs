@@ -201,6 +201,31 @@ impl Sessions {
     }
 }
 
+/// The records a remote keeps for one key (a blob's digest, or a layer's plan), held under
+/// its lock: `store` is None without a cache folder or while another process holds the lock
+/// (upload without a record then: two pushes never share a session).
+pub struct Locked {
+    pub registry: String,
+    pub repository: String,
+    pub store: Option<Sessions>,
+    pub lock: Option<Lock>,
+}
+
+impl Locked {
+    pub fn take(dir: Option<PathBuf>, registry: &str, repository: &str, key: &Digest) -> Locked {
+        let store = dir.map(Sessions::new);
+        let lock = store
+            .as_ref()
+            .and_then(|s| s.lock(registry, repository, key));
+        Locked {
+            registry: registry.to_string(),
+            repository: repository.to_string(),
+            store: store.filter(|_| lock.is_some()),
+            lock,
+        }
+    }
+}
+
 fn write_atomically(dir: &Path, p: &Path, r: &Record) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;

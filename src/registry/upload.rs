@@ -10,7 +10,7 @@
 //! What a registry keeps of a request that was cut off decides what a continuation saves:
 //! docs/registries.md ("Interrupted pushes") has what distribution 2.8 does.
 
-use super::sessions::{held_bytes, now_secs, Record, Sessions};
+use super::sessions::{held_bytes, now_secs, Locked, Record};
 use super::*;
 use crate::error::{Error, Result};
 use futures_util::future::BoxFuture;
@@ -109,14 +109,17 @@ impl Remote {
         open_at: &OpenAt<'_>,
         event: &(dyn Fn(UploadEvent) + Sync),
     ) -> std::result::Result<u64, UploadError> {
-        let registry = self.reference.resolve_registry().to_string();
-        let repository = self.reference.repository().to_string();
-        // Records only under the blob's lock: two pushes of one blob never share a session.
-        let store = self.upload.sessions.clone().map(Sessions::new);
-        let lock = store
-            .as_ref()
-            .and_then(|s| s.lock(&registry, &repository, digest));
-        let store = store.filter(|_| lock.is_some());
+        let Locked {
+            registry,
+            repository,
+            store,
+            lock,
+        } = Locked::take(
+            self.upload.sessions.clone(),
+            self.reference.resolve_registry(),
+            self.reference.repository(),
+            digest,
+        );
         let forget = || {
             if let Some(s) = &store {
                 s.remove(&registry, &repository, digest);
