@@ -14,6 +14,11 @@ use std::time::Instant;
 pub fn run(a: &Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     let started = Instant::now();
     let form = a.format.expect("--format").form();
+    // (the key first: a wrong path or password fails before anything is fetched)
+    let key = match &a.sign {
+        Some(k) => Some(std::sync::Arc::new(mlart::sign::load_private(k)?)),
+        None => None,
+    };
     let loc = reference::parse_location(&a.source)?;
     let is_registry = matches!(loc, Location::Registry { .. });
     let (mut src, tag) = mlart::store::registry::open_location(&loc, &a.registry.options())?;
@@ -66,9 +71,14 @@ pub fn run(a: &Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         .map(|f| f.map(|f| (f.path, f.kind)))
         .collect::<Result<_>>()?;
     let (spec, sources) = mlart::build::convert::from_pulled(&files, &meta, &kinds)?;
+    // The source's model.sig (written by the pull) covers the source's mlart.json, not the
+    // new one: it never carries over.
+    let source_signed = files.join(mlart::format::signature::OMS_FILE).is_file();
+    let signed = key.is_some();
     let mut bopts = Options {
         form,
         cancel: cancel.clone(),
+        sign: key,
         ..Options::default()
     };
     mlart::build::convert::keep_recorded(&meta, &mut bopts);
@@ -97,7 +107,13 @@ pub fn run(a: &Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         Stored::Local { output, .. } => output.display().to_string(),
         Stored::Registry(r) => r.reference.clone(),
     };
-    let note = "signatures of the source do not cover the new manifest (its digest changed): sign the copy again with `mlart sign`";
+    let note = if signed {
+        format!("signed with {}: a new model.sig over the same files and an OCI signature of the new manifest; the source's signatures do not cover it (its digest changed)", a.sign.as_ref().map(|k| k.display().to_string()).unwrap_or_default())
+    } else if source_signed {
+        "the source's model.sig and signatures do not cover the new manifest (its digest changed) and were not carried over: convert with --sign KEY to sign the copy (`pull --verify-key` needs its model.sig)".to_string()
+    } else {
+        "signatures of the source do not cover the new manifest (its digest changed): convert with --sign KEY to sign the copy".to_string()
+    };
     if json {
         super::print_json(&serde_json::json!({
             "source": a.source,

@@ -18,9 +18,14 @@ pub struct Args {
     pub(super) destination: String,
     /// Re-express the bundle in another form (image, artifact, modelpack; also from another
     /// tool's ModelPack or KitOps ModelKit): the same files, a new manifest digest. Signatures
-    /// of the source do not carry over: sign the copy again.
+    /// of the source do not carry over: sign the copy with --sign.
     #[arg(long, value_enum)]
     pub(super) format: Option<super::bundle::FormArg>,
+    /// With --format: sign the converted bundle with this private key (PEM), as `bundle
+    /// --sign` does: a new OMS model.sig over the same files and an OCI signature of the new
+    /// manifest. (A copy without --format keeps the source's signatures: it needs none.)
+    #[arg(long, value_name = "KEY", requires = "format")]
+    pub(super) sign: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub(super) upload: UploadArgs,
     #[command(flatten)]

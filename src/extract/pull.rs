@@ -511,7 +511,7 @@ pub fn pull(
     let not_pulled = |e: String| Error::Check(format!("{what}: not pulled: model.sig: {e}"));
     let no_sig = || {
         Error::Check(format!(
-            "{what}: not pulled: the bundle has no model.sig (sign it with `mlart bundle --sign`)"
+            "{what}: not pulled: the bundle has no model.sig, which --verify-key checks the files against: it was built without --sign, or converted by `mlart copy --format` without --sign (`mlart sign` adds only the manifest's signature). Sign it when building (`mlart bundle --sign KEY`) or converting (`mlart copy SRC DST --format FORM --sign KEY`), or pull without --verify-key and check the manifest's signature with `mlart verify REF --key`"
         ))
     };
     let mut signed = None;

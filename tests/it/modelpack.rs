@@ -648,7 +648,11 @@ fn copy_converts_between_forms_to_the_digest_a_bundle_gets() {
         &signed,
         &[OsStr::new("--sign"), key.as_os_str()],
     );
-    conv("signed.oci", "signed-mp.oci", "modelpack");
+    let c = conv("signed.oci", "signed-mp.oci", "modelpack");
+    assert!(
+        c["note"].as_str().unwrap().contains("--sign KEY"),
+        "the note says the source's model.sig was left behind: {c}"
+    );
     let out = crate::support::run(
         crate::support::mlart()
             .args(["verify", "--key"])
@@ -660,6 +664,92 @@ fn copy_converts_between_forms_to_the_digest_a_bundle_gets() {
         Some(1),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // ... and `mlart sign` adds only the manifest's signature: pull --verify-key still wants
+    // a model.sig, and its error says how to sign a conversion
+    json_ok(
+        crate::support::mlart()
+            .arg("sign")
+            .arg(t.path().join("signed-mp.oci"))
+            .arg("--key")
+            .arg(&key),
+    );
+    let err = fails(
+        crate::support::mlart()
+            .arg("pull")
+            .arg(t.path().join("signed-mp.oci"))
+            .arg("-o")
+            .arg(t.path().join("signed-mp-out"))
+            .arg("--verify-key")
+            .arg(&public),
+        1,
+    );
+    assert!(
+        err.contains("no model.sig") && err.contains("--format FORM --sign KEY"),
+        "{err}"
+    );
+    assert!(!t.path().join("signed-mp-out").exists());
+    // converted with --sign: a new model.sig over the same files and a signature of the new
+    // manifest; pull --verify-key and model_signing take it, and the bytes are a signed
+    // bundle's of the project in that form
+    let c = json_ok(
+        crate::support::mlart()
+            .arg("copy")
+            .arg(&signed)
+            .arg(t.path().join("resigned-mp.oci"))
+            .args(["--format", "modelpack", "--sign"])
+            .arg(&key),
+    );
+    assert!(
+        c["note"].as_str().unwrap().starts_with("signed with"),
+        "{c}"
+    );
+    let v = json_ok(
+        crate::support::mlart()
+            .args(["verify", "--key"])
+            .arg(&public)
+            .arg(t.path().join("resigned-mp.oci")),
+    );
+    assert_eq!(v["ok"], true, "{v}");
+    let pulled = t.path().join("resigned-out");
+    json_ok(
+        crate::support::mlart()
+            .arg("pull")
+            .arg(t.path().join("resigned-mp.oci"))
+            .arg("-o")
+            .arg(&pulled)
+            .arg("--verify-key")
+            .arg(&public),
+    );
+    let mut got = tree_digests(&pulled);
+    assert!(got.remove("mlart.json").is_some());
+    assert!(got.remove("model.sig").is_some());
+    assert_eq!(got, project_files());
+    if let Some(py) = python() {
+        let ms = py.parent().unwrap().join("model_signing");
+        ok(&mut model_signing_verify(&ms, &pulled, &public));
+    }
+    // a wrong key path fails before anything is read or written
+    let err = fails(
+        crate::support::mlart()
+            .arg("copy")
+            .arg(&signed)
+            .arg(t.path().join("never.oci"))
+            .args(["--format", "modelpack", "--sign"])
+            .arg(t.path().join("no-such.key")),
+        2,
+    );
+    assert!(err.contains("no-such.key"), "{err}");
+    assert!(!t.path().join("never.oci").exists());
+    // --sign without --format: refused by the command line
+    fails(
+        crate::support::mlart()
+            .arg("copy")
+            .arg(&signed)
+            .arg(t.path().join("never.oci"))
+            .arg("--sign")
+            .arg(&key),
+        2,
     );
     // a source that is not there: an error naming it, nothing written
     let err = fails(
