@@ -51,9 +51,6 @@ pub fn evaluate(p: &Policy, found: Option<&[Found]>) -> Vec<Check> {
         out.push(c);
     }
     if let Some(pc) = &p.provenance_checks {
-        let summary = valid(AttestationKind::Provenance)
-            .and_then(|f| f.provenance())
-            .cloned();
         let mut rules: Vec<(&str, Rule)> = Vec::new();
         if pc.source_revision {
             rules.push((
@@ -94,6 +91,19 @@ pub fn evaluate(p: &Policy, found: Option<&[Found]>) -> Vec<Check> {
                 }),
             ));
         }
+        // Of the valid provenances (several keys may have attested the bundle), the first
+        // that meets every rule, else the first: one statement answers all the checks.
+        let valid_all: Vec<&crate::attest::provenance::Summary> = found
+            .into_iter()
+            .flatten()
+            .filter(|f| f.kind == AttestationKind::Provenance && f.verified && f.problem.is_none())
+            .filter_map(|f| f.provenance())
+            .collect();
+        let summary = valid_all
+            .iter()
+            .find(|s| rules.iter().all(|(_, rule)| rule(s).is_ok()))
+            .or(valid_all.first())
+            .map(|s| (*s).clone());
         for (name, rule) in rules {
             let mut c = Check::passing(name);
             match (&summary, found) {
@@ -117,4 +127,66 @@ pub fn evaluate(p: &Policy, found: Option<&[Found]>) -> Vec<Check> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attest::provenance::Summary as Provenance;
+    use crate::attest::summary::Summary;
+    use crate::spec::policy::ProvenanceChecks;
+
+    fn provenance(digest: &str, commit: Option<&str>, verified: bool) -> Found {
+        Found {
+            kind: AttestationKind::Provenance,
+            digest: digest.into(),
+            predicate_type: AttestationKind::Provenance.predicate_type().into(),
+            key: verified.then(|| "k.pub".into()),
+            verified,
+            problem: None,
+            summary: Some(Summary::Provenance(Provenance {
+                commit: commit.map(str::to_string),
+                dirty: commit.map(|_| false),
+                ..Default::default()
+            })),
+            envelope: None,
+        }
+    }
+
+    fn checks(found: &[Found]) -> Vec<(String, bool, String)> {
+        let p = Policy {
+            provenance_checks: Some(ProvenanceChecks {
+                source_revision: true,
+                clean_tree: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        evaluate(&p, Some(found))
+            .into_iter()
+            .map(|c| (c.name, c.passed, c.reason))
+            .collect()
+    }
+
+    #[test]
+    fn any_valid_provenance_that_meets_every_rule_answers_them() {
+        // a bare one first (no git state), then one with the commit: the second answers
+        let both = [
+            provenance("sha256:aa", None, true),
+            provenance("sha256:bb", Some("4bb48553"), true),
+        ];
+        let got = checks(&both);
+        assert!(got.iter().all(|(_, passed, _)| *passed), "{got:?}");
+        assert!(got[0].2.contains("4bb48553"), "{got:?}");
+        // only the bare one: both rules fail, each saying why
+        let got = checks(&both[..1]);
+        assert!(got.iter().all(|(_, passed, _)| !*passed), "{got:?}");
+        assert!(got[0].2.contains("no source revision"), "{got:?}");
+        // the good one not verified (another key): not taken
+        let got = checks(&[
+            provenance("sha256:aa", None, true),
+            provenance("sha256:bb", Some("4bb48553"), false),
+        ]);
+        assert!(got.iter().all(|(_, passed, _)| !*passed), "{got:?}");
+    }
 }

@@ -82,8 +82,20 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         spec,
         git,
     };
-    let made = attest::make(&key, &inputs)?;
+    // What this key already attested about this manifest (verified) is kept as it is: a run
+    // again, or after `bundle --attest`, adds nothing; a second statement of a kind would
+    // leave readers to choose between two.
+    let had = attest::referrer::read(src.as_ref(), &digest, &[key.trusted()])?;
+    let kept: Vec<&Found> = had
+        .iter()
+        .filter(|f| f.verified && f.problem.is_none())
+        .collect();
+    let made: Vec<_> = attest::make(&key, &inputs)?
+        .into_iter()
+        .filter(|m| !kept.iter().any(|f| f.kind == m.kind))
+        .collect();
     let (added, fallback) = match &target {
+        _ if made.is_empty() => (0, None),
         super::Target::Registry(r) => {
             let remote = mlart::registry::Remote::new(r.clone(), &a.registry.options())?;
             let sink = mlart::store::registry_sink::RegistrySink::new(remote);
@@ -103,8 +115,19 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
                 })
             })
             .collect();
+        let kept_list: Vec<_> = kept
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "kind": f.kind,
+                    "digest": f.digest,
+                    "predicate_type": f.predicate_type,
+                })
+            })
+            .collect();
         let mut v = serde_json::json!({
             "target": what, "manifest_digest": digest.as_str(), "attestations": list, "added": added,
+            "kept": kept_list,
         });
         if let Some(t) = fallback {
             v["referrers_tag"] = t.into();
@@ -117,6 +140,13 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
                 m.kind,
                 m.referrer.digest(),
                 m.kind.predicate_type()
+            );
+        }
+        for f in &kept {
+            outln!(
+                "  {} {} kept: this key attested it already",
+                f.kind,
+                f.digest
             );
         }
         outln!("attested {what} {digest}: {added} attestation(s) added");

@@ -32,6 +32,18 @@ impl PrivateKey {
     pub fn public(&self) -> VerifyingKey {
         *self.key.verifying_key()
     }
+
+    /// Its public half as a trusted key (to find what this key signed), named by the
+    /// private key's path.
+    pub fn trusted(&self) -> PublicKey {
+        let key = self.public();
+        PublicKey {
+            hint: key_hint(&key),
+            keyid: key_id(&key),
+            key,
+            path: self.path.clone(),
+        }
+    }
 }
 
 /// A trusted public key.

@@ -373,9 +373,27 @@ fn registry_push_copy_and_attest_carry_attestations() {
     assert!(err.contains("no sbom attestation"), "{err}");
     let a = json_ok(env.cmd().arg("attest").arg(&r4).arg("--key").arg(&key));
     assert_eq!(a["manifest_digest"], v["manifest_digest"]);
+    assert_eq!(a["added"], 2, "{a}");
     check(&r4);
     let i = json_ok(env.cmd().arg("inspect").arg(&r4).arg("--attestations"));
     assert_eq!(i["attestations"].as_array().unwrap().len(), 2);
+    // again: the key attested both already, nothing is added (not "2" each run)
+    let a = json_ok(env.cmd().arg("attest").arg(&r4).arg("--key").arg(&key));
+    assert_eq!(a["added"], 0, "{a}");
+    assert_eq!(a["kept"].as_array().unwrap().len(), 2, "{a}");
+    // attested when bundled (with the spec's digest and the git state), then `mlart attest`
+    // without the spec: the richer statements stay the only ones of this key
+    let a = json_ok(env.cmd().arg("attest").arg(&r3).arg("--key").arg(&key));
+    assert_eq!(a["added"], 0, "{a}");
+    let i = json_ok(env.cmd().arg("inspect").arg(&r3).arg("--attestations"));
+    assert_eq!(i["attestations"].as_array().unwrap().len(), 2, "{i}");
+    // another key adds its own beside them
+    let (other, _) = env.keygen("other");
+    let a = json_ok(env.cmd().arg("attest").arg(&r3).arg("--key").arg(&other));
+    assert_eq!(a["added"], 2, "{a}");
+    let i = json_ok(env.cmd().arg("inspect").arg(&r3).arg("--attestations"));
+    assert_eq!(i["attestations"].as_array().unwrap().len(), 4, "{i}");
+    check(&r3);
     let _ = json!(null);
 }
 
