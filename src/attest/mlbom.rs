@@ -49,19 +49,63 @@ fn serial_number(manifest_hex: &str) -> String {
     )
 }
 
-/// A purl for a pinned package: `==V` (pip) -> pkg:pypi, `=V[=BUILD]` (conda) -> pkg:conda.
-/// Ranges and unpinned packages have no one version: None.
-pub fn purl(name: &str, constraint: &str) -> Option<(String, String)> {
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b'~' | b'+' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
+/// (purl's percent-encoding of a name, version or qualifier value)
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b'~' | b'+' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A purl for a pinned conda package (`environment.yml`): `[CHANNEL::]name` with `=V`, `==V`,
+/// `=V=BUILD` or `V BUILD` -> `pkg:conda/name@V?build=BUILD&channel=CHANNEL`. Ranges, globs
+/// and unpinned packages have no one version: None.
+pub fn conda_purl(key: &str, spec: &str) -> Option<(String, String, String)> {
+    let (channel, name) = match key.rsplit_once("::") {
+        Some((c, n)) => (Some(c).filter(|c| !c.is_empty()), n),
+        None => (None, key),
     };
+    let spec = spec.trim();
+    let rest = spec
+        .strip_prefix("==")
+        .or_else(|| spec.strip_prefix('='))
+        .unwrap_or(spec);
+    let mut parts = rest.splitn(2, ['=', ' ']);
+    let ver = parts.next().unwrap_or_default().trim();
+    if name.is_empty()
+        || ver.is_empty()
+        || !ver.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || ver.contains(['*', ',', '<', '>', '!', '|', '=', ' '])
+    {
+        return None;
+    }
+    let mut quals = Vec::new();
+    if let Some(build) = parts
+        .next()
+        .map(str::trim)
+        .filter(|b| !b.is_empty() && !b.contains(['*', ' ', '=']))
+    {
+        quals.push(format!("build={}", enc(build)));
+    }
+    if let Some(c) = channel {
+        quals.push(format!("channel={}", enc(c)));
+    }
+    let mut p = format!("pkg:conda/{}@{}", enc(name), enc(ver));
+    if !quals.is_empty() {
+        p.push('?');
+        p.push_str(&quals.join("&"));
+    }
+    Some((name.to_string(), ver.to_string(), p))
+}
+
+/// A purl for a pinned package: `==V` (pip) -> pkg:pypi, `=V[=BUILD]` (conda, as bundles
+/// made before `EnvSummary::conda` kept them) -> pkg:conda. Ranges and unpinned packages have
+/// no one version: None.
+pub fn purl(name: &str, constraint: &str) -> Option<(String, String)> {
     if let Some(v) = constraint.strip_prefix("==") {
         let v = v.trim();
         if v.is_empty() || v.contains(['*', ',', '<', '>', '=', '!', ' ']) {
@@ -226,6 +270,11 @@ fn bom(inputs: &Inputs, models: &[FileEntry], files: Files) -> Value {
                 libraries.push(json!({"type": "library", "bom-ref": purl, "name": name, "version": version, "purl": purl}));
             }
         }
+        for (key, spec) in &env.conda {
+            if let Some((name, version, purl)) = conda_purl(key, spec) {
+                libraries.push(json!({"type": "library", "bom-ref": purl, "name": name, "version": version, "purl": purl}));
+            }
+        }
     }
     libraries.sort_by(|a, b| a["bom-ref"].as_str().cmp(&b["bom-ref"].as_str()));
     libraries.dedup_by(|a, b| a["bom-ref"] == b["bom-ref"]);
@@ -332,6 +381,34 @@ mod tests {
         );
         for c in [">=1.5", "", "==1.*", "~=1.2", "==1.0,<2", "=1.*"] {
             assert_eq!(purl("x", c), None, "{c}");
+        }
+    }
+
+    #[test]
+    fn conda_purls_name_the_channel_and_build() {
+        let p = |k: &str, s: &str| conda_purl(k, s).map(|x| x.2);
+        assert_eq!(
+            p("conda-forge::pandas", "==2.2.1").as_deref(),
+            Some("pkg:conda/pandas@2.2.1?channel=conda-forge")
+        );
+        assert_eq!(
+            p("numpy", "=1.26.4").as_deref(),
+            Some("pkg:conda/numpy@1.26.4")
+        );
+        assert_eq!(
+            p("conda-forge::libblas", "=3.9.0=20_linux64_openblas").as_deref(),
+            Some("pkg:conda/libblas@3.9.0?build=20_linux64_openblas&channel=conda-forge")
+        );
+        assert_eq!(
+            p("numpy", "1.26.4 py311_0").as_deref(),
+            Some("pkg:conda/numpy@1.26.4?build=py311_0")
+        );
+        assert_eq!(
+            conda_purl("conda-forge::pandas", "==2.2.1").unwrap().0,
+            "pandas"
+        );
+        for s in ["", ">=1.5", "=1.*", "1.2|1.3", "=1.26.*", "<2", "==", "=*"] {
+            assert_eq!(p("x", s), None, "{s}");
         }
     }
 

@@ -33,11 +33,13 @@ pub fn add(summary: &mut EnvSummary, rel: &str, bytes: &[u8]) -> Result<bool, St
             match dep {
                 Value::String(s) => {
                     let (name, ver) = split_conda(s);
-                    if name == "python" {
+                    // (`conda-forge::numpy`: the package is numpy, from that channel)
+                    let bare = name.rsplit("::").next().unwrap_or(name);
+                    if bare.eq_ignore_ascii_case("python") {
                         summary.python = Some(ver.to_string());
-                    } else if name != "pip" {
+                    } else if !bare.eq_ignore_ascii_case("pip") && !bare.is_empty() {
                         summary
-                            .packages
+                            .conda
                             .insert(name.to_ascii_lowercase(), ver.to_string());
                     }
                 }
@@ -132,6 +134,25 @@ mod tests {
         .unwrap();
         assert_eq!(s.python.as_deref(), Some("=3.11"));
         assert_eq!(s.packages["onnx"], "==1.17");
+        assert_eq!(s.conda["pandas"], "=2.2");
+        assert!(!s.packages.contains_key("pandas"), "conda's are apart");
+        // a channel, conda's `==`, a build string, the same name as a pip package, a channel's
+        // python
+        add(
+            &mut s,
+            "conda.yaml",
+            b"dependencies:\n  - conda-forge::Pandas==2.2.1\n  - numpy=1.26.4\n  - libblas=3.9.0=20_linux64_openblas\n  - conda-forge::python=3.12\n",
+        )
+        .unwrap();
+        assert_eq!(s.conda["conda-forge::pandas"], "==2.2.1");
+        assert_eq!(s.conda["numpy"], "=1.26.4");
+        assert_eq!(
+            s.packages["numpy"], "==2.4.6",
+            "pip's numpy is another package"
+        );
+        assert_eq!(s.conda["libblas"], "=3.9.0=20_linux64_openblas");
+        assert_eq!(s.python.as_deref(), Some("=3.12"));
+        assert!(!s.conda.keys().any(|k| k.contains("python")));
         add(
             &mut s,
             "pyproject.toml",

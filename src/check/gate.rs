@@ -586,17 +586,22 @@ pub fn diff(
     }
     let mut env = Vec::new();
     let empty = BTreeMap::new();
-    let (ae, be) = (
-        old.env.as_ref().map(|e| &e.packages).unwrap_or(&empty),
-        new.env.as_ref().map(|e| &e.packages).unwrap_or(&empty),
-    );
-    let pk: BTreeSet<&String> = ae.keys().chain(be.keys()).collect();
-    for p in pk {
-        match (ae.get(p), be.get(p)) {
-            (Some(a), Some(b)) if a != b => env.push(format!("~ {p} {a} -> {b}")),
-            (None, Some(b)) => env.push(format!("+ {p} {b}")),
-            (Some(a), None) => env.push(format!("- {p} {a}")),
-            _ => {}
+    // (pip's packages, then conda's, each marked)
+    type Pick = fn(&crate::format::metadata::EnvSummary) -> &BTreeMap<String, String>;
+    let sides: [(Pick, &str); 2] = [(|e| &e.packages, ""), (|e| &e.conda, " (conda)")];
+    for (pick, mark) in sides {
+        let (ae, be) = (
+            old.env.as_ref().map(pick).unwrap_or(&empty),
+            new.env.as_ref().map(pick).unwrap_or(&empty),
+        );
+        let pk: BTreeSet<&String> = ae.keys().chain(be.keys()).collect();
+        for p in pk {
+            match (ae.get(p), be.get(p)) {
+                (Some(a), Some(b)) if a != b => env.push(format!("~ {p}{mark} {a} -> {b}")),
+                (None, Some(b)) => env.push(format!("+ {p}{mark} {b}")),
+                (Some(a), None) => env.push(format!("- {p}{mark} {a}")),
+                _ => {}
+            }
         }
     }
     let mut models = Vec::new();

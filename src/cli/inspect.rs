@@ -222,19 +222,22 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
                 .map(|p| format!(" python {p}"))
                 .unwrap_or_default()
         );
+        let any = |v: &String| {
+            if v.is_empty() {
+                "(any)".to_string()
+            } else {
+                v.clone()
+            }
+        };
         let rows: Vec<Vec<String>> = env
             .packages
             .iter()
-            .map(|(k, v)| {
-                vec![
-                    k.clone(),
-                    if v.is_empty() {
-                        "(any)".into()
-                    } else {
-                        v.clone()
-                    },
-                ]
-            })
+            .map(|(k, v)| vec![k.clone(), any(v)])
+            .chain(
+                env.conda
+                    .iter()
+                    .map(|(k, v)| vec![format!("{k} (conda)"), any(v)]),
+            )
             .collect();
         table(&["PACKAGE", "VERSION"], &rows);
     }

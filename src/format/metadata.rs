@@ -284,9 +284,16 @@ pub const MODEL_FORMATS: &[&str] = &[
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EnvSummary {
+    /// Conda packages (environment.yml's `dependencies`): `[CHANNEL::]name` (lowercase) ->
+    /// the match spec after the name as written (`=1.26`, `==2.2.1`, `=3.9.0=BUILD`; "" when
+    /// unpinned). Apart from `packages`: conda's numpy and pip's are two packages. (Bundles
+    /// made before this field kept conda's in `packages`, as `=V`.)
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub conda: BTreeMap<String, String>,
     /// The env files that were read.
     pub files: Vec<String>,
-    /// package name (lowercase) -> version constraint as written ("" when unpinned).
+    /// Python packages (requirements, pyproject, environment.yml's `pip:`): name (lowercase)
+    /// -> version constraint as written ("" when unpinned).
     pub packages: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python: Option<String>,
@@ -306,7 +313,8 @@ mod tests {
         let doc = serde_json::json!({
             "authors": ["a"], "base": {"digest": "sha256:00", "platform": "linux/amd64"},
             "created": "2026-01-01T00:00:00Z", "description": "d", "dialect": "kitops",
-            "env": {"files": ["requirements.txt"], "packages": {"numpy": "==2"}, "python": "3.12"},
+            "env": {"conda": {"conda-forge::pandas": "==2.2.1"}, "files": ["requirements.txt"],
+                    "packages": {"numpy": "==2"}, "python": "3.12"},
             "files": [{"archive": true, "kind": "model", "layer": "sha256:11", "path": "m.onnx",
                        "sha256": "sha256:22", "size": 3}],
             "form": "image", "format_version": 1, "license": "MIT",

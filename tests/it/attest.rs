@@ -472,3 +472,89 @@ fn gate_policies_require_attestations() {
         .cloned();
     assert!(check.is_some(), "no provenance check reported: {v}");
 }
+
+/// Conda packages (environment.yml) are conda's in the ML-BOM, with their channel and build,
+/// beside pip's package of the same name; cyclonedx-python-lib validates the document.
+#[test]
+fn conda_packages_are_conda_purls_beside_pips() {
+    let t = example_copy();
+    let dir = t.path();
+    fs::write(
+        dir.join("environment.yml"),
+        "name: iris\ndependencies:\n  - python=3.11.8=hab00c5b_0_cpython\n  - numpy=1.26.4\n  - libblas=3.9.0=20_linux64_openblas\n  - conda-forge::pandas==2.2.1\n  - scipy>=1.11\n  - pip\n  - pip:\n    - rich==13.7.1\n",
+    )
+    .unwrap();
+    let spec = fs::read_to_string(dir.join("mlart.yaml")).unwrap();
+    fs::write(
+        dir.join("mlart.yaml"),
+        spec.replace(
+            "  - requirements.txt\n",
+            "  - requirements.txt\n  - environment.yml\n",
+        ),
+    )
+    .unwrap();
+    let (key, public) = keygen(dir, "k");
+    let out = dir.join("b.oci");
+    json_ok(
+        mlart()
+            .current_dir(dir)
+            .args(["bundle", "--attest", "--sign"])
+            .arg(&key)
+            .arg("-o")
+            .arg(&out),
+    );
+    let bom_env = read_json_file(&{
+        let p = dir.join("sbom.json");
+        fs::write(&p, read_blob(&out, &envelope_digest(&out, SBOM_AT))).unwrap();
+        p
+    });
+    let bom: Value = serde_json::from_slice(&base64_decode(
+        bom_env["dsseEnvelope"]["payload"].as_str().unwrap(),
+    ))
+    .unwrap();
+    let purls: Vec<&str> = bom["predicate"]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] == "library")
+        .filter_map(|c| c["purl"].as_str())
+        .collect();
+    for want in [
+        "pkg:conda/pandas@2.2.1?channel=conda-forge",
+        "pkg:conda/numpy@1.26.4",
+        "pkg:conda/libblas@3.9.0?build=20_linux64_openblas",
+        "pkg:pypi/rich@13.7.1",
+    ] {
+        assert!(purls.contains(&want), "{want} not in {purls:?}");
+    }
+    // iris's requirements.txt pins numpy for pip too: both are there
+    assert!(
+        purls.iter().any(|p| p.starts_with("pkg:pypi/numpy@")),
+        "{purls:?}"
+    );
+    assert!(
+        !purls
+            .iter()
+            .any(|p| p.contains("%3A%3A") || p.contains("scipy")),
+        "no channel in a name, no purl for a range: {purls:?}"
+    );
+    // inspect: the conda packages apart from pip's
+    let i = json_ok(mlart().arg("inspect").arg(&out));
+    let env = &i["metadata"]["env"];
+    assert_eq!(env["conda"]["conda-forge::pandas"], "==2.2.1", "{env}");
+    assert_eq!(env["conda"]["numpy"], "=1.26.4", "{env}");
+    assert_eq!(env["python"], "=3.11.8=hab00c5b_0_cpython", "{env}");
+    assert!(
+        env["packages"]["numpy"].as_str().unwrap().starts_with("=="),
+        "{env}"
+    );
+    let text = run(mlart().arg("inspect").arg(&out));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("numpy (conda)"), "{text}");
+    if let Some(py) = python() {
+        assert!(
+            third_parties_accept(&py, &dir.join("sbom.json"), &public, "sbom"),
+            "cyclonedx-python-lib refused the BOM"
+        );
+    }
+}
