@@ -126,6 +126,13 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         super::human_size(r.bytes_downloaded),
         r.layers.cached
     );
+    for b in &r.resumed {
+        outln!(
+            "  resumed {} at {}: an interrupted pull had left it in the cache",
+            b.digest,
+            super::human_size(b.at)
+        );
+    }
     for k in &r.verified_by {
         outln!("  signature verified: {k}");
     }

@@ -62,7 +62,15 @@ pub struct PullReport {
     /// The files written, in path order (mlart.json and model.sig aside).
     pub files: Files,
     pub layers: LayerCounts,
+    /// Bytes fetched by this run (a resumed blob counts only what it still needed).
     pub bytes_downloaded: u64,
+    /// Bytes of blobs an earlier, interrupted pull left in the cache (`.partial`), which this
+    /// run continued with a Range request instead of fetching again.
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub bytes_resumed: u64,
+    /// Those blobs, and how far the earlier pull had got.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resumed: Vec<crate::store::copy::ResumedBlob>,
     /// Blobs removed from the cache afterwards to keep it under `MLART_CACHE_MAX_SIZE`.
     #[serde(skip_serializing_if = "is_zero")]
     pub cache_pruned: usize,
@@ -330,11 +338,21 @@ pub fn pull(
             },
         )?;
         for (b, o) in copied {
-            if o == Outcome::Skipped {
-                report.layers.cached += 1;
-            } else {
-                report.layers.fetched += 1;
-                report.bytes_downloaded += b.size;
+            match o {
+                Outcome::Skipped => report.layers.cached += 1,
+                Outcome::Resumed(at) => {
+                    report.layers.fetched += 1;
+                    report.bytes_downloaded += b.size - at.min(b.size);
+                    report.bytes_resumed += at;
+                    report.resumed.push(crate::store::copy::ResumedBlob {
+                        digest: b.digest.to_string(),
+                        at,
+                    });
+                }
+                _ => {
+                    report.layers.fetched += 1;
+                    report.bytes_downloaded += b.size;
+                }
             }
         }
     }
@@ -778,5 +796,9 @@ impl<R: Read> Read for Bounded<R> {
 }
 
 fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }

@@ -79,6 +79,53 @@ impl Sink for BlobCache {
         open: &ResumeOpener<'_>,
         sent: &(dyn Fn(Sent) + Sync),
     ) -> std::result::Result<(), PutError> {
+        // (a part kept from an earlier pull whose bytes turn out wrong at the whole-blob
+        // check: dropped, and the blob fetched once more from its start; wrong bytes then are
+        // the source's)
+        let held = std::sync::atomic::AtomicU64::new(0);
+        let tracked = |s: Sent| {
+            if let Sent::Resumed(n) = s {
+                held.store(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            sent(s)
+        };
+        match self.continue_partial(blob, open, &tracked) {
+            Err(PutError::Read(e))
+                if e.kind() == io::ErrorKind::InvalidData
+                    && held.load(std::sync::atomic::Ordering::Relaxed) > 0 =>
+            {
+                tracing::warn!(
+                    "blob {}: the {} bytes an earlier pull left in the cache ({}) were not the blob's ({e}): dropped, fetching it again from the start",
+                    blob.digest,
+                    held.load(std::sync::atomic::Ordering::Relaxed),
+                    self.dir.display()
+                );
+                sent(Sent::Restart(blob.size));
+                self.continue_partial(blob, open, sent)
+            }
+            r => r,
+        }
+    }
+
+    /// The cache holds blobs only: a manifest is stored as one, untagged.
+    fn put_manifest(&self, _desc: &Descriptor, raw: &[u8], _tag: Option<&str>) -> Result<()> {
+        write_bytes_file(&self.dir, raw)
+    }
+
+    /// Referrers are not cached.
+    fn put_referrers(&self, _subject: &Digest, _referrers: &[Referrer]) -> Result<Option<String>> {
+        Ok(None)
+    }
+}
+
+impl BlobCache {
+    /// Fetch `blob` into `.partial-HEX`, continuing what it holds, then rename it into place.
+    fn continue_partial(
+        &self,
+        blob: &BlobRef,
+        open: &ResumeOpener<'_>,
+        sent: &(dyn Fn(Sent) + Sync),
+    ) -> std::result::Result<(), PutError> {
         fs::create_dir_all(&self.dir).ctx("creating", &self.dir)?;
         let partial = self.dir.join(format!(".partial-{}", blob.digest.hex()));
         let mut f = File::options()
@@ -111,7 +158,8 @@ impl Sink for BlobCache {
                 n += k as u64;
             }
             tracing::info!("blob {}: resuming after {n} bytes", blob.digest);
-            sent(Sent::Bytes(n));
+            // (held already: not downloaded by this run; the progress starts there)
+            sent(Sent::Resumed(n));
             ReadFrom::Verified(Resume { have: n, hasher })
         };
         let mut r = open(from).map_err(PutError::Open)?;
@@ -137,16 +185,6 @@ impl Sink for BlobCache {
         // The reader ended only after the whole blob checked out.
         fs::rename(&partial, self.path(&blob.digest)).ctx("storing", &partial)?;
         Ok(())
-    }
-
-    /// The cache holds blobs only: a manifest is stored as one, untagged.
-    fn put_manifest(&self, _desc: &Descriptor, raw: &[u8], _tag: Option<&str>) -> Result<()> {
-        write_bytes_file(&self.dir, raw)
-    }
-
-    /// Referrers are not cached.
-    fn put_referrers(&self, _subject: &Digest, _referrers: &[Referrer]) -> Result<Option<String>> {
-        Ok(None)
     }
 }
 

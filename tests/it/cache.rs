@@ -241,23 +241,60 @@ fn pull_resumes_a_cut_off_download() {
 
     // Again, straight from the registry: only the rest comes over the wire.
     let before = reg.bytes_served();
-    env.pull(&r, &env.path("second"), &[]);
+    let p = env.pull(&r, &env.path("second"), &[]);
     let served = reg.bytes_served() - before;
     let rest = (size - half) as u64;
     assert!(
         served >= rest && served < rest + (256 << 10),
         "served {served} bytes for the {rest} missing"
     );
+    // the report counts what this run fetched, and says what it continued
+    assert_eq!(p["bytes_downloaded"], rest, "{p}");
+    assert_eq!(p["bytes_resumed"], half as u64, "{p}");
+    assert_eq!(p["resumed"][0]["digest"], digest.as_str(), "{p}");
+    assert_eq!(p["resumed"][0]["at"], half as u64, "{p}");
     assert_eq!(fs::read(env.path("second/model.bin")).unwrap(), model);
     assert!(!partial.exists());
 
-    // A part with wrong bytes: the whole-blob check fails (exit 4), nothing is written, the
-    // part is dropped; the pull after fetches it all and succeeds.
+    // A part with wrong bytes: the whole-blob check fails, the part is dropped and the blob
+    // fetched again from its start, in the same pull (with a warning naming the cache)
     json_ok(env.cmd().args(["cache", "prune", "--all"]));
     fs::write(&partial, vec![0u8; half]).unwrap();
-    let err = fails(env.cmd().args(["pull", &r, "-o"]).arg(env.path("third")), 4);
+    let before = reg.bytes_served();
+    let out = crate::support::run(
+        env.cmd()
+            .args(["--json", "pull", &r, "-o"])
+            .arg(env.path("third")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("earlier pull left in the cache") && err.contains(&digest),
+        "{err}"
+    );
+    // (the whole model layer, and the metadata layer)
+    let got = p["bytes_downloaded"].as_u64().unwrap();
+    assert!(got > size as u64 && got < size as u64 + (64 << 10), "{p}");
+    assert!(p.get("resumed").is_none(), "{p}");
+    let served = reg.bytes_served() - before;
+    assert!(served >= size as u64 + rest, "served {served}");
+    assert_eq!(fs::read(env.path("third/model.bin")).unwrap(), model);
+    assert!(!partial.exists());
+    // wrong bytes from the source itself: refused (exit 4), nothing written or kept
+    json_ok(env.cmd().args(["cache", "prune", "--all"]));
+    let stored = reg.blob_file(&digest);
+    let mut b = fs::read(&stored).unwrap();
+    b[half] ^= 1;
+    fs::write(&stored, b).unwrap();
+    let err = fails(
+        env.cmd().args(["pull", &r, "-o"]).arg(env.path("fourth")),
+        4,
+    );
     assert!(err.contains(&digest), "{err}");
-    assert!(!env.path("third").exists() && !partial.exists());
-    env.pull(&r, &env.path("fourth"), &[]);
-    assert_eq!(fs::read(env.path("fourth/model.bin")).unwrap(), model);
+    assert!(!env.path("fourth").exists() && !partial.exists());
 }
