@@ -91,6 +91,11 @@ pub struct Report {
     pub files_verified: usize,
     pub problems: Vec<String>,
     pub ok: bool,
+    /// Of the problems, some are bytes that are not what their digest says: a blob that does
+    /// not match its descriptor's digest or size, or a file whose content does not match the
+    /// metadata's sha256 (exit 4, as `pull` gives; other problems are a failed check, exit 1).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub integrity: bool,
     /// False when no --key was given: digests and structure only.
     pub signatures_checked: bool,
     /// Per trusted key: whether it signed this bundle.
@@ -208,6 +213,7 @@ pub fn verify_platform(
     let mut batch: Batch<[u8; 32]> = Batch::default();
     let mut oms: Option<OmsRead> = None;
     let mut blobs = 0;
+    let mut integrity = false;
     for l in r.manifest.layers() {
         let mt = l.media_type().to_string();
         let kind = l
@@ -290,7 +296,23 @@ pub fn verify_platform(
         })();
         match res {
             Ok(()) => blobs += 1,
-            Err(e) => problems.push(format!("layer {} ({title}): {e}", l.digest())),
+            Err(e) => {
+                // What stopped the read may be a symptom (a tar header that does not parse):
+                // the blob read whole once more says whether its bytes are its digest's.
+                let whole = layout::open_verified(src, l)
+                    .and_then(|mut r| {
+                        std::io::copy(&mut r, &mut std::io::sink())
+                            .map_err(|e| Error::from_io(&e, e.to_string()))
+                    })
+                    .map(|_| ());
+                match whole {
+                    Err(d) if d.kind() == crate::error::Kind::Integrity => {
+                        integrity = true;
+                        problems.push(format!("layer {} ({title}): {d}", l.digest()));
+                    }
+                    _ => problems.push(format!("layer {} ({title}): {e}", l.digest())),
+                }
+            }
         }
         got.add(&mut batch)?;
     }
@@ -346,10 +368,13 @@ pub fn verify_platform(
         }
         match listed.next_if(|f| f.path == rec.rel) {
             Some(f) if sha_bytes(&f.sha256).ok() == Some(rec.data) => files += 1,
-            Some(_) => join.problem(format!(
-                "{}: its content does not match the metadata's sha256",
-                rec.rel
-            )),
+            Some(_) => {
+                integrity = true;
+                join.problem(format!(
+                    "{}: its content does not match the metadata's sha256",
+                    rec.rel
+                ))
+            }
             None => {
                 let is_metadata = metadata.form != Form::Artifact && rec.rel == METADATA_FILE;
                 if !is_metadata {
@@ -429,6 +454,7 @@ pub fn verify_platform(
         files_verified: files,
         problems,
         ok,
+        integrity: integrity && !ok,
         signatures_checked: !keys.is_empty(),
         keys: keys_found,
         summary,

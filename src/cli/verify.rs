@@ -172,7 +172,17 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     if r.ok {
         Ok(ExitCode::SUCCESS)
     } else if json {
-        Ok(super::check_failed())
+        Ok(match r.integrity {
+            true => ExitCode::from(mlart::error::Kind::Integrity.exit_code()),
+            false => super::check_failed(),
+        })
+    } else if r.integrity {
+        Err(Error::integrity(format!(
+            "{} {} failed verification: {}",
+            r.target,
+            r.manifest_digest,
+            r.problems.join("; ")
+        )))
     } else {
         Err(Error::Check(format!(
             "{} {} failed verification: {}",

@@ -1035,3 +1035,62 @@ fn gzip_layers_are_the_same_whatever_the_thread_count() {
         log
     );
 }
+
+/// Bytes that are not what their digest says are an integrity failure for `verify` as for
+/// `pull` (exit 4, `"integrity": true`), and `verify` names the digest even when the damage is
+/// in a tar header (whose parse error is only a symptom); a failed check of another sort
+/// (no signature by the key given) stays exit 1.
+#[test]
+fn verify_says_integrity_with_pulls_exit_code_and_the_root_cause() {
+    let t = tempfile::tempdir().unwrap();
+    let good = t.path().join("good.oci");
+    let (key, _) = keygen(t.path(), "k");
+    let (_, other) = keygen(t.path(), "other");
+    crate::support::fixtures::bundle_iris(
+        &mut mlart(),
+        &good,
+        &["--sign".as_ref(), key.as_os_str()],
+    );
+    let (_, manifest) = crate::support::fixtures::read_layout(&good);
+    let model = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["annotations"]["ai.mlart.kind"] == "model")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    for (name, at) in [("in-data", 1700usize), ("in-header", 1000)] {
+        let d = t.path().join(format!("{name}.oci"));
+        copy_tree(&good, &d, false);
+        let p = d.join("blobs/sha256").join(&model);
+        let mut b = fs::read(&p).unwrap();
+        b[at] ^= 0x20;
+        fs::write(&p, b).unwrap();
+        let err = fails(mlart().arg("verify").arg(&d), 4);
+        assert!(err.contains("does not match its digest"), "{name}: {err}");
+        let out = run(mlart().args(["--json", "verify"]).arg(&d));
+        assert_eq!(out.status.code(), Some(4), "{name}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["integrity"], true, "{name}: {v}");
+        assert_eq!(v["ok"], false, "{name}: {v}");
+        fails(
+            mlart()
+                .arg("pull")
+                .arg(&d)
+                .arg("-o")
+                .arg(t.path().join(format!("{name}-out"))),
+            4,
+        );
+    }
+    // another key: a check that failed, not damage
+    let out = run(mlart()
+        .args(["--json", "verify", "--key"])
+        .arg(&other)
+        .arg(&good));
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.get("integrity").is_none(), "{v}");
+}
