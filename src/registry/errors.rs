@@ -157,6 +157,26 @@ pub fn unreachable(e: &OciDistributionError) -> Option<Unreachable> {
     None
 }
 
+/// Whether the I/O error `e` (a read of a blob being fetched) is the registry refusing the
+/// connection: it stopped, or went away, while a blob streamed.
+pub fn refused_midway(e: &std::io::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(x) = src {
+        if x.to_string().contains("Connection refused") {
+            return true;
+        }
+        src = match x.downcast_ref::<std::io::Error>() {
+            Some(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => return true,
+            // (an io::Error's `source` skips the error it wraps: its `get_ref` is that one)
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => x.source(),
+        };
+    }
+    false
+}
+
 fn unreachable_message(what: &str, doing: &str, u: Unreachable) -> String {
     let host = what.split('/').next().unwrap_or(what);
     match u {
@@ -268,5 +288,26 @@ pub fn is_not_found(e: &OciDistributionError) -> bool {
             envelope.errors.iter().any(|x| is_unknown(&x.code))
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_reconnect_is_found_down_the_cause_chain() {
+        use std::io::{Error, ErrorKind};
+        let refused = Error::new(ErrorKind::ConnectionRefused, "connect");
+        // wrapped as a client's error is (an io::Error whose source is the cause)
+        let wrapped = Error::other(Error::new(ErrorKind::Other, refused));
+        assert!(refused_midway(&wrapped));
+        let said = Error::other("tcp connect error: Connection refused (os error 111)");
+        assert!(refused_midway(&said));
+        assert!(!refused_midway(&Error::new(
+            ErrorKind::InvalidData,
+            "digest"
+        )));
+        assert!(!refused_midway(&Error::other("connection reset by peer")));
     }
 }

@@ -365,6 +365,14 @@ fn copy_blob(src: &dyn Source, dst: &dyn Sink, b: &BlobRef, opts: &CopyOptions) 
         Err(PutError::Open(e) | PutError::Sink(e)) => Err(e),
         Err(PutError::Read(e)) => Err(match opts.read_error {
             Some(f) => f(&b.digest, e),
+            None if crate::registry::errors::refused_midway(&e) => Error::from_io(
+                &e,
+                format!(
+                    "{}: blob {}: the registry stopped answering midway (connection refused when reconnecting: {e}). Is it still running? Run the command again once it answers: it continues from what arrived (a pull keeps it in the cache, a push in the registry's upload session)",
+                    src.describe(),
+                    b.digest
+                ),
+            ),
             None => Error::from_io(&e, format!("{}: blob {}: {e}", src.describe(), b.digest)),
         }),
     }
