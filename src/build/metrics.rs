@@ -81,28 +81,45 @@ pub fn mlflow_metric_name(rel: &str) -> Option<String> {
     (!name.is_empty() && !base.contains('.')).then(|| name.to_string())
 }
 
-/// The last value logged in an MLflow metric file: one line per `log_metric` call,
-/// `timestamp value step` (MLflow 2 and runs), or `timestamp value step run_id` (MLflow 3's
-/// logged models), in the order they were logged (mlflow/store/tracking/file_store.py).
+/// The value MLflow itself gives for an MLflow metric file (`get_run(...).data.metrics`): of
+/// its lines, one per `log_metric` call, `timestamp value step` (MLflow 2 and runs) or
+/// `timestamp value step run_id` (MLflow 3's logged models), the one with the highest step,
+/// then the latest timestamp, then the largest value (mlflow/store/tracking/file_store.py,
+/// `_get_metric_from_file`). Not the last line: MLflow 3 appends a step-0 value again when
+/// `log_model` links the model to its run, and asynchronous logging writes out of order.
 pub fn mlflow_last_value(text: &str) -> Result<Option<f64>, NotMetrics> {
-    let mut last = None;
+    // (step, timestamp, value): a non-finite value (None) ranks below any finite one
+    let mut best: Option<(i64, i64, Option<f64>)> = None;
     for (i, line) in text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
         let f: Vec<&str> = line.split_whitespace().collect();
-        let ok =
-            matches!(f.len(), 3 | 4) && f[0].parse::<i64>().is_ok() && f[2].parse::<i64>().is_ok();
-        let v = ok.then(|| parse_float(f[1])).flatten().ok_or_else(|| {
+        let parsed = matches!(f.len(), 3 | 4)
+            .then(|| Some((f[2].parse::<i64>().ok()?, f[0].parse::<i64>().ok()?)))
+            .flatten()
+            .and_then(|(step, ts)| parse_float(f[1]).map(|v| (step, ts, v)));
+        let line = parsed.ok_or_else(|| {
             NotMetrics::Skip(format!(
                 "line {} is not an MLflow metric line (`timestamp value step`)",
                 i + 1
             ))
         })?;
-        last = Some(v);
+        let rank = |x: &(i64, i64, Option<f64>)| (x.0, x.1);
+        best = match best {
+            Some(b) if rank(&b) > rank(&line) => Some(b),
+            Some(b)
+                if rank(&b) == rank(&line)
+                    && (line.2.is_none() || b.2.is_some_and(|bv| bv >= line.2.unwrap_or(bv))) =>
+            {
+                Some(b)
+            }
+            _ => Some(line),
+        };
     }
-    last.ok_or_else(|| NotMetrics::Skip("an empty MLflow metric file".into()))
+    best.map(|b| b.2)
+        .ok_or_else(|| NotMetrics::Skip("an empty MLflow metric file".into()))
 }
 
 /// A float as MLflow writes it (Python's repr: `0.9`, `nan`, `inf`, `-inf`): None for a
@@ -245,6 +262,19 @@ mod tests {
         let m = parse("mlruns/0/models/m-1/metrics/val/f1", model).unwrap();
         assert_eq!(m["val/f1"], Some(0.8));
         assert_eq!(parse("metrics/loss", b"1 nan 0\n").unwrap()["loss"], None);
+        // MLflow's own answer, not the last line: MLflow 3 appends step 0 again when
+        // log_model links the model to the run (mlflow 3.x, as a new user's run wrote it)
+        let relinked = b"1796653513184 0.5 0\n1796653513187 0.8 1\n1796653513190 0.95 2\n1796653513184 0.5 0\n";
+        assert_eq!(
+            parse("metrics/accuracy", relinked).unwrap()["accuracy"],
+            Some(0.95)
+        );
+        // out of order (async logging): the highest step; a tie, the latest timestamp, then
+        // the largest value
+        let async_ = b"30 0.7 3\n10 0.2 1\n20 0.6 3\n5 0.9 2\n";
+        assert_eq!(parse("metrics/a", async_).unwrap()["a"], Some(0.7));
+        let tie = b"10 0.3 1\n10 0.4 1\n10 nan 1\n";
+        assert_eq!(parse("metrics/a", tie).unwrap()["a"], Some(0.4));
         for (bad, why) in [
             (&b""[..], "empty"),
             (b"1 x 0\n", "line 1"),

@@ -71,7 +71,8 @@ pub fn model_dir(dir: &Path) -> Option<String> {
 
 /// Read the MLflow model in `dir` (or in its `artifacts/`, [`model_dir`]) into a draft. An
 /// MLflow `metrics/` folder (one file per metric, `timestamp value step` lines) beside the
-/// model or in it is the `eval` kind: each metric is its last value logged.
+/// model or in it is the `eval` kind: each metric is the value MLflow reports (highest step,
+/// then latest timestamp).
 pub fn import(dir: &Path) -> Result<Draft> {
     let prefix = model_dir(dir).unwrap_or_default();
     let mut d = import_model(&dir.join(&prefix))?;
@@ -89,7 +90,7 @@ pub fn import(dir: &Path) -> Result<Draft> {
         if dir.join(&m).is_dir() && !d.covers(&format!("{m}/x")) {
             d.add(Kind::Eval, DraftEntry::path(format!("{m}/")));
             d.note(format!(
-                "{m}/: MLflow metric files (one per metric, a line per value logged): each metric is its last value logged"
+                "{m}/: MLflow metric files (one per metric, a line per value logged): each metric is the value MLflow reports, the last value logged (highest step, then latest timestamp)"
             ));
         }
     }
