@@ -103,9 +103,13 @@ pub fn run(a: &Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     };
     let done = pipeline::bundle_files(req, sources, dest, &super::Bar::new(json))?;
     let seconds = started.elapsed().as_secs_f64();
-    let destination = match &done.stored {
-        Stored::Local { output, .. } => output.display().to_string(),
-        Stored::Registry(r) => r.reference.clone(),
+    let (destination, shown) = match &done.stored {
+        Stored::Local { output, .. } => (
+            output.display().to_string(),
+            format!("{}:{tag}", output.display()),
+        ),
+        // (a registry reference names its tag already)
+        Stored::Registry(r) => (r.reference.clone(), r.reference.clone()),
     };
     let note = if signed {
         format!("signed with {}: a new model.sig over the same files and an OCI signature of the new manifest; the source's signatures do not cover it (its digest changed)", a.sign.as_ref().map(|k| k.display().to_string()).unwrap_or_default())
@@ -132,7 +136,7 @@ pub fn run(a: &Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             eprintln!("warning: {w}");
         }
         outln!(
-            "converted {} ({}) to the {} form at {destination}:{tag} in {seconds:.2}s",
+            "converted {} ({}) to the {} form at {shown} in {seconds:.2}s",
             a.source,
             pulled.digest,
             form.as_str()

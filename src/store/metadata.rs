@@ -66,6 +66,19 @@ pub fn read_metadata(
         let config = serde_json::from_slice(&config).unwrap_or(serde_json::Value::Null);
         let mut m = crate::format::dialect::synthesize(dialect, manifest, &config);
         m.files.sort_by(|a, b| a.path.cmp(&b.path));
+        // Two layers for one path: the same bytes twice are one file; other bytes leave which
+        // one a reader gets to the layer order, so the artifact is refused (as `verify`
+        // refuses it), never half-written.
+        if let Some(w) = m
+            .files
+            .windows(2)
+            .find(|w| w[0].path == w[1].path && w[0].sha256 != w[1].sha256)
+        {
+            return Err(Error::integrity(format!(
+                "{what}: two layers of the manifest are the file {:?} ({} and {}): which one is meant is not said, so the artifact is refused. Ask its publisher to push it again with one layer per path",
+                w[0].path, w[0].layer, w[1].layer
+            )));
+        }
         m.files.dedup_by(|a, b| a.path == b.path);
         Entries::listed(m).map_err(|e| Error::input(format!("{what}: {e}")))
     }

@@ -839,3 +839,48 @@ fn many_small_files_share_a_tar_layer_and_form_comes_from_the_spec() {
     );
     assert!(err.contains("zip") && err.contains("modelpack"), "{err}");
 }
+
+/// Another tool's manifest with two layers for one path: other bytes are refused by every
+/// verb (exit 4, the path and both layers named, nothing written, `--strict` or not); the
+/// same bytes twice are one file.
+#[test]
+fn two_layers_for_one_path_are_refused_unless_the_same_bytes() {
+    let t = tempfile::tempdir().unwrap();
+    let raw = "application/vnd.cncf.model.weight.v1.raw";
+    let at = json!({"org.cncf.model.filepath": "a.bin"});
+    let mk = |name: &str, second: &[u8]| {
+        hand_layout(
+            &t.path().join(name),
+            "application/vnd.cncf.model.config.v1+json",
+            json!({"descriptor": {"name": "dup", "version": "1"}}),
+            &[
+                (raw, b"one".to_vec(), at.clone()),
+                (raw, second.to_vec(), at.clone()),
+            ],
+            Some("application/vnd.cncf.model.manifest.v1+json"),
+        )
+    };
+    let evil = mk("evil.oci", b"two");
+    for verb in [
+        &["inspect"][..],
+        &["verify"],
+        &["pull", "--strict", "-o"],
+        &["pull", "-o"],
+    ] {
+        let mut c = crate::support::mlart();
+        c.arg(verb[0]).arg(&evil).args(&verb[1..]);
+        if verb.contains(&"-o") {
+            c.arg(t.path().join("out"));
+        }
+        let err = fails(&mut c, 4);
+        assert!(
+            err.contains("\"a.bin\"") && err.contains("two layers"),
+            "{verb:?}: {err}"
+        );
+        assert!(!t.path().join("out").exists(), "{verb:?}");
+    }
+    let same = mk("same.oci", b"one");
+    let out = t.path().join("same-out");
+    pull_to(&same, &out);
+    assert_eq!(fs::read(out.join("a.bin")).unwrap(), b"one");
+}
