@@ -462,7 +462,8 @@ pub fn pull(
                 .as_ref()
                 .and_then(|a| a.get(crate::format::annotations::KIND_ANNOTATION))
                 .is_some_and(|k| k == "metadata");
-            let limit = (meta.dialect.is_none() && archive.is_none()).then(|| {
+            let own = meta.dialect.is_none() && archive.is_none();
+            let limit = if own {
                 let (n, bytes) = info.map_or((0, 0), |i| (i.files, i.bytes));
                 let extra = if is_metadata_layer {
                     // mlart.json and model.sig: each a few hundred bytes a file
@@ -470,13 +471,24 @@ pub fn pull(
                 } else {
                     0
                 };
-                bytes + extra + 4096 * (n + 64) + (1 << 20)
-            });
+                Some((bytes + extra + 4096 * (n + 64) + (1 << 20), None))
+            } else if comp != Compression::None {
+                // Another tool's compressed tar layer lists no sizes: a ratio bounds it
+                // (gzip's most is about 1000:1; real model code and data stay far below).
+                let ratio = max_expansion()?;
+                Some((
+                    l.size().saturating_mul(ratio).saturating_add(64 << 20),
+                    Some(ratio),
+                ))
+            } else {
+                None
+            };
             let unpacked = (|| -> Result<()> {
                 let dec = crate::format::compression::decoder(&mut reader, comp).map_err(bad)?;
                 let dec = Bounded {
                     inner: dec,
-                    left: limit.unwrap_or(u64::MAX),
+                    left: limit.map_or(u64::MAX, |l| l.0),
+                    ratio: limit.and_then(|l| l.1),
                     what: label.clone(),
                 };
                 let mut dec = MaybeHash::new(dec, diff_id.is_some());
@@ -775,20 +787,40 @@ impl<R: Read> Read for Progress<'_, R> {
 struct Bounded<R> {
     inner: R,
     left: u64,
+    /// Another tool's layer: bounded by this ratio to its compressed size (not by sizes
+    /// listed in a metadata document).
+    ratio: Option<u64>,
     what: String,
+}
+
+/// How many times its compressed size another tool's compressed tar layer may unpack to:
+/// `MLART_MAX_EXPANSION`, else 100 (plus 64 MiB).
+fn max_expansion() -> Result<u64> {
+    match std::env::var("MLART_MAX_EXPANSION") {
+        Err(_) => Ok(100),
+        Ok(v) => v.trim().parse::<u64>().ok().filter(|r| *r > 0).ok_or_else(|| {
+            Error::usage(format!(
+                "MLART_MAX_EXPANSION={v:?}: give a whole number of times a compressed layer may expand (default 100)"
+            ))
+        }),
+    }
 }
 
 impl<R: Read> Read for Bounded<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         if n as u64 > self.left {
-            return Err(crate::error::io_error(
-                crate::error::Kind::Integrity,
-                format!(
+            let why = match self.ratio {
+                Some(r) => format!(
+                    "{}: the layer decompresses to more than {r} times its size (plus 64 MiB); stopped there, a decompression bomb as far as mlart can tell. If the artifact is trusted and that compressible, pull it with MLART_MAX_EXPANSION set higher",
+                    self.what
+                ),
+                None => format!(
                     "{}: the layer decompresses to more than the files the metadata lists in it (and their tar headers) can take; stopped there (a decompression bomb, or a layer changed after `mlart bundle`)",
                     self.what
                 ),
-            ));
+            };
+            return Err(crate::error::io_error(crate::error::Kind::Integrity, why));
         }
         self.left -= n as u64;
         Ok(n)

@@ -884,3 +884,72 @@ fn two_layers_for_one_path_are_refused_unless_the_same_bytes() {
     pull_to(&same, &out);
     assert_eq!(fs::read(out.join("a.bin")).unwrap(), b"one");
 }
+
+/// Another tool's compressed tar layer lists no sizes: it may unpack to 100 times its size
+/// (plus 64 MiB), `MLART_MAX_EXPANSION` times when set; past that the pull stops (exit 4),
+/// nothing written.
+#[test]
+fn another_tools_compressed_layer_cannot_unpack_without_bound() {
+    use std::io::Read as _;
+    let t = tempfile::tempdir().unwrap();
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::best(),
+    ));
+    let mut h = tar::Header::new_gnu();
+    h.set_size(100 << 20);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "code/zeros.bin", std::io::repeat(0).take(100 << 20))
+        .unwrap();
+    let gz = b.into_inner().unwrap().finish().unwrap();
+    assert!(gz.len() < 200 << 10, "{}", gz.len());
+    let bomb = hand_layout(
+        &t.path().join("bomb.oci"),
+        "application/vnd.cncf.model.config.v1+json",
+        json!({"descriptor": {"name": "bomb", "version": "1"}}),
+        &[(
+            "application/vnd.cncf.model.code.v1.tar+gzip",
+            gz,
+            json!({"org.cncf.model.filepath": "code"}),
+        )],
+        Some("application/vnd.cncf.model.manifest.v1+json"),
+    );
+    let out = t.path().join("out");
+    let err = fails(
+        crate::support::mlart()
+            .arg("pull")
+            .arg(&bomb)
+            .arg("-o")
+            .arg(&out),
+        4,
+    );
+    assert!(
+        err.contains("100 times its size") && err.contains("MLART_MAX_EXPANSION"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    // trusted and that compressible: allowed when asked
+    pull_to_with(&bomb, &out, &[("MLART_MAX_EXPANSION", "2000")]);
+    assert_eq!(
+        fs::metadata(out.join("code/zeros.bin")).unwrap().len(),
+        100 << 20
+    );
+    let err = fails(
+        crate::support::mlart()
+            .env("MLART_MAX_EXPANSION", "lots")
+            .arg("pull")
+            .arg(&bomb)
+            .arg("-o")
+            .arg(t.path().join("x")),
+        2,
+    );
+    assert!(err.contains("MLART_MAX_EXPANSION"), "{err}");
+}
+
+fn pull_to_with(src: &Path, out: &Path, env: &[(&str, &str)]) {
+    let mut c = crate::support::mlart();
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    json_ok(c.arg("pull").arg(src).arg("-o").arg(out));
+}
