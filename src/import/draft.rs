@@ -99,6 +99,58 @@ impl Draft {
         }
     }
 
+    /// An entry inside another entry's folder, or the same path under a second kind, would be
+    /// a file listed twice, which `bundle` refuses (a Kitfile's `model.path: models` with
+    /// `parts: [models/tokenizer.json]`, or the other way round): the outer entry keeps the
+    /// file, the inner one is dropped (its framework goes to the folder's entry when that has
+    /// none), and a note in mlart.yaml says so.
+    pub fn settle_overlaps(&mut self) {
+        let all: Vec<(Kind, String)> = self
+            .entries
+            .iter()
+            .flat_map(|(k, l)| l.iter().map(move |e| (*k, e.path.clone())))
+            .collect();
+        // the entry that takes (kind, path) in, if another does
+        let outer = |kind: Kind, path: &str| -> Option<(Kind, String)> {
+            all.iter()
+                .find(|(k, p)| {
+                    (p.ends_with('/') && path != p && path.starts_with(p.as_str()))
+                        || (p == path && *k < kind)
+                })
+                .cloned()
+        };
+        let mut moved: Vec<(Kind, String, String)> = Vec::new();
+        let mut notes = Vec::new();
+        for (kind, list) in self.entries.iter_mut() {
+            list.retain(|e| match outer(*kind, &e.path) {
+                Some((k, p)) => {
+                    notes.push(format!(
+                        "{} is inside {p} (`{k}`): bundled with it, not listed apart (`{kind}`)",
+                        e.path
+                    ));
+                    if let Some(f) = &e.framework {
+                        moved.push((k, p, f.clone()));
+                    }
+                    false
+                }
+                None => true,
+            });
+        }
+        for (k, p, f) in moved {
+            if let Some(e) = self
+                .entries
+                .get_mut(&k)
+                .and_then(|l| l.iter_mut().find(|e| e.path == p))
+            {
+                e.framework.get_or_insert(f);
+            }
+        }
+        self.entries.retain(|_, l| !l.is_empty());
+        for n in notes {
+            self.note(n);
+        }
+    }
+
     pub fn warn(&mut self, w: impl Into<String>) {
         self.warnings.push(one_line(&w.into()));
     }
@@ -225,5 +277,57 @@ impl FloorCharBoundary for String {
             i -= 1;
         }
         i
+    }
+}
+
+#[cfg(test)]
+mod overlap_tests {
+    use super::*;
+
+    fn paths(d: &Draft, k: Kind) -> Vec<String> {
+        d.entries
+            .get(&k)
+            .map(|l| l.iter().map(|e| e.path.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_entry_inside_another_is_dropped_with_a_note() {
+        // a part inside the model folder (another kind), a model file inside a part folder
+        // (its framework kept), the same path under two kinds, and apart ones untouched
+        let mut d = Draft::default();
+        d.add(Kind::Model, DraftEntry::path("models/"));
+        d.add(Kind::Config, DraftEntry::path("models/tokenizer.json"));
+        d.add(Kind::Config, DraftEntry::path("Kitfile"));
+        d.add(
+            Kind::Model,
+            DraftEntry {
+                path: "weights/iris.onnx".into(),
+                format: Some("onnx".into()),
+                framework: Some("scikit-learn".into()),
+                samples: None,
+            },
+        );
+        d.add(Kind::Model, DraftEntry::path("weights/"));
+        d.add(Kind::Docs, DraftEntry::path("README.md"));
+        d.add(Kind::Config, DraftEntry::path("README.md"));
+        d.settle_overlaps();
+        assert_eq!(paths(&d, Kind::Model), ["models/", "weights/"]);
+        // (the same path twice: the kind whose layers come first keeps it)
+        let (first, second) = (Kind::Config.min(Kind::Docs), Kind::Config.max(Kind::Docs));
+        assert!(paths(&d, first).contains(&"README.md".to_string()));
+        assert!(!paths(&d, second).contains(&"README.md".to_string()));
+        assert!(paths(&d, Kind::Config).contains(&"Kitfile".to_string()));
+        assert!(!paths(&d, Kind::Config).contains(&"models/tokenizer.json".to_string()));
+        let w = &d.entries[&Kind::Model][1];
+        assert_eq!(w.framework.as_deref(), Some("scikit-learn"));
+        assert!(
+            d.notes
+                .iter()
+                .any(|n| n.contains("models/tokenizer.json is inside models/")),
+            "{:?}",
+            d.notes
+        );
+        assert_eq!(d.notes.len(), 3, "{:?}", d.notes);
     }
 }

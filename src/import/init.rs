@@ -303,6 +303,7 @@ pub fn draft(dir: &Path, files: &[String], from: Option<Origin>) -> Result<(Orig
 pub fn render(dir: &Path, opts: &InitOptions) -> Result<(String, InitResult)> {
     let files = scan(dir)?;
     let (origin, mut d) = draft(dir, &files, opts.from)?;
+    d.settle_overlaps();
     if let Some(g) = &opts.git {
         d.source = d.source.take().or(g.source.clone());
         d.revision = Some(g.revision.clone());

@@ -454,3 +454,43 @@ fn mlflow_metrics_folder_becomes_metrics() {
     let g = json_ok(mlart().arg("gate").arg(&out).arg("--policy").arg(&policy));
     assert_eq!(g["passed"], true, "{g}");
 }
+
+/// A Kitfile whose parts lie inside its model folder, or whose model file lies inside a part
+/// folder, drafts a spec `bundle` takes (each file once, a note saying where it went), with
+/// `init` and without it.
+#[test]
+fn kitfile_parts_inside_the_model_folder_bundle() {
+    for (name, kitfile) in [
+        (
+            "part-in-model",
+            "manifestVersion: \"1.0\"\npackage: {name: iris-kit, version: 1.2.3}\nmodel:\n  name: iris\n  path: models\n  parts:\n    - path: models/tokenizer.json\n",
+        ),
+        (
+            "model-in-part",
+            "manifestVersion: \"1.0\"\npackage: {name: iris-kit, version: 1.2.3}\nmodel:\n  name: iris\n  path: models/iris.onnx\n  framework: onnx\n  parts:\n    - path: models/\n",
+        ),
+    ] {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join(name);
+        fs::create_dir_all(dir.join("models")).unwrap();
+        fs::copy(example().join("model/iris.onnx"), dir.join("models/iris.onnx")).unwrap();
+        fs::write(dir.join("models/tokenizer.json"), "{}").unwrap();
+        fs::write(dir.join("Kitfile"), kitfile).unwrap();
+        // without init: the spec in memory
+        bundle(&dir, &t.path().join("mem.oci"));
+        init_json(&dir, "kitfile");
+        let yaml = fs::read_to_string(dir.join("mlart.yaml")).unwrap();
+        assert!(yaml.contains("is inside models/"), "{name}:\n{yaml}");
+        bundle(&dir, &t.path().join("init.oci"));
+        let m = metadata(&t.path().join("init.oci"));
+        let files: Vec<&str> = m["metadata"]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap())
+            .collect();
+        for want in ["models/iris.onnx", "models/tokenizer.json"] {
+            assert_eq!(files.iter().filter(|f| **f == want).count(), 1, "{name}: {files:?}");
+        }
+    }
+}
