@@ -126,7 +126,7 @@ fn load_dir(dir: &Path, keys: &[PublicKey]) -> Result<Loaded> {
         let (_, d, _) = h.finish();
         let want = m.sha256.strip_prefix("sha256:").unwrap_or(&m.sha256);
         if d.hex() != want {
-            return Err(Error::Check(format!(
+            return Err(Error::integrity(format!(
                 "{}: {} does not match its sha256 in {METADATA_FILE} (sha256:{want} there, {d} on disk): the file changed after the pull; pull it again",
                 dir.display(),
                 m.path
