@@ -190,6 +190,9 @@ pub fn gate(req: &Request, open: OpenLocation) -> Result<GateReport> {
             found.as_deref(),
         ));
     }
+    if checks.is_empty() {
+        notices.push("the policy checks nothing (no metrics, signature, validation, schema or attestation gate): the gate passes whatever the bundle holds; add gates under `gates:`".into());
+    }
     Ok(GateReport {
         candidate: req.target.to_string(),
         candidate_digest: cand.digest.to_string(),

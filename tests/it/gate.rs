@@ -122,7 +122,19 @@ fn gates_pass_fail_and_explain() {
         loss["reason"].as_str().unwrap().contains("wrong way"),
         "{loss}"
     );
-    assert!(fs::read_to_string(&md).unwrap().contains("**FAIL**"));
+    let summary = fs::read_to_string(&md).unwrap();
+    assert!(summary.contains("**FAIL**"), "{summary}");
+    // a delta is signed as in the terminal's table
+    assert!(
+        summary.contains("| +0.") && !summary.contains("| 0.04"),
+        "{summary}"
+    );
+    // a policy that checks nothing passes, with a notice saying so
+    let empty = t.path().join("empty.yaml");
+    fs::write(&empty, "gates: {}\n").unwrap();
+    let r = json_ok(&mut gate(&v3, &empty));
+    assert_eq!(r["passed"], true, "{r}");
+    assert!(r["notices"].to_string().contains("checks nothing"), "{r}");
     // without a baseline the change limits are skipped, thresholds still hold
     let r = json_ok(&mut gate(&v3, &policy));
     assert_eq!(r["passed"], true, "{r}");
