@@ -195,6 +195,10 @@ pub struct Entry {
     pub size: u64,
     /// When a pull last wrote or used it (seconds since the Unix epoch).
     pub last_used: u64,
+    /// The same to the nanosecond: the order of eviction (two pulls in one second are two
+    /// moments, not a tie broken by digest).
+    #[serde(skip)]
+    pub used: std::time::Duration,
 }
 
 /// What the cache holds: its blobs (least recently used first) and the files in its blob
@@ -244,20 +248,21 @@ pub fn list(root: &Path) -> Result<Listing> {
             out.other_files.push(name);
             continue;
         }
-        let last_used = md
+        let used = md
             .modified()
             .ok()
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs());
+            .unwrap_or_default();
         out.bytes += md.len();
         out.blobs.push(Entry {
             digest: format!("sha256:{name}"),
             size: md.len(),
-            last_used,
+            last_used: used.as_secs(),
+            used,
         });
     }
     out.blobs
-        .sort_by(|a, b| (a.last_used, &a.digest).cmp(&(b.last_used, &b.digest)));
+        .sort_by(|a, b| (a.used, &a.digest).cmp(&(b.used, &b.digest)));
     out.other_files.sort();
     Ok(out)
 }
@@ -367,4 +372,38 @@ fn lock_exclusive(f: &File) -> bool {
     use std::os::fd::AsRawFd;
     // SAFETY: flock on a file descriptor this `File` owns for the duration of the call.
     unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Blobs used within one second are evicted in the order they were used, not by digest.
+    #[test]
+    fn eviction_follows_use_within_a_second() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = BlobCache::new(t.path()).dir;
+        fs::create_dir_all(&dir).unwrap();
+        let second = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        // digests in the opposite order of use: "ff…" used first, "00…" last
+        for (i, hex) in ["ff", "aa", "00"].iter().enumerate() {
+            let p = dir.join(hex.repeat(32));
+            fs::write(&p, [0u8; 10]).unwrap();
+            let f = File::options().write(true).open(&p).unwrap();
+            f.set_modified(second + Duration::from_millis(100 * i as u64))
+                .unwrap();
+        }
+        let l = list(t.path()).unwrap();
+        let order: Vec<&str> = l.blobs.iter().map(|e| &e.digest[7..9]).collect();
+        assert_eq!(order, ["ff", "aa", "00"]);
+        assert!(l.blobs.iter().all(|e| e.last_used == 1_800_000_000));
+        let rule = Rule {
+            max_size: Some(10),
+            older_than: None,
+        };
+        let p = prune(t.path(), rule, second, false).unwrap();
+        let gone: Vec<&str> = p.removed.iter().map(|e| &e.digest[7..9]).collect();
+        assert_eq!(gone, ["ff", "aa"], "the least recently used go first");
+        assert!(dir.join("00".repeat(32)).exists());
+    }
 }

@@ -518,7 +518,10 @@ fn serve_key_refuses_unverified_and_serves_registry_and_pulled_dir() {
     bytes[last] ^= 1;
     std::fs::write(&model, bytes).unwrap();
     let (code, err) = Server::start(serve_cmd(&lib, &pulled, &[])).err().unwrap();
-    assert_eq!(code, 4, "a changed file is an integrity failure, as for pull: {err}");
+    assert_eq!(
+        code, 4,
+        "a changed file is an integrity failure, as for pull: {err}"
+    );
     assert!(err.contains("does not match its sha256"), "{err}");
     let (code, _) = Server::start(serve_cmd(&lib, &pulled, &["--key", pubs]))
         .err()
