@@ -11,6 +11,10 @@ use std::process::ExitCode;
 pub struct Args {
     /// host[:port]/repository (a tag, if given, is ignored).
     repository: String,
+    /// Also list the `sha256-<hex>` tags that hold signatures and attestations where the
+    /// registry has no referrers API (the distribution spec's fallback tags).
+    #[arg(long)]
+    all: bool,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -20,13 +24,39 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     let (r, _) = reference::parse_reference(&a.repository)?;
     let repo = format!("{}/{}", r.registry(), r.repository());
     let remote = Remote::new(r, &a.registry.options())?;
-    let tags = remote.tags()?;
+    let (referrers, tags): (Vec<String>, Vec<String>) = remote
+        .tags()?
+        .into_iter()
+        .partition(|t| is_referrers_tag(t));
+    let shown = |t: &Vec<String>| -> Vec<String> {
+        match a.all {
+            true => t.iter().chain(&referrers).cloned().collect(),
+            false => t.clone(),
+        }
+    };
     if json {
-        super::print_json(&serde_json::json!({"repository": repo, "tags": tags}));
+        super::print_json(&serde_json::json!({
+            "repository": repo, "tags": shown(&tags), "referrers_tags": referrers,
+        }));
     } else {
-        for t in &tags {
+        for t in shown(&tags) {
             outln!("{t}");
+        }
+        if !a.all && !referrers.is_empty() {
+            eprintln!(
+                "({} referrers tag(s) sha256-… of signatures and attestations not shown: --all lists them)",
+                referrers.len()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The distribution spec's referrers fallback tag: `sha256-` and 64 lowercase hex digits.
+fn is_referrers_tag(t: &str) -> bool {
+    t.strip_prefix("sha256-").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }

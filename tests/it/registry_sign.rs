@@ -110,7 +110,19 @@ fn registry_signatures_via_fallback_tag() {
     assert_eq!(p["referrers_tag"], tag.as_str());
 
     // the fallback tag is there, and it is an index listing the signature
+    // (listed apart from the release tags, and with them under --all)
     let tags = json_ok(env.cmd().arg("tags").arg(reg.reference("ml/iris")));
+    assert_eq!(tags["tags"], serde_json::json!(["1.0.0"]), "{tags}");
+    assert_eq!(
+        tags["referrers_tags"],
+        serde_json::json!([tag.as_str()]),
+        "{tags}"
+    );
+    let tags = json_ok(
+        env.cmd()
+            .args(["tags", "--all"])
+            .arg(reg.reference("ml/iris")),
+    );
     let tags: Vec<&str> = tags["tags"]
         .as_array()
         .unwrap()
