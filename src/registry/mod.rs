@@ -176,7 +176,8 @@ impl Remote {
             })
             .await
         })
-        .map_err(|e| map_err(&self.cancel, &what, "fetching the manifest", e))?;
+        .map_err(|e| map_err(&self.cancel, &what, "fetching the manifest", e))
+        .map_err(|e| self.with_tags_known(e))?;
         if raw.len() as u64 > crate::format::media_type::MAX_MANIFEST_BYTES {
             return Err(Error::input(format!("{what}: the manifest is too large")));
         }
@@ -392,6 +393,52 @@ impl Remote {
     }
 
     /// The tags of the repository.
+    /// A tag not found: the error, with the tags the repository has (or that it has none).
+    fn with_tags_known(&self, e: Error) -> Error {
+        let Some(tag) = self
+            .reference
+            .tag()
+            .filter(|_| self.reference.digest().is_none())
+        else {
+            return e;
+        };
+        if e.kind() != crate::error::Kind::NotFound {
+            return e;
+        }
+        let repo = format!(
+            "{}/{}",
+            self.reference.registry(),
+            self.reference.repository()
+        );
+        let more = match self.tags() {
+            Ok(tags) => {
+                let tags: Vec<String> = tags
+                    .into_iter()
+                    .filter(|t| !t.starts_with("sha256-"))
+                    .collect();
+                match tags.len() {
+                    0 => format!(
+                        "{repo} has no tags (or does not exist): check the repository's name, or push the bundle first"
+                    ),
+                    n => format!(
+                        "{repo} has no tag {tag:?}; it has {}{} (`mlart tags {repo}`)",
+                        tags.iter().take(10).cloned().collect::<Vec<_>>().join(", "),
+                        if n > 10 {
+                            format!(" and {} more", n - 10)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                }
+            }
+            Err(t) if t.kind() == crate::error::Kind::NotFound => format!(
+                "{repo} has no tags (or does not exist): check the repository's name, or push the bundle first"
+            ),
+            Err(_) => return e,
+        };
+        Error::of(crate::error::Kind::NotFound, format!("{e}. {more}"))
+    }
+
     pub fn tags(&self) -> Result<Vec<String>> {
         let what = self.reference.repository().to_string();
         let r = block_on(async {

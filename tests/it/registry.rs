@@ -70,6 +70,20 @@ fn registry_push_pull_roundtrip() {
     // tags
     let t = json_ok(env.cmd().args(["tags", &reg.reference("ml/iris")]));
     assert_eq!(t["tags"], json!(["1.0.0"]));
+    // a tag that is not there: the error lists those that are
+    let err = fails(
+        env.cmd().args(["inspect", &reg.reference("ml/iris:9.9.9")]),
+        3,
+    );
+    assert!(
+        err.contains("has no tag \"9.9.9\"") && err.contains("1.0.0"),
+        "{err}"
+    );
+    let err = fails(
+        env.cmd().args(["inspect", &reg.reference("ml/nothing:1")]),
+        3,
+    );
+    assert!(err.contains("has no tags"), "{err}");
 
     // inspect REF reads the metadata without the model layers.
     let i = json_ok(env.cmd().args(["inspect", &r]));
