@@ -164,6 +164,12 @@ fn check_pkcs8_algorithm(path: &Path, der: &[u8]) -> Result<()> {
 /// `MLART_KEY_PASSWORD` or, on a terminal, a prompt) or SEC1 PEM (`EC PRIVATE KEY`).
 pub fn load_private(path: &Path) -> Result<PrivateKey> {
     let text = read_key_file(path)?;
+    if !text.contains("-----BEGIN ") {
+        return Err(Error::input(format!(
+            "{} is not a PEM key file (no `-----BEGIN … PRIVATE KEY-----` line): give the .key file `mlart keygen` wrote",
+            path.display()
+        )));
+    }
     let (label, doc) = pkcs8::der::pem::decode_vec(text.as_bytes()).map_err(|e| {
         Error::input(format!(
             "{} is not a PEM key file ({e}): give the .key file `mlart keygen` wrote",
@@ -328,7 +334,11 @@ pub(crate) mod tests {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("x.pem");
         std::fs::write(&f, "not a key").unwrap();
-        assert!(load_private(&f).is_err());
+        let msg = load_private(&f).unwrap_err().to_string();
+        assert!(
+            msg.contains("no `-----BEGIN"),
+            "says what is missing: {msg}"
+        );
         assert!(load_public(&f).is_err());
         // empty, or only blank lines: said so, for either kind of key
         for blank in ["", "\n \n"] {

@@ -21,8 +21,16 @@ impl ArchiveFile {
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).ctx("opening", path)?;
         let not_archive = |why: String| {
+            // (the tar reader quotes the bytes it could not read: binary noise on a terminal)
+            let mut plain: String = why
+                .chars()
+                .take_while(|c| c.is_ascii() && !c.is_ascii_control())
+                .collect();
+            if plain.len() < why.len() {
+                plain = format!("{}…", plain.trim_end().trim_end_matches(':'));
+            }
             Error::input(format!(
-                "{} is not an OCI archive ({why}): give a layout directory or a tar of one",
+                "{} is not an OCI archive ({plain}): give a layout directory or a tar of one",
                 path.display()
             ))
         };

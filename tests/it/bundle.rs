@@ -982,6 +982,18 @@ fn inspect_refuses_corrupt_and_hostile_layouts() {
     fs::write(&junk, vec![0x41u8; 3000]).unwrap();
     let err = fails(mlart().arg("inspect").arg(&junk), 2);
     assert!(err.contains("not an OCI archive"), "{err}");
+    // binary noise: the message stays plain text
+    let noise: Vec<u8> = (0..5000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
+        .collect();
+    fs::write(&junk, noise).unwrap();
+    let err = fails(mlart().arg("inspect").arg(&junk), 2);
+    assert!(err.contains("not an OCI archive"), "{err}");
+    assert!(
+        err.chars()
+            .all(|c| c.is_ascii() && (!c.is_ascii_control() || c == '\n') || c == '…'),
+        "{err:?}"
+    );
     let err = fails(mlart().arg("inspect").arg(t.path().join("nope")), 2);
     assert!(err.contains("does not exist"), "{err}");
     let err = fails(mlart().args(["inspect", "--tag", "9.9"]).arg(&good), 2);
