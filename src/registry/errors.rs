@@ -300,7 +300,7 @@ mod tests {
         use std::io::{Error, ErrorKind};
         let refused = Error::new(ErrorKind::ConnectionRefused, "connect");
         // wrapped as a client's error is (an io::Error whose source is the cause)
-        let wrapped = Error::other(Error::new(ErrorKind::Other, refused));
+        let wrapped = Error::other(Error::other(refused));
         assert!(refused_midway(&wrapped));
         let said = Error::other("tcp connect error: Connection refused (os error 111)");
         assert!(refused_midway(&said));

@@ -242,8 +242,10 @@ fn verify_names_each_file_changed_or_gone_against_the_metadata_and_model_sig() {
         .args(["--json", "verify", "--key"])
         .arg(&public)
         .arg(&layout));
-    assert_eq!(o.status.code(), Some(1));
+    // (a file whose bytes are not the metadata's: integrity, as pull says)
+    assert_eq!(o.status.code(), Some(4));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["integrity"], true, "{v}");
     assert!(gone_is(&v, "does not match the metadata's sha256"), "{v}");
     assert!(gone_is(&v, "listed in the metadata but in no layer"), "{v}");
     let sig = v["model_signature"]["reason"].to_string();

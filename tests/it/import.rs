@@ -435,7 +435,7 @@ fn mlflow_metrics_folder_becomes_metrics() {
     );
     let yaml = fs::read_to_string(m.join("mlart.yaml")).unwrap();
     assert!(
-        yaml.contains("each metric is its last value logged"),
+        yaml.contains("each metric is the value MLflow reports"),
         "{yaml}"
     );
     let out = t.path().join("b.oci");
