@@ -290,7 +290,7 @@ async fn infer_one(
 /// A stalled client holds up no other, and no shutdown for longer than that.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    app: Router,
+    app: super::Counted<Router>,
     header_timeout: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {

@@ -19,6 +19,8 @@ struct Server {
     child: Child,
     started: Value,
     port: u16,
+    /// The rest of stdout, after the startup line.
+    out: BufReader<std::process::ChildStdout>,
 }
 
 impl Server {
@@ -55,6 +57,7 @@ impl Server {
             child,
             started,
             port,
+            out,
         })
     }
 
@@ -73,6 +76,20 @@ impl Server {
         let code = self.child.wait().unwrap().code().unwrap_or(-1);
         std::mem::forget(self);
         code
+    }
+}
+
+impl Server {
+    /// SIGTERM: the exit code and what was printed after the startup line (stdout, stderr).
+    fn stop_output(mut self) -> (i32, String) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let mut text = String::new();
+        self.out.read_to_string(&mut text).unwrap();
+        let code = self.child.wait().unwrap().code().unwrap_or(-1);
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut text).unwrap();
+        }
+        (code, text)
     }
 }
 
@@ -771,6 +788,42 @@ fn serve_sigterm_answers_the_grpc_request_in_flight() {
     // Neither server listens any more.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     assert!(std::net::TcpStream::connect(("127.0.0.1", grpc)).is_err());
+}
+
+#[test]
+fn serve_drain_that_runs_out_says_how_many_requests_it_cut_off() {
+    let Some((lib, _env, layout)) =
+        iris_to_serve("serve_drain_that_runs_out_says_how_many_requests_it_cut_off")
+    else {
+        return;
+    };
+    // A client that sends the head and part of its body, then stalls (--timeout 30 would
+    // give it 408 long after the drain of 2 s).
+    let srv = serve(&lib, &layout, &["--drain", "2"]);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    s.write_all(
+        b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"inputs\"",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let t = std::time::Instant::now();
+    let (code, out) = srv.stop_output();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("1 request(s) cut off after --drain 2 s"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("every request in flight was answered"),
+        "{out}"
+    );
+    assert!(cut_off(&mut s));
+    // A drain that is not cut short still exits 0.
+    let srv = serve(&lib, &layout, &["--drain", "2"]);
+    assert_eq!(infer(srv.port, &[[5.1, 3.5, 1.4, 0.2]]).0, 200);
+    let (code, out) = srv.stop_output();
+    assert_eq!(code, 0, "{out}");
 }
 
 /// What a stalled connection sees once the server gives up on it: the close (EOF or a reset),
