@@ -35,6 +35,8 @@ pub enum ServeError {
     BadRequest(String),
     NotFound(String),
     TooLarge(String),
+    /// A body in an encoding the server does not read (415).
+    Unsupported(String),
     Timeout(String),
     Unavailable(String),
     Internal(String),
@@ -47,6 +49,7 @@ impl ServeError {
             ServeError::NotFound(_) => 404,
             ServeError::Timeout(_) => 408,
             ServeError::TooLarge(_) => 413,
+            ServeError::Unsupported(_) => 415,
             ServeError::Unavailable(_) => 503,
             ServeError::Internal(_) => 500,
         }
@@ -57,6 +60,7 @@ impl ServeError {
             ServeError::BadRequest(m)
             | ServeError::NotFound(m)
             | ServeError::TooLarge(m)
+            | ServeError::Unsupported(m)
             | ServeError::Timeout(m)
             | ServeError::Unavailable(m)
             | ServeError::Internal(m) => m,

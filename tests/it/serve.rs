@@ -242,6 +242,14 @@ res = c.infer("iris", [i], model_version="1.0.0",
               outputs=[httpclient.InferRequestedOutput("label", binary_data=False)])
 np.testing.assert_array_equal(res.as_numpy("label"), want["label"])
 assert res.as_numpy("probabilities") is None
+# A compressed request body (request_compression_algorithm), as Triton accepts.
+for alg in ("gzip", "deflate"):
+    i = httpclient.InferInput("input", list(x.shape), "FP32")
+    i.set_data_from_numpy(x)
+    check(c.infer("iris", [i], request_compression_algorithm=alg))
+    i = httpclient.InferInput("input", list(x.shape), "FP32")
+    i.set_data_from_numpy(x, binary_data=False)
+    check(c.infer("iris", [i], request_compression_algorithm=alg))
 # A bad request: the client raises with the server's message.
 i = httpclient.InferInput("input", [3, 4], "FP64")
 i.set_data_from_numpy(x.astype(np.float64))
@@ -391,6 +399,85 @@ fn serve_refuses_bad_requests_and_keeps_serving() {
         m.contains("mlart_inference_latency_seconds_bucket{model=\"iris\""),
         "{m}"
     );
+    assert_eq!(srv.stop(), 0);
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+fn zlib(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn serve_reads_gzip_and_deflate_bodies_within_the_body_limit() {
+    let Some((lib, _env, layout)) =
+        iris_to_serve("serve_reads_gzip_and_deflate_bodies_within_the_body_limit")
+    else {
+        return;
+    };
+    let srv = serve(&lib, &layout, &["--max-body", "4096"]);
+    let p = srv.port;
+    let enc = |e: &str| ("Content-Encoding", e.to_string());
+    let json = serde_json::to_vec(&iris_request(&[[5.1, 3.5, 1.4, 0.2]])).unwrap();
+    // JSON, gzip and deflate (zlib, as tritonclient and zlib.compress send it).
+    for (e, body) in [
+        ("gzip", gzip(&json)),
+        ("deflate", zlib(&json)),
+        ("identity", json.clone()),
+    ] {
+        let (s, _, b) = http(p, "POST", "/v2/models/iris/infer", &[enc(e)], &body);
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(
+            (s, &v["outputs"][0]["data"]),
+            (200, &json!([0])),
+            "{e}: {v}"
+        );
+    }
+    // The binary-tensor extension: the header length counts the decompressed JSON.
+    let head = br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 16}}], "outputs": [{"name": "label", "parameters": {"binary_data": false}}]}"#;
+    let mut plain = head.to_vec();
+    for x in [5.1f32, 3.5, 1.4, 0.2] {
+        plain.extend_from_slice(&x.to_le_bytes());
+    }
+    let headers = [
+        enc("gzip"),
+        ("Inference-Header-Content-Length", head.len().to_string()),
+    ];
+    let (s, _, b) = http(p, "POST", "/v2/models/iris/infer", &headers, &gzip(&plain));
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["outputs"][0]["data"], json!([0]), "{v}");
+    // A bomb: 3 KB of gzip (within --max-body) that inflates to 3 MB gets 413 at the limit,
+    // not the memory.
+    let bomb = gzip(&vec![b' '; 3 << 20]);
+    assert!(bomb.len() < 4096, "{}", bomb.len());
+    let (s, _, b) = http(p, "POST", "/v2/models/iris/infer", &[enc("gzip")], &bomb);
+    assert_eq!(s, 413, "{}", String::from_utf8_lossy(&b));
+    assert!(
+        String::from_utf8_lossy(&b).contains("larger than the limit of 4096 bytes"),
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    // Other encodings: 415 naming it; a body that is not what it says: 400.
+    let (s, _, b) = http(p, "POST", "/v2/models/iris/infer", &[enc("br")], &json);
+    assert_eq!(s, 415, "{}", String::from_utf8_lossy(&b));
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    let m = v["error"].as_str().unwrap();
+    assert!(
+        m.contains("Content-Encoding br") && m.contains("uncompressed or with gzip"),
+        "{m}"
+    );
+    let (s, _, b) = http(p, "POST", "/v2/models/iris/infer", &[enc("gzip")], &json);
+    assert_eq!(s, 400, "{}", String::from_utf8_lossy(&b));
+    assert!(String::from_utf8_lossy(&b).contains("not valid gzip"));
+    // ... and the server still serves.
+    assert_eq!(infer(p, &[[5.1, 3.5, 1.4, 0.2]]).0, 200);
     assert_eq!(srv.stop(), 0);
 }
 
