@@ -414,6 +414,49 @@ pub fn flatten_json(v: &serde_json::Value) -> Result<Vec<&serde_json::Value>, St
     Ok(out)
 }
 
+/// When `data` is nested (an array holds arrays), its nesting must be `shape`'s: at every
+/// level as many entries as that dimension, values only at the last. Flat data passes as is.
+/// The error names the path of the first bad entry (`data[0]`, `data[1][2]`).
+pub fn check_nesting(data: &serde_json::Value, shape: &[usize]) -> Result<(), String> {
+    use serde_json::Value;
+    let Value::Array(top) = data else {
+        return Ok(());
+    };
+    if !top.iter().any(Value::is_array) {
+        return Ok(());
+    }
+    fn walk(v: &Value, path: &mut String, depth: usize, shape: &[usize]) -> Result<(), String> {
+        let last = depth == shape.len();
+        match v {
+            Value::Array(_) if last => Err(format!(
+                "{path} is a list where shape {shape:?} wants a single value"
+            )),
+            Value::Array(a) => {
+                if a.len() != shape[depth] {
+                    return Err(format!(
+                        "{path} has {} values, shape {shape:?} wants {}",
+                        a.len(),
+                        shape[depth]
+                    ));
+                }
+                for (i, x) in a.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    walk(x, path, depth + 1, shape)?;
+                    path.truncate(len);
+                }
+                Ok(())
+            }
+            _ if !last => Err(format!(
+                "{path} is a single value where shape {shape:?} wants a list of {}",
+                shape[depth]
+            )),
+            _ => Ok(()),
+        }
+    }
+    walk(data, &mut "data".to_string(), 0, shape)
+}
+
 /// An ONNX Runtime value of a tensor.
 pub fn to_ort(t: &Tensor) -> Result<DynValue, String> {
     let shape: Vec<i64> = t.shape.iter().map(|d| *d as i64).collect();

@@ -326,6 +326,10 @@ fn serve_refuses_bad_requests_and_keeps_serving() {
         ("/v2/models/iris/infer", 400, br#"{"inputs": []}"#.to_vec(), "missing input(s) of model iris: input (FP32 [-1, 4]"),
         ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}"#.to_vec(), "\"x\" is not an input of model iris"),
         ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}], "outputs": [{"name": "nope"}]}"#.to_vec(), "\"nope\" is not an output"),
+        // Nested data must nest as the shape does; flat data stays allowed.
+        ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 4], "data": [[1], [2, 3, 4, 5, 6, 7, 8]]}]}"#.to_vec(), "input \"input\": data[0] has 1 values, shape [2, 4] wants 4"),
+        ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 4], "data": [[1, 2, 3, 4], 5, 6, 7, 8]}]}"#.to_vec(), "input \"input\": data has 5 values, shape [2, 4] wants 2"),
+        ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 4], "data": [[1, 2, 3, 4], [5, 6, 7, [8]]]}]}"#.to_vec(), "input \"input\": data[1][3] is a list where shape [2, 4] wants a single value"),
         ("/v2/models/iris/infer", 400, b"{not json".to_vec(), "not an inference request"),
         ("/v2/models/iris/infer", 400, b"".to_vec(), "not an inference request"),
         ("/v2/models/iris/infer", 413, vec![b' '; 100_000], "larger than the limit of 4096 bytes"),
@@ -349,6 +353,12 @@ fn serve_refuses_bad_requests_and_keeps_serving() {
         );
         // ... and the server still serves.
         let (s, v) = post_json(p, "/v2/models/iris/infer", &good);
+        assert_eq!(s, 200, "{v}");
+    }
+    // Nested data that matches the shape is served.
+    for data in [json!([[1, 2, 3, 4], [5, 6, 7, 8]])] {
+        let req = json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 4], "data": data}]});
+        let (s, v) = post_json(p, "/v2/models/iris/infer", &req);
         assert_eq!(s, 200, "{v}");
     }
     // The binary-tensor extension with a header that lies.
