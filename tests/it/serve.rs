@@ -330,6 +330,9 @@ fn serve_refuses_bad_requests_and_keeps_serving() {
         ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 4], "data": [[1], [2, 3, 4, 5, 6, 7, 8]]}]}"#.to_vec(), "input \"input\": data[0] has 1 values, shape [2, 4] wants 4"),
         ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 4], "data": [[1, 2, 3, 4], 5, 6, 7, 8]}]}"#.to_vec(), "input \"input\": data has 5 values, shape [2, 4] wants 2"),
         ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 4], "data": [[1, 2, 3, 4], [5, 6, 7, [8]]]}]}"#.to_vec(), "input \"input\": data[1][3] is a list where shape [2, 4] wants a single value"),
+        // A number the datatype cannot hold does not become inf.
+        ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1e300, 2, 3, 4]}]}"#.to_vec(), "input \"input\": 1e+300 is out of range for FP32"),
+        ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, -3.5e38, 3, 4]}]}"#.to_vec(), "-3.5e+38 is out of range for FP32"),
         ("/v2/models/iris/infer", 400, b"{not json".to_vec(), "not an inference request"),
         ("/v2/models/iris/infer", 400, b"".to_vec(), "not an inference request"),
         ("/v2/models/iris/infer", 413, vec![b' '; 100_000], "larger than the limit of 4096 bytes"),
@@ -355,8 +358,11 @@ fn serve_refuses_bad_requests_and_keeps_serving() {
         let (s, v) = post_json(p, "/v2/models/iris/infer", &good);
         assert_eq!(s, 200, "{v}");
     }
-    // Nested data that matches the shape is served.
-    for data in [json!([[1, 2, 3, 4], [5, 6, 7, 8]])] {
+    // Nested data that matches the shape, and the largest FP32, are served.
+    for data in [
+        json!([[1, 2, 3, 4], [5, 6, 7, 8]]),
+        json!([[1, 2, 3, 4], [5, 6, 7, 3.4028234e38]]),
+    ] {
         let req = json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 4], "data": data}]});
         let (s, v) = post_json(p, "/v2/models/iris/infer", &req);
         assert_eq!(s, 200, "{v}");
