@@ -56,7 +56,8 @@ pub struct Args {
     /// an idle keep-alive connection too), and again its body (slower: 408).
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     timeout: u64,
-    /// Seconds to finish the requests in flight after SIGTERM/SIGINT.
+    /// Seconds to finish the requests in flight after SIGTERM/SIGINT; any still in flight
+    /// then are cut off, and serve exits 1 saying how many.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     drain: u64,
     /// Do not use the local blob cache for a registry source.
@@ -106,7 +107,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         cancel: cancel.clone(),
     };
     let open = super::opener(&a.registry);
-    mlart::serve::serve(&opts, &open, &|s| {
+    let stopped = mlart::serve::serve(&opts, &open, &|s| {
         if json {
             // One line, for process managers and tests.
             outln!("{}", serde_json::to_string(s).unwrap_or_default());
@@ -141,6 +142,14 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             }
         }
     })?;
+    if stopped.cut_off > 0 {
+        // Clients went unanswered: not a clean stop, so not exit 0 (the drain is the check).
+        return Err(mlart::Error::Check(format!(
+            "stopped: {} request(s) cut off after --drain {} s, their clients got no answer: give them more time with a larger --drain",
+            stopped.cut_off,
+            stopped.drain.as_secs()
+        )));
+    }
     if !json {
         eprintln!("stopped: every request in flight was answered");
     }

@@ -43,7 +43,7 @@ impl From<ServeError> for Status {
     fn from(e: ServeError) -> Status {
         let m = e.message().to_string();
         match e {
-            ServeError::BadRequest(_) => Status::invalid_argument(m),
+            ServeError::BadRequest(_) | ServeError::Unsupported(_) => Status::invalid_argument(m),
             ServeError::NotFound(_) => Status::not_found(m),
             ServeError::TooLarge(_) => Status::resource_exhausted(m),
             ServeError::Timeout(_) => Status::deadline_exceeded(m),

@@ -165,8 +165,98 @@ async fn infer_v(
     infer_any(s, name, Some(v), headers, body).await
 }
 
-/// Read a body of at most `s.max_body` bytes, within the request timeout.
+/// How a request body is compressed (`Content-Encoding`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Encoding {
+    Identity,
+    Gzip,
+    Deflate,
+}
+
+fn encoding(headers: &HeaderMap) -> Result<Encoding, ServeError> {
+    let mut found = Encoding::Identity;
+    for v in headers.get_all(header::CONTENT_ENCODING) {
+        let v = String::from_utf8_lossy(v.as_bytes());
+        for e in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let this = match e.to_ascii_lowercase().as_str() {
+                "identity" => continue,
+                "gzip" | "x-gzip" => Encoding::Gzip,
+                "deflate" => Encoding::Deflate,
+                _ => {
+                    return Err(ServeError::Unsupported(format!(
+                        "Content-Encoding {e} is not supported: send the body uncompressed or with gzip (or deflate)"
+                    )))
+                }
+            };
+            if found != Encoding::Identity {
+                return Err(ServeError::Unsupported(format!(
+                    "Content-Encoding {v} compresses the body twice: send it uncompressed or compressed once with gzip"
+                )));
+            }
+            found = this;
+        }
+    }
+    Ok(found)
+}
+
+/// `body` decompressed, refused (413) as soon as it passes `max` bytes: a small body that
+/// inflates to gigabytes costs no more memory than the limit.
+fn decompress(body: &[u8], enc: Encoding, max: usize) -> Result<bytes::Bytes, ServeError> {
+    use std::io::Read;
+    let name = match enc {
+        Encoding::Identity => return Ok(bytes::Bytes::copy_from_slice(body)),
+        Encoding::Gzip => "gzip",
+        Encoding::Deflate => "deflate",
+    };
+    let reader: Box<dyn Read + '_> = match enc {
+        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(body)),
+        // HTTP's deflate is zlib (RFC 1950; what tritonclient and zlib.compress send); some
+        // clients send raw deflate (RFC 1951): the zlib header tells them apart.
+        _ if body.len() >= 2
+            && body[0] & 0x0f == 8
+            && (u16::from(body[0]) << 8 | u16::from(body[1])) % 31 == 0 =>
+        {
+            Box::new(flate2::read::ZlibDecoder::new(body))
+        }
+        _ => Box::new(flate2::read::DeflateDecoder::new(body)),
+    };
+    let mut out = Vec::new();
+    reader
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            ServeError::BadRequest(format!(
+                "the request body is not valid {name} (Content-Encoding: {name}): {e}"
+            ))
+        })?;
+    if out.len() > max {
+        return Err(ServeError::TooLarge(format!(
+            "the request body decompressed ({name}) is larger than the limit of {max} bytes (--max-body)"
+        )));
+    }
+    Ok(out.into())
+}
+
+/// Read a body of at most `s.max_body` bytes, within the request timeout; a gzip or deflate
+/// body (`Content-Encoding`) decompressed, to at most `s.max_body` bytes too.
 pub async fn read_body(
+    s: &State,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<bytes::Bytes, ServeError> {
+    let enc = encoding(headers)?;
+    let raw = read_raw_body(s, headers, body).await?;
+    if enc == Encoding::Identity {
+        return Ok(raw);
+    }
+    let max = s.max_body;
+    tokio::task::spawn_blocking(move || decompress(&raw, enc, max))
+        .await
+        .map_err(|e| ServeError::Internal(format!("decompressing the request body: {e}")))?
+}
+
+/// Read a body of at most `s.max_body` bytes, within the request timeout.
+async fn read_raw_body(
     s: &State,
     headers: &HeaderMap,
     body: Body,
@@ -290,7 +380,7 @@ async fn infer_one(
 /// A stalled client holds up no other, and no shutdown for longer than that.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    app: Router,
+    app: super::Counted<Router>,
     header_timeout: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use model::{Model, SessionOptions};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +35,8 @@ pub enum ServeError {
     BadRequest(String),
     NotFound(String),
     TooLarge(String),
+    /// A body in an encoding the server does not read (415).
+    Unsupported(String),
     Timeout(String),
     Unavailable(String),
     Internal(String),
@@ -47,6 +49,7 @@ impl ServeError {
             ServeError::NotFound(_) => 404,
             ServeError::Timeout(_) => 408,
             ServeError::TooLarge(_) => 413,
+            ServeError::Unsupported(_) => 415,
             ServeError::Unavailable(_) => 503,
             ServeError::Internal(_) => 500,
         }
@@ -57,6 +60,7 @@ impl ServeError {
             ServeError::BadRequest(m)
             | ServeError::NotFound(m)
             | ServeError::TooLarge(m)
+            | ServeError::Unsupported(m)
             | ServeError::Timeout(m)
             | ServeError::Unavailable(m)
             | ServeError::Internal(m) => m,
@@ -150,6 +154,81 @@ pub struct State {
     pub max_body: usize,
     pub timeout: Duration,
     ready: AtomicBool,
+    /// Requests (REST or gRPC) received and not yet answered: what a drain that runs out
+    /// cuts off.
+    in_flight: AtomicUsize,
+}
+
+/// One request in flight, counted in [`State`] until it is answered (or dropped).
+struct InFlight(Arc<State>);
+
+impl InFlight {
+    fn enter(s: &Arc<State>) -> InFlight {
+        s.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(s.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A service (the REST router, the gRPC service) whose requests are counted in flight from
+/// the moment their head arrives (a body still coming counts) until the response is ready.
+#[derive(Clone)]
+pub struct Counted<S> {
+    inner: S,
+    state: Arc<State>,
+}
+
+impl<S> Counted<S> {
+    pub fn new(inner: S, state: Arc<State>) -> Counted<S> {
+        Counted { inner, state }
+    }
+}
+
+impl<S, R> tonic::codegen::Service<R> for Counted<S>
+where
+    S: tonic::codegen::Service<R>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::result::Result<S::Response, S::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        let guard = InFlight::enter(&self.state);
+        let f = self.inner.call(req);
+        Box::pin(async move {
+            let r = f.await;
+            drop(guard);
+            r
+        })
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for Counted<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+/// How the server stopped.
+#[derive(Clone, Debug, Default)]
+pub struct Stopped {
+    /// Requests still in flight when `--drain` ran out: their clients got no answer.
+    pub cut_off: usize,
+    /// The drain allowed.
+    pub drain: Duration,
 }
 
 impl State {
@@ -219,12 +298,13 @@ impl Options {
 }
 
 /// Serve until SIGTERM/SIGINT (or `opts.cancel`). `started` is called once the port is bound
-/// and every model passed its smoke test. Errors are for what keeps the server from starting.
+/// and every model passed its smoke test. Errors are for what keeps the server from starting;
+/// how it stopped (requests cut off by the drain) is in [`Stopped`].
 pub fn serve(
     opts: &Options,
     open: crate::check::inspect::OpenLocation,
     started: &dyn Fn(&Started),
-) -> Result<()> {
+) -> Result<Stopped> {
     opts.check()?;
     let keys = opts
         .keys
@@ -327,7 +407,7 @@ pub fn serve(
             context: "starting the server's runtime".into(),
             source: e,
         })?;
-    tokio_rt.block_on(async {
+    let stopped = tokio_rt.block_on(async {
         let metrics = Arc::new(metrics::Metrics::default());
         let served: Vec<Arc<Served>> = models
             .into_iter()
@@ -344,6 +424,7 @@ pub fn serve(
             max_body: opts.max_body,
             timeout: opts.timeout,
             ready: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
         });
         let addr = format!("{}:{}", opts.host, opts.port);
         let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
@@ -404,7 +485,7 @@ pub fn serve(
             max_batch: opts.max_batch,
             batch_delay_ms: opts.batch_delay.as_secs_f64() * 1000.0,
         });
-        let app = http::router(state.clone());
+        let app = Counted::new(http::router(state.clone()), state.clone());
         // One stop for both servers: the signal flips it, each stops accepting and finishes
         // what it has in flight.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -423,7 +504,7 @@ pub fn serve(
             };
             let incoming = tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true));
             tonic::transport::Server::builder()
-                .add_service(grpc::service(grpc_state))
+                .add_service(Counted::new(grpc::service(grpc_state.clone()), grpc_state))
                 .serve_with_incoming_shutdown(incoming, stopped(stop_rx))
                 .await
                 .map_err(|e| Error::Io {
@@ -444,17 +525,21 @@ pub fn serve(
             tokio::time::sleep(drain).await;
         };
         tokio::select! {
-            r = servers => r.map(|_| ()),
+            r = servers => r.map(|_| Stopped { cut_off: 0, drain }),
             _ = signal_then_drain => {
-                tracing::warn!("requests still in flight after {} s: stopping anyway", drain.as_secs());
-                Ok(())
+                let cut_off = state.in_flight.load(Ordering::SeqCst);
+                tracing::warn!(
+                    "{cut_off} request(s) still in flight after --drain {} s: stopping anyway",
+                    drain.as_secs()
+                );
+                Ok(Stopped { cut_off, drain })
             }
         }
     })?;
     // Sessions and the temp directory go with `loaded` and the runtime.
     tokio_rt.shutdown_timeout(Duration::from_secs(1));
     drop(loaded);
-    Ok(())
+    Ok(stopped)
 }
 
 /// SIGTERM, or SIGINT (which the binary's handler turns into `cancel`).

@@ -3,7 +3,7 @@
 //! naming the input and what was expected; and the response, JSON or binary.
 
 use super::model::{IoSpec, Model};
-use super::tensor::{flatten_json, Data, Tensor, MAX_ELEMENTS};
+use super::tensor::{check_nesting, flatten_json, Data, Tensor, MAX_ELEMENTS};
 use super::ServeError;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -235,6 +235,7 @@ pub fn parse(model: &Model, body: &[u8], json_len: Option<usize>) -> Result<Requ
                         i.name
                     ))
                 })?;
+                check_nesting(v, &shape).map_err(|e| bad(format!("input {:?}: {e}", i.name)))?;
                 let flat = flatten_json(v).map_err(|e| bad(format!("input {:?}: {e}", i.name)))?;
                 if flat.len() != n {
                     return Err(bad(format!(

@@ -153,11 +153,23 @@ impl Data {
                 )
             };
         }
+        // A finite number the datatype cannot hold would become inf: refused, as integers
+        // that do not fit are.
         macro_rules! floats {
-            ($variant:ident, $conv:expr) => {
+            ($variant:ident, $conv:expr, $max:expr) => {
                 Data::$variant(
                     flat.iter()
-                        .map(|v| v.as_f64().map($conv).ok_or_else(|| bad(v)))
+                        .map(|v| {
+                            let x = v.as_f64().ok_or_else(|| bad(v))?;
+                            let y = $conv(x);
+                            if x.is_finite() && y.is_infinite() {
+                                return Err(format!(
+                                    "{v} is out of range for {datatype} (at most {:e} in magnitude)",
+                                    $max
+                                ));
+                            }
+                            Ok(y)
+                        })
                         .collect::<Result<_, String>>()?,
                 )
             };
@@ -176,10 +188,10 @@ impl Data {
             "INT16" => ints!(I16, i16),
             "INT32" => ints!(I32, i32),
             "INT64" => ints!(I64, i64),
-            "FP16" => floats!(F16, half::f16::from_f64),
-            "BF16" => floats!(BF16, half::bf16::from_f64),
-            "FP32" => floats!(F32, |x| x as f32),
-            "FP64" => floats!(F64, |x| x),
+            "FP16" => floats!(F16, half::f16::from_f64, half::f16::MAX),
+            "BF16" => floats!(BF16, half::bf16::from_f64, half::bf16::MAX),
+            "FP32" => floats!(F32, |x| x as f32, f32::MAX),
+            "FP64" => floats!(F64, |x: f64| x, f64::MAX),
             "BYTES" => Data::Bytes(
                 flat.iter()
                     .map(|v| {
@@ -414,6 +426,49 @@ pub fn flatten_json(v: &serde_json::Value) -> Result<Vec<&serde_json::Value>, St
     Ok(out)
 }
 
+/// When `data` is nested (an array holds arrays), its nesting must be `shape`'s: at every
+/// level as many entries as that dimension, values only at the last. Flat data passes as is.
+/// The error names the path of the first bad entry (`data[0]`, `data[1][2]`).
+pub fn check_nesting(data: &serde_json::Value, shape: &[usize]) -> Result<(), String> {
+    use serde_json::Value;
+    let Value::Array(top) = data else {
+        return Ok(());
+    };
+    if !top.iter().any(Value::is_array) {
+        return Ok(());
+    }
+    fn walk(v: &Value, path: &mut String, depth: usize, shape: &[usize]) -> Result<(), String> {
+        let last = depth == shape.len();
+        match v {
+            Value::Array(_) if last => Err(format!(
+                "{path} is a list where shape {shape:?} wants a single value"
+            )),
+            Value::Array(a) => {
+                if a.len() != shape[depth] {
+                    return Err(format!(
+                        "{path} has {} values, shape {shape:?} wants {}",
+                        a.len(),
+                        shape[depth]
+                    ));
+                }
+                for (i, x) in a.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    walk(x, path, depth + 1, shape)?;
+                    path.truncate(len);
+                }
+                Ok(())
+            }
+            _ if !last => Err(format!(
+                "{path} is a single value where shape {shape:?} wants a list of {}",
+                shape[depth]
+            )),
+            _ => Ok(()),
+        }
+    }
+    walk(data, &mut "data".to_string(), 0, shape)
+}
+
 /// An ONNX Runtime value of a tensor.
 pub fn to_ort(t: &Tensor) -> Result<DynValue, String> {
     let shape: Vec<i64> = t.shape.iter().map(|d| *d as i64).collect();
@@ -545,6 +600,72 @@ mod tests {
         assert!(flatten_json(&json!(3)).is_err());
         let deep = (0..40).fold(json!(1), |v, _| json!([v]));
         assert!(flatten_json(&deep).is_err());
+    }
+
+    #[test]
+    fn json_numbers_out_of_range_are_refused_not_inf() {
+        let one = |dt: &str, v: serde_json::Value| {
+            let v = json!([v]);
+            Data::from_json(dt, &flatten_json(&v).unwrap())
+        };
+        for (dt, x) in [
+            ("FP32", json!(1e300)),
+            ("FP32", json!(-3.5e38)),
+            ("FP16", json!(70000.0)),
+            ("BF16", json!(1e39)),
+        ] {
+            let e = one(dt, x.clone()).unwrap_err();
+            assert!(e.contains(&format!("is out of range for {dt}")), "{e}");
+        }
+        assert_eq!(
+            one("FP32", json!(1e300)).unwrap_err(),
+            "1e+300 is out of range for FP32 (at most 3.4028235e38 in magnitude)"
+        );
+        // The largest finite values, and what rounds to them, pass; so do tiny ones (to 0).
+        assert_eq!(
+            one("FP32", json!(3.4028235e38)).unwrap(),
+            Data::F32(vec![f32::MAX])
+        );
+        assert_eq!(
+            one("FP16", json!(65504.0)).unwrap(),
+            Data::F16(vec![half::f16::MAX])
+        );
+        assert!(one("FP32", json!(1e-300)).is_ok());
+        assert!(one("FP64", json!(1e300)).is_ok());
+        // Integers were range-checked already, and still are.
+        assert!(one("INT8", json!(128))
+            .unwrap_err()
+            .contains("does not fit in INT8"));
+        assert!(one("INT64", json!(1e300)).is_err());
+        assert!(one("INT32", json!(1.5)).is_err());
+    }
+
+    #[test]
+    fn nested_data_must_nest_as_the_shape() {
+        let ok = |v: serde_json::Value, shape: &[usize]| check_nesting(&v, shape);
+        assert!(ok(json!([1, 2, 3, 4, 5, 6, 7, 8]), &[2, 4]).is_ok());
+        assert!(ok(json!([[1, 2, 3, 4], [5, 6, 7, 8]]), &[2, 4]).is_ok());
+        assert!(ok(json!([[[1], [2]]]), &[1, 2, 1]).is_ok());
+        assert_eq!(
+            ok(json!([[1], [2, 3, 4, 5, 6, 7, 8]]), &[2, 4]).unwrap_err(),
+            "data[0] has 1 values, shape [2, 4] wants 4"
+        );
+        assert_eq!(
+            ok(json!([[1, 2, 3, 4], 5, 6, 7, 8]), &[2, 4]).unwrap_err(),
+            "data has 5 values, shape [2, 4] wants 2"
+        );
+        assert_eq!(
+            ok(json!([[1, 2], [3, 4]]), &[2, 1, 2]).unwrap_err(),
+            "data[0] has 2 values, shape [2, 1, 2] wants 1"
+        );
+        assert_eq!(
+            ok(json!([[1, 2], [3, [4]]]), &[2, 2]).unwrap_err(),
+            "data[1][1] is a list where shape [2, 2] wants a single value"
+        );
+        assert_eq!(
+            ok(json!([[1, 2], 3]), &[2, 2]).unwrap_err(),
+            "data[1] is a single value where shape [2, 2] wants a list of 2"
+        );
     }
 
     #[test]

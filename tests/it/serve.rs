@@ -19,6 +19,8 @@ struct Server {
     child: Child,
     started: Value,
     port: u16,
+    /// The rest of stdout, after the startup line.
+    out: BufReader<std::process::ChildStdout>,
 }
 
 impl Server {
@@ -55,6 +57,7 @@ impl Server {
             child,
             started,
             port,
+            out,
         })
     }
 
@@ -73,6 +76,20 @@ impl Server {
         let code = self.child.wait().unwrap().code().unwrap_or(-1);
         std::mem::forget(self);
         code
+    }
+}
+
+impl Server {
+    /// SIGTERM: the exit code and what was printed after the startup line (stdout, stderr).
+    fn stop_output(mut self) -> (i32, String) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let mut text = String::new();
+        self.out.read_to_string(&mut text).unwrap();
+        let code = self.child.wait().unwrap().code().unwrap_or(-1);
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut text).unwrap();
+        }
+        (code, text)
     }
 }
 
@@ -225,6 +242,14 @@ res = c.infer("iris", [i], model_version="1.0.0",
               outputs=[httpclient.InferRequestedOutput("label", binary_data=False)])
 np.testing.assert_array_equal(res.as_numpy("label"), want["label"])
 assert res.as_numpy("probabilities") is None
+# A compressed request body (request_compression_algorithm), as Triton accepts.
+for alg in ("gzip", "deflate"):
+    i = httpclient.InferInput("input", list(x.shape), "FP32")
+    i.set_data_from_numpy(x)
+    check(c.infer("iris", [i], request_compression_algorithm=alg))
+    i = httpclient.InferInput("input", list(x.shape), "FP32")
+    i.set_data_from_numpy(x, binary_data=False)
+    check(c.infer("iris", [i], request_compression_algorithm=alg))
 # A bad request: the client raises with the server's message.
 i = httpclient.InferInput("input", [3, 4], "FP64")
 i.set_data_from_numpy(x.astype(np.float64))
@@ -301,6 +326,13 @@ fn serve_refuses_bad_requests_and_keeps_serving() {
         ("/v2/models/iris/infer", 400, br#"{"inputs": []}"#.to_vec(), "missing input(s) of model iris: input (FP32 [-1, 4]"),
         ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}"#.to_vec(), "\"x\" is not an input of model iris"),
         ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}], "outputs": [{"name": "nope"}]}"#.to_vec(), "\"nope\" is not an output"),
+        // Nested data must nest as the shape does; flat data stays allowed.
+        ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 4], "data": [[1], [2, 3, 4, 5, 6, 7, 8]]}]}"#.to_vec(), "input \"input\": data[0] has 1 values, shape [2, 4] wants 4"),
+        ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 4], "data": [[1, 2, 3, 4], 5, 6, 7, 8]}]}"#.to_vec(), "input \"input\": data has 5 values, shape [2, 4] wants 2"),
+        ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 4], "data": [[1, 2, 3, 4], [5, 6, 7, [8]]]}]}"#.to_vec(), "input \"input\": data[1][3] is a list where shape [2, 4] wants a single value"),
+        // A number the datatype cannot hold does not become inf.
+        ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1e300, 2, 3, 4]}]}"#.to_vec(), "input \"input\": 1e+300 is out of range for FP32"),
+        ("/v2/models/iris/infer", 400, br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, -3.5e38, 3, 4]}]}"#.to_vec(), "-3.5e+38 is out of range for FP32"),
         ("/v2/models/iris/infer", 400, b"{not json".to_vec(), "not an inference request"),
         ("/v2/models/iris/infer", 400, b"".to_vec(), "not an inference request"),
         ("/v2/models/iris/infer", 413, vec![b' '; 100_000], "larger than the limit of 4096 bytes"),
@@ -324,6 +356,15 @@ fn serve_refuses_bad_requests_and_keeps_serving() {
         );
         // ... and the server still serves.
         let (s, v) = post_json(p, "/v2/models/iris/infer", &good);
+        assert_eq!(s, 200, "{v}");
+    }
+    // Nested data that matches the shape, and the largest FP32, are served.
+    for data in [
+        json!([[1, 2, 3, 4], [5, 6, 7, 8]]),
+        json!([[1, 2, 3, 4], [5, 6, 7, 3.4028234e38]]),
+    ] {
+        let req = json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 4], "data": data}]});
+        let (s, v) = post_json(p, "/v2/models/iris/infer", &req);
         assert_eq!(s, 200, "{v}");
     }
     // The binary-tensor extension with a header that lies.
@@ -374,6 +415,85 @@ fn serve_refuses_bad_requests_and_keeps_serving() {
         m.contains("mlart_inference_latency_seconds_bucket{model=\"iris\""),
         "{m}"
     );
+    assert_eq!(srv.stop(), 0);
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+fn zlib(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn serve_reads_gzip_and_deflate_bodies_within_the_body_limit() {
+    let Some((lib, _env, layout)) =
+        iris_to_serve("serve_reads_gzip_and_deflate_bodies_within_the_body_limit")
+    else {
+        return;
+    };
+    let srv = serve(&lib, &layout, &["--max-body", "4096"]);
+    let p = srv.port;
+    let enc = |e: &str| ("Content-Encoding", e.to_string());
+    let json = serde_json::to_vec(&iris_request(&[[5.1, 3.5, 1.4, 0.2]])).unwrap();
+    // JSON, gzip and deflate (zlib, as tritonclient and zlib.compress send it).
+    for (e, body) in [
+        ("gzip", gzip(&json)),
+        ("deflate", zlib(&json)),
+        ("identity", json.clone()),
+    ] {
+        let (s, _, b) = http(p, "POST", "/v2/models/iris/infer", &[enc(e)], &body);
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(
+            (s, &v["outputs"][0]["data"]),
+            (200, &json!([0])),
+            "{e}: {v}"
+        );
+    }
+    // The binary-tensor extension: the header length counts the decompressed JSON.
+    let head = br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 16}}], "outputs": [{"name": "label", "parameters": {"binary_data": false}}]}"#;
+    let mut plain = head.to_vec();
+    for x in [5.1f32, 3.5, 1.4, 0.2] {
+        plain.extend_from_slice(&x.to_le_bytes());
+    }
+    let headers = [
+        enc("gzip"),
+        ("Inference-Header-Content-Length", head.len().to_string()),
+    ];
+    let (s, _, b) = http(p, "POST", "/v2/models/iris/infer", &headers, &gzip(&plain));
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["outputs"][0]["data"], json!([0]), "{v}");
+    // A bomb: 3 KB of gzip (within --max-body) that inflates to 3 MB gets 413 at the limit,
+    // not the memory.
+    let bomb = gzip(&vec![b' '; 3 << 20]);
+    assert!(bomb.len() < 4096, "{}", bomb.len());
+    let (s, _, b) = http(p, "POST", "/v2/models/iris/infer", &[enc("gzip")], &bomb);
+    assert_eq!(s, 413, "{}", String::from_utf8_lossy(&b));
+    assert!(
+        String::from_utf8_lossy(&b).contains("larger than the limit of 4096 bytes"),
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    // Other encodings: 415 naming it; a body that is not what it says: 400.
+    let (s, _, b) = http(p, "POST", "/v2/models/iris/infer", &[enc("br")], &json);
+    assert_eq!(s, 415, "{}", String::from_utf8_lossy(&b));
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    let m = v["error"].as_str().unwrap();
+    assert!(
+        m.contains("Content-Encoding br") && m.contains("uncompressed or with gzip"),
+        "{m}"
+    );
+    let (s, _, b) = http(p, "POST", "/v2/models/iris/infer", &[enc("gzip")], &json);
+    assert_eq!(s, 400, "{}", String::from_utf8_lossy(&b));
+    assert!(String::from_utf8_lossy(&b).contains("not valid gzip"));
+    // ... and the server still serves.
+    assert_eq!(infer(p, &[[5.1, 3.5, 1.4, 0.2]]).0, 200);
     assert_eq!(srv.stop(), 0);
 }
 
@@ -774,6 +894,42 @@ fn serve_sigterm_answers_the_grpc_request_in_flight() {
     // Neither server listens any more.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     assert!(std::net::TcpStream::connect(("127.0.0.1", grpc)).is_err());
+}
+
+#[test]
+fn serve_drain_that_runs_out_says_how_many_requests_it_cut_off() {
+    let Some((lib, _env, layout)) =
+        iris_to_serve("serve_drain_that_runs_out_says_how_many_requests_it_cut_off")
+    else {
+        return;
+    };
+    // A client that sends the head and part of its body, then stalls (--timeout 30 would
+    // give it 408 long after the drain of 2 s).
+    let srv = serve(&lib, &layout, &["--drain", "2"]);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    s.write_all(
+        b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"inputs\"",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let t = std::time::Instant::now();
+    let (code, out) = srv.stop_output();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("1 request(s) cut off after --drain 2 s"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("every request in flight was answered"),
+        "{out}"
+    );
+    assert!(cut_off(&mut s));
+    // A drain that is not cut short still exits 0.
+    let srv = serve(&lib, &layout, &["--drain", "2"]);
+    assert_eq!(infer(srv.port, &[[5.1, 3.5, 1.4, 0.2]]).0, 200);
+    let (code, out) = srv.stop_output();
+    assert_eq!(code, 0, "{out}");
 }
 
 /// What a stalled connection sees once the server gives up on it: the close (EOF or a reset),
