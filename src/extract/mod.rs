@@ -6,6 +6,7 @@
 //! with `O_CREAT|O_EXCL|O_NOFOLLOW`, so nothing is ever written outside the target.
 
 pub mod attestations;
+mod bounded;
 pub mod listing;
 pub mod pull;
 pub mod select;

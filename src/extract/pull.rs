@@ -2,6 +2,7 @@
 //! registries), extract them safely into a temp directory beside the destination, check every
 //! file against the metadata's sha256, then move the directory into place.
 
+use super::bounded::{max_expansion, Bounded};
 use crate::error::{Error, IoContext, Result};
 use crate::extract::listing::{LayerJoin, Listing, Mode, Plan, Written};
 use crate::extract::{EntryType, Extractor, Visit};
@@ -778,51 +779,6 @@ impl<R: Read> Read for Progress<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         (self.f)(&self.digest, BlobEvent::Bytes(n as u64));
-        Ok(n)
-    }
-}
-
-/// A decompressed layer stream that may not exceed `left` bytes: past it, an integrity error
-/// (the sizes the metadata declares for the layer's files bound what it may expand to).
-struct Bounded<R> {
-    inner: R,
-    left: u64,
-    /// Another tool's layer: bounded by this ratio to its compressed size (not by sizes
-    /// listed in a metadata document).
-    ratio: Option<u64>,
-    what: String,
-}
-
-/// How many times its compressed size another tool's compressed tar layer may unpack to:
-/// `MLART_MAX_EXPANSION`, else 100 (plus 64 MiB).
-fn max_expansion() -> Result<u64> {
-    match std::env::var("MLART_MAX_EXPANSION") {
-        Err(_) => Ok(100),
-        Ok(v) => v.trim().parse::<u64>().ok().filter(|r| *r > 0).ok_or_else(|| {
-            Error::usage(format!(
-                "MLART_MAX_EXPANSION={v:?}: give a whole number of times a compressed layer may expand (default 100)"
-            ))
-        }),
-    }
-}
-
-impl<R: Read> Read for Bounded<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n as u64 > self.left {
-            let why = match self.ratio {
-                Some(r) => format!(
-                    "{}: the layer decompresses to more than {r} times its size (plus 64 MiB); stopped there, a decompression bomb as far as mlart can tell. If the artifact is trusted and that compressible, pull it with MLART_MAX_EXPANSION set higher",
-                    self.what
-                ),
-                None => format!(
-                    "{}: the layer decompresses to more than the files the metadata lists in it (and their tar headers) can take; stopped there (a decompression bomb, or a layer changed after `mlart bundle`)",
-                    self.what
-                ),
-            };
-            return Err(crate::error::io_error(crate::error::Kind::Integrity, why));
-        }
-        self.left -= n as u64;
         Ok(n)
     }
 }
