@@ -166,6 +166,11 @@ pub fn parse_location(s: &str) -> Result<Location> {
             tag: None,
         });
     }
+    if s.contains("//") && !s.contains("://") {
+        return Err(Error::usage(format!(
+            "{s:?} has an empty component (`//`): write the registry, repository and tag with one `/` between them, e.g. `localhost:5000/ml/iris:1.0.0`"
+        )));
+    }
     if !looks_like_registry(s) {
         return Err(Error::usage(format!(
             "{s:?} is neither an existing path nor a registry reference (its first component has no `.` or `:` and is not `localhost`), and mlart will not guess. Write it as one of: a registry, `docker://REGISTRY/{s}` or `localhost:5000/{s}`; an OCI layout directory, `oci:DIR[:TAG]` (or a path ending in `.oci` or `/`); an OCI archive, `oci-archive:FILE[:TAG]` (or a path ending in `.tar`)"
@@ -260,6 +265,12 @@ mod tests {
             Location::Registry { .. }
         ));
         assert!(parse_location("docker://Bad Ref").is_err());
+        // an empty component: said so, not "no `.` or `:`"
+        let e = parse_location("127.0.0.1:5000//ml/iris")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("empty component"), "{e}");
+        assert!(!e.contains("has no `.`"), "{e}");
     }
 
     /// The ASCII grammar reads every reference as oci-spec does: same parts, same refusals.

@@ -285,7 +285,9 @@ pub fn oms_resources_sorted(
 /// Verify `dir/model.sig` against the files in `dir` (as model_signing does): returns the
 /// verifying key's path, or a Check error naming what differs.
 pub fn verify_dir(dir: &Path, keys: &[PublicKey]) -> Result<PathBuf> {
-    let ((signed, ignore), key) = open_dir_sig(dir, keys, "the directory is not signed")?;
+    // (a folder pulled by mlart: a selection, or a bundle made without --sign)
+    let none = "the directory is not signed: a pull with --kind or --path writes no model.sig (it signs every file), nor does a pull of a bundle made without --sign. Verify the bundle itself (`mlart verify REF --key PUB`), or pull it whole";
+    let ((signed, ignore), key) = open_dir_sig(dir, keys, none)?;
     check_dir(dir, signed, &ignore)?;
     Ok(key.map(|k| k.path.clone()).unwrap_or_default())
 }

@@ -315,6 +315,15 @@ fn modelpack_client_pulls_what_mlart_pushed() {
         tree_digests(&only).into_keys().collect::<Vec<_>>(),
         ["model/iris.onnx"]
     );
+    // a selection carries no model.sig: verify of the folder says why, and what to do
+    let err = fails(
+        env.cmd().args(["verify", "--key"]).arg(&public).arg(&only),
+        1,
+    );
+    assert!(
+        err.contains("--kind or --path writes no model.sig") && err.contains("mlart verify REF"),
+        "{err}"
+    );
 }
 
 /// What the reference client pushed (no mlart.json: the manifest is the listing) is read by
