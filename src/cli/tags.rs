@@ -27,7 +27,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     let (referrers, tags): (Vec<String>, Vec<String>) = remote
         .tags()?
         .into_iter()
-        .partition(|t| is_referrers_tag(t));
+        .partition(|t| mlart::registry::referrers::is_fallback_tag(t));
     let shown = |t: &Vec<String>| -> Vec<String> {
         match a.all {
             true => t.iter().chain(&referrers).cloned().collect(),
@@ -50,13 +50,4 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The distribution spec's referrers fallback tag: `sha256-` and 64 lowercase hex digits.
-fn is_referrers_tag(t: &str) -> bool {
-    t.strip_prefix("sha256-").is_some_and(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
 }

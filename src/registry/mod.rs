@@ -414,7 +414,7 @@ impl Remote {
             Ok(tags) => {
                 let tags: Vec<String> = tags
                     .into_iter()
-                    .filter(|t| !t.starts_with("sha256-"))
+                    .filter(|t| !referrers::is_fallback_tag(t))
                     .collect();
                 match tags.len() {
                     0 => format!(

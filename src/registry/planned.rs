@@ -67,12 +67,7 @@ impl Remote {
             repository,
             store,
             lock,
-        } = Locked::take(
-            self.upload.sessions.clone(),
-            self.reference.resolve_registry(),
-            self.reference.repository(),
-            key,
-        );
+        } = Locked::take(self, key);
         if let Some(st) = &store {
             if let Some(rec) = st.load_plan(&registry, &repository, key) {
                 let status = if fresh {

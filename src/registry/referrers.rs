@@ -78,3 +78,13 @@ impl Remote {
             .collect()
     }
 }
+
+/// Whether `tag` is the distribution spec's referrers fallback tag: `sha256-` and 64
+/// lowercase hex digits (it holds signatures and attestations, not a release).
+pub fn is_fallback_tag(tag: &str) -> bool {
+    tag.strip_prefix("sha256-").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}

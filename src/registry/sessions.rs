@@ -212,8 +212,11 @@ pub struct Locked {
 }
 
 impl Locked {
-    pub fn take(dir: Option<PathBuf>, registry: &str, repository: &str, key: &Digest) -> Locked {
-        let store = dir.map(Sessions::new);
+    /// The records of `remote`'s repository for `key`, under their lock.
+    pub fn take(remote: &super::Remote, key: &Digest) -> Locked {
+        let registry = remote.reference.resolve_registry();
+        let repository = remote.reference.repository();
+        let store = remote.upload.sessions.clone().map(Sessions::new);
         let lock = store
             .as_ref()
             .and_then(|s| s.lock(registry, repository, key));

@@ -114,12 +114,7 @@ impl Remote {
             repository,
             store,
             lock,
-        } = Locked::take(
-            self.upload.sessions.clone(),
-            self.reference.resolve_registry(),
-            self.reference.repository(),
-            digest,
-        );
+        } = Locked::take(self, digest);
         let forget = || {
             if let Some(s) = &store {
                 s.remove(&registry, &repository, digest);
