@@ -378,7 +378,7 @@ pub fn verify_platform(
             None => {
                 let is_metadata = metadata.form != Form::Artifact && rec.rel == METADATA_FILE;
                 if !is_metadata {
-                    join.problem(format!("{}: in a layer but not in the metadata", rec.rel));
+                    join.problem(stray_entry(&rec.rel));
                 }
             }
         }
@@ -669,4 +669,25 @@ pub fn sign_layout(
         })?;
     }
     Ok((target, sig.digest, added))
+}
+
+/// What a verify problem says of `rel`, found in a layer but not in the metadata: a whiteout
+/// (an OCI layer's mark that deletes a lower file, `DIR/.wh.NAME`, or hides a whole
+/// directory, `DIR/.wh..wh..opq`) is named as the deletion it is.
+fn stray_entry(rel: &str) -> String {
+    let (dir, name) = match rel.rsplit_once('/') {
+        Some((d, n)) => (Some(d), n),
+        None => (None, rel),
+    };
+    match name.strip_prefix(".wh.") {
+        Some(".wh..opq") => format!(
+            "{}: emptied by an opaque whiteout ({rel}) in a layer the metadata does not have",
+            dir.map_or_else(|| "the bundle's folder".to_string(), |d| format!("{d}/"))
+        ),
+        Some(gone) => format!(
+            "{}: deleted by a whiteout ({rel}) in a layer the metadata does not have",
+            dir.map_or_else(|| gone.to_string(), |d| format!("{d}/{gone}"))
+        ),
+        None => format!("{rel}: in a layer but not in the metadata"),
+    }
 }

@@ -8,6 +8,7 @@
 pub mod attestations;
 mod bounded;
 pub mod listing;
+mod overlay;
 pub mod pull;
 pub mod select;
 

@@ -255,6 +255,12 @@ pub fn pull(
             diff_checks.insert(l.digest().to_string(), diff_ids[i].clone());
         }
     }
+    let left = super::overlay::unaccounted(src, &resolved.manifest, &meta, &|d| {
+        plan.layers.contains_key(d)
+    })?;
+    if !left.is_empty() {
+        return Err(super::overlay::refuse(&what, &left));
+    }
     // The layers read, each once, in the manifest's order.
     let mut taken = HashSet::new();
     let layers: Vec<(u32, &Descriptor)> = resolved
@@ -683,7 +689,7 @@ fn not_in_manifest(what: &str, layer: &str, why: &str) -> Error {
 
 /// The image config's `rootfs.diff_ids`, one per manifest layer; Err(why not) when the
 /// config has no such list (an error is only returned for a config that cannot be read).
-fn config_diff_ids(
+pub(super) fn config_diff_ids(
     src: &dyn Source,
     manifest: &oci_spec::image::ImageManifest,
 ) -> Result<std::result::Result<Vec<Digest>, String>> {

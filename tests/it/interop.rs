@@ -88,6 +88,59 @@ fn umoci_unpacks_the_image_to_the_source_files() {
         .any(|e| e == "MODEL_DIR=/models"));
 }
 
+/// A layer added on top after `mlart bundle` (here `umoci repack` of an edit that replaces
+/// one file and deletes another): a runtime shows the edit, so `pull` must not write the old
+/// bytes silently. It refuses (exit 4) before writing anything; `verify` names the replaced
+/// file and the deletion; the untouched tag still pulls.
+#[test]
+fn a_layer_added_on_top_by_umoci_is_refused_by_pull_and_named_by_verify() {
+    let Some(umoci) = tool("umoci") else { return };
+    let t = tempfile::tempdir().unwrap();
+    let layout = t.path().join("iris.oci");
+    bundle(&layout, "image");
+    let dir = t.path().join("unpacked");
+    ok(Command::new(&umoci)
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:1.0.0", layout.display()))
+        .arg(&dir));
+    fs::write(dir.join("rootfs/models/train.py"), "print('changed')\n").unwrap();
+    fs::remove_file(dir.join("rootfs/models/README.md")).unwrap();
+    ok(Command::new(&umoci)
+        .args(["repack", "--image"])
+        .arg(format!("{}:edited", layout.display()))
+        .arg(&dir));
+    let edited = format!("oci:{}:edited", layout.display());
+
+    let out = t.path().join("pulled");
+    let e = fails(mlart().arg("pull").arg(&edited).arg("-o").arg(&out), 4);
+    assert!(
+        e.contains("layer 10 (")
+            && e.contains("not in the bundle's metadata (mlart.json)")
+            && e.contains("umoci repack"),
+        "{e}"
+    );
+    assert!(!out.exists(), "nothing written");
+    assert!(
+        !fs::read_dir(t.path()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".mlart-pull")),
+        "no staging left behind"
+    );
+    let v = json_exit(mlart().arg("verify").arg(&edited), 1);
+    let problems = v.to_string();
+    assert!(
+        problems.contains("README.md: deleted by a whiteout (.wh.README.md)"),
+        "{problems}"
+    );
+    assert!(problems.contains("train.py"), "{problems}");
+    // the tag as bundled still pulls, all of it
+    let r = pull_to(format!("oci:{}:1.0.0", layout.display()), &out);
+    assert_eq!(r["layers"]["total"], r["layers"]["needed"], "{r}");
+    assert!(out.join("README.md").is_file());
+}
+
 #[test]
 fn every_layout_validates_against_the_oci_schemas() {
     let Some(py) = python() else { return };

@@ -1,0 +1,77 @@
+//! Layers of an mlart manifest that its metadata does not account for.
+//!
+//! A pull writes what mlart.json lists, layer by layer, and skips the layers no selected
+//! file is in. A layer added on top after `mlart bundle` (`umoci repack`, a `docker
+//! commit`-style edit) is in no file's `layer`: skipping it silently would write the old
+//! bytes of a file that layer replaces, and keep one its whiteout deletes, while a container
+//! runtime or a Kubernetes image volume mounting the same manifest shows the new ones. So
+//! such a manifest is refused before anything is fetched (exit 4, as `verify` reports it).
+//!
+//! Accounted for: a layer some file of mlart.json is in; the metadata layer and the
+//! signature layer (by their `ai.mlart.kind`); a copy of a layer compressed by `skopeo copy`
+//! (matched by the image config's `rootfs.diff_ids`); and, in a runnable image (`bundle
+//! --base`), the base image's layers, which come before every layer of the bundle. Another
+//! tool's artifact (a `dialect`) has metadata made from all of its layers, so it is not
+//! checked here.
+
+use crate::error::{Error, Result};
+use crate::format::annotations::KIND_ANNOTATION;
+use crate::format::metadata::{Form, Metadata};
+use crate::store::entries::Entries;
+use crate::store::layout::Source;
+use oci_spec::image::ImageManifest;
+
+/// The manifest's layers that no file, kind or base accounts for: (place, digest, media type).
+pub(super) fn unaccounted<'m>(
+    src: &dyn Source,
+    manifest: &'m ImageManifest,
+    meta: &Metadata<Entries>,
+    named: &dyn Fn(&str) -> bool,
+) -> Result<Vec<(usize, &'m str, String)>> {
+    if meta.dialect.is_some() {
+        return Ok(Vec::new());
+    }
+    let kind = |i: usize| {
+        manifest.layers()[i]
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(KIND_ANNOTATION))
+            .cloned()
+    };
+    let first_own = (0..manifest.layers().len()).find(|i| kind(*i).is_some());
+    let mut left = Vec::new();
+    for (i, l) in manifest.layers().iter().enumerate() {
+        let own = matches!(kind(i).as_deref(), Some("metadata" | "signature"));
+        let base = meta.base.is_some() && first_own.is_some_and(|f| i < f);
+        if !own && !base && !named(l.digest().as_ref()) {
+            left.push((i, l.digest().as_ref(), l.media_type().to_string()));
+        }
+    }
+    if left.is_empty() || meta.form != Form::Image {
+        return Ok(left);
+    }
+    // A compressed copy of a named layer: its uncompressed digest is the named one.
+    if let Ok(ids) = super::pull::config_diff_ids(src, manifest)? {
+        left.retain(|(i, _, _)| !named(ids[*i].as_str()));
+    }
+    Ok(left)
+}
+
+/// The error for layers `left` of `what`, which the metadata does not account for.
+pub(super) fn refuse(what: &str, left: &[(usize, &str, String)]) -> Error {
+    let list: Vec<String> = left
+        .iter()
+        .map(|(i, d, mt)| format!("layer {} ({}, {mt})", i + 1, short(d)))
+        .collect();
+    let one = left.len() == 1;
+    Error::integrity(format!(
+        "{what}: {} of the manifest {} not in the bundle's metadata (mlart.json): the image was changed after `mlart bundle` (a layer added on top, as `umoci repack` or a `docker commit`-style edit do). A container runtime or a Kubernetes image volume would show the files added, replaced or deleted there, while `mlart pull` writes only what mlart.json lists; so nothing was pulled. `mlart verify` names the files concerned. Pull the release as it was bundled, or bundle the project again",
+        list.join(", "),
+        if one { "is" } else { "are" },
+    ))
+}
+
+fn short(d: &str) -> &str {
+    let hex = d.strip_prefix("sha256:").unwrap_or(d);
+    &hex[..hex.len().min(12)]
+}
