@@ -267,8 +267,8 @@ pub fn list(root: &Path) -> Result<Listing> {
     Ok(out)
 }
 
-/// What to remove: blobs unused for longer than `older_than`, then the least recently used
-/// until the cache holds at most `max_size` bytes.
+/// What to remove: blobs unused for longer than `older_than`, and the least recently used
+/// that do not fit in `max_size` bytes beside the more recently used ones kept.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Rule {
     pub max_size: Option<u64>,
@@ -304,13 +304,23 @@ pub fn prune(root: &Path, rule: Rule, now: SystemTime, dry_run: bool) -> Result<
         dry_run,
         ..Pruned::default()
     };
-    let mut left = listing.bytes;
-    for e in listing.blobs {
+    // Which blobs stay: the most recently used first, each kept while it fits under the cap
+    // with those kept before it. A blob bigger than what is left goes, and older ones that
+    // fit stay: a cap that only the newest big layer breaks does not empty the cache.
+    let mut stays = vec![false; listing.blobs.len()];
+    let mut held = 0u64;
+    for (i, e) in listing.blobs.iter().enumerate().rev() {
         let too_old = rule
             .older_than
             .is_some_and(|age| now_s.saturating_sub(e.last_used) > age.as_secs());
-        let too_big = rule.max_size.is_some_and(|max| left > max);
-        if too_old || too_big {
+        let fits = rule.max_size.is_none_or(|max| held + e.size <= max);
+        if !too_old && fits {
+            stays[i] = true;
+            held += e.size;
+        }
+    }
+    for (e, stays) in listing.blobs.into_iter().zip(stays) {
+        if !stays {
             if !dry_run {
                 let p = listing.dir.join(e.digest.trim_start_matches("sha256:"));
                 match fs::remove_file(&p) {
@@ -319,7 +329,6 @@ pub fn prune(root: &Path, rule: Rule, now: SystemTime, dry_run: bool) -> Result<
                     Err(err) => return Err(err).ctx("removing", &p),
                 }
             }
-            left -= e.size;
             out.freed += e.size;
             out.removed.push(e);
         } else {
@@ -405,5 +414,49 @@ mod tests {
         let gone: Vec<&str> = p.removed.iter().map(|e| &e.digest[7..9]).collect();
         assert_eq!(gone, ["ff", "aa"], "the least recently used go first");
         assert!(dir.join("00".repeat(32)).exists());
+    }
+    /// A cap that only the newest, biggest blob breaks removes that blob, not the older small
+    /// ones that fit (before: least recently used first until under the cap, which emptied
+    /// the cache).
+    #[test]
+    fn a_blob_over_the_cap_goes_and_older_ones_that_fit_stay() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = BlobCache::new(t.path()).dir;
+        fs::create_dir_all(&dir).unwrap();
+        let second = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for (i, (hex, size)) in [("aa", 30), ("bb", 20), ("cc", 500)].iter().enumerate() {
+            let p = dir.join(hex.repeat(32));
+            fs::write(&p, vec![0u8; *size]).unwrap();
+            let f = File::options().write(true).open(&p).unwrap();
+            f.set_modified(second + Duration::from_millis(10 * i as u64))
+                .unwrap();
+        }
+        let rule = Rule {
+            max_size: Some(100),
+            older_than: None,
+        };
+        let dry = prune(t.path(), rule, second, true).unwrap();
+        let gone: Vec<&str> = dry.removed.iter().map(|e| &e.digest[7..9]).collect();
+        assert_eq!(gone, ["cc"]);
+        assert!(
+            dir.join("cc".repeat(32)).exists(),
+            "a dry run removes nothing"
+        );
+        let p = prune(t.path(), rule, second, false).unwrap();
+        assert_eq!((p.freed, p.kept, p.kept_bytes), (500, 2, 50));
+        assert!(!dir.join("cc".repeat(32)).exists());
+        assert!(dir.join("aa".repeat(32)).exists() && dir.join("bb".repeat(32)).exists());
+        // and a cap below every blob empties it
+        let p = prune(
+            t.path(),
+            Rule {
+                max_size: Some(10),
+                older_than: None,
+            },
+            second,
+            false,
+        )
+        .unwrap();
+        assert_eq!((p.removed.len(), p.kept), (2, 0));
     }
 }
