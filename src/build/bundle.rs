@@ -84,12 +84,27 @@ impl Default for Options {
 pub fn source_date_epoch() -> Result<Option<u64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Err(_) => Ok(None),
-        Ok(s) if s.is_empty() => Ok(None),
-        Ok(s) => s.parse::<u64>().map(Some).map_err(|_| {
-            Error::input(format!(
-                "SOURCE_DATE_EPOCH={s:?} is not a number of seconds since 1970: set it to e.g. $(git log -1 --format=%ct), or unset it"
-            ))
-        }),
+        Ok(s) => parse_epoch(&s),
+    }
+}
+
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z): a later `created` is a date
+/// other tools (skopeo, containerd) cannot read.
+const MAX_EPOCH: u64 = 253_402_300_799;
+
+/// `SOURCE_DATE_EPOCH`'s value: empty is unset; else whole seconds since 1970, up to year 9999.
+fn parse_epoch(s: &str) -> Result<Option<u64>> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    match s.parse::<u64>() {
+        Ok(n) if n <= MAX_EPOCH => Ok(Some(n)),
+        Ok(_) => Err(Error::input(format!(
+            "SOURCE_DATE_EPOCH={s} is past the year 9999 (at most {MAX_EPOCH}): dates past it are not RFC 3339, and skopeo or containerd would refuse the image. Set it to e.g. $(git log -1 --format=%ct), or unset it"
+        ))),
+        Err(_) => Err(Error::input(format!(
+            "SOURCE_DATE_EPOCH={s:?} is not a number of seconds since 1970: set it to e.g. $(git log -1 --format=%ct), or unset it"
+        ))),
     }
 }
 
@@ -615,7 +630,7 @@ fn finish<S: BlobSink>(
         m["artifactType"] = at.into();
     }
     let manifest = json::to_canonical_bytes(&m);
-    let manifest_digest = sink.put(&manifest)?;
+    let manifest_digest = sink.put_manifest_blob(&manifest)?;
     let signature = opts.sign.as_ref().map(|key| {
         crate::sign::oci_signature(
             key,
@@ -709,6 +724,20 @@ fn manifest_annotations(spec: &Spec, created: Option<&str>) -> BTreeMap<String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_date_epoch_is_whole_seconds_up_to_year_9999() {
+        assert_eq!(parse_epoch("").unwrap(), None);
+        assert_eq!(parse_epoch("0").unwrap(), Some(0));
+        assert_eq!(parse_epoch("253402300799").unwrap(), Some(MAX_EPOCH));
+        let e = parse_epoch("253402300800").unwrap_err().to_string();
+        assert!(e.contains("year 9999") && e.contains("unset it"), "{e}");
+        assert!(parse_epoch("99999999999999").is_err());
+        for bad in ["abc", "-5", "1e9", " 1700000000", "1.5"] {
+            let e = parse_epoch(bad).unwrap_err().to_string();
+            assert!(e.contains("not a number of seconds"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn rfc3339_dates() {

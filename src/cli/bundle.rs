@@ -55,6 +55,10 @@ pub struct Args {
     /// the tag defaults to the spec's version). Each layer streams up as it is built.
     #[arg(long, value_name = "REF", conflicts_with = "output")]
     push: Option<String>,
+    /// With --push: refuse to move an existing tag to other content (exit 1; the blobs are
+    /// uploaded, the tag is not moved); the same content is fine.
+    #[arg(long, requires = "push")]
+    immutable: bool,
     /// Hard-link raw layers' files (ModelPack, artifact) into the layout instead of copying
     /// them: no copy at all, but the blob *is* the file, so editing it in place afterwards
     /// changes the bundle (`mlart verify` then fails). Same filesystem only (else copied).
@@ -172,12 +176,11 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         None => None,
     };
     let dest = match &a.push {
-        Some(r) => Destination::Registry(Box::new(super::args::registry_sink(
-            r,
-            &tag,
-            &a.registry,
-            &a.upload,
-        )?)),
+        Some(r) => {
+            let mut sink = super::args::registry_sink(r, &tag, &a.registry, &a.upload)?;
+            sink.immutable = a.immutable;
+            Destination::Registry(Box::new(sink))
+        }
         None => Destination::Local(
             a.output
                 .clone()

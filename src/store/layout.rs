@@ -41,6 +41,11 @@ pub trait BlobSink {
         self.commit(w, &d, data.len() as u64)?;
         Ok(d)
     }
+    /// Store the image manifest's bytes (a layout keeps them as a blob; a registry gets the
+    /// manifest through its own endpoint, so it overrides this to send nothing).
+    fn put_manifest_blob(&mut self, data: &[u8]) -> Result<Digest> {
+        self.put(data)
+    }
     /// Store a blob read from `r` (its digest and size known: a referrer's blob, perhaps in a
     /// temp file), verified at its end.
     fn put_reader(&mut self, r: &mut dyn std::io::Read, digest: &Digest, size: u64) -> Result<()> {

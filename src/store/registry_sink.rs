@@ -29,6 +29,8 @@ pub struct RegistrySink {
     /// Blobs the build's `Resumable` handles skipped or uploaded (counted into `report` when
     /// the manifest is pushed).
     done: crate::store::resumable::Done,
+    /// Refuse to move an existing tag to other content (`bundle --push --immutable`).
+    pub immutable: bool,
 }
 
 /// The writer of one streamed blob: pieces go to the upload task as they fill, and the task
@@ -102,6 +104,7 @@ impl RegistrySink {
             },
             remote,
             done: Default::default(),
+            immutable: false,
         }
     }
 
@@ -129,15 +132,30 @@ impl RegistrySink {
     }
 
     /// Push the manifest (last: the tag moves only when every blob is there).
+    /// The tag's move, if it points elsewhere now, is reported as `push` reports it, and
+    /// refused with `immutable` (the blobs stay uploaded; the tag is not touched).
     pub fn push_manifest(&mut self, manifest: &[u8], media_type: &str) -> Result<PushReport> {
         self.count_handles();
         let dst = &self.remote;
+        let digest = Digest::of(manifest);
+        let moved_from = match (dst.reference.tag(), dst.reference.digest()) {
+            (Some(_), None) => dst.tag_digest()?.filter(|d| *d != digest),
+            _ => None,
+        };
+        if let (Some(prev), true) = (&moved_from, self.immutable) {
+            return Err(Error::Check(format!(
+                "{}: the tag {} points to {prev}; this bundle is {digest}, and --immutable refuses to move a tag. Its blobs were uploaded, but the tag was not moved. Bundle under a new version (`version:` in the spec, or --tag), or drop --immutable to move it",
+                dst.describe(),
+                dst.reference.tag().unwrap_or_default()
+            )));
+        }
+        self.report.moved_from = moved_from.map(|d| d.to_string());
         block_on(async {
             dst.prime().await;
             dst.put_manifest(manifest, media_type, "pushing the manifest")
                 .await
         })?;
-        self.report.digest = Digest::of(manifest).to_string();
+        self.report.digest = digest.to_string();
         self.report.size = manifest.len() as u64;
         Ok(self.report.clone())
     }
@@ -339,9 +357,8 @@ async fn patch_in_chunks(
 impl layout::BlobSink for RegistrySink {
     type Writer = UploadWriter;
 
-    /// A small blob held in memory (the config; the manifest's bytes, which the build also
-    /// stores as a blob): not sent when the registry has it (a run again after an
-    /// interruption).
+    /// A small blob held in memory (the config): not sent when the registry has it (a run
+    /// again after an interruption, or content pushed before).
     fn put(&mut self, data: &[u8]) -> Result<Digest> {
         let d = Digest::of(data);
         let blob = BlobRef {
@@ -357,6 +374,11 @@ impl layout::BlobSink for RegistrySink {
             .map_err(|e| Error::from_io(&e, format!("uploading blob {d}: {e}")))?;
         self.commit(w, &d, data.len() as u64)?;
         Ok(d)
+    }
+
+    /// Nothing sent: the manifest goes to the manifests endpoint (`push_manifest`), last.
+    fn put_manifest_blob(&mut self, data: &[u8]) -> Result<Digest> {
+        Ok(Digest::of(data))
     }
 
     fn resumable(&self) -> Option<crate::store::resumable::Resumable> {
@@ -378,6 +400,16 @@ impl layout::BlobSink for RegistrySink {
     }
 
     fn commit(&mut self, w: UploadWriter, digest: &Digest, size: u64) -> Result<()> {
+        if self.already_there(&w, digest)? {
+            self.count(&[(
+                BlobRef {
+                    digest: digest.clone(),
+                    size,
+                },
+                crate::store::copy::Outcome::Skipped,
+            )]);
+            return Ok(());
+        }
         self.finish(w, digest, size)?;
         self.report.blobs.uploaded += 1;
         self.report.bytes_uploaded += size;
@@ -418,6 +450,18 @@ impl RegistrySink {
             written: 0,
             skip,
         }
+    }
+
+    /// Whether the blob `w` made is one the repository already has, asked (`HEAD`) only
+    /// when all of it is still in memory (under one piece, nothing sent yet): then nothing
+    /// more is sent and the session it opened is left unused. A small layer's digest is
+    /// known only once it is made, so without this a repository filled by `push`, or a run
+    /// with no records of its own (a fresh CI runner), would be sent every small layer again.
+    pub(crate) fn already_there(&self, w: &UploadWriter, digest: &Digest) -> Result<bool> {
+        if w.skip > 0 || w.written != w.buf.len() as u64 {
+            return Ok(false);
+        }
+        self.remote.has_blob(digest)
     }
 
     /// The blob's end: the last PATCH, then the PUT that names its digest (the registry

@@ -151,6 +151,15 @@ impl Resumable {
         size: u64,
     ) -> std::result::Result<(), Failed> {
         let held = p.held;
+        if self
+            .sink
+            .already_there(&w, digest)
+            .map_err(Failed::Sending)?
+        {
+            p.forget();
+            self.count(digest, size, Outcome::Skipped);
+            return Ok(());
+        }
         let location = self.sink.end(w, digest, size).map_err(Failed::Sending)?;
         match self.sink.commit_at(&location, digest) {
             Ok(()) => {

@@ -2077,6 +2077,62 @@ fn registry_names_without_a_host_are_refused_and_moved_tags_are_said() {
     );
 }
 
+/// `bundle --push` onto a tag that holds other content reports the move as `push` does, and
+/// `--immutable` refuses it (exit 1, tag untouched); the same content again is no move.
+#[test]
+fn bundle_push_says_a_moved_tag_and_immutable_refuses_it() {
+    let (env, layout) = env_with_iris();
+    let Some(reg) = Registry::start("bundle_push_says_a_moved_tag_and_immutable_refuses_it") else {
+        return;
+    };
+    let r = reg.reference("ml/iris:1.0.0");
+    let first = env.push(&layout, &r);
+    let spec = crate::support::fixtures::iris_spec();
+    let push = |form: &str, immutable: bool| {
+        let mut c = env.cmd();
+        crate::support::fixtures::bundle_cmd(&mut c, &spec).args(["--format", form, "--push", &r]);
+        if immutable {
+            c.arg("--immutable");
+        }
+        c
+    };
+    // the same bytes as the pushed layout: no move, and --immutable is fine with it
+    let same = json_ok(&mut push("image", true));
+    assert_eq!(same["digest"], first["digest"], "{same}");
+    assert!(same.get("moved_from").is_none(), "{same}");
+    assert_eq!(same["blobs"]["uploaded"], 0, "nothing new to send: {same}");
+    // other content: refused with --immutable, the tag stays
+    let err = fails(&mut push("artifact", true), 1);
+    assert!(
+        err.contains("--immutable")
+            && err.contains(first["digest"].as_str().unwrap())
+            && err.contains("not moved"),
+        "{err}"
+    );
+    let still = json_ok(env.cmd().arg("inspect").arg(&r));
+    assert_eq!(still["manifest_digest"], first["digest"]);
+    // and without it, moved and said so (JSON and text)
+    let moved = json_ok(&mut push("artifact", false));
+    assert_eq!(moved["moved_from"], first["digest"], "{moved}");
+    let out = run(&mut push("image", false));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "tag 1.0.0 moved from {} to {}",
+            moved["digest"].as_str().unwrap(),
+            first["digest"].as_str().unwrap()
+        )),
+        "{text}"
+    );
+    // --immutable needs --push
+    let e = fails(
+        crate::support::fixtures::bundle_cmd(&mut env.cmd(), &spec).arg("--immutable"),
+        2,
+    );
+    assert!(e.contains("--push"), "{e}");
+}
+
 /// A registry that is down, a host that does not resolve, TLS to a plain-HTTP registry: each
 /// its own message and exit 3, at once (no retries); a busy registry's retries are shown.
 #[test]
