@@ -365,7 +365,7 @@ pub fn serve(
             )));
         }
         tracing::warn!(
-            "{}: the samples of model {} ({s}) are not in it (a pull of a selection): the smoke test runs without them; pull the whole bundle to run them",
+            "{}: the samples of model {} ({s}) are not in it: the smoke test runs without them; pull the whole bundle again to run them",
             opts.source,
             m.path
         );

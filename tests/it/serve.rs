@@ -994,8 +994,8 @@ fn serve_stalled_clients_are_cut_off_and_hold_up_no_one() {
 
 /// The samples a bundle records (the spec's `samples:`) run in serve's smoke test, from a
 /// layout, a registry REF and a pulled folder: wrong expected outputs keep it from starting
-/// (exit 1, as `validate`), right ones are named in its startup line. A folder pulled with
-/// `--kind model` has no samples: it starts without them.
+/// (exit 1, as `validate`), right ones are named in its startup line. A pulled folder whose
+/// samples are gone starts without them.
 #[test]
 fn serve_runs_the_bundled_samples_in_its_smoke_test() {
     use crate::support::fixtures::{bundle_spec, iris_with_samples};
@@ -1027,7 +1027,8 @@ fn serve_runs_the_bundled_samples_in_its_smoke_test() {
         srv.started
     );
     assert_eq!(srv.stop(), 0);
-    // A whole pull: the samples are in the folder and run; a pull of the models only: none.
+    // A whole pull: the samples are in the folder and run; removed from it, it starts
+    // without them (and says so).
     let pulled = env.path("pulled");
     json_ok(env.cmd().arg("pull").arg(&layout).arg("-o").arg(&pulled));
     let srv = serve(&lib, &pulled, &[]);
@@ -1038,19 +1039,10 @@ fn serve_runs_the_bundled_samples_in_its_smoke_test() {
         srv.started
     );
     assert_eq!(srv.stop(), 0);
-    let models = env.path("models-only");
-    json_ok(
-        env.cmd()
-            .arg("pull")
-            .arg(&layout)
-            .args(["--kind", "model", "-o"])
-            .arg(&models),
-    );
-    if models.join("mlart.json").exists() {
-        let srv = serve(&lib, &models, &[]);
-        assert_eq!(ran(&srv), Value::Null, "{}", srv.started);
-        assert_eq!(srv.stop(), 0);
-    }
+    std::fs::remove_file(pulled.join("samples/samples.json")).unwrap();
+    let srv = serve(&lib, &pulled, &[]);
+    assert_eq!(ran(&srv), Value::Null, "{}", srv.started);
+    assert_eq!(srv.stop(), 0);
 
     // A registry REF: the model and its samples pulled through the cache.
     let Some(reg) = Registry::start("serve_runs_the_bundled_samples_in_its_smoke_test") else {
