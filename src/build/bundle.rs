@@ -236,6 +236,7 @@ pub fn build_on<S: BlobSink + Send>(
                     path: f.rel.clone(),
                     format: f.format().map(str::to_string),
                     framework: f.framework().map(str::to_string),
+                    samples: f.samples().map(str::to_string),
                     size: fd.size,
                     sha256: fd.digest().into_string(),
                     io: opts

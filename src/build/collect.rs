@@ -8,6 +8,7 @@
 use super::filters::{filtered, load_ignore, Filters, Lazy};
 use super::folder::Seen;
 use super::folder::{Folder, Stat};
+use super::samples;
 use crate::store::runs::Record;
 type Batch = crate::store::runs::Batch<Seen>;
 type Runs = crate::store::runs::Runs<Seen>;
@@ -55,12 +56,19 @@ pub struct ModelInfo {
     /// Model format (declared or detected); only for model files.
     pub format: Option<String>,
     pub framework: Option<String>,
+    /// The spec entry's `samples:`, as a path in the bundle (`build::samples`).
+    pub samples: Option<String>,
 }
 
 impl ModelInfo {
     /// The info, or None when it says nothing.
-    pub fn of(format: Option<String>, framework: Option<String>) -> Option<Box<ModelInfo>> {
-        (format.is_some() || framework.is_some()).then(|| Box::new(ModelInfo { format, framework }))
+    pub fn of(f: Option<String>, w: Option<String>, s: Option<String>) -> Option<Box<ModelInfo>> {
+        let m = ModelInfo {
+            format: f,
+            framework: w,
+            samples: s,
+        };
+        (m != ModelInfo::default()).then(|| Box::new(m))
     }
 }
 
@@ -139,12 +147,16 @@ pub fn collect_each(
         .iter()
         .map(|p| absolute(p).unwrap_or_else(|| p.clone()))
         .collect();
-    // Spec order: a record names its entry by its place here.
-    let entries: Vec<(Kind, &Entry)> = spec
+    // Spec order: a record names its entry by its place here. The models' samples last:
+    // a path the spec's own entries take is theirs.
+    let samples = samples::entries(spec, &root)?;
+    let mut entries: Vec<(Kind, &Entry)> = spec
         .sections
         .iter()
         .flat_map(|(k, es)| es.iter().map(move |e| (*k, e)))
         .collect();
+    let own = entries.len();
+    entries.extend(samples.iter().map(|(k, e)| (*k, e)));
     if u32::try_from(entries.len()).is_err() {
         return Err(Error::input(format!(
             "{}: more than 2^32 entries",
@@ -283,6 +295,9 @@ pub fn collect_each(
             continue;
         }
         if let Some(first) = kept.filter(|_| kept_rel == *rel) {
+            if rec.entry as usize >= own {
+                continue; // a model's samples, bundled by the spec's own entry
+            }
             let (k, p) = (entries[first as usize].0, entries[first as usize].1.pos);
             let what = if k == kind {
                 format!(
@@ -509,7 +524,11 @@ fn make_file(
         kind,
         size: meta.len,
         executable,
-        model: ModelInfo::of(format, entry.framework.clone()),
+        model: ModelInfo::of(
+            format,
+            entry.framework.clone(),
+            samples::of_entry(entry, kind),
+        ),
         metrics: entry.metrics && !test_data,
     })
 }
@@ -743,7 +762,7 @@ pub(crate) fn is_glob(p: &str) -> bool {
 }
 
 /// `./a//b/` -> `a/b`
-fn normalize(p: &str) -> String {
+pub(super) fn normalize(p: &str) -> String {
     p.split(['/', '\\'])
         .filter(|c| !c.is_empty() && *c != ".")
         .collect::<Vec<_>>()

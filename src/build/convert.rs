@@ -64,6 +64,7 @@ pub fn from_pulled(
             model: crate::build::collect::ModelInfo::of(
                 model.and_then(|x| x.format.clone()),
                 model.and_then(|x| x.framework.clone()),
+                model.and_then(|x| x.samples.clone()),
             ),
             metrics: kind == Kind::Eval && metric_files.contains(rel.as_str()),
         });

@@ -16,6 +16,7 @@ const EXEC: u8 = 1;
 const METRICS: u8 = 2;
 const FORMAT: u8 = 4;
 const FRAMEWORK: u8 = 8;
+const SAMPLES: u8 = 16;
 
 fn io_err(e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -155,15 +156,20 @@ impl ListWriter {
         let len = u32::try_from(f.rel.len())
             .map_err(|_| internal(format!("a path of {} bytes", f.rel.len())))?;
         let short = |s: Option<&str>| -> Result<u16> {
-            u16::try_from(s.map_or(0, str::len))
-                .map_err(|_| internal(format!("{}: a model format or framework too long", f.rel)))
+            u16::try_from(s.map_or(0, str::len)).map_err(|_| {
+                internal(format!(
+                    "{}: a model format, framework or samples path too long",
+                    f.rel
+                ))
+            })
         };
-        let (format, framework) = (f.format(), f.framework());
-        let (flen, wlen) = (short(format)?, short(framework)?);
+        let (format, framework, samples) = (f.format(), f.framework(), f.samples());
+        let (flen, wlen, slen) = (short(format)?, short(framework)?, short(samples)?);
         let flags = (if f.executable { EXEC } else { 0 })
             | (if f.metrics { METRICS } else { 0 })
             | (if format.is_some() { FORMAT } else { 0 })
-            | (if framework.is_some() { FRAMEWORK } else { 0 });
+            | (if framework.is_some() { FRAMEWORK } else { 0 })
+            | (if samples.is_some() { SAMPLES } else { 0 });
         let kind = Kind::ALL.iter().position(|&k| k == f.kind).expect("a kind") as u8;
         self.w
             .record(|w| {
@@ -179,6 +185,10 @@ impl ListWriter {
                 }
                 if let Some(s) = framework {
                     w.write_all(&wlen.to_le_bytes())?;
+                    w.write_all(s.as_bytes())?;
+                }
+                if let Some(s) = samples {
+                    w.write_all(&slen.to_le_bytes())?;
                     w.write_all(s.as_bytes())?;
                 }
                 Ok(())
@@ -250,6 +260,7 @@ impl Iter<'_> {
         };
         let format = extra(flags & FORMAT != 0)?;
         let framework = extra(flags & FRAMEWORK != 0)?;
+        let samples = extra(flags & SAMPLES != 0)?;
         self.r.take(n);
         Ok((
             at,
@@ -259,7 +270,7 @@ impl Iter<'_> {
                 kind,
                 size,
                 executable: flags & EXEC != 0,
-                model: ModelInfo::of(format, framework),
+                model: ModelInfo::of(format, framework, samples),
                 metrics: flags & METRICS != 0,
             },
         ))

@@ -12,6 +12,7 @@ fn file(i: usize, root: &Arc<Path>) -> SourceFile {
             Box::new(ModelInfo {
                 format: Some("onnx".into()),
                 framework: (i % 10 == 0).then(|| "sklearn".into()),
+                samples: (i % 15 == 0).then(|| format!("s/{i}.json")),
             })
         }),
         metrics: i % 4 == 0,

@@ -22,6 +22,7 @@ mod omsdoc;
 pub mod pgzip;
 pub mod pipeline;
 mod resume;
+mod samples;
 pub mod schema;
 mod source;
 mod walk;

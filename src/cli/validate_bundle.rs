@@ -43,17 +43,22 @@ pub fn bundle_models(
         .flat_map(|s| s.inputs.into_iter().chain(s.outputs))
         .filter_map(|p| all.iter().copied().find(|a| *a == p))
         .collect();
-    // Only the model files are fetched (all of them: an ONNX model may keep its weights in
-    // external data files beside it), and only when there is an ONNX model to run.
-    if meta
+    // The samples the bundle records for its ONNX models (the spec's `samples:`).
+    let is_onnx = |m: &&mlart::format::metadata::ModelEntry| m.format.as_deref() == Some("onnx");
+    let samples: Vec<&str> = meta
         .models
         .iter()
-        .any(|m| m.format.as_deref() == Some("onnx"))
-    {
+        .filter(is_onnx)
+        .filter_map(|m| m.samples.as_deref())
+        .collect();
+    // Only the model files are fetched (all of them: an ONNX model may keep its weights in
+    // external data files beside it), and only when there is an ONNX model to run.
+    if meta.models.iter().any(|m| is_onnx(&m)) {
         // A registry's layers go through the local cache, as a pull's do.
         let from_registry = matches!(loc, Location::Registry { .. });
-        // With test data sets, the model files and theirs by path (kinds and paths intersect).
-        let (kinds, paths) = if test_files.is_empty() {
+        // With test data sets or samples, the model files and those by path (kinds and paths
+        // intersect).
+        let (kinds, paths) = if test_files.is_empty() && samples.is_empty() {
             (vec!["model".into()], vec![])
         } else {
             let models = meta.files.iter().filter(|f| f.kind == Kind::Model);
@@ -61,6 +66,11 @@ pub fn bundle_models(
                 .map(|f| f.path.as_str())
                 .chain(test_files.iter().copied())
                 .map(globset::escape)
+                .chain(
+                    samples
+                        .iter()
+                        .flat_map(|s| validate::recorded_samples_globs(s)),
+                )
                 .collect();
             (vec![], paths)
         };
@@ -75,16 +85,24 @@ pub fn bundle_models(
         };
         pull::pull(src.as_mut(), tag.as_deref(), &opts, &|_, _| {}, &|_| {})?;
     }
-    let models = meta
-        .models
-        .iter()
-        .map(|m| validate::ModelInput {
+    let mut models = Vec::new();
+    for m in &meta.models {
+        let mut input = validate::ModelInput {
             path: m.path.clone(),
             file: out.join(&m.path),
             format: m.format.clone(),
             samples: None,
             test_data: validate::SampleSet::from_paths(sets_of(m), |rel| out.join(rel)),
-        })
-        .collect();
+        };
+        if let Some(s) = m.samples.as_deref().filter(|_| is_onnx(&m)) {
+            if !validate::use_recorded_samples(&mut input, &out, s, target)? {
+                return Err(mlart::Error::input(format!(
+                    "{target}: its mlart.json names {s} as the samples of model {} (models[].samples), and the bundle holds no such file or folder: the metadata does not match the files; bundle the project again",
+                    m.path
+                )));
+            }
+        }
+        models.push(input);
+    }
     Ok((models, meta.schema))
 }

@@ -90,6 +90,7 @@ pub fn synthesize(dialect: Dialect, manifest: &ImageManifest, config: &Value) ->
                 size: l.size(),
                 sha256: digest.clone(),
                 io: None,
+                samples: None,
             });
         }
         files.push(FileEntry {

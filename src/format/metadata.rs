@@ -170,6 +170,11 @@ pub struct ModelEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io: Option<crate::format::validation::ModelIo>,
     pub path: String,
+    /// The samples of `mlart validate` for this model (the spec entry's `samples:`): the
+    /// path in the bundle of a samples JSON file, or of a folder of ONNX test data sets
+    /// (`test_data_set_N/`). Absent when the entry gives none (older bundles never have it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<String>,
     pub sha256: String,
     pub size: u64,
 }
@@ -331,7 +336,7 @@ mod tests {
                                            "shape": ["N", 4, null], "type": "tensor(float32)[N,4,?]"}],
                                "ir_version": 8, "opset": {"": 17},
                                "outputs": [{"kind": "sequence", "name": "y", "type": "sequence(int64)"}]},
-                        "path": "m.onnx", "sha256": "sha256:22", "size": 3}],
+                        "path": "m.onnx", "samples": "s.json", "sha256": "sha256:22", "size": 3}],
             "name": "n", "revision": "abc",
             "schema": {"features": [{"categories": ["a", 1], "default": 0, "description": "f",
                                      "dtype": "float32", "name": "f", "nullable": true,

@@ -126,6 +126,9 @@ pub struct StartedModel {
     pub inputs: Vec<model::IoSpec>,
     pub outputs: Vec<model::IoSpec>,
     pub batching: bool,
+    /// The samples its smoke test ran (those the bundle records: the spec's `samples:`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<String>,
 }
 
 /// A model with its batcher (when batching is on and the model allows it).
@@ -335,7 +338,7 @@ pub fn serve(
             m.format.as_deref().unwrap_or("of an unknown format")
         )));
     }
-    let inputs: Vec<ModelInput> = meta
+    let mut inputs: Vec<ModelInput> = meta
         .models
         .iter()
         .map(|m| ModelInput {
@@ -346,6 +349,27 @@ pub fn serve(
             test_data: vec![],
         })
         .collect();
+    // The samples the bundle records (the spec's `samples:`) run in the smoke test, as in
+    // `mlart validate`.
+    for (input, m) in inputs.iter_mut().zip(&meta.models) {
+        let Some(s) = m.samples.as_deref() else {
+            continue;
+        };
+        if validate::use_recorded_samples(input, &loaded.dir, s, &opts.source)? {
+            continue;
+        }
+        if loaded.digest.is_some() {
+            return Err(Error::input(format!(
+                "{}: its mlart.json names {s} as the samples of model {} (models[].samples), and the bundle holds no such file or folder: the metadata does not match the files; bundle the project again",
+                opts.source, m.path
+            )));
+        }
+        tracing::warn!(
+            "{}: the samples of model {} ({s}) are not in it: the smoke test runs without them; pull the whole bundle again to run them",
+            opts.source,
+            m.path
+        );
+    }
     // The smoke test of `validate`, before anything is reported ready.
     let vopts = validate::Options {
         ort_lib: opts.ort_lib.clone(),
@@ -471,13 +495,20 @@ pub fn serve(
             models: state
                 .models
                 .iter()
-                .map(|s| StartedModel {
+                .zip(&inputs)
+                .map(|(s, i)| StartedModel {
                     name: s.model.name.clone(),
                     version: s.model.version.clone(),
                     path: s.model.path.clone(),
                     inputs: s.model.inputs.clone(),
                     outputs: s.model.outputs.clone(),
                     batching: s.batcher.is_some(),
+                    samples: i
+                        .samples
+                        .iter()
+                        .map(|f| f.file.clone())
+                        .chain(i.test_data.iter().map(|t| t.name.clone()))
+                        .collect(),
                 })
                 .collect(),
             workers: opts.workers,

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub struct Loaded {
     /// (its list of files stays on disk: a bundle of many files costs no memory here)
     pub metadata: Metadata<Entries>,
-    /// Model `path` is at `dir/path`.
+    /// Model `path` is at `dir/path`, and so are the samples the models record.
     pub dir: PathBuf,
     /// The manifest digest (None for a pulled directory).
     pub digest: Option<String>,
@@ -59,10 +59,12 @@ pub fn load(source: &str, o: &SourceOptions) -> Result<Loaded> {
             source: e,
         })?;
     let out = tmp.path().join("models");
+    let (kinds, paths) = models_and_samples(&metadata)?;
     let opts = pull::PullOptions {
         strict: true,
         out: out.clone(),
-        kinds: vec!["model".into()],
+        kinds,
+        paths,
         cache: if is_registry { o.cache.clone() } else { None },
         verify_keys: o.keys.to_vec(),
         cancel: o.cancel.clone(),
@@ -76,6 +78,32 @@ pub fn load(source: &str, o: &SourceOptions) -> Result<Loaded> {
         verified_by: report.verified_by,
         _tmp: Some(tmp),
     })
+}
+
+/// The selection of a pull for serving: the model files (kind `model`), and when the models
+/// record samples (mlart.json `models[].samples`) those too, by path.
+fn models_and_samples(m: &Metadata<Entries>) -> Result<(Vec<String>, Vec<String>)> {
+    let samples: Vec<&str> = m
+        .models
+        .iter()
+        .filter_map(|m| m.samples.as_deref())
+        .collect();
+    if samples.is_empty() {
+        return Ok((vec!["model".into()], vec![]));
+    }
+    let mut paths = Vec::new();
+    for f in m.files.iter() {
+        let f = f?;
+        if f.kind == crate::format::metadata::Kind::Model {
+            paths.push(globset::escape(&f.path));
+        }
+    }
+    paths.extend(
+        samples
+            .iter()
+            .flat_map(|s| crate::check::validate::recorded_samples_globs(s)),
+    );
+    Ok((vec![], paths))
 }
 
 fn no_models(m: &Metadata<Entries>, source: &str) -> Result<()> {

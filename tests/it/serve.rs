@@ -991,3 +991,81 @@ fn serve_stalled_clients_are_cut_off_and_hold_up_no_one() {
     assert_eq!(srv.stop(), 0);
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
 }
+
+/// The samples a bundle records (the spec's `samples:`) run in serve's smoke test, from a
+/// layout, a registry REF and a pulled folder: wrong expected outputs keep it from starting
+/// (exit 1, as `validate`), right ones are named in its startup line. A pulled folder whose
+/// samples are gone starts without them.
+#[test]
+fn serve_runs_the_bundled_samples_in_its_smoke_test() {
+    use crate::support::fixtures::{bundle_spec, iris_with_samples};
+    let Some(lib) = ort_lib("serve_runs_the_bundled_samples_in_its_smoke_test") else {
+        return;
+    };
+    let env = Env::new();
+    let bad = iris_with_samples(&env.path("bad"), true);
+    let bad_layout = env.path("bad.oci");
+    bundle_spec(&mut env.cmd(), &bad, &bad_layout, &[]);
+    let (code, err) = Server::start(serve_cmd(&lib, &bad_layout, &[]))
+        .err()
+        .expect("served a bundle whose samples fail");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("smoke test failed") && err.contains("samples/samples.json"),
+        "{err}"
+    );
+
+    let good = iris_with_samples(&env.path("good"), false);
+    let layout = env.path("good.oci");
+    bundle_spec(&mut env.cmd(), &good, &layout, &[]);
+    let ran = |srv: &Server| srv.started["models"][0]["samples"].clone();
+    let srv = serve(&lib, &layout, &[]);
+    assert_eq!(
+        ran(&srv),
+        json!(["samples/samples.json"]),
+        "{}",
+        srv.started
+    );
+    assert_eq!(srv.stop(), 0);
+    // A whole pull: the samples are in the folder and run; removed from it, it starts
+    // without them (and says so).
+    let pulled = env.path("pulled");
+    json_ok(env.cmd().arg("pull").arg(&layout).arg("-o").arg(&pulled));
+    let srv = serve(&lib, &pulled, &[]);
+    assert_eq!(
+        ran(&srv),
+        json!(["samples/samples.json"]),
+        "{}",
+        srv.started
+    );
+    assert_eq!(srv.stop(), 0);
+    std::fs::remove_file(pulled.join("samples/samples.json")).unwrap();
+    let srv = serve(&lib, &pulled, &[]);
+    assert_eq!(ran(&srv), Value::Null, "{}", srv.started);
+    assert_eq!(srv.stop(), 0);
+
+    // A registry REF: the model and its samples pulled through the cache.
+    let Some(reg) = Registry::start("serve_runs_the_bundled_samples_in_its_smoke_test") else {
+        return;
+    };
+    let registry_serve = |r: &str| {
+        let mut c = serve_cmd(&lib, Path::new(r), &[]);
+        env.apply(&mut c);
+        Server::start(c)
+    };
+    let r = reg.reference("ml/iris:good-samples");
+    env.push(&layout, &r);
+    let srv = registry_serve(&r).unwrap();
+    assert_eq!(
+        ran(&srv),
+        json!(["samples/samples.json"]),
+        "{}",
+        srv.started
+    );
+    assert_eq!(srv.stop(), 0);
+    let r = reg.reference("ml/iris:bad-samples");
+    env.push(&bad_layout, &r);
+    let (code, err) = registry_serve(&r).err().unwrap();
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("smoke test failed"), "{err}");
+}

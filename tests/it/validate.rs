@@ -1401,3 +1401,117 @@ fn validate_bundle_uses_its_test_data() {
         "{m}"
     );
 }
+
+/// A model entry's `samples:` reaches the bundle (the file, and `models[].samples` in
+/// mlart.json), and `validate BUNDLE` (layout, archive, registry REF) runs them as `validate`
+/// of the project does: wrong expected outputs fail both, with exit 1.
+#[test]
+fn samples_of_the_spec_travel_with_the_bundle() {
+    use crate::support::fixtures::iris_with_samples;
+    let t = tempfile::tempdir().unwrap();
+    let bundle = |spec: &Path, out: &Path| {
+        json_ok(mlart().arg("bundle").arg("-f").arg(spec).arg("-o").arg(out));
+    };
+    let good = iris_with_samples(&t.path().join("good"), false);
+    let layout = t.path().join("good.oci");
+    bundle(&good, &layout);
+    let meta = json_ok(mlart().arg("inspect").arg(&layout))["metadata"].clone();
+    assert_eq!(
+        meta["models"][0]["samples"], "samples/samples.json",
+        "{meta}"
+    );
+    // Samples no entry lists: bundled all the same, as eval (never a metrics report).
+    let text = fs::read_to_string(&good).unwrap();
+    let unlisted = text.replace("data:\n  - samples/samples.json\n", "");
+    assert_ne!(unlisted, text);
+    fs::write(&good, &unlisted).unwrap();
+    let only = t.path().join("unlisted.oci");
+    bundle(&good, &only);
+    let meta = json_ok(mlart().arg("inspect").arg(&only))["metadata"].clone();
+    let f = meta["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "samples/samples.json")
+        .unwrap_or_else(|| panic!("the samples are not in the bundle: {meta}"));
+    assert_eq!(f["kind"], "eval", "{f}");
+    assert_eq!(meta["models"][0]["samples"], "samples/samples.json");
+    assert!(
+        !meta["metric_sources"]
+            .to_string()
+            .contains("samples/samples.json"),
+        "{meta}"
+    );
+    // Samples on an entry of more than one model file, or samples that are not there: a
+    // spec error at bundle time, naming the field.
+    for (from, to, needle) in [
+        (
+            "  - path: model/iris.onnx\n",
+            "  - path: model/\n",
+            "`samples` applies to one model file",
+        ),
+        (
+            "samples: samples/samples.json",
+            "samples: samples/nothing.json",
+            "samples: \"samples/nothing.json\" does not exist",
+        ),
+    ] {
+        fs::write(&good, unlisted.replace(from, to)).unwrap();
+        let err = fails(
+            mlart()
+                .arg("bundle")
+                .arg("-f")
+                .arg(&good)
+                .arg("-o")
+                .arg(t.path().join("x.oci")),
+            2,
+        );
+        assert!(err.contains("mlart.yaml:") && err.contains(needle), "{err}");
+    }
+
+    let Some(lib) = ort_lib("samples_of_the_spec_travel_with_the_bundle") else {
+        return;
+    };
+    let (code, r) = run_json(
+        mlart_ort(&lib)
+            .args(["validate", "--runs", "0"])
+            .arg(&layout),
+    );
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["samples"], serde_json::json!(["samples/samples.json"]));
+    assert_eq!(check(&r["models"][0], "samples")["passed"], true, "{r}");
+
+    // Wrong expected outputs: the project fails, and so does its bundle, in every store.
+    let bad = iris_with_samples(&t.path().join("bad"), true);
+    let (code, r) = run_json(
+        mlart_ort(&lib)
+            .args(["validate", "--runs", "0", "-f"])
+            .arg(&bad),
+    );
+    assert_eq!(code, 1, "{r}");
+    let want = message(&r["models"][0], "samples").to_string();
+    assert!(want.contains("differ"), "{want}");
+    let bad_layout = t.path().join("bad.oci");
+    let bad_archive = t.path().join("bad.tar");
+    bundle(&bad, &bad_layout);
+    bundle(&bad, &bad_archive);
+    let failed = |target: &std::ffi::OsStr, c: &mut Command| {
+        let (code, r) = run_json(c.args(["validate", "--runs", "0"]).arg(target));
+        assert_eq!(code, 1, "{target:?}: {r}");
+        assert_eq!(r["passed"], false, "{r}");
+        assert_eq!(message(&r["models"][0], "samples"), want, "{target:?}");
+    };
+    failed(bad_layout.as_os_str(), &mut mlart_ort(&lib));
+    failed(bad_archive.as_os_str(), &mut mlart_ort(&lib));
+
+    let Some(reg) = Registry::start("samples_of_the_spec_travel_with_the_bundle") else {
+        return;
+    };
+    let r = reg.reference("ml/iris:bad-samples");
+    json_ok(mlart().arg("push").arg(&bad_layout).arg(&r));
+    let cache = t.path().join("cache");
+    failed(
+        std::ffi::OsStr::new(&r),
+        mlart_ort(&lib).env("XDG_CACHE_HOME", &cache),
+    );
+}

@@ -506,20 +506,64 @@ pub fn models_of_spec(spec: &Spec, files: &[SourceFile]) -> Result<Vec<ModelInpu
                     "give `samples:` on an entry whose `path` names a single model file",
                 ));
             };
-            let abs = spec.root.join(s);
             let at = |err| match err {
                 Error::Input(m) => spec.error_at(e.pos, format!("samples: {m}"), ""),
                 other => other,
             };
-            if abs.is_dir() {
-                m.test_data = load_sample_dir(&abs, s).map_err(at)?;
-                continue;
-            }
-            m.samples = Some(std::sync::Arc::new(load_samples(&abs, s).map_err(at)?));
-            m.test_data.clear();
+            use_samples(m, &spec.root.join(s), s).map_err(at)?;
         }
     }
     Ok(out)
+}
+
+/// Give `m` the samples at `abs` (named `name` in the report): a samples JSON file, or a
+/// folder of test data sets, which then replace the sets found beside the model.
+fn use_samples(m: &mut ModelInput, abs: &Path, name: &str) -> Result<()> {
+    if abs.is_dir() {
+        m.test_data = load_sample_dir(abs, name)?;
+        return Ok(());
+    }
+    m.samples = Some(std::sync::Arc::new(load_samples(abs, name)?));
+    m.test_data.clear();
+    Ok(())
+}
+
+/// The globs of a pull that fetches the samples a bundle records for a model (mlart.json
+/// `models[].samples`, a path in the bundle): the file, or the files of the folder.
+pub fn recorded_samples_globs(rel: &str) -> [String; 2] {
+    let e = globset::escape(rel);
+    [format!("{e}/*"), e]
+}
+
+/// Give `m` the samples the bundle `what` records for it (`rel`, mlart.json
+/// `models[].samples`), pulled under `dir` as `samples:` gives them to `validate` of the
+/// project. `Ok(false)` when they are not under `dir` (not pulled); a path that is not one
+/// of a bundle is an error.
+pub fn use_recorded_samples(m: &mut ModelInput, dir: &Path, rel: &str, what: &str) -> Result<bool> {
+    let bad = rel.is_empty()
+        || rel.starts_with('/')
+        || rel.contains(['\\', '\0'])
+        || rel
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        return Err(Error::input(format!(
+            "{what}: mlart.json: the samples of model {} ({rel:?} in models[].samples) are not a path in the bundle: the metadata was not written by `mlart bundle`; bundle the project again",
+            m.path
+        )));
+    }
+    let abs = dir.join(rel);
+    if std::fs::symlink_metadata(&abs).is_err() {
+        return Ok(false);
+    }
+    use_samples(m, &abs, rel).map_err(|e| match e {
+        Error::Input(msg) => Error::input(format!(
+            "{what}: the samples of model {} ({rel}, mlart.json models[].samples): {msg}",
+            m.path
+        )),
+        other => other,
+    })?;
+    Ok(true)
 }
 
 /// Validate `models` against `schema`. Non-ONNX models are listed as not validated. Errors

@@ -91,3 +91,22 @@ pub fn read_layout(layout: &Path) -> (Value, Value) {
     let m = read_json(layout, index["manifests"][0]["digest"].as_str().unwrap());
     (index, m)
 }
+
+/// The iris example copied into `dir` with `samples: samples/samples.json` on its model entry;
+/// `wrong`: the samples' expected labels all 0 (the model says otherwise). Its spec.
+pub fn iris_with_samples(dir: &Path, wrong: bool) -> PathBuf {
+    super::copy_tree(&example(), dir, false);
+    let spec = dir.join("mlart.yaml");
+    let text = fs::read_to_string(&spec).unwrap().replace(
+        "    framework: scikit-learn\n",
+        "    framework: scikit-learn\n    samples: samples/samples.json\n",
+    );
+    fs::write(&spec, text).unwrap();
+    if wrong {
+        let f = dir.join("samples/samples.json");
+        let mut v: Value = serde_json::from_slice(&fs::read(&f).unwrap()).unwrap();
+        v["expected"]["label"] = serde_json::json!([0, 0, 0, 0, 0]);
+        fs::write(&f, serde_json::to_vec(&v).unwrap()).unwrap();
+    }
+    spec
+}
