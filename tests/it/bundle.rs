@@ -1106,3 +1106,24 @@ fn verify_says_integrity_with_pulls_exit_code_and_the_root_cause() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v.get("integrity").is_none(), "{v}");
 }
+
+/// A registry reference with capitals, a bad tag or a bad digest: which part, and the fix.
+#[test]
+fn bad_references_say_which_part_is_wrong() {
+    let err = fails(mlart().args(["inspect", "localhost:5000/ML/Iris:1.0.0"]), 2);
+    assert!(
+        err.contains("repository names must be lowercase")
+            && err.contains("\"localhost:5000/ml/iris:1.0.0\""),
+        "{err}"
+    );
+    let err = fails(mlart().args(["inspect", "localhost:5000/repo:bad!tag"]), 2);
+    assert!(err.contains("the tag \"bad!tag\""), "{err}");
+    let err = fails(
+        mlart().args(["inspect", "localhost:5000/repo@sha256:abc"]),
+        2,
+    );
+    assert!(
+        err.contains("the digest \"sha256:abc\"") && err.contains("64"),
+        "{err}"
+    );
+}
