@@ -743,7 +743,7 @@ pub(crate) fn is_glob(p: &str) -> bool {
 }
 
 /// `./a//b/` -> `a/b`
-fn normalize(p: &str) -> String {
+pub(super) fn normalize(p: &str) -> String {
     p.split(['/', '\\'])
         .filter(|c| !c.is_empty() && *c != ".")
         .collect::<Vec<_>>()

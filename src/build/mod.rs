@@ -24,4 +24,5 @@ pub mod pipeline;
 mod resume;
 pub mod schema;
 mod source;
+mod unreadable;
 mod walk;

@@ -1107,6 +1107,61 @@ fn verify_says_integrity_with_pulls_exit_code_and_the_root_cause() {
     assert!(v.get("integrity").is_none(), "{v}");
 }
 
+/// A project file the user running mlart cannot read: exit 2, the error at the spec entry
+/// that brought it in (mlart.yaml:LINE:COL), with the fix, and no output left behind. As root
+/// (where mode 000 does not stop reads) mlart runs as nobody through `setpriv`; without it,
+/// the test is skipped with a message.
+#[test]
+fn an_unreadable_project_file_names_its_spec_entry_and_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = example_copy();
+    let dir = t.path();
+    let log = dir.join("logs/train.log");
+    let root = unsafe { libc::geteuid() == 0 };
+    let mut c = match root {
+        false => mlart(),
+        true => {
+            let Some(setpriv) = find_on_path("setpriv") else {
+                eprintln!("SKIP: running as root, where mode 000 does not stop reads, and no setpriv to run mlart as nobody");
+                return;
+            };
+            // nobody reads and writes the project (and reaches it: the temp dir is 0700)
+            for e in walkdir::WalkDir::new(dir) {
+                let p = e.unwrap().into_path();
+                let mode = if p.is_dir() { 0o777 } else { 0o666 };
+                fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+            }
+            let mut c = std::process::Command::new(setpriv);
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_mlart"))
+                .env_remove("SOURCE_DATE_EPOCH")
+                .env_remove("RUST_LOG")
+                .env("HOME", dir);
+            c
+        }
+    };
+    fs::set_permissions(&log, fs::Permissions::from_mode(0o000)).unwrap();
+    if !root && fs::read(&log).is_ok() {
+        eprintln!("SKIP: this user reads a file of mode 000 (CAP_DAC_OVERRIDE)");
+        return;
+    }
+    let err = fails(c.current_dir(dir).args(["bundle", "-o", "build/x.oci"]), 2);
+    // `logs/` is line 24 of examples/iris/mlart.yaml
+    assert!(
+        err.contains("mlart.yaml:24:")
+            && err.contains("\"logs/train.log\" (from `logs/` in `logs`) cannot be read")
+            && err.contains("chmod a+r")
+            && err.contains(".mlartignore")
+            && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let build = dir.join("build");
+    assert!(!build.join("x.oci").exists());
+    assert!(leftovers(&build).is_empty(), "{:?}", leftovers(&build));
+    assert!(leftovers(dir).is_empty(), "{:?}", leftovers(dir));
+}
+
 /// A registry reference with capitals, a bad tag or a bad digest: which part, and the fix.
 #[test]
 fn bad_references_say_which_part_is_wrong() {
