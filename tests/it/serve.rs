@@ -619,7 +619,14 @@ fn serve_key_refuses_unverified_and_serves_registry_and_pulled_dir() {
     .err()
     .unwrap();
     assert_ne!(code, 0);
-    assert!(err.contains("signature"), "{err}");
+    // said as serve's refusal (not pull's), naming the key that did sign
+    let hint = mlart::sign::load_public(&public).unwrap().hint;
+    assert!(
+        err.contains("not served: no OCI signature verifies with the keys given")
+            && err.contains(&format!("signed by another key (hint {hint})"))
+            && !err.contains("not pulled"),
+        "{err}"
+    );
     // Unsigned bundle with --key: refused too.
     let env2 = Env::new();
     let unsigned = iris_layout(&env2, &[]);
