@@ -133,6 +133,8 @@ fn main() -> ExitCode {
     // leaves (`kill -9`) the next run in that folder removes (interrupt::temp_dir_in).
     let _ = ctrlc::set_handler(move || {
         if on_signal.is_cancelled() {
+            // (serve stops its drain at once and exits 130 itself)
+            on_signal.cancel_again();
             std::thread::sleep(std::time::Duration::from_secs(2));
             std::process::exit(130);
         }

@@ -229,6 +229,9 @@ pub struct Stopped {
     pub cut_off: usize,
     /// The drain allowed.
     pub drain: Duration,
+    /// A second signal cut the drain short (`cut_off` then counts what it cut off): the
+    /// binary exits 130, as a second Ctrl-C does everywhere.
+    pub interrupted: bool,
 }
 
 impl State {
@@ -517,22 +520,32 @@ pub fn serve(
         let cancel = opts.cancel.clone();
         let drain = opts.drain;
         let signal_then_drain = async move {
-            shutdown_signal(term, &cancel).await;
+            let mut term = term;
+            shutdown_signal(&mut term, &cancel, false).await;
             tracing::info!("shutting down: finishing the requests in flight");
             stop_state.ready.store(false, Ordering::SeqCst);
             let _ = stop_tx.send(true);
-            // The drain is bounded: after the signal, at most `drain` for the requests in flight.
-            tokio::time::sleep(drain).await;
+            // The drain is bounded: after the signal, at most `drain` for the requests in
+            // flight, and a second signal ends it at once.
+            tokio::select! {
+                _ = tokio::time::sleep(drain) => false,
+                _ = shutdown_signal(&mut term, &cancel, true) => true,
+            }
         };
         tokio::select! {
-            r = servers => r.map(|_| Stopped { cut_off: 0, drain }),
-            _ = signal_then_drain => {
+            r = servers => r.map(|_| Stopped { cut_off: 0, drain, interrupted: false }),
+            interrupted = signal_then_drain => {
                 let cut_off = state.in_flight.load(Ordering::SeqCst);
-                tracing::warn!(
-                    "{cut_off} request(s) still in flight after --drain {} s: stopping anyway",
-                    drain.as_secs()
-                );
-                Ok(Stopped { cut_off, drain })
+                match interrupted {
+                    true => tracing::warn!(
+                        "a second signal during the drain: stopping now, {cut_off} request(s) in flight"
+                    ),
+                    false => tracing::warn!(
+                        "{cut_off} request(s) still in flight after --drain {} s: stopping anyway",
+                        drain.as_secs()
+                    ),
+                }
+                Ok(Stopped { cut_off, drain, interrupted })
             }
         }
     })?;
@@ -542,10 +555,12 @@ pub fn serve(
     Ok(stopped)
 }
 
-/// SIGTERM, or SIGINT (which the binary's handler turns into `cancel`).
+/// SIGTERM, or SIGINT (which the binary's handler turns into `cancel`): with `again`, the
+/// second one (SIGTERM again, or the handler's second Ctrl-C or SIGTERM).
 async fn shutdown_signal(
-    mut term: Option<tokio::signal::unix::Signal>,
+    term: &mut Option<tokio::signal::unix::Signal>,
     cancel: &crate::interrupt::Cancel,
+    again: bool,
 ) {
     let term = async {
         match term.as_mut() {
@@ -556,7 +571,11 @@ async fn shutdown_signal(
         }
     };
     let int = async {
-        while !cancel.is_cancelled() {
+        let said = || match again {
+            true => cancel.is_cancelled_again(),
+            false => cancel.is_cancelled(),
+        };
+        while !said() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
