@@ -69,6 +69,9 @@ enum Command {
     Completions(cli::completions::Args),
     /// Print the man page (roff) on stdout, or write one page per verb with --out DIR.
     Man(cli::completions::ManArgs),
+    /// Not a verb (importing is `init --from`): says so, whatever follows it.
+    #[command(hide = true, disable_help_flag = true)]
+    Import(cli::init::ImportArgs),
     /// Internal: validate one model for `mlart validate` (request on stdin, report on stdout).
     #[command(name = "__validate-worker", hide = true)]
     ValidateWorker,
@@ -167,6 +170,7 @@ fn main() -> ExitCode {
         Command::Man(a) => {
             cli::completions::run_man(a, json, <Cli as clap::CommandFactory>::command())
         }
+        Command::Import(a) => cli::init::import_hint(a),
         Command::ValidateWorker => Ok(cli::validate::run_worker()),
     };
     match result {

@@ -1162,6 +1162,42 @@ fn an_unreadable_project_file_names_its_spec_entry_and_the_fix() {
     assert!(leftovers(dir).is_empty(), "{:?}", leftovers(dir));
 }
 
+/// `mlart import …`, a verb users guess: a usage error (exit 2) pointing at `init --from` and
+/// `bundle DIR`; not listed in --help.
+#[test]
+fn import_is_answered_with_the_verbs_that_import() {
+    for args in [
+        &["import"][..],
+        &["import", "./my-mlflow-model"][..],
+        &["import", "--from", "mlflow", "x", "--help"][..],
+    ] {
+        let err = fails(mlart().args(args), 2);
+        assert!(
+            err.contains("mlart has no `import` command")
+                && err.contains("mlart init --from")
+                && err.contains("mlart bundle")
+                && !err.contains("unrecognized subcommand"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "one paragraph: {err}");
+    }
+    let err = fails(mlart().args(["import", "./my-mlflow-model"]), 2);
+    assert!(
+        err.contains("init --from mlflow|huggingface|kitfile|modelfile|files ./my-mlflow-model"),
+        "{err}"
+    );
+    // (`--json` before the verb: after it, it is one of the words `import` takes)
+    let out = run(mlart().args(["--json", "import", "x"]));
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "usage", "{v}");
+    let help = String::from_utf8_lossy(&run(mlart().arg("--help")).stdout).into_owned();
+    assert!(
+        help.contains("bundle") && !help.contains("import"),
+        "{help}"
+    );
+}
+
 /// A registry reference with capitals, a bad tag or a bad digest: which part, and the fix.
 #[test]
 fn bad_references_say_which_part_is_wrong() {
