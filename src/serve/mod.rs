@@ -520,16 +520,22 @@ pub fn serve(
         let cancel = opts.cancel.clone();
         let drain = opts.drain;
         let signal_then_drain = async move {
-            let mut term = term;
-            shutdown_signal(&mut term, &cancel, false).await;
+            shutdown_signal(term, &cancel).await;
             tracing::info!("shutting down: finishing the requests in flight");
             stop_state.ready.store(false, Ordering::SeqCst);
             let _ = stop_tx.send(true);
             // The drain is bounded: after the signal, at most `drain` for the requests in
-            // flight, and a second signal ends it at once.
+            // flight, and a second signal ends it at once. (Told by the binary's handler,
+            // which sees SIGTERM too; not by `term`, which may still hold the first SIGTERM
+            // when the handler's `cancel` ended the wait above.)
+            let again = async {
+                while !cancel.is_cancelled_again() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(drain) => false,
-                _ = shutdown_signal(&mut term, &cancel, true) => true,
+                _ = again => true,
             }
         };
         tokio::select! {
@@ -555,12 +561,10 @@ pub fn serve(
     Ok(stopped)
 }
 
-/// SIGTERM, or SIGINT (which the binary's handler turns into `cancel`): with `again`, the
-/// second one (SIGTERM again, or the handler's second Ctrl-C or SIGTERM).
+/// SIGTERM, or SIGINT (which the binary's handler turns into `cancel`).
 async fn shutdown_signal(
-    term: &mut Option<tokio::signal::unix::Signal>,
+    mut term: Option<tokio::signal::unix::Signal>,
     cancel: &crate::interrupt::Cancel,
-    again: bool,
 ) {
     let term = async {
         match term.as_mut() {
@@ -571,11 +575,7 @@ async fn shutdown_signal(
         }
     };
     let int = async {
-        let said = || match again {
-            true => cancel.is_cancelled_again(),
-            false => cancel.is_cancelled(),
-        };
-        while !said() {
+        while !cancel.is_cancelled() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
