@@ -5,12 +5,13 @@
 
 use crate::error::{io_error, Kind};
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-/// A cancellation token: clones share one flag. `Default` is a token nobody cancels.
+/// A cancellation token: clones share one state (0: running, 1: cancelled, 2: cancelled
+/// again). `Default` is a token nobody cancels.
 #[derive(Clone, Debug, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel(Arc<AtomicU8>);
 
 impl Cancel {
     pub fn new() -> Cancel {
@@ -19,11 +20,21 @@ impl Cancel {
 
     /// Ask every holder of a clone to stop.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.fetch_max(1, Ordering::SeqCst);
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.load(Ordering::Relaxed) > 0
+    }
+
+    /// A second Ctrl-C (or SIGTERM) after the first: stop now, even what a first one lets
+    /// finish (serve's drain). The binary then exits 130 if the work has not by itself.
+    pub fn cancel_again(&self) {
+        self.0.store(2, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled_again(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 1
     }
 
     /// An `io::Error` of kind interrupted once cancelled. (Not `io::ErrorKind::Interrupted`:
@@ -145,6 +156,11 @@ mod tests {
         let e = r.read(&mut buf).unwrap_err();
         assert_eq!(crate::error::kind_of_io(&e), Some(Kind::Interrupted));
         assert!(!Cancel::new().is_cancelled(), "tokens are independent");
+        // a second signal: still cancelled, and said to be the second
+        assert!(!c.is_cancelled_again());
+        t.cancel_again();
+        t.cancel();
+        assert!(c.is_cancelled() && c.is_cancelled_again());
     }
 
     #[test]

@@ -69,6 +69,9 @@ enum Command {
     Completions(cli::completions::Args),
     /// Print the man page (roff) on stdout, or write one page per verb with --out DIR.
     Man(cli::completions::ManArgs),
+    /// Not a verb (importing is `init --from`): says so, whatever follows it.
+    #[command(hide = true, disable_help_flag = true)]
+    Import(cli::init::ImportArgs),
     /// Internal: validate one model for `mlart validate` (request on stdin, report on stdout).
     #[command(name = "__validate-worker", hide = true)]
     ValidateWorker,
@@ -133,6 +136,8 @@ fn main() -> ExitCode {
     // leaves (`kill -9`) the next run in that folder removes (interrupt::temp_dir_in).
     let _ = ctrlc::set_handler(move || {
         if on_signal.is_cancelled() {
+            // (serve stops its drain at once and exits 130 itself)
+            on_signal.cancel_again();
             std::thread::sleep(std::time::Duration::from_secs(2));
             std::process::exit(130);
         }
@@ -165,6 +170,7 @@ fn main() -> ExitCode {
         Command::Man(a) => {
             cli::completions::run_man(a, json, <Cli as clap::CommandFactory>::command())
         }
+        Command::Import(a) => cli::init::import_hint(a),
         Command::ValidateWorker => Ok(cli::validate::run_worker()),
     };
     match result {

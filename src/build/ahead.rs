@@ -9,7 +9,7 @@
 
 use super::folder::Folder;
 use crate::build::collect::SourceFile;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::interrupt::Cancel;
 use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -206,7 +206,9 @@ fn read_into(f: &SourceFile, cancel: &Cancel, folder: &mut Folder, into: &mut [u
         .check()
         .map_err(|e| super::layer::io_err_file(f, e))?;
     let abs = f.abs();
-    let mut file = folder.open(&abs).ctx("opening", &abs)?;
+    let mut file = folder
+        .open(&abs)
+        .map_err(|e| super::unreadable::open_error(f, e))?;
     let end = f.size as usize;
     let mut at = 0;
     loop {

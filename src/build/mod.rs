@@ -25,4 +25,5 @@ mod resume;
 mod samples;
 pub mod schema;
 mod source;
+mod unreadable;
 mod walk;

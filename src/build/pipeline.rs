@@ -316,10 +316,13 @@ fn run(
         Some(v) => Some(add_validation(v, &mut files, &mut req.opts)?),
         None => None,
     };
+    // (a project file that cannot be opened is said at its spec entry, once the staged
+    // output is gone)
     let stored = match dest {
-        Staged::Local(output, staging) => to_local(&req, &files, output, staging, progress)?,
-        Staged::Registry(sink) => to_registry(&req, &files, *sink, progress)?,
-    };
+        Staged::Local(output, staging) => to_local(&req, &files, output, staging, progress),
+        Staged::Registry(sink) => to_registry(&req, &files, *sink, progress),
+    }
+    .map_err(|e| super::unreadable::explain(req.spec, e))?;
     progress.finish();
     let makes_index = req.base.as_ref().is_some_and(|b| b.index);
     Ok(Bundled {

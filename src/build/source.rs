@@ -149,7 +149,7 @@ pub(super) fn open_source_with<'a>(
     direct: Direct,
 ) -> Result<SourceReader<'a>> {
     let abs = f.abs();
-    let file = File::open(&abs).ctx("opening", &abs)?;
+    let file = File::open(&abs).map_err(|e| super::unreadable::open_error(f, e))?;
     let cap = if direct == Direct::No {
         READ_BUF
     } else {

@@ -582,9 +582,25 @@ pub fn oci_signatures(
             }
         }
     } else if !sigs.iter().any(|s| s.valid) {
-        problems.push("no OCI signature verifies with the keys given".to_string());
+        problems.push(none_verifies(&sigs));
     }
     Ok((sigs, problems))
+}
+
+/// No OCI signature verifies: which keys did sign it, when their signatures name them.
+fn none_verifies(sigs: &[SignatureCheck]) -> String {
+    let mut signers: Vec<&str> = sigs
+        .iter()
+        .filter_map(|s| s.reason.as_deref().and_then(sign::other_signer))
+        .collect();
+    signers.dedup();
+    match signers.is_empty() {
+        true => "no OCI signature verifies with the keys given".to_string(),
+        false => format!(
+            "no OCI signature verifies with the keys given: it is signed by another key ({}). Give that key's public key (`--key PUB`; `mlart keygen` printed its hint), or sign the bundle with yours (`mlart sign`)",
+            signers.join("; ")
+        ),
+    }
 }
 
 pub fn check_signature(

@@ -44,6 +44,7 @@ pub fn run(a: &Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         require_all: false,
         platform: None,
         attestations: false,
+        refused: "not converted",
     };
     let pb = super::progress_bar(0, json);
     pb.set_message(format!("reading {}", src.describe()));

@@ -21,6 +21,30 @@ pub struct Args {
     from: Option<String>,
 }
 
+/// `mlart import …`, a verb users guess: whatever follows it is taken, to answer with the
+/// verbs that do import.
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    rest: Vec<std::ffi::OsString>,
+}
+
+/// The one-paragraph answer to `mlart import …` (a usage error: exit 2).
+pub fn import_hint(a: ImportArgs) -> Result<ExitCode> {
+    let dir = match a
+        .rest
+        .iter()
+        .rev()
+        .find(|x| !x.to_string_lossy().starts_with('-'))
+    {
+        Some(d) => d.to_string_lossy().into_owned(),
+        None => "DIR".to_string(),
+    };
+    Err(Error::usage(format!(
+        "mlart has no `import` command: importing is what `init` does. `mlart init --from mlflow|huggingface|kitfile|modelfile|files {dir}` writes {dir}/mlart.yaml from an MLflow, Hugging Face, KitOps or modctl folder (without --from the kind is detected), or `mlart bundle {dir}` bundles such a folder directly with that spec in memory (docs/importing.md)"
+    )))
+}
+
 pub fn run(a: Args, json: bool, _cancel: &Cancel) -> Result<ExitCode> {
     let from = match a.from.as_deref() {
         None => None,

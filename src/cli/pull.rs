@@ -83,6 +83,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         require_all: a.require_all,
         platform: a.platform.parse()?,
         strict: a.strict,
+        refused: "not pulled",
         attestations: true,
     };
     let pb = super::progress_bar(0, json);

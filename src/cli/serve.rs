@@ -57,7 +57,8 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     timeout: u64,
     /// Seconds to finish the requests in flight after SIGTERM/SIGINT; any still in flight
-    /// then are cut off, and serve exits 1 saying how many.
+    /// then are cut off, and serve exits 1 saying how many. A second signal ends the drain at
+    /// once: exit 130.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     drain: u64,
     /// Do not use the local blob cache for a registry source.
@@ -142,6 +143,15 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             }
         }
     })?;
+    if stopped.interrupted {
+        // A second Ctrl-C or SIGTERM: exit 130, as everywhere in mlart, after saying what the
+        // drain it cut short left unanswered.
+        eprintln!(
+            "stopped: a second signal ended the drain: {} request(s) cut off",
+            stopped.cut_off
+        );
+        return Err(mlart::Error::Interrupted);
+    }
     if stopped.cut_off > 0 {
         // Clients went unanswered: not a clean stop, so not exit 0 (the drain is the check).
         return Err(mlart::Error::Check(format!(

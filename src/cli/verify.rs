@@ -129,10 +129,8 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
                     s.digest,
                     s.key.as_deref().unwrap_or("")
                 ),
-                S::OtherKey => outln!(
-                    "  OCI signature {}: made by a key not given ({why})",
-                    s.digest
-                ),
+                // (the reason names the signer and says it is not a key given, once)
+                S::OtherKey => outln!("  OCI signature {}: {why}", s.digest),
                 S::Invalid => outln!("  OCI signature {}: INVALID ({why})", s.digest),
                 S::NotChecked => outln!(
                     "  OCI signature {}: present, not checked (no --key)",
@@ -143,10 +141,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         match &r.model_signature {
             Some(s) => match s.status {
                 S::Valid => outln!("  model.sig: valid ({})", s.key.as_deref().unwrap_or("")),
-                S::OtherKey => outln!(
-                    "  model.sig: made by a key not given ({})",
-                    s.reason.as_deref().unwrap_or("")
-                ),
+                S::OtherKey => outln!("  model.sig: {}", s.reason.as_deref().unwrap_or("")),
                 S::Invalid => outln!(
                     "  model.sig: INVALID ({})",
                     s.reason.as_deref().unwrap_or("")

@@ -52,6 +52,8 @@ pub struct PullOptions {
     /// Also write the bundle's attestations beside `out`, into `OUT.attestations/` (`mlart
     /// pull`; not the pulls into temp directories of serve, validate and convert).
     pub attestations: bool,
+    /// What a refusal says was not done ("" for `not pulled`; serve's `not served`).
+    pub refused: &'static str,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -165,6 +167,10 @@ pub fn pull(
         None => None,
     };
     let what = src.describe();
+    let not = [opts.refused, "not pulled"]
+        .into_iter()
+        .find(|s| !s.is_empty());
+    let not = not.unwrap_or_default();
     let resolved = layout::resolve_platform(src, tag, opts.platform.as_ref())?;
     // The metadata's list stays on disk past a few MiB: read as it streams, twice (the plan,
     // then the sorted list the layers are read beside), never held whole.
@@ -192,7 +198,7 @@ pub fn pull(
         )?;
         if !problems.is_empty() {
             return Err(Error::Check(format!(
-                "{what}: not pulled: {}",
+                "{what}: {not}: {}",
                 problems.join("; ")
             )));
         }
@@ -536,7 +542,7 @@ pub fn pull(
     let refused = written.refusals();
     if !refused.is_empty() && opts.strict {
         return Err(Error::integrity(format!(
-            "{what}: not pulled (--strict): {}. The bundle was changed after `mlart bundle`, or was not made by it; check it with `mlart verify`",
+            "{what}: {not} (--strict): {}. The bundle was changed after `mlart bundle`, or was not made by it; check it with `mlart verify`",
             refused.join("; ")
         )));
     }
@@ -545,10 +551,10 @@ pub fn pull(
     // model.sig over what was written: all files on a whole pull (as model_signing checks
     // the folder), the selected ones else. Read as it streams and sorted on disk beside
     // the files written.
-    let not_pulled = |e: String| Error::Check(format!("{what}: not pulled: model.sig: {e}"));
+    let not_pulled = |e: String| Error::Check(format!("{what}: {not}: model.sig: {e}"));
     let no_sig = || {
         Error::Check(format!(
-            "{what}: not pulled: the bundle has no model.sig, which --verify-key checks the files against: it was built without --sign, or converted by `mlart copy --format` without --sign (`mlart sign` adds only the manifest's signature). Sign it when building (`mlart bundle --sign KEY`) or converting (`mlart copy SRC DST --format FORM --sign KEY`), or pull without --verify-key and check the manifest's signature with `mlart verify REF --key`"
+            "{what}: {not}: the bundle has no model.sig, which --verify-key checks the files against: it was built without --sign, or converted by `mlart copy --format` without --sign (`mlart sign` adds only the manifest's signature). Sign it when building (`mlart bundle --sign KEY`) or converting (`mlart copy SRC DST --format FORM --sign KEY`), or pull without --verify-key and check the manifest's signature with `mlart verify REF --key`"
         ))
     };
     let mut signed = None;
@@ -578,7 +584,7 @@ pub fn pull(
                 .ok_or_else(no_sig)?;
             if let Some(p) = super::listing::unsigned_selected(&meta, &sel, resources.0)? {
                 return Err(Error::Check(format!(
-                    "{what}: not pulled: {p} is not signed as it is by model.sig"
+                    "{what}: {not}: {p} is not signed as it is by model.sig"
                 )));
             }
             verified_by.push(format!("{key} (model.sig)"));
@@ -593,7 +599,7 @@ pub fn pull(
     let (files, problems) = written.finish(layer_digests, signed)?;
     if let Some(p) = problems {
         return Err(Error::Check(format!(
-            "{what}: not pulled: the files do not match model.sig: {p}"
+            "{what}: {not}: the files do not match model.sig: {p}"
         )));
     }
     report.files = Files(Some(files));

@@ -122,13 +122,95 @@ fn reference_of(s: &str) -> std::result::Result<Reference, &'static str> {
 pub fn parse_reference(s: &str) -> Result<(Reference, bool)> {
     let s = s.strip_prefix("docker://").unwrap_or(s);
     let r: Reference = reference_of(s).map_err(|e| {
-        Error::input(format!(
-            "{s:?} is not a valid registry reference ({e}): use host[:port]/repository[:tag|@sha256:…], e.g. localhost:5000/ml/iris:1.0.0"
-        ))
+        Error::input(match what_is_wrong(s) {
+            Some(why) => format!("{s:?} is not a valid registry reference: {why}"),
+            None => format!(
+                "{s:?} is not a valid registry reference ({e}): use host[:port]/repository[:tag|@sha256:…], e.g. localhost:5000/ml/iris:1.0.0"
+            ),
+        })
     })?;
     let name_part = s.rsplit_once('/').map(|(_, last)| last).unwrap_or(s);
     let explicit = name_part.contains(':') || s.contains('@');
     Ok((r, explicit))
+}
+
+/// Which part of the refused reference `s` is wrong, and the fix: an uppercase repository
+/// (with the lowercase form), a tag outside its charset or length, a digest that is not
+/// `sha256:` and 64 hex digits. None when it is none of those (the grammar's own word then).
+fn what_is_wrong(s: &str) -> Option<String> {
+    let (name_tag, digest) = match s.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (s, None),
+    };
+    // The tag is after the last `:` of the last component (a `:` before a `/` is a port).
+    let (name, tag) = match name_tag.rsplit_once(':') {
+        Some((n, t)) if !t.contains('/') => (n, Some(t)),
+        _ => (name_tag, None),
+    };
+    let (host, repository) = match name.split_once('/') {
+        Some((h, r)) if h.contains(['.', ':']) || h == "localhost" => (Some(h), r),
+        _ => (None, name),
+    };
+    if repository.bytes().any(|b| b.is_ascii_uppercase()) {
+        let mut fixed = host.map(|h| format!("{h}/")).unwrap_or_default();
+        fixed.push_str(&repository.to_ascii_lowercase());
+        if let Some(t) = tag {
+            fixed.push_str(&format!(":{t}"));
+        }
+        if let Some(d) = digest {
+            fixed.push_str(&format!("@{d}"));
+        }
+        return Some(format!(
+            "repository names must be lowercase ({repository:?} has capital letters; the registry's host may have them). Write it as {fixed:?}"
+        ));
+    }
+    if let Some(t) = tag {
+        let bad: Vec<char> = t
+            .chars()
+            .filter(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+            .collect();
+        let why = if t.is_empty() {
+            Some("is empty (nothing after `:`)".to_string())
+        } else if !bad.is_empty() {
+            let mut shown = String::new();
+            for c in bad {
+                if !shown.contains(c) {
+                    shown.push(c);
+                }
+            }
+            Some(format!("has {shown:?}, which no tag may hold"))
+        } else if t.starts_with(['.', '-']) {
+            Some("starts with `.` or `-`".to_string())
+        } else if t.len() > 128 {
+            Some(format!("is {} characters long", t.len()))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Some(format!(
+                "the tag {t:?} {why}. A tag is 1 to 128 ASCII letters, digits, `_`, `.` and `-`, and does not start with `.` or `-` (e.g. `1.0.0`, `v2-rc_1`)"
+            ));
+        }
+    }
+    if let Some(d) = digest {
+        let hex = d.strip_prefix("sha256:");
+        // (sha384 and sha512 digests of their length parse too: only sha256 is taught here)
+        let good = hex.is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            || d.starts_with("sha384:")
+            || d.starts_with("sha512:");
+        if !good {
+            let what = match hex {
+                Some(h) if h.len() != 64 => format!("has {} characters after `sha256:`", h.len()),
+                Some(_) => "has a character that is not a hex digit".to_string(),
+                None => "does not start with `sha256:`".to_string(),
+            };
+            return Some(format!(
+                "the digest {d:?} {what}. A digest is `sha256:` followed by the 64 lowercase hex digits of the manifest's SHA-256 (`mlart inspect` and `mlart push` print it), e.g. `{name_tag}@sha256:{}`",
+                "0123456789abcdef".repeat(4)
+            ));
+        }
+    }
+    None
 }
 
 /// Tell a registry reference from a local layout or archive.
@@ -357,6 +439,52 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a valid registry reference"), "{e}");
+    }
+
+    /// A refused reference says which part is wrong and how to write it.
+    #[test]
+    fn refusals_name_the_part_and_the_fix() {
+        let msg = |s: &str| parse_reference(s).unwrap_err().to_string();
+        let e = msg("localhost:5000/ML/Iris:1.0.0");
+        assert!(
+            e.contains("repository names must be lowercase")
+                && e.contains("\"localhost:5000/ml/iris:1.0.0\""),
+            "{e}"
+        );
+        assert!(!e.contains("invalid reference format"), "{e}");
+        let e = msg("Foo/bar:1");
+        assert!(
+            e.contains("must be lowercase") && e.contains("\"foo/bar:1\""),
+            "{e}"
+        );
+        let e = msg("localhost:5000/repo:bad!tag");
+        assert!(
+            e.contains("the tag \"bad!tag\" has \"!\"") && e.contains("1 to 128"),
+            "{e}"
+        );
+        let e = msg(&format!("localhost:5000/repo:{}", "t".repeat(129)));
+        assert!(e.contains("is 129 characters long"), "{e}");
+        let e = msg("localhost:5000/repo:-x");
+        assert!(e.contains("starts with `.` or `-`"), "{e}");
+        let e = msg("localhost:5000/repo@sha256:abc");
+        assert!(
+            e.contains("the digest \"sha256:abc\" has 3 characters after `sha256:`")
+                && e.contains("64"),
+            "{e}"
+        );
+        let e = msg(&format!("localhost:5000/repo@md5:{}", "a".repeat(32)));
+        assert!(e.contains("does not start with `sha256:`"), "{e}");
+        // what none of those explains keeps the grammar's word and the general form
+        let e = msg("localhost:5000/a b");
+        assert!(
+            e.contains("invalid reference format") && e.contains("host[:port]"),
+            "{e}"
+        );
+        // through parse_location, as every verb reads it
+        let e = parse_location("localhost:5000/ML/Iris:1.0.0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must be lowercase"), "{e}");
     }
 
     #[test]

@@ -204,10 +204,11 @@ pub fn yaml_value(path: &Path, text: &str) -> Result<serde_json::Value> {
             .location()
             .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
             .unwrap_or_default();
+        // (the library's message without its own position: the one above is said once)
         Error::input(format!(
             "{}: invalid YAML{loc}: {}",
             path.display(),
-            e.to_string().lines().next().unwrap_or_default()
+            crate::spec::yaml_message(&e)
         ))
     })
 }

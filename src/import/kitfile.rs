@@ -282,5 +282,8 @@ mod tests {
         std::fs::write(t.path().join("Kitfile"), "model: [unclosed").unwrap();
         let e = import(t.path()).unwrap_err().to_string();
         assert!(e.contains("Kitfile") && e.contains("invalid YAML"), "{e}");
+        // the position once: ours, not again the YAML library's own
+        assert_eq!(e.matches("line").count(), 1, "{e}");
+        assert!(!e.contains("error: "), "{e}");
     }
 }

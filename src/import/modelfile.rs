@@ -70,14 +70,17 @@ pub fn import(dir: &Path) -> Result<Draft> {
             )),
         }
     }
-    // FORMAT applies to the model files (a folder's files are detected one by one).
+    // FORMAT applies to the model files (a folder's files are detected one by one); not to
+    // a sharded model's index (`model.safetensors.index.json`), which is JSON, not weights,
+    // and is left without a format as the Hugging Face importer leaves it.
     if let (Some(f), Some(list)) = (format, d.entries.get_mut(&Kind::Model)) {
         let f = f.to_ascii_lowercase();
         if crate::format::metadata::MODEL_FORMATS.contains(&f.as_str()) {
-            for e in list
-                .iter_mut()
-                .filter(|e| models.contains(&e.path) && !e.path.ends_with('/'))
-            {
+            for e in list.iter_mut().filter(|e| {
+                models.contains(&e.path)
+                    && !e.path.ends_with('/')
+                    && !e.path.to_ascii_lowercase().ends_with(".index.json")
+            }) {
                 e.format = Some(f.clone());
             }
         } else {
@@ -116,5 +119,36 @@ mod tests {
             .any(|w| w.contains("line 9") && w.contains("FROBNICATE")));
         assert!(d.warnings.iter().any(|w| w.contains("outside the project")));
         assert!(d.warnings.iter().any(|w| w.contains("line 10")));
+    }
+
+    /// FORMAT stamps the weights, not a sharded model's index beside them.
+    #[test]
+    fn format_leaves_the_shard_index_alone() {
+        let t = tempfile::tempdir().unwrap();
+        for f in [
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+            "model.safetensors.index.json",
+        ] {
+            std::fs::write(t.path().join(f), "x").unwrap();
+        }
+        std::fs::write(
+            t.path().join("Modelfile"),
+            "FORMAT safetensors\nMODEL model-00001-of-00002.safetensors\nMODEL model-00002-of-00002.safetensors\nMODEL model.safetensors.index.json\n",
+        )
+        .unwrap();
+        let d = import(t.path()).unwrap();
+        let formats: Vec<(&str, Option<&str>)> = d.entries[&Kind::Model]
+            .iter()
+            .map(|e| (e.path.as_str(), e.format.as_deref()))
+            .collect();
+        assert_eq!(
+            formats,
+            [
+                ("model-00001-of-00002.safetensors", Some("safetensors")),
+                ("model-00002-of-00002.safetensors", Some("safetensors")),
+                ("model.safetensors.index.json", None),
+            ]
+        );
     }
 }

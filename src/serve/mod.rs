@@ -232,6 +232,9 @@ pub struct Stopped {
     pub cut_off: usize,
     /// The drain allowed.
     pub drain: Duration,
+    /// A second signal cut the drain short (`cut_off` then counts what it cut off): the
+    /// binary exits 130, as a second Ctrl-C does everywhere.
+    pub interrupted: bool,
 }
 
 impl State {
@@ -552,18 +555,34 @@ pub fn serve(
             tracing::info!("shutting down: finishing the requests in flight");
             stop_state.ready.store(false, Ordering::SeqCst);
             let _ = stop_tx.send(true);
-            // The drain is bounded: after the signal, at most `drain` for the requests in flight.
-            tokio::time::sleep(drain).await;
+            // The drain is bounded: after the signal, at most `drain` for the requests in
+            // flight, and a second signal ends it at once. (Told by the binary's handler,
+            // which sees SIGTERM too; not by `term`, which may still hold the first SIGTERM
+            // when the handler's `cancel` ended the wait above.)
+            let again = async {
+                while !cancel.is_cancelled_again() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(drain) => false,
+                _ = again => true,
+            }
         };
         tokio::select! {
-            r = servers => r.map(|_| Stopped { cut_off: 0, drain }),
-            _ = signal_then_drain => {
+            r = servers => r.map(|_| Stopped { cut_off: 0, drain, interrupted: false }),
+            interrupted = signal_then_drain => {
                 let cut_off = state.in_flight.load(Ordering::SeqCst);
-                tracing::warn!(
-                    "{cut_off} request(s) still in flight after --drain {} s: stopping anyway",
-                    drain.as_secs()
-                );
-                Ok(Stopped { cut_off, drain })
+                match interrupted {
+                    true => tracing::warn!(
+                        "a second signal during the drain: stopping now, {cut_off} request(s) in flight"
+                    ),
+                    false => tracing::warn!(
+                        "{cut_off} request(s) still in flight after --drain {} s: stopping anyway",
+                        drain.as_secs()
+                    ),
+                }
+                Ok(Stopped { cut_off, drain, interrupted })
             }
         }
     })?;

@@ -68,6 +68,7 @@ pub fn load(source: &str, o: &SourceOptions) -> Result<Loaded> {
         cache: if is_registry { o.cache.clone() } else { None },
         verify_keys: o.keys.to_vec(),
         cancel: o.cancel.clone(),
+        refused: "not served",
         ..Default::default()
     };
     let report = pull::pull(src.as_mut(), tag.as_deref(), &opts, &|_, _| {}, &|_| {})?;

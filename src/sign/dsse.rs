@@ -196,14 +196,27 @@ pub(super) fn check_signatures<'k>(
         return Ok(k);
     }
     Err(match (keyids.first(), hint) {
-        (Some(id), _) if !keys.iter().any(|k| k.keyid == *id) => {
-            format!("{OTHER_KEY} (key id {id}), not by any key given")
-        }
-        (_, Some(h)) if !keys.iter().any(|k| k.hint == h) => {
-            format!("{OTHER_KEY} (hint {h}), not by any key given")
-        }
+        (Some(id), _) if !keys.iter().any(|k| k.keyid == *id) => other_key(&format!("key id {id}")),
+        (_, Some(h)) if !keys.iter().any(|k| k.hint == h) => other_key(&format!("hint {h}")),
         _ => "the signature does not verify with any key given".into(),
     })
+}
+
+/// The reason of a signature made by a key not given, that key named by `name` (`hint H`,
+/// `key id I`), said once: `signed by another key (hint H), not by any key given`.
+fn other_key(name: &str) -> String {
+    format!("{OTHER_KEY} ({name}){OTHER_KEY_END}")
+}
+
+const OTHER_KEY_END: &str = ", not by any key given";
+
+/// The signer a reason of [`other_key`] names (`hint H`, `key id I`).
+pub fn other_signer(reason: &str) -> Option<&str> {
+    reason
+        .strip_prefix(OTHER_KEY)?
+        .strip_prefix(" (")?
+        .strip_suffix(OTHER_KEY_END)?
+        .strip_suffix(')')
 }
 
 /// A good signature by `k` whose unsigned key name (`what`) says `found`, not `want`.
@@ -252,9 +265,19 @@ mod tests {
         // another key
         let d2 = tempfile::tempdir().unwrap();
         let (_, other) = keypair(d2.path());
-        assert!(verify_bundle(&b, &[other])
-            .unwrap_err()
-            .contains("another key"));
+        let err = verify_bundle(&b, &[other]).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "signed by another key (hint {}), not by any key given",
+                p.hint
+            )
+        );
+        assert_eq!(
+            other_signer(&err),
+            Some(format!("hint {}", p.hint).as_str())
+        );
+        assert_eq!(other_signer("the signature does not verify"), None);
         // a changed payload
         let mut v: Value = serde_json::from_slice(&b).unwrap();
         let payload = B64
@@ -300,6 +323,10 @@ mod tests {
         assert!(
             err.starts_with(OTHER_KEY) && err.contains(&p.keyid),
             "{err}"
+        );
+        assert_eq!(
+            other_signer(&err),
+            Some(format!("key id {}", p.keyid).as_str())
         );
         // an empty keyid (model.sig, OCI signatures) names no key: it verifies
         let plain = sign_statement(&k, &st);

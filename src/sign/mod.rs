@@ -9,8 +9,8 @@ mod oci;
 mod oms;
 
 pub use dsse::{
-    pae_header, sign_attestation, sign_statement, sign_streamed, sign_streamed_attestation,
-    unverified_statement, verify_bundle, OTHER_KEY,
+    other_signer, pae_header, sign_attestation, sign_statement, sign_streamed,
+    sign_streamed_attestation, unverified_statement, verify_bundle, OTHER_KEY,
 };
 pub use envelope::{open_streamed, Payload, MAX_REST};
 pub use keys::{key_hint, key_id, keygen, load_private, load_public, PrivateKey, PublicKey};

@@ -1105,3 +1105,115 @@ fn verify_says_integrity_with_pulls_exit_code_and_the_root_cause() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v.get("integrity").is_none(), "{v}");
 }
+
+/// A project file the user running mlart cannot read: exit 2, the error at the spec entry
+/// that brought it in (mlart.yaml:LINE:COL), with the fix, and no output left behind. As root
+/// (where mode 000 does not stop reads) mlart runs as nobody through `setpriv`; without it,
+/// the test is skipped with a message.
+#[test]
+fn an_unreadable_project_file_names_its_spec_entry_and_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = example_copy();
+    let dir = t.path();
+    let log = dir.join("logs/train.log");
+    let root = unsafe { libc::geteuid() == 0 };
+    let mut c = match root {
+        false => mlart(),
+        true => {
+            let Some(setpriv) = find_on_path("setpriv") else {
+                eprintln!("SKIP: running as root, where mode 000 does not stop reads, and no setpriv to run mlart as nobody");
+                return;
+            };
+            // nobody reads and writes the project (and reaches it: the temp dir is 0700)
+            for e in walkdir::WalkDir::new(dir) {
+                let p = e.unwrap().into_path();
+                let mode = if p.is_dir() { 0o777 } else { 0o666 };
+                fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+            }
+            let mut c = std::process::Command::new(setpriv);
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_mlart"))
+                .env_remove("SOURCE_DATE_EPOCH")
+                .env_remove("RUST_LOG")
+                .env("HOME", dir);
+            c
+        }
+    };
+    fs::set_permissions(&log, fs::Permissions::from_mode(0o000)).unwrap();
+    if !root && fs::read(&log).is_ok() {
+        eprintln!("SKIP: this user reads a file of mode 000 (CAP_DAC_OVERRIDE)");
+        return;
+    }
+    let err = fails(c.current_dir(dir).args(["bundle", "-o", "build/x.oci"]), 2);
+    // `logs/` is line 24 of examples/iris/mlart.yaml
+    assert!(
+        err.contains("mlart.yaml:24:")
+            && err.contains("\"logs/train.log\" (from `logs/` in `logs`) cannot be read")
+            && err.contains("chmod a+r")
+            && err.contains(".mlartignore")
+            && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let build = dir.join("build");
+    assert!(!build.join("x.oci").exists());
+    assert!(leftovers(&build).is_empty(), "{:?}", leftovers(&build));
+    assert!(leftovers(dir).is_empty(), "{:?}", leftovers(dir));
+}
+
+/// `mlart import …`, a verb users guess: a usage error (exit 2) pointing at `init --from` and
+/// `bundle DIR`; not listed in --help.
+#[test]
+fn import_is_answered_with_the_verbs_that_import() {
+    for args in [
+        &["import"][..],
+        &["import", "./my-mlflow-model"][..],
+        &["import", "--from", "mlflow", "x", "--help"][..],
+    ] {
+        let err = fails(mlart().args(args), 2);
+        assert!(
+            err.contains("mlart has no `import` command")
+                && err.contains("mlart init --from")
+                && err.contains("mlart bundle")
+                && !err.contains("unrecognized subcommand"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "one paragraph: {err}");
+    }
+    let err = fails(mlart().args(["import", "./my-mlflow-model"]), 2);
+    assert!(
+        err.contains("init --from mlflow|huggingface|kitfile|modelfile|files ./my-mlflow-model"),
+        "{err}"
+    );
+    // (`--json` before the verb: after it, it is one of the words `import` takes)
+    let out = run(mlart().args(["--json", "import", "x"]));
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "usage", "{v}");
+    let help = String::from_utf8_lossy(&run(mlart().arg("--help")).stdout).into_owned();
+    assert!(
+        help.contains("bundle") && !help.contains("import"),
+        "{help}"
+    );
+}
+
+/// A registry reference with capitals, a bad tag or a bad digest: which part, and the fix.
+#[test]
+fn bad_references_say_which_part_is_wrong() {
+    let err = fails(mlart().args(["inspect", "localhost:5000/ML/Iris:1.0.0"]), 2);
+    assert!(
+        err.contains("repository names must be lowercase")
+            && err.contains("\"localhost:5000/ml/iris:1.0.0\""),
+        "{err}"
+    );
+    let err = fails(mlart().args(["inspect", "localhost:5000/repo:bad!tag"]), 2);
+    assert!(err.contains("the tag \"bad!tag\""), "{err}");
+    let err = fails(
+        mlart().args(["inspect", "localhost:5000/repo@sha256:abc"]),
+        2,
+    );
+    assert!(
+        err.contains("the digest \"sha256:abc\"") && err.contains("64"),
+        "{err}"
+    );
+}

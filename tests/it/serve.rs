@@ -619,7 +619,14 @@ fn serve_key_refuses_unverified_and_serves_registry_and_pulled_dir() {
     .err()
     .unwrap();
     assert_ne!(code, 0);
-    assert!(err.contains("signature"), "{err}");
+    // said as serve's refusal (not pull's), naming the key that did sign
+    let hint = mlart::sign::load_public(&public).unwrap().hint;
+    assert!(
+        err.contains("not served: no OCI signature verifies with the keys given")
+            && err.contains(&format!("signed by another key (hint {hint})"))
+            && !err.contains("not pulled"),
+        "{err}"
+    );
     // Unsigned bundle with --key: refused too.
     let env2 = Env::new();
     let unsigned = iris_layout(&env2, &[]);
@@ -930,6 +937,50 @@ fn serve_drain_that_runs_out_says_how_many_requests_it_cut_off() {
     assert_eq!(infer(srv.port, &[[5.1, 3.5, 1.4, 0.2]]).0, 200);
     let (code, out) = srv.stop_output();
     assert_eq!(code, 0, "{out}");
+}
+
+/// A second signal during the drain ends it at once with exit 130 (as a second Ctrl-C does in
+/// every verb), even when the drain would have run out first (exit 1) a moment later.
+#[test]
+fn serve_second_signal_during_the_drain_exits_130_at_once() {
+    let Some((lib, _env, layout)) =
+        iris_to_serve("serve_second_signal_during_the_drain_exits_130_at_once")
+    else {
+        return;
+    };
+    for (first, second) in [(libc::SIGINT, libc::SIGINT), (libc::SIGTERM, libc::SIGTERM)] {
+        let mut srv = serve(&lib, &layout, &["--drain", "3"]);
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+        s.write_all(
+            b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"inputs\"",
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let pid = srv.child.id() as i32;
+        unsafe { libc::kill(pid, first) };
+        std::thread::sleep(Duration::from_millis(1500));
+        let t = std::time::Instant::now();
+        unsafe { libc::kill(pid, second) };
+        let mut text = String::new();
+        srv.out.read_to_string(&mut text).unwrap();
+        let code = srv.child.wait().unwrap().code().unwrap_or(-1);
+        if let Some(mut e) = srv.child.stderr.take() {
+            e.read_to_string(&mut text).unwrap();
+        }
+        // (the signal handler's own fallback exits 130 after 2 s; the drain ran out at 3 s)
+        assert!(
+            t.elapsed() < Duration::from_millis(1200),
+            "{:?}: {text}",
+            t.elapsed()
+        );
+        assert_eq!(code, 130, "{text}");
+        assert!(
+            text.contains("a second signal ended the drain: 1 request(s) cut off")
+                && text.contains("\"interrupted\""),
+            "{text}"
+        );
+        assert!(cut_off(&mut s));
+    }
 }
 
 /// What a stalled connection sees once the server gives up on it: the close (EOF or a reset),

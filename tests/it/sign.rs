@@ -439,8 +439,30 @@ fn verify_with_two_keys_names_the_signer_and_without_a_key_checks_digests() {
         .as_str()
         .unwrap()
         .contains("c.pub did not sign it"));
-    // only the key that did not sign: a failure
-    fails(&mut verify_cmd(&s, &[&c_pub]), 1);
+    // b's signature is named by b's hint, and "another key" is said once
+    let b_hint = mlart::sign::load_public(&t.path().join("b.pub"))
+        .unwrap()
+        .hint;
+    let line = text
+        .lines()
+        .find(|l| l.contains(&b_hint))
+        .unwrap_or_else(|| panic!("no line names b's hint: {text}"));
+    assert!(
+        line.ends_with(&format!(
+            ": signed by another key (hint {b_hint}), not by any key given"
+        )) && line.matches("key").count() == 2
+            && !line.contains("made by a key not given"),
+        "{line}"
+    );
+    // only the key that did not sign: a failure, naming the keys that did sign
+    let err = fails(&mut verify_cmd(&s, &[&c_pub]), 1);
+    let a_hint = mlart::sign::load_public(&a_pub).unwrap().hint;
+    assert!(
+        err.contains("no OCI signature verifies with the keys given: it is signed by another key")
+            && err.contains(&a_hint)
+            && err.contains(&b_hint),
+        "{err}"
+    );
 
     // no --key: digests and structure are checked, and it says no signature was checked
     let out = run(mlart().arg("verify").arg(&s));
