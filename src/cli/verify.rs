@@ -1,3 +1,4 @@
+use mlart::format::display::escape;
 use mlart::interrupt::Cancel;
 use mlart::{Error, Result};
 use std::path::PathBuf;
@@ -68,7 +69,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
                 "message": msg, "summary": msg,
             }));
         } else if ok {
-            outln!("{msg}");
+            outln!("{}", escape(&msg));
         }
         return match r {
             Ok(_) => Ok(ExitCode::SUCCESS),
@@ -122,12 +123,12 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             super::attest::print(found, true);
         }
         for s in &r.oci_signatures {
-            let why = s.reason.as_deref().unwrap_or("");
+            let why = escape(s.reason.as_deref().unwrap_or(""));
             match s.status {
                 S::Valid => outln!(
                     "  OCI signature {}: valid ({})",
                     s.digest,
-                    s.key.as_deref().unwrap_or("")
+                    escape(s.key.as_deref().unwrap_or(""))
                 ),
                 S::OtherKey => outln!(
                     "  OCI signature {}: made by a key not given ({why})",
@@ -142,14 +143,17 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         }
         match &r.model_signature {
             Some(s) => match s.status {
-                S::Valid => outln!("  model.sig: valid ({})", s.key.as_deref().unwrap_or("")),
+                S::Valid => outln!(
+                    "  model.sig: valid ({})",
+                    escape(s.key.as_deref().unwrap_or(""))
+                ),
                 S::OtherKey => outln!(
                     "  model.sig: made by a key not given ({})",
-                    s.reason.as_deref().unwrap_or("")
+                    escape(s.reason.as_deref().unwrap_or(""))
                 ),
                 S::Invalid => outln!(
                     "  model.sig: INVALID ({})",
-                    s.reason.as_deref().unwrap_or("")
+                    escape(s.reason.as_deref().unwrap_or(""))
                 ),
                 S::NotChecked => outln!(
                     "  model.sig: present, lists every file; signature not checked (no --key)"
@@ -158,7 +162,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             None => outln!("  model.sig: none in this bundle"),
         }
         for k in &r.keys {
-            outln!("  key {}", k.message);
+            outln!("  key {}", escape(&k.message));
         }
         outln!(
             "  {} blobs and {} files match their digests",
@@ -166,7 +170,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             r.files_verified
         );
         if r.ok {
-            outln!("{}", r.summary);
+            outln!("{}", escape(&r.summary));
         }
     }
     if r.ok {
