@@ -712,18 +712,6 @@ fn manifest_annotations(spec: &Spec, created: Option<&str>) -> BTreeMap<String, 
 
 // ---------------- reading a bundle back ----------------
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
-}
-
 /// The warning for a model file of 0 bytes (a failed export or download, a placeholder), which
 /// is bundled as it is: it names the file and the spec's `model:` entry it came from.
 fn empty_model(spec: &Spec, rel: &str) -> String {
@@ -757,4 +745,16 @@ fn empty_model(spec: &Spec, rel: &str) -> String {
     format!(
         "{rel} is empty (0 bytes), from {from}: a model file with no bytes is almost always a mistake (an export or download that failed); it is bundled as it is. Write the model there, or drop it from the spec"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
 }

@@ -230,8 +230,8 @@ fn print_local(done: &Bundled, seconds: f64, json: bool) {
     }
     outln!(
         "bundled {} {} ({} files, {}) in {seconds:.2}s",
-        escape(&s.name),
-        escape(&s.tag),
+        escape(s.name),
+        escape(s.tag),
         s.files,
         super::human_size(s.input_bytes),
     );
