@@ -75,6 +75,9 @@ enum Command {
     /// Internal: validate one model for `mlart validate` (request on stdin, report on stdout).
     #[command(name = "__validate-worker", hide = true)]
     ValidateWorker,
+    /// Not a verb: says that `copy --format` converts (hidden).
+    #[command(hide = true)]
+    Convert(cli::convert::Hint),
 }
 
 /// Keep memory that is freed for the next allocation instead of returning it to the kernel.
@@ -172,6 +175,7 @@ fn main() -> ExitCode {
         }
         Command::Import(a) => cli::init::import_hint(a),
         Command::ValidateWorker => Ok(cli::validate::run_worker()),
+        Command::Convert(a) => cli::convert::hint(a),
     };
     match result {
         Ok(code) => code,

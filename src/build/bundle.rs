@@ -347,6 +347,12 @@ pub fn build_on<S: BlobSink + Send>(
     } = crate::build::captured::parse(&mut looked)?;
     drop(looked);
     models.sort_by(|a, b| a.path.cmp(&b.path));
+    warnings.extend(
+        models
+            .iter()
+            .filter(|m| m.size == 0)
+            .map(|m| empty_model(spec, &m.path)),
+    );
     // The file list, in path order (the order of `files`), from what the layers read.
     let mut list = crate::store::entries::Writer::new(
         layers.iter().map(|l| l.digest.as_str().into()).collect(),
@@ -721,6 +727,41 @@ fn manifest_annotations(spec: &Spec, created: Option<&str>) -> BTreeMap<String, 
 }
 
 // ---------------- reading a bundle back ----------------
+
+/// The warning for a model file of 0 bytes (a failed export or download, a placeholder), which
+/// is bundled as it is: it names the file and the spec's `model:` entry it came from.
+fn empty_model(spec: &Spec, rel: &str) -> String {
+    let entry = spec
+        .sections
+        .iter()
+        .filter(|(k, _)| *k == Kind::Model)
+        .flat_map(|(_, entries)| entries)
+        .find(|e| {
+            let p = e.path.trim_start_matches("./").trim_end_matches('/');
+            let glob = || {
+                globset::GlobBuilder::new(p)
+                    .literal_separator(true)
+                    .build()
+                    .is_ok_and(|g| g.compile_matcher().is_match(rel))
+            };
+            p == rel
+                || p == "."
+                || rel.strip_prefix(p).is_some_and(|r| r.starts_with('/'))
+                || glob()
+        });
+    let from = match entry {
+        Some(e) => format!(
+            "the `model:` entry `{}` ({}:{})",
+            e.path,
+            spec.file.display(),
+            e.pos.line
+        ),
+        None => format!("the `model:` section of {}", spec.file.display()),
+    };
+    format!(
+        "{rel} is empty (0 bytes), from {from}: a model file with no bytes is almost always a mistake (an export or download that failed); it is bundled as it is. Write the model there, or drop it from the spec"
+    )
+}
 
 #[cfg(test)]
 mod tests {

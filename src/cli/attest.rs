@@ -6,6 +6,7 @@ use mlart::attest::summary::Summary;
 use mlart::attest::{self, Found};
 use mlart::format::attestation::AttestationKind;
 use mlart::format::digest::Digest;
+use mlart::format::display::escape;
 use mlart::interrupt::Cancel;
 use mlart::store::layout::Source;
 use mlart::{Error, Result};
@@ -201,8 +202,8 @@ pub fn print(found: &[Found], checked: bool) {
     }
     for f in found {
         let state = match (&f.problem, &f.key) {
-            (Some(p), _) => format!("INVALID ({p})"),
-            (None, Some(k)) => format!("valid ({k})"),
+            (Some(p), _) => format!("INVALID ({})", escape(p)),
+            (None, Some(k)) => format!("valid ({})", escape(k)),
             (None, None) if checked => "not verified".into(),
             (None, None) => "signature not checked (`mlart verify --key PUB --require ...`)".into(),
         };
@@ -214,7 +215,7 @@ pub fn print(found: &[Found], checked: bool) {
                     (Some(c), _) => c.clone(),
                     _ => "no source revision recorded".into(),
                 };
-                outln!("    source    {src}");
+                outln!("    source    {}", escape(&src));
                 outln!(
                     "    inputs    {} resolved ({} datasets)",
                     s.inputs,
@@ -223,7 +224,7 @@ pub fn print(found: &[Found], checked: bool) {
             }
             Some(Summary::Sbom(c)) => {
                 let parts: Vec<String> = c.iter().map(|(k, n)| format!("{n} {k}")).collect();
-                outln!("    components {}", parts.join(", "));
+                outln!("    components {}", escape(&parts.join(", ")));
             }
             None => {}
         }

@@ -5,6 +5,7 @@ use mlart::build::pipeline::{
     self, BaseSummary, Bundled, Choices, Destination, OnBase, Settings, Stored,
 };
 use mlart::format::compression::Compression;
+use mlart::format::display::{escape, escape_path};
 use mlart::format::metadata::Form;
 use mlart::format::platform::PlatformChoice;
 use mlart::interrupt::Cancel;
@@ -122,13 +123,13 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     if let (Some(r), Some(d)) = (&imported, &a.dir) {
         eprintln!(
             "note: {} has no {}: bundling it as a{} {} folder (`mlart init` writes this spec to review)",
-            d.display(),
+            escape_path(d),
             spec::SPEC_FILE,
             if r.from.as_str() == "mlflow" { "n" } else { "" },
             r.from.as_str()
         );
         for w in &r.warnings {
-            eprintln!("warning: {w}");
+            super::warn(w);
         }
     }
     let epoch = bundle::source_date_epoch()?;
@@ -228,12 +229,12 @@ fn print_local(done: &Bundled, seconds: f64, json: bool) {
     }
     let built = &done.built[0];
     for w in &built.warnings {
-        eprintln!("warning: {w}");
+        super::warn(w);
     }
     outln!(
         "bundled {} {} ({} files, {}) in {seconds:.2}s",
-        s.name,
-        s.tag,
+        escape(s.name),
+        escape(s.tag),
         s.files,
         super::human_size(s.input_bytes),
     );
@@ -257,7 +258,7 @@ fn print_local(done: &Bundled, seconds: f64, json: bool) {
     outln!(
         "  {} {}: {}",
         if s.archive { "archive" } else { "layout" },
-        s.output,
+        escape(&s.output),
         s.manifest_digest
     );
     if let Some(b) = &done.base {
@@ -279,7 +280,7 @@ fn print_local(done: &Bundled, seconds: f64, json: bool) {
 }
 
 fn print_base(b: &BaseSummary) {
-    outln!("  on base {} ({})", b.reference, b.digest);
+    outln!("  on base {} ({})", escape(&b.reference), b.digest);
     for i in &b.images {
         outln!(
             "    {}: {} (base {})",
@@ -294,7 +295,7 @@ fn print_base(b: &BaseSummary) {
 fn print_pushed(done: &Bundled, report: &mlart::store::push::PushReport, seconds: f64, json: bool) {
     if !json {
         for w in &done.built[0].warnings {
-            eprintln!("warning: {w}");
+            super::warn(w);
         }
         if let Some(b) = &done.base {
             print_base(b);

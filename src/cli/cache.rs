@@ -1,5 +1,6 @@
 //! `mlart cache ls|prune`: what the pull cache holds, and cutting it down.
 
+use mlart::format::display::{escape, escape_path};
 use mlart::format::units;
 use mlart::store::cache::{self, Rule};
 use mlart::{Error, Result};
@@ -79,7 +80,7 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
                 "{} blob(s), {} in {}",
                 l.blobs.len(),
                 super::human_size(l.bytes),
-                l.dir.display()
+                escape_path(&l.dir)
             );
             if l.upload_sessions > 0 {
                 outln!(
@@ -87,10 +88,18 @@ pub fn run(a: Args, json: bool) -> Result<ExitCode> {
                     l.upload_sessions
                 );
             }
+            if !l.interrupted_downloads.is_empty() {
+                outln!(
+                    "{} interrupted download(s) (the next pull of the blob continues it; `prune` removes those unused for a day)",
+                    l.interrupted_downloads.len()
+                );
+            }
             if !l.other_files.is_empty() {
                 outln!(
-                    "{} other file(s) (interrupted downloads; `prune` removes those unused for a day)",
-                    l.other_files.len()
+                    "{} other file(s) (not mlart's; `prune` leaves them): {}{}",
+                    l.other_files.len(),
+                    escape(&l.other_files[..l.other_files.len().min(5)].join(", ")),
+                    if l.other_files.len() > 5 { ", …" } else { "" }
                 );
             }
         }

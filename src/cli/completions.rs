@@ -27,7 +27,7 @@ pub fn run(a: Args, cmd: clap::Command) -> Result<ExitCode> {
     let mut buf = Vec::new();
     let name = cmd.get_name().to_string();
     clap_complete::generate(a.shell, &mut cmd, name, &mut buf);
-    outln!("{}", String::from_utf8_lossy(&buf).trim_end_matches('\n'));
+    rawln!("{}", String::from_utf8_lossy(&buf).trim_end_matches('\n'));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -40,7 +40,7 @@ pub fn run_man(a: ManArgs, json: bool, cmd: clap::Command) -> Result<ExitCode> {
         clap_mangen::Man::new(cmd)
             .render(&mut buf)
             .map_err(|e| Error::from_io(&e, "cannot render the man page"))?;
-        outln!("{}", String::from_utf8_lossy(&buf).trim_end_matches('\n'));
+        rawln!("{}", String::from_utf8_lossy(&buf).trim_end_matches('\n'));
         return Ok(ExitCode::SUCCESS);
     };
     std::fs::create_dir_all(&dir)

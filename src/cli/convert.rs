@@ -134,7 +134,7 @@ pub fn run(a: &Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         }));
     } else {
         for w in &done.built[0].warnings {
-            eprintln!("warning: {w}");
+            super::warn(w);
         }
         outln!(
             "converted {} ({}) to the {} form at {shown} in {seconds:.2}s",
@@ -150,4 +150,20 @@ pub fn run(a: &Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         outln!("  note: {note}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `mlart convert …`, a verb mlart does not have (a hidden subcommand): says that converting
+/// between forms is `copy --format`, with exit 2, instead of clap's "unrecognized subcommand".
+#[derive(clap::Args)]
+#[command(disable_help_flag = true)]
+pub struct Hint {
+    /// Whatever was given: ignored.
+    #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
+    rest: Vec<std::ffi::OsString>,
+}
+
+pub fn hint(_: Hint) -> Result<ExitCode> {
+    Err(Error::usage(
+        "mlart has no `convert` verb: converting between forms is `mlart copy SRC DST --format modelpack|image|artifact` (SRC pulled and verified, its files bundled again in the new form at DST; `mlart copy --help`)",
+    ))
 }

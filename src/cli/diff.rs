@@ -1,4 +1,7 @@
 use super::args::RegistryArgs;
+use mlart::format::digest::Digest;
+use mlart::format::display::escape;
+use mlart::format::metadata::Metadata;
 use mlart::interrupt::Cancel;
 use mlart::{check::gate, Result};
 use std::process::ExitCode;
@@ -33,14 +36,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         super::print_json(&serde_json::json!({"old_digest": od, "new_digest": nd, "diff": d}));
         return Ok(verdict);
     }
-    outln!(
-        "{} {} ({}) -> {} ({})",
-        old.name,
-        old.version,
-        od.short(),
-        new.version,
-        nd.short()
-    );
+    outln!("{}", heading(&old, &od, &new, &nd));
     if od == nd {
         outln!("  identical bundles");
         return Ok(ExitCode::SUCCESS);
@@ -90,15 +86,33 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         if !lines.is_empty() {
             outln!("\n{title}");
             for l in lines {
-                outln!("  {l}");
+                outln!("  {}", escape(l));
             }
         }
     }
     if !d.schema_breaking.is_empty() {
         outln!("\nBREAKING SCHEMA CHANGES");
         for l in &d.schema_breaking {
-            outln!("  {l}");
+            outln!("  {}", escape(l));
         }
     }
     Ok(verdict)
+}
+
+/// The first line: `iris 1.0.0 (93ce…) -> 1.1.0 (ab00…)`, both names when they differ
+/// (`iris 1.0.0 (…) -> odd 0.1.0 (…)`), so that another model does not read as a new version.
+fn heading<F>(old: &Metadata<F>, od: &Digest, new: &Metadata<F>, nd: &Digest) -> String {
+    let new_name = if new.name == old.name {
+        String::new()
+    } else {
+        format!("{} ", escape(&new.name))
+    };
+    format!(
+        "{} {} ({}) -> {new_name}{} ({})",
+        escape(&old.name),
+        escape(&old.version),
+        od.short(),
+        escape(&new.version),
+        nd.short()
+    )
 }

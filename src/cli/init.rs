@@ -67,7 +67,7 @@ pub fn run(a: Args, json: bool, _cancel: &Cancel) -> Result<ExitCode> {
     };
     let r = mlart::import::init::init_with(&a.dir, &opts)?;
     for w in &r.warnings {
-        eprintln!("warning: {w}");
+        super::warn(w);
     }
     if json {
         super::print_json(&r);

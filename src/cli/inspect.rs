@@ -1,4 +1,5 @@
 use super::{human_size, table};
+use mlart::format::display::escape;
 use mlart::interrupt::Cancel;
 use mlart::{check::inspect, Result};
 use std::process::ExitCode;
@@ -69,19 +70,19 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     let m = &r.metadata;
     outln!(
         "{} {}{}",
-        m.name,
-        m.version,
+        escape(&m.name),
+        escape(&m.version),
         m.description
             .as_ref()
-            .map(|d| format!(" - {d}"))
+            .map(|d| format!(" - {}", escape(d)))
             .unwrap_or_default()
     );
     outln!(
         "  from      {}{}",
-        r.source,
+        escape(&r.source),
         r.tag
             .as_ref()
-            .map(|t| format!(" (tag {t})"))
+            .map(|t| format!(" (tag {})", escape(t)))
             .unwrap_or_default()
     );
     outln!(
@@ -100,11 +101,11 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         ("revision", &m.revision),
     ] {
         if let Some(v) = v {
-            outln!("  {k:<9} {v}");
+            outln!("  {k:<9} {}", escape(v));
         }
     }
     if !m.authors.is_empty() {
-        outln!("  authors   {}", m.authors.join(", "));
+        outln!("  authors   {}", escape(&m.authors.join(", ")));
     }
     // Two passes over the list (on disk past a few MiB): the widths, then the rows.
     let (mut total, mut kind_w, mut size_w) = (0u64, "KIND".len(), "SIZE".len());
@@ -133,7 +134,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             f.kind.to_string(),
             human_size(f.size),
             f.sha256.get(7..19).unwrap_or(""),
-            f.path
+            escape(&f.path)
         );
     }
     if !m.models.is_empty() {
@@ -169,8 +170,8 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     if let Some(s) = &m.schema {
         outln!(
             "\nSCHEMA {} ({}): {} features, {} outputs",
-            s.file,
-            s.source,
+            escape(&s.file),
+            escape(&s.source),
             s.features.len(),
             s.outputs.len()
         );
@@ -216,10 +217,10 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     if let Some(env) = &m.env {
         outln!(
             "\nENV ({}){}",
-            env.files.join(", "),
+            escape(&env.files.join(", ")),
             env.python
                 .as_ref()
-                .map(|p| format!(" python {p}"))
+                .map(|p| format!(" python {}", escape(p)))
                 .unwrap_or_default()
         );
         let any = |v: &String| {

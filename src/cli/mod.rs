@@ -1,10 +1,21 @@
 //! One module per verb; shared rendering helpers here.
 
-/// `println!` for a verb's result on stdout: a reader that closed the pipe (`mlart inspect … |
-/// head`) ends the run quietly with exit 0 instead of a panic. SIGPIPE stays ignored (Rust's
-/// default) so that a registry connection reset mid-upload is an I/O error that is retried, not
-/// a signal that kills the process.
+/// `println!` for a verb's human result on stdout: a reader that closed the pipe (`mlart
+/// inspect … | head`) ends the run quietly with exit 0 instead of a panic. SIGPIPE stays
+/// ignored (Rust's default) so that a registry connection reset mid-upload is an I/O error that
+/// is retried, not a signal that kills the process. Each line is escaped
+/// (`format::display::escape_lines`): a control character that a name brought in, and that its
+/// print site did not escape, still never reaches the terminal raw. JSON goes out through
+/// [`print_json`]/[`rawln!`], byte for byte.
 macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_human(format_args!($($arg)*))
+    };
+}
+
+/// `outln!` for output written as it is: JSON (serve's and validate's JSON lines,
+/// [`print_json`]) and the generated completion scripts.
+macro_rules! rawln {
     ($($arg:tt)*) => {
         $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
     };
@@ -33,6 +44,7 @@ pub mod validate;
 pub mod validate_bundle;
 pub mod verify;
 
+use mlart::format::display::{escape, escape_lines};
 use mlart::Error;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -42,14 +54,15 @@ pub fn report_error(e: &Error, json: bool) -> ExitCode {
     let code = e.exit_code();
     if json {
         let v = serde_json::json!({"error": {"kind": e.kind().as_str(), "message": e.to_string(), "exit_code": code}});
-        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        rawln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        eprintln!("error: {e}");
+        // (a message quotes file names, tags and annotations as they came: escaped here)
+        eprintln!("error: {}", escape(&e.to_string()));
         let mut src = std::error::Error::source(e);
         while let Some(s) = src {
             let text = s.to_string();
             if !e.to_string().contains(&text) {
-                eprintln!("  caused by: {text}");
+                eprintln!("  caused by: {}", escape(&text));
             }
             src = s.source();
         }
@@ -97,7 +110,12 @@ pub fn opener(
 }
 
 pub fn print_json<T: serde::Serialize>(v: &T) {
-    outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    rawln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// A warning on stderr, escaped as [`outln!`] escapes (a warning names files of the bundle).
+pub fn warn(w: &str) {
+    eprintln!("warning: {}", escape(w));
 }
 
 /// `print_json` for a document too big to hold as one string (a bundle's million files):
@@ -217,7 +235,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     for r in rows {
         for (i, c) in r.iter().enumerate() {
             if i < w.len() {
-                w[i] = w[i].max(c.chars().count());
+                w[i] = w[i].max(escape(c).chars().count());
             }
         }
     }
@@ -235,8 +253,16 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     };
     line(header.to_vec());
     for r in rows {
-        line(r.iter().map(String::as_str).collect());
+        // (a cell holds a name of the bundle: a line break in it must not break the table)
+        let cells: Vec<_> = r.iter().map(|c| escape(c)).collect();
+        line(cells.iter().map(|c| c.as_ref()).collect());
     }
+}
+
+/// One line of human output: escaped line by line ([`outln!`]), then written.
+pub fn write_human(args: std::fmt::Arguments) {
+    let text = std::fmt::format(args);
+    write_stdout(format_args!("{}\n", escape_lines(&text)));
 }
 
 /// Writes to stdout; a closed pipe ends the process quietly (exit 0), any other failure to write

@@ -2,6 +2,7 @@
 //! bundle's attestations go to DIR.attestations/ beside it.
 
 use super::args::RegistryArgs;
+use mlart::format::display::escape;
 use mlart::format::reference::{self, Location};
 use mlart::interrupt::Cancel;
 use mlart::Result;
@@ -99,7 +100,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     )?;
     pb.finish_and_clear();
     for w in &report.warnings {
-        eprintln!("warning: {}: {w}", report.reference);
+        super::warn(&format!("{}: {w}", report.reference));
     }
     let s = Summary {
         report,
@@ -114,8 +115,8 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     outln!(
         "pulled {} files from {} into {} in {:.2}s",
         r.files.len(),
-        r.reference,
-        r.output,
+        escape(&r.reference),
+        escape(&r.output),
         s.seconds
     );
     outln!("  manifest {}", r.digest);
@@ -142,10 +143,10 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             Some(k) => format!("signature verified: {k}"),
             None => "signature not checked: --verify-key PUB checks it".into(),
         };
-        outln!("  attestation {} -> {} ({state})", a.kind, a.file);
+        outln!("  attestation {} -> {} ({state})", a.kind, escape(&a.file));
     }
     for f in r.files.iter() {
-        outln!("  {}", f?.path);
+        outln!("  {}", escape(&f?.path));
     }
     Ok(ExitCode::SUCCESS)
 }

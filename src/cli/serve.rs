@@ -111,7 +111,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     let stopped = mlart::serve::serve(&opts, &open, &|s| {
         if json {
             // One line, for process managers and tests.
-            outln!("{}", serde_json::to_string(s).unwrap_or_default());
+            rawln!("{}", serde_json::to_string(s).unwrap_or_default());
         } else {
             outln!(
                 "serving {} on http://{} ({} session(s) x {} thread(s) per model{})",

@@ -24,8 +24,10 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     let (r, _) = reference::parse_reference(&a.repository)?;
     let repo = format!("{}/{}", r.registry(), r.repository());
     let remote = Remote::new(r, &a.registry.options())?;
-    let (referrers, tags): (Vec<String>, Vec<String>) = remote
-        .tags()?
+    // In version order (`sort -V`: 1.9.0 before 1.10.0), so that the last is the newest release.
+    let mut all = remote.tags()?;
+    all.sort_by(|a, b| mlart::format::display::version_cmp(a, b));
+    let (referrers, tags): (Vec<String>, Vec<String>) = all
         .into_iter()
         .partition(|t| mlart::registry::referrers::is_fallback_tag(t));
     let shown = |t: &Vec<String>| -> Vec<String> {
@@ -40,7 +42,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         }));
     } else {
         for t in shown(&tags) {
-            outln!("{t}");
+            outln!("{}", mlart::format::display::escape(&t));
         }
         if !a.all && !referrers.is_empty() {
             eprintln!(

@@ -233,6 +233,6 @@ pub fn run_worker() -> ExitCode {
         Ok(_) => validate::worker::serve(&body),
         Err(e) => validate::WorkerResponse::unreadable(&e),
     };
-    outln!("{}", serde_json::to_string(&resp).unwrap_or_default());
+    rawln!("{}", serde_json::to_string(&resp).unwrap_or_default());
     ExitCode::SUCCESS
 }

@@ -1,3 +1,4 @@
+use mlart::format::display::escape;
 use mlart::interrupt::Cancel;
 use mlart::{Error, Result};
 use std::path::PathBuf;
@@ -68,7 +69,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
                 "message": msg, "summary": msg,
             }));
         } else if ok {
-            outln!("{msg}");
+            outln!("{}", escape(&msg));
         }
         return match r {
             Ok(_) => Ok(ExitCode::SUCCESS),
@@ -122,12 +123,12 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             super::attest::print(found, true);
         }
         for s in &r.oci_signatures {
-            let why = s.reason.as_deref().unwrap_or("");
+            let why = escape(s.reason.as_deref().unwrap_or(""));
             match s.status {
                 S::Valid => outln!(
                     "  OCI signature {}: valid ({})",
                     s.digest,
-                    s.key.as_deref().unwrap_or("")
+                    escape(s.key.as_deref().unwrap_or(""))
                 ),
                 // (the reason names the signer and says it is not a key given, once)
                 S::OtherKey => outln!("  OCI signature {}: {why}", s.digest),
@@ -140,11 +141,14 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         }
         match &r.model_signature {
             Some(s) => match s.status {
-                S::Valid => outln!("  model.sig: valid ({})", s.key.as_deref().unwrap_or("")),
-                S::OtherKey => outln!("  model.sig: {}", s.reason.as_deref().unwrap_or("")),
+                S::Valid => outln!(
+                    "  model.sig: valid ({})",
+                    escape(s.key.as_deref().unwrap_or(""))
+                ),
+                S::OtherKey => outln!("  model.sig: {}", escape(s.reason.as_deref().unwrap_or(""))),
                 S::Invalid => outln!(
                     "  model.sig: INVALID ({})",
-                    s.reason.as_deref().unwrap_or("")
+                    escape(s.reason.as_deref().unwrap_or(""))
                 ),
                 S::NotChecked => outln!(
                     "  model.sig: present, lists every file; signature not checked (no --key)"
@@ -153,7 +157,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             None => outln!("  model.sig: none in this bundle"),
         }
         for k in &r.keys {
-            outln!("  key {}", k.message);
+            outln!("  key {}", escape(&k.message));
         }
         outln!(
             "  {} blobs and {} files match their digests",
@@ -161,7 +165,7 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             r.files_verified
         );
         if r.ok {
-            outln!("{}", r.summary);
+            outln!("{}", escape(&r.summary));
         }
     }
     if r.ok {

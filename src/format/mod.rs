@@ -7,6 +7,7 @@ pub mod attestation;
 pub mod compression;
 pub mod dialect;
 pub mod digest;
+pub mod display;
 pub mod feature_schema;
 pub mod json;
 pub mod lineage;

@@ -79,6 +79,25 @@ pub fn key_id(vk: &VerifyingKey) -> String {
 /// Refuses to overwrite either file.
 pub fn keygen(prefix: &Path) -> Result<(PathBuf, PathBuf)> {
     use p256::elliptic_curve::Generate as _;
+    // (`-o keys/` would write the hidden files keys/.key and keys/.pub)
+    let shown = prefix.display().to_string();
+    if shown.is_empty() || shown.ends_with(std::path::MAIN_SEPARATOR) || prefix.is_dir() {
+        let example = format!(
+            "{}{}release",
+            shown,
+            if shown.is_empty() || shown.ends_with(std::path::MAIN_SEPARATOR) {
+                ""
+            } else {
+                std::path::MAIN_SEPARATOR_STR
+            }
+        );
+        return Err(Error::of(
+            crate::error::Kind::Usage,
+            format!(
+                "-o {shown} is a directory: give a prefix such as {example} (writes {example}.key and {example}.pub)"
+            ),
+        ));
+    }
     let key_path = PathBuf::from(format!("{}.key", prefix.display()));
     let pub_path = PathBuf::from(format!("{}.pub", prefix.display()));
     for p in [&key_path, &pub_path] {
@@ -163,7 +182,7 @@ fn check_pkcs8_algorithm(path: &Path, der: &[u8]) -> Result<()> {
 /// Read a private key: PKCS#8 PEM (also encrypted: the password comes from
 /// `MLART_KEY_PASSWORD` or, on a terminal, a prompt) or SEC1 PEM (`EC PRIVATE KEY`).
 pub fn load_private(path: &Path) -> Result<PrivateKey> {
-    let text = read_key_file(path)?;
+    let text = read_key_file(path, false)?;
     if !text.contains("-----BEGIN ") {
         return Err(Error::input(format!(
             "{} is not a PEM key file (no `-----BEGIN … PRIVATE KEY-----` line): give the .key file `mlart keygen` wrote",
@@ -241,7 +260,7 @@ fn key_password(path: &Path) -> Result<String> {
     )))
 }
 
-fn read_key_file(path: &Path) -> Result<String> {
+fn read_key_file(path: &Path, public: bool) -> Result<String> {
     let meta = std::fs::metadata(path)
         .map_err(|e| Error::input(format!("cannot read key {}: {e}", path.display())))?;
     if meta.len() > 64 << 10 {
@@ -260,17 +279,34 @@ fn read_key_file(path: &Path) -> Result<String> {
             path.display()
         )));
     }
-    String::from_utf8(bytes).map_err(|_| {
+    let text = String::from_utf8(bytes).map_err(|_| {
         Error::input(format!(
             "{} is not a PEM key file (not text)",
             path.display()
         ))
-    })
+    })?;
+    // Two keys in one file (`cat a.pub b.pub`) would otherwise be reported by the PEM parser
+    // as bad Base64.
+    let blocks = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("-----BEGIN "))
+        .count();
+    if blocks > 1 {
+        return Err(Error::input(format!(
+            "{} holds {blocks} PEM blocks: {}",
+            path.display(),
+            match public {
+                true => "give one key per --key (repeat --key for several)",
+                false => "a private key file holds one key (the .key file `mlart keygen` wrote)",
+            }
+        )));
+    }
+    Ok(text)
 }
 
 /// Read a trusted public key (SPKI PEM, `PUBLIC KEY`).
 pub fn load_public(path: &Path) -> Result<PublicKey> {
-    let text = read_key_file(path)?;
+    let text = read_key_file(path, true)?;
     let (label, doc) = pkcs8::der::pem::decode_vec(text.as_bytes()).map_err(|e| {
         Error::input(format!(
             "{} is not a PEM public key ({e}): give the .pub file `mlart keygen` wrote",
@@ -327,6 +363,35 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string()
             .contains("never overwrites"));
+        // a directory (an existing one, or any PREFIX ending in /) is not a prefix: refused,
+        // nothing written (it would make the hidden keys/.key and keys/.pub)
+        let keys = d.path().join("keys");
+        std::fs::create_dir(&keys).unwrap();
+        for (prefix, shown) in [
+            (
+                PathBuf::from(format!("{}/", keys.display())),
+                format!("{}/", keys.display()),
+            ),
+            (keys.clone(), keys.display().to_string()),
+            (
+                d.path().join("new/"),
+                format!("{}/", d.path().join("new").display()),
+            ),
+        ] {
+            let e = keygen(&prefix).unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!(
+                    "-o {shown} is a directory: give a prefix such as "
+                )) && msg.contains("release (writes ")
+                    && msg.contains("release.key and ")
+                    && msg.ends_with("release.pub)"),
+                "{msg}"
+            );
+        }
+        assert_eq!(std::fs::read_dir(&keys).unwrap().count(), 0);
+        assert!(!d.path().join("new").exists());
     }
 
     #[test]
@@ -354,6 +419,20 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert!(load_private(&f).is_err());
+        // two keys in one file: said so, not a Base64 error
+        let (k1, p1) = keygen(&d.path().join("one")).unwrap();
+        let (_, p2) = keygen(&d.path().join("two")).unwrap();
+        let both = [std::fs::read(&p1).unwrap(), std::fs::read(&p2).unwrap()].concat();
+        std::fs::write(&f, both).unwrap();
+        let msg = load_public(&f).unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            format!(
+                "{} holds 2 PEM blocks: give one key per --key (repeat --key for several)",
+                f.display()
+            )
+        );
+        assert!(load_public(&p1).is_ok() && load_private(&k1).is_ok());
         let (_, p) = keypair(d.path());
         for junk in [&b"{"[..], b"{}", br#"{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","dsseEnvelope":{"payloadType":"application/vnd.in-toto+json","payload":"!!","signatures":[]}}"#] {
             assert!(verify_bundle(junk, std::slice::from_ref(&p)).is_err());

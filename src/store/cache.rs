@@ -201,13 +201,17 @@ pub struct Entry {
     pub used: std::time::Duration,
 }
 
-/// What the cache holds: its blobs (least recently used first) and the files in its blob
-/// folder that are not blobs (an interrupted download's `.tmp-*`, anything else).
+/// What the cache holds: its blobs (least recently used first), what interrupted downloads
+/// left in its blob folder, and the files there that are not mlart's.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Listing {
     pub dir: PathBuf,
     pub blobs: Vec<Entry>,
     pub bytes: u64,
+    /// What interrupted downloads left ([`is_leftover`]: `.partial-HEX`, the next pull of that
+    /// blob continues it; `.tmp-*`): `prune` removes those unused for a day.
+    pub interrupted_downloads: Vec<String>,
+    /// Anything else in the blob folder: not mlart's, listed, never counted or removed.
     pub other_files: Vec<String>,
     /// Records of upload sessions that interrupted pushes left (`uploads/`): the next push
     /// of the same blob continues them.
@@ -245,7 +249,10 @@ pub fn list(root: &Path) -> Result<Listing> {
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
         if !is_blob {
-            out.other_files.push(name);
+            match md.file_type().is_file() && is_leftover(&name) {
+                true => out.interrupted_downloads.push(name),
+                false => out.other_files.push(name),
+            }
             continue;
         }
         let used = md
@@ -263,8 +270,22 @@ pub fn list(root: &Path) -> Result<Listing> {
     }
     out.blobs
         .sort_by(|a, b| (a.used, &a.digest).cmp(&(b.used, &b.digest)));
+    out.interrupted_downloads.sort();
     out.other_files.sort();
     Ok(out)
+}
+
+/// Whether `name`, in the blob folder, is what an interrupted download left: a blob's part
+/// (`.partial-` and its 64 hex digits, [`BlobCache::put_blob_resumable`]) or the temp file of
+/// a blob written whole (`.tmp-*`).
+pub fn is_leftover(name: &str) -> bool {
+    let hex = |h: &str| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    };
+    name.strip_prefix(".partial-").is_some_and(hex)
+        || name.strip_prefix(".tmp-").is_some_and(|r| !r.is_empty())
 }
 
 /// What to remove: blobs unused for longer than `older_than`, and the least recently used
@@ -336,11 +357,8 @@ pub fn prune(root: &Path, rule: Rule, now: SystemTime, dry_run: bool) -> Result<
             out.kept_bytes += e.size;
         }
     }
-    for name in listing
-        .other_files
-        .iter()
-        .filter(|n| n.starts_with(".tmp-"))
-    {
+    // (only mlart's own leftovers: a file that is not mlart's is never removed)
+    for name in &listing.interrupted_downloads {
         let p = listing.dir.join(name);
         let stale = fs::symlink_metadata(&p)
             .and_then(|m| m.modified())

@@ -3,7 +3,7 @@
 
 use crate::support::fixtures::{one_model_layout, read_blob, read_layout};
 use crate::support::registry::{registry_with_iris, Env, Registry};
-use crate::support::{fails, json_ok, set_file_mtimes};
+use crate::support::{fails, json_ok, ok, set_file_mtimes};
 use serde_json::Value;
 use std::fs;
 use std::time::SystemTime;
@@ -172,21 +172,44 @@ fn cache_cap_after_each_pull_and_bad_values() {
     }
     assert_eq!(ls(&env), before);
 
-    // Files in the blob folder that are not blobs are listed apart, never counted as blobs;
-    // an interrupted download's stale temp file is removed by prune.
+    // Files in the blob folder that are not blobs are listed apart, never counted as blobs:
+    // what interrupted downloads left (`.tmp-*`, `.partial-HEX`) apart from files that are not
+    // mlart's; prune removes the stale leftovers only, never a file that is not mlart's.
     let dir = env.path("cache/mlart/blobs/sha256");
     fs::write(dir.join("notes.txt"), "x").unwrap();
     let tmp = dir.join(".tmp-abc");
     fs::write(&tmp, vec![0u8; 100]).unwrap();
-    set_file_mtimes(&tmp, now() - 2 * 86_400);
+    let partial = dir.join(format!(".partial-{}", "ab".repeat(32)));
+    fs::write(&partial, vec![0u8; 10]).unwrap();
+    let foreign = dir.join(".partial-mine");
+    fs::write(&foreign, "x").unwrap();
+    for p in [&tmp, &partial, &foreign, &dir.join("notes.txt")] {
+        set_file_mtimes(p, now() - 2 * 86_400);
+    }
     let l = ls(&env);
     assert_eq!(
+        l["interrupted_downloads"],
+        serde_json::json!([
+            ".partial-abababababababababababababababababababababababababababababababab",
+            ".tmp-abc"
+        ])
+    );
+    assert_eq!(
         l["other_files"],
-        serde_json::json!([".tmp-abc", "notes.txt"])
+        serde_json::json!([".partial-mine", "notes.txt"])
+    );
+    let human = String::from_utf8(ok(env.cmd().args(["cache", "ls"]))).unwrap();
+    assert!(
+        human.contains("2 interrupted download(s)")
+            && human.contains(
+                "2 other file(s) (not mlart's; `prune` leaves them): .partial-mine, notes.txt"
+            ),
+        "{human}"
     );
     let pr = json_ok(env.cmd().args(["cache", "prune", "--older-than", "1w"]));
-    assert_eq!(pr["stale_temp_files"], 1, "{pr}");
-    assert!(!tmp.exists() && dir.join("notes.txt").exists());
+    assert_eq!(pr["stale_temp_files"], 2, "{pr}");
+    assert!(!tmp.exists() && !partial.exists());
+    assert!(dir.join("notes.txt").exists() && foreign.exists());
 }
 
 /// A pull cut off midway keeps what it fetched (`.partial-*` in the cache); the next pull asks

@@ -8,6 +8,7 @@ mod base;
 mod bundle;
 mod cache;
 mod compat;
+mod display;
 mod explore;
 mod gate;
 mod hostile_layers;
