@@ -16,6 +16,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::annotations::KIND_ANNOTATION;
+use crate::format::digest::Digest;
 use crate::format::metadata::{Form, Metadata};
 use crate::store::entries::Entries;
 use crate::store::layout::Source;
@@ -51,7 +52,7 @@ pub(super) fn unaccounted<'m>(
         return Ok(left);
     }
     // A compressed copy of a named layer: its uncompressed digest is the named one.
-    if let Ok(ids) = super::pull::config_diff_ids(src, manifest)? {
+    if let Ok(ids) = config_diff_ids(src, manifest)? {
         left.retain(|(i, _, _)| !named(ids[*i].as_str()));
     }
     Ok(left)
@@ -74,4 +75,51 @@ pub(super) fn refuse(what: &str, left: &[(usize, &str, String)]) -> Error {
 fn short(d: &str) -> &str {
     let hex = d.strip_prefix("sha256:").unwrap_or(d);
     &hex[..hex.len().min(12)]
+}
+
+/// The image config's `rootfs.diff_ids`, one per manifest layer; Err(why not) when the
+/// config has no such list (an error is only returned for a config that cannot be read).
+pub(super) fn config_diff_ids(
+    src: &dyn Source,
+    manifest: &oci_spec::image::ImageManifest,
+) -> Result<std::result::Result<Vec<Digest>, String>> {
+    let config = manifest.config();
+    let mt = config.media_type().to_string();
+    if mt != crate::format::media_type::IMAGE_CONFIG_MEDIA_TYPE {
+        return Ok(Err(format!(
+            " (and its config is a {mt}, not an image config with rootfs.diff_ids)"
+        )));
+    }
+    let raw =
+        crate::store::layout::read_blob(src, config, crate::format::media_type::MAX_CONFIG_BYTES)?;
+    let v: serde_json::Value = match serde_json::from_slice(&raw) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(format!(" (and its image config is not JSON: {e})"))),
+    };
+    let Some(ids) = v.pointer("/rootfs/diff_ids").and_then(|d| d.as_array()) else {
+        return Ok(Err(
+            " (and its image config has no rootfs.diff_ids list)".to_string()
+        ));
+    };
+    let n = manifest.layers().len();
+    if ids.len() != n {
+        return Ok(Err(format!(
+            " (and its image config's rootfs.diff_ids has {} entries for the manifest's {n} layers, so no layer can be matched by its uncompressed digest)",
+            ids.len()
+        )));
+    }
+    let ids = ids
+        .iter()
+        .map(|d| d.as_str().map(Digest::parse))
+        .collect::<Option<std::result::Result<Vec<_>, _>>>();
+    match ids {
+        Some(Ok(ids)) => Ok(Ok(ids)),
+        Some(Err(e)) => Ok(Err(format!(
+            " (and its image config's rootfs.diff_ids holds an invalid digest: {e})"
+        ))),
+        None => Ok(Err(
+            " (and its image config's rootfs.diff_ids holds something that is not a string)"
+                .to_string(),
+        )),
+    }
 }

@@ -242,7 +242,7 @@ pub fn pull(
     let mut diff_checks: HashMap<String, Digest> = HashMap::new();
     if let Some(first) = missing.first() {
         let diff_ids = match meta.form {
-            Form::Image => config_diff_ids(src, &resolved.manifest)?,
+            Form::Image => super::overlay::config_diff_ids(src, &resolved.manifest)?,
             Form::Artifact | Form::Modelpack => Err(String::new()),
         };
         let diff_ids = diff_ids.map_err(|why| not_in_manifest(&what, first, &why))?;
@@ -691,52 +691,6 @@ fn not_in_manifest(what: &str, layer: &str, why: &str) -> Error {
     Error::input(format!(
         "{what}: the metadata names layer {layer}, which is not in the manifest{why}: the layers were changed after `mlart bundle` (`skopeo copy` without `--preserve-digests`, say, compresses the uncompressed model layers). Copy the bundle again with `mlart copy` or `skopeo copy --preserve-digests`"
     ))
-}
-
-/// The image config's `rootfs.diff_ids`, one per manifest layer; Err(why not) when the
-/// config has no such list (an error is only returned for a config that cannot be read).
-pub(super) fn config_diff_ids(
-    src: &dyn Source,
-    manifest: &oci_spec::image::ImageManifest,
-) -> Result<std::result::Result<Vec<Digest>, String>> {
-    let config = manifest.config();
-    let mt = config.media_type().to_string();
-    if mt != crate::format::media_type::IMAGE_CONFIG_MEDIA_TYPE {
-        return Ok(Err(format!(
-            " (and its config is a {mt}, not an image config with rootfs.diff_ids)"
-        )));
-    }
-    let raw = layout::read_blob(src, config, crate::format::media_type::MAX_CONFIG_BYTES)?;
-    let v: serde_json::Value = match serde_json::from_slice(&raw) {
-        Ok(v) => v,
-        Err(e) => return Ok(Err(format!(" (and its image config is not JSON: {e})"))),
-    };
-    let Some(ids) = v.pointer("/rootfs/diff_ids").and_then(|d| d.as_array()) else {
-        return Ok(Err(
-            " (and its image config has no rootfs.diff_ids list)".to_string()
-        ));
-    };
-    let n = manifest.layers().len();
-    if ids.len() != n {
-        return Ok(Err(format!(
-            " (and its image config's rootfs.diff_ids has {} entries for the manifest's {n} layers, so no layer can be matched by its uncompressed digest)",
-            ids.len()
-        )));
-    }
-    let ids = ids
-        .iter()
-        .map(|d| d.as_str().map(Digest::parse))
-        .collect::<Option<std::result::Result<Vec<_>, _>>>();
-    match ids {
-        Some(Ok(ids)) => Ok(Ok(ids)),
-        Some(Err(e)) => Ok(Err(format!(
-            " (and its image config's rootfs.diff_ids holds an invalid digest: {e})"
-        ))),
-        None => Ok(Err(
-            " (and its image config's rootfs.diff_ids holds something that is not a string)"
-                .to_string(),
-        )),
-    }
 }
 
 /// A reader that hashes what is read through it, when asked to: the uncompressed stream of a
