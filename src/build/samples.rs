@@ -25,14 +25,7 @@ pub(super) fn entries(spec: &Spec, root: &Path) -> Result<Vec<(Kind, Entry)>> {
             let Some(s) = &e.samples else { continue };
             let model = normalize(&e.path);
             if is_glob(&e.path) || root.join(&model).is_dir() {
-                return Err(spec.error_at(
-                    e.pos,
-                    format!(
-                        "`samples` applies to one model file, and {:?} is not one",
-                        e.path
-                    ),
-                    "give `samples:` on an entry whose `path` names a single model file",
-                ));
+                return Err(spec.samples_need_one_model(e));
             }
             let rel = normalize(s);
             if is_glob(s) || rel.is_empty() {

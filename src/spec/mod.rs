@@ -77,6 +77,19 @@ pub struct ImageSettings {
 }
 
 impl Spec {
+    /// `samples:` on model entry `e`, which names no single model file (a folder, a glob):
+    /// what `bundle` and `validate` of the project both say.
+    pub fn samples_need_one_model(&self, e: &Entry) -> Error {
+        self.error_at(
+            e.pos,
+            format!(
+                "`samples` applies to one model file, and {:?} is not one",
+                e.path
+            ),
+            "give `samples:` on an entry whose `path` names a single model file",
+        )
+    }
+
     pub fn error_at(&self, pos: Pos, message: impl Into<String>, hint: impl Into<String>) -> Error {
         let hint: String = hint.into();
         let mut c = hint.chars();

@@ -497,14 +497,7 @@ pub fn models_of_spec(spec: &Spec, files: &[SourceFile]) -> Result<Vec<ModelInpu
             let Some(s) = &e.samples else { continue };
             let rel = e.path.trim_start_matches("./").trim_end_matches('/');
             let Some(m) = out.iter_mut().find(|m| m.path == rel) else {
-                return Err(spec.error_at(
-                    e.pos,
-                    format!(
-                        "`samples` applies to one model file, and {:?} is not one",
-                        e.path
-                    ),
-                    "give `samples:` on an entry whose `path` names a single model file",
-                ));
+                return Err(spec.samples_need_one_model(e));
             };
             let at = |err| match err {
                 Error::Input(m) => spec.error_at(e.pos, format!("samples: {m}"), ""),
