@@ -13,13 +13,7 @@ const ESCAPED: &str = "data/\\x1b[31mred\\x1b[0m\\rOK.txt";
 /// stdout and stderr of `c` (expected to exit `code`), as text.
 fn output(c: &mut std::process::Command, code: i32) -> String {
     let o = run(c);
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "{c:?}: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_exit(&o, code);
     format!(
         "{}{}",
         String::from_utf8(o.stdout).unwrap(),

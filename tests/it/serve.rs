@@ -1069,31 +1069,22 @@ fn serve_runs_the_bundled_samples_in_its_smoke_test() {
     let good = iris_with_samples(&env.path("good"), false);
     let layout = env.path("good.oci");
     bundle_spec(&mut env.cmd(), &good, &layout, &[]);
-    let ran = |srv: &Server| srv.started["models"][0]["samples"].clone();
+    // the samples the started server ran (its startup line), then a clean stop
+    let ran = |srv: Server, want: Value| {
+        assert_eq!(srv.started["models"][0]["samples"], want, "{}", srv.started);
+        assert_eq!(srv.stop(), 0);
+    };
     let srv = serve(&lib, &layout, &[]);
-    assert_eq!(
-        ran(&srv),
-        json!(["samples/samples.json"]),
-        "{}",
-        srv.started
-    );
-    assert_eq!(srv.stop(), 0);
+    ran(srv, json!(["samples/samples.json"]));
     // A whole pull: the samples are in the folder and run; removed from it, it starts
     // without them (and says so).
     let pulled = env.path("pulled");
     json_ok(env.cmd().arg("pull").arg(&layout).arg("-o").arg(&pulled));
     let srv = serve(&lib, &pulled, &[]);
-    assert_eq!(
-        ran(&srv),
-        json!(["samples/samples.json"]),
-        "{}",
-        srv.started
-    );
-    assert_eq!(srv.stop(), 0);
+    ran(srv, json!(["samples/samples.json"]));
     std::fs::remove_file(pulled.join("samples/samples.json")).unwrap();
     let srv = serve(&lib, &pulled, &[]);
-    assert_eq!(ran(&srv), Value::Null, "{}", srv.started);
-    assert_eq!(srv.stop(), 0);
+    ran(srv, Value::Null);
 
     // A registry REF: the model and its samples pulled through the cache.
     let Some(reg) = Registry::start("serve_runs_the_bundled_samples_in_its_smoke_test") else {
@@ -1107,13 +1098,7 @@ fn serve_runs_the_bundled_samples_in_its_smoke_test() {
     let r = reg.reference("ml/iris:good-samples");
     env.push(&layout, &r);
     let srv = registry_serve(&r).unwrap();
-    assert_eq!(
-        ran(&srv),
-        json!(["samples/samples.json"]),
-        "{}",
-        srv.started
-    );
-    assert_eq!(srv.stop(), 0);
+    ran(srv, json!(["samples/samples.json"]));
     let r = reg.reference("ml/iris:bad-samples");
     env.push(&bad_layout, &r);
     let (code, err) = registry_serve(&r).err().unwrap();

@@ -65,7 +65,7 @@ pub fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 }
 
 /// Assert that `out` exited with `code`, showing its stdout and stderr otherwise.
-fn assert_exit(out: &Output, code: i32) {
+pub fn assert_exit(out: &Output, code: i32) {
     assert_eq!(
         out.status.code(),
         Some(code),
