@@ -13,6 +13,7 @@ use crate::build::layers::{Built, Context, Plan};
 use crate::error::{Error, Kind, Result};
 use crate::format::digest::Digest;
 use crate::store::place::Method;
+use crate::store::previous::Previous;
 use crate::store::resumable::{Failed, LayerRef, Resumable};
 use sha2::{Digest as _, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +30,9 @@ const MAX_RECALLED_FILES: usize = 100_000;
 pub(super) fn build(r: &Resumable, i: usize, p: &Plan, cx: &Context<'_>) -> Result<Built> {
     let (h, key) = LayerHash::key(p, cx)?;
     if let Some(built) = recall(r, i, p, h.clone(), &key, cx)? {
+        return Ok(built);
+    }
+    if let Some(built) = in_previous(r, i, p, h.clone(), &key, cx)? {
         return Ok(built);
     }
     // What earlier attempts reported (files to `done`, bytes to the bar): a later attempt
@@ -281,6 +285,121 @@ fn recall(
             size: rec.size,
             diff_id: rec.diff_id,
         },
+        method: Method::Written,
+    }))
+}
+
+/// Layers from this size on are compared with the repository's previous bundle: a smaller
+/// one is still whole in the upload's first piece (1 MiB) when its digest is known, and the
+/// registry is asked for it then (`RegistrySink::already_there`).
+const COMPARED_FROM: u64 = 1 << 20;
+
+/// Layer `p` (`i` in the plan), not recorded in this cache, when the repository's previous
+/// bundle (`store::previous`) lists its files at the same paths and sizes, all in one layer
+/// of exactly these files: made once without sending, and not sent when it comes out as that
+/// layer and the registry has it (its files' digests go to `done`; recorded for the next
+/// run). None: send it (what the check read is read again).
+fn in_previous(
+    r: &Resumable,
+    i: usize,
+    p: &Plan,
+    mut h: LayerHash,
+    key: &Digest,
+    cx: &Context<'_>,
+) -> Result<Option<Built>> {
+    if p.files.total_size() < COMPARED_FROM || p.files.len() > MAX_RECALLED_FILES {
+        return Ok(None);
+    }
+    let Some(prev) = r.previous() else {
+        return Ok(None);
+    };
+    // Every file there at its size, all in one layer that holds no other file.
+    let mut first = None;
+    for item in p.files.iter() {
+        let (_, f) = item?;
+        match (prev.file(&f.rel), first) {
+            (Some(pf), None) if pf.size == f.size => first = Some(pf),
+            (Some(pf), Some(a)) if pf.size == f.size && Previous::same_layer(a, pf) => {}
+            _ => return Ok(None),
+        }
+    }
+    let Some(first) = first else {
+        return Ok(None);
+    };
+    let (want, listed) = prev.layer_of(first);
+    if listed != p.files.len() {
+        return Ok(None);
+    }
+    // Made without sending: each file's digest against the previous one's, the layer's
+    // against the previous layer (the same files make the same bytes only with the same
+    // settings: mlart's version, the compression, the mtime).
+    let mut read = Vec::new();
+    let mut same = true;
+    let mut keep = |f: &SourceFile, fd: FileDigest| -> Result<()> {
+        same &= prev.file(&f.rel).is_some_and(|pf| pf.sha256 == fd.sha256);
+        read.push((f.clone(), fd));
+        Ok(())
+    };
+    let ld = if p.raw {
+        let f = &p.first;
+        let mut fd = layer::hash_file(f, (cx.capture)(f), &|_| {}, cx.cancel)?;
+        fd.at = p.files.iter().next().transpose()?.map_or(0, |(at, _)| at);
+        let d = fd.digest();
+        keep(f, fd)?;
+        LayerDigests {
+            digest: d.clone(),
+            size: f.size,
+            diff_id: d,
+        }
+    } else {
+        layer::write_tar_each(
+            std::io::sink(),
+            &p.files,
+            cx.prefix,
+            p.compression,
+            cx.mtime,
+            &|f| (cx.capture)(f),
+            &|_| {},
+            cx.cancel,
+            &mut keep,
+        )?
+        .1
+    };
+    if !same || &ld.digest != want {
+        tracing::info!(
+            "layer {i}: its files are not those of {} in {}; sending it",
+            want,
+            prev.from
+        );
+        return Ok(None);
+    }
+    if !r.has_blob(&ld.digest, ld.size)? {
+        return Ok(None);
+    }
+    let mut bytes = 0;
+    for (f, fd) in read {
+        h.add(&f, &fd);
+        bytes += fd.size;
+        (cx.done)(i, &f, fd)?;
+    }
+    (cx.progress)(bytes);
+    r.skipped(&ld.digest, ld.size);
+    r.remember(
+        key,
+        &h.content(),
+        &LayerRef {
+            digest: &ld.digest,
+            size: ld.size,
+            diff_id: &ld.diff_id,
+        },
+    );
+    tracing::info!(
+        "layer {i}: the registry has it as {} (in {}); not sent",
+        ld.digest,
+        prev.from
+    );
+    Ok(Some(Built {
+        digests: ld,
         method: Method::Written,
     }))
 }

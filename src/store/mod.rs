@@ -16,6 +16,7 @@ pub mod layout;
 pub mod memory;
 pub mod metadata;
 pub mod place;
+pub mod previous;
 pub mod push;
 pub mod referrers;
 pub mod registry;

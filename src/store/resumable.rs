@@ -71,6 +71,9 @@ pub struct Resumable {
     /// None: no records (raw layers still skip what the registry has).
     records: Option<LayerRecords>,
     done: Done,
+    /// The bundle the repository holds, read when a big layer first misses its record
+    /// (`store::previous`).
+    previous: Arc<std::sync::OnceLock<Option<crate::store::previous::Previous>>>,
 }
 
 impl Resumable {
@@ -86,7 +89,16 @@ impl Resumable {
             sink: Arc::new(sink),
             records,
             done,
+            previous: Default::default(),
         }
+    }
+
+    /// The bundle the repository holds (its target tag's, else its newest), read once, on
+    /// first use: None when it has none or it cannot be read.
+    pub fn previous(&self) -> Option<&crate::store::previous::Previous> {
+        self.previous
+            .get_or_init(|| crate::store::previous::Previous::load(self.sink.remote()))
+            .as_ref()
     }
 
     /// What the layer of plan `key` came out as in an earlier run to this repository.

@@ -283,6 +283,10 @@ fn stale_and_hostile_records_never_skip_wrongly() {
             };
             fs::write(path, raw).unwrap();
         }
+        // The tag moved to the same files in one layer: the repository's bundle then has no
+        // layer of either file alone, so only a (spoiled) record could skip them
+        // (`store::previous`).
+        json_ok(&mut p.bundle(&target, &[]));
         let before = proxy.seen().len();
         let out = run(p.bundle(&target, &tars).arg("--json"));
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -557,5 +561,93 @@ fn a_bundle_push_rides_out_a_reset_and_a_503() {
             p.records(false)
         );
         p.check_pulled(&reg.reference(&format!("ml/faults-{form}:1")));
+    }
+}
+
+/// A fresh runner (no layer records in its cache) bundling the next release of a project
+/// whose big files did not change: each big layer is made without sending, found to be the
+/// layer of the repository's previous bundle (its newest tag) and not sent. A file changed
+/// at the same size is sent. Counted at a proxy; the results are the bundles a layout gets,
+/// and pull back intact. Both forms: tar layers (image) and raw layers (ModelPack).
+#[test]
+fn a_fresh_cache_sends_only_the_layers_the_previous_bundle_lacks() {
+    let Some(reg) =
+        Registry::start("a_fresh_cache_sends_only_the_layers_the_previous_bundle_lacks")
+    else {
+        return;
+    };
+    let proxy = HttpProxy::start(&reg.addr, |_| None);
+    for (form, repo) in [("image", "ml/fresh"), ("modelpack", "ml/freshmp")] {
+        let mut p = project(&[("a.bin", 3 << 20, 51), ("b.bin", 2 << 20, 52)]);
+        // (each big file a layer of its own)
+        let args = ["--format", form, "--large-file", "1048576"];
+        let push = |p: &Project, tag: &str| -> (Value, u64) {
+            // a fresh runner: no records of earlier runs
+            let _ = fs::remove_dir_all(p.env.path("cache"));
+            let before = proxy.seen().len();
+            let v = json_ok(&mut p.bundle(&format!("{}/{repo}:{tag}", proxy.addr), &args));
+            (v, upload_bytes(&proxy, before))
+        };
+        let (first, sent) = push(&p, "1.0.0");
+        assert!(
+            sent >= 5 * MIB,
+            "{form}: the first push sends all: {sent} {first}"
+        );
+
+        // the next release: another version and a small new file, the big files as they were
+        let spec = fs::read_to_string(&p.spec).unwrap();
+        fs::write(p.env.path("proj/notes.txt"), "retrained on more data\n").unwrap();
+        fs::write(
+            &p.spec,
+            spec.replace("version: '1'", "version: '2'") + "docs: [notes.txt]\n",
+        )
+        .unwrap();
+        let (second, sent) = push(&p, "1.1.0");
+        assert!(
+            sent < MIB,
+            "{form}: sent {sent} of unchanged big files: {second}"
+        );
+        assert_eq!(second["bytes_uploaded"].as_u64().unwrap(), sent, "{second}");
+        assert!(
+            second["blobs"]["skipped"].as_u64().unwrap() >= 2,
+            "{second}"
+        );
+        assert_eq!(second["digest"], p.layout_digest(&args).as_str());
+        eprintln!("measured ({form}): the next release from a fresh cache sent {sent} bytes");
+
+        // b.bin retrained at the same size: it is sent, a.bin is not
+        let b = noise(2 << 20, 53);
+        fs::write(p.env.path("proj/b.bin"), &b).unwrap();
+        p.files[1].1 = b;
+        fs::write(
+            &p.spec,
+            fs::read_to_string(&p.spec)
+                .unwrap()
+                .replace("version: '2'", "version: '3'"),
+        )
+        .unwrap();
+        let (third, sent) = push(&p, "1.2.0");
+        assert!(
+            (2 * MIB..3 * MIB).contains(&sent),
+            "{form}: sent {sent}: b.bin and the small blobs, not a.bin: {third}"
+        );
+        assert_eq!(third["digest"], p.layout_digest(&args).as_str());
+        p.check_pulled(&reg.reference(&format!("{repo}:1.2.0")));
+
+        // other settings, the same files: a tar layer's bytes differ (its mtime), so it is
+        // sent; a raw layer is the file, so it is not
+        let _ = fs::remove_dir_all(p.env.path("cache"));
+        let before = proxy.seen().len();
+        let target = format!("{}/{repo}:1.3.0", proxy.addr);
+        let v = json_ok(
+            p.bundle(&target, &args)
+                .env("SOURCE_DATE_EPOCH", "1000000000"),
+        );
+        let sent = upload_bytes(&proxy, before);
+        match form {
+            "image" => assert!(sent >= 5 * MIB, "{form}: sent {sent}: {v}"),
+            _ => assert!(sent < MIB, "{form}: sent {sent}: {v}"),
+        }
+        p.check_pulled(&reg.reference(&format!("{repo}:1.3.0")));
     }
 }
