@@ -310,7 +310,9 @@ fn run(
     };
     let mut files = match given {
         Some(files) => FileList::of(files)?,
-        None => collected(req.spec, &exclude, req.opts.spill)?,
+        // (a folder that cannot be listed is said at its spec entry too)
+        None => collected(req.spec, &exclude, req.opts.spill)
+            .map_err(|e| super::unreadable::explain(req.spec, e))?,
     };
     let validation = match req.validate {
         Some(v) => Some(add_validation(v, &mut files, &mut req.opts)?),

@@ -26,6 +26,37 @@ impl std::fmt::Display for OpenFailed {
 
 impl std::error::Error for OpenFailed {}
 
+/// The mark of a folder of the project (or an entry in it) that could not be listed or
+/// read while the project was walked.
+#[derive(Debug)]
+struct WalkFailed {
+    path: std::path::PathBuf,
+    source: io::Error,
+}
+
+impl std::fmt::Display for WalkFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for WalkFailed {}
+
+/// The error of walking `path` (a folder read, an entry's type or metadata): `walking PATH:
+/// …` as before, marked with the path for [`explain`].
+pub(super) fn walk_error(path: &std::path::Path, e: io::Error) -> Error {
+    Error::Io {
+        context: format!("walking {}", path.display()),
+        source: io::Error::new(
+            e.kind(),
+            WalkFailed {
+                path: path.to_path_buf(),
+                source: e,
+            },
+        ),
+    }
+}
+
 /// The error of opening the source file `f` for its layer: `opening PATH: …` as before,
 /// marked with the file for [`explain`] (the `io::Error`'s kind is kept).
 pub(super) fn open_error(f: &SourceFile, e: io::Error) -> Error {
@@ -47,16 +78,35 @@ pub(super) fn explain(spec: &Spec, e: Error) -> Error {
     let Error::Io { source, .. } = &e else {
         return e;
     };
-    let Some(failed) = source
-        .get_ref()
-        .and_then(|x| x.downcast_ref::<OpenFailed>())
-    else {
+    let inner = source.get_ref();
+    let (rel, failed, folder) = match (
+        inner.and_then(|x| x.downcast_ref::<OpenFailed>()),
+        inner.and_then(|x| x.downcast_ref::<WalkFailed>()),
+    ) {
+        (Some(o), _) => (o.rel.clone(), &o.source, false),
+        (None, Some(w)) => {
+            // (the walk's paths are absolute; the root is as the spec was given)
+            let roots = [
+                Some(spec.root.clone()),
+                std::path::absolute(&spec.root).ok(),
+                spec.root.canonicalize().ok(),
+            ];
+            let Some(r) = roots
+                .iter()
+                .flatten()
+                .find_map(|root| w.path.strip_prefix(root).ok())
+                .filter(|r| !r.as_os_str().is_empty())
+            else {
+                return e;
+            };
+            (r.to_string_lossy().into_owned(), &w.source, w.path.is_dir())
+        }
+        (None, None) => return e,
+    };
+    let Some((kind, entry)) = entry_of(spec, &rel) else {
         return e;
     };
-    let Some((kind, entry)) = entry_of(spec, &failed.rel) else {
-        return e;
-    };
-    let rel = &failed.rel;
+    let rel = &rel;
     let abs = spec.root.join(rel);
     let by_path = normalize(&entry.path) == *rel;
     let leave_out = match by_path {
@@ -70,7 +120,21 @@ pub(super) fn explain(spec: &Spec, e: Error) -> Error {
         true => format!("{rel:?} in `{kind}`"),
         false => format!("{rel:?} (from `{}` in `{kind}`)", entry.path),
     };
-    let (what, fix) = match failed.source.kind() {
+    let (what, fix) = match failed.kind() {
+        io::ErrorKind::PermissionDenied if folder => (
+            "is a folder the user running mlart cannot list",
+            format!(
+                "make it readable (e.g. `chmod a+rx {}`), or, if it does not belong in the bundle, {}",
+                abs.display(),
+                match by_path {
+                    true => format!("remove the entry `{}`", entry.path),
+                    false => format!(
+                        "leave it out of the entry `{}` with a line `{rel}/` in {IGNORE_FILE}",
+                        entry.path
+                    ),
+                }
+            ),
+        ),
         io::ErrorKind::PermissionDenied => (
             "cannot be read by the user running mlart",
             format!(
@@ -89,7 +153,7 @@ pub(super) fn explain(spec: &Spec, e: Error) -> Error {
     };
     spec.error_at(
         entry.pos,
-        format!("{from} {what} ({}); nothing was written", failed.source),
+        format!("{from} {what} ({failed}); nothing was written"),
         fix,
     )
 }

@@ -73,10 +73,7 @@ fn id(_: &fs::Metadata) -> (u64, u64) {
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> Error {
-    Error::Io {
-        context: format!("walking {}", path.display()),
-        source: e,
-    }
+    super::unreadable::walk_error(path, e)
 }
 
 /// Visit `path`'s entries as they are read, then enter the directories kept, one after the

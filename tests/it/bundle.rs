@@ -1106,8 +1106,9 @@ fn verify_says_integrity_with_pulls_exit_code_and_the_root_cause() {
     assert!(v.get("integrity").is_none(), "{v}");
 }
 
-/// A project file the user running mlart cannot read: exit 2, the error at the spec entry
-/// that brought it in (mlart.yaml:LINE:COL), with the fix, and no output left behind. As root
+/// A project file the user running mlart cannot read, then a folder it cannot list: exit 2,
+/// the error at the spec entry that brought it in (mlart.yaml:LINE:COL), with the fix, and
+/// no output left behind. As root
 /// (where mode 000 does not stop reads) mlart runs as nobody through `setpriv`; without it,
 /// the test is skipped with a message.
 #[test]
@@ -1116,6 +1117,9 @@ fn an_unreadable_project_file_names_its_spec_entry_and_the_fix() {
     let t = example_copy();
     let dir = t.path();
     let log = dir.join("logs/train.log");
+    let old = dir.join("logs/old");
+    fs::create_dir(&old).unwrap();
+    fs::write(old.join("first.log"), "epoch 1\n").unwrap();
     let root = unsafe { libc::geteuid() == 0 };
     let mut c = match root {
         false => mlart(),
@@ -1159,6 +1163,32 @@ fn an_unreadable_project_file_names_its_spec_entry_and_the_fix() {
     assert!(!build.join("x.oci").exists());
     assert!(leftovers(&build).is_empty(), "{:?}", leftovers(&build));
     assert!(leftovers(dir).is_empty(), "{:?}", leftovers(dir));
+
+    // a folder it cannot list: said as a folder, with its own fix
+    fs::set_permissions(&log, fs::Permissions::from_mode(0o666)).unwrap();
+    fs::set_permissions(&old, fs::Permissions::from_mode(0o000)).unwrap();
+    let err = fails(&mut c, 2);
+    fs::set_permissions(&old, fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(
+        err.contains("mlart.yaml:24:")
+            && err.contains("\"logs/old\" (from `logs/` in `logs`) is a folder the user running mlart cannot list")
+            && err.contains("chmod a+rx")
+            && err.contains("line `logs/old/` in .mlartignore")
+            && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert!(!build.join("x.oci").exists());
+    assert!(leftovers(&build).is_empty(), "{:?}", leftovers(&build));
+    // and that line in .mlartignore is the way out
+    fs::write(dir.join(".mlartignore"), "logs/old/\n").unwrap();
+    fs::set_permissions(&old, fs::Permissions::from_mode(0o000)).unwrap();
+    let out = run(&mut c);
+    fs::set_permissions(&old, fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `mlart import …`, a verb users guess: a usage error (exit 2) pointing at `init --from` and
