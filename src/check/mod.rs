@@ -4,5 +4,6 @@
 pub mod attestations;
 pub mod gate;
 pub mod inspect;
+pub mod pulled;
 pub mod validate;
 pub mod verify;

@@ -145,6 +145,12 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         };
         outln!("  attestation {} -> {} ({state})", a.kind, escape(&a.file));
     }
+    if let Some(d) = &r.derived {
+        outln!(
+            "  wrote mlart.json: the files above and the {} manifest, for `mlart verify` and `mlart serve` of the folder (another tool's artifact has none; no signature covers it)",
+            d.dialect
+        );
+    }
     for f in r.files.iter() {
         outln!("  {}", escape(&f?.path));
     }

@@ -39,7 +39,11 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         .collect::<Result<Vec<_>>>()?;
     let required = super::attest::parse_required(&a.require)?;
     if a.target.is_dir() && !a.target.join("oci-layout").exists() {
-        // pulled files: model.sig against the directory
+        // pulled files: model.sig against the directory, or, for another tool's artifact
+        // (no model.sig), the mlart.json `mlart pull` made of what it wrote
+        if let Some(d) = mlart::check::pulled::derived(&a.target)? {
+            return derived_dir(&a.target, &d, !keys.is_empty(), json);
+        }
         let r = if keys.is_empty() {
             mlart::sign::check_dir_unsigned(&a.target).map(|()| None)
         } else {
@@ -66,16 +70,13 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         if json {
             super::print_json(&serde_json::json!({
                 "target": a.target, "ok": ok, "signatures_checked": !keys.is_empty(),
+                "checked_against": mlart::format::signature::OMS_FILE,
                 "message": msg, "summary": msg,
             }));
         } else if ok {
             outln!("{}", escape(&msg));
         }
-        return match r {
-            Ok(_) => Ok(ExitCode::SUCCESS),
-            Err(e @ Error::Check(_)) if json => Ok(ExitCode::from(e.exit_code())),
-            Err(e) => Err(e),
-        };
+        return dir_exit(r.map(|_| ()), json);
     }
     // A registry REF names its manifest itself: no tag.
     let (mut src, tag): (Box<dyn mlart::store::layout::Source>, _) =
@@ -190,4 +191,57 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             r.problems.join("; ")
         )))
     }
+}
+
+/// A pulled directory's result as verify's exit: a failed check in `--json` is the JSON
+/// printed (exit 1), else the error.
+fn dir_exit(r: Result<()>, json: bool) -> Result<ExitCode> {
+    match r {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e @ Error::Check(_)) if json => Ok(ExitCode::from(e.exit_code())),
+        Err(e) => Err(e),
+    }
+}
+
+/// `verify DIR` of a folder pulled from another tool's artifact: its files against the
+/// mlart.json the pull made (`d` says from what). Nothing signs that list: with `--key` the
+/// folder is refused (exit 1), without, verify says no signature was checked.
+fn derived_dir(
+    dir: &std::path::Path,
+    d: &mlart::format::metadata::Derived,
+    keys: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let made = format!(
+        "its mlart.json was made by `{}` from the {} manifest {} ({}), another tool's artifact",
+        d.by, d.dialect, d.manifest, d.reference
+    );
+    let r = match keys {
+        true => Err(Error::Check(format!(
+            "{}: no model.sig: {made}, which carries none, so no signature covers these files. Verify the artifact itself (`mlart verify {} --key PUB`, its OCI signature), or the files without --key",
+            dir.display(),
+            d.reference
+        ))),
+        false => mlart::check::pulled::check(dir),
+    };
+    let (ok, msg) = match &r {
+        Ok(()) => (
+            true,
+            format!(
+                "NO SIGNATURE CHECKED: {}: every file matches the list of {made}; nothing signs that list",
+                dir.display()
+            ),
+        ),
+        Err(e) => (false, e.to_string()),
+    };
+    if json {
+        super::print_json(&serde_json::json!({
+            "target": dir, "ok": ok, "signatures_checked": false,
+            "checked_against": mlart::format::metadata::METADATA_FILE, "derived": d,
+            "message": msg, "summary": msg,
+        }));
+    } else if ok {
+        outln!("{}", escape(&msg));
+    }
+    dir_exit(r, json)
 }

@@ -7,6 +7,7 @@
 
 pub mod attestations;
 mod bounded;
+mod derived;
 pub mod listing;
 mod overlay;
 pub mod pull;

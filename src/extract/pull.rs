@@ -62,7 +62,8 @@ pub struct PullReport {
     pub digest: String,
     pub output: String,
     pub form: Option<Form>,
-    /// The files written, in path order (mlart.json and model.sig aside).
+    /// The files written, in path order (mlart.json and model.sig aside, and the mlart.json
+    /// written for another tool's artifact: `derived`).
     pub files: Files,
     pub layers: LayerCounts,
     /// Bytes fetched by this run (a resumed blob counts only what it still needed).
@@ -95,6 +96,10 @@ pub struct PullReport {
     /// The folder they are in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attestations_dir: Option<String>,
+    /// Another tool's artifact (no mlart.json): the mlart.json written beside its files, made
+    /// from them and its manifest (`extract::derived`), and what it was made from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub derived: Option<crate::format::metadata::Derived>,
     /// What was refused without failing the pull (entries the metadata does not list, or
     /// that appear twice): an error with `--strict`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -601,6 +606,14 @@ pub fn pull(
         return Err(Error::Check(format!(
             "{what}: {not}: the files do not match model.sig: {p}"
         )));
+    }
+    // Another tool's artifact has no mlart.json: one made from what was written, so that
+    // `mlart verify DIR` and `mlart serve DIR` work on the folder (none over its own file).
+    if meta.dialect.is_some() {
+        match super::derived::write(&root, &meta, &files, &manifest_digest, &what)? {
+            Ok(d) => report.derived = Some(d),
+            Err(why) => report.warnings.push(why),
+        }
     }
     report.files = Files(Some(files));
     report.dialect = meta.dialect.clone();

@@ -58,6 +58,14 @@ pub fn synthesize(dialect: Dialect, manifest: &ImageManifest, config: &Value) ->
             )
         }
     };
+    // The format the ModelPack config gives the model (`config.format`): a weight file whose
+    // name says none has it.
+    let config_format = match dialect {
+        Dialect::Modelpack | Dialect::Cnai => text(&config["config"]["format"])
+            .map(|f| f.trim().to_ascii_lowercase())
+            .filter(|f| !f.is_empty()),
+        Dialect::Kitops | Dialect::DockerAi => None,
+    };
     let mut files = Vec::new();
     let mut models = Vec::new();
     for (i, l) in manifest.layers().iter().enumerate() {
@@ -85,7 +93,7 @@ pub fn synthesize(dialect: Dialect, manifest: &ImageManifest, config: &Value) ->
         if kind == Kind::Model && !archive {
             models.push(ModelEntry {
                 path: path.clone(),
-                format: model_format(&path),
+                format: model_format(&path).or_else(|| config_format.clone()),
                 framework: None,
                 size: l.size(),
                 sha256: digest.clone(),
@@ -137,8 +145,8 @@ pub fn synthesize(dialect: Dialect, manifest: &ImageManifest, config: &Value) ->
     }
 }
 
-/// The model format a file name says.
-fn model_format(path: &str) -> Option<String> {
+/// The model format a file name says (its extension), if any.
+pub fn model_format(path: &str) -> Option<String> {
     let ext = path.rsplit('.').next()?.to_ascii_lowercase();
     Some(
         match ext.as_str() {
@@ -219,6 +227,38 @@ mod tests {
         );
         assert_eq!(md.models[0].format.as_deref(), Some("safetensors"));
         assert_eq!(md.files[2].sha256, format!("sha256:{}", "a".repeat(64)));
+    }
+
+    /// A weight whose name says no format has the one the ModelPack config gives; a name
+    /// that says one keeps it.
+    #[test]
+    fn the_config_gives_a_weight_its_format() {
+        let w = |path: &str, c: char| {
+            layer(
+                "application/vnd.cncf.model.weight.v1.raw",
+                c,
+                serde_json::json!({ "org.cncf.model.filepath": path }),
+            )
+        };
+        let m = manifest(
+            serde_json::json!([w("model", 'a'), w("extra.gguf", 'b')]),
+            modelpack::CONFIG_MEDIA_TYPE,
+            Some(modelpack::MANIFEST_ARTIFACT_TYPE),
+        );
+        let config =
+            serde_json::json!({"descriptor": {"name": "x"}, "config": {"format": " ONNX "}});
+        let md = synthesize(Dialect::Modelpack, &m, &config);
+        let formats: Vec<(&str, Option<&str>)> = md
+            .models
+            .iter()
+            .map(|m| (m.path.as_str(), m.format.as_deref()))
+            .collect();
+        assert_eq!(
+            formats,
+            [("model", Some("onnx")), ("extra.gguf", Some("gguf"))]
+        );
+        let md = synthesize(Dialect::Modelpack, &m, &serde_json::json!({}));
+        assert_eq!(md.models[0].format, None);
     }
 
     #[test]

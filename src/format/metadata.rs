@@ -57,7 +57,8 @@ pub struct Metadata<F = Vec<FileEntry>> {
     pub description: Option<String>,
     /// Set when this document was not read from the bundle but made from the manifest of
     /// another tool's model artifact (`format::modelpack::Dialect`): `modelpack`, `cnai`,
-    /// `kitops`, `docker-ai`. Never written by mlart.
+    /// `kitops`, `docker-ai`. Never in a bundle mlart writes; in the `mlart.json` that `mlart
+    /// pull` writes beside such an artifact's files (with [`DERIVED_KEY`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dialect: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,6 +143,32 @@ impl<F> Metadata<F> {
             version,
         }
     }
+}
+
+/// The key of an `mlart.json` that `mlart pull` wrote for another tool's artifact (which has
+/// none): the document was made from the files the pull wrote and that artifact's manifest,
+/// not read from it, and no signature covers it. Not a field of [`Metadata`] (readers ignore
+/// it); read apart as [`DerivedDoc`].
+pub const DERIVED_KEY: &str = "derived";
+
+/// What the `derived` key of such an `mlart.json` holds (fields in key order).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Derived {
+    /// What wrote it: `mlart pull`.
+    pub by: String,
+    /// The dialect of the artifact (`modelpack`, `cnai`, `kitops`, `docker-ai`).
+    pub dialect: String,
+    /// The digest of the manifest pulled.
+    pub manifest: String,
+    /// Where it was pulled from, as given.
+    pub reference: String,
+}
+
+/// An `mlart.json` read for its `derived` key only (every other key skipped as it streams).
+#[derive(Debug, Default, Deserialize)]
+pub struct DerivedDoc {
+    #[serde(default)]
+    pub derived: Option<Derived>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

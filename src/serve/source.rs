@@ -122,7 +122,7 @@ fn load_dir(dir: &Path, keys: &[PublicKey]) -> Result<Loaded> {
     let meta_path = dir.join(METADATA_FILE);
     let mut f = std::fs::File::open(&meta_path).map_err(|_| {
         Error::input(format!(
-            "{} is a directory without {METADATA_FILE}: give a bundle (an OCI layout directory, an archive or a registry REF) or a directory written by a whole `mlart pull` of an mlart bundle (which writes {METADATA_FILE}). Another tool's artifact (a ModelPack by modctl, a KitOps ModelKit) carries no {METADATA_FILE}, so its pulled files are not enough: serve its reference or layout itself (`mlart serve REF`)",
+            "{} is a directory without {METADATA_FILE}: give a bundle (an OCI layout directory, an archive or a registry REF) or a directory written by `mlart pull` (a whole pull of an mlart bundle, or any pull of another tool's artifact, writes {METADATA_FILE}). Files that another tool unpacked (`modctl extract`, `kit unpack`) come without one: serve the reference or layout itself (`mlart serve REF`), or pull it with `mlart pull REF -o DIR`",
             dir.display()
         ))
     })?;

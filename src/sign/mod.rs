@@ -16,6 +16,6 @@ pub use envelope::{open_streamed, Payload, MAX_REST};
 pub use keys::{key_hint, key_id, keygen, load_private, load_public, PrivateKey, PublicKey};
 pub use oci::{check_oci_statement, oci_signature};
 pub use oms::{
-    check_dir_unsigned, oms_resources, oms_resources_each, oms_resources_sorted, oms_statement,
-    verify_dir, Listed,
+    check_dir, check_dir_unsigned, oms_resources, oms_resources_each, oms_resources_sorted,
+    oms_statement, verify_dir, Listed,
 };

@@ -288,7 +288,7 @@ pub fn verify_dir(dir: &Path, keys: &[PublicKey]) -> Result<PathBuf> {
     // (a folder pulled by mlart: a selection, or a bundle made without --sign)
     let none = "the directory is not signed: a pull with --kind or --path writes no model.sig (it signs every file), nor does a pull of a bundle made without --sign. Verify the bundle itself (`mlart verify REF --key PUB`), or pull it whole";
     let ((signed, ignore), key) = open_dir_sig(dir, keys, none)?;
-    check_dir(dir, signed, &ignore)?;
+    check_dir(dir, signed, &ignore, OMS_FILE)?;
     Ok(key.map(|k| k.path.clone()).unwrap_or_default())
 }
 
@@ -296,7 +296,7 @@ pub fn verify_dir(dir: &Path, keys: &[PublicKey]) -> Result<PathBuf> {
 /// checked (the caller says so).
 pub fn check_dir_unsigned(dir: &Path) -> Result<()> {
     let ((signed, ignore), _) = open_dir_sig(dir, &[], "nothing to check the files against")?;
-    check_dir(dir, signed, &ignore)
+    check_dir(dir, signed, &ignore, OMS_FILE)
 }
 
 /// model.sig's resources sorted by path, and its ignore_paths.
@@ -321,12 +321,15 @@ fn open_dir_sig<'k>(
     Ok((oms_resources_sorted(r, spill).map_err(bad)?, key))
 }
 
-/// The files of `dir` (hashed, sorted by path on disk past a few MiB) beside model.sig's
-/// resources (`signed`, sorted): what is missing, changed or added, at most 1,000 said.
-fn check_dir(
+/// The files of `dir` (hashed, sorted by path on disk past a few MiB) beside the list they
+/// must match (`signed`, sorted: model.sig's resources, or the files of a pulled directory's
+/// mlart.json; `against` names it in messages): what is missing, changed or added, at most
+/// 1,000 said. Paths in `ignore` (and under them) are passed over.
+pub fn check_dir(
     dir: &Path,
     signed: crate::store::runs::Merged<[u8; 32]>,
     ignore: &[String],
+    against: &str,
 ) -> Result<()> {
     use crate::store::runs::{Batch, Peeked, Runs};
     let spill = crate::store::entries::memory_limit()?.max(64 << 10);
@@ -354,10 +357,16 @@ fn check_dir(
             continue;
         }
         if e.file_type().is_symlink() {
-            return Err(Error::Check(format!(
-                "{}: {rel} is a symlink (the signature does not allow them)",
-                dir.display()
-            )));
+            return Err(Error::Check(match against {
+                OMS_FILE => format!(
+                    "{}: {rel} is a symlink (the signature does not allow them)",
+                    dir.display()
+                ),
+                _ => format!(
+                    "{}: {rel} is a symlink ({against} lists files, not links)",
+                    dir.display()
+                ),
+            }));
         }
         if e.file_type().is_file() {
             let mut f = std::fs::File::open(e.path()).ctx("reading", e.path())?;
@@ -373,6 +382,10 @@ fn check_dir(
         }
     }
     got.add(&mut batch)?;
+    let listed_in = match against {
+        OMS_FILE => "the signature",
+        _ => against,
+    };
     let mut problems = crate::error::Capped::default();
     let mut say = |p: String| problems.push(p);
     let mut signed = Peeked::new(signed)?;
@@ -384,7 +397,7 @@ fn check_dir(
         match signed.next_if(|p| p.rel == rec.rel)? {
             Some(p) if p.data == rec.data => {}
             Some(_) => say(format!("{} changed", rec.rel)),
-            None => say(format!("{} is not in the signature (added)", rec.rel)),
+            None => say(format!("{} is not in {listed_in} (added)", rec.rel)),
         }
         while let Some(p) = signed.next_if(|p| p.rel == rec.rel)? {
             say(format!("{} is listed twice", p.rel));
@@ -395,7 +408,7 @@ fn check_dir(
     }
     match problems.joined() {
         Some(p) => Err(Error::Check(format!(
-            "{}: the files do not match {OMS_FILE}: {p}",
+            "{}: the files do not match {against}: {p}",
             dir.display()
         ))),
         None => Ok(()),

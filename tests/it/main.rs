@@ -10,6 +10,7 @@ mod cache;
 mod compat;
 mod display;
 mod explore;
+mod foreign_pull;
 mod gate;
 mod hostile_layers;
 mod httpproxy;

@@ -28,7 +28,7 @@ fn manifest_of(layout: &Path) -> Value {
 
 /// An OCI layout made by hand (another tool's artifact): the config, the layers (media type,
 /// bytes, annotations), the manifest with `artifactType` if given, tagged `v1`.
-fn hand_layout(
+pub(crate) fn hand_layout(
     dir: &Path,
     config_mt: &str,
     config: Value,
@@ -63,7 +63,7 @@ fn hand_layout(
 
 /// The venv's Python if it has modelpack-client (else a skip; a failure under
 /// MLART_REQUIRE_INTEROP=1).
-fn modelpack_python(test: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn modelpack_python(test: &str) -> Option<std::path::PathBuf> {
     let py = python()?;
     let has = Command::new(&py)
         .args(["-c", "import modelpack_client, jsonschema"])
@@ -396,13 +396,16 @@ fn mlart_reads_what_modelpack_client_pushed() {
     );
     let mut want = tree_digests(&src);
     want.remove("config.json");
-    assert_eq!(tree_digests(&out), want);
+    // (and the mlart.json the pull made of them: tests/it/foreign_pull.rs)
+    let mut got = tree_digests(&out);
+    assert!(got.remove("mlart.json").is_some());
+    assert_eq!(got, want);
     // selection by kind and path works on the manifest's listing
     let only = env.path("only");
     env.pull(&r, &only, &["--kind", "model"]);
     assert_eq!(
         tree_digests(&only).into_keys().collect::<Vec<_>>(),
-        ["iris.onnx"]
+        ["iris.onnx", "mlart.json"]
     );
 
     // validate runs the ONNX model of another tool's artifact (skipped without ONNX Runtime)
@@ -468,7 +471,8 @@ fn kitops_and_cnai_artifacts_are_read() {
     );
     let out = t.path().join("kit-out");
     pull_to(&kit, &out);
-    let got = tree_digests(&out);
+    let mut got = tree_digests(&out);
+    assert!(got.remove("mlart.json").is_some());
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
         ["data/a.csv", "data/b.csv", "model/iris.onnx"]
@@ -484,7 +488,7 @@ fn kitops_and_cnai_artifacts_are_read() {
     );
     assert_eq!(
         tree_digests(&only).into_keys().collect::<Vec<_>>(),
-        ["model/iris.onnx"]
+        ["mlart.json", "model/iris.onnx"]
     );
 
     // older ModelPack: one layer type, file path annotation of its own

@@ -15,10 +15,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// A running `mlart --json serve … --port 0`: its startup line and port.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    started: Value,
-    port: u16,
+    pub(crate) started: Value,
+    pub(crate) port: u16,
     /// The rest of stdout, after the startup line.
     out: BufReader<std::process::ChildStdout>,
 }
@@ -26,7 +26,7 @@ struct Server {
 impl Server {
     /// Start `c` (an mlart command with the serve arguments); None when it exits first (its
     /// exit code and stderr in the Err).
-    fn start(mut c: Command) -> Result<Server, (i32, String)> {
+    pub(crate) fn start(mut c: Command) -> Result<Server, (i32, String)> {
         let mut child = c
             .arg("--port")
             .arg("0")
@@ -71,7 +71,7 @@ impl Server {
     }
 
     /// SIGTERM, and the exit code.
-    fn stop(mut self) -> i32 {
+    pub(crate) fn stop(mut self) -> i32 {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let code = self.child.wait().unwrap().code().unwrap_or(-1);
         std::mem::forget(self);
@@ -101,7 +101,7 @@ impl Drop for Server {
 }
 
 /// `mlart --json serve SRC ARGS…` with the test venv's ONNX Runtime.
-fn serve_cmd(lib: &Path, src: &Path, args: &[&str]) -> Command {
+pub(crate) fn serve_cmd(lib: &Path, src: &Path, args: &[&str]) -> Command {
     let mut c = crate::validate::mlart_ort(lib);
     c.arg("--json").arg("serve").arg(src).args(args);
     c
@@ -171,7 +171,7 @@ fn post_json(port: u16, path: &str, v: &Value) -> (u16, Value) {
 }
 
 /// `POST /v2/models/iris/infer` of `rows`: status and JSON answer.
-fn infer(port: u16, rows: &[[f32; 4]]) -> (u16, Value) {
+pub(crate) fn infer(port: u16, rows: &[[f32; 4]]) -> (u16, Value) {
     post_json(port, "/v2/models/iris/infer", &iris_request(rows))
 }
 
