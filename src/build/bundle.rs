@@ -156,10 +156,6 @@ impl Built {
     }
 }
 
-/// More file layers than this get a warning: each costs a descriptor in the manifest (and a
-/// few KiB of memory while it is built).
-const MANY_LAYERS: usize = 1000;
-
 /// Build the bundle of `spec` from `files` into `sink`. `progress` gets the number of input
 /// bytes read as they are read.
 pub fn build<S: BlobSink + Send>(
@@ -379,13 +375,11 @@ pub fn build_on<S: BlobSink + Send>(
     if opts.link && opts.form == Form::Image {
         warnings.push("--link: the image form keeps files in tar layers, so nothing was linked; raw layers (one blob per file) are in `--format modelpack` and `--format artifact`".into());
     }
-    if layers.len() > MANY_LAYERS {
-        warnings.push(format!(
-            "{} layers (`--format {}` gives files layers of their own, except the small ones of a kind in a top folder, or at the top level, with more than 16 of them): a manifest this long is slow to build and pull and many registries refuse it (Docker Hub and ECR cap manifests at 4 MiB); `--format image` puts small files in one tar layer per kind, or gather small files into fewer folders",
-            layers.len(),
-            opts.form.as_str()
-        ));
-    }
+    warnings.extend(crate::build::layers::many_layers(
+        &plans,
+        layers.len(),
+        opts,
+    ));
     if spec.image.is_some() && opts.form != Form::Image {
         warnings.push("the spec's `image:` settings apply to the image form only; ignored".into());
     }

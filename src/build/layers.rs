@@ -172,6 +172,42 @@ impl DirGroup {
 /// `modelpack::MAX_RAW_FILES_PER_DIR` of them: one tar layer; the kind's layers in the order
 /// of their first paths. Artifact form: model and data files as ModelPack's, the other kinds
 /// a tar layer each.
+/// More file layers than this get a warning: each costs a descriptor in the manifest (and a
+/// few KiB of memory while it is built).
+pub(super) const MANY_LAYERS: usize = 1000;
+
+/// The warning for a bundle of `count` layers, if more than [`MANY_LAYERS`], with the way out
+/// that fits what made them: a `--large-file` below the default, the image form's large
+/// files, or the other forms' small files.
+pub(super) fn many_layers(plans: &[Plan], count: usize, opts: &Options) -> Option<String> {
+    if count <= MANY_LAYERS {
+        return None;
+    }
+    let default = crate::build::bundle::DEFAULT_LARGE_FILE;
+    let cost = "a manifest this long is slow to build and pull and many registries refuse it (Docker Hub and ECR cap manifests at 4 MiB)";
+    // (files with a layer of their own only because `--large-file` is below the default)
+    let lowered = plans
+        .iter()
+        .filter(|p| p.files.len() == 1 && p.first.size >= opts.large_file && p.first.size < default)
+        .count();
+    if opts.large_file < default && lowered > 0 && count - lowered <= MANY_LAYERS {
+        return Some(format!(
+            "{count} layers: `--large-file {}` gives each model and data file of at least {} byte(s) a layer of its own, and {lowered} of them are under the default 16 MiB: {cost}; raise `--large-file` (default 16M, i.e. {default} bytes) or leave it out",
+            opts.large_file, opts.large_file
+        ));
+    }
+    Some(match opts.form {
+        Form::Image => format!(
+            "{count} layers (the image form gives each model and data file of at least `--large-file` {} bytes a layer of its own, and the other files one tar layer per kind): {cost}; raise `--large-file` (default 16M) or join files into fewer, larger ones",
+            opts.large_file
+        ),
+        _ => format!(
+            "{count} layers (`--format {}` gives files layers of their own, except the small ones of a kind in a top folder, or at the top level, with more than 16 of them): {cost}; `--format image` puts small files in one tar layer per kind, or gather small files into fewer folders",
+            opts.form.as_str()
+        ),
+    })
+}
+
 pub(super) fn plan(
     files: &FileList,
     opts: &Options,

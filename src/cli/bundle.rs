@@ -49,8 +49,9 @@ pub struct Args {
     /// `oci-archive:FILE[:TAG]`, a layout or an archive (e.g. busybox, for a KServe modelcar).
     #[arg(long, value_name = "REF")]
     base: Option<String>,
-    /// Model and data files of at least this many bytes get a layer of their own (image form).
-    #[arg(long, default_value_t = bundle::DEFAULT_LARGE_FILE)]
+    /// Model and data files of at least this size get a layer of their own (bytes, or e.g.
+    /// 64K, 16M; at least 1).
+    #[arg(long, value_name = "SIZE", default_value_t = bundle::DEFAULT_LARGE_FILE, value_parser = large_file)]
     large_file: u64,
     /// Push straight to a registry instead of writing a layout (host[:port]/repository[:tag];
     /// the tag defaults to the spec's version). Each layer streams up as it is built.
@@ -109,6 +110,18 @@ enum CompressionArg {
     None,
     Gzip,
     Zstd,
+}
+
+/// `--large-file`: a size of at least 1 byte (0 would give every model and data file, empty
+/// ones too, a layer of its own).
+fn large_file(s: &str) -> std::result::Result<u64, String> {
+    match mlart::format::units::parse_size(s)? {
+        0 => Err(format!(
+            "{s:?} would give every model and data file, empty ones too, a layer of its own: give at least 1 (byte; the default is 16M, i.e. {} bytes)",
+            bundle::DEFAULT_LARGE_FILE
+        )),
+        n => Ok(n),
+    }
 }
 
 pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {

@@ -73,15 +73,42 @@ pub fn import(dir: &Path) -> Result<Draft> {
     // FORMAT applies to the model files (a folder's files are detected one by one); not to
     // a sharded model's index (`model.safetensors.index.json`), which is JSON, not weights,
     // and is left without a format as the Hugging Face importer leaves it.
+    // A glob (`MODEL model*`) stamps every file it matches: one that matches an index is
+    // listed file by file instead, so that the index can be left out.
     if let (Some(f), Some(list)) = (format, d.entries.get_mut(&Kind::Model)) {
         let f = f.to_ascii_lowercase();
         if crate::format::metadata::MODEL_FORMATS.contains(&f.as_str()) {
+            let mut spread = Vec::new();
+            for e in std::mem::take(list) {
+                let matched = (models.contains(&e.path) && crate::build::collect::is_glob(&e.path))
+                    .then(|| glob_files(dir, &e.path))
+                    .flatten()
+                    .filter(|m| m.iter().any(|p| is_index(p)));
+                match matched {
+                    Some(files) => {
+                        spread.push(format!(
+                            "{MODELFILE}: MODEL {} also matches {}: listed file by file, so that FORMAT {f} stamps the weights and not the index",
+                            e.path,
+                            files.iter().filter(|p| is_index(p)).cloned().collect::<Vec<_>>().join(", ")
+                        ));
+                        for p in files {
+                            if !list.iter().any(|x| x.path == p) {
+                                models.push(p.clone());
+                                d.claimed.push(p.clone());
+                                list.push(DraftEntry::path(p));
+                            }
+                        }
+                    }
+                    None => list.push(e),
+                }
+            }
             for e in list.iter_mut().filter(|e| {
-                models.contains(&e.path)
-                    && !e.path.ends_with('/')
-                    && !e.path.to_ascii_lowercase().ends_with(".index.json")
+                models.contains(&e.path) && !e.path.ends_with('/') && !is_index(&e.path)
             }) {
                 e.format = Some(f.clone());
+            }
+            for n in spread {
+                d.notes.push(n);
             }
         } else {
             d.warn(format!(
@@ -91,6 +118,43 @@ pub fn import(dir: &Path) -> Result<Draft> {
         }
     }
     Ok(d)
+}
+
+/// A sharded model's index (`model.safetensors.index.json`): JSON, not weights.
+fn is_index(path: &str) -> bool {
+    path.to_ascii_lowercase().ends_with(".index.json")
+}
+
+/// Most files a MODEL glob is spread into (more: the glob is kept, unstamped if it matches an
+/// index).
+const MAX_GLOB_FILES: usize = 10_000;
+
+/// The files of `dir` (relative paths, in order) that `glob` matches as `bundle` matches it
+/// (`*` stays within a folder); None if it is not a valid glob or matches too many files.
+fn glob_files(dir: &Path, glob: &str) -> Option<Vec<String>> {
+    let m = globset::GlobBuilder::new(glob.trim_start_matches("./"))
+        .literal_separator(true)
+        .build()
+        .ok()?
+        .compile_matcher();
+    let mut out = Vec::new();
+    let walk = walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".git");
+    for e in walk.flatten().filter(|e| e.file_type().is_file()) {
+        let Ok(rel) = e.path().strip_prefix(dir) else {
+            continue;
+        };
+        let Some(rel) = rel.to_str() else { continue };
+        if m.is_match(rel) {
+            out.push(rel.to_string());
+            if out.len() > MAX_GLOB_FILES {
+                return None;
+            }
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -149,6 +213,57 @@ mod tests {
                 ("model-00002-of-00002.safetensors", Some("safetensors")),
                 ("model.safetensors.index.json", None),
             ]
+        );
+    }
+    /// A MODEL glob that also matches the index is listed file by file: FORMAT stamps the
+    /// weights, not the index (as it does for files named one by one).
+    #[test]
+    fn a_glob_matching_the_shard_index_leaves_the_index_unstamped() {
+        let t = tempfile::tempdir().unwrap();
+        for f in [
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+            "model.safetensors.index.json",
+            "tokenizer.json",
+        ] {
+            std::fs::write(t.path().join(f), "x").unwrap();
+        }
+        std::fs::write(
+            t.path().join("Modelfile"),
+            "FORMAT safetensors\nMODEL model*\nCONFIG tokenizer.json\n",
+        )
+        .unwrap();
+        let d = import(t.path()).unwrap();
+        let formats: Vec<(&str, Option<&str>)> = d.entries[&Kind::Model]
+            .iter()
+            .map(|e| (e.path.as_str(), e.format.as_deref()))
+            .collect();
+        assert_eq!(
+            formats,
+            [
+                ("model-00001-of-00002.safetensors", Some("safetensors")),
+                ("model-00002-of-00002.safetensors", Some("safetensors")),
+                ("model.safetensors.index.json", None),
+            ]
+        );
+        assert!(
+            d.notes
+                .iter()
+                .any(|n| n.contains("MODEL model*") && n.contains("model.safetensors.index.json")),
+            "{:?}",
+            d.notes
+        );
+        // A glob that matches no index keeps its glob and its format.
+        std::fs::write(
+            t.path().join("Modelfile"),
+            "FORMAT safetensors\nMODEL *.safetensors\n",
+        )
+        .unwrap();
+        let d = import(t.path()).unwrap();
+        let e = &d.entries[&Kind::Model][0];
+        assert_eq!(
+            (e.path.as_str(), e.format.as_deref()),
+            ("*.safetensors", Some("safetensors"))
         );
     }
 }

@@ -85,7 +85,7 @@ impl super::Remote {
             })
             .await
         })
-        .map_err(|e| super::map_err(&self.cancel, &what, &format!("checking blob {d}"), e))
+        .map_err(|e| self.map_err(&what, &format!("checking blob {d}"), e))
     }
 
     /// Mount the blob from `from` (another repository of this registry); true when the

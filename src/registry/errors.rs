@@ -209,6 +209,20 @@ pub fn is_auth_error(e: &OciDistributionError) -> bool {
     }
 }
 
+/// A refusal of the access (403, DENIED) rather than of the credentials (401).
+fn is_denied(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::ServerError { code, .. }
+        | OciDistributionError::TokenError { code, .. } => *code == 403,
+        OciDistributionError::RequestError(r) => r.status().is_some_and(|s| s.as_u16() == 403),
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .all(|x| matches!(x.code, OciErrorCode::Denied)),
+        _ => false,
+    }
+}
+
 /// The registry's error codes that say "no such thing here".
 fn is_unknown(code: &OciErrorCode) -> bool {
     matches!(
@@ -226,6 +240,26 @@ fn is_unknown(code: &OciErrorCode) -> bool {
 /// tag, manifest or blob -> not-found, everything else the registry or the network said ->
 /// network. `what` names the registry and repository, `doing` the step.
 pub fn map_err(cancel: &Cancel, what: &str, doing: &str, e: OciDistributionError) -> Error {
+    map_err_from(
+        cancel,
+        &credentials::Source::Given,
+        "<registry>",
+        what,
+        doing,
+        e,
+    )
+}
+
+/// [`map_err`] for requests made with credentials from `source` to `registry`: a refusal
+/// says whose credentials were refused, or that none were found and where they were looked for.
+pub fn map_err_from(
+    cancel: &Cancel,
+    source: &credentials::Source,
+    registry: &str,
+    what: &str,
+    doing: &str,
+    e: OciDistributionError,
+) -> Error {
     if cancel.is_cancelled() {
         return Error::Interrupted;
     }
@@ -236,20 +270,19 @@ pub fn map_err(cancel: &Cancel, what: &str, doing: &str, e: OciDistributionError
         return Error::of(Kind::Network, unreachable_message(what, doing, u));
     }
     match &e {
-        OciDistributionError::TokenError { code, url, .. } if is_auth_error(&e) => Error::of(
-            Kind::Auth,
-            format!(
-                "{what}: {doing}: the registry asks for credentials (or refused them; its token endpoint {} answered {}): run `mlart login <registry>` or check ~/.docker/config.json",
+        OciDistributionError::TokenError { code, url, .. } if is_auth_error(&e) => {
+            let detail = format!(
+                "; its token endpoint {} answered {}",
                 printable(url, 200),
                 status_text(*code)
-            ),
-        ),
-        e if is_auth_error(e) => Error::of(
-            Kind::Auth,
-            format!(
-                "{what}: {doing}: the registry asks for credentials (or refused them): run `mlart login <registry>` or check ~/.docker/config.json"
-            ),
-        ),
+            );
+            let m = credentials::refusal(source, registry, *code == 403, &detail);
+            Error::of(Kind::Auth, format!("{what}: {doing}: {m}"))
+        }
+        e if is_auth_error(e) => {
+            let m = credentials::refusal(source, registry, is_denied(e), "");
+            Error::of(Kind::Auth, format!("{what}: {doing}: {m}"))
+        }
         OciDistributionError::RegistryError { envelope, .. }
             if envelope.errors.iter().any(|x| is_unknown(&x.code)) =>
         {
@@ -262,7 +295,10 @@ pub fn map_err(cancel: &Cancel, what: &str, doing: &str, e: OciDistributionError
             Kind::NotFound,
             format!("{what}: {doing}: not found ({})", describe_oci(e)),
         ),
-        _ => Error::of(Kind::Network, format!("{what}: {doing}: {}", describe_oci(&e))),
+        _ => Error::of(
+            Kind::Network,
+            format!("{what}: {doing}: {}", describe_oci(&e)),
+        ),
     }
 }
 

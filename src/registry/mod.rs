@@ -8,6 +8,7 @@
 
 pub mod blobs;
 pub mod client;
+pub mod credentials;
 pub mod errors;
 pub mod login;
 pub mod planned;
@@ -84,6 +85,8 @@ pub struct Remote {
     pub reference: Reference,
     pub client: Client,
     pub auth: RegistryAuth,
+    /// Where `auth` came from (for the message when the registry refuses it).
+    pub credentials: credentials::Source,
     pub cancel: crate::interrupt::Cancel,
     /// How blobs are uploaded (`upload`).
     pub upload: UploadOptions,
@@ -101,8 +104,10 @@ impl std::fmt::Debug for Remote {
 
 impl Remote {
     pub fn new(reference: Reference, opts: &Options) -> Result<Self> {
-        let auth = credentials(reference.registry())?;
-        Remote::with_auth(reference, opts, auth)
+        let found = credentials::lookup(reference.registry())?;
+        let mut r = Remote::with_auth(reference, opts, found.auth)?;
+        r.credentials = found.source;
+        Ok(r)
     }
 
     /// With explicit credentials (tests, `login`).
@@ -112,6 +117,7 @@ impl Remote {
             client: client_for(&registry, opts)?,
             reference,
             auth,
+            credentials: credentials::Source::Given,
             cancel: opts.cancel.clone(),
             upload: opts.upload.clone(),
         })
@@ -128,12 +134,19 @@ impl Remote {
                 .await
         })
         .await
-        .map_err(|e| map_err(&self.cancel, &what, doing, e))?;
+        .map_err(|e| self.map_err(&what, doing, e))?;
         Ok(())
     }
 
     pub fn describe(&self) -> String {
         self.reference.whole()
+    }
+
+    /// A failure of a request to this registry as an [`Error`] ([`map_err_from`]: a refusal
+    /// names the credentials sent, or says none were found).
+    pub fn map_err(&self, what: &str, doing: &str, e: OciDistributionError) -> Error {
+        let registry = self.reference.registry();
+        map_err_from(&self.cancel, &self.credentials, registry, what, doing, e)
     }
 
     pub async fn prime(&self) {
@@ -157,7 +170,7 @@ impl Remote {
         });
         match r {
             Ok(d) => Digest::parse(&d).map(Some).map_err(Error::Input),
-            Err(e) => match map_err(&self.cancel, &what, "checking the tag", e) {
+            Err(e) => match self.map_err(&what, "checking the tag", e) {
                 e if e.kind() == crate::error::Kind::NotFound => Ok(None),
                 e => Err(e),
             },
@@ -176,7 +189,7 @@ impl Remote {
             })
             .await
         })
-        .map_err(|e| map_err(&self.cancel, &what, "fetching the manifest", e))
+        .map_err(|e| self.map_err(&what, "fetching the manifest", e))
         .map_err(|e| self.with_tags_known(e))?;
         if raw.len() as u64 > crate::format::media_type::MAX_MANIFEST_BYTES {
             return Err(Error::input(format!("{what}: the manifest is too large")));
@@ -457,7 +470,7 @@ impl Remote {
                 self.reference.registry(),
                 self.reference.repository()
             );
-            map_err(&self.cancel, &repo, "listing tags", e)
+            self.map_err(&repo, "listing tags", e)
         })?;
         let mut tags = r.tags;
         tags.sort();
@@ -499,12 +512,9 @@ impl Remote {
             Ok(_) => Ok(()),
             // Still rate-limited or down after the retries (or a wait refused, or Ctrl-C):
             // that says nothing of the credentials.
-            Err(e) if self.cancel.is_cancelled() || retryable(&e) => Err(map_err(
-                &self.cancel,
-                self.reference.registry(),
-                "checking the credentials",
-                e,
-            )),
+            Err(e) if self.cancel.is_cancelled() || retryable(&e) => {
+                Err(self.map_err(self.reference.registry(), "checking the credentials", e))
+            }
             Err(e) if is_auth_error(&e) => Err(Error::of(
                 Kind::Auth,
                 format!(
@@ -515,12 +525,7 @@ impl Remote {
             )),
             Err(OciDistributionError::RegistryError { .. }) => Ok(()), // 404 NAME_UNKNOWN: authenticated
             Err(OciDistributionError::ServerError { code: 404, .. }) => Ok(()),
-            Err(e) => Err(map_err(
-                &self.cancel,
-                self.reference.registry(),
-                "checking the credentials",
-                e,
-            )),
+            Err(e) => Err(self.map_err(self.reference.registry(), "checking the credentials", e)),
         }
     }
 }

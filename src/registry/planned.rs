@@ -107,7 +107,7 @@ impl Remote {
             })
             .await
         })
-        .map_err(|e| map_err(&self.cancel, &what, "opening an upload", e))?;
+        .map_err(|e| self.map_err(&what, "opening an upload", e))?;
         let recorder = Recorder {
             store,
             record: Record {

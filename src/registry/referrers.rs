@@ -12,6 +12,7 @@ impl Remote {
             reference,
             client: self.client.clone(),
             auth: self.auth.clone(),
+            credentials: self.credentials.clone(),
             cancel: self.cancel.clone(),
             upload: self.upload.clone(),
         }
@@ -55,14 +56,7 @@ impl Remote {
             })
             .await
         })
-        .map_err(|e| {
-            map_err(
-                &self.cancel,
-                &what,
-                &format!("listing the referrers of {subject}"),
-                e,
-            )
-        })?;
+        .map_err(|e| self.map_err(&what, &format!("listing the referrers of {subject}"), e))?;
         index
             .manifests
             .iter()

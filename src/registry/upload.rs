@@ -296,8 +296,7 @@ impl Remote {
         e: E,
     ) -> std::result::Result<(), UploadError> {
         let give_up = |e| {
-            UploadError::Upload(map_err(
-                &self.cancel,
+            UploadError::Upload(self.map_err(
                 &self.describe(),
                 &format!("uploading blob {digest}"),
                 e,

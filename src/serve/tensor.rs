@@ -3,6 +3,7 @@
 //! (little-endian, `BYTES` as 4-byte length + bytes), back to JSON or binary, joined and split
 //! along the batch dimension, and to and from ONNX Runtime values.
 
+use crate::check::validate::inputs::FloatType;
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
 
 /// Largest tensor (elements) accepted or returned.
@@ -154,21 +155,15 @@ impl Data {
             };
         }
         // A finite number the datatype cannot hold would become inf: refused, as integers
-        // that do not fit are.
+        // that do not fit are (the check `validate --samples` makes too).
         macro_rules! floats {
-            ($variant:ident, $conv:expr, $max:expr) => {
+            ($variant:ident, $conv:expr, $ft:expr) => {
                 Data::$variant(
                     flat.iter()
                         .map(|v| {
                             let x = v.as_f64().ok_or_else(|| bad(v))?;
-                            let y = $conv(x);
-                            if x.is_finite() && y.is_infinite() {
-                                return Err(format!(
-                                    "{v} is out of range for {datatype} (at most {:e} in magnitude)",
-                                    $max
-                                ));
-                            }
-                            Ok(y)
+                            $ft.check(x, v, datatype)?;
+                            Ok($conv(x))
                         })
                         .collect::<Result<_, String>>()?,
                 )
@@ -188,10 +183,10 @@ impl Data {
             "INT16" => ints!(I16, i16),
             "INT32" => ints!(I32, i32),
             "INT64" => ints!(I64, i64),
-            "FP16" => floats!(F16, half::f16::from_f64, half::f16::MAX),
-            "BF16" => floats!(BF16, half::bf16::from_f64, half::bf16::MAX),
-            "FP32" => floats!(F32, |x| x as f32, f32::MAX),
-            "FP64" => floats!(F64, |x: f64| x, f64::MAX),
+            "FP16" => floats!(F16, half::f16::from_f64, FloatType::F16),
+            "BF16" => floats!(BF16, half::bf16::from_f64, FloatType::BF16),
+            "FP32" => floats!(F32, |x| x as f32, FloatType::F32),
+            "FP64" => floats!(F64, |x: f64| x, FloatType::F64),
             "BYTES" => Data::Bytes(
                 flat.iter()
                     .map(|v| {

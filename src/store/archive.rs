@@ -90,6 +90,10 @@ impl Source for ArchiveFile {
     fn describe(&self) -> String {
         format!("{} (archive)", self.path.display())
     }
+    fn skopeo_name(&self, tag: Option<&str>) -> Option<String> {
+        let tag = tag.map(|t| format!(":{t}")).unwrap_or_default();
+        Some(format!("oci-archive:{}{tag}", self.path.display()))
+    }
     fn index_bytes(&self) -> Result<Vec<u8>> {
         let path = &self.path;
         let mut v = Vec::new();

@@ -600,6 +600,10 @@ impl Source for LayoutDir {
     fn describe(&self) -> String {
         self.root.display().to_string()
     }
+    fn skopeo_name(&self, tag: Option<&str>) -> Option<String> {
+        let tag = tag.map(|t| format!(":{t}")).unwrap_or_default();
+        Some(format!("oci:{}{tag}", self.root.display()))
+    }
     fn index_bytes(&self) -> Result<Vec<u8>> {
         read_limited(&self.root.join("index.json"), MAX_MANIFEST_BYTES)
     }

@@ -41,6 +41,11 @@ pub type BlobRead<'a> = Box<dyn Read + Send + 'a>;
 pub trait Source: Send + Sync {
     /// A description for messages (`path`, `path (archive)`, a reference).
     fn describe(&self) -> String;
+    /// How skopeo names this source (`docker://REF`, `oci:DIR:TAG`, `oci-archive:FILE:TAG`),
+    /// for a hint that runs skopeo; None where it has no name.
+    fn skopeo_name(&self, _tag: Option<&str>) -> Option<String> {
+        None
+    }
     /// The raw `index.json` (a registry synthesises a one-entry index from its manifest).
     fn index_bytes(&self) -> Result<Vec<u8>>;
     /// A reader of the raw blob (not verified; use `open_blob_verified`).

@@ -451,9 +451,7 @@ pub(crate) fn put_referrer_manifests(
             "manifests": [],
         }),
         Err(e) => {
-            return Err(map_err(
-                &dst.cancel,
-                &what,
+            return Err(dst.map_err(&what,
                 &format!("fetching the referrers tag {tag}"),
                 e,
             ))

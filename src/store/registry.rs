@@ -85,6 +85,10 @@ impl Source for RegistrySource {
         self.remote.describe()
     }
 
+    fn skopeo_name(&self, _tag: Option<&str>) -> Option<String> {
+        Some(format!("docker://{}", self.remote.describe()))
+    }
+
     fn index_bytes(&self) -> Result<Vec<u8>> {
         let tag = self.tag();
         let (raw, digest, mt) = self.load()?;

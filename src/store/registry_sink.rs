@@ -482,12 +482,8 @@ impl RegistrySink {
         let r = block_on(task)
             .map_err(|e| Error::of(Kind::Internal, format!("{what}: upload task: {e}")))?;
         let location = r.map_err(|e| {
-            map_err(
-                &self.remote.cancel,
-                &what,
-                &format!("uploading blob {digest}"),
-                e,
-            )
+            self.remote
+                .map_err(&what, &format!("uploading blob {digest}"), e)
         })?;
         if w.written != size {
             return Err(Error::input(format!(
@@ -512,6 +508,6 @@ impl RegistrySink {
             .await
         })
         .map(|_| ())
-        .map_err(|e| map_err(&dst.cancel, &what, &format!("committing blob {digest}"), e))
+        .map_err(|e| dst.map_err(&what, &format!("committing blob {digest}"), e))
     }
 }

@@ -155,10 +155,7 @@ fn read_image(src: &dyn Source, desc: Descriptor, index: Option<IndexChoice>) ->
     let what = src.describe();
     let mt = desc.media_type().to_string();
     if mt != MANIFEST_MEDIA_TYPE {
-        return Err(Error::input(format!(
-            "{what}: {} is a {mt}, not an OCI image manifest",
-            desc.digest()
-        )));
+        return Err(Error::input(not_oci(src, &desc, &mt, index.as_ref())));
     }
     let raw = match &index {
         None => read_blob(src, &desc, MAX_MANIFEST_BYTES)?,
@@ -188,6 +185,39 @@ fn read_image(src: &dyn Source, desc: Descriptor, index: Option<IndexChoice>) ->
         manifest,
         index,
     })
+}
+
+/// Why a manifest that is not an OCI image manifest cannot be read, and for a Docker image
+/// manifest (schema 2), the skopeo command that converts it.
+fn not_oci(src: &dyn Source, desc: &Descriptor, mt: &str, index: Option<&IndexChoice>) -> String {
+    let what = src.describe();
+    let digest = desc.digest();
+    let of_list = index
+        .map(|c| format!(" (the {} image of index {})", c.platform, c.digest))
+        .unwrap_or_default();
+    if mt != crate::format::media_type::DOCKER_MANIFEST_MEDIA_TYPE {
+        return format!("{what}: {digest}{of_list} is not an OCI image manifest (its media type is {mt:?}): mlart reads OCI image manifests only");
+    }
+    let tag = desc
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(REF_NAME))
+        .map(String::as_str);
+    let from = src.skopeo_name(tag).unwrap_or_else(|| "SOURCE".to_string());
+    // A registry's tag is rewritten in place; a layout or archive goes to a new layout.
+    let to = if from.starts_with("docker://") {
+        from.clone()
+    } else {
+        format!("oci:converted.oci:{}", tag.unwrap_or("latest"))
+    };
+    format!(
+        "{what}: {digest}{of_list} is a Docker image manifest ({mt}), not an OCI image manifest: convert it with `skopeo copy --format oci {from} {to}`{}, then use that",
+        if index.is_some() {
+            " (this platform's image only; add --override-arch ARCH for another)"
+        } else {
+            ""
+        }
+    )
 }
 
 /// Read the index `top` names and resolve its image for `want` (None: the host's platform,

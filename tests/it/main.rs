@@ -16,6 +16,7 @@ mod hostile_layers;
 mod httpproxy;
 mod import;
 mod interop;
+mod messages2;
 mod modelpack;
 mod modelpack_loose;
 mod packaging;

@@ -459,7 +459,9 @@ fn token_refusal_is_not_retried() {
         let skip = t.requests();
         let err = fails(c, 3);
         for want in [
-            "the registry asks for credentials".to_string(),
+            // (credentials were sent: whose, and from which file)
+            "the registry refused".to_string(),
+            env.path("docker/config.json").display().to_string(),
             format!("its token endpoint {} answered {status}", t.realm()),
             "mlart login".into(),
         ] {

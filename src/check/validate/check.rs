@@ -222,7 +222,7 @@ pub fn compare_expected(
         OutValue::Str { .. } => "string",
         other => return Err(format!("{} cannot be compared", other.describe())),
     };
-    let values = typed(&eflat, dtype).map_err(|e| format!("expected: {e}"))?;
+    let values = typed(&eflat, dtype, &eshape).map_err(|e| format!("expected{e}"))?;
     compare_tensor(v, &eshape, &values, tolerance)
 }
 

@@ -296,28 +296,99 @@ pub fn json_tensor(v: &serde_json::Value) -> Result<(Vec<usize>, Vec<&serde_json
     Ok((shape, flat))
 }
 
-/// Scalars as typed values of `dtype`.
-pub fn typed(flat: &[&serde_json::Value], dtype: &str) -> Result<Values, String> {
-    let fam = family(dtype).ok_or_else(|| format!("{dtype} values cannot be given"))?;
-    let bad = |v: &serde_json::Value| format!("{v} is not a {dtype} value");
+/// A float type narrower than JSON's numbers (f64), or f64 itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FloatType {
+    F16,
+    BF16,
+    F32,
+    F64,
+}
+
+impl FloatType {
+    /// By its ONNX name (`float32`, …).
+    pub fn onnx(dtype: &str) -> Option<FloatType> {
+        Some(match dtype {
+            "float16" => FloatType::F16,
+            "bfloat16" => FloatType::BF16,
+            "float32" => FloatType::F32,
+            "float64" => FloatType::F64,
+            _ => return None,
+        })
+    }
+
+    /// A finite number this type cannot hold (it would become inf) is refused: the message
+    /// names the value as written (`shown`) and the type as the caller names it (`name`:
+    /// FP32 in serve, float32 in validate).
+    pub fn check(self, x: f64, shown: &dyn std::fmt::Display, name: &str) -> Result<(), String> {
+        let (inf, max) = match self {
+            FloatType::F16 => (
+                half::f16::from_f64(x).is_infinite(),
+                format!("{:e}", half::f16::MAX),
+            ),
+            FloatType::BF16 => (
+                half::bf16::from_f64(x).is_infinite(),
+                format!("{:e}", half::bf16::MAX),
+            ),
+            FloatType::F32 => ((x as f32).is_infinite(), format!("{:e}", f32::MAX)),
+            FloatType::F64 => (false, String::new()),
+        };
+        if x.is_finite() && inf {
+            return Err(format!(
+                "{shown} is out of range for {name} (at most {max} in magnitude)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where value `i` of a row-major tensor of `shape` is: `[r][c]…`.
+pub fn position(mut i: usize, shape: &[usize]) -> String {
+    let mut at = vec![0; shape.len()];
+    for (a, n) in at.iter_mut().zip(shape).rev() {
+        if *n > 0 {
+            *a = i % n;
+            i /= n;
+        }
+    }
+    at.iter().map(|a| format!("[{a}]")).collect()
+}
+
+/// Scalars as typed values of `dtype` (a tensor of `shape`); a value that is not one, or that
+/// the type cannot hold, is refused, the message starting with its position (`[0][2]: …`;
+/// `: …` for a scalar or a type that cannot be given), to follow the tensor's name.
+pub fn typed(flat: &[&serde_json::Value], dtype: &str, shape: &[usize]) -> Result<Values, String> {
+    let fam = family(dtype).ok_or_else(|| format!(": {dtype} values cannot be given"))?;
+    let at = |i: usize| position(i, shape);
+    let bad = |i: usize, v: &serde_json::Value| format!("{}: {v} is not a {dtype} value", at(i));
     Ok(match fam {
-        Family::Float => Values::Float(
-            flat.iter()
-                .map(|v| v.as_f64().ok_or_else(|| bad(v)))
-                .collect::<Result<_, _>>()?,
-        ),
+        Family::Float => {
+            let ft = FloatType::onnx(dtype).unwrap_or(FloatType::F64);
+            Values::Float(
+                flat.iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let x = v.as_f64().ok_or_else(|| bad(i, v))?;
+                        ft.check(x, v, dtype)
+                            .map_err(|e| format!("{}: {e}", at(i)))?;
+                        Ok(x)
+                    })
+                    .collect::<Result<_, String>>()?,
+            )
+        }
         Family::Int | Family::UInt => {
             let (lo, hi) = int_bounds(dtype);
             let ints: Vec<i128> = flat
                 .iter()
-                .map(|v| {
+                .enumerate()
+                .map(|(i, v)| {
                     let x = v
                         .as_i64()
                         .map(i128::from)
                         .or_else(|| v.as_u64().map(i128::from))
-                        .ok_or_else(|| bad(v))?;
+                        .ok_or_else(|| bad(i, v))?;
                     if x < lo || x > hi {
-                        return Err(format!("{x} does not fit in {dtype}"));
+                        return Err(format!("{}: {x} does not fit in {dtype}", at(i)));
                     }
                     Ok(x)
                 })
@@ -330,12 +401,14 @@ pub fn typed(flat: &[&serde_json::Value], dtype: &str) -> Result<Values, String>
         }
         Family::Bool => Values::Bool(
             flat.iter()
-                .map(|v| v.as_bool().ok_or_else(|| bad(v)))
+                .enumerate()
+                .map(|(i, v)| v.as_bool().ok_or_else(|| bad(i, v)))
                 .collect::<Result<_, _>>()?,
         ),
         Family::Str => Values::Str(
             flat.iter()
-                .map(|v| v.as_str().map(String::from).ok_or_else(|| bad(v)))
+                .enumerate()
+                .map(|(i, v)| v.as_str().map(String::from).ok_or_else(|| bad(i, v)))
                 .collect::<Result<_, _>>()?,
         ),
     })
@@ -351,11 +424,11 @@ mod tests {
         let (shape, flat) = json_tensor(&v).unwrap();
         assert_eq!(shape, vec![3, 2]);
         assert_eq!(
-            typed(&flat, "int8").unwrap(),
+            typed(&flat, "int8", &shape).unwrap(),
             Values::Int(vec![1, 2, 3, 4, 5, 6])
         );
         assert_eq!(
-            typed(&flat, "float32").unwrap(),
+            typed(&flat, "float32", &shape).unwrap(),
             Values::Float(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
         );
         assert!(json_tensor(&serde_json::json!([[1, 2], [3]]))
@@ -367,16 +440,44 @@ mod tests {
         assert!(json_tensor(&serde_json::json!([1, [2]])).is_err());
         let big = serde_json::json!([300]);
         let (_, flat) = json_tensor(&big).unwrap();
-        assert!(typed(&flat, "int8").unwrap_err().contains("does not fit"));
-        assert!(typed(&flat, "uint8").is_err());
+        assert!(typed(&flat, "int8", &[1])
+            .unwrap_err()
+            .contains("does not fit"));
+        assert!(typed(&flat, "uint8", &[1]).is_err());
         let frac = serde_json::json!([1.5]);
         let (_, flat) = json_tensor(&frac).unwrap();
-        assert!(typed(&flat, "int64").is_err());
-        assert!(typed(&flat, "string").is_err());
+        assert!(typed(&flat, "int64", &[1]).is_err());
+        assert!(typed(&flat, "string", &[1]).is_err());
         let empty = serde_json::json!([]);
         let (shape, flat) = json_tensor(&empty).unwrap();
         assert_eq!((shape, flat.len()), (vec![0], 0));
         let deep = (0..40).fold(serde_json::json!(1), |v, _| serde_json::json!([v]));
         assert!(json_tensor(&deep).is_err());
+    }
+
+    /// A number the float type cannot hold is refused where it is, not turned into inf.
+    #[test]
+    fn floats_out_of_range_are_refused_with_their_position() {
+        let v = serde_json::json!([[1, 2, 3, 4], [5, 6, 1e39, 8]]);
+        let (shape, flat) = json_tensor(&v).unwrap();
+        assert_eq!(
+            typed(&flat, "float32", &shape).unwrap_err(),
+            "[1][2]: 1e+39 is out of range for float32 (at most 3.4028235e38 in magnitude)"
+        );
+        assert!(typed(&flat, "float64", &shape).is_ok());
+        let half = serde_json::json!([70000.0]);
+        let (shape, flat) = json_tensor(&half).unwrap();
+        let e = typed(&flat, "float16", &shape).unwrap_err();
+        assert!(
+            e.starts_with("[0]: 70000.0 is out of range for float16"),
+            "{e}"
+        );
+        let byte = serde_json::json!([[1, 300]]);
+        let (shape, flat) = json_tensor(&byte).unwrap();
+        assert_eq!(
+            typed(&flat, "uint8", &shape).unwrap_err(),
+            "[0][1]: 300 does not fit in uint8"
+        );
+        assert_eq!(position(5, &[2, 3]), "[1][2]");
     }
 }

@@ -124,9 +124,10 @@ pub fn json_samples(
             Ok(x) => x,
             Err(e) => return fail(format!("inputs.{name}: {e}")),
         };
-        let values = match inputs::typed(&flat, dtype) {
+        let values = match inputs::typed(&flat, dtype, &shape) {
             Ok(v) => v,
-            Err(e) => return fail(format!("inputs.{name}: {e}")),
+            // (e starts with the value's place: `inputs.NAME[0][2]: …`)
+            Err(e) => return fail(format!("inputs.{name}{e}")),
         };
         rows = rows.or(shape.first().copied());
         match feed(&format!("inputs.{name}"), kind, &shape, values) {
