@@ -15,6 +15,7 @@ mod hostile_layers;
 mod httpproxy;
 mod import;
 mod interop;
+mod layout_tags;
 mod modelpack;
 mod modelpack_loose;
 mod packaging;
