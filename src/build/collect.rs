@@ -145,6 +145,7 @@ pub fn collect_each(
     });
     let exclude: Vec<PathBuf> = exclude
         .iter()
+        .chain(&spec.exclude)
         .map(|p| absolute(p).unwrap_or_else(|| p.clone()))
         .collect();
     // Spec order: a record names its entry by its place here. The models' samples last:

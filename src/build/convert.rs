@@ -40,6 +40,7 @@ pub fn from_pulled(
         // the lineage the metadata recorded stays the bundle's
         lineage: meta.lineage.clone(),
         attest: false,
+        exclude: Vec::new(),
     };
     let metric_files: BTreeSet<&str> = meta.metric_sources.values().map(String::as_str).collect();
     let mut out = Vec::new();

@@ -9,6 +9,7 @@ use mlart::format::display::{escape, escape_path};
 use mlart::format::metadata::Form;
 use mlart::format::platform::PlatformChoice;
 use mlart::interrupt::Cancel;
+use mlart::store::layout_tags::Placed;
 use mlart::{spec, Result};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -25,7 +26,9 @@ pub struct Args {
     /// The spec file.
     #[arg(short = 'f', long = "file", default_value = spec::SPEC_FILE)]
     spec: PathBuf,
-    /// Output: a directory (OCI image layout) or a path ending in .tar (OCI archive).
+    /// Output: a directory (OCI image layout) or a path ending in .tar (OCI archive), replaced
+    /// when it exists; `oci:DIR:TAG` adds the bundle, tagged TAG, to the layout DIR and keeps
+    /// its other tags; `oci-archive:FILE[:TAG]` is an archive whatever its name.
     /// Default: build/<name>.oci
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -61,6 +64,14 @@ pub struct Args {
     /// uploaded, the tag is not moved); the same content is fine.
     #[arg(long, requires = "push")]
     immutable: bool,
+    /// With --push: build into a temp layout, run the release gate on it, and push only when
+    /// it passes (else exit 1, nothing uploaded, no tag moved); --baseline,
+    /// --baseline-optional, --policy and --key configure it, the policy defaulting to the
+    /// spec's `gates:`.
+    #[arg(long, requires = "push")]
+    gate: bool,
+    #[command(flatten)]
+    gate_policy: super::gate::GateFlags,
     /// Hard-link raw layers' files (ModelPack, artifact) into the layout instead of copying
     /// them: no copy at all, but the blob *is* the file, so editing it in place afterwards
     /// changes the bundle (`mlart verify` then fails). Same filesystem only (else copied).
@@ -132,7 +143,21 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         ));
     }
     let started = Instant::now();
-    let (spec, imported) = mlart::import::init::spec_for_bundle(a.dir.as_deref(), &a.spec)?;
+    // (clap's `requires = "push"` lets these through alone: said here)
+    if a.push.is_none() && (a.gate || a.immutable) {
+        return Err(mlart::Error::of(
+            mlart::error::Kind::Usage,
+            "--gate and --immutable are about the push of `bundle --push REF`: a bundle written to a layout or archive moves no registry tag. Add --push REF, or gate the layout with `mlart gate` before `mlart push --gate`",
+        ));
+    }
+    if !a.gate && a.gate_policy.given() {
+        return Err(mlart::Error::of(
+            mlart::error::Kind::Usage,
+            "--baseline, --policy and --key configure the release gate of `bundle --push REF --gate`: add --gate (or drop them)",
+        ));
+    }
+    let named = super::bundle_out::named(a.output.as_deref(), a.tag.as_deref())?;
+    let (mut spec, imported) = mlart::import::init::spec_for_bundle(a.dir.as_deref(), &a.spec)?;
     if let (Some(r), Some(d)) = (&imported, &a.dir) {
         eprintln!(
             "note: {} has no {}: bundling it as a{} {} folder (`mlart init` writes this spec to review)",
@@ -152,7 +177,10 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         &spec,
         &Choices {
             form: a.format.map(FormArg::form),
-            tag: a.tag.as_deref(),
+            tag: a
+                .tag
+                .as_deref()
+                .or(named.as_ref().and_then(|n| n.tag.as_deref())),
             attest: a.attest,
             signing: a.sign.is_some(),
             on_base: a.base.is_some(),
@@ -189,17 +217,41 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         )?),
         None => None,
     };
-    let dest = match &a.push {
-        Some(r) => {
+    // Where it goes: a registry; a temp layout to gate (`--push --gate`) or to add to a
+    // layout (`-o oci:DIR:TAG`); a layout or archive replacing what is there.
+    let mut gated = None;
+    let mut output = None;
+    let mut placed = Placed::default();
+    let dest = match (&a.push, &named) {
+        (Some(r), _) if a.gate => {
+            let reference = super::bundle_out::push_reference(r, &tag)?;
+            let dir = super::bundle_out::gate_dir(&spec.name)?;
+            let layout = dir.path().join(format!("{}.oci", spec.name));
+            gated = Some((dir, reference));
+            Destination::Local(layout)
+        }
+        (Some(r), _) => {
             let mut sink = super::args::registry_sink(r, &tag, &a.registry, &a.upload)?;
             sink.immutable = a.immutable;
             Destination::Registry(Box::new(sink))
         }
-        None => Destination::Local(
-            a.output
+        (None, Some(n)) => {
+            let add = !n.archive && n.tag.is_some();
+            let out = mlart::store::layout_tags::Output::new(&n.path, Some(n.archive), &tag, add)?;
+            // (what is there is neither bundled nor, when added to, replaced)
+            spec.exclude.push(n.path.clone());
+            let layout = out.layout_dir();
+            output = Some(out);
+            Destination::Local(layout)
+        }
+        (None, None) => {
+            let path = a
+                .output
                 .clone()
-                .unwrap_or_else(|| PathBuf::from("build").join(format!("{}.oci", spec.name))),
-        ),
+                .unwrap_or_else(|| PathBuf::from("build").join(format!("{}.oci", spec.name)));
+            placed = super::bundle_out::held_besides(&path, &tag);
+            Destination::Local(path)
+        }
     };
     let announce = super::validate::announce(json);
     let validate = |files: &[mlart::build::collect::SourceFile]| {
@@ -224,21 +276,60 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         validate: a.validate.then_some(&validate as pipeline::Validate),
         attest,
     };
-    let done = pipeline::bundle(req, dest, &super::Bar::new(json))?;
+    let mut done = pipeline::bundle(req, dest, &super::Bar::new(json))?;
+    if let Some((dir, reference)) = &gated {
+        // Nothing is uploaded before the gate passes: it reads the temp layout.
+        let layout = dir.path().join(format!("{}.oci", spec.name));
+        let policy = &a.gate_policy;
+        if let Some(code) =
+            super::bundle_out::gate(policy, &spec.file, &layout, &tag, &a.registry, json)?
+        {
+            return Ok(code);
+        }
+        let s = super::bundle_out::push_gated(
+            &layout,
+            &tag,
+            reference,
+            &a.registry,
+            &a.upload,
+            a.immutable,
+            json,
+        )?;
+        print_pushed(&done, &s.report, started.elapsed().as_secs_f64(), json);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let (Some(out), Some(n)) = (output, &named) {
+        placed = out.commit()?;
+        done.stored = Stored::Local {
+            output: n.path.clone(),
+            archive: n.archive,
+        };
+    }
     let seconds = started.elapsed().as_secs_f64();
     match &done.stored {
-        Stored::Local { .. } => print_local(&done, seconds, json),
+        Stored::Local { output, .. } => {
+            print_local(&done, seconds, &placed, json);
+            if !json {
+                super::copy::print_placed(output, &done.tag, &done.manifest_digest, &placed);
+            }
+        }
         Stored::Registry(report) => print_pushed(&done, report, seconds, json),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_local(done: &Bundled, seconds: f64, json: bool) {
+fn print_local(done: &Bundled, seconds: f64, placed: &Placed, json: bool) {
     let Some(s) = done.local_summary(seconds) else {
         return;
     };
     if json {
-        return super::print_json(&s);
+        let (kept, replaced) = (&placed.kept_tags, &placed.replaced_tags);
+        if kept.is_empty() && replaced.is_empty() && placed.moved_from.is_none() {
+            return super::print_json(&s);
+        }
+        let mut v = serde_json::to_value(&s).unwrap_or_default();
+        super::copy::placed_json(&mut v, placed);
+        return super::print_json(&v);
     }
     let built = &done.built[0];
     for w in &built.warnings {

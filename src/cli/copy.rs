@@ -2,9 +2,12 @@
 
 use super::args::{RegistryArgs, UploadArgs};
 use super::push;
+use mlart::format::digest::Digest;
 use mlart::format::reference::{self, Location};
 use mlart::interrupt::Cancel;
+use mlart::store::layout_tags::Placed;
 use mlart::Result;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -54,11 +57,15 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         Location::Local { path, tag } => {
             let pb = super::progress_bar(0, json);
             pb.set_message(format!("copying {src}"));
-            let (digest, tag) = mlart::store::push::copy_to_local(
+            let form = reference::local_form(&a.destination);
+            // `oci:DIR:TAG` adds to the layout there; a plain path replaces it
+            let add = form == Some(false) && tag.is_some();
+            let done = mlart::store::push::copy_to_local(
                 &src,
                 &path,
-                reference::local_form(&a.destination),
+                form,
                 tag.as_deref(),
+                add,
                 &a.registry.options(),
                 &|_, ev| {
                     if let mlart::store::BlobEvent::Bytes(n) = ev {
@@ -71,19 +78,76 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
             )?;
             pb.finish_and_clear();
             let seconds = started.elapsed().as_secs_f64();
+            let (digest, tag, placed) = (done.digest, done.tag, done.placed);
             if json {
-                super::print_json(&serde_json::json!({
+                let mut v = serde_json::json!({
                     "source": src.to_string(),
                     "destination": path.display().to_string(),
                     "tag": tag,
                     "digest": digest.to_string(),
                     "seconds": seconds,
-                }));
+                });
+                placed_json(&mut v, &placed);
+                super::print_json(&v);
             } else {
-                outln!("copied {src} to {}:{tag}", path.display());
+                outln!(
+                    "copied {src} to {}:{}",
+                    path.display(),
+                    mlart::format::display::escape(&tag)
+                );
                 outln!("  manifest {digest} in {seconds:.2}s");
+                print_placed(&path, &tag, &digest, &placed);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The fields of `placed` in `copy --json` and `bundle --json`, each only when it says
+/// something: `kept_tags` (added to a layout), `moved_from`, `replaced_tags`.
+pub(super) fn placed_json(v: &mut serde_json::Value, placed: &Placed) {
+    if !placed.kept_tags.is_empty() {
+        v["kept_tags"] = serde_json::json!(placed.kept_tags);
+    }
+    if let Some(m) = &placed.moved_from {
+        v["moved_from"] = serde_json::json!(m);
+    }
+    if !placed.replaced_tags.is_empty() {
+        v["replaced_tags"] = serde_json::json!(placed.replaced_tags);
+    }
+}
+
+/// What writing `tag` to `path` did to what was there: the tags kept beside it, the tag
+/// moved, and (a warning) the tags lost with a replaced layout or archive.
+pub(super) fn print_placed(path: &Path, tag: &str, digest: &Digest, placed: &Placed) {
+    use mlart::format::display::{escape, escape_path};
+    let list = |tags: &[String]| {
+        tags.iter()
+            .map(|t| escape(t).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !placed.kept_tags.is_empty() {
+        outln!(
+            "  added to {}, which also holds {}",
+            escape_path(path),
+            list(&placed.kept_tags)
+        );
+    }
+    if let Some(prev) = &placed.moved_from {
+        outln!("  tag {} moved from {prev} to {digest}", escape(tag));
+    }
+    if !placed.replaced_tags.is_empty() {
+        let p = escape_path(path);
+        let how = if path.is_dir() {
+            format!("write oci:{p}:TAG to add a tag instead")
+        } else {
+            "an archive is written whole: keep several tags in a layout, written as oci:DIR:TAG"
+                .to_string()
+        };
+        eprintln!(
+            "warning: replaced {p}, which also held {}: {how}",
+            list(&placed.replaced_tags)
+        );
+    }
 }

@@ -24,6 +24,16 @@ pub struct Args {
 /// The policy flags that `gate` and `push --gate` share.
 #[derive(clap::Args)]
 pub struct PolicyArgs {
+    #[command(flatten)]
+    pub flags: GateFlags,
+    /// The spec whose `gates:` to use when --policy is not given [default: mlart.yaml].
+    #[arg(short = 'f', long = "file")]
+    spec: Option<PathBuf>,
+}
+
+/// The policy flags of every gate, `bundle --push --gate` too (whose spec is the bundle's).
+#[derive(clap::Args)]
+pub struct GateFlags {
     /// The bundle to compare with (layout, archive or REF), for change limits and schema.
     #[arg(long)]
     baseline: Option<String>,
@@ -33,25 +43,19 @@ pub struct PolicyArgs {
     /// The policy file (`gates:` ...). Default: `gates:` of the spec (-f).
     #[arg(long)]
     policy: Option<PathBuf>,
-    /// The spec whose `gates:` to use when --policy is not given [default: mlart.yaml].
-    #[arg(short = 'f', long = "file")]
-    spec: Option<PathBuf>,
     /// Trusted public key(s) for `signature: required`.
     #[arg(long = "key")]
     keys: Vec<PathBuf>,
 }
 
-impl PolicyArgs {
-    /// The gate request of `target` with these flags.
-    pub fn request<'a>(&'a self, target: &'a str) -> gate::Request<'a> {
+impl GateFlags {
+    /// The gate request of `target` with these flags, the policy from `spec` unless --policy.
+    pub fn request<'a>(&'a self, target: &'a str, spec: &'a std::path::Path) -> gate::Request<'a> {
         gate::Request {
             target,
             baseline: self.baseline.as_deref(),
             policy: self.policy.as_deref(),
-            spec: self
-                .spec
-                .as_deref()
-                .unwrap_or(std::path::Path::new(spec::SPEC_FILE)),
+            spec,
             keys: &self.keys,
             baseline_optional: self.baseline_optional,
         }
@@ -59,11 +63,45 @@ impl PolicyArgs {
 
     /// Whether any of the flags was given.
     pub fn given(&self) -> bool {
-        self.baseline.is_some()
-            || self.policy.is_some()
-            || self.spec.is_some()
-            || !self.keys.is_empty()
+        self.baseline.is_some() || self.policy.is_some() || !self.keys.is_empty()
     }
+}
+
+impl PolicyArgs {
+    /// The gate request of `target` with these flags.
+    pub fn request<'a>(&'a self, target: &'a str) -> gate::Request<'a> {
+        self.flags.request(
+            target,
+            self.spec
+                .as_deref()
+                .unwrap_or(std::path::Path::new(spec::SPEC_FILE)),
+        )
+    }
+
+    /// Whether any of the flags was given.
+    pub fn given(&self) -> bool {
+        self.flags.given() || self.spec.is_some()
+    }
+}
+
+/// A failed gate before a push (`push --gate`, `bundle --push --gate`): with `--json` the
+/// report (`"pushed": false`) and exit 1, else the table and the error naming the checks.
+pub fn refuse_push(report: &GateReport, json: bool) -> Result<ExitCode> {
+    if json {
+        super::print_json(&serde_json::json!({"pushed": false, "gate": report}));
+        return Ok(super::check_failed());
+    }
+    print_table(report);
+    let failed: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| format!("{}: {}", c.name, c.reason))
+        .collect();
+    Err(Error::Check(format!(
+        "not pushed: the release gate failed ({})",
+        failed.join("; ")
+    )))
 }
 
 /// Open a layout, archive or REF and read its manifest digest and metadata (nothing else).

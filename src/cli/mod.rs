@@ -24,6 +24,7 @@ macro_rules! rawln {
 pub mod args;
 pub mod attest;
 pub mod bundle;
+pub mod bundle_out;
 pub mod cache;
 pub mod completions;
 pub mod convert;

@@ -202,7 +202,11 @@ pub fn print_summary(s: &Summary, json: bool) {
 pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
     a.registry.cancel = cancel.clone();
     let mut src = reference::parse_location(&a.source)?;
-    if let (Location::Local { tag, .. }, Some(t)) = (&mut src, a.tag) {
+    // (the gate reads the same image: `--tag T` of a layout is its `oci:DIR:T`)
+    let mut gated = a.source.clone();
+    if let (Location::Local { tag, path }, Some(t)) = (&mut src, a.tag) {
+        let scheme = if path.is_dir() { "oci" } else { "oci-archive" };
+        gated = format!("{scheme}:{}:{t}", path.display());
         *tag = Some(t);
     }
     if !a.gate && a.policy.given() {
@@ -212,23 +216,9 @@ pub fn run(mut a: Args, json: bool, cancel: &Cancel) -> Result<ExitCode> {
         ));
     }
     if a.gate {
-        let report = super::gate::evaluate(&a.policy.request(&a.source), &a.registry)?;
+        let report = super::gate::evaluate(&a.policy.request(&gated), &a.registry)?;
         if !report.passed {
-            if json {
-                super::print_json(&serde_json::json!({"pushed": false, "gate": report}));
-                return Ok(super::check_failed());
-            }
-            super::gate::print_table(&report);
-            let failed: Vec<String> = report
-                .checks
-                .iter()
-                .filter(|c| !c.passed)
-                .map(|c| format!("{}: {}", c.name, c.reason))
-                .collect();
-            return Err(Error::Check(format!(
-                "not pushed: the release gate failed ({})",
-                failed.join("; ")
-            )));
+            return super::gate::refuse_push(&report, json);
         }
         if !json {
             eprintln!("gate passed ({} checks)", report.checks.len());

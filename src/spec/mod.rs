@@ -38,7 +38,7 @@ pub struct Entry {
     pub pos: Pos,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Spec {
     /// The spec file, as given.
     pub file: PathBuf,
@@ -62,6 +62,8 @@ pub struct Spec {
     pub lineage: crate::format::lineage::Lineage,
     /// `attest: true`: `bundle --sign` also makes the attestations.
     pub attest: bool,
+    /// Not from the file: paths never collected (the layout `bundle -o oci:DIR:TAG` adds to).
+    pub exclude: Vec<PathBuf>,
 }
 
 /// `image:` in the spec: what the image form's config says to a container runtime. Unset
@@ -325,12 +327,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
         },
         source: raw.source,
         revision: raw.revision,
-        sections: vec![],
-        gates: None,
-        image: None,
         form: raw.form,
-        lineage: Default::default(),
         attest: raw.attest.unwrap_or(false),
+        ..Spec::default()
     };
     let top = Pos { line: 1, column: 1 };
     let name = raw.name.ok_or_else(|| {

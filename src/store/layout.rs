@@ -122,27 +122,35 @@ impl LayoutWriter {
 
     /// Write `index.json` listing `manifests`.
     pub fn write_index(&self, manifests: Vec<Descriptor>) -> Result<()> {
-        let index = oci_spec::image::ImageIndexBuilder::default()
-            .schema_version(2u32)
-            .media_type(oci_spec::image::MediaType::ImageIndex)
-            .manifests(manifests)
-            .build()
-            .map_err(|e| Error::input(format!("building index.json: {e}")))?;
-        let p = self.dir.join("index.json");
-        fs::write(&p, json::to_canonical_bytes(&index)).ctx("writing", &p)
+        write_index_file(&self.dir, manifests)
     }
+
+    /// The entries recorded by the copy so far.
+    pub fn entries(&self) -> Vec<Descriptor> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Write `dir/index.json` listing `manifests` (a layout being staged: nothing reads it yet).
+pub fn write_index_file(dir: &Path, manifests: Vec<Descriptor>) -> Result<()> {
+    let index = oci_spec::image::ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(oci_spec::image::MediaType::ImageIndex)
+        .manifests(manifests)
+        .build()
+        .map_err(|e| Error::input(format!("building index.json: {e}")))?;
+    let p = dir.join("index.json");
+    fs::write(&p, json::to_canonical_bytes(&index)).ctx("writing", &p)
 }
 
 impl LayoutWriter {
     /// Write `index.json` listing what the copy stored: the tagged manifests, then the
     /// signature referrers.
     pub fn finish_index(&self) -> Result<()> {
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        self.write_index(entries)
+        self.write_index(self.entries())
     }
 
     fn add_entry(&self, d: Descriptor) {

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod copy;
 pub mod entries;
 pub mod layout;
+pub mod layout_tags;
 pub mod memory;
 pub mod metadata;
 pub mod place;

@@ -7,7 +7,8 @@ use crate::format::digest::Digest;
 use crate::format::reference::{Location, Reference};
 use crate::registry::{Options, Remote};
 use crate::store::copy::{copy_graph, CopyOptions, PARALLEL_BLOBS};
-use crate::store::layout::{LayoutWriter, Staging};
+use crate::store::layout::LayoutWriter;
+use crate::store::layout_tags::{Output, Placed};
 use crate::store::registry::open_location;
 use crate::store::registry_sink::RegistrySink;
 use std::path::Path;
@@ -130,21 +131,29 @@ pub fn push(
     })
 }
 
+/// What `copy_to_local` wrote.
+pub struct LocalCopy {
+    pub digest: Digest,
+    pub tag: String,
+    /// What it did to the layout or archive that was there.
+    pub placed: Placed,
+}
+
 /// Copy a bundle from any location to a local layout or archive (`dst` path), tagged `tag`
-/// (else the source's tag, else `latest`), with the source's signatures of it. `progress`
-/// gets each blob's events.
+/// (else the source's tag, else `latest`), with the source's signatures of it. `add`: keep
+/// the other images of a layout at `dst` (`oci:DIR:TAG`), else replace it. `progress` gets
+/// each blob's events.
 pub fn copy_to_local(
     src: &Location,
     dst: &Path,
     dst_archive: Option<bool>,
     dst_tag: Option<&str>,
+    add: bool,
     opts: &Options,
     progress: &(dyn Fn(&Digest, BlobEvent) + Sync),
-) -> Result<(Digest, String)> {
+) -> Result<LocalCopy> {
     let (source, tag) = open_location(src, opts)?;
     let resolved = crate::store::resolve::resolve_image(source.as_ref(), tag.as_deref(), "copy")?;
-    let staging = Staging::with_form(dst, dst_archive)?;
-    let w = LayoutWriter::create(&staging.layout_dir())?;
     let tag = dst_tag
         .map(str::to_string)
         .or(tag)
@@ -156,6 +165,8 @@ pub fn copy_to_local(
                 .and_then(|a| a.get(REF_NAME).cloned())
         })
         .unwrap_or_else(|| "latest".into());
+    let out = Output::new(dst, dst_archive, &tag, add)?;
+    let w = LayoutWriter::create(&out.layout_dir())?;
     let copied = copy_graph(
         source.as_ref(),
         &w,
@@ -171,6 +182,10 @@ pub fn copy_to_local(
         },
     )?;
     w.finish_index()?;
-    staging.commit()?;
-    Ok((copied.digest.expect("a root was copied"), tag))
+    let placed = out.commit()?;
+    Ok(LocalCopy {
+        digest: copied.digest.expect("a root was copied"),
+        tag,
+        placed,
+    })
 }

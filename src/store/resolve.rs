@@ -128,13 +128,7 @@ fn resolve_inner(src: &dyn Source, tag: Option<&str>, on_index: OnIndex) -> Resu
         None => match manifests.iter().filter(|d| !is_referrer(d)).count() {
             0 => return Err(Error::input(format!("{what} holds no manifest"))),
             1 => manifests.iter().find(|d| !is_referrer(d)).expect("one"),
-            _ => {
-                return Err(Error::input(format!(
-                    "{what} holds {} manifests: pick one with `--tag` (tags: {})",
-                    manifests.len(),
-                    list_or_none(&tags)
-                )))
-            }
+            n => return Err(ambiguous(&what, n, &tags)),
         },
     };
     let mt = desc.media_type().to_string();
@@ -148,6 +142,20 @@ fn resolve_inner(src: &dyn Source, tag: Option<&str>, on_index: OnIndex) -> Resu
         };
     }
     read_image(src, desc.clone(), None)
+}
+
+/// The refusal to guess which of a layout's (or archive's) `n` images is meant, with the
+/// ways to name one.
+fn ambiguous(what: &str, n: usize, tags: &[String]) -> Error {
+    let (scheme, path) = match what.strip_suffix(" (archive)") {
+        Some(p) => ("oci-archive", p),
+        None => ("oci", what),
+    };
+    let example = tags.first().map_or("TAG", String::as_str);
+    Error::input(format!(
+        "{what} holds {n} images (tags: {}): name one as `{scheme}:{path}:TAG`, e.g. `{scheme}:{path}:{example}`, or with `--tag TAG` where the command has it",
+        list_or_none(tags)
+    ))
 }
 
 /// Read the image manifest `desc` names (it must be an OCI image manifest).

@@ -16,6 +16,7 @@ mod hostile_layers;
 mod httpproxy;
 mod import;
 mod interop;
+mod layout_tags;
 mod messages2;
 mod modelpack;
 mod modelpack_loose;
