@@ -185,6 +185,22 @@ mod tests {
         assert!(d.warnings.iter().any(|w| w.contains("line 10")));
     }
 
+    /// The two weights stamped with FORMAT, the index beside them not.
+    fn assert_index_unstamped(d: &Draft) {
+        let formats: Vec<(&str, Option<&str>)> = d.entries[&Kind::Model]
+            .iter()
+            .map(|e| (e.path.as_str(), e.format.as_deref()))
+            .collect();
+        assert_eq!(
+            formats,
+            [
+                ("model-00001-of-00002.safetensors", Some("safetensors")),
+                ("model-00002-of-00002.safetensors", Some("safetensors")),
+                ("model.safetensors.index.json", None),
+            ]
+        );
+    }
+
     /// FORMAT stamps the weights, not a sharded model's index beside them.
     #[test]
     fn format_leaves_the_shard_index_alone() {
@@ -202,18 +218,7 @@ mod tests {
         )
         .unwrap();
         let d = import(t.path()).unwrap();
-        let formats: Vec<(&str, Option<&str>)> = d.entries[&Kind::Model]
-            .iter()
-            .map(|e| (e.path.as_str(), e.format.as_deref()))
-            .collect();
-        assert_eq!(
-            formats,
-            [
-                ("model-00001-of-00002.safetensors", Some("safetensors")),
-                ("model-00002-of-00002.safetensors", Some("safetensors")),
-                ("model.safetensors.index.json", None),
-            ]
-        );
+        assert_index_unstamped(&d);
     }
     /// A MODEL glob that also matches the index is listed file by file: FORMAT stamps the
     /// weights, not the index (as it does for files named one by one).
@@ -234,18 +239,7 @@ mod tests {
         )
         .unwrap();
         let d = import(t.path()).unwrap();
-        let formats: Vec<(&str, Option<&str>)> = d.entries[&Kind::Model]
-            .iter()
-            .map(|e| (e.path.as_str(), e.format.as_deref()))
-            .collect();
-        assert_eq!(
-            formats,
-            [
-                ("model-00001-of-00002.safetensors", Some("safetensors")),
-                ("model-00002-of-00002.safetensors", Some("safetensors")),
-                ("model.safetensors.index.json", None),
-            ]
-        );
+        assert_index_unstamped(&d);
         assert!(
             d.notes
                 .iter()
