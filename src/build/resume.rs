@@ -257,13 +257,11 @@ fn recall(
         return Ok(None);
     }
     let mut read = Vec::new();
-    let mut bytes = 0;
     for item in p.files.iter() {
         let (at, f) = item?;
         let mut fd = layer::hash_file(&f, (cx.capture)(&f), &|_| {}, cx.cancel)?;
         fd.at = at;
         h.add(&f, &fd);
-        bytes += fd.size;
         read.push((f, fd));
     }
     if h.content() != rec.content {
@@ -273,18 +271,37 @@ fn recall(
         );
         return Ok(None);
     }
-    for (f, fd) in read {
-        (cx.done)(i, &f, fd)?;
-    }
-    (cx.progress)(bytes);
-    r.skipped(&rec.digest, rec.size);
     tracing::debug!("layer {i}: the registry has it as {}", rec.digest);
-    Ok(Some(Built {
-        digests: LayerDigests {
+    not_sent(
+        r,
+        i,
+        cx,
+        read,
+        LayerDigests {
             digest: rec.digest,
             size: rec.size,
             diff_id: rec.diff_id,
         },
+    )
+}
+
+/// Layer `i`, which the registry has as `ld`, not sent: its files' digests (`read`) go to
+/// `done`, their bytes to the bar, and the blob is counted as skipped.
+fn not_sent(
+    r: &Resumable,
+    i: usize,
+    cx: &Context<'_>,
+    read: Vec<(SourceFile, FileDigest)>,
+    ld: LayerDigests,
+) -> Result<Option<Built>> {
+    let bytes = read.iter().map(|(_, fd)| fd.size).sum();
+    for (f, fd) in read {
+        (cx.done)(i, &f, fd)?;
+    }
+    (cx.progress)(bytes);
+    r.skipped(&ld.digest, ld.size);
+    Ok(Some(Built {
+        digests: ld,
         method: Method::Written,
     }))
 }
@@ -376,14 +393,9 @@ fn in_previous(
     if !r.has_blob(&ld.digest, ld.size)? {
         return Ok(None);
     }
-    let mut bytes = 0;
-    for (f, fd) in read {
-        h.add(&f, &fd);
-        bytes += fd.size;
-        (cx.done)(i, &f, fd)?;
+    for (f, fd) in &read {
+        h.add(f, fd);
     }
-    (cx.progress)(bytes);
-    r.skipped(&ld.digest, ld.size);
     r.remember(
         key,
         &h.content(),
@@ -398,8 +410,5 @@ fn in_previous(
         ld.digest,
         prev.from
     );
-    Ok(Some(Built {
-        digests: ld,
-        method: Method::Written,
-    }))
+    not_sent(r, i, cx, read, ld)
 }
