@@ -100,6 +100,11 @@ impl Fixture {
 
 /// The files mlart.json lists: path -> sha256.
 fn listed_files(meta: &Value) -> Vec<(String, String)> {
+    listed_field(meta, "sha256")
+}
+
+/// The files mlart.json lists: path -> `field`.
+pub(crate) fn listed_field(meta: &Value, field: &str) -> Vec<(String, String)> {
     meta["files"]
         .as_array()
         .unwrap()
@@ -107,7 +112,7 @@ fn listed_files(meta: &Value) -> Vec<(String, String)> {
         .map(|f| {
             (
                 f["path"].as_str().unwrap().to_string(),
-                f["sha256"].as_str().unwrap().to_string(),
+                f[field].as_str().unwrap().to_string(),
             )
         })
         .collect()

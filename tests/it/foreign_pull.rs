@@ -4,7 +4,7 @@
 //! `mlart serve DIR` serves its ONNX model; a file of the artifact named `mlart.json` is never
 //! replaced by it.
 
-use crate::modelpack::{hand_layout, modelpack_python};
+use crate::modelpack::{hand_layout, modelpack_python, tar_of};
 use crate::serve::{infer, serve_cmd, Server};
 use crate::support::registry::{Env, Registry};
 use crate::support::{
@@ -17,17 +17,7 @@ use std::process::Command;
 
 /// `(path, kind)` of an mlart.json's files.
 fn listed(meta: &Value) -> Vec<(String, String)> {
-    meta["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["path"].as_str().unwrap().to_string(),
-                f["kind"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    crate::compat::listed_field(meta, "kind")
 }
 
 /// `(path, format)` of an mlart.json's models.
@@ -202,17 +192,6 @@ fn modelpack_client_artifact_pulled_verifies_and_serves() {
 fn kitops_tar_layers_are_listed_file_by_file() {
     let t = tempfile::tempdir().unwrap();
     let onnx = fs::read(example().join("model/iris.onnx")).unwrap();
-    let tar_of = |entries: &[(&str, &[u8])]| {
-        let mut b = tar::Builder::new(Vec::new());
-        for (p, data) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            b.append_data(&mut h, p, *data).unwrap();
-        }
-        b.into_inner().unwrap()
-    };
     let kit = hand_layout(
         &t.path().join("kit.oci"),
         "application/vnd.kitops.modelkit.config.v1+json",

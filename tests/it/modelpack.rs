@@ -426,17 +426,6 @@ fn mlart_reads_what_modelpack_client_pushed() {
 #[test]
 fn kitops_and_cnai_artifacts_are_read() {
     let t = tempfile::tempdir().unwrap();
-    let tar_of = |entries: &[(&str, &[u8])]| {
-        let mut b = tar::Builder::new(Vec::new());
-        for (p, data) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            b.append_data(&mut h, p, *data).unwrap();
-        }
-        b.into_inner().unwrap()
-    };
     let onnx = fs::read(example().join("model/iris.onnx")).unwrap();
     let kit = hand_layout(
         &t.path().join("kit.oci"),
@@ -965,4 +954,17 @@ fn pull_to_with(src: &Path, out: &Path, env: &[(&str, &str)]) {
         c.env(k, v);
     }
     json_ok(c.arg("pull").arg(src).arg("-o").arg(out));
+}
+
+/// A tar of `entries` (path, bytes), mode 0644: another tool's tar layer.
+pub(crate) fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (p, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, p, *data).unwrap();
+    }
+    b.into_inner().unwrap()
 }
